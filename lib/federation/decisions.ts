@@ -1,0 +1,84 @@
+/**
+ * The federation's decisions as pure functions: which silos train in a round, whether a round has
+ * a quorum, when its deadline is, and the deterministic names that correlate jobs, events and
+ * instances. The orchestrators call these during replay, so they must stay deterministic: no clock,
+ * no randomness, no I/O.
+ */
+import { createHash } from "node:crypto";
+
+export interface SamplingPolicy {
+  /** Fraction of the federation's silos asked to train each round, in (0, 1]. */
+  sampleFraction: number;
+  /** Minimum number of silos whose updates must be aggregated for a round to count. */
+  minSilos: number;
+}
+
+/**
+ * How many silos a round samples: `ceil(fraction * n)`, never fewer than `minSilos` (a round that
+ * samples fewer silos than its quorum could never succeed), never more than `n`.
+ */
+export function sampleSize(siloCount: number, policy: SamplingPolicy): number {
+  const wanted = Math.ceil(policy.sampleFraction * siloCount - 1e-9);
+  return Math.min(siloCount, Math.max(policy.minSilos, wanted, 1));
+}
+
+/**
+ * The silos that train in `round`: a uniform sample without replacement, drawn by ranking each
+ * silo by sha256(federationId, round, silo). Deterministic from its arguments (replays and resumed
+ * runs sample the same silos), independent of the order silos are listed in, and different per round.
+ * Returned in the spec's order.
+ */
+export function sampleSilos(federationId: string, round: number, silos: readonly string[], policy: SamplingPolicy): string[] {
+  const count = sampleSize(silos.length, policy);
+  if (count >= silos.length) return [...silos];
+  const ranked = silos
+    .map((silo) => ({ silo, rank: createHash("sha256").update(`${federationId}\u0000${round}\u0000${silo}`).digest("hex") }))
+    .sort((a, b) => (a.rank < b.rank ? -1 : a.rank > b.rank ? 1 : 0))
+    .slice(0, count);
+  const chosen = new Set(ranked.map((r) => r.silo));
+  return silos.filter((s) => chosen.has(s));
+}
+
+export type SiloOutcomeKind = "succeeded" | "failed" | "late";
+
+export interface QuorumVerdict {
+  ok: boolean;
+  succeeded: number;
+  /** Why the round cannot aggregate, when it can't. */
+  reason?: string;
+}
+
+/** A round aggregates only when at least `minSilos` silos delivered an update in time. */
+export function roundQuorum(outcomes: readonly { silo: string; outcome: SiloOutcomeKind }[], minSilos: number): QuorumVerdict {
+  const succeeded = outcomes.filter((o) => o.outcome === "succeeded").length;
+  if (succeeded >= minSilos) return { ok: true, succeeded };
+  const missing = outcomes
+    .filter((o) => o.outcome !== "succeeded")
+    .map((o) => `${o.silo} ${o.outcome}`)
+    .join(", ");
+  return {
+    ok: false,
+    succeeded,
+    reason: `quorum not reached: ${succeeded} of ${outcomes.length} sampled silos succeeded, policy.minSilos is ${minSilos}${missing ? ` (${missing})` : ""}`,
+  };
+}
+
+/** The moment a round closes, from its start (orchestration time) and the policy's timeout. */
+export function roundDeadline(roundStart: Date, roundTimeoutSeconds: number): Date {
+  return new Date(roundStart.getTime() + roundTimeoutSeconds * 1000);
+}
+
+/** When a waiting silo next polls its job: every `pollSeconds`, but never past the deadline. */
+export function nextPollAt(now: Date, deadline: Date, pollSeconds: number): Date {
+  return new Date(Math.min(deadline.getTime(), now.getTime() + pollSeconds * 1000));
+}
+
+/** Instance id of the sub-orchestration that runs one silo's job for one round. */
+export function siloInstanceId(federationId: string, round: number, silo: string): string {
+  return `${federationId}:r${round}:${silo}`;
+}
+
+/** External event raised on a silo's sub-orchestration when its job reports a status. */
+export function siloEventName(round: number, silo: string): string {
+  return `silo-done:${round}:${silo}`;
+}
