@@ -1,0 +1,361 @@
+/**
+ * Starts Azurite (blob, queue, table) inside this process, for the local runtime (`flo host`) and
+ * for tests. The server classes are used directly instead of the CLI: the CLI turns telemetry on
+ * and prints to stdout; the classes do neither.
+ *
+ * Durability (persisted mode, `location` set): Azurite keeps its metadata in LokiJS databases that
+ * it saves to `<location>/__azurite_db_*.json` on a 5 s autosave timer; blob/queue bytes go to
+ * extent files as they arrive. With the default `durability: "acknowledged"` the launcher turns the
+ * timer off and, before a response that changed metadata is sent, saves the changed databases
+ * (write-to-temp + rename, so a save is atomic). Guarantee: a request that a client saw succeed
+ * survives a SIGKILL of this process (the bytes are in the OS page cache and metadata on disk). Not
+ * guaranteed: an OS crash or power loss (no fsync). `durability: "periodic"` keeps Loki's timer
+ * (`autosaveIntervalMs`) instead: cheaper, but up to one interval of acknowledged writes may be
+ * lost on a kill.
+ */
+import * as path from "node:path";
+import * as fs from "node:fs";
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from "node:http";
+import { AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME, azuriteAccountUrl, azuriteConnectionString } from "./devAccount";
+
+export type AzuriteService = "blob" | "queue" | "table";
+export type AzuriteDurability = "acknowledged" | "periodic";
+
+export const ALL_AZURITE_SERVICES: readonly AzuriteService[] = ["blob", "queue", "table"];
+
+export interface StartAzuriteOptions {
+  /** Folder holding metadata + extents; omitted = in-memory (lost on stop). */
+  location?: string;
+  /** Default: all three. */
+  services?: readonly AzuriteService[];
+  /** Default `127.0.0.1` (loopback only). */
+  host?: string;
+  /** Default 0 for each = a free port chosen by the OS. */
+  ports?: Partial<Record<AzuriteService, number>>;
+  /** Persisted mode only; default "acknowledged" (see module comment). */
+  durability?: AzuriteDurability;
+  /** Loki autosave period for durability "periodic"; default 1000 ms. */
+  autosaveIntervalMs?: number;
+  /** In-memory mode: cap on blob+queue bytes held (default: Azurite's, half the RAM). */
+  memoryLimitBytes?: number;
+  signal?: AbortSignal;
+}
+
+export interface AzuriteHandle {
+  readonly accountName: string;
+  readonly accountKey: string;
+  /** Services actually running. */
+  readonly services: readonly AzuriteService[];
+  /** Persistence folder, or undefined when in-memory. */
+  readonly location: string | undefined;
+  /** `http://127.0.0.1:<port>/devstoreaccount1`; throws AzuriteServiceNotStartedError if blob is off. */
+  readonly blobEndpoint: string;
+  readonly queueEndpoint: string;
+  readonly tableEndpoint: string;
+  /** Full dev-account connection string naming every running service's endpoint. */
+  readonly connectionString: string;
+  /** Saves any unsaved metadata now (persisted mode; a no-op in memory). */
+  flush(): Promise<void>;
+  /** Saves metadata and closes the servers. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Base class of every launcher error. */
+export class AzuriteError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A server could not start (port taken, folder not writable, ...). */
+export class AzuriteStartError extends AzuriteError {
+  constructor(
+    readonly service: AzuriteService,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`Azurite ${service} service failed to start: ${detail}`, options);
+  }
+}
+
+/** An endpoint of a service that was not requested in `services` was asked for. */
+export class AzuriteServiceNotStartedError extends AzuriteError {
+  constructor(readonly service: AzuriteService, started: readonly AzuriteService[]) {
+    super(`Azurite ${service} service was not started (started: ${started.join(", ") || "none"})`);
+  }
+}
+
+/** Options were invalid (unknown service, bad port, ...). */
+export class AzuriteOptionsError extends AzuriteError {}
+
+// ---- minimal types for the parts of Azurite we use (it ships no .d.ts) ----
+
+interface LokiDb {
+  autosave: boolean;
+  autosaveInterval: number;
+  autosaveDirty(): boolean;
+  autosaveDisable(): void;
+  autosaveEnable(): void;
+  saveDatabase(callback: (err?: unknown) => void): void;
+}
+interface AzuriteServer {
+  start(): Promise<void>;
+  close(): Promise<void>;
+  getHttpServerAddress(): string;
+  httpServer: HttpServer;
+  metadataStore?: { db?: LokiDb };
+  extentMetadataStore?: { db?: LokiDb };
+}
+type ServerCtor = new (config: unknown) => AzuriteServer;
+type ConfigCtor = new (...args: unknown[]) => unknown;
+
+interface AzuriteModules {
+  BlobServer: ServerCtor;
+  BlobConfiguration: ConfigCtor;
+  QueueServer: ServerCtor;
+  QueueConfiguration: ConfigCtor;
+  TableServer: ServerCtor;
+  TableConfiguration: ConfigCtor;
+  MemoryExtentChunkStore: new (sizeLimit: number) => unknown;
+  DEFAULT_EXTENT_MEMORY_LIMIT: number;
+  configLogger(enable: boolean, logFile?: string): void;
+}
+
+let modules: AzuriteModules | undefined;
+/** Loaded lazily: requiring Azurite costs ~1 s, which code paths with a configured account never pay. */
+function loadAzurite(): AzuriteModules {
+  if (modules) return modules;
+  const base = "azurite/dist/src";
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const memory = require(`${base}/common/persistence/MemoryExtentStore`);
+  modules = {
+    BlobServer: require(`${base}/blob/BlobServer`).default,
+    BlobConfiguration: require(`${base}/blob/BlobConfiguration`).default,
+    QueueServer: require(`${base}/queue/QueueServer`).default,
+    QueueConfiguration: require(`${base}/queue/QueueConfiguration`).default,
+    TableServer: require(`${base}/table/TableServer`).default,
+    TableConfiguration: require(`${base}/table/TableConfiguration`).default,
+    MemoryExtentChunkStore: memory.MemoryExtentChunkStore,
+    DEFAULT_EXTENT_MEMORY_LIMIT: memory.DEFAULT_EXTENT_MEMORY_LIMIT,
+    configLogger: require(`${base}/common/Logger`).configLogger,
+  };
+  // Debug logging is a process-wide singleton in Azurite; keep it off.
+  modules.configLogger(false);
+  return modules;
+}
+
+const KEEP_ALIVE_TIMEOUT_S = 5;
+const EXTENT_WRITE_CONCURRENCY = 10;
+
+function validateOptions(options: StartAzuriteOptions): AzuriteService[] {
+  const services = [...(options.services ?? ALL_AZURITE_SERVICES)];
+  for (const s of services) {
+    if (!ALL_AZURITE_SERVICES.includes(s)) {
+      throw new AzuriteOptionsError(`services: expected one of ${ALL_AZURITE_SERVICES.join("|")}, got ${JSON.stringify(s)}`);
+    }
+  }
+  if (services.length === 0) throw new AzuriteOptionsError("services: expected at least one service, got []");
+  for (const [service, port] of Object.entries(options.ports ?? {})) {
+    if (port === undefined) continue;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new AzuriteOptionsError(`ports.${service}: expected an integer 0..65535, got ${port}`);
+    }
+  }
+  if (options.durability !== undefined && options.durability !== "acknowledged" && options.durability !== "periodic") {
+    throw new AzuriteOptionsError(`durability: expected "acknowledged" or "periodic", got ${JSON.stringify(options.durability)}`);
+  }
+  if (options.autosaveIntervalMs !== undefined && !(options.autosaveIntervalMs > 0)) {
+    throw new AzuriteOptionsError(`autosaveIntervalMs: expected a positive number, got ${options.autosaveIntervalMs}`);
+  }
+  return [...new Set(services)];
+}
+
+function createServer(
+  mod: AzuriteModules,
+  service: AzuriteService,
+  host: string,
+  port: number,
+  location: string | undefined,
+  memoryStore: unknown,
+): AzuriteServer {
+  const inMemory = location === undefined;
+  const file = (name: string) => (inMemory ? name : path.join(location, name));
+  // Positional arguments mirror Azurite 3.35's *Configuration constructors (see azurite/dist/src/*/…Configuration.js).
+  if (service === "table") {
+    const config = new mod.TableConfiguration(
+      host, port, KEEP_ALIVE_TIMEOUT_S, file("__azurite_db_table__.json"),
+      false /* debug log */, false /* access log */, undefined, undefined,
+      true /* loose */, true /* skipApiVersionCheck */, "", "", "", undefined, false, inMemory,
+    );
+    return new mod.TableServer(config);
+  }
+  const persistence = [{
+    locationId: "Default",
+    locationPath: file(service === "blob" ? "__blobstorage__" : "__queuestorage__"),
+    maxConcurrency: EXTENT_WRITE_CONCURRENCY,
+  }];
+  const Config = service === "blob" ? mod.BlobConfiguration : mod.QueueConfiguration;
+  const Server = service === "blob" ? mod.BlobServer : mod.QueueServer;
+  const config = new Config(
+    host, port, KEEP_ALIVE_TIMEOUT_S,
+    file(`__azurite_db_${service}__.json`), file(`__azurite_db_${service}_extent__.json`), persistence,
+    false /* access log */, undefined, false /* debug log */, undefined,
+    true /* loose */, true /* skipApiVersionCheck */, "", "", "", undefined, false, inMemory, memoryStore,
+  );
+  return new Server(config);
+}
+
+/**
+ * Serializes saves of one Loki database so that a flush always waits for a save that started
+ * after the caller's change (Loki's own throttling may answer with an older, in-flight save).
+ */
+class LokiFlusher {
+  private running: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
+  constructor(private readonly db: LokiDb) {}
+
+  /** True when everything changed so far is already on disk. */
+  get settled(): boolean {
+    return !this.running && !this.db.autosaveDirty();
+  }
+
+  flush(): Promise<void> {
+    if (!this.db.autosaveDirty()) return this.running ?? Promise.resolve();
+    if (this.queued) return this.queued;
+    if (this.running) {
+      const queued = this.running.catch(() => undefined).then(() => {
+        this.queued = undefined;
+        return this.save();
+      });
+      this.queued = queued;
+      return queued;
+    }
+    return this.save();
+  }
+
+  private save(): Promise<void> {
+    if (!this.db.autosaveDirty()) return Promise.resolve();
+    const run = new Promise<void>((resolve, reject) => {
+      this.db.saveDatabase((err) => (err ? reject(err) : resolve()));
+    }).finally(() => {
+      if (this.running === run) this.running = undefined;
+    });
+    this.running = run;
+    return run;
+  }
+}
+
+/** Holds every response that follows a metadata change until that change is saved. */
+function delayResponsesUntilSaved(httpServer: HttpServer, flushers: LokiFlusher[]): void {
+  const listeners = httpServer.listeners("request") as Array<(req: IncomingMessage, res: ServerResponse) => void>;
+  if (listeners.length !== 1) {
+    throw new AzuriteError(`expected one request listener on the Azurite HTTP server, found ${listeners.length}`);
+  }
+  const [handle] = listeners;
+  httpServer.removeAllListeners("request");
+  httpServer.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    const end = res.end;
+    res.end = function endAfterSave(this: ServerResponse, ...args: unknown[]) {
+      if (flushers.every((f) => f.settled)) return end.apply(this, args as never);
+      Promise.all(flushers.map((f) => f.flush())).then(
+        () => end.apply(this, args as never),
+        (err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))),
+      );
+      return this;
+    } as typeof res.end;
+    handle(req, res);
+  });
+}
+
+function abortError(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException("startAzurite was aborted", "AbortError");
+}
+
+/**
+ * Starts the requested Azurite services in this process. Resolves once every service listens.
+ * On failure or abort, servers already started are closed before the promise rejects.
+ */
+export async function startAzurite(options: StartAzuriteOptions = {}): Promise<AzuriteHandle> {
+  const services = validateOptions(options);
+  const { signal } = options;
+  if (signal?.aborted) throw abortError(signal);
+  const host = options.host ?? "127.0.0.1";
+  const location = options.location === undefined ? undefined : path.resolve(options.location);
+  const durability = options.durability ?? "acknowledged";
+  if (location !== undefined) {
+    try {
+      await fs.promises.mkdir(location, { recursive: true });
+      await fs.promises.access(location, fs.constants.W_OK);
+    } catch (err) {
+      throw new AzuriteStartError(services[0], `location ${location} is not a writable folder: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  const mod = loadAzurite();
+  // A store per launch (not Azurite's process-wide default) so stop() releases the memory.
+  const memoryStore = location === undefined
+    ? new mod.MemoryExtentChunkStore(options.memoryLimitBytes ?? mod.DEFAULT_EXTENT_MEMORY_LIMIT)
+    : undefined;
+
+  const started = new Map<AzuriteService, AzuriteServer>();
+  const flushers: LokiFlusher[] = [];
+  const closeStarted = async () => {
+    await Promise.all(flushers.map((f) => f.flush().catch(() => undefined)));
+    await Promise.allSettled([...started.values()].map((s) => s.close()));
+  };
+  try {
+    for (const service of services) {
+      if (signal?.aborted) throw abortError(signal);
+      const server = createServer(mod, service, host, options.ports?.[service] ?? 0, location, memoryStore);
+      try {
+        await server.start();
+      } catch (err) {
+        throw new AzuriteStartError(service, (err as Error).message ?? String(err), { cause: err });
+      }
+      started.set(service, server);
+      if (location !== undefined) {
+        const dbs = [server.metadataStore?.db, server.extentMetadataStore?.db].filter((d): d is LokiDb => !!d);
+        for (const db of dbs) {
+          db.autosaveDisable();
+          if (durability === "periodic") {
+            db.autosaveInterval = options.autosaveIntervalMs ?? 1000;
+            db.autosaveEnable();
+          }
+        }
+        const serviceFlushers = dbs.map((db) => new LokiFlusher(db));
+        flushers.push(...serviceFlushers);
+        if (durability === "acknowledged") delayResponsesUntilSaved(server.httpServer, serviceFlushers);
+      }
+    }
+    if (signal?.aborted) throw abortError(signal);
+  } catch (err) {
+    await closeStarted();
+    throw err;
+  }
+
+  const endpoint = (service: AzuriteService): string => {
+    const server = started.get(service);
+    if (!server) throw new AzuriteServiceNotStartedError(service, services);
+    return azuriteAccountUrl(server.getHttpServerAddress());
+  };
+  const endpoints = {
+    blobEndpoint: started.has("blob") ? endpoint("blob") : undefined,
+    queueEndpoint: started.has("queue") ? endpoint("queue") : undefined,
+    tableEndpoint: started.has("table") ? endpoint("table") : undefined,
+  };
+  let stopping: Promise<void> | undefined;
+  return {
+    accountName: AZURITE_ACCOUNT_NAME,
+    accountKey: AZURITE_ACCOUNT_KEY,
+    services,
+    location,
+    get blobEndpoint() { return endpoint("blob"); },
+    get queueEndpoint() { return endpoint("queue"); },
+    get tableEndpoint() { return endpoint("table"); },
+    connectionString: azuriteConnectionString(endpoints),
+    flush: async () => {
+      await Promise.all(flushers.map((f) => f.flush()));
+    },
+    stop: () => (stopping ??= closeStarted()),
+  };
+}

@@ -1,0 +1,147 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { spawn } from "node:child_process";
+import {
+  AzuriteOptionsError,
+  AzuriteServiceNotStartedError,
+  AzuriteStartError,
+  startAzurite,
+  type AzuriteHandle,
+} from "../lib/storage/azurite";
+import { AZURITE_ACCOUNT_KEY } from "../lib/storage/devAccount";
+import { readSampleData as readAll, useAzurite, writeSampleData as writeAll } from "./helpers/azurite";
+
+const azurite = useAzurite();
+
+function tempDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), "flo-azurite-"));
+}
+
+describe("startAzurite (in-memory fixture)", () => {
+  test("endpoints are path-style loopback URLs and the connection string names all three", () => {
+    const h = azurite.handle;
+    for (const url of [h.blobEndpoint, h.queueEndpoint, h.tableEndpoint]) {
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/devstoreaccount1$/);
+    }
+    expect(new Set([h.blobEndpoint, h.queueEndpoint, h.tableEndpoint]).size).toBe(3);
+    expect(h.connectionString).toBe(
+      `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${AZURITE_ACCOUNT_KEY};` +
+        `BlobEndpoint=${h.blobEndpoint};QueueEndpoint=${h.queueEndpoint};TableEndpoint=${h.tableEndpoint};`,
+    );
+    expect(h.location).toBeUndefined();
+  });
+
+  test("blob, queue and table round-trip through the connection string", async () => {
+    await writeAll(azurite.connectionString);
+    expect(await readAll(azurite.connectionString)).toEqual({ blob: "hello blob", message: "hello queue", answer: 42 });
+  });
+});
+
+describe("startAzurite options", () => {
+  test("only the requested services start; others' endpoints throw a named error", async () => {
+    const h = await startAzurite({ services: ["blob"] });
+    try {
+      expect(h.services).toEqual(["blob"]);
+      expect(h.connectionString).not.toContain("QueueEndpoint");
+      expect(() => h.queueEndpoint).toThrow(AzuriteServiceNotStartedError);
+      expect(() => h.queueEndpoint).toThrow("Azurite queue service was not started (started: blob)");
+    } finally {
+      await h.stop();
+    }
+    await h.stop(); // idempotent
+  });
+
+  test("bad options are rejected naming the field", async () => {
+    await expect(startAzurite({ services: ["file" as never] })).rejects.toThrow(
+      new AzuriteOptionsError('services: expected one of blob|queue|table, got "file"'),
+    );
+    await expect(startAzurite({ ports: { blob: 70000 } })).rejects.toThrow("ports.blob: expected an integer 0..65535, got 70000");
+  });
+
+  test("a taken port fails with AzuriteStartError naming the service, and closes what started", async () => {
+    const port = Number(new URL(azurite.blobEndpoint).port);
+    const err = await startAzurite({ services: ["queue", "blob"], ports: { blob: port } }).catch((e) => e);
+    expect(err).toBeInstanceOf(AzuriteStartError);
+    expect(err.service).toBe("blob");
+    expect(err.message).toContain("EADDRINUSE");
+  });
+
+  test("an aborted signal stops the start", async () => {
+    const controller = new AbortController();
+    controller.abort(new Error("no thanks"));
+    await expect(startAzurite({ signal: controller.signal })).rejects.toThrow("no thanks");
+  });
+});
+
+describe("startAzurite persisted", () => {
+  test("a restart on the same folder sees the same blob, queue message and table entity", async () => {
+    const location = tempDir();
+    let h: AzuriteHandle = await startAzurite({ location });
+    await writeAll(h.connectionString);
+    await h.stop();
+    h = await startAzurite({ location });
+    try {
+      expect(await readAll(h.connectionString)).toEqual({ blob: "hello blob", message: "hello queue", answer: 42 });
+    } finally {
+      await h.stop();
+      fs.rmSync(location, { recursive: true, force: true });
+    }
+  });
+
+  /**
+   * A child process starts persisted Azurite, writes, prints WRITTEN once every write was
+   * acknowledged, and is SIGKILLed at once. What it reported must be on disk.
+   */
+  async function writeInChildThenKill(location: string, durability: "acknowledged" | "periodic"): Promise<void> {
+    const script = `
+      const swc = require("@swc/core"); const fs = require("fs");
+      require.extensions[".ts"] = (m, filename) => m._compile(swc.transformSync(fs.readFileSync(filename, "utf8"),
+        { filename, jsc: { target: "es2022", parser: { syntax: "typescript" } }, module: { type: "commonjs" } }).code, filename);
+      const { startAzurite } = require(${JSON.stringify(path.join(__dirname, "../lib/storage/azurite.ts"))});
+      const { writeSampleData } = require(${JSON.stringify(path.join(__dirname, "helpers/azurite.ts"))});
+      startAzurite({ location: process.argv[1], durability: process.argv[2], autosaveIntervalMs: 600000 })
+        .then(async (h) => { await writeSampleData(h.connectionString); process.stdout.write("WRITTEN\\n"); setInterval(() => {}, 1000); })
+        .catch((e) => { console.error(e); process.exit(3); });`;
+    const child = spawn(process.execPath, ["-e", script, location, durability], {
+      cwd: path.join(__dirname, ".."),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on("data", (d: Buffer) => {
+        if (d.toString().includes("WRITTEN")) {
+          child.kill("SIGKILL");
+          resolve();
+        }
+      });
+      child.on("exit", (code) => reject(new Error(`child exited early (${code}): ${stderr}`)));
+    });
+    await new Promise((resolve) => child.once("exit", resolve));
+  }
+
+  test("acknowledged writes survive a SIGKILL of the process hosting Azurite", async () => {
+    const location = tempDir();
+    await writeInChildThenKill(location, "acknowledged");
+    const h = await startAzurite({ location });
+    try {
+      expect(await readAll(h.connectionString)).toEqual({ blob: "hello blob", message: "hello queue", answer: 42 });
+    } finally {
+      await h.stop();
+      fs.rmSync(location, { recursive: true, force: true });
+    }
+  }, 30000);
+
+  test("periodic durability loses writes acknowledged since the last autosave (why acknowledged is the default)", async () => {
+    const location = tempDir();
+    await writeInChildThenKill(location, "periodic");
+    const h = await startAzurite({ location });
+    try {
+      await expect(readAll(h.connectionString)).rejects.toMatchObject({ statusCode: 404 });
+    } finally {
+      await h.stop();
+      fs.rmSync(location, { recursive: true, force: true });
+    }
+  }, 30000);
+});
