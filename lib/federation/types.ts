@@ -1,0 +1,193 @@
+/**
+ * What the federation's orchestrations, activities and HTTP API exchange. Everything here is small
+ * JSON: ids, URIs, digests, counts and metric means; never tensors (Durable history payloads above
+ * 64 KB spill to blob and slow every replay).
+ */
+import type { JobState } from "../compute/siloCompute";
+import type { SiloOutcomeKind } from "./decisions";
+
+/** A model stored in the model store, pinned by its digest. */
+export interface ModelRef {
+  uri: string;
+  sha256: string;
+  size?: number;
+}
+
+/** The federation policy as the orchestrator needs it (durations in seconds). */
+export interface RunPolicy {
+  minSilos: number;
+  sampleFraction: number;
+  roundTimeoutSeconds: number;
+  jobRetries: number;
+  /** How often a silo waiting for its job's completion event polls the job instead. */
+  statusPollSeconds: number;
+}
+
+/** Input of each execution of the `federation` orchestration (one execution per round). */
+export interface FederationRunInput {
+  federationId: string;
+  /** The validated spec, stored once at start; activities read it from here. */
+  spec: ModelRef;
+  rounds: number;
+  /** The round this execution runs, 1-based. */
+  round: number;
+  silos: string[];
+  policy: RunPolicy;
+  /** The global model this round starts from; absent in round 1 without an initial model. */
+  global?: ModelRef;
+  /** The strategy state checkpointed by the previous round, absent before the first aggregation. */
+  strategyState?: ModelRef;
+  /** One line per completed round, carried from execution to execution. */
+  history: RoundSummary[];
+  /** When round 1 started (or the resume), for the summary. */
+  startedAt: string;
+  /** Set when this run resumed from a checkpoint. */
+  resumedFromRound?: number;
+}
+
+export interface SiloRoundInput {
+  federationId: string;
+  spec: ModelRef;
+  round: number;
+  silo: string;
+  /** ISO time the round closes. */
+  deadline: string;
+  global?: ModelRef;
+  jobRetries: number;
+  statusPollSeconds: number;
+}
+
+/** One attempt at running a silo's job in a round. */
+export interface JobAttempt {
+  attempt: number;
+  jobName: string;
+  state: JobState | "late";
+  rawStatus?: string;
+  error?: string;
+  submittedAt: string;
+  finishedAt?: string;
+  logUri?: string;
+}
+
+/** What a silo's sub-orchestration reports back to the round. */
+export interface SiloRoundResult {
+  silo: string;
+  outcome: SiloOutcomeKind;
+  attempts: JobAttempt[];
+  /** The update folder (model.safetensors + metrics.json) of the successful attempt. */
+  outputUri?: string;
+  reason?: string;
+}
+
+export interface SubmitJobInput {
+  federationId: string;
+  spec: ModelRef;
+  round: number;
+  silo: string;
+  attempt: number;
+  global?: ModelRef;
+}
+
+export interface JobRefInput {
+  federationId: string;
+  spec: ModelRef;
+  round: number;
+  silo: string;
+  jobName: string;
+}
+
+export interface AggregateRoundInput {
+  federationId: string;
+  spec: ModelRef;
+  round: number;
+  sampled: string[];
+  results: SiloRoundResult[];
+  global?: ModelRef;
+  strategyState?: ModelRef;
+  roundStartedAt: string;
+  minSilos: number;
+}
+
+export interface RoundSummary {
+  round: number;
+  /** The global model this round produced. */
+  model: ModelRef;
+  manifestUri: string;
+  included: string[];
+  excluded: { silo: string; reason: string }[];
+  /** num_examples-weighted means of the silos' post-training metrics. */
+  metrics: Record<string, number>;
+  /** num_examples-weighted means of the silos' evaluation of the received global model. */
+  globalMetrics: Record<string, number>;
+  startedAt: string;
+  aggregatedAt: string;
+}
+
+export type AggregateRoundOutput =
+  | { ok: true; summary: RoundSummary; strategyState?: ModelRef }
+  | { ok: false; reason: string; manifestUri: string };
+
+export interface RecordRoundFailureInput {
+  federationId: string;
+  spec: ModelRef;
+  round: number;
+  sampled: string[];
+  results: SiloRoundResult[];
+  global?: ModelRef;
+  reason: string;
+  roundStartedAt: string;
+}
+
+export interface FederationSummary {
+  federationId: string;
+  status: "completed";
+  rounds: number;
+  finalModel: ModelRef;
+  history: RoundSummary[];
+  startedAt: string;
+  finishedAt: string;
+}
+
+/** Custom status of the federation orchestration, shown by GET /federations/{id}. */
+export interface FederationStatus {
+  round: number;
+  rounds: number;
+  phase: "training" | "aggregating" | "completed" | "failed";
+  sampled: string[];
+  roundStartedAt: string;
+  deadline?: string;
+  history: RoundSummary[];
+}
+
+/** Custom status of a silo's sub-orchestration. */
+export interface SiloStatus {
+  silo: string;
+  round: number;
+  state: JobState | "submitting" | "late";
+  attempt: number;
+  jobName?: string;
+  since: string;
+}
+
+/** The payload raised on a silo's sub-orchestration when its job reports a status. */
+export interface SiloJobEvent {
+  jobName: string;
+  state?: JobState;
+  rawStatus?: string;
+  eventId?: string;
+}
+
+/** Names of the activities, shared by orchestrations and their registrations. */
+export const Activities = {
+  submitSiloJob: "submitSiloJob",
+  getSiloJobStatus: "getSiloJobStatus",
+  cancelSiloJob: "cancelSiloJob",
+  aggregateRound: "aggregateRound",
+  recordRoundFailure: "recordRoundFailure",
+  notifyPartners: "notifyPartners",
+} as const;
+
+export const Orchestrations = {
+  federation: "federation",
+  siloRound: "siloRound",
+} as const;

@@ -1,0 +1,103 @@
+/**
+ * The federation: one execution per round. Samples the round's silos, runs one `siloRound`
+ * sub-orchestration per silo (each closes at the round deadline), aggregates when the quorum holds,
+ * then continues as new with the next round's small state. After the last round it returns the
+ * summary; a round without quorum fails the federation with the reason (resumable from the last
+ * completed round's checkpoint).
+ *
+ * Deterministic control flow only: decisions are pure functions from lib/federation/decisions.ts,
+ * time is `currentUtcDateTime`, every I/O is an activity.
+ */
+import * as df from "durable-functions";
+import type { OrchestrationContext, OrchestrationHandler, Task } from "durable-functions";
+import { roundDeadline, roundQuorum, sampleSilos, siloInstanceId } from "../lib/federation/decisions";
+import { Activities, Orchestrations } from "../lib/federation/types";
+import type {
+  AggregateRoundInput,
+  AggregateRoundOutput,
+  FederationRunInput,
+  FederationStatus,
+  FederationSummary,
+  RecordRoundFailureInput,
+  SiloRoundInput,
+  SiloRoundResult,
+} from "../lib/federation/types";
+import { ioRetry } from "./siloRound";
+
+export const federationOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, FederationSummary | undefined, any> {
+  const run = context.df.getInput() as FederationRunInput;
+  const { federationId, round } = run;
+  const roundStartedAt = context.df.currentUtcDateTime.toISOString();
+  const sampled = sampleSilos(federationId, round, run.silos, run.policy);
+  const deadline = roundDeadline(context.df.currentUtcDateTime, run.policy.roundTimeoutSeconds).toISOString();
+  const status = (phase: FederationStatus["phase"]) =>
+    context.df.setCustomStatus({ round, rounds: run.rounds, phase, sampled, roundStartedAt, deadline, history: run.history } satisfies FederationStatus);
+
+  status("training");
+  const siloTasks = sampled.map((silo) => {
+    const input: SiloRoundInput = {
+      federationId,
+      spec: run.spec,
+      round,
+      silo,
+      deadline,
+      global: run.global,
+      jobRetries: run.policy.jobRetries,
+      statusPollSeconds: run.policy.statusPollSeconds,
+    };
+    return context.df.callSubOrchestrator(Orchestrations.siloRound, input, siloInstanceId(federationId, round, silo));
+  });
+  const results: SiloRoundResult[] = yield context.df.Task.all(siloTasks);
+
+  const quorum = roundQuorum(results, run.policy.minSilos);
+  if (!quorum.ok) {
+    status("failed");
+    const failure: RecordRoundFailureInput = { federationId, spec: run.spec, round, sampled, results, global: run.global, reason: quorum.reason!, roundStartedAt };
+    yield context.df.callActivityWithRetry(Activities.recordRoundFailure, ioRetry, failure);
+    yield context.df.callActivityWithRetry(Activities.notifyPartners, ioRetry, { type: "federation-failed", federationId, round, reason: quorum.reason });
+    throw new Error(`round ${round}: ${quorum.reason}`);
+  }
+
+  status("aggregating");
+  const aggregateInput: AggregateRoundInput = {
+    federationId,
+    spec: run.spec,
+    round,
+    sampled,
+    results,
+    global: run.global,
+    strategyState: run.strategyState,
+    roundStartedAt,
+    minSilos: run.policy.minSilos,
+  };
+  const aggregated: AggregateRoundOutput = yield context.df.callActivityWithRetry(Activities.aggregateRound, ioRetry, aggregateInput);
+  if (!aggregated.ok) {
+    status("failed");
+    yield context.df.callActivityWithRetry(Activities.notifyPartners, ioRetry, { type: "federation-failed", federationId, round, reason: aggregated.reason });
+    throw new Error(`round ${round}: ${aggregated.reason}`);
+  }
+
+  const history = [...run.history, aggregated.summary];
+  yield context.df.callActivityWithRetry(Activities.notifyPartners, ioRetry, { type: "round-completed", federationId, round, summary: aggregated.summary });
+
+  if (round >= run.rounds) {
+    const summary: FederationSummary = {
+      federationId,
+      status: "completed",
+      rounds: run.rounds,
+      finalModel: aggregated.summary.model,
+      history,
+      startedAt: run.startedAt,
+      finishedAt: context.df.currentUtcDateTime.toISOString(),
+    };
+    context.df.setCustomStatus({ round, rounds: run.rounds, phase: "completed", sampled, roundStartedAt, history } satisfies FederationStatus);
+    yield context.df.callActivityWithRetry(Activities.notifyPartners, ioRetry, { type: "federation-completed", federationId, round, summary: aggregated.summary });
+    return summary;
+  }
+
+  const next: FederationRunInput = { ...run, round: round + 1, global: aggregated.summary.model, strategyState: aggregated.strategyState, history };
+  context.df.continueAsNew(next);
+  return undefined;
+};
+
+df.app.orchestration(Orchestrations.federation, federationOrchestrator);

@@ -1,0 +1,84 @@
+/**
+ * One silo's part of one round: submit its training job, wait for the job's completion event or the
+ * round deadline, confirm the job's state with a status poll (so a lost event costs a poll, not a
+ * round), and retry a failed job up to `jobRetries` times while the round is open.
+ *
+ * Deterministic control flow only: time is `currentUtcDateTime`, every I/O is an activity.
+ */
+import * as df from "durable-functions";
+import type { OrchestrationContext, OrchestrationHandler, Task, TimerTask } from "durable-functions";
+import { nextPollAt, siloEventName } from "../lib/federation/decisions";
+import { Activities, Orchestrations } from "../lib/federation/types";
+import type { JobAttempt, JobRefInput, SiloJobEvent, SiloRoundInput, SiloRoundResult, SiloStatus, SubmitJobInput } from "../lib/federation/types";
+import type { SiloJobStatus } from "../lib/compute/siloCompute";
+import { TERMINAL_JOB_STATES } from "../lib/compute/siloCompute";
+
+/** Activities doing I/O are retried by the host on transient failure (network, throttling). */
+export const ioRetry = new df.RetryOptions(2000, 4);
+ioRetry.backoffCoefficient = 2;
+
+export const siloRoundOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, SiloRoundResult, any> {
+  const input = context.df.getInput() as SiloRoundInput;
+  const deadline = new Date(input.deadline);
+  const attempts: JobAttempt[] = [];
+  const status = (state: SiloStatus["state"], attempt: number, jobName?: string) =>
+    context.df.setCustomStatus({ silo: input.silo, round: input.round, state, attempt, jobName, since: context.df.currentUtcDateTime.toISOString() } satisfies SiloStatus);
+
+  for (let attempt = 1; attempt <= input.jobRetries + 1; attempt++) {
+    if (context.df.currentUtcDateTime >= deadline) break;
+    status("submitting", attempt);
+    const submit: SubmitJobInput = { federationId: input.federationId, spec: input.spec, round: input.round, silo: input.silo, attempt, global: input.global };
+    let job: SiloJobStatus = yield context.df.callActivityWithRetry(Activities.submitSiloJob, ioRetry, submit);
+    const record: JobAttempt = { attempt, jobName: job.jobName, state: job.state, submittedAt: context.df.currentUtcDateTime.toISOString() };
+    attempts.push(record);
+    const jobRef: JobRefInput = { federationId: input.federationId, spec: input.spec, round: input.round, silo: input.silo, jobName: job.jobName };
+
+    while (!TERMINAL_JOB_STATES.includes(job.state)) {
+      status(job.state, attempt, job.jobName);
+      const now = context.df.currentUtcDateTime;
+      if (now >= deadline) break;
+      // A fresh timer per wait, cancelled when the event wins: re-yielding one timer across several
+      // Task.any calls makes the real host create duplicate timers (durable-js #574).
+      const timer: TimerTask = context.df.createTimer(nextPollAt(now, deadline, input.statusPollSeconds));
+      const event = context.df.waitForExternalEvent(siloEventName(input.round, input.silo));
+      const winner = yield context.df.Task.any([event, timer]);
+      if (winner === event) {
+        timer.cancel();
+        // An event from an earlier attempt's job is stale: keep waiting for this one.
+        if ((event.result as SiloJobEvent | undefined)?.jobName !== job.jobName) continue;
+      }
+      // Events are hints: the job's own status decides.
+      job = yield context.df.callActivityWithRetry(Activities.getSiloJobStatus, ioRetry, jobRef);
+    }
+
+    record.state = job.state;
+    record.rawStatus = job.rawStatus;
+    record.error = job.error;
+    record.logUri = job.logUri;
+    record.finishedAt = context.df.currentUtcDateTime.toISOString();
+
+    if (job.state === "completed") {
+      status("completed", attempt, job.jobName);
+      return { silo: input.silo, outcome: "succeeded", attempts, outputUri: job.outputUri };
+    }
+    if (!TERMINAL_JOB_STATES.includes(job.state)) {
+      // The round closed while the job was still running: its result would be stale, so stop it.
+      record.state = "late";
+      yield context.df.callActivityWithRetry(Activities.cancelSiloJob, ioRetry, jobRef);
+      status("late", attempt, job.jobName);
+      return { silo: input.silo, outcome: "late", attempts, reason: `job ${job.jobName} still ${job.state} at the round deadline ${input.deadline}` };
+    }
+  }
+
+  const last = attempts[attempts.length - 1];
+  status(last ? (last.state === "late" ? "late" : (last.state as SiloStatus["state"])) : "late", attempts.length, last?.jobName);
+  if (!last) return { silo: input.silo, outcome: "late", attempts, reason: `round deadline ${input.deadline} passed before a job could be submitted` };
+  return {
+    silo: input.silo,
+    outcome: "failed",
+    attempts,
+    reason: `${attempts.length} attempt(s) failed; last: job ${last.jobName} ${last.state}${last.error ? `: ${last.error}` : ""}`,
+  };
+};
+
+df.app.orchestration(Orchestrations.siloRound, siloRoundOrchestrator);
