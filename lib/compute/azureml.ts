@@ -1,0 +1,432 @@
+/**
+ * The `azureml` SiloCompute: one Azure ML command job per silo and round, in the silo's workspace.
+ *
+ * The @azure/arm-machinelearning 2.1.1 client supplies auth, retry (408/429/5xx with backoff that
+ * honours Retry-After), user agent and the cancel long-running operation. The job PUT is sent raw
+ * through `client.sendRequest` because the SDK's serializer drops `uri`/`mode` of uri_folder inputs and
+ * outputs (Azure/azure-sdk-for-js#29328; see the Azure ML notes §1.4).
+ */
+import { AzureMachineLearningWorkspaces, type JobBase } from "@azure/arm-machinelearning";
+import type { TokenCredential } from "@azure/core-auth";
+import {
+  createHttpHeaders,
+  createPipelineRequest,
+  type HttpClient,
+  type PipelineRetryOptions,
+  type TlsSettings,
+} from "@azure/core-rest-pipeline";
+import type { CallOptions, JobInput, SiloCompute, SiloJobRequest, SiloJobStatus } from "./siloCompute";
+import { jobStateFromAzureMlStatus } from "./azuremlStatus";
+import { FLO_APP_TAG_VALUE, FLO_TAGS } from "../events/azureMlEvents";
+import {
+  AzureMlConfigError,
+  AzureMlJobConflictError,
+  AzureMlJobNotFoundError,
+  AzureMlRequestError,
+  DATA_SCIENTIST_ROLE,
+  toAzureMlError,
+  type WorkspaceCoordinates,
+} from "./azuremlErrors";
+import { openSiloOutputFolder, type BlobAccessOptions, type SiloOutputFolder } from "./azuremlOutputs";
+
+export * from "./azuremlErrors";
+
+/** Azure ML's job-name rule (not enforced by the SDK: a bad name would be sent URL-encoded). */
+export const AZURE_ML_JOB_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$/;
+/** Federation ids and silo names become datastore path segments. */
+const PATH_SEGMENT = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,254}$/;
+const DEFAULT_ENDPOINT = "https://management.azure.com";
+export const DEFAULT_AZURE_ML_API_VERSION = "2022-10-01";
+
+export type AzureMlJobIdentity =
+  | { identityType: "AMLToken" }
+  | { identityType: "Managed"; clientId?: string; objectId?: string; resourceId?: string }
+  | { identityType: "UserIdentity" };
+
+export interface AzureMlSiloComputeOptions {
+  subscriptionId: string;
+  resourceGroup: string;
+  /** The silo's Azure ML workspace. */
+  workspace: string;
+  /** Compute cluster name in the workspace, or a full ARM compute id. */
+  computeName: string;
+  /** The orchestrator's identity (see lib/azure/credentials.ts). */
+  credential: TokenCredential;
+  /** Datastore in the silo's workspace where jobs write `model_update` (the silo's exchange container). */
+  exchangeDatastore: string;
+  /** ARM endpoint; default https://management.azure.com (a loopback fake in tests). */
+  endpoint?: string;
+  /** TLS settings of the ARM client, e.g. `{ca}` to trust a test certificate. */
+  tlsOptions?: TlsSettings;
+  /** ARM api-version for every call; default 2022-10-01 (the SDK's models). */
+  apiVersion?: string;
+  /** Pipeline retry for 408/429/5xx; Retry-After is honoured. Default: the SDK's (3 retries, 1 s base, 64 s cap). */
+  retryOptions?: PipelineRetryOptions;
+  /** Replace the HTTP transport (tests). */
+  httpClient?: HttpClient;
+  /** Experiment per federation; default `flo-<federationId>`. */
+  experimentName?: (federationId: string) => string;
+  /** Code asset id (`…/codes/<name>/versions/<v>` or `azureml:<name>:<v>`); default: the request's `code`. */
+  codeId?: string;
+  /** Environment id; default: the request's `environment`. One of the two is required. */
+  environmentId?: string;
+  /** Identity the job runs as (data access to the global model and the exchange datastore). Default: the compute's managed identity. */
+  identity?: AzureMlJobIdentity;
+  instanceCount?: number;
+  instanceType?: string;
+  environmentVariables?: Record<string, string>;
+  /** Poll interval of the cancel long-running operation; default: the service's Retry-After. */
+  cancelPollIntervalMs?: number;
+  /** How outputs are read from blob storage (credential, endpoint overrides). */
+  blob?: BlobAccessOptions;
+}
+
+/** The datastore URI of a silo's update folder for one round (in the silo's own exchange datastore). */
+export function exchangeOutputUri(exchangeDatastore: string, federationId: string, round: number, silo: string): string {
+  return `azureml://datastores/${exchangeDatastore}/paths/flo/${federationId}/r${round}/${silo}/`;
+}
+
+/** ISO 8601 duration (`PT2H30M`) of a positive whole number of seconds, as Azure ML's `limits.timeout` wants. */
+export function isoDurationFromSeconds(seconds: number): string {
+  if (!Number.isInteger(seconds) || seconds <= 0) {
+    throw new AzureMlConfigError("timeoutSeconds", "a positive whole number of seconds", String(seconds));
+  }
+  const hours = Math.floor(seconds / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  const rest = seconds % 60;
+  return `PT${hours ? `${hours}H` : ""}${minutes ? `${minutes}M` : ""}${rest ? `${rest}S` : ""}`;
+}
+
+export function assertValidJobName(jobName: string): void {
+  if (typeof jobName !== "string" || !AZURE_ML_JOB_NAME_PATTERN.test(jobName)) {
+    throw new AzureMlConfigError(
+      "jobName",
+      "an Azure ML job name matching ^[a-zA-Z0-9][a-zA-Z0-9\\-_]{0,254}$",
+      JSON.stringify(jobName),
+    );
+  }
+}
+
+const ASSET_URI = /^(azureml|https|wasbs|abfss):\/\//i;
+
+function jobInputToRest(name: string, input: JobInput): Record<string, unknown> {
+  if (input.kind === "literal") {
+    if (typeof input.value !== "string") {
+      throw new AzureMlConfigError(`inputs.${name}.value`, "a string (Azure ML literal inputs are strings)", typeof input.value);
+    }
+    return { jobInputType: "literal", value: input.value };
+  }
+  if (input.kind === "folder") {
+    if (typeof input.uri !== "string" || !ASSET_URI.test(input.uri)) {
+      throw new AzureMlConfigError(
+        `inputs.${name}.uri`,
+        "an azureml://, https://, wasbs:// or abfss:// folder URI the Azure ML job can mount",
+        JSON.stringify(input.uri),
+      );
+    }
+    return { jobInputType: "uri_folder", mode: "ReadOnlyMount", uri: input.uri };
+  }
+  throw new AzureMlConfigError(`inputs.${name}.kind`, '"literal" or "folder"', JSON.stringify((input as { kind?: unknown }).kind));
+}
+
+export interface CommandJobContext {
+  computeId: string;
+  experimentName: string;
+  environmentId: string;
+  codeId?: string;
+  identity: AzureMlJobIdentity;
+  outputUri: string;
+  instanceCount?: number;
+  instanceType?: string;
+  environmentVariables?: Record<string, string>;
+}
+
+/**
+ * The REST body (`{properties: CommandJob}`) of a silo job. Pure: validates the request and returns
+ * the JSON exactly as it goes on the wire.
+ */
+export function buildCommandJobBody(request: SiloJobRequest, context: CommandJobContext): { properties: Record<string, unknown> } {
+  assertValidJobName(request.jobName);
+  if (!PATH_SEGMENT.test(request.federationId)) {
+    throw new AzureMlConfigError("federationId", "letters, digits, '.', '_' or '-' (it becomes a datastore path segment)", JSON.stringify(request.federationId));
+  }
+  if (!PATH_SEGMENT.test(request.silo)) {
+    throw new AzureMlConfigError("silo", "letters, digits, '.', '_' or '-' (it becomes a datastore path segment)", JSON.stringify(request.silo));
+  }
+  if (!Number.isInteger(request.round) || request.round < 0) {
+    throw new AzureMlConfigError("round", "a non-negative integer", String(request.round));
+  }
+  if (typeof request.command !== "string" || request.command.trim() === "") {
+    throw new AzureMlConfigError("command", "a non-empty command line", JSON.stringify(request.command));
+  }
+  const tags: Record<string, string> = {};
+  for (const [key, value] of Object.entries(request.tags ?? {})) {
+    if (key.includes(".")) {
+      throw new AzureMlConfigError(`tags.${key}`, "a tag key without dots (Event Grid filters use dots as path separators)", JSON.stringify(key));
+    }
+    if (typeof value !== "string") throw new AzureMlConfigError(`tags.${key}`, "a string value", typeof value);
+    tags[key] = value;
+  }
+  // flo's correlation tags always win over caller-supplied ones of the same name.
+  tags[FLO_TAGS.federation] = request.federationId;
+  tags[FLO_TAGS.round] = String(request.round);
+  tags[FLO_TAGS.silo] = request.silo;
+  tags[FLO_TAGS.app] = FLO_APP_TAG_VALUE;
+
+  const inputs: Record<string, unknown> = {};
+  for (const [name, input] of Object.entries(request.inputs)) {
+    if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name)) {
+      throw new AzureMlConfigError(`inputs.${name}`, "an input name of letters, digits and '_' (not starting with a digit)", JSON.stringify(name));
+    }
+    inputs[name] = jobInputToRest(name, input);
+  }
+  if (!context.outputUri.startsWith("azureml://")) {
+    throw new AzureMlConfigError("outputUri", "an azureml:// datastore URI", JSON.stringify(context.outputUri));
+  }
+
+  const properties: Record<string, unknown> = {
+    jobType: "Command",
+    displayName: request.jobName,
+    experimentName: context.experimentName,
+    description: `flo federation ${request.federationId}, round ${request.round}, silo ${request.silo}`,
+    tags,
+    properties: { floFederation: request.federationId, floRound: String(request.round), floSilo: request.silo },
+    computeId: context.computeId,
+    environmentId: context.environmentId,
+    command: request.command,
+    inputs,
+    outputs: {
+      model_update: { jobOutputType: "uri_folder", mode: "ReadWriteMount", uri: context.outputUri },
+    },
+    limits: { jobLimitsType: "Command", timeout: isoDurationFromSeconds(request.timeoutSeconds) },
+    identity: context.identity,
+    resources: {
+      instanceCount: context.instanceCount ?? 1,
+      ...(context.instanceType ? { instanceType: context.instanceType } : {}),
+    },
+  };
+  if (context.codeId) properties.codeId = context.codeId;
+  if (context.environmentVariables && Object.keys(context.environmentVariables).length > 0) {
+    properties.environmentVariables = { ...context.environmentVariables };
+  }
+  return { properties };
+}
+
+interface JobProperties {
+  status?: string;
+  tags?: Record<string, string | null>;
+  outputs?: Record<string, { uri?: string } | null>;
+  services?: Record<string, { endpoint?: string } | null>;
+}
+
+function jobProperties(job: JobBase | Record<string, unknown>): JobProperties {
+  return ((job as { properties?: unknown }).properties ?? {}) as JobProperties;
+}
+
+export class AzureMlSiloCompute implements SiloCompute {
+  readonly client: AzureMachineLearningWorkspaces;
+  private readonly endpoint: string;
+  private readonly apiVersion: string;
+  private readonly coordinates: WorkspaceCoordinates;
+
+  constructor(private readonly options: AzureMlSiloComputeOptions) {
+    for (const key of ["subscriptionId", "resourceGroup", "workspace", "computeName", "exchangeDatastore"] as const) {
+      const value = options[key];
+      if (typeof value !== "string" || value.trim() === "") {
+        throw new AzureMlConfigError(key, "a non-empty string", JSON.stringify(value));
+      }
+    }
+    if (!options.credential || typeof options.credential.getToken !== "function") {
+      throw new AzureMlConfigError("credential", "a TokenCredential", typeof options.credential);
+    }
+    this.endpoint = (options.endpoint ?? DEFAULT_ENDPOINT).replace(/\/+$/, "");
+    this.apiVersion = options.apiVersion ?? DEFAULT_AZURE_ML_API_VERSION;
+    this.coordinates = {
+      subscriptionId: options.subscriptionId,
+      resourceGroup: options.resourceGroup,
+      workspace: options.workspace,
+    };
+    this.client = new AzureMachineLearningWorkspaces(options.credential, options.subscriptionId, {
+      endpoint: this.endpoint,
+      ...(options.apiVersion ? { apiVersion: options.apiVersion } : {}),
+      ...(options.tlsOptions ? { tlsOptions: options.tlsOptions } : {}),
+      ...(options.retryOptions ? { retryOptions: options.retryOptions } : {}),
+      ...(options.httpClient ? { httpClient: options.httpClient } : {}),
+      userAgentOptions: { userAgentPrefix: "flo" },
+    });
+  }
+
+  /** ARM id of the compute the jobs run on. */
+  get computeId(): string {
+    const { computeName } = this.options;
+    if (computeName.startsWith("/")) return computeName;
+    return `${this.workspaceId}/computes/${computeName}`;
+  }
+
+  get workspaceId(): string {
+    const { subscriptionId, resourceGroup, workspace } = this.coordinates;
+    return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.MachineLearningServices/workspaces/${workspace}`;
+  }
+
+  /** Where this compute puts a request's `model_update`: the request's own azureml:// URI, else the exchange datastore. */
+  outputUriFor(request: Pick<SiloJobRequest, "federationId" | "round" | "silo" | "outputUri">): string {
+    if (typeof request.outputUri === "string" && request.outputUri.startsWith("azureml://")) return request.outputUri;
+    return exchangeOutputUri(this.options.exchangeDatastore, request.federationId, request.round, request.silo);
+  }
+
+  /** The exact body `submit` PUTs, for inspection and tests. */
+  buildJobBody(request: SiloJobRequest): { properties: Record<string, unknown> } {
+    const environmentId = this.options.environmentId ?? request.environment;
+    if (!environmentId) {
+      throw new AzureMlConfigError("environment", "an Azure ML environment id (options.environmentId or the request's environment)", "nothing");
+    }
+    return buildCommandJobBody(request, {
+      computeId: this.computeId,
+      experimentName: (this.options.experimentName ?? ((federationId) => `flo-${federationId}`))(request.federationId),
+      environmentId,
+      codeId: this.options.codeId ?? request.code,
+      identity: this.options.identity ?? { identityType: "Managed" },
+      outputUri: this.outputUriFor(request),
+      instanceCount: this.options.instanceCount,
+      instanceType: this.options.instanceType,
+      environmentVariables: this.options.environmentVariables,
+    });
+  }
+
+  async submit(request: SiloJobRequest, options: CallOptions = {}): Promise<SiloJobStatus> {
+    const body = this.buildJobBody(request);
+    const existing = await this.getJobIfExists(request.jobName, "submit", options);
+    if (existing) return this.statusOfExisting(existing, request);
+
+    const url =
+      `${this.endpoint}/subscriptions/${encodeURIComponent(this.coordinates.subscriptionId)}` +
+      `/resourceGroups/${encodeURIComponent(this.coordinates.resourceGroup)}` +
+      `/providers/Microsoft.MachineLearningServices/workspaces/${encodeURIComponent(this.coordinates.workspace)}` +
+      `/jobs/${encodeURIComponent(request.jobName)}?api-version=${encodeURIComponent(this.apiVersion)}`;
+    const pipelineRequest = createPipelineRequest({
+      url,
+      method: "PUT",
+      body: JSON.stringify(body),
+      headers: createHttpHeaders({ "content-type": "application/json", accept: "application/json" }),
+      abortSignal: options.signal,
+    });
+    let response;
+    try {
+      response = await this.client.sendRequest(pipelineRequest);
+    } catch (error) {
+      throw toAzureMlError(error, this.coordinates, "submit", DATA_SCIENTIST_ROLE, request.jobName);
+    }
+    if (response.status === 200 || response.status === 201) {
+      return this.toStatus(parseJson(response.bodyAsText, request.jobName), request.jobName, this.outputUriFor(request));
+    }
+    if (response.status === 409) {
+      // Another submitter created it between our GET and PUT: adopt it instead of creating a second job.
+      const raced = await this.getJobIfExists(request.jobName, "submit", options);
+      if (raced) return this.statusOfExisting(raced, request);
+    }
+    throw toAzureMlError(
+      { statusCode: response.status, bodyText: response.bodyAsText ?? "" },
+      this.coordinates,
+      "submit",
+      DATA_SCIENTIST_ROLE,
+      request.jobName,
+    );
+  }
+
+  async status(jobName: string, options: CallOptions = {}): Promise<SiloJobStatus> {
+    assertValidJobName(jobName);
+    const job = await this.getJobIfExists(jobName, "status", options);
+    if (!job) {
+      throw new AzureMlJobNotFoundError(this.coordinates, jobName);
+    }
+    return this.toStatus(job, jobName);
+  }
+
+  /** Cancels a job and waits for Azure ML to accept the cancellation (the cancel LRO). A finished job is left as is. */
+  async cancel(jobName: string, options: CallOptions = {}): Promise<void> {
+    assertValidJobName(jobName);
+    const job = await this.getJobIfExists(jobName, "cancel", options);
+    if (!job) throw new AzureMlJobNotFoundError(this.coordinates, jobName);
+    const state = jobStateFromAzureMlStatus(jobProperties(job).status);
+    if (state === "completed" || state === "failed" || state === "canceled") return;
+    try {
+      const poller = await this.client.jobs.beginCancel(this.coordinates.resourceGroup, this.coordinates.workspace, jobName, {
+        abortSignal: options.signal,
+        ...(this.options.cancelPollIntervalMs !== undefined ? { updateIntervalInMs: this.options.cancelPollIntervalMs } : {}),
+      });
+      await poller.pollUntilDone({ abortSignal: options.signal });
+    } catch (error) {
+      throw toAzureMlError(error, this.coordinates, "cancel", DATA_SCIENTIST_ROLE, jobName);
+    }
+  }
+
+  /**
+   * Opens a completed job's `model_update` folder (an azureml:// datastore URI, e.g. `status.outputUri`)
+   * for reading: resolves the datastore to its blob container and reads with the orchestrator's
+   * credential (read-only access to the silo's exchange container is all it needs).
+   */
+  async openOutput(outputUri: string, options: CallOptions = {}): Promise<SiloOutputFolder> {
+    return openSiloOutputFolder(this.client, this.coordinates, outputUri, {
+      ...this.options.blob,
+      credential: this.options.blob?.credential ?? this.options.credential,
+      signal: options.signal,
+    });
+  }
+
+  private async getJobIfExists(jobName: string, operation: string, options: CallOptions): Promise<JobBase | undefined> {
+    try {
+      return await this.client.jobs.get(this.coordinates.resourceGroup, this.coordinates.workspace, jobName, {
+        abortSignal: options.signal,
+      });
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) return undefined;
+      throw toAzureMlError(error, this.coordinates, operation, DATA_SCIENTIST_ROLE, jobName);
+    }
+  }
+
+  /** An existing job is ours only if its flo tags match the request; anything else is a name collision. */
+  private statusOfExisting(job: JobBase, request: SiloJobRequest): SiloJobStatus {
+    const tags = jobProperties(job).tags ?? {};
+    const expected: Record<string, string> = {
+      [FLO_TAGS.federation]: request.federationId,
+      [FLO_TAGS.round]: String(request.round),
+      [FLO_TAGS.silo]: request.silo,
+    };
+    for (const [key, value] of Object.entries(expected)) {
+      if (tags[key] !== value) {
+        throw new AzureMlJobConflictError(this.coordinates, request.jobName, key, value, tags[key] ?? undefined);
+      }
+    }
+    return this.toStatus(job, request.jobName, this.outputUriFor(request));
+  }
+
+  private toStatus(job: JobBase | Record<string, unknown>, jobName: string, expectedOutputUri?: string): SiloJobStatus {
+    const properties = jobProperties(job);
+    const rawStatus = properties.status ?? "NotStarted";
+    const state = jobStateFromAzureMlStatus(rawStatus);
+    const name = ((job as { name?: string }).name ?? jobName) as string;
+    const outputUri = properties.outputs?.model_update?.uri ?? expectedOutputUri;
+    const logUri = properties.services?.Studio?.endpoint ?? undefined;
+    const status: SiloJobStatus = { jobName: name, state, rawStatus };
+    if (outputUri) status.outputUri = outputUri;
+    if (logUri) status.logUri = logUri;
+    if (state === "failed" || state === "canceled") {
+      status.error = `Azure ML job ${name} in workspace ${this.coordinates.workspace} ended with status ${rawStatus}` +
+        (logUri ? `; logs: ${logUri}` : "");
+    }
+    return status;
+  }
+}
+
+function parseJson(text: string | undefined, jobName: string): Record<string, unknown> {
+  try {
+    const value = JSON.parse(text ?? "");
+    if (typeof value === "object" && value !== null) return value as Record<string, unknown>;
+  } catch {
+    // fall through to the error below
+  }
+  throw new AzureMlRequestError(`Azure ML returned an unreadable job body for ${jobName}: ${String(text).slice(0, 200)}`, {
+    statusCode: 200,
+    code: "InvalidResponseBody",
+  });
+}

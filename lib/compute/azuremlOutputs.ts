@@ -1,0 +1,352 @@
+/**
+ * Reading a silo job's `model_update` folder: an `azureml://` datastore URI is resolved through the
+ * silo workspace's datastore to a blob container, then read with the orchestrator's credential
+ * (which needs only read access to the silo's exchange container; silos never write to orchestrator
+ * storage and the orchestrator never sees silo training data).
+ */
+import type { AzureMachineLearningWorkspaces } from "@azure/arm-machinelearning";
+import type { TokenCredential } from "@azure/core-auth";
+import type { TlsSettings } from "@azure/core-rest-pipeline";
+import {
+  AnonymousCredential,
+  BlobServiceClient,
+  StorageSharedKeyCredential,
+  type BlobClient,
+  type StoragePipelineOptions,
+} from "@azure/storage-blob";
+import type { ByteSource } from "../models/bytes";
+import {
+  AzureMlAuthorizationError,
+  AzureMlConfigError,
+  AzureMlError,
+  AzureMlRequestError,
+  DATA_SCIENTIST_ROLE,
+  STORAGE_BLOB_DATA_READER_ROLE,
+  toAzureMlError,
+  type WorkspaceCoordinates,
+} from "./azuremlErrors";
+
+export const MODEL_FILE = "model.safetensors";
+export const METRICS_FILE = "metrics.json";
+const MAX_METRICS_BYTES = 1024 * 1024;
+
+/** The parts of an `azureml://` datastore URI (short or long form). */
+export interface DatastoreUri {
+  datastore: string;
+  /** Path inside the datastore, without a leading slash. */
+  path: string;
+  /** Present in the long form only. */
+  subscriptionId?: string;
+  resourceGroup?: string;
+  workspace?: string;
+}
+
+const SHORT_FORM = /^azureml:\/\/datastores\/([^/]+)\/paths\/(.*)$/i;
+const LONG_FORM =
+  /^azureml:\/\/subscriptions\/([^/]+)\/resource[gG]roups\/([^/]+)\/(?:providers\/Microsoft\.MachineLearningServices\/)?workspaces\/([^/]+)\/datastores\/([^/]+)\/paths\/(.*)$/i;
+
+/** Parses `azureml://datastores/<ds>/paths/<p>` and `azureml://subscriptions/<s>/resourcegroups/<rg>/workspaces/<ws>/datastores/<ds>/paths/<p>`. */
+export function parseDatastoreUri(uri: string): DatastoreUri {
+  const short = SHORT_FORM.exec(uri);
+  if (short) return { datastore: decodeURIComponent(short[1]), path: short[2].replace(/^\/+/, "") };
+  const long = LONG_FORM.exec(uri);
+  if (long) {
+    return {
+      subscriptionId: long[1],
+      resourceGroup: long[2],
+      workspace: long[3],
+      datastore: decodeURIComponent(long[4]),
+      path: long[5].replace(/^\/+/, ""),
+    };
+  }
+  throw new AzureMlConfigError(
+    "outputUri",
+    "azureml://datastores/<datastore>/paths/<path> or azureml://subscriptions/<sub>/resourcegroups/<rg>/workspaces/<ws>/datastores/<datastore>/paths/<path>",
+    JSON.stringify(uri),
+  );
+}
+
+/** Blob coordinates of a datastore folder. */
+export interface BlobFolderLocation {
+  accountName: string;
+  containerName: string;
+  /** Blob service URL, e.g. https://acct.blob.core.windows.net. */
+  serviceUrl: string;
+  /** Folder prefix inside the container, ending with "/" (empty for the container root). */
+  prefix: string;
+  /** `<serviceUrl>/<container>/<prefix>`. */
+  folderUrl: string;
+}
+
+export interface DatastoreEndpoint {
+  accountName: string;
+  /** Storage endpoint suffix, e.g. core.windows.net. */
+  endpoint: string;
+  protocol: string;
+}
+
+export interface BlobAccessOptions {
+  /** Credential for the silo's exchange container; default the orchestrator's TokenCredential. */
+  credential?: TokenCredential | StorageSharedKeyCredential | AnonymousCredential;
+  /** Blob service URL of a datastore's account; default `<protocol>://<account>.blob.<endpoint>` (tests point it at Azurite). */
+  serviceUrlFor?: (datastore: DatastoreEndpoint) => string;
+  /** TLS settings for blob requests, e.g. `{ca}` to trust a test certificate. */
+  tlsOptions?: TlsSettings;
+  /** Blob pipeline retry options. */
+  retryOptions?: StoragePipelineOptions["retryOptions"];
+}
+
+function defaultServiceUrl({ accountName, endpoint, protocol }: DatastoreEndpoint): string {
+  return `${protocol}://${accountName}.blob.${endpoint}`;
+}
+
+/** Resolves an azureml:// folder URI to its blob container and prefix through `datastores.get`. */
+export async function resolveDatastoreFolder(
+  client: AzureMachineLearningWorkspaces,
+  coordinates: WorkspaceCoordinates,
+  uri: string,
+  options: { serviceUrlFor?: (datastore: DatastoreEndpoint) => string; signal?: AbortSignal } = {},
+): Promise<BlobFolderLocation> {
+  const parsed = parseDatastoreUri(uri);
+  if (parsed.subscriptionId && parsed.subscriptionId.toLowerCase() !== coordinates.subscriptionId.toLowerCase()) {
+    throw new AzureMlConfigError(
+      "outputUri",
+      `a datastore in subscription ${coordinates.subscriptionId} (the silo workspace's)`,
+      `subscription ${parsed.subscriptionId} in ${uri}`,
+    );
+  }
+  const where: WorkspaceCoordinates = {
+    subscriptionId: coordinates.subscriptionId,
+    resourceGroup: parsed.resourceGroup ?? coordinates.resourceGroup,
+    workspace: parsed.workspace ?? coordinates.workspace,
+  };
+  let datastore;
+  try {
+    datastore = await client.datastores.get(where.resourceGroup, where.workspace, parsed.datastore, { abortSignal: options.signal });
+  } catch (error) {
+    throw toAzureMlError(error, where, `read datastore ${parsed.datastore}`, DATA_SCIENTIST_ROLE);
+  }
+  const properties = datastore.properties as {
+    datastoreType?: string;
+    accountName?: string;
+    containerName?: string;
+    filesystem?: string;
+    endpoint?: string;
+    protocol?: string;
+  };
+  const type = properties.datastoreType;
+  const containerName = type === "AzureBlob" ? properties.containerName : type === "AzureDataLakeGen2" ? properties.filesystem : undefined;
+  if ((type !== "AzureBlob" && type !== "AzureDataLakeGen2") || !properties.accountName || !containerName) {
+    throw new AzureMlConfigError(
+      `datastore ${parsed.datastore} in workspace ${where.workspace}`,
+      "an AzureBlob (or AzureDataLakeGen2) datastore with an account and a container",
+      `type ${type ?? "none"}, account ${properties.accountName ?? "none"}, container ${containerName ?? "none"}`,
+    );
+  }
+  const endpoint: DatastoreEndpoint = {
+    accountName: properties.accountName,
+    endpoint: properties.endpoint || "core.windows.net",
+    protocol: properties.protocol || "https",
+  };
+  const serviceUrl = (options.serviceUrlFor ?? defaultServiceUrl)(endpoint).replace(/\/+$/, "");
+  const prefix = parsed.path === "" ? "" : parsed.path.endsWith("/") ? parsed.path : `${parsed.path}/`;
+  return {
+    accountName: endpoint.accountName,
+    containerName,
+    serviceUrl,
+    prefix,
+    folderUrl: `${serviceUrl}/${containerName}/${prefix}`,
+  };
+}
+
+/** Problems with what a silo wrote (missing files, invalid metrics.json): exclude that silo's update with this reason. */
+export class SiloOutputError extends AzureMlError {
+  override name = "SiloOutputError";
+  constructor(readonly location: string, readonly field: string, readonly expected: string, readonly got: string) {
+    super(`Invalid silo output at ${location}: ${field}: expected ${expected}, got ${got}`);
+  }
+}
+
+function blobError(error: unknown, location: BlobFolderLocation, operation: string): Error {
+  const candidate = error as { name?: string; statusCode?: number; code?: string; message?: string };
+  if (candidate?.name === "AbortError" || error instanceof AzureMlError) return error as Error;
+  const status = candidate?.statusCode;
+  if (status === 401 || status === 403) {
+    const scope = `${location.serviceUrl}/${location.containerName}`;
+    return new AzureMlAuthorizationError(
+      `Storage denied ${operation} on ${location.folderUrl}: HTTP ${status} ${candidate.code ?? ""}. Fix: the orchestrator's identity needs ` +
+        `the "${STORAGE_BLOB_DATA_READER_ROLE}" role on the silo's exchange container (scope ${scope}).`,
+      { statusCode: status, code: candidate.code, operation, workspace: location.accountName, requiredRole: STORAGE_BLOB_DATA_READER_ROLE, scope },
+    );
+  }
+  return new AzureMlRequestError(
+    `Storage ${operation} on ${location.folderUrl} failed: ${status === undefined ? "no response" : `HTTP ${status}`} ${candidate?.code ?? ""}: ${candidate?.message ?? String(error)}`,
+    { statusCode: status, code: candidate?.code, operation },
+  );
+}
+
+async function readStream(stream: NodeJS.ReadableStream | undefined): Promise<Buffer> {
+  if (!stream) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream as AsyncIterable<Buffer | string>) {
+    chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** A ByteSource over one blob: size from its properties, ranged GETs for reads. */
+export class BlobByteSource implements ByteSource {
+  readonly name: string;
+  private knownSize: number | undefined;
+
+  constructor(private readonly blob: BlobClient, options: { size?: number; location?: BlobFolderLocation } = {}) {
+    this.name = blob.url;
+    this.knownSize = options.size;
+    this.location = options.location;
+  }
+  private readonly location: BlobFolderLocation | undefined;
+
+  async size(options: { signal?: AbortSignal } = {}): Promise<number> {
+    if (this.knownSize === undefined) {
+      try {
+        const properties = await this.blob.getProperties({ abortSignal: options.signal });
+        this.knownSize = properties.contentLength ?? 0;
+      } catch (error) {
+        throw this.wrap(error, `read properties of ${this.name}`);
+      }
+    }
+    return this.knownSize;
+  }
+
+  async read(offset: number, length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
+    if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 0) {
+      throw new RangeError(`${this.name}: invalid range offset ${offset}, length ${length}`);
+    }
+    if (length === 0) return Buffer.alloc(0);
+    const size = await this.size(options);
+    if (offset + length > size) {
+      throw new RangeError(`${this.name}: cannot read ${length} bytes at offset ${offset}: the blob has ${size} bytes`);
+    }
+    let bytes: Buffer;
+    try {
+      const response = await this.blob.download(offset, length, { abortSignal: options.signal });
+      bytes = await readStream(response.readableStreamBody);
+    } catch (error) {
+      throw this.wrap(error, `read ${this.name}`);
+    }
+    if (bytes.length !== length) {
+      throw new RangeError(`${this.name}: asked for ${length} bytes at offset ${offset}, got ${bytes.length} (blob changed while reading?)`);
+    }
+    return bytes;
+  }
+
+  private wrap(error: unknown, operation: string): Error {
+    if (!this.location) return error as Error;
+    return blobError(error, this.location, operation);
+  }
+}
+
+/** What a silo's trainer writes to `metrics.json` (the silo job contract). */
+export interface SiloMetrics {
+  num_examples: number;
+  metrics: Record<string, number>;
+  /** The received global model evaluated on the silo's data before local training, when reported. */
+  global_metrics?: Record<string, number>;
+}
+
+/** Validates `metrics.json` text; `location` names the file in errors. */
+export function parseSiloMetrics(text: string, location: string): SiloMetrics {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new SiloOutputError(location, METRICS_FILE, "JSON", `unparseable text (${(error as Error).message})`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new SiloOutputError(location, METRICS_FILE, "a JSON object", Array.isArray(value) ? "an array" : String(value));
+  }
+  const object = value as Record<string, unknown>;
+  const numExamples = object.num_examples;
+  if (typeof numExamples !== "number" || !Number.isSafeInteger(numExamples) || numExamples < 0) {
+    throw new SiloOutputError(location, "num_examples", "a non-negative integer", JSON.stringify(numExamples) ?? "nothing");
+  }
+  const result: SiloMetrics = { num_examples: numExamples, metrics: numberRecord(object.metrics, "metrics", location, true)! };
+  const globalMetrics = numberRecord(object.global_metrics, "global_metrics", location, false);
+  if (globalMetrics) result.global_metrics = globalMetrics;
+  return result;
+}
+
+function numberRecord(value: unknown, field: string, location: string, required: boolean): Record<string, number> | undefined {
+  if (value === undefined && !required) return undefined;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new SiloOutputError(location, field, "an object of metric name -> number", JSON.stringify(value) ?? "nothing");
+  }
+  const record: Record<string, number> = {};
+  for (const [name, metric] of Object.entries(value as Record<string, unknown>)) {
+    if (typeof metric !== "number" || !Number.isFinite(metric)) {
+      throw new SiloOutputError(location, `${field}.${name}`, "a finite number", JSON.stringify(metric) ?? "nothing");
+    }
+    record[name] = metric;
+  }
+  return record;
+}
+
+/** A completed silo job's update folder, ready for aggregation. */
+export interface SiloOutputFolder {
+  /** The azureml:// URI it was opened from. */
+  uri: string;
+  location: BlobFolderLocation;
+  /** Every blob under the folder (relative names) with its size. */
+  files: { name: string; size: number }[];
+  /** `model.safetensors`, read by ranges. */
+  model: ByteSource;
+  metrics: SiloMetrics;
+}
+
+export interface OpenSiloOutputOptions extends BlobAccessOptions {
+  signal?: AbortSignal;
+}
+
+/** Opens a job's output folder: resolves the datastore, lists the folder, reads and validates metrics.json. */
+export async function openSiloOutputFolder(
+  client: AzureMachineLearningWorkspaces,
+  coordinates: WorkspaceCoordinates,
+  uri: string,
+  options: OpenSiloOutputOptions,
+): Promise<SiloOutputFolder> {
+  const location = await resolveDatastoreFolder(client, coordinates, uri, options);
+  const credential = options.credential ?? new AnonymousCredential();
+  const pipelineOptions = {
+    ...(options.retryOptions ? { retryOptions: options.retryOptions } : {}),
+    // StoragePipelineOptions does not declare tlsOptions, but they reach the core pipeline unchanged.
+    ...(options.tlsOptions ? { tlsOptions: options.tlsOptions } : {}),
+  } as StoragePipelineOptions;
+  const container = new BlobServiceClient(location.serviceUrl, credential, pipelineOptions).getContainerClient(location.containerName);
+
+  const files: { name: string; size: number }[] = [];
+  try {
+    for await (const blob of container.listBlobsFlat({ prefix: location.prefix, abortSignal: options.signal })) {
+      files.push({ name: blob.name.slice(location.prefix.length), size: blob.properties.contentLength ?? 0 });
+    }
+  } catch (error) {
+    throw blobError(error, location, "list");
+  }
+  const model = files.find((file) => file.name === MODEL_FILE);
+  if (!model) {
+    throw new SiloOutputError(location.folderUrl, MODEL_FILE, "a file written by the trainer", files.length ? `only ${files.map((f) => f.name).join(", ")}` : "an empty folder");
+  }
+  const metricsFile = files.find((file) => file.name === METRICS_FILE);
+  if (!metricsFile) throw new SiloOutputError(location.folderUrl, METRICS_FILE, "a file written by the trainer", "no such file");
+  if (metricsFile.size > MAX_METRICS_BYTES) {
+    throw new SiloOutputError(location.folderUrl, METRICS_FILE, `at most ${MAX_METRICS_BYTES} bytes`, `${metricsFile.size} bytes`);
+  }
+  const metricsSource = new BlobByteSource(container.getBlobClient(location.prefix + METRICS_FILE), { size: metricsFile.size, location });
+  const metricsText = (await metricsSource.read(0, metricsFile.size, { signal: options.signal })).toString("utf8");
+  return {
+    uri,
+    location,
+    files,
+    model: new BlobByteSource(container.getBlobClient(location.prefix + MODEL_FILE), { size: model.size, location }),
+    metrics: parseSiloMetrics(metricsText, `${location.folderUrl}${METRICS_FILE}`),
+  };
+}
