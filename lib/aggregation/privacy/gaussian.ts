@@ -1,0 +1,74 @@
+/**
+ * Gaussian noise from a cryptographically secure source. DP guarantees assume the adversary cannot
+ * predict the noise, so Math.random (xorshift, state recoverable from outputs) is not acceptable.
+ * Uniforms: 53 random bits from node:crypto.randomBytes -> (0, 1]; normals: Box-Muller (both outputs used).
+ * A deterministic stream (AES-256-CTR keystream keyed by sha256(seed)) exists ONLY behind the explicit
+ * `insecureTestSeed` option, for reproducible tests; production code never passes it.
+ */
+import { createCipheriv, createHash, randomBytes } from "node:crypto";
+
+export interface GaussianSource {
+  /** One N(0, 1) sample. */
+  next(): number;
+  /** out[i] += sigma * N(0, 1) for i < length. */
+  addNoise(out: Float64Array, sigma: number, length?: number): void;
+  /** True when seeded for tests (not private!). Recorded in manifests so it cannot go unnoticed. */
+  readonly deterministic: boolean;
+}
+
+export interface GaussianSourceOptions {
+  /** Makes the stream reproducible. Tests only: noise that can be re-derived gives no privacy. */
+  insecureTestSeed?: string;
+  /** Bytes fetched per refill. */
+  blockBytes?: number;
+}
+
+const TWO_POW_53 = 2 ** 53;
+
+export function createGaussianSource(options: GaussianSourceOptions = {}): GaussianSource {
+  const blockBytes = Math.max(64, (options.blockBytes ?? 64 * 1024) & ~7);
+  let nextBytes: (n: number) => Buffer;
+  if (options.insecureTestSeed !== undefined) {
+    const key = createHash("sha256").update(options.insecureTestSeed, "utf8").digest();
+    const cipher = createCipheriv("aes-256-ctr", key, Buffer.alloc(16));
+    nextBytes = (n) => cipher.update(Buffer.alloc(n));
+  } else {
+    nextBytes = (n) => randomBytes(n);
+  }
+  let buffer: Buffer = Buffer.alloc(0);
+  let offset = 0;
+  let spare: number | undefined;
+
+  /** Uniform in (0, 1]: 53 bits from 7 bytes, +1 so log() never sees 0. */
+  const uniform = (): number => {
+    if (offset + 8 > buffer.length) {
+      buffer = nextBytes(blockBytes);
+      offset = 0;
+    }
+    const hi = buffer.readUInt32LE(offset) >>> 11; // 21 bits
+    const lo = buffer.readUInt32LE(offset + 4); // 32 bits
+    offset += 8;
+    return (hi * 4294967296 + lo + 1) / TWO_POW_53;
+  };
+
+  const next = (): number => {
+    if (spare !== undefined) {
+      const s = spare;
+      spare = undefined;
+      return s;
+    }
+    const radius = Math.sqrt(-2 * Math.log(uniform()));
+    const angle = 2 * Math.PI * uniform();
+    spare = radius * Math.sin(angle);
+    return radius * Math.cos(angle);
+  };
+
+  return {
+    deterministic: options.insecureTestSeed !== undefined,
+    next,
+    addNoise(out, sigma, length = out.length) {
+      if (sigma === 0) return;
+      for (let i = 0; i < length; i++) out[i] += sigma * next();
+    },
+  };
+}

@@ -1,0 +1,329 @@
+/**
+ * One aggregation round as three pure steps, so any engine (in memory, streamed from files or
+ * blobs, split across workers) runs the same math:
+ *   1. `requiredStatistics(config)` -> which whole-model statistics the first pass accumulates
+ *      (pairwise squared distances for the Krum family, delta norms for clipping);
+ *   2. `planRound(...)` -> a small JSON plan (selection, weights, clip scales, noise stddev);
+ *   3. `combineChunk(plan, ...)` per aligned chunk of every float tensor, then
+ *      `finishRound(...)` -> the next scalar state (optimizer step, clip norm, accountant).
+ * Per-coordinate optimizer state (momentum, m, v) is passed to `combineChunk` as chunks and updated
+ * in place; the engine streams it from/to files with the same tensor names as the model.
+ */
+import { adaptiveUpdateNoiseMultiplier, centralDpNoiseStddev, clipScale, nextAdaptiveClipNorm, unclippedCountStddev } from "../privacy/clipping";
+import { RdpAccountant, type RdpAccountantState } from "../privacy/accountant";
+import type { GaussianSource } from "../privacy/gaussian";
+import { type ResolvedStrategyConfig, type StrategyName, usesPairwiseDistances } from "./config";
+import { StrategyInputError, StrategyStateError } from "./errors";
+import { bulyanSelect, bulyanSizes, krumSelect, multiKrumSelect } from "./krum";
+import { bulyanChunk, medianChunk, trimmedMeanChunk, trimmedMeanCuts, weightedSumChunk } from "./robustKernels";
+import { fedAdaptiveChunk, fedAvgMChunk, optimizerStateTensors } from "./serverOptimizers";
+
+/** Scalar strategy state carried from round to round (checkpointed with each round). */
+export interface StrategyState {
+  strategy: StrategyName;
+  /** server-optimizer steps taken so far (optimizer time; independent of round numbering) */
+  optimizerSteps: number;
+  /** current clip norm (adaptive clipping); fixed clipping keeps it constant */
+  clipNorm?: number;
+  /** cumulative privacy spent (central DP) */
+  accountant?: RdpAccountantState;
+  /** last reported (epsilon, delta), for manifests */
+  privacy?: { epsilon: number; delta: number; order: number; rounds: number };
+}
+
+export type StateTensorKind = "momentum" | "m" | "v";
+
+export function initialStrategyState(config: ResolvedStrategyConfig): StrategyState {
+  const state: StrategyState = { strategy: config.strategy, optimizerSteps: 0 };
+  if (config.clipping) state.clipNorm = config.clipping.mode === "fixed" ? config.clipping.clipNorm : config.clipping.initialClipNorm;
+  if (config.dp) state.accountant = new RdpAccountant().toJSON();
+  return state;
+}
+
+/** Per-coordinate state tensors this config keeps (empty for stateless rules). */
+export function stateTensorKinds(config: ResolvedStrategyConfig): StateTensorKind[] {
+  return config.optimizer ? optimizerStateTensors(config.optimizer.name) : [];
+}
+
+/** Does the round need the current global model x? */
+export function needsGlobalModel(config: ResolvedStrategyConfig): boolean {
+  return config.optimizer !== undefined || config.clipping !== undefined;
+}
+
+export interface RequiredStatistics {
+  /** K x K squared distances between the (clipped) updates over the whole model */
+  pairwiseDistances: boolean;
+  /** ||w_i - x|| over the whole model (needs the global model) */
+  deltaNorms: boolean;
+}
+
+export function requiredStatistics(config: ResolvedStrategyConfig): RequiredStatistics {
+  return { pairwiseDistances: usesPairwiseDistances(config.strategy), deltaNorms: config.clipping !== undefined };
+}
+
+export interface RoundStatistics {
+  /** row-major K x K squared distances between the raw updates */
+  pairwiseSquaredDistances?: readonly number[] | Float64Array;
+  /** squared delta norms ||w_i - x||^2 */
+  deltaSquaredNorms?: readonly number[] | Float64Array;
+}
+
+export type CombineKernel = "weighted-mean" | "median" | "trimmed-mean" | "bulyan";
+
+/** Everything `combineChunk` needs; small plain JSON (recorded in the round manifest). */
+export interface RoundPlan {
+  strategy: StrategyName;
+  k: number;
+  kernel: CombineKernel;
+  /** updates that enter the kernel, in kernel order */
+  selected: number[];
+  /** weighted-mean: weight of each selected update (sums to 1) */
+  weights: number[];
+  /** trimmed-mean beta / bulyan's beta (values averaged per coordinate) */
+  trimBeta?: number;
+  bulyanBeta?: number;
+  /** per-update delta scale min(1, C/||delta||); absent without clipping */
+  clipScales?: number[];
+  clipNorm?: number;
+  unclippedCount?: number;
+  /** Gaussian noise stddev added to each coordinate of the mean (central DP), else 0 */
+  noiseStddev: number;
+  /** noise on the unclipped count (adaptive clipping with DP), sampled at plan time */
+  countNoise?: number;
+  optimizer?: { name: string; firstStep: boolean };
+  /** the Krum-family scores' inputs are in the manifest for audit */
+  deterministicNoise?: boolean;
+}
+
+export interface PlanInputs {
+  numExamples: readonly number[];
+  statistics: RoundStatistics;
+  state: StrategyState;
+  /** required when config.dp is set */
+  noise?: GaussianSource;
+}
+
+function checkState(config: ResolvedStrategyConfig, state: StrategyState): void {
+  if (state.strategy !== config.strategy) {
+    throw new StrategyStateError(`strategy state was written by "${state.strategy}", but this round runs "${config.strategy}"; start without --state-in or use the same strategy`);
+  }
+  if (config.clipping && !(typeof state.clipNorm === "number" && state.clipNorm > 0)) {
+    throw new StrategyStateError(`strategy state has no valid clipNorm (got ${String(state.clipNorm)}) but clipping is configured`);
+  }
+  if (!Number.isInteger(state.optimizerSteps) || state.optimizerSteps < 0) {
+    throw new StrategyStateError(`strategy state optimizerSteps must be an integer >= 0, got ${String(state.optimizerSteps)}`);
+  }
+}
+
+/** Squared distances between clipped updates from raw distances and delta norms (exact when unclipped). */
+function clippedDistances(raw: ArrayLike<number>, squaredNorms: ArrayLike<number>, scales: readonly number[], k: number): Float64Array {
+  const out = new Float64Array(k * k);
+  for (let i = 0; i < k; i++) {
+    for (let j = 0; j < k; j++) {
+      if (i === j) continue;
+      const si = scales[i];
+      const sj = scales[j];
+      const d = raw[i * k + j];
+      if (si === 1 && sj === 1) {
+        out[i * k + j] = d;
+      } else {
+        const dot = (squaredNorms[i] + squaredNorms[j] - d) / 2;
+        out[i * k + j] = Math.max(0, si * si * squaredNorms[i] + sj * sj * squaredNorms[j] - 2 * si * sj * dot);
+      }
+    }
+  }
+  return out;
+}
+
+export function planRound(config: ResolvedStrategyConfig, inputs: PlanInputs): RoundPlan {
+  const { numExamples, statistics, state } = inputs;
+  checkState(config, state);
+  const k = numExamples.length;
+  if (k === 0) throw new StrategyInputError(config.strategy, "no valid updates to aggregate");
+  numExamples.forEach((n, i) => {
+    if (!(Number.isFinite(n) && n > 0)) throw new StrategyInputError(config.strategy, `update ${i} has num_examples=${n}; expected a number > 0`);
+  });
+
+  let clipScales: number[] | undefined;
+  let unclippedCount: number | undefined;
+  if (config.clipping) {
+    const sq = statistics.deltaSquaredNorms;
+    if (!sq || sq.length !== k) throw new StrategyInputError(config.strategy, `clipping needs ${k} delta norms from the statistics pass, got ${sq?.length ?? 0}`);
+    clipScales = Array.from(sq, (s) => clipScale(Math.sqrt(s), state.clipNorm!));
+    unclippedCount = clipScales.filter((s) => s === 1).length;
+  }
+
+  const plan: RoundPlan = { strategy: config.strategy, k, kernel: "weighted-mean", selected: [], weights: [], noiseStddev: 0 };
+  if (clipScales) {
+    plan.clipScales = clipScales;
+    plan.clipNorm = state.clipNorm;
+    plan.unclippedCount = unclippedCount;
+  }
+  const all = Array.from({ length: k }, (_, i) => i);
+  const sampleWeights = (indices: number[]) => {
+    const total = indices.reduce((s, i) => s + numExamples[i], 0);
+    return indices.map((i) => numExamples[i] / total);
+  };
+
+  if (usesPairwiseDistances(config.strategy)) {
+    const raw = statistics.pairwiseSquaredDistances;
+    if (!raw || raw.length !== k * k) throw new StrategyInputError(config.strategy, `needs the ${k}x${k} pairwise distance matrix from the statistics pass`);
+    const values = clipScales ? clippedDistances(raw, statistics.deltaSquaredNorms!, clipScales, k) : raw;
+    const distances = { k, values };
+    if (config.strategy === "krum") {
+      plan.selected = [krumSelect(distances, config.byzantine)];
+      plan.weights = [1];
+    } else if (config.strategy === "multi-krum") {
+      if (config.keep! > k) throw new StrategyInputError("multi-krum", `keep=${config.keep} exceeds the ${k} valid updates`);
+      // sample-weighted mean of the kept updates, in index order (deterministic summation order)
+      plan.selected = multiKrumSelect(distances, config.byzantine, config.keep!).sort((a, b) => a - b);
+      plan.weights = sampleWeights(plan.selected);
+    } else {
+      const { beta } = bulyanSizes(k, config.byzantine);
+      plan.kernel = "bulyan";
+      plan.selected = bulyanSelect(distances, config.byzantine);
+      plan.bulyanBeta = beta;
+    }
+  } else if (config.strategy === "median") {
+    plan.kernel = "median";
+    plan.selected = all;
+  } else if (config.strategy === "trimmed-mean") {
+    trimmedMeanCuts(config.beta, k); // fail at plan time, before any chunk is read
+    plan.kernel = "trimmed-mean";
+    plan.selected = all;
+    plan.trimBeta = config.beta;
+  } else {
+    plan.selected = all;
+    // Central DP: equal weights 1/m, so one silo moves the mean by at most C/m (the sensitivity
+    // sigma = z*C/m is calibrated to); sample weights would let a large silo move it by C*n_i/N.
+    plan.weights = config.dp ? all.map(() => 1 / k) : sampleWeights(all);
+  }
+
+  if (config.optimizer) {
+    plan.optimizer = { name: config.optimizer.name, firstStep: state.optimizerSteps === 0 };
+  }
+
+  if (config.dp) {
+    if (!inputs.noise) throw new StrategyInputError(config.strategy, "central DP needs a Gaussian noise source");
+    const clipping = config.clipping!;
+    let z = config.dp.noiseMultiplier;
+    if (clipping.mode === "adaptive") {
+      const sigmaB = unclippedCountStddev(clipping, k);
+      z = adaptiveUpdateNoiseMultiplier(config.dp.noiseMultiplier, sigmaB);
+      plan.countNoise = sigmaB * inputs.noise.next();
+    }
+    plan.noiseStddev = centralDpNoiseStddev(z, state.clipNorm!, k);
+    plan.deterministicNoise = inputs.noise.deterministic;
+  }
+  return plan;
+}
+
+export interface StateChunks {
+  momentum?: Float64Array;
+  m?: Float64Array;
+  v?: Float64Array;
+}
+
+export interface CombineScratch {
+  rows: Float64Array[];
+  mean: Float64Array;
+}
+
+export function createCombineScratch(plan: RoundPlan, chunkLength: number): CombineScratch {
+  return {
+    rows: plan.selected.map(() => new Float64Array(chunkLength)),
+    mean: new Float64Array(chunkLength),
+  };
+}
+
+/**
+ * Combines one aligned chunk. `rows[i]` = the chunk of update i (all K, indexed as in the plan);
+ * `global` = the same chunk of x (required for clipping and optimizers); `state` chunks are updated
+ * in place; `out` receives the new global values. Noise is drawn from `noise` in coordinate order.
+ */
+export function combineChunk(
+  config: ResolvedStrategyConfig,
+  plan: RoundPlan,
+  args: {
+    rows: readonly Float64Array[];
+    out: Float64Array;
+    global?: Float64Array;
+    state?: StateChunks;
+    noise?: GaussianSource;
+    scratch?: CombineScratch;
+  },
+): void {
+  const { rows, out } = args;
+  const n = out.length;
+  if (rows.length !== plan.k) throw new StrategyInputError(plan.strategy, `combine got ${rows.length} rows, plan has ${plan.k} updates`);
+  if ((plan.clipScales || plan.optimizer) && !args.global) {
+    throw new StrategyInputError(plan.strategy, "needs the current global model (--global) for clipping / the server optimizer");
+  }
+  const scratch = args.scratch && args.scratch.mean.length >= n ? args.scratch : createCombineScratch(plan, n);
+  const selectedRows = plan.selected.map((index, s) => {
+    const row = rows[index];
+    const scale = plan.clipScales?.[index] ?? 1;
+    if (scale === 1) return row.length === n ? row : row.subarray(0, n);
+    const clipped = scratch.rows[s].subarray(0, n);
+    const g = args.global!;
+    for (let c = 0; c < n; c++) clipped[c] = g[c] + scale * (row[c] - g[c]);
+    return clipped;
+  });
+  const target = plan.optimizer ? scratch.mean.subarray(0, n) : out;
+  switch (plan.kernel) {
+    case "weighted-mean":
+      weightedSumChunk(selectedRows, plan.weights, target);
+      break;
+    case "median":
+      medianChunk(selectedRows, target);
+      break;
+    case "trimmed-mean":
+      trimmedMeanChunk(selectedRows, plan.trimBeta!, target);
+      break;
+    case "bulyan":
+      bulyanChunk(selectedRows, plan.bulyanBeta!, target);
+      break;
+  }
+  if (plan.noiseStddev > 0) {
+    if (!args.noise) throw new StrategyInputError(plan.strategy, "central DP needs a Gaussian noise source");
+    args.noise.addNoise(target, plan.noiseStddev, n);
+  }
+  if (!plan.optimizer) return;
+  const opt = config.optimizer!;
+  const g = args.global!;
+  const st = args.state ?? {};
+  const need = (kind: StateTensorKind): Float64Array => {
+    const chunk = st[kind];
+    if (!chunk || chunk.length < n) throw new StrategyInputError(plan.strategy, `needs the "${kind}" state chunk of ${n} values`);
+    return chunk;
+  };
+  if (opt.name === "fedavgm") {
+    fedAvgMChunk(g, target, need("momentum"), plan.optimizer.firstStep, opt.options, out, n);
+  } else {
+    const m = opt.name === "fedadagrad" ? new Float64Array(0) : need("m");
+    fedAdaptiveChunk(opt.name, g, target, m, need("v"), opt.options, out, n);
+  }
+}
+
+/** Scalar state after the round: optimizer step, next clip norm, accountant. Pure. */
+export function finishRound(config: ResolvedStrategyConfig, plan: RoundPlan, state: StrategyState): StrategyState {
+  const next: StrategyState = { ...state, optimizerSteps: state.optimizerSteps + (config.optimizer ? 1 : 0) };
+  if (config.clipping?.mode === "adaptive") {
+    next.clipNorm = nextAdaptiveClipNorm({
+      clipNorm: state.clipNorm!,
+      unclippedCount: plan.unclippedCount!,
+      numUpdates: plan.k,
+      countNoise: plan.countNoise ?? 0,
+      targetUnclippedQuantile: config.clipping.targetUnclippedQuantile,
+      clipLearningRate: config.clipping.clipLearningRate,
+    }).clipNorm;
+  }
+  if (config.dp) {
+    const accountant = new RdpAccountant(state.accountant);
+    accountant.compose({ noiseMultiplier: config.dp.noiseMultiplier, sampleRate: config.dp.sampleRate });
+    const { epsilon, order } = accountant.epsilon(config.dp.delta);
+    next.accountant = accountant.toJSON();
+    next.privacy = { epsilon, delta: config.dp.delta, order, rounds: next.accountant.steps };
+  }
+  return next;
+}

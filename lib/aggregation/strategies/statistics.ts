@@ -1,0 +1,71 @@
+/**
+ * Whole-model statistics accumulated chunk by chunk (first pass of a two-pass round): pairwise
+ * squared distances for Krum/Bulyan, and squared norms of each update's delta for clipping.
+ * Accumulators are plain data (`toJSON`/`fromJSON`) so partial sums from parallel workers can be
+ * merged with `add`.
+ */
+import { StrategyInputError } from "./errors";
+
+export class PairwiseSquaredDistances {
+  readonly values: Float64Array;
+  constructor(readonly k: number) {
+    this.values = new Float64Array(k * k);
+  }
+
+  /** Adds the contribution of one aligned chunk (rows[i] = coordinates of update i). */
+  accumulate(rows: readonly Float64Array[], length = rows[0]?.length ?? 0): void {
+    if (rows.length !== this.k) throw new StrategyInputError("pairwise-distances", `expected ${this.k} rows, got ${rows.length}`);
+    const k = this.k;
+    for (let i = 0; i < k; i++) {
+      const a = rows[i];
+      for (let j = i + 1; j < k; j++) {
+        const b = rows[j];
+        let sum = 0;
+        for (let c = 0; c < length; c++) {
+          const d = a[c] - b[c];
+          sum += d * d;
+        }
+        this.values[i * k + j] += sum;
+        this.values[j * k + i] += sum;
+      }
+    }
+  }
+
+  add(other: PairwiseSquaredDistances): void {
+    if (other.k !== this.k) throw new StrategyInputError("pairwise-distances", `cannot merge ${other.k}x${other.k} into ${this.k}x${this.k}`);
+    for (let i = 0; i < this.values.length; i++) this.values[i] += other.values[i];
+  }
+
+  toJSON(): { k: number; values: number[] } {
+    return { k: this.k, values: Array.from(this.values) };
+  }
+}
+
+/** Squared L2 norm of each update's delta w_i - x over the whole model. */
+export class DeltaSquaredNorms {
+  readonly values: Float64Array;
+  constructor(readonly k: number) {
+    this.values = new Float64Array(k);
+  }
+
+  accumulate(rows: readonly Float64Array[], global: Float64Array, length = global.length): void {
+    if (rows.length !== this.k) throw new StrategyInputError("delta-norms", `expected ${this.k} rows, got ${rows.length}`);
+    for (let i = 0; i < this.k; i++) {
+      const row = rows[i];
+      let sum = 0;
+      for (let c = 0; c < length; c++) {
+        const d = row[c] - global[c];
+        sum += d * d;
+      }
+      this.values[i] += sum;
+    }
+  }
+
+  add(other: DeltaSquaredNorms): void {
+    for (let i = 0; i < this.values.length; i++) this.values[i] += other.values[i];
+  }
+
+  norms(): number[] {
+    return Array.from(this.values, Math.sqrt);
+  }
+}
