@@ -128,7 +128,7 @@ export interface Strategy<Plan extends Json = Json> {
   readonly stateTensors: readonly StateTensorSpec[];
   /**
    * Optional misuse check once the included updates are known (e.g. Bulyan needs K >= 4f+3, an
-   * optimizer needs the global model): throw a `StrategyError` (errors.ts) naming the option and
+   * optimizer needs the global model): throw a typed error (e.g. strategies/errors.ts `StrategyInputError`) naming the option and
    * expected vs got. The engine calls it before reading any tensor data.
    */
   checkRound?(ctx: RoundContext, hasGlobal: boolean): void;

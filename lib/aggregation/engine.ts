@@ -1,0 +1,556 @@
+/**
+ * The streaming aggregation engine: one entry point, `aggregateUpdates`, used by the orchestrator's
+ * aggregation activity and by `flo aggregate`.
+ *
+ * It reads K safetensors updates as aligned ranged chunks per tensor (offsets taken from each file's
+ * own header), prefetching the next chunk while the current one is combined, so memory is bounded
+ * by ~2 x K x chunk whatever the model size, and streams the result through the safetensors writer.
+ *
+ * Rules:
+ * - Weight of an update = `num_examples` from its metrics.json; missing/invalid -> excluded.
+ * - Every update is validated against the first valid one (same tensor names, dtypes, shapes);
+ *   a mismatching, unreadable or invalid update is EXCLUDED with a reason naming it.
+ * - Float tensors (F64/F32/F16/BF16) go through the strategy and keep their dtype. Integer and BOOL
+ *   tensors (e.g. BatchNorm's num_batches_tracked) are NOT averaged: they are copied from the first
+ *   valid update, because a weighted mean of counters/indices/masks is meaningless (and Flower's
+ *   in-place path silently zeroes them).
+ * - Non-finite values in float tensors exclude the update. They are found while streaming; the pass
+ *   then restarts without that update (rare, so the normal case reads every byte once).
+ */
+
+import { createHash, Hash } from "node:crypto";
+import type { ByteSink, ByteSource, WrittenObject } from "../models/bytes";
+import { decodeFloats, dtypeSize, encodeFloats, FloatDType, isFloatDType } from "../models/dtypes";
+import { readSafetensorsHeader, SafetensorsError, SafetensorsHeader, SafetensorsWriter } from "../models/safetensors";
+import { AggregationError, UpdateMetricsError } from "./errors";
+import { parseUpdateMetrics, readUpdateMetrics, UpdateMetrics, weightedMetricMeans } from "./metrics";
+import type { CombineChunk, FloatRow, Json, RoundContext, StatisticsChunk, Strategy, TensorLayout } from "./strategy";
+
+/** One silo update: its model and its metrics (a metrics.json source or the parsed object). */
+export interface UpdateInput {
+  id: string;
+  model: ByteSource;
+  metrics: ByteSource | unknown;
+}
+
+export interface StrategyStateInput {
+  /** The small JSON state returned by the previous round. */
+  json?: Json;
+  /** Per-coordinate state tensor files by state name (e.g. "m", "v"); absent ones start at zeros. */
+  tensors?: Record<string, ByteSource>;
+}
+
+export interface AggregationProgress {
+  phase: "statistics" | "combine";
+  /** Statistics pass name, or "combine". */
+  pass: string;
+  bytesRead: number;
+  bytesTotal: number;
+  /** Passes restarted so far because an update turned out invalid mid-stream. */
+  restarts: number;
+}
+
+export interface AggregateOptions {
+  updates: readonly UpdateInput[];
+  /** Opens the output sink; called again if a pass must restart (the previous sink is aborted). */
+  output: () => ByteSink | Promise<ByteSink>;
+  strategy: Strategy<any>;
+  state?: StrategyStateInput;
+  /** Opens the sink for a new state tensor file; required when the strategy keeps state tensors. */
+  stateOutput?: (name: string) => ByteSink | Promise<ByteSink>;
+  /** The round's global model (required when `strategy.needsGlobal`). */
+  global?: ByteSource;
+  /** Fewer valid updates than this fails the round with AggregationError TOO_FEW_UPDATES. */
+  minUpdates: number;
+  signal?: AbortSignal;
+  onProgress?: (progress: AggregationProgress) => void;
+  /** Elements per chunk and update (default 1 Mi: 4 MB per F32 row). */
+  chunkElements?: number;
+}
+
+export interface IncludedUpdate {
+  id: string;
+  numExamples: number;
+  /** sha256 of the update's model file, as read. */
+  sha256: string;
+}
+
+export interface AggregationResult {
+  included: IncludedUpdate[];
+  excluded: { id: string; reason: string }[];
+  output: WrittenObject;
+  state: { json: Json; tensors: Record<string, WrittenObject>; report?: Json };
+  /** num_examples-weighted mean of each numeric metric over the included updates. */
+  metrics: Record<string, number>;
+  totalExamples: number;
+  /** How many times a pass restarted without an update found invalid mid-stream. */
+  restarts: number;
+}
+
+export const DEFAULT_CHUNK_ELEMENTS = 1 << 20;
+
+interface Candidate {
+  index: number;
+  id: string;
+  model: ByteSource;
+  header: SafetensorsHeader;
+  metrics: UpdateMetrics;
+  hash: Hash;
+  hashCursor: number;
+  hashInOrder: boolean;
+}
+
+/** An included update turned out bad mid-stream: exclude it and restart. */
+class UpdateFault extends Error {
+  constructor(readonly candidate: Candidate, readonly reason: string) {
+    super(reason);
+  }
+}
+
+interface WorkItem {
+  tensorIndex: number;
+  start: number;
+  length: number;
+}
+
+interface LoadedItem {
+  item: WorkItem;
+  rowBytes: Buffer[];
+  global?: Buffer;
+  state: Record<string, Buffer | undefined>;
+}
+
+interface StateSourceInfo {
+  name: string;
+  source: ByteSource;
+  header: SafetensorsHeader;
+}
+
+function reasonOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error("aborted");
+}
+
+function isByteSource(value: unknown): value is ByteSource {
+  return typeof value === "object" && value !== null && typeof (value as ByteSource).read === "function" && typeof (value as ByteSource).size === "function";
+}
+
+/** Index of the first NaN/Inf in row[0..length), or -1. (v - v is NaN exactly for NaN and +-Inf.) */
+export function firstNonFinite(row: ArrayLike<number>, length: number): number {
+  for (let i = 0; i < length; i++) {
+    const v = row[i];
+    if (v - v !== 0) return i;
+  }
+  return -1;
+}
+
+/** Compares an update's layout to the reference one; returns a reason or undefined. Pure. */
+export function layoutMismatch(reference: SafetensorsHeader, referenceId: string, other: SafetensorsHeader): string | undefined {
+  for (const t of reference.tensors) {
+    const o = other.byName.get(t.name);
+    if (!o) return `tensor "${t.name}" is missing (present in reference update "${referenceId}")`;
+    if (o.dtype !== t.dtype) return `tensor "${t.name}" has dtype ${o.dtype}, reference update "${referenceId}" has ${t.dtype}`;
+    if (o.shape.length !== t.shape.length || o.shape.some((d, i) => d !== t.shape[i])) {
+      return `tensor "${t.name}" has shape [${o.shape}], reference update "${referenceId}" has [${t.shape}]`;
+    }
+  }
+  for (const o of other.tensors) {
+    if (!reference.byName.has(o.name)) return `unexpected tensor "${o.name}" (absent from reference update "${referenceId}")`;
+  }
+  return undefined;
+}
+
+/** Aggregates K updates with `strategy`, streaming. See the module comment for the rules. */
+export async function aggregateUpdates(options: AggregateOptions): Promise<AggregationResult> {
+  const { strategy, signal } = options;
+  const chunkElements = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
+  if (!Number.isSafeInteger(chunkElements) || chunkElements < 1) {
+    throw new AggregationError("BAD_OPTIONS", `chunkElements must be a positive integer, got ${chunkElements}`);
+  }
+  if (!Number.isSafeInteger(options.minUpdates) || options.minUpdates < 1) {
+    throw new AggregationError("BAD_OPTIONS", `minUpdates must be an integer >= 1, got ${options.minUpdates}`);
+  }
+  const ids = new Set<string>();
+  for (const u of options.updates) {
+    if (ids.has(u.id)) throw new AggregationError("BAD_OPTIONS", `duplicate update id "${u.id}"`);
+    ids.add(u.id);
+  }
+
+  // 1. Headers and metrics, all updates concurrently (small reads).
+  const excluded: { id: string; reason: string }[] = [];
+  const prepared = await Promise.all(
+    options.updates.map(async (u, index) => {
+      try {
+        const metrics = isByteSource(u.metrics) ? await readUpdateMetrics(u.metrics, { signal }) : parseUpdateMetrics(u.metrics, `${u.id}/metrics.json`);
+        let header: SafetensorsHeader;
+        try {
+          header = await readSafetensorsHeader(u.model, { signal });
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          return { id: u.id, reason: err instanceof SafetensorsError ? `invalid model: ${err.message}` : `unreadable model: ${reasonOf(err)}` };
+        }
+        const hash = createHash("sha256").update(header.prefix);
+        const c: Candidate = { index, id: u.id, model: u.model, header, metrics, hash, hashCursor: header.dataStart, hashInOrder: true };
+        return c;
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        if (err instanceof UpdateMetricsError) return { id: u.id, reason: `metrics: ${err.message}` };
+        throw err;
+      }
+    }),
+  );
+  throwIfAborted(signal);
+  let included: Candidate[] = [];
+  let reference: Candidate | undefined;
+  for (const p of prepared) {
+    if (!("header" in p)) {
+      excluded.push(p);
+      continue;
+    }
+    if (!reference) {
+      reference = p;
+      included.push(p);
+      continue;
+    }
+    const mismatch = layoutMismatch(reference.header, reference.id, p.header);
+    if (mismatch) excluded.push({ id: p.id, reason: `layout mismatch: ${mismatch}` });
+    else included.push(p);
+  }
+
+  const checkEnough = () => {
+    if (included.length < options.minUpdates) {
+      const details = excluded.map((e) => `${e.id}: ${e.reason}`).join("; ");
+      throw new AggregationError(
+        "TOO_FEW_UPDATES",
+        `${included.length} valid update(s), need at least ${options.minUpdates}${details ? ` (excluded ${details})` : ""}`,
+        excluded,
+      );
+    }
+  };
+  checkEnough();
+  const ref = reference!.header;
+
+  // 2. Layout of the output (= the reference's, in name order).
+  let flat = 0;
+  const tensors: TensorLayout[] = ref.tensors.map((t) => {
+    const floatTensor = isFloatDType(t.dtype);
+    const layout: TensorLayout = { name: t.name, dtype: t.dtype, shape: t.shape, numel: t.numel, flatOffset: floatTensor ? flat : -1 };
+    if (floatTensor) flat += t.numel;
+    return layout;
+  });
+  const floatElements = flat;
+
+  // 3. Global model and input state tensors must match the layout.
+  let globalHeader: SafetensorsHeader | undefined;
+  if (strategy.needsGlobal && !options.global) {
+    throw new AggregationError("GLOBAL_MISMATCH", `strategy ${strategy.name} needs the round's global model, none was given`);
+  }
+  if (options.global && strategy.needsGlobal) {
+    globalHeader = await readSafetensorsHeader(options.global, { signal });
+    for (const t of tensors) {
+      if (t.flatOffset < 0) continue;
+      const g = globalHeader.byName.get(t.name);
+      if (!g || !isFloatDType(g.dtype) || g.numel !== t.numel || g.shape.some((d, i) => d !== t.shape[i])) {
+        throw new AggregationError("GLOBAL_MISMATCH", `global model ${options.global.name}: tensor "${t.name}" ${g ? `is ${g.dtype} [${g.shape}]` : "is missing"}, updates have ${t.dtype} [${t.shape}]`);
+      }
+    }
+  }
+  const stateSources: StateSourceInfo[] = [];
+  for (const spec of strategy.stateTensors) {
+    const source = options.state?.tensors?.[spec.name];
+    if (!source) continue;
+    const header = await readSafetensorsHeader(source, { signal });
+    for (const t of tensors) {
+      if (t.flatOffset < 0) continue;
+      const s = header.byName.get(t.name);
+      if (!s || !isFloatDType(s.dtype) || s.numel !== t.numel || s.shape.some((d, i) => d !== t.shape[i])) {
+        throw new AggregationError("STATE_MISMATCH", `state tensor file "${spec.name}" (${source.name}): tensor "${t.name}" ${s ? `is ${s.dtype} [${s.shape}]` : "is missing"}, model has [${t.shape}]`);
+      }
+    }
+    stateSources.push({ name: spec.name, source, header });
+  }
+  if (strategy.stateTensors.length > 0 && !options.stateOutput) {
+    throw new AggregationError("STATE_OUTPUT_MISSING", `strategy ${strategy.name} keeps state tensors (${strategy.stateTensors.map((s) => s.name).join(", ")}) but no stateOutput was given`);
+  }
+
+  // 4. Work items: every tensor in name order, cut into chunks.
+  const items: WorkItem[] = [];
+  tensors.forEach((t, tensorIndex) => {
+    if (t.numel === 0) return;
+    for (let start = 0; start < t.numel; start += chunkElements) {
+      items.push({ tensorIndex, start, length: Math.min(chunkElements, t.numel - start) });
+    }
+  });
+
+  let restarts = 0;
+  for (;;) {
+    checkEnough();
+    const ctx: RoundContext = {
+      updates: included.map((c) => ({ id: c.id, numExamples: c.metrics.numExamples })),
+      tensors,
+      floatElements,
+      state: options.state?.json,
+      stateTensorsPresent: stateSources.map((s) => s.name),
+    };
+    strategy.checkRound?.(ctx, globalHeader !== undefined);
+    for (const c of included) {
+      c.hash = createHash("sha256").update(c.header.prefix);
+      c.hashCursor = c.header.dataStart;
+      c.hashInOrder = true;
+    }
+    try {
+      const pass = new RoundPass(options, strategy, ctx, included, tensors, items, chunkElements, globalHeader, stateSources, restarts);
+      const { output, stateFiles, outcome } = await pass.run();
+      const includedResults: IncludedUpdate[] = [];
+      for (const c of included) includedResults.push({ id: c.id, numExamples: c.metrics.numExamples, sha256: await finishHash(c, signal) });
+      return {
+        included: includedResults,
+        excluded,
+        output,
+        state: { json: outcome.state, tensors: stateFiles, ...(outcome.report !== undefined ? { report: outcome.report } : {}) },
+        metrics: weightedMetricMeans(included.map((c) => c.metrics)),
+        totalExamples: included.reduce((s, c) => s + c.metrics.numExamples, 0),
+        restarts,
+      };
+    } catch (err) {
+      if (!(err instanceof UpdateFault) || signal?.aborted) throw err;
+      excluded.push({ id: err.candidate.id, reason: err.reason });
+      included = included.filter((c) => c !== err.candidate);
+      restarts++;
+    }
+  }
+}
+
+/** Completes an update's sha256: in-stream when its bytes were read in file order, else re-read. */
+async function finishHash(c: Candidate, signal?: AbortSignal): Promise<string> {
+  if (c.hashInOrder && c.hashCursor === c.header.fileSize) return c.hash.digest("hex");
+  const hash = createHash("sha256");
+  const step = 8 << 20;
+  for (let offset = 0; offset < c.header.fileSize; offset += step) {
+    hash.update(await c.model.read(offset, Math.min(step, c.header.fileSize - offset), { signal }));
+  }
+  return hash.digest("hex");
+}
+
+/** One attempt at the statistics passes + combine pass over a fixed set of included updates. */
+class RoundPass {
+  private bytesRead = 0;
+  private readonly bytesTotal: number;
+  private readonly outBuffer: Float64Array;
+  private readonly zeros: Float64Array;
+  private readonly decodeScratch: Float32Array[];
+
+  constructor(
+    private readonly options: AggregateOptions,
+    private readonly strategy: Strategy<any>,
+    private readonly ctx: RoundContext,
+    private readonly included: Candidate[],
+    private readonly tensors: TensorLayout[],
+    private readonly items: WorkItem[],
+    chunkElements: number,
+    private readonly globalHeader: SafetensorsHeader | undefined,
+    private readonly stateSources: StateSourceInfo[],
+    private readonly restarts: number,
+  ) {
+    const floatBytes = included.reduce((s, c) => s + c.header.fileSize - c.header.dataStart, 0);
+    this.bytesTotal = floatBytes * (1 + (strategy.statistics?.length ?? 0));
+    const maxChunk = Math.min(chunkElements, Math.max(1, ...tensors.map((t) => t.numel)));
+    this.outBuffer = new Float64Array(maxChunk);
+    this.zeros = new Float64Array(maxChunk);
+    this.decodeScratch = included.map(() => new Float32Array(0));
+  }
+
+  private get signal(): AbortSignal | undefined {
+    return this.options.signal;
+  }
+
+  async run(): Promise<{ output: WrittenObject; stateFiles: Record<string, WrittenObject>; outcome: { state: Json; report?: Json } }> {
+    const statistics: Float64Array[] = [];
+    const passes = this.strategy.statistics ?? [];
+    const floatItems = this.items.filter((it) => this.tensors[it.tensorIndex].flatOffset >= 0);
+    for (let p = 0; p < passes.length; p++) {
+      const acc = new Float64Array(passes[p].size(this.ctx));
+      await this.stream(floatItems, false, "statistics", passes[p].name, (loaded) => {
+        const chunk = this.decode(loaded);
+        // The first data pass is where bad rows are found when statistics exist.
+        if (p === 0) this.scanRows(loaded, chunk.rows);
+        passes[p].accumulate(chunk, acc, this.ctx);
+      });
+      statistics.push(acc);
+    }
+    const plan = this.strategy.plan(this.ctx, statistics);
+
+    const ref = this.included[0];
+    const writer = new SafetensorsWriter(await this.options.output(), this.tensors, ref.header.metadata);
+    const stateWriters: { name: string; dtype: FloatDType; writer: SafetensorsWriter }[] = [];
+    try {
+      for (const spec of this.strategy.stateTensors) {
+        const floatSpecs = this.tensors.filter((t) => t.flatOffset >= 0).map((t) => ({ name: t.name, dtype: spec.dtype, shape: t.shape }));
+        stateWriters.push({ name: spec.name, dtype: spec.dtype, writer: new SafetensorsWriter(await this.options.stateOutput!(spec.name), floatSpecs) });
+      }
+      const stateOut: Record<string, Float64Array> = {};
+      for (const s of stateWriters) stateOut[s.name] = new Float64Array(this.outBuffer.length);
+      let writing: Promise<unknown> = Promise.resolve();
+      const checkRowsHere = passes.length === 0 && !this.strategy.propagatesNonFinite;
+      const checkOutput = passes.length === 0 && this.strategy.propagatesNonFinite;
+      await this.stream(this.items, true, "combine", "combine", async (loaded) => {
+        const t = this.tensors[loaded.item.tensorIndex];
+        if (t.flatOffset < 0) {
+          // Integer/bool tensor: copied from the first valid update, never averaged.
+          await writing;
+          writing = writer.write(t.name, loaded.rowBytes[0], { signal: this.signal });
+          writing.catch(() => undefined);
+          return;
+        }
+        const chunk = this.decode(loaded) as CombineChunk;
+        if (checkRowsHere) this.scanRows(loaded, chunk.rows);
+        const out = this.outBuffer.subarray(0, loaded.item.length);
+        chunk.out = out;
+        chunk.stateOut = {};
+        for (const s of stateWriters) chunk.stateOut[s.name] = stateOut[s.name].subarray(0, loaded.item.length);
+        this.strategy.combine(chunk, plan, this.ctx);
+        if (checkOutput && firstNonFinite(out, out.length) >= 0) {
+          this.scanRows(loaded, chunk.rows);
+          throw new AggregationError("NON_FINITE_RESULT", `tensor "${t.name}": the combined value overflowed to a non-finite number although every input was finite`);
+        }
+        const encoded = encodeFloats(out, t.dtype as FloatDType);
+        const encodedState = stateWriters.map((s) => encodeFloats(chunk.stateOut[s.name], s.dtype));
+        await writing;
+        writing = (async () => {
+          await writer.write(t.name, encoded, { signal: this.signal });
+          for (let i = 0; i < stateWriters.length; i++) await stateWriters[i].writer.write(t.name, encodedState[i], { signal: this.signal });
+        })();
+        writing.catch(() => undefined);
+      });
+      await writing;
+      const output = await writer.commit({ signal: this.signal });
+      const stateFiles: Record<string, WrittenObject> = {};
+      for (const s of stateWriters) stateFiles[s.name] = await s.writer.commit({ signal: this.signal });
+      return { output, stateFiles, outcome: this.strategy.finish(this.ctx, plan) };
+    } catch (err) {
+      await writer.abort().catch(() => undefined);
+      for (const s of stateWriters) await s.writer.abort().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Reads items with one chunk of prefetch and hands each to `process` in order. */
+  private async stream(
+    items: WorkItem[],
+    hashing: boolean,
+    phase: AggregationProgress["phase"],
+    passName: string,
+    process: (loaded: LoadedItem) => void | Promise<void>,
+  ): Promise<void> {
+    if (items.length === 0) return;
+    let pending = this.load(items[0]);
+    pending.catch(() => undefined);
+    for (let j = 0; j < items.length; j++) {
+      throwIfAborted(this.signal);
+      const loaded = await pending;
+      if (j + 1 < items.length) {
+        pending = this.load(items[j + 1]);
+        pending.catch(() => undefined);
+      }
+      if (hashing) this.hashRows(loaded);
+      await process(loaded);
+      for (const b of loaded.rowBytes) this.bytesRead += b.byteLength;
+      this.options.onProgress?.({ phase, pass: passName, bytesRead: this.bytesRead, bytesTotal: this.bytesTotal, restarts: this.restarts });
+    }
+  }
+
+  private rowOffset(header: SafetensorsHeader, item: WorkItem): { offset: number; length: number } {
+    const t = this.tensors[item.tensorIndex];
+    const entry = header.byName.get(t.name)!;
+    const size = dtypeSize(entry.dtype);
+    return { offset: header.dataStart + entry.begin + item.start * size, length: item.length * size };
+  }
+
+  private async load(item: WorkItem): Promise<LoadedItem> {
+    const signal = this.signal;
+    const t = this.tensors[item.tensorIndex];
+    const rowBytes = await Promise.all(
+      this.included.map(async (c) => {
+        const { offset, length } = this.rowOffset(c.header, item);
+        try {
+          return await c.model.read(offset, length, { signal });
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          throw new UpdateFault(c, `unreadable model: tensor "${t.name}" bytes [${offset}, ${offset + length}): ${reasonOf(err)}`);
+        }
+      }),
+    );
+    const floatTensor = t.flatOffset >= 0;
+    let global: Buffer | undefined;
+    if (floatTensor && this.globalHeader && this.options.global) {
+      const { offset, length } = this.rowOffset(this.globalHeader, item);
+      global = await this.options.global.read(offset, length, { signal });
+    }
+    const state: Record<string, Buffer | undefined> = {};
+    if (floatTensor) {
+      for (const s of this.stateSources) {
+        const { offset, length } = this.rowOffset(s.header, item);
+        state[s.name] = await s.source.read(offset, length, { signal });
+      }
+    }
+    return { item, rowBytes, global, state };
+  }
+
+  private hashRows(loaded: LoadedItem): void {
+    this.included.forEach((c, i) => {
+      const { offset } = this.rowOffset(c.header, loaded.item);
+      if (c.hashInOrder && offset === c.hashCursor) {
+        c.hash.update(loaded.rowBytes[i]);
+        c.hashCursor += loaded.rowBytes[i].byteLength;
+      } else {
+        c.hashInOrder = false;
+      }
+    });
+  }
+
+  private decode(loaded: LoadedItem): StatisticsChunk {
+    const t = this.tensors[loaded.item.tensorIndex];
+    const dtype = t.dtype as FloatDType;
+    const length = loaded.item.length;
+    const rows: FloatRow[] = loaded.rowBytes.map((bytes, i) => {
+      if ((dtype === "F16" || dtype === "BF16") && this.decodeScratch[i].length < length) this.decodeScratch[i] = new Float32Array(this.outBuffer.length);
+      return decodeFloats(bytes, dtype, this.decodeScratch[i]);
+    });
+    const state: Record<string, Float64Array> = {};
+    for (const spec of this.strategy.stateTensors) {
+      const bytes = loaded.state[spec.name];
+      if (!bytes) {
+        state[spec.name] = this.zeros.subarray(0, length);
+        continue;
+      }
+      const source = this.stateSources.find((s) => s.name === spec.name)!;
+      const decoded = decodeFloats(bytes, source.header.byName.get(t.name)!.dtype as FloatDType);
+      state[spec.name] = decoded instanceof Float64Array ? decoded : Float64Array.from(decoded);
+    }
+    let global: FloatRow | undefined;
+    if (loaded.global) global = decodeFloats(loaded.global, this.globalHeader!.byName.get(t.name)!.dtype as FloatDType);
+    return {
+      tensor: t,
+      start: loaded.item.start,
+      length,
+      rows,
+      weights: Float64Array.from(this.included, (c) => c.metrics.numExamples),
+      ...(global ? { global } : {}),
+      state,
+    };
+  }
+
+  /** Throws UpdateFault for the first included update with a NaN/Inf in this chunk. */
+  private scanRows(loaded: LoadedItem, rows: readonly FloatRow[]): void {
+    const t = this.tensors[loaded.item.tensorIndex];
+    for (let i = 0; i < rows.length; i++) {
+      const at = firstNonFinite(rows[i], loaded.item.length);
+      if (at >= 0) {
+        throw new UpdateFault(this.included[i], `non-finite value (${rows[i][at]}) in tensor "${t.name}" at element ${loaded.item.start + at}`);
+      }
+    }
+  }
+}

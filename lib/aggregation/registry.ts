@@ -1,0 +1,27 @@
+/**
+ * Strategy registry: name -> factory(options). The engine re-creates strategies by name inside
+ * worker threads, so every strategy usable in parallel must be registered here (or by a module
+ * that this file imports).
+ */
+
+import { createFedAvg } from "./fedavg";
+import type { Json, Strategy } from "./strategy";
+import { StrategyError } from "./strategyError";
+
+export type StrategyFactory = (options: Json) => Strategy<any>;
+
+const factories = new Map<string, StrategyFactory>([["fedavg", createFedAvg]]);
+
+export function registerStrategy(name: string, factory: StrategyFactory): void {
+  factories.set(name, factory);
+}
+
+export function strategyNames(): string[] {
+  return [...factories.keys()].sort();
+}
+
+export function createStrategy(name: string, options: Json = {}): Strategy<any> {
+  const factory = factories.get(name);
+  if (!factory) throw new StrategyError(name, `unknown strategy; expected one of ${strategyNames().join(", ")}`);
+  return factory(options);
+}
