@@ -11,5 +11,6 @@ export async function main(argv: string[]): Promise<void> {
     .description("Federated learning orchestrator for Azure (Azure Functions + Durable Functions), with an embedded local runtime")
     .showHelpAfterError();
   // subcommands: register(program) per module
+  (await import("./aggregate")).register(program);
   await program.parseAsync(argv);
 }

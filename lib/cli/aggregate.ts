@@ -1,0 +1,105 @@
+/**
+ * `flo aggregate --out <file.safetensors> [--strategy fedavg] [--min-updates N] <update-dir>...`
+ * Each update dir is a silo job output (model.safetensors + metrics.json). Same code path as the
+ * orchestrator's aggregation activity: `aggregateUpdates`.
+ */
+
+import type { Command } from "commander";
+import * as path from "node:path";
+import { aggregateUpdates, AggregationResult } from "../aggregation/engine";
+import { AggregationError } from "../aggregation/errors";
+import { createStrategy, strategyNames } from "../aggregation/registry";
+import type { Json } from "../aggregation/strategy";
+import { fileSink, fileSource } from "../models/fileBytes";
+
+export interface AggregateCommandOptions {
+  out: string;
+  strategy: string;
+  /** Strategy options (issue #6 flags map onto this). */
+  strategyOptions?: Json;
+  minUpdates: number;
+  updateDirs: string[];
+  chunkElements?: number;
+  signal?: AbortSignal;
+}
+
+export interface CommandIO {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+/** Runs the command; returns the process exit code (0 iff >= minUpdates updates were aggregated). */
+export async function runAggregate(options: AggregateCommandOptions, io: CommandIO): Promise<number> {
+  if (options.updateDirs.length === 0) {
+    io.err("flo aggregate: give at least one update directory (each holding model.safetensors and metrics.json)");
+    return 2;
+  }
+  const strategy = createStrategy(options.strategy, options.strategyOptions ?? {});
+  const ids = uniqueIds(options.updateDirs);
+  const sources = options.updateDirs.map((dir) => ({
+    model: fileSource(path.join(dir, "model.safetensors")),
+    metrics: fileSource(path.join(dir, "metrics.json")),
+  }));
+  let result: AggregationResult;
+  try {
+    result = await aggregateUpdates({
+      updates: sources.map((s, i) => ({ id: ids[i], model: s.model, metrics: s.metrics })),
+      output: () => fileSink(path.resolve(options.out)),
+      strategy,
+      minUpdates: options.minUpdates,
+      chunkElements: options.chunkElements,
+      signal: options.signal,
+    });
+  } catch (err) {
+    if (err instanceof AggregationError && err.code === "TOO_FEW_UPDATES") {
+      for (const e of err.excluded) io.out(`excluded  ${e.id}  ${e.reason}`);
+      io.err(`flo aggregate: not aggregated: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    for (const s of sources) {
+      await s.model.close?.();
+      await s.metrics.close?.();
+    }
+  }
+  for (const u of result.included) io.out(`included  ${u.id}  num_examples=${u.numExamples}  sha256=${u.sha256}`);
+  for (const e of result.excluded) io.out(`excluded  ${e.id}  ${e.reason}`);
+  const metrics = Object.entries(result.metrics).map(([k, v]) => `${k}=${v}`).join("  ");
+  if (metrics) io.out(`metrics   ${metrics}`);
+  io.out(`output    ${result.output.uri}  size=${result.output.size}  sha256=${result.output.sha256}`);
+  io.out(`aggregated ${result.included.length} of ${options.updateDirs.length} updates with ${strategy.name} (${result.totalExamples} examples)`);
+  return 0;
+}
+
+/** Update ids: the directory's base name, or the path as given when base names collide. */
+function uniqueIds(dirs: string[]): string[] {
+  const bases = dirs.map((d) => path.basename(path.resolve(d)));
+  return dirs.map((d, i) => (bases.filter((b) => b === bases[i]).length > 1 ? d : bases[i]));
+}
+
+function positiveInt(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${flag}: expected an integer >= 1, got "${value}"`);
+    return n;
+  };
+}
+
+export function register(program: Command): void {
+  program
+    .command("aggregate")
+    .description("Aggregate silo updates (dirs with model.safetensors + metrics.json) into one model, streaming")
+    .argument("<update-dir...>", "update directories")
+    .requiredOption("--out <file>", "output model file (.safetensors)")
+    .option("--strategy <name>", `aggregation strategy (${strategyNames().join(", ")})`, "fedavg")
+    .option("--min-updates <n>", "fail unless at least this many valid updates are aggregated", positiveInt("--min-updates"), 1)
+    .option("--chunk-elements <n>", "elements per streamed chunk and update", positiveInt("--chunk-elements"))
+    .action(async (updateDirs: string[], flags: { out: string; strategy: string; minUpdates: number; chunkElements?: number }) => {
+      const code = await runAggregate(
+        { out: flags.out, strategy: flags.strategy, minUpdates: flags.minUpdates, chunkElements: flags.chunkElements, updateDirs },
+        { out: (l) => console.log(l), err: (l) => console.error(l) },
+      );
+      if (code !== 0) process.exitCode = code;
+    });
+}
