@@ -122,7 +122,7 @@ export function resolveStrategyConfig(raw: StrategyOptions, prefix = "aggregatio
   }
   const config: ResolvedStrategyConfig = {
     strategy,
-    beta: raw.beta === undefined ? TRIMMED_MEAN_DEFAULT_BETA : checkNumber(`${prefix}.beta`, raw.beta, "a number in [0, 0.5)", (v) => v >= 0 && v < 0.5),
+    beta: raw.beta === undefined ? TRIMMED_MEAN_DEFAULT_BETA : checkNumber(`${prefix}.beta`, raw.beta, "a number in [0, 1)", (v) => v >= 0 && v < 1),
     byzantine: raw.byzantine === undefined ? 0 : checkNumber(`${prefix}.byzantine`, raw.byzantine, "an integer >= 0", (v) => Number.isInteger(v) && v >= 0),
   };
   if (strategy === "multi-krum") {

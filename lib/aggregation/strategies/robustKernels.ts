@@ -6,7 +6,10 @@
  */
 import { StrategyConfigError, StrategyInputError } from "./errors";
 
-function checkRows(rows: readonly Float64Array[], out: Float64Array, kernel: string): number {
+/** One update's values for a chunk: float32 for F32/F16/BF16 tensors (exact), float64 for F64. */
+export type Row = Float32Array | Float64Array;
+
+function checkRows(rows: readonly Row[], out: Float64Array, kernel: string): number {
   if (rows.length === 0) throw new StrategyInputError(kernel, "needs at least one update row, got 0");
   const n = out.length;
   for (let i = 0; i < rows.length; i++) {
@@ -31,7 +34,7 @@ function sortPrefix(a: Float64Array, k: number): void {
 }
 
 /** Coordinate-wise median; with an even K the two middle values are averaged. */
-export function medianChunk(rows: readonly Float64Array[], out: Float64Array): void {
+export function medianChunk(rows: readonly Row[], out: Float64Array): void {
   const n = checkRows(rows, out, "median");
   const k = rows.length;
   const column = new Float64Array(k);
@@ -48,8 +51,8 @@ export function medianChunk(rows: readonly Float64Array[], out: Float64Array): v
  * (0.29*100 = 28.999999999999996 -> 28), uppercut = K - lowercut. Throws when nothing is left.
  */
 export function trimmedMeanCuts(beta: number, k: number): { lowercut: number; uppercut: number } {
-  if (!Number.isFinite(beta) || beta < 0 || beta >= 0.5) {
-    throw new StrategyConfigError("aggregation.beta", "a number in [0, 0.5)", beta);
+  if (!Number.isFinite(beta) || beta < 0 || beta >= 1) {
+    throw new StrategyConfigError("aggregation.beta", "a number in [0, 1)", beta);
   }
   const lowercut = Math.trunc(beta * k);
   const uppercut = k - lowercut;
@@ -64,7 +67,7 @@ export function trimmedMeanCuts(beta: number, k: number): { lowercut: number; up
 }
 
 /** Coordinate-wise trimmed mean (scipy `trim_mean` semantics, see `trimmedMeanCuts`). */
-export function trimmedMeanChunk(rows: readonly Float64Array[], beta: number, out: Float64Array): void {
+export function trimmedMeanChunk(rows: readonly Row[], beta: number, out: Float64Array): void {
   const n = checkRows(rows, out, "trimmed-mean");
   const k = rows.length;
   const { lowercut, uppercut } = trimmedMeanCuts(beta, k);
@@ -80,7 +83,7 @@ export function trimmedMeanChunk(rows: readonly Float64Array[], beta: number, ou
 }
 
 /** out = sum_i weights[i] * rows[i]; weights are used as given (normalize them first). */
-export function weightedSumChunk(rows: readonly Float64Array[], weights: readonly number[], out: Float64Array): void {
+export function weightedSumChunk(rows: readonly Row[], weights: readonly number[], out: Float64Array): void {
   const n = checkRows(rows, out, "weighted-mean");
   if (weights.length !== rows.length) {
     throw new StrategyInputError("weighted-mean", `got ${weights.length} weights for ${rows.length} rows`);
@@ -99,7 +102,7 @@ export function weightedSumChunk(rows: readonly Float64Array[], weights: readonl
  * theta values, then the mean of the `beta` values closest to it (ties in distance: lower value
  * first after sorting, which is deterministic).
  */
-export function bulyanChunk(selectedRows: readonly Float64Array[], beta: number, out: Float64Array): void {
+export function bulyanChunk(selectedRows: readonly Row[], beta: number, out: Float64Array): void {
   const n = checkRows(selectedRows, out, "bulyan");
   const theta = selectedRows.length;
   if (!Number.isInteger(beta) || beta < 1 || beta > theta) {

@@ -15,7 +15,7 @@ import type { GaussianSource } from "../privacy/gaussian";
 import { type ResolvedStrategyConfig, type StrategyName, usesPairwiseDistances } from "./config";
 import { StrategyInputError, StrategyStateError } from "./errors";
 import { bulyanSelect, bulyanSizes, krumSelect, multiKrumSelect } from "./krum";
-import { bulyanChunk, medianChunk, trimmedMeanChunk, trimmedMeanCuts, weightedSumChunk } from "./robustKernels";
+import { bulyanChunk, medianChunk, type Row, trimmedMeanChunk, trimmedMeanCuts, weightedSumChunk } from "./robustKernels";
 import { fedAdaptiveChunk, fedAvgMChunk, optimizerStateTensors } from "./serverOptimizers";
 
 /** Scalar strategy state carried from round to round (checkpointed with each round). */
@@ -245,9 +245,9 @@ export function combineChunk(
   config: ResolvedStrategyConfig,
   plan: RoundPlan,
   args: {
-    rows: readonly Float64Array[];
+    rows: readonly Row[];
     out: Float64Array;
-    global?: Float64Array;
+    global?: Row;
     state?: StateChunks;
     noise?: GaussianSource;
     scratch?: CombineScratch;
@@ -260,7 +260,7 @@ export function combineChunk(
     throw new StrategyInputError(plan.strategy, "needs the current global model (--global) for clipping / the server optimizer");
   }
   const scratch = args.scratch && args.scratch.mean.length >= n ? args.scratch : createCombineScratch(plan, n);
-  const selectedRows = plan.selected.map((index, s) => {
+  const selectedRows = plan.selected.map((index, s): Row => {
     const row = rows[index];
     const scale = plan.clipScales?.[index] ?? 1;
     if (scale === 1) return row.length === n ? row : row.subarray(0, n);

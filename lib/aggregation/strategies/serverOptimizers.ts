@@ -85,7 +85,7 @@ export function resolveServerOptimizerOptions(
  * stated to mirror PyTorch's buffer initialisation).
  */
 export function fedAvgMChunk(
-  global: Float64Array,
+  global: Float32Array | Float64Array,
   average: Float64Array,
   momentum: Float64Array,
   firstStep: boolean,
@@ -108,7 +108,7 @@ export function fedAvgMChunk(
  */
 export function fedAdaptiveChunk(
   variant: Exclude<ServerOptimizerName, "fedavgm">,
-  global: Float64Array,
+  global: Float32Array | Float64Array,
   average: Float64Array,
   m: Float64Array,
   v: Float64Array,

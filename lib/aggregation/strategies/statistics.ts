@@ -5,6 +5,40 @@
  * merged with `add`.
  */
 import { StrategyInputError } from "./errors";
+import type { Row } from "./robustKernels";
+
+/** acc[i*K+j] += sum_c (rows[i][c] - rows[j][c])^2 for i != j (additive: safe to split across workers). */
+export function accumulatePairwiseSquaredDistances(rows: readonly Row[], length: number, acc: Float64Array): void {
+  const k = rows.length;
+  if (acc.length !== k * k) throw new StrategyInputError("pairwise-distances", `accumulator has ${acc.length} entries, expected ${k}x${k}`);
+  for (let i = 0; i < k; i++) {
+    const a = rows[i];
+    for (let j = i + 1; j < k; j++) {
+      const b = rows[j];
+      let sum = 0;
+      for (let c = 0; c < length; c++) {
+        const d = a[c] - b[c];
+        sum += d * d;
+      }
+      acc[i * k + j] += sum;
+      acc[j * k + i] += sum;
+    }
+  }
+}
+
+/** acc[i] += sum_c (rows[i][c] - global[c])^2 (additive). */
+export function accumulateDeltaSquaredNorms(rows: readonly Row[], global: Row, length: number, acc: Float64Array): void {
+  if (acc.length !== rows.length) throw new StrategyInputError("delta-norms", `accumulator has ${acc.length} entries, expected ${rows.length}`);
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i];
+    let sum = 0;
+    for (let c = 0; c < length; c++) {
+      const d = row[c] - global[c];
+      sum += d * d;
+    }
+    acc[i] += sum;
+  }
+}
 
 export class PairwiseSquaredDistances {
   readonly values: Float64Array;
@@ -13,22 +47,9 @@ export class PairwiseSquaredDistances {
   }
 
   /** Adds the contribution of one aligned chunk (rows[i] = coordinates of update i). */
-  accumulate(rows: readonly Float64Array[], length = rows[0]?.length ?? 0): void {
+  accumulate(rows: readonly Row[], length = rows[0]?.length ?? 0): void {
     if (rows.length !== this.k) throw new StrategyInputError("pairwise-distances", `expected ${this.k} rows, got ${rows.length}`);
-    const k = this.k;
-    for (let i = 0; i < k; i++) {
-      const a = rows[i];
-      for (let j = i + 1; j < k; j++) {
-        const b = rows[j];
-        let sum = 0;
-        for (let c = 0; c < length; c++) {
-          const d = a[c] - b[c];
-          sum += d * d;
-        }
-        this.values[i * k + j] += sum;
-        this.values[j * k + i] += sum;
-      }
-    }
+    accumulatePairwiseSquaredDistances(rows, length, this.values);
   }
 
   add(other: PairwiseSquaredDistances): void {
@@ -48,17 +69,9 @@ export class DeltaSquaredNorms {
     this.values = new Float64Array(k);
   }
 
-  accumulate(rows: readonly Float64Array[], global: Float64Array, length = global.length): void {
+  accumulate(rows: readonly Row[], global: Row, length = global.length): void {
     if (rows.length !== this.k) throw new StrategyInputError("delta-norms", `expected ${this.k} rows, got ${rows.length}`);
-    for (let i = 0; i < this.k; i++) {
-      const row = rows[i];
-      let sum = 0;
-      for (let c = 0; c < length; c++) {
-        const d = row[c] - global[c];
-        sum += d * d;
-      }
-      this.values[i] += sum;
-    }
+    accumulateDeltaSquaredNorms(rows, global, length, this.values);
   }
 
   add(other: DeltaSquaredNorms): void {
