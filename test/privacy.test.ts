@@ -131,7 +131,7 @@ describe("RDP accountant", () => {
     expect(logErfc(2)).toBeCloseTo(Math.log(0.004677734981047266), 12);
     expect(logErfc(-1)).toBeCloseTo(Math.log(1.8427007929497148), 12);
     // asymptotic series erfc(x) ~ exp(-x^2)/(x sqrt(pi)) * (1 - 1/(2x^2) + 3/(4x^4) - 15/(8x^6))
-    expect(logErfc(30)).toBeCloseTo(-900 - Math.log(30 * Math.sqrt(Math.PI)) + Math.log1p(-1 / 1800 + 3 / (4 * 30 ** 4) - 15 / (8 * 30 ** 6)), 11);
+    expect(logErfc(30)).toBeCloseTo(-900 - Math.log(30 * Math.sqrt(Math.PI)) + Math.log1p(-1 / 1800 + 3 / (4 * 30 ** 4) - 15 / (8 * 30 ** 6)), 9);
   });
   test("state survives JSON", () => {
     const acc = new RdpAccountant();
