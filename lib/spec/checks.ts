@@ -1,0 +1,205 @@
+/**
+ * Rules that relate several fields of a spec. They read the raw document defensively (a field of
+ * the wrong type is simply skipped: the schema reports it), so that one run reports structural and
+ * cross-field problems together.
+ */
+import { BUILTIN_INPUTS, CommandTemplateError, GLOBAL_MODEL_INPUT, MODEL_UPDATE_OUTPUT, parseCommandTemplate, renderCommand } from "./command";
+import { formatPath, SpecIssue, specIssue } from "./errors";
+import { secretKeyReason, secretValueReason } from "./secrets";
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+const obj = (v: unknown): Obj => (isObj(v) ? v : {});
+const isCount = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
+
+/** Silos sampled per round: at least one, and `ceil` so a fraction never rounds a silo away. */
+export function silosPerRound(siloCount: number, sampleFraction: number): number {
+  // The epsilon keeps float noise (0.3 x 10 = 3.0000000000000004) from adding a silo.
+  return Math.min(siloCount, Math.max(1, Math.ceil(sampleFraction * siloCount - 1e-9)));
+}
+
+/** The quorum a spec effectively asks for: `policy.minSilos`, else every sampled silo. */
+export function effectiveMinSilos(minSilos: number | undefined, perRound: number): number {
+  return minSilos ?? perRound;
+}
+
+const NO_SECRETS = "no secrets in a spec (silos read their own secrets inside their boundary; flo uses managed identity)";
+
+export function crossFieldIssues(raw: unknown): SpecIssue[] {
+  if (!isObj(raw)) return [];
+  const issues: SpecIssue[] = [];
+  const silos = Array.isArray(raw.silos) ? raw.silos.map(obj) : [];
+  const training = obj(raw.training);
+  const parameters = obj(training.parameters);
+  const policy = obj(raw.policy);
+
+  // Unique silo names.
+  const firstIndex = new Map<string, number>();
+  silos.forEach((silo, i) => {
+    if (typeof silo.name !== "string") return;
+    const first = firstIndex.get(silo.name);
+    if (first === undefined) firstIndex.set(silo.name, i);
+    else issues.push(specIssue(`silos[${i}].name`, "a name no other silo uses", `${JSON.stringify(silo.name)} (already silos[${first}].name)`));
+  });
+
+  // Input names: not built-ins, not both a parameter and a silo input, nothing secret.
+  const checkInputs = (record: Obj, path: (string | number)[], isSilo: boolean) => {
+    for (const [key, value] of Object.entries(record)) {
+      const at = formatPath([...path, key]);
+      if (BUILTIN_INPUTS.includes(key)) {
+        issues.push(specIssue(at, `a name other than the inputs flo provides (${BUILTIN_INPUTS.join(", ")})`, JSON.stringify(key)));
+      } else if (isSilo && Object.prototype.hasOwnProperty.call(parameters, key)) {
+        issues.push(specIssue(at, "a name not already in training.parameters (parameters are the same for every silo)", JSON.stringify(key)));
+      }
+      const keyReason = secretKeyReason(key);
+      if (keyReason) issues.push(specIssue(at, NO_SECRETS, `a field named like a secret: ${keyReason}`));
+      else if (typeof value === "string") {
+        const valueReason = secretValueReason(value);
+        if (valueReason) issues.push(specIssue(at, NO_SECRETS, `${valueReason} (value not shown)`));
+      }
+    }
+  };
+  checkInputs(parameters, ["training", "parameters"], false);
+  silos.forEach((silo, i) => checkInputs(obj(silo.inputs), ["silos", i, "inputs"], true));
+  for (const [path, value] of [
+    ["training.command", training.command],
+    ["training.code", training.code],
+    ["description", raw.description],
+  ] as const) {
+    const reason = typeof value === "string" ? secretValueReason(value) : undefined;
+    if (reason) issues.push(specIssue(path, NO_SECRETS, `${reason} (value not shown)`));
+  }
+
+  // Azure ML silos need an environment.
+  const firstAzureml = silos.findIndex((silo) => obj(silo.compute).type === "azureml");
+  if (firstAzureml >= 0 && training.environment === undefined) {
+    issues.push(
+      specIssue("training.environment", `an Azure ML environment such as azureml:flo-node:1 (silos[${firstAzureml}] uses azureml compute)`, "missing"),
+    );
+  }
+
+  // Quorum versus silos.
+  const siloCount = silos.length;
+  const fraction = typeof policy.sampleFraction === "number" && policy.sampleFraction > 0 && policy.sampleFraction <= 1 ? policy.sampleFraction : 1;
+  const perRound = silosPerRound(siloCount, fraction);
+  const minSilos = isCount(policy.minSilos) && policy.minSilos >= 1 ? policy.minSilos : undefined;
+  if (minSilos !== undefined && siloCount > 0) {
+    if (minSilos > siloCount) {
+      issues.push(specIssue("policy.minSilos", `<= ${siloCount} (the number of silos)`, String(minSilos)));
+    } else if (minSilos > perRound) {
+      issues.push(
+        specIssue("policy.minSilos", `<= ${perRound} (silos sampled per round: ceil(sampleFraction ${fraction} x ${siloCount} silos))`, String(minSilos)),
+      );
+    }
+  }
+  const quorum = effectiveMinSilos(minSilos, perRound);
+  if (siloCount > 0) issues.push(...aggregationIssues(obj(raw.aggregation), quorum, perRound));
+
+  // The command's placeholders against what each silo defines.
+  if (typeof training.command === "string" && training.command.length > 0) {
+    const hasInitialModel = typeof raw.initialModel === "string";
+    issues.push(...commandIssues(training.command, parameters, silos, hasInitialModel));
+  }
+  return issues;
+}
+
+function aggregationIssues(aggregation: Obj, quorum: number, perRound: number): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  const f = isCount(aggregation.byzantine) ? aggregation.byzantine : undefined;
+  const quorumNote = `policy.minSilos = ${quorum}`;
+  if (f !== undefined && (aggregation.strategy === "krum" || aggregation.strategy === "multi-krum") && quorum < 2 * f + 3) {
+    issues.push(
+      specIssue("aggregation.byzantine", `<= ${Math.max(0, Math.floor((quorum - 3) / 2))}: Krum needs n >= 2f+3 updates and a round may aggregate only ${quorumNote}`, String(f)),
+    );
+  }
+  if (f !== undefined && aggregation.strategy === "bulyan" && quorum < 4 * f + 3) {
+    issues.push(
+      specIssue("aggregation.byzantine", `<= ${Math.max(0, Math.floor((quorum - 3) / 4))}: Bulyan needs n >= 4f+3 updates and a round may aggregate only ${quorumNote}`, String(f)),
+    );
+  }
+  if (aggregation.strategy === "multi-krum" && f !== undefined && isCount(aggregation.keep) && aggregation.keep > quorum - f) {
+    issues.push(specIssue("aggregation.keep", `<= ${Math.max(0, quorum - f)} (${quorumNote} minus byzantine ${f})`, String(aggregation.keep)));
+  }
+  if (isObj(aggregation.dp)) {
+    const clipping = aggregation.clipping;
+    if (clipping === undefined) {
+      issues.push(specIssue("aggregation.clipping", "a clipping setting: dp noise is calibrated to the clipping norm", "missing"));
+    } else if (isObj(clipping) && clipping.mode === "adaptive" && typeof aggregation.dp.noiseMultiplier === "number") {
+      // Andrew et al.: the clipped-count noise takes part of the budget; z_delta is real only if z < 2 sigma_b.
+      const explicit = typeof clipping.clippedCountStddev === "number" ? clipping.clippedCountStddev : undefined;
+      const sigmaB = explicit ?? perRound / 20;
+      const z = aggregation.dp.noiseMultiplier;
+      if (z >= 2 * sigmaB) {
+        const source = explicit !== undefined ? "aggregation.clipping.clippedCountStddev" : `silos per round ${perRound} / 20`;
+        issues.push(
+          specIssue("aggregation.dp.noiseMultiplier", `< 2 x clippedCountStddev = ${2 * sigmaB} (clippedCountStddev from ${source})`, String(z), "or raise clippedCountStddev"),
+        );
+      }
+    }
+  }
+  return issues;
+}
+
+function commandIssues(command: string, parameters: Obj, silos: Obj[], hasInitialModel: boolean): SpecIssue[] {
+  const path = "training.command";
+  let template;
+  try {
+    template = parseCommandTemplate(command);
+  } catch (error) {
+    if (error instanceof CommandTemplateError) return [commandError(path, error)];
+    throw error;
+  }
+  const issues: SpecIssue[] = [];
+  for (const output of template.outputs) {
+    if (output !== MODEL_UPDATE_OUTPUT) {
+      issues.push(specIssue(path, `\${{outputs.${MODEL_UPDATE_OUTPUT}}} (the only output of a silo job)`, `\${{outputs.${output}}}`));
+    }
+  }
+  if (!template.outputs.includes(MODEL_UPDATE_OUTPUT)) {
+    issues.push(specIssue(path, `a reference to \${{outputs.${MODEL_UPDATE_OUTPUT}}} (where the trainer writes model.safetensors and metrics.json)`, "none"));
+  }
+  const defined = (silo: Obj, name: string) =>
+    Object.prototype.hasOwnProperty.call(parameters, name) || Object.prototype.hasOwnProperty.call(obj(silo.inputs), name);
+  const siloLabel = (silo: Obj, i: number) => (typeof silo.name === "string" ? JSON.stringify(silo.name) : `silos[${i}]`);
+  for (const { name, optional } of template.inputs) {
+    const placeholder = `\${{inputs.${name}}}`;
+    if (name === GLOBAL_MODEL_INPUT) {
+      if (!optional && !hasInitialModel) {
+        issues.push(
+          specIssue(path, `${placeholder} inside an optional part $[[ ... ]]: without initialModel round 1 has no global model`, `${placeholder} outside $[[ ]]`),
+        );
+      }
+      continue;
+    }
+    if (BUILTIN_INPUTS.includes(name)) continue;
+    const missing = silos.map((silo, i) => (defined(silo, name) ? undefined : siloLabel(silo, i))).filter((s): s is string => s !== undefined);
+    const where = `training.parameters, or silos[].inputs of every silo, or a built-in (${BUILTIN_INPUTS.join(", ")})`;
+    if (!optional && missing.length > 0) {
+      const got = missing.length === silos.length ? `${placeholder}, defined nowhere` : `${placeholder}, undefined for silo ${missing.join(", ")}`;
+      issues.push(specIssue(path, `input "${name}" defined in ${where}`, got));
+    } else if (optional && missing.length === silos.length) {
+      // An optional part silently dropped for every silo is almost always a misspelt input name.
+      issues.push(specIssue(path, `input "${name}" defined by some silo or in training.parameters (or a built-in)`, `${placeholder}, defined nowhere`));
+    }
+  }
+  // Quoting must balance whether optional parts are kept or dropped.
+  const everything = Object.fromEntries(template.inputs.map(({ name }) => [name, "x"]));
+  const requiredOnly = Object.fromEntries(template.inputs.filter((i) => !i.optional).map(({ name }) => [name, "x"]));
+  const outputs = Object.fromEntries(template.outputs.map((name) => [name, "x"]));
+  for (const inputs of [everything, requiredOnly]) {
+    try {
+      renderCommand(command, { inputs, outputs });
+    } catch (error) {
+      if (!(error instanceof CommandTemplateError)) throw error;
+      issues.push(commandError(path, error));
+      break;
+    }
+  }
+  return issues;
+}
+
+function commandError(path: string, error: CommandTemplateError): SpecIssue {
+  const at = error.details.index !== undefined ? ` at character ${error.details.index + 1}` : "";
+  return specIssue(path, error.expected, `${error.got}${at}`);
+}
+

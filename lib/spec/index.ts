@@ -1,0 +1,38 @@
+/** Federation spec: schema, parsing, validation, command templates and ids. See docs/spec.md. */
+export { parseSpec, validateSpec, loadSpecFile, MAX_SPEC_BYTES, type ParseSpecOptions } from "./parse";
+export { SpecError, type SpecIssue, type SpecErrorKind, formatPath } from "./errors";
+export type {
+  FederationSpec,
+  SiloSpec,
+  ComputeSpec,
+  LocalComputeSpec,
+  AzureMLComputeSpec,
+  TrainingSpec,
+  AggregationSpec,
+  ClippingSpec,
+  DpSpec,
+  PolicySpec,
+  LiteralValue,
+  StrategyName,
+} from "./types";
+export { STRATEGIES, federationSpecSchema, type FederationSpecInput } from "./schema";
+export { silosPerRound } from "./checks";
+export { parseIsoDuration, DurationError } from "./duration";
+export {
+  renderCommand,
+  commandInputNames,
+  commandOutputNames,
+  parseCommandTemplate,
+  jobName,
+  federationInstanceId,
+  CommandTemplateError,
+  AZURE_ML_JOB_NAME,
+  ALWAYS_PROVIDED_INPUTS,
+  BUILTIN_INPUTS,
+  GLOBAL_MODEL_INPUT,
+  MODEL_UPDATE_OUTPUT,
+  type RenderValues,
+  type CommandTemplate,
+} from "./command";
+export { siloJobInputs } from "./inputs";
+export { federationJsonSchema } from "./jsonSchema";

@@ -1,0 +1,27 @@
+/** The inputs one silo's job receives in one round, as the strings the job contract passes. */
+import { GLOBAL_MODEL_INPUT } from "./command";
+import type { FederationSpec } from "./types";
+
+export interface SiloJobInputsOptions {
+  federationId: string;
+  round: number;
+  /** The round's global model folder (URI or path); absent in round 1 without an initial model. */
+  globalModel?: string;
+}
+
+/**
+ * training.parameters, then the silo's own inputs, then the built-ins `round`, `silo`,
+ * `federation_id` and (when given) `global_model`. Validation guarantees the three sources never
+ * define the same name. Numbers and booleans become their JavaScript text (0.01 -> "0.01").
+ */
+export function siloJobInputs(spec: FederationSpec, siloName: string, options: SiloJobInputsOptions): Record<string, string> {
+  const silo = spec.silos.find((s) => s.name === siloName);
+  if (!silo) throw new RangeError(`siloJobInputs: expected a silo of federation "${spec.name}", got ${JSON.stringify(siloName)}`);
+  const inputs: Record<string, string> = {};
+  for (const [name, value] of Object.entries({ ...spec.training.parameters, ...silo.inputs })) inputs[name] = String(value);
+  inputs.round = String(options.round);
+  inputs.silo = silo.name;
+  inputs.federation_id = options.federationId;
+  if (options.globalModel !== undefined) inputs[GLOBAL_MODEL_INPUT] = options.globalModel;
+  return inputs;
+}

@@ -1,0 +1,246 @@
+/**
+ * The federation spec's structure, in zod: the single source of the TypeScript input types, the
+ * runtime validation of each field, and the JSON Schema editors use (`npm run schema`).
+ * Rules that relate several fields (unique names, quorum vs silo count, command placeholders vs
+ * defined inputs, secrets) live in checks.ts, as plain functions.
+ */
+import { CronExpressionParser } from "cron-parser";
+import { z } from "zod";
+import { ISO_DURATION_PATTERN, parseIsoDuration } from "./duration";
+import { secretValueReason } from "./secrets";
+
+/** Field-local rule failure with an explicit expected/got, read back by the issue mapper. */
+function fail(ctx: z.core.$RefinementCtx<unknown>, expected: string, got: string, hint?: string): void {
+  ctx.addIssue({ code: "custom", message: hint ?? `expected ${expected}`, params: { expected, got, hint } });
+}
+const quote = (s: string) => JSON.stringify(s.length > 80 ? `${s.slice(0, 77)}...` : s);
+
+export const FEDERATION_NAME = /^[a-z0-9-]{1,40}$/;
+export const SILO_NAME = /^[a-z0-9-]{1,32}$/;
+/** Azure ML input names are identifiers; the same rule makes `${{inputs.X}}` parseable. */
+export const INPUT_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
+/** Azure resource group: letters, digits, _ - . ( ), up to 90, not ending with a period. */
+export const RESOURCE_GROUP_NAME = /^[-\w.()]{0,89}[-\w()]$/;
+/** Azure ML workspace (ARM pattern). */
+export const WORKSPACE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$/;
+/** Azure ML compute: starts with a letter, letters/digits/hyphens, 2-24 characters, no trailing hyphen. */
+export const COMPUTE_NAME = /^[a-zA-Z][a-zA-Z0-9-]{0,22}[a-zA-Z0-9]$/;
+export const DATASTORE_NAME = /^[A-Za-z0-9_]{1,255}$/;
+/** `azureml:<name>:<version>`, `azureml:<name>@latest`, a registry URI, or an ARM id. */
+export const ENVIRONMENT_REF = /^(azureml:[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+|@latest)|azureml:\/\/registries\/\S+|\/subscriptions\/\S+)$/;
+export const MAX_ROUND_TIMEOUT_SECONDS = 30 * 86400;
+export const STRATEGIES = [
+  "fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "median", "trimmed-mean", "krum", "multi-krum", "bulyan",
+] as const;
+export type StrategyName = (typeof STRATEGIES)[number];
+
+const positive = () => z.number().gt(0);
+const unitInterval = () => z.number().min(0).lt(1);
+
+const literalValue = z
+  .union([z.string(), z.number(), z.boolean()])
+  .meta({ description: "A literal input value; numbers and booleans are passed to the job as text." });
+const literalInputs = (description: string) =>
+  z.record(z.string().regex(INPUT_NAME), literalValue).default({}).meta({ description });
+
+const localCompute = z
+  .strictObject({ type: z.literal("local") })
+  .meta({ description: "A child process on the machine running flo (embedded runtime)." });
+
+const azuremlCompute = z
+  .strictObject({
+    type: z.literal("azureml"),
+    subscriptionId: z.guid().meta({ description: "Azure subscription id (GUID) of the silo's workspace." }),
+    resourceGroup: z.string().regex(RESOURCE_GROUP_NAME).meta({ description: "Resource group of the silo's workspace." }),
+    workspace: z.string().regex(WORKSPACE_NAME).meta({ description: "Azure ML workspace name." }),
+    computeName: z.string().regex(COMPUTE_NAME).meta({ description: "Compute cluster the job runs on." }),
+    exchangeDatastore: z
+      .string()
+      .regex(DATASTORE_NAME)
+      .default("workspaceblobstore")
+      .meta({ description: "Silo datastore receiving the job's model_update output (the orchestrator reads it, read-only)." }),
+  })
+  .meta({ description: "An Azure ML command job in the silo's own workspace." });
+
+export const computeSchema = z.discriminatedUnion("type", [localCompute, azuremlCompute]);
+
+export const siloSchema = z.strictObject({
+  name: z.string().regex(SILO_NAME).meta({ description: "Unique silo name, part of job names and blob paths." }),
+  compute: computeSchema,
+  inputs: literalInputs("Silo-specific literal inputs (e.g. a data path inside the silo)."),
+});
+
+export const trainingSchema = z.strictObject({
+  command: z
+    .string()
+    .min(1)
+    .meta({ description: "Job command with Azure ML placeholders ${{inputs.X}}, ${{outputs.model_update}}, optional parts $[[ ... ]]." }),
+  code: z.string().min(1).optional().meta({ description: "Folder uploaded as the job's code (azureml) / working directory (local)." }),
+  environment: z
+    .string()
+    .regex(ENVIRONMENT_REF)
+    .optional()
+    .meta({ description: "Azure ML environment, e.g. azureml:flo-node:1; required when any silo uses azureml compute." }),
+  parameters: literalInputs("Literal inputs, the same for every silo."),
+});
+
+const fixedClipping = z.strictObject({
+  mode: z.literal("fixed"),
+  norm: positive().meta({ description: "Clip each update's L2 norm (all tensors concatenated) to this value." }),
+});
+const adaptiveClipping = z.strictObject({
+  mode: z.literal("adaptive"),
+  initialNorm: positive(),
+  targetQuantile: z.number().gt(0).lt(1).default(0.5),
+  learningRate: positive().default(0.2),
+  clippedCountStddev: positive()
+    .optional()
+    .meta({ description: "Noise stddev on the unclipped count when dp is on; default: sampled silos / 20." }),
+});
+export const clippingSchema = z
+  .discriminatedUnion("mode", [fixedClipping, adaptiveClipping])
+  .meta({ description: "Update norm clipping around any strategy (Andrew et al. 2021 for adaptive)." });
+export const dpSchema = z
+  .strictObject({
+    noiseMultiplier: positive(),
+    delta: z.number().gt(0).lt(1).default(1e-5),
+  })
+  .meta({ description: "Central differential privacy (Gaussian noise, sigma = noiseMultiplier * clip / silos). Requires clipping." });
+
+const wrappers = { clipping: clippingSchema.optional(), dp: dpSchema.optional() };
+const strategy = <S extends StrategyName, T extends z.core.$ZodLooseShape>(name: S, options: T, description: string) =>
+  z.strictObject({ strategy: z.literal(name), ...options, ...wrappers }).meta({ description });
+const byzantine = () => z.number().int().min(0).meta({ description: "Number of silos assumed Byzantine (f)." });
+
+export const aggregationSchema = z.discriminatedUnion("strategy", [
+  strategy("fedavg", {}, "Weighted by num_examples."),
+  strategy("fedavgm", { serverLr: positive().default(1), momentum: unitInterval().default(0) }, "FedAvg with server momentum."),
+  strategy(
+    "fedadam",
+    { serverLr: positive().default(0.1), beta1: unitInterval().default(0.9), beta2: unitInterval().default(0.99), tau: positive().default(1e-3) },
+    "Reddi et al. 2021, no bias correction.",
+  ),
+  strategy(
+    "fedyogi",
+    { serverLr: positive().default(0.01), beta1: unitInterval().default(0.9), beta2: unitInterval().default(0.99), tau: positive().default(1e-3) },
+    "Reddi et al. 2021.",
+  ),
+  strategy("fedadagrad", { serverLr: positive().default(0.1), tau: positive().default(1e-3) }, "Reddi et al. 2021 (beta1 = 0)."),
+  strategy("median", {}, "Coordinate-wise median, unweighted."),
+  strategy("trimmed-mean", { beta: z.number().min(0).lt(0.5).default(0.2) }, "Cut int(beta*n) values from each end per coordinate."),
+  strategy("krum", { byzantine: byzantine() }, "Pick the update with the lowest Krum score."),
+  strategy(
+    "multi-krum",
+    { byzantine: byzantine(), keep: z.number().int().min(1).meta({ description: "How many best-scored updates to average." }) },
+    "Average the `keep` best Krum-scored updates, weighted by num_examples.",
+  ),
+  strategy("bulyan", { byzantine: byzantine() }, "Krum selection then trimmed coordinate-wise aggregation; needs n >= 4f+3."),
+]);
+
+export const roundTimeoutSchema = z
+  .string()
+  .superRefine((text, ctx) => {
+    let seconds: number;
+    try {
+      seconds = parseIsoDuration(text);
+    } catch (error) {
+      const yearsOrMonths = /years and months/.test((error as Error).message);
+      fail(ctx, "an ISO-8601 duration such as PT30M or P1DT2H", quote(text), yearsOrMonths ? "years and months have no fixed length: use days" : undefined);
+      return;
+    }
+    if (seconds <= 0) fail(ctx, "a duration > 0", quote(text));
+    else if (seconds > MAX_ROUND_TIMEOUT_SECONDS) fail(ctx, "a duration <= P30D", quote(text));
+  })
+  // The JSON Schema keeps the syntax; the runtime rule above also checks the range.
+  .meta({ pattern: ISO_DURATION_PATTERN.source });
+
+export const policySchema = z
+  .strictObject({
+    minSilos: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .meta({ description: "Successful silos needed to aggregate a round. Default: every sampled silo." }),
+    roundTimeout: roundTimeoutSchema.default("PT1H").meta({ description: "ISO-8601 deadline of each round, e.g. PT30M." }),
+    jobRetries: z.number().int().min(0).max(10).default(1).meta({ description: "Resubmissions of a failed silo job within a round." }),
+    sampleFraction: z
+      .number()
+      .gt(0)
+      .max(1)
+      .default(1)
+      .meta({ description: "Fraction of silos sampled each round (ceil(fraction * silos))." }),
+  })
+  .prefault({});
+
+/** Syntax the Functions timer trigger accepts: {second} {minute} {hour} {day} {month} {day-of-week}. */
+export function checkNcrontab(expression: string): string | undefined {
+  const fields = expression.trim().split(/\s+/);
+  if (fields.length !== 6) return `six fields {second} {minute} {hour} {day} {month} {day-of-week}, found ${fields.length}`;
+  if (/[?LW#@]/.test(expression)) return "only numbers, names, * , - / (NCRONTAB has no ? L W # or @macros)";
+  try {
+    CronExpressionParser.parse(expression);
+  } catch (error) {
+    return `a valid six-field NCRONTAB (${(error as Error).message})`;
+  }
+  return undefined;
+}
+
+export const scheduleSchema = z
+  .string()
+  .superRefine((text, ctx) => {
+    const problem = checkNcrontab(text);
+    if (problem) fail(ctx, `six-field NCRONTAB "{second} {minute} {hour} {day} {month} {day-of-week}"`, quote(text), problem);
+  })
+  .meta({ description: 'Six-field NCRONTAB for scheduled retraining, e.g. "0 0 2 * * 0" (Sundays 02:00).' });
+
+/** Where an initial model may come from; a SAS token or other credential in the URI is rejected in checks.ts. */
+export function checkModelLocation(text: string): string | undefined {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(text)?.[1]?.toLowerCase();
+  if (scheme && !["https", "http", "azureml"].includes(scheme)) return `scheme ${scheme}:// is not supported`;
+  if (scheme === "http" && !/^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\//i.test(text)) {
+    return "plain http is only allowed on loopback (Azurite)";
+  }
+  const path = text.split(/[?#]/)[0];
+  if (!path.endsWith(".safetensors")) {
+    if (/\.(pt|pth|bin|pkl|pickle|ckpt)$/i.test(path)) return "pickled checkpoints are not loaded (they can execute code); convert to safetensors";
+    return "the location must name a .safetensors file";
+  }
+  return undefined;
+}
+
+export const initialModelSchema = z
+  .string()
+  .min(1)
+  .superRefine((text, ctx) => {
+    const secret = secretValueReason(text);
+    if (secret) {
+      fail(ctx, "a location without credentials (flo reads models with its managed identity)", `${secret} (value not shown)`);
+      return;
+    }
+    const problem = checkModelLocation(text);
+    if (problem) fail(ctx, "a path, https://, azureml:// or loopback http:// location of a .safetensors file", quote(text), problem);
+  })
+  .nullable()
+  .optional()
+  .meta({ description: "Round 1's global model: a path or URI of a model.safetensors. Null/absent: trainers initialize." });
+
+export const federationSpecSchema = z
+  .strictObject({
+    $schema: z.string().optional().meta({ description: "Editor hint; ignored by flo." }),
+    name: z.string().regex(FEDERATION_NAME).meta({ description: "Federation name, [a-z0-9-]{1,40}; part of every id." }),
+    description: z.string().max(2000).optional(),
+    rounds: z.number().int().min(1).max(10000).meta({ description: "Number of rounds, numbered 1..rounds." }),
+    initialModel: initialModelSchema,
+    silos: z.array(siloSchema).min(1).max(10000),
+    training: trainingSchema,
+    aggregation: aggregationSchema.prefault({ strategy: "fedavg" }),
+    policy: policySchema,
+    schedule: scheduleSchema.optional(),
+  })
+  .meta({ title: "flo federation spec", description: "A federated-learning run: silos, training job, aggregation, policy." });
+
+/** The spec as written (defaults not yet applied). */
+export type FederationSpecInput = z.input<typeof federationSpecSchema>;
+/** The spec after schema parsing (field defaults applied; policy.minSilos may still be absent). */
+export type ParsedFederationSpec = z.output<typeof federationSpecSchema>;

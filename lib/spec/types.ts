@@ -1,0 +1,41 @@
+/** The validated federation spec, as the rest of flo consumes it (see docs/spec.md). */
+import type { ParsedFederationSpec, StrategyName } from "./schema";
+
+export type { StrategyName };
+export type LiteralValue = string | number | boolean;
+export type SiloSpec = ParsedFederationSpec["silos"][number];
+export type ComputeSpec = SiloSpec["compute"];
+export type LocalComputeSpec = Extract<ComputeSpec, { type: "local" }>;
+export type AzureMLComputeSpec = Extract<ComputeSpec, { type: "azureml" }>;
+export type TrainingSpec = ParsedFederationSpec["training"];
+/** Discriminated on `strategy`; per-strategy options have their defaults applied. */
+export type AggregationSpec = ParsedFederationSpec["aggregation"];
+export type ClippingSpec = NonNullable<AggregationSpec["clipping"]>;
+export type DpSpec = NonNullable<AggregationSpec["dp"]>;
+
+export interface PolicySpec {
+  /** Successful silos a round needs to aggregate; defaults to `silosPerRound` (every sampled silo). */
+  minSilos: number;
+  /** As written, e.g. "PT30M". */
+  roundTimeout: string;
+  /** `roundTimeout` in seconds. */
+  roundTimeoutSeconds: number;
+  /** Resubmissions of a failed job within a round (attempts = jobRetries + 1). */
+  jobRetries: number;
+  sampleFraction: number;
+  /** Silos sampled each round: max(1, ceil(sampleFraction x silos)). Derived, not written in specs. */
+  silosPerRound: number;
+}
+
+export interface FederationSpec {
+  name: string;
+  description?: string;
+  rounds: number;
+  /** null when round 1 starts without a global model. */
+  initialModel: string | null;
+  silos: SiloSpec[];
+  training: TrainingSpec;
+  aggregation: AggregationSpec;
+  policy: PolicySpec;
+  schedule?: string;
+}
