@@ -317,7 +317,7 @@ export class AzureMlSiloCompute implements SiloCompute {
       throw toAzureMlError(error, this.coordinates, "submit", DATA_SCIENTIST_ROLE, request.jobName);
     }
     if (response.status === 200 || response.status === 201) {
-      return this.toStatus(parseJson(response.bodyAsText, request.jobName), request.jobName, this.outputUriFor(request));
+      return this.toStatus(parseJson(response.bodyAsText ?? undefined, request.jobName), request.jobName, this.outputUriFor(request));
     }
     if (response.status === 409) {
       // Another submitter created it between our GET and PUT: adopt it instead of creating a second job.
@@ -394,7 +394,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     };
     for (const [key, value] of Object.entries(expected)) {
       if (tags[key] !== value) {
-        throw new AzureMlJobConflictError(this.coordinates, request.jobName, key, value, tags[key] ?? undefined);
+        throw new AzureMlJobConflictError(this.coordinates, request.jobName, key, value, (tags[key] ?? undefined) as string | undefined);
       }
     }
     return this.toStatus(job, request.jobName, this.outputUriFor(request));

@@ -1,0 +1,391 @@
+/**
+ * A loopback HTTPS fake of the Azure ML ARM routes flo uses (jobs PUT/GET/list/cancel LRO, datastores
+ * get), for driving the real @azure/arm-machinelearning client. It records every request, validates
+ * job PUT bodies against the REST job shape (so the SDK's dropped-uri bug would be caught), lets the
+ * test walk jobs through statuses, injects faults (429 + Retry-After, 403, 5xx), and can "complete"
+ * a job by writing the contract outputs to the output's datastore container (Azurite).
+ */
+import { randomUUID } from "node:crypto";
+import { createServer, type Server } from "node:https";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
+import type { AccessToken, TokenCredential } from "@azure/core-auth";
+import { generateTestCertificate, type TestCertificate } from "./cert";
+
+export interface RecordedRequest {
+  method: string;
+  /** Path without the query string. */
+  path: string;
+  query: Record<string, string>;
+  headers: Record<string, string | string[] | undefined>;
+  rawBody: string;
+  body?: unknown;
+  /** ms since the fake started (performance clock). */
+  at: number;
+  /** Status the fake answered. */
+  status?: number;
+}
+
+export interface FaultInjection {
+  method?: string;
+  /** Matches when the request path contains this text. */
+  pathIncludes?: string;
+  status: number;
+  /** How many matching requests get the fault; default 1. */
+  times?: number;
+  /** Sent as `Retry-After` (seconds). */
+  retryAfterSeconds?: number;
+  code?: string;
+  message?: string;
+}
+
+export interface FakeDatastore {
+  datastoreType: "AzureBlob" | "AzureDataLakeGen2" | "AzureFile";
+  accountName: string;
+  containerName?: string;
+  filesystem?: string;
+  endpoint?: string;
+  protocol?: string;
+}
+
+export interface FakeJob {
+  workspaceKey: string;
+  name: string;
+  /** The PUT body's `properties`, plus `status` and `services` as the service adds them. */
+  properties: Record<string, unknown>;
+  createdAt: string;
+}
+
+/** Where "completed" jobs' outputs are written: a blob service reachable with shared key (Azurite). */
+export interface FakeArmBlobTarget {
+  /** Blob service URL of a datastore's account (e.g. Azurite's path-style account URL). */
+  serviceUrlFor(accountName: string): string;
+  credential: StorageSharedKeyCredential;
+  /** Extra pipeline options for the writer (e.g. `{tlsOptions: {ca}}` for HTTPS Azurite). */
+  pipelineOptions?: Record<string, unknown>;
+}
+
+export interface FakeArmOptions {
+  certificate?: TestCertificate;
+  blob?: FakeArmBlobTarget;
+  /** How many cancel-operation polls answer 202 before 200; default 1. */
+  cancelPollsBeforeDone?: number;
+}
+
+const WORKSPACE_ROUTE =
+  /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.MachineLearningServices\/workspaces\/([^/]+)(\/.*)?$/i;
+const ASSET_INPUT_TYPES = ["uri_folder", "uri_file", "mltable", "custom_model", "mlflow_model", "triton_model"];
+const INPUT_MODES = ["ReadOnlyMount", "ReadWriteMount", "Download", "Direct", "EvalMount", "EvalDownload"];
+const OUTPUT_MODES = ["ReadWriteMount", "Upload"];
+const STATUS_WALK = ["NotStarted", "Queued", "Running"] as const;
+
+/** Validation as the Azure ML service does it for a command job PUT: returns problems, empty when valid. */
+export function validateJobPutBody(body: unknown): string[] {
+  const problems: string[] = [];
+  if (typeof body !== "object" || body === null) return ["body: expected a JSON object"];
+  const properties = (body as { properties?: unknown }).properties;
+  if (typeof properties !== "object" || properties === null) return ["properties: required"];
+  const p = properties as Record<string, unknown>;
+  if (p.jobType !== "Command") problems.push(`properties.jobType: expected "Command", got ${JSON.stringify(p.jobType)}`);
+  for (const field of ["command", "environmentId", "computeId"]) {
+    if (typeof p[field] !== "string" || (p[field] as string) === "") problems.push(`properties.${field}: required string`);
+  }
+  for (const field of ["tags", "properties", "environmentVariables"]) {
+    const value = p[field];
+    if (value === undefined) continue;
+    if (typeof value !== "object" || value === null) problems.push(`properties.${field}: expected an object`);
+    else for (const [k, v] of Object.entries(value)) if (typeof v !== "string") problems.push(`properties.${field}.${k}: expected a string`);
+  }
+  const inputs = (p.inputs ?? {}) as Record<string, Record<string, unknown> | null>;
+  for (const [name, input] of Object.entries(inputs)) {
+    if (!input) continue;
+    const type = input.jobInputType;
+    if (type === "literal") {
+      if (typeof input.value !== "string") problems.push(`properties.inputs.${name}.value: required string`);
+    } else if (typeof type === "string" && ASSET_INPUT_TYPES.includes(type)) {
+      if (typeof input.uri !== "string" || input.uri === "") problems.push(`properties.inputs.${name}.uri: required`);
+      if (typeof input.mode !== "string" || !INPUT_MODES.includes(input.mode)) problems.push(`properties.inputs.${name}.mode: expected one of ${INPUT_MODES.join(", ")}`);
+    } else problems.push(`properties.inputs.${name}.jobInputType: unknown ${JSON.stringify(type)}`);
+  }
+  const outputs = (p.outputs ?? {}) as Record<string, Record<string, unknown> | null>;
+  for (const [name, output] of Object.entries(outputs)) {
+    if (!output) continue;
+    if (typeof output.jobOutputType !== "string" || !ASSET_INPUT_TYPES.includes(output.jobOutputType)) {
+      problems.push(`properties.outputs.${name}.jobOutputType: unknown ${JSON.stringify(output.jobOutputType)}`);
+      continue;
+    }
+    // flo always places outputs explicitly; the real service would default a missing uri, the fake insists.
+    if (typeof output.uri !== "string" || output.uri === "") problems.push(`properties.outputs.${name}.uri: required`);
+    if (typeof output.mode !== "string" || !OUTPUT_MODES.includes(output.mode)) problems.push(`properties.outputs.${name}.mode: expected one of ${OUTPUT_MODES.join(", ")}`);
+  }
+  const limits = p.limits as Record<string, unknown> | undefined;
+  if (limits !== undefined) {
+    if (limits.jobLimitsType !== "Command") problems.push(`properties.limits.jobLimitsType: expected "Command"`);
+    if (limits.timeout !== undefined && (typeof limits.timeout !== "string" || !/^P(?:\d+D)?(?:T(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?$/.test(limits.timeout) || limits.timeout === "PT")) {
+      problems.push(`properties.limits.timeout: expected an ISO 8601 duration, got ${JSON.stringify(limits.timeout)}`);
+    }
+  }
+  const identity = p.identity as Record<string, unknown> | undefined;
+  if (identity !== undefined && !["AMLToken", "Managed", "UserIdentity"].includes(identity.identityType as string)) {
+    problems.push(`properties.identity.identityType: unknown ${JSON.stringify(identity.identityType)}`);
+  }
+  return problems;
+}
+
+/** A TokenCredential for the fake ARM: any bearer token is accepted; calls are counted. */
+export class StubArmCredential implements TokenCredential {
+  calls = 0;
+  async getToken(): Promise<AccessToken> {
+    this.calls += 1;
+    return { token: "fake-arm-token", expiresOnTimestamp: Date.now() + 3600_000 };
+  }
+}
+
+export class FakeArm {
+  readonly requests: RecordedRequest[] = [];
+  readonly jobs = new Map<string, FakeJob>();
+  private readonly datastores = new Map<string, FakeDatastore>();
+  private readonly faults: (FaultInjection & { remaining: number })[] = [];
+  private readonly cancelOperations = new Map<string, { jobKey: string; polls: number }>();
+  private readonly started = performance.now();
+
+  private constructor(
+    private readonly server: Server,
+    readonly url: string,
+    readonly certificate: TestCertificate,
+    private readonly ownsCertificate: boolean,
+    private readonly options: FakeArmOptions,
+  ) {}
+
+  /** Starts the fake on 127.0.0.1 (a free port) with a fresh self-signed certificate unless one is given. */
+  static async start(options: FakeArmOptions = {}): Promise<FakeArm> {
+    const certificate = options.certificate ?? generateTestCertificate();
+    let fake: FakeArm | undefined;
+    const server = createServer({ key: certificate.key, cert: certificate.cert }, (req, res) => {
+      void fake!.handle(req, res).catch((error) => {
+        res.statusCode = 500;
+        res.end(JSON.stringify({ error: { code: "FakeArmBug", message: String(error?.stack ?? error) } }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    fake = new FakeArm(server, `https://127.0.0.1:${port}`, certificate, options.certificate === undefined, options);
+    return fake;
+  }
+
+  /** The CA to trust in clients: `tlsOptions: {ca: fake.ca}`. */
+  get ca(): string {
+    return this.certificate.cert;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (this.ownsCertificate) this.certificate.dispose();
+  }
+
+  addDatastore(workspace: string, name: string, datastore: FakeDatastore): void {
+    this.datastores.set(`${workspace.toLowerCase()}/${name.toLowerCase()}`, datastore);
+  }
+
+  injectFault(fault: FaultInjection): void {
+    this.faults.push({ ...fault, remaining: fault.times ?? 1 });
+  }
+
+  clearFaults(): void {
+    this.faults.length = 0;
+  }
+
+  /** Requests matching a method and a path fragment, in arrival order. */
+  requestsTo(method: string, pathIncludes: string): RecordedRequest[] {
+    return this.requests.filter((r) => r.method === method && r.path.includes(pathIncludes));
+  }
+
+  job(workspace: string, name: string): FakeJob {
+    const job = this.jobs.get(jobKey(workspace, name));
+    if (!job) throw new Error(`fake ARM: no job ${name} in workspace ${workspace}`);
+    return job;
+  }
+
+  setJobStatus(workspace: string, name: string, status: string): void {
+    this.job(workspace, name).properties.status = status;
+  }
+
+  /** Moves a job one step along NotStarted -> Queued -> Running; returns the new status. */
+  advanceJob(workspace: string, name: string): string {
+    const job = this.job(workspace, name);
+    const index = STATUS_WALK.indexOf(job.properties.status as (typeof STATUS_WALK)[number]);
+    const next = STATUS_WALK[Math.min(index + 1, STATUS_WALK.length - 1)];
+    job.properties.status = next;
+    return next;
+  }
+
+  /**
+   * Completes a job the way a contract-following trainer would: writes `model.safetensors` and
+   * `metrics.json` to the `model_update` output's datastore folder, then sets status Completed.
+   */
+  async completeJob(workspace: string, name: string, outputs: { model: Uint8Array; metrics: unknown }): Promise<string> {
+    const job = this.job(workspace, name);
+    const output = (job.properties.outputs as Record<string, { uri?: string }> | undefined)?.model_update;
+    if (!output?.uri) throw new Error(`fake ARM: job ${name} has no model_update output uri`);
+    const match = /^azureml:\/\/datastores\/([^/]+)\/paths\/(.*)$/.exec(output.uri);
+    if (!match) throw new Error(`fake ARM: unsupported output uri ${output.uri}`);
+    const datastore = this.datastores.get(`${workspace.toLowerCase()}/${match[1].toLowerCase()}`);
+    if (!datastore) throw new Error(`fake ARM: no datastore ${match[1]} in workspace ${workspace}`);
+    const blob = this.options.blob;
+    if (!blob) throw new Error("fake ARM: started without a blob target; cannot write outputs");
+    const service = new BlobServiceClient(blob.serviceUrlFor(datastore.accountName), blob.credential, blob.pipelineOptions as never);
+    const container = service.getContainerClient(datastore.containerName ?? datastore.filesystem!);
+    await container.createIfNotExists();
+    const prefix = match[2].endsWith("/") ? match[2] : `${match[2]}/`;
+    await container.getBlockBlobClient(`${prefix}model.safetensors`).uploadData(Buffer.from(outputs.model));
+    const metrics = Buffer.from(JSON.stringify(outputs.metrics));
+    await container.getBlockBlobClient(`${prefix}metrics.json`).uploadData(metrics);
+    job.properties.status = "Completed";
+    return output.uri;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const rawBody = Buffer.concat(chunks).toString("utf8");
+    const url = new URL(req.url ?? "/", this.url);
+    const record: RecordedRequest = {
+      method: req.method ?? "GET",
+      path: url.pathname,
+      query: Object.fromEntries(url.searchParams.entries()),
+      headers: { ...req.headers },
+      rawBody,
+      at: performance.now() - this.started,
+    };
+    if (rawBody) {
+      try {
+        record.body = JSON.parse(rawBody);
+      } catch {
+        record.body = undefined;
+      }
+    }
+    this.requests.push(record);
+    const send = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
+      record.status = status;
+      res.writeHead(status, { "content-type": "application/json", "x-ms-request-id": randomUUID(), ...headers });
+      res.end(body === undefined ? "" : JSON.stringify(body));
+    };
+    const error = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
+      send(status, { error: { code, message } }, headers);
+
+    if (!/^Bearer \S+/.test(String(req.headers.authorization ?? ""))) {
+      return error(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.");
+    }
+    const fault = this.faults.find(
+      (f) => f.remaining > 0 && (!f.method || f.method === record.method) && (!f.pathIncludes || record.path.includes(f.pathIncludes)),
+    );
+    if (fault) {
+      fault.remaining -= 1;
+      const headers: Record<string, string> = fault.retryAfterSeconds !== undefined ? { "retry-after": String(fault.retryAfterSeconds) } : {};
+      const code = fault.code ?? (fault.status === 429 ? "TooManyRequests" : fault.status === 403 ? "AuthorizationFailed" : "InternalServerError");
+      const message =
+        fault.message ??
+        (fault.status === 403
+          ? "The client 'f10f' with object id 'f10f' does not have authorization to perform action 'Microsoft.MachineLearningServices/workspaces/jobs/write' over scope '...' or the scope is invalid."
+          : `Injected ${fault.status}`);
+      return error(fault.status, code, message, headers);
+    }
+
+    const operation = /^\/fakeOperations\/cancel\/([^/]+)$/.exec(record.path);
+    if (operation) return this.pollCancel(operation[1], send, error);
+
+    const route = WORKSPACE_ROUTE.exec(record.path);
+    if (!route) return error(404, "NoRoute", `fake ARM has no route for ${record.method} ${record.path}`);
+    if (!record.query["api-version"]) return error(400, "MissingApiVersionParameter", "The api-version query parameter is required.");
+    const [, subscriptionId, resourceGroup, workspace, rest = ""] = route;
+    const workspaceKey = workspace.toLowerCase();
+    const workspaceId = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.MachineLearningServices/workspaces/${workspace}`;
+
+    if (rest === "/jobs" && record.method === "GET") {
+      const value = [...this.jobs.values()].filter((j) => j.workspaceKey === workspaceKey).map((j) => this.jobResource(j, workspaceId));
+      return send(200, { value });
+    }
+    const jobRoute = /^\/jobs\/([^/]+)(\/cancel)?$/.exec(rest);
+    if (jobRoute) {
+      const name = decodeURIComponent(jobRoute[1]);
+      if (!/^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$/.test(name)) return error(400, "UserError", `Invalid job name ${name}`);
+      const key = jobKey(workspace, name);
+      const job = this.jobs.get(key);
+      if (jobRoute[2] === "/cancel") {
+        if (record.method !== "POST") return error(405, "MethodNotAllowed", "cancel is POST");
+        if (!job) return error(404, "UserError", `Job ${name} not found.`);
+        job.properties.status = "CancelRequested";
+        const operationId = randomUUID();
+        this.cancelOperations.set(operationId, { jobKey: key, polls: 0 });
+        return send(202, undefined, {
+          location: `${this.url}/fakeOperations/cancel/${operationId}?api-version=${record.query["api-version"]}`,
+          "retry-after": "0",
+        });
+      }
+      if (record.method === "GET") {
+        if (!job) return error(404, "UserError", `Could not find job with id ${name}.`);
+        return send(200, this.jobResource(job, workspaceId));
+      }
+      if (record.method === "PUT") {
+        if (job) return error(409, "Conflict", `A job with name ${name} already exists.`);
+        const problems = validateJobPutBody(record.body);
+        if (problems.length > 0) {
+          return send(400, {
+            error: { code: "UserError", message: "Request is invalid and/or missing fields.", details: problems.map((message) => ({ code: "InvalidField", message })) },
+          });
+        }
+        const properties = { ...(record.body as { properties: Record<string, unknown> }).properties, status: "NotStarted" };
+        properties.services = { Studio: { endpoint: `https://ml.azure.com/runs/${name}?wsid=${workspaceId}`, jobServiceType: "Studio" } };
+        const created: FakeJob = { workspaceKey, name, properties, createdAt: new Date().toISOString() };
+        this.jobs.set(key, created);
+        return send(201, this.jobResource(created, workspaceId));
+      }
+      return error(405, "MethodNotAllowed", `${record.method} not supported on jobs`);
+    }
+    const datastoreRoute = /^\/datastores\/([^/]+)$/.exec(rest);
+    if (datastoreRoute && record.method === "GET") {
+      const name = decodeURIComponent(datastoreRoute[1]);
+      const datastore = this.datastores.get(`${workspaceKey}/${name.toLowerCase()}`);
+      if (!datastore) return error(404, "UserError", `Datastore ${name} not found.`);
+      return send(200, {
+        id: `${workspaceId}/datastores/${name}`,
+        name,
+        type: "Microsoft.MachineLearningServices/workspaces/datastores",
+        properties: { ...datastore, credentials: { credentialsType: "None" }, isDefault: false, tags: {} },
+      });
+    }
+    return error(404, "NoRoute", `fake ARM has no route for ${record.method} ${record.path}`);
+  }
+
+  private pollCancel(
+    operationId: string,
+    send: (status: number, body?: unknown, headers?: Record<string, string>) => void,
+    error: (status: number, code: string, message: string) => void,
+  ): void {
+    const operation = this.cancelOperations.get(operationId);
+    if (!operation) return error(404, "NotFound", `no operation ${operationId}`);
+    operation.polls += 1;
+    if (operation.polls <= (this.options.cancelPollsBeforeDone ?? 1)) {
+      return send(202, undefined, { "retry-after": "0" });
+    }
+    const job = this.jobs.get(operation.jobKey);
+    if (job) job.properties.status = "Canceled";
+    return send(200);
+  }
+
+  private jobResource(job: FakeJob, workspaceId: string): Record<string, unknown> {
+    return {
+      id: `${workspaceId}/jobs/${job.name}`,
+      name: job.name,
+      type: "Microsoft.MachineLearningServices/workspaces/jobs",
+      properties: job.properties,
+      systemData: { createdAt: job.createdAt, createdBy: "flo-test", createdByType: "Application" },
+    };
+  }
+}
+
+function jobKey(workspace: string, name: string): string {
+  return `${workspace.toLowerCase()}/${name}`;
+}
