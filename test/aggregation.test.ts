@@ -1,0 +1,471 @@
+import { aggregateUpdates, AggregateOptions, firstNonFinite } from "../lib/aggregation/engine";
+import { AggregationError } from "../lib/aggregation/errors";
+import { createFedAvg, weightedSumKernel } from "../lib/aggregation/fedavg";
+import { createStrategy } from "../lib/aggregation/registry";
+import type { CombineChunk, Json, RoundContext, StatisticsChunk, Strategy } from "../lib/aggregation/strategy";
+import type { ByteSource } from "../lib/models/bytes";
+import { decodeFloats, DType, encodeFloats, FloatDType, isFloatDType } from "../lib/models/dtypes";
+import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from "../lib/models/safetensors";
+import { memorySink, memorySource, MemorySink, rawSafetensors, sha256 } from "./fixtures/memoryBytes";
+
+type TensorValues = { name: string; dtype: DType; shape: number[]; values: number[] | bigint[] };
+
+function encodeValues(t: TensorValues): Uint8Array {
+  if (isFloatDType(t.dtype)) return encodeFloats(t.values as number[], t.dtype);
+  switch (t.dtype) {
+    case "I64":
+      return new Uint8Array(BigInt64Array.from(t.values as bigint[]).buffer);
+    case "I32":
+      return new Uint8Array(Int32Array.from(t.values as number[]).buffer);
+    case "U8":
+    case "BOOL":
+      return Uint8Array.from(t.values as number[]);
+    default:
+      throw new Error(`test helper: no encoder for ${t.dtype}`);
+  }
+}
+
+async function modelBytes(tensors: TensorValues[], metadata?: Record<string, string>): Promise<Buffer> {
+  const sink = memorySink();
+  await writeSafetensors(
+    sink,
+    tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: encodeValues(t) })),
+    { metadata },
+  );
+  return sink.committed!;
+}
+
+async function readModel(bytes: Buffer): Promise<Map<string, { dtype: DType; shape: number[]; bytes: Buffer }>> {
+  const src = memorySource("out", bytes);
+  const header = await readSafetensorsHeader(src);
+  const out = new Map<string, { dtype: DType; shape: number[]; bytes: Buffer }>();
+  for (const t of header.tensors) out.set(t.name, { dtype: t.dtype, shape: t.shape, bytes: await readTensorBytes(src, header, t.name) });
+  return out;
+}
+
+function floats(t: { dtype: DType; bytes: Buffer }): number[] {
+  return Array.from(decodeFloats(t.bytes, t.dtype as FloatDType));
+}
+
+interface Run {
+  sinks: MemorySink[];
+  options: Partial<AggregateOptions>;
+}
+
+function runFedAvg(updates: AggregateOptions["updates"], extra: Partial<AggregateOptions> = {}) {
+  const sinks: MemorySink[] = [];
+  const run: Run = { sinks, options: extra };
+  const promise = aggregateUpdates({
+    updates,
+    output: () => {
+      const s = memorySink();
+      sinks.push(s);
+      return s;
+    },
+    strategy: createFedAvg(),
+    minUpdates: 1,
+    ...extra,
+  });
+  return { promise, run };
+}
+
+const filled = (v: number, n = 4) => new Array<number>(n).fill(v);
+
+describe("FedAvg golden values (fl-algorithms.md §5)", () => {
+  test("values 1, 2, 3 with n = 1, 1, 2 -> 2.25", async () => {
+    const updates = await Promise.all(
+      [1, 2, 3].map(async (v, i) => ({
+        id: `s${i}`,
+        model: memorySource(`s${i}`, await modelBytes([{ name: "w", dtype: "F32", shape: [4], values: filled(v) }])),
+        metrics: { num_examples: [1, 1, 2][i] },
+      })),
+    );
+    const { promise, run } = runFedAvg(updates);
+    const result = await promise;
+    expect(floats((await readModel(run.sinks[0].committed!)).get("w")!)).toEqual(filled(2.25));
+    expect(result.included.map((u) => [u.id, u.numExamples])).toEqual([["s0", 1], ["s1", 1], ["s2", 2]]);
+    expect(result.totalExamples).toBe(4);
+  });
+
+  test("float [1,2],[3,4] n = 1,3 -> [2.5,3.5]; int tensors are taken from the first valid update, never averaged", async () => {
+    const a = await modelBytes([
+      { name: "f", dtype: "F32", shape: [2], values: [1, 2] },
+      { name: "i", dtype: "I64", shape: [2], values: [10n, 20n] },
+    ]);
+    const b = await modelBytes([
+      { name: "f", dtype: "F32", shape: [2], values: [3, 4] },
+      { name: "i", dtype: "I64", shape: [2], values: [30n, 40n] },
+    ]);
+    const { promise, run } = runFedAvg([
+      { id: "a", model: memorySource("a", a), metrics: { num_examples: 1 } },
+      { id: "b", model: memorySource("b", b), metrics: { num_examples: 3 } },
+    ]);
+    await promise;
+    const out = await readModel(run.sinks[0].committed!);
+    expect(floats(out.get("f")!)).toEqual([2.5, 3.5]);
+    const ints = out.get("i")!;
+    expect(ints.dtype).toBe("I64");
+    expect([ints.bytes.readBigInt64LE(0), ints.bytes.readBigInt64LE(8)]).toEqual([10n, 20n]);
+  });
+
+  test("identical weights with n = 1, 2 come out unchanged (bit-exact per dtype)", async () => {
+    const values = [0.1, -3.75, 1e-3, 12345.678];
+    for (const dtype of ["F32", "F64", "F16", "BF16"] as const) {
+      const bytes = await modelBytes([{ name: "w", dtype, shape: [2, 2], values }]);
+      const { promise, run } = runFedAvg([
+        { id: "a", model: memorySource("a", bytes), metrics: { num_examples: 1 } },
+        { id: "b", model: memorySource("b", bytes), metrics: { num_examples: 2 } },
+      ]);
+      await promise;
+      expect((await readModel(run.sinks[0].committed!)).get("w")!.bytes.equals((await readModel(bytes)).get("w")!.bytes)).toBe(true);
+    }
+  });
+
+  test("weighted sum kernel handles 1..5 rows", () => {
+    for (let k = 1; k <= 5; k++) {
+      const rows = Array.from({ length: k }, (_, j) => Float32Array.from([j + 1, 10 * (j + 1)]));
+      const weights = Array.from({ length: k }, () => 1 / k);
+      const out = new Float64Array(2);
+      weightedSumKernel(rows, weights, out, 2);
+      expect(out[0]).toBeCloseTo((k + 1) / 2, 12);
+      expect(out[1]).toBeCloseTo((10 * (k + 1)) / 2, 12);
+    }
+  });
+});
+
+/** Deterministic PRNG (mulberry32) so failures reproduce. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe("streaming FedAvg against a reference computed here", () => {
+  const layout: { name: string; dtype: DType; shape: number[] }[] = [
+    { name: "conv.weight", dtype: "F32", shape: [3, 5, 7] },
+    { name: "fc.bias", dtype: "F64", shape: [23] },
+    { name: "half", dtype: "F16", shape: [41] },
+    { name: "brain", dtype: "BF16", shape: [6, 6] },
+    { name: "bn.num_batches_tracked", dtype: "I64", shape: [] },
+    { name: "mask", dtype: "BOOL", shape: [9] },
+    { name: "empty", dtype: "F32", shape: [0] },
+    { name: "scalar", dtype: "F32", shape: [] },
+  ];
+
+  async function randomUpdates(seed: number, k: number) {
+    const rand = rng(seed);
+    const models: Map<string, number[] | bigint[]>[] = [];
+    const updates = [];
+    for (let i = 0; i < k; i++) {
+      const values = new Map<string, number[] | bigint[]>();
+      const tensors: TensorValues[] = layout.map((t) => {
+        const n = t.shape.reduce((a, b) => a * b, 1);
+        let v: number[] | bigint[];
+        if (t.dtype === "I64") v = [BigInt(Math.floor(rand() * 1000))];
+        else if (t.dtype === "BOOL") v = Array.from({ length: n }, () => (rand() < 0.5 ? 1 : 0));
+        else {
+          // Round the inputs to their dtype so the reference sees exactly what the file holds.
+          const raw = Array.from({ length: n }, () => (rand() - 0.5) * 4);
+          v = Array.from(decodeFloats(encodeFloats(raw, t.dtype as FloatDType), t.dtype as FloatDType));
+        }
+        values.set(t.name, v);
+        return { ...t, values: v };
+      });
+      models.push(values);
+      updates.push({ id: `silo-${i}`, model: memorySource(`silo-${i}`, await modelBytes(tensors)), metrics: { num_examples: 1 + Math.floor(rand() * 500), metrics: { loss: rand(), acc: rand() } } });
+    }
+    return { models, updates };
+  }
+
+  test.each([
+    [1, 5, 7],
+    [2, 3, 1],
+    [3, 10, 64],
+    [4, 2, 1 << 20],
+  ])("seed %i, K=%i, chunk=%i elements", async (seed, k, chunkElements) => {
+    const { models, updates } = await randomUpdates(seed, k);
+    const { promise, run } = runFedAvg(updates, { chunkElements });
+    const result = await promise;
+    const out = await readModel(run.sinks[0].committed!);
+    const ns = updates.map((u) => (u.metrics as { num_examples: number }).num_examples);
+    const total = ns.reduce((a, b) => a + b, 0);
+    for (const t of layout) {
+      const got = out.get(t.name)!;
+      expect(got.dtype).toBe(t.dtype);
+      expect(got.shape).toEqual(t.shape);
+      if (!isFloatDType(t.dtype)) {
+        expect(got.bytes.equals(Buffer.from(encodeValues({ ...t, values: models[0].get(t.name)! })))).toBe(true);
+        continue;
+      }
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      const reference = new Array<number>(n).fill(0);
+      const magnitude = new Array<number>(n).fill(0);
+      models.forEach((m, i) =>
+        (m.get(t.name) as number[]).forEach((v, j) => {
+          reference[j] += (ns[i] * v) / total;
+          magnitude[j] += Math.abs((ns[i] * v) / total);
+        }),
+      );
+      // Compare in the tensor's dtype: at most one unit in the last place apart.
+      const expected = Array.from(decodeFloats(encodeFloats(reference, t.dtype), t.dtype));
+      const ulp = { F64: 2 ** -52, F32: 2 ** -23, F16: 2 ** -10, BF16: 2 ** -7 }[t.dtype];
+      floats(got).forEach((v, j) => {
+        // one ulp of the dtype, plus the float64 summation-order error (matters for F64 only)
+        const orderError = 16 * 2 ** -52 * magnitude[j];
+        expect(Math.abs(v - expected[j])).toBeLessThanOrEqual(ulp * Math.max(Math.abs(expected[j]), 2 ** -14) * 1.0001 + orderError);
+        expect(Math.abs(v - reference[j])).toBeLessThanOrEqual(Math.max(1e-6, ulp) * Math.max(1, Math.abs(reference[j])) + orderError);
+      });
+    }
+    // digests recorded: of each update's bytes and of the output
+    for (const [i, inc] of result.included.entries()) {
+      const src = updates[i].model as ReturnType<typeof memorySource>;
+      const bytes = await src.read(0, await src.size());
+      expect(inc.sha256).toBe(sha256(bytes));
+    }
+    expect(result.output.sha256).toBe(sha256(run.sinks[0].committed!));
+    // metrics: num_examples-weighted means
+    const loss = updates.reduce((s, u, i) => s + ns[i] * (u.metrics as { metrics: { loss: number } }).metrics.loss, 0) / total;
+    expect(result.metrics.loss).toBeCloseTo(loss, 12);
+    expect(result.restarts).toBe(0);
+  });
+});
+
+describe("bad updates are excluded with a reason while the others aggregate", () => {
+  const good = (v: number) => modelBytes([
+    { name: "a", dtype: "F32", shape: [10], values: filled(v, 10) },
+    { name: "b", dtype: "F32", shape: [10], values: filled(v, 10) },
+  ]);
+
+  test("NaN found mid-stream restarts the pass without that update", async () => {
+    const nanValues = filled(5, 10);
+    nanValues[7] = NaN;
+    const poisoned = await modelBytes([
+      { name: "a", dtype: "F32", shape: [10], values: filled(5, 10) },
+      { name: "b", dtype: "F32", shape: [10], values: nanValues },
+    ]);
+    const infBytes = await modelBytes([
+      { name: "a", dtype: "F32", shape: [10], values: [...filled(5, 9), Infinity] },
+      { name: "b", dtype: "F32", shape: [10], values: filled(5, 10) },
+    ]);
+    const { promise, run } = runFedAvg(
+      [
+        { id: "ok1", model: memorySource("ok1", await good(1)), metrics: { num_examples: 1 } },
+        { id: "nan", model: memorySource("nan", poisoned), metrics: { num_examples: 1 } },
+        { id: "inf", model: memorySource("inf", infBytes), metrics: { num_examples: 1 } },
+        { id: "ok2", model: memorySource("ok2", await good(3)), metrics: { num_examples: 3 } },
+      ],
+      { chunkElements: 4 },
+    );
+    const result = await promise;
+    expect(result.excluded).toEqual([
+      { id: "inf", reason: 'non-finite value (Infinity) in tensor "a" at element 9' },
+      { id: "nan", reason: 'non-finite value (NaN) in tensor "b" at element 7' },
+    ]);
+    expect(result.restarts).toBe(2);
+    expect(result.included.map((u) => u.id)).toEqual(["ok1", "ok2"]);
+    // Partial outputs of the aborted passes were discarded.
+    expect(run.sinks.map((s) => s.aborted)).toEqual([true, true, false]);
+    const out = await readModel(run.sinks[2].committed!);
+    expect(floats(out.get("a")!)).toEqual(filled(2.5, 10));
+    expect(floats(out.get("b")!)).toEqual(filled(2.5, 10));
+  });
+
+  test("shape-mismatched, dtype-mismatched, truncated, malformed, metrics-less and unreadable updates", async () => {
+    const truncated = (await good(7)).subarray(0, -8);
+    const failing = memorySource("flaky", await good(9), { failReadsAfter: 3 });
+    const updates = [
+      { id: "ok1", model: memorySource("ok1", await good(1)), metrics: { num_examples: 1 } },
+      { id: "shape", model: memorySource("shape", await modelBytes([{ name: "a", dtype: "F32", shape: [2, 5], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) }])), metrics: { num_examples: 1 } },
+      { id: "dtype", model: memorySource("dtype", await modelBytes([{ name: "a", dtype: "F64", shape: [10], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) }])), metrics: { num_examples: 1 } },
+      { id: "missing", model: memorySource("missing", await modelBytes([{ name: "a", dtype: "F32", shape: [10], values: filled(1, 10) }])), metrics: { num_examples: 1 } },
+      { id: "extra", model: memorySource("extra", await modelBytes([{ name: "a", dtype: "F32", shape: [10], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) }, { name: "c", dtype: "F32", shape: [1], values: [1] }])), metrics: { num_examples: 1 } },
+      { id: "truncated", model: memorySource("truncated.safetensors", truncated), metrics: { num_examples: 1 } },
+      { id: "garbage", model: memorySource("garbage.safetensors", rawSafetensors(null, 0, "{oops")), metrics: { num_examples: 1 } },
+      { id: "no-metrics", model: memorySource("nm", await good(100)), metrics: memorySource("no-metrics/metrics.json", Buffer.alloc(0)) },
+      { id: "zero-examples", model: memorySource("z", await good(100)), metrics: { num_examples: 0 } },
+      { id: "float-examples", model: memorySource("fe", await good(100)), metrics: { num_examples: 2.5 } },
+      { id: "bad-json", model: memorySource("bj", await good(100)), metrics: memorySource("bad-json/metrics.json", Buffer.from("{nope")) },
+      { id: "flaky", model: failing, metrics: { num_examples: 1 } },
+      { id: "ok2", model: memorySource("ok2", await good(4)), metrics: { num_examples: 2 } },
+    ];
+    const { promise, run } = runFedAvg(updates, { chunkElements: 3 });
+    const result = await promise;
+    const reasons = Object.fromEntries(result.excluded.map((e) => [e.id, e.reason]));
+    expect(reasons.shape).toBe('layout mismatch: tensor "a" has shape [2,5], reference update "ok1" has [10]');
+    expect(reasons.dtype).toBe('layout mismatch: tensor "a" has dtype F64, reference update "ok1" has F32');
+    expect(reasons.missing).toBe('layout mismatch: tensor "b" is missing (present in reference update "ok1")');
+    expect(reasons.extra).toBe('layout mismatch: unexpected tensor "c" (absent from reference update "ok1")');
+    expect(reasons.truncated).toMatch(/^invalid model: truncated\.safetensors: tensor "b": .*\[OUT_OF_BOUNDS\]$/);
+    expect(reasons.garbage).toMatch(/^invalid model: garbage\.safetensors: header is not valid UTF-8 JSON.*\[BAD_JSON\]$/);
+    expect(reasons["no-metrics"]).toMatch(/^metrics: no-metrics\/metrics\.json: not valid JSON/);
+    expect(reasons["zero-examples"]).toBe('metrics: zero-examples/metrics.json: "num_examples" must be an integer > 0, got 0');
+    expect(reasons["float-examples"]).toBe('metrics: float-examples/metrics.json: "num_examples" must be an integer > 0, got 2.5');
+    expect(reasons["bad-json"]).toMatch(/^metrics: bad-json\/metrics\.json: not valid JSON/);
+    expect(reasons.flaky).toMatch(/^unreadable model: tensor "a" bytes \[\d+, \d+\): injected read failure #4$/);
+    expect(result.excluded).toHaveLength(11);
+    expect(result.included.map((u) => u.id)).toEqual(["ok1", "ok2"]);
+    expect(result.restarts).toBe(1);
+    const out = await readModel(run.sinks.at(-1)!.committed!);
+    expect(floats(out.get("a")!)).toEqual(filled(3, 10));
+  });
+
+  test("fewer valid updates than minUpdates fails with TOO_FEW_UPDATES listing the exclusions, writing nothing", async () => {
+    const { promise, run } = runFedAvg(
+      [
+        { id: "ok", model: memorySource("ok", await good(1)), metrics: { num_examples: 1 } },
+        { id: "bad", model: memorySource("bad", await good(1)), metrics: { examples: 3 } },
+      ],
+      { minUpdates: 2 },
+    );
+    const err = await promise.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(AggregationError);
+    expect((err as AggregationError).code).toBe("TOO_FEW_UPDATES");
+    expect((err as AggregationError).message).toBe(
+      '1 valid update(s), need at least 2 (excluded bad: metrics: bad/metrics.json: "num_examples" is missing (expected an integer > 0)) [TOO_FEW_UPDATES]',
+    );
+    expect((err as AggregationError).excluded).toEqual([{ id: "bad", reason: expect.stringContaining("num_examples") }]);
+    expect(run.sinks).toHaveLength(0);
+  });
+
+  test("a NaN that drops the round below minUpdates fails after discarding the partial output", async () => {
+    const { promise, run } = runFedAvg(
+      [
+        { id: "ok", model: memorySource("ok", await good(1)), metrics: { num_examples: 1 } },
+        { id: "nan", model: memorySource("nan", await modelBytes([{ name: "a", dtype: "F32", shape: [10], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(NaN, 10) }])), metrics: { num_examples: 1 } },
+      ],
+      { minUpdates: 2, chunkElements: 4 },
+    );
+    await expect(promise).rejects.toMatchObject({ code: "TOO_FEW_UPDATES" });
+    expect(run.sinks).toHaveLength(1);
+    expect(run.sinks[0].aborted).toBe(true);
+  });
+
+  test("an aborted signal stops the aggregation and aborts the sink", async () => {
+    const controller = new AbortController();
+    const { promise, run } = runFedAvg(
+      [{ id: "ok", model: memorySource("ok", await good(1)), metrics: { num_examples: 1 } }],
+      {
+        chunkElements: 2,
+        signal: controller.signal,
+        onProgress: (p) => {
+          if (p.bytesRead >= 16) controller.abort(new Error("operator cancelled"));
+        },
+      },
+    );
+    await expect(promise).rejects.toThrow("operator cancelled");
+    expect(run.sinks[0].aborted).toBe(true);
+  });
+});
+
+describe("engine plumbing for issue-6 strategies", () => {
+  test("hash falls back to a sequential re-read when a file's data is not in name order", async () => {
+    // Hand-made file whose data section stores "b" before "a" (valid safetensors).
+    const data = Buffer.concat([Buffer.from(new Float32Array([2, 2]).buffer), Buffer.from(new Float32Array([1, 1]).buffer)]);
+    const bytes = rawSafetensors({ a: { dtype: "F32", shape: [2], data_offsets: [8, 16] }, b: { dtype: "F32", shape: [2], data_offsets: [0, 8] } }, data);
+    const { promise, run } = runFedAvg([{ id: "x", model: memorySource("x", bytes), metrics: { num_examples: 1 } }]);
+    const result = await promise;
+    expect(result.included[0].sha256).toBe(sha256(bytes));
+    const out = await readModel(run.sinks[0].committed!);
+    expect(floats(out.get("a")!)).toEqual([1, 1]);
+    expect(floats(out.get("b")!)).toEqual([2, 2]);
+  });
+
+  /** A toy stateful strategy: out = global + mean(rows - global) * scale, where scale comes from a
+   *  statistics pass (sum of squared deltas), and state "acc" accumulates the deltas across rounds. */
+  function toyStrategy(): Strategy<{ scale: number }> {
+    return {
+      name: "toy",
+      options: {},
+      needsGlobal: true,
+      stateTensors: [{ name: "acc", dtype: "F64" }],
+      propagatesNonFinite: false,
+      statistics: [
+        {
+          name: "squared-deltas",
+          size: (ctx: RoundContext) => ctx.updates.length,
+          accumulate(chunk: StatisticsChunk, acc: Float64Array) {
+            chunk.rows.forEach((row, i) => {
+              for (let j = 0; j < chunk.length; j++) acc[i] += (row[j] - chunk.global![j]) ** 2;
+            });
+          },
+        },
+      ],
+      plan: (_ctx: RoundContext, stats: readonly Float64Array[]) => ({ scale: 1 / Math.sqrt(stats[0].reduce((a, b) => a + b, 0)) }),
+      combine(chunk: CombineChunk, plan: { scale: number }) {
+        for (let j = 0; j < chunk.length; j++) {
+          let mean = 0;
+          for (const row of chunk.rows) mean += (row[j] - chunk.global![j]) / chunk.rows.length;
+          chunk.out[j] = chunk.global![j] + mean * plan.scale;
+          chunk.stateOut.acc[j] = chunk.state.acc[j] + mean;
+        }
+      },
+      finish: (ctx: RoundContext, plan: { scale: number }) => ({ state: { rounds: ((ctx.state as { rounds?: number } | undefined)?.rounds ?? 0) + 1 } as Json, report: { scale: plan.scale } }),
+    };
+  }
+
+  test("statistics pass, global chunks, state tensors in/out and JSON state flow through", async () => {
+    const global = await modelBytes([{ name: "w", dtype: "F32", shape: [5], values: filled(1, 5) }, { name: "n", dtype: "I32", shape: [1], values: [7] }]);
+    const u1 = await modelBytes([{ name: "w", dtype: "F32", shape: [5], values: filled(2, 5) }, { name: "n", dtype: "I32", shape: [1], values: [8] }]);
+    const u2 = await modelBytes([{ name: "w", dtype: "F32", shape: [5], values: filled(4, 5) }, { name: "n", dtype: "I32", shape: [1], values: [9] }]);
+    const stateSinks: Record<string, MemorySink> = {};
+    const run = async (state: AggregateOptions["state"]) => {
+      const out = memorySink();
+      const result = await aggregateUpdates({
+        updates: [
+          { id: "u1", model: memorySource("u1", u1), metrics: { num_examples: 1 } },
+          { id: "u2", model: memorySource("u2", u2), metrics: { num_examples: 1 } },
+        ],
+        output: () => out,
+        stateOutput: (name) => (stateSinks[name] = memorySink(`mem://state/${name}`)),
+        global: memorySource("global", global),
+        strategy: toyStrategy(),
+        state,
+        minUpdates: 1,
+        chunkElements: 2,
+      });
+      return { result, out: await readModel(out.committed!) };
+    };
+    const first = await run(undefined);
+    // deltas: 1 and 3 per coordinate -> sum of squares = 5 * (1 + 9) = 50
+    const scale = 1 / Math.sqrt(50);
+    expect(first.result.state.report).toEqual({ scale });
+    expect(first.result.state.json).toEqual({ rounds: 1 });
+    floats(first.out.get("w")!).forEach((v) => expect(v).toBeCloseTo(1 + 2 * scale, 6));
+    expect(first.out.get("n")!.bytes.readInt32LE(0)).toBe(8);
+    const acc1 = await readModel(stateSinks.acc.committed!);
+    expect(acc1.get("w")!.dtype).toBe("F64");
+    expect(acc1.has("n")).toBe(false);
+    expect(floats(acc1.get("w")!)).toEqual(filled(2, 5));
+
+    const second = await run({ json: first.result.state.json, tensors: { acc: memorySource("acc", stateSinks.acc.committed!) } });
+    expect(second.result.state.json).toEqual({ rounds: 2 });
+    expect(floats((await readModel(stateSinks.acc.committed!)).get("w")!)).toEqual(filled(4, 5));
+  });
+
+  test("missing global model and missing state output are clear errors", async () => {
+    const u = await modelBytes([{ name: "w", dtype: "F32", shape: [1], values: [1] }]);
+    const base = { updates: [{ id: "u", model: memorySource("u", u) as ByteSource, metrics: { num_examples: 1 } }], output: () => memorySink(), strategy: toyStrategy(), minUpdates: 1 };
+    await expect(aggregateUpdates(base)).rejects.toThrow("strategy toy needs the round's global model, none was given [GLOBAL_MISMATCH]");
+    await expect(aggregateUpdates({ ...base, global: memorySource("g", u) })).rejects.toThrow("strategy toy keeps state tensors (acc) but no stateOutput was given [STATE_OUTPUT_MISSING]");
+    const otherShape = await modelBytes([{ name: "w", dtype: "F32", shape: [2], values: [1, 2] }]);
+    await expect(aggregateUpdates({ ...base, global: memorySource("g.safetensors", otherShape), stateOutput: () => memorySink() })).rejects.toThrow(
+      'global model g.safetensors: tensor "w" is F32 [2], updates have F32 [1] [GLOBAL_MISMATCH]',
+    );
+  });
+
+  test("registry and options", () => {
+    expect(createStrategy("fedavg").name).toBe("fedavg");
+    expect(() => createStrategy("fedmagic")).toThrow(/unknown strategy; expected one of .*fedavg/);
+    expect(() => createFedAvg({ lr: 1 })).toThrow('strategy fedavg: takes no options, got {"lr":1}');
+    expect(firstNonFinite(Float32Array.from([1, 2, -Infinity]), 3)).toBe(2);
+    expect(firstNonFinite(Float64Array.from([1, 2, 3]), 3)).toBe(-1);
+  });
+});
