@@ -1,0 +1,259 @@
+import {
+  EventParseError,
+  RUN_COMPLETED,
+  RUN_STATUS_CHANGED,
+  azureMlWorkspaceId,
+  parseJobEvent,
+  runCompletedEvent,
+  runStatusChangedEvent,
+  toCloudEvent,
+  type FloJobEvent,
+} from "../lib/events/azureMlEvents";
+import { parseFloJobName } from "../lib/events/jobName";
+
+const WORKSPACE_ID = azureMlWorkspaceId("00000000-0000-0000-0000-0000000000aa", "rg-silo-eu", "mlw-silo-eu");
+const FLO_TAGS = { floFederation: "fraud-2026", floRound: "3", floSilo: "eu-west", floApp: "flo" };
+
+/** Verbatim shape of the docs' RunStatusChanged example, with flo's tags. */
+function documentedEvent(overrides: Record<string, unknown> = {}, data: Record<string, unknown> = {}) {
+  return {
+    topic: WORKSPACE_ID,
+    subject: "experiments/0fa9dfaa-cba3-4fa7-b590-23e48548f5c1/runs/flo-fraud-2026-r3-eu-west",
+    eventType: "Microsoft.MachineLearningServices.RunStatusChanged",
+    eventTime: "2026-11-28T07:41:00.9584103Z",
+    id: "831e1650-001e-001b-66ab-eeb76e069631",
+    data: {
+      experimentId: "0fa9dfaa-cba3-4fa7-b590-23e48548f5c1",
+      experimentName: "flo-fraud-2026",
+      runId: "flo-fraud-2026-r3-eu-west",
+      runType: null,
+      runTags: FLO_TAGS,
+      runProperties: { floFederation: "fraud-2026" },
+      runStatus: "failed",
+      ...data,
+    },
+    dataVersion: "",
+    metadataVersion: "1",
+    ...overrides,
+  };
+}
+
+const expectedFailed: FloJobEvent = {
+  kind: "flo-job",
+  federationId: "fraud-2026",
+  round: 3,
+  silo: "eu-west",
+  jobName: "flo-fraud-2026-r3-eu-west",
+  status: "failed",
+  rawStatus: "failed",
+  eventType: RUN_STATUS_CHANGED,
+  eventId: "831e1650-001e-001b-66ab-eeb76e069631",
+  eventTime: "2026-11-28T07:41:00.9584103Z",
+  workspaceId: WORKSPACE_ID,
+  experimentName: "flo-fraud-2026",
+  correlatedBy: "tags",
+  schema: "EventGridSchema",
+};
+
+describe("parseJobEvent: Event Grid schema", () => {
+  test.each([
+    ["object", (e: object) => e],
+    ["string", (e: object) => JSON.stringify(e)],
+    ["Buffer", (e: object) => Buffer.from(JSON.stringify(e))],
+    ["Uint8Array", (e: object) => new Uint8Array(Buffer.from(JSON.stringify(e)))],
+    ["one-element array", (e: object) => JSON.stringify([e])],
+    ["string with BOM and whitespace", (e: object) => `\uFEFF  ${JSON.stringify(e)}\n`],
+  ])("body as %s", (_label, encode) => {
+    expect(parseJobEvent(encode(documentedEvent()))).toEqual(expectedFailed);
+  });
+
+  test("status words compare case-insensitively", () => {
+    for (const [word, state] of [["Completed", "completed"], ["COMPLETED", "completed"], ["running", "running"], ["Canceled", "canceled"], ["Queued", "queued"]]) {
+      const parsed = parseJobEvent(documentedEvent({}, { runStatus: word }));
+      expect(parsed).toMatchObject({ kind: "flo-job", status: state, rawStatus: word });
+    }
+  });
+
+  test("RunCompleted means completed (it has no runStatus)", () => {
+    const event = documentedEvent({ eventType: RUN_COMPLETED });
+    delete (event.data as { runStatus?: string }).runStatus;
+    expect(parseJobEvent(event)).toEqual({ ...expectedFailed, eventType: RUN_COMPLETED, status: "completed", rawStatus: "Completed" });
+  });
+
+  test("without flo tags, the deterministic job name correlates (with the attempt suffix)", () => {
+    const event = documentedEvent({}, { runTags: {}, runId: "flo-fraud-2026-r12-eu-west-a2", runStatus: "Completed" });
+    expect(parseJobEvent(event)).toMatchObject({
+      kind: "flo-job",
+      federationId: "fraud-2026",
+      round: 12,
+      silo: "eu-west",
+      attempt: 2,
+      jobName: "flo-fraud-2026-r12-eu-west-a2",
+      status: "completed",
+      correlatedBy: "jobName",
+    });
+  });
+
+  test("runId missing falls back to the subject's run id", () => {
+    const event = documentedEvent({}, { runId: undefined, runTags: {} });
+    expect(parseJobEvent(event)).toMatchObject({ kind: "flo-job", jobName: "flo-fraud-2026-r3-eu-west", correlatedBy: "jobName" });
+  });
+
+  test("tag keys are matched case-insensitively", () => {
+    const event = documentedEvent({}, { runTags: { flofederation: "fraud-2026", FLOROUND: "3", floSilo: "eu-west" } });
+    expect(parseJobEvent(event)).toMatchObject({ kind: "flo-job", federationId: "fraud-2026", round: 3, silo: "eu-west", correlatedBy: "tags" });
+  });
+});
+
+describe("parseJobEvent: CloudEvents schema", () => {
+  test.each([
+    ["object", (e: object) => e],
+    ["string", (e: object) => JSON.stringify(e)],
+    ["Buffer", (e: object) => Buffer.from(JSON.stringify(e))],
+  ])("body as %s", (_label, encode) => {
+    const cloudEvent = {
+      specversion: "1.0",
+      id: "831e1650-001e-001b-66ab-eeb76e069631",
+      source: WORKSPACE_ID,
+      subject: "experiments/0fa9dfaa-cba3-4fa7-b590-23e48548f5c1/runs/flo-fraud-2026-r3-eu-west",
+      type: "Microsoft.MachineLearningServices.RunStatusChanged",
+      time: "2026-11-28T07:41:00.9584103Z",
+      data: documentedEvent().data,
+    };
+    expect(parseJobEvent(encode(cloudEvent))).toEqual({ ...expectedFailed, schema: "CloudEventSchemaV1_0" });
+  });
+
+  test("a CloudEvent with another specversion is rejected", () => {
+    const cloudEvent = { ...toCloudEvent(runStatusChangedEvent({ workspaceId: WORKSPACE_ID, jobName: "flo-f-r1-s", experimentName: "flo-f", tags: {}, status: "completed" })), specversion: "0.3" };
+    expect(() => parseJobEvent(cloudEvent)).toThrow('Invalid job event: specversion: expected "1.0", got "0.3"');
+  });
+});
+
+describe("parseJobEvent: not ours", () => {
+  test("a run of another application (no flo tags, foreign job name) is ignored", () => {
+    const event = documentedEvent({}, { runTags: { team: "vision" }, runId: "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5" });
+    expect(parseJobEvent(event)).toEqual({
+      kind: "not-ours",
+      reason: "job AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5 has no flo tags and its name is not a flo job name",
+      eventType: RUN_STATUS_CHANGED,
+      eventId: "831e1650-001e-001b-66ab-eeb76e069631",
+      jobName: "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5",
+    });
+  });
+
+  test("a job tagged by another app with a flo-like name is ignored", () => {
+    const event = documentedEvent({}, { runTags: { ...FLO_TAGS, floApp: "other" } });
+    expect(parseJobEvent(event)).toMatchObject({ kind: "not-ours", reason: 'job flo-fraud-2026-r3-eu-west has floApp="other", not "flo"' });
+  });
+
+  test("other event types (model registered, subscription validation) are ignored", () => {
+    expect(parseJobEvent(documentedEvent({ eventType: "Microsoft.MachineLearningServices.ModelRegistered" }))).toEqual({
+      kind: "not-ours",
+      reason: "event type Microsoft.MachineLearningServices.ModelRegistered is not an Azure ML run event",
+      eventType: "Microsoft.MachineLearningServices.ModelRegistered",
+      eventId: "831e1650-001e-001b-66ab-eeb76e069631",
+    });
+    const validation = { id: "v1", topic: "t", subject: "", eventType: "Microsoft.EventGrid.SubscriptionValidationEvent", eventTime: "2026-11-28T00:00:00Z", data: { validationCode: "x" }, dataVersion: "1" };
+    expect(parseJobEvent(validation)).toMatchObject({ kind: "not-ours" });
+  });
+});
+
+describe("parseJobEvent: malformed bodies (dead-letter with the field path)", () => {
+  function parseError(body: unknown): EventParseError {
+    try {
+      parseJobEvent(body);
+    } catch (error) {
+      expect(error).toBeInstanceOf(EventParseError);
+      return error as EventParseError;
+    }
+    throw new Error("expected an EventParseError");
+  }
+
+  test.each([
+    ["not JSON", "{oops", "(body)"],
+    ["a number", 42, "(body)"],
+    ["null", null, "(body)"],
+    ["an array of two", [documentedEvent(), documentedEvent()], "(body)"],
+    ["no id", documentedEvent({ id: undefined }), "id"],
+    ["no topic", documentedEvent({ topic: undefined }), "topic"],
+    ["data not an object", documentedEvent({ data: "x" }), "data"],
+    ["runStatus missing on RunStatusChanged", documentedEvent({}, { runStatus: undefined }), "data.runStatus"],
+    ["runId a number", documentedEvent({}, { runId: 7 }), "data.runId"],
+    ["runTags an array", documentedEvent({}, { runTags: ["a"] }), "data.runTags"],
+    ["floRound not an integer", documentedEvent({}, { runTags: { ...FLO_TAGS, floRound: "three" } }), "data.runTags.floRound"],
+    ["floSilo missing while other flo tags exist", documentedEvent({}, { runTags: { floFederation: "f", floRound: "1" } }), "data.runTags.floSilo"],
+  ])("%s", (_label, body, fieldPath) => {
+    expect(parseError(body).fieldPath).toBe(fieldPath);
+  });
+
+  test("messages say expected vs got", () => {
+    const error = parseError(documentedEvent({}, { runTags: { ...FLO_TAGS, floRound: "three" } }));
+    expect(error.message).toBe('Invalid job event: data.runTags.floRound: expected a non-negative integer as a string, got "three"');
+  });
+});
+
+describe("runStatusChangedEvent builder", () => {
+  test("produces the Event Grid delivery shape, field for field, and round-trips through the parser", () => {
+    const event = runStatusChangedEvent({
+      workspaceId: WORKSPACE_ID,
+      jobName: "flo-fraud-2026-r3-eu-west",
+      experimentName: "flo-fraud-2026",
+      tags: FLO_TAGS,
+      status: "completed",
+      eventId: "evt-1",
+      eventTime: "2026-11-28T07:41:00.000Z",
+    });
+    expect(Object.keys(event)).toEqual(["topic", "subject", "eventType", "eventTime", "id", "data", "dataVersion", "metadataVersion"]);
+    expect(event).toEqual({
+      topic: WORKSPACE_ID,
+      subject: `experiments/${event.data.experimentId}/runs/flo-fraud-2026-r3-eu-west`,
+      eventType: RUN_STATUS_CHANGED,
+      eventTime: "2026-11-28T07:41:00.000Z",
+      id: "evt-1",
+      data: {
+        experimentId: event.data.experimentId,
+        experimentName: "flo-fraud-2026",
+        runId: "flo-fraud-2026-r3-eu-west",
+        runType: null,
+        runTags: FLO_TAGS,
+        runProperties: {},
+        runStatus: "Completed",
+      },
+      dataVersion: "",
+      metadataVersion: "1",
+    });
+    expect(event.data.experimentId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    // Same experiment, same GUID (Azure ML keeps one id per experiment).
+    expect(runStatusChangedEvent({ workspaceId: WORKSPACE_ID, jobName: "x", experimentName: "flo-fraud-2026", tags: {}, status: "Running" }).data.experimentId).toBe(event.data.experimentId);
+
+    const parsed = parseJobEvent(Buffer.from(JSON.stringify(event)));
+    expect(parsed).toMatchObject({ kind: "flo-job", federationId: "fraud-2026", round: 3, silo: "eu-west", status: "completed", rawStatus: "Completed", eventId: "evt-1", workspaceId: WORKSPACE_ID });
+    expect(parseJobEvent(toCloudEvent(event))).toMatchObject({ kind: "flo-job", status: "completed", schema: "CloudEventSchemaV1_0" });
+  });
+
+  test("JobStates and Azure ML status words both work; RunCompleted has no runStatus", () => {
+    const base = { workspaceId: WORKSPACE_ID, jobName: "flo-f-r1-s", experimentName: "flo-f", tags: {} };
+    expect(runStatusChangedEvent({ ...base, status: "failed" }).data.runStatus).toBe("Failed");
+    expect(runStatusChangedEvent({ ...base, status: "canceled" }).data.runStatus).toBe("Canceled");
+    expect(runStatusChangedEvent({ ...base, status: "Finalizing" }).data.runStatus).toBe("Finalizing");
+    const completed = runCompletedEvent(base);
+    expect(completed.eventType).toBe(RUN_COMPLETED);
+    expect("runStatus" in completed.data).toBe(false);
+    expect(parseJobEvent(completed)).toMatchObject({ kind: "flo-job", federationId: "f", round: 1, silo: "s", status: "completed", correlatedBy: "jobName" });
+    expect(runStatusChangedEvent(base).id).not.toBe(runStatusChangedEvent(base).id);
+  });
+});
+
+describe("parseFloJobName", () => {
+  test.each([
+    ["flo-fraud-r1-eu", { federationId: "fraud", round: 1, silo: "eu" }],
+    ["flo-fraud-2026-r10-eu-west", { federationId: "fraud-2026", round: 10, silo: "eu-west" }],
+    ["flo-fraud-r0-eu-a3", { federationId: "fraud", round: 0, silo: "eu", attempt: 3 }],
+    ["flo-my_fed-r2-silo_1", { federationId: "my_fed", round: 2, silo: "silo_1" }],
+  ])("%s", (name, parts) => {
+    expect(parseFloJobName(name)).toEqual(parts);
+  });
+  test.each(["fraud-r1-eu", "flo-fraud-eu", "flo--r1-", "AutoML_ad912b2d_5", "flo-fraud-rx-eu"])("%s is not a flo job name", (name) => {
+    expect(parseFloJobName(name)).toBeUndefined();
+  });
+});
