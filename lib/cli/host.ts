@@ -1,0 +1,106 @@
+/**
+ * `flo host <app-entry.js>`: runs a Functions v4 + Durable Functions app on flo's embedded local host,
+ * printing the function table and the management URL like `func start`, until SIGINT/SIGTERM.
+ */
+import type { Command } from "commander";
+import { startLocalHost, type LocalHost, type LocalHostStorage } from "../runtime/host";
+import { triggerBinding } from "../runtime/invoke";
+
+/** A CLI option value that is not acceptable. */
+export class HostCliError extends Error {
+  constructor(readonly option: string, readonly expected: string, readonly got: string) {
+    super(`${option}: expected ${expected}, got ${got}`);
+    this.name = "HostCliError";
+  }
+}
+
+export function parsePort(text: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isInteger(port) || port < 0 || port > 65535) throw new HostCliError("--port", "an integer 0..65535", JSON.stringify(text));
+  return port;
+}
+
+export function parseStorage(text: string): LocalHostStorage {
+  if (text === "memory" || text === "persisted") return text;
+  if (/AccountName=|BlobEndpoint=|UseDevelopmentStorage=/i.test(text)) return { connectionString: text };
+  throw new HostCliError("--storage", '"memory", "persisted" or a storage connection string', JSON.stringify(text.slice(0, 30)));
+}
+
+/** The startup banner: one line per function (HTTP with its URL), then the management URL. */
+export function formatFunctionTable(host: LocalHost): string[] {
+  const lines: string[] = ["Functions:", ""];
+  const routes = new Map(host.routes.map((r) => [r.functionName, r]));
+  const sbByName = new Map(host.serviceBus.describeTriggers().map((t) => [t.functionName, t]));
+  const timers = new Map(host.timers.triggers.map((t) => [t.functionName, t]));
+  const prefix = host.hostConfig.routePrefix ? `/${host.hostConfig.routePrefix}` : "";
+  for (const [name, fn] of [...host.registry.functions].sort(([a], [b]) => a.localeCompare(b))) {
+    const route = routes.get(name);
+    if (route) {
+      const methods = route.methods.length ? route.methods.join(",") : "*";
+      const auth = route.authLevel === "anonymous" ? "" : ` (authLevel ${route.authLevel})`;
+      lines.push(`        ${name}: [${methods}] ${host.url}${prefix}/${route.template.replace(/^\/+/, "")}${auth}`);
+      continue;
+    }
+    let type = "unknown";
+    try {
+      type = triggerBinding(fn.metadata).type;
+    } catch {
+      // a registration without a trigger is listed as unknown
+    }
+    const timer = timers.get(name);
+    const sb = sbByName.get(name);
+    if (timer) lines.push(`        ${name}: timerTrigger (${timer.schedule.expression}${timer.runOnStartup ? ", runOnStartup" : ""})`);
+    else if (sb) lines.push(`        ${name}: serviceBusTrigger (${sb.source} via ${sb.transport})`);
+    else lines.push(`        ${name}: ${type}`);
+  }
+  lines.push("", `Durable management API: ${host.managementUrl}`);
+  return lines;
+}
+
+export interface RunHostOptions {
+  port?: string;
+  data?: string;
+  settings?: string;
+  storage?: string;
+}
+
+/** Starts the host and resolves when it has stopped after SIGINT/SIGTERM. */
+export async function runHost(appEntry: string, options: RunHostOptions, out: (line: string) => void = (l) => console.log(l)): Promise<void> {
+  const port = options.port === undefined ? 7071 : parsePort(options.port);
+  const storage = options.storage === undefined ? undefined : parseStorage(options.storage);
+  const host = await startLocalHost({
+    appEntry, port, dataDir: options.data ?? ".flo", settings: options.settings, storage,
+    log: (line) => console.error(line),
+  });
+  for (const line of formatFunctionTable(host)) out(line);
+  if (!process.env.FLO_FUNCTION_KEY) out(`Function key (generated for this run; set FLO_FUNCTION_KEY to fix it): ${host.functionKey}`);
+  out(`Host started at ${host.url}. Press Ctrl+C to stop.`);
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      out(`${signal}: stopping…`);
+      host.stop().then(resolve, (err) => {
+        console.error(`stop failed: ${(err as Error).message}`);
+        resolve();
+      });
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
+  out("Host stopped.");
+}
+
+export function register(program: Command): void {
+  program
+    .command("host")
+    .description("Run a Functions v4 + Durable Functions app on the embedded local host (Azurite storage, HTTP, timers, Service Bus)")
+    .argument("<app-entry>", "compiled app entry module, e.g. dist/functions/index.js")
+    .option("--port <port>", "HTTP port (0 = any free port)", "7071")
+    .option("--data <dir>", "data folder; Azurite persists under <dir>/azurite", ".flo")
+    .option("--settings <file>", "local.settings.json to load (default: next to host.json, if present)")
+    .option("--storage <mode>", 'storage: "persisted" (default), "memory", or a storage connection string')
+    .action(async (appEntry: string, opts: RunHostOptions) => {
+      await runHost(appEntry, opts);
+    });
+}
