@@ -12,5 +12,6 @@ export async function main(argv: string[]): Promise<void> {
     .showHelpAfterError();
   // subcommands: register(program) per module
   (await import("./aggregate")).register(program);
+  (await import("./host")).register(program);
   await program.parseAsync(argv);
 }
