@@ -10,7 +10,7 @@ import {
   clipRowChunk,
   clipScale,
   nextAdaptiveClipNorm,
-  unclippedCountStddev,
+  countNoiseStddev,
 } from "../lib/aggregation/privacy/clipping";
 import { PrivacyConfigError } from "../lib/aggregation/privacy/errors";
 import { createGaussianSource } from "../lib/aggregation/privacy/gaussian";
@@ -32,16 +32,16 @@ describe("clipping and DP golden values (fl-algorithms.md §5)", () => {
     expect(centralDpNoiseStddev(1.0, 0.1, 10)).toBeCloseTo(0.01, 12);
   });
   test("adaptive clipping with the paper's sign: C0=0.1, eta=0.2, gamma=0.5, 20% unclipped -> 0.10618365", () => {
-    const { clipNorm } = nextAdaptiveClipNorm({ clipNorm: 0.1, unclippedCount: 2, numUpdates: 10, countNoise: 0, targetUnclippedQuantile: 0.5, clipLearningRate: 0.2 });
+    const { clipNorm } = nextAdaptiveClipNorm({ clipNorm: 0.1, unclippedCount: 2, numUpdates: 10, countNoise: 0, targetQuantile: 0.5, learningRate: 0.2 });
     expect(Math.abs(clipNorm - 0.10618365)).toBeLessThan(1e-8);
     expect(Math.abs(clipNorm - 0.09417645)).toBeGreaterThan(0.01); // Flower's inverted sign
   });
   test("noise split z=1, m=100 (sigma_b=5) -> z_delta=1.0050378; z >= 2 sigma_b is an error", () => {
-    expect(unclippedCountStddev({}, 100)).toBe(5);
+    expect(countNoiseStddev({}, 100)).toBe(5);
     expect(Math.abs(adaptiveUpdateNoiseMultiplier(1, 5) - 1.0050378)).toBeLessThan(1e-7);
     expect(() => adaptiveUpdateNoiseMultiplier(1, 0.5)).toThrow(PrivacyConfigError);
     expect(() => adaptiveUpdateNoiseMultiplier(1, 0.5)).toThrow(
-      "clipping.unclippedCountStddev: expected more than noiseMultiplier/2 = 0.5 (z must be < 2*sigma_b; sigma_b defaults to updates/20), got 0.5",
+      "clipping.clippedCountStddev: expected more than noiseMultiplier/2 = 0.5 (z must be < 2*sigma_b; sigma_b defaults to updates/20), got 0.5",
     );
   });
 });
@@ -148,7 +148,7 @@ describe("central DP wrapper in a round", () => {
   const global = { w: new Float64Array(2) };
 
   test("equal weights on clipped deltas, noise sigma = z*C/m on the aggregate, accountant per round", () => {
-    const config = resolveStrategyConfig({ strategy: "fedavg", clipping: { mode: "fixed", clipNorm: 1 }, dp: { noiseMultiplier: 1, delta: 1e-5 } });
+    const config = resolveStrategyConfig({ strategy: "fedavg", clipping: { mode: "fixed", norm: 1 }, dp: { noiseMultiplier: 1, delta: 1e-5 } });
     const noise = createGaussianSource({ insecureTestSeed: "dp-round" });
     const expectedNoise = createGaussianSource({ insecureTestSeed: "dp-round" });
     const result = aggregateInMemory(config, { updates: updates([[3, 4], [0.3, 0.4]]), global, state: initialStrategyState(config), noise });
@@ -166,12 +166,12 @@ describe("central DP wrapper in a round", () => {
   });
 
   test("adaptive clipping updates C with the paper's sign; noise uses z_delta; state carries C", () => {
-    const config = resolveStrategyConfig({ strategy: "fedavg", clipping: { mode: "adaptive", initialClipNorm: 0.1 } });
+    const config = resolveStrategyConfig({ strategy: "fedavg", clipping: { mode: "adaptive", initialNorm: 0.1 } });
     const ten = Array.from({ length: 10 }, (_, i) => (i < 2 ? [0.01, 0] : [1, 0])); // 2 of 10 unclipped
     const result = aggregateInMemory(config, { updates: updates(ten), global, state: initialStrategyState(config) });
     expect(result.plan.unclippedCount).toBe(2);
     expect(result.state.clipNorm).toBeCloseTo(0.10618365, 8);
-    const withDp = resolveStrategyConfig({ strategy: "fedavg", clipping: { mode: "adaptive", initialClipNorm: 0.1 }, dp: { noiseMultiplier: 0.2, delta: 1e-5 } });
+    const withDp = resolveStrategyConfig({ strategy: "fedavg", clipping: { mode: "adaptive", initialNorm: 0.1 }, dp: { noiseMultiplier: 0.2, delta: 1e-5 } });
     const dpResult = aggregateInMemory(withDp, { updates: updates(ten), global, state: initialStrategyState(withDp), noise: createGaussianSource({ insecureTestSeed: "a" }) });
     // sigma_b = 10/20 = 0.5; z_delta = (0.2^-2 - 1^-2)^-1/2
     expect(dpResult.plan.noiseStddev).toBeCloseTo(((0.2 ** -2 - 1) ** -0.5 * 0.1) / 10, 12);

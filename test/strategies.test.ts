@@ -312,7 +312,7 @@ describe("misuse gives a clear error", () => {
     expect(() => aggregateInMemory(config, { updates: scalarUpdates([1]), state: { strategy: "krum", optimizerSteps: 0 } })).toThrow(StrategyStateError);
   });
   test("dp around a robust rule is refused (sensitivity holds for an equal-weight mean only)", () => {
-    expect(() => resolveStrategyConfig({ strategy: "median", clipping: { mode: "fixed", clipNorm: 1 }, dp: { noiseMultiplier: 1, delta: 1e-5 } })).toThrow(/aggregation.dp: expected absent for median/);
+    expect(() => resolveStrategyConfig({ strategy: "median", clipping: { mode: "fixed", norm: 1 }, dp: { noiseMultiplier: 1, delta: 1e-5 } })).toThrow(/aggregation.dp: expected absent for median/);
     expect(() => resolveStrategyConfig({ strategy: "fedavg", dp: { noiseMultiplier: 1, delta: 1e-5 } })).toThrow(/aggregation.clipping: expected a clipping section when dp is set/);
   });
 });

@@ -20,24 +20,24 @@ export function clipRowChunk(row: Float64Array, global: Float64Array, scale: num
 
 export interface AdaptiveClippingOptions {
   /** C_0; Flower default 0.1 */
-  initialClipNorm: number;
+  initialNorm: number;
   /** gamma, target fraction of updates left unclipped; default 0.5 */
-  targetUnclippedQuantile: number;
+  targetQuantile: number;
   /** eta_C, geometric learning rate of the clip norm; default 0.2 */
-  clipLearningRate: number;
+  learningRate: number;
   /** sigma_b, stddev of the noise on the unclipped count; default m/20 (Flower `clipped_count_stddev`) */
-  unclippedCountStddev?: number;
+  clippedCountStddev?: number;
 }
 
 export const ADAPTIVE_CLIPPING_DEFAULTS: AdaptiveClippingOptions = {
-  initialClipNorm: 0.1,
-  targetUnclippedQuantile: 0.5,
-  clipLearningRate: 0.2,
+  initialNorm: 0.1,
+  targetQuantile: 0.5,
+  learningRate: 0.2,
 };
 
 /** sigma_b for m updates: the configured value, else m/20. */
-export function unclippedCountStddev(options: Pick<AdaptiveClippingOptions, "unclippedCountStddev">, numUpdates: number): number {
-  return options.unclippedCountStddev ?? numUpdates / 20;
+export function countNoiseStddev(options: Pick<AdaptiveClippingOptions, "clippedCountStddev">, numUpdates: number): number {
+  return options.clippedCountStddev ?? numUpdates / 20;
 }
 
 /**
@@ -49,10 +49,10 @@ export function nextAdaptiveClipNorm(args: {
   unclippedCount: number;
   numUpdates: number;
   countNoise: number;
-  targetUnclippedQuantile: number;
-  clipLearningRate: number;
+  targetQuantile: number;
+  learningRate: number;
 }): { clipNorm: number; noisyUnclippedFraction: number } {
-  const { clipNorm, unclippedCount, numUpdates, countNoise, targetUnclippedQuantile: gamma, clipLearningRate: eta } = args;
+  const { clipNorm, unclippedCount, numUpdates, countNoise, targetQuantile: gamma, learningRate: eta } = args;
   if (!(numUpdates > 0)) throw new PrivacyConfigError("numUpdates", "> 0", numUpdates);
   const noisyUnclippedFraction = (unclippedCount + countNoise) / numUpdates;
   return { clipNorm: clipNorm * Math.exp(-eta * (noisyUnclippedFraction - gamma)), noisyUnclippedFraction };
@@ -67,7 +67,7 @@ export function adaptiveUpdateNoiseMultiplier(noiseMultiplier: number, countStdd
   if (!(noiseMultiplier > 0)) throw new PrivacyConfigError("dp.noiseMultiplier", "a number > 0", noiseMultiplier);
   if (noiseMultiplier >= 2 * countStddev) {
     throw new PrivacyConfigError(
-      "clipping.unclippedCountStddev",
+      "clipping.clippedCountStddev",
       `more than noiseMultiplier/2 = ${noiseMultiplier / 2} (z must be < 2*sigma_b; sigma_b defaults to updates/20)`,
       countStddev,
     );
@@ -76,10 +76,10 @@ export function adaptiveUpdateNoiseMultiplier(noiseMultiplier: number, countStdd
 }
 
 export function validateAdaptiveClipping(o: AdaptiveClippingOptions, prefix = "aggregation.clipping"): void {
-  if (!(o.initialClipNorm > 0) || !Number.isFinite(o.initialClipNorm)) throw new PrivacyConfigError(`${prefix}.initialClipNorm`, "a finite number > 0", o.initialClipNorm);
-  if (!(o.targetUnclippedQuantile >= 0 && o.targetUnclippedQuantile <= 1)) throw new PrivacyConfigError(`${prefix}.targetUnclippedQuantile`, "a number in [0, 1]", o.targetUnclippedQuantile);
-  if (!(o.clipLearningRate > 0) || !Number.isFinite(o.clipLearningRate)) throw new PrivacyConfigError(`${prefix}.clipLearningRate`, "a finite number > 0", o.clipLearningRate);
-  if (o.unclippedCountStddev !== undefined && !(o.unclippedCountStddev > 0)) throw new PrivacyConfigError(`${prefix}.unclippedCountStddev`, "a number > 0", o.unclippedCountStddev);
+  if (!(o.initialNorm > 0) || !Number.isFinite(o.initialNorm)) throw new PrivacyConfigError(`${prefix}.initialNorm`, "a finite number > 0", o.initialNorm);
+  if (!(o.targetQuantile >= 0 && o.targetQuantile <= 1)) throw new PrivacyConfigError(`${prefix}.targetQuantile`, "a number in [0, 1]", o.targetQuantile);
+  if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) throw new PrivacyConfigError(`${prefix}.learningRate`, "a finite number > 0", o.learningRate);
+  if (o.clippedCountStddev !== undefined && !(o.clippedCountStddev > 0)) throw new PrivacyConfigError(`${prefix}.clippedCountStddev`, "a number > 0", o.clippedCountStddev);
 }
 
 /** Central DP: sigma = z * C / m, the stddev added to each coordinate of the equal-weight mean of m clipped updates. */

@@ -27,13 +27,13 @@ export const STRATEGY_NAMES = [
 export type StrategyName = (typeof STRATEGY_NAMES)[number];
 
 export type ClippingConfig =
-  | { mode: "fixed"; clipNorm: number }
+  | { mode: "fixed"; norm: number }
   | ({ mode: "adaptive" } & AdaptiveClippingOptions);
 
 export interface DpConfig {
   /** z: noise stddev = z * C / m on the mean of m clipped updates */
   noiseMultiplier: number;
-  /** target delta of the reported (epsilon, delta) */
+  /** target delta of the reported (epsilon, delta); default 1e-5 */
   delta: number;
   /** probability each silo takes part in a round (Poisson, secret); 1 = every silo every round */
   sampleRate?: number;
@@ -69,6 +69,7 @@ export interface ResolvedStrategyConfig {
 }
 
 export const TRIMMED_MEAN_DEFAULT_BETA = 0.2;
+export const DEFAULT_DP_DELTA = 1e-5;
 const MEAN_BASED: readonly StrategyName[] = ["fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad"];
 const KRUM_FAMILY: readonly StrategyName[] = ["krum", "multi-krum", "bulyan"];
 
@@ -148,7 +149,7 @@ export function resolveStrategyConfig(raw: StrategyOptions, prefix = "aggregatio
     const dp = raw.dp;
     config.dp = {
       noiseMultiplier: checkNumber(`${prefix}.dp.noiseMultiplier`, dp.noiseMultiplier, "a number > 0", (v) => v > 0),
-      delta: checkNumber(`${prefix}.dp.delta`, dp.delta, "a number in (0, 1)", (v) => v > 0 && v < 1),
+      delta: dp.delta === undefined ? DEFAULT_DP_DELTA : checkNumber(`${prefix}.dp.delta`, dp.delta, "a number in (0, 1)", (v) => v > 0 && v < 1),
       sampleRate: dp.sampleRate === undefined ? 1 : checkNumber(`${prefix}.dp.sampleRate`, dp.sampleRate, "a number in (0, 1]", (v) => v > 0 && v <= 1),
     };
   }
@@ -156,19 +157,19 @@ export function resolveStrategyConfig(raw: StrategyOptions, prefix = "aggregatio
 }
 
 function resolveClipping(raw: Partial<ClippingConfig> & { mode?: string }, prefix: string): ClippingConfig {
-  const mode = raw.mode ?? ("clipNorm" in raw && raw.clipNorm !== undefined ? "fixed" : undefined);
+  const mode = raw.mode;
   if (mode === "fixed") {
-    const clipNorm = (raw as { clipNorm?: unknown }).clipNorm;
-    return { mode, clipNorm: checkNumber(`${prefix}.clipNorm`, clipNorm, "a finite number > 0", (v) => v > 0) };
+    const norm = (raw as { norm?: unknown }).norm;
+    return { mode, norm: checkNumber(`${prefix}.norm`, norm, "a finite number > 0 (the clip norm C)", (v) => v > 0) };
   }
   if (mode === "adaptive") {
     const r = raw as Partial<AdaptiveClippingOptions>;
     const resolved: ClippingConfig = {
       mode,
-      initialClipNorm: r.initialClipNorm ?? ADAPTIVE_CLIPPING_DEFAULTS.initialClipNorm,
-      targetUnclippedQuantile: r.targetUnclippedQuantile ?? ADAPTIVE_CLIPPING_DEFAULTS.targetUnclippedQuantile,
-      clipLearningRate: r.clipLearningRate ?? ADAPTIVE_CLIPPING_DEFAULTS.clipLearningRate,
-      ...(r.unclippedCountStddev !== undefined ? { unclippedCountStddev: r.unclippedCountStddev } : {}),
+      initialNorm: r.initialNorm ?? ADAPTIVE_CLIPPING_DEFAULTS.initialNorm,
+      targetQuantile: r.targetQuantile ?? ADAPTIVE_CLIPPING_DEFAULTS.targetQuantile,
+      learningRate: r.learningRate ?? ADAPTIVE_CLIPPING_DEFAULTS.learningRate,
+      ...(r.clippedCountStddev !== undefined ? { clippedCountStddev: r.clippedCountStddev } : {}),
     };
     try {
       validateAdaptiveClipping(resolved, prefix);
@@ -178,5 +179,5 @@ function resolveClipping(raw: Partial<ClippingConfig> & { mode?: string }, prefi
     }
     return resolved;
   }
-  throw new StrategyConfigError(`${prefix}.mode`, `"fixed" (with clipNorm) or "adaptive"`, raw.mode);
+  throw new StrategyConfigError(`${prefix}.mode`, `"fixed" (with norm) or "adaptive"`, raw.mode);
 }

@@ -9,7 +9,7 @@
  * Per-coordinate optimizer state (momentum, m, v) is passed to `combineChunk` as chunks and updated
  * in place; the engine streams it from/to files with the same tensor names as the model.
  */
-import { adaptiveUpdateNoiseMultiplier, centralDpNoiseStddev, clipScale, nextAdaptiveClipNorm, unclippedCountStddev } from "../privacy/clipping";
+import { adaptiveUpdateNoiseMultiplier, centralDpNoiseStddev, clipScale, nextAdaptiveClipNorm, countNoiseStddev } from "../privacy/clipping";
 import { RdpAccountant, type RdpAccountantState } from "../privacy/accountant";
 import type { GaussianSource } from "../privacy/gaussian";
 import { type ResolvedStrategyConfig, type StrategyName, usesPairwiseDistances } from "./config";
@@ -35,7 +35,7 @@ export type StateTensorKind = "momentum" | "m" | "v";
 
 export function initialStrategyState(config: ResolvedStrategyConfig): StrategyState {
   const state: StrategyState = { strategy: config.strategy, optimizerSteps: 0 };
-  if (config.clipping) state.clipNorm = config.clipping.mode === "fixed" ? config.clipping.clipNorm : config.clipping.initialClipNorm;
+  if (config.clipping) state.clipNorm = config.clipping.mode === "fixed" ? config.clipping.norm : config.clipping.initialNorm;
   if (config.dp) state.accountant = new RdpAccountant().toJSON();
   return state;
 }
@@ -208,7 +208,7 @@ export function planRound(config: ResolvedStrategyConfig, inputs: PlanInputs): R
     const clipping = config.clipping!;
     let z = config.dp.noiseMultiplier;
     if (clipping.mode === "adaptive") {
-      const sigmaB = unclippedCountStddev(clipping, k);
+      const sigmaB = countNoiseStddev(clipping, k);
       z = adaptiveUpdateNoiseMultiplier(config.dp.noiseMultiplier, sigmaB);
       plan.countNoise = sigmaB * inputs.noise.next();
     }
@@ -314,8 +314,8 @@ export function finishRound(config: ResolvedStrategyConfig, plan: RoundPlan, sta
       unclippedCount: plan.unclippedCount!,
       numUpdates: plan.k,
       countNoise: plan.countNoise ?? 0,
-      targetUnclippedQuantile: config.clipping.targetUnclippedQuantile,
-      clipLearningRate: config.clipping.clipLearningRate,
+      targetQuantile: config.clipping.targetQuantile,
+      learningRate: config.clipping.learningRate,
     }).clipNorm;
   }
   if (config.dp) {
