@@ -1,0 +1,4 @@
+export * from "./errors";
+export * from "./messageId";
+export * from "./schema";
+export * from "./publisher";
