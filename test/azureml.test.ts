@@ -200,6 +200,21 @@ describe("submit", () => {
     expect(() => compute({ workspace: "" })).toThrow("Invalid Azure ML job setting workspace: expected a non-empty string, got \"\"");
   });
 
+  test("short asset references become workspace ARM ids; a local code folder is refused", async () => {
+    const body = compute().buildJobBody(siloRequest({ code: "azureml:flo-train:7", environment: "azureml:flo-node:2" }));
+    expect(body.properties.codeId).toBe(`${WORKSPACE_ID}/codes/flo-train/versions/7`);
+    expect(body.properties.environmentId).toBe(`${WORKSPACE_ID}/environments/flo-node/versions/2`);
+    expect(compute().buildJobBody(siloRequest({ environment: "azureml:flo-node@latest" })).properties.environmentId).toBe("azureml:flo-node@latest");
+    expect(compute().buildJobBody(siloRequest({ code: undefined })).properties).not.toHaveProperty("codeId");
+    expect(() => compute().buildJobBody(siloRequest({ code: "./examples/fraud/trainer" }))).toThrow(
+      'Invalid Azure ML job setting code: expected a registered code asset: an ARM id, azureml:<name>:<version>, azureml:<name>@latest or an azureml:// registry URI (register a local code folder first and pass its id as codeId), got "./examples/fraud/trainer"',
+    );
+    // The compute's own codeId option wins over the spec's folder.
+    expect(compute({ codeId: "azureml:flo-train:1" }).buildJobBody(siloRequest({ code: "./trainer" })).properties.codeId).toBe(
+      `${WORKSPACE_ID}/codes/flo-train/versions/1`,
+    );
+  });
+
   test("an azureml:// outputUri in the request is honoured instead of the exchange path", async () => {
     const request = siloRequest({ outputUri: "azureml://datastores/other/paths/custom/place/" });
     const status = await compute().submit(request);

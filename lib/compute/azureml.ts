@@ -97,6 +97,26 @@ export function isoDurationFromSeconds(seconds: number): string {
   return `PT${hours ? `${hours}H` : ""}${minutes ? `${minutes}M` : ""}${rest ? `${rest}S` : ""}`;
 }
 
+/**
+ * Normalizes an asset reference for the REST body: ARM ids and `azureml://` registry URIs pass through,
+ * `azureml:<name>:<version>` becomes the workspace asset's ARM id, `azureml:<name>@latest` is left for
+ * the service to resolve. Anything else (e.g. a local code folder) is an error: Azure ML runs registered
+ * assets only, so a code folder must first be registered (`az ml code create`) and given as its id.
+ */
+export function azureMlAssetId(kind: "codes" | "environments", reference: string, workspaceId: string, field: string): string {
+  if (reference.startsWith("/subscriptions/") || reference.startsWith("azureml://")) return reference;
+  const versioned = /^azureml:([A-Za-z0-9_.-]+):([A-Za-z0-9_.-]+)$/.exec(reference);
+  if (versioned) return `${workspaceId}/${kind}/${versioned[1]}/versions/${versioned[2]}`;
+  if (/^azureml:[A-Za-z0-9_.-]+@latest$/.test(reference)) return reference;
+  const what = kind === "codes" ? "a registered code asset" : "a registered environment";
+  throw new AzureMlConfigError(
+    field,
+    `${what}: an ARM id, azureml:<name>:<version>, azureml:<name>@latest or an azureml:// registry URI` +
+      (kind === "codes" ? " (register a local code folder first and pass its id as codeId)" : ""),
+    JSON.stringify(reference),
+  );
+}
+
 export function assertValidJobName(jobName: string): void {
   if (typeof jobName !== "string" || !AZURE_ML_JOB_NAME_PATTERN.test(jobName)) {
     throw new AzureMlConfigError(
@@ -276,15 +296,16 @@ export class AzureMlSiloCompute implements SiloCompute {
 
   /** The exact body `submit` PUTs, for inspection and tests. */
   buildJobBody(request: SiloJobRequest): { properties: Record<string, unknown> } {
-    const environmentId = this.options.environmentId ?? request.environment;
-    if (!environmentId) {
+    const environment = this.options.environmentId ?? request.environment;
+    if (!environment) {
       throw new AzureMlConfigError("environment", "an Azure ML environment id (options.environmentId or the request's environment)", "nothing");
     }
+    const code = this.options.codeId ?? request.code;
     return buildCommandJobBody(request, {
       computeId: this.computeId,
       experimentName: (this.options.experimentName ?? ((federationId) => `flo-${federationId}`))(request.federationId),
-      environmentId,
-      codeId: this.options.codeId ?? request.code,
+      environmentId: azureMlAssetId("environments", environment, this.workspaceId, "environment"),
+      codeId: code === undefined ? undefined : azureMlAssetId("codes", code, this.workspaceId, "code"),
       identity: this.options.identity ?? { identityType: "Managed" },
       outputUri: this.outputUriFor(request),
       instanceCount: this.options.instanceCount,
