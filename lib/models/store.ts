@@ -147,19 +147,29 @@ function combineSignals(...signals: Array<AbortSignal | undefined>): AbortSignal
   return AbortSignal.any(present);
 }
 
-async function readBody(response: BlobDownloadResponseParsed, expected: number): Promise<Buffer> {
+/**
+ * Copies a response body into `out` at `progress.filled`, advancing it as bytes arrive (so after a
+ * break the caller resumes from there). Rejects if the body breaks off or ends early.
+ */
+async function readBodyInto(response: BlobDownloadResponseParsed, out: Buffer, progress: { filled: number }, expected: number): Promise<void> {
   const body = response.readableStreamBody;
   if (!body) throw new ModelStoreError("download returned no body (browser runtime?)");
-  const out = Buffer.allocUnsafe(expected);
-  let filled = 0;
+  const start = progress.filled;
+  const end = start + expected;
   for await (const piece of body as AsyncIterable<Buffer>) {
-    if (filled + piece.length > expected) {
-      throw new ModelStoreError(`download returned more than the ${expected} bytes asked for`);
-    }
-    piece.copy(out, filled);
-    filled += piece.length;
+    if (progress.filled + piece.length > end) throw new ModelStoreError(`download returned more than the ${expected} bytes asked for`);
+    piece.copy(out, progress.filled);
+    progress.filled += piece.length;
   }
-  return filled === expected ? out : out.subarray(0, filled);
+  if (progress.filled < end) throw new ModelStoreError(`response body ended after ${progress.filled - start} of ${expected} bytes`);
+}
+
+function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => { clearTimeout(timer); reject(signal.reason); }, { once: true });
+  });
 }
 
 export class ModelStore {
@@ -274,36 +284,53 @@ export class ModelStore {
 
   /**
    * Reads exactly `length` bytes at `offset`. With `etag`, fails with BlobChangedError if the blob
-   * was replaced. Breaks in the response body are resumed by the SDK (maxBodyRetries).
+   * was replaced. Request-level failures (5xx, timeouts, refused connections) are retried by the
+   * SDK pipeline; a response body that breaks off mid-way is resumed here from the last byte
+   * received, at the same ETag, at most `maxBodyRetries` times. (The SDK's own resume treats a
+   * dropped socket as a user abort, so it is not relied on.)
    */
   async readRange(path: string, offset: number, length: number, options: { signal?: AbortSignal; etag?: string } = {}): Promise<{ bytes: Buffer; etag: string }> {
     const uri = this.uri(path);
     checkRange(offset, length, uri);
-    if (length === 0) return { bytes: Buffer.alloc(0), etag: options.etag ?? "" }; // the SDK treats count 0 as "to the end"
-    let response: BlobDownloadResponseParsed;
-    try {
-      response = await this.blob(path).download(offset, length, {
-        abortSignal: options.signal,
-        conditions: options.etag ? { ifMatch: options.etag } : undefined,
-        maxRetryRequests: this.maxBodyRetries,
-      });
-    } catch (err) {
-      const status = (err as Sdk)?.statusCode;
-      if (status === 412 && options.etag) throw new BlobChangedError(path, uri, { cause: err });
-      if (status === 416) {
-        const size = await this.stat(path, options).then((s) => s.size, () => 0);
-        throw new ShortReadError(uri, offset, length, size - offset);
+    let etag = options.etag;
+    if (length === 0) return { bytes: Buffer.alloc(0), etag: etag ?? "" }; // the SDK treats count 0 as "to the end"
+    const out = Buffer.allocUnsafe(length);
+    const progress = { filled: 0 };
+    for (let resumes = 0; ; resumes++) {
+      const want = length - progress.filled;
+      let response: BlobDownloadResponseParsed;
+      try {
+        response = await this.blob(path).download(offset + progress.filled, want, {
+          abortSignal: options.signal,
+          conditions: etag ? { ifMatch: etag } : undefined,
+          maxRetryRequests: 0,
+        });
+      } catch (err) {
+        const status = (err as Sdk)?.statusCode;
+        if (status === 412 && etag) throw new BlobChangedError(path, uri, { cause: err });
+        if (status === 416) {
+          const size = await this.stat(path, options).then((s) => s.size, () => 0);
+          throw new ShortReadError(uri, offset, length, size - offset);
+        }
+        throw this.wrap(err, "read", uri, path);
       }
-      throw this.wrap(err, "read", uri, path);
+      etag ??= response.etag;
+      const served = response.contentLength ?? want;
+      try {
+        await readBodyInto(response, out, progress, Math.min(served, want));
+      } catch (err) {
+        if (options.signal?.aborted) throw options.signal.reason ?? err;
+        if (resumes < this.maxBodyRetries) {
+          await delay(Math.min(1000, 50 * 2 ** resumes), options.signal);
+          continue;
+        }
+        // Not the caller's abort: the SDK reports a dropped socket as AbortError.
+        const cause = isAbort(err) ? new ModelStoreError("connection dropped while receiving the body", { cause: err }) : err;
+        throw new StorageRequestError(`read (after ${resumes} resumes)`, uri, (err as Sdk)?.statusCode, { cause });
+      }
+      if (served < want) throw new ShortReadError(uri, offset, length, progress.filled);
+      return { bytes: out, etag: etag ?? "" };
     }
-    let bytes: Buffer;
-    try {
-      bytes = await readBody(response, length);
-    } catch (err) {
-      throw this.wrap(err, "read", uri, path);
-    }
-    if (bytes.length < length) throw new ShortReadError(uri, offset, length, bytes.length);
-    return { bytes, etag: response.etag ?? "" };
   }
 
   /** Random access to one blob, pinned to the version first seen. */
@@ -643,6 +670,11 @@ export class BlobSink implements ByteSink {
     }
     this.state = "committed";
     return { uri: this.name, size: this.written, sha256: this.digest() };
+  }
+
+  /** Resolves once every block handed off so far has been staged (or failed; see commit()). */
+  async waitForStaged(): Promise<void> {
+    await Promise.allSettled(this.inFlight);
   }
 
   /** Drops everything staged; the blob (or its previous version) is untouched. Safe to call twice. */
