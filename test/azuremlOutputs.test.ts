@@ -1,0 +1,255 @@
+import { randomBytes } from "node:crypto";
+import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
+import type { AccessToken, TokenCredential } from "@azure/core-auth";
+import { AzureMlAuthorizationError, AzureMlConfigError, AzureMlSiloCompute, type AzureMlSiloComputeOptions } from "../lib/compute/azureml";
+import {
+  SiloOutputError,
+  parseDatastoreUri,
+  parseSiloMetrics,
+  resolveDatastoreFolder,
+  type DatastoreEndpoint,
+} from "../lib/compute/azuremlOutputs";
+import type { SiloJobRequest } from "../lib/compute/siloCompute";
+import { generateTestCertificate, type TestCertificate } from "./fakes/arm/cert";
+import { FakeArm, StubArmCredential } from "./fakes/arm/fakeArm";
+import { AZURITE_ACCOUNT, AZURITE_KEY, FakeStorageTokenCredential, startHttpsAzuriteBlob, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
+
+const SUBSCRIPTION = "00000000-0000-0000-0000-0000000000bb";
+const RESOURCE_GROUP = "rg-silo-us";
+const WORKSPACE = "mlw-silo-us";
+const EXCHANGE_ACCOUNT = "silousexchange";
+const EXCHANGE_CONTAINER = "flo-exchange";
+
+let certificate: TestCertificate;
+let blobServer: HttpsBlobServer;
+let fake: FakeArm;
+let storageCredential: FakeStorageTokenCredential;
+let resolvedEndpoints: DatastoreEndpoint[];
+
+beforeAll(async () => {
+  certificate = generateTestCertificate();
+  blobServer = await startHttpsAzuriteBlob(certificate);
+  fake = await FakeArm.start({
+    certificate,
+    // The silo side (the "trainer") writes with the account key; the orchestrator only ever reads with a token.
+    blob: {
+      serviceUrlFor: () => blobServer.accountUrl,
+      credential: new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY),
+      pipelineOptions: { tlsOptions: { ca: certificate.cert } },
+    },
+  });
+  fake.addDatastore(WORKSPACE, "floexchange", {
+    datastoreType: "AzureBlob",
+    accountName: EXCHANGE_ACCOUNT,
+    containerName: EXCHANGE_CONTAINER,
+    endpoint: "core.windows.net",
+    protocol: "https",
+  });
+  fake.addDatastore(WORKSPACE, "lake", { datastoreType: "AzureDataLakeGen2", accountName: "silouslake", filesystem: "updates" });
+  fake.addDatastore(WORKSPACE, "files", { datastoreType: "AzureFile", accountName: "silousfiles" });
+});
+
+afterAll(async () => {
+  await fake?.close();
+  await blobServer?.close();
+  certificate?.dispose();
+});
+
+beforeEach(() => {
+  fake.clearFaults();
+  storageCredential = new FakeStorageTokenCredential();
+  resolvedEndpoints = [];
+});
+
+function compute(overrides: Partial<AzureMlSiloComputeOptions> = {}): AzureMlSiloCompute {
+  return new AzureMlSiloCompute({
+    subscriptionId: SUBSCRIPTION,
+    resourceGroup: RESOURCE_GROUP,
+    workspace: WORKSPACE,
+    computeName: "cpu-cluster",
+    credential: new StubArmCredential(),
+    exchangeDatastore: "floexchange",
+    endpoint: fake.url,
+    tlsOptions: { ca: fake.ca },
+    retryOptions: { maxRetries: 0 },
+    environmentId: "azureml:flo-node:1",
+    blob: {
+      credential: storageCredential,
+      // Every account is Azurite here; record what the datastore resolved to.
+      serviceUrlFor: (endpoint) => {
+        resolvedEndpoints.push(endpoint);
+        return blobServer.accountUrl;
+      },
+      tlsOptions: { ca: certificate.cert },
+      retryOptions: { maxTries: 1 },
+    },
+    ...overrides,
+  });
+}
+
+let round = 0;
+function request(): SiloJobRequest {
+  round += 1;
+  return {
+    federationId: "fraud",
+    round,
+    silo: "us",
+    jobName: `flo-fraud-r${round}-us`,
+    command: "node train.js --out ${{outputs.model_update}}",
+    inputs: { global_model: { kind: "folder", uri: "azureml://datastores/orchestrator/paths/fraud/r0/global/" } },
+    outputUri: "",
+    timeoutSeconds: 600,
+    tags: {},
+  };
+}
+
+describe("reading a completed job's output", () => {
+  test("resolves the datastore, lists the folder and reads model + metrics with the orchestrator's token", async () => {
+    const silo = compute();
+    const job = request();
+    await silo.submit(job);
+    fake.advanceJob(WORKSPACE, job.jobName);
+    fake.advanceJob(WORKSPACE, job.jobName);
+    const model = randomBytes(300_000);
+    const metrics = { num_examples: 1234, metrics: { loss: 0.25, auc: 0.91 }, global_metrics: { loss: 0.4 } };
+    await fake.completeJob(WORKSPACE, job.jobName, { model, metrics });
+
+    const status = await silo.status(job.jobName);
+    expect(status.state).toBe("completed");
+    expect(status.outputUri).toBe(`azureml://datastores/floexchange/paths/flo/fraud/r${round}/us/`);
+
+    const folder = await silo.openOutput(status.outputUri!);
+    expect(resolvedEndpoints).toEqual([{ accountName: EXCHANGE_ACCOUNT, endpoint: "core.windows.net", protocol: "https" }]);
+    expect(folder.location).toEqual({
+      accountName: EXCHANGE_ACCOUNT,
+      containerName: EXCHANGE_CONTAINER,
+      serviceUrl: blobServer.accountUrl,
+      prefix: `flo/fraud/r${round}/us/`,
+      folderUrl: `${blobServer.accountUrl}/${EXCHANGE_CONTAINER}/flo/fraud/r${round}/us/`,
+    });
+    expect(folder.files.sort((a, b) => a.name.localeCompare(b.name))).toEqual([
+      { name: "metrics.json", size: Buffer.byteLength(JSON.stringify(metrics)) },
+      { name: "model.safetensors", size: model.length },
+    ]);
+    expect(folder.metrics).toEqual(metrics);
+    expect(await folder.model.size()).toBe(model.length);
+    expect(folder.model.name).toBe(`${blobServer.accountUrl}/${EXCHANGE_CONTAINER}/flo/fraud/r${round}/us/model.safetensors`);
+    expect((await folder.model.read(0, 8)).equals(model.subarray(0, 8))).toBe(true);
+    expect((await folder.model.read(123_456, 70_000)).equals(model.subarray(123_456, 193_456))).toBe(true);
+    expect((await folder.model.read(model.length - 1, 1)).equals(model.subarray(model.length - 1))).toBe(true);
+    await expect(folder.model.read(model.length - 10, 11)).rejects.toThrow(
+      `cannot read 11 bytes at offset ${model.length - 10}: the blob has ${model.length} bytes`,
+    );
+    // Bearer tokens for storage, never the account key.
+    expect(storageCredential.calls).toBeGreaterThan(0);
+    expect(new Set(storageCredential.scopes)).toEqual(new Set(["https://storage.azure.com/.default"]));
+  });
+
+  test("the long azureml:// form resolves to the same folder", async () => {
+    const silo = compute();
+    const job = request();
+    await silo.submit(job);
+    await fake.completeJob(WORKSPACE, job.jobName, { model: Buffer.from("weights"), metrics: { num_examples: 3, metrics: {} } });
+    const longUri = `azureml://subscriptions/${SUBSCRIPTION}/resourcegroups/${RESOURCE_GROUP}/workspaces/${WORKSPACE}/datastores/floexchange/paths/flo/fraud/r${round}/us`;
+    const folder = await silo.openOutput(longUri);
+    expect(folder.location.prefix).toBe(`flo/fraud/r${round}/us/`);
+    expect((await folder.model.read(0, 7)).toString()).toBe("weights");
+    expect(folder.metrics).toEqual({ num_examples: 3, metrics: {} });
+  });
+
+  test("a folder without metrics.json is a silo output error naming the folder", async () => {
+    round += 1;
+    const prefix = `flo/fraud/r${round}/us/`;
+    const writer = new BlobServiceClient(blobServer.accountUrl, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY), {
+      tlsOptions: { ca: certificate.cert },
+    } as never).getContainerClient(EXCHANGE_CONTAINER);
+    await writer.createIfNotExists();
+    await writer.getBlockBlobClient(`${prefix}model.safetensors`).uploadData(Buffer.from("x"));
+    const error = await compute()
+      .openOutput(`azureml://datastores/floexchange/paths/${prefix}`)
+      .catch((e) => e);
+    expect(error).toBeInstanceOf(SiloOutputError);
+    expect(error.message).toBe(
+      `Invalid silo output at ${blobServer.accountUrl}/${EXCHANGE_CONTAINER}/${prefix}: metrics.json: expected a file written by the trainer, got no such file`,
+    );
+    const empty = await compute().openOutput("azureml://datastores/floexchange/paths/flo/nothing/here/").catch((e) => e);
+    expect(empty).toBeInstanceOf(SiloOutputError);
+    expect(empty.message).toContain("model.safetensors: expected a file written by the trainer, got an empty folder");
+  });
+
+  test("storage refusing the orchestrator's token names the Storage Blob Data Reader role and the container", async () => {
+    const wrongAudience: TokenCredential = {
+      async getToken(): Promise<AccessToken> {
+        const now = Math.floor(Date.now() / 1000);
+        const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
+        const payload = { aud: "https://management.azure.com", iss: "https://sts.windows.net/t/", iat: now, nbf: now - 60, exp: now + 3600 };
+        return { token: `${b64({ alg: "none" })}.${b64(payload)}.x`, expiresOnTimestamp: (now + 3600) * 1000 };
+      },
+    };
+    const silo = compute({
+      blob: { credential: wrongAudience, serviceUrlFor: () => blobServer.accountUrl, tlsOptions: { ca: certificate.cert }, retryOptions: { maxTries: 1 } },
+    });
+    const error = await silo.openOutput("azureml://datastores/floexchange/paths/flo/fraud/r1/us/").catch((e) => e);
+    expect(error).toBeInstanceOf(AzureMlAuthorizationError);
+    expect(error.requiredRole).toBe("Storage Blob Data Reader");
+    expect(error.scope).toBe(`${blobServer.accountUrl}/${EXCHANGE_CONTAINER}`);
+    expect([401, 403]).toContain(error.statusCode);
+    expect(error.message).toContain(`the orchestrator's identity needs the "Storage Blob Data Reader" role on the silo's exchange container`);
+  });
+
+  test("403 on the datastore read names the workspace and the AzureML Data Scientist role", async () => {
+    fake.injectFault({ method: "GET", pathIncludes: "/datastores/floexchange", status: 403 });
+    const error = await compute().openOutput("azureml://datastores/floexchange/paths/flo/x/").catch((e) => e);
+    expect(error).toBeInstanceOf(AzureMlAuthorizationError);
+    expect(error.workspace).toBe(WORKSPACE);
+    expect(error.message).toContain(`Azure ML denied read datastore floexchange in workspace ${WORKSPACE}`);
+    expect(error.message).toContain('"AzureML Data Scientist" role on the workspace');
+  });
+});
+
+describe("datastore resolution", () => {
+  test("default blob URL is https://<account>.blob.<endpoint>/<container>/<path>; ADLS Gen2 uses its filesystem", async () => {
+    const client = compute().client;
+    const coordinates = { subscriptionId: SUBSCRIPTION, resourceGroup: RESOURCE_GROUP, workspace: WORKSPACE };
+    const blob = await resolveDatastoreFolder(client, coordinates, "azureml://datastores/floexchange/paths/flo/fraud/r1/us/");
+    expect(blob.folderUrl).toBe(`https://${EXCHANGE_ACCOUNT}.blob.core.windows.net/${EXCHANGE_CONTAINER}/flo/fraud/r1/us/`);
+    const lake = await resolveDatastoreFolder(client, coordinates, "azureml://datastores/lake/paths/a/b");
+    expect(lake.folderUrl).toBe("https://silouslake.blob.core.windows.net/updates/a/b/");
+    await expect(resolveDatastoreFolder(client, coordinates, "azureml://datastores/files/paths/a")).rejects.toThrow(
+      `Invalid Azure ML job setting datastore files in workspace ${WORKSPACE}: expected an AzureBlob (or AzureDataLakeGen2) datastore with an account and a container, got type AzureFile, account silousfiles, container none`,
+    );
+    await expect(resolveDatastoreFolder(client, coordinates, "azureml://datastores/missing/paths/a")).rejects.toMatchObject({ statusCode: 404 });
+    await expect(
+      resolveDatastoreFolder(client, coordinates, "azureml://subscriptions/11111111-0000-0000-0000-000000000000/resourcegroups/rg/workspaces/ws/datastores/d/paths/p"),
+    ).rejects.toBeInstanceOf(AzureMlConfigError);
+  });
+
+  test("parseDatastoreUri handles both forms and refuses others", () => {
+    expect(parseDatastoreUri("azureml://datastores/workspaceblobstore/paths/flo/f/r1/s/")).toEqual({ datastore: "workspaceblobstore", path: "flo/f/r1/s/" });
+    expect(parseDatastoreUri("azureml://subscriptions/s1/resourcegroups/rg1/workspaces/ws1/datastores/ds/paths/p/q")).toEqual({
+      subscriptionId: "s1",
+      resourceGroup: "rg1",
+      workspace: "ws1",
+      datastore: "ds",
+      path: "p/q",
+    });
+    expect(parseDatastoreUri("azureml://subscriptions/s1/resourceGroups/rg1/providers/Microsoft.MachineLearningServices/workspaces/ws1/datastores/ds/paths/p")).toMatchObject({ workspace: "ws1", datastore: "ds", path: "p" });
+    expect(() => parseDatastoreUri("azureml://jobs/j1/outputs/model_update/paths/x")).toThrow(AzureMlConfigError);
+    expect(() => parseDatastoreUri("https://a.blob.core.windows.net/c/p")).toThrow(/expected azureml:\/\/datastores\/<datastore>\/paths\/<path>/);
+  });
+});
+
+describe("metrics.json validation", () => {
+  test.each([
+    ['{"num_examples": -1, "metrics": {}}', "num_examples: expected a non-negative integer, got -1"],
+    ['{"num_examples": 2.5, "metrics": {}}', "num_examples: expected a non-negative integer, got 2.5"],
+    ['{"metrics": {}}', "num_examples: expected a non-negative integer, got nothing"],
+    ['{"num_examples": 3}', "metrics: expected an object of metric name -> number, got nothing"],
+    ['{"num_examples": 3, "metrics": {"loss": "low"}}', 'metrics.loss: expected a finite number, got "low"'],
+    ['{"num_examples": 3, "metrics": {}, "global_metrics": {"auc": null}}', "global_metrics.auc: expected a finite number, got null"],
+    ["[1]", "metrics.json: expected a JSON object, got an array"],
+    ["nope", "metrics.json: expected JSON, got unparseable text"],
+  ])("%s", (text, message) => {
+    expect(() => parseSiloMetrics(text, "blob://m")).toThrow(`Invalid silo output at blob://m: ${message}`);
+  });
+});
