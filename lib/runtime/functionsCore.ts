@@ -51,6 +51,8 @@ export interface FunctionRegistry {
   functions: Map<string, RegisteredFunction>;
   programmingModel: ProgrammingModelLike | undefined;
   hooks: RegisteredHook[];
+  /** What the entry module exported (apps may export handlers or test controls). */
+  appExports: unknown;
 }
 
 export class FunctionsAppLoadError extends Error {
@@ -175,7 +177,7 @@ export interface LoadFunctionsAppOptions {
 export function loadFunctionsApp(entryPath: string, options: LoadFunctionsAppOptions = {}): FunctionRegistry {
   installFunctionsCoreHook();
   const absoluteEntry = path.resolve(entryPath);
-  const registry: FunctionRegistry = { entryPath: absoluteEntry, functions: new Map(), programmingModel: undefined, hooks: [] };
+  const registry: FunctionRegistry = { entryPath: absoluteEntry, functions: new Map(), programmingModel: undefined, hooks: [], appExports: undefined };
   if (activeRegistry) throw new FunctionsAppLoadError(`Cannot load ${absoluteEntry} while ${activeRegistry.entryPath} is loading`);
   const nativeRequire = NativeModule.createRequire(absoluteEntry);
   let resolved: string;
@@ -187,7 +189,7 @@ export function loadFunctionsApp(entryPath: string, options: LoadFunctionsAppOpt
   evictFromRequireCache(path.resolve(options.appRoot ?? path.dirname(resolved)));
   activeRegistry = registry;
   try {
-    nativeRequire(resolved);
+    registry.appExports = nativeRequire(resolved);
   } catch (err) {
     throw new FunctionsAppLoadError(`Loading Functions app ${resolved} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
   } finally {

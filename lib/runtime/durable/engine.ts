@@ -1,0 +1,844 @@
+/**
+ * The host loop of the embedded Durable runtime: instances, episodes, activities, timers,
+ * sub-orchestrations, the programmatic management API, persistence and restart recovery.
+ *
+ * One episode at a time per instance; instances run independently; activities run concurrently
+ * (bounded). The .NET-side decisions are made by `replay.ts`; this module only moves messages.
+ */
+import { randomUUID } from "crypto";
+import { Clock, CancelTimer, RealClock, VirtualClock } from "../clock";
+import { Invoker, TypedData, triggerBinding } from "../invoke";
+import { EventType, events, FailureDetails, HistoryEvent, ParentRef, toJsonText } from "./history";
+import {
+  DEFAULT_LONG_TIMER_INTERVAL_MS,
+  DEFAULT_MAX_SHORT_TIMER_MS,
+  NewWork,
+  OrchestratorStateWire,
+  replayDotNetSide,
+  ReplayResult,
+} from "./replay";
+import { ActivityWorkItem, DurableStore, InboxMessage, InMemoryDurableStore, InstanceRecord, RuntimeStatus, TERMINAL_STATUSES } from "./store";
+import { InstanceAlreadyExistsError, InstanceFinishedError, InstanceNotFoundError, OrchestratorNotFoundError, WaitTimeoutError } from "./errors";
+
+export interface DurableEngineOptions {
+  invoker: Invoker;
+  store?: DurableStore;
+  clock?: Clock;
+  taskHubName?: string;
+  /** Like the host's maxConcurrentActivityFunctions (default 10 x CPU cores). */
+  maxConcurrentActivities?: number;
+  maxShortTimerMs?: number;
+  longTimerIntervalMs?: number;
+  logger?: (level: "info" | "warn" | "error", message: string) => void;
+}
+
+/** The status body of the Durable HTTP API (also what the programmatic API returns). */
+export interface OrchestrationStatus {
+  name: string;
+  instanceId: string;
+  runtimeStatus: RuntimeStatus;
+  input: unknown;
+  customStatus: unknown;
+  output: unknown;
+  createdTime: string;
+  lastUpdatedTime: string;
+  historyEvents?: HistoryEvent[];
+}
+
+export interface StatusQuery {
+  createdTimeFrom?: Date;
+  createdTimeTo?: Date;
+  runtimeStatus?: RuntimeStatus[];
+  instanceIdPrefix?: string;
+}
+
+export interface StartOptions {
+  instanceId?: string;
+  input?: unknown;
+}
+
+const OUT_OF_PROC_MARKER = "$OutOfProcData$:";
+
+interface LiveInstance {
+  record: InstanceRecord;
+  /** Events of the current execution, as replayed (IsPlayed already true). */
+  history: HistoryEvent[];
+  consumed: Set<string>;
+  episodeSequence: number;
+  inbox: InboxMessage[];
+  timerCancels: Map<string, CancelTimer>;
+  running: boolean;
+  rerun: boolean;
+}
+
+function newExecutionId(): string {
+  return randomUUID().replace(/-/g, "");
+}
+
+/** .NET TimeSpan text ("d.hh:mm:ss") for the trigger payload. */
+function timeSpanText(ms: number): string {
+  const totalSeconds = Math.floor(ms / 1000);
+  const days = Math.floor(totalSeconds / 86400);
+  const pad = (n: number): string => String(n).padStart(2, "0");
+  const rest = `${pad(Math.floor((totalSeconds % 86400) / 3600))}:${pad(Math.floor((totalSeconds % 3600) / 60))}:${pad(totalSeconds % 60)}`;
+  return days > 0 ? `${days}.${rest}` : rest;
+}
+
+function parseJsonText(text: string | null | undefined): unknown {
+  if (text === null || text === undefined) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** An activity's return value as the extension records it (TaskCompleted.Result JSON text). */
+function decodeReturnValue(data: TypedData | undefined): unknown {
+  if (!data) return null;
+  if (typeof data.string === "string") return data.string;
+  if (typeof data.json === "string") return JSON.parse(data.json);
+  if (typeof data.int === "number") return data.int;
+  if (typeof data.double === "number") return data.double;
+  if (data.bytes) return Buffer.from(data.bytes as Uint8Array).toString("base64");
+  return null;
+}
+
+function secondsPrecision(iso: string): string {
+  return `${iso.slice(0, 19)}Z`;
+}
+
+export class DurableEngine {
+  readonly taskHubName: string;
+  readonly clock: Clock;
+  private readonly store: DurableStore;
+  private readonly invoker: Invoker;
+  private readonly live = new Map<string, LiveInstance>();
+  private readonly active = new Set<Promise<unknown>>();
+  private readonly activityQueue: ActivityWorkItem[] = [];
+  private runningActivities = 0;
+  private readonly maxConcurrentActivities: number;
+  private readonly maxShortTimerMs: number;
+  private readonly longTimerIntervalMs: number;
+  private readonly orchestrators: Set<string>;
+  private readonly activities: Set<string>;
+  private readonly listeners = new Set<(record: InstanceRecord) => void>();
+  private readonly log: NonNullable<DurableEngineOptions["logger"]>;
+  private stopped = false;
+  private unregisterSettle: (() => void) | undefined;
+  private messageSequence = 0;
+
+  private constructor(options: DurableEngineOptions) {
+    this.invoker = options.invoker;
+    this.store = options.store ?? new InMemoryDurableStore();
+    this.clock = options.clock ?? new RealClock();
+    this.taskHubName = options.taskHubName ?? "FloTaskHub";
+    this.maxConcurrentActivities = options.maxConcurrentActivities ?? 10 * Math.max(1, require("os").cpus().length);
+    this.maxShortTimerMs = options.maxShortTimerMs ?? DEFAULT_MAX_SHORT_TIMER_MS;
+    this.longTimerIntervalMs = options.longTimerIntervalMs ?? DEFAULT_LONG_TIMER_INTERVAL_MS;
+    this.log = options.logger ?? ((level, message) => (level === "info" ? undefined : console.error(`[durable] ${message}`)));
+    this.orchestrators = new Set();
+    this.activities = new Set();
+    for (const [name, fn] of options.invoker.registry.functions) {
+      const type = triggerBinding(fn.metadata).type.toLowerCase();
+      if (type === "orchestrationtrigger") this.orchestrators.add(name);
+      else if (type === "activitytrigger") this.activities.add(name);
+      else if (type === "entitytrigger") this.log("warn", `Function '${name}' is a Durable entity: entities are not supported by flo's local runtime; calls to it will fail the calling orchestration`);
+    }
+    if (this.clock instanceof VirtualClock) this.unregisterSettle = this.clock.onSettle(() => this.whenIdle());
+  }
+
+  /** Create an engine on a store and resume whatever the store holds (restart recovery). */
+  static async start(options: DurableEngineOptions): Promise<DurableEngine> {
+    const engine = new DurableEngine(options);
+    await engine.recover();
+    return engine;
+  }
+
+  isOrchestrator(name: string): boolean {
+    return this.orchestrators.has(name);
+  }
+
+  // ------------------------------------------------------------------ management API
+
+  async startNew(name: string, options: StartOptions = {}): Promise<string> {
+    if (!this.orchestrators.has(name)) throw new OrchestratorNotFoundError(name, [...this.orchestrators]);
+    const instanceId = options.instanceId ?? randomUUID().replace(/-/g, "");
+    if (!instanceId || instanceId.startsWith("@")) throw new RangeError(`Invalid instance id '${instanceId}': must be non-empty and must not start with '@'`);
+    const existing = this.live.get(instanceId);
+    if (existing && !TERMINAL_STATUSES.has(existing.record.runtimeStatus)) {
+      throw new InstanceAlreadyExistsError(instanceId, existing.record.runtimeStatus);
+    }
+    await this.createInstance(name, instanceId, options.input === undefined ? null : toJsonText(options.input), null);
+    return instanceId;
+  }
+
+  async raiseEvent(instanceId: string, eventName: string, data?: unknown): Promise<void> {
+    const live = this.requireLive(instanceId);
+    if (TERMINAL_STATUSES.has(live.record.runtimeStatus)) throw new InstanceFinishedError(instanceId, live.record.runtimeStatus);
+    const now = this.clock.now();
+    const input = data === undefined ? null : toJsonText(data);
+    await this.deliver({ id: `event:${randomUUID()}`, instanceId, event: events.eventRaised(now, eventName, input), enqueuedAt: now.toISOString() });
+  }
+
+  async terminate(instanceId: string, reason?: string): Promise<void> {
+    const live = this.requireLive(instanceId);
+    if (TERMINAL_STATUSES.has(live.record.runtimeStatus)) throw new InstanceFinishedError(instanceId, live.record.runtimeStatus);
+    const now = this.clock.now();
+    await this.deliver({ id: `terminate:${randomUUID()}`, instanceId, event: events.executionTerminated(now, reason ?? null), enqueuedAt: now.toISOString() });
+  }
+
+  getStatus(instanceId: string, options: { showHistory?: boolean; showInput?: boolean } = {}): OrchestrationStatus | undefined {
+    const live = this.live.get(instanceId);
+    if (!live) return undefined;
+    return this.toStatus(live, options);
+  }
+
+  list(query: StatusQuery = {}, options: { showInput?: boolean } = {}): OrchestrationStatus[] {
+    return [...this.live.values()]
+      .filter((l) => matches(l.record, query))
+      .sort((a, b) => a.record.createdTime.localeCompare(b.record.createdTime) || a.record.instanceId.localeCompare(b.record.instanceId))
+      .map((l) => this.toStatus(l, { showInput: options.showInput }));
+  }
+
+  /** Delete an instance's state and history. Returns the number of instances deleted (0 or 1). */
+  async purge(instanceId: string): Promise<number> {
+    const live = this.live.get(instanceId);
+    if (!live) return 0;
+    for (const cancel of live.timerCancels.values()) cancel();
+    this.live.delete(instanceId);
+    await this.store.purgeInstance(instanceId);
+    return 1;
+  }
+
+  async purgeBy(query: StatusQuery): Promise<number> {
+    let deleted = 0;
+    for (const l of [...this.live.values()]) if (matches(l.record, query)) deleted += await this.purge(l.record.instanceId);
+    return deleted;
+  }
+
+  /** Resolve with the first status satisfying `predicate` (checked now and after every change). */
+  waitForStatus(
+    instanceId: string,
+    predicate: (status: OrchestrationStatus) => boolean,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<OrchestrationStatus> {
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const status = this.getStatus(instanceId);
+        if (status && predicate(status)) {
+          cleanup();
+          resolve(status);
+          return true;
+        }
+        return false;
+      };
+      const listener = (record: InstanceRecord): void => {
+        if (record.instanceId === instanceId) check();
+      };
+      const onAbort = (): void => {
+        cleanup();
+        reject(options.signal?.reason ?? new Error("aborted"));
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new WaitTimeoutError(instanceId, timeoutMs, this.getStatus(instanceId)?.runtimeStatus));
+      }, timeoutMs);
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.listeners.delete(listener);
+        options.signal?.removeEventListener("abort", onAbort);
+      };
+      if (options.signal?.aborted) return onAbort();
+      options.signal?.addEventListener("abort", onAbort);
+      this.listeners.add(listener);
+      check();
+    });
+  }
+
+  /** Resolves once no episode or activity is running or runnable (future timers don't count). */
+  async whenIdle(): Promise<void> {
+    while (this.active.size > 0) await Promise.allSettled([...this.active]);
+  }
+
+  /** Stop dispatching, disarm timers and wait for in-flight work. The store stays open. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const live of this.live.values()) {
+      for (const cancel of live.timerCancels.values()) cancel();
+      live.timerCancels.clear();
+    }
+    this.unregisterSettle?.();
+    await this.whenIdle();
+  }
+
+  /** Raw history of the current execution (for tests and diagnostics). */
+  history(instanceId: string): HistoryEvent[] {
+    return this.requireLive(instanceId).history.map((e) => ({ ...e }));
+  }
+
+  // ------------------------------------------------------------------ instances
+
+  private requireLive(instanceId: string): LiveInstance {
+    const live = this.live.get(instanceId);
+    if (!live) throw new InstanceNotFoundError(instanceId);
+    return live;
+  }
+
+  private toStatus(live: LiveInstance, options: { showHistory?: boolean; showInput?: boolean }): OrchestrationStatus {
+    const r = live.record;
+    const status: OrchestrationStatus = {
+      name: r.name,
+      instanceId: r.instanceId,
+      runtimeStatus: r.runtimeStatus,
+      input: options.showInput === false ? null : parseJsonText(r.input),
+      customStatus: parseJsonText(r.customStatus),
+      output: parseJsonText(r.output),
+      createdTime: secondsPrecision(r.createdTime),
+      lastUpdatedTime: secondsPrecision(r.lastUpdatedTime),
+    };
+    if (options.showHistory) status.historyEvents = live.history.map((e) => ({ ...e }));
+    return status;
+  }
+
+  private async createInstance(name: string, instanceId: string, input: string | null, parent: ParentRef | null): Promise<void> {
+    const previous = this.live.get(instanceId);
+    if (previous) {
+      for (const cancel of previous.timerCancels.values()) cancel();
+      await this.store.purgeInstance(instanceId);
+    }
+    const now = this.clock.now().toISOString();
+    const record: InstanceRecord = {
+      instanceId,
+      name,
+      executionId: newExecutionId(),
+      runtimeStatus: "Pending",
+      input,
+      output: null,
+      customStatus: null,
+      createdTime: now,
+      lastUpdatedTime: now,
+      parent,
+      failure: null,
+      generation: 0,
+    };
+    const live: LiveInstance = {
+      record,
+      history: [],
+      consumed: new Set(),
+      episodeSequence: 0,
+      inbox: [],
+      timerCancels: new Map(),
+      running: false,
+      rerun: false,
+    };
+    this.live.set(instanceId, live);
+    await this.store.putInstance(record);
+    await this.deliver(this.startMessage(record));
+    this.notify(record);
+  }
+
+  private startMessage(record: InstanceRecord): InboxMessage {
+    const now = this.clock.now();
+    return {
+      id: `${record.instanceId}:${record.executionId}:start`,
+      instanceId: record.instanceId,
+      executionId: record.executionId,
+      event: events.executionStarted(now, {
+        instanceId: record.instanceId,
+        executionId: record.executionId,
+        name: record.name,
+        input: record.input,
+        parent: record.parent,
+        generation: record.generation,
+      }),
+      enqueuedAt: now.toISOString(),
+    };
+  }
+
+  /** Persist a message, add it to the live inbox and wake the instance (or arm its timer). */
+  private async deliver(message: InboxMessage): Promise<void> {
+    await this.store.putMessage(message);
+    const live = this.live.get(message.instanceId);
+    if (!live) return;
+    if (!live.inbox.some((m) => m.id === message.id)) live.inbox.push(message);
+    if (message.fireAt) this.armTimer(live, message);
+    else this.schedule(message.instanceId);
+  }
+
+  private armTimer(live: LiveInstance, message: InboxMessage): void {
+    if (this.stopped || live.timerCancels.has(message.id)) return;
+    const cancel = this.clock.setTimer(new Date(message.fireAt!), () => {
+      live.timerCancels.delete(message.id);
+      this.schedule(live.record.instanceId);
+    });
+    live.timerCancels.set(message.id, cancel);
+  }
+
+  private notify(record: InstanceRecord): void {
+    for (const listener of [...this.listeners]) listener(record);
+  }
+
+  // ------------------------------------------------------------------ episodes
+
+  private schedule(instanceId: string): void {
+    if (this.stopped) return;
+    const live = this.live.get(instanceId);
+    if (!live) return;
+    if (live.running) {
+      live.rerun = true;
+      return;
+    }
+    live.running = true;
+    const run = (async () => {
+      try {
+        do {
+          live.rerun = false;
+          while (!this.stopped && this.live.get(instanceId) === live && (await this.runEpisode(live))) {
+            /* keep going while messages are due */
+          }
+        } while (live.rerun && !this.stopped);
+      } catch (err) {
+        this.log("error", `episode of '${instanceId}' failed: ${(err as Error)?.stack ?? String(err)}`);
+      } finally {
+        live.running = false;
+      }
+    })();
+    this.track(run);
+  }
+
+  private track(promise: Promise<unknown>): void {
+    this.active.add(promise);
+    void promise.finally(() => this.active.delete(promise));
+  }
+
+  private dueMessages(live: LiveInstance): InboxMessage[] {
+    const nowMs = this.clock.now().getTime();
+    const visibleAt = (m: InboxMessage): number => (m.fireAt ? Date.parse(m.fireAt) : Date.parse(m.enqueuedAt));
+    return live.inbox
+      .map((m, index) => ({ m, index }))
+      .filter(({ m }) => !m.fireAt || Date.parse(m.fireAt) <= nowMs)
+      .sort((a, b) => visibleAt(a.m) - visibleAt(b.m) || a.index - b.index)
+      .map(({ m }) => m);
+  }
+
+  /** Run one episode if messages are due. Returns false when there was nothing to do. */
+  private async runEpisode(live: LiveInstance): Promise<boolean> {
+    const due = this.dueMessages(live);
+    if (due.length === 0) return false;
+    const record = live.record;
+    const dropped: InboxMessage[] = [];
+    const applied: InboxMessage[] = [];
+    for (const m of due) {
+      const stale = m.executionId !== undefined && m.executionId !== record.executionId;
+      if (live.consumed.has(m.id) || stale || TERMINAL_STATUSES.has(record.runtimeStatus)) dropped.push(m);
+      else applied.push(m);
+    }
+    if (applied.length === 0) {
+      await this.removeMessages(live, dropped);
+      return true;
+    }
+    const now = this.clock.now();
+    const terminate = applied.find((m) => m.event.EventType === EventType.ExecutionTerminated);
+    if (terminate) {
+      await this.finishTerminated(live, terminate, [...applied, ...dropped], now);
+      return true;
+    }
+    const started = live.history.some((e) => e.EventType === EventType.ExecutionStarted);
+    const startMessage = applied.find((m) => m.event.EventType === EventType.ExecutionStarted);
+    if (!started && !startMessage) {
+      // Events for an execution that hasn't started yet wait for its start message.
+      await this.removeMessages(live, dropped);
+      return dropped.length > 0;
+    }
+    const incoming = [
+      ...(startMessage ? [startMessage.event] : []),
+      ...applied.filter((m) => m !== startMessage).map((m) => m.event),
+    ];
+    const newEvents: HistoryEvent[] = [events.orchestratorStarted(now), ...incoming.map((e) => ({ ...e, IsPlayed: false }))];
+    const fullHistory = [...live.history, ...newEvents];
+    const { state, invocationError } = await this.invokeOrchestrator(record, fullHistory, started);
+    const result = replayDotNetSide({
+      orchestrationName: record.name,
+      instanceId: record.instanceId,
+      executionId: record.executionId,
+      parentInstanceId: record.parent?.instanceId ?? null,
+      history: fullHistory,
+      state,
+      invocationError,
+      functionExists: (name, kind) => (kind === "activity" ? this.activities.has(name) : this.orchestrators.has(name)),
+      maxShortTimerMs: this.maxShortTimerMs,
+      longTimerIntervalMs: this.longTimerIntervalMs,
+    });
+    await this.commitEpisode(live, newEvents, result, state, [...applied, ...dropped], now);
+    return true;
+  }
+
+  private async invokeOrchestrator(
+    record: InstanceRecord,
+    history: HistoryEvent[],
+    replaying: boolean,
+  ): Promise<{ state?: OrchestratorStateWire; invocationError?: string }> {
+    const payload = {
+      history,
+      input: parseJsonText(record.input),
+      instanceId: record.instanceId,
+      isReplaying: replaying,
+      parentInstanceId: record.parent?.instanceId ?? null,
+      upperSchemaVersion: 1,
+      upperSchemaVersionNew: 2,
+      longRunningTimerIntervalDuration: timeSpanText(this.longTimerIntervalMs),
+      maximumShortTimerDuration: timeSpanText(this.maxShortTimerMs),
+      defaultHttpAsyncRequestSleepTimeMillseconds: 30000,
+    };
+    try {
+      const response = await this.invoker.invoke(record.name, { string: JSON.stringify(payload) });
+      const value = decodeReturnValue(response.returnValue);
+      const state = (typeof value === "string" ? JSON.parse(value) : value) as OrchestratorStateWire;
+      return { state };
+    } catch (err) {
+      const message = (err as Error)?.message ?? String(err);
+      const markerAt = message.indexOf(OUT_OF_PROC_MARKER);
+      if (markerAt >= 0) {
+        try {
+          return { state: JSON.parse(message.slice(markerAt + OUT_OF_PROC_MARKER.length)) as OrchestratorStateWire };
+        } catch {
+          /* fall through: treat as a plain failure */
+        }
+      }
+      return { invocationError: message };
+    }
+  }
+
+  private async commitEpisode(
+    live: LiveInstance,
+    newEvents: HistoryEvent[],
+    result: ReplayResult,
+    state: OrchestratorStateWire | undefined,
+    consumed: InboxMessage[],
+    now: Date,
+  ): Promise<void> {
+    const before = live.record;
+    const nowIso = now.toISOString();
+    const appended = [...newEvents];
+    for (const work of result.newWork) appended.push(scheduledEvent(now, work));
+    appended.push(events.orchestratorCompleted(now));
+    const record: InstanceRecord = { ...before, runtimeStatus: "Running", lastUpdatedTime: nowIso };
+    if (state && state.customStatus !== undefined) record.customStatus = toJsonText(state.customStatus);
+    const outcome = result.outcome;
+    let continueAs: InstanceRecord | undefined;
+    if (outcome.kind === "completed") {
+      appended.push(events.executionCompleted(now, "Completed", outcome.output));
+      Object.assign(record, { runtimeStatus: "Completed", output: outcome.output });
+    } else if (outcome.kind === "failed") {
+      const output = toJsonText(outcome.message);
+      appended.push(events.executionCompleted(now, "Failed", output, outcome.failure));
+      Object.assign(record, { runtimeStatus: "Failed", output, failure: outcome.failure });
+    } else if (outcome.kind === "continuedAsNew") {
+      appended.push(events.executionCompleted(now, "ContinuedAsNew", outcome.input));
+      if (result.unconsumedEvents.length > 0) {
+        this.log("info", `continueAsNew of '${before.instanceId}' dropped unconsumed events: ${result.unconsumedEvents.join(", ")}`);
+      }
+      continueAs = {
+        ...record,
+        runtimeStatus: "ContinuedAsNew",
+        executionId: newExecutionId(),
+        input: outcome.input,
+        output: null,
+        generation: before.generation + 1,
+      };
+    }
+    const after = continueAs ?? record;
+    const consumedIds = consumed.map((m) => m.id);
+    // 1. append-then-mark: the history (with the consumed message ids) is the commit point.
+    await this.store.appendEpisode({
+      instanceId: before.instanceId,
+      executionId: before.executionId,
+      sequence: live.episodeSequence++,
+      events: appended,
+      consumedMessageIds: consumedIds,
+      instanceAfter: after,
+    });
+    for (const id of consumedIds) live.consumed.add(id);
+    live.record = after;
+    live.history = continueAs ? [] : [...live.history, ...appended.map((e) => ({ ...e, IsPlayed: true }))];
+    await this.store.putInstance(after);
+    // 2. dispatch the work the replay decided (idempotent ids), unless the execution is over.
+    if (outcome.kind === "running") {
+      for (const work of result.newWork) await this.dispatch(live, before, work, now);
+    }
+    if (outcome.kind === "completed" || outcome.kind === "failed") await this.notifyParent(after);
+    if (continueAs) await this.deliver(this.startMessage(continueAs));
+    // 3. mark the messages handled.
+    await this.removeMessages(live, consumed);
+    if (continueAs) await this.store.deleteHistory(before.instanceId, before.executionId);
+    this.notify(after);
+  }
+
+  private async finishTerminated(live: LiveInstance, terminate: InboxMessage, consumed: InboxMessage[], now: Date): Promise<void> {
+    const reason = (terminate.event.Input as string | null | undefined) ?? null;
+    const appended = [events.orchestratorStarted(now), { ...terminate.event, IsPlayed: false }, events.orchestratorCompleted(now)];
+    const output = toJsonText(reason);
+    const after: InstanceRecord = { ...live.record, runtimeStatus: "Terminated", output, lastUpdatedTime: now.toISOString() };
+    await this.store.appendEpisode({
+      instanceId: after.instanceId,
+      executionId: after.executionId,
+      sequence: live.episodeSequence++,
+      events: appended,
+      consumedMessageIds: consumed.map((m) => m.id),
+      instanceAfter: after,
+    });
+    for (const m of consumed) live.consumed.add(m.id);
+    live.record = after;
+    live.history = [...live.history, ...appended.map((e) => ({ ...e, IsPlayed: true }))];
+    await this.store.putInstance(after);
+    await this.notifyParent(after);
+    for (const cancel of live.timerCancels.values()) cancel();
+    live.timerCancels.clear();
+    await this.removeMessages(live, live.inbox.slice());
+    this.notify(after);
+  }
+
+  private async removeMessages(live: LiveInstance, messages: InboxMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    const ids = new Set(messages.map((m) => m.id));
+    await this.store.deleteMessages(live.record.instanceId, [...ids]);
+    live.inbox = live.inbox.filter((m) => !ids.has(m.id));
+    for (const id of ids) {
+      live.timerCancels.get(id)?.();
+      live.timerCancels.delete(id);
+    }
+  }
+
+  private async dispatch(live: LiveInstance, record: InstanceRecord, work: NewWork, now: Date): Promise<void> {
+    const base = `${record.instanceId}:${record.executionId}`;
+    if (work.kind === "activity") {
+      const item: ActivityWorkItem = {
+        id: `${base}:task:${work.id}`,
+        instanceId: record.instanceId,
+        executionId: record.executionId,
+        taskScheduledId: work.id,
+        name: work.name,
+        input: work.input,
+      };
+      await this.store.putWorkItem(item);
+      this.enqueueActivity(item);
+    } else if (work.kind === "timer") {
+      const fireAt = work.fireAt.toISOString();
+      await this.deliver({
+        id: `${base}:timer:${work.id}`,
+        instanceId: record.instanceId,
+        executionId: record.executionId,
+        event: events.timerFired(work.fireAt, work.id, fireAt),
+        enqueuedAt: now.toISOString(),
+        fireAt,
+      });
+    } else {
+      await this.startChild(record, work, now);
+    }
+    void live;
+  }
+
+  private async startChild(parent: InstanceRecord, work: Extract<NewWork, { kind: "subOrchestration" }>, now: Date): Promise<void> {
+    const existing = this.live.get(work.instanceId);
+    const parentRef: ParentRef = { instanceId: parent.instanceId, executionId: parent.executionId, taskScheduledId: work.id, name: parent.name };
+    if (existing && !TERMINAL_STATUSES.has(existing.record.runtimeStatus)) {
+      const reason = `An Orchestration instance with the status ${existing.record.runtimeStatus} already exists.`;
+      await this.deliver(this.parentMessage(parentRef, events.subOrchestrationFailed(now, work.id, reason, ""), now));
+      return;
+    }
+    await this.createInstance(work.name, work.instanceId, work.input, parentRef);
+  }
+
+  private parentMessage(parent: ParentRef, event: HistoryEvent, now: Date): InboxMessage {
+    return {
+      id: `${parent.instanceId}:${parent.executionId}:sub:${parent.taskScheduledId}:result`,
+      instanceId: parent.instanceId,
+      executionId: parent.executionId,
+      event,
+      enqueuedAt: now.toISOString(),
+    };
+  }
+
+  private async notifyParent(child: InstanceRecord): Promise<void> {
+    const parent = child.parent;
+    if (!parent || !this.live.has(parent.instanceId)) return;
+    const now = this.clock.now();
+    let event: HistoryEvent;
+    if (child.runtimeStatus === "Completed") {
+      event = events.subOrchestrationCompleted(now, parent.taskScheduledId, child.output ?? "null");
+    } else {
+      const reason = child.runtimeStatus === "Terminated"
+        ? `Sub-orchestration '${child.instanceId}' was terminated: ${String(parseJsonText(child.output))}`
+        : String(parseJsonText(child.output));
+      event = events.subOrchestrationFailed(now, parent.taskScheduledId, reason, "", child.failure ?? undefined);
+    }
+    await this.deliver(this.parentMessage(parent, event, now));
+  }
+
+  // ------------------------------------------------------------------ activities
+
+  private enqueueActivity(item: ActivityWorkItem): void {
+    if (this.activityQueue.some((q) => q.id === item.id)) return;
+    this.activityQueue.push(item);
+    this.pumpActivities();
+  }
+
+  private pumpActivities(): void {
+    while (!this.stopped && this.runningActivities < this.maxConcurrentActivities && this.activityQueue.length > 0) {
+      const item = this.activityQueue.shift()!;
+      this.runningActivities++;
+      const run = this.executeActivity(item)
+        .catch((err) => this.log("error", `activity work item ${item.id} failed to complete: ${(err as Error)?.stack ?? String(err)}`))
+        .finally(() => {
+          this.runningActivities--;
+          this.pumpActivities();
+        });
+      this.track(run);
+    }
+  }
+
+  private async executeActivity(item: ActivityWorkItem): Promise<void> {
+    const live = this.live.get(item.instanceId);
+    if (!live || live.record.executionId !== item.executionId || TERMINAL_STATUSES.has(live.record.runtimeStatus)) {
+      await this.store.deleteWorkItem(item.id);
+      return;
+    }
+    let event: HistoryEvent;
+    try {
+      const response = await this.invoker.invoke(item.name, item.input === null ? {} : { string: item.input });
+      event = events.taskCompleted(this.clock.now(), item.taskScheduledId, toJsonText(decodeReturnValue(response.returnValue)));
+    } catch (err) {
+      const message = (err as Error)?.message ?? String(err);
+      event = events.taskFailed(this.clock.now(), item.taskScheduledId, `Activity function '${item.name}' failed: ${message}`, "");
+    }
+    const now = this.clock.now();
+    await this.deliver({ id: `${item.id}:result`, instanceId: item.instanceId, executionId: item.executionId, event, enqueuedAt: now.toISOString() });
+    await this.store.deleteWorkItem(item.id);
+  }
+
+  // ------------------------------------------------------------------ restart recovery
+
+  private async recover(): Promise<void> {
+    const snapshot = await this.store.loadAll();
+    const episodesByInstance = new Map<string, typeof snapshot.episodes>();
+    for (const e of snapshot.episodes) {
+      const list = episodesByInstance.get(e.instanceId) ?? [];
+      list.push(e);
+      episodesByInstance.set(e.instanceId, list);
+    }
+    const recordsById = new Map(snapshot.instances.map((r) => [r.instanceId, r]));
+    // An episode whose instance record was never written (crash) still defines the instance.
+    for (const [instanceId, list] of episodesByInstance) if (!recordsById.has(instanceId)) recordsById.set(instanceId, list[list.length - 1].instanceAfter);
+    for (const [instanceId, stored] of recordsById) {
+      const list = (episodesByInstance.get(instanceId) ?? []).sort((a, b) => a.sequence - b.sequence);
+      const last = list[list.length - 1];
+      let record = stored;
+      if (last && last.instanceAfter.lastUpdatedTime >= stored.lastUpdatedTime && last.instanceAfter.executionId !== undefined) {
+        const sameState = last.instanceAfter.executionId === stored.executionId && last.instanceAfter.runtimeStatus === stored.runtimeStatus;
+        if (!sameState) record = last.instanceAfter;
+      }
+      const consumed = new Set<string>();
+      for (const e of list) for (const id of e.consumedMessageIds) consumed.add(id);
+      const history = list.filter((e) => e.executionId === record.executionId).flatMap((e) => e.events.map((ev) => ({ ...ev, IsPlayed: true })));
+      this.live.set(instanceId, {
+        record,
+        history,
+        consumed,
+        episodeSequence: last ? last.sequence + 1 : 0,
+        inbox: snapshot.inbox.filter((m) => m.instanceId === instanceId).sort((a, b) => a.enqueuedAt.localeCompare(b.enqueuedAt)),
+        timerCancels: new Map(),
+        running: false,
+        rerun: false,
+      });
+      if (record !== stored) await this.store.putInstance(record);
+    }
+    const pendingResults = new Set(snapshot.inbox.map((m) => m.id));
+    for (const item of snapshot.workItems) {
+      const live = this.live.get(item.instanceId);
+      if (!live || pendingResults.has(`${item.id}:result`) || live.consumed.has(`${item.id}:result`)) {
+        await this.store.deleteWorkItem(item.id);
+        continue;
+      }
+      this.enqueueActivity(item);
+    }
+    for (const live of this.live.values()) await this.recoverDerivedWork(live, new Set(snapshot.workItems.map((w) => w.id)));
+    for (const live of this.live.values()) {
+      for (const m of live.inbox) if (m.fireAt) this.armTimer(live, m);
+      this.schedule(live.record.instanceId);
+    }
+  }
+
+  /** Re-create work implied by the history but missing from the store (crash between steps). */
+  private async recoverDerivedWork(live: LiveInstance, workItemIds: Set<string>): Promise<void> {
+    const record = live.record;
+    if (TERMINAL_STATUSES.has(record.runtimeStatus)) {
+      const parent = record.parent ? this.live.get(record.parent.instanceId) : undefined;
+      if (parent && record.parent && parent.record.executionId === record.parent.executionId && !TERMINAL_STATUSES.has(parent.record.runtimeStatus)) {
+        const messageId = `${record.parent.instanceId}:${record.parent.executionId}:sub:${record.parent.taskScheduledId}:result`;
+        if (!parent.consumed.has(messageId) && !parent.inbox.some((m) => m.id === messageId)) await this.notifyParent(record);
+      }
+      return;
+    }
+    const now = this.clock.now();
+    const base = `${record.instanceId}:${record.executionId}`;
+    const started = live.history.some((e) => e.EventType === EventType.ExecutionStarted);
+    if (!started && !live.inbox.some((m) => m.event.EventType === EventType.ExecutionStarted && m.executionId === record.executionId)) {
+      const start = this.startMessage(record);
+      await this.store.putMessage(start);
+      live.inbox.push(start);
+    }
+    const done = new Set<number>();
+    const inboxIds = new Set(live.inbox.map((m) => m.id));
+    for (const e of [...live.history, ...live.inbox.filter((m) => m.executionId === record.executionId).map((m) => m.event)]) {
+      if (typeof e.TaskScheduledId === "number") done.add(e.TaskScheduledId);
+      if (typeof e.TimerId === "number") done.add(e.TimerId);
+    }
+    for (const e of live.history) {
+      if (done.has(e.EventId)) continue;
+      if (e.EventType === EventType.TaskScheduled) {
+        const id = `${base}:task:${e.EventId}`;
+        if (workItemIds.has(id) || inboxIds.has(`${id}:result`)) continue;
+        const item: ActivityWorkItem = { id, instanceId: record.instanceId, executionId: record.executionId, taskScheduledId: e.EventId, name: String(e.Name), input: (e.Input as string | null) ?? null };
+        await this.store.putWorkItem(item);
+        this.enqueueActivity(item);
+      } else if (e.EventType === EventType.TimerCreated) {
+        const id = `${base}:timer:${e.EventId}`;
+        if (inboxIds.has(id)) continue;
+        const fireAt = String(e.FireAt);
+        const message: InboxMessage = { id, instanceId: record.instanceId, executionId: record.executionId, event: events.timerFired(new Date(fireAt), e.EventId, fireAt), enqueuedAt: now.toISOString(), fireAt };
+        await this.store.putMessage(message);
+        live.inbox.push(message);
+      } else if (e.EventType === EventType.SubOrchestrationInstanceCreated) {
+        const childId = String(e.InstanceId);
+        if (!this.live.has(childId)) {
+          const parentRef: ParentRef = { instanceId: record.instanceId, executionId: record.executionId, taskScheduledId: e.EventId, name: record.name };
+          await this.createInstance(String(e.Name), childId, (e.Input as string | null) ?? null, parentRef);
+        }
+      }
+    }
+  }
+}
+
+function scheduledEvent(now: Date, work: NewWork): HistoryEvent {
+  switch (work.kind) {
+    case "activity":
+      return events.taskScheduled(now, work.id, work.name, work.input);
+    case "timer":
+      return events.timerCreated(now, work.id, work.fireAt);
+    case "subOrchestration":
+      return events.subOrchestrationCreated(now, work.id, work.name, work.instanceId, work.input);
+  }
+}
+
+function matches(record: InstanceRecord, query: StatusQuery): boolean {
+  const created = Date.parse(record.createdTime);
+  if (query.createdTimeFrom && created < query.createdTimeFrom.getTime()) return false;
+  if (query.createdTimeTo && created > query.createdTimeTo.getTime()) return false;
+  if (query.runtimeStatus && query.runtimeStatus.length > 0 && !query.runtimeStatus.includes(record.runtimeStatus)) return false;
+  if (query.instanceIdPrefix && !record.instanceId.startsWith(query.instanceIdPrefix)) return false;
+  return true;
+}
+
+export type { FailureDetails };
