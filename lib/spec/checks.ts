@@ -132,7 +132,7 @@ function aggregationIssues(aggregation: Obj, quorum: number, perRound: number): 
       if (z >= 2 * sigmaB) {
         const source = explicit !== undefined ? "aggregation.clipping.clippedCountStddev" : `silos per round ${perRound} / 20`;
         issues.push(
-          specIssue("aggregation.dp.noiseMultiplier", `< 2 x clippedCountStddev = ${2 * sigmaB} (clippedCountStddev from ${source})`, String(z), "or raise clippedCountStddev"),
+          specIssue("aggregation.dp.noiseMultiplier", `< 2 x clippedCountStddev = ${Number((2 * sigmaB).toPrecision(12))} (clippedCountStddev from ${source})`, String(z), "or raise clippedCountStddev"),
         );
       }
     }

@@ -10,6 +10,7 @@ import { crossFieldIssues, effectiveMinSilos, silosPerRound } from "./checks";
 import { describeValue, formatPath, SpecError, SpecIssue, specIssue } from "./errors";
 import { federationSpecSchema, type ParsedFederationSpec } from "./schema";
 import { parseIsoDuration } from "./duration";
+import { jsonErrorOffset } from "./jsonPosition";
 import { secretValueReason } from "./secrets";
 import type { FederationSpec } from "./types";
 
@@ -36,10 +37,11 @@ export function parseSpec(text: string, options: ParseSpecOptions = {}): Federat
     try {
       value = JSON.parse(text);
     } catch (error) {
-      const message = (error as Error).message;
-      const offset = Number(/position (\d+)/.exec(message)?.[1] ?? NaN);
+      // Node's message may quote the whole text; keep its first clause and give our own position.
+      const message = (error as Error).message.split(/, "|\n/)[0];
       const issue = specIssue("", "valid JSON", JSON.stringify(message));
-      if (Number.isFinite(offset)) Object.assign(issue, positionOf(text, offset));
+      const offset = jsonErrorOffset(text);
+      if (offset !== undefined) Object.assign(issue, positionOf(text, offset));
       throw new SpecError("syntax", [issue], source);
     }
     // JSON is YAML 1.2 flow syntax: the YAML document serves only to locate fields for messages.
@@ -48,7 +50,10 @@ export function parseSpec(text: string, options: ParseSpecOptions = {}): Federat
     doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
     if (doc.errors.length > 0) {
       const issues = doc.errors.map((error) => {
-        const issue = specIssue("", "valid YAML", JSON.stringify(error.message.split("\n")[0]));
+        const issue =
+          error.code === "MULTIPLE_DOCS"
+            ? specIssue("", "one YAML document (one federation per spec)", "a second document after ---")
+            : specIssue("", "valid YAML", JSON.stringify(error.message.split("\n")[0]));
         const start = lineCounter.linePos(error.pos[0]);
         return { ...issue, line: start.line, column: start.col };
       });
@@ -103,7 +108,9 @@ function validateInternal(value: unknown, source: string | undefined, locator?: 
       const position = locator?.(path);
       return position ? { ...issue, ...position } : issue;
     });
-    throw new SpecError("invalid", dedupe(located), source);
+    // Top to bottom in the file; issues without a position keep their order, after the others.
+    const ordered = dedupe(located).sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity) || (a.column ?? 0) - (b.column ?? 0));
+    throw new SpecError("invalid", ordered, source);
   }
   return normalize(result.data as ParsedFederationSpec);
 }
@@ -151,7 +158,7 @@ const TYPE_NAMES: Record<string, string> = {
   number: "a number",
   string: "a string",
   boolean: "true or false",
-  object: "a mapping (object)",
+  object: "a mapping",
   array: "a list",
   null: "null",
 };
@@ -165,7 +172,7 @@ function fromZodIssue(issue: ZodIssue, root: unknown): { issue: SpecIssue; path:
   switch (issue.code) {
     case "invalid_type": {
       const expected = TYPE_NAMES[issue.expected] ?? issue.expected;
-      if (path.length === 0) return one(`${expected} (the federation spec)`);
+      if (path.length === 0) return one("a mapping of the spec's fields (name, rounds, silos, training...)");
       return one(expected);
     }
     case "invalid_format":
