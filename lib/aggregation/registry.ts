@@ -5,12 +5,14 @@
  */
 
 import { createFedAvg } from "./fedavg";
+import { engineStrategyFactories } from "./strategies/engineStrategies";
 import type { Json, Strategy } from "./strategy";
 import { StrategyError } from "./strategyError";
 
 export type StrategyFactory = (options: Json) => Strategy<any>;
 
-const factories = new Map<string, StrategyFactory>([["fedavg", createFedAvg]]);
+// issue #6 strategies (fedavg with clipping/dp options included; plain fedavg stays createFedAvg)
+const factories = new Map<string, StrategyFactory>([["fedavg", createFedAvg], ...engineStrategyFactories()]);
 
 export function registerStrategy(name: string, factory: StrategyFactory): void {
   factories.set(name, factory);

@@ -5,7 +5,7 @@
  * A deterministic stream (AES-256-CTR keystream keyed by sha256(seed)) exists ONLY behind the explicit
  * `insecureTestSeed` option, for reproducible tests; production code never passes it.
  */
-import { createCipheriv, createHash, randomBytes } from "node:crypto";
+import { createCipheriv, createHash, createHmac, randomBytes } from "node:crypto";
 
 export interface GaussianSource {
   /** One N(0, 1) sample. */
@@ -19,6 +19,12 @@ export interface GaussianSource {
 export interface GaussianSourceOptions {
   /** Makes the stream reproducible. Tests only: noise that can be re-derived gives no privacy. */
   insecureTestSeed?: string;
+  /**
+   * A secret random key (32 bytes, from `newNoiseKey`) and a label: the stream is the AES-256-CTR
+   * keystream under HMAC-SHA256(key, label), so independent chunks (possibly in worker threads) draw
+   * independent, unpredictable noise from one per-round key. The key must never be persisted.
+   */
+  key?: { secret: Buffer; label: string };
   /** Bytes fetched per refill. */
   blockBytes?: number;
 }
@@ -28,7 +34,12 @@ const TWO_POW_53 = 2 ** 53;
 export function createGaussianSource(options: GaussianSourceOptions = {}): GaussianSource {
   const blockBytes = Math.max(64, (options.blockBytes ?? 64 * 1024) & ~7);
   let nextBytes: (n: number) => Buffer;
-  if (options.insecureTestSeed !== undefined) {
+  if (options.key !== undefined) {
+    if (options.key.secret.length !== 32) throw new RangeError(`noise key must be 32 bytes, got ${options.key.secret.length}`);
+    const key = createHmac("sha256", options.key.secret).update(options.key.label, "utf8").digest();
+    const cipher = createCipheriv("aes-256-ctr", key, Buffer.alloc(16));
+    nextBytes = (n) => cipher.update(Buffer.alloc(n));
+  } else if (options.insecureTestSeed !== undefined) {
     const key = createHash("sha256").update(options.insecureTestSeed, "utf8").digest();
     const cipher = createCipheriv("aes-256-ctr", key, Buffer.alloc(16));
     nextBytes = (n) => cipher.update(Buffer.alloc(n));
@@ -71,4 +82,10 @@ export function createGaussianSource(options: GaussianSourceOptions = {}): Gauss
       for (let i = 0; i < length; i++) out[i] += sigma * next();
     },
   };
+}
+
+/** A fresh secret per-round noise key (CSPRNG), or one derived from a test seed (NOT private). */
+export function newNoiseKey(insecureTestSeed?: string, round?: number): Buffer {
+  if (insecureTestSeed === undefined) return randomBytes(32);
+  return createHash("sha256").update(`${insecureTestSeed}/round/${round ?? 0}`, "utf8").digest();
 }
