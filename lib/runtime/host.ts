@@ -17,6 +17,8 @@ import { TimerTriggers } from "./triggers/timer/timerTriggers";
 import { BlobTimerStatusStore, MemoryTimerStatusStore, type TimerStatusStore } from "./triggers/timer/statusStore";
 import { LocalServiceBus } from "./triggers/serviceBus/serviceBusTriggers";
 import { startAzurite, type AzuriteHandle } from "../storage/azurite";
+import { DurableEngine } from "./durable/engine";
+import { InMemoryDurableStore, type DurableStore } from "./durable/store";
 
 /** The host could not start (bad options, app failed to load, port taken, ...). */
 export class LocalHostError extends Error {
@@ -159,6 +161,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
       baseUrl: () => origin, logError,
     });
     cleanups.push(() => durable.stop());
+    await durable.start();
     const mounts: Array<{ pathPrefix: string; handler: MountedHandler }> = durable.mounts;
     const frontDoor: HttpFrontDoor = await startHttpFrontDoor({
       registry, invoker, routePrefix: hostConfig.routePrefix, keys, mounts,
@@ -168,7 +171,6 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     });
     origin = frontDoor.url;
     cleanups.push(() => frontDoor.close());
-    await durable.start();
     const clientPayload = durable.clientBindingData ? () => durable.clientBindingData!(origin) : undefined;
 
     // ---- timers ----
@@ -229,13 +231,31 @@ interface DurableAttachOptions {
 }
 
 interface DurableAttachment {
-  engine: unknown;
+  engine: DurableEngine;
   mounts: Array<{ pathPrefix: string; handler: MountedHandler }>;
   clientBindingData?: (origin: string) => unknown;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
 
-async function attachDurableEngine(_options: DurableAttachOptions): Promise<DurableAttachment> {
-  return { engine: undefined, mounts: [], start: async () => undefined, stop: async () => undefined };
+async function attachDurableEngine(options: DurableAttachOptions): Promise<DurableAttachment> {
+  const store: DurableStore = new InMemoryDurableStore();
+  let engine: DurableEngine | undefined;
+  return {
+    get engine(): DurableEngine {
+      if (!engine) throw new LocalHostError("the Durable engine is not started yet");
+      return engine;
+    },
+    mounts: [],
+    async start() {
+      engine = await DurableEngine.start({
+        invoker: options.invoker, store, clock: options.clock, taskHubName: options.hostConfig.hubName,
+        logger: (level, message) => (level === "info" ? undefined : options.logError("durable", new Error(message))),
+      });
+    },
+    async stop() {
+      await engine?.stop();
+      await store.close();
+    },
+  };
 }
