@@ -230,6 +230,22 @@ describe("invalid specs: each names the path and expected vs got", () => {
       [["aggregation.byzantine", "<= 0: Bulyan needs n >= 4f+3 updates and a round may aggregate only policy.minSilos = 6", "1"]],
     ],
     [
+      "krum when even byzantine 0 exceeds what the quorum allows",
+      (s) => {
+        s.policy = { minSilos: 2 };
+        s.aggregation = { strategy: "krum", byzantine: 0 };
+      },
+      [["policy.minSilos", ">= 3: Krum with byzantine 0 needs n >= 2f+3 updates", "2"]],
+    ],
+    [
+      "bulyan with the default quorum too small",
+      (s) => {
+        s.silos = s.silos.slice(0, 2);
+        s.aggregation = { strategy: "bulyan", byzantine: 0 };
+      },
+      [["policy.minSilos", ">= 3: Bulyan with byzantine 0 needs n >= 4f+3 updates", "2 (the default: every sampled silo)"]],
+    ],
+    [
       "multi-krum keeping more than the honest quorum",
       (s) => {
         s.silos = Array.from({ length: 5 }, (_, i) => ({ name: `s${i}`, compute: { type: "local" }, inputs: { data: "d" } }));

@@ -93,7 +93,7 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
     }
   }
   const quorum = effectiveMinSilos(minSilos, perRound);
-  if (siloCount > 0) issues.push(...aggregationIssues(obj(raw.aggregation), quorum, perRound));
+  if (siloCount > 0) issues.push(...aggregationIssues(obj(raw.aggregation), quorum, perRound, minSilos !== undefined));
 
   // The command's placeholders against what each silo defines.
   if (typeof training.command === "string" && training.command.length > 0) {
@@ -103,22 +103,23 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   return issues;
 }
 
-function aggregationIssues(aggregation: Obj, quorum: number, perRound: number): SpecIssue[] {
+function aggregationIssues(aggregation: Obj, quorum: number, perRound: number, quorumExplicit: boolean): SpecIssue[] {
   const issues: SpecIssue[] = [];
   const f = isCount(aggregation.byzantine) ? aggregation.byzantine : undefined;
   const quorumNote = `policy.minSilos = ${quorum}`;
-  if (f !== undefined && (aggregation.strategy === "krum" || aggregation.strategy === "multi-krum") && quorum < 2 * f + 3) {
-    issues.push(
-      specIssue("aggregation.byzantine", `<= ${Math.max(0, Math.floor((quorum - 3) / 2))}: Krum needs n >= 2f+3 updates and a round may aggregate only ${quorumNote}`, String(f)),
-    );
+  // Krum's guarantee needs n >= 2f+3 updates, Bulyan's n >= 4f+3; a round may aggregate as few as minSilos.
+  const rule = aggregation.strategy === "bulyan" ? { name: "Bulyan", k: 4 } : ["krum", "multi-krum"].includes(aggregation.strategy as string) ? { name: "Krum", k: 2 } : undefined;
+  if (f !== undefined && rule && quorum < rule.k * f + 3) {
+    const maxF = Math.floor((quorum - 3) / rule.k);
+    if (maxF >= 0) {
+      issues.push(specIssue("aggregation.byzantine", `<= ${maxF}: ${rule.name} needs n >= ${rule.k}f+3 updates and a round may aggregate only ${quorumNote}`, String(f)));
+    } else {
+      const got = quorumExplicit ? String(quorum) : `${quorum} (the default: every sampled silo)`;
+      issues.push(specIssue("policy.minSilos", `>= ${rule.k * f + 3}: ${rule.name} with byzantine ${f} needs n >= ${rule.k}f+3 updates`, got));
+    }
   }
-  if (f !== undefined && aggregation.strategy === "bulyan" && quorum < 4 * f + 3) {
-    issues.push(
-      specIssue("aggregation.byzantine", `<= ${Math.max(0, Math.floor((quorum - 3) / 4))}: Bulyan needs n >= 4f+3 updates and a round may aggregate only ${quorumNote}`, String(f)),
-    );
-  }
-  if (aggregation.strategy === "multi-krum" && f !== undefined && isCount(aggregation.keep) && aggregation.keep > quorum - f) {
-    issues.push(specIssue("aggregation.keep", `<= ${Math.max(0, quorum - f)} (${quorumNote} minus byzantine ${f})`, String(aggregation.keep)));
+  if (aggregation.strategy === "multi-krum" && f !== undefined && isCount(aggregation.keep) && aggregation.keep > quorum - f && quorum - f >= 1) {
+    issues.push(specIssue("aggregation.keep", `<= ${quorum - f} (${quorumNote} minus byzantine ${f})`, String(aggregation.keep)));
   }
   if (isObj(aggregation.dp)) {
     const clipping = aggregation.clipping;
