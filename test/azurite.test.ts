@@ -3,6 +3,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
 import {
+  AzuriteLocationInUseError,
   AzuriteOptionsError,
   AzuriteServiceNotStartedError,
   AzuriteStartError,
@@ -89,6 +90,20 @@ describe("startAzurite persisted", () => {
     }
   });
 
+  test("one live Azurite per folder: a second start is refused until the first stops", async () => {
+    const location = tempDir();
+    const first = await startAzurite({ location, services: ["blob"] });
+    const err = await startAzurite({ location, services: ["blob"] }).catch((e) => e);
+    expect(err).toBeInstanceOf(AzuriteLocationInUseError);
+    expect(err.message).toBe(
+      `Azurite location ${location} is in use by process ${process.pid} (lock file ${path.join(location, "flo-azurite.lock")})`,
+    );
+    await first.stop();
+    const second = await startAzurite({ location, services: ["blob"] });
+    await second.stop();
+    fs.rmSync(location, { recursive: true, force: true });
+  });
+
   /**
    * A child process starts persisted Azurite, writes, prints WRITTEN once every write was
    * acknowledged, and is SIGKILLed at once. What it reported must be on disk.
@@ -124,7 +139,8 @@ describe("startAzurite persisted", () => {
   test("acknowledged writes survive a SIGKILL of the process hosting Azurite", async () => {
     const location = tempDir();
     await writeInChildThenKill(location, "acknowledged");
-    const h = await startAzurite({ location });
+    expect(fs.existsSync(path.join(location, "flo-azurite.lock"))).toBe(true); // left by the killed child...
+    const h = await startAzurite({ location }); // ...and taken over because its owner is dead
     try {
       expect(await readAll(h.connectionString)).toEqual({ blob: "hello blob", message: "hello queue", answer: 42 });
     } finally {

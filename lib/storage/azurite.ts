@@ -86,6 +86,13 @@ export class AzuriteServiceNotStartedError extends AzuriteError {
   }
 }
 
+/** Another live Azurite (this process or another) already serves this persistence folder. */
+export class AzuriteLocationInUseError extends AzuriteError {
+  constructor(readonly location: string, readonly ownerPid: number | undefined, readonly lockPath: string) {
+    super(`Azurite location ${location} is in use by ${ownerPid ? `process ${ownerPid}` : "another process"} (lock file ${lockPath})`);
+  }
+}
+
 /** Options were invalid (unknown service, bad port, ...). */
 export class AzuriteOptionsError extends AzuriteError {}
 
@@ -268,6 +275,43 @@ function delayResponsesUntilSaved(httpServer: HttpServer, flushers: LokiFlusher[
   });
 }
 
+const LOCK_FILE = "flo-azurite.lock";
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
+  }
+}
+
+/**
+ * One live Azurite per folder: two would overwrite each other's Loki files. The lock names the
+ * owner's pid; a lock left by a dead process (e.g. SIGKILLed) is taken over. Returns the release.
+ */
+async function lockLocation(location: string): Promise<() => Promise<void>> {
+  const lockPath = path.join(location, LOCK_FILE);
+  const token = `${process.pid}:${Date.now()}:${Math.random()}`;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await fs.promises.writeFile(lockPath, token, { flag: "wx" });
+      return async () => {
+        const current = await fs.promises.readFile(lockPath, "utf8").catch(() => "");
+        if (current === token) await fs.promises.rm(lockPath, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const owner = Number((await fs.promises.readFile(lockPath, "utf8").catch(() => "")).split(":")[0]);
+      if (Number.isInteger(owner) && owner > 0 && pidAlive(owner)) {
+        throw new AzuriteLocationInUseError(location, owner, lockPath);
+      }
+      await fs.promises.rm(lockPath, { force: true }); // stale: its owner is gone
+    }
+  }
+  throw new AzuriteLocationInUseError(location, undefined, lockPath);
+}
+
 function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("startAzurite was aborted", "AbortError");
 }
@@ -291,6 +335,7 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
       throw new AzuriteStartError(services[0], `location ${location} is not a writable folder: ${(err as Error).message}`, { cause: err });
     }
   }
+  const unlock = location === undefined ? async () => undefined : await lockLocation(location);
   const mod = loadAzurite();
   // A store per launch (not Azurite's process-wide default) so stop() releases the memory.
   const memoryStore = location === undefined
@@ -302,6 +347,7 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
   const closeStarted = async () => {
     await Promise.all(flushers.map((f) => f.flush().catch(() => undefined)));
     await Promise.allSettled([...started.values()].map((s) => s.close()));
+    await unlock();
   };
   try {
     for (const service of services) {
