@@ -10,6 +10,7 @@ import {
   type DatastoreEndpoint,
 } from "../lib/compute/azuremlOutputs";
 import type { SiloJobRequest } from "../lib/compute/siloCompute";
+import { azureMlSiloComputeFromSettings } from "../lib/compute/azuremlSettings";
 import { generateTestCertificate, type TestCertificate } from "./fakes/arm/cert";
 import { FakeArm, StubArmCredential } from "./fakes/arm/fakeArm";
 import { AZURITE_ACCOUNT, AZURITE_KEY, FakeStorageTokenCredential, startHttpsAzuriteBlob, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
@@ -251,5 +252,47 @@ describe("metrics.json validation", () => {
     ["nope", "metrics.json: expected JSON, got unparseable text"],
   ])("%s", (text, message) => {
     expect(() => parseSiloMetrics(text, "blob://m")).toThrow(`Invalid silo output at blob://m: ${message}`);
+  });
+});
+
+describe("compute from settings (how the app builds it)", () => {
+  const spec = { subscriptionId: SUBSCRIPTION, resourceGroup: RESOURCE_GROUP, workspace: WORKSPACE, computeName: "gpu-cluster", exchangeDatastore: "floexchange" };
+
+  test("endpoint, CA file, blob endpoint and code id settings redirect a whole submit -> complete -> read cycle", async () => {
+    const silo = azureMlSiloComputeFromSettings(spec, {
+      credential: new StubArmCredential(),
+      blobCredential: storageCredential,
+      env: {
+        FLO_ARM_ENDPOINT: fake.url,
+        FLO_ARM_CA_FILE: certificate.certPath,
+        FLO_AZUREML_BLOB_ENDPOINT: blobServer.accountUrl,
+        FLO_AZUREML_CODE_ID: "azureml:flo-train:2",
+      },
+      overrides: { environmentId: "azureml:flo-node:1", retryOptions: { maxRetries: 0 } },
+    });
+    const job = { ...request(), inputs: { global_model: { kind: "folder" as const, uri: "http://127.0.0.1:10000/devstoreaccount1/flo/fraud/r0/global/" } } };
+    const submitted = await silo.submit(job);
+    const body = fake.requestsTo("PUT", `/jobs/${job.jobName}`)[0].body as { properties: Record<string, unknown> };
+    expect(body.properties.codeId).toBe(`/subscriptions/${SUBSCRIPTION}/resourceGroups/${RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/${WORKSPACE}/codes/flo-train/versions/2`);
+    expect(body.properties.computeId).toMatch(/\/computes\/gpu-cluster$/);
+    await fake.completeJob(WORKSPACE, job.jobName, { model: Buffer.from("abc"), metrics: { num_examples: 1, metrics: { loss: 1 } } });
+    const folder = await silo.openOutput(submitted.outputUri!);
+    expect((await folder.model.read(0, 3)).toString()).toBe("abc");
+    expect(folder.location.serviceUrl).toBe(blobServer.accountUrl);
+  });
+
+  test("bad settings are named", () => {
+    const credential = new StubArmCredential();
+    expect(() => azureMlSiloComputeFromSettings(spec, { credential, env: { FLO_ARM_ENDPOINT: "http://management.example" } })).toThrow(
+      'Invalid Azure ML job setting FLO_ARM_ENDPOINT: expected an https:// URL, got "http://management.example"',
+    );
+    expect(() => azureMlSiloComputeFromSettings(spec, { credential, env: { FLO_AZUREML_BLOB_ENDPOINT: "http://10.0.0.5/acct" } })).toThrow(
+      'Invalid Azure ML job setting FLO_AZUREML_BLOB_ENDPOINT: expected an https:// URL (http:// only on loopback), got "http://10.0.0.5/acct"',
+    );
+    expect(() => azureMlSiloComputeFromSettings(spec, { credential, env: { FLO_ARM_CA_FILE: "/nonexistent/ca.pem" } })).toThrow(
+      'Invalid Azure ML job setting FLO_ARM_CA_FILE: expected a readable PEM file, got "/nonexistent/ca.pem" (ENOENT)',
+    );
+    const silo = azureMlSiloComputeFromSettings(spec, { credential, env: {}, overrides: { environmentId: "azureml:e:1" } });
+    expect(() => silo.buildJobBody({ ...request(), inputs: { global_model: { kind: "folder", uri: "http://10.1.2.3/models/" } } })).toThrow(/inputs\.global_model\.uri/);
   });
 });

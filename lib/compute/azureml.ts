@@ -128,6 +128,8 @@ export function assertValidJobName(jobName: string): void {
 }
 
 const ASSET_URI = /^(azureml|https|wasbs|abfss):\/\//i;
+/** Plain http only for a loopback store (the embedded runtime's Azurite against a fake ARM); Azure ML itself mounts https only. */
+const LOOPBACK_HTTP_URI = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\//i;
 
 function jobInputToRest(name: string, input: JobInput): Record<string, unknown> {
   if (input.kind === "literal") {
@@ -137,7 +139,7 @@ function jobInputToRest(name: string, input: JobInput): Record<string, unknown> 
     return { jobInputType: "literal", value: input.value };
   }
   if (input.kind === "folder") {
-    if (typeof input.uri !== "string" || !ASSET_URI.test(input.uri)) {
+    if (typeof input.uri !== "string" || !(ASSET_URI.test(input.uri) || LOOPBACK_HTTP_URI.test(input.uri))) {
       throw new AzureMlConfigError(
         `inputs.${name}.uri`,
         "an azureml://, https://, wasbs:// or abfss:// folder URI the Azure ML job can mount",
