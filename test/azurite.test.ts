@@ -99,6 +99,10 @@ describe("startAzurite persisted", () => {
       `Azurite location ${location} is in use by process ${process.pid} (lock file ${path.join(location, "flo-azurite.lock")})`,
     );
     await first.stop();
+    expect(fs.existsSync(path.join(location, "flo-azurite.lock"))).toBe(false);
+    // A lock naming our own pid that this process does not hold is a dead earlier incarnation's
+    // (containers reuse pids): taken over.
+    fs.writeFileSync(path.join(location, "flo-azurite.lock"), `${process.pid}:0:0`);
     const second = await startAzurite({ location, services: ["blob"] });
     await second.stop();
     fs.rmSync(location, { recursive: true, force: true });

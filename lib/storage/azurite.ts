@@ -276,6 +276,7 @@ function delayResponsesUntilSaved(httpServer: HttpServer, flushers: LokiFlusher[
 }
 
 const LOCK_FILE = "flo-azurite.lock";
+const locksHeldHere = new Set<string>();
 
 function pidAlive(pid: number): boolean {
   try {
@@ -289,6 +290,8 @@ function pidAlive(pid: number): boolean {
 /**
  * One live Azurite per folder: two would overwrite each other's Loki files. The lock names the
  * owner's pid; a lock left by a dead process (e.g. SIGKILLed) is taken over. Returns the release.
+ * Limit: if an unrelated live process happens to reuse a dead owner's pid, the lock looks held;
+ * delete the lock file by hand then.
  */
 async function lockLocation(location: string): Promise<() => Promise<void>> {
   const lockPath = path.join(location, LOCK_FILE);
@@ -296,14 +299,19 @@ async function lockLocation(location: string): Promise<() => Promise<void>> {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       await fs.promises.writeFile(lockPath, token, { flag: "wx" });
+      locksHeldHere.add(location);
       return async () => {
+        locksHeldHere.delete(location);
         const current = await fs.promises.readFile(lockPath, "utf8").catch(() => "");
         if (current === token) await fs.promises.rm(lockPath, { force: true });
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
       const owner = Number((await fs.promises.readFile(lockPath, "utf8").catch(() => "")).split(":")[0]);
-      if (Number.isInteger(owner) && owner > 0 && pidAlive(owner)) {
+      // Our own pid counts only if this process holds the lock: a container restart reuses pids
+      // (often 1), so a lock from a dead earlier incarnation can carry our pid.
+      const liveOwner = owner === process.pid ? locksHeldHere.has(location) : Number.isInteger(owner) && owner > 0 && pidAlive(owner);
+      if (liveOwner) {
         throw new AzuriteLocationInUseError(location, owner, lockPath);
       }
       await fs.promises.rm(lockPath, { force: true }); // stale: its owner is gone
