@@ -1,2 +1,6 @@
-// Entry point of the Functions app (package.json "main"). Each trigger module registers itself on import.
-export {};
+// Entry point of the Functions app (package.json "main"): every module registers its functions on import.
+import "../orchestrations/federation";
+import "../orchestrations/siloRound";
+import "./activities";
+import "./federationsApi";
+import "./triggers";

@@ -44,6 +44,7 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
       global: run.global,
       jobRetries: run.policy.jobRetries,
       statusPollSeconds: run.policy.statusPollSeconds,
+      attemptBase: (run.generation ?? 0) * (run.policy.jobRetries + 1),
     };
     return context.df.callSubOrchestrator(Orchestrations.siloRound, input, siloInstanceId(federationId, round, silo));
   });

@@ -24,7 +24,7 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
   const status = (state: SiloStatus["state"], attempt: number, jobName?: string) =>
     context.df.setCustomStatus({ silo: input.silo, round: input.round, state, attempt, jobName, since: context.df.currentUtcDateTime.toISOString() } satisfies SiloStatus);
 
-  for (let attempt = 1; attempt <= input.jobRetries + 1; attempt++) {
+  for (let attempt = input.attemptBase + 1; attempt <= input.attemptBase + input.jobRetries + 1; attempt++) {
     if (context.df.currentUtcDateTime >= deadline) break;
     status("submitting", attempt);
     const submit: SubmitJobInput = { federationId: input.federationId, spec: input.spec, round: input.round, silo: input.silo, attempt, global: input.global };

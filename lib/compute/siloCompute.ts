@@ -4,6 +4,7 @@
  * the silo's workspace). Both follow the silo job contract in docs/ARCHITECTURE (inputs.global_model,
  * literal inputs, outputs.model_update with model.safetensors + metrics.json).
  */
+import type { ByteSource } from "../models/bytes";
 
 /** flo's job states; every backend maps its own statuses onto these. */
 export type JobState = "queued" | "running" | "completed" | "failed" | "canceled";
@@ -27,6 +28,8 @@ export interface SiloJobRequest {
   inputs: Record<string, JobInput>;
   /** Where `outputs.model_update` must end up (a model store URI of a folder). */
   outputUri: string;
+  /** Where a backend that keeps job logs in the model store puts this job's log (Azure ML keeps its own). */
+  logUri?: string;
   /** Optional code folder, working directory of the command. */
   code?: string;
   environment?: string;
@@ -47,6 +50,14 @@ export interface SiloJobStatus {
   logUri?: string;
 }
 
+/** A completed job's `model_update` output, ready for aggregation. */
+export interface SiloOutput {
+  /** `model.safetensors`, read by ranges. */
+  model: ByteSource;
+  /** `metrics.json`: its bytes, or the parsed object. */
+  metrics: ByteSource | unknown;
+}
+
 export interface CallOptions {
   signal?: AbortSignal;
 }
@@ -56,4 +67,6 @@ export interface SiloCompute {
   submit(request: SiloJobRequest, options?: CallOptions): Promise<SiloJobStatus>;
   status(jobName: string, options?: CallOptions): Promise<SiloJobStatus>;
   cancel(jobName: string, options?: CallOptions): Promise<void>;
+  /** Opens a completed job's output folder (`SiloJobStatus.outputUri`) with the orchestrator's read access. */
+  openOutput(outputUri: string, options?: CallOptions): Promise<SiloOutput>;
 }

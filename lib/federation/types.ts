@@ -43,6 +43,8 @@ export interface FederationRunInput {
   startedAt: string;
   /** Set when this run resumed from a checkpoint. */
   resumedFromRound?: number;
+  /** How many times the federation was resumed; resumed rounds number their job attempts after the earlier runs'. */
+  generation?: number;
 }
 
 export interface SiloRoundInput {
@@ -55,6 +57,8 @@ export interface SiloRoundInput {
   global?: ModelRef;
   jobRetries: number;
   statusPollSeconds: number;
+  /** Attempts of this run are numbered after this many earlier attempts (resumed federations). */
+  attemptBase: number;
 }
 
 /** One attempt at running a silo's job in a round. */

@@ -1,0 +1,51 @@
+/**
+ * Non-HTTP entry points: the job-events and partner-commands Service Bus queues, and the scheduled
+ * retraining timer (registered only when its settings exist). Thin adapters onto lib/federation.
+ */
+import { app, type InvocationContext, type Timer } from "@azure/functions";
+import * as df from "durable-functions";
+import { federationServices, DEFAULTS, Settings } from "../lib/federation/services";
+import { handleJobEvent, handlePartnerCommand, partnerSettingsFromEnv, type InboxMessage } from "../lib/federation/inbox";
+import { retrainSettingsFromEnv, runScheduledRetraining } from "../lib/federation/schedule";
+
+const jobEventsQueue = process.env[Settings.jobEventsQueue] || DEFAULTS.jobEventsQueue;
+const partnerQueue = process.env[Settings.partnerQueue] || DEFAULTS.partnerQueue;
+
+function inboxMessage(body: unknown, context: InvocationContext): InboxMessage {
+  const meta = context.triggerMetadata ?? {};
+  return {
+    body,
+    messageId: typeof meta.messageId === "string" ? meta.messageId : undefined,
+    deliveryCount: typeof meta.deliveryCount === "number" ? meta.deliveryCount : undefined,
+    applicationProperties: (meta.applicationProperties as Record<string, unknown> | undefined) ?? undefined,
+  };
+}
+
+app.serviceBusQueue("jobEvents", {
+  connection: Settings.serviceBusConnection,
+  queueName: jobEventsQueue,
+  extraInputs: [df.input.durableClient()],
+  handler: async (body: unknown, context: InvocationContext) => {
+    await handleJobEvent(df.getClient(context), await federationServices(), jobEventsQueue, inboxMessage(body, context), (l) => context.log(l));
+  },
+});
+
+app.serviceBusQueue("partnerCommands", {
+  connection: Settings.serviceBusConnection,
+  queueName: partnerQueue,
+  extraInputs: [df.input.durableClient()],
+  handler: async (body: unknown, context: InvocationContext) => {
+    await handlePartnerCommand(df.getClient(context), await federationServices(), partnerQueue, inboxMessage(body, context), partnerSettingsFromEnv(), (l) => context.log(l));
+  },
+});
+
+const retrain = retrainSettingsFromEnv();
+if (retrain) {
+  app.timer("scheduledRetraining", {
+    schedule: retrain.schedule,
+    extraInputs: [df.input.durableClient()],
+    handler: async (timer: Timer, context: InvocationContext) => {
+      await runScheduledRetraining(df.getClient(context), await federationServices(), retrain, timer, (l) => context.log(l));
+    },
+  });
+}

@@ -1,0 +1,293 @@
+/**
+ * The `local` SiloCompute: runs each silo job as a child process on this machine, following the
+ * silo job contract exactly as Azure ML does: inputs downloaded from the model store into the job's
+ * folder, placeholders substituted (including `$[[...]]` optional parts), the command run with its
+ * stdout/stderr kept as the job log, outputs uploaded, then the same `RunStatusChanged` event JSON
+ * that Event Grid would deliver is published to the job-events queue.
+ *
+ * Each job runs under a detached runner process (localJobRunner.ts) that records its final state
+ * in the job folder, so a job survives a restart of the host that submitted it; this side finishes
+ * the job (upload + event) once it sees that state, from a monitor loop or from a status() call.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+import { renderCommand } from "../spec/command";
+import type { ByteSource, WrittenObject } from "../models/bytes";
+import { runStatusChangedEvent, azureMlWorkspaceId, FLO_TAGS, FLO_APP_TAG_VALUE } from "../events/azureMlEvents";
+import type { AzureMlEventGridEvent } from "../events/azureMlEvents";
+import type { CallOptions, JobState, SiloCompute, SiloJobRequest, SiloJobStatus, SiloOutput } from "./siloCompute";
+import { TERMINAL_JOB_STATES } from "./siloCompute";
+import { writeJobStatus, writeJsonAtomic, type LocalJobFile, type LocalJobReportFile, type LocalJobStatusFile } from "./localJobFiles";
+
+/** Moves job folders between the model store and the job's local folder. */
+export interface JobFolderTransfer {
+  source(uri: string): ByteSource;
+  downloadFolder(uri: string, localDir: string, options?: CallOptions): Promise<void>;
+  uploadFolder(localDir: string, uri: string, options?: CallOptions): Promise<WrittenObject[]>;
+  uploadFile(localPath: string, uri: string, options?: CallOptions): Promise<WrittenObject>;
+}
+
+/** Where job completion events go (the job-events queue). */
+export interface JobEventPublisher {
+  publish(event: AzureMlEventGridEvent, options?: CallOptions): Promise<void>;
+}
+
+export interface LocalSiloComputeOptions {
+  /** Folder holding one sub-folder per job. */
+  root: string;
+  transfer: JobFolderTransfer;
+  events: JobEventPublisher;
+  /** Relative data/code paths in specs resolve against this folder (default: the process cwd). */
+  baseDir?: string;
+  /** How often the monitor looks for finished jobs (ms). */
+  monitorIntervalMs?: number;
+  /** Environment variables never passed to trainers (storage credentials and the like). */
+  withheldEnv?: RegExp;
+}
+
+const RUNNER = join(__dirname, "localJobRunner.js");
+const DEFAULT_WITHHELD_ENV = /^(AzureWebJobs|FLO_FUNCTION_KEY|.*(CONNECTION|SECRET|PASSWORD|KEY|TOKEN).*$)/i;
+
+/** A local job that cannot be submitted as asked. */
+export class LocalJobError extends Error {
+  override readonly name = "LocalJobError";
+}
+
+export class LocalSiloCompute implements SiloCompute {
+  private readonly root: string;
+  private readonly baseDir: string;
+  private readonly finishing = new Map<string, Promise<SiloJobStatus>>();
+  private readonly monitor: NodeJS.Timeout;
+
+  constructor(private readonly options: LocalSiloComputeOptions) {
+    this.root = resolve(options.root);
+    this.baseDir = resolve(options.baseDir ?? process.cwd());
+    mkdirSync(this.root, { recursive: true });
+    this.monitor = setInterval(() => void this.finishReadyJobs(), options.monitorIntervalMs ?? 250);
+    this.monitor.unref();
+  }
+
+  /** Stops the monitor; running jobs go on (as they would on Azure ML). */
+  close(): void {
+    clearInterval(this.monitor);
+  }
+
+  async submit(request: SiloJobRequest, options: CallOptions = {}): Promise<SiloJobStatus> {
+    const jobDir = this.jobDir(request.jobName);
+    if (existsSync(join(jobDir, "job.json"))) return this.status(request.jobName, options);
+    mkdirSync(jobDir, { recursive: true });
+
+    const inputs: Record<string, string> = {};
+    for (const [name, input] of Object.entries(request.inputs)) {
+      if (input.kind === "literal") inputs[name] = this.absolutizeExistingPath(input.value);
+      else if (/^https?:\/\//.test(input.uri)) {
+        const local = join(jobDir, "inputs", name);
+        mkdirSync(local, { recursive: true });
+        await this.options.transfer.downloadFolder(input.uri, local, options);
+        inputs[name] = local;
+      } else inputs[name] = this.localPath(input.uri);
+    }
+    const outputDir = join(jobDir, "outputs", "model_update");
+    mkdirSync(outputDir, { recursive: true });
+    let argv: string[];
+    try {
+      argv = renderCommand(request.command, { inputs, outputs: { model_update: outputDir } });
+    } catch (err) {
+      throw new LocalJobError(`job ${request.jobName}: ${(err as Error).message}`);
+    }
+    if (argv.length === 0) throw new LocalJobError(`job ${request.jobName}: the command is empty`);
+    const cwd = request.code ? this.localPath(request.code) : jobDir;
+    if (!existsSync(cwd)) throw new LocalJobError(`job ${request.jobName}: code folder ${cwd} does not exist`);
+
+    const job: LocalJobFile = {
+      request,
+      argv,
+      cwd,
+      env: this.trainerEnv(request),
+      timeoutSeconds: request.timeoutSeconds,
+      outputDir,
+      createdAt: new Date().toISOString(),
+    };
+    writeJsonAtomic(join(jobDir, "job.json"), job);
+    writeJobStatus(jobDir, { state: "queued" });
+    const runner = spawn(process.execPath, [RUNNER, jobDir], { detached: true, stdio: "ignore" });
+    runner.unref();
+    await this.publish(request, "queued", options);
+    return { jobName: request.jobName, state: "queued", rawStatus: "Queued" };
+  }
+
+  async status(jobName: string, options: CallOptions = {}): Promise<SiloJobStatus> {
+    const jobDir = this.jobDir(jobName);
+    const report = readJson<LocalJobReportFile>(join(jobDir, "reported.json"));
+    if (report) return { jobName, state: report.state, rawStatus: report.rawStatus, error: report.error, outputUri: report.outputUri, logUri: report.logUri };
+    const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
+    if (!status) throw new LocalJobError(`job ${jobName} does not exist under ${this.root}`);
+    if (TERMINAL_JOB_STATES.includes(status.state)) return this.finish(jobName, options);
+    if (status.state === "running" && status.runnerPid && !isAlive(status.runnerPid)) {
+      writeJobStatus(jobDir, { ...status, state: "failed", finishedAt: new Date().toISOString(), error: "the job's runner process died before the job finished" });
+      return this.finish(jobName, options);
+    }
+    return { jobName, state: status.state, rawStatus: rawStatusOf(status.state) };
+  }
+
+  async cancel(jobName: string, options: CallOptions = {}): Promise<void> {
+    const jobDir = this.jobDir(jobName);
+    const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
+    if (!status || TERMINAL_JOB_STATES.includes(status.state)) return;
+    for (const pid of [status.childPid, status.runnerPid]) {
+      if (!pid) continue;
+      try {
+        process.kill(-pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    writeJobStatus(jobDir, { ...status, state: "canceled", finishedAt: new Date().toISOString(), error: "canceled" });
+    await this.finish(jobName, options);
+  }
+
+  async openOutput(outputUri: string): Promise<SiloOutput> {
+    const folder = outputUri.replace(/\/*$/, "/");
+    return { model: this.options.transfer.source(`${folder}model.safetensors`), metrics: this.options.transfer.source(`${folder}metrics.json`) };
+  }
+
+  /** Uploads a finished job's outputs and log, then publishes its final event; once per job. */
+  private finish(jobName: string, options: CallOptions): Promise<SiloJobStatus> {
+    let pending = this.finishing.get(jobName);
+    if (!pending) {
+      pending = this.doFinish(jobName, options).finally(() => this.finishing.delete(jobName));
+      this.finishing.set(jobName, pending);
+    }
+    return pending;
+  }
+
+  private async doFinish(jobName: string, options: CallOptions): Promise<SiloJobStatus> {
+    const jobDir = this.jobDir(jobName);
+    const done = readJson<LocalJobReportFile>(join(jobDir, "reported.json"));
+    if (done) return { jobName, state: done.state, rawStatus: done.rawStatus, error: done.error, outputUri: done.outputUri, logUri: done.logUri };
+    const job = readJson<LocalJobFile>(join(jobDir, "job.json"));
+    const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
+    if (!job || !status) throw new LocalJobError(`job ${jobName} has no job.json/status.json under ${jobDir}`);
+    let state: JobState = status.state;
+    let error = status.error;
+    let outputUri: string | undefined;
+    if (state === "completed") {
+      const missing = ["model.safetensors", "metrics.json"].filter((f) => !existsSync(join(job.outputDir, f)));
+      if (missing.length) {
+        state = "failed";
+        error = `the trainer exited 0 but outputs.model_update lacks ${missing.join(" and ")} (silo job contract)`;
+      } else {
+        await this.options.transfer.uploadFolder(job.outputDir, job.request.outputUri, options);
+        outputUri = job.request.outputUri;
+      }
+    }
+    let logUri: string | undefined;
+    if (job.request.logUri && existsSync(join(jobDir, "job.log"))) {
+      logUri = job.request.logUri;
+      await this.options.transfer.uploadFile(join(jobDir, "job.log"), logUri, options);
+    }
+    if (error && state === "failed") error = withLogTail(error, join(jobDir, "job.log"));
+    const report: LocalJobReportFile = { state, rawStatus: rawStatusOf(state), error, outputUri, logUri, reportedAt: new Date().toISOString() };
+    await this.publish(job.request, state, options);
+    writeJsonAtomic(join(jobDir, "reported.json"), report);
+    return { jobName, state, rawStatus: report.rawStatus, error, outputUri, logUri };
+  }
+
+  private async finishReadyJobs(): Promise<void> {
+    let names: string[];
+    try {
+      names = readdirSync(this.root);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const jobDir = this.jobDir(name);
+      if (existsSync(join(jobDir, "reported.json"))) continue;
+      const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
+      if (!status) continue;
+      const dead = status.state === "running" && status.runnerPid !== undefined && !isAlive(status.runnerPid);
+      if (TERMINAL_JOB_STATES.includes(status.state) || dead) {
+        // Errors here are retried on the next tick or surfaced by the next status() call.
+        await this.status(name).catch(() => undefined);
+      }
+    }
+  }
+
+  private async publish(request: SiloJobRequest, state: JobState, options: CallOptions): Promise<void> {
+    const event = runStatusChangedEvent({
+      workspaceId: azureMlWorkspaceId("00000000-0000-0000-0000-000000000000", "local", request.silo),
+      jobName: request.jobName,
+      experimentName: request.federationId,
+      tags: request.tags,
+      status: state,
+    });
+    await this.options.events.publish(event, options);
+  }
+
+  private trainerEnv(request: SiloJobRequest): Record<string, string> {
+    const withheld = this.options.withheldEnv ?? DEFAULT_WITHHELD_ENV;
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !withheld.test(k)) env[k] = v;
+    env.FLO_FEDERATION_ID = request.federationId;
+    env.FLO_ROUND = String(request.round);
+    env.FLO_SILO = request.silo;
+    env.FLO_JOB_NAME = request.jobName;
+    return env;
+  }
+
+  private jobDir(jobName: string): string {
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$/.test(jobName)) throw new LocalJobError(`invalid job name ${JSON.stringify(jobName)}`);
+    return join(this.root, jobName);
+  }
+
+  /**
+   * The trainer runs in its code folder, while specs name silo data relative to the federation's
+   * base folder: a literal input naming an existing relative path is passed as an absolute path.
+   */
+  private absolutizeExistingPath(value: string): string {
+    if (!value || isAbsolute(value) || /^[a-z][a-z0-9+.-]*:\/\//i.test(value) || /^[-+]?\d/.test(value)) return value;
+    const candidate = resolve(this.baseDir, value);
+    return existsSync(candidate) ? candidate : value;
+  }
+
+  private localPath(path: string): string {
+    const p = path.startsWith("file://") ? new URL(path).pathname : path;
+    return isAbsolute(p) ? p : resolve(this.baseDir, p);
+  }
+}
+
+/** flo tags for a silo job, as Azure ML jobs carry them (and Event Grid filters on floApp). */
+export function floJobTags(federationId: string, round: number, silo: string): Record<string, string> {
+  return { [FLO_TAGS.federation]: federationId, [FLO_TAGS.round]: String(round), [FLO_TAGS.silo]: silo, [FLO_TAGS.app]: FLO_APP_TAG_VALUE };
+}
+
+function rawStatusOf(state: JobState): string {
+  return { queued: "Queued", running: "Running", completed: "Completed", failed: "Failed", canceled: "Canceled" }[state];
+}
+
+function readJson<T>(path: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function withLogTail(error: string, logPath: string): string {
+  try {
+    const lines = readFileSync(logPath, "utf8").trimEnd().split("\n").slice(-5).join("\n");
+    return lines ? `${error}; log tail:\n${lines}` : error;
+  } catch {
+    return error;
+  }
+}

@@ -1,0 +1,46 @@
+/** Files a local silo job keeps in its folder, shared by the runner process and LocalSiloCompute. */
+import { renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { JobState, SiloJobRequest } from "./siloCompute";
+
+/** job.json: everything the runner needs, written before it starts. */
+export interface LocalJobFile {
+  request: SiloJobRequest;
+  argv: string[];
+  cwd: string;
+  env: Record<string, string>;
+  timeoutSeconds: number;
+  outputDir: string;
+  createdAt: string;
+}
+
+/** status.json: the runner's view of the job, replaced atomically on every change. */
+export interface LocalJobStatusFile {
+  state: JobState;
+  runnerPid?: number;
+  childPid?: number;
+  startedAt?: string;
+  finishedAt?: string;
+  exitCode?: number | null;
+  error?: string;
+}
+
+/** reported.json: written by the host once the outputs are uploaded and the event is sent. */
+export interface LocalJobReportFile {
+  state: JobState;
+  rawStatus: string;
+  error?: string;
+  outputUri?: string;
+  logUri?: string;
+  reportedAt: string;
+}
+
+export function writeJsonAtomic(path: string, value: unknown): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(value, null, 2));
+  renameSync(tmp, path);
+}
+
+export function writeJobStatus(jobDir: string, status: LocalJobStatusFile): void {
+  writeJsonAtomic(join(jobDir, "status.json"), status);
+}

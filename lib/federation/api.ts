@@ -1,0 +1,207 @@
+/**
+ * flo's HTTP API behaviour, independent of the trigger wiring: start, list, inspect, cancel,
+ * resume and report federations. Functions in functions/federationsApi.ts are thin adapters.
+ */
+import type { DurableClient, DurableOrchestrationStatus } from "durable-functions";
+import { ApiError, problem, type ApiResponse } from "./problem";
+import { siloInstanceId } from "./decisions";
+import { Orchestrations } from "./types";
+import type { FederationRunInput, FederationStatus, RoundSummary, SiloRoundResult, SiloStatus } from "./types";
+import type { FederationServices } from "./services";
+import { prepareFederation, readCheckpoint } from "./lifecycle";
+import { SpecError } from "../spec/errors";
+
+const RUNNING = new Set(["Running", "Pending", "ContinuedAsNew", "Suspended"]);
+const FEDERATION_ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
+const MAX_SPEC_BYTES = 1024 * 1024;
+
+export interface StartRequest {
+  body: string;
+  contentType?: string;
+  /** Optional explicit federation id (`?id=`); defaults to the spec's name. */
+  id?: string;
+  /** Origin of the API, for links (e.g. http://localhost:7071). */
+  origin: string;
+}
+
+/** Runs an API operation, turning typed errors into problem responses. */
+export async function handleApi(operation: () => Promise<ApiResponse>): Promise<ApiResponse> {
+  try {
+    return await operation();
+  } catch (err) {
+    if (err instanceof ApiError) return problem(err.status, err.message, err.extra);
+    if (err instanceof SpecError) {
+      return problem(400, err.message, {
+        type: "https://flo.dev/problems/invalid-spec",
+        title: "Invalid federation spec",
+        errors: err.issues.map((i) => ({ path: i.path, expected: i.expected, got: i.got, message: i.message })),
+      });
+    }
+    throw err;
+  }
+}
+
+export function federationLinks(origin: string, id: string): Record<string, string> {
+  const base = `${origin}/api/federations/${encodeURIComponent(id)}`;
+  return { status: base, cancel: `${base}/cancel`, resume: `${base}/resume`, report: `${base}/report` };
+}
+
+export async function startFederation(client: DurableClient, services: FederationServices, request: StartRequest, now: Date = new Date()): Promise<ApiResponse> {
+  if (Buffer.byteLength(request.body) > MAX_SPEC_BYTES) throw new ApiError(413, `the spec is ${Buffer.byteLength(request.body)} bytes; at most ${MAX_SPEC_BYTES} are accepted`);
+  if (!request.body.trim()) throw new ApiError(400, "the request body is empty: expected a federation spec as JSON or YAML");
+  const spec = services.parseSpec(request.body, { format: specFormat(request.contentType), source: "request body" });
+  const id = request.id ?? spec.name;
+  if (!FEDERATION_ID.test(id)) throw new ApiError(400, `query parameter id: expected ${FEDERATION_ID.source}, got ${JSON.stringify(id)}`);
+  const existing = await findInstance(client, id);
+  if (existing) {
+    const detail = RUNNING.has(existing.runtimeStatus)
+      ? `federation ${id} is already running (${existing.runtimeStatus})`
+      : `federation ${id} already ran (${existing.runtimeStatus}); resume it with POST /api/federations/${id}/resume, or start a new run with ?id=<another id>`;
+    throw new ApiError(409, detail, { federationId: id, runtimeStatus: existing.runtimeStatus });
+  }
+  const input = await prepareFederation(services, id, spec, now);
+  await client.startNew(Orchestrations.federation, { instanceId: id, input });
+  const links = federationLinks(request.origin, id);
+  return {
+    status: 202,
+    headers: { location: links.status, "retry-after": "10" },
+    body: { id, name: spec.name, rounds: spec.rounds, silos: input.silos, links },
+  };
+}
+
+export async function listFederations(client: DurableClient, origin: string): Promise<ApiResponse> {
+  const all = await client.getStatusAll();
+  const federations = all
+    .filter((s) => s.name === Orchestrations.federation)
+    .map((s) => {
+      const custom = s.customStatus as FederationStatus | undefined;
+      return {
+        id: s.instanceId,
+        runtimeStatus: s.runtimeStatus,
+        round: custom?.round,
+        rounds: custom?.rounds,
+        phase: custom?.phase,
+        createdTime: s.createdTime,
+        lastUpdatedTime: s.lastUpdatedTime,
+        links: federationLinks(origin, s.instanceId),
+      };
+    })
+    .sort((a, b) => String(b.createdTime).localeCompare(String(a.createdTime)));
+  return { status: 200, body: { federations } };
+}
+
+/** At most this many silos' live states are fetched for one status request. */
+const MAX_SILO_DETAILS = 200;
+
+export async function getFederation(client: DurableClient, id: string, origin: string): Promise<ApiResponse> {
+  const status = await requireInstance(client, id);
+  const custom = status.customStatus as FederationStatus | undefined;
+  const running = RUNNING.has(status.runtimeStatus);
+  let silos: (SiloStatus | SiloRoundResult | { silo: string; state: string })[] | undefined;
+  if (custom && running && custom.sampled.length <= MAX_SILO_DETAILS) {
+    silos = await Promise.all(
+      custom.sampled.map(async (silo) => {
+        const sub = await findInstance(client, siloInstanceId(id, custom.round, silo));
+        if (!sub) return { silo, state: "pending" };
+        if (sub.runtimeStatus === "Completed") return sub.output as SiloRoundResult;
+        return (sub.customStatus as SiloStatus | undefined) ?? { silo, state: "submitting" };
+      }),
+    );
+  }
+  const history: RoundSummary[] = (status.runtimeStatus === "Completed" ? (status.output as { history?: RoundSummary[] })?.history : undefined) ?? custom?.history ?? [];
+  return {
+    status: 200,
+    body: {
+      id,
+      runtimeStatus: status.runtimeStatus,
+      createdTime: status.createdTime,
+      lastUpdatedTime: status.lastUpdatedTime,
+      round: custom?.round,
+      rounds: custom?.rounds,
+      phase: status.runtimeStatus === "Failed" ? "failed" : status.runtimeStatus === "Terminated" ? "canceled" : custom?.phase,
+      sampled: custom?.sampled,
+      deadline: custom?.deadline,
+      silos,
+      history,
+      output: status.runtimeStatus === "Completed" ? status.output : undefined,
+      failure: status.runtimeStatus === "Failed" || status.runtimeStatus === "Terminated" ? status.output : undefined,
+      links: federationLinks(origin, id),
+    },
+  };
+}
+
+export async function cancelFederation(client: DurableClient, services: FederationServices, id: string, reason = "canceled by request"): Promise<ApiResponse> {
+  const status = await requireInstance(client, id, { showInput: true });
+  if (!RUNNING.has(status.runtimeStatus)) throw new ApiError(409, `federation ${id} is not running (${status.runtimeStatus})`, { runtimeStatus: status.runtimeStatus });
+  const custom = status.customStatus as FederationStatus | undefined;
+  const run = status.input as FederationRunInput;
+  const canceledJobs: string[] = [];
+  if (custom) {
+    const spec = await services.loadSpec(run.spec);
+    await Promise.all(
+      custom.sampled.map(async (silo) => {
+        const subId = siloInstanceId(id, custom.round, silo);
+        const sub = await findInstance(client, subId);
+        if (!sub || !RUNNING.has(sub.runtimeStatus)) return;
+        await client.terminate(subId, reason);
+        const jobName = (sub.customStatus as SiloStatus | undefined)?.jobName;
+        const siloSpec = spec.silos.find((s) => s.name === silo);
+        if (jobName && siloSpec) {
+          await services.computeFor(siloSpec).cancel(jobName);
+          canceledJobs.push(jobName);
+        }
+      }),
+    );
+  }
+  await client.terminate(id, reason);
+  return { status: 202, body: { id, canceledJobs: canceledJobs.sort(), reason } };
+}
+
+export async function resumeFederation(client: DurableClient, services: FederationServices, id: string, origin: string, now: Date = new Date()): Promise<ApiResponse> {
+  const status = await requireInstance(client, id, { showInput: true });
+  if (RUNNING.has(status.runtimeStatus)) throw new ApiError(409, `federation ${id} is still running (${status.runtimeStatus}); nothing to resume`);
+  if (status.runtimeStatus === "Completed") throw new ApiError(409, `federation ${id} completed; nothing to resume`);
+  const failed = status.input as FederationRunInput;
+  const checkpoint = await readCheckpoint(services, id);
+  if (!checkpoint && failed.round !== 1) throw new ApiError(409, `federation ${id} reached round ${failed.round} but has no checkpoint to resume from`);
+  // Without a checkpoint the first round failed: its input is the start of the federation.
+  const next: FederationRunInput = checkpoint
+    ? {
+        ...failed,
+        round: checkpoint.round + 1,
+        global: checkpoint.model,
+        strategyState: checkpoint.strategyState,
+        history: checkpoint.history,
+        resumedFromRound: checkpoint.round,
+      }
+    : { ...failed };
+  if (next.round > next.rounds) throw new ApiError(409, `federation ${id}: all ${next.rounds} rounds are checkpointed; nothing to resume`);
+  next.generation = (failed.generation ?? 0) + 1;
+  next.startedAt = now.toISOString();
+  await client.startNew(Orchestrations.federation, { instanceId: id, input: next });
+  const links = federationLinks(origin, id);
+  return { status: 202, headers: { location: links.status }, body: { id, resumedFromRound: checkpoint?.round ?? 0, round: next.round, links } };
+}
+
+function specFormat(contentType: string | undefined): "yaml" | "json" | "auto" {
+  const type = (contentType ?? "").split(";")[0].trim().toLowerCase();
+  if (type === "application/json") return "json";
+  if (type.includes("yaml")) return "yaml";
+  return "auto";
+}
+
+/** getStatus, with "no such instance" as undefined instead of an error. */
+export async function findInstance(client: DurableClient, id: string, options: { showInput?: boolean } = {}): Promise<DurableOrchestrationStatus | undefined> {
+  try {
+    return await client.getStatus(id, { showInput: options.showInput ?? false });
+  } catch (err) {
+    if (/HTTP 404/.test((err as Error).message)) return undefined;
+    throw err;
+  }
+}
+
+async function requireInstance(client: DurableClient, id: string, options: { showInput?: boolean } = {}): Promise<DurableOrchestrationStatus> {
+  const status = await findInstance(client, id, options);
+  if (!status || status.name !== Orchestrations.federation) throw new ApiError(404, `no federation with id ${JSON.stringify(id)}`);
+  return status;
+}

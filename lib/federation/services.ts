@@ -1,0 +1,169 @@
+/**
+ * The federation's ports, chosen by settings (never by "am I local?"): the model store (a storage
+ * connection: Azurite's or Azure's), the silo compute per silo (its spec's `compute.type`), the
+ * message transport (a Service Bus connection if configured, else the embedded queue transport on
+ * the same storage account), and partner notifications (only when a topic is configured).
+ */
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ModelStore } from "../models/store";
+import { storageSettingsFromEnv } from "../storage/settings";
+import { parseSpec, type FederationSpec, type ParseSpecOptions, type SiloSpec } from "../spec";
+import type { ModelRef } from "./types";
+import type { SiloCompute } from "../compute/siloCompute";
+import { LocalSiloCompute, type JobFolderTransfer } from "../compute/local";
+import { AzureMlSiloCompute } from "../compute/azureml";
+import { createAzureCredential, credentialSettingsFromEnv } from "../azure/credentials";
+import type { ServiceBusTransport } from "../runtime/triggers/serviceBus/transport";
+import { AzuriteQueueTransport } from "../runtime/triggers/serviceBus/azuriteTransport";
+import { ServiceBusSdkTransport } from "../runtime/triggers/serviceBus/sdkTransport";
+import { defaultCredentialFactory, resolveServiceBusConnection } from "../runtime/triggers/serviceBus/serviceBusTriggers";
+import type { TokenCredential } from "@azure/core-auth";
+
+/** App settings flo reads (all optional; see local.settings.sample.json). */
+export const Settings = {
+  modelContainer: "FLO_MODEL_CONTAINER",
+  localJobsDir: "FLO_LOCAL_JOBS_DIR",
+  localBaseDir: "FLO_LOCAL_BASE_DIR",
+  serviceBusConnection: "ServiceBusConnection",
+  jobEventsQueue: "FLO_JOB_EVENTS_QUEUE",
+  partnerQueue: "FLO_PARTNER_QUEUE",
+  notificationsTopic: "FLO_NOTIFICATIONS_TOPIC",
+} as const;
+
+export const DEFAULTS = {
+  modelContainer: "flo",
+  jobEventsQueue: "job-events",
+  partnerQueue: "partner-commands",
+} as const;
+
+/** Where a queue's rejected messages go, with their reason (see docs: dead-lettering). */
+export function rejectedQueueName(queue: string): string {
+  return `${queue}-rejected`;
+}
+
+export interface FederationServices {
+  readonly store: ModelStore;
+  readonly messages: ServiceBusTransport;
+  readonly jobEventsQueue: string;
+  parseSpec(text: string, options?: ParseSpecOptions): FederationSpec;
+  /** The spec a federation stored at start, verified against its digest. */
+  loadSpec(ref: ModelRef): Promise<FederationSpec>;
+  computeFor(silo: SiloSpec): SiloCompute;
+  close(): Promise<void>;
+}
+
+type Env = Record<string, string | undefined>;
+
+class SettingsServices implements FederationServices {
+  readonly store: ModelStore;
+  readonly messages: ServiceBusTransport;
+  readonly jobEventsQueue: string;
+  private readonly specs = new Map<string, FederationSpec>();
+  private localCompute?: LocalSiloCompute;
+  private readonly azureCompute = new Map<string, AzureMlSiloCompute>();
+  private credential?: TokenCredential;
+  private containerReady?: Promise<void>;
+
+  constructor(private readonly env: Env) {
+    const storage = storageSettingsFromEnv(env);
+    if (storage.kind === "embedded") {
+      throw new Error("no storage connection is configured: set AzureWebJobsStorage (flo host sets it to its embedded Azurite)");
+    }
+    this.store = ModelStore.fromSettings(storage, env[Settings.modelContainer] || DEFAULTS.modelContainer);
+    this.jobEventsQueue = env[Settings.jobEventsQueue] || DEFAULTS.jobEventsQueue;
+    const bus = resolveServiceBusConnection(Settings.serviceBusConnection, env, defaultCredentialFactory);
+    if (bus) this.messages = new ServiceBusSdkTransport(bus);
+    else {
+      if (storage.kind !== "connectionString") throw new Error(`no ${Settings.serviceBusConnection} configured and the embedded queue transport needs a storage connection string`);
+      this.messages = new AzuriteQueueTransport({ connectionString: storage.connectionString, maxDeliveryCount: 10, lockDurationMs: 60_000, maxAutoLockRenewalDurationMs: 300_000 });
+    }
+  }
+
+  /** The store's container exists before anything is written (created once per process). */
+  ready(): Promise<void> {
+    this.containerReady ??= this.store.ensureContainer().catch((err) => {
+      this.containerReady = undefined;
+      throw err;
+    });
+    return this.containerReady;
+  }
+
+  parseSpec(text: string, options?: ParseSpecOptions): FederationSpec {
+    return parseSpec(text, options);
+  }
+
+  async loadSpec(ref: ModelRef): Promise<FederationSpec> {
+    const cached = this.specs.get(ref.sha256);
+    if (cached) return cached;
+    const bytes = await this.store.getBytes(this.store.pathFromUri(ref.uri));
+    const { createHash } = await import("node:crypto");
+    const digest = createHash("sha256").update(bytes).digest("hex");
+    if (digest !== ref.sha256) throw new Error(`spec ${ref.uri} changed since the federation started: sha256 ${digest}, expected ${ref.sha256}`);
+    const spec = parseSpec(bytes.toString("utf8"), { format: "json", source: ref.uri });
+    this.specs.set(ref.sha256, spec);
+    return spec;
+  }
+
+  computeFor(silo: SiloSpec): SiloCompute {
+    const compute = silo.compute;
+    if (compute.type === "local") {
+      this.localCompute ??= new LocalSiloCompute({
+        root: this.env[Settings.localJobsDir] || join(tmpdir(), "flo-jobs"),
+        baseDir: this.env[Settings.localBaseDir] || process.cwd(),
+        transfer: this.transfer(),
+        events: { publish: (event) => this.messages.send(this.jobEventsQueue, { body: event, messageId: event.id, contentType: "application/json" }) },
+      });
+      return this.localCompute;
+    }
+    const key = `${compute.subscriptionId}/${compute.resourceGroup}/${compute.workspace}/${compute.computeName}`;
+    let azure = this.azureCompute.get(key);
+    if (!azure) {
+      this.credential ??= createAzureCredential(credentialSettingsFromEnv(this.env));
+      azure = new AzureMlSiloCompute({
+        subscriptionId: compute.subscriptionId,
+        resourceGroup: compute.resourceGroup,
+        workspace: compute.workspace,
+        computeName: compute.computeName,
+        exchangeDatastore: compute.exchangeDatastore,
+        credential: this.credential,
+        endpoint: this.env.FLO_ARM_ENDPOINT || undefined,
+      });
+      this.azureCompute.set(key, azure);
+    }
+    return azure;
+  }
+
+  private transfer(): JobFolderTransfer {
+    const store = this.store;
+    return {
+      source: (uri) => store.source(store.pathFromUri(uri)),
+      downloadFolder: async (uri, localDir, options) => {
+        await store.downloadFolder(store.pathFromUri(uri), localDir, options);
+      },
+      uploadFolder: (localDir, uri, options) => store.uploadFolder(localDir, store.pathFromUri(uri), options),
+      uploadFile: (localPath, uri, options) => store.uploadFile(localPath, store.pathFromUri(uri), options),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.localCompute?.close();
+    await this.messages.close();
+  }
+}
+
+let current: SettingsServices | undefined;
+
+/** The process's services, built from the environment on first use. */
+export async function federationServices(env: Env = process.env): Promise<FederationServices> {
+  current ??= new SettingsServices(env);
+  await current.ready();
+  return current;
+}
+
+/** Forgets the process's services (tests, and a host that reloads its settings). */
+export async function resetFederationServices(): Promise<void> {
+  const old = current;
+  current = undefined;
+  await old?.close();
+}
