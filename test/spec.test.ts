@@ -114,6 +114,23 @@ describe("valid specs", () => {
     expect(perRound(0.5, 3)).toBe(2);
   });
 
+  test("a validated spec validates again to itself (stored spec.json is re-read with parseSpec)", async () => {
+    for (const file of ["minimal.yaml", "fraud-local.yaml", "azureml-robust.yaml", "fedadam.json"]) {
+      const spec = await loadSpecFile(`${SPECS}/${file}`);
+      const stored = JSON.stringify(spec);
+      expect(parseSpec(stored, { format: "json", source: "spec.json" })).toEqual(spec);
+    }
+  });
+
+  test("derived policy fields are accepted only with the value flo derives", () => {
+    const spec = validateSpec(base());
+    const tampered = { ...spec, policy: { ...spec.policy, roundTimeoutSeconds: 60, silosPerRound: 2 } };
+    expect(triples(issuesOf(tampered))).toEqual([
+      ["policy.roundTimeoutSeconds", '3600 (derived by flo from policy.roundTimeout "PT1H"; omit this field)', "60"],
+      ["policy.silosPerRound", "3 (derived by flo from the silo count and policy.sampleFraction; omit this field)", "2"],
+    ]);
+  });
+
   test("JSON text and YAML text give the same spec; format is sniffed when not given", () => {
     const json = JSON.stringify(base());
     expect(parseSpec(json)).toEqual(parseSpec(json, { format: "yaml" }));

@@ -96,13 +96,44 @@ function resolveFormat(text: string, options: ParseSpecOptions): "yaml" | "json"
 
 type Locator = (path: PropertyKey[]) => { line: number; column: number } | undefined;
 
-function validateInternal(value: unknown, source: string | undefined, locator?: Locator): FederationSpec {
+/**
+ * Fields flo derives and writes into a validated spec. A stored FederationSpec (spec.json) is
+ * validated again when read back, so they are accepted, but only with the value flo would derive.
+ */
+const DERIVED_POLICY_FIELDS = ["roundTimeoutSeconds", "silosPerRound"] as const;
+
+function withoutDerivedFields(value: unknown): { value: unknown; derived: Partial<Record<(typeof DERIVED_POLICY_FIELDS)[number], unknown>> } {
+  const policy = (value as { policy?: unknown } | null)?.policy;
+  if (typeof policy !== "object" || policy === null || Array.isArray(policy)) return { value, derived: {} };
+  const derived: Partial<Record<(typeof DERIVED_POLICY_FIELDS)[number], unknown>> = {};
+  const rest: Record<string, unknown> = { ...(policy as Record<string, unknown>) };
+  for (const key of DERIVED_POLICY_FIELDS) {
+    if (key in rest) {
+      derived[key] = rest[key];
+      delete rest[key];
+    }
+  }
+  return { value: { ...(value as object), policy: rest }, derived };
+}
+
+function validateInternal(input: unknown, source: string | undefined, locator?: Locator): FederationSpec {
+  const { value, derived } = withoutDerivedFields(input);
   const result = federationSpecSchema.safeParse(value, { reportInput: true });
   const issues: { issue: SpecIssue; path: PropertyKey[] }[] = [];
   if (!result.success) {
     for (const zodIssue of result.error.issues) issues.push(...fromZodIssue(zodIssue, value));
   }
   for (const issue of crossFieldIssues(value)) issues.push({ issue, path: parsePath(issue.path) });
+  const spec = result.success && issues.length === 0 ? normalize(result.data) : undefined;
+  if (spec) {
+    for (const key of DERIVED_POLICY_FIELDS) {
+      if (key in derived && derived[key] !== spec.policy[key]) {
+        const from = key === "roundTimeoutSeconds" ? `policy.roundTimeout ${JSON.stringify(spec.policy.roundTimeout)}` : "the silo count and policy.sampleFraction";
+        const issue = specIssue(`policy.${key}`, `${spec.policy[key]} (derived by flo from ${from}; omit this field)`, safeGot(derived[key]));
+        issues.push({ issue, path: ["policy", key] });
+      }
+    }
+  }
   if (issues.length > 0) {
     const located = issues.map(({ issue, path }) => {
       const position = locator?.(path);
@@ -112,7 +143,7 @@ function validateInternal(value: unknown, source: string | undefined, locator?: 
     const ordered = dedupe(located).sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity) || (a.column ?? 0) - (b.column ?? 0));
     throw new SpecError("invalid", ordered, source);
   }
-  return normalize(result.data as ParsedFederationSpec);
+  return spec as FederationSpec;
 }
 
 function normalize(parsed: ParsedFederationSpec): FederationSpec {
