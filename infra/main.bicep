@@ -1,0 +1,216 @@
+// flo on Azure: the orchestrator (Function App on Flex Consumption, storage, Application Insights,
+// Service Bus) in its own resource group, plus per silo the Event Grid wiring and the role assignments
+// that silo grants (or receives). Identities only: no keys, connection strings or secrets anywhere.
+// `azd up` deploys it (azure.yaml); docs/deploy.md explains the parameters and silo registration.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(40)
+@description('azd environment name; names and tags every resource.')
+param environmentName string
+
+@minLength(1)
+@description('Region of the orchestrator resources (must offer Flex Consumption).')
+param location string
+
+@description('Orchestrator resource group; default rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('One silo: where its Azure ML workspace and exchange container are, and who its compute runs as.')
+type siloConfig = {
+  @description('Silo name as in federation specs ([a-z0-9-]).')
+  name: string
+  subscriptionId: string
+  @description('Resource group of the silo workspace (the Event Grid system topic is created there).')
+  resourceGroup: string
+  workspace: string
+  @description('Storage account holding the exchange container the silo jobs write model updates to.')
+  exchangeStorageAccount: string
+  exchangeContainer: string
+  @description('Resource group of the exchange storage account; default: resourceGroup.')
+  exchangeResourceGroup: string?
+  @description('Object (principal) id of the identity the silo compute runs jobs as; it reads global models.')
+  computePrincipalId: string
+}
+
+@description('Registered silos; they must be in this deployment\'s Entra tenant.')
+param silos siloConfig[] = []
+
+@description('Partner names; each gets a subscription on the notifications topic.')
+param partners string[] = []
+
+param jobEventsQueueName string = 'job-events'
+param partnerCommandsQueueName string = 'partner-commands'
+param notificationsTopicName string = 'notifications'
+@description('Container of global models, silo updates and manifests (FLO_MODEL_CONTAINER).')
+param modelContainerName string = 'flo'
+param maxDeliveryCount int = 10
+@description('Event Grid retries an event for at most this long; the duplicate-detection window covers it.')
+param eventTimeToLiveInMinutes int = 1440
+param maximumInstanceCount int = 40
+@allowed([ 512, 2048, 4096 ])
+param instanceMemoryMB int = 2048
+@description('Value of the floApp tag on flo jobs (lib/events FLO_APP_TAG_VALUE).')
+param floAppTagValue string = 'flo'
+
+var tags = { 'azd-env-name': environmentName, app: 'flo' }
+// Resources created inside silo resource groups are labelled but not claimed by azd (azd down leaves silos alone).
+var siloTags = { app: 'flo', 'flo-orchestrator': environmentName }
+var token = toLower(uniqueString(subscription().id, environmentName, location))
+var rgName = empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+var duplicateDetectionWindow = 'PT${eventTimeToLiveInMinutes}M'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: rgName
+  location: location
+  tags: tags
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: 'log-${token}'
+    applicationInsightsName: 'appi-${token}'
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    storageAccountName: 'st${token}'
+    deploymentContainerName: 'app-package'
+    modelContainerName: modelContainerName
+  }
+}
+
+module serviceBus 'modules/servicebus.bicep' = {
+  name: 'servicebus'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    namespaceName: 'sb-${token}'
+    jobEventsQueueName: jobEventsQueueName
+    partnerCommandsQueueName: partnerCommandsQueueName
+    notificationsTopicName: notificationsTopicName
+    maxDeliveryCount: maxDeliveryCount
+    duplicateDetectionWindow: duplicateDetectionWindow
+    partnerNames: partners
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    planName: 'plan-${token}'
+    functionAppName: 'func-${token}'
+    storageAccountName: storage.outputs.storageAccountName
+    blobEndpoint: storage.outputs.blobEndpoint
+    queueEndpoint: storage.outputs.queueEndpoint
+    tableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    modelContainerName: storage.outputs.modelContainerName
+    applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
+    serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    jobEventsQueueName: serviceBus.outputs.jobEventsQueueName
+    partnerCommandsQueueName: serviceBus.outputs.partnerCommandsQueueName
+    notificationsTopicName: serviceBus.outputs.notificationsTopicName
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+  }
+}
+
+module appRoles 'modules/app-roles.bicep' = {
+  name: 'app-roles'
+  scope: rg
+  params: {
+    principalId: functionApp.outputs.principalId
+    storageAccountName: storage.outputs.storageAccountName
+    serviceBusNamespaceName: serviceBus.outputs.namespaceName
+    jobEventsQueueName: serviceBus.outputs.jobEventsQueueName
+    partnerCommandsQueueName: serviceBus.outputs.partnerCommandsQueueName
+    notificationsTopicName: serviceBus.outputs.notificationsTopicName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+}
+
+// ---- per silo -------------------------------------------------------------------------------------
+
+module siloEventTopics 'modules/silo-event-topic.bicep' = [for silo in silos: {
+  name: 'silo-${silo.name}-event-topic'
+  scope: resourceGroup(silo.subscriptionId, silo.resourceGroup)
+  params: {
+    systemTopicName: 'evgt-${silo.workspace}'
+    workspaceName: silo.workspace
+    tags: siloTags
+  }
+}]
+
+module siloEventSenderRoles 'modules/event-sender-role.bicep' = [for (silo, i) in silos: {
+  name: 'silo-${silo.name}-event-sender'
+  scope: rg
+  params: {
+    principalId: siloEventTopics[i].outputs.principalId
+    serviceBusNamespaceName: serviceBus.outputs.namespaceName
+    jobEventsQueueName: serviceBus.outputs.jobEventsQueueName
+  }
+}]
+
+module siloEventSubscriptions 'modules/silo-event-subscription.bicep' = [for (silo, i) in silos: {
+  name: 'silo-${silo.name}-event-subscription'
+  scope: resourceGroup(silo.subscriptionId, silo.resourceGroup)
+  dependsOn: [ siloEventSenderRoles[i] ]
+  params: {
+    systemTopicName: siloEventTopics[i].outputs.systemTopicName
+    eventSubscriptionName: 'flo-${environmentName}-job-events'
+    jobEventsQueueId: serviceBus.outputs.jobEventsQueueId
+    floAppTagValue: floAppTagValue
+    eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
+  }
+}]
+
+module siloWorkspaceAccess 'modules/silo-workspace-access.bicep' = [for silo in silos: {
+  name: 'silo-${silo.name}-workspace-access'
+  scope: resourceGroup(silo.subscriptionId, silo.resourceGroup)
+  params: {
+    principalId: functionApp.outputs.principalId
+    workspaceName: silo.workspace
+  }
+}]
+
+module siloExchangeReaders 'modules/silo-exchange-reader.bicep' = [for silo in silos: {
+  name: 'silo-${silo.name}-exchange-reader'
+  scope: resourceGroup(silo.subscriptionId, silo.?exchangeResourceGroup ?? silo.resourceGroup)
+  params: {
+    principalId: functionApp.outputs.principalId
+    storageAccountName: silo.exchangeStorageAccount
+    containerName: silo.exchangeContainer
+  }
+}]
+
+module siloModelReaders 'modules/silo-model-reader.bicep' = [for silo in silos: {
+  name: 'silo-${silo.name}-model-reader'
+  scope: rg
+  params: {
+    principalId: silo.computePrincipalId
+    storageAccountName: storage.outputs.storageAccountName
+    modelContainerName: storage.outputs.modelContainerName
+  }
+}]
+
+// azd reads these into the environment.
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.functionAppName
+output FLO_API_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}/api'
+output FLO_FUNCTION_APP_PRINCIPAL_ID string = functionApp.outputs.principalId
+output SERVICE_BUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
+output STORAGE_ACCOUNT_NAME string = storage.outputs.storageAccountName

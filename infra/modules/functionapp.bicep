@@ -1,0 +1,82 @@
+// The flo Function App on Flex Consumption (Node 20), system-assigned identity, every connection
+// identity-based: no keys or connection strings in app settings.
+param location string
+param tags object
+param planName string
+param functionAppName string
+param storageAccountName string
+param blobEndpoint string
+param queueEndpoint string
+param tableEndpoint string
+param deploymentContainerName string
+param modelContainerName string
+param applicationInsightsConnectionString string
+param serviceBusFullyQualifiedNamespace string
+param jobEventsQueueName string
+param partnerCommandsQueueName string
+param notificationsTopicName string
+param maximumInstanceCount int
+param instanceMemoryMB int
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: { name: 'FC1', tier: 'FlexConsumption' }
+  properties: { reserved: true }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: functionAppName
+  location: location
+  // azd finds the app to deploy `api` to by this tag.
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: { type: 'SystemAssigned' }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      appSettings: [
+        // Functions host + Durable task hub storage, identity-based.
+        { name: 'AzureWebJobsStorage__accountName', value: storageAccountName }
+        { name: 'AzureWebJobsStorage__blobServiceUri', value: blobEndpoint }
+        { name: 'AzureWebJobsStorage__queueServiceUri', value: queueEndpoint }
+        { name: 'AzureWebJobsStorage__tableServiceUri', value: tableEndpoint }
+        { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
+        // Telemetry with Entra auth (the resource has local auth disabled).
+        { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: applicationInsightsConnectionString }
+        { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD' }
+        // Service Bus triggers/outputs and the notifications publisher, identity-based.
+        { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: serviceBusFullyQualifiedNamespace }
+        { name: 'ServiceBusConnection__credential', value: 'managedidentity' }
+        { name: 'FLO_JOB_EVENTS_QUEUE', value: jobEventsQueueName }
+        { name: 'FLO_PARTNER_QUEUE', value: partnerCommandsQueueName }
+        { name: 'FLO_NOTIFICATIONS_TOPIC', value: notificationsTopicName }
+        { name: 'FLO_MODEL_CONTAINER', value: modelContainerName }
+        { name: 'FLO_AZURE_CREDENTIAL', value: 'managedidentity' }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${blobEndpoint}${deploymentContainerName}'
+          authentication: { type: 'SystemAssignedIdentity' }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: { name: 'node', version: '20' }
+    }
+  }
+}
+
+output functionAppName string = functionApp.name
+output principalId string = functionApp.identity.principalId
+output defaultHostName string = functionApp.properties.defaultHostName

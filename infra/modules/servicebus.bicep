@@ -1,0 +1,80 @@
+// Service Bus namespace (Entra auth only) with the job-events queue (Event Grid -> flo), the
+// partner-commands queue (partners -> flo) and the notifications topic (flo -> partners).
+param location string
+param tags object
+param namespaceName string
+param jobEventsQueueName string
+param partnerCommandsQueueName string
+param notificationsTopicName string
+@description('Deliveries before a message is dead-lettered (Functions abandons on a thrown handler).')
+param maxDeliveryCount int
+@description('ISO 8601 duration; at least as long as Event Grid may redeliver one event (its TTL).')
+param duplicateDetectionWindow string
+@description('One subscription per partner on the notifications topic.')
+param partnerNames string[]
+
+resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
+  name: namespaceName
+  location: location
+  tags: tags
+  sku: { name: 'Standard', tier: 'Standard' }
+  properties: {
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource jobEventsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: namespace
+  name: jobEventsQueueName
+  properties: {
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: duplicateDetectionWindow
+    deadLetteringOnMessageExpiration: true
+    maxDeliveryCount: maxDeliveryCount
+    lockDuration: 'PT1M'
+    defaultMessageTimeToLive: 'P7D'
+  }
+}
+
+resource partnerCommandsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: namespace
+  name: partnerCommandsQueueName
+  properties: {
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: duplicateDetectionWindow
+    deadLetteringOnMessageExpiration: true
+    maxDeliveryCount: maxDeliveryCount
+    lockDuration: 'PT1M'
+    defaultMessageTimeToLive: 'P7D'
+  }
+}
+
+resource notificationsTopic 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-preview' = {
+  parent: namespace
+  name: notificationsTopicName
+  properties: {
+    // flo's message ids are <federationId>:<type>:<round>: a retried activity's re-send is dropped.
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: duplicateDetectionWindow
+    defaultMessageTimeToLive: 'P14D'
+  }
+}
+
+resource partnerSubscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2022-10-01-preview' = [for partner in partnerNames: {
+  parent: notificationsTopic
+  name: partner
+  properties: {
+    deadLetteringOnMessageExpiration: true
+    maxDeliveryCount: maxDeliveryCount
+    lockDuration: 'PT1M'
+  }
+}]
+
+output namespaceName string = namespace.name
+output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
+output jobEventsQueueId string = jobEventsQueue.id
+output jobEventsQueueName string = jobEventsQueue.name
+output partnerCommandsQueueName string = partnerCommandsQueue.name
+output notificationsTopicName string = notificationsTopic.name

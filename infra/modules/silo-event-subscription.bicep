@@ -1,0 +1,47 @@
+// Deployed into the silo's resource group: delivers the workspace's flo-tagged job events
+// (RunStatusChanged, RunCompleted) to flo's job-events queue, authenticated as the system topic's
+// managed identity (deployed after event-sender-role.bicep gave that identity Data Sender).
+param systemTopicName string
+param eventSubscriptionName string
+param jobEventsQueueId string
+@description('Value of the floApp job tag flo puts on its jobs; other runs never reach the queue.')
+param floAppTagValue string
+@description('Event Grid retries an undelivered event for this long; keep <= the queue duplicate-detection window.')
+param eventTimeToLiveInMinutes int
+
+resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
+  name: systemTopicName
+}
+
+resource jobEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
+  parent: systemTopic
+  name: eventSubscriptionName
+  properties: {
+    eventDeliverySchema: 'EventGridSchema'
+    deliveryWithResourceIdentity: {
+      identity: { type: 'SystemAssigned' }
+      destination: {
+        endpointType: 'ServiceBusQueue'
+        properties: { resourceId: jobEventsQueueId }
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.MachineLearningServices.RunStatusChanged'
+        'Microsoft.MachineLearningServices.RunCompleted'
+      ]
+      // Tag keys carry no dots: Event Grid uses dots as path separators in filter keys.
+      advancedFilters: [
+        {
+          operatorType: 'StringIn'
+          key: 'data.RunTags.floApp'
+          values: [ floAppTagValue ]
+        }
+      ]
+    }
+    retryPolicy: {
+      maxDeliveryAttempts: 30
+      eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
+    }
+  }
+}
