@@ -11,6 +11,7 @@ import { AggregationError } from "../aggregation/errors";
 import { createStrategy, strategyNames } from "../aggregation/registry";
 import type { Json } from "../aggregation/strategy";
 import { fileSink, fileSource } from "../models/fileBytes";
+import { addStrategyFlags, loadStateDir, stateDirOutput, strategyOptionsFromFlags, writeStateDirJson, type LoadedStateDir, type StrategyFlags } from "../aggregation/strategies/stateFiles";
 
 export interface AggregateCommandOptions {
   out: string;
@@ -19,6 +20,11 @@ export interface AggregateCommandOptions {
   strategyOptions?: Json;
   minUpdates: number;
   updateDirs: string[];
+  /** The round's global model file (server optimizers, clipping). */
+  global?: string;
+  /** Strategy state dirs (issue #6): read the previous round's, write this round's. */
+  stateIn?: string;
+  stateOut?: string;
   chunkElements?: number;
   signal?: AbortSignal;
 }
@@ -35,6 +41,13 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
     return 2;
   }
   const strategy = createStrategy(options.strategy, options.strategyOptions ?? {});
+  if (strategy.stateTensors.length > 0 && !options.stateOut) {
+    io.err(`flo aggregate: ${strategy.name} keeps per-coordinate state (${strategy.stateTensors.map((s) => s.name).join(", ")}): give --state-out <dir> (and --state-in <dir> from the previous round)`);
+    return 2;
+  }
+  let stateIn: LoadedStateDir | undefined;
+  if (options.stateIn) stateIn = await loadStateDir(options.stateIn, strategy.stateTensors.map((s) => s.name));
+  const globalSource = options.global ? fileSource(path.resolve(options.global)) : undefined;
   const ids = uniqueIds(options.updateDirs);
   const sources = options.updateDirs.map((dir) => ({
     model: fileSource(path.join(dir, "model.safetensors")),
@@ -46,6 +59,9 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
       updates: sources.map((s, i) => ({ id: ids[i], model: s.model, metrics: s.metrics })),
       output: () => fileSink(path.resolve(options.out)),
       strategy,
+      ...(globalSource ? { global: globalSource } : {}),
+      ...(stateIn ? { state: stateIn.input } : {}),
+      ...(options.stateOut ? { stateOutput: stateDirOutput(options.stateOut) } : {}),
       minUpdates: options.minUpdates,
       chunkElements: options.chunkElements,
       signal: options.signal,
@@ -58,6 +74,8 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
     }
     throw err;
   } finally {
+    await stateIn?.close();
+    await globalSource?.close?.();
     for (const s of sources) {
       await s.model.close?.();
       await s.metrics.close?.();
@@ -67,6 +85,8 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   for (const e of result.excluded) io.out(`excluded  ${e.id}  ${e.reason}`);
   const metrics = Object.entries(result.metrics).map(([k, v]) => `${k}=${v}`).join("  ");
   if (metrics) io.out(`metrics   ${metrics}`);
+  if (options.stateOut) await writeStateDirJson(options.stateOut, { strategy: strategy.name, state: result.state.json, ...(result.state.report !== undefined ? { report: result.state.report } : {}) });
+  if (result.state.report !== undefined) io.out(`strategy  ${JSON.stringify(result.state.report)}`);
   io.out(`output    ${result.output.uri}  size=${result.output.size}  sha256=${result.output.sha256}`);
   io.out(`aggregated ${result.included.length} of ${options.updateDirs.length} updates with ${strategy.name} (${result.totalExamples} examples)`);
   return 0;
@@ -87,17 +107,28 @@ function positiveInt(flag: string) {
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command("aggregate")
     .description("Aggregate silo updates (dirs with model.safetensors + metrics.json) into one model, streaming")
     .argument("<update-dir...>", "update directories")
     .requiredOption("--out <file>", "output model file (.safetensors)")
     .option("--strategy <name>", `aggregation strategy (${strategyNames().join(", ")})`, "fedavg")
     .option("--min-updates <n>", "fail unless at least this many valid updates are aggregated", positiveInt("--min-updates"), 1)
-    .option("--chunk-elements <n>", "elements per streamed chunk and update", positiveInt("--chunk-elements"))
-    .action(async (updateDirs: string[], flags: { out: string; strategy: string; minUpdates: number; chunkElements?: number }) => {
+    .option("--chunk-elements <n>", "elements per streamed chunk and update", positiveInt("--chunk-elements"));
+  addStrategyFlags(command) // issue #6: --beta --byzantine --keep --server-lr ... --global --state-in --state-out
+    .action(async (updateDirs: string[], flags: { out: string; strategy: string; minUpdates: number; chunkElements?: number; global?: string; stateIn?: string; stateOut?: string } & StrategyFlags) => {
       const code = await runAggregate(
-        { out: flags.out, strategy: flags.strategy, minUpdates: flags.minUpdates, chunkElements: flags.chunkElements, updateDirs },
+        {
+          out: flags.out,
+          strategy: flags.strategy,
+          strategyOptions: strategyOptionsFromFlags(flags),
+          minUpdates: flags.minUpdates,
+          chunkElements: flags.chunkElements,
+          updateDirs,
+          global: flags.global,
+          stateIn: flags.stateIn,
+          stateOut: flags.stateOut,
+        },
         { out: (l) => console.log(l), err: (l) => console.error(l) },
       );
       if (code !== 0) process.exitCode = code;
