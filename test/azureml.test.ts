@@ -300,6 +300,19 @@ describe("throttling and errors", () => {
     expect(waited).toBeLessThan(3000);
   });
 
+  test("429 without Retry-After is retried with backoff too (the SDK alone would give up at once)", async () => {
+    const request = siloRequest();
+    await compute().submit(request);
+    fake.injectFault({ method: "GET", pathIncludes: `/jobs/${request.jobName}`, status: 429, times: 2 });
+    const status = await compute().status(request.jobName);
+    expect(status.state).toBe("queued");
+    const gets = fake.requestsTo("GET", `/jobs/${request.jobName}`).slice(-3);
+    expect(gets.map((r) => r.status)).toEqual([429, 429, 200]);
+    // retryDelayInMs 20, doubled per retry, +-20% jitter: at least 16 ms, then at least 32 ms.
+    expect(gets[1].at - gets[0].at).toBeGreaterThanOrEqual(15);
+    expect(gets[2].at - gets[1].at).toBeGreaterThanOrEqual(30);
+  });
+
   test("transient 5xx on GET is retried by the pipeline", async () => {
     const request = siloRequest();
     await compute().submit(request);

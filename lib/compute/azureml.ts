@@ -11,8 +11,11 @@ import type { TokenCredential } from "@azure/core-auth";
 import {
   createHttpHeaders,
   createPipelineRequest,
+  retryPolicy,
   type HttpClient,
+  type PipelinePolicy,
   type PipelineRetryOptions,
+  type RetryStrategy,
   type TlsSettings,
 } from "@azure/core-rest-pipeline";
 import type { CallOptions, JobInput, SiloCompute, SiloJobRequest, SiloJobStatus } from "./siloCompute";
@@ -245,6 +248,30 @@ function jobProperties(job: JobBase | Record<string, unknown>): JobProperties {
   return ((job as { properties?: unknown }).properties ?? {}) as JobProperties;
 }
 
+const RETRY_AFTER_HEADERS = ["retry-after", "retry-after-ms", "x-ms-retry-after-ms"];
+
+/**
+ * The SDK's default retry honours Retry-After on 429/503 and backs off exponentially on 408/5xx, but
+ * a 429 that carries no Retry-After matches neither and is returned at once (observed against the
+ * fake). This policy retries exactly that case with the same exponential backoff settings.
+ */
+export function throttlingWithoutRetryAfterPolicy(options: PipelineRetryOptions): PipelinePolicy {
+  const baseDelay = options.retryDelayInMs ?? 1000;
+  const maxDelay = options.maxRetryDelayInMs ?? 64_000;
+  const strategy: RetryStrategy = {
+    name: "throttlingWithoutRetryAfter",
+    retry({ retryCount, response }) {
+      if (response?.status !== 429 || RETRY_AFTER_HEADERS.some((header) => response.headers.has(header))) {
+        return { skipStrategy: true };
+      }
+      const exponential = Math.min(maxDelay, baseDelay * 2 ** retryCount);
+      return { retryAfterInMs: Math.round(exponential * (0.8 + Math.random() * 0.4)) };
+    },
+  };
+  const inner = retryPolicy([strategy], { maxRetries: options.maxRetries ?? 3 });
+  return { name: "floThrottlingWithoutRetryAfterPolicy", sendRequest: inner.sendRequest };
+}
+
 export class AzureMlSiloCompute implements SiloCompute {
   readonly client: AzureMachineLearningWorkspaces;
   private readonly endpoint: string;
@@ -276,6 +303,7 @@ export class AzureMlSiloCompute implements SiloCompute {
       ...(options.httpClient ? { httpClient: options.httpClient } : {}),
       userAgentOptions: { userAgentPrefix: "flo" },
     });
+    this.client.pipeline.addPolicy(throttlingWithoutRetryAfterPolicy(options.retryOptions ?? {}), { phase: "Retry" });
   }
 
   /** ARM id of the compute the jobs run on. */
