@@ -19,6 +19,7 @@ import { LocalServiceBus } from "./triggers/serviceBus/serviceBusTriggers";
 import { startAzurite, type AzuriteHandle } from "../storage/azurite";
 import { DurableEngine } from "./durable/engine";
 import { InMemoryDurableStore, type DurableStore } from "./durable/store";
+import { clientBindingData, createManagementHandler, RPC_PREFIX, WEBHOOK_PREFIX, websiteHostnameFor, type ManagementRequestHandler } from "./durable/managementApi";
 
 /** The host could not start (bad options, app failed to load, port taken, ...). */
 export class LocalHostError extends Error {
@@ -171,6 +172,13 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     });
     origin = frontDoor.url;
     cleanups.push(() => frontDoor.close());
+    if (process.env.WEBSITE_HOSTNAME === undefined) {
+      // df.getClient rewrites the client's URL origins to localhost:7071 unless this is set.
+      process.env.WEBSITE_HOSTNAME = websiteHostnameFor(origin);
+      cleanups.push(() => {
+        delete process.env.WEBSITE_HOSTNAME;
+      });
+    }
     const clientPayload = durable.clientBindingData ? () => durable.clientBindingData!(origin) : undefined;
 
     // ---- timers ----
@@ -241,17 +249,27 @@ interface DurableAttachment {
 async function attachDurableEngine(options: DurableAttachOptions): Promise<DurableAttachment> {
   const store: DurableStore = new InMemoryDurableStore();
   let engine: DurableEngine | undefined;
+  let management: ManagementRequestHandler | undefined;
   return {
     get engine(): DurableEngine {
       if (!engine) throw new LocalHostError("the Durable engine is not started yet");
       return engine;
     },
-    mounts: [],
+    // Both the rpcBaseUrl form and the legacy webhook form of the management API.
+    mounts: [RPC_PREFIX, WEBHOOK_PREFIX].map((pathPrefix) => ({
+      pathPrefix,
+      handler: (req, res) => {
+        if (!management) return false;
+        return management(req, res);
+      },
+    })),
+    clientBindingData: (origin) => clientBindingData(origin, options.hostConfig.hubName),
     async start() {
       engine = await DurableEngine.start({
         invoker: options.invoker, store, clock: options.clock, taskHubName: options.hostConfig.hubName,
         logger: (level, message) => (level === "info" ? undefined : options.logError("durable", new Error(message))),
       });
+      management = createManagementHandler(engine);
     },
     async stop() {
       await engine?.stop();

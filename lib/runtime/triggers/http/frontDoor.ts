@@ -84,8 +84,11 @@ export function lookupRoute(routes: HttpRoute[], method: string, pathname: strin
   return allowed.size > 0 ? { kind: "method-not-allowed", allowed: [...allowed] } : { kind: "not-found" };
 }
 
-/** A handler mounted under a path prefix (e.g. the Durable management API). Returns false to pass. */
-export type MountedHandler = (req: http.IncomingMessage, res: http.ServerResponse, url: URL, body: Buffer) => Promise<boolean> | boolean;
+/**
+ * A handler mounted under a path prefix (e.g. the Durable management API). It reads the request
+ * body itself (the stream is untouched). Returns false to pass the request on.
+ */
+export type MountedHandler = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean> | boolean;
 
 export interface HttpFrontDoorOptions {
   registry: FunctionRegistry;
@@ -207,12 +210,12 @@ export async function startHttpFrontDoor(options: HttpFrontDoorOptions): Promise
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", origin);
-    const body = await readBody(req);
     for (const mount of options.mounts ?? []) {
       if (url.pathname.toLowerCase().startsWith(mount.pathPrefix.toLowerCase())) {
-        if (await mount.handler(req, res, url, body)) return;
+        if (await mount.handler(req, res, url)) return;
       }
     }
+    const body = await readBody(req);
     const found = lookupRoute(routes, req.method ?? "GET", url.pathname);
     if (found.kind === "not-found") return problem(res, 404, "Not Found", `No function route matches ${req.method} ${url.pathname}`);
     if (found.kind === "method-not-allowed") {
