@@ -31,6 +31,10 @@ type siloConfig = {
   exchangeResourceGroup: string?
   @description('Object (principal) id of the identity the silo compute runs jobs as; it reads global models.')
   computePrincipalId: string
+  @description('true when the silo admin deploys infra/silo.bicep in the silo themselves (this deployment then only makes the orchestrator-side grants).')
+  selfManaged: bool?
+  @description('selfManaged silos: principal id of their Event Grid system topic (an output of infra/silo.bicep).')
+  eventTopicPrincipalId: string?
 }
 
 @description('Registered silos; they must be in this deployment\'s Entra tenant.')
@@ -144,8 +148,12 @@ module appRoles 'modules/app-roles.bicep' = {
 }
 
 // ---- per silo -------------------------------------------------------------------------------------
+// Silo-side resources (system topic, event subscription, grants on the workspace and exchange
+// container) are deployed into the silo's resource group from here when the deployer may do so, or by
+// the silo admin with infra/silo.bicep (`selfManaged: true`). The orchestrator-side grants (event
+// topic -> job-events queue, silo compute -> global models) are always made here.
 
-module siloEventTopics 'modules/silo-event-topic.bicep' = [for silo in silos: {
+module siloEventTopics 'modules/silo-event-topic.bicep' = [for silo in silos: if (!(silo.?selfManaged ?? false)) {
   name: 'silo-${silo.name}-event-topic'
   scope: resourceGroup(silo.subscriptionId, silo.resourceGroup)
   params: {
@@ -155,17 +163,18 @@ module siloEventTopics 'modules/silo-event-topic.bicep' = [for silo in silos: {
   }
 }]
 
-module siloEventSenderRoles 'modules/event-sender-role.bicep' = [for (silo, i) in silos: {
+// A selfManaged silo gets its sender role once its topic's principal id is known (after its step 1).
+module siloEventSenderRoles 'modules/event-sender-role.bicep' = [for (silo, i) in silos: if (!(silo.?selfManaged ?? false) || !empty(silo.?eventTopicPrincipalId ?? '')) {
   name: 'silo-${silo.name}-event-sender'
   scope: rg
   params: {
-    principalId: siloEventTopics[i].outputs.principalId
+    principalId: (silo.?selfManaged ?? false) ? silo.?eventTopicPrincipalId ?? '' : siloEventTopics[i].outputs.principalId
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
     jobEventsQueueName: serviceBus.outputs.jobEventsQueueName
   }
 }]
 
-module siloEventSubscriptions 'modules/silo-event-subscription.bicep' = [for (silo, i) in silos: {
+module siloEventSubscriptions 'modules/silo-event-subscription.bicep' = [for (silo, i) in silos: if (!(silo.?selfManaged ?? false)) {
   name: 'silo-${silo.name}-event-subscription'
   scope: resourceGroup(silo.subscriptionId, silo.resourceGroup)
   dependsOn: [ siloEventSenderRoles[i] ]
@@ -178,7 +187,7 @@ module siloEventSubscriptions 'modules/silo-event-subscription.bicep' = [for (si
   }
 }]
 
-module siloWorkspaceAccess 'modules/silo-workspace-access.bicep' = [for silo in silos: {
+module siloWorkspaceAccess 'modules/silo-workspace-access.bicep' = [for silo in silos: if (!(silo.?selfManaged ?? false)) {
   name: 'silo-${silo.name}-workspace-access'
   scope: resourceGroup(silo.subscriptionId, silo.resourceGroup)
   params: {
@@ -187,7 +196,7 @@ module siloWorkspaceAccess 'modules/silo-workspace-access.bicep' = [for silo in 
   }
 }]
 
-module siloExchangeReaders 'modules/silo-exchange-reader.bicep' = [for silo in silos: {
+module siloExchangeReaders 'modules/silo-exchange-reader.bicep' = [for silo in silos: if (!(silo.?selfManaged ?? false)) {
   name: 'silo-${silo.name}-exchange-reader'
   scope: resourceGroup(silo.subscriptionId, silo.?exchangeResourceGroup ?? silo.resourceGroup)
   params: {
@@ -212,5 +221,6 @@ output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.functionAppName
 output FLO_API_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}/api'
 output FLO_FUNCTION_APP_PRINCIPAL_ID string = functionApp.outputs.principalId
+output FLO_JOB_EVENTS_QUEUE_ID string = serviceBus.outputs.jobEventsQueueId
 output SERVICE_BUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output STORAGE_ACCOUNT_NAME string = storage.outputs.storageAccountName

@@ -135,6 +135,8 @@ function bicepFiles(dir: string): string[] {
 const files = bicepFiles(INFRA).map(readBicep);
 const byPath = new Map(files.map((f) => [f.path, f]));
 const main = byPath.get(join(INFRA, "main.bicep"))!;
+const siloEntry = byPath.get(join(INFRA, "silo.bicep"))!;
+const ENTRY_POINTS = new Set([main.path, siloEntry.path]);
 const name = (f: BicepFile) => relative(ROOT, f.path);
 
 const ROLE = {
@@ -231,14 +233,14 @@ describe("infra/ Bicep", () => {
         }
       }
     }
-    for (const f of files) if (f !== main && !referenced.has(f.path)) problems.push(`${name(f)} is not referenced by any module`);
+    for (const f of files) if (!ENTRY_POINTS.has(f.path) && !referenced.has(f.path)) problems.push(`${name(f)} is not referenced by any module`);
     expect(problems).toEqual([]);
   });
 
-  test("module outputs used anywhere exist (main.bicep)", () => {
+  test("module outputs used anywhere exist (main.bicep, silo.bicep)", () => {
     const missing: string[] = [];
-    for (const m of main.text.matchAll(/(\w+)(?:\[\w+\])?\.outputs\.(\w+)/g)) {
-      const mod = main.modules.find((x) => x.symbol === m[1]);
+    for (const entry of [main, siloEntry]) for (const m of entry.text.matchAll(/(\w+)(?:\[\w+\])?\.outputs\.(\w+)/g)) {
+      const mod = entry.modules.find((x) => x.symbol === m[1]);
       if (!mod) missing.push(`${m[1]} is not a module`);
       else if (!byPath.get(mod.target)!.outputs.has(m[2])) missing.push(`${m[1]}.outputs.${m[2]}`);
     }
@@ -380,6 +382,20 @@ describe("infra/ Bicep", () => {
     expect(condition).toContain("SubOperationMatches{\\'Blob.List\\'}");
     expect(condition).toContain("blobs:prefix] StringLike");
     expect(condition).toContain("blobs:path] StringLike");
+  });
+
+  test("infra/silo.bicep (silo admin's own deployment) deploys the same silo-side modules as main.bicep, event subscription in step 2", () => {
+    const siloSide = ["silo-event-topic.bicep", "silo-workspace-access.bicep", "silo-exchange-reader.bicep", "silo-event-subscription.bicep"].map((f) => join(INFRA, "modules", f));
+    expect(siloEntry.modules.map((m) => m.target).sort()).toEqual([...siloSide].sort());
+    for (const target of siloSide) expect(main.modules.some((m) => m.target === target)).toBe(true);
+    expect(siloEntry.text).toMatch(/^targetScope = 'resourceGroup'/m);
+    expect(siloEntry.text).toMatch(/module eventSubscription '[^']+' = if \(createEventSubscription\)/);
+    expect(/^param floAppTagValue string = '([^']*)'/m.exec(siloEntry.text)![1]).toBe(FLO_APP_TAG_VALUE);
+    // main.bicep skips the silo-side modules for selfManaged silos but always makes the orchestrator-side grants
+    for (const symbol of ["siloEventTopics", "siloEventSubscriptions", "siloWorkspaceAccess", "siloExchangeReaders"]) {
+      expect(main.text).toMatch(new RegExp(`^module ${symbol} '[^']+' = \\[for [^:]+: if \\(!\\(silo\\.\\?selfManaged \\?\\? false\\)\\) \\{`, "m"));
+    }
+    expect(main.text).toMatch(/^module siloModelReaders '[^']+' = \[for silo in silos: \{/m);
   });
 
   test("azure.yaml points azd at infra/main.bicep and deploys this package as a Function App", () => {
