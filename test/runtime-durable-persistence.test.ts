@@ -1,0 +1,155 @@
+import * as path from "path";
+import { loadFunctionsApp, FunctionRegistry } from "../lib/runtime/functionsCore";
+import { createInvoker } from "../lib/runtime/invoke";
+import { VirtualClock } from "../lib/runtime/clock";
+import { DurableEngine } from "../lib/runtime/durable/engine";
+import { EventType, HistoryEvent } from "../lib/runtime/durable/history";
+import { DurableStore, InMemoryDurableStore } from "../lib/runtime/durable/store";
+import { AzuriteDurableStore } from "../lib/runtime/durable/azuriteStore";
+import { startAzurite, AzuriteHandle } from "../lib/storage/azurite";
+
+const appPath = path.join(__dirname, "apps", "durable-semantics", "index.js");
+const T0 = Date.parse("2025-01-01T00:00:00.000Z");
+const silentLogger = (): void => {};
+
+class SimulatedCrash extends Error {}
+
+/**
+ * Wraps a store and "kills the process" at one chosen write: that call and every later one throw,
+ * so the first engine can persist nothing more, like a SIGKILL between two steps.
+ */
+class CrashingStore implements DurableStore {
+  crashed = false;
+  private calls = 0;
+  constructor(private readonly inner: DurableStore, private readonly crashAt: { op: keyof DurableStore; nth: number }) {}
+  private guard(op: keyof DurableStore): void {
+    if (this.crashed) throw new SimulatedCrash(`store is dead (${op})`);
+    if (op === this.crashAt.op && ++this.calls === this.crashAt.nth) {
+      this.crashed = true;
+      throw new SimulatedCrash(`crash at ${op} #${this.calls}`);
+    }
+  }
+  loadAll = () => this.inner.loadAll();
+  putInstance: DurableStore["putInstance"] = async (i) => (this.guard("putInstance"), this.inner.putInstance(i));
+  appendEpisode: DurableStore["appendEpisode"] = async (e) => (this.guard("appendEpisode"), this.inner.appendEpisode(e));
+  deleteHistory: DurableStore["deleteHistory"] = async (i, e) => (this.guard("deleteHistory"), this.inner.deleteHistory(i, e));
+  putMessage: DurableStore["putMessage"] = async (m) => (this.guard("putMessage"), this.inner.putMessage(m));
+  deleteMessages: DurableStore["deleteMessages"] = async (i, ids) => (this.guard("deleteMessages"), this.inner.deleteMessages(i, ids));
+  putWorkItem: DurableStore["putWorkItem"] = async (w) => (this.guard("putWorkItem"), this.inner.putWorkItem(w));
+  deleteWorkItem: DurableStore["deleteWorkItem"] = async (id) => (this.guard("deleteWorkItem"), this.inner.deleteWorkItem(id));
+  purgeInstance: DurableStore["purgeInstance"] = async (id) => (this.guard("purgeInstance"), this.inner.purgeInstance(id));
+  close = () => this.inner.close();
+}
+
+const ofType = (history: HistoryEvent[], type: EventType): HistoryEvent[] => history.filter((e) => e.EventType === type);
+
+let registry: FunctionRegistry;
+beforeAll(() => {
+  registry = loadFunctionsApp(appPath);
+});
+
+async function engineOn(store: DurableStore, clock = new VirtualClock(T0)): Promise<DurableEngine> {
+  // A fresh registry per engine, as a restarted process would have.
+  return DurableEngine.start({ invoker: createInvoker(loadFunctionsApp(appPath)), store, clock, logger: silentLogger });
+}
+
+describe("restart recovery (crash between any two writes)", () => {
+  const crashPoints: Array<{ op: keyof DurableStore; nth: number }> = [
+    { op: "appendEpisode", nth: 1 },
+    { op: "putInstance", nth: 2 },
+    { op: "putWorkItem", nth: 1 },
+    { op: "deleteMessages", nth: 1 },
+    { op: "putMessage", nth: 2 }, // the first activity's result
+    { op: "deleteWorkItem", nth: 1 },
+    { op: "appendEpisode", nth: 2 },
+    { op: "putWorkItem", nth: 2 },
+  ];
+
+  it.each(crashPoints)("crash at $op #$nth: a restarted engine completes chain once, without duplicate events", async (crashAt) => {
+    const durable = new InMemoryDurableStore();
+    const crashing = new CrashingStore(durable, crashAt);
+    const first = await engineOn(crashing);
+    await first.startNew("chain", { input: 3, instanceId: "crashy" }).catch((err) => {
+      if (!(err instanceof SimulatedCrash)) throw err;
+    });
+    await first.whenIdle();
+    expect(crashing.crashed).toBe(true);
+    await first.stop();
+
+    const second = await engineOn(durable);
+    await second.whenIdle();
+    const status = second.getStatus("crashy");
+    expect(status).toMatchObject({ runtimeStatus: "Completed", output: { a: 6, b: 12 } });
+    const history = second.history("crashy");
+    expect(ofType(history, EventType.TaskScheduled).map((e) => e.EventId)).toEqual([0, 1]);
+    expect(ofType(history, EventType.TaskCompleted).map((e) => e.TaskScheduledId)).toEqual([0, 1]);
+    expect(ofType(history, EventType.ExecutionStarted)).toHaveLength(1);
+    const snapshot = await durable.loadAll();
+    expect(snapshot.inbox).toEqual([]);
+    expect(snapshot.workItems).toEqual([]);
+    await second.stop();
+  });
+});
+
+describe("AzuriteDurableStore", () => {
+  let azurite: AzuriteHandle;
+  beforeAll(async () => {
+    azurite = await startAzurite({ services: ["blob", "table"] });
+  });
+  afterAll(async () => {
+    await azurite.stop();
+  });
+
+  it("a new engine on the same Azurite data resumes a running instance mid-orchestration and keeps completed ones", async () => {
+    const clock = new VirtualClock(T0);
+    const store1 = await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "RestartHub" });
+    const first = await engineOn(store1, clock);
+    await first.startNew("chain", { input: 1, instanceId: "done-before" });
+    await first.startNew("rounds", { input: { round: 1 }, instanceId: "mid" });
+    await first.startNew("retryFlaky", { input: "never-fails", instanceId: "flaky-ok" });
+    await first.startNew("sleeper", { input: 30, instanceId: "sleeping" });
+    await first.whenIdle();
+    await first.raiseEvent("mid", "go1", "r1");
+    await first.whenIdle();
+    expect(first.getStatus("mid")!.runtimeStatus).toBe("Running"); // round 2 waits for go2 or its timer
+    await first.stop();
+
+    const store2 = await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "RestartHub" });
+    const second = await engineOn(store2, clock);
+    await second.whenIdle();
+    expect(second.getStatus("done-before")).toMatchObject({ runtimeStatus: "Completed", output: { a: 2, b: 4 } });
+    expect(second.getStatus("flaky-ok")).toMatchObject({ runtimeStatus: "Completed", output: { result: "ok never-fails", after: 42 } });
+    expect(second.getStatus("sleeping")!.runtimeStatus).toBe("Running");
+    await second.raiseEvent("mid", "go2", "after restart");
+    await clock.advance(30_000); // the re-armed timer of "sleeping" fires
+    expect(second.getStatus("mid")).toMatchObject({ runtimeStatus: "Completed", output: "round 2 got after restart" });
+    expect(second.getStatus("sleeping")).toMatchObject({ runtimeStatus: "Completed", output: "slept 30" });
+    expect(ofType(second.history("sleeping"), EventType.TimerFired)).toHaveLength(1);
+    await second.stop();
+  });
+
+  it("spills large payloads to blobs and reads them back", async () => {
+    const store = await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "BigHub" });
+    const engine = await engineOn(store);
+    const big = "x".repeat(100_000);
+    await engine.startNew("chain", { input: 1, instanceId: "big" });
+    await engine.whenIdle();
+    await engine.startNew("waitsForever", { instanceId: "big-input", input: { big } });
+    await engine.whenIdle();
+    await engine.stop();
+    const reloaded = await engineOn(await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "BigHub" }));
+    expect((reloaded.getStatus("big-input")!.input as { big: string }).big).toHaveLength(100_000);
+    expect(await reloaded.purge("big-input")).toBe(1);
+    await reloaded.stop();
+    const again = await engineOn(await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "BigHub" }));
+    expect(again.getStatus("big-input")).toBeUndefined();
+    expect(again.getStatus("big")).toMatchObject({ runtimeStatus: "Completed" });
+    await again.stop();
+  });
+
+  it("rejects task hub names the table service can't hold", async () => {
+    await expect(AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "9bad" })).rejects.toThrow(
+      "taskHubName must start with a letter and have 3-45 alphanumeric characters, got '9bad'",
+    );
+  });
+});
