@@ -512,6 +512,19 @@ describe("text sources: syntax errors and positions", () => {
     expect(error.issues[0].got).toMatch(/^ENOENT: /);
   });
 
+  test("a YAML alias bomb is refused as a syntax error, not expanded", () => {
+    const bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]", "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]", "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]", "d: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]"].join("\n");
+    const error = catchSpec(() => parseSpec(bomb));
+    expect(error.kind).toBe("syntax");
+    expect(error.issues[0].got).toMatch(/alias/i);
+  });
+
+  test("an oversized spec is refused before parsing", () => {
+    const text = `name: x\ndescription: "${"a".repeat(8 * 1024 * 1024)}"\n`;
+    const error = catchSpec(() => parseSpec(text));
+    expect(error.issues[0]).toMatchObject({ expected: "at most 8388608 bytes of spec", got: `${8 * 1024 * 1024 + 24} bytes` });
+  });
+
   test("an empty document is reported as such", () => {
     expect(catchSpec(() => parseSpec("", { source: "empty.yaml" })).issues[0]).toMatchObject({ path: "", got: "null" });
   });
