@@ -11,6 +11,7 @@ import { resolveStrategyConfig, STRATEGY_NAMES, type ResolvedStrategyConfig, typ
 import { StrategyConfigError, StrategyInputError, StrategyStateError } from "./errors";
 import { bulyanSizes } from "./krum";
 import {
+  CombineScratch,
   combineChunk,
   finishRound,
   initialStrategyState,
@@ -67,6 +68,7 @@ export function createEngineStrategy(name: string, options: Json = {}): Strategy
     });
   }
   const kinds = stateTensorKinds(config);
+  const scratch = new CombineScratch(); // combine runs sequentially per instance (one per worker)
 
   return {
     name,
@@ -129,7 +131,7 @@ export function createEngineStrategy(name: string, options: Json = {}): Strategy
       const noise = plan.noiseKey
         ? createGaussianSource({ key: { secret: Buffer.from(plan.noiseKey, "hex"), label: `${chunk.tensor.name}\u0000${chunk.start}` } })
         : undefined;
-      combineChunk(config, plan, { rows: chunk.rows, out: chunk.out, global: chunk.global, state, noise });
+      combineChunk(config, plan, { rows: chunk.rows, out: chunk.out, global: chunk.global, state, noise, scratch });
     },
 
     finish(ctx: RoundContext, plan: EnginePlan) {

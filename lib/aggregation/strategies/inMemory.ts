@@ -10,7 +10,7 @@ import {
   type StateTensorKind,
   type StrategyState,
   combineChunk,
-  createCombineScratch,
+  CombineScratch,
   finishRound,
   needsGlobalModel,
   planRound,
@@ -92,7 +92,7 @@ export function aggregateInMemory(
   }
   const model: TensorMap = {};
   for (const name of names) model[name] = new Float64Array(updates[0].tensors[name].length);
-  const scratch = createCombineScratch(plan, chunkSize);
+  const scratch = new CombineScratch();
   for (const { name, start, end } of chunks()) {
     combineChunk(config, plan, {
       rows: updates.map((u) => u.tensors[name].subarray(start, end)),

@@ -224,16 +224,20 @@ export interface StateChunks {
   v?: Float64Array;
 }
 
-export interface CombineScratch {
-  rows: Float64Array[];
-  mean: Float64Array;
-}
+/** Reusable buffers for `combineChunk`, grown on demand (only clipping and optimizers need any). */
+export class CombineScratch {
+  private rows: Float64Array[] = [];
+  private meanBuffer = new Float64Array(0);
 
-export function createCombineScratch(plan: RoundPlan, chunkLength: number): CombineScratch {
-  return {
-    rows: plan.selected.map(() => new Float64Array(chunkLength)),
-    mean: new Float64Array(chunkLength),
-  };
+  clippedRow(slot: number, length: number): Float64Array {
+    if (!this.rows[slot] || this.rows[slot].length < length) this.rows[slot] = new Float64Array(length);
+    return this.rows[slot].subarray(0, length);
+  }
+
+  mean(length: number): Float64Array {
+    if (this.meanBuffer.length < length) this.meanBuffer = new Float64Array(length);
+    return this.meanBuffer.subarray(0, length);
+  }
 }
 
 /**
@@ -259,17 +263,17 @@ export function combineChunk(
   if ((plan.clipScales || plan.optimizer) && !args.global) {
     throw new StrategyInputError(plan.strategy, "needs the current global model (--global) for clipping / the server optimizer");
   }
-  const scratch = args.scratch && args.scratch.mean.length >= n ? args.scratch : createCombineScratch(plan, n);
+  const scratch = args.scratch ?? new CombineScratch();
   const selectedRows = plan.selected.map((index, s): Row => {
     const row = rows[index];
     const scale = plan.clipScales?.[index] ?? 1;
     if (scale === 1) return row.length === n ? row : row.subarray(0, n);
-    const clipped = scratch.rows[s].subarray(0, n);
+    const clipped = scratch.clippedRow(s, n);
     const g = args.global!;
     for (let c = 0; c < n; c++) clipped[c] = g[c] + scale * (row[c] - g[c]);
     return clipped;
   });
-  const target = plan.optimizer ? scratch.mean.subarray(0, n) : out;
+  const target = plan.optimizer ? scratch.mean(n) : out;
   switch (plan.kernel) {
     case "weighted-mean":
       weightedSumChunk(selectedRows, plan.weights, target);
