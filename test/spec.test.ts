@@ -213,6 +213,12 @@ describe("invalid specs: each names the path and expected vs got", () => {
       (s) => (s.initialModel = "models/start.pt"),
       [["initialModel", "a path, https://, azureml:// or loopback http:// location of a .safetensors file", '"models/start.pt"']],
     ],
+    ["initialModel empty", (s) => (s.initialModel = ""), [["initialModel", "at least 1 character(s)", '""']]],
+    [
+      "environment that is not an Azure ML reference",
+      (s) => (s.training.environment = "flo-node:1"),
+      [["training.environment", "azureml:<name>:<version>, azureml:<name>@latest, azureml://registries/... or an ARM id /subscriptions/...", '"flo-node:1"']],
+    ],
     [
       "initialModel on an unsupported scheme",
       (s) => (s.initialModel = "s3://bucket/model.safetensors"),

@@ -8,7 +8,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type
 import type { z } from "zod";
 import { crossFieldIssues, effectiveMinSilos, silosPerRound } from "./checks";
 import { describeValue, formatPath, SpecError, SpecIssue, specIssue } from "./errors";
-import { federationSpecSchema, type ParsedFederationSpec } from "./schema";
+import { federationSpecSchema, PATTERN_DESCRIPTIONS, type ParsedFederationSpec } from "./schema";
 import { parseIsoDuration } from "./duration";
 import { jsonErrorOffset } from "./jsonPosition";
 import { secretValueReason } from "./secrets";
@@ -207,7 +207,10 @@ function fromZodIssue(issue: ZodIssue, root: unknown): { issue: SpecIssue; path:
       return one(expected);
     }
     case "invalid_format":
-      if (issue.format === "regex") return one(stripAnchors((issue as { pattern?: string }).pattern ?? ""));
+      if (issue.format === "regex") {
+        const pattern = (issue as { pattern?: string }).pattern ?? "";
+        return one(PATTERN_DESCRIPTIONS[pattern.replace(/^\/|\/[a-z]*$/g, "")] ?? stripAnchors(pattern));
+      }
       if (issue.format === "guid" || issue.format === "uuid") return one("a GUID like 00000000-0000-0000-0000-000000000000");
       return one(`a ${issue.format}`);
     case "too_small":

@@ -28,6 +28,10 @@ export const COMPUTE_NAME = /^[a-zA-Z][a-zA-Z0-9-]{0,22}[a-zA-Z0-9]$/;
 export const DATASTORE_NAME = /^[A-Za-z0-9_]{1,255}$/;
 /** `azureml:<name>:<version>`, `azureml:<name>@latest`, a registry URI, or an ARM id. */
 export const ENVIRONMENT_REF = /^(azureml:[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+|@latest)|azureml:\/\/registries\/\S+|\/subscriptions\/\S+)$/;
+/** How a pattern is shown in errors when its regex would not help a reader (default: the regex). */
+export const PATTERN_DESCRIPTIONS: Record<string, string> = {
+  [ENVIRONMENT_REF.source]: "azureml:<name>:<version>, azureml:<name>@latest, azureml://registries/... or an ARM id /subscriptions/...",
+};
 export const MAX_ROUND_TIMEOUT_SECONDS = 30 * 86400;
 export const STRATEGIES = [
   "fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "median", "trimmed-mean", "krum", "multi-krum", "bulyan",
@@ -213,6 +217,7 @@ export const initialModelSchema = z
   .string()
   .min(1)
   .superRefine((text, ctx) => {
+    if (text.length === 0) return; // reported by min(1)
     const secret = secretValueReason(text);
     if (secret) {
       fail(ctx, "a location without credentials (flo reads models with its managed identity)", `${secret} (value not shown)`);
