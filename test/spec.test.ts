@@ -448,6 +448,13 @@ describe("invalid specs: each names the path and expected vs got", () => {
     expect(message).not.toContain("SUPERSECRET");
   });
 
+  test("an input named __proto__ (from JSON text) is refused, not silently dropped", () => {
+    const text = JSON.stringify(base()).replace('"parameters":{', '"parameters":{"__proto__":"x",');
+    expect(triples(catchSpec(() => parseSpec(text, { format: "json" })).issues)).toEqual([
+      ['training.parameters.__proto__', "an input name other than __proto__", '"__proto__"'],
+    ]);
+  });
+
   test("names that merely contain secret-ish letters are not flagged", () => {
     const spec = base();
     spec.training.parameters = { ...spec.training.parameters, max_tokens: 512, tokenizer: "bpe", keyframes: 3, passes: 2, monkey: "x" };

@@ -46,7 +46,10 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   const checkInputs = (record: Obj, path: (string | number)[], isSilo: boolean) => {
     for (const [key, value] of Object.entries(record)) {
       const at = formatPath([...path, key]);
-      if (BUILTIN_INPUTS.includes(key)) {
+      if (key === "__proto__") {
+        // Object spreading would silently drop it (or worse, set a prototype): refuse it by name.
+        issues.push(specIssue(at, "an input name other than __proto__", JSON.stringify(key)));
+      } else if (BUILTIN_INPUTS.includes(key)) {
         issues.push(specIssue(at, `a name other than the inputs flo provides (${BUILTIN_INPUTS.join(", ")})`, JSON.stringify(key)));
       } else if (isSilo && Object.prototype.hasOwnProperty.call(parameters, key)) {
         issues.push(specIssue(at, "a name not already in training.parameters (parameters are the same for every silo)", JSON.stringify(key)));
