@@ -177,3 +177,11 @@ df.app.orchestration("usesEntity", function* (context) {
   const entityId = new df.EntityId("counter", "k");
   return yield context.df.callEntity(entityId, "add", 1);
 });
+
+// Sequential chain of n no-op activities (bench: replay cost versus history size).
+df.app.orchestration("chainN", function* (context) {
+  const n = context.df.getInput();
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += yield context.df.callActivity("noop");
+  return sum;
+});
