@@ -40,8 +40,15 @@ type siloConfig = {
 @description('Registered silos; they must be in this deployment\'s Entra tenant.')
 param silos siloConfig[] = []
 
-@description('Partner names; each gets a subscription on the notifications topic.')
-param partners string[] = []
+@description('A partner: its notifications subscription name and, when it has an Entra identity (service principal or managed identity) in this tenant, that identity\'s object id.')
+type partnerConfig = {
+  @description('Subscription name on the notifications topic ([A-Za-z0-9-]).')
+  name: string
+  @description('Object id that may send to the partner-commands queue and receive from this subscription.')
+  principalId: string?
+}
+
+param partners partnerConfig[] = []
 
 param jobEventsQueueName string = 'job-events'
 param partnerCommandsQueueName string = 'partner-commands'
@@ -105,7 +112,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     notificationsTopicName: notificationsTopicName
     maxDeliveryCount: maxDeliveryCount
     duplicateDetectionWindow: duplicateDetectionWindow
-    partnerNames: partners
+    partnerNames: map(partners, partner => partner.name)
   }
 }
 
@@ -146,6 +153,18 @@ module appRoles 'modules/app-roles.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
 }
+
+module partnerRoles 'modules/partner-roles.bicep' = [for partner in partners: if (!empty(partner.?principalId ?? '')) {
+  name: 'partner-${partner.name}-roles'
+  scope: rg
+  params: {
+    principalId: partner.?principalId ?? ''
+    serviceBusNamespaceName: serviceBus.outputs.namespaceName
+    partnerCommandsQueueName: serviceBus.outputs.partnerCommandsQueueName
+    notificationsTopicName: serviceBus.outputs.notificationsTopicName
+    subscriptionName: partner.name
+  }
+}]
 
 // ---- per silo -------------------------------------------------------------------------------------
 // Silo-side resources (system topic, event subscription, grants on the workspace and exchange

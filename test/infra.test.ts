@@ -202,7 +202,7 @@ describe("infra/ Bicep", () => {
   test("the reader sees the whole template (sanity: it would catch a missing module)", () => {
     expect(files.length).toBeGreaterThanOrEqual(10);
     expect(main.modules.map((m) => m.symbol)).toEqual(expect.arrayContaining(["monitoring", "storage", "serviceBus", "functionApp", "appRoles", "siloEventTopics", "siloEventSubscriptions", "siloModelReaders"]));
-    expect(roleAssignments().length).toBe(11);
+    expect(roleAssignments().length).toBe(13);
   });
 
   test("every declared param is used in its file", () => {
@@ -300,6 +300,9 @@ describe("infra/ Bicep", () => {
     }
     expect(block("notificationsTopic")).toMatch(/requiresDuplicateDetection:\s*true/);
     expect(sb.text).toMatch(/\[for partner in partnerNames:/);
+    expect(main.text).toMatch(/partnerNames:\s*map\(partners, partner => partner\.name\)/);
+    // partners without an identity get a subscription but no role
+    expect(main.text).toMatch(/^module partnerRoles '[^']+' = \[for partner in partners: if \(!empty\(partner\.\?principalId \?\? ''\)\) \{/m);
   });
 
   test("Event Grid: per silo a system topic in the silo's RG, RunStatusChanged/RunCompleted filtered on data.RunTags.floApp, delivered with the topic's identity", () => {
@@ -359,6 +362,8 @@ describe("infra/ Bicep", () => {
       "app-roles.bicep storage storageQueueDataContributor",
       "app-roles.bicep storage storageTableDataContributor",
       "event-sender-role.bicep jobEventsQueue serviceBusDataSender",
+      "partner-roles.bicep partnerCommandsQueue serviceBusDataSender",
+      "partner-roles.bicep partnerSubscription serviceBusDataReceiver",
       "silo-exchange-reader.bicep exchangeContainer storageBlobDataReader",
       "silo-model-reader.bicep modelContainer storageBlobDataReader",
       "silo-workspace-access.bicep workspace azureMlDataScientist",
