@@ -8,7 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { loadFunctionsApp, type FunctionRegistry } from "./functionsCore";
 import { createInvoker, type Invoker } from "./invoke";
-import { RealClock, type Clock } from "./clock";
+import { RealClock, type CancelTimer, type Clock } from "./clock";
 import {
   applySettingsToEnv, loadHostJson, loadLocalSettings, resolveHostKeys, type HostConfig, type LocalSettings,
 } from "./settings";
@@ -71,6 +71,34 @@ export interface LocalHost {
   stop(): Promise<void>;
 }
 
+/**
+ * Node's setTimeout may fire ~1 ms before `Date.now()` reaches the due time; a consumer that then
+ * checks "is it due?" against the clock sees "not yet" and never looks again (observed as durable
+ * timers stuck forever in ~2% of runs). This adapter re-arms until the clock has really reached `at`.
+ */
+export class NeverEarlyClock implements Clock {
+  constructor(private readonly inner: Clock) {}
+  now(): Date {
+    return this.inner.now();
+  }
+  setTimer(at: Date, callback: () => void | Promise<void>): CancelTimer {
+    let cancelInner: CancelTimer = () => undefined;
+    let cancelled = false;
+    const arm = (): void => {
+      cancelInner = this.inner.setTimer(at, () => {
+        if (cancelled) return;
+        if (this.inner.now().getTime() < at.getTime()) return arm();
+        return callback();
+      });
+    };
+    arm();
+    return () => {
+      cancelled = true;
+      cancelInner();
+    };
+  }
+}
+
 /** Finds host.json: the entry's folder, then each parent. */
 export function findHostJson(appEntry: string): string | undefined {
   let dir = path.dirname(path.resolve(appEntry));
@@ -102,7 +130,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
   if (!fs.existsSync(appEntry)) throw new LocalHostError(`appEntry: expected an existing compiled .js file, got ${appEntry} (not found)`);
   const hostJsonPath = options.hostJson ?? findHostJson(appEntry);
   const appRoot = hostJsonPath ? path.dirname(hostJsonPath) : path.dirname(appEntry);
-  const clock = options.clock ?? new RealClock();
+  const clock = options.clock ?? new NeverEarlyClock(new RealClock());
   const dataDir = path.resolve(options.dataDir ?? ".flo");
 
   // ---- settings (file values never override the real environment, like Core Tools) ----
