@@ -188,3 +188,19 @@ describe("siloJobInputs", () => {
     expect(() => siloJobInputs(spec, "west", { federationId: "f", round: 1 })).toThrow('siloJobInputs: expected a silo of federation "fraud-demo", got "west"');
   });
 });
+
+describe("checkNcrontab (also for schedules coming from app settings)", () => {
+  const { checkNcrontab } = jest.requireActual("../lib/spec") as typeof import("../lib/spec");
+  test.each(["0 0 2 * * 0", "0 */5 * * * *", "0 30 9 * * MON-FRI", "0 0 0 1 JAN,JUL *", "0 0 4 * * wed", "0 0 4 * AUG-DEC SUN"])("accepts %s", (expression) => {
+    expect(checkNcrontab(expression)).toBeUndefined();
+  });
+  test.each([
+    ["0 2 * * 0", "six fields {second} {minute} {hour} {day} {month} {day-of-week}, found 5"],
+    ["0 0 2 * * 0 2026", "six fields {second} {minute} {hour} {day} {month} {day-of-week}, found 7"],
+    ["0 0 2 L * *", "only numbers, names, * , - / (NCRONTAB has no ? L W # or @macros)"],
+    ["0 0 2 15W * *", "only numbers, names, * , - / (NCRONTAB has no ? L W # or @macros)"],
+    ["61 0 2 * * *", "a valid six-field NCRONTAB (Constraint error, got value 61 expected range 0-59)"],
+  ])("rejects %s", (expression, expected) => {
+    expect(checkNcrontab(expression)).toBe(expected);
+  });
+});

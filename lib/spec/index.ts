@@ -15,7 +15,7 @@ export type {
   LiteralValue,
   StrategyName,
 } from "./types";
-export { STRATEGIES, federationSpecSchema, type FederationSpecInput } from "./schema";
+export { STRATEGIES, federationSpecSchema, checkNcrontab, type FederationSpecInput } from "./schema";
 export { silosPerRound } from "./checks";
 export { parseIsoDuration, DurationError } from "./duration";
 export {
@@ -27,6 +27,7 @@ export {
   federationInstanceId,
   CommandTemplateError,
   AZURE_ML_JOB_NAME,
+  RUN_SUFFIX,
   ALWAYS_PROVIDED_INPUTS,
   BUILTIN_INPUTS,
   GLOBAL_MODEL_INPUT,
@@ -34,5 +35,5 @@ export {
   type RenderValues,
   type CommandTemplate,
 } from "./command";
-export { siloJobInputs } from "./inputs";
+export { siloJobInputs, type SiloJobInputsOptions } from "./inputs";
 export { federationJsonSchema } from "./jsonSchema";

@@ -177,11 +177,15 @@ export const policySchema = z
   })
   .prefault({});
 
-/** Syntax the Functions timer trigger accepts: {second} {minute} {hour} {day} {month} {day-of-week}. */
+/**
+ * Checks the syntax the Functions timer trigger accepts: {second} {minute} {hour} {day} {month}
+ * {day-of-week}. Returns what was expected when the expression is not valid, undefined when it is.
+ */
 export function checkNcrontab(expression: string): string | undefined {
   const fields = expression.trim().split(/\s+/);
   if (fields.length !== 6) return `six fields {second} {minute} {hour} {day} {month} {day-of-week}, found ${fields.length}`;
-  if (/[?LW#@]/.test(expression)) return "only numbers, names, * , - / (NCRONTAB has no ? L W # or @macros)";
+  const withoutNames = expression.replace(/\b(JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|SUN|MON|TUE|WED|THU|FRI|SAT)\b/gi, "0");
+  if (/[?LW#@]/i.test(withoutNames)) return "only numbers, names, * , - / (NCRONTAB has no ? L W # or @macros)";
   try {
     CronExpressionParser.parse(expression);
   } catch (error) {
