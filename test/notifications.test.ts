@@ -66,6 +66,11 @@ describe("notification validation", () => {
     expect((error as InvalidNotificationError).issues.map((i) => i.path)).toContain(path);
   });
 
+  test("a failure reason longer than 1024 characters is truncated, not rejected", () => {
+    const n = toNotification({ type: "federation-failed", federationId: "f", reason: "x".repeat(5000) }, () => new Date(time));
+    expect(n.type === "federation-failed" && n.reason).toBe(`${"x".repeat(1021)}...`);
+  });
+
   test("SAS-bearing URIs are rejected with a message that says why", () => {
     expect(() => toNotification({ type: "federation-completed", federationId: "f", modelUri: "https://a.blob.core.windows.net/c/m?sig=s3cret" } as never)).toThrow(/modelUri: a URI without query string or fragment \(no SAS tokens/);
   });

@@ -7,7 +7,7 @@ import { ServiceBusClient, type ServiceBusClientOptions, type ServiceBusMessage,
 import type { TokenCredential } from "@azure/core-auth";
 import { InvalidNotificationError, NotificationConfigError, NotificationPublishError } from "./errors";
 import { notificationMessageId } from "./messageId";
-import { NOTIFICATION_SPEC_VERSION, notificationSchema, type Notification } from "./schema";
+import { MAX_REASON_LENGTH, NOTIFICATION_SPEC_VERSION, notificationSchema, type Notification } from "./schema";
 
 /** A notification as callers write it: specVersion is filled in, time defaults to now. */
 export type NotificationInput = Notification extends infer N
@@ -42,7 +42,12 @@ export interface PublishedNotification {
 /** Validates a notification (filling specVersion and time), reporting every problem with its field path. */
 export function toNotification(input: NotificationInput, now: () => Date = () => new Date()): Notification {
   const time = input.time instanceof Date ? input.time.toISOString() : (input.time ?? now().toISOString());
-  const result = notificationSchema.safeParse({ ...input, specVersion: NOTIFICATION_SPEC_VERSION, time });
+  const candidate: Record<string, unknown> = { ...input, specVersion: NOTIFICATION_SPEC_VERSION, time };
+  // A long failure reason (e.g. every excluded silo's error) must not make the notification unsendable.
+  if (typeof candidate.reason === "string" && candidate.reason.length > MAX_REASON_LENGTH) {
+    candidate.reason = `${candidate.reason.slice(0, MAX_REASON_LENGTH - 3)}...`;
+  }
+  const result = notificationSchema.safeParse(candidate);
   if (!result.success) {
     throw new InvalidNotificationError(result.error.issues.map((issue) => ({ path: issue.path.map(String).join("."), message: issue.message })));
   }

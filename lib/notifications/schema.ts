@@ -5,6 +5,8 @@
 import { z } from "zod";
 
 export const NOTIFICATION_SPEC_VERSION = "1.0";
+/** Longer failure reasons are truncated by the publisher (ending in "..."). */
+export const MAX_REASON_LENGTH = 1024;
 export const NOTIFICATION_TYPES = ["round-completed", "federation-completed", "federation-failed"] as const;
 export type NotificationType = (typeof NOTIFICATION_TYPES)[number];
 
@@ -38,7 +40,7 @@ export const federationCompletedSchema = z
   .object({ ...base, type: z.literal("federation-completed"), round: round.optional().describe("The last round."), modelUri: modelUri.optional(), modelSha256: modelSha256.optional(), metrics: metrics.optional() })
   .strict();
 export const federationFailedSchema = z
-  .object({ ...base, type: z.literal("federation-failed"), round: round.optional().describe("The round that failed, if any."), reason: z.string().min(1).max(1024).describe("Why, for humans."), metrics: metrics.optional() })
+  .object({ ...base, type: z.literal("federation-failed"), round: round.optional().describe("The round that failed, if any."), reason: z.string().min(1).max(MAX_REASON_LENGTH).describe("Why, for humans."), metrics: metrics.optional() })
   .strict();
 
 export const notificationSchema = z
