@@ -12,6 +12,7 @@ import { aggregateInMemory, type InMemoryUpdate, type TensorMap } from "../lib/a
 import { initialStrategyState, type StrategyState } from "../lib/aggregation/strategies/roundPlan";
 import { decodeFloats } from "../lib/models/dtypes";
 import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from "../lib/models/safetensors";
+import { validateSpec } from "../lib/spec";
 import { memorySink, memorySource } from "./fixtures/memoryBytes";
 
 function rng(seed: number): () => number {
@@ -204,5 +205,32 @@ describe("central DP on the engine", () => {
     const b = await engineRound("fedavg", secure as Json, updates, { global });
     expect(a.model["layer.a"][0]).not.toBe(b.model["layer.a"][0]);
     expect((a.report as Record<string, unknown>).insecureDeterministicNoise).toBeUndefined();
+  });
+});
+
+describe("spec aggregation sections (lib/spec) create the same strategies", () => {
+  const spec = (aggregation: unknown) => ({
+    name: "fraud-demo",
+    rounds: 2,
+    silos: ["east", "west", "north"].map((name) => ({ name, compute: { type: "local" }, inputs: { data: `data/${name}` } })),
+    training: { command: "node train.js --data ${{inputs.data}} --out ${{outputs.model_update}}" },
+    policy: { minSilos: 3 },
+    aggregation,
+  });
+  test.each([
+    { strategy: "fedadam", serverLr: 0.05 },
+    { strategy: "fedadagrad" },
+    { strategy: "trimmed-mean" },
+    { strategy: "krum", byzantine: 0 },
+    { strategy: "fedavg", clipping: { mode: "fixed", norm: 1 }, dp: { noiseMultiplier: 0.5 } },
+    { strategy: "fedavgm", momentum: 0.9, clipping: { mode: "adaptive", initialNorm: 0.2, clippedCountStddev: 1 }, dp: { noiseMultiplier: 0.5 } },
+  ])("$strategy", (aggregation) => {
+    const { strategy, ...options } = validateSpec(spec(aggregation)).aggregation as { strategy: string } & Record<string, Json>;
+    const created = createStrategy(strategy, options);
+    expect(created.name).toBe(strategy);
+    const resolved = resolveStrategyConfig({ strategy, ...options });
+    if (resolved.optimizer && resolved.optimizer.name !== "fedavgm") expect(resolved.optimizer.options.tau).toBe(1e-3);
+    if (resolved.clipping?.mode === "adaptive") expect(resolved.clipping).toEqual({ mode: "adaptive", initialNorm: 0.2, targetQuantile: 0.5, learningRate: 0.2, clippedCountStddev: 1 });
+    if (resolved.dp) expect(resolved.dp.delta).toBe(1e-5);
   });
 });
