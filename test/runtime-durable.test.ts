@@ -257,6 +257,26 @@ describe("durable engine: .NET-side semantics", () => {
     expect(engine.getStatus("explicit-child")!.runtimeStatus).toBe("Completed");
   });
 
+  it("a terminated sub-orchestration fails the parent's task with the reason", async () => {
+    const { engine } = await setup();
+    const id = await run(engine, "parentOfWaiter");
+    await engine.terminate("waiter-child", "stop it");
+    await engine.whenIdle();
+    expect(engine.getStatus("waiter-child")!).toMatchObject({ runtimeStatus: "Terminated", output: "stop it" });
+    expect(engine.getStatus(id)!.runtimeStatus).toBe("Completed");
+    expect(engine.getStatus(id)!.output).toMatch(/^child failed: stop it/);
+  });
+
+  it("bounds concurrently running activities (maxConcurrentActivities)", async () => {
+    const clock = new VirtualClock(T0);
+    const engine = await DurableEngine.start({ invoker: createInvoker(registry), clock, maxConcurrentActivities: 3 });
+    const probe = (control as unknown as { concurrency: { running: number; max: number } }).concurrency;
+    probe.max = 0;
+    const id = await run(engine, "probeFanOut", 12);
+    expect(engine.getStatus(id)!.output).toBe(12);
+    expect(probe.max).toBe(3);
+  });
+
   it("buffers early events FIFO and gives an event to the newest waiter", async () => {
     const { engine } = await setup();
     const fifo = await engine.startNew("twoEvents");

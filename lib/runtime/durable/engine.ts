@@ -669,9 +669,8 @@ export class DurableEngine {
     if (child.runtimeStatus === "Completed") {
       event = events.subOrchestrationCompleted(now, parent.taskScheduledId, child.output ?? "null");
     } else {
-      const reason = child.runtimeStatus === "Terminated"
-        ? `Sub-orchestration '${child.instanceId}' was terminated: ${String(parseJsonText(child.output))}`
-        : String(parseJsonText(child.output));
+      // DTFx sends SubOrchestrationInstanceFailed for Failed and Terminated children, Reason = the child's result.
+      const reason = String(parseJsonText(child.output));
       event = events.subOrchestrationFailed(now, parent.taskScheduledId, reason, "", child.failure ?? undefined);
     }
     await this.deliver(this.parentMessage(parent, event, now));

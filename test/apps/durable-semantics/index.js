@@ -185,3 +185,30 @@ df.app.orchestration("chainN", function* (context) {
   for (let i = 0; i < n; i++) sum += yield context.df.callActivity("noop");
   return sum;
 });
+
+// Records how many activity invocations overlap (bench of the concurrency bound).
+control.concurrency = { running: 0, max: 0 };
+df.app.activity("overlapProbe", {
+  handler: async () => {
+    const c = control.concurrency;
+    c.running++;
+    c.max = Math.max(c.max, c.running);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    c.running--;
+    return 1;
+  },
+});
+
+df.app.orchestration("probeFanOut", function* (context) {
+  const n = context.df.getInput();
+  const results = yield context.df.Task.all(Array.from({ length: n }, () => context.df.callActivity("overlapProbe")));
+  return results.length;
+});
+
+df.app.orchestration("parentOfWaiter", function* (context) {
+  try {
+    return yield context.df.callSubOrchestrator("waitsForever", undefined, "waiter-child");
+  } catch (err) {
+    return `child failed: ${err.message}`;
+  }
+});
