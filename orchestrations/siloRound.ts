@@ -28,8 +28,16 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
     if (context.df.currentUtcDateTime >= deadline) break;
     status("submitting", attempt);
     const submit: SubmitJobInput = { federationId: input.federationId, spec: input.spec, round: input.round, silo: input.silo, attempt, global: input.global };
-    let job: SiloJobStatus = yield context.df.callActivityWithRetry(Activities.submitSiloJob, ioRetry, submit);
-    const record: JobAttempt = { attempt, jobName: job.jobName, state: job.state, submittedAt: context.df.currentUtcDateTime.toISOString() };
+    const submittedAt = context.df.currentUtcDateTime.toISOString();
+    let job: SiloJobStatus;
+    try {
+      job = yield context.df.callActivityWithRetry(Activities.submitSiloJob, ioRetry, submit);
+    } catch (err) {
+      // This silo could not take the job (bad credentials, missing compute...): its attempt fails, the round goes on.
+      attempts.push({ attempt, jobName: "", state: "failed", error: `submit failed: ${errorMessage(err)}`, submittedAt, finishedAt: context.df.currentUtcDateTime.toISOString() });
+      continue;
+    }
+    const record: JobAttempt = { attempt, jobName: job.jobName, state: job.state, submittedAt };
     attempts.push(record);
     const jobRef: JobRefInput = { federationId: input.federationId, spec: input.spec, round: input.round, silo: input.silo, jobName: job.jobName };
 
@@ -48,7 +56,11 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
         if ((event.result as SiloJobEvent | undefined)?.jobName !== job.jobName) continue;
       }
       // Events are hints: the job's own status decides.
-      job = yield context.df.callActivityWithRetry(Activities.getSiloJobStatus, ioRetry, jobRef);
+      try {
+        job = yield context.df.callActivityWithRetry(Activities.getSiloJobStatus, ioRetry, jobRef);
+      } catch (err) {
+        job = { ...job, state: "failed", rawStatus: "Unknown", error: `status unavailable: ${errorMessage(err)}` };
+      }
     }
 
     record.state = job.state;
@@ -64,7 +76,11 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
     if (!TERMINAL_JOB_STATES.includes(job.state)) {
       // The round closed while the job was still running: its result would be stale, so stop it.
       record.state = "late";
-      yield context.df.callActivityWithRetry(Activities.cancelSiloJob, ioRetry, jobRef);
+      try {
+        yield context.df.callActivityWithRetry(Activities.cancelSiloJob, ioRetry, jobRef);
+      } catch (err) {
+        record.error = `cancel failed: ${errorMessage(err)}`;
+      }
       status("late", attempt, job.jobName);
       return { silo: input.silo, outcome: "late", attempts, reason: `job ${job.jobName} still ${job.state} at the round deadline ${input.deadline}` };
     }
@@ -80,5 +96,11 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
     reason: `${attempts.length} attempt(s) failed; last: job ${last.jobName} ${last.state}${last.error ? `: ${last.error}` : ""}`,
   };
 };
+
+/** The first line of an activity failure, without the host's "Activity function 'x' failed:" prefix. */
+function errorMessage(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.replace(/^Activity function '[^']+' failed: /, "").split("\n")[0].trim();
+}
 
 df.app.orchestration(Orchestrations.siloRound, siloRoundOrchestrator);

@@ -7,7 +7,7 @@ import { jobName as deterministicJobName, siloJobInputs } from "../spec";
 import type { FederationSpec, SiloSpec } from "../spec";
 import type { JobInput, SiloJobStatus } from "../compute/siloCompute";
 import { floJobTags } from "../compute/local";
-import { jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath, siloUpdateFolder } from "../models/storeLayout";
+import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath, siloUpdateFolder } from "../models/storeLayout";
 import type { ByteSource } from "../models/bytes";
 import { aggregateUpdates, AggregationError, createStrategy } from "../aggregation";
 import type { Json } from "../aggregation/strategy";
@@ -49,7 +49,7 @@ export async function submitSiloJob(services: FederationServices, input: SubmitJ
     jobName: name,
     command: spec.training.command,
     inputs,
-    outputUri: store.uri(siloUpdateFolder(input.federationId, input.round, input.silo)),
+    outputUri: blobUri(store.containerUrl, siloUpdateFolder(input.federationId, input.round, input.silo)),
     logUri: store.uri(jobLogPath(input.federationId, input.round, input.silo, `${name}.log`)),
     code: spec.training.code,
     environment: spec.training.environment,

@@ -12,7 +12,8 @@ import { parseSpec, type FederationSpec, type ParseSpecOptions, type SiloSpec } 
 import type { ModelRef } from "./types";
 import type { SiloCompute } from "../compute/siloCompute";
 import { LocalSiloCompute, type JobFolderTransfer } from "../compute/local";
-import { AzureMlSiloCompute } from "../compute/azureml";
+import type { AzureMlSiloCompute } from "../compute/azureml";
+import { azureMlSiloComputeFromSettings } from "../compute/azuremlSettings";
 import { createAzureCredential, credentialSettingsFromEnv } from "../azure/credentials";
 import type { ServiceBusTransport } from "../runtime/triggers/serviceBus/transport";
 import { AzuriteQueueTransport } from "../runtime/triggers/serviceBus/azuriteTransport";
@@ -120,15 +121,7 @@ class SettingsServices implements FederationServices {
     let azure = this.azureCompute.get(key);
     if (!azure) {
       this.credential ??= createAzureCredential(credentialSettingsFromEnv(this.env));
-      azure = new AzureMlSiloCompute({
-        subscriptionId: compute.subscriptionId,
-        resourceGroup: compute.resourceGroup,
-        workspace: compute.workspace,
-        computeName: compute.computeName,
-        exchangeDatastore: compute.exchangeDatastore,
-        credential: this.credential,
-        endpoint: this.env.FLO_ARM_ENDPOINT || undefined,
-      });
+      azure = azureMlSiloComputeFromSettings(compute, { credential: this.credential, env: this.env });
       this.azureCompute.set(key, azure);
     }
     return azure;
