@@ -191,6 +191,22 @@ describe("fake Service Bus broker (real SDK)", () => {
     await Promise.all([sender.close(), plain.close()]);
   });
 
+  test("message TTL: expired messages are dead-lettered (TTLExpiredException) or dropped, per queue setting", async () => {
+    bus.createQueue("ttl-dlq", { deadLetteringOnMessageExpiration: true });
+    bus.createQueue("ttl-drop", { defaultMessageTimeToLiveMs: 150 });
+    await client.createSender("ttl-dlq").sendMessages([{ body: "short", messageId: "t-1", timeToLive: 150 }, { body: "long", messageId: "t-2", timeToLive: 60_000 }]);
+    await client.createSender("ttl-drop").sendMessages({ body: "default ttl", messageId: "t-3" });
+    await new Promise((r) => setTimeout(r, 300));
+    const receiver = client.createReceiver("ttl-dlq", noAutoRenew);
+    const got = await receiveExactly(receiver, 1);
+    expect(got.map((m) => m.messageId)).toEqual(["t-2"]);
+    await receiver.completeMessage(got[0]);
+    expect(bus.deadLetters("ttl-dlq")).toMatchObject([{ messageId: "t-1", deadLetterReason: "TTLExpiredException" }]);
+    expect(bus.messages("ttl-drop")).toEqual([]);
+    expect(bus.deadLetters("ttl-drop")).toEqual([]);
+    await receiver.close();
+  });
+
   test("subscribe() streaming with autoComplete drains the queue", async () => {
     await client.createSender("stream").sendMessages([{ body: "a" }, { body: "b" }, { body: "c" }]);
     const receiver = client.createReceiver("stream");

@@ -21,8 +21,9 @@
  * `$management` update-disposition; lock expiry redelivers and dead-letters with `MaxDeliveryCountExceeded`
  * once the delivery count reaches maxDeliveryCount; `$management` renew-lock, schedule-message,
  * cancel-scheduled-message, peek-message, receive-by-sequence-number; duplicate detection by MessageId
- * within a window on entities configured with it. Not supported: sessions, filters/rules, TTL expiry,
- * transactions.
+ * within a window on entities configured with it; message TTL (the message's or the entity default),
+ * expired messages dropped or dead-lettered (`TTLExpiredException`), checked lazily on delivery and
+ * inspection. Not supported: sessions, filters/rules, transactions, auto-forwarding.
  */
 import { randomBytes } from "node:crypto";
 import type { AddressInfo, Server } from "node:net";
@@ -35,6 +36,10 @@ export interface FakeEntityOptions {
   duplicateDetectionWindowMs?: number;
   maxDeliveryCount?: number;
   lockDurationMs?: number;
+  /** Messages without their own TTL expire after this long (default: never). */
+  defaultMessageTimeToLiveMs?: number;
+  /** Expired messages go to the DLQ with reason `TTLExpiredException` instead of being dropped. */
+  deadLetteringOnMessageExpiration?: boolean;
 }
 
 export interface FakeTopicOptions {
@@ -43,6 +48,8 @@ export interface FakeTopicOptions {
   /** Applied to each subscription. */
   maxDeliveryCount?: number;
   lockDurationMs?: number;
+  defaultMessageTimeToLiveMs?: number;
+  deadLetteringOnMessageExpiration?: boolean;
 }
 
 export interface FakeServiceBusOptions {
@@ -102,13 +109,15 @@ interface StoredMessage {
   /** Number of deliveries so far (the next delivery carries this as delivery_count). */
   deliveries: number;
   state: "active" | "locked" | "deferred" | "scheduled";
+  /** Epoch ms after which an unlocked message expires (from its TTL or the entity default). */
+  expiresAt?: number;
   lock?: { token: string; until: number; timer: NodeJS.Timeout };
   scheduleTimer?: NodeJS.Timeout;
 }
 
 interface Entity {
   name: string; // lower-cased address
-  options: Required<Omit<FakeEntityOptions, "duplicateDetectionWindowMs">> & { duplicateDetectionWindowMs?: number };
+  options: { maxDeliveryCount: number; lockDurationMs: number } & Omit<FakeEntityOptions, "maxDeliveryCount" | "lockDurationMs">;
   messages: StoredMessage[];
   consumers: RheaSender[];
   deadLetter?: Entity; // absent on a DLQ itself
@@ -121,7 +130,7 @@ interface Topic {
   subscriptions: Map<string, Entity>;
   duplicateDetectionWindowMs?: number;
   seenMessageIds: Map<string, number>;
-  defaults: { maxDeliveryCount?: number; lockDurationMs?: number };
+  defaults: Omit<FakeEntityOptions, "duplicateDetectionWindowMs">;
 }
 
 class ManagementError extends Error {
@@ -177,6 +186,8 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
         maxDeliveryCount: entityOptions.maxDeliveryCount ?? defaults.maxDeliveryCount,
         lockDurationMs: entityOptions.lockDurationMs ?? defaults.lockDurationMs,
         duplicateDetectionWindowMs: entityOptions.duplicateDetectionWindowMs,
+        defaultMessageTimeToLiveMs: entityOptions.defaultMessageTimeToLiveMs,
+        deadLetteringOnMessageExpiration: entityOptions.deadLetteringOnMessageExpiration,
       },
       messages: [],
       consumers: [],
@@ -204,7 +215,8 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
       topics.set(key, topic);
     }
     if (topicOptions.duplicateDetectionWindowMs !== undefined) topic.duplicateDetectionWindowMs = topicOptions.duplicateDetectionWindowMs;
-    topic.defaults = { maxDeliveryCount: topicOptions.maxDeliveryCount, lockDurationMs: topicOptions.lockDurationMs };
+    const { subscriptions: _subscriptions, duplicateDetectionWindowMs: _window, ...subscriptionDefaults } = topicOptions;
+    topic.defaults = subscriptionDefaults;
     for (const sub of topicOptions.subscriptions ?? []) ensureSubscription(topic, sub);
   }
 
@@ -280,6 +292,8 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
       deliveries: 0,
       state,
     };
+    const ttl = typeof message.ttl === "number" && message.ttl > 0 ? message.ttl : entity.options.defaultMessageTimeToLiveMs;
+    if (ttl !== undefined && !entity.isDeadLetterQueue) stored.expiresAt = stored.enqueuedAt.getTime() + ttl;
     entity.messages.push(stored);
     if (state === "active") pump(entity);
     return stored;
@@ -338,6 +352,7 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
       ...(description !== undefined ? { DeadLetterErrorDescription: description } : {}),
     };
     stored.state = "active";
+    stored.expiresAt = undefined;
     entity.deadLetter.messages.push(stored);
     pump(entity.deadLetter);
   }
@@ -381,8 +396,22 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
   }
 
   /** Deliver available messages to consumers with credit, round-robin. */
+  /** Expires unlocked messages past their TTL (lazily: whenever the entity is delivered from or inspected). */
+  function expire(entity: Entity): void {
+    const now = Date.now();
+    for (const stored of [...entity.messages]) {
+      if (stored.expiresAt === undefined || stored.expiresAt > now || stored.state === "locked" || stored.state === "scheduled") continue;
+      if (entity.options.deadLetteringOnMessageExpiration) {
+        deadLetter(entity, stored, "TTLExpiredException", `The message expired (time to live ${stored.expiresAt - stored.enqueuedAt.getTime()} ms) and was dead-lettered.`);
+      } else {
+        remove(entity, stored);
+      }
+    }
+  }
+
   function pump(entity: Entity): void {
     if (stopped) return;
+    expire(entity);
     let progressed = true;
     while (progressed) {
       progressed = false;
@@ -468,6 +497,7 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
       }
       case "com.microsoft:peek-message": {
         const entity = resolveReceiveEntity(key);
+        expire(entity);
         const fromRaw = body["from-sequence-number"];
         const from = Buffer.isBuffer(fromRaw) ? Number(fromRaw.readBigInt64BE()) : Number(fromRaw ?? 0);
         const count = Number(body["message-count"] ?? 1);
@@ -700,6 +730,7 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
   });
 
   function snapshot(entity: Entity): BrokerMessageSnapshot[] {
+    if (!entity.isDeadLetterQueue) expire(entity);
     return entity.messages.map((m) => ({
       messageId: m.message.message_id === undefined ? undefined : String(m.message.message_id),
       sequenceNumber: m.sequenceNumber,
@@ -731,7 +762,11 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
     createQueue: (name, opts) => void makeEntity(name, opts),
     createTopic,
     messages: (name) => snapshot(existing(name)),
-    deadLetters: (name) => snapshot(existing(name).deadLetter!),
+    deadLetters: (name) => {
+      const entity = existing(name);
+      expire(entity);
+      return snapshot(entity.deadLetter!);
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
