@@ -277,6 +277,26 @@ describe("cancel", () => {
     expect((await silo.status(request.jobName)).state).toBe("canceled");
   });
 
+  test("an abort while waiting for the cancel operation stops the wait", async () => {
+    const silo = compute({ cancelPollIntervalMs: 60_000 });
+    const request = siloRequest();
+    await silo.submit(request);
+    fake.advanceJob(WORKSPACE, request.jobName);
+    const controller = new AbortController();
+    const started = performance.now();
+    const cancelling = silo.cancel(request.jobName, { signal: controller.signal });
+    // Abort once the cancel request has been accepted, i.e. while waiting to poll it.
+    const abortWhenPosted = setInterval(() => {
+      if (fake.requestsTo("POST", `/jobs/${request.jobName}/cancel`).length > 0) {
+        clearInterval(abortWhenPosted);
+        controller.abort();
+      }
+    }, 5);
+    await expect(cancelling).rejects.toMatchObject({ name: "AbortError" });
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(fake.requestsTo("POST", `/jobs/${request.jobName}/cancel`)).toHaveLength(1);
+  });
+
   test("cancelling a finished job sends no cancel request", async () => {
     const silo = compute();
     const request = siloRequest();

@@ -11,6 +11,7 @@ import {
 } from "../lib/compute/azuremlOutputs";
 import type { SiloJobRequest } from "../lib/compute/siloCompute";
 import { azureMlSiloComputeFromSettings } from "../lib/compute/azuremlSettings";
+import { parseJobEvent, type AzureMlEventGridEvent } from "../lib/events/azureMlEvents";
 import { generateTestCertificate, type TestCertificate } from "./fakes/arm/cert";
 import { FakeArm, StubArmCredential } from "./fakes/arm/fakeArm";
 import { AZURITE_ACCOUNT, AZURITE_KEY, FakeStorageTokenCredential, startHttpsAzuriteBlob, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
@@ -294,5 +295,65 @@ describe("compute from settings (how the app builds it)", () => {
     );
     const silo = azureMlSiloComputeFromSettings(spec, { credential, env: {}, overrides: { environmentId: "azureml:e:1" } });
     expect(() => silo.buildJobBody({ ...request(), inputs: { global_model: { kind: "folder", uri: "http://10.1.2.3/models/" } } })).toThrow(/inputs\.global_model\.uri/);
+  });
+});
+
+describe("a self-running fake workspace (for end-to-end federations)", () => {
+  test("jobs run by themselves, write the contract outputs and publish the events Event Grid would deliver", async () => {
+    const delivered: AzureMlEventGridEvent[] = [];
+    let releaseSlowJob!: () => void;
+    const slowJobGate = new Promise<void>((resolve) => (releaseSlowJob = resolve));
+    const selfRunning = await FakeArm.start({
+      certificate,
+      blob: fake["options"].blob,
+      publishEvent: (event) => {
+        // What the job-events queue would carry: JSON bytes.
+        delivered.push(JSON.parse(Buffer.from(JSON.stringify(event)).toString("utf8")));
+      },
+      autoRun: {
+        train: async (job) => {
+          const silo = (job.properties.tags as Record<string, string>).floSilo;
+          if (silo === "bad") return { fail: "trainer exited with code 1" };
+          if (silo === "slow") await slowJobGate;
+          return { model: Buffer.from(`weights of ${silo}`), metrics: { num_examples: 10, metrics: { loss: 0.5 } } };
+        },
+      },
+    });
+    try {
+      selfRunning.addDatastore(WORKSPACE, "floexchange", { datastoreType: "AzureBlob", accountName: EXCHANGE_ACCOUNT, containerName: EXCHANGE_CONTAINER });
+      const silo = compute({ endpoint: selfRunning.url });
+      const base = request();
+      const jobs = ["good", "bad", "slow"].map((name) => ({ ...base, silo: name, jobName: `flo-fraud-r${base.round}-${name}` }));
+      for (const job of jobs) await silo.submit(job);
+      const waitFor = async (jobName: string, state: string) => {
+        for (let i = 0; i < 400 && (await silo.status(jobName)).state !== state; i++) await new Promise((r) => setTimeout(r, 10));
+        expect((await silo.status(jobName)).state).toBe(state);
+      };
+      await waitFor(jobs[0].jobName, "completed");
+      await waitFor(jobs[1].jobName, "failed");
+      await waitFor(jobs[2].jobName, "running");
+      await silo.cancel(jobs[2].jobName);
+      releaseSlowJob();
+      await selfRunning.settle();
+      expect(selfRunning.publishErrors).toEqual([]);
+
+      const bySilo = new Map<string, string[]>();
+      for (const event of delivered) {
+        const parsed = parseJobEvent(event);
+        if (parsed.kind !== "flo-job") throw new Error(`unexpected ${parsed.reason}`);
+        expect(parsed).toMatchObject({ federationId: "fraud", round, correlatedBy: "tags", workspaceId: selfRunning.jobs.values().next().value!.workspaceId });
+        bySilo.set(parsed.silo, [...(bySilo.get(parsed.silo) ?? []), parsed.rawStatus!]);
+      }
+      expect(Object.fromEntries(bySilo)).toEqual({
+        good: ["Queued", "Running", "Completed"],
+        bad: ["Queued", "Running", "Failed"],
+        slow: ["Queued", "Running", "CancelRequested", "Canceled"],
+      });
+      expect((await silo.status(jobs[2].jobName)).state).toBe("canceled");
+      const folder = await silo.openOutput((await silo.status(jobs[0].jobName)).outputUri!);
+      expect((await folder.model.read(0, 15)).toString()).toBe("weights of good");
+    } finally {
+      await selfRunning.close();
+    }
   });
 });

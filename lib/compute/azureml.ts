@@ -78,7 +78,7 @@ export interface AzureMlSiloComputeOptions {
   instanceCount?: number;
   instanceType?: string;
   environmentVariables?: Record<string, string>;
-  /** Poll interval of the cancel long-running operation; default: the service's Retry-After. */
+  /** Poll interval of the cancel long-running operation; default 2000 ms. */
   cancelPollIntervalMs?: number;
   /** How outputs are read from blob storage (credential, endpoint overrides). */
   blob?: BlobAccessOptions;
@@ -248,6 +248,29 @@ function jobProperties(job: JobBase | Record<string, unknown>): JobProperties {
   return ((job as { properties?: unknown }).properties ?? {}) as JobProperties;
 }
 
+const DEFAULT_CANCEL_POLL_INTERVAL_MS = 2000;
+
+function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError(signal));
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortError(signal!));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function abortError(signal: AbortSignal): Error {
+  const error = new Error(`The operation was aborted${signal.reason ? `: ${String(signal.reason)}` : ""}`);
+  error.name = "AbortError";
+  return error;
+}
+
 const RETRY_AFTER_HEADERS = ["retry-after", "retry-after-ms", "x-ms-retry-after-ms"];
 
 /**
@@ -403,9 +426,13 @@ export class AzureMlSiloCompute implements SiloCompute {
     try {
       const poller = await this.client.jobs.beginCancel(this.coordinates.resourceGroup, this.coordinates.workspace, jobName, {
         abortSignal: options.signal,
-        ...(this.options.cancelPollIntervalMs !== undefined ? { updateIntervalInMs: this.options.cancelPollIntervalMs } : {}),
       });
-      await poller.pollUntilDone({ abortSignal: options.signal });
+      // Polled here rather than with pollUntilDone, whose loop leaves a timer running after the
+      // operation is done and cannot be interrupted by the signal while waiting.
+      while (!poller.isDone()) {
+        await abortableDelay(this.options.cancelPollIntervalMs ?? DEFAULT_CANCEL_POLL_INTERVAL_MS, options.signal);
+        await poller.poll({ abortSignal: options.signal });
+      }
     } catch (error) {
       throw toAzureMlError(error, this.coordinates, "cancel", DATA_SCIENTIST_ROLE, jobName);
     }

@@ -12,6 +12,7 @@ import type { AddressInfo } from "node:net";
 import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
 import type { AccessToken, TokenCredential } from "@azure/core-auth";
 import { generateTestCertificate, type TestCertificate } from "./cert";
+import { runStatusChangedEvent, type AzureMlEventGridEvent } from "../../../lib/events/azureMlEvents";
 
 export interface RecordedRequest {
   method: string;
@@ -51,6 +52,8 @@ export interface FakeDatastore {
 
 export interface FakeJob {
   workspaceKey: string;
+  /** ARM id of the workspace (the events' topic). */
+  workspaceId: string;
   name: string;
   /** The PUT body's `properties`, plus `status` and `services` as the service adds them. */
   properties: Record<string, unknown>;
@@ -66,11 +69,25 @@ export interface FakeArmBlobTarget {
   pipelineOptions?: Record<string, unknown>;
 }
 
+/** What a fake silo's training produced: the contract outputs, or a failure. */
+export type FakeTrainingResult = { model: Uint8Array; metrics: unknown } | { fail: string };
+
 export interface FakeArmOptions {
   certificate?: TestCertificate;
   blob?: FakeArmBlobTarget;
   /** How many cancel-operation polls answer 202 before 200; default 1. */
   cancelPollsBeforeDone?: number;
+  /**
+   * Called on every job status change with the RunStatusChanged event Event Grid would deliver for it
+   * (e.g. put it on the job-events queue). Failures are kept in `publishErrors`.
+   */
+  publishEvent?: (event: AzureMlEventGridEvent) => void | Promise<void>;
+  /**
+   * Runs jobs by themselves, like a real workspace: after the PUT the job goes Queued, Running, then
+   * `train(job)` decides: outputs are written and the job Completes, or it Fails. Without it, the test
+   * drives statuses (setJobStatus / advanceJob / completeJob).
+   */
+  autoRun?: { train: (job: FakeJob) => FakeTrainingResult | Promise<FakeTrainingResult>; stepDelayMs?: number };
 }
 
 const WORKSPACE_ROUTE =
@@ -149,6 +166,11 @@ export class FakeArm {
   private readonly faults: (FaultInjection & { remaining: number })[] = [];
   private readonly cancelOperations = new Map<string, { jobKey: string; polls: number }>();
   private readonly started = performance.now();
+  /** Errors thrown by `publishEvent` or `autoRun` (a test should assert this stays empty). */
+  readonly publishErrors: unknown[] = [];
+  /** Every event handed to `publishEvent`, in order. */
+  readonly publishedEvents: AzureMlEventGridEvent[] = [];
+  private readonly pending = new Set<Promise<void>>();
 
   private constructor(
     private readonly server: Server,
@@ -179,7 +201,13 @@ export class FakeArm {
     return this.certificate.cert;
   }
 
+  /** Waits for auto-run jobs and event publishing in flight. */
+  async settle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
   async close(): Promise<void> {
+    await this.settle();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     if (this.ownsCertificate) this.certificate.dispose();
@@ -209,7 +237,55 @@ export class FakeArm {
   }
 
   setJobStatus(workspace: string, name: string, status: string): void {
-    this.job(workspace, name).properties.status = status;
+    this.transition(this.job(workspace, name), status);
+  }
+
+  /** Sets a job's status and publishes the RunStatusChanged event Azure ML would raise. */
+  private transition(job: FakeJob, status: string): void {
+    if (job.properties.status === status) return;
+    job.properties.status = status;
+    const publish = this.options.publishEvent;
+    if (!publish) return;
+    const event = runStatusChangedEvent({
+      workspaceId: job.workspaceId,
+      jobName: job.name,
+      experimentName: String(job.properties.experimentName ?? "Default"),
+      tags: (job.properties.tags ?? {}) as Record<string, string>,
+      properties: (job.properties.properties ?? {}) as Record<string, string>,
+      status: status as never,
+    });
+    this.publishedEvents.push(event);
+    this.track(Promise.resolve().then(() => publish(event)));
+  }
+
+  private track(work: Promise<unknown>): void {
+    const tracked: Promise<void> = work.then(
+      () => undefined,
+      (error) => {
+        this.publishErrors.push(error);
+      },
+    );
+    this.pending.add(tracked);
+    void tracked.finally(() => this.pending.delete(tracked));
+  }
+
+  private async autoRun(job: FakeJob): Promise<void> {
+    const { train, stepDelayMs = 5 } = this.options.autoRun!;
+    const pause = () => new Promise((resolve) => setTimeout(resolve, stepDelayMs));
+    for (const status of ["Queued", "Running"]) {
+      await pause();
+      if (job.properties.status === "CancelRequested" || job.properties.status === "Canceled") return;
+      this.transition(job, status);
+    }
+    const result = await train(job);
+    if (job.properties.status === "CancelRequested" || job.properties.status === "Canceled") return;
+    if ("fail" in result) {
+      job.properties.error = { code: "UserError", message: result.fail };
+      this.transition(job, "Failed");
+      return;
+    }
+    await this.writeOutputs(job, result);
+    this.transition(job, "Completed");
   }
 
   /** Moves a job one step along NotStarted -> Queued -> Running; returns the new status. */
@@ -217,7 +293,7 @@ export class FakeArm {
     const job = this.job(workspace, name);
     const index = STATUS_WALK.indexOf(job.properties.status as (typeof STATUS_WALK)[number]);
     const next = STATUS_WALK[Math.min(index + 1, STATUS_WALK.length - 1)];
-    job.properties.status = next;
+    this.transition(job, next);
     return next;
   }
 
@@ -227,6 +303,14 @@ export class FakeArm {
    */
   async completeJob(workspace: string, name: string, outputs: { model: Uint8Array; metrics: unknown }): Promise<string> {
     const job = this.job(workspace, name);
+    const uri = await this.writeOutputs(job, outputs);
+    this.transition(job, "Completed");
+    return uri;
+  }
+
+  private async writeOutputs(job: FakeJob, outputs: { model: Uint8Array; metrics: unknown }): Promise<string> {
+    const workspace = job.workspaceKey;
+    const name = job.name;
     const output = (job.properties.outputs as Record<string, { uri?: string }> | undefined)?.model_update;
     if (!output?.uri) throw new Error(`fake ARM: job ${name} has no model_update output uri`);
     const match = /^azureml:\/\/datastores\/([^/]+)\/paths\/(.*)$/.exec(output.uri);
@@ -242,7 +326,6 @@ export class FakeArm {
     await container.getBlockBlobClient(`${prefix}model.safetensors`).uploadData(Buffer.from(outputs.model));
     const metrics = Buffer.from(JSON.stringify(outputs.metrics));
     await container.getBlockBlobClient(`${prefix}metrics.json`).uploadData(metrics);
-    job.properties.status = "Completed";
     return output.uri;
   }
 
@@ -316,7 +399,7 @@ export class FakeArm {
       if (jobRoute[2] === "/cancel") {
         if (record.method !== "POST") return error(405, "MethodNotAllowed", "cancel is POST");
         if (!job) return error(404, "UserError", `Job ${name} not found.`);
-        job.properties.status = "CancelRequested";
+        this.transition(job, "CancelRequested");
         const operationId = randomUUID();
         this.cancelOperations.set(operationId, { jobKey: key, polls: 0 });
         return send(202, undefined, {
@@ -338,8 +421,9 @@ export class FakeArm {
         }
         const properties = { ...(record.body as { properties: Record<string, unknown> }).properties, status: "NotStarted" };
         properties.services = { Studio: { endpoint: `https://ml.azure.com/runs/${name}?wsid=${workspaceId}`, jobServiceType: "Studio" } };
-        const created: FakeJob = { workspaceKey, name, properties, createdAt: new Date().toISOString() };
+        const created: FakeJob = { workspaceKey, workspaceId, name, properties, createdAt: new Date().toISOString() };
         this.jobs.set(key, created);
+        if (this.options.autoRun) this.track(this.autoRun(created));
         return send(201, this.jobResource(created, workspaceId));
       }
       return error(405, "MethodNotAllowed", `${record.method} not supported on jobs`);
@@ -371,7 +455,7 @@ export class FakeArm {
       return send(202, undefined, { "retry-after": "0" });
     }
     const job = this.jobs.get(operation.jobKey);
-    if (job) job.properties.status = "Canceled";
+    if (job) this.transition(job, "Canceled");
     return send(200);
   }
 
