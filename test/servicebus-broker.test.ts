@@ -109,15 +109,15 @@ describe("fake Service Bus broker (real SDK)", () => {
   });
 
   test("renewMessageLock extends the lock past its original expiry", async () => {
-    bus.createQueue("renew", { lockDurationMs: 1000 });
+    bus.createQueue("renew", { lockDurationMs: 2000 });
     await client.createSender("renew").sendMessages({ body: "r" });
     const receiver = client.createReceiver("renew", noAutoRenew);
     const [m] = await receiveExactly(receiver, 1);
     const before = m.lockedUntilUtc!.getTime();
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 200));
     const renewed = await receiver.renewMessageLock(m);
-    expect(renewed.getTime()).toBeGreaterThanOrEqual(before + 400);
-    await new Promise((r) => setTimeout(r, 700)); // past the original 1000 ms, inside the renewed lock
+    expect(renewed.getTime()).toBeGreaterThanOrEqual(before + 150);
+    while (Date.now() < before + 100) await new Promise((r) => setTimeout(r, 50)); // original lock is over
     await receiver.completeMessage(m);
     expect(bus.messages("renew")).toEqual([]);
     expect(bus.deadLetters("renew")).toEqual([]);
@@ -136,14 +136,14 @@ describe("fake Service Bus broker (real SDK)", () => {
     await receiver.completeMessage(back);
     expect(bus.messages("sched")).toEqual([]);
 
-    const at = new Date(Date.now() + 300);
+    const at = new Date(Date.now() + 1500);
     const [seq] = await sender.scheduleMessages({ body: "later", messageId: "later-1" }, at);
     const [cancelSeq] = await sender.scheduleMessages({ body: "cancelled" }, at);
     await sender.cancelScheduledMessages(cancelSeq);
     const peeked = await receiver.peekMessages(10);
     expect(peeked.map((p) => [p.body, p.state, p.sequenceNumber!.toNumber()])).toEqual([["later", "scheduled", seq.toNumber()]]);
     expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 100 })).toEqual([]);
-    await new Promise((r) => setTimeout(r, 350));
+    while (Date.now() < at.getTime() + 50) await new Promise((r) => setTimeout(r, 50));
     const [later] = await receiveExactly(receiver, 1);
     expect(later.body).toBe("later");
     expect(later.sequenceNumber!.toNumber()).toBe(seq.toNumber());
