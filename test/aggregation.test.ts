@@ -2,6 +2,7 @@ import { aggregateUpdates, AggregateOptions, firstNonFinite } from "../lib/aggre
 import { AggregationError } from "../lib/aggregation/errors";
 import { createFedAvg, weightedSumKernel } from "../lib/aggregation/fedavg";
 import { createStrategy } from "../lib/aggregation/registry";
+import { arenaOf, SimdArena } from "../lib/aggregation/simdKernel";
 import type { CombineChunk, Json, RoundContext, StatisticsChunk, Strategy } from "../lib/aggregation/strategy";
 import type { ByteSource } from "../lib/models/bytes";
 import { decodeFloats, DType, encodeFloats, FloatDType, isFloatDType } from "../lib/models/dtypes";
@@ -362,6 +363,59 @@ describe("bad updates are excluded with a reason while the others aggregate", ()
     );
     await expect(promise).rejects.toThrow("operator cancelled");
     expect(run.sinks[0].aborted).toBe(true);
+  });
+});
+
+describe("SIMD kernel and hashing workers", () => {
+  test("the WebAssembly SIMD weighted sum equals the float64 JS sum for odd/even K and ragged lengths", () => {
+    const rand = rng(99);
+    for (const [k, length] of [[1, 9], [2, 4], [3, 1027], [10, 4099], [127, 33]]) {
+      const arena = new SimdArena(k * length * 4 + length * 8 + 64 * (k + 1));
+      expect(arena.simd).toBe(true);
+      const rows = Array.from({ length: k }, () => {
+        const bytes = arena.allocate(length * 4);
+        const row = new Float32Array(bytes.buffer, bytes.byteOffset, length);
+        for (let i = 0; i < length; i++) row[i] = (rand() - 0.5) * 1000;
+        return row;
+      });
+      const weights = rows.map(() => rand());
+      const outBytes = arena.allocate(length * 8);
+      const out = new Float64Array(outBytes.buffer, outBytes.byteOffset, length);
+      expect(arenaOf(rows, out)).toBe(arena);
+      out.fill(123); // stale values must not leak into the result
+      weightedSumKernel(rows, weights, out, length);
+      const plainRows = rows.map((r) => Float32Array.from(r));
+      expect(arenaOf(plainRows, new Float64Array(length))).toBeUndefined();
+      let worst = 0;
+      for (let i = 0; i < length; i++) {
+        let expected = 0;
+        for (let j = 0; j < k; j++) expected += weights[j] * rows[j][i];
+        worst = Math.max(worst, Math.abs(out[i] - expected) / Math.max(1, Math.abs(expected)));
+      }
+      expect(worst).toBeLessThanOrEqual(1e-12 * k);
+    }
+  });
+
+  test("hash workers digest every update while streaming, also across a NaN restart", async () => {
+    const models = await Promise.all(
+      [1, 2, 3, 4].map((v) =>
+        modelBytes([
+          { name: "a", dtype: "F32", shape: [1000], values: filled(v, 1000) },
+          { name: "b", dtype: "F32", shape: [1000], values: v === 3 ? [...filled(v, 999), NaN] : filled(v, 1000) },
+          { name: "c", dtype: "I32", shape: [3], values: [v, v, v] },
+        ]),
+      ),
+    );
+    const { promise, run } = runFedAvg(
+      models.map((m, i) => ({ id: `u${i}`, model: memorySource(`u${i}`, m), metrics: { num_examples: 1 } })),
+      { chunkElements: 96, hashWorkers: 2 },
+    );
+    const result = await promise;
+    expect(result.restarts).toBe(1);
+    expect(result.excluded).toEqual([{ id: "u2", reason: 'non-finite value (NaN) in tensor "b" at element 999' }]);
+    expect(result.included.map((u) => u.sha256)).toEqual([0, 1, 3].map((i) => sha256(models[i])));
+    const out = await readModel(run.sinks.at(-1)!.committed!);
+    expect(floats(out.get("a")!)).toEqual(filled(7 / 3, 1000).map((v) => Math.fround(v)));
   });
 });
 

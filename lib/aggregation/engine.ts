@@ -18,11 +18,13 @@
  *   then restarts without that update (rare, so the normal case reads every byte once).
  */
 
-import { createHash, Hash } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { ByteSink, ByteSource, WrittenObject } from "../models/bytes";
 import { decodeFloats, dtypeSize, encodeFloats, FloatDType, isFloatDType } from "../models/dtypes";
 import { readSafetensorsHeader, SafetensorsError, SafetensorsHeader, SafetensorsWriter } from "../models/safetensors";
 import { AggregationError, UpdateMetricsError } from "./errors";
+import { HashPool } from "./hashPool";
+import { SimdArena } from "./simdKernel";
 import { parseUpdateMetrics, readUpdateMetrics, UpdateMetrics, weightedMetricMeans } from "./metrics";
 import type { CombineChunk, FloatRow, Json, RoundContext, StatisticsChunk, Strategy, TensorLayout } from "./strategy";
 
@@ -64,8 +66,14 @@ export interface AggregateOptions {
   minUpdates: number;
   signal?: AbortSignal;
   onProgress?: (progress: AggregationProgress) => void;
-  /** Elements per chunk and update (default 1 Mi: 4 MB per F32 row). */
+  /** Elements per chunk and update (default 512 Ki: 2 MB per F32 row; lowered so that the read
+   *  buffers stay within `bufferBudgetBytes`). */
   chunkElements?: number;
+  /** Bound on the shared read buffers (3 slots x K rows x chunk), default 96 MB. */
+  bufferBudgetBytes?: number;
+  /** Threads hashing the updates while streaming: default 2 when the updates total at least
+   *  32 MB, else 0 (hash on the main thread: starting workers would cost more than it saves). */
+  hashWorkers?: number;
 }
 
 export interface IncludedUpdate {
@@ -87,7 +95,10 @@ export interface AggregationResult {
   restarts: number;
 }
 
-export const DEFAULT_CHUNK_ELEMENTS = 1 << 20;
+export const DEFAULT_CHUNK_ELEMENTS = 1 << 19;
+export const DEFAULT_BUFFER_BUDGET_BYTES = 96 << 20;
+/** Read slots: one being combined, one being prefetched, one still being hashed. */
+const SLOTS = 3;
 
 interface Candidate {
   index: number;
@@ -95,7 +106,7 @@ interface Candidate {
   model: ByteSource;
   header: SafetensorsHeader;
   metrics: UpdateMetrics;
-  hash: Hash;
+  /** Next file offset the running hash expects (the hash itself lives in the HashPool). */
   hashCursor: number;
   hashInOrder: boolean;
 }
@@ -115,7 +126,8 @@ interface WorkItem {
 
 interface LoadedItem {
   item: WorkItem;
-  rowBytes: Buffer[];
+  /** Views into the shared read slot (valid until the slot is reused). */
+  rowBytes: Uint8Array[];
   global?: Buffer;
   state: Record<string, Buffer | undefined>;
 }
@@ -166,9 +178,9 @@ export function layoutMismatch(reference: SafetensorsHeader, referenceId: string
 /** Aggregates K updates with `strategy`, streaming. See the module comment for the rules. */
 export async function aggregateUpdates(options: AggregateOptions): Promise<AggregationResult> {
   const { strategy, signal } = options;
-  const chunkElements = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
-  if (!Number.isSafeInteger(chunkElements) || chunkElements < 1) {
-    throw new AggregationError("BAD_OPTIONS", `chunkElements must be a positive integer, got ${chunkElements}`);
+  const requestedChunk = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
+  if (!Number.isSafeInteger(requestedChunk) || requestedChunk < 1) {
+    throw new AggregationError("BAD_OPTIONS", `chunkElements must be a positive integer, got ${requestedChunk}`);
   }
   if (!Number.isSafeInteger(options.minUpdates) || options.minUpdates < 1) {
     throw new AggregationError("BAD_OPTIONS", `minUpdates must be an integer >= 1, got ${options.minUpdates}`);
@@ -192,8 +204,7 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
           if (signal?.aborted) throw err;
           return { id: u.id, reason: err instanceof SafetensorsError ? `invalid model: ${err.message}` : `unreadable model: ${reasonOf(err)}` };
         }
-        const hash = createHash("sha256").update(header.prefix);
-        const c: Candidate = { index, id: u.id, model: u.model, header, metrics, hash, hashCursor: header.dataStart, hashInOrder: true };
+        const c: Candidate = { index, id: u.id, model: u.model, header, metrics, hashCursor: header.dataStart, hashInOrder: true };
         return c;
       } catch (err) {
         if (signal?.aborted) throw err;
@@ -276,7 +287,10 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
     throw new AggregationError("STATE_OUTPUT_MISSING", `strategy ${strategy.name} keeps state tensors (${strategy.stateTensors.map((s) => s.name).join(", ")}) but no stateOutput was given`);
   }
 
-  // 4. Work items: every tensor in name order, cut into chunks.
+  // 4. Work items: every tensor in name order, cut into chunks small enough for the buffer budget.
+  const maxElementBytes = Math.max(1, ...tensors.map((t) => dtypeSize(t.dtype)));
+  const budget = options.bufferBudgetBytes ?? DEFAULT_BUFFER_BUDGET_BYTES;
+  const chunkElements = Math.max(1, Math.min(requestedChunk, Math.floor(budget / (SLOTS * included.length * maxElementBytes)) & ~15 || 16));
   const items: WorkItem[] = [];
   tensors.forEach((t, tensorIndex) => {
     if (t.numel === 0) return;
@@ -285,6 +299,22 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
     }
   });
 
+  const rowBytes = Math.min(chunkElements, Math.max(1, ...tensors.map((t) => t.numel))) * maxElementBytes;
+  const arena = new SimdArena(SLOTS * included.length * rowBytes + Math.min(chunkElements, Math.max(1, floatElements)) * 8 + 64 * (SLOTS * included.length + 1));
+  const totalBytes = included.reduce((s, c) => s + c.header.fileSize, 0);
+  const hashPool = new HashPool(arena.buffer, Math.min(options.hashWorkers ?? (totalBytes >= 32 << 20 ? 2 : 0), included.length));
+  const buffers: SharedBuffers = {
+    arena,
+    slots: Array.from({ length: SLOTS }, () => included.map(() => arena.allocate(rowBytes))),
+    out: new Float64Array(arena.buffer, arena.allocate(Math.min(chunkElements, Math.max(1, floatElements)) * 8).byteOffset, Math.min(chunkElements, Math.max(1, floatElements))),
+  };
+  try {
+    return await runPasses();
+  } finally {
+    await hashPool.close();
+  }
+
+  async function runPasses(): Promise<AggregationResult> {
   let restarts = 0;
   for (;;) {
     checkEnough();
@@ -297,15 +327,16 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
     };
     strategy.checkRound?.(ctx, globalHeader !== undefined);
     for (const c of included) {
-      c.hash = createHash("sha256").update(c.header.prefix);
       c.hashCursor = c.header.dataStart;
       c.hashInOrder = true;
     }
+    hashPool.reset(included.map((c) => [c.index, c.header.prefix]));
     try {
-      const pass = new RoundPass(options, strategy, ctx, included, tensors, items, chunkElements, globalHeader, stateSources, restarts);
+      const pass = new RoundPass(options, strategy, ctx, included, tensors, items, buffers, hashPool, globalHeader, stateSources, restarts);
       const { output, stateFiles, outcome } = await pass.run();
+      const digests = await hashPool.digests();
       const includedResults: IncludedUpdate[] = [];
-      for (const c of included) includedResults.push({ id: c.id, numExamples: c.metrics.numExamples, sha256: await finishHash(c, signal) });
+      for (const c of included) includedResults.push({ id: c.id, numExamples: c.metrics.numExamples, sha256: await finishHash(c, digests.get(c.index), signal) });
       return {
         included: includedResults,
         excluded,
@@ -322,11 +353,21 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
       restarts++;
     }
   }
+  }
+}
+
+interface SharedBuffers {
+  arena: SimdArena;
+  /** slots[s][k]: the read buffer of slot s for the k-th update of the FIRST pass (rows beyond the
+   *  current included count are unused after exclusions). */
+  slots: Uint8Array[][];
+  /** The combine output chunk (in the arena, so the SIMD kernel can write it). */
+  out: Float64Array;
 }
 
 /** Completes an update's sha256: in-stream when its bytes were read in file order, else re-read. */
-async function finishHash(c: Candidate, signal?: AbortSignal): Promise<string> {
-  if (c.hashInOrder && c.hashCursor === c.header.fileSize) return c.hash.digest("hex");
+async function finishHash(c: Candidate, streamed: string | undefined, signal?: AbortSignal): Promise<string> {
+  if (streamed && c.hashInOrder && c.hashCursor === c.header.fileSize) return streamed;
   const hash = createHash("sha256");
   const step = 8 << 20;
   for (let offset = 0; offset < c.header.fileSize; offset += step) {
@@ -339,9 +380,11 @@ async function finishHash(c: Candidate, signal?: AbortSignal): Promise<string> {
 class RoundPass {
   private bytesRead = 0;
   private readonly bytesTotal: number;
-  private readonly outBuffer: Float64Array;
   private readonly zeros: Float64Array;
   private readonly decodeScratch: Float32Array[];
+  private readonly weights: Float64Array;
+  /** Per slot: resolves when the hash workers no longer read that slot. */
+  private readonly slotFree: Promise<void>[] = Array.from({ length: SLOTS }, () => Promise.resolve());
 
   constructor(
     private readonly options: AggregateOptions,
@@ -350,17 +393,17 @@ class RoundPass {
     private readonly included: Candidate[],
     private readonly tensors: TensorLayout[],
     private readonly items: WorkItem[],
-    chunkElements: number,
+    private readonly buffers: SharedBuffers,
+    private readonly hashPool: HashPool,
     private readonly globalHeader: SafetensorsHeader | undefined,
     private readonly stateSources: StateSourceInfo[],
     private readonly restarts: number,
   ) {
-    const floatBytes = included.reduce((s, c) => s + c.header.fileSize - c.header.dataStart, 0);
-    this.bytesTotal = floatBytes * (1 + (strategy.statistics?.length ?? 0));
-    const maxChunk = Math.min(chunkElements, Math.max(1, ...tensors.map((t) => t.numel)));
-    this.outBuffer = new Float64Array(maxChunk);
-    this.zeros = new Float64Array(maxChunk);
+    const dataBytes = included.reduce((s, c) => s + c.header.fileSize - c.header.dataStart, 0);
+    this.bytesTotal = dataBytes * (1 + (strategy.statistics?.length ?? 0));
+    this.zeros = new Float64Array(buffers.out.length);
     this.decodeScratch = included.map(() => new Float32Array(0));
+    this.weights = Float64Array.from(included, (c) => c.metrics.numExamples);
   }
 
   private get signal(): AbortSignal | undefined {
@@ -392,22 +435,24 @@ class RoundPass {
         stateWriters.push({ name: spec.name, dtype: spec.dtype, writer: new SafetensorsWriter(await this.options.stateOutput!(spec.name), floatSpecs) });
       }
       const stateOut: Record<string, Float64Array> = {};
-      for (const s of stateWriters) stateOut[s.name] = new Float64Array(this.outBuffer.length);
+      for (const s of stateWriters) stateOut[s.name] = new Float64Array(this.buffers.out.length);
       let writing: Promise<unknown> = Promise.resolve();
       const checkRowsHere = passes.length === 0 && !this.strategy.propagatesNonFinite;
       const checkOutput = passes.length === 0 && this.strategy.propagatesNonFinite;
       await this.stream(this.items, true, "combine", "combine", async (loaded) => {
         const t = this.tensors[loaded.item.tensorIndex];
         if (t.flatOffset < 0) {
-          // Integer/bool tensor: copied from the first valid update, never averaged.
+          // Integer/bool tensor: copied from the first valid update, never averaged. Copied out
+          // of the shared read slot, which is reused while the sink may still hold the chunk.
+          const bytes = Buffer.from(loaded.rowBytes[0]);
           await writing;
-          writing = writer.write(t.name, loaded.rowBytes[0], { signal: this.signal });
+          writing = writer.write(t.name, bytes, { signal: this.signal });
           writing.catch(() => undefined);
           return;
         }
         const chunk = this.decode(loaded) as CombineChunk;
         if (checkRowsHere) this.scanRows(loaded, chunk.rows);
-        const out = this.outBuffer.subarray(0, loaded.item.length);
+        const out = this.buffers.out.subarray(0, loaded.item.length);
         chunk.out = out;
         chunk.stateOut = {};
         for (const s of stateWriters) chunk.stateOut[s.name] = stateOut[s.name].subarray(0, loaded.item.length);
@@ -434,10 +479,13 @@ class RoundPass {
       await writer.abort().catch(() => undefined);
       for (const s of stateWriters) await s.writer.abort().catch(() => undefined);
       throw err;
+    } finally {
+      // No hash worker may still read a slot the next attempt will overwrite.
+      await Promise.all(this.slotFree.map((p) => p.catch(() => undefined)));
     }
   }
 
-  /** Reads items with one chunk of prefetch and hands each to `process` in order. */
+  /** Reads items (one chunk of prefetch) into rotating shared slots and hands each to `process`. */
   private async stream(
     items: WorkItem[],
     hashing: boolean,
@@ -446,20 +494,32 @@ class RoundPass {
     process: (loaded: LoadedItem) => void | Promise<void>,
   ): Promise<void> {
     if (items.length === 0) return;
-    let pending = this.load(items[0]);
-    pending.catch(() => undefined);
-    for (let j = 0; j < items.length; j++) {
-      throwIfAborted(this.signal);
-      const loaded = await pending;
-      if (j + 1 < items.length) {
-        pending = this.load(items[j + 1]);
-        pending.catch(() => undefined);
+    const start = (j: number) => {
+      const slot = j % SLOTS;
+      const p = this.slotFree[slot].then(() => this.load(items[j], slot));
+      p.catch(() => undefined);
+      return p;
+    };
+    let pending = start(0);
+    try {
+      for (let j = 0; j < items.length; j++) {
+        throwIfAborted(this.signal);
+        const loaded = await pending;
+        if (hashing) {
+          const hashed = this.hashRows(loaded);
+          hashed.catch(() => undefined);
+          this.slotFree[j % SLOTS] = hashed;
+        }
+        if (j + 1 < items.length) pending = start(j + 1);
+        await process(loaded);
+        for (const b of loaded.rowBytes) this.bytesRead += b.byteLength;
+        this.options.onProgress?.({ phase, pass: passName, bytesRead: this.bytesRead, bytesTotal: this.bytesTotal, restarts: this.restarts });
       }
-      if (hashing) this.hashRows(loaded);
-      await process(loaded);
-      for (const b of loaded.rowBytes) this.bytesRead += b.byteLength;
-      this.options.onProgress?.({ phase, pass: passName, bytesRead: this.bytesRead, bytesTotal: this.bytesTotal, restarts: this.restarts });
+    } finally {
+      // A prefetch still in flight would write into a slot the next attempt reuses.
+      await pending.catch(() => undefined);
     }
+    await Promise.all(this.slotFree);
   }
 
   private rowOffset(header: SafetensorsHeader, item: WorkItem): { offset: number; length: number } {
@@ -469,14 +529,17 @@ class RoundPass {
     return { offset: header.dataStart + entry.begin + item.start * size, length: item.length * size };
   }
 
-  private async load(item: WorkItem): Promise<LoadedItem> {
+  private async load(item: WorkItem, slot: number): Promise<LoadedItem> {
     const signal = this.signal;
     const t = this.tensors[item.tensorIndex];
     const rowBytes = await Promise.all(
-      this.included.map(async (c) => {
+      this.included.map(async (c, k) => {
         const { offset, length } = this.rowOffset(c.header, item);
+        const target = this.buffers.slots[slot][k].subarray(0, length);
         try {
-          return await c.model.read(offset, length, { signal });
+          if (c.model.readInto) await c.model.readInto(target, offset, { signal });
+          else target.set(await c.model.read(offset, length, { signal }));
+          return target;
         } catch (err) {
           if (signal?.aborted) throw err;
           throw new UpdateFault(c, `unreadable model: tensor "${t.name}" bytes [${offset}, ${offset + length}): ${reasonOf(err)}`);
@@ -499,16 +562,20 @@ class RoundPass {
     return { item, rowBytes, global, state };
   }
 
-  private hashRows(loaded: LoadedItem): void {
+  /** Sends this chunk's bytes to the hash workers when they continue each file in order. */
+  private hashRows(loaded: LoadedItem): Promise<void> {
+    const segments: [number, number, number][] = [];
     this.included.forEach((c, i) => {
       const { offset } = this.rowOffset(c.header, loaded.item);
+      const bytes = loaded.rowBytes[i];
       if (c.hashInOrder && offset === c.hashCursor) {
-        c.hash.update(loaded.rowBytes[i]);
-        c.hashCursor += loaded.rowBytes[i].byteLength;
+        segments.push([c.index, bytes.byteOffset, bytes.byteLength]);
+        c.hashCursor += bytes.byteLength;
       } else {
         c.hashInOrder = false;
       }
     });
+    return this.hashPool.update(segments);
   }
 
   private decode(loaded: LoadedItem): StatisticsChunk {
@@ -516,7 +583,7 @@ class RoundPass {
     const dtype = t.dtype as FloatDType;
     const length = loaded.item.length;
     const rows: FloatRow[] = loaded.rowBytes.map((bytes, i) => {
-      if ((dtype === "F16" || dtype === "BF16") && this.decodeScratch[i].length < length) this.decodeScratch[i] = new Float32Array(this.outBuffer.length);
+      if ((dtype === "F16" || dtype === "BF16") && this.decodeScratch[i].length < length) this.decodeScratch[i] = new Float32Array(this.buffers.out.length);
       return decodeFloats(bytes, dtype, this.decodeScratch[i]);
     });
     const state: Record<string, Float64Array> = {};
@@ -537,7 +604,7 @@ class RoundPass {
       start: loaded.item.start,
       length,
       rows,
-      weights: Float64Array.from(this.included, (c) => c.metrics.numExamples),
+      weights: this.weights,
       ...(global ? { global } : {}),
       state,
     };

@@ -3,6 +3,7 @@
  * float64 with weights normalized once in float64. Stateless; needs no global model.
  */
 
+import { arenaOf } from "./simdKernel";
 import { StrategyError } from "./strategyError";
 import type { CombineChunk, Json, RoundContext, Strategy } from "./strategy";
 
@@ -14,6 +15,12 @@ export interface FedAvgPlan {
 
 /** out[i] = sum_k weights[k] * rows[k][i]; two rows per sweep to halve passes over `out`. */
 export function weightedSumKernel(rows: readonly (Float32Array | Float64Array)[], weights: readonly number[], out: Float64Array, length: number): void {
+  // F32 rows read by the engine live in its shared arena: use the WebAssembly SIMD kernel there.
+  const arena = arenaOf(rows, out);
+  if (arena) {
+    arena.weightedSum(rows as readonly Float32Array[], weights, out, length);
+    return;
+  }
   const k = rows.length;
   if (k === 0) {
     out.fill(0, 0, length);

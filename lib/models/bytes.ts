@@ -10,6 +10,8 @@ export interface ByteSource {
   size(options?: { signal?: AbortSignal }): Promise<number>;
   /** Reads exactly `length` bytes at `offset`; rejects if fewer exist. */
   read(offset: number, length: number, options?: { signal?: AbortSignal }): Promise<Buffer>;
+  /** Optional zero-copy variant of `read`: fills all of `target` from `offset` (rejects if fewer bytes exist). */
+  readInto?(target: Uint8Array, offset: number, options?: { signal?: AbortSignal }): Promise<void>;
   close?(): Promise<void>;
 }
 

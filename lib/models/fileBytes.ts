@@ -25,6 +25,19 @@ function throwIfAborted(signal?: AbortSignal): void {
 export function fileSource(filePath: string): ByteSource {
   let handle: Promise<fs.FileHandle> | undefined;
   const open = () => (handle ??= fs.open(filePath, "r"));
+  const readInto = async (target: Uint8Array, offset: number, options?: { signal?: AbortSignal }): Promise<void> => {
+    throwIfAborted(options?.signal);
+    const fh = await open();
+    const length = target.byteLength;
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await fh.read(target, done, length - done, offset + done);
+      if (bytesRead === 0) {
+        throw new FileBytesError(filePath, `short read: wanted ${length} bytes at offset ${offset}, file ends after ${done}`);
+      }
+      done += bytesRead;
+    }
+  };
   return {
     name: filePath,
     async size(options) {
@@ -32,19 +45,11 @@ export function fileSource(filePath: string): ByteSource {
       return (await (await open()).stat()).size;
     },
     async read(offset, length, options) {
-      throwIfAborted(options?.signal);
-      const fh = await open();
       const buffer = Buffer.allocUnsafe(length);
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await fh.read(buffer, done, length - done, offset + done);
-        if (bytesRead === 0) {
-          throw new FileBytesError(filePath, `short read: wanted ${length} bytes at offset ${offset}, file ends after ${done}`);
-        }
-        done += bytesRead;
-      }
+      await readInto(buffer, offset, options);
       return buffer;
     },
+    readInto,
     async close() {
       const h = handle;
       handle = undefined;
