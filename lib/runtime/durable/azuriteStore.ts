@@ -115,7 +115,21 @@ export class AzuriteDurableStore implements DurableStore {
 
   async deleteMessages(instanceId: string, ids: string[]): Promise<void> {
     const pk = encodeKey(instanceId);
-    for (const id of ids) await this.removeKey(this.inbox, pk, encodeKey(id));
+    // One entity-group transaction per 100 rows of the partition; if one row is already gone
+    // (the whole batch fails with 404), fall back to row-by-row deletes, which ignore 404.
+    for (let i = 0; i < ids.length; i += 100) {
+      const keys = ids.slice(i, i + 100).map(encodeKey);
+      const spilled = keys.some((rk) => this.spilled.has(this.blobName(this.inbox, pk, rk)));
+      if (keys.length > 1 && !spilled) {
+        try {
+          await this.inbox.submitTransaction(keys.map((rowKey) => ["delete", { partitionKey: pk, rowKey }]));
+          continue;
+        } catch (err) {
+          if (!isStatus(err, 404)) throw err;
+        }
+      }
+      for (const rowKey of keys) await this.removeKey(this.inbox, pk, rowKey);
+    }
   }
 
   putWorkItem(item: ActivityWorkItem): Promise<void> {

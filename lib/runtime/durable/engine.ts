@@ -565,9 +565,7 @@ export class DurableEngine {
     live.history = continueAs ? [] : [...live.history, ...appended.map((e) => ({ ...e, IsPlayed: true }))];
     await this.store.putInstance(after);
     // 2. dispatch the work the replay decided (idempotent ids), unless the execution is over.
-    if (outcome.kind === "running") {
-      for (const work of result.newWork) await this.dispatch(live, before, work, now);
-    }
+    if (outcome.kind === "running") await this.dispatchAll(before, result.newWork, now);
     if (outcome.kind === "completed" || outcome.kind === "failed") await this.notifyParent(after);
     if (continueAs) await this.deliver(this.startMessage(continueAs));
     // 3. mark the messages handled.
@@ -611,33 +609,23 @@ export class DurableEngine {
     }
   }
 
-  private async dispatch(live: LiveInstance, record: InstanceRecord, work: NewWork, now: Date): Promise<void> {
+  /** Persist and start the episode's new work: writes in parallel chunks, activities enqueued in id order. */
+  private async dispatchAll(record: InstanceRecord, work: NewWork[], now: Date): Promise<void> {
     const base = `${record.instanceId}:${record.executionId}`;
-    if (work.kind === "activity") {
-      const item: ActivityWorkItem = {
-        id: `${base}:task:${work.id}`,
-        instanceId: record.instanceId,
-        executionId: record.executionId,
-        taskScheduledId: work.id,
-        name: work.name,
-        input: work.input,
-      };
-      await this.store.putWorkItem(item);
-      this.enqueueActivity(item);
-    } else if (work.kind === "timer") {
-      const fireAt = work.fireAt.toISOString();
-      await this.deliver({
-        id: `${base}:timer:${work.id}`,
-        instanceId: record.instanceId,
-        executionId: record.executionId,
-        event: events.timerFired(work.fireAt, work.id, fireAt),
-        enqueuedAt: now.toISOString(),
-        fireAt,
-      });
-    } else {
-      await this.startChild(record, work, now);
+    const items: ActivityWorkItem[] = [];
+    const timers: InboxMessage[] = [];
+    for (const w of work) {
+      if (w.kind === "activity") {
+        items.push({ id: `${base}:task:${w.id}`, instanceId: record.instanceId, executionId: record.executionId, taskScheduledId: w.id, name: w.name, input: w.input });
+      } else if (w.kind === "timer") {
+        const fireAt = w.fireAt.toISOString();
+        timers.push({ id: `${base}:timer:${w.id}`, instanceId: record.instanceId, executionId: record.executionId, event: events.timerFired(w.fireAt, w.id, fireAt), enqueuedAt: now.toISOString(), fireAt });
+      }
     }
-    void live;
+    await inChunks(items, (item) => this.store.putWorkItem(item));
+    for (const item of items) this.enqueueActivity(item);
+    await inChunks(timers, (timer) => this.deliver(timer));
+    for (const w of work) if (w.kind === "subOrchestration") await this.startChild(record, w, now);
   }
 
   private async startChild(parent: InstanceRecord, work: Extract<NewWork, { kind: "subOrchestration" }>, now: Date): Promise<void> {
@@ -818,6 +806,11 @@ export class DurableEngine {
       }
     }
   }
+}
+
+/** Run `write` over `values`, at most `width` at a time (stores are I/O bound). */
+async function inChunks<T>(values: T[], write: (value: T) => Promise<void>, width = 32): Promise<void> {
+  for (let i = 0; i < values.length; i += width) await Promise.all(values.slice(i, i + width).map(write));
 }
 
 function scheduledEvent(now: Date, work: NewWork): HistoryEvent {
