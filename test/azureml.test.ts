@@ -215,6 +215,24 @@ describe("submit", () => {
     );
   });
 
+  test("experiment name: per federation by default, or fixed, or computed", () => {
+    expect(compute().buildJobBody(siloRequest()).properties.experimentName).toBe("flo-fraud");
+    expect(compute({ experimentName: "federated" }).buildJobBody(siloRequest()).properties.experimentName).toBe("federated");
+    expect(compute({ experimentName: (id) => `fl_${id}` }).buildJobBody(siloRequest()).properties.experimentName).toBe("fl_fraud");
+  });
+
+  test("jobs.list and jobs.get of the SDK keep the output uri the raw PUT sent", async () => {
+    const silo = compute();
+    const request = siloRequest();
+    await silo.submit(request);
+    const listed = [];
+    for await (const job of silo.client.jobs.list(RESOURCE_GROUP, WORKSPACE)) listed.push(job);
+    const mine = listed.find((job) => job.name === request.jobName);
+    expect((mine?.properties as { outputs?: Record<string, { uri?: string }> }).outputs?.model_update?.uri).toBe(
+      exchangeOutputUri("floexchange", "fraud", request.round, "eu"),
+    );
+  });
+
   test("an azureml:// outputUri in the request is honoured instead of the exchange path", async () => {
     const request = siloRequest({ outputUri: "azureml://datastores/other/paths/custom/place/" });
     const status = await compute().submit(request);

@@ -67,8 +67,8 @@ export interface AzureMlSiloComputeOptions {
   retryOptions?: PipelineRetryOptions;
   /** Replace the HTTP transport (tests). */
   httpClient?: HttpClient;
-  /** Experiment per federation; default `flo-<federationId>`. */
-  experimentName?: (federationId: string) => string;
+  /** Experiment of a federation's jobs: a fixed name, or one per federation; default `flo-<federationId>`. */
+  experimentName?: string | ((federationId: string) => string);
   /** Code asset id (`…/codes/<name>/versions/<v>` or `azureml:<name>:<v>`); default: the request's `code`. */
   codeId?: string;
   /** Environment id; default: the request's `environment`. One of the two is required. */
@@ -347,6 +347,12 @@ export class AzureMlSiloCompute implements SiloCompute {
     return exchangeOutputUri(this.options.exchangeDatastore, request.federationId, request.round, request.silo);
   }
 
+  experimentNameFor(federationId: string): string {
+    const option = this.options.experimentName;
+    if (typeof option === "string") return option;
+    return option ? option(federationId) : `flo-${federationId}`;
+  }
+
   /** The exact body `submit` PUTs, for inspection and tests. */
   buildJobBody(request: SiloJobRequest): { properties: Record<string, unknown> } {
     const environment = this.options.environmentId ?? request.environment;
@@ -356,7 +362,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     const code = this.options.codeId ?? request.code;
     return buildCommandJobBody(request, {
       computeId: this.computeId,
-      experimentName: (this.options.experimentName ?? ((federationId) => `flo-${federationId}`))(request.federationId),
+      experimentName: this.experimentNameFor(request.federationId),
       environmentId: azureMlAssetId("environments", environment, this.workspaceId, "environment"),
       codeId: code === undefined ? undefined : azureMlAssetId("codes", code, this.workspaceId, "code"),
       identity: this.options.identity ?? { identityType: "Managed" },
