@@ -11,17 +11,23 @@ import type { Row } from "./robustKernels";
 export function accumulatePairwiseSquaredDistances(rows: readonly Row[], length: number, acc: Float64Array): void {
   const k = rows.length;
   if (acc.length !== k * k) throw new StrategyInputError("pairwise-distances", `accumulator has ${acc.length} entries, expected ${k}x${k}`);
-  for (let i = 0; i < k; i++) {
-    const a = rows[i];
-    for (let j = i + 1; j < k; j++) {
-      const b = rows[j];
-      let sum = 0;
-      for (let c = 0; c < length; c++) {
-        const d = a[c] - b[c];
-        sum += d * d;
+  // Blocked over coordinates so the K row slices stay in cache while all K(K-1)/2 pairs use them
+  // (unblocked, every pair would stream the whole chunk from memory again).
+  const block = 2048;
+  for (let start = 0; start < length; start += block) {
+    const end = Math.min(length, start + block);
+    for (let i = 0; i < k; i++) {
+      const a = rows[i];
+      for (let j = i + 1; j < k; j++) {
+        const b = rows[j];
+        let sum = 0;
+        for (let c = start; c < end; c++) {
+          const d = a[c] - b[c];
+          sum += d * d;
+        }
+        acc[i * k + j] += sum;
+        acc[j * k + i] += sum;
       }
-      acc[i * k + j] += sum;
-      acc[j * k + i] += sum;
     }
   }
 }
