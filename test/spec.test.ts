@@ -330,6 +330,11 @@ describe("invalid specs: each names the path and expected vs got", () => {
       [["initialModel", "a location without credentials (flo reads models with its managed identity)", "a URL carrying a SAS token (sig=) (value not shown)"]],
     ],
     [
+      "literal password on the command line",
+      (s) => (s.training.command += " --db-user flo --password hunter2"),
+      [["training.command", "no secrets in a spec (silos read their own secrets inside their boundary; flo uses managed identity)", "a literal value after --password (value not shown)"]],
+    ],
+    [
       "command input defined by no silo",
       (s) => (s.training.command += " --seed ${{inputs.seed}}"),
       [
@@ -457,7 +462,9 @@ describe("invalid specs: each names the path and expected vs got", () => {
 
   test("names that merely contain secret-ish letters are not flagged", () => {
     const spec = base();
-    spec.training.parameters = { ...spec.training.parameters, max_tokens: 512, tokenizer: "bpe", keyframes: 3, passes: 2, monkey: "x" };
+    spec.training.parameters = { ...spec.training.parameters, max_tokens: 512, tokenizer: "bpe", keyframes: 3, passes: 2, monkey: "x", token_budget: 3 };
+    spec.silos[0].inputs = { ...spec.silos[0].inputs, api_key_file: "/mnt/secrets/key", db_password_env: "DB_PASSWORD", pad_token: "<pad>", pad_token_id: 0 };
+    spec.training.command += " --tokenizer bpe --token-budget 3 --api-key ${{inputs.epochs}} --password-file /mnt/secrets/db";
     expect(() => validateSpec(spec)).not.toThrow();
   });
 });
@@ -552,3 +559,26 @@ function catchSpec(fn: () => unknown): SpecError {
   }
   throw new Error("expected a SpecError");
 }
+
+describe("secret detection rules", () => {
+  const { secretKeyReason } = jest.requireActual("../lib/spec/secrets") as typeof import("../lib/spec/secrets");
+  test.each([
+    ["password", '"password"'],
+    ["dbPassword", '"password"'],
+    ["HF_TOKEN", '"hf token"'],
+    ["token", '"token"'],
+    ["githubToken", '"github token"'],
+    ["storage-account-key", '"account key"'],
+    ["AZURE_CLIENT_SECRET", '"secret"'],
+    ["connectionString", '"connection string"'],
+    ["sas", '"sas"'],
+  ])("%s is a secret name", (key, word) => {
+    expect(secretKeyReason(key)).toBe(`the name contains ${word}`);
+  });
+  test.each(["max_tokens", "pad_token", "token_budget", "tokenizer", "keyframes", "password_file", "secret_name", "api_key_env", "monkey", "passes"])(
+    "%s is not",
+    (key) => {
+      expect(secretKeyReason(key)).toBeUndefined();
+    },
+  );
+});

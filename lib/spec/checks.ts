@@ -5,7 +5,7 @@
  */
 import { BUILTIN_INPUTS, CommandTemplateError, GLOBAL_MODEL_INPUT, MODEL_UPDATE_OUTPUT, parseCommandTemplate, renderCommand } from "./command";
 import { formatPath, SpecIssue, specIssue } from "./errors";
-import { secretKeyReason, secretValueReason } from "./secrets";
+import { secretInCommandReason, secretKeyReason, secretValueReason } from "./secrets";
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -64,8 +64,9 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   };
   checkInputs(parameters, ["training", "parameters"], false);
   silos.forEach((silo, i) => checkInputs(obj(silo.inputs), ["silos", i, "inputs"], true));
+  const commandSecret = typeof training.command === "string" ? secretInCommandReason(training.command) : undefined;
+  if (commandSecret) issues.push(specIssue("training.command", NO_SECRETS, `${commandSecret} (value not shown)`));
   for (const [path, value] of [
-    ["training.command", training.command],
     ["training.code", training.code],
     ["description", raw.description],
   ] as const) {

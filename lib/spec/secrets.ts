@@ -6,16 +6,28 @@
 
 /** Words that name a credential on their own (compared against the key split into words). */
 const SECRET_WORDS = new Set([
-  "secret", "secrets", "password", "passwd", "passwort", "pwd", "passphrase", "token", "apikey", "credential",
+  "secret", "secrets", "password", "passwd", "passwort", "pwd", "passphrase", "apikey", "credential",
   "credentials", "connectionstring", "connstr", "sas", "sastoken", "accountkey", "accesskey", "privatekey", "bearer",
 ]);
-/** Word pairs that name a credential together: api_key, accessKey, connection-string... */
+/** Word pairs that name a credential together: api_key, accessKey, connection-string, hf_token... */
 const SECRET_PAIRS: [string, string][] = [
   ["api", "key"], ["access", "key"], ["account", "key"], ["private", "key"], ["secret", "key"], ["storage", "key"],
   ["subscription", "key"], ["shared", "key"], ["signing", "key"], ["encryption", "key"], ["master", "key"],
-  ["connection", "string"], ["conn", "string"], ["conn", "str"], ["client", "secret"], ["auth", "token"],
-  ["access", "token"], ["refresh", "token"], ["id", "token"], ["sas", "token"],
+  ["connection", "string"], ["conn", "string"], ["conn", "str"], ["client", "secret"],
 ];
+/**
+ * "token" alone is a credential, but ML has many non-secret tokens (pad_token, max_tokens,
+ * token_budget): only these qualifiers make it one.
+ */
+const TOKEN_QUALIFIERS = new Set([
+  "auth", "access", "refresh", "id", "sas", "bearer", "hf", "huggingface", "github", "gh", "gitlab", "api", "personal",
+  "pat", "secret", "session", "service", "bot", "slack", "npm", "pypi", "wandb", "security", "oauth", "git",
+]);
+/** Names that point at where a secret lives (a file, an env var, a Key Vault secret name) are fine. */
+const REFERENCE_SUFFIXES = new Set([
+  "file", "path", "dir", "name", "env", "var", "variable", "ref", "reference", "uri", "url", "endpoint", "id", "length",
+  "len", "count", "budget", "limit", "size", "type",
+]);
 
 /** Splits `hfToken`, `HF_TOKEN`, `api-key`, `storage.key` into lower-case words. */
 export function keyWords(key: string): string[] {
@@ -30,10 +42,14 @@ export function keyWords(key: string): string[] {
 /** Returns why a key name looks like it holds a secret, or undefined when it does not. */
 export function secretKeyReason(key: string): string | undefined {
   const words = keyWords(key);
+  if (words.length === 0 || (words.length > 1 && REFERENCE_SUFFIXES.has(words[words.length - 1]))) return undefined;
   const word = words.find((w) => SECRET_WORDS.has(w));
   if (word) return `the name contains "${word}"`;
-  for (let i = 0; i + 1 < words.length; i++) {
-    if (SECRET_PAIRS.some(([a, b]) => words[i] === a && words[i + 1] === b)) return `the name contains "${words[i]} ${words[i + 1]}"`;
+  for (let i = 0; i < words.length; i++) {
+    if (words[i] === "token" && (words.length === 1 || (i > 0 && TOKEN_QUALIFIERS.has(words[i - 1])))) {
+      return `the name contains "${i > 0 ? `${words[i - 1]} ` : ""}token"`;
+    }
+    if (i + 1 < words.length && SECRET_PAIRS.some(([a, b]) => words[i] === a && words[i + 1] === b)) return `the name contains "${words[i]} ${words[i + 1]}"`;
   }
   return undefined;
 }
@@ -55,4 +71,14 @@ const SECRET_VALUE_PATTERNS: [RegExp, string][] = [
 export function secretValueReason(value: string): string | undefined {
   for (const [pattern, what] of SECRET_VALUE_PATTERNS) if (pattern.test(value)) return what;
   return undefined;
+}
+
+/** A command-line flag that names a credential, followed by a literal value (not a placeholder). */
+const SECRET_FLAG = /(^|\s)--?(password|passwd|pwd|secret|client[-_]?secret|token|auth[-_]?token|access[-_]?token|api[-_]?key|access[-_]?key|account[-_]?key|sas[-_]?token|connection[-_]?string)(=|\s+)(?!\$\{\{)(?!-)\S+/i;
+
+/** Returns why a command line looks like it passes a literal secret, or undefined. */
+export function secretInCommandReason(command: string): string | undefined {
+  const flag = SECRET_FLAG.exec(command);
+  if (flag) return `a literal value after --${flag[2]}`;
+  return secretValueReason(command);
 }
