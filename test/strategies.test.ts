@@ -211,6 +211,23 @@ describe("each strategy equals a plain reference on random updates (chunked stre
     }
   });
 
+  test.each([7, 8])("with clipping (seed %i): rules see x + min(1, C/||delta||) * delta", (seed) => {
+    const { updates, n } = randomRound(seed, 9, true);
+    const r = rng(seed + 1000);
+    const xs = Array.from({ length: 37 }, () => normal(r));
+    const global: TensorMap = { a: Float64Array.from(xs.slice(0, 25)), b: Float64Array.from(xs.slice(25)) };
+    const norms = updates.map((u) => Math.sqrt(sqDist(flat(u), xs)));
+    const clipNorm = [...norms].sort((p, q) => p - q)[4]; // about half the updates get clipped
+    const clipped = updates.map((u, i) => flat(u).map((v, c) => xs[c] + Math.min(1, clipNorm / norms[i]) * (v - xs[c])));
+    const out = (opts: StrategyOptions) => flat({ tensors: run({ ...opts, clipping: { mode: "fixed", norm: clipNorm } }, updates, { global, chunkSize: 5 }).model, numExamples: 0 });
+    const close = (actual: Model, expected: Model) => actual.forEach((v, i) => expect(Math.abs(v - expected[i])).toBeLessThan(1e-9));
+    const all = clipped.map((_, i) => i);
+    close(out({ strategy: "fedavg" }), refWeighted(clipped, all, n));
+    close(out({ strategy: "median" }), clipped[0].map((_, c) => refMedian(clipped.map((m) => m[c]))));
+    close(out({ strategy: "krum", byzantine: 2 }), clipped[refKrumOrder(clipped, all, 2)[0]]);
+    close(out({ strategy: "bulyan", byzantine: 1 }), refBulyan(clipped, 1));
+  });
+
   test.each([5, 6])("server optimizers over 3 rounds equal the reference (seed %i)", (seed) => {
     const r = rng(seed);
     const size = 30;
