@@ -177,7 +177,8 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
     const key = normalize(name);
     const existing = entities.get(key);
     if (existing) {
-      Object.assign(existing.options, entityOptions);
+      for (const [k, v] of Object.entries(entityOptions)) if (v !== undefined) (existing.options as Record<string, unknown>)[k] = v;
+      existing.deadLetter!.options.lockDurationMs = existing.options.lockDurationMs;
       return existing;
     }
     const entity: Entity = {
