@@ -12,6 +12,8 @@ import {
 import type { SiloJobRequest } from "../lib/compute/siloCompute";
 import { azureMlSiloComputeFromSettings } from "../lib/compute/azuremlSettings";
 import { parseJobEvent, type AzureMlEventGridEvent } from "../lib/events/azureMlEvents";
+import { createAzureCredential, credentialSettingsFromEnv } from "../lib/azure/credentials";
+import { startFakeManagedIdentity, type FakeManagedIdentity } from "./fakes/arm/fakeManagedIdentity";
 import { generateTestCertificate, type TestCertificate } from "./fakes/arm/cert";
 import { FakeArm, StubArmCredential } from "./fakes/arm/fakeArm";
 import { AZURITE_ACCOUNT, AZURITE_KEY, FakeStorageTokenCredential, startHttpsAzuriteBlob, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
@@ -355,5 +357,58 @@ describe("a self-running fake workspace (for end-to-end federations)", () => {
     } finally {
       await selfRunning.close();
     }
+  });
+});
+
+describe("the production credential path: a managed identity, settings only", () => {
+  const IDENTITY_VARIABLES = [
+    "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT",
+    "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_USERNAME", "AZURE_PASSWORD", "AZURE_TOKEN_CREDENTIALS",
+  ];
+  const saved: Record<string, string | undefined> = {};
+  let identity: FakeManagedIdentity;
+
+  beforeAll(async () => {
+    identity = await startFakeManagedIdentity();
+    for (const key of IDENTITY_VARIABLES) {
+      saved[key] = process.env[key];
+      delete process.env[key];
+    }
+    Object.assign(process.env, identity.env);
+  });
+  afterAll(async () => {
+    for (const [key, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+    await identity.close();
+  });
+
+  test("DefaultAzureCredential with a user-assigned identity submits to ARM and reads the silo's output from storage", async () => {
+    const clientId = "7d9e0f1a-2222-4333-8444-955566677788";
+    const env = {
+      FLO_MANAGED_IDENTITY_CLIENT_ID: clientId,
+      FLO_ARM_ENDPOINT: fake.url,
+      FLO_ARM_CA_FILE: certificate.certPath,
+      FLO_AZUREML_BLOB_ENDPOINT: blobServer.accountUrl,
+    };
+    const credential = createAzureCredential(credentialSettingsFromEnv(env));
+    const silo = azureMlSiloComputeFromSettings(
+      { subscriptionId: SUBSCRIPTION, resourceGroup: RESOURCE_GROUP, workspace: WORKSPACE, computeName: "cpu-cluster", exchangeDatastore: "floexchange" },
+      { credential, env, overrides: { environmentId: "azureml:flo-node:1", retryOptions: { maxRetries: 0 } } },
+    );
+    const job = request();
+    const submitted = await silo.submit(job);
+    await fake.completeJob(WORKSPACE, job.jobName, { model: Buffer.from("mi-weights"), metrics: { num_examples: 5, metrics: {} } });
+    const folder = await silo.openOutput(submitted.outputUri!);
+    expect((await folder.model.read(0, 10)).toString()).toBe("mi-weights");
+    expect(identity.requests).toEqual(
+      expect.arrayContaining([
+        { resource: fake.url, clientId },
+        { resource: "https://storage.azure.com", clientId },
+      ]),
+    );
+    expect(new Set(identity.requests.map((r) => r.clientId))).toEqual(new Set([clientId]));
   });
 });
