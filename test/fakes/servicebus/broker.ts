@@ -567,7 +567,10 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
         stored.scheduleTimer = undefined;
         if (stored.state !== "scheduled") return;
         stored.state = "active";
-        stored.enqueuedAt = new Date();
+        const enqueuedAt = new Date();
+        // TTL counts from when the message becomes visible, not from when it was scheduled.
+        if (stored.expiresAt !== undefined) stored.expiresAt += enqueuedAt.getTime() - stored.enqueuedAt.getTime();
+        stored.enqueuedAt = enqueuedAt;
         pump(entity);
       }, Math.max(0, when - Date.now()));
       stored.scheduleTimer.unref();
