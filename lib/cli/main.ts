@@ -13,5 +13,6 @@ export async function main(argv: string[]): Promise<void> {
   // subcommands: register(program) per module
   (await import("./aggregate")).register(program);
   (await import("./host")).register(program);
+  (await import("./run")).register(program);
   await program.parseAsync(argv);
 }

@@ -4,6 +4,7 @@
  * metrics per round, round timings, and a table of what every round included and excluded.
  */
 import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { RoundManifest } from "../federation/manifest";
 
 /** Reference results the federation is compared against (see docs/report.md). */
@@ -28,7 +29,8 @@ export interface ReportInput {
 
 let chartJsSource: string | undefined;
 function chartJs(): string {
-  chartJsSource ??= readFileSync(require.resolve("chart.js/dist/chart.umd.min.js"), "utf8");
+  // The package's exports map hides dist/; its main entry sits next to the UMD build.
+  chartJsSource ??= readFileSync(join(dirname(require.resolve("chart.js")), "chart.umd.min.js"), "utf8");
   return chartJsSource;
 }
 

@@ -1,0 +1,198 @@
+/**
+ * `flo run <spec>`: runs a whole federation on this machine. Starts the embedded runtime (flo's
+ * Functions app on `flo host`, Azurite, local silo jobs), submits the spec through the HTTP API like
+ * any client would, shows live progress per round and silo, then writes the final model, all round
+ * manifests and an HTML report to `--out`.
+ */
+import type { Command } from "commander";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { extname, join, resolve } from "node:path";
+import { MultiBar, Presets } from "cli-progress";
+import { loadSpecFile, SpecError } from "../spec";
+import { startLocalHost, type LocalHost } from "../runtime/host";
+import { ModelStore } from "../models/store";
+import { DEFAULTS } from "../federation/services";
+import { renderReport, type Baselines } from "../report/html";
+import { loadManifests } from "../federation/report";
+import type { FederationServices } from "../federation/services";
+import type { RoundManifest } from "../federation/manifest";
+import type { FederationSummary, RoundSummary } from "../federation/types";
+
+export interface RunOptions {
+  out?: string;
+  /** Runtime data folder (Azurite, job folders); default: a temporary folder removed afterwards. */
+  data?: string;
+  port?: number;
+  baselines?: string;
+  /** Where progress lines go (default stdout). */
+  print?: (line: string) => void;
+  /** Show animated progress bars (default: when stdout is a TTY). */
+  bars?: boolean;
+  pollIntervalMs?: number;
+}
+
+export interface RunResult {
+  federationId: string;
+  runtimeStatus: string;
+  outDir: string;
+  modelPath?: string;
+  reportPath: string;
+  manifests: RoundManifest[];
+  failure?: string;
+}
+
+const APP_ENTRY = resolve(__dirname, "..", "..", "functions", "index.js");
+
+interface StatusBody {
+  runtimeStatus: string;
+  round?: number;
+  rounds?: number;
+  phase?: string;
+  silos?: { silo: string; state?: string; outcome?: string; attempt?: number }[];
+  history?: RoundSummary[];
+  output?: FederationSummary;
+  failure?: unknown;
+}
+
+export async function runFederation(specPath: string, options: RunOptions = {}): Promise<RunResult> {
+  const print = options.print ?? ((line: string) => console.log(line));
+  const spec = await loadSpecFile(specPath); // fails fast, with every error and its field path
+  const outDir = resolve(options.out ?? join("out", spec.name));
+  const dataDir = options.data ? resolve(options.data) : mkdtempSync(join(tmpdir(), "flo-run-"));
+  const started = Date.now();
+  let host: LocalHost | undefined;
+  try {
+    host = await startLocalHost({
+      appEntry: APP_ENTRY,
+      port: options.port ?? 0,
+      dataDir,
+      storage: options.data ? "persisted" : "memory",
+      settings: { FLO_LOCAL_JOBS_DIR: join(dataDir, "jobs"), FLO_LOCAL_BASE_DIR: process.cwd() },
+      log: () => undefined,
+    });
+    print(`flo: local runtime up at ${host.url} (${((Date.now() - started) / 1000).toFixed(1)} s); federation ${spec.name}: ${spec.rounds} round(s), ${spec.silos.length} silo(s), strategy ${spec.aggregation.strategy}`);
+    const api = (path: string, init?: RequestInit) => fetch(`${host!.url}/api/${path}`, { ...init, headers: { "x-functions-key": host!.functionKey, ...(init?.headers ?? {}) } });
+    const text = readFileSync(specPath, "utf8");
+    const contentType = extname(specPath).toLowerCase() === ".json" ? "application/json" : "application/yaml";
+    const startResponse = await api("federations", { method: "POST", body: text, headers: { "content-type": contentType } });
+    const startBody = (await startResponse.json()) as { id?: string; detail?: string };
+    if (startResponse.status !== 202 || !startBody.id) throw new Error(`the federation did not start (HTTP ${startResponse.status}): ${startBody.detail ?? JSON.stringify(startBody)}`);
+    const id = startBody.id;
+
+    const final = await followProgress(id, spec.rounds, api, print, options);
+    const store = ModelStore.fromConnectionString(host.storageConnectionString, process.env.FLO_MODEL_CONTAINER || DEFAULTS.modelContainer);
+    const manifests = await loadManifests({ store } as FederationServices, id);
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, "rounds.json"), JSON.stringify(manifests, null, 2) + "\n");
+    let modelPath: string | undefined;
+    if (final.runtimeStatus === "Completed" && final.output) {
+      modelPath = join(outDir, "model.safetensors");
+      await store.downloadToFile(store.pathFromUri(final.output.finalModel.uri), modelPath);
+    }
+    const baselines = options.baselines && existsSync(options.baselines) ? (JSON.parse(readFileSync(options.baselines, "utf8")) as Baselines) : undefined;
+    const reportPath = join(outDir, "report.html");
+    writeFileSync(reportPath, renderReport({ federationId: id, runtimeStatus: final.runtimeStatus, manifests, baselines }));
+    printSummary(manifests, print);
+    const failure = final.runtimeStatus === "Completed" ? undefined : typeof final.failure === "string" ? final.failure : JSON.stringify(final.failure);
+    print(`flo: ${final.runtimeStatus.toLowerCase()} in ${((Date.now() - started) / 1000).toFixed(1)} s${failure ? `: ${failure}` : ""}`);
+    if (modelPath) print(`flo: final model ${modelPath} (sha256 ${final.output!.finalModel.sha256})`);
+    print(`flo: report ${reportPath}`);
+    print(`flo: round manifests ${join(outDir, "rounds.json")}`);
+    return { federationId: id, runtimeStatus: final.runtimeStatus, outDir, modelPath, reportPath, manifests, failure };
+  } finally {
+    await host?.stop();
+    if (!options.data) rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function followProgress(
+  id: string,
+  rounds: number,
+  api: (path: string) => Promise<Response>,
+  print: (line: string) => void,
+  options: RunOptions,
+): Promise<StatusBody> {
+  const bars = options.bars ?? Boolean(process.stdout.isTTY);
+  const multi = bars ? new MultiBar({ format: "{name} |{bar}| {value}/{total} {info}", hideCursor: true, clearOnComplete: false }, Presets.shades_classic) : undefined;
+  const roundBar = multi?.create(rounds, 0, { name: "rounds".padEnd(10), info: "" });
+  const roundStart = new Map<number, number>();
+  const seen = new Map<string, string>();
+  const log = (line: string) => (multi ? multi.log(`${line}\n`) : print(line));
+  try {
+    for (;;) {
+      const response = await api(`federations/${encodeURIComponent(id)}`);
+      const status = (await response.json()) as StatusBody;
+      const round = status.round ?? 0;
+      if (!roundStart.has(round)) roundStart.set(round, Date.now());
+      const elapsed = ((Date.now() - (roundStart.get(round) ?? Date.now())) / 1000).toFixed(1);
+      for (const s of status.silos ?? []) {
+        const state = s.outcome ?? s.state ?? "pending";
+        const key = `${round}:${s.silo}`;
+        if (seen.get(key) !== state) {
+          seen.set(key, state);
+          log(`round ${round} silo ${s.silo.padEnd(12)} ${state}${s.attempt && s.attempt > 1 ? ` (attempt ${s.attempt})` : ""} after ${elapsed} s`);
+        }
+      }
+      for (const h of status.history ?? []) {
+        const key = `done:${h.round}`;
+        if (!seen.has(key)) {
+          seen.set(key, "1");
+          log(`round ${h.round} aggregated: ${h.included.length}/${h.included.length + h.excluded.length} silos; ${formatMetrics(h.globalMetrics, "global ")}${formatMetrics(h.metrics, "trained ")}`);
+        }
+      }
+      roundBar?.update(status.history?.length ?? 0, { info: `round ${round} ${status.phase ?? ""} ${elapsed}s` });
+      if (["Completed", "Failed", "Terminated", "Canceled"].includes(status.runtimeStatus)) return status;
+      await new Promise((r) => setTimeout(r, options.pollIntervalMs ?? 400));
+    }
+  } finally {
+    multi?.stop();
+  }
+}
+
+function formatMetrics(metrics: Record<string, number> | undefined, prefix: string): string {
+  const entries = Object.entries(metrics ?? {});
+  return entries.length ? `${entries.map(([k, v]) => `${prefix}${k}=${v.toFixed(4)}`).join(" ")} ` : "";
+}
+
+function printSummary(manifests: RoundManifest[], print: (line: string) => void): void {
+  const metricNames = [...new Set(manifests.flatMap((m) => Object.keys(m.globalMetrics).concat(Object.keys(m.metrics))))].slice(0, 3);
+  const header = ["round", "status", "silos", ...metricNames.map((m) => `global ${m}`), ...metricNames.map((m) => `trained ${m}`), "seconds"];
+  const rows = manifests.map((m) => [
+    String(m.round),
+    m.status,
+    `${m.silos.filter((s) => s.included).length}/${m.silos.length}`,
+    ...metricNames.map((n) => (m.globalMetrics[n] !== undefined ? m.globalMetrics[n].toFixed(4) : "-")),
+    ...metricNames.map((n) => (m.metrics[n] !== undefined ? m.metrics[n].toFixed(4) : "-")),
+    m.timings.aggregatedAt ? ((Date.parse(m.timings.aggregatedAt) - Date.parse(m.timings.roundStartedAt)) / 1000).toFixed(1) : "-",
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ");
+  print(line(header));
+  for (const r of rows) print(line(r));
+  for (const m of manifests) for (const s of m.silos) if (!s.included) print(`  round ${m.round}: ${s.silo} excluded: ${s.reason ?? s.outcome}`);
+}
+
+export function register(program: Command): void {
+  program
+    .command("run")
+    .description("run a federation end to end on this machine (embedded runtime, local silos) and write model, manifests and report")
+    .argument("<spec>", "federation spec (YAML or JSON)")
+    .option("--out <dir>", "output folder (default out/<name>/)")
+    .option("--data <dir>", "keep the runtime's data (Azurite, job folders) in this folder")
+    .option("--port <port>", "HTTP port of the local runtime (default: a free port)", (v) => Number.parseInt(v, 10))
+    .option("--baselines <file>", "baselines JSON shown in the report (local-only and centralized results)")
+    .action(async (specPath: string, opts: { out?: string; data?: string; port?: number; baselines?: string }) => {
+      try {
+        const result = await runFederation(specPath, opts);
+        if (result.runtimeStatus !== "Completed") process.exitCode = 1;
+      } catch (err) {
+        if (err instanceof SpecError) {
+          console.error(err.message);
+          process.exitCode = 2;
+          return;
+        }
+        throw err;
+      }
+    });
+}
