@@ -8,6 +8,7 @@ import {
   AzureMlSiloCompute,
   exchangeOutputUri,
   isoDurationFromSeconds,
+  toAzureMlError,
   type AzureMlSiloComputeOptions,
 } from "../lib/compute/azureml";
 import { AZURE_ML_JOB_STATUSES, jobStateFromAzureMlStatus } from "../lib/compute/azuremlStatus";
@@ -391,6 +392,17 @@ describe("throttling and errors", () => {
     expect(fake.requestsTo("PUT", `/jobs/${request.jobName}`)).toHaveLength(0);
   });
 
+  test("a 400 from the service keeps ARM's field details in the typed error", async () => {
+    const request = siloRequest();
+    fake.injectFault({ method: "PUT", pathIncludes: `/jobs/${request.jobName}`, status: 400, code: "UserError", message: "Request is invalid and/or missing fields." });
+    const error = await compute().submit(request).catch((e) => e);
+    expect(error).toBeInstanceOf(AzureMlRequestError);
+    expect(error).not.toBeInstanceOf(AzureMlAuthorizationError);
+    expect(error.statusCode).toBe(400);
+    expect(error.code).toBe("UserError");
+    expect(error.transient).toBe(false);
+  });
+
   test("403 on the PUT itself is an authorization error too", async () => {
     const request = siloRequest();
     fake.injectFault({ method: "PUT", pathIncludes: `/jobs/${request.jobName}`, status: 403 });
@@ -422,6 +434,17 @@ describe("pure helpers", () => {
     expect(jobStateFromAzureMlStatus("cancelled")).toBe("canceled");
     expect(jobStateFromAzureMlStatus(undefined)).toBe("queued");
     expect(jobStateFromAzureMlStatus("SomethingNew")).toBe("running");
+  });
+
+  test("ARM validation details are kept in the error message", () => {
+    const body = JSON.stringify({
+      error: { code: "UserError", message: "Request is invalid and/or missing fields.", details: [{ message: "properties.inputs.global_model.uri: required" }, { message: "properties.outputs.model_update.mode: required" }] },
+    });
+    const error = toAzureMlError({ statusCode: 400, bodyText: body }, { subscriptionId: "s", resourceGroup: "rg", workspace: "ws" }, "submit", "AzureML Data Scientist", "flo-f-r1-s");
+    expect(error.message).toBe(
+      "Azure ML submit of job flo-f-r1-s failed in workspace ws (resource group rg, subscription s): HTTP 400 UserError: Request is invalid and/or missing fields. " +
+        "(properties.inputs.global_model.uri: required; properties.outputs.model_update.mode: required)",
+    );
   });
 
   test("ISO durations for limits.timeout", () => {

@@ -112,9 +112,14 @@ export function workspaceResourceId(coordinates: WorkspaceCoordinates): string {
 function armErrorFromBody(bodyText: string | undefined): { code?: string; message?: string } {
   if (!bodyText) return {};
   try {
-    const body = JSON.parse(bodyText) as { error?: { code?: unknown; message?: unknown } };
+    const body = JSON.parse(bodyText) as { error?: { code?: unknown; message?: unknown; details?: unknown } };
     const code = typeof body.error?.code === "string" ? body.error.code : undefined;
-    const message = typeof body.error?.message === "string" ? body.error.message : undefined;
+    let message = typeof body.error?.message === "string" ? body.error.message : undefined;
+    // ARM validation errors name the offending fields in `details`; keep them in the message.
+    const details = Array.isArray(body.error?.details)
+      ? body.error.details.map((d) => (d as { message?: unknown })?.message).filter((m): m is string => typeof m === "string")
+      : [];
+    if (details.length > 0) message = `${message ?? "error"} (${details.join("; ")})`;
     return { code, message };
   } catch {
     return { message: bodyText.slice(0, 300) };
