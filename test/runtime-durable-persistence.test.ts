@@ -91,6 +91,40 @@ describe("restart recovery (crash between any two writes)", () => {
   });
 });
 
+describe("restart recovery across continueAsNew (every write of the first 4 of each kind)", () => {
+  const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "deleteHistory", "putMessage", "deleteMessages", "putWorkItem", "deleteWorkItem"];
+  const cases = ops.flatMap((op) => [1, 2, 3, 4].map((nth) => ({ op, nth })));
+
+  it.each(cases)("crash at $op #$nth: countdown(2) still ends Completed once", async (crashAt) => {
+    const durable = new InMemoryDurableStore();
+    const crashing = new CrashingStore(durable, crashAt);
+    const first = await engineOn(crashing);
+    let started = true;
+    await first.startNew("countdown", { input: 2, instanceId: "cd" }).catch((err) => {
+      if (!(err instanceof SimulatedCrash)) throw err;
+      started = (crashAt.op !== "putInstance" || crashAt.nth !== 1);
+    });
+    await first.whenIdle();
+    await first.stop();
+    const second = await engineOn(durable);
+    await second.whenIdle();
+    if (!started) {
+      expect(second.getStatus("cd")).toBeUndefined();
+      return;
+    }
+    expect(second.getStatus("cd")).toMatchObject({ runtimeStatus: "Completed", output: "done", input: 0 });
+    const history = second.history("cd");
+    expect(history.map((e) => e.EventType)).toEqual([
+      EventType.OrchestratorStarted, EventType.ExecutionStarted, EventType.OrchestratorCompleted, EventType.ExecutionCompleted,
+    ]);
+    const snapshot = await durable.loadAll();
+    expect(snapshot.inbox).toEqual([]);
+    expect(snapshot.workItems).toEqual([]);
+    expect(new Set(snapshot.episodes.map((e) => e.executionId)).size).toBe(1);
+    await second.stop();
+  });
+});
+
 describe("AzuriteDurableStore", () => {
   let azurite: AzuriteHandle;
   beforeAll(async () => {

@@ -570,7 +570,11 @@ export class DurableEngine {
     if (continueAs) await this.deliver(this.startMessage(continueAs));
     // 3. mark the messages handled.
     await this.removeMessages(live, consumed);
-    if (continueAs) await this.store.deleteHistory(before.instanceId, before.executionId);
+    if (continueAs) {
+      await this.store.deleteHistory(before.instanceId, before.executionId);
+      // The old execution's messages are deleted and its ids can't recur (stale ones are dropped by execution id).
+      live.consumed = new Set();
+    }
     this.notify(after);
   }
 
@@ -740,6 +744,13 @@ export class DurableEngine {
         rerun: false,
       });
       if (record !== stored) await this.store.putInstance(record);
+      // Finish what a crash interrupted: drop messages already applied, then histories of past executions.
+      const live = this.live.get(instanceId)!;
+      const applied = live.inbox.filter((m) => consumed.has(m.id));
+      if (applied.length > 0) await this.removeMessages(live, applied);
+      for (const executionId of new Set(list.map((e) => e.executionId))) {
+        if (executionId !== record.executionId) await this.store.deleteHistory(instanceId, executionId);
+      }
     }
     const pendingResults = new Set(snapshot.inbox.map((m) => m.id));
     for (const item of snapshot.workItems) {

@@ -212,3 +212,12 @@ df.app.orchestration("parentOfWaiter", function* (context) {
     return `child failed: ${err.message}`;
   }
 });
+
+// continueAsNew loop: one activity per execution, then "done".
+df.app.orchestration("countdown", function* (context) {
+  const n = context.df.getInput();
+  if (n <= 0) return "done";
+  yield context.df.callActivity("noop");
+  context.df.continueAsNew(n - 1);
+  return undefined;
+});
