@@ -125,6 +125,56 @@ describe("restart recovery across continueAsNew (every write of the first 4 of e
   });
 });
 
+describe("restart recovery of sub-orchestrations and host-side retries", () => {
+  const scenarios = [
+    {
+      name: "parent",
+      check: (status: any) => {
+        expect(status.runtimeStatus).toBe("Completed");
+        expect(status.output.explicit).toEqual({ from: "explicit-child", doubled: 10, parent: "scenario" });
+        expect(status.output.byDefault.doubled).toBe(14);
+      },
+    },
+    {
+      name: "retryExhausted",
+      check: (status: any) => {
+        expect(status.runtimeStatus).toBe("Failed");
+        expect(status.output).toMatch(/^Orchestrator function 'retryExhausted' failed: Activity function 'alwaysFails' failed: permanent/);
+      },
+    },
+  ];
+  const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "putMessage", "deleteMessages", "putWorkItem", "deleteWorkItem"];
+  const cases = scenarios.flatMap((scenario) => ops.flatMap((op) => [1, 2, 3].map((nth) => ({ scenario: scenario.name, op, nth }))));
+
+  it.each(cases)("$scenario, crash at $op #$nth", async ({ scenario, op, nth }) => {
+    const durable = new InMemoryDurableStore();
+    const crashing = new CrashingStore(durable, { op, nth });
+    const clock = new VirtualClock(T0);
+    const first = await engineOn(crashing, clock);
+    let created = true;
+    await first.startNew(scenario, { instanceId: "scenario" }).catch((err) => {
+      if (!(err instanceof SimulatedCrash)) throw err;
+      created = !(op === "putInstance" && nth === 1);
+    });
+    await first.whenIdle();
+    if (!crashing.crashed) await clock.advance(1_000); // crash points inside the retry timers' episodes
+    await first.stop();
+    const second = await engineOn(durable, clock);
+    await clock.advance(60_000);
+    if (!created) return expect(second.getStatus("scenario")).toBeUndefined();
+    scenarios.find((s) => s.name === scenario)!.check(second.getStatus("scenario"));
+    const history = second.history("scenario");
+    const scheduledIds = history.filter((e) => e.EventId >= 0).map((e) => e.EventId);
+    expect(new Set(scheduledIds).size).toBe(scheduledIds.length);
+    const completions = history.map((e) => (e.TaskScheduledId ?? e.TimerId) as number | undefined).filter((id) => id !== undefined);
+    expect(new Set(completions).size).toBe(completions.length);
+    const snapshot = await durable.loadAll();
+    expect(snapshot.workItems).toEqual([]);
+    expect(snapshot.inbox).toEqual([]);
+    await second.stop();
+  });
+});
+
 describe("AzuriteDurableStore", () => {
   let azurite: AzuriteHandle;
   beforeAll(async () => {
