@@ -99,6 +99,10 @@ describe("parseJobEvent: Event Grid schema", () => {
     expect(parseJobEvent(event)).toMatchObject({ kind: "flo-job", jobName: "flo-fraud-2026-r3-eu-west", correlatedBy: "jobName" });
   });
 
+  test("a numeric round tag is accepted", () => {
+    expect(parseJobEvent(documentedEvent({}, { runTags: { ...FLO_TAGS, floRound: 3 } }))).toMatchObject({ kind: "flo-job", round: 3 });
+  });
+
   test("tag keys are matched case-insensitively", () => {
     const event = documentedEvent({}, { runTags: { flofederation: "fraud-2026", FLOROUND: "3", floSilo: "eu-west" } });
     expect(parseJobEvent(event)).toMatchObject({ kind: "flo-job", federationId: "fraud-2026", round: 3, silo: "eu-west", correlatedBy: "tags" });
@@ -184,6 +188,10 @@ describe("parseJobEvent: malformed bodies (dead-letter with the field path)", ()
     ["floSilo missing while other flo tags exist", documentedEvent({}, { runTags: { floFederation: "f", floRound: "1" } }), "data.runTags.floSilo"],
   ])("%s", (_label, body, fieldPath) => {
     expect(parseError(body).fieldPath).toBe(fieldPath);
+  });
+
+  test("a body with no event type says what is missing", () => {
+    expect(parseError({ id: "x", data: {} }).message).toBe("Invalid job event: eventType: expected a non-empty string, got nothing");
   });
 
   test("messages say expected vs got", () => {

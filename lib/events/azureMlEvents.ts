@@ -114,6 +114,7 @@ export interface AzureMlCloudEvent {
 type JsonObject = Record<string, unknown>;
 
 function describe(value: unknown): string {
+  if (value === undefined) return "nothing";
   if (value === null) return "null";
   if (Array.isArray(value)) return `an array of ${value.length}`;
   if (typeof value === "string") return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
@@ -238,7 +239,9 @@ export function parseJobEvent(body: unknown): ParsedJobEvent {
       throw new EventParseError(`data.runTags.${missing}`, `a tag (the job has ${present.join(", ")})`, "nothing");
     }
     const federationId = tagValue(tagsValue, FLO_TAGS.federation);
-    const roundText = tagValue(tagsValue, FLO_TAGS.round);
+    // Tags are strings in Azure ML; a number is accepted in case a producer serialized it as one.
+    const roundTag = tagValue(tagsValue, FLO_TAGS.round);
+    const roundText = typeof roundTag === "number" && Number.isSafeInteger(roundTag) && roundTag >= 0 ? String(roundTag) : roundTag;
     const silo = tagValue(tagsValue, FLO_TAGS.silo);
     if (typeof federationId !== "string" || federationId === "") {
       throw new EventParseError(`data.runTags.${FLO_TAGS.federation}`, "a non-empty string", describe(federationId));
