@@ -144,6 +144,19 @@ describe("durable engine: .NET-side semantics", () => {
     expect(engine.getStatus(id)!).toMatchObject({ runtimeStatus: "Completed", output: "round 2 timed out" });
   });
 
+  it("discards a stale timer of the previous execution after continueAsNew", async () => {
+    const { engine, clock } = await setup();
+    const id = await run(engine, "staleTimer");
+    await engine.raiseEvent(id, "go");
+    await engine.whenIdle();
+    expect(ofType(engine.history(id), EventType.ExecutionStarted)[0].Input).toBe("2");
+    await clock.advance(3600_000); // the cancelled round-1 timer fires now, carrying id 0 like round 2's timer
+    expect(engine.getStatus(id)!.runtimeStatus).toBe("Running");
+    expect(ofType(engine.history(id), EventType.TimerFired)).toHaveLength(0);
+    await clock.advance(3600_000);
+    expect(engine.getStatus(id)!).toMatchObject({ runtimeStatus: "Completed", output: "round 2 waited 2 h" });
+  });
+
   it("events raised after continueAsNew reach the new execution", async () => {
     const { engine } = await setup();
     const id = await run(engine, "rounds", { round: 1 });
@@ -228,6 +241,15 @@ describe("durable engine: .NET-side semantics", () => {
     expect(engine.getStatus(id)!).toMatchObject({
       runtimeStatus: "Failed",
       output: "Orchestrator function 'unknownActivity' failed: The function 'doesNotExist' doesn't exist, is disabled, or is not an activity function.",
+    });
+  });
+
+  it("fails on an unknown sub-orchestrator with the host's message", async () => {
+    const { engine } = await setup();
+    const id = await run(engine, "unknownSub");
+    expect(engine.getStatus(id)!).toMatchObject({
+      runtimeStatus: "Failed",
+      output: "Orchestrator function 'unknownSub' failed: The function 'noSuchOrchestrator' doesn't exist, is disabled, or is not an orchestrator function.",
     });
   });
 

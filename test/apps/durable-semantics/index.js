@@ -221,3 +221,23 @@ df.app.orchestration("countdown", function* (context) {
   context.df.continueAsNew(n - 1);
   return undefined;
 });
+
+// Round 1 leaves a cancelled 1 h timer behind and continues as new; round 2 waits 2 h.
+df.app.orchestration("staleTimer", function* (context) {
+  const round = context.df.getInput() ?? 1;
+  if (round === 1) {
+    const timer = context.df.createTimer(new Date(context.df.currentUtcDateTime.getTime() + 3600_000));
+    const go = context.df.waitForExternalEvent("go");
+    const winner = yield context.df.Task.any([go, timer]);
+    if (winner === go) timer.cancel();
+    context.df.continueAsNew(2);
+    return undefined;
+  }
+  const startedAt = context.df.currentUtcDateTime.getTime();
+  yield context.df.createTimer(new Date(startedAt + 2 * 3600_000));
+  return `round 2 waited ${(context.df.currentUtcDateTime.getTime() - startedAt) / 3600_000} h`;
+});
+
+df.app.orchestration("unknownSub", function* (context) {
+  return yield context.df.callSubOrchestrator("noSuchOrchestrator", 1);
+});
