@@ -336,6 +336,15 @@ describe("durable engine: .NET-side semantics", () => {
     expect(engine.list().map((s) => s.instanceId)).toEqual(["purge-c"]);
   });
 
+  it("fires timers on the real clock", async () => {
+    const engine = await DurableEngine.start({ invoker: createInvoker(registry) });
+    const started = Date.now();
+    const id = await engine.startNew("sleeper", { input: 0.05 });
+    await expect(engine.waitForStatus(id, (s) => s.runtimeStatus === "Completed", { timeoutMs: 5000 })).resolves.toMatchObject({ output: "slept 0.05" });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(45);
+    await engine.stop();
+  });
+
   it("waitForStatus resolves on the matching transition and times out with a specific error", async () => {
     const { engine, clock } = await setup();
     const id = await run(engine, "sleeper", 5);

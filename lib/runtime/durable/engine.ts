@@ -6,6 +6,7 @@
  * (bounded). The .NET-side decisions are made by `replay.ts`; this module only moves messages.
  */
 import { randomUUID } from "crypto";
+import { cpus } from "os";
 import { Clock, CancelTimer, RealClock, VirtualClock } from "../clock";
 import { Invoker, TypedData, triggerBinding } from "../invoke";
 import { EventType, events, FailureDetails, HistoryEvent, ParentRef, toJsonText } from "./history";
@@ -133,7 +134,7 @@ export class DurableEngine {
     this.store = options.store ?? new InMemoryDurableStore();
     this.clock = options.clock ?? new RealClock();
     this.taskHubName = options.taskHubName ?? "FloTaskHub";
-    this.maxConcurrentActivities = options.maxConcurrentActivities ?? 10 * Math.max(1, require("os").cpus().length);
+    this.maxConcurrentActivities = options.maxConcurrentActivities ?? 10 * Math.max(1, cpus().length);
     this.maxShortTimerMs = options.maxShortTimerMs ?? DEFAULT_MAX_SHORT_TIMER_MS;
     this.longTimerIntervalMs = options.longTimerIntervalMs ?? DEFAULT_LONG_TIMER_INTERVAL_MS;
     this.log = options.logger ?? ((level, message) => (level === "info" ? undefined : console.error(`[durable] ${message}`)));
