@@ -150,6 +150,14 @@ function isByteSource(value: unknown): value is ByteSource {
   return typeof value === "object" && value !== null && typeof (value as ByteSource).read === "function" && typeof (value as ByteSource).size === "function";
 }
 
+/** True when every value is finite: one add per element (NaN/Inf propagate through the sum);
+ *  only a sum that overflows is re-checked value by value. */
+export function allFinite(values: Float64Array, length: number): boolean {
+  let sum = 0;
+  for (let i = 0; i < length; i++) sum += values[i];
+  return sum - sum === 0 || firstNonFinite(values, length) < 0;
+}
+
 /** Index of the first NaN/Inf in row[0..length), or -1. (v - v is NaN exactly for NaN and +-Inf.) */
 export function firstNonFinite(row: ArrayLike<number>, length: number): number {
   for (let i = 0; i < length; i++) {
@@ -383,6 +391,8 @@ class RoundPass {
   private readonly zeros: Float64Array;
   private readonly decodeScratch: Float32Array[];
   private readonly weights: Float64Array;
+  private readonly encodeBuffers: Uint8Array[];
+  private encodeTurn = 0;
   /** Per slot: resolves when the hash workers no longer read that slot. */
   private readonly slotFree: Promise<void>[] = Array.from({ length: SLOTS }, () => Promise.resolve());
 
@@ -404,6 +414,8 @@ class RoundPass {
     this.zeros = new Float64Array(buffers.out.length);
     this.decodeScratch = included.map(() => new Float32Array(0));
     this.weights = Float64Array.from(included, (c) => c.metrics.numExamples);
+    const maxFloatSize = Math.max(1, ...tensors.filter((t) => t.flatOffset >= 0).map((t) => dtypeSize(t.dtype)));
+    this.encodeBuffers = [0, 1].map(() => new Uint8Array(buffers.out.length * maxFloatSize));
   }
 
   private get signal(): AbortSignal | undefined {
@@ -457,11 +469,14 @@ class RoundPass {
         chunk.stateOut = {};
         for (const s of stateWriters) chunk.stateOut[s.name] = stateOut[s.name].subarray(0, loaded.item.length);
         this.strategy.combine(chunk, plan, this.ctx);
-        if (checkOutput && firstNonFinite(out, out.length) >= 0) {
+        if (checkOutput && !allFinite(out, out.length)) {
           this.scanRows(loaded, chunk.rows);
           throw new AggregationError("NON_FINITE_RESULT", `tensor "${t.name}": the combined value overflowed to a non-finite number although every input was finite`);
         }
-        const encoded = encodeFloats(out, t.dtype as FloatDType);
+        // Two encode buffers alternate: chunk j-2's write has resolved (sinks copy or flush a chunk
+        // before write() resolves), so its buffer is free again.
+        const encodeBuffer = this.encodeBuffers[this.encodeTurn++ % 2];
+        const encoded = encodeFloats(out, t.dtype as FloatDType, encodeBuffer.subarray(0, out.length * dtypeSize(t.dtype)));
         const encodedState = stateWriters.map((s) => encodeFloats(chunk.stateOut[s.name], s.dtype));
         await writing;
         writing = (async () => {

@@ -1,0 +1,211 @@
+/**
+ * `npm run bench:aggregate [-- --size 100 --count 10 --tensors 8 --chunk-elements N --dir D --keep]`
+ *
+ * Writes `count` updates of `size` MB of F32 each (split into `tensors` tensors) into a temp dir, then
+ * prints: the FedAvg kernel's in-memory throughput (GB/s of input); `flo aggregate` end to end on the
+ * files (in a child process, so its peak RSS is its own); the numpy in-place reference on the same
+ * files (python3 + numpy) with the ratio; then the same aggregation reading from Azurite (in-memory,
+ * in this process) versus a raw parallel download of the same blobs. Files are read from the page
+ * cache in both cases; each file measurement runs `--repeat` times alternating, best time kept
+ * (the machine is shared).
+ */
+
+import { execFile } from "node:child_process";
+import { promises as fs } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { promisify } from "node:util";
+import { aggregateUpdates } from "../lib/aggregation/engine";
+import { createFedAvg, weightedSumKernel } from "../lib/aggregation/fedavg";
+import { SimdArena } from "../lib/aggregation/simdKernel";
+import { runAggregate } from "../lib/cli/aggregate";
+import { fileSink } from "../lib/models/fileBytes";
+import { ModelStore } from "../lib/models/store";
+import { startAzurite } from "../lib/storage/azurite";
+import { SafetensorsWriter } from "../lib/models/safetensors";
+
+const run = promisify(execFile);
+
+interface BenchFlags {
+  sizeMb: number;
+  count: number;
+  tensors: number;
+  chunkElements?: number;
+  dir?: string;
+  keep: boolean;
+  repeat: number;
+  azurite: boolean;
+}
+
+function parseFlags(argv: string[]): BenchFlags {
+  const flags: BenchFlags = { sizeMb: 100, count: 10, tensors: 8, keep: false, repeat: 2, azurite: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const num = (name: string) => {
+      const v = Number(argv[++i]);
+      if (!Number.isFinite(v) || v <= 0) throw new Error(`${name}: expected a positive number, got "${argv[i]}"`);
+      return v;
+    };
+    if (a === "--size") flags.sizeMb = num(a);
+    else if (a === "--count") flags.count = Math.floor(num(a));
+    else if (a === "--tensors") flags.tensors = Math.floor(num(a));
+    else if (a === "--chunk-elements") flags.chunkElements = Math.floor(num(a));
+    else if (a === "--dir") flags.dir = argv[++i];
+    else if (a === "--keep") flags.keep = true;
+    else if (a === "--repeat") flags.repeat = Math.floor(num(a));
+    else if (a === "--no-azurite") flags.azurite = false;
+    else throw new Error(`unknown flag ${a}; expected --size MB, --count K, --tensors T, --chunk-elements N, --dir D, --keep, --repeat R, --no-azurite`);
+  }
+  return flags;
+}
+
+/** Writes one update: `tensors` F32 tensors totalling ~sizeMb, cheap pseudo-random values. */
+async function writeUpdate(dir: string, index: number, sizeMb: number, tensors: number): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+  const totalElements = Math.floor((sizeMb * 1e6) / 4);
+  const per = Math.floor(totalElements / tensors);
+  const specs = Array.from({ length: tensors }, (_, t) => ({ name: `layer${String(t).padStart(3, "0")}.weight`, dtype: "F32" as const, shape: [per] }));
+  const writer = new SafetensorsWriter(fileSink(path.join(dir, "model.safetensors")), specs);
+  const block = new Float32Array(1 << 20);
+  let seed = (index + 1) * 2654435761;
+  for (const spec of writer.layout.tensors) {
+    for (let done = 0; done < per; done += block.length) {
+      const n = Math.min(block.length, per - done);
+      for (let i = 0; i < n; i++) {
+        seed = (Math.imul(seed, 1664525) + 1013904223) | 0;
+        block[i] = (seed >>> 8) / 16777216 - 0.5;
+      }
+      await writer.write(spec.name, new Uint8Array(block.buffer, 0, n * 4));
+    }
+  }
+  await writer.commit();
+  await fs.writeFile(path.join(dir, "metrics.json"), JSON.stringify({ num_examples: 100 + index * 10, metrics: { loss: 1 / (index + 1) } }));
+}
+
+function kernelThroughput(count: number, simd: boolean): { gbPerSecond: number } {
+  const length = 1 << 19;
+  const arena = simd ? new SimdArena(count * length * 4 + length * 8 + 64 * (count + 1)) : undefined;
+  const rows = Array.from({ length: count }, (_, k) => {
+    const row = arena ? new Float32Array(arena.buffer, arena.allocate(length * 4).byteOffset, length) : new Float32Array(length);
+    for (let i = 0; i < length; i++) row[i] = ((i * (k + 3)) % 97) / 97;
+    return row;
+  });
+  const weights = rows.map(() => 1 / count);
+  const out = arena ? new Float64Array(arena.buffer, arena.allocate(length * 8).byteOffset, length) : new Float64Array(length);
+  weightedSumKernel(rows, weights, out, length); // warm up
+  let iterations = 0;
+  const start = process.hrtime.bigint();
+  let elapsed = 0;
+  while (elapsed < 1.5) {
+    weightedSumKernel(rows, weights, out, length);
+    iterations++;
+    elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  }
+  return { gbPerSecond: (iterations * count * length * 4) / elapsed / 1e9 };
+}
+
+/** Child mode: run `flo aggregate`'s code path, then report time and this process's peak RSS. */
+async function child(argv: string[]): Promise<void> {
+  const [out, chunk, ...dirs] = argv;
+  const start = process.hrtime.bigint();
+  const code = await runAggregate(
+    { out, strategy: "fedavg", minUpdates: dirs.length, updateDirs: dirs, chunkElements: chunk === "default" ? undefined : Number(chunk) },
+    { out: () => undefined, err: (l) => console.error(l) },
+  );
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  console.log(JSON.stringify({ code, seconds, maxrss_kb: process.resourceUsage().maxRSS }));
+}
+
+/** Aggregation reading from Azurite (in this process) vs a raw parallel download of the same blobs. */
+async function azuriteRow(dirs: string[], inputBytes: number, chunkElements?: number): Promise<void> {
+  const azurite = await startAzurite({ services: ["blob"] });
+  try {
+    const store = ModelStore.fromConnectionString(azurite.connectionString, "bench");
+    await store.ensureContainer();
+    const t0 = Date.now();
+    const paths = await Promise.all(
+      dirs.map(async (d, i) => {
+        const prefix = `federations/bench/rounds/1/updates/silo-${i}`;
+        await store.uploadFile(path.join(d, "model.safetensors"), `${prefix}/model.safetensors`);
+        await store.uploadFile(path.join(d, "metrics.json"), `${prefix}/metrics.json`);
+        return prefix;
+      }),
+    );
+    console.log(`uploaded to Azurite (in-memory) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    let raw = Infinity;
+    let flo = Infinity;
+    for (let r = 0; r < 2; r++) {
+      let start = process.hrtime.bigint();
+      await Promise.all(paths.map(async (p) => {
+        for await (const chunk of store.readChunks(`${p}/model.safetensors`)) void chunk;
+      }));
+      raw = Math.min(raw, Number(process.hrtime.bigint() - start) / 1e9);
+      start = process.hrtime.bigint();
+      await aggregateUpdates({
+        updates: paths.map((p, i) => ({ id: `silo-${i}`, model: store.source(`${p}/model.safetensors`), metrics: store.source(`${p}/metrics.json`) })),
+        output: () => store.sink("federations/bench/rounds/2/global/model.safetensors"),
+        strategy: createFedAvg(),
+        minUpdates: paths.length,
+        chunkElements,
+      });
+      flo = Math.min(flo, Number(process.hrtime.bigint() - start) / 1e9);
+    }
+    console.log(`raw parallel download from Azurite (${paths.length} blobs at once, readStream): ${raw.toFixed(2)} s = ${(inputBytes / raw / 1e9).toFixed(2)} GB/s`);
+    console.log(`flo aggregate from Azurite (ranged reads, output to Azurite; best of 2): ${flo.toFixed(2)} s = ${(inputBytes / flo / 1e9).toFixed(2)} GB/s; ratio vs raw download ${(raw / flo).toFixed(2)}x (target >= 0.9x)`);
+  } finally {
+    await azurite.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === "--child-aggregate") return child(process.argv.slice(3));
+  const flags = parseFlags(process.argv.slice(2));
+  const dir = flags.dir ?? (await fs.mkdtemp(path.join(os.tmpdir(), "flo-bench-aggregate-")));
+  const dirs = Array.from({ length: flags.count }, (_, i) => path.join(dir, `silo-${String(i).padStart(2, "0")}`));
+  const inputBytes = flags.count * flags.sizeMb * 1e6;
+  console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 1e9)} GB RAM, node ${process.version}`);
+  console.log(`updates: ${flags.count} x ${flags.sizeMb} MB F32 (${flags.tensors} tensors each) in ${dir}`);
+  try {
+    const t0 = Date.now();
+    for (let i = 0; i < dirs.length; i++) await writeUpdate(dirs[i], i, flags.sizeMb, flags.tensors);
+    console.log(`generated in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+    const jsKernel = kernelThroughput(flags.count, false);
+    const simdKernel = kernelThroughput(flags.count, true);
+    console.log(`kernel (weighted sum, f32 rows -> f64 accumulator, K=${flags.count}, in memory): WebAssembly SIMD ${simdKernel.gbPerSecond.toFixed(2)} GB/s, plain JS ${jsKernel.gbPerSecond.toFixed(2)} GB/s of input`);
+
+    const out = path.join(dir, "flo-out.safetensors");
+    const best = <T extends { seconds: number }>(a: T | undefined, b: T) => (a && a.seconds <= b.seconds ? a : b);
+    let flo: { code: number; seconds: number; maxrss_kb: number } | undefined;
+    let numpy: { seconds: number; maxrss_kb: number } | undefined;
+    let numpyError: string | undefined;
+    for (let r = 0; r < flags.repeat; r++) {
+      const res = JSON.parse(
+        (await run(process.execPath, [__filename, "--child-aggregate", out, String(flags.chunkElements ?? "default"), ...dirs], { maxBuffer: 1 << 20 })).stdout.trim().split("\n").at(-1)!,
+      ) as { code: number; seconds: number; maxrss_kb: number };
+      if (res.code !== 0) throw new Error(`flo aggregate exited with ${res.code}`);
+      flo = best(flo, res);
+      if (numpyError) continue;
+      try {
+        const np = await run("python3", [path.join(__dirname, "..", "..", "bench", "numpy_reference.py"), path.join(dir, "numpy-out.safetensors"), ...dirs], { maxBuffer: 1 << 20 });
+        numpy = best(numpy, JSON.parse(np.stdout.trim().split("\n").at(-1)!));
+      } catch (err) {
+        numpyError = (err as Error).message.split("\n")[0];
+      }
+    }
+    console.log(`flo aggregate (files, end to end, incl. sha256 of every input and the output; best of ${flags.repeat}): ${flo!.seconds.toFixed(2)} s = ${(inputBytes / flo!.seconds / 1e9).toFixed(2)} GB/s of input; peak RSS ${(flo!.maxrss_kb / 1024).toFixed(0)} MB`);
+    if (numpyError) console.log(`numpy reference: not run (${numpyError})`);
+    if (numpy) {
+      console.log(`numpy in-place reference (files, end to end): ${numpy.seconds.toFixed(2)} s = ${(inputBytes / numpy.seconds / 1e9).toFixed(2)} GB/s; peak RSS ${(numpy.maxrss_kb / 1024).toFixed(0)} MB`);
+      console.log(`ratio flo / numpy (speed): ${(numpy.seconds / flo!.seconds).toFixed(2)}x (target >= 1.0x)`);
+    }
+    if (flags.azurite) await azuriteRow(dirs, inputBytes, flags.chunkElements);
+  } finally {
+    if (!flags.keep && !flags.dir) await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : String(err));
+  process.exitCode = 1;
+});
