@@ -142,7 +142,7 @@ describe("reading a completed job's output", () => {
     expect((await folder.model.read(123_456, 70_000)).equals(model.subarray(123_456, 193_456))).toBe(true);
     expect((await folder.model.read(model.length - 1, 1)).equals(model.subarray(model.length - 1))).toBe(true);
     await expect(folder.model.read(model.length - 10, 11)).rejects.toThrow(
-      `cannot read 11 bytes at offset ${model.length - 10}: the blob has ${model.length} bytes`,
+      `short read from ${folder.model.name}: asked for 11 bytes at offset ${model.length - 10}, only 10 exist there`,
     );
     // Bearer tokens for storage, never the account key.
     expect(storageCredential.calls).toBeGreaterThan(0);

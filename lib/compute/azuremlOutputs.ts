@@ -11,15 +11,14 @@ import {
   AnonymousCredential,
   BlobServiceClient,
   StorageSharedKeyCredential,
-  type BlobClient,
   type StoragePipelineOptions,
 } from "@azure/storage-blob";
 import type { ByteSource } from "../models/bytes";
+import { ModelStore } from "../models/store";
 import {
   AzureMlAuthorizationError,
   AzureMlConfigError,
   AzureMlError,
-  AzureMlRequestError,
   DATA_SCIENTIST_ROLE,
   STORAGE_BLOB_DATA_READER_ROLE,
   toAzureMlError,
@@ -167,82 +166,42 @@ export class SiloOutputError extends AzureMlError {
   }
 }
 
-function blobError(error: unknown, location: BlobFolderLocation, operation: string): Error {
-  const candidate = error as { name?: string; statusCode?: number; code?: string; message?: string };
-  if (candidate?.name === "AbortError" || error instanceof AzureMlError) return error as Error;
-  const status = candidate?.statusCode;
-  if (status === 401 || status === 403) {
-    const scope = `${location.serviceUrl}/${location.containerName}`;
-    return new AzureMlAuthorizationError(
-      `Storage denied ${operation} on ${location.folderUrl}: HTTP ${status} ${candidate.code ?? ""}. Fix: the orchestrator's identity needs ` +
-        `the "${STORAGE_BLOB_DATA_READER_ROLE}" role on the silo's exchange container (scope ${scope}).`,
-      { statusCode: status, code: candidate.code, operation, workspace: location.accountName, requiredRole: STORAGE_BLOB_DATA_READER_ROLE, scope },
-    );
-  }
-  return new AzureMlRequestError(
-    `Storage ${operation} on ${location.folderUrl} failed: ${status === undefined ? "no response" : `HTTP ${status}`} ${candidate?.code ?? ""}: ${candidate?.message ?? String(error)}`,
-    { statusCode: status, code: candidate?.code, operation },
+/**
+ * Storage refusing the orchestrator (401/403) becomes an authorization error naming the role and the
+ * container; other store errors (not found, short read, blob changed, ...) are already specific.
+ */
+function mapStorageError(error: unknown, location: BlobFolderLocation, operation: string): unknown {
+  const candidate = error as { statusCode?: number; cause?: { statusCode?: number; code?: string } };
+  const status = candidate?.statusCode ?? candidate?.cause?.statusCode;
+  if (status !== 401 && status !== 403) return error;
+  const code = candidate?.cause?.code ?? (error as { code?: string }).code;
+  const scope = `${location.serviceUrl}/${location.containerName}`;
+  return new AzureMlAuthorizationError(
+    `Storage denied ${operation} on ${location.folderUrl}: HTTP ${status}${code ? ` ${code}` : ""}. Fix: the orchestrator's identity needs ` +
+      `the "${STORAGE_BLOB_DATA_READER_ROLE}" role on the silo's exchange container (scope ${scope}).`,
+    { statusCode: status, code, operation, workspace: location.accountName, requiredRole: STORAGE_BLOB_DATA_READER_ROLE, scope },
   );
 }
 
-async function readStream(stream: NodeJS.ReadableStream | undefined): Promise<Buffer> {
-  if (!stream) return Buffer.alloc(0);
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream as AsyncIterable<Buffer | string>) {
-    chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
-/** A ByteSource over one blob: size from its properties, ranged GETs for reads. */
-export class BlobByteSource implements ByteSource {
+/** The store's pinned, resumable ByteSource, with storage authorization failures named. */
+class ExchangeByteSource implements ByteSource {
   readonly name: string;
-  private knownSize: number | undefined;
-
-  constructor(private readonly blob: BlobClient, options: { size?: number; location?: BlobFolderLocation } = {}) {
-    this.name = blob.url;
-    this.knownSize = options.size;
-    this.location = options.location;
+  constructor(private readonly inner: ByteSource, private readonly location: BlobFolderLocation) {
+    this.name = inner.name;
   }
-  private readonly location: BlobFolderLocation | undefined;
-
   async size(options: { signal?: AbortSignal } = {}): Promise<number> {
-    if (this.knownSize === undefined) {
-      try {
-        const properties = await this.blob.getProperties({ abortSignal: options.signal });
-        this.knownSize = properties.contentLength ?? 0;
-      } catch (error) {
-        throw this.wrap(error, `read properties of ${this.name}`);
-      }
-    }
-    return this.knownSize;
-  }
-
-  async read(offset: number, length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
-    if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 0) {
-      throw new RangeError(`${this.name}: invalid range offset ${offset}, length ${length}`);
-    }
-    if (length === 0) return Buffer.alloc(0);
-    const size = await this.size(options);
-    if (offset + length > size) {
-      throw new RangeError(`${this.name}: cannot read ${length} bytes at offset ${offset}: the blob has ${size} bytes`);
-    }
-    let bytes: Buffer;
     try {
-      const response = await this.blob.download(offset, length, { abortSignal: options.signal });
-      bytes = await readStream(response.readableStreamBody);
+      return await this.inner.size(options);
     } catch (error) {
-      throw this.wrap(error, `read ${this.name}`);
+      throw mapStorageError(error, this.location, `read properties of ${this.name}`);
     }
-    if (bytes.length !== length) {
-      throw new RangeError(`${this.name}: asked for ${length} bytes at offset ${offset}, got ${bytes.length} (blob changed while reading?)`);
-    }
-    return bytes;
   }
-
-  private wrap(error: unknown, operation: string): Error {
-    if (!this.location) return error as Error;
-    return blobError(error, this.location, operation);
+  async read(offset: number, length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
+    try {
+      return await this.inner.read(offset, length, options);
+    } catch (error) {
+      throw mapStorageError(error, this.location, `read ${this.name}`);
+    }
   }
 }
 
@@ -322,14 +281,16 @@ export async function openSiloOutputFolder(
     ...(options.tlsOptions ? { tlsOptions: options.tlsOptions } : {}),
   } as StoragePipelineOptions;
   const container = new BlobServiceClient(location.serviceUrl, credential, pipelineOptions).getContainerClient(location.containerName);
+  const store = new ModelStore(container);
 
-  const files: { name: string; size: number }[] = [];
+  let files: { name: string; size: number }[];
   try {
-    for await (const blob of container.listBlobsFlat({ prefix: location.prefix, abortSignal: options.signal })) {
-      files.push({ name: blob.name.slice(location.prefix.length), size: blob.properties.contentLength ?? 0 });
-    }
+    files = (await store.list(location.prefix, { signal: options.signal })).map((blob) => ({
+      name: blob.path.slice(location.prefix.length),
+      size: blob.size,
+    }));
   } catch (error) {
-    throw blobError(error, location, "list");
+    throw mapStorageError(error, location, "list");
   }
   const model = files.find((file) => file.name === MODEL_FILE);
   if (!model) {
@@ -340,13 +301,17 @@ export async function openSiloOutputFolder(
   if (metricsFile.size > MAX_METRICS_BYTES) {
     throw new SiloOutputError(location.folderUrl, METRICS_FILE, `at most ${MAX_METRICS_BYTES} bytes`, `${metricsFile.size} bytes`);
   }
-  const metricsSource = new BlobByteSource(container.getBlobClient(location.prefix + METRICS_FILE), { size: metricsFile.size, location });
-  const metricsText = (await metricsSource.read(0, metricsFile.size, { signal: options.signal })).toString("utf8");
+  let metricsText: string;
+  try {
+    metricsText = (await store.getBytes(location.prefix + METRICS_FILE, { signal: options.signal })).toString("utf8");
+  } catch (error) {
+    throw mapStorageError(error, location, `read ${location.folderUrl}${METRICS_FILE}`);
+  }
   return {
     uri,
     location,
     files,
-    model: new BlobByteSource(container.getBlobClient(location.prefix + MODEL_FILE), { size: model.size, location }),
+    model: new ExchangeByteSource(store.source(location.prefix + MODEL_FILE), location),
     metrics: parseSiloMetrics(metricsText, `${location.folderUrl}${METRICS_FILE}`),
   };
 }
