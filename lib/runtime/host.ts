@@ -19,6 +19,7 @@ import { LocalServiceBus } from "./triggers/serviceBus/serviceBusTriggers";
 import { startAzurite, type AzuriteHandle } from "../storage/azurite";
 import { DurableEngine } from "./durable/engine";
 import { InMemoryDurableStore, type DurableStore } from "./durable/store";
+import { AzuriteDurableStore } from "./durable/azuriteStore";
 import { clientBindingData, createManagementHandler, RPC_PREFIX, WEBHOOK_PREFIX, websiteHostnameFor, type ManagementRequestHandler } from "./durable/managementApi";
 
 /** The host could not start (bad options, app failed to load, port taken, ...). */
@@ -275,7 +276,10 @@ interface DurableAttachment {
 }
 
 async function attachDurableEngine(options: DurableAttachOptions): Promise<DurableAttachment> {
-  const store: DurableStore = new InMemoryDurableStore();
+  // "memory" loses everything on stop anyway, so it skips the table round trips.
+  const store: DurableStore = options.storage === "memory"
+    ? new InMemoryDurableStore()
+    : await AzuriteDurableStore.open({ connectionString: options.storageConnectionString, taskHubName: options.hostConfig.hubName });
   let engine: DurableEngine | undefined;
   let management: ManagementRequestHandler | undefined;
   return {

@@ -1,0 +1,116 @@
+/**
+ * `flo host` as a child process: start a long-ish orchestration, SIGKILL the host mid-way, restart
+ * it on the same --data folder, and the instance completes with the same output as an
+ * uninterrupted run. Needs dist/ (`npm test` builds first).
+ */
+import { spawn, type ChildProcess } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+const ROOT = path.join(__dirname, "..");
+const CLI = path.join(ROOT, "bin", "flo.js");
+const APP = path.join(__dirname, "apps", "host-sigkill", "index.js");
+const KEY = "sigkill-test-key";
+
+interface Started { child: ChildProcess; url: string; output: () => string }
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+});
+
+function startHost(dataDir: string): Promise<Started> {
+  const child = spawn(process.execPath, [CLI, "host", APP, "--port", "0", "--data", dataDir], {
+    cwd: ROOT, env: { ...process.env, FLO_FUNCTION_KEY: KEY }, stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  let out = "";
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`flo host did not start within 30 s:\n${out}`));
+    }, 30_000);
+    const onData = (chunk: Buffer): void => {
+      out += chunk.toString();
+      const m = /Host started at (http:\/\/[\d.]+:\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, url: m[1], output: () => out });
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`flo host exited early (${code ?? signal}):\n${out}`));
+    });
+  });
+}
+
+function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  return new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+}
+
+async function startInstance(url: string, id: string): Promise<string> {
+  const res = await fetch(`${url}/api/start/${id}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ steps: 8, seed: 42 }) });
+  if (res.status !== 202) throw new Error(`start ${id}: HTTP ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { statusQueryGetUri: string }).statusQueryGetUri;
+}
+
+async function statusOf(statusUri: string): Promise<{ runtimeStatus: string; output: unknown; customStatus: { done?: number } | null }> {
+  const res = await fetch(statusUri);
+  return (await res.json()) as { runtimeStatus: string; output: unknown; customStatus: { done?: number } | null };
+}
+
+async function poll<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const rebase = (statusUri: string, url: string): string => url + new URL(statusUri).pathname + new URL(statusUri).search;
+
+test("SIGKILL mid-orchestration, restart on the same --data: the instance completes with the uninterrupted output", async () => {
+  if (!fs.existsSync(path.join(ROOT, "dist", "lib", "cli", "host.js"))) throw new Error("dist/ is missing: run `npm run build` (npm test does it first)");
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "flo-sigkill-"));
+  try {
+    const first = await startHost(dataDir);
+    const statusUri = await startInstance(first.url, "killed-1");
+    await poll("3 steps done before the kill", async () => {
+      const s = await statusOf(statusUri);
+      return (s.customStatus?.done ?? 0) >= 3 ? s : undefined;
+    });
+    first.child.kill("SIGKILL");
+    expect(await exited(first.child)).toEqual({ code: null, signal: "SIGKILL" });
+
+    const second = await startHost(dataDir);
+    const resumedUri = rebase(statusUri, second.url);
+    const afterRestart = await statusOf(resumedUri);
+    expect(afterRestart.runtimeStatus).not.toBe("Completed"); // it really was interrupted
+    const referenceUri = await startInstance(second.url, "reference-1");
+    const resumed = await poll("resumed instance completes", async () => {
+      const s = await statusOf(resumedUri);
+      return s.runtimeStatus === "Completed" || s.runtimeStatus === "Failed" ? s : undefined;
+    });
+    const reference = await poll("reference instance completes", async () => {
+      const s = await statusOf(referenceUri);
+      return s.runtimeStatus === "Completed" || s.runtimeStatus === "Failed" ? s : undefined;
+    });
+    expect(reference.runtimeStatus).toBe("Completed");
+    expect(resumed.runtimeStatus).toBe("Completed");
+    expect(resumed.output).toEqual(reference.output);
+    expect((resumed.output as { trail: number[] }).trail).toHaveLength(8);
+
+    second.child.kill("SIGTERM");
+    const stop = await exited(second.child);
+    expect(stop).toEqual({ code: 0, signal: null });
+    expect(second.output()).toContain("Host stopped.");
+  } finally {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+});
