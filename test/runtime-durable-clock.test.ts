@@ -54,4 +54,15 @@ describe("RealClock", () => {
     await new Promise((r) => setTimeout(r, 30));
     expect(cancelledFired).toBe(false);
   });
+
+  it("never fires before its clock reaches the due time (setTimeout may run early)", async () => {
+    let lag = 5; // the clock reads 5 ms behind real time the first time the timer checks
+    const clock = new RealClock({ nowMs: () => Date.now() - lag });
+    const at = new Date(Date.now() + 10);
+    const firedAt = await new Promise<number>((resolve) =>
+      clock.setTimer(at, () => resolve(clock.now().getTime())),
+    );
+    expect(firedAt).toBeGreaterThanOrEqual(at.getTime());
+    lag = 0;
+  });
 });

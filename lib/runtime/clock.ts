@@ -12,21 +12,34 @@ export interface Clock {
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 export class RealClock implements Clock {
-  now(): Date {
-    return new Date();
+  private readonly nowMs: () => number;
+
+  /** `nowMs` is injectable for tests; it defaults to `Date.now`. */
+  constructor(options: { nowMs?: () => number } = {}) {
+    this.nowMs = options.nowMs ?? Date.now;
   }
 
+  now(): Date {
+    return new Date(this.nowMs());
+  }
+
+  /**
+   * Never fires early: Node's setTimeout may run ~1 ms before the wall clock reaches the due time,
+   * and a consumer that then asks "is it due?" would see "not yet" and never look again.
+   */
   setTimer(at: Date, callback: () => void | Promise<void>): CancelTimer {
     let handle: NodeJS.Timeout | undefined;
     let cancelled = false;
     const arm = (): void => {
-      const delay = at.getTime() - Date.now();
+      const delay = at.getTime() - this.nowMs();
       if (delay > MAX_TIMEOUT_MS) {
         handle = setTimeout(arm, MAX_TIMEOUT_MS);
         return;
       }
       handle = setTimeout(() => {
-        if (!cancelled) void Promise.resolve().then(callback).catch((err) => console.error("timer callback failed:", err));
+        if (cancelled) return;
+        if (this.nowMs() < at.getTime()) return arm();
+        void Promise.resolve().then(callback).catch((err) => console.error("timer callback failed:", err));
       }, Math.max(0, delay));
     };
     arm();

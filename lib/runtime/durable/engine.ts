@@ -370,8 +370,11 @@ export class DurableEngine {
 
   private armTimer(live: LiveInstance, message: InboxMessage): void {
     if (this.stopped || live.timerCancels.has(message.id)) return;
-    const cancel = this.clock.setTimer(new Date(message.fireAt!), () => {
+    const fireAt = new Date(message.fireAt!);
+    const cancel = this.clock.setTimer(fireAt, () => {
       live.timerCancels.delete(message.id);
+      // A clock that fires early would leave the message "not yet due" with no timer armed.
+      if (this.clock.now().getTime() < fireAt.getTime()) return this.armTimer(live, message);
       this.schedule(live.record.instanceId);
     });
     live.timerCancels.set(message.id, cancel);
