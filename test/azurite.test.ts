@@ -90,6 +90,29 @@ describe("startAzurite persisted", () => {
     }
   });
 
+  test("a restart on the same folder gets the same endpoints back, so recorded blob URIs stay valid", async () => {
+    const location = tempDir();
+    const first = await startAzurite({ location, services: ["blob", "queue"] });
+    const endpoints = [first.blobEndpoint, first.queueEndpoint];
+    await first.stop();
+    const second = await startAzurite({ location, services: ["blob", "queue"] });
+    expect([second.blobEndpoint, second.queueEndpoint]).toEqual(endpoints);
+    expect(second.portsChanged).toEqual([]);
+    await second.stop();
+    // If the remembered port is taken meanwhile, a free one is used and reported.
+    const squatter = await startAzurite({ services: ["blob"], ports: { blob: Number(new URL(endpoints[0]).port) } });
+    const third = await startAzurite({ location, services: ["blob", "queue"] });
+    try {
+      expect(third.portsChanged).toEqual(["blob"]);
+      expect(third.blobEndpoint).not.toBe(endpoints[0]);
+      expect(third.queueEndpoint).toBe(endpoints[1]);
+    } finally {
+      await third.stop();
+      await squatter.stop();
+      fs.rmSync(location, { recursive: true, force: true });
+    }
+  });
+
   test("one live Azurite per folder: a second start is refused until the first stops", async () => {
     const location = tempDir();
     const first = await startAzurite({ location, services: ["blob"] });

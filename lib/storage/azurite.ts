@@ -54,6 +54,12 @@ export interface AzuriteHandle {
   readonly tableEndpoint: string;
   /** Full dev-account connection string naming every running service's endpoint. */
   readonly connectionString: string;
+  /**
+   * Persisted mode reuses the previous run's ports (from `<location>/flo-azurite-ports.json`) so
+   * blob URIs recorded before a restart still resolve. Services listed here could not get their
+   * previous port back (it was taken) and run on a new one.
+   */
+  readonly portsChanged: readonly AzuriteService[];
   /** Saves any unsaved metadata now (persisted mode; a no-op in memory). */
   flush(): Promise<void>;
   /** Saves metadata and closes the servers. Idempotent. */
@@ -276,6 +282,22 @@ function delayResponsesUntilSaved(httpServer: HttpServer, flushers: LokiFlusher[
 }
 
 const LOCK_FILE = "flo-azurite.lock";
+/** Ports of the last run on a folder, reused so blob URIs (which embed the port) stay valid across restarts. */
+const PORTS_FILE = "flo-azurite-ports.json";
+
+async function readRememberedPorts(location: string): Promise<Partial<Record<AzuriteService, number>>> {
+  try {
+    const saved = JSON.parse(await fs.promises.readFile(path.join(location, PORTS_FILE), "utf8")) as { ports?: Record<string, unknown> };
+    const out: Partial<Record<AzuriteService, number>> = {};
+    for (const service of ALL_AZURITE_SERVICES) {
+      const port = saved.ports?.[service];
+      if (typeof port === "number" && Number.isInteger(port) && port > 0 && port < 65536) out[service] = port;
+    }
+    return out;
+  } catch {
+    return {}; // first run, or an unreadable file: choose free ports
+  }
+}
 const locksHeldHere = new Set<string>();
 
 function pidAlive(pid: number): boolean {
@@ -351,6 +373,7 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
     : undefined;
 
   const started = new Map<AzuriteService, AzuriteServer>();
+  const portsChanged: AzuriteService[] = [];
   const flushers: LokiFlusher[] = [];
   const closeStarted = async () => {
     await Promise.all(flushers.map((f) => f.flush().catch(() => undefined)));
@@ -358,11 +381,23 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
     await unlock();
   };
   try {
+    const remembered = location === undefined ? {} : await readRememberedPorts(location);
     for (const service of services) {
       if (signal?.aborted) throw abortError(signal);
-      const server = createServer(mod, service, host, options.ports?.[service] ?? 0, location, memoryStore);
+      const requested = options.ports?.[service];
+      const previous = requested === undefined ? remembered[service] : undefined;
+      let server = createServer(mod, service, host, requested ?? previous ?? 0, location, memoryStore);
       try {
-        await server.start();
+        try {
+          await server.start();
+        } catch (err) {
+          if (previous === undefined || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+          // The remembered port is taken now: any free port still works, but URIs minted earlier
+          // (they embed the port) will not resolve; `portsChanged` tells the caller.
+          portsChanged.push(service);
+          server = createServer(mod, service, host, 0, location, memoryStore);
+          await server.start();
+        }
       } catch (err) {
         throw new AzuriteStartError(service, (err as Error).message ?? String(err), { cause: err });
       }
@@ -382,6 +417,10 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
       }
     }
     if (signal?.aborted) throw abortError(signal);
+    if (location !== undefined) {
+      const ports = Object.fromEntries([...started].map(([service, server]) => [service, Number(new URL(server.getHttpServerAddress()).port)]));
+      await fs.promises.writeFile(path.join(location, PORTS_FILE), JSON.stringify({ ports }, null, 2) + "\n");
+    }
   } catch (err) {
     await closeStarted();
     throw err;
@@ -407,6 +446,7 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
     get queueEndpoint() { return endpoint("queue"); },
     get tableEndpoint() { return endpoint("table"); },
     connectionString: azuriteConnectionString(endpoints),
+    portsChanged,
     flush: async () => {
       await Promise.all(flushers.map((f) => f.flush()));
     },
