@@ -13,7 +13,7 @@ interface Status { runtimeStatus: string; output: unknown; customStatus: unknown
 let host: LocalHost;
 const logs: string[] = [];
 beforeAll(async () => {
-  host = await startLocalHost({ appEntry: APP, port: 0, storage: "memory", settings: { FLO_FUNCTION_KEY: "foreign-key" }, log: (l) => logs.push(l) });
+  host = await startLocalHost({ appEntry: APP, port: 0, storage: "memory", settings: { FLO_FUNCTION_KEY: "foreign-key", JOB_QUEUE: "job-done" }, serviceBusPollIntervalMs: 50, log: (l) => logs.push(l) });
 });
 afterAll(async () => host?.stop());
 
@@ -124,4 +124,14 @@ test("starting an unknown orchestrator is a clean failure, not a hang", async ()
   const res = await fetch(`${host.url}/api/orchestrators/doesNotExist`, { method: "POST" });
   expect(res.status).toBe(500);
   expect(logs.some((l) => l.includes("httpStart"))).toBe(true);
+});
+
+test("a Service Bus-triggered durable client (df.app.client.serviceBusQueue) raises the event that completes an instance", async () => {
+  const check = await start("awaitJob", "train-7", "await-job-1");
+  await waitForStatus(check, (s) => s.runtimeStatus === "Running");
+  await host.serviceBus.send("job-done", { body: { status: "Completed", metrics: { acc: 0.91 } }, applicationProperties: { InstanceId: "await-job-1" } });
+  expect(await waitForStatus(check, finished)).toMatchObject({
+    runtimeStatus: "Completed",
+    output: { job: "train-7", result: { status: "Completed", metrics: { acc: 0.91 }, deliveryCount: 1 } },
+  });
 });

@@ -84,6 +84,20 @@ df.app.orchestration("waitForever", function* (context) {
   return yield context.df.waitForExternalEvent("NeverComes");
 });
 
+// ---- an external system reports completion over Service Bus (durable client in a queue trigger) ----
+df.app.orchestration("awaitJob", function* (context) {
+  const result = yield context.df.waitForExternalEvent("JobDone");
+  return { job: context.df.getInput(), result };
+});
+df.app.client.serviceBusQueue("jobDone", {
+  connection: "JobsBus",
+  queueName: "%JOB_QUEUE%",
+  handler: async (message, client, context) => {
+    const instanceId = context.triggerMetadata.applicationProperties.instanceId;
+    await client.raiseEvent(instanceId, "JobDone", { ...message, deliveryCount: context.triggerMetadata.deliveryCount });
+  },
+});
+
 // ---- HTTP starter + client operations through df.getClient ----
 const clientInput = df.input.durableClient();
 app.http("httpStart", {
