@@ -1,6 +1,7 @@
 import * as path from "path";
 import { startLocalHost, type LocalHost } from "../lib/runtime/host";
 import { VirtualClock } from "../lib/runtime/clock";
+import { formatFunctionTable, parsePort, parseStorage, HostCliError } from "../lib/cli/host";
 
 const APP = path.join(__dirname, "apps", "host-triggers", "index.js");
 const SETTINGS = { FLO_FUNCTION_KEY: "test-function-key", FLO_MASTER_KEY: "test-master-key", YEARLY_SCHEDULE: "0 0 0 1 1 *", FLO_SERVICEBUS_MAX_DELIVERY_COUNT: "3" };
@@ -35,6 +36,16 @@ describe("local host: HTTP front door", () => {
     const table = host.routes.map((r) => `${r.methods.join(",")} ${r.template} ${r.authLevel}`);
     expect(table).toEqual(expect.arrayContaining(["GET products/{category:alpha}/{id:int?} anonymous", "POST,PUT echo anonymous", "GET secret function", "GET admin-only admin"]));
     expect(host.routes.findIndex((r) => r.template === "products/latest")).toBeLessThan(host.routes.findIndex((r) => r.template.startsWith("products/{")));
+  });
+
+  test("flo host's function table lists HTTP URLs, timers, Service Bus sources and the management URL", () => {
+    const lines = formatFunctionTable(host);
+    expect(lines).toContain(`        products: [GET] ${host.url}/api/products/{category:alpha}/{id:int?}`);
+    expect(lines).toContain(`        secret: [GET] ${host.url}/api/secret (authLevel function)`);
+    expect(lines).toContain("        everyMinute: timerTrigger (0 * * * * *)");
+    expect(lines).toContain("        onStartup: timerTrigger (0 0 0 1 1 *, runOnStartup)");
+    expect(lines).toContain("        jobEvents: serviceBusTrigger (job-events via azurite-queues)");
+    expect(lines[lines.length - 1]).toBe(`Durable management API: ${host.url}/runtime/webhooks/durabletask`);
   });
 
   test("optional parameter present and absent; constraint failure is 404; literal route wins", async () => {
@@ -173,7 +184,7 @@ describe("local host: Service Bus triggers on the embedded transport", () => {
 describe("local host: timer isPastDue after downtime", () => {
   test("a missed occurrence fires once with isPastDue=true after a restart; status persisted in blob storage", async () => {
     const { startAzurite } = await import("../lib/storage/azurite");
-    const azurite = await startAzurite({ services: ["blob", "queue"] });
+    const azurite = await startAzurite();
     try {
       const storage = { connectionString: azurite.connectionString };
       const clock1 = new VirtualClock("2025-03-01T10:00:30.000Z");
@@ -199,5 +210,21 @@ describe("local host: timer isPastDue after downtime", () => {
     } finally {
       await azurite.stop();
     }
+  });
+});
+
+describe("flo host options", () => {
+  test("port and storage values are validated with the option name", () => {
+    expect(parsePort("0")).toBe(0);
+    expect(() => parsePort("70000")).toThrow(new HostCliError("--port", "an integer 0..65535", '"70000"'));
+    expect(() => parsePort("abc")).toThrow("--port: expected an integer 0..65535, got \"abc\"");
+    expect(parseStorage("memory")).toBe("memory");
+    expect(parseStorage("DefaultEndpointsProtocol=http;AccountName=a;AccountKey=b")).toEqual({ connectionString: "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=b" });
+    expect(() => parseStorage("disk")).toThrow(HostCliError);
+  });
+
+  test("a missing app entry or settings file is a clear startup error", async () => {
+    await expect(startLocalHost({ appEntry: "/nope/index.js", port: 0, storage: "memory" })).rejects.toThrow("appEntry: expected an existing compiled .js file, got /nope/index.js (not found)");
+    await expect(startLocalHost({ appEntry: APP, port: 0, storage: "memory", settings: "/nope/local.settings.json" })).rejects.toThrow("/nope/local.settings.json: (file): expected an existing local.settings.json, got no such file");
   });
 });

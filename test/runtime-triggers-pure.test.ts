@@ -166,3 +166,39 @@ describe("Service Bus message mapping", () => {
     expect(() => resolveServiceBusConnection("SB", { SB: "not a connection string" })).toThrow(ServiceBusTriggerError);
   });
 });
+
+describe("real Service Bus message mapping (SDK transport)", () => {
+  // imported lazily so the pure tests above don't pay for loading @azure/service-bus
+  test("outgoing: JSON bodies get application/json; fields carried over; incoming: deliveryCount made 1-based", async () => {
+    const { toSdkMessage, fromSdkMessage } = await import("../lib/runtime/triggers/serviceBus/sdkTransport");
+    expect(toSdkMessage({ body: { a: 1 }, messageId: "m", applicationProperties: { k: "v" }, timeToLiveMs: 5000 })).toMatchObject({
+      body: { a: 1 }, messageId: "m", contentType: "application/json", applicationProperties: { k: "v" }, timeToLive: 5000,
+    });
+    expect(toSdkMessage({ body: "text" }).contentType).toBeUndefined();
+    const received = fromSdkMessage({
+      body: { a: 1 }, messageId: "m", deliveryCount: 0, lockToken: "11111111-2222-3333-4444-555555555555",
+      enqueuedTimeUtc: new Date("2025-01-01T00:00:00Z"), applicationProperties: { FlRound: 2 }, state: "active",
+      sequenceNumber: { toString: () => "42" },
+    } as unknown as Parameters<typeof fromSdkMessage>[0]);
+    expect(received).toMatchObject({ deliveryCount: 1, sequenceNumber: 42, messageId: "m", lockToken: "11111111-2222-3333-4444-555555555555", applicationProperties: { FlRound: 2 } });
+  });
+});
+
+describe("NeverEarlyClock", () => {
+  test("a timer whose inner clock fires before the due time is re-armed instead of running early", async () => {
+    const { NeverEarlyClock } = await import("../lib/runtime/host");
+    let now = 1000;
+    const armed: Array<{ at: number; cb: () => void | Promise<void> }> = [];
+    const inner = { now: () => new Date(now), setTimer: (at: Date, cb: () => void | Promise<void>) => (armed.push({ at: at.getTime(), cb }), () => undefined) };
+    const clock = new NeverEarlyClock(inner);
+    let fired = 0;
+    clock.setTimer(new Date(1500), () => void fired++);
+    now = 1499; // the inner timer fires 1 ms early
+    await armed[0].cb();
+    expect(fired).toBe(0);
+    expect(armed).toHaveLength(2);
+    now = 1500;
+    await armed[1].cb();
+    expect(fired).toBe(1);
+  });
+});
