@@ -323,6 +323,10 @@ describe("cancel", () => {
     fake.setJobStatus(WORKSPACE, request.jobName, "Completed");
     await silo.cancel(request.jobName);
     expect(fake.requestsTo("POST", `/jobs/${request.jobName}/cancel`)).toHaveLength(0);
+    // A job that was never created has nothing to cancel either.
+    await silo.cancel("flo-fraud-r404-eu");
+    expect(fake.requestsTo("POST", "/jobs/flo-fraud-r404-eu/cancel")).toHaveLength(0);
+    expect(fake.requestsTo("GET", "/jobs/flo-fraud-r404-eu").map((r) => r.status)).toEqual([404]);
   });
 });
 

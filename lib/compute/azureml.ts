@@ -422,11 +422,14 @@ export class AzureMlSiloCompute implements SiloCompute {
     return this.toStatus(job, jobName);
   }
 
-  /** Cancels a job and waits for Azure ML to accept the cancellation (the cancel LRO). A finished job is left as is. */
+  /**
+   * Cancels a job and waits for Azure ML to accept the cancellation (the cancel LRO). A finished job
+   * is left as is, and a job that was never created has nothing to cancel (like the local compute).
+   */
   async cancel(jobName: string, options: CallOptions = {}): Promise<void> {
     assertValidJobName(jobName);
     const job = await this.getJobIfExists(jobName, "cancel", options);
-    if (!job) throw new AzureMlJobNotFoundError(this.coordinates, jobName);
+    if (!job) return;
     const state = jobStateFromAzureMlStatus(jobProperties(job).status);
     if (state === "completed" || state === "failed" || state === "canceled") return;
     try {
