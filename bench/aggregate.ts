@@ -19,6 +19,7 @@ import { aggregateUpdates } from "../lib/aggregation/engine";
 import { createFedAvg, weightedSumKernel } from "../lib/aggregation/fedavg";
 import { SimdArena } from "../lib/aggregation/simdKernel";
 import { runAggregate } from "../lib/cli/aggregate";
+import { runStrategyBenchRows, STRATEGY_CHILD_FLAG, strategyBenchChild } from "../lib/aggregation/strategies/benchRows";
 import { fileSink } from "../lib/models/fileBytes";
 import { ModelStore } from "../lib/models/store";
 import { startAzurite } from "../lib/storage/azurite";
@@ -159,6 +160,7 @@ async function azuriteRow(dirs: string[], inputBytes: number, chunkElements?: nu
 
 async function main(): Promise<void> {
   if (process.argv[2] === "--child-aggregate") return child(process.argv.slice(3));
+  if (process.argv[2] === STRATEGY_CHILD_FLAG) return strategyBenchChild(process.argv.slice(3)); // issue #6 rows
   const flags = parseFlags(process.argv.slice(2));
   const dir = flags.dir ?? (await fs.mkdtemp(path.join(os.tmpdir(), "flo-bench-aggregate-")));
   const dirs = Array.from({ length: flags.count }, (_, i) => path.join(dir, `silo-${String(i).padStart(2, "0")}`));
@@ -200,6 +202,8 @@ async function main(): Promise<void> {
       console.log(`ratio flo / numpy (speed): ${(numpy.seconds / flo!.seconds).toFixed(2)}x (target >= 1.0x)`);
     }
     if (flags.azurite) await azuriteRow(dirs, inputBytes, flags.chunkElements);
+    // issue #6: one row per strategy (FLO_BENCH_STRATEGIES=all|none|name,name)
+    await runStrategyBenchRows({ script: __filename, dirs, scratchDir: dir, inputBytes, chunkElements: flags.chunkElements });
   } finally {
     if (!flags.keep && !flags.dir) await fs.rm(dir, { recursive: true, force: true });
   }

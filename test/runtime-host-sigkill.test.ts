@@ -80,6 +80,10 @@ test("SIGKILL mid-orchestration, restart on the same --data: the instance comple
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "flo-sigkill-"));
   try {
     const first = await startHost(dataDir);
+    // the func-start-like banner: routes with URLs, the management URL; a configured key is never printed
+    expect(first.output()).toContain(`start: [POST] ${first.url}/api/start/{instanceId}`);
+    expect(first.output()).toContain(`Durable management API: ${first.url}/runtime/webhooks/durabletask`);
+    expect(first.output()).not.toContain(KEY);
     const statusUri = await startInstance(first.url, "killed-1");
     await poll("3 steps done before the kill", async () => {
       const s = await statusOf(statusUri);
