@@ -162,7 +162,7 @@ describe("submit", () => {
     expect(fake.requestsTo("PUT", `/jobs/${request.jobName}`)).toHaveLength(1);
   });
 
-  test("a job created between our GET and PUT (409) is adopted, not duplicated", async () => {
+  test("a job created between our GET and PUT (Azure ML's 400 'already exists') is adopted, not duplicated", async () => {
     const request = siloRequest();
     await compute().submit(request);
     // The next GET pretends the job does not exist yet, so the PUT races into a 409.
@@ -171,7 +171,7 @@ describe("submit", () => {
     expect(adopted.jobName).toBe(request.jobName);
     expect(adopted.state).toBe("queued");
     const puts = fake.requestsTo("PUT", `/jobs/${request.jobName}`);
-    expect(puts.map((r) => r.status)).toEqual([201, 409]);
+    expect(puts.map((r) => r.status)).toEqual([201, 400]);
   });
 
   test("an existing job of another silo under the same name is a conflict error", async () => {

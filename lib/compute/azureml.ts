@@ -399,8 +399,9 @@ export class AzureMlSiloCompute implements SiloCompute {
     if (response.status === 200 || response.status === 201) {
       return this.toStatus(parseJson(response.bodyAsText ?? undefined, request.jobName), request.jobName, this.outputUriFor(request));
     }
-    if (response.status === 409) {
-      // Another submitter created it between our GET and PUT: adopt it instead of creating a second job.
+    if (response.status === 400 || response.status === 409) {
+      // Another submitter may have created it between our GET and PUT; Azure ML then answers 400
+      // UserError "A job with this name already exists". Adopt that job instead of failing the submit.
       const raced = await this.getJobIfExists(request.jobName, "submit", options);
       if (raced) return this.statusOfExisting(raced, request);
     }

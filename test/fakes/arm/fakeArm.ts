@@ -412,7 +412,10 @@ export class FakeArm {
         return send(200, this.jobResource(job, workspaceId));
       }
       if (record.method === "PUT") {
-        if (job) return error(409, "Conflict", `A job with name ${name} already exists.`);
+        // What Azure ML answers (a 400, not a 409) when a job name is taken and the body differs.
+        if (job) {
+          return error(400, "UserError", "A job with this name already exists. If you are trying to create a new job, use a different name. If you are trying to update an existing job, the existing job's Settings, Inputs, Outputs, Jobs, InputBindings, OutputBindings cannot be changed. Only description, tags, displayName, properties, and isArchived can be updated.");
+        }
         const problems = validateJobPutBody(record.body);
         if (problems.length > 0) {
           return send(400, {
