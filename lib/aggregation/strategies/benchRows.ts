@@ -1,10 +1,18 @@
 /**
  * Per-strategy rows of `npm run bench:aggregate` (issue #6): which strategies run, with which
- * options, and how the bench's child process maps one row onto `runAggregate` options. The child
- * receives the row as JSON in the FLO_BENCH_STRATEGY environment variable.
+ * options, and how the bench's child process maps one row onto `runAggregate` options. Each row runs
+ * `flo aggregate`'s code path in a child process (so its peak RSS is its own). Rows are selected by
+ * FLO_BENCH_STRATEGIES=all (default) | none | name,name.
  */
+import { execFile } from "node:child_process";
+import { promises as fs } from "node:fs";
 import * as path from "node:path";
+import { promisify } from "node:util";
 import type { Json } from "../strategy";
+import { runAggregate } from "../../cli/aggregate";
+
+/** argv[2] of the bench script when it runs one strategy row as a child process. */
+export const STRATEGY_CHILD_FLAG = "--child-strategy";
 
 export interface BenchStrategyRow {
   label: string;
@@ -46,19 +54,60 @@ export function selectBenchRows(selector: string | undefined, count: number): Be
   return rows.filter((r) => wanted.includes(r.strategy));
 }
 
-/** The runAggregate options of the row in FLO_BENCH_STRATEGY (plain fedavg when unset). */
-export function benchStrategyFromEnv(
+/** The runAggregate options of one row (update 0's model stands in for the global model). */
+export function benchRowAggregateOptions(
+  row: BenchStrategyRow,
   dirs: readonly string[],
   scratchDir: string,
-  env: NodeJS.ProcessEnv = process.env,
-): { strategy: string; strategyOptions?: Json; global?: string; stateOut?: string } {
-  const raw = env.FLO_BENCH_STRATEGY;
-  if (!raw) return { strategy: "fedavg" };
-  const row = JSON.parse(raw) as BenchStrategyRow;
+): { strategy: string; strategyOptions: Json; global?: string; stateOut?: string } {
   return {
     strategy: row.strategy,
     strategyOptions: row.options,
     ...(row.needsGlobal ? { global: path.join(dirs[0], "model.safetensors") } : {}),
     ...(row.keepsState ? { stateOut: path.join(scratchDir, `state-${row.strategy}`) } : {}),
   };
+}
+
+/** Child side: `<script> --child-strategy <row json> <chunk|default> <scratch dir> <update dir>...`. */
+export async function strategyBenchChild(argv: readonly string[]): Promise<void> {
+  const [rowJson, chunk, scratchDir, ...dirs] = argv;
+  const row = JSON.parse(rowJson) as BenchStrategyRow;
+  const start = process.hrtime.bigint();
+  const code = await runAggregate(
+    {
+      out: path.join(scratchDir, `out-${row.strategy}.safetensors`),
+      minUpdates: dirs.length,
+      updateDirs: [...dirs],
+      chunkElements: chunk === "default" ? undefined : Number(chunk),
+      ...benchRowAggregateOptions(row, dirs, scratchDir),
+    },
+    { out: () => undefined, err: (l) => console.error(l) },
+  );
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  console.log(JSON.stringify({ code, seconds, maxrss_kb: process.resourceUsage().maxRSS }));
+}
+
+/** Parent side: one printed row per selected strategy (throughput in GB/s of input, peak RSS). */
+export async function runStrategyBenchRows(args: {
+  script: string;
+  dirs: readonly string[];
+  scratchDir: string;
+  inputBytes: number;
+  chunkElements?: number;
+  selector?: string;
+}): Promise<void> {
+  const rows = selectBenchRows(args.selector ?? process.env.FLO_BENCH_STRATEGIES, args.dirs.length);
+  for (const row of rows) {
+    const res = await promisify(execFile)(
+      process.execPath,
+      [args.script, STRATEGY_CHILD_FLAG, JSON.stringify(row), String(args.chunkElements ?? "default"), args.scratchDir, ...args.dirs],
+      { maxBuffer: 1 << 20 },
+    );
+    const result = JSON.parse(res.stdout.trim().split("\n").at(-1)!) as { code: number; seconds: number; maxrss_kb: number };
+    if (result.code !== 0) throw new Error(`strategy ${row.label}: flo aggregate exited with ${result.code}`);
+    console.log(
+      `strategy ${row.label} (files, end to end): ${result.seconds.toFixed(2)} s = ${(args.inputBytes / result.seconds / 1e9).toFixed(2)} GB/s of input; peak RSS ${(result.maxrss_kb / 1024).toFixed(0)} MB`,
+    );
+    await fs.rm(path.join(args.scratchDir, `out-${row.strategy}.safetensors`), { force: true });
+  }
 }
