@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
+import { BlobServiceClient } from "@azure/storage-blob";
 import {
   AzuriteLocationInUseError,
   AzuriteOptionsError,
@@ -94,6 +95,9 @@ describe("startAzurite persisted", () => {
     const location = tempDir();
     const first = await startAzurite({ location, services: ["blob", "queue"] });
     const endpoints = [first.blobEndpoint, first.queueEndpoint];
+    const container = (h: AzuriteHandle) => BlobServiceClient.fromConnectionString(h.connectionString).getContainerClient("kept");
+    await container(first).create();
+    await container(first).getBlockBlobClient("x.txt").upload("kept", 4);
     await first.stop();
     const second = await startAzurite({ location, services: ["blob", "queue"] });
     expect([second.blobEndpoint, second.queueEndpoint]).toEqual(endpoints);
@@ -106,6 +110,7 @@ describe("startAzurite persisted", () => {
       expect(third.portsChanged).toEqual(["blob"]);
       expect(third.blobEndpoint).not.toBe(endpoints[0]);
       expect(third.queueEndpoint).toBe(endpoints[1]);
+      expect((await container(third).getBlockBlobClient("x.txt").downloadToBuffer()).toString()).toBe("kept");
     } finally {
       await third.stop();
       await squatter.stop();

@@ -115,6 +115,8 @@ interface LokiDb {
 interface AzuriteServer {
   start(): Promise<void>;
   close(): Promise<void>;
+  /** Closes stores and the GC loop (the second half of close()); used after a failed start(). */
+  afterClose(): Promise<void>;
   getHttpServerAddress(): string;
   httpServer: HttpServer;
   metadataStore?: { db?: LokiDb };
@@ -382,38 +384,46 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
   };
   try {
     const remembered = location === undefined ? {} : await readRememberedPorts(location);
+    /** Builds and starts one server; if it fails to start, releases what beforeStart() opened. */
+    const launch = async (service: AzuriteService, port: number) => {
+      const server = createServer(mod, service, host, port, location, memoryStore);
+      const dbs = location === undefined ? [] : [server.metadataStore?.db, server.extentMetadataStore?.db].filter((d): d is LokiDb => !!d);
+      const serviceFlushers = dbs.map((db) => new LokiFlusher(db));
+      if (durability === "acknowledged" && dbs.length > 0) delayResponsesUntilSaved(server.httpServer, serviceFlushers);
+      try {
+        await server.start();
+      } catch (err) {
+        // A failed listen leaves the stores and GC loop that start() opened running; a GC loop
+        // with stale metadata next to a live server on the same folder would delete its extents.
+        await server.afterClose().catch(() => undefined);
+        throw err;
+      }
+      for (const db of dbs) {
+        db.autosaveDisable();
+        if (durability === "periodic") {
+          db.autosaveInterval = options.autosaveIntervalMs ?? 1000;
+          db.autosaveEnable();
+        }
+      }
+      started.set(service, server);
+      flushers.push(...serviceFlushers);
+    };
     for (const service of services) {
       if (signal?.aborted) throw abortError(signal);
       const requested = options.ports?.[service];
       const previous = requested === undefined ? remembered[service] : undefined;
-      let server = createServer(mod, service, host, requested ?? previous ?? 0, location, memoryStore);
       try {
         try {
-          await server.start();
+          await launch(service, requested ?? previous ?? 0);
         } catch (err) {
           if (previous === undefined || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
           // The remembered port is taken now: any free port still works, but URIs minted earlier
           // (they embed the port) will not resolve; `portsChanged` tells the caller.
           portsChanged.push(service);
-          server = createServer(mod, service, host, 0, location, memoryStore);
-          await server.start();
+          await launch(service, 0);
         }
       } catch (err) {
         throw new AzuriteStartError(service, (err as Error).message ?? String(err), { cause: err });
-      }
-      started.set(service, server);
-      if (location !== undefined) {
-        const dbs = [server.metadataStore?.db, server.extentMetadataStore?.db].filter((d): d is LokiDb => !!d);
-        for (const db of dbs) {
-          db.autosaveDisable();
-          if (durability === "periodic") {
-            db.autosaveInterval = options.autosaveIntervalMs ?? 1000;
-            db.autosaveEnable();
-          }
-        }
-        const serviceFlushers = dbs.map((db) => new LokiFlusher(db));
-        flushers.push(...serviceFlushers);
-        if (durability === "acknowledged") delayResponsesUntilSaved(server.httpServer, serviceFlushers);
       }
     }
     if (signal?.aborted) throw abortError(signal);
