@@ -1,0 +1,295 @@
+/**
+ * `npm run bench:orchestration`: the federation app's orchestration cost (issue #4) on the embedded
+ * host, with K local silos running an instant trainer (bench/fixtures/orchestration-trainer.js).
+ *
+ * Per K and per round it prints
+ *  (a) the gap from the LAST silo job completion of round r to the FIRST job submission of round r+1,
+ *      taken from the job folders (status.json.finishedAt written by the job's runner when the trainer
+ *      exits; job.json.createdAt written when the submit activity creates the job), with the stages
+ *      in between (completion event published, event raised on the silo's sub-orchestration, the
+ *      sub-orchestration done, the round aggregated) from reported.json and the engine's history;
+ *  (b) orchestrator time: wall time inside every invocation of the `federation` and `siloRound`
+ *      orchestrator functions (payload -> SDK replay -> actions), measured by wrapping the host's
+ *      invoker; orchestrators do no I/O, so this is CPU time on the host's single JS thread;
+ *  (c) history events per execution (the history the last replay of each execution saw): the round's
+ *      `federation` execution and the largest `siloRound` sub-orchestration.
+ * Plus the round's wall time and the host process's CPU time during the round.
+ *
+ * Usage: node dist/bench/orchestration.js [--silos 10,100,1000] [--rounds 3] [--large-rounds 2]
+ *        [--large-from 1000] [--json <file>] [--timeout-minutes 20]
+ */
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
+import { startLocalHost, type LocalHost } from "../lib/runtime/host";
+import type { Invoker } from "../lib/runtime/invoke";
+import { EventType, type HistoryEvent } from "../lib/runtime/durable/history";
+import type { LocalJobFile, LocalJobReportFile, LocalJobStatusFile } from "../lib/compute/localJobFiles";
+import {
+  roundTimeline,
+  summarizeOrchestratorCalls,
+  type JobTimes,
+  type OrchestratorCall,
+  type RoundTimeline,
+  type SiloInstanceTimes,
+} from "./orchestrationTimeline";
+
+const REPO = resolve(__dirname, "..", "..");
+const APP_ENTRY = join(REPO, "dist", "functions", "index.js");
+const TRAINER_DIR = join(REPO, "bench", "fixtures");
+
+/** Bad command-line flags. */
+export class BenchOptionsError extends Error {
+  override readonly name = "BenchOptionsError";
+}
+
+interface BenchOptions {
+  silos: number[];
+  rounds: number;
+  /** Rounds for K >= largeFrom (1000 job processes per round is the cost of a large K). */
+  largeRounds: number;
+  largeFrom: number;
+  json?: string;
+  timeoutMs: number;
+}
+
+function parseArgs(argv: string[]): BenchOptions {
+  const options: BenchOptions = { silos: [10, 100, 1000], rounds: 3, largeRounds: 2, largeFrom: 1000, timeoutMs: 20 * 60_000 };
+  const positiveInt = (flag: string, text: string | undefined): number => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1) throw new BenchOptionsError(`${flag}: expected a positive integer, got ${JSON.stringify(text)}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [flag, value] = [argv[i], argv[i + 1]];
+    if (flag === "--silos") options.silos = (value ?? "").split(",").map((s) => positiveInt("--silos", s.trim()));
+    else if (flag === "--rounds") options.rounds = positiveInt(flag, value);
+    else if (flag === "--large-rounds") options.largeRounds = positiveInt(flag, value);
+    else if (flag === "--large-from") options.largeFrom = positiveInt(flag, value);
+    else if (flag === "--json") options.json = value;
+    else if (flag === "--timeout-minutes") options.timeoutMs = positiveInt(flag, value) * 60_000;
+    else throw new BenchOptionsError(`unknown flag ${JSON.stringify(flag)}: expected --silos, --rounds, --large-rounds, --large-from, --json, --timeout-minutes`);
+  }
+  return options;
+}
+
+function siloName(i: number): string {
+  return `s${String(i).padStart(4, "0")}`;
+}
+
+function benchSpec(name: string, silos: number, rounds: number): Record<string, unknown> {
+  return {
+    name,
+    rounds,
+    silos: Array.from({ length: silos }, (_, i) => ({ name: siloName(i), compute: { type: "local" } })),
+    training: {
+      command: "node orchestration-trainer.js $[[--global ${{inputs.global_model}}]] --out ${{outputs.model_update}}",
+      code: TRAINER_DIR,
+    },
+    // A deadline far away: the benchmark measures the event path, never the deadline.
+    policy: { roundTimeout: "PT30M" },
+  };
+}
+
+/** Wraps the host's invoker so every orchestrator invocation is timed (the engine calls the same object). */
+function instrumentOrchestrators(host: LocalHost, calls: OrchestratorCall[]): void {
+  const invoker: Invoker = host.invoker;
+  const original = invoker.invoke.bind(invoker);
+  invoker.invoke = async (functionName, triggerData, ...rest) => {
+    if (!host.engine.isOrchestrator(functionName)) return original(functionName, triggerData, ...rest);
+    const started = performance.now();
+    const response = await original(functionName, triggerData, ...rest);
+    const ms = performance.now() - started;
+    // Bookkeeping after the timed window: which instance/round, and (once per execution) its history size.
+    const payload = typeof triggerData.string === "string" ? triggerData.string : "";
+    const instanceId = stringField(payload, "instanceId", payload.lastIndexOf('"instanceId":"'));
+    const returned = response.returnValue?.json ?? response.returnValue?.string;
+    const done = typeof returned === "string" && /"isDone":\s*true/.test(returned);
+    const call: OrchestratorCall = { name: functionName, instanceId, round: roundOf(functionName, instanceId, payload), ms, at: Date.now(), done };
+    if (done) call.historyEvents = (JSON.parse(payload) as { history: unknown[] }).history.length;
+    calls.push(call);
+    return response;
+  };
+}
+
+function stringField(text: string, _name: string, at: number): string {
+  if (at < 0) return "";
+  const start = text.indexOf(':"', at) + 2;
+  return text.slice(start, text.indexOf('"', start));
+}
+
+function roundOf(name: string, instanceId: string, payload: string): number {
+  const sub = /:r(\d+):/.exec(instanceId);
+  if (sub) return Number(sub[1]);
+  // The federation's input ({federationId, spec, rounds, round, ...}) follows its history in the payload.
+  const inputAt = payload.lastIndexOf('"input":{');
+  const m = /"round":(\d+)/.exec(payload.slice(inputAt >= 0 ? inputAt : 0));
+  if (!m) throw new Error(`cannot tell the round of a ${name} invocation of ${instanceId}`);
+  return Number(m[1]);
+}
+
+function readJson<T>(path: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+function jobTimes(jobsDir: string): JobTimes[] {
+  const out: JobTimes[] = [];
+  for (const name of readdirSync(jobsDir)) {
+    const job = readJson<LocalJobFile>(join(jobsDir, name, "job.json"));
+    const status = readJson<LocalJobStatusFile>(join(jobsDir, name, "status.json"));
+    const reported = readJson<LocalJobReportFile>(join(jobsDir, name, "reported.json"));
+    if (!job) continue;
+    out.push({
+      round: job.request.round,
+      silo: job.request.silo,
+      createdAt: Date.parse(job.createdAt),
+      startedAt: status?.startedAt ? Date.parse(status.startedAt) : undefined,
+      finishedAt: status?.finishedAt ? Date.parse(status.finishedAt) : undefined,
+      reportedAt: reported ? Date.parse(reported.reportedAt) : undefined,
+      state: reported?.state ?? status?.state ?? "unknown",
+    });
+  }
+  return out;
+}
+
+function siloInstanceTimes(host: LocalHost, federationId: string, rounds: number, silos: number): SiloInstanceTimes[] {
+  const out: SiloInstanceTimes[] = [];
+  for (let r = 1; r <= rounds; r++) {
+    for (let i = 0; i < silos; i++) {
+      const id = `${federationId}:r${r}:${siloName(i)}`;
+      let history: HistoryEvent[];
+      try {
+        history = host.engine.history(id);
+      } catch {
+        continue;
+      }
+      const at = (type: EventType) => history.filter((e) => e.EventType === type).map((e) => Date.parse(e.Timestamp));
+      out.push({ round: r, silo: siloName(i), raisedAt: at(EventType.EventRaised), completedAt: at(EventType.ExecutionCompleted)[0] });
+    }
+  }
+  return out;
+}
+
+interface CpuSample {
+  at: number;
+  cpuMs: number;
+}
+
+async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{ timelines: RoundTimeline[]; wallMs: number }> {
+  const dir = mkdtempSync(join(tmpdir(), `flo-bench-orch-${silos}-`));
+  const jobsDir = join(dir, "jobs");
+  mkdirSync(jobsDir);
+  const calls: OrchestratorCall[] = [];
+  const cpuSamples: CpuSample[] = [];
+  const sampleCpu = () => {
+    const u = process.cpuUsage();
+    cpuSamples.push({ at: Date.now(), cpuMs: (u.user + u.system) / 1000 });
+  };
+  const host = await startLocalHost({
+    appEntry: APP_ENTRY,
+    port: 0,
+    dataDir: dir,
+    storage: "memory",
+    settings: { FLO_LOCAL_JOBS_DIR: jobsDir, FLO_LOCAL_BASE_DIR: dir },
+    log: (line) => (line.startsWith("[error]") ? console.error(line) : undefined),
+  });
+  const sampler = setInterval(sampleCpu, 20);
+  try {
+    instrumentOrchestrators(host, calls);
+    const federationId = `bench-k${silos}`;
+    sampleCpu();
+    const started = Date.now();
+    const res = await fetch(`${host.url}/api/federations`, {
+      method: "POST",
+      headers: { "x-functions-key": host.functionKey, "content-type": "application/json" },
+      body: JSON.stringify(benchSpec(federationId, silos, rounds)),
+    });
+    if (res.status !== 202) throw new Error(`POST /api/federations: expected 202, got ${res.status}: ${await res.text()}`);
+    const final = await host.engine.waitForStatus(federationId, (s) => ["Completed", "Failed", "Terminated"].includes(s.runtimeStatus), { timeoutMs });
+    const wallMs = Date.now() - started;
+    sampleCpu();
+    if (final.runtimeStatus !== "Completed") throw new Error(`federation ${federationId} ended ${final.runtimeStatus}: ${JSON.stringify(final.output)}`);
+    const summary = final.output as { history: { round: number; startedAt: string; aggregatedAt: string }[] };
+    const aggregatedAt = new Map(summary.history.map((h) => [h.round, Date.parse(h.aggregatedAt)]));
+    const timelines = roundTimeline({
+      rounds,
+      jobs: jobTimes(jobsDir),
+      silos: siloInstanceTimes(host, federationId, rounds, silos),
+      aggregatedAt,
+      completedAt: Date.parse(final.lastUpdatedTime),
+      calls: summarizeOrchestratorCalls(calls),
+      processCpuMs: (from, to) => cpuBetween(cpuSamples, from, to),
+    });
+    return { timelines, wallMs };
+  } finally {
+    clearInterval(sampler);
+    await host.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Host-process CPU between two instants, interpolated from the 20 ms samples. */
+function cpuBetween(samples: CpuSample[], from: number, to: number): number {
+  const at = (t: number): number => {
+    let prev = samples[0];
+    for (const s of samples) {
+      if (s.at >= t) {
+        if (s.at === prev.at) return s.cpuMs;
+        return prev.cpuMs + ((s.cpuMs - prev.cpuMs) * (t - prev.at)) / (s.at - prev.at);
+      }
+      prev = s;
+    }
+    return prev.cpuMs;
+  };
+  return at(to) - at(from);
+}
+
+const s = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? "-" : (ms / 1000).toFixed(2));
+
+function printTable(silos: number, timelines: RoundTimeline[], wallMs: number): void {
+  console.log(`\nK = ${silos} silos, ${timelines.length} rounds, federation wall ${s(wallMs)} s`);
+  const header = [
+    "round", "wall s", "(a) gap s", "exit->event", "event->raised", "raised->silo done", "silo done->aggregated", "aggregated->next submit",
+    "(b) orch ms", "fed ms", "silo ms", "episodes fed/silo", "(c) fed events", "silo events max", "host cpu s",
+  ];
+  const rows = timelines.map((t) => [
+    String(t.round), s(t.wallMs), s(t.gapMs), s(t.stages.exitToEventMs), s(t.stages.eventToRaisedMs), s(t.stages.raisedToSiloDoneMs),
+    s(t.stages.siloDoneToAggregatedMs), s(t.stages.aggregatedToNextSubmitMs),
+    t.orchestratorMs.toFixed(0), t.federationMs.toFixed(0), t.siloRoundMs.toFixed(0), `${t.federationEpisodes}/${t.siloRoundEpisodes}`,
+    String(t.federationHistoryEvents ?? "-"), String(t.siloRoundHistoryEventsMax ?? "-"), s(t.hostCpuMs),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join("  ");
+  console.log(line(header));
+  for (const r of rows) console.log(line(r));
+}
+
+async function main(): Promise<void> {
+  const options = parseArgs(process.argv.slice(2));
+  console.log(`flo orchestration benchmark: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}`);
+  const results: Array<{ silos: number; rounds: number; wallMs: number; timelines: RoundTimeline[] }> = [];
+  for (const silos of options.silos) {
+    const rounds = silos >= options.largeFrom ? Math.min(options.rounds, options.largeRounds) : options.rounds;
+    const { timelines, wallMs } = await runK(silos, rounds, options.timeoutMs);
+    printTable(silos, timelines, wallMs);
+    results.push({ silos, rounds, wallMs, timelines });
+  }
+  console.log(
+    "\n(a) last job exit of round r -> first job submission of round r+1 (last round: -> federation completed)." +
+      "\n(b) wall time inside federation + siloRound orchestrator invocations attributed to the round (no I/O there: CPU)." +
+      "\n(c) history events seen by the last replay of the round's federation execution / largest siloRound execution.",
+  );
+  if (options.json) writeFileSync(options.json, JSON.stringify({ node: process.version, cpus: cpus().length, results }, null, 2));
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err instanceof BenchOptionsError ? `error: ${err.message}` : err);
+    process.exit(1);
+  });
+}
