@@ -419,6 +419,39 @@ describe("SIMD kernel and hashing workers", () => {
   });
 });
 
+describe("options", () => {
+  const model = () => modelBytes([{ name: "w", dtype: "F32", shape: [64], values: filled(2, 64) }]);
+
+  test("a known sha256 is reported as given (not re-hashed); a malformed one is rejected", async () => {
+    const bytes = await model();
+    const known = "ab".repeat(32);
+    const { promise } = runFedAvg([
+      { id: "known", model: memorySource("known", bytes), metrics: { num_examples: 1 }, knownSha256: known },
+      { id: "hashed", model: memorySource("hashed", bytes), metrics: { num_examples: 1 } },
+    ]);
+    const result = await promise;
+    expect(result.included.map((u) => u.sha256)).toEqual([known, sha256(bytes)]);
+    await expect(runFedAvg([{ id: "x", model: memorySource("x", bytes), metrics: { num_examples: 1 }, knownSha256: "ABC" }]).promise).rejects.toThrow(
+      'update "x": knownSha256 must be 64 lower-case hex digits, got "ABC" [BAD_OPTIONS]',
+    );
+  });
+
+  test("deep prefetch and a tiny buffer budget give the same result; bad numbers are rejected", async () => {
+    const rand = rng(7);
+    const models = await Promise.all([0, 1, 2].map(() => modelBytes([{ name: "w", dtype: "F32", shape: [1000], values: Array.from({ length: 1000 }, () => rand()) }])));
+    const updates = models.map((m, i) => ({ id: `u${i}`, model: memorySource(`u${i}`, m), metrics: { num_examples: i + 1 } }));
+    const a = runFedAvg(updates);
+    const b = runFedAvg(updates, { prefetchChunks: 5, bufferBudgetBytes: 1000, hashWorkers: 1 });
+    const [ra, rb] = await Promise.all([a.promise, b.promise]);
+    expect(a.run.sinks[0].committed!.equals(b.run.sinks[0].committed!)).toBe(true);
+    expect(rb.included.map((u) => u.sha256)).toEqual(ra.included.map((u) => u.sha256));
+    await expect(runFedAvg(updates, { prefetchChunks: 0 }).promise).rejects.toThrow("prefetchChunks must be an integer >= 1, got 0 [BAD_OPTIONS]");
+    await expect(runFedAvg(updates, { chunkElements: 0 }).promise).rejects.toThrow("chunkElements must be a positive integer, got 0 [BAD_OPTIONS]");
+    await expect(runFedAvg(updates, { minUpdates: 0 }).promise).rejects.toThrow("minUpdates must be an integer >= 1, got 0 [BAD_OPTIONS]");
+    await expect(runFedAvg([updates[0], updates[0]]).promise).rejects.toThrow('duplicate update id "u0" [BAD_OPTIONS]');
+  });
+});
+
 describe("engine plumbing for issue-6 strategies", () => {
   test("hash falls back to a sequential re-read when a file's data is not in name order", async () => {
     // Hand-made file whose data section stores "b" before "a" (valid safetensors).

@@ -33,6 +33,12 @@ export interface UpdateInput {
   id: string;
   model: ByteSource;
   metrics: ByteSource | unknown;
+  /**
+   * The model's sha256 when already known from a trusted record (e.g. the digest the model store
+   * computed when the update was uploaded): the engine then reports it instead of re-hashing the
+   * bytes (hashing costs ~0.7 s of CPU per GB). Leave unset to hash what is actually read.
+   */
+  knownSha256?: string;
 }
 
 export interface StrategyStateInput {
@@ -69,8 +75,10 @@ export interface AggregateOptions {
   /** Elements per chunk and update (default 512 Ki: 2 MB per F32 row; lowered so that the read
    *  buffers stay within `bufferBudgetBytes`). */
   chunkElements?: number;
-  /** Bound on the shared read buffers (3 slots x K rows x chunk), default 96 MB. */
+  /** Bound on the shared read buffers ((prefetch + 2) slots x K rows x chunk), default 96 MB. */
   bufferBudgetBytes?: number;
+  /** Chunks read ahead while one is combined (default 2; more helps high-latency sources). */
+  prefetchChunks?: number;
   /** Threads hashing the updates while streaming: default 2 when the updates total at least
    *  32 MB, else 0 (hash on the main thread: starting workers would cost more than it saves). */
   hashWorkers?: number;
@@ -97,8 +105,7 @@ export interface AggregationResult {
 
 export const DEFAULT_CHUNK_ELEMENTS = 1 << 19;
 export const DEFAULT_BUFFER_BUDGET_BYTES = 96 << 20;
-/** Read slots: one being combined, one being prefetched, one still being hashed. */
-const SLOTS = 3;
+export const DEFAULT_PREFETCH_CHUNKS = 2;
 
 interface Candidate {
   index: number;
@@ -109,6 +116,7 @@ interface Candidate {
   /** Next file offset the running hash expects (the hash itself lives in the HashPool). */
   hashCursor: number;
   hashInOrder: boolean;
+  knownSha256?: string;
 }
 
 /** An included update turned out bad mid-stream: exclude it and restart. */
@@ -212,7 +220,10 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
           if (signal?.aborted) throw err;
           return { id: u.id, reason: err instanceof SafetensorsError ? `invalid model: ${err.message}` : `unreadable model: ${reasonOf(err)}` };
         }
-        const c: Candidate = { index, id: u.id, model: u.model, header, metrics, hashCursor: header.dataStart, hashInOrder: true };
+        if (u.knownSha256 !== undefined && !/^[0-9a-f]{64}$/.test(u.knownSha256)) {
+          throw new AggregationError("BAD_OPTIONS", `update "${u.id}": knownSha256 must be 64 lower-case hex digits, got ${JSON.stringify(u.knownSha256)}`);
+        }
+        const c: Candidate = { index, id: u.id, model: u.model, header, metrics, hashCursor: header.dataStart, hashInOrder: true, knownSha256: u.knownSha256 };
         return c;
       } catch (err) {
         if (signal?.aborted) throw err;
@@ -298,6 +309,10 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
   // 4. Work items: every tensor in name order, cut into chunks small enough for the buffer budget.
   const maxElementBytes = Math.max(1, ...tensors.map((t) => dtypeSize(t.dtype)));
   const budget = options.bufferBudgetBytes ?? DEFAULT_BUFFER_BUDGET_BYTES;
+  const prefetch = options.prefetchChunks ?? DEFAULT_PREFETCH_CHUNKS;
+  if (!Number.isSafeInteger(prefetch) || prefetch < 1) throw new AggregationError("BAD_OPTIONS", `prefetchChunks must be an integer >= 1, got ${prefetch}`);
+  // Read slots: one being combined, `prefetch` being read, one whose bytes are still being hashed.
+  const SLOTS = prefetch + 2;
   const chunkElements = Math.max(1, Math.min(requestedChunk, Math.floor(budget / (SLOTS * included.length * maxElementBytes)) & ~15 || 16));
   const items: WorkItem[] = [];
   tensors.forEach((t, tensorIndex) => {
@@ -309,11 +324,12 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
 
   const rowBytes = Math.min(chunkElements, Math.max(1, ...tensors.map((t) => t.numel))) * maxElementBytes;
   const arena = new SimdArena(SLOTS * included.length * rowBytes + Math.min(chunkElements, Math.max(1, floatElements)) * 8 + 64 * (SLOTS * included.length + 1));
-  const totalBytes = included.reduce((s, c) => s + c.header.fileSize, 0);
+  const totalBytes = included.reduce((s, c) => s + (c.knownSha256 ? 0 : c.header.fileSize), 0);
   const hashPool = new HashPool(arena.buffer, Math.min(options.hashWorkers ?? (totalBytes >= 32 << 20 ? 2 : 0), included.length));
   const buffers: SharedBuffers = {
     arena,
     slots: Array.from({ length: SLOTS }, () => included.map(() => arena.allocate(rowBytes))),
+    prefetch,
     out: new Float64Array(arena.buffer, arena.allocate(Math.min(chunkElements, Math.max(1, floatElements)) * 8).byteOffset, Math.min(chunkElements, Math.max(1, floatElements))),
   };
   try {
@@ -338,7 +354,7 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
       c.hashCursor = c.header.dataStart;
       c.hashInOrder = true;
     }
-    hashPool.reset(included.map((c) => [c.index, c.header.prefix]));
+    hashPool.reset(included.filter((c) => !c.knownSha256).map((c) => [c.index, c.header.prefix]));
     try {
       const pass = new RoundPass(options, strategy, ctx, included, tensors, items, buffers, hashPool, globalHeader, stateSources, restarts);
       const { output, stateFiles, outcome } = await pass.run();
@@ -371,10 +387,13 @@ interface SharedBuffers {
   slots: Uint8Array[][];
   /** The combine output chunk (in the arena, so the SIMD kernel can write it). */
   out: Float64Array;
+  /** Chunks read ahead (slots.length = prefetch + 2). */
+  prefetch: number;
 }
 
 /** Completes an update's sha256: in-stream when its bytes were read in file order, else re-read. */
 async function finishHash(c: Candidate, streamed: string | undefined, signal?: AbortSignal): Promise<string> {
+  if (c.knownSha256) return c.knownSha256;
   if (streamed && c.hashInOrder && c.hashCursor === c.header.fileSize) return streamed;
   const hash = createHash("sha256");
   const step = 8 << 20;
@@ -394,7 +413,7 @@ class RoundPass {
   private readonly encodeBuffers: Uint8Array[];
   private encodeTurn = 0;
   /** Per slot: resolves when the hash workers no longer read that slot. */
-  private readonly slotFree: Promise<void>[] = Array.from({ length: SLOTS }, () => Promise.resolve());
+  private readonly slotFree: Promise<void>[];
 
   constructor(
     private readonly options: AggregateOptions,
@@ -414,6 +433,7 @@ class RoundPass {
     this.zeros = new Float64Array(buffers.out.length);
     this.decodeScratch = included.map(() => new Float32Array(0));
     this.weights = Float64Array.from(included, (c) => c.metrics.numExamples);
+    this.slotFree = buffers.slots.map(() => Promise.resolve());
     const maxFloatSize = Math.max(1, ...tensors.filter((t) => t.flatOffset >= 0).map((t) => dtypeSize(t.dtype)));
     this.encodeBuffers = [0, 1].map(() => new Uint8Array(buffers.out.length * maxFloatSize));
   }
@@ -509,30 +529,36 @@ class RoundPass {
     process: (loaded: LoadedItem) => void | Promise<void>,
   ): Promise<void> {
     if (items.length === 0) return;
+    const slots = this.buffers.slots.length;
     const start = (j: number) => {
-      const slot = j % SLOTS;
+      const slot = j % slots;
       const p = this.slotFree[slot].then(() => this.load(items[j], slot));
       p.catch(() => undefined);
       return p;
     };
-    let pending = start(0);
+    const pending: Promise<LoadedItem>[] = [];
+    let started = 0;
+    const topUp = () => {
+      while (started < items.length && pending.length < this.buffers.prefetch) pending.push(start(started++));
+    };
+    topUp();
     try {
       for (let j = 0; j < items.length; j++) {
         throwIfAborted(this.signal);
-        const loaded = await pending;
+        const loaded = await pending.shift()!;
         if (hashing) {
           const hashed = this.hashRows(loaded);
           hashed.catch(() => undefined);
-          this.slotFree[j % SLOTS] = hashed;
+          this.slotFree[j % slots] = hashed;
         }
-        if (j + 1 < items.length) pending = start(j + 1);
+        topUp();
         await process(loaded);
         for (const b of loaded.rowBytes) this.bytesRead += b.byteLength;
         this.options.onProgress?.({ phase, pass: passName, bytesRead: this.bytesRead, bytesTotal: this.bytesTotal, restarts: this.restarts });
       }
     } finally {
-      // A prefetch still in flight would write into a slot the next attempt reuses.
-      await pending.catch(() => undefined);
+      // Reads still in flight would write into slots the next attempt reuses.
+      await Promise.all(pending.map((p) => p.catch(() => undefined)));
     }
     await Promise.all(this.slotFree);
   }
@@ -583,6 +609,7 @@ class RoundPass {
     this.included.forEach((c, i) => {
       const { offset } = this.rowOffset(c.header, loaded.item);
       const bytes = loaded.rowBytes[i];
+      if (c.knownSha256) return;
       if (c.hashInOrder && offset === c.hashCursor) {
         segments.push([c.index, bytes.byteOffset, bytes.byteLength]);
         c.hashCursor += bytes.byteLength;
