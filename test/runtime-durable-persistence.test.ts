@@ -35,8 +35,8 @@ class CrashingStore implements DurableStore {
   deleteHistory: DurableStore["deleteHistory"] = async (i, e) => (this.guard("deleteHistory"), this.inner.deleteHistory(i, e));
   putMessage: DurableStore["putMessage"] = async (m) => (this.guard("putMessage"), this.inner.putMessage(m));
   deleteMessages: DurableStore["deleteMessages"] = async (i, ids) => (this.guard("deleteMessages"), this.inner.deleteMessages(i, ids));
-  putWorkItem: DurableStore["putWorkItem"] = async (w) => (this.guard("putWorkItem"), this.inner.putWorkItem(w));
-  deleteWorkItem: DurableStore["deleteWorkItem"] = async (id) => (this.guard("deleteWorkItem"), this.inner.deleteWorkItem(id));
+  putWorkItems: DurableStore["putWorkItems"] = async (w) => (this.guard("putWorkItems"), this.inner.putWorkItems(w));
+  deleteWorkItems: DurableStore["deleteWorkItems"] = async (ids) => (this.guard("deleteWorkItems"), this.inner.deleteWorkItems(ids));
   purgeInstance: DurableStore["purgeInstance"] = async (id) => (this.guard("purgeInstance"), this.inner.purgeInstance(id));
   close = () => this.inner.close();
 }
@@ -57,12 +57,12 @@ describe("restart recovery (crash between any two writes)", () => {
   const crashPoints: Array<{ op: keyof DurableStore; nth: number }> = [
     { op: "appendEpisode", nth: 1 },
     { op: "putInstance", nth: 2 },
-    { op: "putWorkItem", nth: 1 },
+    { op: "putWorkItems", nth: 1 },
     { op: "deleteMessages", nth: 1 },
     { op: "putMessage", nth: 2 }, // the first activity's result
-    { op: "deleteWorkItem", nth: 1 },
+    { op: "deleteWorkItems", nth: 1 },
     { op: "appendEpisode", nth: 2 },
-    { op: "putWorkItem", nth: 2 },
+    { op: "putWorkItems", nth: 2 },
   ];
 
   it.each(crashPoints)("crash at $op #$nth: a restarted engine completes chain once, without duplicate events", async (crashAt) => {
@@ -92,7 +92,7 @@ describe("restart recovery (crash between any two writes)", () => {
 });
 
 describe("restart recovery across continueAsNew (every write of the first 4 of each kind)", () => {
-  const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "deleteHistory", "putMessage", "deleteMessages", "putWorkItem", "deleteWorkItem"];
+  const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "deleteHistory", "putMessage", "deleteMessages", "putWorkItems", "deleteWorkItems"];
   const cases = ops.flatMap((op) => [1, 2, 3, 4].map((nth) => ({ op, nth })));
 
   it.each(cases)("crash at $op #$nth: countdown(2) still ends Completed once", async (crashAt) => {
@@ -143,7 +143,7 @@ describe("restart recovery of sub-orchestrations and host-side retries", () => {
       },
     },
   ];
-  const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "putMessage", "deleteMessages", "putWorkItem", "deleteWorkItem"];
+  const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "putMessage", "deleteMessages", "putWorkItems", "deleteWorkItems"];
   const cases = scenarios.flatMap((scenario) => ops.flatMap((op) => [1, 2, 3].map((nth) => ({ scenario: scenario.name, op, nth }))));
 
   it.each(cases)("$scenario, crash at $op #$nth", async ({ scenario, op, nth }) => {

@@ -132,12 +132,43 @@ export class AzuriteDurableStore implements DurableStore {
     }
   }
 
-  putWorkItem(item: ActivityWorkItem): Promise<void> {
-    return this.write(this.workItems, WORK_PARTITION, encodeKey(item.id), item, { instanceId: item.instanceId });
+  async putWorkItems(items: ActivityWorkItem[]): Promise<void> {
+    // Entity-group transactions of up to 100 rows (one partition); spilled payloads go one by one.
+    const inline: ActivityWorkItem[] = [];
+    for (const item of items) {
+      if (JSON.stringify(item).length > MAX_INLINE_CHARS) await this.write(this.workItems, WORK_PARTITION, encodeKey(item.id), item, { instanceId: item.instanceId });
+      else inline.push(item);
+    }
+    for (let i = 0; i < inline.length; i += 100) {
+      const batch = inline.slice(i, i + 100);
+      if (batch.length === 1) {
+        await this.write(this.workItems, WORK_PARTITION, encodeKey(batch[0].id), batch[0], { instanceId: batch[0].instanceId });
+        continue;
+      }
+      await this.workItems.submitTransaction(
+        batch.map((item) => [
+          "upsert",
+          { partitionKey: WORK_PARTITION, rowKey: encodeKey(item.id), data: JSON.stringify(item), instanceId: item.instanceId },
+          "Replace",
+        ]),
+      );
+    }
   }
 
-  deleteWorkItem(id: string): Promise<void> {
-    return this.removeKey(this.workItems, WORK_PARTITION, encodeKey(id));
+  async deleteWorkItems(ids: string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += 100) {
+      const keys = ids.slice(i, i + 100).map(encodeKey);
+      const spilled = keys.some((rk) => this.spilled.has(this.blobName(this.workItems, WORK_PARTITION, rk)));
+      if (keys.length > 1 && !spilled) {
+        try {
+          await this.workItems.submitTransaction(keys.map((rowKey) => ["delete", { partitionKey: WORK_PARTITION, rowKey }]));
+          continue;
+        } catch (err) {
+          if (!isStatus(err, 404)) throw err;
+        }
+      }
+      for (const rowKey of keys) await this.removeKey(this.workItems, WORK_PARTITION, rowKey);
+    }
   }
 
   async purgeInstance(instanceId: string): Promise<void> {

@@ -606,10 +606,13 @@ export class DurableEngine {
     this.notify(after);
   }
 
+  /** Delete handled messages; an activity's work item is done once its result message is handled. */
   private async removeMessages(live: LiveInstance, messages: InboxMessage[]): Promise<void> {
     if (messages.length === 0) return;
     const ids = new Set(messages.map((m) => m.id));
     await this.store.deleteMessages(live.record.instanceId, [...ids]);
+    const finishedWork = [...ids].filter((id) => id.endsWith(":result") && id.includes(":task:")).map((id) => id.slice(0, -":result".length));
+    if (finishedWork.length > 0) await this.store.deleteWorkItems(finishedWork);
     live.inbox = live.inbox.filter((m) => !ids.has(m.id));
     for (const id of ids) {
       live.timerCancels.get(id)?.();
@@ -630,7 +633,7 @@ export class DurableEngine {
         timers.push({ id: `${base}:timer:${w.id}`, instanceId: record.instanceId, executionId: record.executionId, event: events.timerFired(w.fireAt, w.id, fireAt), enqueuedAt: now.toISOString(), fireAt });
       }
     }
-    await inChunks(items, (item) => this.store.putWorkItem(item));
+    if (items.length > 0) await this.store.putWorkItems(items);
     for (const item of items) this.enqueueActivity(item);
     await inChunks(timers, (timer) => this.deliver(timer));
     for (const w of work) if (w.kind === "subOrchestration") await this.startChild(record, w, now);
@@ -697,7 +700,7 @@ export class DurableEngine {
   private async executeActivity(item: ActivityWorkItem): Promise<void> {
     const live = this.live.get(item.instanceId);
     if (!live || live.record.executionId !== item.executionId || TERMINAL_STATUSES.has(live.record.runtimeStatus)) {
-      await this.store.deleteWorkItem(item.id);
+      await this.store.deleteWorkItems([item.id]);
       return;
     }
     let event: HistoryEvent;
@@ -709,8 +712,8 @@ export class DurableEngine {
       event = events.taskFailed(this.clock.now(), item.taskScheduledId, `Activity function '${item.name}' failed: ${message}`, "");
     }
     const now = this.clock.now();
+    // The work item is deleted by the episode that applies this result (recovery skips items whose result exists).
     await this.deliver({ id: `${item.id}:result`, instanceId: item.instanceId, executionId: item.executionId, event, enqueuedAt: now.toISOString() });
-    await this.store.deleteWorkItem(item.id);
   }
 
   // ------------------------------------------------------------------ restart recovery
@@ -760,7 +763,7 @@ export class DurableEngine {
     for (const item of snapshot.workItems) {
       const live = this.live.get(item.instanceId);
       if (!live || pendingResults.has(`${item.id}:result`) || live.consumed.has(`${item.id}:result`)) {
-        await this.store.deleteWorkItem(item.id);
+        await this.store.deleteWorkItems([item.id]);
         continue;
       }
       this.enqueueActivity(item);
@@ -803,7 +806,7 @@ export class DurableEngine {
         const id = `${base}:task:${e.EventId}`;
         if (workItemIds.has(id) || inboxIds.has(`${id}:result`)) continue;
         const item: ActivityWorkItem = { id, instanceId: record.instanceId, executionId: record.executionId, taskScheduledId: e.EventId, name: String(e.Name), input: (e.Input as string | null) ?? null };
-        await this.store.putWorkItem(item);
+        await this.store.putWorkItems([item]);
         this.enqueueActivity(item);
       } else if (e.EventType === EventType.TimerCreated) {
         const id = `${base}:timer:${e.EventId}`;

@@ -76,8 +76,9 @@ export interface DurableStore {
   deleteHistory(instanceId: string, executionId?: string): Promise<void>;
   putMessage(message: InboxMessage): Promise<void>;
   deleteMessages(instanceId: string, ids: string[]): Promise<void>;
-  putWorkItem(item: ActivityWorkItem): Promise<void>;
-  deleteWorkItem(id: string): Promise<void>;
+  /** Batched: the engine writes an episode's activities together and deletes finished ones in bulk. */
+  putWorkItems(items: ActivityWorkItem[]): Promise<void>;
+  deleteWorkItems(ids: string[]): Promise<void>;
   /** Remove an instance with its history, inbox and work items. */
   purgeInstance(instanceId: string): Promise<void>;
   close(): Promise<void>;
@@ -117,11 +118,11 @@ export class InMemoryDurableStore implements DurableStore {
   async deleteMessages(instanceId: string, ids: string[]): Promise<void> {
     for (const id of ids) this.inbox.delete(`${instanceId}\u0000${id}`);
   }
-  async putWorkItem(item: ActivityWorkItem): Promise<void> {
-    this.workItems.set(item.id, clone(item));
+  async putWorkItems(items: ActivityWorkItem[]): Promise<void> {
+    for (const item of items) this.workItems.set(item.id, clone(item));
   }
-  async deleteWorkItem(id: string): Promise<void> {
-    this.workItems.delete(id);
+  async deleteWorkItems(ids: string[]): Promise<void> {
+    for (const id of ids) this.workItems.delete(id);
   }
   async purgeInstance(instanceId: string): Promise<void> {
     this.instances.delete(instanceId);
