@@ -135,3 +135,15 @@ test("a Service Bus-triggered durable client (df.app.client.serviceBusQueue) rai
     output: { job: "train-7", result: { status: "Completed", metrics: { acc: 0.91 }, deliveryCount: 1 } },
   });
 });
+
+test("a timer-triggered durable client (df.app.client.timer, runOnStartup) started an instance at host start", async () => {
+  const res = await fetch(`${host.url}/api/status/nightly-on-time`);
+  expect(res.status).toBe(200);
+  const deadline = Date.now() + 10_000;
+  let s = (await res.json()) as Status;
+  while (s.runtimeStatus !== "Completed" && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    s = (await (await fetch(`${host.url}/api/status/nightly-on-time`)).json()) as Status;
+  }
+  expect(s).toMatchObject({ runtimeStatus: "Completed", output: ["Hello Tokyo!", "Hello Seattle!", "Hello London!"] });
+});

@@ -98,6 +98,15 @@ df.app.client.serviceBusQueue("jobDone", {
   },
 });
 
+// ---- a timer-triggered durable client starts an orchestration ----
+df.app.client.timer("nightlyStart", {
+  schedule: "0 0 3 * * *",
+  runOnStartup: true,
+  handler: async (timer, client) => {
+    await client.startNew("chaining", { instanceId: `nightly-${timer.isPastDue ? "late" : "on-time"}` });
+  },
+});
+
 // ---- HTTP starter + client operations through df.getClient ----
 const clientInput = df.input.durableClient();
 app.http("httpStart", {
