@@ -83,6 +83,19 @@ describe("management API driven by the real df.getClient", () => {
     expect(direct.status).toBe(200);
   });
 
+  it("showHistory returns the extension's reshaped historyEvents", async () => {
+    const response = await fetch(`${origin}/durabletask/instances/c-1?showHistory=true&showHistoryOutput=true`);
+    const body = (await response.json()) as { historyEvents: Array<Record<string, unknown>> };
+    expect(body.historyEvents.map((e) => e.EventType)).toEqual(["ExecutionStarted", "EventRaised", "TaskCompleted", "ExecutionCompleted"]);
+    expect(body.historyEvents[0]).toMatchObject({ FunctionName: "approval", Input: '{"amount":5}' });
+    expect(body.historyEvents[2]).toMatchObject({ FunctionName: "greet", Result: "hello ann" });
+    expect(typeof body.historyEvents[2].ScheduledTime).toBe("string");
+    expect(body.historyEvents[3]).toMatchObject({ OrchestrationStatus: "Completed", Result: { approved: true } });
+    expect(body.historyEvents.every((e) => !("EventId" in e) && !("IsPlayed" in e))).toBe(true);
+    const withoutOutput = (await (await fetch(`${origin}/durabletask/instances/c-1?showHistory=true`)).json()) as typeof body;
+    expect(withoutOutput.historyEvents[2]).not.toHaveProperty("Result");
+  });
+
   it("raiseEvent on unknown instances rejects (404); on finished ones it resolves (410)", async () => {
     const unknown = await op({ op: "raise", instanceId: "nope", eventName: "x", data: 1 }).catch((err: Error) => err);
     // The app's error comes from another realm (natively loaded), so check its message only.

@@ -18,6 +18,7 @@ import {
   replayDotNetSide,
   ReplayResult,
 } from "./replay";
+import { toApiHistoryEvents } from "./historyView";
 import { ActivityWorkItem, DurableStore, InboxMessage, InMemoryDurableStore, InstanceRecord, RuntimeStatus, TERMINAL_STATUSES } from "./store";
 import { InstanceAlreadyExistsError, InstanceFinishedError, InstanceNotFoundError, OrchestratorNotFoundError, WaitTimeoutError } from "./errors";
 
@@ -43,7 +44,8 @@ export interface OrchestrationStatus {
   output: unknown;
   createdTime: string;
   lastUpdatedTime: string;
-  historyEvents?: HistoryEvent[];
+  /** With showHistory: the extension's reshaped view (see historyView.ts), not raw events. */
+  historyEvents?: Array<Record<string, unknown>>;
 }
 
 export interface StatusQuery {
@@ -189,7 +191,7 @@ export class DurableEngine {
     await this.deliver({ id: `terminate:${randomUUID()}`, instanceId, event: events.executionTerminated(now, reason ?? null), enqueuedAt: now.toISOString() });
   }
 
-  getStatus(instanceId: string, options: { showHistory?: boolean; showInput?: boolean } = {}): OrchestrationStatus | undefined {
+  getStatus(instanceId: string, options: { showHistory?: boolean; showHistoryOutput?: boolean; showInput?: boolean } = {}): OrchestrationStatus | undefined {
     const live = this.live.get(instanceId);
     if (!live) return undefined;
     return this.toStatus(live, options);
@@ -287,7 +289,7 @@ export class DurableEngine {
     return live;
   }
 
-  private toStatus(live: LiveInstance, options: { showHistory?: boolean; showInput?: boolean }): OrchestrationStatus {
+  private toStatus(live: LiveInstance, options: { showHistory?: boolean; showHistoryOutput?: boolean; showInput?: boolean }): OrchestrationStatus {
     const r = live.record;
     const status: OrchestrationStatus = {
       name: r.name,
@@ -299,7 +301,9 @@ export class DurableEngine {
       createdTime: secondsPrecision(r.createdTime),
       lastUpdatedTime: secondsPrecision(r.lastUpdatedTime),
     };
-    if (options.showHistory) status.historyEvents = live.history.map((e) => ({ ...e }));
+    if (options.showHistory && r.runtimeStatus !== "Pending") {
+      status.historyEvents = toApiHistoryEvents(live.history, { showHistoryOutput: options.showHistoryOutput, showInput: options.showInput });
+    }
     return status;
   }
 

@@ -10,3 +10,4 @@ export { replayDotNetSide, nextRetryDelayMs } from "./replay";
 export { EventType, events } from "./history";
 export type { HistoryEvent } from "./history";
 export * from "./errors";
+export { toApiHistoryEvents } from "./historyView";

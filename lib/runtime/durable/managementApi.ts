@@ -180,7 +180,11 @@ export function createManagementHandler(engine: DurableEngine, options: Manageme
     const action = rest[1];
     if (!action) {
       if (method === "GET") {
-        const status = engine.getStatus(instanceId, { showHistory: params.get("showHistory") === "true", showInput: params.get("showInput") !== "false" });
+        const status = engine.getStatus(instanceId, {
+          showHistory: params.get("showHistory") === "true",
+          showHistoryOutput: params.get("showHistoryOutput") === "true",
+          showInput: params.get("showInput") !== "false",
+        });
         if (!status) throw new HttpError(404, `No instance with id '${instanceId}' was found`);
         sendStatus(res, origin, status);
         return;
