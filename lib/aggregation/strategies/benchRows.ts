@@ -68,6 +68,20 @@ export function benchRowAggregateOptions(
   };
 }
 
+/**
+ * This process's peak RSS. Linux carries getrusage's ru_maxrss over fork+exec, so a child spawned
+ * by a big parent would report the parent's peak; VmHWM belongs to the exec'd image only.
+ */
+async function peakRssKb(): Promise<number> {
+  try {
+    const match = /^VmHWM:\s+(\d+) kB/m.exec(await fs.readFile("/proc/self/status", "utf8"));
+    if (match) return Number(match[1]);
+  } catch {
+    // not Linux: fall back below
+  }
+  return process.resourceUsage().maxRSS;
+}
+
 /** Child side: `<script> --child-strategy <row json> <chunk|default> <scratch dir> <update dir>...`. */
 export async function strategyBenchChild(argv: readonly string[]): Promise<void> {
   const [rowJson, chunk, scratchDir, ...dirs] = argv;
@@ -84,7 +98,7 @@ export async function strategyBenchChild(argv: readonly string[]): Promise<void>
     { out: () => undefined, err: (l) => console.error(l) },
   );
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  console.log(JSON.stringify({ code, seconds, maxrss_kb: process.resourceUsage().maxRSS }));
+  console.log(JSON.stringify({ code, seconds, maxrss_kb: await peakRssKb() }));
 }
 
 /** Parent side: one printed row per selected strategy (throughput in GB/s of input, peak RSS). */
