@@ -272,3 +272,25 @@ describe("json, files, folders", () => {
     expect(() => store.uri("../x")).toThrow(StorePathError);
   });
 });
+
+describe("construction from settings", () => {
+  test("identity settings target the account URL with DefaultAzureCredential; embedded needs Azurite first", () => {
+    const store = ModelStore.fromSettings(
+      { kind: "identity", settingName: "AzureWebJobsStorage", blobServiceUri: "https://flodata.blob.core.windows.net" },
+      "models",
+    );
+    expect(store.containerUrl).toBe("https://flodata.blob.core.windows.net/models");
+    expect(store.uri(roundGlobalPath("f", 1))).toBe("https://flodata.blob.core.windows.net/models/federations/f/rounds/1/global/model.safetensors");
+    expect(() => ModelStore.fromSettings({ kind: "identity", settingName: "S", queueServiceUri: "https://q" }, "models")).toThrow(
+      "S: identity connection has no blob endpoint (set __accountName or __blobServiceUri)",
+    );
+    expect(() => ModelStore.fromSettings({ kind: "embedded" }, "models")).toThrow(/no storage connection is configured/);
+  });
+
+  test("bad tuning options are rejected naming the option", () => {
+    expect(() => ModelStore.fromConnectionString(azurite.connectionString, "x", { blockSize: 0 })).toThrow("blockSize: expected a positive integer, got 0");
+    expect(() => ModelStore.fromConnectionString(azurite.connectionString, "x", { readConcurrency: 1.5 })).toThrow(
+      "readConcurrency: expected a positive integer, got 1.5",
+    );
+  });
+});
