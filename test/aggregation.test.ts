@@ -396,6 +396,28 @@ describe("SIMD kernel and hashing workers", () => {
     }
   });
 
+  test("SIMD float32 encode rounds like Math.fround and flags NaN/Inf anywhere, including the tail", () => {
+    const length = 1027;
+    const arena = new SimdArena(length * 12 + 64);
+    const valuesBytes = arena.allocate(length * 8);
+    const values = new Float64Array(arena.buffer, valuesBytes.byteOffset, length);
+    const rand = rng(5);
+    for (let i = 0; i < length; i++) values[i] = (rand() - 0.5) * 1e6 + 1 / 3;
+    const target = arena.allocate(length * 4);
+    expect(arena.encodeF32(values, target)).toBe(true);
+    const f32 = new Float32Array(arena.buffer, target.byteOffset, length);
+    let mismatches = 0;
+    for (let i = 0; i < length; i++) if (f32[i] !== Math.fround(values[i])) mismatches++;
+    expect(mismatches).toBe(0);
+    for (const [at, bad] of [[0, NaN], [517, Infinity], [1023, -Infinity], [1026, NaN]] as const) {
+      const saved = values[at];
+      values[at] = bad;
+      expect(arena.encodeF32(values, target)).toBe(false);
+      values[at] = saved;
+    }
+    expect(() => arena.encodeF32(values, new Uint8Array(length * 4))).toThrow("encodeF32: values and target must be aligned views of this arena");
+  });
+
   test("hash workers digest every update while streaming, also across a NaN restart", async () => {
     const models = await Promise.all(
       [1, 2, 3, 4].map((v) =>

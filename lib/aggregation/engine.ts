@@ -323,14 +323,16 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
   });
 
   const rowBytes = Math.min(chunkElements, Math.max(1, ...tensors.map((t) => t.numel))) * maxElementBytes;
-  const arena = new SimdArena(SLOTS * included.length * rowBytes + Math.min(chunkElements, Math.max(1, floatElements)) * 8 + 64 * (SLOTS * included.length + 1));
+  const outElements = Math.min(chunkElements, Math.max(1, floatElements));
+  const arena = new SimdArena(SLOTS * included.length * rowBytes + outElements * 8 * 3 + 64 * (SLOTS * included.length + 3));
   const totalBytes = included.reduce((s, c) => s + (c.knownSha256 ? 0 : c.header.fileSize), 0);
   const hashPool = new HashPool(arena.buffer, Math.min(options.hashWorkers ?? (totalBytes >= 32 << 20 ? 2 : 0), included.length));
   const buffers: SharedBuffers = {
     arena,
     slots: Array.from({ length: SLOTS }, () => included.map(() => arena.allocate(rowBytes))),
     prefetch,
-    out: new Float64Array(arena.buffer, arena.allocate(Math.min(chunkElements, Math.max(1, floatElements)) * 8).byteOffset, Math.min(chunkElements, Math.max(1, floatElements))),
+    out: new Float64Array(arena.buffer, arena.allocate(outElements * 8).byteOffset, outElements),
+    encode: [arena.allocate(outElements * 8), arena.allocate(outElements * 8)],
   };
   try {
     return await runPasses();
@@ -387,6 +389,8 @@ interface SharedBuffers {
   slots: Uint8Array[][];
   /** The combine output chunk (in the arena, so the SIMD kernel can write it). */
   out: Float64Array;
+  /** Two alternating output encode buffers (chunk x 8 bytes each). */
+  encode: Uint8Array[];
   /** Chunks read ahead (slots.length = prefetch + 2). */
   prefetch: number;
 }
@@ -434,8 +438,7 @@ class RoundPass {
     this.decodeScratch = included.map(() => new Float32Array(0));
     this.weights = Float64Array.from(included, (c) => c.metrics.numExamples);
     this.slotFree = buffers.slots.map(() => Promise.resolve());
-    const maxFloatSize = Math.max(1, ...tensors.filter((t) => t.flatOffset >= 0).map((t) => dtypeSize(t.dtype)));
-    this.encodeBuffers = [0, 1].map(() => new Uint8Array(buffers.out.length * maxFloatSize));
+    this.encodeBuffers = buffers.encode;
   }
 
   private get signal(): AbortSignal | undefined {
@@ -489,14 +492,23 @@ class RoundPass {
         chunk.stateOut = {};
         for (const s of stateWriters) chunk.stateOut[s.name] = stateOut[s.name].subarray(0, loaded.item.length);
         this.strategy.combine(chunk, plan, this.ctx);
-        if (checkOutput && !allFinite(out, out.length)) {
+        // Two encode buffers (in the arena) alternate: chunk j-2's write has resolved (sinks copy or
+        // flush a chunk before write() resolves), so its buffer is free again.
+        const encodeBuffer = this.encodeBuffers[this.encodeTurn++ % 2];
+        const target = encodeBuffer.subarray(0, out.length * dtypeSize(t.dtype));
+        let encoded: Uint8Array;
+        let finite = true;
+        if (t.dtype === "F32") {
+          finite = this.buffers.arena.encodeF32(out, target); // SIMD round + finite check in one pass
+          encoded = target;
+        } else {
+          encoded = encodeFloats(out, t.dtype as FloatDType, target);
+          if (checkOutput) finite = allFinite(out, out.length);
+        }
+        if (checkOutput && !finite) {
           this.scanRows(loaded, chunk.rows);
           throw new AggregationError("NON_FINITE_RESULT", `tensor "${t.name}": the combined value overflowed to a non-finite number although every input was finite`);
         }
-        // Two encode buffers alternate: chunk j-2's write has resolved (sinks copy or flush a chunk
-        // before write() resolves), so its buffer is free again.
-        const encodeBuffer = this.encodeBuffers[this.encodeTurn++ % 2];
-        const encoded = encodeFloats(out, t.dtype as FloatDType, encodeBuffer.subarray(0, out.length * dtypeSize(t.dtype)));
         const encodedState = stateWriters.map((s) => encodeFloats(chunk.stateOut[s.name], s.dtype));
         await writing;
         writing = (async () => {

@@ -54,7 +54,12 @@ const I32_LOAD = 0x28, F64_LOAD = 0x2b, BLOCK = 0x02, LOOP = 0x03, BR = 0x0c, BR
 const simd = (op: number) => [0xfd, ...uleb(op)];
 const V128_LOAD = (offset: number) => [...simd(0x00), 4, ...uleb(offset)];
 const V128_STORE = (offset: number) => [...simd(0x0b), 4, ...uleb(offset)];
-const F64X2_SPLAT = simd(0x14), F64X2_ADD = simd(0xf0), F64X2_MUL = simd(0xf2), F64X2_PROMOTE_LOW = simd(0x5f);
+const F64X2_SPLAT = simd(0x14), F64X2_ADD = simd(0xf0), F64X2_SUB = simd(0xf1), F64X2_MUL = simd(0xf2), F64X2_PROMOTE_LOW = simd(0x5f);
+const F32X4_DEMOTE_ZERO = simd(0x5e);
+const F64X2_EXTRACT = (lane: number) => [...simd(0x21), lane];
+const F64_CONST_0 = [0x44, 0, 0, 0, 0, 0, 0, 0, 0];
+const F64_ADD = 0xa0, F64_EQ = 0x61;
+const SHUFFLE_LOW_HALVES = [...simd(0x0d), 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
 const SHUFFLE_HIGH_TO_LOW = [...simd(0x0d), 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
 const MEMORY_FILL = [0xfc, ...uleb(11), 0x00];
 
@@ -106,14 +111,48 @@ function wsumBody(): number[] {
   return [...uleb(body.length), ...body];
 }
 
+/**
+ * demote(dst, src, n) -> i32: dst (f32[n]) = src (f64[n]) rounded to nearest, n a multiple of 4;
+ * returns 1 when every value is finite (sums v - v, which is NaN exactly for NaN/Inf).
+ * params: 0 dst, 1 src, 2 n ; locals: 3 stop (i32), 4 acc, 5 a, 6 b (v128)
+ */
+function demoteBody(): number[] {
+  const [DST, SRC, NN, STOP, ACC, A, B] = [0, 1, 2, 3, 4, 5, 6];
+  const code = [
+    ...F64_CONST_0, ...F64X2_SPLAT, LOCAL_SET, ACC,
+    LOCAL_GET, SRC, LOCAL_GET, NN, I32_CONST, 3, I32_SHL, I32_ADD, LOCAL_SET, STOP,
+    BLOCK, VOID,
+    LOOP, VOID,
+    LOCAL_GET, SRC, LOCAL_GET, STOP, I32_GE_U, BR_IF, 1,
+    LOCAL_GET, SRC, ...V128_LOAD(0), LOCAL_SET, A,
+    LOCAL_GET, SRC, ...V128_LOAD(16), LOCAL_SET, B,
+    LOCAL_GET, ACC, LOCAL_GET, A, LOCAL_GET, A, ...F64X2_SUB, ...F64X2_ADD,
+    LOCAL_GET, B, LOCAL_GET, B, ...F64X2_SUB, ...F64X2_ADD, LOCAL_SET, ACC,
+    LOCAL_GET, DST,
+    LOCAL_GET, A, ...F32X4_DEMOTE_ZERO, LOCAL_GET, B, ...F32X4_DEMOTE_ZERO, ...SHUFFLE_LOW_HALVES,
+    ...V128_STORE(0),
+    LOCAL_GET, SRC, I32_CONST, 32, I32_ADD, LOCAL_SET, SRC,
+    LOCAL_GET, DST, I32_CONST, 16, I32_ADD, LOCAL_SET, DST,
+    BR, 0,
+    END, END,
+    LOCAL_GET, ACC, ...F64X2_EXTRACT(0), LOCAL_GET, ACC, ...F64X2_EXTRACT(1), F64_ADD,
+    LOCAL_GET, ACC, ...F64X2_EXTRACT(0), LOCAL_GET, ACC, ...F64X2_EXTRACT(1), F64_ADD,
+    F64_EQ,
+    END,
+  ];
+  const locals = [2, 1, 0x7f, 3, 0x7b];
+  const body = [...locals, ...code];
+  return [...uleb(body.length), ...body];
+}
+
 function moduleBytes(): Uint8Array {
-  const type = section(1, [1, 0x60, 3, 0x7f, 0x7f, 0x7f, 0]);
+  const type = section(1, [2, 0x60, 3, 0x7f, 0x7f, 0x7f, 0, 0x60, 3, 0x7f, 0x7f, 0x7f, 1, 0x7f]);
   // import "e" "m": shared memory (flags 3 = has max + shared); limits are overridden by the
   // memory object passed at instantiation, which must satisfy min 1 / max 65536 pages.
   const imports = section(2, [1, ...name("e"), ...name("m"), 0x02, 0x03, ...uleb(1), ...uleb(65536)]);
-  const funcs = section(3, [1, 0]);
-  const exports = section(7, [1, ...name("wsum"), 0x00, 0]);
-  const code = section(10, [1, ...wsumBody()]);
+  const funcs = section(3, [2, 0, 1]);
+  const exports = section(7, [2, ...name("wsum"), 0x00, 0, ...name("demote"), 0x00, 1]);
+  const code = section(10, [2, ...wsumBody(), ...demoteBody()]);
   return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...type, ...imports, ...funcs, ...exports, ...code]);
 }
 
@@ -136,6 +175,7 @@ function kernelModule(): WebAssembly.Module | null {
 export class SimdArena {
   readonly buffer: SharedArrayBuffer;
   private readonly wsum?: (out: number, k: number, n: number) => void;
+  private readonly demote?: (dst: number, src: number, n: number) => number;
   private readonly ptrs: Int32Array;
   private readonly weights: Float64Array;
   private next = PARAMS_BYTES;
@@ -149,6 +189,7 @@ export class SimdArena {
       this.buffer = memory.buffer as unknown as SharedArrayBuffer;
       const instance = new WebAssembly.Instance(module, { e: { m: memory } });
       this.wsum = instance.exports.wsum as (out: number, k: number, n: number) => void;
+      this.demote = instance.exports.demote as (dst: number, src: number, n: number) => number;
     } else {
       this.buffer = new SharedArrayBuffer(pages * PAGE);
     }
@@ -191,6 +232,27 @@ export class SimdArena {
       for (let k = 0; k < rows.length; k++) s += weights[k] * rows[k][i];
       out[i] = s;
     }
+  }
+
+  /**
+   * Rounds `values` to float32 little-endian bytes in `target` (both in this arena) and reports
+   * whether every value was finite; the encode and the NaN/Inf check in one pass.
+   */
+  encodeF32(values: Float64Array, target: Uint8Array): boolean {
+    const length = values.length;
+    if (target.byteLength !== length * 4) throw new RangeError(`encodeF32: target has ${target.byteLength} bytes, expected ${length * 4}`);
+    if (values.buffer !== this.buffer || target.buffer !== this.buffer || values.byteOffset % 8 !== 0 || target.byteOffset % 4 !== 0) {
+      throw new RangeError("encodeF32: values and target must be aligned views of this arena");
+    }
+    const vectorLength = this.demote ? length & ~3 : 0;
+    let finite = vectorLength > 0 ? this.demote!(target.byteOffset, values.byteOffset, vectorLength) === 1 : true;
+    const f32 = new Float32Array(this.buffer, target.byteOffset, length);
+    for (let i = vectorLength; i < length; i++) {
+      const v = values[i];
+      if (v - v !== 0) finite = false;
+      f32[i] = v;
+    }
+    return finite;
   }
 }
 
