@@ -202,3 +202,17 @@ describe("NeverEarlyClock", () => {
     expect(fired).toBe(1);
   });
 });
+
+describe("Service Bus cardinality many", () => {
+  test("a message is delivered as a batch of one with *Array metadata keys", async () => {
+    const { toInvocation } = await import("../lib/runtime/triggers/serviceBus/serviceBusTriggers");
+    const { triggerData, triggerMetadata } = toInvocation({
+      body: { n: 1 }, messageId: "m1", deliveryCount: 1, sequenceNumber: 5, enqueuedTimeUtc: new Date("2025-01-01T00:00:00Z"), lockToken: "t", applicationProperties: { A: 1 },
+    }, "many");
+    expect(JSON.parse(triggerData.json as string)).toEqual([{ n: 1 }]);
+    expect(JSON.parse(triggerMetadata.MessageIdArray.json as string)).toEqual(["m1"]);
+    expect(JSON.parse(triggerMetadata.DeliveryCountArray.json as string)).toEqual([1]);
+    expect(JSON.parse(triggerMetadata.ApplicationPropertiesArray.json as string)).toEqual([{ A: 1 }]);
+    expect(triggerMetadata.MessageId).toBeUndefined();
+  });
+});
