@@ -234,6 +234,8 @@ describe("json, files, folders", () => {
     expect(await store.list("federations/fed/rounds/1/")).toEqual([]);
     expect((await store.list("federations/fed/")).map((b) => b.path)).toEqual(["federations/fed/rounds/10/updates/east/model.safetensors"]);
     await expect(store.deleteFolder("")).rejects.toBeInstanceOf(StorePathError);
+    await expect(store.uploadFolder(path.join(src, "missing"), prefix)).rejects.toThrow(`uploadFolder: ${path.join(src, "missing")} is not a folder`);
+    expect(await store.downloadFolder("federations/none/", dst)).toEqual([]);
     fs.rmSync(src, { recursive: true, force: true });
     fs.rmSync(dst, { recursive: true, force: true });
   });

@@ -186,6 +186,9 @@ export class ModelStore {
     this.readConcurrency = checkPositiveInt(options.readConcurrency ?? 4, "readConcurrency");
     this.fileConcurrency = checkPositiveInt(options.fileConcurrency ?? 4, "fileConcurrency");
     this.maxBodyRetries = options.maxBodyRetries ?? 5;
+    if (!Number.isSafeInteger(this.maxBodyRetries) || this.maxBodyRetries < 0) {
+      throw new ModelStoreError(`maxBodyRetries: expected an integer >= 0, got ${this.maxBodyRetries}`);
+    }
   }
 
   /** Shared-key / SAS connection string (Azurite's dev account included). */
@@ -492,6 +495,8 @@ export class ModelStore {
   /** Uploads every regular file under `localDir` to `<prefix>/<relative path>`. Sorted by path. */
   async uploadFolder(localDir: string, prefix: string, options: WriteOptions = {}): Promise<StoredFile[]> {
     const base = folderPrefix(prefix);
+    const isDir = await fs.promises.stat(localDir).then((st) => st.isDirectory(), () => false);
+    if (!isDir) throw new ModelStoreError(`uploadFolder: ${localDir} is not a folder`);
     const files = await walkFiles(localDir);
     const results = await mapLimit(files, this.fileConcurrency, async (relative) => {
       const localPath = nodePath.join(localDir, relative);
