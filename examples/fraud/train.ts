@@ -49,13 +49,23 @@ function numberFlag(values: Record<string, string | undefined>, name: string, fa
   return value;
 }
 
+/** "--poison-scale -3" -> "--poison-scale=-3": parseArgs would otherwise read "-3" as a flag. */
+function joinNegativeValues(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (/^--[a-z-]+$/.test(argv[i]) && /^-[\d.]/.test(argv[i + 1] ?? "")) out.push(`${argv[i]}=${argv[++i]}`);
+    else out.push(argv[i]);
+  }
+  return out;
+}
+
 /** Parses the trainer's flags (pure; throws TrainerUsageError naming the flag). */
 export function parseTrainerArgs(argv: readonly string[]): TrainerArgs {
   let values: Record<string, string | undefined>;
   try {
     const stringFlag = { type: "string" as const };
     values = parseArgs({
-      args: [...argv],
+      args: joinNegativeValues(argv),
       options: { global: stringFlag, out: stringFlag, data: stringFlag, epochs: stringFlag, round: stringFlag, lr: stringFlag, seed: stringFlag, "batch-size": stringFlag, "pos-weight": stringFlag, "poison-scale": stringFlag },
       strict: true,
       allowPositionals: false,
