@@ -176,6 +176,22 @@ describe("local host: Service Bus triggers on the embedded transport", () => {
     expect(host.serviceBus.describeTriggers()).toEqual(expect.arrayContaining([{ functionName: "roundsB", source: "rounds/Subscriptions/b", transport: "azurite-queues" }]));
   });
 
+  test("output bindings: an extra output array sends one message each; a return binding sends to a topic", async () => {
+    const res = await fetch(`${host.url}/api/forward`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify([{ tag: "out-1" }, { tag: "out-2" }]) });
+    expect(res.status).toBe(202);
+    const forwarded = await waitFor("forwarded messages", async () => {
+      const c = (await calls(host)).filter((x) => x.name === "jobEvents" && String((x.body as { tag?: string })?.tag).startsWith("out-"));
+      return c.length >= 2 ? c : undefined;
+    });
+    expect(forwarded.map((c) => (c.body as { tag: string }).tag).sort()).toEqual(["out-1", "out-2"]);
+    await host.serviceBus.send("relay-in", { body: "hello", messageId: "relay-1" });
+    const relayed = await waitFor("relayed to both subscriptions", async () => {
+      const c = (await calls(host)).filter((x) => (x.name === "roundsA" || x.name === "roundsB") && x.body === "relayed hello");
+      return c.length >= 2 ? c : undefined;
+    });
+    expect(relayed.map((c) => c.name).sort()).toEqual(["roundsA", "roundsB"]);
+  });
+
   test("bad producer input is rejected before anything is sent", async () => {
     await expect(host.serviceBus.send("job-events", [{ body: 1 }, { body: undefined }])).rejects.toThrow("Service Bus message body: expected a value");
   });

@@ -16,6 +16,7 @@ import { startHttpFrontDoor, type HttpFrontDoor, type HttpRoute, type MountedHan
 import { TimerTriggers } from "./triggers/timer/timerTriggers";
 import { BlobTimerStatusStore, MemoryTimerStatusStore, type TimerStatusStore } from "./triggers/timer/statusStore";
 import { LocalServiceBus } from "./triggers/serviceBus/serviceBusTriggers";
+import { withServiceBusOutputs } from "./triggers/serviceBus/outputBindings";
 import { startAzurite, type AzuriteHandle } from "../storage/azurite";
 import { DurableEngine } from "./durable/engine";
 import { InMemoryDurableStore, type DurableStore } from "./durable/store";
@@ -182,10 +183,25 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     // ---- app ----
     options.signal?.throwIfAborted();
     const registry = loadFunctionsApp(appEntry);
-    const invoker = createInvoker(registry);
+    // Service Bus output bindings are sent by the host after each invocation (whatever the trigger).
+    let serviceBus: LocalServiceBus | undefined;
+    const invoker = withServiceBusOutputs(createInvoker(registry), async (entity, messages, connection) => {
+      if (!serviceBus) throw new LocalHostError(`Service Bus output to "${entity}" before the host's Service Bus side exists`);
+      await serviceBus.send(entity, messages, { connection });
+    }, settingsView());
+
+    // ---- Service Bus (receivers start last; the producer side is needed by output bindings) ----
+    let origin = "";
+    let clientPayload: (() => unknown) | undefined;
+    serviceBus = new LocalServiceBus({
+      registry, invoker, settings: settingsView(), options: hostConfig.serviceBus, storageConnectionString,
+      clientBindingData: () => clientPayload?.(), pollIntervalMs: options.serviceBusPollIntervalMs,
+      onError: (where, err) => logError(where, err),
+    });
+    const bus = serviceBus;
+    cleanups.push(() => bus.stop());
 
     // ---- durable engine + front door (the engine's client payloads need the server's URL) ----
-    let origin = "";
     const durable = await attachDurableEngine({
       registry, invoker, clock, hostConfig, storageConnectionString, storage: options.storage ?? "persisted",
       baseUrl: () => origin, logError,
@@ -208,7 +224,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
         delete process.env.WEBSITE_HOSTNAME;
       });
     }
-    const clientPayload = durable.clientBindingData ? () => durable.clientBindingData!(origin) : undefined;
+    if (durable.clientBindingData) clientPayload = () => durable.clientBindingData!(origin);
 
     // ---- timers ----
     const timerStore: TimerStatusStore = options.storage === "memory" ? new MemoryTimerStatusStore() : new BlobTimerStatusStore(storageConnectionString, hostIdFor(appRoot));
@@ -218,15 +234,8 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     });
     cleanups.push(() => timers.stop());
 
-    // ---- Service Bus ----
-    const serviceBus = new LocalServiceBus({
-      registry, invoker, settings: settingsView(), options: hostConfig.serviceBus, storageConnectionString,
-      clientBindingData: clientPayload, pollIntervalMs: options.serviceBusPollIntervalMs,
-      onError: (where, err) => logError(where, err),
-    });
-    cleanups.push(() => serviceBus.stop());
     await timers.start();
-    serviceBus.start();
+    bus.start();
 
     const managementUrl = `${origin}/runtime/webhooks/durabletask`;
     let stopped: Promise<void> | undefined;
@@ -236,7 +245,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
       masterKey: keys.masterKey,
       managementUrl,
       engine: durable.engine,
-      serviceBus,
+      serviceBus: bus,
       timers,
       routes: frontDoor.routes,
       registry,

@@ -1,6 +1,6 @@
 // Test app for the local host's triggers, written only against the public @azure/functions v4 API.
 // It records what each handler saw; GET /api/_calls returns the records.
-const { app } = require("@azure/functions");
+const { app, output } = require("@azure/functions");
 
 const calls = [];
 const record = (kind, data) => calls.push({ kind, ...data });
@@ -58,4 +58,21 @@ app.serviceBusTopic("roundsB", {
   topicName: "rounds",
   subscriptionName: "b",
   handler: async (message, context) => record("sb", { name: context.functionName, body: message, md: context.triggerMetadata }),
+});
+
+// Service Bus output bindings: an extra output (array = one message each) and a return binding.
+const jobEventsOut = output.serviceBusQueue({ connection: "JobEventsBus", queueName: "job-events" });
+app.http("forward", {
+  methods: ["POST"],
+  extraOutputs: [jobEventsOut],
+  handler: async (req, context) => {
+    context.extraOutputs.set(jobEventsOut, await req.json());
+    return { status: 202 };
+  },
+});
+app.serviceBusQueue("relay", {
+  connection: "JobEventsBus",
+  queueName: "relay-in",
+  return: output.serviceBusTopic({ connection: "JobEventsBus", topicName: "rounds" }),
+  handler: async (message) => `relayed ${message}`,
 });
