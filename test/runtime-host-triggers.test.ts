@@ -244,3 +244,28 @@ describe("flo host options", () => {
     await expect(startLocalHost({ appEntry: APP, port: 0, storage: "memory", settings: "/nope/local.settings.json" })).rejects.toThrow("/nope/local.settings.json: (file): expected an existing local.settings.json, got no such file");
   });
 });
+
+describe("Service Bus transport selection", () => {
+  test("a configured connection (emulator form) puts the triggers using it on real Service Bus (unconfigured: embedded, see above)", async () => {
+    const { loadFunctionsApp } = await import("../lib/runtime/functionsCore");
+    const { createInvoker } = await import("../lib/runtime/invoke");
+    const { LocalServiceBus } = await import("../lib/runtime/triggers/serviceBus/serviceBusTriggers");
+    const { parseHostJson } = await import("../lib/runtime/settings");
+    const registry = loadFunctionsApp(APP);
+    const emulator = "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true";
+    const bus = new LocalServiceBus({
+      registry, invoker: createInvoker(registry), settings: { JobEventsBus: emulator }, options: parseHostJson(undefined).serviceBus,
+      storageConnectionString: "UseDevelopmentStorage=true",
+    });
+    try {
+      // no receivers are started: nothing connects
+      expect(bus.describeTriggers()).toEqual(expect.arrayContaining([
+        { functionName: "jobEvents", source: "job-events", transport: "service-bus" },
+        { functionName: "roundsA", source: "rounds/Subscriptions/a", transport: "service-bus" },
+      ]));
+      expect(bus.describeTriggers().every((t) => t.transport === "service-bus")).toBe(true);
+    } finally {
+      await bus.stop();
+    }
+  });
+});
