@@ -91,6 +91,52 @@ describe("restart recovery (crash between any two writes)", () => {
   });
 });
 
+describe("transient storage errors (one failed write, then the store works again)", () => {
+  const failOnce: Array<{ op: keyof DurableStore; nth: number }> = [
+    { op: "appendEpisode", nth: 2 },
+    { op: "putInstance", nth: 2 },
+    { op: "putWorkItems", nth: 1 },
+    { op: "putMessage", nth: 2 }, // the first activity's result
+    { op: "deleteMessages", nth: 1 },
+    { op: "deleteWorkItems", nth: 1 },
+  ];
+
+  it.each(failOnce)("$op #$nth fails once: the engine retries and completes without duplicates", async ({ op, nth }) => {
+    const inner = new InMemoryDurableStore();
+    let calls = 0;
+    let failed = false;
+    const flaky = new Proxy(inner, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (property !== op || typeof value !== "function") return typeof value === "function" ? value.bind(target) : value;
+        return async (...args: unknown[]) => {
+          if (++calls === nth) {
+            failed = true;
+            throw new Error(`storage hiccup (${String(op)})`);
+          }
+          return value.apply(target, args);
+        };
+      },
+    });
+    const engine = await DurableEngine.start({ invoker: createInvoker(registry), store: flaky, logger: silentLogger, retryAfterErrorMs: 10 });
+    const id = await engine.startNew("chain", { input: 3 });
+    const status = await engine.waitForStatus(id, (s) => s.runtimeStatus === "Completed", { timeoutMs: 10_000 });
+    expect(failed).toBe(true);
+    expect(status.output).toEqual({ a: 6, b: 12 });
+    expect(ofType(engine.history(id), EventType.TaskScheduled).map((e) => e.EventId)).toEqual([0, 1]);
+    expect(ofType(engine.history(id), EventType.TaskCompleted).map((e) => e.TaskScheduledId)).toEqual([0, 1]);
+    await engine.stop();
+    // Whatever the hiccup left behind is cleaned up by the next start.
+    const restarted = await engineOn(inner);
+    await restarted.whenIdle();
+    const snapshot = await inner.loadAll();
+    expect(snapshot.workItems).toEqual([]);
+    expect(snapshot.inbox).toEqual([]);
+    expect(restarted.getStatus(id)).toMatchObject({ runtimeStatus: "Completed", output: { a: 6, b: 12 } });
+    await restarted.stop();
+  });
+});
+
 describe("restart recovery across continueAsNew (every write of the first 4 of each kind)", () => {
   const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "deleteHistory", "putMessage", "deleteMessages", "putWorkItems", "deleteWorkItems"];
   const cases = ops.flatMap((op) => [1, 2, 3, 4].map((nth) => ({ op, nth })));

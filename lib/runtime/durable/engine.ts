@@ -32,6 +32,8 @@ export interface DurableEngineOptions {
   maxShortTimerMs?: number;
   longTimerIntervalMs?: number;
   logger?: (level: "info" | "warn" | "error", message: string) => void;
+  /** Real-time delay before retrying work that failed on a storage error (default 1000 ms). */
+  retryAfterErrorMs?: number;
 }
 
 /** The status body of the Durable HTTP API (also what the programmatic API returns). */
@@ -61,6 +63,8 @@ export interface StartOptions {
 }
 
 const OUT_OF_PROC_MARKER = "$OutOfProcData$:";
+/** Default delay before retrying an episode or an activity-result write that failed (storage hiccup). */
+const DEFAULT_RETRY_AFTER_ERROR_MS = 1000;
 
 interface LiveInstance {
   record: InstanceRecord;
@@ -120,7 +124,10 @@ export class DurableEngine {
   private readonly active = new Set<Promise<unknown>>();
   private readonly activityQueue: ActivityWorkItem[] = [];
   private runningActivities = 0;
+  /** Ids of activity work items queued or running in this process. */
+  private readonly activeWorkIds = new Set<string>();
   private readonly maxConcurrentActivities: number;
+  private readonly retryAfterErrorMs: number;
   private readonly maxShortTimerMs: number;
   private readonly longTimerIntervalMs: number;
   private readonly orchestrators: Set<string>;
@@ -138,6 +145,7 @@ export class DurableEngine {
     this.taskHubName = options.taskHubName ?? "FloTaskHub";
     this.maxConcurrentActivities = options.maxConcurrentActivities ?? 10 * Math.max(1, cpus().length);
     this.maxShortTimerMs = options.maxShortTimerMs ?? DEFAULT_MAX_SHORT_TIMER_MS;
+    this.retryAfterErrorMs = options.retryAfterErrorMs ?? DEFAULT_RETRY_AFTER_ERROR_MS;
     this.longTimerIntervalMs = options.longTimerIntervalMs ?? DEFAULT_LONG_TIMER_INTERVAL_MS;
     this.log = options.logger ?? ((level, message) => (level === "info" ? undefined : console.error(`[durable] ${message}`)));
     this.orchestrators = new Set();
@@ -408,12 +416,36 @@ export class DurableEngine {
           }
         } while (live.rerun && !this.stopped);
       } catch (err) {
-        this.log("error", `episode of '${instanceId}' failed: ${(err as Error)?.stack ?? String(err)}`);
+        // Usually a storage error: the messages are still in the inbox, so try again later.
+        this.log("error", `episode of '${instanceId}' failed (retrying in ${this.retryAfterErrorMs} ms): ${(err as Error)?.stack ?? String(err)}`);
+        this.retryLater(() => void this.repairAfterError(live).finally(() => this.schedule(instanceId)));
       } finally {
         live.running = false;
       }
     })();
     this.track(run);
+  }
+
+  /**
+   * A commit failed part-way (history appended, later writes not): persist the in-memory record
+   * again and re-create the work its history implies, as a restart would.
+   */
+  private async repairAfterError(live: LiveInstance): Promise<void> {
+    if (this.live.get(live.record.instanceId) !== live) return;
+    try {
+      await this.store.putInstance(live.record);
+      await this.recoverDerivedWork(live, new Set(this.activeWorkIds));
+    } catch (err) {
+      this.log("error", `repairing '${live.record.instanceId}' failed: ${(err as Error)?.message ?? String(err)}`);
+    }
+  }
+
+  /** Real-time retry that doesn't keep the process alive or count as engine work. */
+  private retryLater(action: () => void): void {
+    if (this.stopped) return;
+    setTimeout(() => {
+      if (!this.stopped) action();
+    }, this.retryAfterErrorMs).unref();
   }
 
   private track(promise: Promise<unknown>): void {
@@ -672,9 +704,10 @@ export class DurableEngine {
     if (child.runtimeStatus === "Completed") {
       event = events.subOrchestrationCompleted(now, parent.taskScheduledId, child.output ?? "null");
     } else {
-      // DTFx sends SubOrchestrationInstanceFailed for Failed and Terminated children, Reason = the child's result.
+      // DTFx sends SubOrchestrationInstanceFailed for Failed and Terminated children, Reason = the child's
+      // result. No FailureDetails: the extension runs DTFx in its default (serialized exception) mode.
       const reason = String(parseJsonText(child.output));
-      event = events.subOrchestrationFailed(now, parent.taskScheduledId, reason, "", child.failure ?? undefined);
+      event = events.subOrchestrationFailed(now, parent.taskScheduledId, reason, "");
     }
     await this.deliver(this.parentMessage(parent, event, now));
   }
@@ -682,7 +715,8 @@ export class DurableEngine {
   // ------------------------------------------------------------------ activities
 
   private enqueueActivity(item: ActivityWorkItem): void {
-    if (this.activityQueue.some((q) => q.id === item.id)) return;
+    if (this.activeWorkIds.has(item.id)) return;
+    this.activeWorkIds.add(item.id);
     this.activityQueue.push(item);
     this.pumpActivities();
   }
@@ -692,8 +726,13 @@ export class DurableEngine {
       const item = this.activityQueue.shift()!;
       this.runningActivities++;
       const run = this.executeActivity(item)
-        .catch((err) => this.log("error", `activity work item ${item.id} failed to complete: ${(err as Error)?.stack ?? String(err)}`))
+        .catch((err) => {
+          // The result could not be stored: run the activity again later (at-least-once, like the host).
+          this.log("error", `activity work item ${item.id} failed to complete (retrying in ${this.retryAfterErrorMs} ms): ${(err as Error)?.stack ?? String(err)}`);
+          this.retryLater(() => this.enqueueActivity(item));
+        })
         .finally(() => {
+          this.activeWorkIds.delete(item.id);
           this.runningActivities--;
           this.pumpActivities();
         });
