@@ -1,11 +1,11 @@
 /**
  * Gaussian noise from a cryptographically secure source. DP guarantees assume the adversary cannot
  * predict the noise, so Math.random (xorshift, state recoverable from outputs) is not acceptable.
- * Uniforms: 53 random bits from node:crypto.randomBytes -> (0, 1]; normals: Box-Muller (both outputs used).
+ * Uniforms: 53 random bits from node:crypto (randomFillSync) -> (0, 1]; normals: Box-Muller (both outputs used).
  * A deterministic stream (AES-256-CTR keystream keyed by sha256(seed)) exists ONLY behind the explicit
  * `insecureTestSeed` option, for reproducible tests; production code never passes it.
  */
-import { createCipheriv, createHash, createHmac, randomBytes } from "node:crypto";
+import { createCipheriv, createHash, createHmac, randomBytes, randomFillSync } from "node:crypto";
 
 export interface GaussianSource {
   /** One N(0, 1) sample. */
@@ -29,48 +29,54 @@ export interface GaussianSourceOptions {
   blockBytes?: number;
 }
 
+const TWO_POW_32 = 4294967296;
 const TWO_POW_53 = 2 ** 53;
 
 export function createGaussianSource(options: GaussianSourceOptions = {}): GaussianSource {
   const blockBytes = Math.max(64, (options.blockBytes ?? 64 * 1024) & ~7);
-  let nextBytes: (n: number) => Buffer;
+  // Random words land in our own aligned buffer (read as uint32, no per-value Buffer calls).
+  const words = new Uint32Array(blockBytes / 4);
+  const wordBytes = new Uint8Array(words.buffer);
+  let refill: () => void;
+  const keystream = (key: Buffer) => {
+    const cipher = createCipheriv("aes-256-ctr", key, Buffer.alloc(16));
+    const zeros = Buffer.alloc(blockBytes);
+    return () => wordBytes.set(cipher.update(zeros));
+  };
   if (options.key !== undefined) {
     if (options.key.secret.length !== 32) throw new RangeError(`noise key must be 32 bytes, got ${options.key.secret.length}`);
-    const key = createHmac("sha256", options.key.secret).update(options.key.label, "utf8").digest();
-    const cipher = createCipheriv("aes-256-ctr", key, Buffer.alloc(16));
-    nextBytes = (n) => cipher.update(Buffer.alloc(n));
+    refill = keystream(createHmac("sha256", options.key.secret).update(options.key.label, "utf8").digest());
   } else if (options.insecureTestSeed !== undefined) {
-    const key = createHash("sha256").update(options.insecureTestSeed, "utf8").digest();
-    const cipher = createCipheriv("aes-256-ctr", key, Buffer.alloc(16));
-    nextBytes = (n) => cipher.update(Buffer.alloc(n));
+    refill = keystream(createHash("sha256").update(options.insecureTestSeed, "utf8").digest());
   } else {
-    nextBytes = (n) => randomBytes(n);
+    refill = () => randomFillSync(words);
   }
-  let buffer: Buffer = Buffer.alloc(0);
-  let offset = 0;
-  let spare: number | undefined;
+  let index = words.length;
+  let spare = 0;
+  let hasSpare = false;
 
-  /** Uniform in (0, 1]: 53 bits from 7 bytes, +1 so log() never sees 0. */
+  /** Uniform in (0, 1]: 53 random bits (21 + 32 from two words), +1 so log() never sees 0. */
   const uniform = (): number => {
-    if (offset + 8 > buffer.length) {
-      buffer = nextBytes(blockBytes);
-      offset = 0;
+    if (index + 2 > words.length) {
+      refill();
+      index = 0;
     }
-    const hi = buffer.readUInt32LE(offset) >>> 11; // 21 bits
-    const lo = buffer.readUInt32LE(offset + 4); // 32 bits
-    offset += 8;
-    return (hi * 4294967296 + lo + 1) / TWO_POW_53;
+    const hi = words[index] >>> 11;
+    const lo = words[index + 1];
+    index += 2;
+    return (hi * TWO_POW_32 + lo + 1) / TWO_POW_53;
   };
 
+  /** Box-Muller: two independent normals from two uniforms. */
   const next = (): number => {
-    if (spare !== undefined) {
-      const s = spare;
-      spare = undefined;
-      return s;
+    if (hasSpare) {
+      hasSpare = false;
+      return spare;
     }
     const radius = Math.sqrt(-2 * Math.log(uniform()));
     const angle = 2 * Math.PI * uniform();
     spare = radius * Math.sin(angle);
+    hasSpare = true;
     return radius * Math.cos(angle);
   };
 
