@@ -236,6 +236,9 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
 
     await timers.start();
     bus.start();
+    // Stop order (cleanups run in reverse): Service Bus receivers first, so in-flight handlers can
+    // still reach the engine and the front door; then timers, the front door, the engine, storage.
+    cleanups.push(() => bus.stop());
 
     const managementUrl = `${origin}/runtime/webhooks/durabletask`;
     let stopped: Promise<void> | undefined;

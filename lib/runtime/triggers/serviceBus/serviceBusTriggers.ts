@@ -135,6 +135,7 @@ export class LocalServiceBus {
   readonly triggers: ServiceBusTriggerInfo[];
   private readonly transports = new Map<string, ServiceBusTransport>();
   private readonly subscriptions: ServiceBusSubscription[] = [];
+  private stopping: Promise<void> | undefined;
 
   constructor(private readonly opts: LocalServiceBusOptions) {
     this.triggers = collectServiceBusTriggers(opts.registry, opts.settings);
@@ -230,9 +231,13 @@ export class LocalServiceBus {
     return this.transportForEntity(entity, options.connection).peekDeadLetters(s, options.max);
   }
 
-  async stop(): Promise<void> {
-    await Promise.allSettled(this.subscriptions.splice(0).map((s) => s.close()));
-    await Promise.allSettled([...this.transports.values()].map((t) => t.close()));
+  /** Stops receivers (waiting for in-flight handlers), then closes transports. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await Promise.allSettled(this.subscriptions.splice(0).map((s) => s.close()));
+      await Promise.allSettled([...this.transports.values()].map((t) => t.close()));
+    })();
+    return this.stopping;
   }
 }
 
