@@ -48,9 +48,10 @@ beforeAll(() => {
   registry = loadFunctionsApp(appPath);
 });
 
-async function engineOn(store: DurableStore, clock = new VirtualClock(T0)): Promise<DurableEngine> {
-  // A fresh registry per engine, as a restarted process would have.
-  return DurableEngine.start({ invoker: createInvoker(loadFunctionsApp(appPath)), store, clock, logger: silentLogger });
+/** `freshApp`: load the app again, as a restarted process would (slow: ~0.1-0.3 s per load). */
+async function engineOn(store: DurableStore, clock = new VirtualClock(T0), freshApp = false): Promise<DurableEngine> {
+  const invoker = createInvoker(freshApp ? loadFunctionsApp(appPath) : registry);
+  return DurableEngine.start({ invoker, store, clock, logger: silentLogger });
 }
 
 describe("restart recovery (crash between any two writes)", () => {
@@ -137,9 +138,9 @@ describe("transient storage errors (one failed write, then the store works again
   });
 });
 
-describe("restart recovery across continueAsNew (every write of the first 4 of each kind)", () => {
+describe("restart recovery across continueAsNew (each of the first 3 writes of every kind)", () => {
   const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "deleteHistory", "putMessage", "deleteMessages", "putWorkItems", "deleteWorkItems"];
-  const cases = ops.flatMap((op) => [1, 2, 3, 4].map((nth) => ({ op, nth })));
+  const cases = ops.flatMap((op) => [1, 2, 3].map((nth) => ({ op, nth })));
 
   it.each(cases)("crash at $op #$nth: countdown(2) still ends Completed once", async (crashAt) => {
     const durable = new InMemoryDurableStore();
@@ -190,7 +191,7 @@ describe("restart recovery of sub-orchestrations and host-side retries", () => {
     },
   ];
   const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "putMessage", "deleteMessages", "putWorkItems", "deleteWorkItems"];
-  const cases = scenarios.flatMap((scenario) => ops.flatMap((op) => [1, 2, 3].map((nth) => ({ scenario: scenario.name, op, nth }))));
+  const cases = scenarios.flatMap((scenario) => ops.flatMap((op) => [1, 2].map((nth) => ({ scenario: scenario.name, op, nth }))));
 
   it.each(cases)("$scenario, crash at $op #$nth", async ({ scenario, op, nth }) => {
     const durable = new InMemoryDurableStore();
@@ -245,7 +246,7 @@ describe("AzuriteDurableStore", () => {
     await first.stop();
 
     const store2 = await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "RestartHub" });
-    const second = await engineOn(store2, clock);
+    const second = await engineOn(store2, clock, true);
     await second.whenIdle();
     expect(second.getStatus("done-before")).toMatchObject({ runtimeStatus: "Completed", output: { a: 2, b: 4 } });
     expect(second.getStatus("flaky-ok")).toMatchObject({ runtimeStatus: "Completed", output: { result: "ok never-fails", after: 42 } });
