@@ -157,6 +157,12 @@ describe("durable engine: .NET-side semantics", () => {
     expect(engine.getStatus(id)!).toMatchObject({ runtimeStatus: "Completed", output: "round 2 waited 2 h" });
   });
 
+  it("continueAsNew with a string: the next input is the SDK's pre-stringified text, as the host stores the token", async () => {
+    const { engine } = await setup();
+    const id = await run(engine, "canString");
+    expect(engine.getStatus(id)!.output).toEqual({ input: '"abc"' });
+  });
+
   it("events raised after continueAsNew reach the new execution", async () => {
     const { engine } = await setup();
     const id = await run(engine, "rounds", { round: 1 });

@@ -241,3 +241,13 @@ df.app.orchestration("staleTimer", function* (context) {
 df.app.orchestration("unknownSub", function* (context) {
   return yield context.df.callSubOrchestrator("noSuchOrchestrator", 1);
 });
+
+// continueAsNew with a string input (the SDK pre-stringifies strings).
+df.app.orchestration("canString", function* (context) {
+  const input = context.df.getInput();
+  if (input === null || input === undefined) {
+    context.df.continueAsNew("abc");
+    return undefined;
+  }
+  return { input };
+});
