@@ -136,6 +136,8 @@ export async function cancelFederation(client: DurableClient, services: Federati
   const custom = status.customStatus as FederationStatus | undefined;
   const run = status.input as FederationRunInput;
   const canceledJobs: string[] = [];
+  // The federation first: a terminated sub-orchestration would otherwise fail it before it is terminated.
+  await client.terminate(id, reason);
   if (custom) {
     const spec = await services.loadSpec(run.spec);
     await Promise.all(
@@ -153,7 +155,6 @@ export async function cancelFederation(client: DurableClient, services: Federati
       }),
     );
   }
-  await client.terminate(id, reason);
   return { status: 202, body: { id, canceledJobs: canceledJobs.sort(), reason } };
 }
 

@@ -145,18 +145,30 @@ class SettingsServices implements FederationServices {
   }
 }
 
-let current: SettingsServices | undefined;
+let current: { key: string; services: SettingsServices } | undefined;
 
-/** The process's services, built from the environment on first use. */
+/** The settings the services are built from; a change (e.g. a new local host in the same process) rebuilds them. */
+function settingsKey(env: Env): string {
+  const names = Object.keys(env).filter((k) => k.startsWith("AzureWebJobsStorage") || k.startsWith(Settings.serviceBusConnection) || k.startsWith("FLO_"));
+  return JSON.stringify(names.sort().map((k) => [k, env[k]]));
+}
+
+/** The process's services, built from the environment on first use (and again when it changes). */
 export async function federationServices(env: Env = process.env): Promise<FederationServices> {
-  current ??= new SettingsServices(env);
-  await current.ready();
-  return current;
+  const key = settingsKey(env);
+  if (current?.key !== key) {
+    const previous = current?.services;
+    current = { key, services: new SettingsServices({ ...env }) };
+    await previous?.close().catch(() => undefined);
+  }
+  const services = current.services;
+  await services.ready();
+  return services;
 }
 
 /** Forgets the process's services (tests, and a host that reloads its settings). */
 export async function resetFederationServices(): Promise<void> {
-  const old = current;
+  const old = current?.services;
   current = undefined;
   await old?.close();
 }

@@ -1,0 +1,221 @@
+/**
+ * Jest helpers for end-to-end federation tests: flo's compiled Functions app (dist/, built by
+ * `npm test`) on the embedded local host, toy silo data, and API calls with the function key.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { QueueClient } from "@azure/storage-queue";
+import { startAzurite, type AzuriteHandle } from "../../lib/storage/azurite";
+import { AzuriteQueueTransport, storageQueueName } from "../../lib/runtime/triggers/serviceBus/azuriteTransport";
+import type { OutgoingServiceBusMessage, ReceivedServiceBusMessage } from "../../lib/runtime/triggers/serviceBus/message";
+
+export const APP_ENTRY = resolve(__dirname, "..", "..", "dist", "functions", "index.js");
+export const TOY_TRAINER_DIR = resolve(__dirname, "..", "fixtures", "trainers");
+export const FLO_BIN = resolve(__dirname, "..", "..", "bin", "flo.js");
+
+export function requireBuild(): void {
+  if (!existsSync(APP_ENTRY)) throw new Error(`${APP_ENTRY} is missing: run \`npm run build\` (npm test does) before these tests`);
+}
+
+export interface ToySilo {
+  name: string;
+  target: number[];
+  n: number;
+  /** toy-trainer behaviours: fail, nan, no-metrics, bad-shape, sleep:<ms>, fail-if:<file> */
+  behavior?: string;
+}
+
+/** Writes each silo's data folder (target.json) under `dir/data/<silo>`. */
+export function writeToyData(dir: string, silos: readonly ToySilo[]): void {
+  for (const s of silos) {
+    mkdirSync(join(dir, "data", s.name), { recursive: true });
+    writeFileSync(join(dir, "data", s.name, "target.json"), JSON.stringify({ target: s.target, n: s.n, behavior: s.behavior }));
+  }
+}
+
+export function toySpec(name: string, silos: readonly ToySilo[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    name,
+    rounds: 3,
+    silos: silos.map((s) => ({ name: s.name, compute: { type: "local" }, inputs: { data: `data/${s.name}` } })),
+    training: {
+      command: "node toy-trainer.js $[[--global ${{inputs.global_model}}]] --out ${{outputs.model_update}} --data ${{inputs.data}} --round ${{inputs.round}}",
+      code: TOY_TRAINER_DIR,
+    },
+    policy: { minSilos: silos.length, roundTimeout: "PT1M" },
+    ...extra,
+  };
+}
+
+/**
+ * The federation a toy spec produces, computed directly: every silo moves the global model
+ * halfway to its target, FedAvg weights the moves by n.
+ */
+export function expectedToyModel(silos: readonly ToySilo[], rounds: number, included: (round: number, silo: string) => boolean = () => true): number[] {
+  let w = [0, 0, 0, 0];
+  for (let r = 1; r <= rounds; r++) {
+    const parts = silos.filter((s) => included(r, s.name));
+    const total = parts.reduce((a, s) => a + s.n, 0);
+    w = w.map((v, i) => parts.reduce((acc, s) => acc + s.n * Math.fround(v + 0.5 * (s.target[i] - v)), 0) / total);
+    w = w.map(Math.fround);
+  }
+  return w;
+}
+
+export interface FloHost {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  dir: string;
+  /** The storage account the host uses (an Azurite this helper started): read blobs and queues here. */
+  storageConnectionString: string;
+  /** The host process's output so far (stdout + stderr), for failure messages. */
+  logs: string[];
+  api(path: string, init?: RequestInit): Promise<Response>;
+  json<T = any>(path: string, init?: RequestInit): Promise<{ status: number; body: T }>;
+  start(spec: unknown, query?: string): Promise<{ status: number; body: any }>;
+  waitFor(id: string, done: (status: any) => boolean, timeoutMs?: number): Promise<any>;
+  /** Sends a message to a queue of the host's embedded Service Bus transport. */
+  send(queue: string, message: OutgoingServiceBusMessage): Promise<void>;
+  /** Messages currently in a queue nobody consumes (e.g. `<queue>-rejected`), oldest first. */
+  peek(queue: string, max?: number): Promise<ReceivedServiceBusMessage[]>;
+  /** SIGKILLs the host process (its silo jobs go on, as they would on Azure ML). */
+  kill(): Promise<void>;
+  /** Starts the host again on the same data, port and storage. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export const FUNCTION_KEY = "e2e-test-function-key";
+
+export interface StartFloHostOptions {
+  dir?: string;
+  settings?: Record<string, string>;
+  /** An Azurite the caller owns (default: one started for this host, stopped with it). */
+  azurite?: AzuriteHandle;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as AddressInfo).port;
+      server.close(() => resolvePort(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+/**
+ * flo's compiled app on a `flo host` child process, as a user runs it: real HTTP, real signals,
+ * storage in an Azurite this helper starts (so tests can read blobs and queues, and the host can
+ * be killed and restarted on the same data).
+ */
+export async function startFloHost(options: StartFloHostOptions = {}): Promise<FloHost> {
+  requireBuild();
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), "flo-e2e-"));
+  const azurite = options.azurite ?? (await startAzurite({}));
+  const ownsAzurite = !options.azurite;
+  const port = await freePort();
+  const settingsFile = join(dir, "local.settings.json");
+  writeFileSync(
+    settingsFile,
+    JSON.stringify({
+      IsEncrypted: false,
+      Values: { AzureWebJobsStorage: azurite.connectionString, FLO_LOCAL_JOBS_DIR: join(dir, "jobs"), FLO_LOCAL_BASE_DIR: dir, ...options.settings },
+    }),
+  );
+  const logs: string[] = [];
+  let child: ChildProcess | undefined;
+  const launch = async (): Promise<void> => {
+    const proc = spawn(process.execPath, [FLO_BIN, "host", APP_ENTRY, "--port", String(port), "--data", join(dir, "host"), "--settings", settingsFile], {
+      env: { ...process.env, FLO_FUNCTION_KEY: FUNCTION_KEY },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child = proc;
+    await new Promise<void>((ready, fail) => {
+      const onData = (chunk: Buffer) => {
+        for (const line of chunk.toString().split("\n")) {
+          if (!line.trim()) continue;
+          logs.push(line);
+          if (line.includes("Host started at")) ready();
+        }
+      };
+      proc.stdout!.on("data", onData);
+      proc.stderr!.on("data", onData);
+      proc.once("exit", (code, signal) => fail(new Error(`flo host exited (${code ?? signal}) before it started:\n${logs.slice(-30).join("\n")}`)));
+    });
+  };
+  await launch();
+  const url = `http://127.0.0.1:${port}`;
+  const transport = new AzuriteQueueTransport({ connectionString: azurite.connectionString, maxDeliveryCount: 10, lockDurationMs: 30_000, maxAutoLockRenewalDurationMs: 60_000 });
+  const api = (path: string, init?: RequestInit) => fetch(`${url}/api/${path}`, { ...init, headers: { "x-functions-key": FUNCTION_KEY, ...(init?.headers ?? {}) } });
+  const json = async (path: string, init?: RequestInit) => {
+    const res = await api(path, init);
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+  const exited = (proc: ChildProcess | undefined) =>
+    new Promise<void>((done) => (!proc || proc.exitCode !== null || proc.signalCode !== null ? done() : proc.once("exit", () => done())));
+  return {
+    url,
+    dir,
+    storageConnectionString: azurite.connectionString,
+    logs,
+    api,
+    json,
+    async start(spec, query = "") {
+      const body = typeof spec === "string" ? spec : JSON.stringify(spec);
+      const res = await json(`federations${query}`, { method: "POST", body, headers: { "content-type": typeof spec === "string" ? "application/yaml" : "application/json" } });
+      if (res.status >= 500) throw new Error(`POST federations answered ${res.status}; host log:\n${logs.slice(-20).join("\n")}`);
+      return res;
+    },
+    async waitFor(id, done, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      let last: any;
+      while (Date.now() < deadline) {
+        try {
+          last = (await json(`federations/${id}`)).body;
+          if (done(last)) return last;
+        } catch {
+          // the host may be restarting
+        }
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      throw new Error(`timed out waiting for federation ${id}; last status: ${JSON.stringify(last)?.slice(0, 2000)}\nhost log:\n${logs.slice(-20).join("\n")}`);
+    },
+    send: (queue, message) => transport.send(queue, message),
+    async peek(queue, max = 32) {
+      const q = new QueueClient(azurite.connectionString, storageQueueName(queue));
+      if (!(await q.exists())) return [];
+      const peeked = await q.peekMessages({ numberOfMessages: max });
+      return peeked.peekedMessageItems.map((m) => ({ ...JSON.parse(m.messageText), deliveryCount: m.dequeueCount }) as ReceivedServiceBusMessage);
+    },
+    async kill() {
+      child?.kill("SIGKILL");
+      await exited(child);
+    },
+    async restart() {
+      await launch();
+    },
+    async stop() {
+      child?.kill("SIGTERM");
+      await exited(child);
+      await transport.close();
+      if (ownsAzurite) await azurite.stop();
+    },
+  };
+}
+
+export const finished = (s: any) => ["Completed", "Failed", "Terminated"].includes(s?.runtimeStatus);
+
+/** Reads the single F32 tensor "w" of a toy model. */
+export function readToyModel(bytes: Buffer): number[] {
+  const n = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + n).toString("utf8"));
+  const t = header.w;
+  const start = 8 + n + t.data_offsets[0];
+  return Array.from({ length: t.shape[0] }, (_, i) => bytes.readFloatLE(start + 4 * i));
+}
