@@ -179,7 +179,7 @@ describe("startAzurite persisted", () => {
       await h.stop();
       fs.rmSync(location, { recursive: true, force: true });
     }
-  }, 30000);
+  }, 90000);
 
   test("periodic durability loses writes acknowledged since the last autosave (why acknowledged is the default)", async () => {
     const location = tempDir();
@@ -191,5 +191,5 @@ describe("startAzurite persisted", () => {
       await h.stop();
       fs.rmSync(location, { recursive: true, force: true });
     }
-  }, 30000);
+  }, 90000);
 });
