@@ -4,6 +4,7 @@
  *     payload JSON + the real SDK replay through the worker path + the .NET-side emulation.
  *  2. A 1,000-activity fan-out/fan-in end to end (in-memory store, and Azurite tables).
  */
+import * as os from "os";
 import * as path from "path";
 import { performance } from "perf_hooks";
 import { loadFunctionsApp } from "../lib/runtime/functionsCore";
@@ -73,6 +74,7 @@ async function episodeCost(invoker: Invoker, targetEvents: number, reps: number)
     "stringify p50 ms": percentile(stringify, 50).toFixed(2),
     "SDK invoke p50 ms": percentile(invoke, 50).toFixed(2),
     ".NET emulation p50 ms": percentile(dotnet, 50).toFixed(2),
+    "episode min ms": Math.min(...total).toFixed(2),
     "episode p50 ms": percentile(total, 50).toFixed(2),
     "episode p95 ms": percentile(total, 95).toFixed(2),
   };
@@ -90,6 +92,8 @@ async function fanOut(label: string, engine: DurableEngine, n: number): Promise<
 
 async function main(): Promise<void> {
   const invoker = createInvoker(loadFunctionsApp(APP));
+  const load = os.loadavg().map((l) => l.toFixed(1)).join(" / ");
+  console.log(`Node ${process.version}, ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), load average ${load}: timings scale with load.`);
   console.log("Replay cost of one episode versus history size (sequential chain, worker path):");
   // Warm up the JIT before measuring.
   await episodeCost(invoker, 1000, 20);
