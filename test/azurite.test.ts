@@ -181,6 +181,57 @@ describe("startAzurite persisted", () => {
     }
   }, 90000);
 
+  test("killed mid-stream (8 writers in flight): every blob acknowledged before the kill is there after restart", async () => {
+    const location = tempDir();
+    const script = `
+      const swc = require("@swc/core"); const fs = require("fs");
+      require.extensions[".ts"] = (m, filename) => m._compile(swc.transformSync(fs.readFileSync(filename, "utf8"),
+        { filename, jsc: { target: "es2022", parser: { syntax: "typescript" } }, module: { type: "commonjs" } }).code, filename);
+      const { startAzurite } = require(${JSON.stringify(path.join(__dirname, "../lib/storage/azurite.ts"))});
+      const { BlobServiceClient } = require("@azure/storage-blob");
+      startAzurite({ location: process.argv[1], services: ["blob"] }).then(async (h) => {
+        const container = BlobServiceClient.fromConnectionString(h.connectionString).getContainerClient("stream");
+        await container.create();
+        let next = 0;
+        const writer = async () => { for (;;) { const name = "b" + next++; await container.getBlockBlobClient(name).upload(name, name.length); process.stdout.write("ACK " + name + "\\n"); } };
+        for (let i = 0; i < 8; i++) writer();
+      }).catch((e) => { console.error(e); process.exit(3); });`;
+    const child = spawn(process.execPath, ["-e", script, location], { cwd: path.join(__dirname, ".."), stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const acked: string[] = [];
+    let pending = "";
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on("data", (d: Buffer) => {
+        pending += d.toString();
+        const lines = pending.split("\n");
+        pending = lines.pop()!;
+        for (const line of lines) if (line.startsWith("ACK ")) acked.push(line.slice(4));
+        if (acked.length >= 60 && !child.killed) {
+          child.kill("SIGKILL");
+          resolve();
+        }
+      });
+      child.once("exit", (code) => (child.killed ? resolve() : reject(new Error(`child exited early (${code}): ${stderr}`))));
+    });
+    await exited;
+    const h = await startAzurite({ location, services: ["blob"] });
+    try {
+      const container = BlobServiceClient.fromConnectionString(h.connectionString).getContainerClient("stream");
+      const missing: string[] = [];
+      for (const name of acked) {
+        const body = await container.getBlockBlobClient(name).downloadToBuffer().catch(() => undefined);
+        if (body?.toString() !== name) missing.push(name);
+      }
+      expect(acked.length).toBeGreaterThanOrEqual(60);
+      expect(missing).toEqual([]);
+    } finally {
+      await h.stop();
+      fs.rmSync(location, { recursive: true, force: true });
+    }
+  }, 90000);
+
   test("periodic durability loses writes acknowledged since the last autosave (why acknowledged is the default)", async () => {
     const location = tempDir();
     await writeInChildThenKill(location, "periodic");
