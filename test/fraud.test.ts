@@ -152,6 +152,13 @@ describe("fraud demo spec", () => {
     expect(spec.policy).toMatchObject({ minSilos: 2, roundTimeout: "PT5M", jobRetries: 1 });
   });
 
+  it("has a poisoned variant where only west passes --poison-scale 100", async () => {
+    const spec = await loadSpecFile(join(ROOT, "examples/fraud/federation-poisoned.yaml"));
+    expect(spec.aggregation.strategy).toBe("median");
+    expect(spec.silos.map((s) => [s.name, s.inputs.poison_scale])).toEqual([["east", undefined], ["central", undefined], ["west", 100]]);
+    expect(spec.training.command).toContain("$[[--poison-scale ${{inputs.poison_scale}}]]");
+  });
+
   it("keeps the baselines' default epochs equal to rounds x epochs", async () => {
     const spec = await loadSpecFile(specFile);
     expect(spec.rounds * Number(spec.training.parameters.epochs)).toBe(DEFAULT_EPOCHS_TOTAL);
