@@ -326,6 +326,8 @@ describe("durable engine: .NET-side semantics", () => {
     await engine.terminate(id, "bye");
     await engine.whenIdle();
     expect(engine.getStatus(id)!).toMatchObject({ runtimeStatus: "Terminated", output: "bye", customStatus: { stage: "waiting" } });
+    const completed = ofType(engine.history(id), EventType.ExecutionCompleted);
+    expect(completed.map((e) => [e.OrchestrationStatus, e.Result])).toEqual([["Terminated", '"bye"']]);
     await expect(engine.raiseEvent(id, "never")).rejects.toBeInstanceOf(InstanceFinishedError);
     await expect(engine.terminate(id, "again")).rejects.toBeInstanceOf(InstanceFinishedError);
   });

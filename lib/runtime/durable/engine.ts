@@ -620,8 +620,14 @@ export class DurableEngine {
 
   private async finishTerminated(live: LiveInstance, terminate: InboxMessage, consumed: InboxMessage[], now: Date): Promise<void> {
     const reason = (terminate.event.Input as string | null | undefined) ?? null;
-    const appended = [events.orchestratorStarted(now), { ...terminate.event, IsPlayed: false }, events.orchestratorCompleted(now)];
     const output = toJsonText(reason);
+    // DTFx turns ExecutionTerminated into ExecutionCompleted(Terminated) with the reason as result.
+    const appended = [
+      events.orchestratorStarted(now),
+      { ...terminate.event, IsPlayed: false },
+      events.executionCompleted(now, "Terminated", output),
+      events.orchestratorCompleted(now),
+    ];
     const after: InstanceRecord = { ...live.record, runtimeStatus: "Terminated", output, lastUpdatedTime: now.toISOString() };
     await this.store.appendEpisode({
       instanceId: after.instanceId,

@@ -63,7 +63,7 @@ export const events = {
     ScheduledStartTime: null,
     Generation: o.generation ?? 0,
   }),
-  executionCompleted: (at: Date, status: "Completed" | "Failed" | "ContinuedAsNew", result: string | null, failure?: FailureDetails): HistoryEvent => ({
+  executionCompleted: (at: Date, status: "Completed" | "Failed" | "ContinuedAsNew" | "Terminated", result: string | null, failure?: FailureDetails): HistoryEvent => ({
     ...base(EventType.ExecutionCompleted, at),
     OrchestrationStatus: status,
     Result: result,
