@@ -261,7 +261,10 @@ class LokiFlusher {
   }
 }
 
-/** Holds every response that follows a metadata change until that change is saved. */
+/**
+ * Holds every response while a metadata change is unsaved, reads included: a reader must not see
+ * (and act on) data that a kill could still take back.
+ */
 function delayResponsesUntilSaved(httpServer: HttpServer, flushers: LokiFlusher[]): void {
   const listeners = httpServer.listeners("request") as Array<(req: IncomingMessage, res: ServerResponse) => void>;
   if (listeners.length !== 1) {
