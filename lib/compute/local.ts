@@ -47,6 +47,9 @@ export interface LocalSiloComputeOptions {
 }
 
 const RUNNER = join(__dirname, "localJobRunner.js");
+const JOB_NAME = /^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$/;
+/** Finished jobs the monitor uploads and reports at the same time. */
+const FINISH_CONCURRENCY = 16;
 const DEFAULT_WITHHELD_ENV = /^(AzureWebJobs|FLO_FUNCTION_KEY|.*(CONNECTION|SECRET|PASSWORD|KEY|TOKEN).*$)/i;
 
 /** A local job that cannot be submitted as asked. */
@@ -58,6 +61,14 @@ export class LocalSiloCompute implements SiloCompute {
   private readonly root: string;
   private readonly baseDir: string;
   private readonly finishing = new Map<string, Promise<SiloJobStatus>>();
+  /**
+   * Jobs the monitor still has to finish: those this instance submitted, plus, from one scan of the
+   * root on the first tick, unreported jobs left by an earlier host. A tick costs O(pending jobs),
+   * not O(every job folder ever created).
+   */
+  private readonly pending = new Set<string>();
+  private rootScanned = false;
+  private ticking = false;
   private readonly monitor: NodeJS.Timeout;
 
   constructor(private readonly options: LocalSiloComputeOptions) {
@@ -113,6 +124,7 @@ export class LocalSiloCompute implements SiloCompute {
     writeJobStatus(jobDir, { state: "queued" });
     const runner = spawn(process.execPath, [RUNNER, jobDir], { detached: true, stdio: "ignore" });
     runner.unref();
+    this.pending.add(request.jobName);
     await this.publish(request, "queued", options);
     return { jobName: request.jobName, state: "queued", rawStatus: "Queued" };
   }
@@ -156,7 +168,12 @@ export class LocalSiloCompute implements SiloCompute {
   private finish(jobName: string, options: CallOptions): Promise<SiloJobStatus> {
     let pending = this.finishing.get(jobName);
     if (!pending) {
-      pending = this.doFinish(jobName, options).finally(() => this.finishing.delete(jobName));
+      pending = this.doFinish(jobName, options)
+        .then((status) => {
+          this.pending.delete(jobName);
+          return status;
+        })
+        .finally(() => this.finishing.delete(jobName));
       this.finishing.set(jobName, pending);
     }
     return pending;
@@ -195,22 +212,34 @@ export class LocalSiloCompute implements SiloCompute {
   }
 
   private async finishReadyJobs(): Promise<void> {
-    let names: string[];
+    if (this.ticking) return;
+    this.ticking = true;
     try {
-      names = readdirSync(this.root);
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      const jobDir = this.jobDir(name);
-      if (existsSync(join(jobDir, "reported.json"))) continue;
-      const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
-      if (!status) continue;
-      const dead = status.state === "running" && status.runnerPid !== undefined && !isAlive(status.runnerPid);
-      if (TERMINAL_JOB_STATES.includes(status.state) || dead) {
-        // Errors here are retried on the next tick or surfaced by the next status() call.
-        await this.status(name).catch(() => undefined);
+      if (!this.rootScanned) {
+        for (const name of readdirSync(this.root)) {
+          if (JOB_NAME.test(name) && !existsSync(join(this.root, name, "reported.json"))) this.pending.add(name);
+        }
+        this.rootScanned = true;
       }
+      const ready: string[] = [];
+      for (const name of this.pending) {
+        const jobDir = this.jobDir(name);
+        if (existsSync(join(jobDir, "reported.json"))) {
+          this.pending.delete(name);
+          continue;
+        }
+        const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
+        if (!status) continue;
+        const dead = status.state === "running" && status.runnerPid !== undefined && !isAlive(status.runnerPid);
+        if (TERMINAL_JOB_STATES.includes(status.state) || dead) ready.push(name);
+      }
+      // Finished jobs are uploaded and reported side by side: one at a time, the last of K jobs
+      // would wait for K uploads. Errors are retried on the next tick or surfaced by status().
+      await forEachConcurrently(ready, FINISH_CONCURRENCY, (name) => this.status(name).then(() => undefined, () => undefined));
+    } catch {
+      // The root is unreadable right now: the next tick tries again.
+    } finally {
+      this.ticking = false;
     }
   }
 
@@ -237,7 +266,7 @@ export class LocalSiloCompute implements SiloCompute {
   }
 
   private jobDir(jobName: string): string {
-    if (!/^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$/.test(jobName)) throw new LocalJobError(`invalid job name ${JSON.stringify(jobName)}`);
+    if (!JOB_NAME.test(jobName)) throw new LocalJobError(`invalid job name ${JSON.stringify(jobName)}`);
     return join(this.root, jobName);
   }
 
@@ -272,6 +301,14 @@ function readJson<T>(path: string): T | undefined {
   } catch {
     return undefined;
   }
+}
+
+async function forEachConcurrently<T>(items: readonly T[], width: number, run: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await run(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }
 
 function isAlive(pid: number): boolean {
