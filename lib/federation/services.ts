@@ -60,7 +60,7 @@ class SettingsServices implements FederationServices {
   readonly store: ModelStore;
   readonly messages: ServiceBusTransport;
   readonly jobEventsQueue: string;
-  private readonly specs = new Map<string, FederationSpec>();
+  private readonly specs = new Map<string, Promise<FederationSpec>>();
   private localCompute?: LocalSiloCompute;
   private readonly azureCompute = new Map<string, AzureMlSiloCompute>();
   private credential?: TokenCredential;
@@ -94,16 +94,24 @@ class SettingsServices implements FederationServices {
     return parseSpec(text, options);
   }
 
-  async loadSpec(ref: ModelRef): Promise<FederationSpec> {
-    const cached = this.specs.get(ref.sha256);
-    if (cached) return cached;
+  loadSpec(ref: ModelRef): Promise<FederationSpec> {
+    // The promise is cached, so activities asking at once share one read and parse (validating a
+    // spec with 1000 silos costs ~65 ms of CPU; K concurrent first calls would each pay it).
+    let spec = this.specs.get(ref.sha256);
+    if (!spec) {
+      spec = this.readSpec(ref);
+      this.specs.set(ref.sha256, spec);
+      spec.catch(() => this.specs.delete(ref.sha256));
+    }
+    return spec;
+  }
+
+  private async readSpec(ref: ModelRef): Promise<FederationSpec> {
     const bytes = await this.store.getBytes(this.store.pathFromUri(ref.uri));
     const { createHash } = await import("node:crypto");
     const digest = createHash("sha256").update(bytes).digest("hex");
     if (digest !== ref.sha256) throw new Error(`spec ${ref.uri} changed since the federation started: sha256 ${digest}, expected ${ref.sha256}`);
-    const spec = parseSpec(bytes.toString("utf8"), { format: "json", source: ref.uri });
-    this.specs.set(ref.sha256, spec);
-    return spec;
+    return parseSpec(bytes.toString("utf8"), { format: "json", source: ref.uri });
   }
 
   computeFor(silo: SiloSpec): SiloCompute {
