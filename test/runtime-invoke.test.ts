@@ -25,6 +25,13 @@ describe("loadFunctionsApp", () => {
     expect(again.programmingModel).not.toBe(first.programmingModel);
   });
 
+  it("wraps an entry module that throws while loading, naming the file", () => {
+    const broken = path.join(__dirname, "apps", "durable-broken", "index.js");
+    expect(() => loadFunctionsApp(broken)).toThrow(`Loading Functions app ${broken} failed: missing setting FLO_SOMETHING`);
+    // The failed load must not leave the loader stuck: the next app loads normally.
+    expect(loadFunctionsApp(otherApp).functions.has("shout")).toBe(true);
+  });
+
   it("names a missing entry file in the error", () => {
     expect(() => loadFunctionsApp("/nonexistent/app.js")).toThrow("Functions app entry not found: /nonexistent/app.js");
   });
