@@ -4,6 +4,8 @@
  * mini-batches shuffled from a seeded PRNG, so the same inputs give the same bytes. Weights travel
  * as safetensors (F32, stable names) through flo's own reader and writer.
  */
+// The whole @tensorflow/tfjs bundle, not just tfjs-core: its CommonJS build is where the gradient
+// functions get registered (tfjs-core ships them only as ES modules).
 import * as tf from "@tensorflow/tfjs";
 import { setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { dirname, join } from "node:path";
