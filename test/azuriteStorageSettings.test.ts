@@ -41,6 +41,10 @@ describe("storageSettingsFromEnv", () => {
       tableServiceUri: "https://flodata.table.core.windows.net",
       clientId: "abc",
     });
+    expect(storageSettingsFromEnv({ AzureWebJobsStorage__serviceUri: "https://y.blob.core.windows.net" })).toMatchObject({
+      kind: "identity",
+      blobServiceUri: "https://y.blob.core.windows.net",
+    });
     expect(storageSettingsFromEnv({ FloModels__blobServiceUri: "https://x.blob.core.windows.net/" }, "FloModels")).toEqual({
       kind: "identity",
       settingName: "FloModels",

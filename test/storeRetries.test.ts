@@ -92,6 +92,18 @@ test("a body cut off mid-way is resumed and the bytes are exact", async () => {
   }
 });
 
+test("getBytes (one un-ranged GET) resumes a broken body with ranged reads", async () => {
+  let cuts = 0;
+  const proxy = await startFaultyProxy(azurite.blobEndpoint, (req) => (isRangedGet(req) && cuts++ < 1 ? "cut-body" : "pass"));
+  try {
+    const store = storeVia(proxy, "retries");
+    expect((await store.getBytes("model.bin")).equals(data)).toBe(true);
+    expect(proxy.seen.filter((s) => s.startsWith("GET")).length).toBe(2);
+  } finally {
+    await proxy.close();
+  }
+});
+
 test("503 ServerBusy on reads and on block staging is retried", async () => {
   // The first attempt of every distinct request (method, URL, range) is answered 503.
   const attempted = new Set<string>();

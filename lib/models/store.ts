@@ -386,11 +386,26 @@ export class ModelStore {
     return new BlobSink(this, path, this.blob(path), options);
   }
 
-  /** Whole small blob into memory. */
+  /** Whole (small) blob into memory: one GET; a body that breaks off is resumed by ranged reads. */
   async getBytes(path: string, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of this.readChunks(path, options)) chunks.push(chunk);
-    return Buffer.concat(chunks);
+    const uri = this.uri(path);
+    let response: BlobDownloadResponseParsed;
+    try {
+      response = await this.blob(path).download(0, undefined, { abortSignal: options.signal, maxRetryRequests: 0 });
+    } catch (err) {
+      throw this.wrap(err, "read", uri, path);
+    }
+    const size = response.contentLength ?? 0;
+    const out = Buffer.allocUnsafe(size);
+    const progress = { filled: 0 };
+    try {
+      await readBodyInto(response, out, progress, size);
+    } catch (err) {
+      if (options.signal?.aborted) throw options.signal.reason ?? err;
+      const rest = await this.readRange(path, progress.filled, size - progress.filled, { signal: options.signal, etag: response.etag });
+      rest.bytes.copy(out, progress.filled);
+    }
+    return out;
   }
 
   /** Single-request write (atomic Put Blob), for small objects. */

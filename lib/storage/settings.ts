@@ -134,7 +134,7 @@ export function storageSettingsFromEnv(
 
   const accountName = get("__accountName");
   const explicit = {
-    blob: get("__blobServiceUri"),
+    blob: get("__blobServiceUri") ?? get("__serviceUri"), // __serviceUri: the older, blob-only form
     queue: get("__queueServiceUri"),
     table: get("__tableServiceUri"),
   };
