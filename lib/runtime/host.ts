@@ -204,7 +204,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     // ---- durable engine + front door (the engine's client payloads need the server's URL) ----
     const durable = await attachDurableEngine({
       registry, invoker, clock, hostConfig, storageConnectionString, storage: options.storage ?? "persisted",
-      baseUrl: () => origin, logError,
+      logError,
     });
     cleanups.push(() => durable.stop());
     await durable.start();
@@ -274,8 +274,6 @@ interface DurableAttachOptions {
   hostConfig: HostConfig;
   storageConnectionString: string;
   storage: LocalHostStorage;
-  /** The front door's origin, known once it listens. */
-  baseUrl: () => string;
   logError: (where: string, err: unknown) => void;
 }
 

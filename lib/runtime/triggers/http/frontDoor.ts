@@ -115,7 +115,7 @@ export interface HttpFrontDoor {
 }
 
 function problem(res: http.ServerResponse, status: number, title: string, detail: string, headers: Record<string, string> = {}): void {
-  const body = JSON.stringify({ type: `https://httpstatuses.io/${status}`, title, status, detail });
+  const body = JSON.stringify({ type: "about:blank", title, status, detail });
   res.writeHead(status, { "content-type": "application/problem+json; charset=utf-8", "content-length": Buffer.byteLength(body), ...headers });
   res.end(body);
 }

@@ -228,7 +228,7 @@ export class AzuriteQueueTransport implements ServiceBusTransport {
       if (!abort.signal.aborted) options.onError?.(err);
     };
 
-    const process = async (queue: QueueClient, item: { messageId: string; popReceipt: string; messageText: string; dequeueCount: number }): Promise<void> => {
+    const handleItem = async (queue: QueueClient, item: { messageId: string; popReceipt: string; messageText: string; dequeueCount: number }): Promise<void> => {
       let popReceipt = item.popReceipt;
       let envelope: Envelope;
       try {
@@ -310,7 +310,7 @@ export class AzuriteQueueTransport implements ServiceBusTransport {
           continue;
         }
         for (const item of items) {
-          const p = process(queue, item).catch(report).finally(() => inflight.delete(p));
+          const p = handleItem(queue, item).catch(report).finally(() => inflight.delete(p));
           inflight.add(p);
         }
       }

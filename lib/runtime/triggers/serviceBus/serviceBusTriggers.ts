@@ -186,7 +186,7 @@ export class LocalServiceBus {
   start(): void {
     for (const trigger of this.triggers) {
       const transport = this.transportFor(this.transportKey(trigger.connection), trigger.connection);
-      const subscription = transport.subscribe(source(trigger), (message) => this.dispatch(trigger, message), {
+      const subscription = transport.subscribe(trigger.source, (message) => this.dispatch(trigger, message), {
         maxConcurrentCalls: this.opts.options.maxConcurrentCalls,
         onError: (err) => this.opts.onError?.(`${trigger.functionName} receiver`, err),
       });
@@ -239,8 +239,4 @@ export class LocalServiceBus {
     })();
     return this.stopping;
   }
-}
-
-function source(trigger: ServiceBusTriggerInfo): ServiceBusSource {
-  return trigger.source;
 }
