@@ -35,9 +35,3 @@ export class WaitTimeoutError extends DurableRuntimeError {
     super(`Timed out after ${timeoutMs} ms waiting for instance '${instanceId}' (last status: ${lastStatus ?? "not found"})`);
   }
 }
-
-export class EntitiesNotSupportedError extends DurableRuntimeError {
-  constructor(functionName: string) {
-    super(`Function '${functionName}' uses Durable entities, which flo's local runtime does not support yet`);
-  }
-}
