@@ -8,9 +8,11 @@
  *      exits; job.json.createdAt written when the submit activity creates the job), with the stages
  *      in between (completion event published, event raised on the silo's sub-orchestration, the
  *      sub-orchestration done, the round aggregated) from reported.json and the engine's history;
- *  (b) orchestrator time: wall time inside every invocation of the `federation` and `siloRound`
- *      orchestrator functions (payload -> SDK replay -> actions), measured by wrapping the host's
- *      invoker; orchestrators do no I/O, so this is CPU time on the host's single JS thread;
+ *  (b) orchestrator CPU: process CPU time (user + system, process.cpuUsage) across every invocation
+ *      of the `federation` and `siloRound` orchestrator functions (payload -> SDK replay -> actions),
+ *      measured by wrapping the host's invoker; an orchestrator does no I/O, so its invocation runs
+ *      without yielding to other macrotasks (wall time is printed too: on a loaded machine it also
+ *      counts time the thread waited for a core);
  *  (c) history events per execution (the history the last replay of each execution saw): the round's
  *      `federation` execution and the largest `siloRound` sub-orchestration.
  * Plus the round's wall time and the host process's CPU time during the round.
@@ -18,8 +20,9 @@
  * Usage: node dist/bench/orchestration.js [--silos 10,100,1000] [--rounds 3] [--large-rounds 2]
  *        [--large-from 1000] [--json <file>] [--timeout-minutes 20]
  */
+import { fork } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { startLocalHost, type LocalHost } from "../lib/runtime/host";
@@ -99,14 +102,17 @@ function instrumentOrchestrators(host: LocalHost, calls: OrchestratorCall[]): vo
   invoker.invoke = async (functionName, triggerData, ...rest) => {
     if (!host.engine.isOrchestrator(functionName)) return original(functionName, triggerData, ...rest);
     const started = performance.now();
+    const cpuBefore = process.cpuUsage();
     const response = await original(functionName, triggerData, ...rest);
+    const cpu = process.cpuUsage(cpuBefore);
     const ms = performance.now() - started;
+    const cpuMs = (cpu.user + cpu.system) / 1000;
     // Bookkeeping after the timed window: which instance/round, and (once per execution) its history size.
     const payload = typeof triggerData.string === "string" ? triggerData.string : "";
     const instanceId = stringField(payload, "instanceId", payload.lastIndexOf('"instanceId":"'));
     const returned = response.returnValue?.json ?? response.returnValue?.string;
     const done = typeof returned === "string" && /"isDone":\s*true/.test(returned);
-    const call: OrchestratorCall = { name: functionName, instanceId, round: roundOf(functionName, instanceId, payload), ms, at: Date.now(), done };
+    const call: OrchestratorCall = { name: functionName, instanceId, round: roundOf(functionName, instanceId, payload), ms, cpuMs, at: Date.now(), done };
     if (done) call.historyEvents = (JSON.parse(payload) as { history: unknown[] }).history.length;
     calls.push(call);
     return response;
@@ -175,6 +181,12 @@ function siloInstanceTimes(host: LocalHost, federationId: string, rounds: number
   return out;
 }
 
+function executionCompletedAt(history: HistoryEvent[]): number {
+  const completed = history.find((e) => e.EventType === EventType.ExecutionCompleted);
+  if (!completed) throw new Error("the federation's last execution has no ExecutionCompleted event");
+  return Date.parse(completed.Timestamp);
+}
+
 interface CpuSample {
   at: number;
   cpuMs: number;
@@ -198,7 +210,7 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
     settings: { FLO_LOCAL_JOBS_DIR: jobsDir, FLO_LOCAL_BASE_DIR: dir },
     log: (line) => (line.startsWith("[error]") ? console.error(line) : undefined),
   });
-  const sampler = setInterval(sampleCpu, 20);
+  const sampler = setInterval(sampleCpu, 250);
   try {
     instrumentOrchestrators(host, calls);
     const federationId = `bench-k${silos}`;
@@ -221,7 +233,7 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
       jobs: jobTimes(jobsDir),
       silos: siloInstanceTimes(host, federationId, rounds, silos),
       aggregatedAt,
-      completedAt: Date.parse(final.lastUpdatedTime),
+      completedAt: executionCompletedAt(host.engine.history(federationId)),
       calls: summarizeOrchestratorCalls(calls),
       processCpuMs: (from, to) => cpuBetween(cpuSamples, from, to),
     });
@@ -233,7 +245,7 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
   }
 }
 
-/** Host-process CPU between two instants, interpolated from the 20 ms samples. */
+/** Host-process CPU between two instants, interpolated from the 250 ms samples. */
 function cpuBetween(samples: CpuSample[], from: number, to: number): number {
   const at = (t: number): number => {
     let prev = samples[0];
@@ -254,13 +266,12 @@ const s = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? "-
 function printTable(silos: number, timelines: RoundTimeline[], wallMs: number): void {
   console.log(`\nK = ${silos} silos, ${timelines.length} rounds, federation wall ${s(wallMs)} s`);
   const header = [
-    "round", "wall s", "(a) gap s", "exit->event", "event->raised", "raised->silo done", "silo done->aggregated", "aggregated->next submit",
-    "(b) orch ms", "fed ms", "silo ms", "episodes fed/silo", "(c) fed events", "silo events max", "host cpu s",
+    "round", "wall s", "(a) gap s", "events sent", "silos done", "aggregated",
+    "(b) orch cpu ms", "fed cpu", "silo cpu", "orch wall ms", "episodes fed/silo", "(c) fed events", "silo events max", "host cpu s",
   ];
   const rows = timelines.map((t) => [
-    String(t.round), s(t.wallMs), s(t.gapMs), s(t.stages.exitToEventMs), s(t.stages.eventToRaisedMs), s(t.stages.raisedToSiloDoneMs),
-    s(t.stages.siloDoneToAggregatedMs), s(t.stages.aggregatedToNextSubmitMs),
-    t.orchestratorMs.toFixed(0), t.federationMs.toFixed(0), t.siloRoundMs.toFixed(0), `${t.federationEpisodes}/${t.siloRoundEpisodes}`,
+    String(t.round), s(t.wallMs), s(t.gapMs), s(t.milestones.eventsPublishedMs), s(t.milestones.silosDoneMs), s(t.milestones.aggregatedMs),
+    t.orchestratorCpuMs.toFixed(0), t.federationCpuMs.toFixed(0), t.siloRoundCpuMs.toFixed(0), t.orchestratorMs.toFixed(0), `${t.federationEpisodes}/${t.siloRoundEpisodes}`,
     String(t.federationHistoryEvents ?? "-"), String(t.siloRoundHistoryEventsMax ?? "-"), s(t.hostCpuMs),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -269,27 +280,61 @@ function printTable(silos: number, timelines: RoundTimeline[], wallMs: number): 
   for (const r of rows) console.log(line(r));
 }
 
+interface KResult {
+  silos: number;
+  rounds: number;
+  wallMs: number;
+  timelines: RoundTimeline[];
+}
+
+/**
+ * Each K runs in its own process: a fresh heap, and the Functions app registers its functions once
+ * per process (a second host in the same process would see none).
+ */
+function runKInChild(silos: number, rounds: number, timeoutMs: number): Promise<KResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = fork(__filename, ["--child", String(silos), String(rounds), String(timeoutMs)], { execArgv: process.execArgv, stdio: "inherit" });
+    let result: KResult | undefined;
+    child.on("message", (m) => (result = m as KResult));
+    child.on("error", reject);
+    child.on("exit", (code) => (result ? resolvePromise(result) : reject(new Error(`the K = ${silos} run exited with code ${code} without a result`))));
+  });
+}
+
+async function childMain(argv: string[]): Promise<void> {
+  const [silos, rounds, timeoutMs] = argv.map(Number);
+  const { timelines, wallMs } = await runK(silos, rounds, timeoutMs);
+  const result: KResult = { silos, rounds, wallMs, timelines };
+  await new Promise<void>((done) => process.send!(result, () => done()));
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === "--child") return childMain(process.argv.slice(3));
   const options = parseArgs(process.argv.slice(2));
-  console.log(`flo orchestration benchmark: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}`);
-  const results: Array<{ silos: number; rounds: number; wallMs: number; timelines: RoundTimeline[] }> = [];
+  const load = () => loadavg().map((l) => l.toFixed(1)).join(" ");
+  console.log(`flo orchestration benchmark: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, load average ${load()}`);
+  const results: KResult[] = [];
   for (const silos of options.silos) {
     const rounds = silos >= options.largeFrom ? Math.min(options.rounds, options.largeRounds) : options.rounds;
-    const { timelines, wallMs } = await runK(silos, rounds, options.timeoutMs);
+    const { timelines, wallMs } = await runKInChild(silos, rounds, options.timeoutMs);
     printTable(silos, timelines, wallMs);
+    console.log(`load average after K = ${silos}: ${load()}`);
     results.push({ silos, rounds, wallMs, timelines });
   }
   console.log(
     "\n(a) last job exit of round r -> first job submission of round r+1 (last round: -> federation completed)." +
-      "\n(b) wall time inside federation + siloRound orchestrator invocations attributed to the round (no I/O there: CPU)." +
+      "\n(b) process CPU during federation + siloRound orchestrator invocations of the round (orch wall: their wall time)." +
       "\n(c) history events seen by the last replay of the round's federation execution / largest siloRound execution.",
   );
   if (options.json) writeFileSync(options.json, JSON.stringify({ node: process.version, cpus: cpus().length, results }, null, 2));
 }
 
 if (require.main === module) {
-  main().catch((err) => {
-    console.error(err instanceof BenchOptionsError ? `error: ${err.message}` : err);
-    process.exit(1);
-  });
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      console.error(err instanceof BenchOptionsError ? `error: ${err.message}` : err);
+      process.exit(1);
+    },
+  );
 }

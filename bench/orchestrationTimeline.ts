@@ -32,7 +32,10 @@ export interface OrchestratorCall {
   name: string;
   instanceId: string;
   round: number;
+  /** Wall time of the invocation. */
   ms: number;
+  /** Process CPU time (user + system) during the invocation. */
+  cpuMs: number;
   at: number;
   /** The invocation ended the execution (completed, failed or continued as new). */
   done: boolean;
@@ -43,12 +46,16 @@ export interface OrchestratorCall {
 export interface RoundCalls {
   federationMs: number;
   siloRoundMs: number;
+  federationCpuMs: number;
+  siloRoundCpuMs: number;
   federationEpisodes: number;
   siloRoundEpisodes: number;
   federationHistoryEvents?: number;
   siloRoundHistoryEventsMax?: number;
   siloRoundHistoryEventsMean?: number;
 }
+
+const NO_CALLS: RoundCalls = { federationMs: 0, siloRoundMs: 0, federationCpuMs: 0, siloRoundCpuMs: 0, federationEpisodes: 0, siloRoundEpisodes: 0 };
 
 export const FEDERATION = "federation";
 export const SILO_ROUND = "siloRound";
@@ -57,13 +64,15 @@ export function summarizeOrchestratorCalls(calls: readonly OrchestratorCall[]): 
   const byRound = new Map<number, RoundCalls & { siloHistories: number[] }>();
   for (const c of calls) {
     let r = byRound.get(c.round);
-    if (!r) byRound.set(c.round, (r = { federationMs: 0, siloRoundMs: 0, federationEpisodes: 0, siloRoundEpisodes: 0, siloHistories: [] }));
+    if (!r) byRound.set(c.round, (r = { ...NO_CALLS, siloHistories: [] }));
     if (c.name === FEDERATION) {
       r.federationMs += c.ms;
+      r.federationCpuMs += c.cpuMs;
       r.federationEpisodes++;
       if (c.done && c.historyEvents !== undefined) r.federationHistoryEvents = c.historyEvents;
     } else if (c.name === SILO_ROUND) {
       r.siloRoundMs += c.ms;
+      r.siloRoundCpuMs += c.cpuMs;
       r.siloRoundEpisodes++;
       if (c.done && c.historyEvents !== undefined) r.siloHistories.push(c.historyEvents);
     } else {
@@ -88,15 +97,19 @@ export interface RoundTimeline extends RoundCalls {
   wallMs: number;
   /** (a) Last job exit of this round -> first job submission of the next (last round: -> completed). */
   gapMs: number;
-  /** The gap, cut at the last occurrence of each step; the stages add up to gapMs. */
-  stages: {
-    exitToEventMs: number;
-    eventToRaisedMs: number;
-    raisedToSiloDoneMs: number;
-    siloDoneToAggregatedMs: number;
-    aggregatedToNextSubmitMs: number;
+  /**
+   * Milestones of the gap, each measured from the last job exit: every completion event published,
+   * every silo sub-orchestration done, the round aggregated (the last one equals gapMs).
+   */
+  milestones: {
+    eventsPublishedMs: number;
+    silosDoneMs: number;
+    aggregatedMs: number;
   };
+  /** The last job status event raised on a silo sub-orchestration, from the last job exit (NaN if none). */
+  lastRaisedMs: number;
   orchestratorMs: number;
+  orchestratorCpuMs: number;
   hostCpuMs: number;
 }
 
@@ -105,7 +118,7 @@ export interface RoundTimelineInput {
   jobs: readonly JobTimes[];
   silos: readonly SiloInstanceTimes[];
   aggregatedAt: ReadonlyMap<number, number>;
-  /** When the federation completed (epoch ms). */
+  /** When the federation completed (epoch ms, the last execution's ExecutionCompleted). */
   completedAt: number;
   calls: ReadonlyMap<number, RoundCalls>;
   processCpuMs(from: number, to: number): number;
@@ -128,21 +141,21 @@ export function roundTimeline(input: RoundTimelineInput): RoundTimeline[] {
     const lastSiloDone = max(defined(silos.map((s) => s.completedAt)));
     const aggregated = input.aggregatedAt.get(round) ?? NaN;
     const next = round < input.rounds ? min(nextJobs.map((j) => j.createdAt)) : input.completedAt;
-    const calls = input.calls.get(round) ?? { federationMs: 0, siloRoundMs: 0, federationEpisodes: 0, siloRoundEpisodes: 0 };
+    const calls = input.calls.get(round) ?? NO_CALLS;
     out.push({
       round,
       jobs: jobs.length,
       wallMs: next - firstSubmit,
       gapMs: next - lastExit,
-      stages: {
-        exitToEventMs: lastEvent - lastExit,
-        eventToRaisedMs: lastRaised - lastEvent,
-        raisedToSiloDoneMs: lastSiloDone - lastRaised,
-        siloDoneToAggregatedMs: aggregated - lastSiloDone,
-        aggregatedToNextSubmitMs: next - aggregated,
+      milestones: {
+        eventsPublishedMs: lastEvent - lastExit,
+        silosDoneMs: lastSiloDone - lastExit,
+        aggregatedMs: aggregated - lastExit,
       },
+      lastRaisedMs: lastRaised - lastExit,
       ...calls,
       orchestratorMs: calls.federationMs + calls.siloRoundMs,
+      orchestratorCpuMs: calls.federationCpuMs + calls.siloRoundCpuMs,
       hostCpuMs: input.processCpuMs(firstSubmit, next),
     });
   }

@@ -1,0 +1,55 @@
+/** The orchestration benchmark's bookkeeping: rounds, gaps and milestones from timestamps. */
+import { roundTimeline, summarizeOrchestratorCalls, type JobTimes, type OrchestratorCall } from "../bench/orchestrationTimeline";
+
+const call = (name: string, round: number, cpuMs: number, done = false, historyEvents?: number): OrchestratorCall => ({
+  name, instanceId: name === "federation" ? "f" : `f:r${round}:s`, round, ms: cpuMs * 2, cpuMs, at: 0, done, historyEvents,
+});
+
+describe("summarizeOrchestratorCalls", () => {
+  it("sums CPU and episodes per round and keeps the history size of each execution's last replay", () => {
+    const summary = summarizeOrchestratorCalls([
+      call("federation", 1, 1), call("siloRound", 1, 2), call("siloRound", 1, 3, true, 14), call("siloRound", 1, 4, true, 18),
+      call("federation", 1, 5, true, 50), call("federation", 2, 7, true, 54),
+    ]);
+    expect(summary.get(1)).toEqual({
+      federationMs: 12, siloRoundMs: 18, federationCpuMs: 6, siloRoundCpuMs: 9, federationEpisodes: 2, siloRoundEpisodes: 3,
+      federationHistoryEvents: 50, siloRoundHistoryEventsMax: 18, siloRoundHistoryEventsMean: 16,
+    });
+    expect(summary.get(2)).toMatchObject({ federationCpuMs: 7, siloRoundEpisodes: 0, federationHistoryEvents: 54, siloRoundHistoryEventsMax: undefined });
+  });
+
+  it("rejects an orchestrator the benchmark does not know", () => {
+    expect(() => summarizeOrchestratorCalls([call("other", 1, 1)])).toThrow('unexpected orchestrator "other": expected federation or siloRound');
+  });
+});
+
+describe("roundTimeline", () => {
+  const job = (round: number, silo: string, createdAt: number, finishedAt: number, reportedAt: number): JobTimes => ({ round, silo, createdAt, finishedAt, reportedAt, state: "completed" });
+  const jobs = [job(1, "a", 1000, 3000, 3100), job(1, "b", 1200, 3500, 3700), job(2, "a", 6000, 8000, 8050), job(2, "b", 5800, 8200, 8300)];
+  const silos = [
+    { round: 1, silo: "a", raisedAt: [3150], completedAt: 3300 },
+    { round: 1, silo: "b", raisedAt: [3750], completedAt: 3900 },
+    { round: 2, silo: "a", raisedAt: [8100], completedAt: 8200 },
+    { round: 2, silo: "b", raisedAt: [8350], completedAt: 8400 },
+  ];
+  const timelines = roundTimeline({
+    rounds: 2,
+    jobs,
+    silos,
+    aggregatedAt: new Map([[1, 4500], [2, 8900]]),
+    completedAt: 9000,
+    calls: new Map(),
+    processCpuMs: (from, to) => (to - from) / 10,
+  });
+
+  it("measures the gap from the round's last job exit to the next round's first submission", () => {
+    expect(timelines[0]).toMatchObject({ round: 1, jobs: 2, wallMs: 5800 - 1000, gapMs: 5800 - 3500, lastRaisedMs: 250, hostCpuMs: 480 });
+    expect(timelines[0].milestones).toEqual({ eventsPublishedMs: 200, silosDoneMs: 400, aggregatedMs: 1000 });
+  });
+
+  it("ends the last round at the federation's completion", () => {
+    expect(timelines[1]).toMatchObject({ round: 2, wallMs: 9000 - 5800, gapMs: 9000 - 8200 });
+    expect(timelines[1].milestones).toEqual({ eventsPublishedMs: 100, silosDoneMs: 200, aggregatedMs: 700 });
+    expect(timelines[1]).toMatchObject({ orchestratorCpuMs: 0, federationEpisodes: 0 });
+  });
+});

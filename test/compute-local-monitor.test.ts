@@ -1,0 +1,132 @@
+/**
+ * The local compute's job monitor: finished jobs are uploaded and reported once each, several at
+ * a time, and jobs an earlier host left unreported are finished by the next one (root scan).
+ * Uses the compiled module (dist/, built by `npm test`): it spawns dist's localJobRunner.js.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { LocalSiloCompute as LocalSiloComputeType, JobFolderTransfer } from "../lib/compute/local";
+import type { SiloJobRequest } from "../lib/compute/siloCompute";
+import type { AzureMlEventGridEvent } from "../lib/events/azureMlEvents";
+
+const DIST_LOCAL = resolve(__dirname, "..", "dist", "lib", "compute", "local.js");
+const TRAINER_DIR = resolve(__dirname, "..", "bench", "fixtures");
+
+function load(): { LocalSiloCompute: typeof LocalSiloComputeType } {
+  if (!existsSync(DIST_LOCAL)) throw new Error(`${DIST_LOCAL} is missing: run \`npm run build\` (npm test does) before this test`);
+  return require(DIST_LOCAL);
+}
+
+interface Recorder {
+  transfer: JobFolderTransfer;
+  events: AzureMlEventGridEvent[];
+  uploads: string[];
+}
+
+function recorder(): Recorder {
+  const events: AzureMlEventGridEvent[] = [];
+  const uploads: string[] = [];
+  const written = (uri: string) => ({ uri, sha256: "0".repeat(64), size: 0 }) as never;
+  return {
+    events,
+    uploads,
+    transfer: {
+      source: () => {
+        throw new Error("not used");
+      },
+      downloadFolder: async () => undefined,
+      uploadFolder: async (_dir, uri) => {
+        uploads.push(uri);
+        return [written(uri)];
+      },
+      uploadFile: async (_file, uri) => {
+        uploads.push(uri);
+        return written(uri);
+      },
+    },
+  };
+}
+
+function request(jobName: string): SiloJobRequest {
+  return {
+    federationId: "fed",
+    round: 1,
+    silo: jobName,
+    jobName,
+    command: "node orchestration-trainer.js --out ${{outputs.model_update}}",
+    inputs: {},
+    outputUri: `http://store/fed/${jobName}/`,
+    logUri: `http://store/fed/${jobName}.log`,
+    code: TRAINER_DIR,
+    timeoutSeconds: 60,
+    tags: {},
+  };
+}
+
+const statusesOf = (events: AzureMlEventGridEvent[], job: string) => events.filter((e) => e.data.runId === job).map((e) => e.data.runStatus);
+
+async function until(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+let root: string;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), "flo-local-monitor-"));
+});
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+it("reports every finished job exactly once, uploads included, when several finish together", async () => {
+  const { LocalSiloCompute } = load();
+  const rec = recorder();
+  const compute = new LocalSiloCompute({ root, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 30 });
+  try {
+    const jobs = ["job-a", "job-b", "job-c", "job-d", "job-e"];
+    await Promise.all(jobs.map((j) => compute.submit(request(j))));
+    await until(() => jobs.every((j) => existsSync(join(root, j, "reported.json"))), "every job to be reported");
+    // A few more ticks: nothing is reported twice.
+    await new Promise((r) => setTimeout(r, 200));
+    for (const j of jobs) {
+      expect(statusesOf(rec.events, j)).toEqual(["Queued", "Completed"]);
+      expect(rec.uploads.filter((u) => u.includes(j))).toEqual([`http://store/fed/${j}/`, `http://store/fed/${j}.log`]);
+      expect(await compute.status(j)).toMatchObject({ state: "completed", outputUri: `http://store/fed/${j}/` });
+    }
+  } finally {
+    compute.close();
+  }
+});
+
+it("a new host's monitor finishes jobs an earlier host left unreported, and only those", async () => {
+  const { LocalSiloCompute } = load();
+  const first = recorder();
+  // The first host never ticks (its monitor interval is an hour): its jobs finish unreported.
+  const before = new LocalSiloCompute({ root, transfer: first.transfer, events: { publish: async (e) => void first.events.push(e) }, monitorIntervalMs: 3_600_000 });
+  await before.submit(request("left-behind"));
+  await before.submit(request("already-reported"));
+  const finished = (job: string) => {
+    try {
+      return JSON.parse(readFileSync(join(root, job, "status.json"), "utf8")).state === "completed";
+    } catch {
+      return false;
+    }
+  };
+  await until(() => finished("left-behind") && finished("already-reported"), "both jobs to finish");
+  expect((await before.status("already-reported")).state).toBe("completed");
+  before.close();
+  expect(statusesOf(first.events, "left-behind")).toEqual(["Queued"]);
+
+  const second = recorder();
+  const after = new LocalSiloCompute({ root, transfer: second.transfer, events: { publish: async (e) => void second.events.push(e) }, monitorIntervalMs: 30 });
+  try {
+    await until(() => existsSync(join(root, "left-behind", "reported.json")), "the left-behind job to be reported");
+    await new Promise((r) => setTimeout(r, 200));
+    expect(statusesOf(second.events, "left-behind")).toEqual(["Completed"]);
+    expect(statusesOf(second.events, "already-reported")).toEqual([]);
+  } finally {
+    after.close();
+  }
+});
