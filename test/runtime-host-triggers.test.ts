@@ -105,6 +105,18 @@ describe("local host: HTTP front door", () => {
     expect(fired[0]).toMatchObject({ isPastDue: false, schedule: { adjustForDST: true }, scheduleStatus: { last: "0001-01-01T00:00:00.000Z", next: "2025-03-01T10:01:00.000Z" } });
     expect(fired[1]).toMatchObject({ isPastDue: false, scheduleStatus: { last: "2025-03-01T10:01:00.000Z", next: "2025-03-01T10:02:00.000Z" } });
   });
+
+  test("timer retry policy: fixed-delay retries with retryContext, then the schedule resumes", async () => {
+    const flaky = async (): Promise<Call[]> => (await calls(host)).filter((c) => c.name === "flakyTimer");
+    await clock.advanceTo(new Date("2025-03-01T11:00:00.000Z"));
+    expect((await flaky()).map((c) => c.retryContext)).toEqual([{ retryCount: 0, maxRetryCount: 2 }]);
+    await clock.advance(10_000);
+    await clock.advance(10_000);
+    expect((await flaky()).map((c) => (c.retryContext as { retryCount: number }).retryCount)).toEqual([0, 1, 2]);
+    await clock.advance(30 * 60_000);
+    expect(await flaky()).toHaveLength(3); // retries exhausted; next occurrence is 12:00
+    expect(logs.filter((l) => l === "[error] flakyTimer: Error: timer failed")).toHaveLength(3);
+  });
 });
 
 describe("local host: Service Bus triggers on the embedded transport", () => {

@@ -216,3 +216,15 @@ describe("Service Bus cardinality many", () => {
     expect(triggerMetadata.MessageId).toBeUndefined();
   });
 });
+
+describe("timer retry policies", () => {
+  test("metadata retryOptions parse; delays are fixed or doubling up to the maximum; bad strategies name the function", async () => {
+    const { parseRetryOptions, retryDelayMs } = await import("../lib/runtime/triggers/timer/timerTriggers");
+    const fixed = parseRetryOptions({ strategy: "fixedDelay", retryStrategy: "fixedDelay", maxRetryCount: 3, delayInterval: { seconds: 5 } }, "t")!;
+    expect([1, 2, 3].map((n) => retryDelayMs(fixed, n))).toEqual([5000, 5000, 5000]);
+    const expo = parseRetryOptions({ retryStrategy: "exponentialBackoff", maxRetryCount: -1, minimumInterval: { seconds: 2 }, maximumInterval: { seconds: 10 } }, "t")!;
+    expect([1, 2, 3, 4].map((n) => retryDelayMs(expo, n))).toEqual([2000, 4000, 8000, 10000]);
+    expect(parseRetryOptions(undefined, "t")).toBeUndefined();
+    expect(() => parseRetryOptions({ retryStrategy: "sometimes", maxRetryCount: 1 }, "nightly")).toThrow('Timer function "nightly": retry.strategy: expected "fixedDelay" or "exponentialBackoff", got "sometimes"');
+  });
+});

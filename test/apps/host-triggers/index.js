@@ -37,6 +37,15 @@ app.timer("onStartup", {
   handler: async (timer, context) => record("timer", { name: context.functionName, isPastDue: timer.isPastDue }),
 });
 
+app.timer("flakyTimer", {
+  schedule: "0 0 * * * *",
+  retry: { strategy: "fixedDelay", maxRetryCount: 2, delayInterval: { seconds: 10 } },
+  handler: async (timer, context) => {
+    record("timer", { name: context.functionName, retryContext: context.retryContext });
+    throw new Error("timer failed");
+  },
+});
+
 app.serviceBusQueue("jobEvents", {
   connection: "JobEventsBus",
   queueName: "job-events",

@@ -12,8 +12,49 @@ import { resolveAppSettingExpression } from "../../settings";
 import { decideStartup, parseTimerSchedule, timerPayload, type ScheduleStatus, type TimerSchedule } from "./schedule";
 import type { TimerStatusStore } from "./statusStore";
 
+/** Function-level retry (`retry` in TimerFunctionOptions), as registered in the metadata's retryOptions. */
+export interface TimerRetryPolicy {
+  strategy: "fixedDelay" | "exponentialBackoff";
+  /** Retries after the first attempt; -1 = unlimited. */
+  maxRetryCount: number;
+  delayMs: number;
+  minimumMs: number;
+  maximumMs: number;
+}
+
+function durationMs(value: unknown): number {
+  if (typeof value === "number") return value;
+  if (value && typeof value === "object") {
+    const d = value as { seconds?: number | string; nanos?: number };
+    return Number(d.seconds ?? 0) * 1000 + Math.round((d.nanos ?? 0) / 1e6);
+  }
+  return 0;
+}
+
+/** Reads the registration's retryOptions (`{retryStrategy, maxRetryCount, delayInterval | minimumInterval + maximumInterval}`). */
+export function parseRetryOptions(raw: unknown, functionName: string): TimerRetryPolicy | undefined {
+  if (!raw || typeof raw !== "object") return undefined;
+  const r = raw as Record<string, unknown>;
+  const strategy = String(r.retryStrategy ?? r.strategy ?? "");
+  if (strategy !== "fixedDelay" && strategy !== "exponentialBackoff") {
+    throw new Error(`Timer function "${functionName}": retry.strategy: expected "fixedDelay" or "exponentialBackoff", got ${JSON.stringify(strategy)}`);
+  }
+  const maxRetryCount = Number(r.maxRetryCount);
+  if (!Number.isInteger(maxRetryCount) || maxRetryCount < -1) {
+    throw new Error(`Timer function "${functionName}": retry.maxRetryCount: expected an integer >= -1, got ${JSON.stringify(r.maxRetryCount)}`);
+  }
+  return { strategy, maxRetryCount, delayMs: durationMs(r.delayInterval), minimumMs: durationMs(r.minimumInterval), maximumMs: durationMs(r.maximumInterval) };
+}
+
+/** Delay before retry number `retry` (1-based): fixed, or minimum doubled per retry up to the maximum. */
+export function retryDelayMs(policy: TimerRetryPolicy, retry: number): number {
+  if (policy.strategy === "fixedDelay") return policy.delayMs;
+  return Math.min(policy.maximumMs, policy.minimumMs * 2 ** (retry - 1));
+}
+
 export interface TimerTriggerInfo {
   functionName: string;
+  retry?: TimerRetryPolicy;
   schedule: TimerSchedule;
   runOnStartup: boolean;
   /** Whether status is persisted and past-due occurrences are detected (host: on for intervals >= 1 min). */
@@ -51,7 +92,10 @@ export function collectTimerTriggers(registry: FunctionRegistry, settings: Recor
     const timeZone = settings.WEBSITE_TIME_ZONE;
     const schedule = parseTimerSchedule(expression, name, { timeZone: timeZone && timeZone.includes("/") ? timeZone : undefined });
     const useMonitor = binding.useMonitor === undefined ? schedule.intervalNear(new Date()) >= 60_000 : binding.useMonitor === true;
-    out.push({ functionName: name, schedule, runOnStartup: binding.runOnStartup === true, useMonitor, durableClientInputs: durableClientBindings(fn.metadata) });
+    out.push({
+      functionName: name, schedule, runOnStartup: binding.runOnStartup === true, useMonitor,
+      durableClientInputs: durableClientBindings(fn.metadata), retry: parseRetryOptions(fn.metadata.retryOptions, name),
+    });
   }
   return out;
 }
@@ -103,7 +147,12 @@ export class TimerTriggers {
     this.cancels.set(trigger.functionName, this.options.clock.setTimer(at, () => this.track(this.fire(trigger, at, false))));
   }
 
-  private async fire(trigger: TimerTriggerInfo, occurrence: Date, isPastDue: boolean): Promise<void> {
+  /**
+   * One attempt of an occurrence. With a retry policy, a failed attempt arms a retry on the clock
+   * (not awaited here: a VirtualClock fires it on a later advance) and the schedule resumes after the
+   * last attempt, like the host's function-level retries.
+   */
+  private async fire(trigger: TimerTriggerInfo, occurrence: Date, isPastDue: boolean, attempt = 0): Promise<void> {
     if (this.stopped) return;
     this.cancels.delete(trigger.functionName);
     const shown = this.statuses.get(trigger.functionName);
@@ -112,12 +161,19 @@ export class TimerTriggers {
       const payload = JSON.stringify(this.options.clientBindingData());
       for (const name of trigger.durableClientInputs) extraInputs[name] = { string: payload };
     }
+    const retryContext = trigger.retry ? { retryCount: attempt, maxRetryCount: trigger.retry.maxRetryCount } : undefined;
     try {
-      await this.options.invoker.invoke(trigger.functionName, { json: timerPayload(shown, isPastDue) }, extraInputs);
+      await this.options.invoker.invoke(trigger.functionName, { json: timerPayload(shown, isPastDue) }, extraInputs, retryContext ? { retryContext } : undefined);
       this.options.onInvoked?.(trigger.functionName, isPastDue);
     } catch (err) {
       // Like the host: a failed timer invocation is logged; the schedule continues.
       this.options.onError?.(trigger.functionName, err);
+      const retry = trigger.retry;
+      if (retry && !this.stopped && (retry.maxRetryCount === -1 || attempt < retry.maxRetryCount)) {
+        const at = new Date(this.options.clock.now().getTime() + retryDelayMs(retry, attempt + 1));
+        this.cancels.set(trigger.functionName, this.options.clock.setTimer(at, () => this.track(this.fire(trigger, occurrence, isPastDue, attempt + 1))));
+        return;
+      }
     }
     const now = this.options.clock.now();
     const next = trigger.schedule.next(now);
