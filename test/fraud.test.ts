@@ -2,12 +2,18 @@
  * The fraud demo's pure parts: the data generator (deterministic, rare fraud, regional shift), the
  * AUC/metrics against hand-computed values, CSV validation, and the demo spec.
  */
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CATEGORIES, NUM_FEATURES, featurize, parseCsv, toCsv, FraudDataError, type Transaction } from "../examples/fraud/dataset";
 import { generateFraudData, REGIONS } from "../examples/fraud/generate";
 import { binaryMetrics, logLoss, rocAuc, weightedMean } from "../examples/fraud/metrics";
 import { DEFAULT_EPOCHS_TOTAL } from "../examples/fraud/baselines";
+import { FraudModelError, initialWeights, PARAMETERS, readModelFile, writeModelFile } from "../examples/fraud/model";
+import { parseTrainerArgs, TrainerUsageError } from "../examples/fraud/trainer";
+import { encodeFloats } from "../lib/models/dtypes";
+import { fileSink } from "../lib/models/fileBytes";
+import { writeSafetensors } from "../lib/models/safetensors";
 import { loadSpecFile } from "../lib/spec";
 
 const ROOT = join(__dirname, "..");
@@ -162,5 +168,52 @@ describe("fraud demo spec", () => {
   it("keeps the baselines' default epochs equal to rounds x epochs", async () => {
     const spec = await loadSpecFile(specFile);
     expect(spec.rounds * Number(spec.training.parameters.epochs)).toBe(DEFAULT_EPOCHS_TOTAL);
+  });
+});
+
+describe("fraud trainer flags and model files", () => {
+  const base = ["--out", "o", "--data", "d", "--epochs", "2", "--round", "3"];
+
+  it("parses the contract's flags with defaults, including negative values", () => {
+    expect(parseTrainerArgs(base)).toEqual({ global: undefined, out: "o", data: "d", epochs: 2, round: 3, lr: 0.01, seed: 1, batchSize: 128, posWeight: 10, poisonScale: 1 });
+    expect(parseTrainerArgs([...base, "--poison-scale", "-3", "--global", "g"])).toMatchObject({ poisonScale: -3, global: "g" });
+    expect(parseTrainerArgs([...base, "--poison-scale=-0.5"]).poisonScale).toBe(-0.5);
+  });
+
+  it("names the offending flag", () => {
+    expect(() => parseTrainerArgs([...base, "--epochs", "1.5"])).toThrow(new TrainerUsageError('--epochs must be a non-negative integer, got "1.5"'));
+    expect(() => parseTrainerArgs([...base, "--round", "0"])).toThrow('--round must be an integer >= 1, got "0"');
+    expect(() => parseTrainerArgs([...base, "--learning-rate", "0.1"])).toThrow(TrainerUsageError);
+    expect(() => parseTrainerArgs([...base, "--learning-rate", "0.1"])).toThrow("--learning-rate");
+    expect(() => parseTrainerArgs(["--data", "d", "--epochs", "1", "--round", "1"])).toThrow("--out <dir> is required");
+  });
+
+  describe("model files", () => {
+    let dir: string;
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), "flo-fraud-model-"));
+    });
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    it("round-trips weights exactly and rejects missing, extra or non-finite tensors", async () => {
+      const w = initialWeights(5);
+      const file = join(dir, "ok.safetensors");
+      await writeModelFile(file, w);
+      const back = await readModelFile(file);
+      for (const p of PARAMETERS) expect(Array.from(back[p.name])).toEqual(Array.from(w[p.name]));
+      expect(Array.from(w["dense_1.bias"])).toEqual(new Array(16).fill(0));
+
+      const write = (name: string, tensors: { name: string; shape: number[]; values: number[] }[]) =>
+        writeSafetensors(fileSink(join(dir, name)), tensors.map((t) => ({ name: t.name, dtype: "F32" as const, shape: t.shape, data: encodeFloats(t.values, "F32") })));
+      const all = PARAMETERS.map((p) => ({ name: p.name as string, shape: [...p.shape], values: Array.from(w[p.name]) }));
+
+      await write("missing.safetensors", all.filter((t) => t.name !== "dense_2.bias"));
+      await expect(readModelFile(join(dir, "missing.safetensors"))).rejects.toThrow(new FraudModelError(`${join(dir, "missing.safetensors")}: missing tensor "dense_2.bias" (expected shape [1])`));
+      await write("extra.safetensors", [...all, { name: "dense_3.kernel", shape: [1], values: [0] }]);
+      await expect(readModelFile(join(dir, "extra.safetensors"))).rejects.toThrow('unexpected tensor(s) "dense_3.kernel"');
+      await write("nan.safetensors", all.map((t) => (t.name === "dense_2.bias" ? { ...t, values: [NaN] } : t)));
+      await expect(readModelFile(join(dir, "nan.safetensors"))).rejects.toThrow('tensor "dense_2.bias" holds a non-finite value (NaN) at index 0');
+      await expect(writeModelFile(join(dir, "out.safetensors"), { ...w, "dense_2.bias": new Float32Array([Infinity]) })).rejects.toThrow(FraudModelError);
+    });
   });
 });

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The silo job's command is `node train.js ...` with examples/fraud as its working directory; the
-// trainer itself is TypeScript (train.ts), compiled by `npm run build` into dist/.
+// trainer itself is TypeScript (train.ts -> trainer.ts), compiled by `npm run build` into dist/.
 "use strict";
 const path = require("path");
 const compiled = path.join(__dirname, "..", "..", "dist", "examples", "fraud", "train.js");

@@ -137,7 +137,3 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
     return known ? 2 : 1;
   }
 }
-
-if (require.main === module) {
-  void main().then((code) => (process.exitCode = code));
-}
