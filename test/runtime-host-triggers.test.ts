@@ -214,7 +214,7 @@ describe("local host: timer isPastDue after downtime", () => {
     const { startAzurite } = await import("../lib/storage/azurite");
     const azurite = await startAzurite();
     try {
-      const storage = { connectionString: azurite.connectionString };
+      const storage = azurite.connectionString; // the plain connection-string form of the option
       const clock1 = new VirtualClock("2025-03-01T10:00:30.000Z");
       const first = await startLocalHost({ appEntry: APP, port: 0, storage, settings: SETTINGS, clock: clock1, log: () => undefined });
       await clock1.advance(60_000); // fires 10:01:00; Next recorded = 10:02:00
@@ -253,6 +253,7 @@ describe("flo host options", () => {
 
   test("a missing app entry or settings file is a clear startup error", async () => {
     await expect(startLocalHost({ appEntry: "/nope/index.js", port: 0, storage: "memory" })).rejects.toThrow("appEntry: expected an existing compiled .js file, got /nope/index.js (not found)");
+    await expect(startLocalHost({ appEntry: APP, port: 0, storage: "disk" })).rejects.toThrow('storage: expected "memory", "persisted" or a storage connection string, got "disk"');
     await expect(startLocalHost({ appEntry: APP, port: 0, storage: "memory", settings: "/nope/local.settings.json" })).rejects.toThrow("/nope/local.settings.json: (file): expected an existing local.settings.json, got no such file");
   });
 });

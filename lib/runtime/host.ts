@@ -31,7 +31,16 @@ export class LocalHostError extends Error {
   }
 }
 
-export type LocalHostStorage = "memory" | "persisted" | { connectionString: string };
+/** "memory" / "persisted" Azurite, or an existing account: `{connectionString}` or the connection string itself. */
+export type LocalHostStorage = "memory" | "persisted" | { connectionString: string } | string;
+
+function normalizeStorage(storage: LocalHostStorage | undefined): "memory" | "persisted" | { connectionString: string } | undefined {
+  if (typeof storage !== "string" || storage === "memory" || storage === "persisted") return storage;
+  if (!/AccountName=|BlobEndpoint=|UseDevelopmentStorage=/i.test(storage)) {
+    throw new LocalHostError(`storage: expected "memory", "persisted" or a storage connection string, got ${JSON.stringify(storage.slice(0, 30))}`);
+  }
+  return { connectionString: storage };
+}
 
 export interface StartLocalHostOptions {
   /** Compiled app entry (`dist/functions/index.js` or any module registering `app.*` functions). */
@@ -134,6 +143,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
   const appRoot = hostJsonPath ? path.dirname(hostJsonPath) : path.dirname(appEntry);
   const clock = options.clock ?? new NeverEarlyClock(new RealClock());
   const dataDir = path.resolve(options.dataDir ?? ".flo");
+  const storage = normalizeStorage(options.storage);
 
   // ---- settings (file values never override the real environment, like Core Tools) ----
   let local: LocalSettings;
@@ -161,10 +171,10 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     // ---- storage ----
     let storageConnectionString: string;
     const configuredStorage = settingsView().AzureWebJobsStorage;
-    if (typeof options.storage === "object") storageConnectionString = options.storage.connectionString;
-    else if (options.storage === undefined && !isDevStorage(configuredStorage)) storageConnectionString = configuredStorage as string;
+    if (typeof storage === "object") storageConnectionString = storage.connectionString;
+    else if (storage === undefined && !isDevStorage(configuredStorage)) storageConnectionString = configuredStorage as string;
     else {
-      const location = options.storage === "memory" ? undefined : path.join(dataDir, "azurite");
+      const location = storage === "memory" ? undefined : path.join(dataDir, "azurite");
       if (location) fs.mkdirSync(location, { recursive: true });
       const azurite: AzuriteHandle = await startAzurite({ location, signal: options.signal });
       cleanups.push(() => azurite.stop());
@@ -203,7 +213,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
 
     // ---- durable engine + front door (the engine's client payloads need the server's URL) ----
     const durable = await attachDurableEngine({
-      registry, invoker, clock, hostConfig, storageConnectionString, storage: options.storage ?? "persisted",
+      registry, invoker, clock, hostConfig, storageConnectionString, storage: storage ?? "persisted",
       logError,
     });
     cleanups.push(() => durable.stop());
@@ -227,7 +237,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     if (durable.clientBindingData) clientPayload = () => durable.clientBindingData!(origin);
 
     // ---- timers ----
-    const timerStore: TimerStatusStore = options.storage === "memory" ? new MemoryTimerStatusStore() : new BlobTimerStatusStore(storageConnectionString, hostIdFor(appRoot));
+    const timerStore: TimerStatusStore = storage === "memory" ? new MemoryTimerStatusStore() : new BlobTimerStatusStore(storageConnectionString, hostIdFor(appRoot));
     const timers = new TimerTriggers({
       registry, invoker, clock, store: timerStore, settings: settingsView(), clientBindingData: clientPayload,
       onError: (fn, err) => logError(fn, err),
