@@ -85,6 +85,24 @@ describe("durable engine: .NET-side semantics", () => {
     expect(Date.parse(echo.Timestamp)).toBe(T0 + 60_000);
   });
 
+  it("assigns the notes' §8 example id sequence (fan-out, retry after one failure, cancelled deadline, activity)", async () => {
+    const { engine, clock } = await setup();
+    control.flakyFailures.set("fl-key", 1);
+    const id = await run(engine, "flShaped", "fl-key");
+    expect(offsetsMs(ofType(engine.history(id), EventType.TimerCreated), "FireAt")).toEqual([5000]);
+    await clock.advance(5000);
+    for (const s of ["a", "b", "c"]) await engine.raiseEvent(id, `ack-${s}`, s.toUpperCase());
+    await engine.whenIdle();
+    expect(engine.getStatus(id)!).toMatchObject({
+      runtimeStatus: "Completed",
+      output: { updates: ["a", "b", "c"], aggregated: "ok fl-key", acks: ["A", "B", "C"], after: 42 },
+    });
+    const history = engine.history(id);
+    expect(ofType(history, EventType.TaskScheduled).map((e) => e.EventId)).toEqual([0, 1, 2, 3, 5, 7]);
+    expect(ofType(history, EventType.TimerCreated).map((e) => e.EventId)).toEqual([4, 6]);
+    expect(ofType(history, EventType.TaskFailed).map((e) => e.TaskScheduledId)).toEqual([3]);
+  });
+
   it("reproduces durable-js #574: a timer re-yielded in a Task.any loop becomes a new timer per iteration", async () => {
     const { engine, clock } = await setup();
     const id = await run(engine, "timerReusedInAnyLoop");

@@ -251,3 +251,16 @@ df.app.orchestration("canString", function* (context) {
   }
   return { input };
 });
+
+// The notes' §8 example: fan-out, a retried activity, a cancelled deadline over events, then an activity.
+df.app.orchestration("flShaped", function* (context) {
+  const silos = ["a", "b", "c"];
+  const updates = yield context.df.Task.all(silos.map((s) => context.df.callActivity("echo", s)));
+  const aggregated = yield context.df.callActivityWithRetry("flaky", new df.RetryOptions(5000, 3), context.df.getInput());
+  const deadline = context.df.createTimer(new Date(context.df.currentUtcDateTime.getTime() + 3600_000));
+  const acks = context.df.Task.all(silos.map((s) => context.df.waitForExternalEvent(`ack-${s}`)));
+  const winner = yield context.df.Task.any([acks, deadline]);
+  if (winner === acks) deadline.cancel();
+  const after = yield context.df.callActivity("noop");
+  return { updates, aggregated, acks: winner === acks ? acks.result : null, after };
+});
