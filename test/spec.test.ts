@@ -71,12 +71,22 @@ describe("valid specs", () => {
     expect(spec).not.toHaveProperty("$schema");
   });
 
-  test("azureml-robust.yaml: azureml compute, multi-krum, clipping and dp defaults", async () => {
+  test("azureml-robust.yaml: azureml compute, multi-krum, clipping defaults", async () => {
     const spec = await loadSpecFile(`${SPECS}/azureml-robust.yaml`);
     expect(spec.silos[0].compute).toEqual({ ...AZUREML, resourceGroup: "rg-insurer-a", workspace: "mlw-insurer-a", computeName: "gpu-cluster", exchangeDatastore: "flo_exchange" });
     expect(spec.silos[1].compute).toMatchObject({ type: "azureml", exchangeDatastore: "workspaceblobstore" });
-    expect(spec.aggregation).toEqual({ strategy: "multi-krum", byzantine: 1, keep: 3, clipping: { mode: "fixed", norm: 1 }, dp: { noiseMultiplier: 0.8, delta: 1e-5 } });
+    expect(spec.aggregation).toEqual({ strategy: "multi-krum", byzantine: 1, keep: 3, clipping: { mode: "fixed", norm: 1 } });
     expect(spec.policy).toMatchObject({ minSilos: 5, jobRetries: 2, roundTimeoutSeconds: 7200 });
+  });
+
+  test("central DP is refused around non-mean strategies, accepted around mean-based ones", () => {
+    const agg = (aggregation: unknown) => validateSpec({ ...base(), aggregation }).aggregation;
+    for (const strategy of ["median", "trimmed-mean"]) {
+      expect(() => agg({ strategy, clipping: { mode: "fixed", norm: 1 }, dp: { noiseMultiplier: 1 } })).toThrow(
+        new RegExp(`aggregation\\.dp: expected no dp with ${strategy}: Gaussian noise`),
+      );
+    }
+    expect(agg({ strategy: "fedadam", clipping: { mode: "fixed", norm: 1 }, dp: { noiseMultiplier: 1 } })).toMatchObject({ dp: { noiseMultiplier: 1, delta: 1e-5 } });
   });
 
   test("per-strategy defaults", () => {

@@ -13,6 +13,9 @@ const obj = (v: unknown): Obj => (isObj(v) ? v : {});
 const isCount = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
 
 /** Silos sampled per round: at least one, and `ceil` so a fraction never rounds a silo away. */
+/** Strategies whose output is not a mean of the (clipped) updates: central DP's sensitivity C/m does not hold for them. */
+const NON_LINEAR_STRATEGIES: readonly string[] = ["median", "trimmed-mean", "krum", "multi-krum", "bulyan"];
+
 export function silosPerRound(siloCount: number, sampleFraction: number): number {
   // The epsilon keeps float noise (0.3 x 10 = 3.0000000000000004) from adding a silo.
   return Math.min(siloCount, Math.max(1, Math.ceil(sampleFraction * siloCount - 1e-9)));
@@ -124,6 +127,16 @@ function aggregationIssues(aggregation: Obj, quorum: number, perRound: number, q
   }
   if (aggregation.strategy === "multi-krum" && f !== undefined && isCount(aggregation.keep) && aggregation.keep > quorum - f && quorum - f >= 1) {
     issues.push(specIssue("aggregation.keep", `<= ${quorum - f} (${quorumNote} minus byzantine ${f})`, String(aggregation.keep)));
+  }
+  if (isObj(aggregation.dp) && typeof aggregation.strategy === "string" && NON_LINEAR_STRATEGIES.includes(aggregation.strategy)) {
+    issues.push(
+      specIssue(
+        "aggregation.dp",
+        `no dp with ${aggregation.strategy}: Gaussian noise of sigma = z x C / m is calibrated to the mean of clipped updates (strategies fedavg, fedavgm, fedadam, fedyogi, fedadagrad)`,
+        "a dp setting",
+        "use clipping alone for robustness, or a mean-based strategy for dp",
+      ),
+    );
   }
   if (isObj(aggregation.dp)) {
     const clipping = aggregation.clipping;
