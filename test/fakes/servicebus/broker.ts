@@ -88,6 +88,8 @@ export interface FakeServiceBus {
   messages(entity: string): BrokerMessageSnapshot[];
   /** Messages in `<entity>/$DeadLetterQueue`. */
   deadLetters(entity: string): BrokerMessageSnapshot[];
+  /** Every message the entity ever accepted (completed ones included), oldest first: what travelled through it. */
+  accepted(entity: string): BrokerMessageSnapshot[];
   stop(): Promise<void>;
 }
 
@@ -171,6 +173,7 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
   const topics = new Map<string, Topic>();
   const locks = new Map<string, { entity: Entity; stored: StoredMessage }>();
   let nextSequenceNumber = 1;
+  const acceptedHistory = new Map<string, StoredMessage[]>();
   let stopped = false;
 
   function makeEntity(name: string, entityOptions: FakeEntityOptions = {}): Entity {
@@ -296,6 +299,9 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
     const ttl = typeof message.ttl === "number" && message.ttl > 0 ? message.ttl : entity.options.defaultMessageTimeToLiveMs;
     if (ttl !== undefined && !entity.isDeadLetterQueue) stored.expiresAt = stored.enqueuedAt.getTime() + ttl;
     entity.messages.push(stored);
+    const history = acceptedHistory.get(entity.name) ?? [];
+    history.push(stored);
+    acceptedHistory.set(entity.name, history);
     if (state === "active") pump(entity);
     return stored;
   }
@@ -733,9 +739,9 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
     socket.on("close", () => sockets.delete(socket));
   });
 
-  function snapshot(entity: Entity): BrokerMessageSnapshot[] {
+  function snapshot(entity: Entity, stored: StoredMessage[] = entity.messages): BrokerMessageSnapshot[] {
     if (!entity.isDeadLetterQueue) expire(entity);
-    return entity.messages.map((m) => ({
+    return stored.map((m) => ({
       messageId: m.message.message_id === undefined ? undefined : String(m.message.message_id),
       sequenceNumber: m.sequenceNumber,
       state: m.state,
@@ -770,6 +776,10 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
       const entity = existing(name);
       expire(entity);
       return snapshot(entity.deadLetter!);
+    },
+    accepted: (name) => {
+      const entity = existing(name);
+      return snapshot(entity, acceptedHistory.get(entity.name) ?? []);
     },
     async stop() {
       if (stopped) return;
