@@ -19,8 +19,8 @@ afterEach(() => {
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
 });
 
-function startHost(dataDir: string): Promise<Started> {
-  const child = spawn(process.execPath, [CLI, "host", APP, "--port", "0", "--data", dataDir], {
+function startHost(dataDir: string, app = APP, extraArgs: string[] = []): Promise<Started> {
+  const child = spawn(process.execPath, [CLI, "host", app, "--port", "0", "--data", dataDir, ...extraArgs], {
     cwd: ROOT, env: { ...process.env, FLO_FUNCTION_KEY: KEY }, stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
@@ -118,3 +118,25 @@ test("SIGKILL mid-orchestration, restart on the same --data: the instance comple
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
 }, 180_000);
+
+test("the foreign app runs on `flo host` unchanged (HTTP starter + status over HTTP); SIGINT stops it with exit 0", async () => {
+  if (!fs.existsSync(path.join(ROOT, "dist", "lib", "cli", "host.js"))) throw new Error("dist/ is missing: run `npm run build` (npm test does it first)");
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "flo-foreign-"));
+  try {
+    const host = await startHost(dataDir, path.join(__dirname, "apps", "foreign-app", "index.js"), ["--storage", "memory", "--settings", path.join(__dirname, "apps", "foreign-app", "cli.settings.json")]);
+    expect(host.output()).toContain(`httpStart: [POST] ${host.url}/api/orchestrators/{orchestratorName}/{instanceId?}`);
+    const res = await fetch(`${host.url}/api/orchestrators/fanOutFanIn/cli-1`, { method: "POST", headers: { "content-type": "application/json" }, body: "4" });
+    expect(res.status).toBe(202);
+    const { statusQueryGetUri } = (await res.json()) as { statusQueryGetUri: string };
+    const done = await poll("fan-out completes", async () => {
+      const s = await statusOf(statusQueryGetUri);
+      return s.runtimeStatus === "Completed" ? s : undefined;
+    });
+    expect(done.output).toEqual({ count: 4, sum: 30 });
+    host.child.kill("SIGINT");
+    expect(await exited(host.child)).toEqual({ code: 0, signal: null });
+    expect(host.output()).toContain("SIGINT: stopping");
+  } finally {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}, 120_000);
