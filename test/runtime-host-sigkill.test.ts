@@ -1,7 +1,7 @@
 /**
- * `flo host` as a child process: start a long-ish orchestration, SIGKILL the host mid-way, restart
+ * `flo host` as a child process. (1) Start a long-ish orchestration, SIGKILL the host mid-way, restart
  * it on the same --data folder, and the instance completes with the same output as an
- * uninterrupted run. Needs dist/ (`npm test` builds first).
+ * uninterrupted run. (2) The foreign app runs on the CLI unchanged. Needs dist/ (`npm test` builds first).
  */
 import { spawn, type ChildProcess } from "child_process";
 import * as fs from "fs";
