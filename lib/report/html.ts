@@ -63,7 +63,7 @@ export function reportSeries(input: ReportInput) {
   const global: ChartSeries[] = [];
   if (metric) {
     global.push({ label: `global model entering the round (silos' evaluation, ${metric})`, data: manifests.map((m) => value(m.globalMetrics)) });
-    global.push({ label: `after local training (weighted mean, ${metric})`, data: manifests.map((m) => value(m.metrics)) });
+    global.push({ label: `each silo's own model after local training, on its own validation data (weighted mean, ${metric})`, data: manifests.map((m) => value(m.metrics)) });
     const central = value(input.baselines?.centralized);
     if (central !== null) global.push({ label: `centralized baseline (${metric})`, data: rounds.map(() => central), dashed: true });
     const locals = Object.values(input.baselines?.localOnly ?? {}).map(value).filter((v): v is number => v !== null);
