@@ -33,7 +33,7 @@ class CrashingStore implements DurableStore {
   putInstance: DurableStore["putInstance"] = async (i) => (this.guard("putInstance"), this.inner.putInstance(i));
   appendEpisode: DurableStore["appendEpisode"] = async (e) => (this.guard("appendEpisode"), this.inner.appendEpisode(e));
   deleteHistory: DurableStore["deleteHistory"] = async (i, e) => (this.guard("deleteHistory"), this.inner.deleteHistory(i, e));
-  putMessage: DurableStore["putMessage"] = async (m) => (this.guard("putMessage"), this.inner.putMessage(m));
+  putMessages: DurableStore["putMessages"] = async (i, m) => (this.guard("putMessages"), this.inner.putMessages(i, m));
   deleteMessages: DurableStore["deleteMessages"] = async (i, ids) => (this.guard("deleteMessages"), this.inner.deleteMessages(i, ids));
   putWorkItems: DurableStore["putWorkItems"] = async (w) => (this.guard("putWorkItems"), this.inner.putWorkItems(w));
   deleteWorkItems: DurableStore["deleteWorkItems"] = async (ids) => (this.guard("deleteWorkItems"), this.inner.deleteWorkItems(ids));
@@ -60,7 +60,7 @@ describe("restart recovery (crash between any two writes)", () => {
     { op: "putInstance", nth: 2 },
     { op: "putWorkItems", nth: 1 },
     { op: "deleteMessages", nth: 1 },
-    { op: "putMessage", nth: 2 }, // the first activity's result
+    { op: "putMessages", nth: 2 }, // the first activity's result
     { op: "deleteWorkItems", nth: 1 },
     { op: "appendEpisode", nth: 2 },
     { op: "putWorkItems", nth: 2 },
@@ -97,7 +97,7 @@ describe("transient storage errors (one failed write, then the store works again
     { op: "appendEpisode", nth: 2 },
     { op: "putInstance", nth: 2 },
     { op: "putWorkItems", nth: 1 },
-    { op: "putMessage", nth: 2 }, // the first activity's result
+    { op: "putMessages", nth: 2 }, // the first activity's result
     { op: "deleteMessages", nth: 1 },
     { op: "deleteWorkItems", nth: 1 },
   ];
@@ -139,7 +139,7 @@ describe("transient storage errors (one failed write, then the store works again
 });
 
 describe("restart recovery across continueAsNew (each of the first 3 writes of every kind)", () => {
-  const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "deleteHistory", "putMessage", "deleteMessages", "putWorkItems", "deleteWorkItems"];
+  const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "deleteHistory", "putMessages", "deleteMessages", "putWorkItems", "deleteWorkItems"];
   const cases = ops.flatMap((op) => [1, 2, 3].map((nth) => ({ op, nth })));
 
   it.each(cases)("crash at $op #$nth: countdown(2) still ends Completed once", async (crashAt) => {
@@ -190,7 +190,7 @@ describe("restart recovery of sub-orchestrations and host-side retries", () => {
       },
     },
   ];
-  const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "putMessage", "deleteMessages", "putWorkItems", "deleteWorkItems"];
+  const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "putMessages", "deleteMessages", "putWorkItems", "deleteWorkItems"];
   const cases = scenarios.flatMap((scenario) => ops.flatMap((op) => [1, 2].map((nth) => ({ scenario: scenario.name, op, nth }))));
 
   it.each(cases)("$scenario, crash at $op #$nth", async ({ scenario, op, nth }) => {

@@ -13,6 +13,8 @@ import type { ActivityWorkItem, DurableStore, DurableStoreSnapshot, EpisodeRecor
 
 /** Azure Tables caps a string property at 64 KiB (32K UTF-16 chars); stay well below. */
 const MAX_INLINE_CHARS = 30_000;
+/** Keep an entity-group transaction request well under its 4 MiB limit. */
+const MAX_BATCH_CHARS = 1_500_000;
 const INSTANCE_PARTITION = "instance";
 const WORK_PARTITION = "activity";
 
@@ -109,8 +111,9 @@ export class AzuriteDurableStore implements DurableStore {
     }
   }
 
-  putMessage(message: InboxMessage): Promise<void> {
-    return this.write(this.inbox, encodeKey(message.instanceId), encodeKey(message.id), message);
+  async putMessages(instanceId: string, messages: InboxMessage[]): Promise<void> {
+    const pk = encodeKey(instanceId);
+    await this.upsertBatch(this.inbox, pk, messages.map((m) => ({ rowKey: encodeKey(m.id), value: m })));
   }
 
   async deleteMessages(instanceId: string, ids: string[]): Promise<void> {
@@ -132,27 +135,8 @@ export class AzuriteDurableStore implements DurableStore {
     }
   }
 
-  async putWorkItems(items: ActivityWorkItem[]): Promise<void> {
-    // Entity-group transactions of up to 100 rows (one partition); spilled payloads go one by one.
-    const inline: ActivityWorkItem[] = [];
-    for (const item of items) {
-      if (JSON.stringify(item).length > MAX_INLINE_CHARS) await this.write(this.workItems, WORK_PARTITION, encodeKey(item.id), item, { instanceId: item.instanceId });
-      else inline.push(item);
-    }
-    for (let i = 0; i < inline.length; i += 100) {
-      const batch = inline.slice(i, i + 100);
-      if (batch.length === 1) {
-        await this.write(this.workItems, WORK_PARTITION, encodeKey(batch[0].id), batch[0], { instanceId: batch[0].instanceId });
-        continue;
-      }
-      await this.workItems.submitTransaction(
-        batch.map((item) => [
-          "upsert",
-          { partitionKey: WORK_PARTITION, rowKey: encodeKey(item.id), data: JSON.stringify(item), instanceId: item.instanceId },
-          "Replace",
-        ]),
-      );
-    }
+  putWorkItems(items: ActivityWorkItem[]): Promise<void> {
+    return this.upsertBatch(this.workItems, WORK_PARTITION, items.map((item) => ({ rowKey: encodeKey(item.id), value: item, extra: { instanceId: item.instanceId } })));
   }
 
   async deleteWorkItems(ids: string[]): Promise<void> {
@@ -202,6 +186,32 @@ export class AzuriteDurableStore implements DurableStore {
       entity.data = text;
     }
     await table.upsertEntity(entity, "Replace");
+  }
+
+  /**
+   * Upsert rows of one partition: entity-group transactions (at most 100 rows and well under the
+   * 4 MiB request limit); payloads that must spill to a blob are written one by one.
+   */
+  private async upsertBatch(table: TableClient, partitionKey: string, rows: Array<{ rowKey: string; value: unknown; extra?: Record<string, string> }>): Promise<void> {
+    let batch: Array<{ partitionKey: string; rowKey: string; data: string }> = [];
+    let batchChars = 0;
+    const flush = async (): Promise<void> => {
+      if (batch.length === 1) await table.upsertEntity(batch[0], "Replace");
+      else if (batch.length > 1) await table.submitTransaction(batch.map((entity) => ["upsert", entity, "Replace"]));
+      batch = [];
+      batchChars = 0;
+    };
+    for (const row of rows) {
+      const text = JSON.stringify(row.value);
+      if (text.length > MAX_INLINE_CHARS) {
+        await this.write(table, partitionKey, row.rowKey, row.value, row.extra);
+        continue;
+      }
+      if (batch.length === 100 || batchChars + text.length > MAX_BATCH_CHARS) await flush();
+      batch.push({ partitionKey, rowKey: row.rowKey, data: text, ...row.extra });
+      batchChars += text.length;
+    }
+    await flush();
   }
 
   private async readAll<T>(table: TableClient): Promise<T[]> {

@@ -66,6 +66,11 @@ const OUT_OF_PROC_MARKER = "$OutOfProcData$:";
 /** Default delay before retrying an episode or an activity-result write that failed (storage hiccup). */
 const DEFAULT_RETRY_AFTER_ERROR_MS = 1000;
 
+interface MessageWriter {
+  queue: Array<{ message: InboxMessage; resolve: () => void; reject: (err: unknown) => void }>;
+  running: boolean;
+}
+
 interface LiveInstance {
   record: InstanceRecord;
   /** Events of the current execution, as replayed (IsPlayed already true). */
@@ -123,6 +128,7 @@ export class DurableEngine {
   private readonly live = new Map<string, LiveInstance>();
   private readonly active = new Set<Promise<unknown>>();
   private readonly activityQueue: ActivityWorkItem[] = [];
+  private readonly messageWriters = new Map<string, MessageWriter>();
   private runningActivities = 0;
   /** Ids of activity work items queued or running in this process. */
   private readonly activeWorkIds = new Set<string>();
@@ -370,9 +376,43 @@ export class DurableEngine {
     };
   }
 
+  /**
+   * Persist a message. Messages for an instance that arrive while a write for it is in flight are
+   * written together in the next batch (one table transaction), e.g. a fan-out's activity results.
+   */
+  private persistMessage(message: InboxMessage): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let writer = this.messageWriters.get(message.instanceId);
+      if (!writer) {
+        writer = { queue: [], running: false };
+        this.messageWriters.set(message.instanceId, writer);
+      }
+      writer.queue.push({ message, resolve, reject });
+      if (!writer.running) void this.drainMessageWriter(message.instanceId, writer);
+    });
+  }
+
+  private async drainMessageWriter(instanceId: string, writer: MessageWriter): Promise<void> {
+    writer.running = true;
+    try {
+      while (writer.queue.length > 0) {
+        const batch = writer.queue.splice(0, 100);
+        try {
+          await this.store.putMessages(instanceId, batch.map((b) => b.message));
+          for (const b of batch) b.resolve();
+        } catch (err) {
+          for (const b of batch) b.reject(err);
+        }
+      }
+    } finally {
+      writer.running = false;
+      if (this.messageWriters.get(instanceId) === writer) this.messageWriters.delete(instanceId);
+    }
+  }
+
   /** Persist a message, add it to the live inbox and wake the instance (or arm its timer). */
   private async deliver(message: InboxMessage): Promise<void> {
-    await this.store.putMessage(message);
+    await this.persistMessage(message);
     const live = this.live.get(message.instanceId);
     if (!live) return;
     if (!live.inbox.some((m) => m.id === message.id)) live.inbox.push(message);
@@ -840,7 +880,7 @@ export class DurableEngine {
     const started = live.history.some((e) => e.EventType === EventType.ExecutionStarted);
     if (!started && !live.inbox.some((m) => m.event.EventType === EventType.ExecutionStarted && m.executionId === record.executionId)) {
       const start = this.startMessage(record);
-      await this.store.putMessage(start);
+      await this.store.putMessages(record.instanceId, [start]);
       live.inbox.push(start);
     }
     const done = new Set<number>();
@@ -862,7 +902,7 @@ export class DurableEngine {
         if (inboxIds.has(id)) continue;
         const fireAt = String(e.FireAt);
         const message: InboxMessage = { id, instanceId: record.instanceId, executionId: record.executionId, event: events.timerFired(new Date(fireAt), e.EventId, fireAt), enqueuedAt: now.toISOString(), fireAt };
-        await this.store.putMessage(message);
+        await this.store.putMessages(record.instanceId, [message]);
         live.inbox.push(message);
       } else if (e.EventType === EventType.SubOrchestrationInstanceCreated) {
         const childId = String(e.InstanceId);

@@ -74,7 +74,8 @@ export interface DurableStore {
   appendEpisode(episode: EpisodeRecord): Promise<void>;
   /** Drop the history of one execution (after continueAsNew) or of all executions. */
   deleteHistory(instanceId: string, executionId?: string): Promise<void>;
-  putMessage(message: InboxMessage): Promise<void>;
+  /** Messages of one instance (one partition: the Azurite store writes them as one transaction). */
+  putMessages(instanceId: string, messages: InboxMessage[]): Promise<void>;
   deleteMessages(instanceId: string, ids: string[]): Promise<void>;
   /** Batched: the engine writes an episode's activities together and deletes finished ones in bulk. */
   putWorkItems(items: ActivityWorkItem[]): Promise<void>;
@@ -112,8 +113,8 @@ export class InMemoryDurableStore implements DurableStore {
       if (e.instanceId === instanceId && (executionId === undefined || e.executionId === executionId)) this.episodes.delete(key);
     }
   }
-  async putMessage(message: InboxMessage): Promise<void> {
-    this.inbox.set(`${message.instanceId}\u0000${message.id}`, clone(message));
+  async putMessages(instanceId: string, messages: InboxMessage[]): Promise<void> {
+    for (const message of messages) this.inbox.set(`${instanceId}\u0000${message.id}`, clone(message));
   }
   async deleteMessages(instanceId: string, ids: string[]): Promise<void> {
     for (const id of ids) this.inbox.delete(`${instanceId}\u0000${id}`);
