@@ -38,12 +38,26 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+/**
+ * Baseline measured in the same run: the SDK's orchestrator handler called directly on the parsed
+ * payload (what any host must at least pay). The ratio column is what flo adds on top: payload
+ * JSON, the worker's conversions, the .NET-side emulation. Ratios are far less load-sensitive than
+ * milliseconds on a shared machine.
+ */
+function sdkOnly(invoker: Invoker): (payload: string) => Promise<unknown> {
+  const { InvocationContext } = require("@azure/functions") as { InvocationContext: new (init: object) => object };
+  const handler = invoker.get("chainN")!.callback as (trigger: unknown, context: unknown) => unknown;
+  return async (payload) => handler(JSON.parse(payload), new InvocationContext({ functionName: "chainN", logHandler: () => undefined }));
+}
+
 async function episodeCost(invoker: Invoker, targetEvents: number, reps: number): Promise<Record<string, string | number>> {
   const steps = Math.max(1, Math.round((targetEvents - 2) / 4));
   const history = chainHistory(steps, Date.parse("2025-01-01T00:00:00Z"));
   const stringify: number[] = [];
   const invoke: number[] = [];
   const dotnet: number[] = [];
+  const baseline: number[] = [];
+  const direct = sdkOnly(invoker);
   let bytes = 0;
   for (let r = 0; r < reps; r++) {
     const t0 = performance.now();
@@ -62,6 +76,9 @@ async function episodeCost(invoker: Invoker, targetEvents: number, reps: number)
     });
     const t3 = performance.now();
     if (result.newWork.length !== 1 || result.newWork[0].id !== steps) throw new Error(`bench replay went wrong: ${JSON.stringify(result.newWork)}`);
+    const t4 = performance.now();
+    await direct(payload);
+    baseline.push(performance.now() - t4);
     bytes = payload.length;
     stringify.push(t1 - t0);
     invoke.push(t2 - t1);
@@ -77,6 +94,8 @@ async function episodeCost(invoker: Invoker, targetEvents: number, reps: number)
     "episode min ms": Math.min(...total).toFixed(2),
     "episode p50 ms": percentile(total, 50).toFixed(2),
     "episode p95 ms": percentile(total, 95).toFixed(2),
+    "SDK-only p50 ms": percentile(baseline, 50).toFixed(2),
+    "episode / SDK-only": (percentile(total, 50) / percentile(baseline, 50)).toFixed(2),
   };
 }
 
