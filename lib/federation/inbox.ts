@@ -16,6 +16,7 @@ import { ApiError } from "./problem";
 import { prepareFederation } from "./lifecycle";
 import { rejectedQueueName, type FederationServices } from "./services";
 import { Orchestrations, type SiloJobEvent } from "./types";
+import { TERMINAL_JOB_STATES } from "../compute/siloCompute";
 
 export interface InboxMessage {
   body: unknown;
@@ -43,12 +44,13 @@ export async function rejectMessage(services: FederationServices, queue: string,
   log(`message ${message.messageId ?? "(no id)"} from ${queue} rejected: ${reason}: ${description}`);
 }
 
-export type JobEventOutcome = "raised" | "not-ours" | "no-instance" | "rejected";
+export type JobEventOutcome = "raised" | "in-progress" | "not-ours" | "no-instance" | "rejected";
 
 /**
- * An Azure ML run event: raised on the silo's sub-orchestration as `silo-done:<round>:<silo>`. The
- * orchestration treats it as a hint and confirms with a job status call, so duplicates, events of
- * earlier attempts and events for closed rounds are harmless.
+ * An Azure ML run event: a final state is raised on the silo's sub-orchestration as
+ * `silo-done:<round>:<silo>` (in-progress states are only logged). The orchestration treats it as
+ * a hint and confirms with a job status call, so duplicates, events of earlier attempts and events
+ * for closed rounds are harmless.
  */
 export async function handleJobEvent(client: DurableClient, services: FederationServices, queue: string, message: InboxMessage, log: Log): Promise<JobEventOutcome> {
   let parsed;
@@ -62,6 +64,12 @@ export async function handleJobEvent(client: DurableClient, services: Federation
   if (parsed.kind === "not-ours") {
     log(`job event ${parsed.eventId} ignored: ${parsed.reason}`);
     return "not-ours";
+  }
+  if (parsed.status !== undefined && !TERMINAL_JOB_STATES.includes(parsed.status)) {
+    // Only a final state can end the silo's wait; raising "queued"/"running" would cost an episode
+    // and a status activity per silo for nothing (the silo's poll timer still catches lost events).
+    log(`job event ${parsed.eventId}: ${parsed.jobName} ${parsed.rawStatus ?? parsed.status} is in progress, not raised`);
+    return "in-progress";
   }
   const instanceId = siloInstanceId(parsed.federationId, parsed.round, parsed.silo);
   if (!(await findInstance(client, instanceId))) {
