@@ -1,9 +1,10 @@
 /**
- * The local compute's job monitor: finished jobs are uploaded and reported once each, several at
- * a time, and jobs an earlier host left unreported are finished by the next one (root scan).
+ * The local compute's job monitor: finished jobs (found by their runners' markers) are uploaded and
+ * reported once each, several at a time, and jobs an earlier host left unreported are finished by
+ * the next one (root scan).
  * Uses the compiled module (dist/, built by `npm test`): it spawns dist's localJobRunner.js.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { LocalSiloCompute as LocalSiloComputeType, JobFolderTransfer } from "../lib/compute/local";
@@ -95,6 +96,8 @@ it("reports every finished job exactly once, uploads included, when several fini
       expect(rec.uploads.filter((u) => u.includes(j))).toEqual([`http://store/fed/${j}/`, `http://store/fed/${j}.log`]);
       expect(await compute.status(j)).toMatchObject({ state: "completed", outputUri: `http://store/fed/${j}/` });
     }
+    // The runners' finished markers are gone once their jobs are reported.
+    expect(readdirSync(join(root, ".finished"))).toEqual([]);
   } finally {
     compute.close();
   }

@@ -10,7 +10,7 @@
  * the job (upload + event) once it sees that state, from a monitor loop or from a status() call.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { renderCommand } from "../spec/command";
 import type { ByteSource, WrittenObject } from "../models/bytes";
@@ -18,7 +18,7 @@ import { runStatusChangedEvent, azureMlWorkspaceId, FLO_TAGS, FLO_APP_TAG_VALUE 
 import type { AzureMlEventGridEvent } from "../events/azureMlEvents";
 import type { CallOptions, JobState, SiloCompute, SiloJobRequest, SiloJobStatus, SiloOutput } from "./siloCompute";
 import { TERMINAL_JOB_STATES } from "./siloCompute";
-import { writeJobStatus, writeJsonAtomic, type LocalJobFile, type LocalJobReportFile, type LocalJobStatusFile } from "./localJobFiles";
+import { FINISHED_MARKERS_DIR, finishedMarkerPath, writeJobStatus, writeJsonAtomic, type LocalJobFile, type LocalJobReportFile, type LocalJobStatusFile } from "./localJobFiles";
 
 /** Moves job folders between the model store and the job's local folder. */
 export interface JobFolderTransfer {
@@ -40,7 +40,7 @@ export interface LocalSiloComputeOptions {
   events: JobEventPublisher;
   /** Relative data/code paths in specs resolve against this folder (default: the process cwd). */
   baseDir?: string;
-  /** How often the monitor looks for finished jobs (ms). */
+  /** How often the monitor looks for finished jobs (ms, default 100); every 25th look reads every pending job's state. */
   monitorIntervalMs?: number;
   /** Environment variables never passed to trainers (storage credentials and the like). */
   withheldEnv?: RegExp;
@@ -50,6 +50,8 @@ const RUNNER = join(__dirname, "localJobRunner.js");
 const JOB_NAME = /^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$/;
 /** Finished jobs the monitor uploads and reports at the same time. */
 const FINISH_CONCURRENCY = 16;
+/** Every this many monitor ticks, every pending job's status.json is read (not only marked ones). */
+const FULL_CHECK_EVERY = 25;
 const DEFAULT_WITHHELD_ENV = /^(AzureWebJobs|FLO_FUNCTION_KEY|.*(CONNECTION|SECRET|PASSWORD|KEY|TOKEN).*$)/i;
 
 /** A local job that cannot be submitted as asked. */
@@ -69,13 +71,14 @@ export class LocalSiloCompute implements SiloCompute {
   private readonly pending = new Set<string>();
   private rootScanned = false;
   private ticking = false;
+  private ticks = 0;
   private readonly monitor: NodeJS.Timeout;
 
   constructor(private readonly options: LocalSiloComputeOptions) {
     this.root = resolve(options.root);
     this.baseDir = resolve(options.baseDir ?? process.cwd());
     mkdirSync(this.root, { recursive: true });
-    this.monitor = setInterval(() => void this.finishReadyJobs(), options.monitorIntervalMs ?? 250);
+    this.monitor = setInterval(() => void this.finishReadyJobs(), options.monitorIntervalMs ?? 100);
     this.monitor.unref();
   }
 
@@ -171,6 +174,7 @@ export class LocalSiloCompute implements SiloCompute {
       pending = this.doFinish(jobName, options)
         .then((status) => {
           this.pending.delete(jobName);
+          rmSync(finishedMarkerPath(this.jobDir(jobName)), { force: true });
           return status;
         })
         .finally(() => this.finishing.delete(jobName));
@@ -221,11 +225,16 @@ export class LocalSiloCompute implements SiloCompute {
         }
         this.rootScanned = true;
       }
+      // Runners leave a marker when a job ends, so a tick lists one folder. Every FULL_CHECK_EVERY
+      // ticks all pending jobs are read: that finds runners that died, or ended without a marker.
+      const full = this.ticks++ % FULL_CHECK_EVERY === 0;
+      const candidates = full ? [...this.pending] : finishedMarkers(this.root).filter((name) => this.pending.has(name));
       const ready: string[] = [];
-      for (const name of this.pending) {
+      for (const name of candidates) {
         const jobDir = this.jobDir(name);
         if (existsSync(join(jobDir, "reported.json"))) {
           this.pending.delete(name);
+          rmSync(finishedMarkerPath(jobDir), { force: true });
           continue;
         }
         const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
@@ -300,6 +309,14 @@ function readJson<T>(path: string): T | undefined {
     return JSON.parse(readFileSync(path, "utf8")) as T;
   } catch {
     return undefined;
+  }
+}
+
+function finishedMarkers(root: string): string[] {
+  try {
+    return readdirSync(join(root, FINISHED_MARKERS_DIR));
+  } catch {
+    return [];
   }
 }
 

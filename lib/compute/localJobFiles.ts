@@ -1,6 +1,6 @@
 /** Files a local silo job keeps in its folder, shared by the runner process and LocalSiloCompute. */
-import { renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import type { JobState, SiloJobRequest } from "./siloCompute";
 
 /** job.json: everything the runner needs, written before it starts. */
@@ -43,4 +43,25 @@ export function writeJsonAtomic(path: string, value: unknown): void {
 
 export function writeJobStatus(jobDir: string, status: LocalJobStatusFile): void {
   writeJsonAtomic(join(jobDir, "status.json"), status);
+}
+
+/**
+ * Folder (in the jobs root) where a runner leaves an empty `<jobName>` file once the job's final
+ * state is written, so the host's monitor lists one folder per tick instead of reading every
+ * pending job's status.json.
+ */
+export const FINISHED_MARKERS_DIR = ".finished";
+
+export function finishedMarkerPath(jobDir: string): string {
+  return join(dirname(jobDir), FINISHED_MARKERS_DIR, basename(jobDir));
+}
+
+/** Best effort: without the marker the monitor's periodic full check still finds the job. */
+export function markJobFinished(jobDir: string): void {
+  try {
+    mkdirSync(join(dirname(jobDir), FINISHED_MARKERS_DIR), { recursive: true });
+    writeFileSync(finishedMarkerPath(jobDir), "");
+  } catch {
+    // the slower full check covers it
+  }
 }

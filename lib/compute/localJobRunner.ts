@@ -10,7 +10,7 @@
 import { spawn } from "node:child_process";
 import { createWriteStream, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { writeJobStatus, type LocalJobFile, type LocalJobStatusFile } from "./localJobFiles";
+import { markJobFinished, writeJobStatus, type LocalJobFile, type LocalJobStatusFile } from "./localJobFiles";
 
 function main(jobDir: string): void {
   const job = JSON.parse(readFileSync(join(jobDir, "job.json"), "utf8")) as LocalJobFile;
@@ -40,6 +40,7 @@ function main(jobDir: string): void {
     clearTimeout(timer);
     log.end(() => {
       writeJobStatus(jobDir, final);
+      markJobFinished(jobDir);
       process.exit(0);
     });
   };
