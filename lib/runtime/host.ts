@@ -7,7 +7,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { loadFunctionsApp, type FunctionRegistry } from "./functionsCore";
-import { createInvoker, type Invoker } from "./invoke";
+import { triggerBinding, createInvoker, type Invoker } from "./invoke";
 import { RealClock, type CancelTimer, type Clock } from "./clock";
 import {
   applySettingsToEnv, loadHostJson, loadLocalSettings, resolveHostKeys, type HostConfig, type LocalSettings,
@@ -110,6 +110,21 @@ export class NeverEarlyClock implements Clock {
   }
 }
 
+/** Durable triggers (orchestrations, activities) always run; other triggers honour the Disabled setting. */
+const ALWAYS_ENABLED_TRIGGERS = new Set(["orchestrationTrigger", "activityTrigger", "entityTrigger"]);
+
+/** The registry without functions whose `AzureWebJobs.<name>.Disabled` setting is true (or 1). */
+export function withoutDisabledTriggers(registry: FunctionRegistry, settings: Record<string, string | undefined>): FunctionRegistry {
+  const functions = new Map(
+    [...registry.functions].filter(([name, fn]) => {
+      const value = settings[`AzureWebJobs.${name}.Disabled`]?.trim().toLowerCase();
+      if (value !== "true" && value !== "1") return true;
+      return ALWAYS_ENABLED_TRIGGERS.has(triggerBinding(fn.metadata).type);
+    }),
+  );
+  return { ...registry, functions };
+}
+
 /** Finds host.json: the entry's folder, then each parent. */
 export function findHostJson(appEntry: string): string | undefined {
   let dir = path.dirname(path.resolve(appEntry));
@@ -193,6 +208,9 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     // ---- app ----
     options.signal?.throwIfAborted();
     const registry = loadFunctionsApp(appEntry);
+    // Like the Functions host, `AzureWebJobs.<name>.Disabled` stops a function's trigger from firing.
+    const triggers = withoutDisabledTriggers(registry, settingsView());
+    for (const name of registry.functions.keys()) if (!triggers.functions.has(name)) log(`Function ${name} is disabled (AzureWebJobs.${name}.Disabled)`);
     // Service Bus output bindings are sent by the host after each invocation (whatever the trigger).
     let serviceBus: LocalServiceBus | undefined;
     const invoker = withServiceBusOutputs(createInvoker(registry), async (entity, messages, connection) => {
@@ -204,7 +222,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     let origin = "";
     let clientPayload: (() => unknown) | undefined;
     serviceBus = new LocalServiceBus({
-      registry, invoker, settings: settingsView(), options: hostConfig.serviceBus, storageConnectionString,
+      registry: triggers, invoker, settings: settingsView(), options: hostConfig.serviceBus, storageConnectionString,
       clientBindingData: () => clientPayload?.(), pollIntervalMs: options.serviceBusPollIntervalMs,
       onError: (where, err) => logError(where, err),
     });
@@ -220,7 +238,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     await durable.start();
     const mounts: Array<{ pathPrefix: string; handler: MountedHandler }> = durable.mounts;
     const frontDoor: HttpFrontDoor = await startHttpFrontDoor({
-      registry, invoker, routePrefix: hostConfig.routePrefix, keys, mounts,
+      registry: triggers, invoker, routePrefix: hostConfig.routePrefix, keys, mounts,
       clientBindingData: durable.clientBindingData ? (o) => durable.clientBindingData!(o) : undefined,
       port: options.port ?? 7071,
       onError: (fn, err) => logError(fn, err),
@@ -239,7 +257,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     // ---- timers ----
     const timerStore: TimerStatusStore = storage === "memory" ? new MemoryTimerStatusStore() : new BlobTimerStatusStore(storageConnectionString, hostIdFor(appRoot));
     const timers = new TimerTriggers({
-      registry, invoker, clock, store: timerStore, settings: settingsView(), clientBindingData: clientPayload,
+      registry: triggers, invoker, clock, store: timerStore, settings: settingsView(), clientBindingData: clientPayload,
       onError: (fn, err) => logError(fn, err),
     });
     cleanups.push(() => timers.stop());
