@@ -341,44 +341,44 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
   }
 
   async function runPasses(): Promise<AggregationResult> {
-  let restarts = 0;
-  for (;;) {
-    checkEnough();
-    const ctx: RoundContext = {
-      updates: included.map((c) => ({ id: c.id, numExamples: c.metrics.numExamples })),
-      tensors,
-      floatElements,
-      state: options.state?.json,
-      stateTensorsPresent: stateSources.map((s) => s.name),
-    };
-    strategy.checkRound?.(ctx, globalHeader !== undefined);
-    for (const c of included) {
-      c.hashCursor = c.header.dataStart;
-      c.hashInOrder = true;
-    }
-    hashPool.reset(included.filter((c) => !c.knownSha256).map((c) => [c.index, c.header.prefix]));
-    try {
-      const pass = new RoundPass(options, strategy, ctx, included, tensors, items, buffers, hashPool, globalHeader, stateSources, restarts);
-      const { output, stateFiles, outcome } = await pass.run();
-      const digests = await hashPool.digests();
-      const includedResults: IncludedUpdate[] = [];
-      for (const c of included) includedResults.push({ id: c.id, numExamples: c.metrics.numExamples, sha256: await finishHash(c, digests.get(c.index), signal) });
-      return {
-        included: includedResults,
-        excluded,
-        output,
-        state: { json: outcome.state, tensors: stateFiles, ...(outcome.report !== undefined ? { report: outcome.report } : {}) },
-        metrics: weightedMetricMeans(included.map((c) => c.metrics)),
-        totalExamples: included.reduce((s, c) => s + c.metrics.numExamples, 0),
-        restarts,
+    let restarts = 0;
+    for (;;) {
+      checkEnough();
+      const ctx: RoundContext = {
+        updates: included.map((c) => ({ id: c.id, numExamples: c.metrics.numExamples })),
+        tensors,
+        floatElements,
+        state: options.state?.json,
+        stateTensorsPresent: stateSources.map((s) => s.name),
       };
-    } catch (err) {
-      if (!(err instanceof UpdateFault) || signal?.aborted) throw err;
-      excluded.push({ id: err.candidate.id, reason: err.reason });
-      included = included.filter((c) => c !== err.candidate);
-      restarts++;
+      strategy.checkRound?.(ctx, globalHeader !== undefined);
+      for (const c of included) {
+        c.hashCursor = c.header.dataStart;
+        c.hashInOrder = true;
+      }
+      hashPool.reset(included.filter((c) => !c.knownSha256).map((c) => [c.index, c.header.prefix]));
+      try {
+        const pass = new RoundPass(options, strategy, ctx, included, tensors, items, buffers, hashPool, globalHeader, stateSources, restarts);
+        const { output, stateFiles, outcome } = await pass.run();
+        const digests = await hashPool.digests();
+        const includedResults: IncludedUpdate[] = [];
+        for (const c of included) includedResults.push({ id: c.id, numExamples: c.metrics.numExamples, sha256: await finishHash(c, digests.get(c.index), signal) });
+        return {
+          included: includedResults,
+          excluded,
+          output,
+          state: { json: outcome.state, tensors: stateFiles, ...(outcome.report !== undefined ? { report: outcome.report } : {}) },
+          metrics: weightedMetricMeans(included.map((c) => c.metrics)),
+          totalExamples: included.reduce((s, c) => s + c.metrics.numExamples, 0),
+          restarts,
+        };
+      } catch (err) {
+        if (!(err instanceof UpdateFault) || signal?.aborted) throw err;
+        excluded.push({ id: err.candidate.id, reason: err.reason });
+        included = included.filter((c) => c !== err.candidate);
+        restarts++;
+      }
     }
-  }
   }
 }
 
