@@ -1,7 +1,6 @@
 /**
- * Strategy registry: name -> factory(options). The engine re-creates strategies by name inside
- * worker threads, so every strategy usable in parallel must be registered here (or by a module
- * that this file imports).
+ * Strategy registry: name -> factory(options). Name + JSON options fully describe a strategy, so
+ * it can be re-created anywhere (e.g. inside a worker thread) from this registry.
  */
 
 import { createFedAvg } from "./fedavg";

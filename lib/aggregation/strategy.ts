@@ -14,9 +14,10 @@
  *      clip factors, noise seed...) that the combine kernel receives unchanged.
  *   3. `S.combine(chunk, plan)`: pure per-chunk kernel. Gets the K decoded update rows, the raw
  *      weights (num_examples), the global model's chunk when `needsGlobal`, and the input state
- *      tensors' chunks; writes the output chunk and the new state tensors' chunks. It may run in a
- *      worker thread (the engine re-creates the strategy there with `createStrategy(name, options)`
- *      from `registry.ts`), so it must not rely on anything but its arguments and its options.
+ *      tensors' chunks; writes the output chunk and the new state tensors' chunks. Today the engine
+ *      calls it on the main thread (update hashing runs on workers); keep it pure, relying only on
+ *      its arguments and options, so it can move to worker threads (re-created there with
+ *      `createStrategy(name, options)` from `registry.ts`) without changes.
  *   4. `S.finish(ctx, plan)`: pure; returns the new small JSON state (round counter, clip norm,
  *      accountant...) and optional extra facts for the round manifest.
  *
