@@ -23,6 +23,19 @@ import type {
   SiloRoundResult,
 } from "../lib/federation/types";
 import { ioRetry } from "./siloRound";
+import type { PartnerNotice } from "../lib/federation/notify";
+
+/**
+ * Tells partners about progress. Notifications are best effort: a topic that stays unreachable
+ * through the retries must not fail a federation whose rounds succeeded.
+ */
+function* notify(context: OrchestrationContext, notice: PartnerNotice): Generator<Task, void, any> {
+  try {
+    yield context.df.callActivityWithRetry(Activities.notifyPartners, ioRetry, notice);
+  } catch {
+    // the activity's failure is in the history; the federation goes on
+  }
+}
 
 export const federationOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, FederationSummary | undefined, any> {
   const run = context.df.getInput() as FederationRunInput;
@@ -55,7 +68,7 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
     status("failed");
     const failure: RecordRoundFailureInput = { federationId, spec: run.spec, round, sampled, results, global: run.global, reason: quorum.reason!, roundStartedAt };
     yield context.df.callActivityWithRetry(Activities.recordRoundFailure, ioRetry, failure);
-    yield context.df.callActivityWithRetry(Activities.notifyPartners, ioRetry, { type: "federation-failed", federationId, round, reason: quorum.reason });
+    yield* notify(context, { type: "federation-failed", federationId, round, reason: quorum.reason });
     throw new Error(`round ${round}: ${quorum.reason}`);
   }
 
@@ -74,12 +87,12 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
   const aggregated: AggregateRoundOutput = yield context.df.callActivityWithRetry(Activities.aggregateRound, ioRetry, aggregateInput);
   if (!aggregated.ok) {
     status("failed");
-    yield context.df.callActivityWithRetry(Activities.notifyPartners, ioRetry, { type: "federation-failed", federationId, round, reason: aggregated.reason });
+    yield* notify(context, { type: "federation-failed", federationId, round, reason: aggregated.reason });
     throw new Error(`round ${round}: ${aggregated.reason}`);
   }
 
   const history = [...run.history, aggregated.summary];
-  yield context.df.callActivityWithRetry(Activities.notifyPartners, ioRetry, { type: "round-completed", federationId, round, summary: aggregated.summary });
+  yield* notify(context, { type: "round-completed", federationId, round, summary: aggregated.summary });
 
   if (round >= run.rounds) {
     const summary: FederationSummary = {
@@ -92,7 +105,7 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
       finishedAt: context.df.currentUtcDateTime.toISOString(),
     };
     context.df.setCustomStatus({ round, rounds: run.rounds, phase: "completed", sampled, roundStartedAt, history } satisfies FederationStatus);
-    yield context.df.callActivityWithRetry(Activities.notifyPartners, ioRetry, { type: "federation-completed", federationId, round, summary: aggregated.summary });
+    yield* notify(context, { type: "federation-completed", federationId, round, summary: aggregated.summary });
     return summary;
   }
 
