@@ -51,7 +51,7 @@ test("defaults in the JSON Schema are the defaults the parser applies", () => {
   for (const option of schema.properties.aggregation.oneOf) {
     const strategy = option.properties.strategy.const;
     const required = Object.fromEntries((option.required as string[]).filter((k) => k !== "strategy").map((k) => [k, 1]));
-    const parsed = validateSpec({ ...spec, policy: {}, initialModel: undefined, aggregation: { strategy, ...required } }).aggregation as Record<string, unknown>;
+    const parsed = validateSpec({ ...spec, policy: {}, initialModel: "models/start.safetensors", aggregation: { strategy, ...required } }).aggregation as Record<string, unknown>;
     for (const [key, property] of Object.entries(option.properties as Record<string, { default?: unknown }>)) {
       if ("default" in property) expect([strategy, key, parsed[key]]).toEqual([strategy, key, property.default]);
     }

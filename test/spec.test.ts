@@ -80,7 +80,7 @@ describe("valid specs", () => {
   });
 
   test("central DP is refused around non-mean strategies, accepted around mean-based ones", () => {
-    const agg = (aggregation: unknown) => validateSpec({ ...base(), aggregation }).aggregation;
+    const agg = (aggregation: unknown) => validateSpec({ ...base(), initialModel: "models/start.safetensors", aggregation }).aggregation;
     for (const strategy of ["median", "trimmed-mean"]) {
       expect(() => agg({ strategy, clipping: { mode: "fixed", norm: 1 }, dp: { noiseMultiplier: 1 } })).toThrow(
         new RegExp(`aggregation\\.dp: expected no dp with ${strategy}: Gaussian noise`),
@@ -90,7 +90,7 @@ describe("valid specs", () => {
   });
 
   test("per-strategy defaults", () => {
-    const agg = (aggregation: unknown) => validateSpec({ ...base(), aggregation }).aggregation;
+    const agg = (aggregation: unknown) => validateSpec({ ...base(), initialModel: "models/start.safetensors", aggregation }).aggregation;
     expect(agg({ strategy: "fedavgm" })).toEqual({ strategy: "fedavgm", serverLr: 1, momentum: 0 });
     expect(agg({ strategy: "fedyogi" })).toEqual({ strategy: "fedyogi", serverLr: 0.01, beta1: 0.9, beta2: 0.99, tau: 1e-3 });
     expect(agg({ strategy: "fedadagrad" })).toEqual({ strategy: "fedadagrad", serverLr: 0.1, tau: 1e-3 });
@@ -246,8 +246,13 @@ describe("invalid specs: each names the path and expected vs got", () => {
     ],
     ["strategy missing", (s) => (s.aggregation = { beta: 0.1 }), [["aggregation.strategy", expect.stringMatching(/^one of fedavg\|/) as any, "missing"]]],
     ["trimmed-mean beta 0.5 would cut everything", (s) => (s.aggregation = { strategy: "trimmed-mean", beta: 0.5 }), [["aggregation.beta", "a number < 0.5", "0.5"]]],
-    ["fedavgm momentum 1", (s) => (s.aggregation = { strategy: "fedavgm", momentum: 1 }), [["aggregation.momentum", "a number < 1", "1"]]],
-    ["fedadam tau 0", (s) => (s.aggregation = { strategy: "fedadam", tau: 0 }), [["aggregation.tau", "a number > 0", "0"]]],
+    ["fedavgm momentum 1", (s) => ((s.initialModel = "m.safetensors"), (s.aggregation = { strategy: "fedavgm", momentum: 1 })), [["aggregation.momentum", "a number < 1", "1"]]],
+    ["fedadam tau 0", (s) => ((s.initialModel = "m.safetensors"), (s.aggregation = { strategy: "fedadam", tau: 0 })), [["aggregation.tau", "a number > 0", "0"]]],
+    [
+      "fedadam without an initial model",
+      (s) => (s.aggregation = { strategy: "fedadam" }),
+      [["initialModel", "a model.safetensors location: fedadam updates the global model with server momentum/moments, so round 1 needs one", "missing"]],
+    ],
     ["krum without byzantine", (s) => (s.aggregation = { strategy: "krum" }), [["aggregation.byzantine", "a number", "missing"]]],
     [
       "krum with too many byzantine silos for the quorum",
@@ -294,7 +299,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
     ],
     [
       "fedadagrad has no beta1",
-      (s) => (s.aggregation = { strategy: "fedadagrad", beta1: 0.9 }),
+      (s) => ((s.initialModel = "m.safetensors"), (s.aggregation = { strategy: "fedadagrad", beta1: 0.9 })),
       [["aggregation.beta1", "only known fields (strategy, serverLr, tau, clipping, dp)", 'unknown field "beta1"']],
     ],
     [

@@ -215,6 +215,7 @@ describe("spec aggregation sections (lib/spec) create the same strategies", () =
     silos: ["east", "west", "north"].map((name) => ({ name, compute: { type: "local" }, inputs: { data: `data/${name}` } })),
     training: { command: "node train.js --data ${{inputs.data}} --out ${{outputs.model_update}}" },
     policy: { minSilos: 3 },
+    initialModel: "models/start.safetensors",
     aggregation,
   });
   test.each([

@@ -13,6 +13,9 @@ const obj = (v: unknown): Obj => (isObj(v) ? v : {});
 const isCount = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
 
 /** Silos sampled per round: at least one, and `ceil` so a fraction never rounds a silo away. */
+/** Strategies that move the global model by an optimizer step (they need a global model every round). */
+const SERVER_OPTIMIZERS: readonly string[] = ["fedavgm", "fedadam", "fedyogi", "fedadagrad"];
+
 /** Strategies whose output is not a mean of the (clipped) updates: central DP's sensitivity C/m does not hold for them. */
 const NON_LINEAR_STRATEGIES: readonly string[] = ["median", "trimmed-mean", "krum", "multi-krum", "bulyan"];
 
@@ -101,6 +104,14 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   }
   const quorum = effectiveMinSilos(minSilos, perRound);
   if (siloCount > 0) issues.push(...aggregationIssues(obj(raw.aggregation), quorum, perRound, minSilos !== undefined));
+
+  // A server optimizer steps from the round's global model: round 1 needs one too.
+  const strategy = obj(raw.aggregation).strategy;
+  if (typeof strategy === "string" && SERVER_OPTIMIZERS.includes(strategy) && typeof raw.initialModel !== "string") {
+    issues.push(
+      specIssue("initialModel", `a model.safetensors location: ${strategy} updates the global model with server momentum/moments, so round 1 needs one`, raw.initialModel === null ? "null" : "missing", "or use fedavg"),
+    );
+  }
 
   // The command's placeholders against what each silo defines.
   if (typeof training.command === "string" && training.command.length > 0) {
