@@ -133,3 +133,27 @@ it("a new host's monitor finishes jobs an earlier host left unreported, and only
     after.close();
   }
 });
+
+it("fails a queued job whose runner died before starting it, instead of leaving it queued", async () => {
+  const { LocalSiloCompute } = load();
+  const { spawnSync } = await import("node:child_process");
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  // A pid that existed and is gone: a process that already exited (and was reaped).
+  const gone = spawnSync(process.execPath, ["-e", "0"]).pid;
+  const jobDir = join(root, "never-started");
+  mkdirSync(join(jobDir, "outputs", "model_update"), { recursive: true });
+  const job = { request: { ...request("never-started"), logUri: undefined }, argv: ["node", "x.js"], cwd: jobDir, env: {}, timeoutSeconds: 60, outputDir: join(jobDir, "outputs", "model_update"), createdAt: new Date().toISOString() };
+  writeFileSync(join(jobDir, "job.json"), JSON.stringify(job));
+  writeFileSync(join(jobDir, "status.json"), JSON.stringify({ state: "queued" }));
+  writeFileSync(join(jobDir, "runner.pid"), String(gone));
+
+  const rec = recorder();
+  const compute = new LocalSiloCompute({ root, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 30 });
+  try {
+    await until(() => existsSync(join(jobDir, "reported.json")), "the job to be reported");
+    expect(statusesOf(rec.events, "never-started")).toEqual(["Failed"]);
+    expect(await compute.status("never-started")).toMatchObject({ state: "failed", error: "the job's runner process died before the job started" });
+  } finally {
+    compute.close();
+  }
+});

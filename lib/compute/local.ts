@@ -10,7 +10,7 @@
  * the job (upload + event) once it sees that state, from a monitor loop or from a status() call.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { renderCommand } from "../spec/command";
 import type { ByteSource, WrittenObject } from "../models/bytes";
@@ -127,6 +127,9 @@ export class LocalSiloCompute implements SiloCompute {
     writeJobStatus(jobDir, { state: "queued" });
     const runner = spawn(process.execPath, [RUNNER, jobDir], { detached: true, stdio: "ignore" });
     runner.unref();
+    // The runner records its pid in status.json once it runs; this one lets a runner that dies
+    // before that (killed, crashed loading) be noticed instead of leaving the job queued forever.
+    if (runner.pid !== undefined) writeFileSync(join(jobDir, "runner.pid"), String(runner.pid));
     this.pending.add(request.jobName);
     await this.publish(request, "queued", options);
     return { jobName: request.jobName, state: "queued", rawStatus: "Queued" };
@@ -139,8 +142,8 @@ export class LocalSiloCompute implements SiloCompute {
     const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
     if (!status) throw new LocalJobError(`job ${jobName} does not exist under ${this.root}`);
     if (TERMINAL_JOB_STATES.includes(status.state)) return this.finish(jobName, options);
-    if (status.state === "running" && status.runnerPid && !isAlive(status.runnerPid)) {
-      writeJobStatus(jobDir, { ...status, state: "failed", finishedAt: new Date().toISOString(), error: "the job's runner process died before the job finished" });
+    if (runnerDied(jobDir, status)) {
+      writeJobStatus(jobDir, { ...status, state: "failed", finishedAt: new Date().toISOString(), error: `the job's runner process died before the job ${status.state === "queued" ? "started" : "finished"}` });
       return this.finish(jobName, options);
     }
     return { jobName, state: status.state, rawStatus: rawStatusOf(status.state) };
@@ -239,8 +242,7 @@ export class LocalSiloCompute implements SiloCompute {
         }
         const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
         if (!status) continue;
-        const dead = status.state === "running" && status.runnerPid !== undefined && !isAlive(status.runnerPid);
-        if (TERMINAL_JOB_STATES.includes(status.state) || dead) ready.push(name);
+        if (TERMINAL_JOB_STATES.includes(status.state) || runnerDied(jobDir, status)) ready.push(name);
       }
       // Finished jobs are uploaded and reported side by side: one at a time, the last of K jobs
       // would wait for K uploads. Errors are retried on the next tick or surfaced by status().
@@ -326,6 +328,22 @@ async function forEachConcurrently<T>(items: readonly T[], width: number, run: (
     while (next < items.length) await run(items[next++]);
   };
   await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+}
+
+/** A job still queued or running whose runner process is gone. */
+function runnerDied(jobDir: string, status: LocalJobStatusFile): boolean {
+  if (status.state === "running") return status.runnerPid !== undefined && !isAlive(status.runnerPid);
+  if (status.state !== "queued") return false;
+  const pid = Number(readFileSafe(join(jobDir, "runner.pid")));
+  return Number.isInteger(pid) && pid > 0 && !isAlive(pid);
+}
+
+function readFileSafe(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
 }
 
 function isAlive(pid: number): boolean {
