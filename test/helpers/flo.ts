@@ -211,6 +211,17 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
 
 export const finished = (s: any) => ["Completed", "Failed", "Terminated"].includes(s?.runtimeStatus);
 
+/** Writes a toy model (single F32 tensor "w"), as the toy trainer does. */
+export function writeToyModel(path: string, values: number[]): void {
+  let header = JSON.stringify({ w: { dtype: "F32", shape: [values.length], data_offsets: [0, 4 * values.length] } });
+  while ((8 + header.length) % 8 !== 0) header += " ";
+  const bytes = Buffer.alloc(8 + header.length + 4 * values.length);
+  bytes.writeBigUInt64LE(BigInt(header.length), 0);
+  bytes.write(header, 8, "utf8");
+  values.forEach((v, i) => bytes.writeFloatLE(v, 8 + header.length + 4 * i));
+  writeFileSync(path, bytes);
+}
+
 /** Reads the single F32 tensor "w" of a toy model. */
 export function readToyModel(bytes: Buffer): number[] {
   const n = Number(bytes.readBigUInt64LE(0));
