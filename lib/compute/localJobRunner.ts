@@ -9,10 +9,23 @@
  */
 import { spawn } from "node:child_process";
 import { createWriteStream, readFileSync } from "node:fs";
+import { setPriority } from "node:os";
 import { join } from "node:path";
 import { markJobFinished, writeJobStatus, type LocalJobFile, type LocalJobStatusFile } from "./localJobFiles";
 
+/**
+ * Local jobs stand in for remote compute: on one machine they must not starve the host that
+ * orchestrates them (its event handling, storage and episodes), so the runner and the trainer it
+ * starts run at a lower CPU priority. They still use every idle core.
+ */
+const JOB_NICENESS = 10;
+
 function main(jobDir: string): void {
+  try {
+    setPriority(JOB_NICENESS);
+  } catch {
+    // not permitted here: run at normal priority
+  }
   const job = JSON.parse(readFileSync(join(jobDir, "job.json"), "utf8")) as LocalJobFile;
   const log = createWriteStream(join(jobDir, "job.log"), { flags: "a" });
   const startedAt = new Date().toISOString();
