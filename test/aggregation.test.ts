@@ -8,6 +8,7 @@ import type { ByteSource } from "../lib/models/bytes";
 import { decodeFloats, DType, encodeFloats, FloatDType, isFloatDType } from "../lib/models/dtypes";
 import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from "../lib/models/safetensors";
 import { memorySink, memorySource, MemorySink, rawSafetensors, sha256 } from "./fixtures/memoryBytes";
+import { rng } from "./helpers/random";
 
 type TensorValues = { name: string; dtype: DType; shape: number[]; values: number[] | bigint[] };
 
@@ -134,17 +135,6 @@ describe("FedAvg golden values (fl-algorithms.md §5)", () => {
   });
 });
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("streaming FedAvg against a reference computed here", () => {
   const layout: { name: string; dtype: DType; shape: number[] }[] = [

@@ -8,18 +8,8 @@
 import { resolveStrategyConfig, type StrategyOptions } from "../lib/aggregation/strategies/config";
 import { aggregateInMemory, type TensorMap } from "../lib/aggregation/strategies/inMemory";
 import { initialStrategyState } from "../lib/aggregation/strategies/roundPlan";
+import { rng, normal } from "./helpers/random";
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const normal = (r: () => number) => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 
 const CLASSES = 3;
 const FEATURES = 2;

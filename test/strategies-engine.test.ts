@@ -14,17 +14,8 @@ import { decodeFloats } from "../lib/models/dtypes";
 import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from "../lib/models/safetensors";
 import { validateSpec } from "../lib/spec";
 import { memorySink, memorySource } from "./fixtures/memoryBytes";
+import { rng } from "./helpers/random";
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function modelBytes(tensors: TensorMap, step = 7n): Promise<Buffer> {
   const sink = memorySink();

@@ -9,23 +9,10 @@ import { aggregateInMemory, type InMemoryUpdate, type TensorMap } from "../lib/a
 import { krumScores } from "../lib/aggregation/strategies/krum";
 import { initialStrategyState, type StrategyState } from "../lib/aggregation/strategies/roundPlan";
 import { medianChunk, trimmedMeanChunk, trimmedMeanCuts } from "../lib/aggregation/strategies/robustKernels";
+import { rng, normal } from "./helpers/random";
 
 const TOL = 1e-6;
 
-/** Deterministic test PRNG (mulberry32) and normals for random updates. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function normal(r: () => number): number {
-  return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-}
 
 /** Updates whose single tensor "w" has 4 equal entries `value`. */
 function scalarUpdates(values: number[], numExamples?: number[]): InMemoryUpdate[] {
