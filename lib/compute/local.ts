@@ -9,7 +9,7 @@
  * in the job folder, so a job survives a restart of the host that submitted it; this side finishes
  * the job (upload + event) once it sees that state, from a monitor loop or from a status() call.
  */
-import { spawn } from "node:child_process";
+import { DetachedSpawner } from "./detachedSpawner";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { renderCommand } from "../spec/command";
@@ -72,6 +72,7 @@ export class LocalSiloCompute implements SiloCompute {
   private rootScanned = false;
   private ticking = false;
   private ticks = 0;
+  private readonly spawner = new DetachedSpawner();
   private readonly monitor: NodeJS.Timeout;
 
   constructor(private readonly options: LocalSiloComputeOptions) {
@@ -85,6 +86,7 @@ export class LocalSiloCompute implements SiloCompute {
   /** Stops the monitor; running jobs go on (as they would on Azure ML). */
   close(): void {
     clearInterval(this.monitor);
+    void this.spawner.close();
   }
 
   async submit(request: SiloJobRequest, options: CallOptions = {}): Promise<SiloJobStatus> {
@@ -125,11 +127,11 @@ export class LocalSiloCompute implements SiloCompute {
     };
     writeJsonAtomic(join(jobDir, "job.json"), job);
     writeJobStatus(jobDir, { state: "queued" });
-    const runner = spawn(process.execPath, [RUNNER, jobDir], { detached: true, stdio: "ignore" });
-    runner.unref();
+    // Spawned off the event loop (see DetachedSpawner): K jobs per round would block it K times.
+    const runnerPid = await this.spawner.spawn(process.execPath, [RUNNER, jobDir]);
     // The runner records its pid in status.json once it runs; this one lets a runner that dies
     // before that (killed, crashed loading) be noticed instead of leaving the job queued forever.
-    if (runner.pid !== undefined) writeFileSync(join(jobDir, "runner.pid"), String(runner.pid));
+    if (runnerPid !== undefined) writeFileSync(join(jobDir, "runner.pid"), String(runnerPid));
     this.pending.add(request.jobName);
     await this.publish(request, "queued", options);
     return { jobName: request.jobName, state: "queued", rawStatus: "Queued" };
