@@ -102,5 +102,8 @@ export function register(program: Command): void {
     .option("--storage <mode>", 'storage: "persisted" (default), "memory", or a storage connection string')
     .action(async (appEntry: string, opts: RunHostOptions) => {
       await runHost(appEntry, opts);
+      // Like the Functions host ending its worker: the app's own clients (e.g. a Service Bus
+      // connection held by a module) must not keep a stopped host's process alive.
+      process.exit(process.exitCode ?? 0);
     });
 }
