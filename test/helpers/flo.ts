@@ -95,6 +95,10 @@ export interface StartFloHostOptions {
   settings?: Record<string, string>;
   /** An Azurite the caller owns (default: one started for this host, stopped with it). */
   azurite?: AzuriteHandle;
+  /** Extra environment for the host process (e.g. a managed identity endpoint, which the SDK reads from the environment). */
+  env?: Record<string, string>;
+  /** How long `stop()` waits after SIGTERM before it SIGKILLs the host (default 15 s); the host log then says so. */
+  stopGraceMs?: number;
 }
 
 async function freePort(): Promise<number> {
@@ -131,7 +135,7 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
   let child: ChildProcess | undefined;
   const launch = async (): Promise<void> => {
     const proc = spawn(process.execPath, [FLO_BIN, "host", APP_ENTRY, "--port", String(port), "--data", join(dir, "host"), "--settings", settingsFile], {
-      env: { ...process.env, FLO_FUNCTION_KEY: FUNCTION_KEY },
+      env: { ...process.env, ...options.env, FLO_FUNCTION_KEY: FUNCTION_KEY },
       stdio: ["ignore", "pipe", "pipe"],
     });
     child = proc;
@@ -202,6 +206,17 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
     },
     async stop() {
       child?.kill("SIGTERM");
+      let grace: NodeJS.Timeout | undefined;
+      const graceMs = options.stopGraceMs ?? 15_000;
+      const killed = new Promise<void>((done) => {
+        grace = setTimeout(() => {
+          logs.push(`[test helper] flo host did not exit ${graceMs} ms after SIGTERM: SIGKILL`);
+          child?.kill("SIGKILL");
+          done();
+        }, graceMs);
+      });
+      await Promise.race([exited(child), killed]);
+      clearTimeout(grace);
       await exited(child);
       await transport.close();
       if (ownsAzurite) await azurite.stop();
