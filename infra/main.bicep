@@ -63,6 +63,12 @@ param maximumInstanceCount int = 40
 param instanceMemoryMB int = 2048
 @description('Value of the floApp tag on flo jobs (lib/events FLO_APP_TAG_VALUE).')
 param floAppTagValue string = 'flo'
+@description('FLO_SPEC_REGISTRY: absolute folder of registered specs (<name>.yaml/.json) in the deployed package, e.g. /home/site/wwwroot/specs. Empty: partners cannot start federations by name.')
+param specRegistry string = ''
+@description('FLO_RETRAIN_SPEC: spec file for scheduled retraining (set together with retrainSchedule; both empty: no schedule).')
+param retrainSpec string = ''
+@description('FLO_RETRAIN_SCHEDULE: six-field NCRONTAB of scheduled retraining, e.g. 0 0 2 * * 1.')
+param retrainSchedule string = ''
 
 var tags = { 'azd-env-name': environmentName, app: 'flo' }
 // Resources created inside silo resource groups are labelled but not claimed by azd (azd down leaves silos alone).
@@ -135,6 +141,11 @@ module functionApp 'modules/functionapp.bicep' = {
     jobEventsQueueName: serviceBus.outputs.jobEventsQueueName
     partnerCommandsQueueName: serviceBus.outputs.partnerCommandsQueueName
     notificationsTopicName: serviceBus.outputs.notificationsTopicName
+    // Partners with a subscription are the ones allowed to send commands (FLO_PARTNER_ALLOWLIST).
+    partnerAllowList: join(map(partners, partner => partner.name), ',')
+    specRegistry: specRegistry
+    retrainSpec: retrainSpec
+    retrainSchedule: retrainSchedule
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
   }
@@ -149,6 +160,8 @@ module appRoles 'modules/app-roles.bicep' = {
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
     jobEventsQueueName: serviceBus.outputs.jobEventsQueueName
     partnerCommandsQueueName: serviceBus.outputs.partnerCommandsQueueName
+    jobEventsRejectedQueueName: serviceBus.outputs.jobEventsRejectedQueueName
+    partnerCommandsRejectedQueueName: serviceBus.outputs.partnerCommandsRejectedQueueName
     notificationsTopicName: serviceBus.outputs.notificationsTopicName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
   }

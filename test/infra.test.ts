@@ -4,6 +4,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { FLO_APP_TAG_VALUE } from "../lib/events/azureMlEvents";
+import { rejectedQueueName } from "../lib/federation/services";
 
 const ROOT = join(__dirname, "..");
 const INFRA = join(ROOT, "infra");
@@ -202,7 +203,7 @@ describe("infra/ Bicep", () => {
   test("the reader sees the whole template (sanity: it would catch a missing module)", () => {
     expect(files.length).toBeGreaterThanOrEqual(10);
     expect(main.modules.map((m) => m.symbol)).toEqual(expect.arrayContaining(["monitoring", "storage", "serviceBus", "functionApp", "appRoles", "siloEventTopics", "siloEventSubscriptions", "siloModelReaders"]));
-    expect(roleAssignments().length).toBe(13);
+    expect(roleAssignments().length).toBe(15);
   });
 
   test("every declared param is used in its file", () => {
@@ -290,6 +291,33 @@ describe("infra/ Bicep", () => {
     expect(Object.keys(settings).filter((k) => k === "AzureWebJobsStorage" || k === "ServiceBusConnection")).toEqual([]);
   });
 
+  test("the app settings the Bicep sets are the ones the app reads (local.settings.sample.json), and every Azure-relevant one is set", () => {
+    const app = readBicep(join(INFRA, "modules", "functionapp.bicep")).text;
+    const bicepSettings = new Set([...app.matchAll(/\{\s*name:\s*'([^']+)',\s*value:/g)].map((m) => m[1]));
+    const sample = Object.keys(JSON.parse(readFileSync(join(ROOT, "local.settings.sample.json"), "utf8")).Values as Record<string, string>).filter((k) => !k.endsWith("__comment"));
+    // Local-only, or overrides for tests and sovereign clouds; the Function App never needs them.
+    const notInAzure = [
+      "FUNCTIONS_WORKER_RUNTIME", // Flex Consumption takes the runtime from functionAppConfig.runtime
+      "AzureWebJobsStorage", // identity-based AzureWebJobsStorage__* instead
+      "ServiceBusConnection", // identity-based ServiceBusConnection__* instead
+      "FLO_LOCAL_JOBS_DIR",
+      "FLO_LOCAL_BASE_DIR",
+      "FLO_MANAGED_IDENTITY_CLIENT_ID", // the app has a system-assigned identity
+      "FLO_ARM_ENDPOINT",
+      "FLO_ARM_CA_FILE",
+      "FLO_AZUREML_BLOB_ENDPOINT",
+      "FLO_AZUREML_CODE_ID", // optional: specs name their code asset (azureml:<name>:<version>)
+      "FLO_AZUREML_API_VERSION",
+    ];
+    expect(sample.filter((k) => !notInAzure.includes(k) && !bicepSettings.has(k))).toEqual([]);
+    // No FLO_ setting in the Bicep that the app does not know (a typo would be silently ignored).
+    expect([...bicepSettings].filter((k) => k.startsWith("FLO_") && !sample.includes(k))).toEqual([]);
+    expect(notInAzure.filter((k) => !sample.includes(k))).toEqual([]);
+    const settingValue = (name: string) => new RegExp(`\\{\\s*name:\\s*'${name}',\\s*value:\\s*([^}]+?)\\s*\\}`).exec(app)![1];
+    expect(settingValue("FLO_PARTNER_ALLOWLIST")).toBe("partnerAllowList");
+    expect(main.modules.find((m) => m.symbol === "functionApp")!.body).toMatch(/partnerAllowList:\s*join\(map\(partners, partner => partner\.name\), ','\)/);
+  });
+
   test("Service Bus entities: duplicate detection + dead-lettering on the queues, duplicate detection on the topic, one subscription per partner", () => {
     const sb = readBicep(join(INFRA, "modules", "servicebus.bicep"));
     const block = (symbol: string) => sb.resources.find((r) => r.symbol === symbol)!.body;
@@ -299,6 +327,13 @@ describe("infra/ Bicep", () => {
       expect(block(q)).toMatch(/maxDeliveryCount:\s*maxDeliveryCount/);
     }
     expect(block("notificationsTopic")).toMatch(/requiresDuplicateDetection:\s*true/);
+    // The queues the app sends rejected messages to (rejectMessage), named as the app names them.
+    const rejected = block("rejectedQueues");
+    expect(sb.text).toMatch(/resource rejectedQueues '[^']+' = \[for queueName in \[jobEventsQueueName, partnerCommandsQueueName\]:/);
+    expect(/name:\s*'([^']+)'/.exec(rejected)![1].replace("${queueName}", "q")).toBe(rejectedQueueName("q"));
+    expect(rejected).toMatch(/requiresDuplicateDetection:\s*true/);
+    expect(sb.text).toMatch(/output jobEventsRejectedQueueName string = rejectedQueues\[0\]\.name/);
+    expect(sb.text).toMatch(/output partnerCommandsRejectedQueueName string = rejectedQueues\[1\]\.name/);
     expect(sb.text).toMatch(/\[for partner in partnerNames:/);
     expect(main.text).toMatch(/partnerNames:\s*map\(partners, partner => partner\.name\)/);
     // partners without an identity get a subscription but no role
@@ -356,8 +391,10 @@ describe("infra/ Bicep", () => {
     expect(summary).toEqual([
       "app-roles.bicep applicationInsights monitoringMetricsPublisher",
       "app-roles.bicep jobEventsQueue serviceBusDataReceiver",
+      "app-roles.bicep jobEventsRejectedQueue serviceBusDataSender",
       "app-roles.bicep notificationsTopic serviceBusDataSender",
       "app-roles.bicep partnerCommandsQueue serviceBusDataReceiver",
+      "app-roles.bicep partnerCommandsRejectedQueue serviceBusDataSender",
       "app-roles.bicep storage storageBlobDataContributor",
       "app-roles.bicep storage storageQueueDataContributor",
       "app-roles.bicep storage storageTableDataContributor",

@@ -5,6 +5,8 @@ param storageAccountName string
 param serviceBusNamespaceName string
 param jobEventsQueueName string
 param partnerCommandsQueueName string
+param jobEventsRejectedQueueName string
+param partnerCommandsRejectedQueueName string
 param notificationsTopicName string
 param applicationInsightsName string
 
@@ -31,6 +33,16 @@ resource jobEventsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-previ
 resource partnerCommandsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' existing = {
   parent: namespace
   name: partnerCommandsQueueName
+}
+
+resource jobEventsRejectedQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' existing = {
+  parent: namespace
+  name: jobEventsRejectedQueueName
+}
+
+resource partnerCommandsRejectedQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' existing = {
+  parent: namespace
+  name: partnerCommandsRejectedQueueName
 }
 
 resource notificationsTopic 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-preview' existing = {
@@ -88,6 +100,27 @@ resource appPartnerCommandsReceiver 'Microsoft.Authorization/roleAssignments@202
   scope: partnerCommandsQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataReceiver)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// flo sends the messages it rejects (with the reason) to these queues, and nowhere else but the topic.
+resource appJobEventsRejectedSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(jobEventsRejectedQueue.id, principalId, serviceBusDataSender)
+  scope: jobEventsRejectedQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSender)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appPartnerCommandsRejectedSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(partnerCommandsRejectedQueue.id, principalId, serviceBusDataSender)
+  scope: partnerCommandsRejectedQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSender)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

@@ -15,6 +15,11 @@ param serviceBusFullyQualifiedNamespace string
 param jobEventsQueueName string
 param partnerCommandsQueueName string
 param notificationsTopicName string
+@description('Comma-separated partner names whose commands are accepted.')
+param partnerAllowList string
+param specRegistry string
+param retrainSpec string
+param retrainSchedule string
 param maximumInstanceCount int
 param instanceMemoryMB int
 
@@ -58,6 +63,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'FLO_NOTIFICATIONS_TOPIC', value: notificationsTopicName }
         { name: 'FLO_MODEL_CONTAINER', value: modelContainerName }
         { name: 'FLO_AZURE_CREDENTIAL', value: 'managedidentity' }
+        { name: 'FLO_PARTNER_ALLOWLIST', value: partnerAllowList }
+        { name: 'FLO_SPEC_REGISTRY', value: specRegistry }
+        { name: 'FLO_RETRAIN_SPEC', value: retrainSpec }
+        { name: 'FLO_RETRAIN_SCHEDULE', value: retrainSchedule }
       ]
     }
     functionAppConfig: {

@@ -1,5 +1,6 @@
 // Service Bus namespace (Entra auth only) with the job-events queue (Event Grid -> flo), the
-// partner-commands queue (partners -> flo) and the notifications topic (flo -> partners).
+// partner-commands queue (partners -> flo), their `-rejected` queues (flo -> operators) and the
+// notifications topic (flo -> partners).
 param location string
 param tags object
 param namespaceName string
@@ -51,6 +52,23 @@ resource partnerCommandsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01
   }
 }
 
+// Where flo puts a message it rejects, with DeadLetterReason/DeadLetterErrorDescription properties
+// (lib/federation/inbox.ts rejectMessage: the Node worker cannot dead-letter a trigger's message).
+// Names follow the app's rejectedQueueName(): `<queue>-rejected`. Nobody consumes them; operators read them.
+resource rejectedQueues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = [for queueName in [jobEventsQueueName, partnerCommandsQueueName]: {
+  parent: namespace
+  name: '${queueName}-rejected'
+  properties: {
+    // A message rejected again after a redelivery keeps its MessageId: dropped as a duplicate.
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: duplicateDetectionWindow
+    deadLetteringOnMessageExpiration: true
+    maxDeliveryCount: maxDeliveryCount
+    lockDuration: 'PT1M'
+    defaultMessageTimeToLive: 'P14D'
+  }
+}]
+
 resource notificationsTopic 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-preview' = {
   parent: namespace
   name: notificationsTopicName
@@ -77,4 +95,6 @@ output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.ne
 output jobEventsQueueId string = jobEventsQueue.id
 output jobEventsQueueName string = jobEventsQueue.name
 output partnerCommandsQueueName string = partnerCommandsQueue.name
+output jobEventsRejectedQueueName string = rejectedQueues[0].name
+output partnerCommandsRejectedQueueName string = rejectedQueues[1].name
 output notificationsTopicName string = notificationsTopic.name
