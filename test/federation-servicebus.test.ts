@@ -156,3 +156,24 @@ it("an invalid partner message lands in partner-commands-rejected with its DeadL
   expect(broker.deadLetters("partner-commands")).toEqual([]);
   expect(broker.accepted("partner-commands-rejected").map((m) => m.messageId)).toEqual(["cmd-sb-invalid"]);
 }, 60_000);
+
+it("an unparsable job event lands in job-events-rejected with reason InvalidJobEvent; a partner not on the allow-list is rejected too", async () => {
+  const sender = sdk.createSender("job-events");
+  try {
+    await sender.sendMessages({ body: { hello: "not an event" }, messageId: "evt-sb-garbage", contentType: "application/json" });
+  } finally {
+    await sender.close();
+  }
+  await sendPartnerCommand("initech", { type: "start-federation", spec: "sbspec" }, "cmd-sb-evil");
+  const rejected = await until("both rejections", () => {
+    const event = broker.accepted("job-events-rejected").find((m) => m.messageId === "evt-sb-garbage");
+    const command = broker.accepted("partner-commands-rejected").find((m) => m.messageId === "cmd-sb-evil");
+    return event && command ? { event, command } : undefined;
+  });
+  expect(rejected.event.applicationProperties).toMatchObject({ DeadLetterReason: "InvalidJobEvent", originalQueue: "job-events" });
+  expect(rejected.event.body).toEqual({ hello: "not an event" });
+  expect(rejected.command.applicationProperties).toMatchObject({ DeadLetterReason: "PartnerNotAllowed", originalQueue: "partner-commands" });
+  await until("both queues drained", () => (broker.messages("job-events").length === 0 && broker.messages("partner-commands").length === 0 ? true : undefined));
+  expect(broker.deadLetters("job-events")).toEqual([]);
+  expect(broker.deadLetters("partner-commands")).toEqual([]);
+}, 60_000);
