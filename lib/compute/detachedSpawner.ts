@@ -54,8 +54,6 @@ export class DetachedSpawner {
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
     const worker = new Worker(WORKER_SOURCE, { eval: true });
-    // The host exits when its work is done, whether or not the spawner is idle.
-    worker.unref();
     worker.on("message", (m: { id: number; pid?: number; error?: string }) => {
       const waiter = this.waiting.get(m.id);
       if (!waiter) return;
@@ -68,6 +66,9 @@ export class DetachedSpawner {
       if (this.worker === worker) this.worker = undefined;
       this.failAll(new SpawnError("the spawner thread exited before starting the process"));
     });
+    // The host exits when its work is done, whether or not the spawner is idle. After the
+    // listeners: attaching a "message" listener refs the worker's port again.
+    worker.unref();
     this.worker = worker;
     return worker;
   }
