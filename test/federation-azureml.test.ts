@@ -15,7 +15,7 @@ import { generateTestCertificate, type TestCertificate } from "./fakes/arm/cert"
 import { FakeArm, validateJobPutBody, type FakeJob, type FakeTrainingResult } from "./fakes/arm/fakeArm";
 import { startFakeManagedIdentity, type FakeManagedIdentity } from "./fakes/arm/fakeManagedIdentity";
 import { AZURITE_ACCOUNT, AZURITE_KEY, startHttpsAzuriteBlob, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
-import { expectedToyModel, finished, readToyModel, startFloHost, type FloHost, type ToySilo } from "./helpers/flo";
+import { expectedToyModel, finished, readToyModel, startFloHost, toyModelBytes, type FloHost, type ToySilo } from "./helpers/flo";
 
 const silos: ToySilo[] = [
   { name: "east", target: [1, 1, 1, 1], n: 100 },
@@ -42,17 +42,6 @@ const spec = {
   aggregation: { strategy: "fedavg" },
   policy: { minSilos: silos.length, roundTimeout: "PT2M" },
 };
-
-/** Toy model bytes exactly as test/fixtures/trainers/toy-trainer.js writes them. */
-function toyModelBytes(values: number[]): Buffer {
-  let header = JSON.stringify({ w: { dtype: "F32", shape: [values.length], data_offsets: [0, 4 * values.length] } });
-  while ((8 + header.length) % 8 !== 0) header += " ";
-  const buf = Buffer.alloc(8 + header.length + 4 * values.length);
-  buf.writeBigUInt64LE(BigInt(header.length), 0);
-  buf.write(header, 8, "utf8");
-  values.forEach((v, i) => buf.writeFloatLE(v, 8 + header.length + 4 * i));
-  return buf;
-}
 
 let certificate: TestCertificate;
 let exchange: HttpsBlobServer;

@@ -226,22 +226,13 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
 
 export const finished = (s: any) => ["Completed", "Failed", "Terminated"].includes(s?.runtimeStatus);
 
-/** Writes a toy model (single F32 tensor "w"), as the toy trainer does. */
-export function writeToyModel(path: string, values: number[]): void {
-  let header = JSON.stringify({ w: { dtype: "F32", shape: [values.length], data_offsets: [0, 4 * values.length] } });
-  while ((8 + header.length) % 8 !== 0) header += " ";
-  const bytes = Buffer.alloc(8 + header.length + 4 * values.length);
-  bytes.writeBigUInt64LE(BigInt(header.length), 0);
-  bytes.write(header, 8, "utf8");
-  values.forEach((v, i) => bytes.writeFloatLE(v, 8 + header.length + 4 * i));
-  writeFileSync(path, bytes);
-}
-
-/** Reads the single F32 tensor "w" of a toy model. */
-export function readToyModel(bytes: Buffer): number[] {
-  const n = Number(bytes.readBigUInt64LE(0));
-  const header = JSON.parse(bytes.subarray(8, 8 + n).toString("utf8"));
-  const t = header.w;
-  const start = 8 + n + t.data_offsets[0];
-  return Array.from({ length: t.shape[0] }, (_, i) => bytes.readFloatLE(start + 4 * i));
-}
+/** Toy model files (one F32 tensor "w"), exactly as the fixture trainers write and read them. */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const toyModel = require("../fixtures/trainers/toy-model.js") as {
+  toyModelBytes(values: number[]): Buffer;
+  parseToyModel(bytes: Buffer): number[];
+  writeToyModel(path: string, values: number[]): void;
+};
+export const toyModelBytes = toyModel.toyModelBytes;
+export const readToyModel = toyModel.parseToyModel;
+export const writeToyModel = toyModel.writeToyModel;
