@@ -176,7 +176,7 @@ function printSummary(manifests: RoundManifest[], print: (line: string) => void)
 export function register(program: Command): void {
   program
     .command("run")
-    .description("run a federation end to end on this machine (embedded runtime, local silos) and write model, manifests and report")
+    .description("Run a federation end to end on this machine (embedded runtime, local silos) and write model, manifests and report")
     .argument("<spec>", "federation spec (YAML or JSON)")
     .option("--out <dir>", "output folder (default out/<name>/)")
     .option("--data <dir>", "keep the runtime's data (Azurite, job folders) in this folder")
