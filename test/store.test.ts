@@ -63,6 +63,19 @@ describe("ranged reads", () => {
     }
   });
 
+  test("source.readInto fills the caller's buffer (a view into a larger one) without touching the rest", async () => {
+    const store = await newStore({ blockSize: 64 * KiB });
+    const data = randomBytes(200 * KiB + 3);
+    await writeBlob(store, "r/into.bin", data, [50_000]);
+    const source = store.source("r/into.bin");
+    const backing = Buffer.alloc(100_010, 0xee);
+    const view = backing.subarray(5, 100_005);
+    await source.readInto!(view, 70_001);
+    expect(view.equals(data.subarray(70_001, 170_001))).toBe(true);
+    expect(backing.subarray(0, 5).every((b) => b === 0xee) && backing.subarray(100_005).every((b) => b === 0xee)).toBe(true);
+    await expect(store.readRange("r/into.bin", 0, 10, { target: Buffer.alloc(4) })).rejects.toThrow(`read ${store.uri("r/into.bin")}: target holds 4 bytes, 10 requested`);
+  });
+
   test("reading past the end is a ShortReadError with the numbers", async () => {
     const store = await newStore();
     await store.putBytes("short.bin", Buffer.alloc(100, 7));

@@ -292,12 +292,19 @@ export class ModelStore {
    * received, at the same ETag, at most `maxBodyRetries` times. (The SDK's own resume treats a
    * dropped socket as a user abort, so it is not relied on.)
    */
-  async readRange(path: string, offset: number, length: number, options: { signal?: AbortSignal; etag?: string } = {}): Promise<{ bytes: Buffer; etag: string }> {
+  async readRange(
+    path: string,
+    offset: number,
+    length: number,
+    options: { signal?: AbortSignal; etag?: string; /** Read into this buffer (at least `length` bytes) instead of a new one. */ target?: Uint8Array } = {},
+  ): Promise<{ bytes: Buffer; etag: string }> {
     const uri = this.uri(path);
     checkRange(offset, length, uri);
     let etag = options.etag;
     if (length === 0) return { bytes: Buffer.alloc(0), etag: etag ?? "" }; // the SDK treats count 0 as "to the end"
-    const out = Buffer.allocUnsafe(length);
+    const target = options.target;
+    if (target && target.byteLength < length) throw new ModelStoreError(`read ${uri}: target holds ${target.byteLength} bytes, ${length} requested`);
+    const out = target ? Buffer.from(target.buffer, target.byteOffset, length) : Buffer.allocUnsafe(length);
     const progress = { filled: 0 };
     for (let resumes = 0; ; resumes++) {
       const want = length - progress.filled;
@@ -611,6 +618,12 @@ export class BlobByteSource implements ByteSource {
     const { bytes, etag } = await this.store.readRange(this.path, offset, length, { signal: options.signal, etag: this.etag });
     if (etag) this.pin(etag);
     return bytes;
+  }
+
+  /** Fills `target` from `offset` without allocating (the engine reuses its chunk buffers). */
+  async readInto(target: Uint8Array, offset: number, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const { etag } = await this.store.readRange(this.path, offset, target.byteLength, { signal: options.signal, etag: this.etag, target });
+    if (etag) this.pin(etag);
   }
 
   private pin(etag: string): void {
