@@ -87,13 +87,17 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
   }
 
   const last = attempts[attempts.length - 1];
-  status(last ? (last.state === "late" ? "late" : (last.state as SiloStatus["state"])) : "late", attempts.length, last?.jobName);
-  if (!last) return { silo: input.silo, outcome: "late", attempts, reason: `round deadline ${input.deadline} passed before a job could be submitted` };
+  if (!last) {
+    status("late", input.attemptBase + 1);
+    return { silo: input.silo, outcome: "late", attempts, reason: `round deadline ${input.deadline} passed before a job could be submitted` };
+  }
+  status(last.state === "late" ? "late" : last.state, last.attempt, last.jobName || undefined);
+  const lastJob = last.jobName ? `job ${last.jobName} ${last.state}` : "no job (submit failed)";
   return {
     silo: input.silo,
     outcome: "failed",
     attempts,
-    reason: `${attempts.length} attempt(s) failed; last: job ${last.jobName} ${last.state}${last.error ? `: ${last.error}` : ""}`,
+    reason: `${attempts.length} attempt(s) failed; last: ${lastJob}${last.error ? `: ${last.error}` : ""}`,
   };
 };
 
