@@ -11,6 +11,7 @@ import type { StrategyStateInput } from "../engine";
 import type { Json } from "../strategy";
 import type { ByteSink, ByteSource } from "../../models/bytes";
 import { fileSink, fileSource } from "../../models/fileBytes";
+import type { StrategyOptions } from "./config";
 import { StrategyConfigError, StrategyStateError } from "./errors";
 
 export const STATE_JSON_FILE = "strategy-state.json";
@@ -68,17 +69,8 @@ export async function writeStateDirJson(dir: string, content: { strategy: string
   await fs.rename(tmp, target);
 }
 
-/** CLI flags of the issue #6 strategies, as parsed by commander. */
-export interface StrategyFlags {
-  beta?: number;
-  byzantine?: number;
-  keep?: number;
-  serverLr?: number;
-  momentum?: number;
-  beta1?: number;
-  beta2?: number;
-  tau?: number;
-}
+/** CLI flags of the issue #6 strategies, as parsed by commander: the spec's numeric strategy options. */
+export type StrategyFlags = Omit<StrategyOptions, "strategy" | "clipping" | "dp">;
 
 function numberFlag(flag: string, integer = false) {
   return (value: string): number => {
