@@ -1,6 +1,7 @@
 /**
  * The federation: one execution per round. Samples the round's silos, runs one `siloRound`
- * sub-orchestration per silo (each closes at the round deadline), aggregates when the quorum holds,
+ * sub-orchestration per silo (each closes at the round deadline) through `siloGroup`
+ * sub-orchestrations of about sqrt(K) silos each, aggregates when the quorum holds,
  * then continues as new with the next round's small state. After the last round it returns the
  * summary; a round without quorum fails the federation with the reason (resumable from the last
  * completed round's checkpoint).
@@ -10,7 +11,7 @@
  */
 import * as df from "durable-functions";
 import type { OrchestrationContext, OrchestrationHandler, Task } from "durable-functions";
-import { roundDeadline, roundQuorum, sampleSilos, siloInstanceId } from "../lib/federation/decisions";
+import { roundDeadline, roundQuorum, sampleSilos, siloGroupInstanceId, siloGroups } from "../lib/federation/decisions";
 import { Activities, Orchestrations } from "../lib/federation/types";
 import type {
   AggregateRoundInput,
@@ -19,7 +20,7 @@ import type {
   FederationStatus,
   FederationSummary,
   RecordRoundFailureInput,
-  SiloRoundInput,
+  SiloGroupInput,
   SiloRoundResult,
 } from "../lib/federation/types";
 import { ioRetry } from "./siloRound";
@@ -47,21 +48,22 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
     context.df.setCustomStatus({ round, rounds: run.rounds, phase, sampled, roundStartedAt, deadline, history: run.history } satisfies FederationStatus);
 
   status("training");
-  const siloTasks = sampled.map((silo) => {
-    const input: SiloRoundInput = {
-      federationId,
-      spec: run.spec,
-      round,
-      silo,
-      deadline,
-      global: run.global,
-      jobRetries: run.policy.jobRetries,
-      statusPollSeconds: run.policy.statusPollSeconds,
-      attemptBase: (run.generation ?? 0) * (run.policy.jobRetries + 1),
-    };
-    return context.df.callSubOrchestrator(Orchestrations.siloRound, input, siloInstanceId(federationId, round, silo));
-  });
-  const results: SiloRoundResult[] = yield context.df.Task.all(siloTasks);
+  const shared: Omit<SiloGroupInput, "silos"> = {
+    federationId,
+    spec: run.spec,
+    round,
+    deadline,
+    global: run.global,
+    jobRetries: run.policy.jobRetries,
+    statusPollSeconds: run.policy.statusPollSeconds,
+    attemptBase: (run.generation ?? 0) * (run.policy.jobRetries + 1),
+  };
+  const groupTasks = siloGroups(sampled).map((silos, group) =>
+    context.df.callSubOrchestrator(Orchestrations.siloGroup, { ...shared, silos } satisfies SiloGroupInput, siloGroupInstanceId(federationId, round, group)),
+  );
+  // Groups are consecutive runs of `sampled`: their results, concatenated, are in the sampled order.
+  const groupResults: SiloRoundResult[][] = yield context.df.Task.all(groupTasks);
+  const results = groupResults.flat();
 
   const quorum = roundQuorum(results, run.policy.minSilos);
   if (!quorum.ok) {

@@ -1,4 +1,4 @@
-import { nextPollAt, roundDeadline, roundQuorum, sampleSilos, sampleSize, siloEventName, siloInstanceId } from "../lib/federation/decisions";
+import { nextPollAt, roundDeadline, roundQuorum, sampleSilos, sampleSize, siloEventName, siloGroupInstanceId, siloGroups, siloInstanceId } from "../lib/federation/decisions";
 
 const silos = Array.from({ length: 20 }, (_, i) => `silo-${i}`);
 
@@ -75,5 +75,31 @@ describe("deadlines and names", () => {
   it("names silo instances and events", () => {
     expect(siloInstanceId("fraud-demo", 2, "east")).toBe("fraud-demo:r2:east");
     expect(siloEventName(2, "east")).toBe("silo-done:2:east");
+    expect(siloGroupInstanceId("fraud-demo", 2, 0)).toBe("fraud-demo:r2:group.0");
+  });
+});
+
+describe("siloGroups", () => {
+  const names = (n: number) => Array.from({ length: n }, (_, i) => `s${i}`);
+  const sizes = (n: number) => siloGroups(names(n)).map((g) => g.length);
+
+  it("splits K silos into about sqrt(K) groups of sizes differing by at most one", () => {
+    expect(sizes(0)).toEqual([]);
+    expect(sizes(1)).toEqual([1]);
+    expect(sizes(2)).toEqual([2]);
+    expect(sizes(3)).toEqual([2, 1]);
+    expect(sizes(10)).toEqual([4, 3, 3]);
+    expect(sizes(100)).toEqual(Array(10).fill(10));
+    const large = sizes(1000);
+    expect(large).toHaveLength(32);
+    expect(large.filter((n) => n === 32)).toHaveLength(8);
+    expect(large.filter((n) => n === 31)).toHaveLength(24);
+  });
+
+  it("keeps every silo once, in order: the groups concatenated are the input", () => {
+    for (const n of [1, 7, 33, 250, 1001]) {
+      const input = names(n);
+      expect(siloGroups(input).flat()).toEqual(input);
+    }
   });
 });

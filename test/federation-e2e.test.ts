@@ -9,6 +9,7 @@ import { ModelStore } from "../lib/models/store";
 import { runStatusChangedEvent } from "../lib/events/azureMlEvents";
 import { floJobTags } from "../lib/compute/local";
 import type { RoundManifest } from "../lib/federation/manifest";
+import { siloGroupInstanceId, siloGroups, siloInstanceId } from "../lib/federation/decisions";
 import { expectedToyModel, finished, readToyModel, startFloHost, toySpec, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
 
 const silos: ToySilo[] = [
@@ -243,6 +244,11 @@ describe("the HTTP API", () => {
     expect(res.body.canceledJobs).toEqual(team.map((s) => `flo-tocancel-r1-${s.name}`).sort());
     const status = await flo.waitFor("tocancel", finished);
     expect(status.runtimeStatus).toBe("Terminated");
+    // The round's sub-orchestrations are terminated too: its silo groups and each silo's.
+    const instance = async (instanceId: string) => (await (await fetch(`${flo.url}/runtime/webhooks/durabletask/instances/${encodeURIComponent(instanceId)}`)).json()).runtimeStatus;
+    const groups = siloGroups(team.map((s) => s.name)).map((_, g) => siloGroupInstanceId("tocancel", 1, g));
+    expect(groups.length).toBeGreaterThan(1);
+    for (const id of [...groups, ...team.map((s) => siloInstanceId("tocancel", 1, s.name))]) expect(await instance(id)).toBe("Terminated");
     for (const s of team) {
       const job = JSON.parse(readFileSync(join(flo.dir, "jobs", `flo-tocancel-r1-${s.name}`, "status.json"), "utf8"));
       expect(job.state).toBe("canceled");

@@ -4,7 +4,7 @@
  */
 import type { DurableClient, DurableOrchestrationStatus } from "durable-functions";
 import { ApiError, problem, type ApiResponse } from "./problem";
-import { siloInstanceId } from "./decisions";
+import { siloGroupInstanceId, siloGroups, siloInstanceId } from "./decisions";
 import { Orchestrations } from "./types";
 import type { FederationRunInput, FederationStatus, RoundSummary, SiloRoundResult, SiloStatus } from "./types";
 import type { FederationServices } from "./services";
@@ -140,6 +140,14 @@ export async function cancelFederation(client: DurableClient, services: Federati
   await client.terminate(id, reason);
   if (custom) {
     const spec = await services.loadSpec(run.spec);
+    // Then the groups, so a terminated silo doesn't fail its group before the group is terminated.
+    await Promise.all(
+      siloGroups(custom.sampled).map(async (_, group) => {
+        const groupId = siloGroupInstanceId(id, custom.round, group);
+        const sub = await findInstance(client, groupId);
+        if (sub && RUNNING.has(sub.runtimeStatus)) await client.terminate(groupId, reason);
+      }),
+    );
     await Promise.all(
       custom.sampled.map(async (silo) => {
         const subId = siloInstanceId(id, custom.round, silo);

@@ -78,6 +78,30 @@ export function siloInstanceId(federationId: string, round: number, silo: string
   return `${federationId}:r${round}:${silo}`;
 }
 
+/**
+ * The round's silos split into groups, each run by one `siloGroup` sub-orchestration. A flat
+ * fan-out of K sub-orchestrations makes every completion replay the federation's whole history
+ * (O(K^2) replay work per round); with groups of about sqrt(K) silos both levels replay about
+ * sqrt(K) completions each (O(K^1.5)). Groups are consecutive runs of `silos` whose sizes differ
+ * by at most one, so concatenating the groups' results gives back the silos' order.
+ */
+export function siloGroups(silos: readonly string[]): string[][] {
+  if (silos.length === 0) return [];
+  const count = Math.ceil(silos.length / Math.ceil(Math.sqrt(silos.length)));
+  const groups: string[][] = [];
+  for (let g = 0, start = 0; g < count; g++) {
+    const size = Math.floor(silos.length / count) + (g < silos.length % count ? 1 : 0);
+    groups.push(silos.slice(start, start + size));
+    start += size;
+  }
+  return groups;
+}
+
+/** Instance id of the sub-orchestration that runs one group of silos for one round ('.' is never in a silo name). */
+export function siloGroupInstanceId(federationId: string, round: number, group: number): string {
+  return `${federationId}:r${round}:group.${group}`;
+}
+
 /** External event raised on a silo's sub-orchestration when its job reports a status. */
 export function siloEventName(round: number, silo: string): string {
   return `silo-done:${round}:${silo}`;

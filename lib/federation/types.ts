@@ -61,6 +61,11 @@ export interface SiloRoundInput {
   attemptBase: number;
 }
 
+/** Input of a `siloGroup` sub-orchestration: the silos it runs and what each silo's `siloRound` gets. */
+export interface SiloGroupInput extends Omit<SiloRoundInput, "silo"> {
+  silos: string[];
+}
+
 /** One attempt at running a silo's job in a round. */
 export interface JobAttempt {
   attempt: number;
@@ -193,5 +198,6 @@ export const Activities = {
 
 export const Orchestrations = {
   federation: "federation",
+  siloGroup: "siloGroup",
   siloRound: "siloRound",
 } as const;
