@@ -27,6 +27,10 @@ export interface SiloInstanceTimes {
   completedAt?: number;
 }
 
+/** The orchestrators of the federation app, in call order (federation -> siloGroup -> siloRound). */
+export const ORCHESTRATORS = ["federation", "siloGroup", "siloRound"] as const;
+export type OrchestratorName = (typeof ORCHESTRATORS)[number];
+
 /** One timed orchestrator invocation (one episode's replay). */
 export interface OrchestratorCall {
   name: string;
@@ -34,8 +38,16 @@ export interface OrchestratorCall {
   round: number;
   /** Wall time of the invocation. */
   ms: number;
-  /** Process CPU time (user + system) during the invocation. */
+  /**
+   * CPU time of the invocation run again, alone, on the same payload after the federation: the
+   * orchestrator's own cost (the live invocation's figures below also count whatever other work
+   * ran on the thread in between its awaits).
+   */
   cpuMs: number;
+  /** CPU time of the main thread during the live invocation. */
+  inSituCpuMs: number;
+  /** CPU time of the whole process during the live invocation: also other threads (GC helpers, the job spawner). */
+  processCpuMs: number;
   at: number;
   /** The invocation ended the execution (completed, failed or continued as new). */
   done: boolean;
@@ -43,55 +55,56 @@ export interface OrchestratorCall {
   historyEvents?: number;
 }
 
-export interface RoundCalls {
-  federationMs: number;
-  siloRoundMs: number;
-  federationCpuMs: number;
-  siloRoundCpuMs: number;
-  federationEpisodes: number;
-  siloRoundEpisodes: number;
-  federationHistoryEvents?: number;
-  siloRoundHistoryEventsMax?: number;
-  siloRoundHistoryEventsMean?: number;
+/** One orchestrator's invocations in one round. */
+export interface OrchestratorTotals {
+  ms: number;
+  cpuMs: number;
+  inSituCpuMs: number;
+  processCpuMs: number;
+  episodes: number;
+  /** Largest and mean history length seen by the last replay of each of its executions. */
+  historyEventsMax?: number;
+  historyEventsMean?: number;
 }
 
-const NO_CALLS: RoundCalls = { federationMs: 0, siloRoundMs: 0, federationCpuMs: 0, siloRoundCpuMs: 0, federationEpisodes: 0, siloRoundEpisodes: 0 };
+export type RoundCalls = Record<OrchestratorName, OrchestratorTotals>;
 
-export const FEDERATION = "federation";
-export const SILO_ROUND = "siloRound";
+const noCalls = (): RoundCalls => ({
+  federation: { ms: 0, cpuMs: 0, inSituCpuMs: 0, processCpuMs: 0, episodes: 0 },
+  siloGroup: { ms: 0, cpuMs: 0, inSituCpuMs: 0, processCpuMs: 0, episodes: 0 },
+  siloRound: { ms: 0, cpuMs: 0, inSituCpuMs: 0, processCpuMs: 0, episodes: 0 },
+});
+
+const isOrchestrator = (name: string): name is OrchestratorName => (ORCHESTRATORS as readonly string[]).includes(name);
 
 export function summarizeOrchestratorCalls(calls: readonly OrchestratorCall[]): Map<number, RoundCalls> {
-  const byRound = new Map<number, RoundCalls & { siloHistories: number[] }>();
+  const byRound = new Map<number, { totals: RoundCalls; histories: Record<OrchestratorName, number[]> }>();
   for (const c of calls) {
+    if (!isOrchestrator(c.name)) throw new Error(`unexpected orchestrator ${JSON.stringify(c.name)}: expected ${ORCHESTRATORS.join(", ")}`);
     let r = byRound.get(c.round);
-    if (!r) byRound.set(c.round, (r = { ...NO_CALLS, siloHistories: [] }));
-    if (c.name === FEDERATION) {
-      r.federationMs += c.ms;
-      r.federationCpuMs += c.cpuMs;
-      r.federationEpisodes++;
-      if (c.done && c.historyEvents !== undefined) r.federationHistoryEvents = c.historyEvents;
-    } else if (c.name === SILO_ROUND) {
-      r.siloRoundMs += c.ms;
-      r.siloRoundCpuMs += c.cpuMs;
-      r.siloRoundEpisodes++;
-      if (c.done && c.historyEvents !== undefined) r.siloHistories.push(c.historyEvents);
-    } else {
-      throw new Error(`unexpected orchestrator ${JSON.stringify(c.name)}: expected ${FEDERATION} or ${SILO_ROUND}`);
-    }
+    if (!r) byRound.set(c.round, (r = { totals: noCalls(), histories: { federation: [], siloGroup: [], siloRound: [] } }));
+    const t = r.totals[c.name];
+    t.ms += c.ms;
+    t.cpuMs += c.cpuMs;
+    t.inSituCpuMs += c.inSituCpuMs;
+    t.processCpuMs += c.processCpuMs;
+    t.episodes++;
+    if (c.done && c.historyEvents !== undefined) r.histories[c.name].push(c.historyEvents);
   }
   const out = new Map<number, RoundCalls>();
-  for (const [round, { siloHistories, ...rest }] of byRound) {
-    out.set(round, {
-      ...rest,
-      siloRoundHistoryEventsMax: siloHistories.length ? Math.max(...siloHistories) : undefined,
-      siloRoundHistoryEventsMean: siloHistories.length ? siloHistories.reduce((a, b) => a + b, 0) / siloHistories.length : undefined,
-    });
+  for (const [round, { totals, histories }] of byRound) {
+    for (const name of ORCHESTRATORS) {
+      const h = histories[name];
+      if (h.length) Object.assign(totals[name], { historyEventsMax: Math.max(...h), historyEventsMean: h.reduce((a, b) => a + b, 0) / h.length });
+    }
+    out.set(round, totals);
   }
   return out;
 }
 
-export interface RoundTimeline extends RoundCalls {
+export interface RoundTimeline {
   round: number;
+  calls: RoundCalls;
   jobs: number;
   /** First job submission of this round -> first of the next (last round: -> federation completed). */
   wallMs: number;
@@ -108,8 +121,11 @@ export interface RoundTimeline extends RoundCalls {
   };
   /** The last job status event raised on a silo sub-orchestration, from the last job exit (NaN if none). */
   lastRaisedMs: number;
+  /** Sums over the three orchestrators. */
   orchestratorMs: number;
   orchestratorCpuMs: number;
+  orchestratorInSituCpuMs: number;
+  orchestratorProcessCpuMs: number;
   hostCpuMs: number;
 }
 
@@ -141,7 +157,8 @@ export function roundTimeline(input: RoundTimelineInput): RoundTimeline[] {
     const lastSiloDone = max(defined(silos.map((s) => s.completedAt)));
     const aggregated = input.aggregatedAt.get(round) ?? NaN;
     const next = round < input.rounds ? min(nextJobs.map((j) => j.createdAt)) : input.completedAt;
-    const calls = input.calls.get(round) ?? NO_CALLS;
+    const calls = input.calls.get(round) ?? noCalls();
+    const sum = (field: "ms" | "cpuMs" | "inSituCpuMs" | "processCpuMs") => ORCHESTRATORS.reduce((total, name) => total + calls[name][field], 0);
     out.push({
       round,
       jobs: jobs.length,
@@ -153,9 +170,11 @@ export function roundTimeline(input: RoundTimelineInput): RoundTimeline[] {
         aggregatedMs: aggregated - lastExit,
       },
       lastRaisedMs: lastRaised - lastExit,
-      ...calls,
-      orchestratorMs: calls.federationMs + calls.siloRoundMs,
-      orchestratorCpuMs: calls.federationCpuMs + calls.siloRoundCpuMs,
+      calls,
+      orchestratorMs: sum("ms"),
+      orchestratorCpuMs: sum("cpuMs"),
+      orchestratorInSituCpuMs: sum("inSituCpuMs"),
+      orchestratorProcessCpuMs: sum("processCpuMs"),
       hostCpuMs: input.processCpuMs(firstSubmit, next),
     });
   }

@@ -2,24 +2,29 @@
 import { roundTimeline, summarizeOrchestratorCalls, type JobTimes, type OrchestratorCall } from "../bench/orchestrationTimeline";
 
 const call = (name: string, round: number, cpuMs: number, done = false, historyEvents?: number): OrchestratorCall => ({
-  name, instanceId: name === "federation" ? "f" : `f:r${round}:s`, round, ms: cpuMs * 2, cpuMs, at: 0, done, historyEvents,
+  name, instanceId: name === "federation" ? "f" : `f:r${round}:s`, round, ms: cpuMs * 2, cpuMs, inSituCpuMs: cpuMs * 4, processCpuMs: cpuMs * 3, at: 0, done, historyEvents,
 });
 
 describe("summarizeOrchestratorCalls", () => {
   it("sums CPU and episodes per round and keeps the history size of each execution's last replay", () => {
     const summary = summarizeOrchestratorCalls([
-      call("federation", 1, 1), call("siloRound", 1, 2), call("siloRound", 1, 3, true, 14), call("siloRound", 1, 4, true, 18),
+      call("federation", 1, 1), call("siloGroup", 1, 2, true, 10), call("siloRound", 1, 2), call("siloRound", 1, 3, true, 14), call("siloRound", 1, 4, true, 18),
       call("federation", 1, 5, true, 50), call("federation", 2, 7, true, 54),
     ]);
     expect(summary.get(1)).toEqual({
-      federationMs: 12, siloRoundMs: 18, federationCpuMs: 6, siloRoundCpuMs: 9, federationEpisodes: 2, siloRoundEpisodes: 3,
-      federationHistoryEvents: 50, siloRoundHistoryEventsMax: 18, siloRoundHistoryEventsMean: 16,
+      federation: { ms: 12, cpuMs: 6, inSituCpuMs: 24, processCpuMs: 18, episodes: 2, historyEventsMax: 50, historyEventsMean: 50 },
+      siloGroup: { ms: 4, cpuMs: 2, inSituCpuMs: 8, processCpuMs: 6, episodes: 1, historyEventsMax: 10, historyEventsMean: 10 },
+      siloRound: { ms: 18, cpuMs: 9, inSituCpuMs: 36, processCpuMs: 27, episodes: 3, historyEventsMax: 18, historyEventsMean: 16 },
     });
-    expect(summary.get(2)).toMatchObject({ federationCpuMs: 7, siloRoundEpisodes: 0, federationHistoryEvents: 54, siloRoundHistoryEventsMax: undefined });
+    expect(summary.get(2)).toEqual({
+      federation: { ms: 14, cpuMs: 7, inSituCpuMs: 28, processCpuMs: 21, episodes: 1, historyEventsMax: 54, historyEventsMean: 54 },
+      siloGroup: { ms: 0, cpuMs: 0, inSituCpuMs: 0, processCpuMs: 0, episodes: 0 },
+      siloRound: { ms: 0, cpuMs: 0, inSituCpuMs: 0, processCpuMs: 0, episodes: 0 },
+    });
   });
 
   it("rejects an orchestrator the benchmark does not know", () => {
-    expect(() => summarizeOrchestratorCalls([call("other", 1, 1)])).toThrow('unexpected orchestrator "other": expected federation or siloRound');
+    expect(() => summarizeOrchestratorCalls([call("other", 1, 1)])).toThrow('unexpected orchestrator "other": expected federation, siloGroup, siloRound');
   });
 });
 
@@ -38,18 +43,20 @@ describe("roundTimeline", () => {
     silos,
     aggregatedAt: new Map([[1, 4500], [2, 8900]]),
     completedAt: 9000,
-    calls: new Map(),
+    calls: summarizeOrchestratorCalls([call("federation", 1, 1), call("siloGroup", 1, 2), call("siloRound", 1, 4)]),
     processCpuMs: (from, to) => (to - from) / 10,
   });
 
   it("measures the gap from the round's last job exit to the next round's first submission", () => {
     expect(timelines[0]).toMatchObject({ round: 1, jobs: 2, wallMs: 5800 - 1000, gapMs: 5800 - 3500, lastRaisedMs: 250, hostCpuMs: 480 });
     expect(timelines[0].milestones).toEqual({ eventsPublishedMs: 200, silosDoneMs: 400, aggregatedMs: 1000 });
+    expect(timelines[0]).toMatchObject({ orchestratorMs: 14, orchestratorCpuMs: 7, orchestratorInSituCpuMs: 28, orchestratorProcessCpuMs: 21 });
   });
 
   it("ends the last round at the federation's completion", () => {
     expect(timelines[1]).toMatchObject({ round: 2, wallMs: 9000 - 5800, gapMs: 9000 - 8200 });
     expect(timelines[1].milestones).toEqual({ eventsPublishedMs: 100, silosDoneMs: 200, aggregatedMs: 700 });
-    expect(timelines[1]).toMatchObject({ orchestratorCpuMs: 0, federationEpisodes: 0 });
+    expect(timelines[1]).toMatchObject({ orchestratorCpuMs: 0, orchestratorInSituCpuMs: 0, orchestratorProcessCpuMs: 0 });
+    expect(timelines[1].calls.federation.episodes).toBe(0);
   });
 });
