@@ -12,8 +12,8 @@
  *      threadCpuClock) of every invocation of the `federation`, `siloGroup` and `siloRound`
  *      orchestrator functions (payload -> SDK replay -> actions), each recorded live by wrapping the
  *      host's invoker and run again alone on the same payload after the federation (see
- *      remeasureAlone). The live figures are printed too: main-thread and process CPU and wall time
- *      during the live invocations, which also count other work that ran between their awaits;
+ *      remeasureAlone). Live figures are printed too: wall time, main-thread and process CPU while
+ *      at least one orchestrator invocation was in flight (see LiveOrchestrationMeter);
  *  (c) history events per execution (the history the last replay of each execution saw): the round's
  *      `federation` execution, the largest `siloGroup` and the largest `siloRound` sub-orchestration.
  * Plus the round's wall time and the host process's CPU time during the round.
@@ -27,10 +27,11 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { startLocalHost, type LocalHost } from "../lib/runtime/host";
-import type { Invoker } from "../lib/runtime/invoke";
+import type { InvocationResult, Invoker } from "../lib/runtime/invoke";
 import { EventType, type HistoryEvent } from "../lib/runtime/durable/history";
 import type { LocalJobFile, LocalJobReportFile, LocalJobStatusFile } from "../lib/compute/localJobFiles";
 import {
+  LiveOrchestrationMeter,
   roundTimeline,
   summarizeOrchestratorCalls,
   type JobTimes,
@@ -128,31 +129,27 @@ interface RecordedInvocation {
 }
 
 /**
- * Wraps the host's invoker so every orchestrator invocation is timed (the engine calls the same
- * object) and recorded. The live figures are upper bounds: an invocation awaits between the SDK's
- * steps, and every microtask already queued by other work on the thread (the in-process Azurite,
- * HTTP, the job-events transport) runs inside its window.
+ * Wraps the host's invoker so every orchestrator invocation is recorded (the engine calls the same
+ * object), and meters what the host does while orchestrator invocations are in flight.
  */
-function instrumentOrchestrators(host: LocalHost, recorded: RecordedInvocation[]): Invoker["invoke"] {
+function instrumentOrchestrators(host: LocalHost, recorded: RecordedInvocation[], live: LiveOrchestrationMeter): Invoker["invoke"] {
   const invoker: Invoker = host.invoker;
   const original = invoker.invoke.bind(invoker);
   invoker.invoke = async (functionName, triggerData, ...rest) => {
     if (!host.engine.isOrchestrator(functionName)) return original(functionName, triggerData, ...rest);
-    const started = performance.now();
-    const processBefore = processCpuMs();
-    const threadBefore = threadCpu.read();
-    const response = await original(functionName, triggerData, ...rest);
-    const inSituCpuMs = threadCpu.read() - threadBefore;
-    const processCpu = processCpuMs() - processBefore;
-    const ms = performance.now() - started;
-    // Bookkeeping after the timed window: which instance/round, and (once per execution) its history size.
     const payload = typeof triggerData.string === "string" ? triggerData.string : "";
     const instanceId = stringField(payload, "instanceId", payload.lastIndexOf('"instanceId":"'));
+    const round = roundOf(functionName, instanceId, payload);
+    live.begin(round);
+    let response: InvocationResult;
+    try {
+      response = await original(functionName, triggerData, ...rest);
+    } finally {
+      live.end();
+    }
     const returned = response.returnValue?.json ?? response.returnValue?.string;
     const done = typeof returned === "string" && /"isDone":\s*true/.test(returned);
-    const call: OrchestratorCall = {
-      name: functionName, instanceId, round: roundOf(functionName, instanceId, payload), ms, cpuMs: NaN, inSituCpuMs, processCpuMs: processCpu, at: Date.now(), done,
-    };
+    const call: OrchestratorCall = { name: functionName, instanceId, round, cpuMs: NaN, at: Date.now(), done };
     if (done) call.historyEvents = (JSON.parse(payload) as { history: unknown[] }).history.length;
     recorded.push({ call, payload, returned });
     return response;
@@ -266,7 +263,8 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
   });
   const sampler = setInterval(sampleCpu, 250);
   try {
-    const invoke = instrumentOrchestrators(host, recorded);
+    const live = new LiveOrchestrationMeter({ wallMs: () => performance.now(), threadCpuMs: threadCpu.read, processCpuMs });
+    const invoke = instrumentOrchestrators(host, recorded, live);
     const federationId = `bench-k${silos}`;
     sampleCpu();
     const started = Date.now();
@@ -290,6 +288,7 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
       aggregatedAt,
       completedAt: executionCompletedAt(host.engine.history(federationId)),
       calls: summarizeOrchestratorCalls(calls),
+      live: live.byRound,
       processCpuMs: (from, to) => cpuBetween(cpuSamples, from, to),
     });
     return { timelines, wallMs };
@@ -322,7 +321,7 @@ function printTable(silos: number, timelines: RoundTimeline[], wallMs: number): 
   console.log(`\nK = ${silos} silos, ${timelines.length} rounds, federation wall ${s(wallMs)} s`);
   const header = [
     "round", "wall s", "(a) gap s", "events sent", "silos done", "aggregated",
-    "(b) orch cpu ms", "fed", "group", "silo", "live: thread cpu ms", "process cpu ms", "wall ms", "episodes fed/group/silo",
+    "(b) orch cpu ms", "fed", "group", "silo", "live: wall ms", "thread cpu ms", "process cpu ms", "episodes fed/group/silo",
     "(c) fed events", "group events max", "silo events max", "host cpu s",
   ];
   const rows = timelines.map((t) => {
@@ -330,7 +329,7 @@ function printTable(silos: number, timelines: RoundTimeline[], wallMs: number): 
     return [
       String(t.round), s(t.wallMs), s(t.gapMs), s(t.milestones.eventsPublishedMs), s(t.milestones.silosDoneMs), s(t.milestones.aggregatedMs),
       t.orchestratorCpuMs.toFixed(0), fed.cpuMs.toFixed(0), group.cpuMs.toFixed(0), silo.cpuMs.toFixed(0),
-      t.orchestratorInSituCpuMs.toFixed(0), t.orchestratorProcessCpuMs.toFixed(0), t.orchestratorMs.toFixed(0),
+      t.live.wallMs.toFixed(0), t.live.threadCpuMs.toFixed(0), t.live.processCpuMs.toFixed(0),
       `${fed.episodes}/${group.episodes}/${silo.episodes}`,
       String(fed.historyEventsMax ?? "-"), String(group.historyEventsMax ?? "-"), String(silo.historyEventsMax ?? "-"), s(t.hostCpuMs),
     ];
@@ -385,8 +384,8 @@ async function main(): Promise<void> {
   console.log(
     "\n(a) last job exit of round r -> first job submission of round r+1 (last round: -> federation completed)." +
       `\n(b) ${threadCpu.name} of the round's federation, siloGroup and siloRound orchestrator invocations, each run again alone` +
-      "\n    on its recorded payload after the federation (live: the same invocations during the run, counting other work that ran" +
-      "\n    between their awaits; process cpu: all threads of the process; wall: their wall time)." +
+      "\n    on its recorded payload after the federation. live: during the run, while at least one of them was in flight (overlaps" +
+      "\n    counted once): wall time, main-thread CPU (theirs plus other work interleaved at their awaits), CPU of all threads." +
       "\n(c) history events seen by the last replay of the round's federation execution / largest siloGroup / largest siloRound execution.",
   );
   if (options.json) writeFileSync(options.json, JSON.stringify({ node: process.version, cpus: cpus().length, results }, null, 2));

@@ -31,23 +31,17 @@ export interface SiloInstanceTimes {
 export const ORCHESTRATORS = ["federation", "siloGroup", "siloRound"] as const;
 export type OrchestratorName = (typeof ORCHESTRATORS)[number];
 
-/** One timed orchestrator invocation (one episode's replay). */
+/** One orchestrator invocation (one episode's replay). */
 export interface OrchestratorCall {
   name: string;
   instanceId: string;
   round: number;
-  /** Wall time of the invocation. */
-  ms: number;
   /**
    * CPU time of the invocation run again, alone, on the same payload after the federation: the
-   * orchestrator's own cost (the live invocation's figures below also count whatever other work
-   * ran on the thread in between its awaits).
+   * orchestrator's own cost. (Live, an invocation's window also holds whatever other work ran on the
+   * thread between its awaits, including other invocations: see LiveOrchestrationMeter.)
    */
   cpuMs: number;
-  /** CPU time of the main thread during the live invocation. */
-  inSituCpuMs: number;
-  /** CPU time of the whole process during the live invocation: also other threads (GC helpers, the job spawner). */
-  processCpuMs: number;
   at: number;
   /** The invocation ended the execution (completed, failed or continued as new). */
   done: boolean;
@@ -57,10 +51,7 @@ export interface OrchestratorCall {
 
 /** One orchestrator's invocations in one round. */
 export interface OrchestratorTotals {
-  ms: number;
   cpuMs: number;
-  inSituCpuMs: number;
-  processCpuMs: number;
   episodes: number;
   /** Largest and mean history length seen by the last replay of each of its executions. */
   historyEventsMax?: number;
@@ -69,10 +60,57 @@ export interface OrchestratorTotals {
 
 export type RoundCalls = Record<OrchestratorName, OrchestratorTotals>;
 
+/** What the host did while at least one orchestrator invocation of the round was in flight, live. */
+export interface LiveOrchestration {
+  wallMs: number;
+  /** CPU of the thread running the orchestrators: theirs plus any other work interleaved at their awaits. */
+  threadCpuMs: number;
+  /** CPU of every thread of the process (GC helpers, the job spawner too). */
+  processCpuMs: number;
+}
+
+export interface Meters {
+  wallMs(): number;
+  threadCpuMs(): number;
+  processCpuMs(): number;
+}
+
+/**
+ * Accumulates, per round, the wall time and CPU during which at least one orchestrator invocation
+ * is in flight. Invocations overlap (the engine runs instances concurrently and an invocation
+ * awaits between the SDK's steps), so summing each invocation's own window would count the same
+ * CPU several times; here overlapping windows count once, charged to the round that opened them.
+ */
+export class LiveOrchestrationMeter {
+  private inFlight = 0;
+  private opened?: { round: number; wallMs: number; threadCpuMs: number; processCpuMs: number };
+  readonly byRound = new Map<number, LiveOrchestration>();
+
+  constructor(private readonly meters: Meters) {}
+
+  begin(round: number): void {
+    if (this.inFlight++ > 0) return;
+    const m = this.meters;
+    this.opened = { round, wallMs: m.wallMs(), threadCpuMs: m.threadCpuMs(), processCpuMs: m.processCpuMs() };
+  }
+
+  end(): void {
+    if (--this.inFlight > 0 || !this.opened) return;
+    const { round, ...at } = this.opened;
+    const m = this.meters;
+    const total = this.byRound.get(round) ?? { wallMs: 0, threadCpuMs: 0, processCpuMs: 0 };
+    total.wallMs += m.wallMs() - at.wallMs;
+    total.threadCpuMs += m.threadCpuMs() - at.threadCpuMs;
+    total.processCpuMs += m.processCpuMs() - at.processCpuMs;
+    this.byRound.set(round, total);
+    this.opened = undefined;
+  }
+}
+
 const noCalls = (): RoundCalls => ({
-  federation: { ms: 0, cpuMs: 0, inSituCpuMs: 0, processCpuMs: 0, episodes: 0 },
-  siloGroup: { ms: 0, cpuMs: 0, inSituCpuMs: 0, processCpuMs: 0, episodes: 0 },
-  siloRound: { ms: 0, cpuMs: 0, inSituCpuMs: 0, processCpuMs: 0, episodes: 0 },
+  federation: { cpuMs: 0, episodes: 0 },
+  siloGroup: { cpuMs: 0, episodes: 0 },
+  siloRound: { cpuMs: 0, episodes: 0 },
 });
 
 const isOrchestrator = (name: string): name is OrchestratorName => (ORCHESTRATORS as readonly string[]).includes(name);
@@ -84,10 +122,7 @@ export function summarizeOrchestratorCalls(calls: readonly OrchestratorCall[]): 
     let r = byRound.get(c.round);
     if (!r) byRound.set(c.round, (r = { totals: noCalls(), histories: { federation: [], siloGroup: [], siloRound: [] } }));
     const t = r.totals[c.name];
-    t.ms += c.ms;
     t.cpuMs += c.cpuMs;
-    t.inSituCpuMs += c.inSituCpuMs;
-    t.processCpuMs += c.processCpuMs;
     t.episodes++;
     if (c.done && c.historyEvents !== undefined) r.histories[c.name].push(c.historyEvents);
   }
@@ -121,11 +156,9 @@ export interface RoundTimeline {
   };
   /** The last job status event raised on a silo sub-orchestration, from the last job exit (NaN if none). */
   lastRaisedMs: number;
-  /** Sums over the three orchestrators. */
-  orchestratorMs: number;
+  /** (b): the three orchestrators' cpuMs. */
   orchestratorCpuMs: number;
-  orchestratorInSituCpuMs: number;
-  orchestratorProcessCpuMs: number;
+  live: LiveOrchestration;
   hostCpuMs: number;
 }
 
@@ -137,6 +170,7 @@ export interface RoundTimelineInput {
   /** When the federation completed (epoch ms, the last execution's ExecutionCompleted). */
   completedAt: number;
   calls: ReadonlyMap<number, RoundCalls>;
+  live: ReadonlyMap<number, LiveOrchestration>;
   processCpuMs(from: number, to: number): number;
 }
 
@@ -158,7 +192,6 @@ export function roundTimeline(input: RoundTimelineInput): RoundTimeline[] {
     const aggregated = input.aggregatedAt.get(round) ?? NaN;
     const next = round < input.rounds ? min(nextJobs.map((j) => j.createdAt)) : input.completedAt;
     const calls = input.calls.get(round) ?? noCalls();
-    const sum = (field: "ms" | "cpuMs" | "inSituCpuMs" | "processCpuMs") => ORCHESTRATORS.reduce((total, name) => total + calls[name][field], 0);
     out.push({
       round,
       jobs: jobs.length,
@@ -171,10 +204,8 @@ export function roundTimeline(input: RoundTimelineInput): RoundTimeline[] {
       },
       lastRaisedMs: lastRaised - lastExit,
       calls,
-      orchestratorMs: sum("ms"),
-      orchestratorCpuMs: sum("cpuMs"),
-      orchestratorInSituCpuMs: sum("inSituCpuMs"),
-      orchestratorProcessCpuMs: sum("processCpuMs"),
+      orchestratorCpuMs: ORCHESTRATORS.reduce((total, name) => total + calls[name].cpuMs, 0),
+      live: input.live.get(round) ?? { wallMs: 0, threadCpuMs: 0, processCpuMs: 0 },
       hostCpuMs: input.processCpuMs(firstSubmit, next),
     });
   }
