@@ -24,6 +24,7 @@ import { decodeFloats, dtypeSize, encodeFloats, FloatDType, isFloatDType } from 
 import { readSafetensorsHeader, SafetensorsError, SafetensorsHeader, SafetensorsWriter } from "../models/safetensors";
 import { AggregationError, UpdateMetricsError } from "./errors";
 import { HashPool } from "./hashPool";
+import { allShared, KernelPool } from "./kernelPool";
 import { SimdArena } from "./simdKernel";
 import { parseUpdateMetrics, readUpdateMetrics, UpdateMetrics, weightedMetricMeans } from "./metrics";
 import type { CombineChunk, FloatRow, Json, RoundContext, StatisticsChunk, Strategy, TensorLayout } from "./strategy";
@@ -82,6 +83,9 @@ export interface AggregateOptions {
   /** Threads hashing the updates while streaming: default 2 when the updates total at least
    *  32 MB, else 0 (hash on the main thread: starting workers would cost more than it saves). */
   hashWorkers?: number;
+  /** Worker threads running part of each chunk's kernels for a strategy with `parallelKernels`
+   *  (0 or 1): default 1 when the float data to combine totals at least 32 MB, else 0. */
+  kernelWorkers?: number;
 }
 
 export interface IncludedUpdate {
@@ -101,6 +105,8 @@ export interface AggregationResult {
   totalExamples: number;
   /** How many times a pass restarted without an update found invalid mid-stream. */
   restarts: number;
+  /** Kernel worker threads that ran part of each chunk (see AggregateOptions.kernelWorkers). */
+  kernelWorkers: number;
 }
 
 export const DEFAULT_CHUNK_ELEMENTS = 1 << 19;
@@ -327,6 +333,12 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
   const arena = new SimdArena(SLOTS * included.length * rowBytes + outElements * 8 * 3 + 64 * (SLOTS * included.length + 3));
   const totalBytes = included.reduce((s, c) => s + (c.knownSha256 ? 0 : c.header.fileSize), 0);
   const hashPool = new HashPool(arena.buffer, Math.min(options.hashWorkers ?? (totalBytes >= 32 << 20 ? 2 : 0), included.length));
+  const floatBytes = included.length * tensors.reduce((sum, t) => sum + (t.flatOffset >= 0 ? t.numel * dtypeSize(t.dtype) : 0), 0);
+  const kernelWorkers = options.kernelWorkers ?? (floatBytes >= 32 << 20 ? 1 : 0);
+  if (!Number.isInteger(kernelWorkers) || kernelWorkers < 0 || kernelWorkers > 1) throw new AggregationError("BAD_OPTIONS", `kernelWorkers must be 0 or 1, got ${kernelWorkers}`);
+  // Workers get the chunk's rows only: not the global model or state tensors.
+  const splittable = strategy.parallelKernels && !strategy.needsGlobal && strategy.stateTensors.length === 0;
+  const kernelPool = kernelWorkers > 0 && splittable ? KernelPool.start() : undefined;
   const buffers: SharedBuffers = {
     arena,
     slots: Array.from({ length: SLOTS }, () => included.map(() => arena.allocate(rowBytes))),
@@ -338,6 +350,7 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
     return await runPasses();
   } finally {
     await hashPool.close();
+    await kernelPool?.close();
   }
 
   async function runPasses(): Promise<AggregationResult> {
@@ -358,7 +371,7 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
       }
       hashPool.reset(included.filter((c) => !c.knownSha256).map((c) => [c.index, c.header.prefix]));
       try {
-        const pass = new RoundPass(options, strategy, ctx, included, tensors, items, buffers, hashPool, globalHeader, stateSources, restarts);
+        const pass = new RoundPass(options, strategy, ctx, included, tensors, items, buffers, hashPool, kernelPool, globalHeader, stateSources, restarts);
         const { output, stateFiles, outcome } = await pass.run();
         const digests = await hashPool.digests();
         const includedResults: IncludedUpdate[] = [];
@@ -371,6 +384,7 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
           metrics: weightedMetricMeans(included.map((c) => c.metrics)),
           totalExamples: included.reduce((s, c) => s + c.metrics.numExamples, 0),
           restarts,
+          kernelWorkers: kernelPool ? 1 : 0,
         };
       } catch (err) {
         if (!(err instanceof UpdateFault) || signal?.aborted) throw err;
@@ -380,6 +394,34 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
       }
     }
   }
+}
+
+/** Chunks shorter than this are never split across threads (a message costs ~0.1 ms). */
+const MIN_SPLIT_ELEMENTS = 1 << 14;
+
+/** The coordinates [0, split) of a chunk. */
+function lowerPart(chunk: StatisticsChunk, split: number): Pick<StatisticsChunk, "start" | "length" | "rows"> {
+  return { start: chunk.start, length: split, rows: chunk.rows.map((r) => r.subarray(0, split)) };
+}
+
+/** The coordinates [split, length) of a chunk, as their own chunk. */
+function upperPart(chunk: StatisticsChunk, split: number): Pick<StatisticsChunk, "start" | "length" | "rows" | "weights"> {
+  return { start: chunk.start + split, length: chunk.length - split, rows: chunk.rows.map((r) => r.subarray(split, chunk.length)), weights: chunk.weights };
+}
+
+/**
+ * Runs this thread's half while the worker runs the other, and returns only once the worker is done
+ * too, even when this half throws: the worker reads the chunk's slot and writes the shared output,
+ * which the next chunk (or a restarted pass) reuses.
+ */
+async function bothHalves(far: Promise<unknown>, near: () => void): Promise<void> {
+  try {
+    near();
+  } catch (err) {
+    await far.catch(() => undefined);
+    throw err;
+  }
+  await far;
 }
 
 interface SharedBuffers {
@@ -428,6 +470,7 @@ class RoundPass {
     private readonly items: WorkItem[],
     private readonly buffers: SharedBuffers,
     private readonly hashPool: HashPool,
+    private readonly kernelPool: KernelPool | undefined,
     private readonly globalHeader: SafetensorsHeader | undefined,
     private readonly stateSources: StateSourceInfo[],
     private readonly restarts: number,
@@ -449,17 +492,27 @@ class RoundPass {
     const statistics: Float64Array[] = [];
     const passes = this.strategy.statistics ?? [];
     const floatItems = this.items.filter((it) => this.tensors[it.tensorIndex].flatOffset >= 0);
+    const pool = this.kernelPool;
+    pool?.beginRound(this.strategy, this.ctx);
     for (let p = 0; p < passes.length; p++) {
       const acc = new Float64Array(passes[p].size(this.ctx));
-      await this.stream(floatItems, false, "statistics", passes[p].name, (loaded) => {
+      const splitStatistics = pool && this.strategy.parallelKernels?.statistics ? pool : undefined;
+      await this.stream(floatItems, false, "statistics", passes[p].name, async (loaded) => {
         const chunk = this.decode(loaded);
         // The first data pass is where bad rows are found when statistics exist.
         if (p === 0) this.scanRows(loaded, chunk.rows);
-        passes[p].accumulate(chunk, acc, this.ctx);
+        const split = splitStatistics ? this.splitPoint(chunk) : 0;
+        if (!split) return passes[p].accumulate(chunk, acc, this.ctx);
+        const far = splitStatistics!.accumulate(p, acc.length, loaded.item.tensorIndex, upperPart(chunk, split));
+        await bothHalves(far, () => passes[p].accumulate({ ...chunk, ...lowerPart(chunk, split) }, acc, this.ctx));
+        const farAcc = await far;
+        for (let i = 0; i < acc.length; i++) acc[i] += farAcc[i];
       });
       statistics.push(acc);
     }
     const plan = this.strategy.plan(this.ctx, statistics);
+    const splitCombine = pool && this.strategy.parallelKernels?.combine(plan) ? pool : undefined;
+    splitCombine?.setPlan(plan);
 
     const ref = this.included[0];
     const writer = new SafetensorsWriter(await this.options.output(), this.tensors, ref.header.metadata);
@@ -491,7 +544,12 @@ class RoundPass {
         chunk.out = out;
         chunk.stateOut = {};
         for (const s of stateWriters) chunk.stateOut[s.name] = stateOut[s.name].subarray(0, loaded.item.length);
-        this.strategy.combine(chunk, plan, this.ctx);
+        const split = splitCombine ? this.splitPoint(chunk) : 0;
+        if (!split) this.strategy.combine(chunk, plan, this.ctx);
+        else {
+          const far = splitCombine!.combine(loaded.item.tensorIndex, { ...upperPart(chunk, split), out: out.subarray(split) });
+          await bothHalves(far, () => this.strategy.combine({ ...chunk, ...lowerPart(chunk, split), out: out.subarray(0, split) }, plan, this.ctx));
+        }
         // Two encode buffers (in the arena) alternate: chunk j-2's write has resolved (sinks copy or
         // flush a chunk before write() resolves), so its buffer is free again.
         const encodeBuffer = this.encodeBuffers[this.encodeTurn++ % 2];
@@ -632,12 +690,22 @@ class RoundPass {
     return this.hashPool.update(segments);
   }
 
+  /**
+   * Where a chunk is cut between this thread (below) and the kernel worker (above), or 0 to keep it
+   * whole: too small to be worth a message, or rows/output not in shared memory.
+   */
+  private splitPoint(chunk: StatisticsChunk): number {
+    if (chunk.length < MIN_SPLIT_ELEMENTS || !allShared(chunk.rows) || !allShared([this.buffers.out])) return 0;
+    return chunk.length >> 1;
+  }
+
   private decode(loaded: LoadedItem): StatisticsChunk {
     const t = this.tensors[loaded.item.tensorIndex];
     const dtype = t.dtype as FloatDType;
     const length = loaded.item.length;
     const rows: FloatRow[] = loaded.rowBytes.map((bytes, i) => {
-      if ((dtype === "F16" || dtype === "BF16") && this.decodeScratch[i].length < length) this.decodeScratch[i] = new Float32Array(this.buffers.out.length);
+      // Shared, so that a kernel worker can read the decoded rows without a copy.
+      if ((dtype === "F16" || dtype === "BF16") && this.decodeScratch[i].length < length) this.decodeScratch[i] = new Float32Array(new SharedArrayBuffer(this.buffers.out.length * 4));
       return decodeFloats(bytes, dtype, this.decodeScratch[i]);
     });
     const state: Record<string, Float64Array> = {};

@@ -14,10 +14,10 @@
  *      clip factors, noise seed...) that the combine kernel receives unchanged.
  *   3. `S.combine(chunk, plan)`: pure per-chunk kernel. Gets the K decoded update rows, the raw
  *      weights (num_examples), the global model's chunk when `needsGlobal`, and the input state
- *      tensors' chunks; writes the output chunk and the new state tensors' chunks. Today the engine
- *      calls it on the main thread (update hashing runs on workers); keep it pure, relying only on
- *      its arguments and options, so it can move to worker threads (re-created there with
- *      `createStrategy(name, options)` from `registry.ts`) without changes.
+ *      tensors' chunks; writes the output chunk and the new state tensors' chunks. Keep it pure,
+ *      relying only on its arguments and options: a strategy that declares `parallelKernels` has
+ *      part of each chunk combined in a worker thread (re-created there with
+ *      `createStrategy(name, options)` from `registry.ts`).
  *   4. `S.finish(ctx, plan)`: pure; returns the new small JSON state (round counter, clip norm,
  *      accountant...) and optional extra facts for the round manifest.
  *
@@ -141,6 +141,16 @@ export interface Strategy<Plan extends Json = Json> {
   readonly propagatesNonFinite: boolean;
   /** Optional passes run before combining, in order. */
   readonly statistics?: readonly StatisticsPass[];
+  /**
+   * Kernels costly enough per byte to be worth a second thread (see kernelPool.ts): the engine then
+   * runs part of each chunk's coordinates in a worker, the strategy re-created there from the
+   * registry. `statistics`: split the statistics passes (exact up to the order of additions).
+   * `combine(plan)`: true when `combine` on parts of a chunk writes exactly what it writes on the
+   * whole chunk with this plan (no per-chunk randomness such as DP noise). The engine splits only
+   * chunks whose rows and output are in shared memory, for strategies without state tensors or the
+   * global model.
+   */
+  readonly parallelKernels?: { readonly statistics: boolean; combine(plan: Plan): boolean };
   /** Computes the round plan from the statistics accumulators (same order as `statistics`). */
   plan(ctx: RoundContext, statistics: readonly Float64Array[]): Plan;
   /** The pure per-chunk kernel (see CombineChunk). */

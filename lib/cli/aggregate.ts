@@ -26,6 +26,8 @@ export interface AggregateCommandOptions {
   stateIn?: string;
   stateOut?: string;
   chunkElements?: number;
+  /** Kernel worker threads (engine default when absent; the benchmark compares 0 with it). */
+  kernelWorkers?: number;
   signal?: AbortSignal;
 }
 
@@ -64,6 +66,7 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
       ...(options.stateOut ? { stateOutput: stateDirOutput(options.stateOut) } : {}),
       minUpdates: options.minUpdates,
       chunkElements: options.chunkElements,
+      ...(options.kernelWorkers !== undefined ? { kernelWorkers: options.kernelWorkers } : {}),
       signal: options.signal,
     });
   } catch (err) {

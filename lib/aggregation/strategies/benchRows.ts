@@ -22,14 +22,16 @@ export interface BenchStrategyRow {
   needsGlobal: boolean;
   /** optimizers keep state files */
   keepsState: boolean;
+  /** robust rules run part of each chunk on a kernel worker: the row also runs on one thread, for the ratio */
+  kernelWorker?: boolean;
 }
 
 export const BENCH_STRATEGY_ROWS: readonly BenchStrategyRow[] = [
-  { label: "median", strategy: "median", options: {}, needsGlobal: false, keepsState: false },
-  { label: "trimmed-mean (beta 0.2)", strategy: "trimmed-mean", options: { beta: 0.2 }, needsGlobal: false, keepsState: false },
-  { label: "krum (f 2)", strategy: "krum", options: { byzantine: 2 }, needsGlobal: false, keepsState: false },
-  { label: "multi-krum (f 2, keep 5)", strategy: "multi-krum", options: { byzantine: 2, keep: 5 }, needsGlobal: false, keepsState: false },
-  { label: "bulyan (f 1)", strategy: "bulyan", options: { byzantine: 1 }, needsGlobal: false, keepsState: false },
+  { label: "median", strategy: "median", options: {}, needsGlobal: false, keepsState: false, kernelWorker: true },
+  { label: "trimmed-mean (beta 0.2)", strategy: "trimmed-mean", options: { beta: 0.2 }, needsGlobal: false, keepsState: false, kernelWorker: true },
+  { label: "krum (f 2)", strategy: "krum", options: { byzantine: 2 }, needsGlobal: false, keepsState: false, kernelWorker: true },
+  { label: "multi-krum (f 2, keep 5)", strategy: "multi-krum", options: { byzantine: 2, keep: 5 }, needsGlobal: false, keepsState: false, kernelWorker: true },
+  { label: "bulyan (f 1)", strategy: "bulyan", options: { byzantine: 1 }, needsGlobal: false, keepsState: false, kernelWorker: true },
   { label: "fedavgm (mu 0.9)", strategy: "fedavgm", options: { momentum: 0.9 }, needsGlobal: true, keepsState: true },
   { label: "fedadam", strategy: "fedadam", options: {}, needsGlobal: true, keepsState: true },
   { label: "fedyogi", strategy: "fedyogi", options: {}, needsGlobal: true, keepsState: true },
@@ -82,9 +84,9 @@ async function peakRssKb(): Promise<number> {
   return process.resourceUsage().maxRSS;
 }
 
-/** Child side: `<script> --child-strategy <row json> <chunk|default> <scratch dir> <update dir>...`. */
+/** Child side: `<script> --child-strategy <row json> <chunk|default> <kernel workers|default> <scratch dir> <update dir>...`. */
 export async function strategyBenchChild(argv: readonly string[]): Promise<void> {
-  const [rowJson, chunk, scratchDir, ...dirs] = argv;
+  const [rowJson, chunk, kernelWorkers, scratchDir, ...dirs] = argv;
   const row = JSON.parse(rowJson) as BenchStrategyRow;
   const start = process.hrtime.bigint();
   const code = await runAggregate(
@@ -93,6 +95,7 @@ export async function strategyBenchChild(argv: readonly string[]): Promise<void>
       minUpdates: dirs.length,
       updateDirs: [...dirs],
       chunkElements: chunk === "default" ? undefined : Number(chunk),
+      ...(kernelWorkers === "default" ? {} : { kernelWorkers: Number(kernelWorkers) }),
       ...benchRowAggregateOptions(row, dirs, scratchDir),
     },
     { out: () => undefined, err: (l) => console.error(l) },
@@ -111,16 +114,25 @@ export async function runStrategyBenchRows(args: {
   selector?: string;
 }): Promise<void> {
   const rows = selectBenchRows(args.selector ?? process.env.FLO_BENCH_STRATEGIES, args.dirs.length);
-  for (const row of rows) {
+  const runRow = async (row: BenchStrategyRow, kernelWorkers: string) => {
     const res = await promisify(execFile)(
       process.execPath,
-      [args.script, STRATEGY_CHILD_FLAG, JSON.stringify(row), String(args.chunkElements ?? "default"), args.scratchDir, ...args.dirs],
+      [args.script, STRATEGY_CHILD_FLAG, JSON.stringify(row), String(args.chunkElements ?? "default"), kernelWorkers, args.scratchDir, ...args.dirs],
       { maxBuffer: 1 << 20 },
     );
     const result = JSON.parse(res.stdout.trim().split("\n").at(-1)!) as { code: number; seconds: number; maxrss_kb: number };
     if (result.code !== 0) throw new Error(`strategy ${row.label}: flo aggregate exited with ${result.code}`);
+    return result;
+  };
+  for (const row of rows) {
+    const result = await runRow(row, "default");
+    let oneThread = "";
+    if (row.kernelWorker) {
+      const single = await runRow(row, "0");
+      oneThread = `; on one thread (no kernel worker) ${single.seconds.toFixed(2)} s: the kernel worker makes it ${(single.seconds / result.seconds).toFixed(2)}x as fast`;
+    }
     console.log(
-      `strategy ${row.label} (files, end to end): ${result.seconds.toFixed(2)} s = ${(args.inputBytes / result.seconds / 1e9).toFixed(2)} GB/s of input; peak RSS ${(result.maxrss_kb / 1024).toFixed(0)} MB`,
+      `strategy ${row.label} (files, end to end): ${result.seconds.toFixed(2)} s = ${(args.inputBytes / result.seconds / 1e9).toFixed(2)} GB/s of input; peak RSS ${(result.maxrss_kb / 1024).toFixed(0)} MB${oneThread}`,
     );
     await fs.rm(path.join(args.scratchDir, `out-${row.strategy}.safetensors`), { force: true });
   }
