@@ -332,10 +332,10 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
   const outElements = Math.min(chunkElements, Math.max(1, floatElements));
   const arena = new SimdArena(SLOTS * included.length * rowBytes + outElements * 8 * 3 + 64 * (SLOTS * included.length + 3));
   const totalBytes = included.reduce((s, c) => s + (c.knownSha256 ? 0 : c.header.fileSize), 0);
-  const hashPool = new HashPool(arena.buffer, Math.min(options.hashWorkers ?? (totalBytes >= 32 << 20 ? 2 : 0), included.length));
   const floatBytes = included.length * tensors.reduce((sum, t) => sum + (t.flatOffset >= 0 ? t.numel * dtypeSize(t.dtype) : 0), 0);
   const kernelWorkers = options.kernelWorkers ?? (floatBytes >= 32 << 20 ? 1 : 0);
   if (!Number.isInteger(kernelWorkers) || kernelWorkers < 0 || kernelWorkers > 1) throw new AggregationError("BAD_OPTIONS", `kernelWorkers must be 0 or 1, got ${kernelWorkers}`);
+  const hashPool = new HashPool(arena.buffer, Math.min(options.hashWorkers ?? (totalBytes >= 32 << 20 ? 2 : 0), included.length));
   // Workers get the chunk's rows only: not the global model or state tensors.
   const splittable = strategy.parallelKernels && !strategy.needsGlobal && strategy.stateTensors.length === 0;
   const kernelPool = kernelWorkers > 0 && splittable ? KernelPool.start() : undefined;
