@@ -15,13 +15,9 @@ import { generateTestCertificate, type TestCertificate } from "./fakes/arm/cert"
 import { FakeArm, validateJobPutBody, type FakeJob, type FakeTrainingResult } from "./fakes/arm/fakeArm";
 import { startFakeManagedIdentity, type FakeManagedIdentity } from "./fakes/arm/fakeManagedIdentity";
 import { AZURITE_ACCOUNT, AZURITE_KEY, startHttpsAzuriteBlob, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
-import { expectedToyModel, finished, readToyModel, startFloHost, toyModelBytes, type FloHost, type ToySilo } from "./helpers/flo";
+import { expectedToyModel, finished, readToyModel, startFloHost, TOY_TEAM, toyModelBytes, type FloHost, type ToySilo } from "./helpers/flo";
 
-const silos: ToySilo[] = [
-  { name: "east", target: [1, 1, 1, 1], n: 100 },
-  { name: "west", target: [3, 3, 3, 3], n: 300 },
-  { name: "north", target: [2, 0, 2, 0], n: 100 },
-];
+const silos: readonly ToySilo[] = TOY_TEAM;
 const SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590";
 const CLIENT_ID = "5f2b3c4d-1111-4222-8333-944455566677";
 const FEDERATION = "fraud-aml";

@@ -10,13 +10,9 @@ import { runStatusChangedEvent } from "../lib/events/azureMlEvents";
 import { floJobTags } from "../lib/compute/local";
 import type { RoundManifest } from "../lib/federation/manifest";
 import { siloGroupInstanceId, siloGroups, siloInstanceId } from "../lib/federation/decisions";
-import { expectedToyModel, finished, readToyModel, startFloHost, toySpec, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
+import { expectedToyModel, finished, readToyModel, startFloHost, TOY_TEAM, toySpec, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
 
-const silos: ToySilo[] = [
-  { name: "east", target: [1, 1, 1, 1], n: 100 },
-  { name: "west", target: [3, 3, 3, 3], n: 300 },
-  { name: "north", target: [2, 0, 2, 0], n: 100 },
-];
+const silos: readonly ToySilo[] = TOY_TEAM;
 
 let flo: FloHost;
 let store: ModelStore;

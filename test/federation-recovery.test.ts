@@ -6,13 +6,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ModelStore } from "../lib/models/store";
-import { expectedToyModel, finished, readToyModel, startFloHost, toySpec, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
+import { expectedToyModel, finished, readToyModel, startFloHost, TOY_TEAM, toySpec, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
 
-const base: ToySilo[] = [
-  { name: "east", target: [1, 1, 1, 1], n: 100 },
-  { name: "west", target: [3, 3, 3, 3], n: 300 },
-  { name: "north", target: [2, 0, 2, 0], n: 100 },
-];
+const base: readonly ToySilo[] = TOY_TEAM;
 
 let flo: FloHost;
 let store: ModelStore;

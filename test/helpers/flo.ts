@@ -28,6 +28,13 @@ export interface ToySilo {
   behavior?: string;
 }
 
+/** The toy federation most end-to-end tests run: three silos with different targets and sizes. */
+export const TOY_TEAM: readonly ToySilo[] = [
+  { name: "east", target: [1, 1, 1, 1], n: 100 },
+  { name: "west", target: [3, 3, 3, 3], n: 300 },
+  { name: "north", target: [2, 0, 2, 0], n: 100 },
+];
+
 /** Writes each silo's data folder (target.json) under `dir/data/<silo>`. */
 export function writeToyData(dir: string, silos: readonly ToySilo[]): void {
   for (const s of silos) {
