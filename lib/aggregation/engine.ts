@@ -692,10 +692,11 @@ class RoundPass {
 
   /**
    * Where a chunk is cut between this thread (below) and the kernel worker (above), or 0 to keep it
-   * whole: too small to be worth a message, or rows/output not in shared memory.
+   * whole: too small to be worth a message, or a row copied out of shared memory (an unaligned F64
+   * tensor). The output is always in the shared arena.
    */
   private splitPoint(chunk: StatisticsChunk): number {
-    if (chunk.length < MIN_SPLIT_ELEMENTS || !allShared(chunk.rows) || !allShared([this.buffers.out])) return 0;
+    if (chunk.length < MIN_SPLIT_ELEMENTS || !allShared(chunk.rows)) return 0;
     return chunk.length >> 1;
   }
 

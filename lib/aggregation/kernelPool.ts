@@ -56,7 +56,7 @@ export function compiledRegistryPath(): string | undefined {
 }
 
 /** True when every array shares its memory with a worker when posted (no copy). */
-export function allShared(arrays: readonly (FloatRow | Float64Array)[]): boolean {
+export function allShared(arrays: readonly FloatRow[]): boolean {
   return arrays.every((a) => a.buffer instanceof SharedArrayBuffer);
 }
 
