@@ -5,15 +5,15 @@
  */
 
 import { createHash, randomBytes } from "node:crypto";
-import { promises as fs } from "node:fs";
+import { constants, promises as fs } from "node:fs";
 import * as path from "node:path";
 import type { ByteSink, ByteSource, WrittenObject } from "./bytes";
 
 /** I/O on a local file failed or was misused (short read, write after commit...). */
 export class FileBytesError extends Error {
   override readonly name = "FileBytesError";
-  constructor(readonly file: string, message: string) {
-    super(`${file}: ${message}`);
+  constructor(readonly file: string, message: string, options?: { cause?: unknown }) {
+    super(`${file}: ${message}`, options);
   }
 }
 
@@ -21,10 +21,26 @@ function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error("aborted");
 }
 
+/**
+ * Opens a file for reading without following a symbolic link at its last component: a model or
+ * update path must name the file itself, so a link planted in a job folder or a base folder cannot
+ * make flo read (and upload, or quote in an error) some other file.
+ */
+export async function openNoFollow(filePath: string): Promise<fs.FileHandle> {
+  try {
+    return await fs.open(filePath, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ELOOP") {
+      throw new FileBytesError(filePath, "is a symbolic link; model and update files are opened without following links", { cause: err });
+    }
+    throw err;
+  }
+}
+
 /** A random-access reader over a local file; the handle opens lazily and closes with `close()`. */
 export function fileSource(filePath: string): ByteSource {
   let handle: Promise<fs.FileHandle> | undefined;
-  const open = () => (handle ??= fs.open(filePath, "r"));
+  const open = () => (handle ??= openNoFollow(filePath));
   const readInto = async (target: Uint8Array, offset: number, options?: { signal?: AbortSignal }): Promise<void> => {
     throwIfAborted(options?.signal);
     const fh = await open();

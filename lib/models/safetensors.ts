@@ -29,6 +29,7 @@ export type SafetensorsErrorCode =
   | "GAP" // bytes between tensors (or before the first) belong to no tensor
   | "TRAILING_BYTES" // bytes after the last tensor
   | "BAD_METADATA" // __metadata__ not an object of strings
+  | "RESERVED_NAME" // a tensor named __proto__, constructor or prototype (object-key names JavaScript treats specially)
   | "WRITE_ORDER"; // writer misuse: data does not match the declared tensors
 
 /** Any invalid safetensors file or writer misuse; `code` says which rule, the message names file and tensor. */
@@ -70,13 +71,34 @@ export interface SafetensorsHeader {
   prefix: Buffer;
 }
 
+/**
+ * Tensor names that JavaScript objects treat specially: `header["__proto__"] = x` sets the prototype
+ * instead of adding a key, so such a tensor silently vanishes from any header built on a plain object.
+ * Rejected by the reader and the writer alike.
+ */
+export const RESERVED_TENSOR_NAMES: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
+
+function rejectReservedName(name: string, file: string): void {
+  if (RESERVED_TENSOR_NAMES.has(name)) {
+    throw new SafetensorsError("RESERVED_NAME", file, `tensor name "${name}" is reserved (one of ${[...RESERVED_TENSOR_NAMES].join(", ")})`, name);
+  }
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/**
+ * Names the kind of a value, never its content: the file may not be a model at all (a path naming
+ * another file), and an error message must not become a way to read it.
+ */
 function describe(v: unknown): string {
-  const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+  if (v === null) return "null";
+  if (Array.isArray(v)) return `an array of ${v.length} item${v.length === 1 ? "" : "s"}`;
+  if (typeof v === "string") return `a string of ${v.length} character${v.length === 1 ? "" : "s"}`;
+  if (typeof v === "number") return Number.isInteger(v) ? (v < 0 ? "a negative integer" : "an integer") : "a non-integer number";
+  if (typeof v === "object") return "an object";
+  return `a ${typeof v}`;
 }
 
 /** Reads and validates the header of a safetensors file without reading its data section. */
@@ -93,11 +115,12 @@ export async function readSafetensorsHeader(
   const lengthBytes = await source.read(0, 8, { signal: options.signal });
   const declared = lengthBytes.readBigUInt64LE(0);
   if (declared > BigInt(maxHeader)) {
-    throw new SafetensorsError("HEADER_TOO_LARGE", file, `header length ${declared} exceeds the ${maxHeader}-byte limit`);
+    // The declared length is not echoed: those 8 bytes are the file's content, whatever the file is.
+    throw new SafetensorsError("HEADER_TOO_LARGE", file, `declared header length exceeds the ${maxHeader}-byte limit`);
   }
   const headerLength = Number(declared);
   if (8 + headerLength > fileSize) {
-    throw new SafetensorsError("TRUNCATED", file, `header length ${headerLength} runs past the end of the ${fileSize}-byte file`);
+    throw new SafetensorsError("TRUNCATED", file, `declared header length runs past the end of the ${fileSize}-byte file`);
   }
   const headerBytes = await source.read(8, headerLength, { signal: options.signal });
   let parsed: unknown;
@@ -105,7 +128,9 @@ export async function readSafetensorsHeader(
     const text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new SafetensorsError("BAD_JSON", file, `header is not valid UTF-8 JSON: ${(err as Error).message}`);
+    // V8's JSON errors quote the offending text; say only where parsing stopped.
+    const position = /position (\d+)/.exec((err as Error).message)?.[1];
+    throw new SafetensorsError("BAD_JSON", file, `header is not valid UTF-8 JSON${position !== undefined ? ` (stopped at byte ${position} of the header)` : ""}`);
   }
   const parsedHeader = parseHeaderObject(parsed, file, fileSize - 8 - headerLength);
   return {
@@ -137,9 +162,10 @@ export function parseHeaderObject(
           throw new SafetensorsError("BAD_METADATA", file, `__metadata__["${k}"] must be a string, got ${describe(v)}`);
         }
       }
-      metadata = raw as Record<string, string>;
+      metadata = Object.assign(Object.create(null) as Record<string, string>, raw as Record<string, string>);
       continue;
     }
+    rejectReservedName(name, file);
     tensors.push(parseEntry(name, raw, file, dataSize));
   }
   // Ranges must tile the data section exactly: sorted by begin, each starts where the last ended.
@@ -170,7 +196,7 @@ function parseEntry(name: string, raw: unknown, file: string, dataSize: number):
   }
   const { dtype, shape, data_offsets: offsets } = raw;
   if (!isDType(dtype)) {
-    throw new SafetensorsError("BAD_DTYPE", file, `dtype ${describe(dtype)} is not one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL`, name);
+    throw new SafetensorsError("BAD_DTYPE", file, `dtype must be one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL, got ${typeof dtype === "string" && dtype.length <= 8 ? `"${dtype}"` : describe(dtype)}`, name);
   }
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw new SafetensorsError("BAD_SHAPE", file, `shape must be an array of non-negative integers, got ${describe(shape)}`, name);
@@ -188,7 +214,7 @@ function parseEntry(name: string, raw: unknown, file: string, dataSize: number):
   for (const d of shape as number[]) numel *= d;
   const expected = numel * dtypeSize(dtype);
   if (!Number.isSafeInteger(expected) || expected !== end - begin) {
-    throw new SafetensorsError("SIZE_MISMATCH", file, `shape ${describe(shape)} x ${dtype} needs ${expected} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`, name);
+    throw new SafetensorsError("SIZE_MISMATCH", file, `shape ${JSON.stringify(shape)} x ${dtype} needs ${expected} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`, name);
   }
   if (end > dataSize) {
     throw new SafetensorsError("OUT_OF_BOUNDS", file, `data_offsets [${begin}, ${end}] end past the ${dataSize}-byte data section`, name);
@@ -229,9 +255,10 @@ export interface SafetensorsLayout {
 export function planSafetensorsLayout(tensors: readonly TensorSpec[], metadata?: Record<string, string>): SafetensorsLayout {
   const file = "<writer>";
   const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const header: Record<string, unknown> = {};
+  // Null prototype: no key can reach Object.prototype's accessors, whatever names arrive.
+  const header = Object.create(null) as Record<string, unknown>;
   if (metadata && Object.keys(metadata).length > 0) {
-    const sortedMeta: Record<string, string> = {};
+    const sortedMeta = Object.create(null) as Record<string, string>;
     for (const k of Object.keys(metadata).sort()) {
       if (typeof metadata[k] !== "string") throw new SafetensorsError("BAD_METADATA", file, `__metadata__["${k}"] must be a string`);
       sortedMeta[k] = metadata[k];
@@ -243,10 +270,11 @@ export function planSafetensorsLayout(tensors: readonly TensorSpec[], metadata?:
   for (let i = 0; i < sorted.length; i++) {
     const t = sorted[i];
     if (t.name === "__metadata__") throw new SafetensorsError("BAD_ENTRY", file, "tensor name __metadata__ is reserved", t.name);
+    rejectReservedName(t.name, file);
     if (i > 0 && sorted[i - 1].name === t.name) throw new SafetensorsError("BAD_ENTRY", file, "duplicate tensor name", t.name);
-    if (!isDType(t.dtype)) throw new SafetensorsError("BAD_DTYPE", file, `unknown dtype ${describe(t.dtype)}`, t.name);
+    if (!isDType(t.dtype)) throw new SafetensorsError("BAD_DTYPE", file, `unknown dtype ${String(t.dtype)}`, t.name);
     if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new SafetensorsError("BAD_SHAPE", file, `shape must be non-negative integers, got ${describe(t.shape)}`, t.name);
+      throw new SafetensorsError("BAD_SHAPE", file, `shape must be non-negative integers, got ${JSON.stringify(t.shape)}`, t.name);
     }
     const numel = t.shape.reduce((a, b) => a * b, 1);
     const bytes = numel * dtypeSize(t.dtype);

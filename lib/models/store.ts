@@ -24,6 +24,7 @@ import {
   type StoragePipelineOptions,
 } from "@azure/storage-blob";
 import type { ByteSink, ByteSource, WrittenObject } from "./bytes";
+import { openNoFollow } from "./fileBytes";
 import {
   BlobChangedError,
   BlobExistsError,
@@ -450,9 +451,10 @@ export class ModelStore {
 
   /** Streams a local file into a blob through a sink (staged blocks, one commit). */
   async uploadFile(localPath: string, path: string, options: WriteOptions = {}): Promise<WrittenObject> {
+    const handle = await openNoFollow(localPath);
     const sink = this.sink(path, options);
     try {
-      const file = fs.createReadStream(localPath, { highWaterMark: this.blockSize, signal: options.signal });
+      const file = handle.createReadStream({ highWaterMark: this.blockSize, signal: options.signal });
       for await (const chunk of file as AsyncIterable<Buffer>) await sink.write(chunk, options);
       return await sink.commit(options);
     } catch (err) {
@@ -525,7 +527,7 @@ export class ModelStore {
       const path = base + relative.split(nodePath.sep).join("/");
       const stat = await fs.promises.stat(localPath);
       const written = stat.size <= this.blockSize
-        ? await this.putBytes(path, await fs.promises.readFile(localPath), options)
+        ? await this.putBytes(path, await readFileNoFollow(localPath), options)
         : await this.uploadFile(localPath, path, options);
       return { ...written, path, localPath };
     });
@@ -582,6 +584,15 @@ function defaultCredential(managedIdentityClientId?: string): BlobCredential {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { DefaultAzureCredential } = require("@azure/identity") as typeof import("@azure/identity");
   return new DefaultAzureCredential(managedIdentityClientId ? { managedIdentityClientId } : {});
+}
+
+async function readFileNoFollow(localPath: string): Promise<Buffer> {
+  const handle = await openNoFollow(localPath);
+  try {
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
 }
 
 async function walkFiles(dir: string, relative = ""): Promise<string[]> {

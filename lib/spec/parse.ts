@@ -44,8 +44,18 @@ export function parseSpec(text: string, options: ParseSpecOptions = {}): Federat
       if (offset !== undefined) Object.assign(issue, positionOf(text, offset));
       throw new SpecError("syntax", [issue], source);
     }
-    // JSON is YAML 1.2 flow syntax: the YAML document serves only to locate fields for messages.
-    doc = parseDocument(text, { lineCounter });
+    // JSON is YAML 1.2 flow syntax: the YAML document locates fields for messages and, since
+    // JSON.parse silently keeps the last of duplicate keys, finds duplicates the way YAML does.
+    doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+    const duplicates = doc.errors.filter((error) => error.code === "DUPLICATE_KEY");
+    if (duplicates.length > 0) {
+      const issues = duplicates.map((error) => {
+        const start = lineCounter.linePos(error.pos[0]);
+        const key = /^"(?:[^"\\]|\\.)*"/.exec(text.slice(error.pos[0]))?.[0] ?? "a key";
+        return { ...specIssue("", "each key once per object", `${key} a second time`), line: start.line, column: start.col };
+      });
+      throw new SpecError("syntax", issues, source);
+    }
   } else {
     doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
     if (doc.errors.length > 0) {
