@@ -69,6 +69,12 @@ param specRegistry string = ''
 param retrainSpec string = ''
 @description('FLO_RETRAIN_SCHEDULE: six-field NCRONTAB of scheduled retraining, e.g. 0 0 2 * * 1.')
 param retrainSchedule string = ''
+@description('Durable task hub name: must equal host.json extensions.durableTask.hubName (its containers are pre-created and granted one by one).')
+param taskHubName string = 'flo'
+@description('Optional Entra ID front for the HTTP API (App Service authentication): the client id of an app registration in this tenant. Empty: function keys only.')
+param apiEntraClientId string = ''
+@description('Audiences the Entra front accepts (default: api://<apiEntraClientId>).')
+param apiEntraAllowedAudiences array = []
 
 var tags = { 'azd-env-name': environmentName, app: 'flo' }
 // Resources created inside silo resource groups are labelled but not claimed by azd (azd down leaves silos alone).
@@ -103,6 +109,7 @@ module storage 'modules/storage.bicep' = {
     storageAccountName: 'st${token}'
     deploymentContainerName: 'app-package'
     modelContainerName: modelContainerName
+    taskHubName: taskHubName
   }
 }
 
@@ -148,6 +155,8 @@ module functionApp 'modules/functionapp.bicep' = {
     retrainSchedule: retrainSchedule
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    apiEntraClientId: apiEntraClientId
+    apiEntraAllowedAudiences: apiEntraAllowedAudiences
   }
 }
 
@@ -157,6 +166,8 @@ module appRoles 'modules/app-roles.bicep' = {
   params: {
     principalId: functionApp.outputs.principalId
     storageAccountName: storage.outputs.storageAccountName
+    writableContainerNames: concat([storage.outputs.modelContainerName], storage.outputs.hostContainerNames)
+    deploymentContainerName: storage.outputs.deploymentContainerName
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
     jobEventsQueueName: serviceBus.outputs.jobEventsQueueName
     partnerCommandsQueueName: serviceBus.outputs.partnerCommandsQueueName

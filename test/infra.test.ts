@@ -203,7 +203,7 @@ describe("infra/ Bicep", () => {
   test("the reader sees the whole template (sanity: it would catch a missing module)", () => {
     expect(files.length).toBeGreaterThanOrEqual(10);
     expect(main.modules.map((m) => m.symbol)).toEqual(expect.arrayContaining(["monitoring", "storage", "serviceBus", "functionApp", "appRoles", "siloEventTopics", "siloEventSubscriptions", "siloModelReaders"]));
-    expect(roleAssignments().length).toBe(15);
+    expect(roleAssignments().length).toBe(16);
   });
 
   test("every declared param is used in its file", () => {
@@ -395,7 +395,8 @@ describe("infra/ Bicep", () => {
       "app-roles.bicep notificationsTopic serviceBusDataSender",
       "app-roles.bicep partnerCommandsQueue serviceBusDataReceiver",
       "app-roles.bicep partnerCommandsRejectedQueue serviceBusDataSender",
-      "app-roles.bicep storage storageBlobDataContributor",
+      "app-roles.bicep deploymentContainer storageBlobDataContributor",
+      "app-roles.bicep writableContainers storageBlobDataContributor",
       "app-roles.bicep storage storageQueueDataContributor",
       "app-roles.bicep storage storageTableDataContributor",
       "event-sender-role.bicep jobEventsQueue serviceBusDataSender",
@@ -405,6 +406,37 @@ describe("infra/ Bicep", () => {
       "silo-model-reader.bicep modelContainer storageBlobDataReader",
       "silo-workspace-access.bicep workspace azureMlDataScientist",
     ].sort());
+  });
+
+  test("the app's blob role is granted per container: flo's model container and each container the Functions/Durable host writes, pre-created", () => {
+    const storage = readBicep(join(INFRA, "modules", "storage.bicep"));
+    const hostContainers = /^var hostContainerNames = \[([^\]]*)\]/m.exec(storage.text)![1];
+    const hubName = (JSON.parse(readFileSync(join(ROOT, "host.json"), "utf8")) as { extensions: { durableTask: { hubName: string } } }).extensions.durableTask.hubName;
+    expect(hostContainers.match(/'[^']+'/g)).toEqual(["'azure-webjobs-hosts'", "'azure-webjobs-secrets'", "'${toLower(taskHubName)}-leases'", "'${toLower(taskHubName)}-applease'", "'${toLower(taskHubName)}-largemessages'"]);
+    expect(storage.text).toMatch(/resource hostContainers '[^']+' = \[for containerName in hostContainerNames:/);
+    expect(main.text).toContain(`param taskHubName string = '${hubName}'`);
+    expect(main.modules.find((m) => m.symbol === "storage")!.body).toMatch(/taskHubName:\s*taskHubName/);
+    expect(main.modules.find((m) => m.symbol === "appRoles")!.body).toMatch(/writableContainerNames:\s*concat\(\[storage\.outputs\.modelContainerName\],\s*storage\.outputs\.hostContainerNames\)/);
+    const roles = readBicep(join(INFRA, "modules", "app-roles.bicep"));
+    const blobGrants = roleAssignments().filter((a) => a.roleId === ROLE.storageBlobDataContributor);
+    expect(blobGrants.map((a) => a.scope).sort()).toEqual(["deploymentContainer", "writableContainers"]);
+    expect(roles.resources.find((r) => r.symbol === "appStorageBlob")!.body).toMatch(/scope:\s*writableContainers\[i\]/);
+    expect(roles.text).toMatch(/resource appStorageBlob '[^']+' = \[for \(containerName, i\) in writableContainerNames:/);
+    // Nothing blob-related is granted on the account itself any more.
+    expect(roleAssignments().filter((a) => a.scope === "storage").map((a) => a.roleId).sort()).toEqual([ROLE.storageQueueDataContributor, ROLE.storageTableDataContributor].sort());
+  });
+
+  test("SCM and FTP basic publishing credentials are disabled; the Entra ID front is optional and returns 401", () => {
+    const app = readBicep(join(INFRA, "modules", "functionapp.bicep"));
+    const policies = app.resources.filter((r) => r.type === "Microsoft.Web/sites/basicPublishingCredentialsPolicies");
+    expect(policies.map((r) => /name:\s*'(\w+)'/.exec(r.body)?.[1]).sort()).toEqual(["ftp", "scm"]);
+    for (const p of policies) expect(p.body).toMatch(/properties:\s*\{\s*allow:\s*false\s*\}/);
+    const entra = app.resources.find((r) => r.type === "Microsoft.Web/sites/config")!;
+    expect(entra.body).toMatch(/name:\s*'authsettingsV2'/);
+    expect(entra.body).toMatch(/unauthenticatedClientAction:\s*'Return401'/);
+    expect(entra.body).toMatch(/requireAuthentication:\s*true/);
+    expect(app.text).toMatch(/resource entraFront '[^']+' = if \(!empty\(apiEntraClientId\)\)/);
+    expect(main.text).toContain("param apiEntraClientId string = ''");
   });
 
   test("silo compute reads only global models: ABAC condition on the model container, balanced and path-limited", () => {

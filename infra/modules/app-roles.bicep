@@ -2,6 +2,10 @@
 // is scoped to the one resource it needs (see docs/security.md).
 param principalId string
 param storageAccountName string
+@description('Blob containers the app writes: flo\'s model container and the Functions/Durable host containers.')
+param writableContainerNames array
+@description('The Flex Consumption deployment package container.')
+param deploymentContainerName string
 param serviceBusNamespaceName string
 param jobEventsQueueName string
 param partnerCommandsQueueName string
@@ -19,6 +23,21 @@ var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource writableContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [for containerName in writableContainerNames: {
+  parent: blobService
+  name: containerName
+}]
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: deploymentContainerName
 }
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' existing = {
@@ -54,10 +73,23 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
   name: applicationInsightsName
 }
 
-// Functions host (leases, deployment package) + Durable task hub + model store: blob, queue, table data.
-resource appStorageBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, principalId, storageBlobDataContributor)
-  scope: storage
+// Blob data only where the app writes: each listed container, never the whole account (a leaked
+// token then cannot touch other containers, e.g. to plant files for another app).
+resource appStorageBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (containerName, i) in writableContainerNames: {
+  name: guid(writableContainers[i].id, principalId, storageBlobDataContributor)
+  scope: writableContainers[i]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+// Apart: Flex Consumption's one-deploy writes the package into this container with the app's
+// identity (functionAppConfig.deployment.storage.authentication), and the platform reads it on start.
+resource appDeploymentPackage 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deploymentContainer.id, principalId, storageBlobDataContributor)
+  scope: deploymentContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
     principalId: principalId

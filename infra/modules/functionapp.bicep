@@ -22,6 +22,9 @@ param retrainSpec string
 param retrainSchedule string
 param maximumInstanceCount int
 param instanceMemoryMB int
+@description('Client id of the Entra app registration fronting the API; empty: no Entra front (function keys only).')
+param apiEntraClientId string
+param apiEntraAllowedAudiences array
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -83,6 +86,47 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: { name: 'node', version: '20' }
     }
+  }
+}
+
+// No basic-auth publishing: deployments go through Entra (azd uses the deployer's identity), so a
+// leaked publishing password cannot push code.
+resource scmBasicPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: { allow: false }
+}
+
+resource ftpBasicPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: { allow: false }
+}
+
+// Optional Entra ID front (App Service authentication): every HTTP request needs a valid token for
+// the registration in addition to the function key; unauthenticated requests get 401, never a redirect.
+resource entraFront 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(apiEntraClientId)) {
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: { enabled: true }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: apiEntraClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: empty(apiEntraAllowedAudiences) ? [ 'api://${apiEntraClientId}' ] : apiEntraAllowedAudiences
+        }
+      }
+    }
+    login: { tokenStore: { enabled: false } }
   }
 }
 
