@@ -10,7 +10,7 @@ import {
   notificationMessageId,
   toNotification,
   toServiceBusMessage,
-} from "../lib/notifications";
+} from "../lib/messaging/notifications";
 import { startFakeServiceBus, type FakeServiceBus } from "./fakes/servicebus/broker";
 
 jest.setTimeout(30_000);
@@ -88,7 +88,7 @@ describe("notification validation", () => {
     expect(toServiceBusMessage(done).applicationProperties).toEqual({ floFederation: "fed-9", floType: "federation-completed" });
   });
 
-  test("schema/notification.schema.json is the generated schema (regenerate: node dist/lib/notifications/writeJsonSchema.js)", () => {
+  test("schema/notification.schema.json is the generated schema (regenerate: node dist/lib/messaging/notifications/writeJsonSchema.js)", () => {
     const onDisk = readFileSync(join(__dirname, "..", "schema", "notification.schema.json"), "utf8");
     expect(onDisk).toBe(notificationJsonSchemaText());
     const schema = JSON.parse(onDisk);

@@ -7,7 +7,7 @@
 import type { Invoker, TypedData } from "../../invoke";
 import { fromTypedData } from "../../invoke";
 import { resolveAppSettingExpression } from "../../settings";
-import type { OutgoingServiceBusMessage } from "./message";
+import type { OutgoingServiceBusMessage } from "../../../messaging/message";
 
 export type ServiceBusSend = (entityName: string, messages: OutgoingServiceBusMessage[], connection: string) => Promise<void>;
 

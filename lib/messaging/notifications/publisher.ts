@@ -4,7 +4,7 @@
  * MessageIds so the topic's duplicate detection drops re-sends; no secrets in messages, errors or logs.
  */
 import { ServiceBusClient, type ServiceBusClientOptions, type ServiceBusMessage, type ServiceBusSender } from "@azure/service-bus";
-import type { TokenCredential } from "@azure/core-auth";
+import type { ServiceBusConnection } from "../connection";
 import { InvalidNotificationError, NotificationConfigError, NotificationPublishError } from "./errors";
 import { notificationMessageId } from "./messageId";
 import { MAX_REASON_LENGTH, NOTIFICATION_SPEC_VERSION, notificationSchema, type Notification } from "./schema";
@@ -16,10 +16,8 @@ export type NotificationInput = Notification extends infer N
     : never
   : never;
 
-export type NotificationConnection =
-  | { connectionString: string }
-  /** Identity-based (managed identity in Azure): needs Azure Service Bus Data Sender on the topic. */
-  | { fullyQualifiedNamespace: string; credential: TokenCredential };
+/** Identity-based connections (managed identity in Azure) need Azure Service Bus Data Sender on the topic. */
+export type NotificationConnection = ServiceBusConnection;
 
 export interface NotificationPublisherOptions {
   topicName: string;
@@ -76,7 +74,14 @@ function describeConnection(connection: NotificationConnection | undefined): str
   return `an object with keys [${Object.keys(connection).join(", ")}]`;
 }
 
-export class NotificationPublisher {
+/** What the federation needs of a publisher (the services port's `notifications`). */
+export interface NotificationSender {
+  readonly topicName: string;
+  publish(input: NotificationInput, options?: PublishOptions): Promise<PublishedNotification>;
+  close(): Promise<void>;
+}
+
+export class NotificationPublisher implements NotificationSender {
   private readonly client: ServiceBusClient;
   private readonly sender: ServiceBusSender;
   readonly topicName: string;
