@@ -14,7 +14,7 @@ import { startLocalHost, type LocalHost } from "../runtime/host";
 import { ModelStore } from "../models/store";
 import { modelContainerFromSettings } from "../federation/settings";
 import { renderReport, type Baselines } from "../report/html";
-import { loadManifests } from "../federation/report";
+import { loadManifests } from "../report/load";
 import type { FederationServices } from "../federation/services";
 import type { RoundManifest } from "../federation/manifest";
 import type { FederationSummary, RoundSummary } from "../federation/types";
