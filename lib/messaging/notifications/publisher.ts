@@ -16,12 +16,10 @@ export type NotificationInput = Notification extends infer N
     : never
   : never;
 
-/** Identity-based connections (managed identity in Azure) need Azure Service Bus Data Sender on the topic. */
-export type NotificationConnection = ServiceBusConnection;
-
 export interface NotificationPublisherOptions {
   topicName: string;
-  connection: NotificationConnection;
+  /** Identity-based connections (managed identity in Azure) need Azure Service Bus Data Sender on the topic. */
+  connection: ServiceBusConnection;
   /** Retry/timeouts of the SDK client (e.g. `{ retryOptions: { maxRetries: 3 } }`). */
   clientOptions?: ServiceBusClientOptions;
   /** Receives one line per published message (ids and types only: never bodies' URIs or credentials). */
@@ -69,7 +67,7 @@ export function toServiceBusMessage(notification: Notification): ServiceBusMessa
   };
 }
 
-function describeConnection(connection: NotificationConnection | undefined): string {
+function describeConnection(connection: ServiceBusConnection | undefined): string {
   if (!connection) return "undefined";
   return `an object with keys [${Object.keys(connection).join(", ")}]`;
 }

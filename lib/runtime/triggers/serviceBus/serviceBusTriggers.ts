@@ -10,7 +10,7 @@ import { triggerBinding, durableClientBindings } from "../../invoke";
 import { resolveAppSettingExpression, type ServiceBusHostOptions } from "../../settings";
 import type { DeadLetteredMessage, OutgoingServiceBusMessage, ReceivedServiceBusMessage } from "../../../messaging/message";
 import { AzuriteQueueTransport } from "../../../messaging/azuriteTransport";
-import { defaultCredentialFactory, openMessageTransport, resolveServiceBusConnection, type CredentialFactory } from "../../../messaging/connection";
+import { defaultCredentialFactory, openMessageTransport, resolveServiceBusConnection, type CredentialFactory, type ServiceBusConnection } from "../../../messaging/connection";
 import { describeSource, normalizeSource, type ServiceBusSource, type ServiceBusSubscription, type ServiceBusTransport } from "../../../messaging/transport";
 import { bodyToTypedData, toTriggerMetadata } from "./triggerData";
 
@@ -132,8 +132,11 @@ export class LocalServiceBus {
   private transportFor(key: string, connectionName: string): ServiceBusTransport {
     let transport = this.transports.get(key);
     if (transport) return transport;
-    const connection = key === EMBEDDED ? undefined : resolveServiceBusConnection(connectionName, this.opts.settings, this.opts.credentialFactory ?? defaultCredentialFactory);
-    if (key !== EMBEDDED && !connection) throw new ServiceBusTriggerError(connectionName, "connection vanished");
+    let connection: ServiceBusConnection | undefined;
+    if (key !== EMBEDDED) {
+      connection = resolveServiceBusConnection(connectionName, this.opts.settings, this.opts.credentialFactory ?? defaultCredentialFactory);
+      if (!connection) throw new ServiceBusTriggerError(connectionName, "connection vanished");
+    }
     transport = openMessageTransport(connection, () => ({
       connectionString: this.opts.storageConnectionString,
       maxDeliveryCount: this.opts.options.maxDeliveryCount,
