@@ -3,9 +3,10 @@
  * settings are environment variables: `appSettings()` is the one place the federation reads the process
  * environment; every other module takes the settings as a parameter.
  */
-import { MESSAGING_DEFAULTS, MessagingSettingNames } from "../messaging/settings";
+import type { AppSettings } from "../messaging/connection";
+import { MessagingSettingNames } from "../messaging/settings";
 
-export type AppSettings = Record<string, string | undefined>;
+export type { AppSettings };
 
 /** App-setting names flo reads (all optional). */
 export const Settings = {
@@ -15,10 +16,7 @@ export const Settings = {
   ...MessagingSettingNames,
 } as const;
 
-export const DEFAULTS = {
-  modelContainer: "flo",
-  ...MESSAGING_DEFAULTS,
-} as const;
+export const DEFAULT_MODEL_CONTAINER = "flo";
 
 /** The process's app settings, read live: a local host started later in the same process changes them. */
 export function appSettings(): AppSettings {
@@ -27,5 +25,5 @@ export function appSettings(): AppSettings {
 
 /** The blob container federations are stored in. */
 export function modelContainerFromSettings(settings: AppSettings): string {
-  return settings[Settings.modelContainer] || DEFAULTS.modelContainer;
+  return settings[Settings.modelContainer] || DEFAULT_MODEL_CONTAINER;
 }
