@@ -8,7 +8,7 @@ import {
 
 const LIB = join(__dirname, "..", "lib");
 
-export const LAYERING_RULES: readonly ImportRule[] = [
+const LAYERING_RULES: readonly ImportRule[] = [
   {
     from: ["federation", "aggregation", "compute", "models"],
     forbidden: ["runtime"],
