@@ -15,6 +15,11 @@ const LAYERING_RULES: readonly ImportRule[] = [
     reason: "domain code must not load the embedded emulator (production on Azure would load it too)",
   },
   {
+    from: ["runtime"],
+    forbidden: ["federation", "aggregation", "compute", "models", "spec", "events", "report", "cli"],
+    reason: "the embedded runtime is a generic Functions + Durable host: it knows nothing of federated learning",
+  },
+  {
     from: ["messaging"],
     forbidden: ["runtime", "federation"],
     reason: "the bus is shared by the emulator's triggers and the federation, so it depends on neither",

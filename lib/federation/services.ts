@@ -16,7 +16,7 @@ import type { AzureMlSiloCompute } from "../compute/azureml";
 import { azureMlSiloComputeFromSettings } from "../compute/azuremlSettings";
 import { createAzureCredential, credentialSettingsFromEnv } from "../azure/credentials";
 import type { ServiceBusTransport } from "../messaging/transport";
-import { openMessageTransport, type ServiceBusConnection } from "../messaging/connection";
+import { EMBEDDED_TRANSPORT_DEFAULTS, openMessageTransport, type ServiceBusConnection } from "../messaging/connection";
 import { messageEntitiesFromSettings, serviceBusConnectionFromSettings, type MessageEntities } from "../messaging/settings";
 import { jobEventMessage } from "../messaging/wireMessages";
 import { NotificationConfigError, NotificationPublisher, type NotificationSender } from "../messaging/notifications";
@@ -64,7 +64,7 @@ class SettingsServices implements FederationServices {
     this.busConnection = serviceBusConnectionFromSettings(env);
     this.messages = openMessageTransport(this.busConnection, () => {
       if (storage.kind !== "connectionString") throw new Error(`no ${Settings.serviceBusConnection} configured and the embedded queue transport needs a storage connection string`);
-      return { connectionString: storage.connectionString, maxDeliveryCount: 10, lockDurationMs: 60_000, maxAutoLockRenewalDurationMs: 300_000 };
+      return { connectionString: storage.connectionString, ...EMBEDDED_TRANSPORT_DEFAULTS };
     });
   }
 

@@ -57,6 +57,16 @@ export function defaultCredentialFactory(settings: AppSettings, connectionName: 
 }
 
 /**
+ * Delivery settings of the embedded transport when nothing else says: Service Bus's queue defaults
+ * (max delivery count 10, lock duration 1 min) and the Functions host's maxAutoLockRenewalDuration (5 min).
+ */
+export const EMBEDDED_TRANSPORT_DEFAULTS = {
+  maxDeliveryCount: 10,
+  lockDurationMs: 60_000,
+  maxAutoLockRenewalDurationMs: 5 * 60_000,
+} as const;
+
+/**
  * The transport for a resolved connection: real Service Bus when there is one, else the embedded
  * queues (their options are asked for only then: they need a storage connection string).
  */
