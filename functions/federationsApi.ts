@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { cancelFederation, findInstance, getFederation, handleApi, listFederations, resumeFederation, startFederation } from "../lib/federation/api";
 import { problem, type ApiResponse } from "../lib/federation/problem";
 import { federationServices } from "../lib/federation/services";
-import { loadReportInput } from "../lib/federation/report";
+import { loadReportInput } from "../lib/report/load";
 import { renderReport } from "../lib/report/html";
 
 function toHttp(response: ApiResponse): HttpResponseInit {

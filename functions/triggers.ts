@@ -4,12 +4,14 @@
  */
 import { app, type InvocationContext, type Timer } from "@azure/functions";
 import * as df from "durable-functions";
-import { federationServices, DEFAULTS, Settings } from "../lib/federation/services";
+import { federationServices } from "../lib/federation/services";
+import { appSettings } from "../lib/federation/settings";
 import { handleJobEvent, handlePartnerCommand, partnerSettingsFromEnv, type InboxMessage } from "../lib/federation/inbox";
 import { retrainSettingsFromEnv, runScheduledRetraining } from "../lib/federation/schedule";
+import { messageEntitiesFromSettings, MessagingSettingNames } from "../lib/messaging/settings";
 
-const jobEventsQueue = process.env[Settings.jobEventsQueue] || DEFAULTS.jobEventsQueue;
-const partnerQueue = process.env[Settings.partnerQueue] || DEFAULTS.partnerQueue;
+// Trigger registrations are fixed when the app loads, like the Functions host reads them at startup.
+const { jobEventsQueue, partnerQueue } = messageEntitiesFromSettings(appSettings());
 
 function inboxMessage(body: unknown, context: InvocationContext): InboxMessage {
   const meta = context.triggerMetadata ?? {};
@@ -22,7 +24,7 @@ function inboxMessage(body: unknown, context: InvocationContext): InboxMessage {
 }
 
 app.serviceBusQueue("jobEvents", {
-  connection: Settings.serviceBusConnection,
+  connection: MessagingSettingNames.serviceBusConnection,
   queueName: jobEventsQueue,
   extraInputs: [df.input.durableClient()],
   handler: async (body: unknown, context: InvocationContext) => {
@@ -31,15 +33,15 @@ app.serviceBusQueue("jobEvents", {
 });
 
 app.serviceBusQueue("partnerCommands", {
-  connection: Settings.serviceBusConnection,
+  connection: MessagingSettingNames.serviceBusConnection,
   queueName: partnerQueue,
   extraInputs: [df.input.durableClient()],
   handler: async (body: unknown, context: InvocationContext) => {
-    await handlePartnerCommand(df.getClient(context), await federationServices(), partnerQueue, inboxMessage(body, context), partnerSettingsFromEnv(), (l) => context.log(l));
+    await handlePartnerCommand(df.getClient(context), await federationServices(), partnerQueue, inboxMessage(body, context), partnerSettingsFromEnv(appSettings()), (l) => context.log(l));
   },
 });
 
-const retrain = retrainSettingsFromEnv();
+const retrain = retrainSettingsFromEnv(appSettings());
 if (retrain) {
   app.timer("scheduledRetraining", {
     schedule: retrain.schedule,

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ServiceBusClient, type ServiceBusReceivedMessage } from "@azure/service-bus";
 import { ModelStore } from "../lib/models/store";
-import { notificationMessageId } from "../lib/notifications/messageId";
+import { notificationMessageId } from "../lib/messaging/notifications/messageId";
 import { startFakeServiceBus, type FakeServiceBus } from "./fakes/servicebus/broker";
 import { expectedToyModel, finished, readToyModel, startFloHost, toySpec, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
 

@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { FLO_APP_TAG_VALUE } from "../lib/events/azureMlEvents";
-import { rejectedQueueName } from "../lib/federation/services";
+import { rejectedQueueName } from "../lib/messaging/wireMessages";
 
 const ROOT = join(__dirname, "..");
 const INFRA = join(ROOT, "infra");

@@ -10,8 +10,11 @@ import {
   notificationMessageId,
   toNotification,
   toServiceBusMessage,
-} from "../lib/notifications";
+} from "../lib/messaging/notifications";
 import { startFakeServiceBus, type FakeServiceBus } from "./fakes/servicebus/broker";
+import { federationServices, resetFederationServices } from "../lib/federation/services";
+import { notifyPartners } from "../lib/federation/notify";
+import { useAzurite } from "./helpers/azurite";
 
 jest.setTimeout(30_000);
 
@@ -88,7 +91,7 @@ describe("notification validation", () => {
     expect(toServiceBusMessage(done).applicationProperties).toEqual({ floFederation: "fed-9", floType: "federation-completed" });
   });
 
-  test("schema/notification.schema.json is the generated schema (regenerate: node dist/lib/notifications/writeJsonSchema.js)", () => {
+  test("schema/notification.schema.json is the generated schema (regenerate: node dist/lib/messaging/notifications/writeJsonSchema.js)", () => {
     const onDisk = readFileSync(join(__dirname, "..", "schema", "notification.schema.json"), "utf8");
     expect(onDisk).toBe(notificationJsonSchemaText());
     const schema = JSON.parse(onDisk);
@@ -210,5 +213,46 @@ describe("NotificationPublisher through the fake broker (real SDK receivers)", (
     expect(error).toBeInstanceOf(NotificationPublishError);
     expect(error!.message).toMatch(/^publishing notification gone:federation-completed to topic "t" failed: /);
     expect(error!.message).not.toContain(key);
+  });
+});
+
+describe("notifications as a member of the federation's services port", () => {
+  const azurite = useAzurite();
+  let bus: FakeServiceBus;
+  const notice = { type: "round-completed", federationId: "port-1", round: 2 } as const;
+
+  beforeAll(async () => {
+    bus = await startFakeServiceBus({ topics: { "flo-notifications": { subscriptions: ["partner-a"] } } });
+  });
+
+  afterAll(async () => {
+    await resetFederationServices();
+    await bus?.stop();
+  });
+
+  test("no topic configured: no publisher, the notice is logged as not published", async () => {
+    const services = await federationServices({ AzureWebJobsStorage: azurite.connectionString });
+    expect(services.notifications).toBeUndefined();
+    const log: string[] = [];
+    await expect(notifyPartners(services, notice, (l) => log.push(l))).resolves.toEqual({ sent: false });
+    expect(log).toEqual(["no FLO_NOTIFICATIONS_TOPIC configured: round-completed for port-1 round 2 not published"]);
+  });
+
+  test("a topic without a Service Bus connection fails the notification only, naming the missing setting", async () => {
+    const services = await federationServices({ AzureWebJobsStorage: azurite.connectionString, FLO_NOTIFICATIONS_TOPIC: "flo-notifications" });
+    expect(services.messages.kind).toBe("azurite-queues");
+    const attempt = notifyPartners(services, notice, () => undefined);
+    await expect(attempt).rejects.toThrow(NotificationConfigError);
+    await expect(attempt).rejects.toThrow('invalid notification publisher option ServiceBusConnection: expected a Service Bus connection for topic "flo-notifications" (FLO_NOTIFICATIONS_TOPIC is set), got none configured');
+  });
+
+  test("topic + connection: the port's publisher sends on the same namespace as the bus", async () => {
+    const services = await federationServices({ AzureWebJobsStorage: azurite.connectionString, FLO_NOTIFICATIONS_TOPIC: "flo-notifications", ServiceBusConnection: bus.connectionString });
+    expect(services.messages.kind).toBe("service-bus");
+    expect(services.notifications?.topicName).toBe("flo-notifications");
+    const sent = await notifyPartners(services, notice, () => undefined);
+    expect(sent).toEqual({ sent: true, messageId: "port-1:round-completed:2" });
+    const delivered = bus.messages("flo-notifications/Subscriptions/partner-a").filter((m) => m.messageId === "port-1:round-completed:2");
+    expect(delivered).toHaveLength(1);
   });
 });

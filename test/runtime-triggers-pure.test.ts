@@ -1,9 +1,10 @@
 import { compileRoute, compareRoutePrecedence, RouteTemplateError } from "../lib/runtime/triggers/http/routeTemplate";
 import { parseTimerSchedule, decideStartup, timerPayload, TimerScheduleError, NEVER } from "../lib/runtime/triggers/timer/schedule";
 import { parseHostJson, parseLocalSettings, applySettingsToEnv, parseTimeSpan, SettingsError, resolveHostKeys, resolveAppSettingExpression } from "../lib/runtime/settings";
-import { toTriggerMetadata, validateOutgoing, ServiceBusMessageError } from "../lib/runtime/triggers/serviceBus/message";
-import { storageQueueName, deadLetterQueueName } from "../lib/runtime/triggers/serviceBus/azuriteTransport";
-import { resolveServiceBusConnection, ServiceBusTriggerError } from "../lib/runtime/triggers/serviceBus/serviceBusTriggers";
+import { validateOutgoing, ServiceBusMessageError } from "../lib/messaging/message";
+import { toTriggerMetadata } from "../lib/runtime/triggers/serviceBus/triggerData";
+import { storageQueueName, deadLetterQueueName } from "../lib/messaging/azuriteTransport";
+import { resolveServiceBusConnection, ServiceBusConnectionError } from "../lib/messaging/connection";
 import { isAuthorized } from "../lib/runtime/triggers/http/frontDoor";
 
 describe("route templates", () => {
@@ -163,14 +164,14 @@ describe("Service Bus message mapping", () => {
     expect(resolveServiceBusConnection("SB", { SB: "" })).toBeUndefined();
     const fake = { getToken: async () => null };
     expect(resolveServiceBusConnection("SB", { SB__fullyQualifiedNamespace: "ns.servicebus.windows.net" }, () => fake)).toEqual({ fullyQualifiedNamespace: "ns.servicebus.windows.net", credential: fake });
-    expect(() => resolveServiceBusConnection("SB", { SB: "not a connection string" })).toThrow(ServiceBusTriggerError);
+    expect(() => resolveServiceBusConnection("SB", { SB: "not a connection string" })).toThrow(ServiceBusConnectionError);
   });
 });
 
 describe("real Service Bus message mapping (SDK transport)", () => {
   // imported lazily so the pure tests above don't pay for loading @azure/service-bus
   test("outgoing: JSON bodies get application/json; fields carried over; incoming: deliveryCount made 1-based", async () => {
-    const { toSdkMessage, fromSdkMessage } = await import("../lib/runtime/triggers/serviceBus/sdkTransport");
+    const { toSdkMessage, fromSdkMessage } = await import("../lib/messaging/sdkTransport");
     expect(toSdkMessage({ body: { a: 1 }, messageId: "m", applicationProperties: { k: "v" }, timeToLiveMs: 5000 })).toMatchObject({
       body: { a: 1 }, messageId: "m", contentType: "application/json", applicationProperties: { k: "v" }, timeToLive: 5000,
     });

@@ -4,8 +4,8 @@
  * concurrency limit.
  */
 import { startAzurite, type AzuriteHandle } from "../lib/storage/azurite";
-import { AzuriteQueueTransport } from "../lib/runtime/triggers/serviceBus/azuriteTransport";
-import type { ReceivedServiceBusMessage } from "../lib/runtime/triggers/serviceBus/message";
+import { AzuriteQueueTransport } from "../lib/messaging/azuriteTransport";
+import type { ReceivedServiceBusMessage } from "../lib/messaging/message";
 
 let azurite: AzuriteHandle;
 beforeAll(async () => {

@@ -1,7 +1,7 @@
 // flo host's Service Bus transport (the real @azure/service-bus SDK path) against the fake broker:
-// the trigger contract of lib/runtime/triggers/serviceBus/transport.ts holds end to end.
-import { ServiceBusSdkTransport } from "../lib/runtime/triggers/serviceBus/sdkTransport";
-import type { ReceivedServiceBusMessage } from "../lib/runtime/triggers/serviceBus/message";
+// the trigger contract of lib/messaging/transport.ts holds end to end.
+import { ServiceBusSdkTransport } from "../lib/messaging/sdkTransport";
+import type { ReceivedServiceBusMessage } from "../lib/messaging/message";
 import { startFakeServiceBus, type FakeServiceBus } from "./fakes/servicebus/broker";
 
 jest.setTimeout(30_000);

@@ -29,7 +29,7 @@ export class CredentialSettingsError extends Error {
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Reads the credential settings from app settings / environment variables, validating them. */
-export function credentialSettingsFromEnv(env: Record<string, string | undefined> = process.env): AzureCredentialSettings {
+export function credentialSettingsFromEnv(env: Record<string, string | undefined>): AzureCredentialSettings {
   const kindText = env[CREDENTIAL_KIND_SETTING]?.trim().toLowerCase();
   let kind: CredentialKind = "default";
   if (kindText !== undefined && kindText !== "") {

@@ -12,9 +12,9 @@ import { MultiBar, Presets } from "cli-progress";
 import { loadSpecFile, SpecError } from "../spec";
 import { startLocalHost, type LocalHost } from "../runtime/host";
 import { ModelStore } from "../models/store";
-import { DEFAULTS } from "../federation/services";
+import { modelContainerFromSettings } from "../federation/settings";
 import { renderReport, type Baselines } from "../report/html";
-import { loadManifests } from "../federation/report";
+import { loadManifests } from "../report/load";
 import type { FederationServices } from "../federation/services";
 import type { RoundManifest } from "../federation/manifest";
 import type { FederationSummary, RoundSummary } from "../federation/types";
@@ -81,7 +81,7 @@ export async function runFederation(specPath: string, options: RunOptions = {}):
     const id = startBody.id;
 
     const final = await followProgress(id, spec.rounds, api, print, options);
-    const store = ModelStore.fromConnectionString(host.storageConnectionString, process.env.FLO_MODEL_CONTAINER || DEFAULTS.modelContainer);
+    const store = ModelStore.fromConnectionString(host.storageConnectionString, modelContainerFromSettings(process.env));
     const manifests = await loadManifests({ store } as FederationServices, id);
     mkdirSync(outDir, { recursive: true });
     writeFileSync(join(outDir, "rounds.json"), JSON.stringify(manifests, null, 2) + "\n");

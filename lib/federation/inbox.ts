@@ -1,12 +1,8 @@
 /**
- * Messages flo receives from Service Bus: Azure ML job events (from Event Grid) and partner
- * commands. A message that can never succeed is not retried: it is moved, with its reason, to the
- * queue's rejected queue (`<queue>-rejected`, application properties DeadLetterReason and
- * DeadLetterErrorDescription) and the original is completed. The Functions Node worker cannot
- * dead-letter a message itself without the preview SDK binding, so this is the portable way to
- * "dead-letter with a reason" on Azure and on the embedded transport alike.
+ * Messages flo receives from Service Bus: job events and partner commands. A message that can never
+ * succeed is not retried: it goes to the queue's rejected queue with its reason (see
+ * lib/messaging/wireMessages.ts) and the original is completed.
  */
-import { z } from "zod";
 import type { DurableClient } from "durable-functions";
 import { parseJobEvent, EventParseError } from "../events/azureMlEvents";
 import { federationInstanceId, loadSpecFile, validateSpec, SpecError, type FederationSpec } from "../spec";
@@ -14,7 +10,9 @@ import { siloEventName, siloInstanceId } from "./decisions";
 import { cancelFederation, findInstance } from "./api";
 import { ApiError } from "./problem";
 import { prepareFederation } from "./lifecycle";
-import { rejectedQueueName, type FederationServices } from "./services";
+import type { FederationServices } from "./services";
+import { rejectedMessage, rejectedQueueName } from "../messaging/wireMessages";
+import { partnerCommandSchema, PARTNER_PROPERTY } from "../messaging/partnerCommands";
 import { Orchestrations, type SiloJobEvent } from "./types";
 import { TERMINAL_JOB_STATES } from "../compute/siloCompute";
 
@@ -29,18 +27,7 @@ export type Log = (line: string) => void;
 
 /** Moves a message to `<queue>-rejected` with its reason. */
 export async function rejectMessage(services: FederationServices, queue: string, message: InboxMessage, reason: string, description: string, log: Log): Promise<void> {
-  const body = message.body === undefined ? null : Buffer.isBuffer(message.body) ? message.body.toString("base64") : message.body;
-  await services.messages.send(rejectedQueueName(queue), {
-    body,
-    messageId: message.messageId,
-    contentType: typeof body === "string" ? "text/plain" : "application/json",
-    applicationProperties: {
-      DeadLetterReason: reason,
-      DeadLetterErrorDescription: description.slice(0, 4096),
-      originalQueue: queue,
-      ...(message.messageId ? { originalMessageId: message.messageId } : {}),
-    },
-  });
+  await services.messages.send(rejectedQueueName(queue), rejectedMessage({ queue, body: message.body, messageId: message.messageId, reason, description }));
   log(`message ${message.messageId ?? "(no id)"} from ${queue} rejected: ${reason}: ${description}`);
 }
 
@@ -83,31 +70,6 @@ export async function handleJobEvent(client: DurableClient, services: Federation
   return "raised";
 }
 
-const NAME = /^[a-z0-9-]{1,40}$/;
-const RUN_ID = /^[a-z0-9][a-z0-9-]{0,22}$/;
-const literal = z.union([z.string(), z.number(), z.boolean()]);
-
-/** What partners may send on the partner-commands queue (docs/partners.md). */
-export const partnerCommandSchema = z.discriminatedUnion("type", [
-  z.strictObject({
-    type: z.literal("start-federation"),
-    spec: z.string().regex(NAME).describe("Name of a spec registered with flo (FLO_SPEC_REGISTRY)."),
-    runId: z.string().regex(RUN_ID).optional().describe("Suffix of the federation id; default: a UTC timestamp."),
-    parameters: z.record(z.string(), literal).optional().describe("Overrides of training.parameters."),
-  }),
-  z.strictObject({
-    type: z.literal("cancel-federation"),
-    federationId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/),
-    reason: z.string().max(500).optional(),
-  }),
-  z.strictObject({
-    type: z.literal("data-updated"),
-    spec: z.string().regex(NAME),
-    silo: z.string().regex(/^[a-z0-9-]{1,32}$/).optional().describe("The silo whose data changed."),
-  }),
-]);
-export type PartnerCommand = z.infer<typeof partnerCommandSchema>;
-
 export interface PartnerSettings {
   /** Partner ids allowed to send commands (FLO_PARTNER_ALLOWLIST, comma-separated). */
   allowList: readonly string[];
@@ -115,15 +77,12 @@ export interface PartnerSettings {
   specRegistry?: string;
 }
 
-export function partnerSettingsFromEnv(env: Record<string, string | undefined> = process.env): PartnerSettings {
+export function partnerSettingsFromEnv(env: Record<string, string | undefined>): PartnerSettings {
   return {
     allowList: (env.FLO_PARTNER_ALLOWLIST ?? "").split(",").map((s) => s.trim()).filter(Boolean),
     specRegistry: env.FLO_SPEC_REGISTRY || undefined,
   };
 }
-
-/** The application property naming the sending partner (Service Bus RBAC authenticates the sender; this names it). */
-export const PARTNER_PROPERTY = "floPartner";
 
 export type PartnerOutcome = { outcome: "started"; federationId: string } | { outcome: "canceled"; federationId: string } | { outcome: "rejected"; reason: string };
 

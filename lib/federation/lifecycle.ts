@@ -7,7 +7,7 @@ import type { FederationSpec } from "../spec";
 import { ApiError } from "./problem";
 import type { FederationCheckpoint } from "./manifest";
 import type { FederationRunInput, ModelRef, RunPolicy } from "./types";
-import { Settings, type FederationServices } from "./services";
+import type { FederationServices } from "./services";
 import { resolve } from "node:path";
 
 /** Default interval at which a waiting silo polls its job when no completion event arrives. */
@@ -56,9 +56,11 @@ export async function prepareFederation(services: FederationServices, federation
 async function importInitialModel(services: FederationServices, federationId: string, location: string): Promise<ModelRef> {
   const target = roundGlobalPath(federationId, 1);
   const isUri = /^https?:\/\//i.test(location);
+  // Relative local paths in specs resolve against the federation's base folder, like silo inputs.
+  const localFile = resolve(services.localBaseDir, location);
   if (/^azureml:\/\//i.test(location)) throw new ApiError(400, `initialModel: azureml:// locations are not supported for the initial model yet; got ${location}`);
   try {
-    const source = isUri ? services.store.source(services.store.pathFromUri(location)) : fileSource(localPath(location));
+    const source = isUri ? services.store.source(services.store.pathFromUri(location)) : fileSource(localFile);
     await readSafetensorsHeader(source);
     await source.close?.();
   } catch (err) {
@@ -67,13 +69,8 @@ async function importInitialModel(services: FederationServices, federationId: st
   }
   const written = isUri
     ? await services.store.putBytes(target, await services.store.getBytes(services.store.pathFromUri(location)))
-    : await services.store.uploadFile(localPath(location), target);
+    : await services.store.uploadFile(localFile, target);
   return { uri: written.uri, sha256: written.sha256, size: written.size };
-}
-
-/** Relative local paths in specs resolve against the federation's base folder, like silo inputs. */
-function localPath(path: string): string {
-  return resolve(process.env[Settings.localBaseDir] || process.cwd(), path);
 }
 
 export async function readCheckpoint(services: FederationServices, federationId: string): Promise<FederationCheckpoint | undefined> {

@@ -11,7 +11,7 @@ export interface RetrainSettings {
   schedule: string;
 }
 
-export function retrainSettingsFromEnv(env: Record<string, string | undefined> = process.env): RetrainSettings | undefined {
+export function retrainSettingsFromEnv(env: Record<string, string | undefined>): RetrainSettings | undefined {
   const specPath = env.FLO_RETRAIN_SPEC?.trim();
   const schedule = env.FLO_RETRAIN_SCHEDULE?.trim();
   if (!specPath && !schedule) return undefined;

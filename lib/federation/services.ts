@@ -15,38 +15,22 @@ import { LocalSiloCompute, type JobFolderTransfer } from "../compute/local";
 import type { AzureMlSiloCompute } from "../compute/azureml";
 import { azureMlSiloComputeFromSettings } from "../compute/azuremlSettings";
 import { createAzureCredential, credentialSettingsFromEnv } from "../azure/credentials";
-import type { ServiceBusTransport } from "../runtime/triggers/serviceBus/transport";
-import { AzuriteQueueTransport } from "../runtime/triggers/serviceBus/azuriteTransport";
-import { ServiceBusSdkTransport } from "../runtime/triggers/serviceBus/sdkTransport";
-import { defaultCredentialFactory, resolveServiceBusConnection } from "../runtime/triggers/serviceBus/serviceBusTriggers";
+import type { ServiceBusTransport } from "../messaging/transport";
+import { EMBEDDED_TRANSPORT_DEFAULTS, openMessageTransport, type ServiceBusConnection } from "../messaging/connection";
+import { messageEntitiesFromSettings, serviceBusConnectionFromSettings, type MessageEntities } from "../messaging/settings";
+import { jobEventMessage } from "../messaging/wireMessages";
+import { NotificationConfigError, NotificationPublisher, type NotificationSender } from "../messaging/notifications";
+import { appSettings, modelContainerFromSettings, Settings, type AppSettings } from "./settings";
 import type { TokenCredential } from "@azure/core-auth";
-
-/** App settings flo reads (all optional; see local.settings.sample.json). */
-export const Settings = {
-  modelContainer: "FLO_MODEL_CONTAINER",
-  localJobsDir: "FLO_LOCAL_JOBS_DIR",
-  localBaseDir: "FLO_LOCAL_BASE_DIR",
-  serviceBusConnection: "ServiceBusConnection",
-  jobEventsQueue: "FLO_JOB_EVENTS_QUEUE",
-  partnerQueue: "FLO_PARTNER_QUEUE",
-  notificationsTopic: "FLO_NOTIFICATIONS_TOPIC",
-} as const;
-
-export const DEFAULTS = {
-  modelContainer: "flo",
-  jobEventsQueue: "job-events",
-  partnerQueue: "partner-commands",
-} as const;
-
-/** Where a queue's rejected messages go, with their reason (see docs: dead-lettering). */
-export function rejectedQueueName(queue: string): string {
-  return `${queue}-rejected`;
-}
 
 export interface FederationServices {
   readonly store: ModelStore;
   readonly messages: ServiceBusTransport;
   readonly jobEventsQueue: string;
+  /** Partner notifications; undefined when no notifications topic is configured. */
+  readonly notifications: NotificationSender | undefined;
+  /** The folder relative local paths in specs (initial model, silo inputs) resolve against. */
+  readonly localBaseDir: string;
   parseSpec(text: string, options?: ParseSpecOptions): FederationSpec;
   /** The spec a federation stored at start, verified against its digest. */
   loadSpec(ref: ModelRef): Promise<FederationSpec>;
@@ -54,31 +38,45 @@ export interface FederationServices {
   close(): Promise<void>;
 }
 
-type Env = Record<string, string | undefined>;
-
 class SettingsServices implements FederationServices {
   readonly store: ModelStore;
   readonly messages: ServiceBusTransport;
   readonly jobEventsQueue: string;
+  readonly localBaseDir: string;
+  private readonly entities: MessageEntities;
+  private readonly busConnection: ServiceBusConnection | undefined;
+  private publisher?: NotificationPublisher;
   private readonly specs = new Map<string, Promise<FederationSpec>>();
   private localCompute?: LocalSiloCompute;
   private readonly azureCompute = new Map<string, AzureMlSiloCompute>();
   private credential?: TokenCredential;
   private containerReady?: Promise<void>;
 
-  constructor(private readonly env: Env) {
+  constructor(private readonly env: AppSettings) {
     const storage = storageSettingsFromEnv(env);
     if (storage.kind === "embedded") {
       throw new Error("no storage connection is configured: set AzureWebJobsStorage (flo host sets it to its embedded Azurite)");
     }
-    this.store = ModelStore.fromSettings(storage, env[Settings.modelContainer] || DEFAULTS.modelContainer);
-    this.jobEventsQueue = env[Settings.jobEventsQueue] || DEFAULTS.jobEventsQueue;
-    const bus = resolveServiceBusConnection(Settings.serviceBusConnection, env, defaultCredentialFactory);
-    if (bus) this.messages = new ServiceBusSdkTransport(bus);
-    else {
+    this.store = ModelStore.fromSettings(storage, modelContainerFromSettings(env));
+    this.localBaseDir = env[Settings.localBaseDir] || process.cwd();
+    this.entities = messageEntitiesFromSettings(env);
+    this.jobEventsQueue = this.entities.jobEventsQueue;
+    this.busConnection = serviceBusConnectionFromSettings(env);
+    this.messages = openMessageTransport(this.busConnection, () => {
       if (storage.kind !== "connectionString") throw new Error(`no ${Settings.serviceBusConnection} configured and the embedded queue transport needs a storage connection string`);
-      this.messages = new AzuriteQueueTransport({ connectionString: storage.connectionString, maxDeliveryCount: 10, lockDurationMs: 60_000, maxAutoLockRenewalDurationMs: 300_000 });
+      return { connectionString: storage.connectionString, ...EMBEDDED_TRANSPORT_DEFAULTS };
+    });
+  }
+
+  /** Built on first use, so a misconfigured topic fails the notification, not every activity. */
+  get notifications(): NotificationSender | undefined {
+    const topicName = this.entities.notificationsTopic;
+    if (!topicName) return undefined;
+    if (!this.busConnection) {
+      throw new NotificationConfigError(Settings.serviceBusConnection, `a Service Bus connection for topic "${topicName}" (${Settings.notificationsTopic} is set)`, "none configured");
     }
+    this.publisher ??= new NotificationPublisher({ topicName, connection: this.busConnection });
+    return this.publisher;
   }
 
   /** The store's container exists before anything is written (created once per process). */
@@ -119,9 +117,9 @@ class SettingsServices implements FederationServices {
     if (compute.type === "local") {
       this.localCompute ??= new LocalSiloCompute({
         root: this.env[Settings.localJobsDir] || join(tmpdir(), "flo-jobs"),
-        baseDir: this.env[Settings.localBaseDir] || process.cwd(),
+        baseDir: this.localBaseDir,
         transfer: this.transfer(),
-        events: { publish: (event) => this.messages.send(this.jobEventsQueue, { body: event, messageId: event.id, contentType: "application/json" }) },
+        events: { publish: (event) => this.messages.send(this.jobEventsQueue, jobEventMessage(event)) },
       });
       return this.localCompute;
     }
@@ -149,20 +147,20 @@ class SettingsServices implements FederationServices {
 
   async close(): Promise<void> {
     this.localCompute?.close();
-    await this.messages.close();
+    await Promise.all([this.messages.close(), this.publisher?.close()]);
   }
 }
 
 let current: { key: string; services: SettingsServices } | undefined;
 
 /** The settings the services are built from; a change (e.g. a new local host in the same process) rebuilds them. */
-function settingsKey(env: Env): string {
+function settingsKey(env: AppSettings): string {
   const names = Object.keys(env).filter((k) => k.startsWith("AzureWebJobsStorage") || k.startsWith(Settings.serviceBusConnection) || k.startsWith("FLO_"));
   return JSON.stringify(names.sort().map((k) => [k, env[k]]));
 }
 
 /** The process's services, built from the environment on first use (and again when it changes). */
-export async function federationServices(env: Env = process.env): Promise<FederationServices> {
+export async function federationServices(env: AppSettings = appSettings()): Promise<FederationServices> {
   const key = settingsKey(env);
   if (current?.key !== key) {
     const previous = current?.services;

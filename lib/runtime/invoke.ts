@@ -4,6 +4,7 @@
  */
 import { randomUUID } from "crypto";
 import type { CoreFunctionMetadata, FunctionRegistry, RegisteredFunction } from "./functionsCore";
+import { echoUserLogs } from "./settings";
 
 /** The worker's RPC TypedData (only the members flo produces or consumes). */
 export interface TypedData {
@@ -76,7 +77,7 @@ function isInvokeOptions(value: unknown): value is InvokeOptions {
 
 const defaultLogger: InvocationLogger = (level, category, message, functionName) => {
   if (level === "error" || level === "critical" || level === "warning") console.error(`[${functionName}] ${message}`);
-  else if (process.env.FLO_RUNTIME_LOG_USER === "1" && category === "user") console.log(`[${functionName}] ${message}`);
+  else if (category === "user" && echoUserLogs()) console.log(`[${functionName}] ${message}`);
 };
 
 export interface CreateInvokerOptions {

@@ -127,6 +127,11 @@ export function applySettingsToEnv(values: Record<string, string>, env: NodeJS.P
   return applied;
 }
 
+/** `FLO_RUNTIME_LOG_USER=1`: the host echoes the functions' own log lines (context.log) to stdout. */
+export function echoUserLogs(env: Record<string, string | undefined> = process.env): boolean {
+  return env.FLO_RUNTIME_LOG_USER === "1";
+}
+
 /** Parses a .NET TimeSpan string `[d.]hh:mm:ss[.fffffff]` into milliseconds. */
 export function parseTimeSpan(text: string, field = "TimeSpan"): number {
   const match = /^(?:(\d+)\.)?(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,7}))?$/.exec(text.trim());

@@ -9,8 +9,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { QueueClient } from "@azure/storage-queue";
 import { startAzurite, type AzuriteHandle } from "../../lib/storage/azurite";
-import { AzuriteQueueTransport, storageQueueName } from "../../lib/runtime/triggers/serviceBus/azuriteTransport";
-import type { OutgoingServiceBusMessage, ReceivedServiceBusMessage } from "../../lib/runtime/triggers/serviceBus/message";
+import { AzuriteQueueTransport, storageQueueName } from "../../lib/messaging/azuriteTransport";
+import type { OutgoingServiceBusMessage, ReceivedServiceBusMessage } from "../../lib/messaging/message";
 
 export const APP_ENTRY = resolve(__dirname, "..", "..", "dist", "functions", "index.js");
 export const TOY_TRAINER_DIR = resolve(__dirname, "..", "fixtures", "trainers");

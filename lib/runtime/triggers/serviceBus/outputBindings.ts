@@ -7,7 +7,8 @@
 import type { Invoker, TypedData } from "../../invoke";
 import { fromTypedData } from "../../invoke";
 import { resolveAppSettingExpression } from "../../settings";
-import type { OutgoingServiceBusMessage } from "./message";
+import type { OutgoingServiceBusMessage } from "../../../messaging/message";
+import { DEFAULT_SERVICE_BUS_CONNECTION } from "./serviceBusTriggers";
 
 export type ServiceBusSend = (entityName: string, messages: OutgoingServiceBusMessage[], connection: string) => Promise<void>;
 
@@ -37,7 +38,7 @@ export function withServiceBusOutputs(invoker: Invoker, send: ServiceBusSend, se
         if (typeof entity !== "string" || entity === "") {
           throw new Error(`Function "${functionName}" output binding "${bindingName}": expected queueName or topicName, got neither`);
         }
-        const connection = typeof binding.connection === "string" ? resolveAppSettingExpression(binding.connection, settings, `${functionName}.${bindingName}.connection`) : "AzureWebJobsServiceBus";
+        const connection = typeof binding.connection === "string" ? resolveAppSettingExpression(binding.connection, settings, `${functionName}.${bindingName}.connection`) : DEFAULT_SERVICE_BUS_CONNECTION;
         const bodies = Array.isArray(value) ? value : [value];
         await send(resolveAppSettingExpression(entity, settings, `${functionName}.${bindingName}.${entityField}`), bodies.map((body) => ({ body })), connection);
       }

@@ -8,10 +8,11 @@ import type { FunctionRegistry } from "../../functionsCore";
 import type { Invoker, TypedData } from "../../invoke";
 import { triggerBinding, durableClientBindings } from "../../invoke";
 import { resolveAppSettingExpression, type ServiceBusHostOptions } from "../../settings";
-import { bodyToTypedData, toTriggerMetadata, type DeadLetteredMessage, type OutgoingServiceBusMessage, type ReceivedServiceBusMessage } from "./message";
-import { AzuriteQueueTransport } from "./azuriteTransport";
-import { ServiceBusSdkTransport, type ServiceBusConnection } from "./sdkTransport";
-import { describeSource, normalizeSource, type ServiceBusSource, type ServiceBusSubscription, type ServiceBusTransport } from "./transport";
+import type { DeadLetteredMessage, OutgoingServiceBusMessage, ReceivedServiceBusMessage } from "../../../messaging/message";
+import { AzuriteQueueTransport } from "../../../messaging/azuriteTransport";
+import { defaultCredentialFactory, openMessageTransport, resolveServiceBusConnection, type CredentialFactory, type ServiceBusConnection } from "../../../messaging/connection";
+import { describeSource, normalizeSource, type ServiceBusSource, type ServiceBusSubscription, type ServiceBusTransport } from "../../../messaging/transport";
+import { bodyToTypedData, toTriggerMetadata } from "./triggerData";
 
 export const DEFAULT_SERVICE_BUS_CONNECTION = "AzureWebJobsServiceBus";
 
@@ -62,40 +63,6 @@ export function collectServiceBusTriggers(registry: FunctionRegistry, settings: 
   return out;
 }
 
-/**
- * A configured real Service Bus connection for an app-setting name, or undefined (use the embedded
- * transport): `<name>` holding a connection string (`Endpoint=sb://...`, including the emulator's
- * `UseDevelopmentEmulator=true`), or identity-based `<name>__fullyQualifiedNamespace`.
- */
-export function resolveServiceBusConnection(
-  connectionName: string,
-  settings: Record<string, string | undefined>,
-  credentialFactory?: (settings: Record<string, string | undefined>, connectionName: string) => import("@azure/identity").TokenCredential,
-): ServiceBusConnection | undefined {
-  const direct = settings[connectionName]?.trim();
-  if (direct) {
-    if (!/(^|;)\s*Endpoint\s*=\s*sb:\/\//i.test(direct)) {
-      throw new ServiceBusTriggerError(connectionName, `app setting "${connectionName}": expected a Service Bus connection string "Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=..." (got a value without Endpoint=sb://)`);
-    }
-    return { connectionString: direct };
-  }
-  const fqns = settings[`${connectionName}__fullyQualifiedNamespace`]?.trim();
-  if (fqns) {
-    if (!credentialFactory) throw new ServiceBusTriggerError(connectionName, "identity-based connection configured but no credential factory available");
-    return { fullyQualifiedNamespace: fqns, credential: credentialFactory(settings, connectionName) };
-  }
-  return undefined;
-}
-
-/** Default identity for `<name>__fullyQualifiedNamespace` (+ optional `__clientId`), like the host. */
-export function defaultCredentialFactory(settings: Record<string, string | undefined>, connectionName: string): import("@azure/identity").TokenCredential {
-  // Loaded lazily: @azure/identity is only needed for identity-based connections.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const identity = require("@azure/identity") as typeof import("@azure/identity");
-  const clientId = settings[`${connectionName}__clientId`];
-  return clientId ? new identity.ManagedIdentityCredential({ clientId }) : new identity.DefaultAzureCredential();
-}
-
 /** Trigger TypedData + metadata for one message (cardinality "many": a batch of one, `*Array` keys). */
 export function toInvocation(message: ReceivedServiceBusMessage, cardinality: "one" | "many"): { triggerData: TypedData; triggerMetadata: Record<string, TypedData> } {
   const metadata = toTriggerMetadata(message);
@@ -117,7 +84,7 @@ export interface LocalServiceBusOptions {
   /** Storage account for the embedded transport (Azurite's connection string). */
   storageConnectionString: string;
   clientBindingData?: () => unknown;
-  credentialFactory?: typeof defaultCredentialFactory;
+  credentialFactory?: CredentialFactory;
   pollIntervalMs?: number;
   onError?: (where: string, error: unknown) => void;
   onInvoked?: (functionName: string, message: ReceivedServiceBusMessage, outcome: "completed" | "failed") => void;
@@ -165,19 +132,18 @@ export class LocalServiceBus {
   private transportFor(key: string, connectionName: string): ServiceBusTransport {
     let transport = this.transports.get(key);
     if (transport) return transport;
-    if (key === EMBEDDED) {
-      transport = new AzuriteQueueTransport({
-        connectionString: this.opts.storageConnectionString,
-        maxDeliveryCount: this.opts.options.maxDeliveryCount,
-        lockDurationMs: this.opts.options.lockDurationMs,
-        maxAutoLockRenewalDurationMs: this.opts.options.maxAutoLockRenewalDurationMs,
-        pollIntervalMs: this.opts.pollIntervalMs,
-      });
-    } else {
-      const connection = resolveServiceBusConnection(connectionName, this.opts.settings, this.opts.credentialFactory ?? defaultCredentialFactory);
+    let connection: ServiceBusConnection | undefined;
+    if (key !== EMBEDDED) {
+      connection = resolveServiceBusConnection(connectionName, this.opts.settings, this.opts.credentialFactory ?? defaultCredentialFactory);
       if (!connection) throw new ServiceBusTriggerError(connectionName, "connection vanished");
-      transport = new ServiceBusSdkTransport(connection);
     }
+    transport = openMessageTransport(connection, () => ({
+      connectionString: this.opts.storageConnectionString,
+      maxDeliveryCount: this.opts.options.maxDeliveryCount,
+      lockDurationMs: this.opts.options.lockDurationMs,
+      maxAutoLockRenewalDurationMs: this.opts.options.maxAutoLockRenewalDurationMs,
+      pollIntervalMs: this.opts.pollIntervalMs,
+    }));
     this.transports.set(key, transport);
     return transport;
   }

@@ -4,7 +4,7 @@
  * MessageIds so the topic's duplicate detection drops re-sends; no secrets in messages, errors or logs.
  */
 import { ServiceBusClient, type ServiceBusClientOptions, type ServiceBusMessage, type ServiceBusSender } from "@azure/service-bus";
-import type { TokenCredential } from "@azure/core-auth";
+import type { ServiceBusConnection } from "../connection";
 import { InvalidNotificationError, NotificationConfigError, NotificationPublishError } from "./errors";
 import { notificationMessageId } from "./messageId";
 import { MAX_REASON_LENGTH, NOTIFICATION_SPEC_VERSION, notificationSchema, type Notification } from "./schema";
@@ -16,14 +16,10 @@ export type NotificationInput = Notification extends infer N
     : never
   : never;
 
-export type NotificationConnection =
-  | { connectionString: string }
-  /** Identity-based (managed identity in Azure): needs Azure Service Bus Data Sender on the topic. */
-  | { fullyQualifiedNamespace: string; credential: TokenCredential };
-
 export interface NotificationPublisherOptions {
   topicName: string;
-  connection: NotificationConnection;
+  /** Identity-based connections (managed identity in Azure) need Azure Service Bus Data Sender on the topic. */
+  connection: ServiceBusConnection;
   /** Retry/timeouts of the SDK client (e.g. `{ retryOptions: { maxRetries: 3 } }`). */
   clientOptions?: ServiceBusClientOptions;
   /** Receives one line per published message (ids and types only: never bodies' URIs or credentials). */
@@ -71,12 +67,19 @@ export function toServiceBusMessage(notification: Notification): ServiceBusMessa
   };
 }
 
-function describeConnection(connection: NotificationConnection | undefined): string {
+function describeConnection(connection: ServiceBusConnection | undefined): string {
   if (!connection) return "undefined";
   return `an object with keys [${Object.keys(connection).join(", ")}]`;
 }
 
-export class NotificationPublisher {
+/** What the federation needs of a publisher (the services port's `notifications`). */
+export interface NotificationSender {
+  readonly topicName: string;
+  publish(input: NotificationInput, options?: PublishOptions): Promise<PublishedNotification>;
+  close(): Promise<void>;
+}
+
+export class NotificationPublisher implements NotificationSender {
   private readonly client: ServiceBusClient;
   private readonly sender: ServiceBusSender;
   readonly topicName: string;

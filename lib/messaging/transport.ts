@@ -1,6 +1,7 @@
 /**
- * The port between Service Bus triggers and whatever carries the messages: the embedded Azurite
- * queue transport, or real Service Bus (incl. the emulator) through `@azure/service-bus`.
+ * The port between flo (the federation's producers, the local host's Service Bus triggers) and whatever
+ * carries the messages: the embedded Azurite queue transport, or real Service Bus (incl. the emulator)
+ * through `@azure/service-bus`.
  * Contract: a handler that resolves completes the message; one that throws abandons it (redelivery
  * with deliveryCount + 1) until maxDeliveryCount, then the message is dead-lettered with
  * reason `MaxDeliveryCountExceeded`.

@@ -1,9 +1,9 @@
 /** Loads what the report shows (round manifests, optional baselines) from the model store. */
 import { BlobNotFoundError } from "../models/storeErrors";
 import { federationFolder, MANIFEST_FILE } from "../models/storeLayout";
-import type { Baselines, ReportInput } from "../report/html";
-import type { RoundManifest } from "./manifest";
-import type { FederationServices } from "./services";
+import type { RoundManifest } from "../federation/manifest";
+import type { FederationServices } from "../federation/services";
+import type { Baselines, ReportInput } from "./html";
 
 export function baselinesPath(federationId: string): string {
   return `${federationFolder(federationId)}baselines.json`;

@@ -7,17 +7,12 @@ import {
   ServiceBusClient, type ServiceBusReceivedMessage, type ServiceBusReceiver, type ServiceBusSender, type ServiceBusMessage,
 } from "@azure/service-bus";
 import { randomUUID } from "crypto";
-import type { TokenCredential } from "@azure/identity";
 import type { DeadLetteredMessage, OutgoingServiceBusMessage, ReceivedServiceBusMessage } from "./message";
 import { validateOutgoing } from "./message";
+import type { ServiceBusConnection } from "./connection";
 import {
   normalizeSource, type MessageHandler, type ServiceBusSource, type ServiceBusSubscription, type ServiceBusTransport,
 } from "./transport";
-
-/** How to reach a namespace: a connection string, or a namespace + token credential (identity-based). */
-export type ServiceBusConnection =
-  | { connectionString: string }
-  | { fullyQualifiedNamespace: string; credential: TokenCredential };
 
 export function toSdkMessage(message: OutgoingServiceBusMessage): ServiceBusMessage {
   const m = validateOutgoing(message);
