@@ -6,7 +6,9 @@
 
 import type { Command } from "commander";
 import * as path from "node:path";
-import { aggregateUpdates, AggregationResult } from "../aggregation/engine";
+// The engine (kernel workers, hashing) loads when the command runs; the help text needs only the
+// strategy names and flags.
+import type { AggregationResult } from "../aggregation/engine";
 import { AggregationError } from "../aggregation/errors";
 import { createStrategy, strategyNames } from "../aggregation/registry";
 import type { Json } from "../aggregation/strategy";
@@ -57,6 +59,7 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   }));
   let result: AggregationResult;
   try {
+    const { aggregateUpdates } = await import("../aggregation/engine");
     result = await aggregateUpdates({
       updates: sources.map((s, i) => ({ id: ids[i], model: s.model, metrics: s.metrics })),
       output: () => fileSink(path.resolve(options.out)),
