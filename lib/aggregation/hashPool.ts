@@ -47,8 +47,8 @@ export function defaultHashWorkers(bytes: number): number {
 }
 
 /** Workers started ahead of need, adopted by the next HashPool; unref'd until then, so an unused
- *  one never keeps the process alive. */
-const prestarted: Worker[] = [];
+ *  one never keeps the process alive. `drop` removes a worker that failed before adoption. */
+const prestarted: { worker: Worker; drop: () => void }[] = [];
 
 /**
  * Starts `count` hash workers now (~40 ms of CPU each to boot Node in a thread), so that they boot
@@ -60,22 +60,27 @@ export function prestartHashWorkers(count: number): void {
     const worker = new Worker(WORKER_SOURCE, { eval: true });
     worker.unref();
     // A worker that fails before it is adopted is dropped; the pool starts a fresh one instead.
-    const drop = () => {
-      const at = prestarted.indexOf(worker);
-      if (at >= 0) prestarted.splice(at, 1);
+    const entry = {
+      worker,
+      drop: () => {
+        const at = prestarted.indexOf(entry);
+        if (at >= 0) prestarted.splice(at, 1);
+      },
     };
-    worker.once("error", drop);
-    worker.once("exit", drop);
-    prestarted.push(worker);
+    worker.once("error", entry.drop);
+    worker.once("exit", entry.drop);
+    prestarted.push(entry);
   }
 }
 
 function adoptOrStartWorker(): Worker {
-  const worker = prestarted.shift();
-  if (!worker) return new Worker(WORKER_SOURCE, { eval: true });
-  worker.removeAllListeners();
-  worker.ref();
-  return worker;
+  const entry = prestarted.shift();
+  if (!entry) return new Worker(WORKER_SOURCE, { eval: true });
+  // Only our own listeners: the Worker's internal ones (message port referencing) must stay.
+  entry.worker.off("error", entry.drop);
+  entry.worker.off("exit", entry.drop);
+  entry.worker.ref();
+  return entry.worker;
 }
 
 interface Waiter {
