@@ -7,7 +7,8 @@
  * files (python3 + numpy) with the ratio; then the same aggregation reading from Azurite (in-memory,
  * in this process) versus a raw parallel download of the same blobs. Files are read from the page
  * cache in both cases; each file measurement runs `--repeat` times alternating, best time kept
- * (the machine is shared).
+ * (the machine is shared). Then both as whole processes, start included (`--whole-runs` interleaved
+ * runs, medians; see aggregateWholeProcess.ts), with the time of each stage against its limit.
  */
 
 import { execFile } from "node:child_process";
@@ -23,6 +24,8 @@ import { runStrategyBenchRows, STRATEGY_CHILD_FLAG, strategyBenchChild } from ".
 import { fileSink, fileSource } from "../lib/models/fileBytes";
 import { SafetensorsWriter } from "../lib/models/safetensors";
 import type { ByteSink } from "../lib/models/bytes";
+import { peakRssKb } from "./processReportFormat";
+import { wholeProcessRows } from "./aggregateWholeProcess";
 
 const run = promisify(execFile);
 
@@ -35,10 +38,12 @@ interface BenchFlags {
   keep: boolean;
   repeat: number;
   azurite: boolean;
+  /** Interleaved runs of the whole-process comparison. */
+  wholeRuns: number;
 }
 
 function parseFlags(argv: string[]): BenchFlags {
-  const flags: BenchFlags = { sizeMb: 100, count: 10, tensors: 8, keep: false, repeat: 2, azurite: true };
+  const flags: BenchFlags = { sizeMb: 100, count: 10, tensors: 8, keep: false, repeat: 2, azurite: true, wholeRuns: 5 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = (name: string) => {
@@ -54,7 +59,8 @@ function parseFlags(argv: string[]): BenchFlags {
     else if (a === "--keep") flags.keep = true;
     else if (a === "--repeat") flags.repeat = Math.floor(num(a));
     else if (a === "--no-azurite") flags.azurite = false;
-    else throw new Error(`unknown flag ${a}; expected --size MB, --count K, --tensors T, --chunk-elements N, --dir D, --keep, --repeat R, --no-azurite`);
+    else if (a === "--whole-runs") flags.wholeRuns = Math.floor(num(a));
+    else throw new Error(`unknown flag ${a}; expected --size MB, --count K, --tensors T, --chunk-elements N, --dir D, --keep, --repeat R, --no-azurite, --whole-runs N`);
   }
   return flags;
 }
@@ -105,22 +111,6 @@ function kernelThroughput(count: number, simd: boolean): { gbPerSecond: number }
   return { gbPerSecond: (iterations * count * length * 4) / elapsed / 1e9 };
 }
 
-/**
- * Peak RSS of this process in kB. Linux keeps getrusage's ru_maxrss across execve, so a child
- * spawned by a big parent (here: the one running Azurite) would report the parent's size; VmHWM
- * in /proc/self/status belongs to this process image only.
- */
-export async function peakRssKb(): Promise<number> {
-  try {
-    const status = await fs.readFile("/proc/self/status", "utf8");
-    const match = /^VmHWM:\s+(\d+) kB/m.exec(status);
-    if (match) return Number(match[1]);
-  } catch {
-    // not Linux: fall back below
-  }
-  return process.resourceUsage().maxRSS;
-}
-
 /** Child mode: run `flo aggregate`'s code path, then report time and this process's peak RSS. */
 async function child(argv: string[]): Promise<void> {
   const [out, chunk, digestsFile, ...dirs] = argv;
@@ -143,7 +133,7 @@ async function child(argv: string[]): Promise<void> {
     for (const s of sources) await s.close!();
   }
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  console.log(JSON.stringify({ code, seconds, maxrss_kb: await peakRssKb() }));
+  console.log(JSON.stringify({ code, seconds, maxrss_kb: peakRssKb() }));
 }
 
 /** Aggregation reading from Azurite (in this process) vs a raw parallel download of the same blobs. */
@@ -230,7 +220,7 @@ async function azuriteChild(mode: string, argv: string[]): Promise<void> {
     });
   }
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  console.log(JSON.stringify({ seconds, maxrss_kb: await peakRssKb() }));
+  console.log(JSON.stringify({ seconds, maxrss_kb: peakRssKb() }));
 }
 
 async function main(): Promise<void> {
@@ -287,6 +277,7 @@ async function main(): Promise<void> {
       console.log(`numpy in-place reference (files, end to end): ${numpy.seconds.toFixed(2)} s = ${(inputBytes / numpy.seconds / 1e9).toFixed(2)} GB/s; peak RSS ${(numpy.maxrss_kb / 1024).toFixed(0)} MB`);
       console.log(`ratio flo / numpy (speed): ${(numpy.seconds / flo!.seconds).toFixed(2)}x hashing every input, ${(numpy.seconds / floKnown!.seconds).toFixed(2)}x with known input digests (numpy hashes nothing; target >= 1.0x)`);
     }
+    await wholeProcessRows({ dirs, scratchDir: dir, inputBytes, runs: flags.wholeRuns, kernelGbPerSecond: simdKernel.gbPerSecond });
     if (flags.azurite) await azuriteRow(dirs, inputBytes, flags.chunkElements);
     // issue #6: one row per strategy (FLO_BENCH_STRATEGIES=all|none|name,name)
     await runStrategyBenchRows({ script: __filename, dirs, scratchDir: dir, inputBytes, chunkElements: flags.chunkElements });

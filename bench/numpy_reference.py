@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """numpy reference for `npm run bench:aggregate`: FedAvg as a weighted sum accumulated in place
 (Flower's aggregate_inplace style: acc = w0*x0, then acc += wi*xi, in the tensor dtype), reading the
-same safetensors update dirs and writing the result. Prints one JSON line: seconds, maxrss_kb."""
+same safetensors update dirs and writing the result. Prints one JSON line: seconds (after the imports),
+maxrss_kb, cpu_s (the whole process's CPU time, start and imports included)."""
 import json, os, resource, struct, sys, time
 
 import numpy as np
@@ -50,7 +51,20 @@ def main(out, dirs):
         for name in names:
             result[name][1].tofile(f)
     elapsed = time.perf_counter() - start
-    print(json.dumps({"seconds": elapsed, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"seconds": elapsed, "maxrss_kb": peak_rss_kb(usage), "cpu_s": usage.ru_utime + usage.ru_stime}))
+
+
+def peak_rss_kb(usage):
+    """VmHWM (this process image only: ru_maxrss also counts the parent's size before exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return usage.ru_maxrss
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import type { ByteSink, ByteSource, WrittenObject } from "../models/bytes";
 import { decodeFloats, dtypeSize, encodeFloats, FloatDType, isFloatDType } from "../models/dtypes";
 import { readSafetensorsHeader, SafetensorsError, SafetensorsHeader, SafetensorsWriter } from "../models/safetensors";
 import { AggregationError, UpdateMetricsError } from "./errors";
-import { HashPool } from "./hashPool";
+import { defaultHashWorkers, HashPool } from "./hashPool";
 import { allShared, KernelPool } from "./kernelPool";
 import { SimdArena } from "./simdKernel";
 import { parseUpdateMetrics, readUpdateMetrics, UpdateMetrics, weightedMetricMeans } from "./metrics";
@@ -335,7 +335,7 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
   const floatBytes = included.length * tensors.reduce((sum, t) => sum + (t.flatOffset >= 0 ? t.numel * dtypeSize(t.dtype) : 0), 0);
   const kernelWorkers = options.kernelWorkers ?? (floatBytes >= 32 << 20 ? 1 : 0);
   if (!Number.isInteger(kernelWorkers) || kernelWorkers < 0 || kernelWorkers > 1) throw new AggregationError("BAD_OPTIONS", `kernelWorkers must be 0 or 1, got ${kernelWorkers}`);
-  const hashPool = new HashPool(arena.buffer, Math.min(options.hashWorkers ?? (totalBytes >= 32 << 20 ? 2 : 0), included.length));
+  const hashPool = new HashPool(arena.buffer, Math.min(options.hashWorkers ?? defaultHashWorkers(totalBytes), included.length));
   // Workers get the chunk's rows only: not the global model or state tensors.
   const splittable = strategy.parallelKernels && !strategy.needsGlobal && strategy.stateTensors.length === 0;
   const kernelPool = kernelWorkers > 0 && splittable ? KernelPool.start() : undefined;

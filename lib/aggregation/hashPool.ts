@@ -9,14 +9,18 @@
 import { createHash, Hash } from "node:crypto";
 import { Worker } from "node:worker_threads";
 
+// The shared buffer arrives in an "attach" message rather than workerData, so a worker can start
+// before the engine has allocated it (see prestartHashWorkers).
 const WORKER_SOURCE = `
-const { parentPort, workerData } = require("node:worker_threads");
+const { parentPort } = require("node:worker_threads");
 const { createHash } = require("node:crypto");
-const memory = new Uint8Array(workerData.buffer);
+let memory;
 const hashes = new Map();
 parentPort.on("message", (m) => {
   try {
-    if (m.type === "reset") {
+    if (m.type === "attach") {
+      memory = new Uint8Array(m.buffer);
+    } else if (m.type === "reset") {
       hashes.clear();
       for (const [id, prefix] of m.prefixes) hashes.set(id, createHash("sha256").update(prefix));
     } else if (m.type === "update") {
@@ -33,6 +37,51 @@ parentPort.on("message", (m) => {
   }
 });
 `;
+
+/** Below this many bytes to hash, the engine hashes on its own thread (see HashPool's inline mode). */
+export const HASH_WORKERS_MIN_BYTES = 32 << 20;
+
+/** Hash workers the engine uses by default for `bytes` of models to hash. */
+export function defaultHashWorkers(bytes: number): number {
+  return bytes >= HASH_WORKERS_MIN_BYTES ? 2 : 0;
+}
+
+/** Workers started ahead of need, adopted by the next HashPool; unref'd until then, so an unused
+ *  one never keeps the process alive. `drop` removes a worker that failed before adoption. */
+const prestarted: { worker: Worker; drop: () => void }[] = [];
+
+/**
+ * Starts `count` hash workers now (~40 ms of CPU each to boot Node in a thread), so that they boot
+ * on the other core while this thread still loads modules and reads headers; the next HashPool
+ * adopts them instead of starting its own.
+ */
+export function prestartHashWorkers(count: number): void {
+  while (prestarted.length < count) {
+    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    worker.unref();
+    // A worker that fails before it is adopted is dropped; the pool starts a fresh one instead.
+    const entry = {
+      worker,
+      drop: () => {
+        const at = prestarted.indexOf(entry);
+        if (at >= 0) prestarted.splice(at, 1);
+      },
+    };
+    worker.once("error", entry.drop);
+    worker.once("exit", entry.drop);
+    prestarted.push(entry);
+  }
+}
+
+function adoptOrStartWorker(): Worker {
+  const entry = prestarted.shift();
+  if (!entry) return new Worker(WORKER_SOURCE, { eval: true });
+  // Only our own listeners: the Worker's internal ones (message port referencing) must stay.
+  entry.worker.off("error", entry.drop);
+  entry.worker.off("exit", entry.drop);
+  entry.worker.ref();
+  return entry.worker;
+}
 
 interface Waiter {
   remaining: number;
@@ -53,7 +102,8 @@ export class HashPool {
   constructor(buffer: SharedArrayBuffer, workerCount: number) {
     if (workerCount <= 0) this.inline = { memory: new Uint8Array(buffer), hashes: new Map() };
     this.workers = Array.from({ length: Math.max(0, workerCount) }, () => {
-      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { buffer } });
+      const w = adoptOrStartWorker();
+      w.postMessage({ type: "attach", buffer });
       w.on("message", (m: { type: string; seq: number; message?: string; digests?: [number, string][] }) => {
         if (m.type === "error") return this.fail(new Error(`hash worker: ${m.message}`));
         if (m.type === "digests") this.digestsBySeq.set(m.seq, [...(this.digestsBySeq.get(m.seq) ?? []), ...m.digests!]);

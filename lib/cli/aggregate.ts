@@ -5,8 +5,11 @@
  */
 
 import type { Command } from "commander";
+import { statSync } from "node:fs";
 import * as path from "node:path";
-import { aggregateUpdates, AggregationResult } from "../aggregation/engine";
+// The engine (kernel workers, hashing) loads when the command runs; the help text needs only the
+// strategy names and flags.
+import type { AggregationResult } from "../aggregation/engine";
 import { AggregationError } from "../aggregation/errors";
 import { createStrategy, strategyNames } from "../aggregation/registry";
 import type { Json } from "../aggregation/strategy";
@@ -49,6 +52,7 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   }
   let stateIn: LoadedStateDir | undefined;
   if (options.stateIn) stateIn = await loadStateDir(options.stateIn, strategy.stateTensors.map((s) => s.name));
+  await prestartHashing(options.updateDirs.map((dir) => path.join(dir, "model.safetensors")));
   const globalSource = options.global ? fileSource(path.resolve(options.global)) : undefined;
   const ids = uniqueIds(options.updateDirs);
   const sources = options.updateDirs.map((dir) => ({
@@ -57,6 +61,7 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   }));
   let result: AggregationResult;
   try {
+    const { aggregateUpdates } = await import("../aggregation/engine");
     result = await aggregateUpdates({
       updates: sources.map((s, i) => ({ id: ids[i], model: s.model, metrics: s.metrics })),
       output: () => fileSink(path.resolve(options.out)),
@@ -93,6 +98,17 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   io.out(`output    ${result.output.uri}  size=${result.output.size}  sha256=${result.output.sha256}`);
   io.out(`aggregated ${result.included.length} of ${options.updateDirs.length} updates with ${strategy.name} (${result.totalExamples} examples)`);
   return 0;
+}
+
+/**
+ * Starts the engine's hash workers before the engine itself loads, when it will want them (the
+ * models total enough bytes): they boot on the other core meanwhile, instead of after the headers
+ * are read.
+ */
+async function prestartHashing(modelFiles: string[]): Promise<void> {
+  const { defaultHashWorkers, prestartHashWorkers } = await import("../aggregation/hashPool");
+  const bytes = modelFiles.reduce((sum, file) => sum + (statSync(file, { throwIfNoEntry: false })?.size ?? 0), 0);
+  prestartHashWorkers(Math.min(defaultHashWorkers(bytes), modelFiles.length));
 }
 
 /** Update ids: the directory's base name, or the path as given when base names collide. */

@@ -3,7 +3,8 @@
  * printing the function table and the management URL like `func start`, until SIGINT/SIGTERM.
  */
 import type { Command } from "commander";
-import { startLocalHost, type LocalHost, type LocalHostStorage } from "../runtime/host";
+// Types only: the runtime (Azurite, Azure SDKs) loads when the command runs, not for `flo --help`.
+import type { LocalHost, LocalHostStorage } from "../runtime/host";
 import { triggerBinding } from "../runtime/invoke";
 
 /** A CLI option value that is not acceptable. */
@@ -68,6 +69,7 @@ export interface RunHostOptions {
 export async function runHost(appEntry: string, options: RunHostOptions, out: (line: string) => void = (l) => console.log(l)): Promise<void> {
   const port = options.port === undefined ? 7071 : parsePort(options.port);
   const storage = options.storage === undefined ? undefined : parseStorage(options.storage);
+  const { startLocalHost } = await import("../runtime/host");
   const host = await startLocalHost({
     appEntry, port, dataDir: options.data ?? ".flo", settings: options.settings, storage,
     log: (line) => console.error(line),

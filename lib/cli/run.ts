@@ -8,13 +8,10 @@ import type { Command } from "commander";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { extname, join, resolve } from "node:path";
-import { MultiBar, Presets } from "cli-progress";
-import { loadSpecFile, SpecError } from "../spec";
-import { startLocalHost, type LocalHost } from "../runtime/host";
-import { ModelStore } from "../models/store";
-import { modelContainerFromSettings } from "../federation/settings";
-import { renderReport, type Baselines } from "../report/html";
-import { loadManifests } from "../report/load";
+// Types only at the top: the spec schema (zod), the runtime (Azurite, Azure SDKs), the model store and
+// the report load inside the command (`loadRunModules`), so `flo --help` does not pay for them.
+import type { LocalHost } from "../runtime/host";
+import type { Baselines } from "../report/html";
 import type { FederationServices } from "../federation/services";
 import type { RoundManifest } from "../federation/manifest";
 import type { FederationSummary, RoundSummary } from "../federation/types";
@@ -55,8 +52,29 @@ interface StatusBody {
   failure?: unknown;
 }
 
+/** The modules `flo run` needs, loaded when it runs. */
+async function loadRunModules() {
+  const [spec, runtime, store, settings, report, manifests] = await Promise.all([
+    import("../spec"),
+    import("../runtime/host"),
+    import("../models/store"),
+    import("../federation/settings"),
+    import("../report/html"),
+    import("../report/load"),
+  ]);
+  return {
+    loadSpecFile: spec.loadSpecFile,
+    startLocalHost: runtime.startLocalHost,
+    ModelStore: store.ModelStore,
+    modelContainerFromSettings: settings.modelContainerFromSettings,
+    renderReport: report.renderReport,
+    loadManifests: manifests.loadManifests,
+  };
+}
+
 export async function runFederation(specPath: string, options: RunOptions = {}): Promise<RunResult> {
   const print = options.print ?? ((line: string) => console.log(line));
+  const { loadSpecFile, startLocalHost, ModelStore, modelContainerFromSettings, renderReport, loadManifests } = await loadRunModules();
   const spec = await loadSpecFile(specPath); // fails fast, with every error and its field path
   const outDir = resolve(options.out ?? join("out", spec.name));
   const dataDir = options.data ? resolve(options.data) : mkdtempSync(join(tmpdir(), "flo-run-"));
@@ -114,6 +132,7 @@ async function followProgress(
   options: RunOptions,
 ): Promise<StatusBody> {
   const bars = options.bars ?? Boolean(process.stdout.isTTY);
+  const { MultiBar, Presets } = await import("cli-progress");
   const multi = bars ? new MultiBar({ format: "{name} |{bar}| {value}/{total} {info}", hideCursor: true, clearOnComplete: false }, Presets.shades_classic) : undefined;
   const roundBar = multi?.create(rounds, 0, { name: "rounds".padEnd(10), info: "" });
   const roundStart = new Map<number, number>();
@@ -187,6 +206,7 @@ export function register(program: Command): void {
         const result = await runFederation(specPath, opts);
         if (result.runtimeStatus !== "Completed") process.exitCode = 1;
       } catch (err) {
+        const { SpecError } = await import("../spec");
         if (err instanceof SpecError) {
           console.error(err.message);
           process.exitCode = 2;
