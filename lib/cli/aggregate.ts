@@ -6,7 +6,9 @@
 
 import type { Command } from "commander";
 import * as path from "node:path";
-import { aggregateUpdates, AggregationResult } from "../aggregation/engine";
+import { aggregateUpdates, AggregationResult, type UpdateInput } from "../aggregation/engine";
+import type { UpdateMetrics } from "../aggregation/metrics";
+import { METRICS_FILE, MODEL_FILE, readSiloMetrics } from "../compute/siloCompute";
 import { AggregationError } from "../aggregation/errors";
 import { createStrategy, strategyNames } from "../aggregation/registry";
 import type { Json } from "../aggregation/strategy";
@@ -51,14 +53,18 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   if (options.stateIn) stateIn = await loadStateDir(options.stateIn, strategy.stateTensors.map((s) => s.name));
   const globalSource = options.global ? fileSource(path.resolve(options.global)) : undefined;
   const ids = uniqueIds(options.updateDirs);
-  const sources = options.updateDirs.map((dir) => ({
-    model: fileSource(path.join(dir, "model.safetensors")),
-    metrics: fileSource(path.join(dir, "metrics.json")),
-  }));
+  const sources = options.updateDirs.map((dir) => ({ model: fileSource(path.join(dir, MODEL_FILE)), metricsPath: path.join(dir, METRICS_FILE) }));
+  const unreadable: { id: string; reason: string }[] = [];
+  const updates: UpdateInput[] = [];
+  for (const [i, s] of sources.entries()) {
+    const metrics = await readMetricsFile(s.metricsPath, options.signal);
+    if ("reason" in metrics) unreadable.push({ id: ids[i], reason: metrics.reason });
+    else updates.push({ id: ids[i], model: s.model, metrics });
+  }
   let result: AggregationResult;
   try {
     result = await aggregateUpdates({
-      updates: sources.map((s, i) => ({ id: ids[i], model: s.model, metrics: s.metrics })),
+      updates,
       output: () => fileSink(path.resolve(options.out)),
       strategy,
       ...(globalSource ? { global: globalSource } : {}),
@@ -71,7 +77,7 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
     });
   } catch (err) {
     if (err instanceof AggregationError && err.code === "TOO_FEW_UPDATES") {
-      for (const e of err.excluded) io.out(`excluded  ${e.id}  ${e.reason}`);
+      for (const e of [...unreadable, ...err.excluded]) io.out(`excluded  ${e.id}  ${e.reason}`);
       io.err(`flo aggregate: not aggregated: ${err.message}`);
       return 1;
     }
@@ -79,13 +85,10 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   } finally {
     await stateIn?.close();
     await globalSource?.close?.();
-    for (const s of sources) {
-      await s.model.close?.();
-      await s.metrics.close?.();
-    }
+    for (const s of sources) await s.model.close?.();
   }
   for (const u of result.included) io.out(`included  ${u.id}  num_examples=${u.numExamples}  sha256=${u.sha256}`);
-  for (const e of result.excluded) io.out(`excluded  ${e.id}  ${e.reason}`);
+  for (const e of [...unreadable, ...result.excluded]) io.out(`excluded  ${e.id}  ${e.reason}`);
   const metrics = Object.entries(result.metrics).map(([k, v]) => `${k}=${v}`).join("  ");
   if (metrics) io.out(`metrics   ${metrics}`);
   if (options.stateOut) await writeStateDirJson(options.stateOut, { strategy: strategy.name, state: result.state.json, ...(result.state.report !== undefined ? { report: result.state.report } : {}) });
@@ -93,6 +96,19 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   io.out(`output    ${result.output.uri}  size=${result.output.size}  sha256=${result.output.sha256}`);
   io.out(`aggregated ${result.included.length} of ${options.updateDirs.length} updates with ${strategy.name} (${result.totalExamples} examples)`);
   return 0;
+}
+
+/** An update's metrics.json, validated by the silo job contract's parser, or why it is unusable. */
+async function readMetricsFile(metricsPath: string, signal?: AbortSignal): Promise<UpdateMetrics | { reason: string }> {
+  const source = fileSource(metricsPath);
+  try {
+    return await readSiloMetrics(source, { signal });
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    return { reason: `metrics: ${(err as Error).message}` };
+  } finally {
+    await source.close?.();
+  }
 }
 
 /** Update ids: the directory's base name, or the path as given when base names collide. */

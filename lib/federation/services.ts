@@ -4,16 +4,13 @@
  * message transport (a Service Bus connection if configured, else the embedded queue transport on
  * the same storage account), and partner notifications (only when a topic is configured).
  */
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { ModelStore } from "../models/store";
 import { storageSettingsFromEnv } from "../storage/settings";
 import { parseSpec, type FederationSpec, type ParseSpecOptions, type SiloSpec } from "../spec";
 import type { ModelRef } from "./types";
-import type { SiloCompute } from "../compute/siloCompute";
-import { LocalSiloCompute, type JobFolderTransfer } from "../compute/local";
-import type { AzureMlSiloCompute } from "../compute/azureml";
-import { azureMlSiloComputeFromSettings } from "../compute/azuremlSettings";
+import type { JobFolderTransfer, SiloCompute } from "../compute/siloCompute";
+import { ComputeInstances } from "../compute/backends";
+import { LocalComputeSettings } from "../compute/local/backend";
 import { createAzureCredential, credentialSettingsFromEnv } from "../azure/credentials";
 import type { ServiceBusTransport } from "../runtime/triggers/serviceBus/transport";
 import { AzuriteQueueTransport } from "../runtime/triggers/serviceBus/azuriteTransport";
@@ -24,8 +21,8 @@ import type { TokenCredential } from "@azure/core-auth";
 /** App settings flo reads (all optional; see local.settings.sample.json). */
 export const Settings = {
   modelContainer: "FLO_MODEL_CONTAINER",
-  localJobsDir: "FLO_LOCAL_JOBS_DIR",
-  localBaseDir: "FLO_LOCAL_BASE_DIR",
+  localJobsDir: LocalComputeSettings.jobsDir,
+  localBaseDir: LocalComputeSettings.baseDir,
   serviceBusConnection: "ServiceBusConnection",
   jobEventsQueue: "FLO_JOB_EVENTS_QUEUE",
   partnerQueue: "FLO_PARTNER_QUEUE",
@@ -61,8 +58,7 @@ class SettingsServices implements FederationServices {
   readonly messages: ServiceBusTransport;
   readonly jobEventsQueue: string;
   private readonly specs = new Map<string, Promise<FederationSpec>>();
-  private localCompute?: LocalSiloCompute;
-  private readonly azureCompute = new Map<string, AzureMlSiloCompute>();
+  private readonly compute: ComputeInstances;
   private credential?: TokenCredential;
   private containerReady?: Promise<void>;
 
@@ -79,6 +75,12 @@ class SettingsServices implements FederationServices {
       if (storage.kind !== "connectionString") throw new Error(`no ${Settings.serviceBusConnection} configured and the embedded queue transport needs a storage connection string`);
       this.messages = new AzuriteQueueTransport({ connectionString: storage.connectionString, maxDeliveryCount: 10, lockDurationMs: 60_000, maxAutoLockRenewalDurationMs: 300_000 });
     }
+    this.compute = new ComputeInstances({
+      env,
+      credential: () => (this.credential ??= createAzureCredential(credentialSettingsFromEnv(env))),
+      transfer: this.transfer(),
+      publishJobEvent: (event) => this.messages.send(this.jobEventsQueue, { body: event, messageId: event.id, contentType: "application/json" }),
+    });
   }
 
   /** The store's container exists before anything is written (created once per process). */
@@ -115,24 +117,7 @@ class SettingsServices implements FederationServices {
   }
 
   computeFor(silo: SiloSpec): SiloCompute {
-    const compute = silo.compute;
-    if (compute.type === "local") {
-      this.localCompute ??= new LocalSiloCompute({
-        root: this.env[Settings.localJobsDir] || join(tmpdir(), "flo-jobs"),
-        baseDir: this.env[Settings.localBaseDir] || process.cwd(),
-        transfer: this.transfer(),
-        events: { publish: (event) => this.messages.send(this.jobEventsQueue, { body: event, messageId: event.id, contentType: "application/json" }) },
-      });
-      return this.localCompute;
-    }
-    const key = `${compute.subscriptionId}/${compute.resourceGroup}/${compute.workspace}/${compute.computeName}`;
-    let azure = this.azureCompute.get(key);
-    if (!azure) {
-      this.credential ??= createAzureCredential(credentialSettingsFromEnv(this.env));
-      azure = azureMlSiloComputeFromSettings(compute, { credential: this.credential, env: this.env });
-      this.azureCompute.set(key, azure);
-    }
-    return azure;
+    return this.compute.for(silo.compute);
   }
 
   private transfer(): JobFolderTransfer {
@@ -148,7 +133,7 @@ class SettingsServices implements FederationServices {
   }
 
   async close(): Promise<void> {
-    this.localCompute?.close();
+    this.compute.close();
     await this.messages.close();
   }
 }

@@ -18,9 +18,8 @@ import {
   type RetryStrategy,
   type TlsSettings,
 } from "@azure/core-rest-pipeline";
-import type { CallOptions, JobInput, SiloCompute, SiloJobRequest, SiloJobStatus } from "./siloCompute";
-import { jobStateFromAzureMlStatus } from "./azuremlStatus";
-import { FLO_APP_TAG_VALUE, FLO_TAGS } from "../events/azureMlEvents";
+import { DEFAULT_JOB_KIND, FLO_TAGS, floJobTags, type CallOptions, type JobInput, type SiloCompute, type SiloJobRequest, type SiloJobStatus } from "../siloCompute";
+import { jobStateFromAzureMlStatus } from "./status";
 import {
   AzureMlConfigError,
   AzureMlJobConflictError,
@@ -29,10 +28,10 @@ import {
   DATA_SCIENTIST_ROLE,
   toAzureMlError,
   type WorkspaceCoordinates,
-} from "./azuremlErrors";
-import { openSiloOutputFolder, type BlobAccessOptions, type SiloOutputFolder } from "./azuremlOutputs";
+} from "./errors";
+import { openSiloOutputFolder, type BlobAccessOptions, type SiloOutputFolder } from "./outputs";
 
-export * from "./azuremlErrors";
+export * from "./errors";
 
 /** Azure ML's job-name rule (not enforced by the SDK: a bad name would be sent URL-encoded). */
 export const AZURE_ML_JOB_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$/;
@@ -193,10 +192,7 @@ export function buildCommandJobBody(request: SiloJobRequest, context: CommandJob
     tags[key] = value;
   }
   // flo's correlation tags always win over caller-supplied ones of the same name.
-  tags[FLO_TAGS.federation] = request.federationId;
-  tags[FLO_TAGS.round] = String(request.round);
-  tags[FLO_TAGS.silo] = request.silo;
-  tags[FLO_TAGS.app] = FLO_APP_TAG_VALUE;
+  Object.assign(tags, floJobTags(request));
 
   const inputs: Record<string, unknown> = {};
   for (const [name, input] of Object.entries(request.inputs)) {
@@ -479,9 +475,12 @@ export class AzureMlSiloCompute implements SiloCompute {
       [FLO_TAGS.federation]: request.federationId,
       [FLO_TAGS.round]: String(request.round),
       [FLO_TAGS.silo]: request.silo,
+      [FLO_TAGS.kind]: request.kind ?? DEFAULT_JOB_KIND,
     };
+    // Jobs submitted before kinds existed have no kind tag: they are training jobs.
+    const actual: Record<string, string | null | undefined> = { ...tags, [FLO_TAGS.kind]: tags[FLO_TAGS.kind] ?? DEFAULT_JOB_KIND };
     for (const [key, value] of Object.entries(expected)) {
-      if (tags[key] !== value) {
+      if (actual[key] !== value) {
         throw new AzureMlJobConflictError(this.coordinates, request.jobName, key, value, (tags[key] ?? undefined) as string | undefined);
       }
     }
