@@ -10,8 +10,8 @@ import {
   isoDurationFromSeconds,
   toAzureMlError,
   type AzureMlSiloComputeOptions,
-} from "../lib/compute/azureml";
-import { AZURE_ML_JOB_STATUSES, jobStateFromAzureMlStatus } from "../lib/compute/azuremlStatus";
+} from "../lib/compute/azureml/compute";
+import { AZURE_ML_JOB_STATUSES, jobStateFromAzureMlStatus } from "../lib/compute/azureml/status";
 import type { SiloJobRequest } from "../lib/compute/siloCompute";
 import { FakeArm, StubArmCredential, validateJobPutBody } from "./fakes/arm/fakeArm";
 
@@ -99,7 +99,7 @@ describe("submit", () => {
       displayName: request.jobName,
       experimentName: "flo-fraud",
       description: `flo federation fraud, round ${request.round}, silo eu`,
-      tags: { team: "risk", floFederation: "fraud", floRound: String(request.round), floSilo: "eu", floApp: "flo" },
+      tags: { team: "risk", floFederation: "fraud", floRound: String(request.round), floSilo: "eu", floKind: "train", floApp: "flo" },
       properties: { floFederation: "fraud", floRound: String(request.round), floSilo: "eu" },
       computeId: `${WORKSPACE_ID}/computes/cpu-cluster`,
       environmentId: ENVIRONMENT,
