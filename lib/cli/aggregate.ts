@@ -8,7 +8,7 @@ import type { Command } from "commander";
 import * as path from "node:path";
 import { aggregateUpdates, AggregationResult, type UpdateInput } from "../aggregation/engine";
 import type { UpdateMetrics } from "../aggregation/metrics";
-import { METRICS_FILE, MODEL_FILE, readSiloMetrics } from "../compute/siloCompute";
+import { METRICS_FILE, MODEL_FILE, readSiloMetrics, SiloOutputError } from "../compute/siloCompute";
 import { AggregationError } from "../aggregation/errors";
 import { createStrategy, strategyNames } from "../aggregation/registry";
 import type { Json } from "../aggregation/strategy";
@@ -77,8 +77,11 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
     });
   } catch (err) {
     if (err instanceof AggregationError && err.code === "TOO_FEW_UPDATES") {
-      for (const e of [...unreadable, ...err.excluded]) io.out(`excluded  ${e.id}  ${e.reason}`);
-      io.err(`flo aggregate: not aggregated: ${err.message}`);
+      const excluded = [...unreadable, ...err.excluded];
+      for (const e of excluded) io.out(`excluded  ${e.id}  ${e.reason}`);
+      const details = excluded.map((e) => `${e.id}: ${e.reason}`).join("; ");
+      const valid = updates.length - err.excluded.length;
+      io.err(`flo aggregate: not aggregated: ${valid} valid update(s), need at least ${options.minUpdates}${details ? ` (excluded ${details})` : ""} [${err.code}]`);
       return 1;
     }
     throw err;
@@ -105,7 +108,8 @@ async function readMetricsFile(metricsPath: string, signal?: AbortSignal): Promi
     return await readSiloMetrics(source, { signal });
   } catch (err) {
     if (signal?.aborted) throw err;
-    return { reason: `metrics: ${(err as Error).message}` };
+    if (err instanceof SiloOutputError) return { reason: `metrics: ${err.message}` };
+    return { reason: `metrics: ${metricsPath}: cannot read metrics: ${(err as Error).message}` };
   } finally {
     await source.close?.();
   }
