@@ -444,7 +444,10 @@ describe("pure helpers", () => {
     const body = JSON.stringify({
       error: { code: "UserError", message: "Request is invalid and/or missing fields.", details: [{ message: "properties.inputs.global_model.uri: required" }, { message: "properties.outputs.model_update.mode: required" }] },
     });
-    const error = toAzureMlError({ statusCode: 400, bodyText: body }, { subscriptionId: "s", resourceGroup: "rg", workspace: "ws" }, "submit", "AzureML Data Scientist", "flo-f-r1-s");
+    const error = toAzureMlError(
+      { statusCode: 400, bodyText: body },
+      { coordinates: { subscriptionId: "s", resourceGroup: "rg", workspace: "ws" }, operation: "submit", requiredRole: "AzureML Data Scientist", jobName: "flo-f-r1-s" },
+    );
     expect(error.message).toBe(
       "Azure ML submit of job flo-f-r1-s failed in workspace ws (resource group rg, subscription s): HTTP 400 UserError: Request is invalid and/or missing fields. " +
         "(properties.inputs.global_model.uri: required; properties.outputs.model_update.mode: required)",

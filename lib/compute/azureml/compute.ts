@@ -390,7 +390,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     try {
       response = await this.client.sendRequest(pipelineRequest);
     } catch (error) {
-      throw toAzureMlError(error, this.coordinates, "submit", DATA_SCIENTIST_ROLE, request.jobName);
+      throw toAzureMlError(error, { coordinates: this.coordinates, operation: "submit", requiredRole: DATA_SCIENTIST_ROLE, jobName: request.jobName });
     }
     if (response.status === 200 || response.status === 201) {
       return this.toStatus(parseJson(response.bodyAsText ?? undefined, request.jobName), request.jobName, this.outputUriFor(request));
@@ -403,10 +403,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     }
     throw toAzureMlError(
       { statusCode: response.status, bodyText: response.bodyAsText ?? "" },
-      this.coordinates,
-      "submit",
-      DATA_SCIENTIST_ROLE,
-      request.jobName,
+      { coordinates: this.coordinates, operation: "submit", requiredRole: DATA_SCIENTIST_ROLE, jobName: request.jobName },
     );
   }
 
@@ -440,7 +437,7 @@ export class AzureMlSiloCompute implements SiloCompute {
         await poller.poll({ abortSignal: options.signal });
       }
     } catch (error) {
-      throw toAzureMlError(error, this.coordinates, "cancel", DATA_SCIENTIST_ROLE, jobName);
+      throw toAzureMlError(error, { coordinates: this.coordinates, operation: "cancel", requiredRole: DATA_SCIENTIST_ROLE, jobName });
     }
   }
 
@@ -464,7 +461,7 @@ export class AzureMlSiloCompute implements SiloCompute {
       });
     } catch (error) {
       if ((error as { statusCode?: number }).statusCode === 404) return undefined;
-      throw toAzureMlError(error, this.coordinates, operation, DATA_SCIENTIST_ROLE, jobName);
+      throw toAzureMlError(error, { coordinates: this.coordinates, operation, requiredRole: DATA_SCIENTIST_ROLE, jobName });
     }
   }
 
@@ -481,7 +478,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     const actual: Record<string, string | null | undefined> = { ...tags, [FLO_TAGS.kind]: tags[FLO_TAGS.kind] ?? DEFAULT_JOB_KIND };
     for (const [key, value] of Object.entries(expected)) {
       if (actual[key] !== value) {
-        throw new AzureMlJobConflictError(this.coordinates, request.jobName, key, value, (tags[key] ?? undefined) as string | undefined);
+        throw new AzureMlJobConflictError({ coordinates: this.coordinates, jobName: request.jobName, tag: key, expected: value, got: (tags[key] ?? undefined) as string | undefined });
       }
     }
     return this.toStatus(job, request.jobName, this.outputUriFor(request));

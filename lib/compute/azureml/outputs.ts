@@ -119,7 +119,7 @@ export async function resolveDatastoreFolder(
   try {
     datastore = await client.datastores.get(where.resourceGroup, where.workspace, parsed.datastore, { abortSignal: options.signal });
   } catch (error) {
-    throw toAzureMlError(error, where, `read datastore ${parsed.datastore}`, DATA_SCIENTIST_ROLE);
+    throw toAzureMlError(error, { coordinates: where, operation: `read datastore ${parsed.datastore}`, requiredRole: DATA_SCIENTIST_ROLE });
   }
   const properties = datastore.properties as {
     datastoreType?: string;
