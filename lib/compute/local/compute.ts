@@ -5,7 +5,7 @@
  * stdout/stderr kept as the job log, outputs uploaded, then a local job event (events.ts) is
  * published to the job-events queue, as Event Grid does for an Azure ML job.
  *
- * Each job runs under a detached runner process (localJobRunner.ts) that records its final state
+ * Each job runs under a detached runner process (jobRunner.ts) that records its final state
  * in the job folder, so a job survives a restart of the host that submitted it; this side finishes
  * the job (upload + event) once it sees that state, from a monitor loop or from a status() call.
  */
