@@ -7,8 +7,8 @@
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { LocalSiloCompute as LocalSiloComputeType, JobFolderTransfer } from "../lib/compute/local/compute";
-import type { SiloJobRequest } from "../lib/compute/siloCompute";
+import type { LocalSiloCompute as LocalSiloComputeType } from "../lib/compute/local/compute";
+import type { JobFolderTransfer, SiloJobRequest } from "../lib/compute/siloCompute";
 import type { LocalJobEvent } from "../lib/compute/local/events";
 
 const DIST_LOCAL = resolve(__dirname, "..", "dist", "lib", "compute", "local", "compute.js");

@@ -18,8 +18,6 @@ import { JOB_NAME_PATTERN, METRICS_FILE, MODEL_FILE, TERMINAL_JOB_STATES, readSi
 import { localJobEvent, type LocalJobEvent } from "./events";
 import { FINISHED_MARKERS_DIR, finishedMarkerPath, writeJobStatus, writeJsonAtomic, type LocalJobFile, type LocalJobReportFile, type LocalJobStatusFile } from "./jobFiles";
 
-export type { JobFolderTransfer };
-
 /** Where job completion events go (the job-events queue). */
 export interface JobEventPublisher {
   publish(event: LocalJobEvent, options?: CallOptions): Promise<void>;
