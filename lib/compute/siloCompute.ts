@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import type { TokenCredential } from "@azure/core-auth";
 import type { z } from "zod";
 import type { ByteSource, WrittenObject } from "../models/bytes";
+import { METRICS_FILE, MODEL_FILE } from "../models/storeLayout";
 import type { UpdateMetrics } from "../aggregation/metrics";
 import type { ParsedJobEvent } from "./jobEvents";
 
@@ -181,9 +182,8 @@ export interface SiloJobStatus {
   logUri?: string;
 }
 
-/** The files of a training job's `model_update` output. */
-export const MODEL_FILE = "model.safetensors";
-export const METRICS_FILE = "metrics.json";
+/** The files of a training job's `model_update` output (the model store lays folders out with the same names). */
+export { METRICS_FILE, MODEL_FILE };
 /** Largest metrics.json read; anything larger is not a metrics file. */
 export const MAX_METRICS_BYTES = 1024 * 1024;
 
