@@ -1,10 +1,10 @@
 /**
  * Messages flo receives from Service Bus: job events (each compute backend's; Azure ML's come from
  * Event Grid) and partner commands. A message that can never succeed is not retried: it is moved,
- * with its reason, to the queue's rejected queue (`<queue>-rejected`, application properties DeadLetterReason and
- * DeadLetterErrorDescription) and the original is completed. The Functions Node worker cannot
- * dead-letter a message itself without the preview SDK binding, so this is the portable way to
- * "dead-letter with a reason" on Azure and on the embedded transport alike.
+ * with its reason, to the queue's rejected queue (`<queue>-rejected`, application properties
+ * DeadLetterReason and DeadLetterErrorDescription) and the original is completed. The Functions
+ * Node worker cannot dead-letter a message itself without the preview SDK binding, so this is the
+ * portable way to "dead-letter with a reason" on Azure and on the embedded transport alike.
  */
 import { z } from "zod";
 import type { DurableClient } from "durable-functions";
@@ -50,9 +50,9 @@ export type JobEventOutcome = "raised" | "in-progress" | "not-ours" | "no-instan
 /**
  * A job event, read by the compute backends' parsers: a final state is raised on the silo's
  * sub-orchestration as the job kind's completion event (`silo-done:<round>:<silo>` for training;
- * in-progress states are only logged). The orchestration treats it as
- * a hint and confirms with a job status call, so duplicates, events of earlier attempts and events
- * for closed rounds are harmless.
+ * in-progress states are only logged). The orchestration treats it as a hint and confirms with a
+ * job status call, so duplicates, events of earlier attempts and events for closed rounds are
+ * harmless.
  */
 export async function handleJobEvent(client: DurableClient, services: FederationServices, queue: string, message: InboxMessage, log: Log): Promise<JobEventOutcome> {
   let parsed;
