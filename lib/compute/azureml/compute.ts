@@ -18,7 +18,7 @@ import {
   type RetryStrategy,
   type TlsSettings,
 } from "@azure/core-rest-pipeline";
-import { DEFAULT_JOB_KIND, FLO_TAGS, floJobTags, type CallOptions, type JobInput, type SiloCompute, type SiloJobRequest, type SiloJobStatus } from "../siloCompute";
+import { DEFAULT_JOB_KIND, FLO_TAGS, floJobTags, JOB_NAME_PATTERN, type CallOptions, type JobInput, type SiloCompute, type SiloJobRequest, type SiloJobStatus } from "../siloCompute";
 import { jobStateFromAzureMlStatus } from "./status";
 import {
   AzureMlConfigError,
@@ -33,8 +33,6 @@ import { openSiloOutputFolder, type BlobAccessOptions, type SiloOutputFolder } f
 
 export * from "./errors";
 
-/** Azure ML's job-name rule (not enforced by the SDK: a bad name would be sent URL-encoded). */
-export const AZURE_ML_JOB_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$/;
 /** Federation ids and silo names become datastore path segments. */
 const PATH_SEGMENT = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,254}$/;
 const DEFAULT_ENDPOINT = "https://management.azure.com";
@@ -120,7 +118,8 @@ export function azureMlAssetId(kind: "codes" | "environments", reference: string
 }
 
 export function assertValidJobName(jobName: string): void {
-  if (typeof jobName !== "string" || !AZURE_ML_JOB_NAME_PATTERN.test(jobName)) {
+  // Azure ML's rule is not enforced by the SDK: a bad name would be sent URL-encoded.
+  if (typeof jobName !== "string" || !JOB_NAME_PATTERN.test(jobName)) {
     throw new AzureMlConfigError(
       "jobName",
       "an Azure ML job name matching ^[a-zA-Z0-9][a-zA-Z0-9\\-_]{0,254}$",
