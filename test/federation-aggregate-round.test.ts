@@ -11,7 +11,7 @@ import { aggregateRound } from "../lib/federation/activities";
 import type { RoundManifest } from "../lib/federation/manifest";
 import type { FederationServices } from "../lib/federation/services";
 import type { ModelRef, SiloRoundResult } from "../lib/federation/types";
-import { readSafetensorsHeader, readTensorBytes } from "../lib/models/safetensors";
+import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from "../lib/models/safetensors";
 import { ModelStore } from "../lib/models/store";
 import { blobUri, siloUpdateFolder } from "../lib/models/storeLayout";
 import { parseSpec, type FederationSpec } from "../lib/spec";
@@ -29,16 +29,6 @@ training:
 aggregation: {strategy: fedavg}
 policy: {minSilos: 2, roundTimeout: PT1H}
 `;
-
-/** A one-tensor safetensors file: `w`, F32. */
-function safetensors(values: number[]): Buffer {
-  const data = Buffer.from(new Float32Array(values).buffer);
-  let header = JSON.stringify({ w: { dtype: "F32", shape: [values.length], data_offsets: [0, data.length] } });
-  header += " ".repeat((8 - (header.length % 8)) % 8);
-  const length = Buffer.alloc(8);
-  length.writeBigUInt64LE(BigInt(header.length));
-  return Buffer.concat([length, Buffer.from(header), data]);
-}
 
 const azurite = useAzurite({ services: ["blob"] });
 let store: ModelStore;
@@ -70,7 +60,7 @@ beforeAll(async () => {
   };
   for (const [silo, output] of Object.entries(outputs)) {
     const folder = siloUpdateFolder(federationId, 1, silo);
-    await store.putBytes(`${folder}model.safetensors`, safetensors(output.weights));
+    await writeSafetensors(store.sink(`${folder}model.safetensors`), [{ name: "w", dtype: "F32", shape: [output.weights.length], data: new Uint8Array(new Float32Array(output.weights).buffer) }]);
     await store.putBytes(`${folder}metrics.json`, Buffer.from(output.metrics));
   }
 });
