@@ -19,6 +19,7 @@ import { promisify } from "node:util";
 import { aggregateUpdates } from "../lib/aggregation/engine";
 import { createFedAvg, weightedSumKernel } from "../lib/aggregation/fedavg";
 import { SimdArena } from "../lib/aggregation/simdKernel";
+import { readSiloMetrics } from "../lib/compute/siloCompute";
 import { runAggregate } from "../lib/cli/aggregate";
 import { runStrategyBenchRows, STRATEGY_CHILD_FLAG, strategyBenchChild } from "../lib/aggregation/strategies/benchRows";
 import { fileSink, fileSource } from "../lib/models/fileBytes";
@@ -124,7 +125,9 @@ async function child(argv: string[]): Promise<void> {
     const digests = JSON.parse(await fs.readFile(digestsFile, "utf8")) as string[];
     const sources = dirs.map((d) => fileSource(path.join(d, "model.safetensors")));
     await aggregateUpdates({
-      updates: dirs.map((d, i) => ({ id: path.basename(d), model: sources[i], metrics: fileSource(path.join(d, "metrics.json")), knownSha256: digests[i] })),
+      updates: await Promise.all(
+        dirs.map(async (d, i) => ({ id: path.basename(d), model: sources[i], metrics: await readSiloMetrics(fileSource(path.join(d, "metrics.json"))), knownSha256: digests[i] })),
+      ),
       output: () => fileSink(out),
       strategy: createFedAvg(),
       minUpdates: dirs.length,
@@ -206,7 +209,7 @@ async function azuriteChild(mode: string, argv: string[]): Promise<void> {
         paths.map(async (p, i) => ({
           id: `silo-${i}`,
           model: store.source(`${p}/model.safetensors`),
-          metrics: store.source(`${p}/metrics.json`),
+          metrics: await readSiloMetrics(store.source(`${p}/metrics.json`)),
           // the digest the store recorded at upload (as the aggregation activity would use)
           knownSha256: (await store.stat(`${p}/model.safetensors`)).sha256,
         })),

@@ -29,7 +29,7 @@ import { performance } from "node:perf_hooks";
 import { startLocalHost, type LocalHost } from "../lib/runtime/host";
 import type { InvocationResult, Invoker } from "../lib/runtime/invoke";
 import { EventType, type HistoryEvent } from "../lib/runtime/durable/history";
-import type { LocalJobFile, LocalJobReportFile, LocalJobStatusFile } from "../lib/compute/localJobFiles";
+import type { LocalJobFile, LocalJobReportFile, LocalJobStatusFile } from "../lib/compute/local/jobFiles";
 import {
   LiveOrchestrationMeter,
   roundTimeline,

@@ -61,7 +61,7 @@ param eventTimeToLiveInMinutes int = 1440
 param maximumInstanceCount int = 40
 @allowed([ 512, 2048, 4096 ])
 param instanceMemoryMB int = 2048
-@description('Value of the floApp tag on flo jobs (lib/events FLO_APP_TAG_VALUE).')
+@description('Value of the floApp tag on flo jobs (lib/compute/siloCompute.ts FLO_APP_TAG_VALUE).')
 param floAppTagValue string = 'flo'
 @description('FLO_SPEC_REGISTRY: absolute folder of registered specs (<name>.yaml/.json) in the deployed package, e.g. /home/site/wwwroot/specs. Empty: partners cannot start federations by name.')
 param specRegistry string = ''

@@ -7,11 +7,11 @@
  */
 import * as df from "durable-functions";
 import type { OrchestrationContext, OrchestrationHandler, Task, TimerTask } from "durable-functions";
-import { nextPollAt, siloEventName } from "../lib/federation/decisions";
+import { nextPollAt } from "../lib/federation/decisions";
 import { Activities, Orchestrations } from "../lib/federation/types";
 import type { JobAttempt, JobRefInput, SiloJobEvent, SiloRoundInput, SiloRoundResult, SiloStatus, SubmitJobInput } from "../lib/federation/types";
 import type { SiloJobStatus } from "../lib/compute/siloCompute";
-import { TERMINAL_JOB_STATES } from "../lib/compute/siloCompute";
+import { jobEventName, TERMINAL_JOB_STATES } from "../lib/compute/siloCompute";
 
 /** Activities doing I/O are retried by the host on transient failure (network, throttling). */
 export const ioRetry = new df.RetryOptions(2000, 4);
@@ -48,7 +48,7 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
       // A fresh timer per wait, cancelled when the event wins: re-yielding one timer across several
       // Task.any calls makes the real host create duplicate timers (durable-js #574).
       const timer: TimerTask = context.df.createTimer(nextPollAt(now, deadline, input.statusPollSeconds));
-      const event = context.df.waitForExternalEvent(siloEventName(input.round, input.silo));
+      const event = context.df.waitForExternalEvent(jobEventName({ round: input.round, silo: input.silo }));
       const winner = yield context.df.Task.any([event, timer]);
       if (winner === event) {
         timer.cancel();

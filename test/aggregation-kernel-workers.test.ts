@@ -32,7 +32,7 @@ async function updateBytes(seed: number): Promise<Buffer> {
 async function run(name: string, options: Json, kernelWorkers: number, models: Buffer[]) {
   const out = memorySink();
   const result = await aggregateUpdates({
-    updates: models.map((bytes, i) => ({ id: `silo${i}`, model: memorySource(`silo${i}`, bytes), metrics: { num_examples: 10 + i } })),
+    updates: models.map((bytes, i) => ({ id: `silo${i}`, model: memorySource(`silo${i}`, bytes), metrics: { numExamples: 10 + i, metrics: {} } })),
     output: () => out,
     strategy: createStrategy(name, options),
     minUpdates: K,

@@ -79,7 +79,7 @@ describe("FedAvg golden values (fl-algorithms.md §5)", () => {
       [1, 2, 3].map(async (v, i) => ({
         id: `s${i}`,
         model: memorySource(`s${i}`, await modelBytes([{ name: "w", dtype: "F32", shape: [4], values: filled(v) }])),
-        metrics: { num_examples: [1, 1, 2][i] },
+        metrics: { numExamples: [1, 1, 2][i], metrics: {} },
       })),
     );
     const { promise, run } = runFedAvg(updates);
@@ -99,8 +99,8 @@ describe("FedAvg golden values (fl-algorithms.md §5)", () => {
       { name: "i", dtype: "I64", shape: [2], values: [30n, 40n] },
     ]);
     const { promise, run } = runFedAvg([
-      { id: "a", model: memorySource("a", a), metrics: { num_examples: 1 } },
-      { id: "b", model: memorySource("b", b), metrics: { num_examples: 3 } },
+      { id: "a", model: memorySource("a", a), metrics: { numExamples: 1, metrics: {} } },
+      { id: "b", model: memorySource("b", b), metrics: { numExamples: 3, metrics: {} } },
     ]);
     await promise;
     const out = await readModel(run.sinks[0].committed!);
@@ -115,8 +115,8 @@ describe("FedAvg golden values (fl-algorithms.md §5)", () => {
     for (const dtype of ["F32", "F64", "F16", "BF16"] as const) {
       const bytes = await modelBytes([{ name: "w", dtype, shape: [2, 2], values }]);
       const { promise, run } = runFedAvg([
-        { id: "a", model: memorySource("a", bytes), metrics: { num_examples: 1 } },
-        { id: "b", model: memorySource("b", bytes), metrics: { num_examples: 2 } },
+        { id: "a", model: memorySource("a", bytes), metrics: { numExamples: 1, metrics: {} } },
+        { id: "b", model: memorySource("b", bytes), metrics: { numExamples: 2, metrics: {} } },
       ]);
       await promise;
       expect((await readModel(run.sinks[0].committed!)).get("w")!.bytes.equals((await readModel(bytes)).get("w")!.bytes)).toBe(true);
@@ -168,7 +168,7 @@ describe("streaming FedAvg against a reference computed here", () => {
         return { ...t, values: v };
       });
       models.push(values);
-      updates.push({ id: `silo-${i}`, model: memorySource(`silo-${i}`, await modelBytes(tensors)), metrics: { num_examples: 1 + Math.floor(rand() * 500), metrics: { loss: rand(), acc: rand() } } });
+      updates.push({ id: `silo-${i}`, model: memorySource(`silo-${i}`, await modelBytes(tensors)), metrics: { numExamples: 1 + Math.floor(rand() * 500), metrics: { loss: rand(), acc: rand() } } });
     }
     return { models, updates };
   }
@@ -183,7 +183,7 @@ describe("streaming FedAvg against a reference computed here", () => {
     const { promise, run } = runFedAvg(updates, { chunkElements });
     const result = await promise;
     const out = await readModel(run.sinks[0].committed!);
-    const ns = updates.map((u) => (u.metrics as { num_examples: number }).num_examples);
+    const ns = updates.map((u) => u.metrics.numExamples);
     const total = ns.reduce((a, b) => a + b, 0);
     for (const t of layout) {
       const got = out.get(t.name)!;
@@ -220,7 +220,7 @@ describe("streaming FedAvg against a reference computed here", () => {
     }
     expect(result.output.sha256).toBe(sha256(run.sinks[0].committed!));
     // metrics: num_examples-weighted means
-    const loss = updates.reduce((s, u, i) => s + ns[i] * (u.metrics as { metrics: { loss: number } }).metrics.loss, 0) / total;
+    const loss = updates.reduce((s, u, i) => s + ns[i] * u.metrics.metrics.loss, 0) / total;
     expect(result.metrics.loss).toBeCloseTo(loss, 12);
     expect(result.restarts).toBe(0);
   });
@@ -245,10 +245,10 @@ describe("bad updates are excluded with a reason while the others aggregate", ()
     ]);
     const { promise, run } = runFedAvg(
       [
-        { id: "ok1", model: memorySource("ok1", await good(1)), metrics: { num_examples: 1 } },
-        { id: "nan", model: memorySource("nan", poisoned), metrics: { num_examples: 1 } },
-        { id: "inf", model: memorySource("inf", infBytes), metrics: { num_examples: 1 } },
-        { id: "ok2", model: memorySource("ok2", await good(3)), metrics: { num_examples: 3 } },
+        { id: "ok1", model: memorySource("ok1", await good(1)), metrics: { numExamples: 1, metrics: {} } },
+        { id: "nan", model: memorySource("nan", poisoned), metrics: { numExamples: 1, metrics: {} } },
+        { id: "inf", model: memorySource("inf", infBytes), metrics: { numExamples: 1, metrics: {} } },
+        { id: "ok2", model: memorySource("ok2", await good(3)), metrics: { numExamples: 3, metrics: {} } },
       ],
       { chunkElements: 4 },
     );
@@ -266,23 +266,19 @@ describe("bad updates are excluded with a reason while the others aggregate", ()
     expect(floats(out.get("b")!)).toEqual(filled(2.5, 10));
   });
 
-  test("shape-mismatched, dtype-mismatched, truncated, malformed, metrics-less and unreadable updates", async () => {
+  test("shape-mismatched, dtype-mismatched, truncated, malformed and unreadable updates", async () => {
     const truncated = (await good(7)).subarray(0, -8);
     const failing = memorySource("flaky", await good(9), { failReadsAfter: 3 });
     const updates = [
-      { id: "ok1", model: memorySource("ok1", await good(1)), metrics: { num_examples: 1 } },
-      { id: "shape", model: memorySource("shape", await modelBytes([{ name: "a", dtype: "F32", shape: [2, 5], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) }])), metrics: { num_examples: 1 } },
-      { id: "dtype", model: memorySource("dtype", await modelBytes([{ name: "a", dtype: "F64", shape: [10], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) }])), metrics: { num_examples: 1 } },
-      { id: "missing", model: memorySource("missing", await modelBytes([{ name: "a", dtype: "F32", shape: [10], values: filled(1, 10) }])), metrics: { num_examples: 1 } },
-      { id: "extra", model: memorySource("extra", await modelBytes([{ name: "a", dtype: "F32", shape: [10], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) }, { name: "c", dtype: "F32", shape: [1], values: [1] }])), metrics: { num_examples: 1 } },
-      { id: "truncated", model: memorySource("truncated.safetensors", truncated), metrics: { num_examples: 1 } },
-      { id: "garbage", model: memorySource("garbage.safetensors", rawSafetensors(null, 0, "{oops")), metrics: { num_examples: 1 } },
-      { id: "no-metrics", model: memorySource("nm", await good(100)), metrics: memorySource("no-metrics/metrics.json", Buffer.alloc(0)) },
-      { id: "zero-examples", model: memorySource("z", await good(100)), metrics: { num_examples: 0 } },
-      { id: "float-examples", model: memorySource("fe", await good(100)), metrics: { num_examples: 2.5 } },
-      { id: "bad-json", model: memorySource("bj", await good(100)), metrics: memorySource("bad-json/metrics.json", Buffer.from("{nope")) },
-      { id: "flaky", model: failing, metrics: { num_examples: 1 } },
-      { id: "ok2", model: memorySource("ok2", await good(4)), metrics: { num_examples: 2 } },
+      { id: "ok1", model: memorySource("ok1", await good(1)), metrics: { numExamples: 1, metrics: {} } },
+      { id: "shape", model: memorySource("shape", await modelBytes([{ name: "a", dtype: "F32", shape: [2, 5], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) }])), metrics: { numExamples: 1, metrics: {} } },
+      { id: "dtype", model: memorySource("dtype", await modelBytes([{ name: "a", dtype: "F64", shape: [10], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) }])), metrics: { numExamples: 1, metrics: {} } },
+      { id: "missing", model: memorySource("missing", await modelBytes([{ name: "a", dtype: "F32", shape: [10], values: filled(1, 10) }])), metrics: { numExamples: 1, metrics: {} } },
+      { id: "extra", model: memorySource("extra", await modelBytes([{ name: "a", dtype: "F32", shape: [10], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) }, { name: "c", dtype: "F32", shape: [1], values: [1] }])), metrics: { numExamples: 1, metrics: {} } },
+      { id: "truncated", model: memorySource("truncated.safetensors", truncated), metrics: { numExamples: 1, metrics: {} } },
+      { id: "garbage", model: memorySource("garbage.safetensors", rawSafetensors(null, 0, "{oops")), metrics: { numExamples: 1, metrics: {} } },
+      { id: "flaky", model: failing, metrics: { numExamples: 1, metrics: {} } },
+      { id: "ok2", model: memorySource("ok2", await good(4)), metrics: { numExamples: 2, metrics: {} } },
     ];
     const { promise, run } = runFedAvg(updates, { chunkElements: 3 });
     const result = await promise;
@@ -293,12 +289,8 @@ describe("bad updates are excluded with a reason while the others aggregate", ()
     expect(reasons.extra).toBe('layout mismatch: unexpected tensor "c" (absent from reference update "ok1")');
     expect(reasons.truncated).toMatch(/^invalid model: truncated\.safetensors: tensor "b": .*\[OUT_OF_BOUNDS\]$/);
     expect(reasons.garbage).toMatch(/^invalid model: garbage\.safetensors: header is not valid UTF-8 JSON.*\[BAD_JSON\]$/);
-    expect(reasons["no-metrics"]).toMatch(/^metrics: no-metrics\/metrics\.json: not valid JSON/);
-    expect(reasons["zero-examples"]).toBe('metrics: zero-examples/metrics.json: "num_examples" must be an integer > 0, got 0');
-    expect(reasons["float-examples"]).toBe('metrics: float-examples/metrics.json: "num_examples" must be an integer > 0, got 2.5');
-    expect(reasons["bad-json"]).toMatch(/^metrics: bad-json\/metrics\.json: not valid JSON/);
     expect(reasons.flaky).toMatch(/^unreadable model: tensor "a" bytes \[\d+, \d+\): injected read failure #4$/);
-    expect(result.excluded).toHaveLength(11);
+    expect(result.excluded).toHaveLength(7);
     expect(result.included.map((u) => u.id)).toEqual(["ok1", "ok2"]);
     expect(result.restarts).toBe(1);
     const out = await readModel(run.sinks.at(-1)!.committed!);
@@ -308,8 +300,8 @@ describe("bad updates are excluded with a reason while the others aggregate", ()
   test("fewer valid updates than minUpdates fails with TOO_FEW_UPDATES listing the exclusions, writing nothing", async () => {
     const { promise, run } = runFedAvg(
       [
-        { id: "ok", model: memorySource("ok", await good(1)), metrics: { num_examples: 1 } },
-        { id: "bad", model: memorySource("bad", await good(1)), metrics: { examples: 3 } },
+        { id: "ok", model: memorySource("ok", await good(1)), metrics: { numExamples: 1, metrics: {} } },
+        { id: "bad", model: memorySource("bad.safetensors", rawSafetensors(null, 0, "{oops")), metrics: { numExamples: 3, metrics: {} } },
       ],
       { minUpdates: 2 },
     );
@@ -319,18 +311,16 @@ describe("bad updates are excluded with a reason while the others aggregate", ()
     );
     expect(err).toBeInstanceOf(AggregationError);
     expect((err as AggregationError).code).toBe("TOO_FEW_UPDATES");
-    expect((err as AggregationError).message).toBe(
-      '1 valid update(s), need at least 2 (excluded bad: metrics: bad/metrics.json: "num_examples" is missing (expected an integer > 0)) [TOO_FEW_UPDATES]',
-    );
-    expect((err as AggregationError).excluded).toEqual([{ id: "bad", reason: expect.stringContaining("num_examples") }]);
+    expect((err as AggregationError).message).toMatch(/^1 valid update\(s\), need at least 2 \(excluded bad: invalid model: bad\.safetensors: header is not valid UTF-8 JSON.*\) \[TOO_FEW_UPDATES\]$/);
+    expect((err as AggregationError).excluded).toEqual([{ id: "bad", reason: expect.stringMatching(/^invalid model: bad\.safetensors: /) }]);
     expect(run.sinks).toHaveLength(0);
   });
 
   test("a NaN that drops the round below minUpdates fails after discarding the partial output", async () => {
     const { promise, run } = runFedAvg(
       [
-        { id: "ok", model: memorySource("ok", await good(1)), metrics: { num_examples: 1 } },
-        { id: "nan", model: memorySource("nan", await modelBytes([{ name: "a", dtype: "F32", shape: [10], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(NaN, 10) }])), metrics: { num_examples: 1 } },
+        { id: "ok", model: memorySource("ok", await good(1)), metrics: { numExamples: 1, metrics: {} } },
+        { id: "nan", model: memorySource("nan", await modelBytes([{ name: "a", dtype: "F32", shape: [10], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(NaN, 10) }])), metrics: { numExamples: 1, metrics: {} } },
       ],
       { minUpdates: 2, chunkElements: 4 },
     );
@@ -342,7 +332,7 @@ describe("bad updates are excluded with a reason while the others aggregate", ()
   test("an aborted signal stops the aggregation and aborts the sink", async () => {
     const controller = new AbortController();
     const { promise, run } = runFedAvg(
-      [{ id: "ok", model: memorySource("ok", await good(1)), metrics: { num_examples: 1 } }],
+      [{ id: "ok", model: memorySource("ok", await good(1)), metrics: { numExamples: 1, metrics: {} } }],
       {
         chunkElements: 2,
         signal: controller.signal,
@@ -419,7 +409,7 @@ describe("SIMD kernel and hashing workers", () => {
       ),
     );
     const { promise, run } = runFedAvg(
-      models.map((m, i) => ({ id: `u${i}`, model: memorySource(`u${i}`, m), metrics: { num_examples: 1 } })),
+      models.map((m, i) => ({ id: `u${i}`, model: memorySource(`u${i}`, m), metrics: { numExamples: 1, metrics: {} } })),
       { chunkElements: 96, hashWorkers: 2 },
     );
     const result = await promise;
@@ -438,20 +428,29 @@ describe("options", () => {
     const bytes = await model();
     const known = "ab".repeat(32);
     const { promise } = runFedAvg([
-      { id: "known", model: memorySource("known", bytes), metrics: { num_examples: 1 }, knownSha256: known },
-      { id: "hashed", model: memorySource("hashed", bytes), metrics: { num_examples: 1 } },
+      { id: "known", model: memorySource("known", bytes), metrics: { numExamples: 1, metrics: {} }, knownSha256: known },
+      { id: "hashed", model: memorySource("hashed", bytes), metrics: { numExamples: 1, metrics: {} } },
     ]);
     const result = await promise;
     expect(result.included.map((u) => u.sha256)).toEqual([known, sha256(bytes)]);
-    await expect(runFedAvg([{ id: "x", model: memorySource("x", bytes), metrics: { num_examples: 1 }, knownSha256: "ABC" }]).promise).rejects.toThrow(
+    await expect(runFedAvg([{ id: "x", model: memorySource("x", bytes), metrics: { numExamples: 1, metrics: {} }, knownSha256: "ABC" }]).promise).rejects.toThrow(
       'update "x": knownSha256 must be 64 lower-case hex digits, got "ABC" [BAD_OPTIONS]',
     );
+  });
+
+  test("an update weighing nothing is a caller error, not an exclusion (metrics are validated before the engine)", async () => {
+    const bytes = await model();
+    for (const numExamples of [0, -3, 2.5]) {
+      const { promise, run } = runFedAvg([{ id: "x", model: memorySource("x", bytes), metrics: { numExamples, metrics: {} } }]);
+      await expect(promise).rejects.toThrow(`update "x": metrics.numExamples must be an integer > 0, got ${numExamples} [BAD_OPTIONS]`);
+      expect(run.sinks).toHaveLength(0);
+    }
   });
 
   test("deep prefetch and a tiny buffer budget give the same result; bad numbers are rejected", async () => {
     const rand = rng(7);
     const models = await Promise.all([0, 1, 2].map(() => modelBytes([{ name: "w", dtype: "F32", shape: [1000], values: Array.from({ length: 1000 }, () => rand()) }])));
-    const updates = models.map((m, i) => ({ id: `u${i}`, model: memorySource(`u${i}`, m), metrics: { num_examples: i + 1 } }));
+    const updates = models.map((m, i) => ({ id: `u${i}`, model: memorySource(`u${i}`, m), metrics: { numExamples: i + 1, metrics: {} } }));
     const a = runFedAvg(updates);
     const b = runFedAvg(updates, { prefetchChunks: 5, bufferBudgetBytes: 1000, hashWorkers: 1 });
     const [ra, rb] = await Promise.all([a.promise, b.promise]);
@@ -469,7 +468,7 @@ describe("engine plumbing for issue-6 strategies", () => {
     // Hand-made file whose data section stores "b" before "a" (valid safetensors).
     const data = Buffer.concat([Buffer.from(new Float32Array([2, 2]).buffer), Buffer.from(new Float32Array([1, 1]).buffer)]);
     const bytes = rawSafetensors({ a: { dtype: "F32", shape: [2], data_offsets: [8, 16] }, b: { dtype: "F32", shape: [2], data_offsets: [0, 8] } }, data);
-    const { promise, run } = runFedAvg([{ id: "x", model: memorySource("x", bytes), metrics: { num_examples: 1 } }]);
+    const { promise, run } = runFedAvg([{ id: "x", model: memorySource("x", bytes), metrics: { numExamples: 1, metrics: {} } }]);
     const result = await promise;
     expect(result.included[0].sha256).toBe(sha256(bytes));
     const out = await readModel(run.sinks[0].committed!);
@@ -519,8 +518,8 @@ describe("engine plumbing for issue-6 strategies", () => {
       const out = memorySink();
       const result = await aggregateUpdates({
         updates: [
-          { id: "u1", model: memorySource("u1", u1), metrics: { num_examples: 1 } },
-          { id: "u2", model: memorySource("u2", u2), metrics: { num_examples: 1 } },
+          { id: "u1", model: memorySource("u1", u1), metrics: { numExamples: 1, metrics: {} } },
+          { id: "u2", model: memorySource("u2", u2), metrics: { numExamples: 1, metrics: {} } },
         ],
         output: () => out,
         stateOutput: (name) => (stateSinks[name] = memorySink(`mem://state/${name}`)),
@@ -551,7 +550,7 @@ describe("engine plumbing for issue-6 strategies", () => {
 
   test("missing global model and missing state output are clear errors", async () => {
     const u = await modelBytes([{ name: "w", dtype: "F32", shape: [1], values: [1] }]);
-    const base = { updates: [{ id: "u", model: memorySource("u", u) as ByteSource, metrics: { num_examples: 1 } }], output: () => memorySink(), strategy: toyStrategy(), minUpdates: 1 };
+    const base = { updates: [{ id: "u", model: memorySource("u", u) as ByteSource, metrics: { numExamples: 1, metrics: {} } }], output: () => memorySink(), strategy: toyStrategy(), minUpdates: 1 };
     await expect(aggregateUpdates(base)).rejects.toThrow("strategy toy needs the round's global model, none was given [GLOBAL_MISMATCH]");
     await expect(aggregateUpdates({ ...base, global: memorySource("g", u) })).rejects.toThrow("strategy toy keeps state tensors (acc) but no stateOutput was given [STATE_OUTPUT_MISSING]");
     const otherShape = await modelBytes([{ name: "w", dtype: "F32", shape: [2], values: [1, 2] }]);

@@ -10,8 +10,8 @@ import {
   isoDurationFromSeconds,
   toAzureMlError,
   type AzureMlSiloComputeOptions,
-} from "../lib/compute/azureml";
-import { AZURE_ML_JOB_STATUSES, jobStateFromAzureMlStatus } from "../lib/compute/azuremlStatus";
+} from "../lib/compute/azureml/compute";
+import { AZURE_ML_JOB_STATUSES, jobStateFromAzureMlStatus } from "../lib/compute/azureml/status";
 import type { SiloJobRequest } from "../lib/compute/siloCompute";
 import { FakeArm, StubArmCredential, validateJobPutBody } from "./fakes/arm/fakeArm";
 
@@ -99,7 +99,7 @@ describe("submit", () => {
       displayName: request.jobName,
       experimentName: "flo-fraud",
       description: `flo federation fraud, round ${request.round}, silo eu`,
-      tags: { team: "risk", floFederation: "fraud", floRound: String(request.round), floSilo: "eu", floApp: "flo" },
+      tags: { team: "risk", floFederation: "fraud", floRound: String(request.round), floSilo: "eu", floKind: "train", floApp: "flo" },
       properties: { floFederation: "fraud", floRound: String(request.round), floSilo: "eu" },
       computeId: `${WORKSPACE_ID}/computes/cpu-cluster`,
       environmentId: ENVIRONMENT,
@@ -444,7 +444,10 @@ describe("pure helpers", () => {
     const body = JSON.stringify({
       error: { code: "UserError", message: "Request is invalid and/or missing fields.", details: [{ message: "properties.inputs.global_model.uri: required" }, { message: "properties.outputs.model_update.mode: required" }] },
     });
-    const error = toAzureMlError({ statusCode: 400, bodyText: body }, { subscriptionId: "s", resourceGroup: "rg", workspace: "ws" }, "submit", "AzureML Data Scientist", "flo-f-r1-s");
+    const error = toAzureMlError(
+      { statusCode: 400, bodyText: body },
+      { coordinates: { subscriptionId: "s", resourceGroup: "rg", workspace: "ws" }, operation: "submit", requiredRole: "AzureML Data Scientist", jobName: "flo-f-r1-s" },
+    );
     expect(error.message).toBe(
       "Azure ML submit of job flo-f-r1-s failed in workspace ws (resource group rg, subscription s): HTTP 400 UserError: Request is invalid and/or missing fields. " +
         "(properties.inputs.global_model.uri: required; properties.outputs.model_update.mode: required)",

@@ -6,9 +6,11 @@
  */
 import { createHash } from "node:crypto";
 import { StorageSharedKeyCredential } from "@azure/storage-blob";
-import { azureMlSiloComputeFromSettings } from "../lib/compute/azuremlSettings";
-import type { AzureMlSiloCompute } from "../lib/compute/azureml";
-import { parseJobEvent, type AzureMlEventGridEvent, type FloJobEvent } from "../lib/events/azureMlEvents";
+import { azureMlSiloComputeFromSettings } from "../lib/compute/azureml/settings";
+import type { AzureMlSiloCompute } from "../lib/compute/azureml/compute";
+import type { AzureMlEventGridEvent } from "../lib/compute/azureml/events";
+import { parseJobEvent } from "../lib/compute/backends";
+import type { FloJobEvent } from "../lib/compute/jobEvents";
 import { aggregateRound, getSiloJobStatus, submitSiloJob } from "../lib/federation/activities";
 import type { FederationServices } from "../lib/federation/services";
 import type { ModelRef, SiloRoundResult } from "../lib/federation/types";
@@ -143,7 +145,7 @@ test("submit -> silo jobs run in their workspaces -> events correlate -> aggrega
     epochs: { jobInputType: "literal", value: "2" },
   });
   expect(eastPut.properties.inputs).not.toHaveProperty("global_model"); // round 1, no initial model
-  expect(eastPut.properties.tags).toEqual({ floFederation: "fraud-az", floRound: "1", floSilo: "east", floApp: "flo" });
+  expect(eastPut.properties.tags).toEqual({ floFederation: "fraud-az", floRound: "1", floSilo: "east", floKind: "train", floApp: "flo" });
 
   await fake.settle();
   expect(fake.publishErrors).toEqual([]);

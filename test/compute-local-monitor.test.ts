@@ -2,16 +2,16 @@
  * The local compute's job monitor: finished jobs (found by their runners' markers) are uploaded and
  * reported once each, several at a time, and jobs an earlier host left unreported are finished by
  * the next one (root scan).
- * Uses the compiled module (dist/, built by `npm test`): it spawns dist's localJobRunner.js.
+ * Uses the compiled module (dist/, built by `npm test`): it spawns dist's local/jobRunner.js.
  */
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { LocalSiloCompute as LocalSiloComputeType, JobFolderTransfer } from "../lib/compute/local";
-import type { SiloJobRequest } from "../lib/compute/siloCompute";
-import type { AzureMlEventGridEvent } from "../lib/events/azureMlEvents";
+import type { LocalSiloCompute as LocalSiloComputeType } from "../lib/compute/local/compute";
+import type { JobFolderTransfer, SiloJobRequest } from "../lib/compute/siloCompute";
+import type { LocalJobEvent } from "../lib/compute/local/events";
 
-const DIST_LOCAL = resolve(__dirname, "..", "dist", "lib", "compute", "local.js");
+const DIST_LOCAL = resolve(__dirname, "..", "dist", "lib", "compute", "local", "compute.js");
 const TRAINER_DIR = resolve(__dirname, "..", "bench", "fixtures");
 
 function load(): { LocalSiloCompute: typeof LocalSiloComputeType } {
@@ -21,12 +21,12 @@ function load(): { LocalSiloCompute: typeof LocalSiloComputeType } {
 
 interface Recorder {
   transfer: JobFolderTransfer;
-  events: AzureMlEventGridEvent[];
+  events: LocalJobEvent[];
   uploads: string[];
 }
 
 function recorder(): Recorder {
-  const events: AzureMlEventGridEvent[] = [];
+  const events: LocalJobEvent[] = [];
   const uploads: string[] = [];
   const written = (uri: string) => ({ uri, sha256: "0".repeat(64), size: 0 }) as never;
   return {
@@ -65,7 +65,7 @@ function request(jobName: string): SiloJobRequest {
   };
 }
 
-const statusesOf = (events: AzureMlEventGridEvent[], job: string) => events.filter((e) => e.data.runId === job).map((e) => e.data.runStatus);
+const statusesOf = (events: LocalJobEvent[], job: string) => events.filter((e) => e.jobName === job).map((e) => e.state);
 
 async function until(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -92,7 +92,7 @@ it("reports every finished job exactly once, uploads included, when several fini
     // A few more ticks: nothing is reported twice.
     await new Promise((r) => setTimeout(r, 200));
     for (const j of jobs) {
-      expect(statusesOf(rec.events, j)).toEqual(["Queued", "Completed"]);
+      expect(statusesOf(rec.events, j)).toEqual(["queued", "completed"]);
       expect(rec.uploads.filter((u) => u.includes(j))).toEqual([`http://store/fed/${j}/`, `http://store/fed/${j}.log`]);
       expect(await compute.status(j)).toMatchObject({ state: "completed", outputUri: `http://store/fed/${j}/` });
     }
@@ -120,14 +120,14 @@ it("a new host's monitor finishes jobs an earlier host left unreported, and only
   await until(() => finished("left-behind") && finished("already-reported"), "both jobs to finish");
   expect((await before.status("already-reported")).state).toBe("completed");
   before.close();
-  expect(statusesOf(first.events, "left-behind")).toEqual(["Queued"]);
+  expect(statusesOf(first.events, "left-behind")).toEqual(["queued"]);
 
   const second = recorder();
   const after = new LocalSiloCompute({ root, transfer: second.transfer, events: { publish: async (e) => void second.events.push(e) }, monitorIntervalMs: 30 });
   try {
     await until(() => existsSync(join(root, "left-behind", "reported.json")), "the left-behind job to be reported");
     await new Promise((r) => setTimeout(r, 200));
-    expect(statusesOf(second.events, "left-behind")).toEqual(["Completed"]);
+    expect(statusesOf(second.events, "left-behind")).toEqual(["completed"]);
     expect(statusesOf(second.events, "already-reported")).toEqual([]);
   } finally {
     after.close();
@@ -151,7 +151,7 @@ it("fails a queued job whose runner died before starting it, instead of leaving 
   const compute = new LocalSiloCompute({ root, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 30 });
   try {
     await until(() => existsSync(join(jobDir, "reported.json")), "the job to be reported");
-    expect(statusesOf(rec.events, "never-started")).toEqual(["Failed"]);
+    expect(statusesOf(rec.events, "never-started")).toEqual(["failed"]);
     expect(await compute.status("never-started")).toMatchObject({ state: "failed", error: "the job's runner process died before the job started" });
   } finally {
     compute.close();

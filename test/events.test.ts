@@ -1,15 +1,16 @@
 import {
-  EventParseError,
   RUN_COMPLETED,
   RUN_STATUS_CHANGED,
   azureMlWorkspaceId,
-  parseJobEvent,
   runCompletedEvent,
   runStatusChangedEvent,
   toCloudEvent,
-  type FloJobEvent,
-} from "../lib/events/azureMlEvents";
-import { parseFloJobName } from "../lib/events/jobName";
+  type AzureMlJobEvent,
+} from "../lib/compute/azureml/events";
+import { parseJobEvent } from "../lib/compute/backends";
+import { EventParseError } from "../lib/compute/jobEvents";
+import { localJobEvent } from "../lib/compute/local/events";
+import { floJobName, floJobTags, jobEventName, parseFloJobName } from "../lib/compute/siloCompute";
 
 const WORKSPACE_ID = azureMlWorkspaceId("00000000-0000-0000-0000-0000000000aa", "rg-silo-eu", "mlw-silo-eu");
 const FLO_TAGS = { floFederation: "fraud-2026", floRound: "3", floSilo: "eu-west", floApp: "flo" };
@@ -38,11 +39,13 @@ function documentedEvent(overrides: Record<string, unknown> = {}, data: Record<s
   };
 }
 
-const expectedFailed: FloJobEvent = {
+const expectedFailed: AzureMlJobEvent = {
   kind: "flo-job",
   federationId: "fraud-2026",
   round: 3,
   silo: "eu-west",
+  jobKind: "train",
+  backend: "azureml",
   jobName: "flo-fraud-2026-r3-eu-west",
   status: "failed",
   rawStatus: "failed",
@@ -254,14 +257,97 @@ describe("runStatusChangedEvent builder", () => {
 
 describe("parseFloJobName", () => {
   test.each([
-    ["flo-fraud-r1-eu", { federationId: "fraud", round: 1, silo: "eu" }],
-    ["flo-fraud-2026-r10-eu-west", { federationId: "fraud-2026", round: 10, silo: "eu-west" }],
-    ["flo-fraud-r0-eu-a3", { federationId: "fraud", round: 0, silo: "eu", attempt: 3 }],
-    ["flo-my_fed-r2-silo_1", { federationId: "my_fed", round: 2, silo: "silo_1" }],
+    ["flo-fraud-r1-eu", { federationId: "fraud", round: 1, silo: "eu", kind: "train" }],
+    ["flo-fraud-2026-r10-eu-west", { federationId: "fraud-2026", round: 10, silo: "eu-west", kind: "train" }],
+    ["flo-fraud-r0-eu-a3", { federationId: "fraud", round: 0, silo: "eu", attempt: 3, kind: "train" }],
+    // A dash is part of the silo name: this is silo "east-eval"'s training job.
+    ["flo-fraud-r5-east-eval", { federationId: "fraud", round: 5, silo: "east-eval", kind: "train" }],
   ])("%s", (name, parts) => {
     expect(parseFloJobName(name)).toEqual(parts);
   });
-  test.each(["fraud-r1-eu", "flo-fraud-eu", "flo--r1-", "AutoML_ad912b2d_5", "flo-fraud-rx-eu"])("%s is not a flo job name", (name) => {
+  test.each([
+    "fraud-r1-eu",
+    "flo-fraud-eu",
+    "flo--r1-",
+    "AutoML_ad912b2d_5",
+    "flo-fraud-rx-eu",
+    // "_" only ever separates a job kind, and these kinds do not exist:
+    "flo-my_fed-r2-silo_1",
+    "flo-fraud-r5-east_eval",
+    // training names carry no kind suffix
+    "flo-fraud-r5-east_train",
+  ])("%s is not a flo job name", (name) => {
     expect(parseFloJobName(name)).toBeUndefined();
+  });
+});
+
+describe("job kinds in names, tags and event names", () => {
+  test("training job names, tags and completion events are the contract's", () => {
+    const job = { federationId: "fraud-demo", round: 3, silo: "east" };
+    expect(floJobName(job)).toBe("flo-fraud-demo-r3-east");
+    expect(floJobName({ ...job, attempt: 2, kind: "train" })).toBe("flo-fraud-demo-r3-east-a2");
+    expect(floJobTags(job)).toEqual({ floFederation: "fraud-demo", floRound: "3", floSilo: "east", floKind: "train", floApp: "flo" });
+    expect(jobEventName(job)).toBe("silo-done:3:east");
+  });
+
+  test("names read back to their parts when no part looks like `-r<n>-` or `-a<n>`", () => {
+    for (const federationId of ["f", "fraud-2026"]) {
+      for (const silo of ["east", "east-eval", "eu-west-2"]) {
+        for (const attempt of [1, 2, 17]) {
+          const parsed = parseFloJobName(floJobName({ federationId, round: 4, silo, attempt }));
+          expect(parsed).toEqual({ federationId, round: 4, silo, kind: "train", ...(attempt > 1 ? { attempt } : {}) });
+        }
+      }
+    }
+  });
+
+  test("a name that reads two ways is settled by the job's tags, the primary correlation", () => {
+    // Silo "r2-a2" of federation "f" in round 4: by name alone, federation "f-r4", round 2, silo "a2".
+    const jobName = floJobName({ federationId: "f", round: 4, silo: "r2-a2" });
+    expect(parseFloJobName(jobName)).toMatchObject({ federationId: "f-r4", round: 2 });
+    const event = localJobEvent({ jobName, state: "completed", tags: floJobTags({ federationId: "f", round: 4, silo: "r2-a2" }) });
+    expect(parseJobEvent(event)).toMatchObject({ federationId: "f", round: 4, silo: "r2-a2", correlatedBy: "tags" });
+  });
+
+  test("an unknown kind is refused when naming a job", () => {
+    expect(() => floJobName({ federationId: "f", round: 1, silo: "s", kind: "eval" as never })).toThrow('floJobName: kind must be one of train, got "eval"');
+  });
+
+  test("an event whose floKind tag is unknown is dead-lettered with the field path", () => {
+    const event = runStatusChangedEvent({ workspaceId: WORKSPACE_ID, jobName: "flo-f-r1-s", experimentName: "f", tags: { ...FLO_TAGS, floKind: "sideways" }, status: "completed" });
+    expect(() => parseJobEvent(event)).toThrow('Invalid job event: data.runTags.floKind: expected one of train, got "sideways"');
+  });
+});
+
+describe("parseJobEvent: local backend events", () => {
+  const tags = floJobTags({ federationId: "fraud-demo", round: 2, silo: "west" });
+
+  test("a local job event is read by the local parser, tags first", () => {
+    const event = localJobEvent({ jobName: "flo-fraud-demo-r2-west-a2", state: "failed", tags, id: "e1", time: new Date("2026-12-01T10:00:00Z") });
+    expect(parseJobEvent(Buffer.from(JSON.stringify(event)))).toEqual({
+      kind: "flo-job",
+      federationId: "fraud-demo",
+      round: 2,
+      silo: "west",
+      jobKind: "train",
+      attempt: 2,
+      jobName: "flo-fraud-demo-r2-west-a2",
+      status: "failed",
+      rawStatus: "failed",
+      eventId: "e1",
+      eventTime: "2026-12-01T10:00:00.000Z",
+      backend: "local",
+      correlatedBy: "tags",
+    });
+  });
+
+  test("without tags the job name correlates", () => {
+    const event = localJobEvent({ jobName: "flo-fraud-demo-r2-west", state: "completed", tags: {} });
+    expect(parseJobEvent(event)).toMatchObject({ kind: "flo-job", federationId: "fraud-demo", round: 2, silo: "west", correlatedBy: "jobName", backend: "local" });
+  });
+
+  test("a malformed local event names the field", () => {
+    const event = { ...localJobEvent({ jobName: "flo-f-r1-s", state: "completed", tags }), state: "done" };
+    expect(() => parseJobEvent(event)).toThrow("Invalid job event: state: expected one of queued, running, completed, failed, canceled, got \"done\"");
   });
 });

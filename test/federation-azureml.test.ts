@@ -123,7 +123,7 @@ it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the rou
     const silo = p.tags.floSilo as string;
     const round = Number(p.tags.floRound);
     expect(put.path).toBe(`/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-${silo}/providers/Microsoft.MachineLearningServices/workspaces/mlw-${silo}/jobs/flo-${FEDERATION}-r${round}-${silo}`);
-    expect(p.tags).toEqual({ floFederation: FEDERATION, floRound: String(round), floSilo: silo, floApp: "flo" });
+    expect(p.tags).toEqual({ floFederation: FEDERATION, floRound: String(round), floSilo: silo, floKind: "train", floApp: "flo" });
     expect(p.codeId).toMatch(new RegExp(`/workspaces/mlw-${silo}/codes/flo-toy/versions/1$`));
     expect(p.environmentId).toMatch(/flo-node/);
     expect(p.computeId).toMatch(new RegExp(`/workspaces/mlw-${silo}/computes/cpu-cluster$`));

@@ -1,4 +1,5 @@
-import { nextPollAt, roundDeadline, roundQuorum, sampleSilos, sampleSize, siloEventName, siloGroupInstanceId, siloGroups, siloInstanceId } from "../lib/federation/decisions";
+import { nextPollAt, roundDeadline, roundQuorum, sampleSilos, sampleSize, siloGroupInstanceId, siloGroups, siloInstanceId } from "../lib/federation/decisions";
+import { jobEventName } from "../lib/compute/siloCompute";
 
 const silos = Array.from({ length: 20 }, (_, i) => `silo-${i}`);
 
@@ -74,7 +75,7 @@ describe("deadlines and names", () => {
   });
   it("names silo instances and events", () => {
     expect(siloInstanceId("fraud-demo", 2, "east")).toBe("fraud-demo:r2:east");
-    expect(siloEventName(2, "east")).toBe("silo-done:2:east");
+    expect(jobEventName({ round: 2, silo: "east" })).toBe("silo-done:2:east");
     expect(siloGroupInstanceId("fraud-demo", 2, 0)).toBe("fraud-demo:r2:group.0");
   });
 });

@@ -6,8 +6,8 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ModelStore } from "../lib/models/store";
-import { runStatusChangedEvent } from "../lib/events/azureMlEvents";
-import { floJobTags } from "../lib/compute/local";
+import { localJobEvent } from "../lib/compute/local/events";
+import { floJobTags } from "../lib/compute/siloCompute";
 import type { RoundManifest } from "../lib/federation/manifest";
 import { siloGroupInstanceId, siloGroups, siloInstanceId } from "../lib/federation/decisions";
 import { expectedToyModel, finished, readToyModel, startFloHost, TOY_TEAM, toySpec, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
@@ -169,7 +169,7 @@ describe("failures within a round", () => {
     expect(jobStatus.state).toBe("canceled");
     // A late completion event for the closed round changes nothing.
     await flo.send("job-events", {
-      body: runStatusChangedEvent({ workspaceId: "/subscriptions/0/resourceGroups/local/providers/Microsoft.MachineLearningServices/workspaces/slow", jobName: "flo-withlate-r1-slow", experimentName: "withlate", tags: floJobTags("withlate", 1, "slow"), status: "completed" }),
+      body: localJobEvent({ jobName: "flo-withlate-r1-slow", tags: floJobTags({ federationId: "withlate", round: 1, silo: "slow" }), state: "completed" }),
     });
     await new Promise((r) => setTimeout(r, 1000));
     const after = (await flo.json("federations/withlate")).body;
@@ -187,7 +187,7 @@ describe("failures within a round", () => {
     for (let copy = 0; copy < 3; copy++) {
       for (const s of team) {
         await flo.send("job-events", {
-          body: runStatusChangedEvent({ workspaceId: "/subscriptions/0/resourceGroups/local/providers/Microsoft.MachineLearningServices/workspaces/x", jobName: `flo-dups-r1-${s.name}`, experimentName: "dups", tags: floJobTags("dups", 1, s.name), status: "completed", eventId: `dup-${s.name}` }),
+          body: localJobEvent({ jobName: `flo-dups-r1-${s.name}`, tags: floJobTags({ federationId: "dups", round: 1, silo: s.name }), state: "completed", id: `dup-${s.name}` }),
         });
       }
     }

@@ -4,6 +4,7 @@
  * and the silos' status polls still complete every round.
  */
 import { ModelStore } from "../lib/models/store";
+import type { LocalJobEvent } from "../lib/compute/local/events";
 import { expectedToyModel, finished, readToyModel, startFloHost, toySpec, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
 
 const silos: ToySilo[] = [
@@ -26,7 +27,8 @@ it("completes every round from status polls when no completion event arrives", a
   expect(status.runtimeStatus).toBe("Completed");
   // the events were published but nobody consumed them
   const unconsumed = await flo.peek("job-events");
-  expect(unconsumed.filter((m) => (m.body as any)?.data?.runStatus === "Completed").map((m) => (m.body as any).data.runId).sort()).toEqual(
+  const completions = unconsumed.map((m) => m.body as LocalJobEvent).filter((e) => e.state === "completed");
+  expect(completions.map((e) => e.jobName).sort()).toEqual(
     ["flo-polled-r1-east", "flo-polled-r1-west", "flo-polled-r2-east", "flo-polled-r2-west"],
   );
   const store = ModelStore.fromConnectionString(flo.storageConnectionString, "flo");

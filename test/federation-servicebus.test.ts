@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { ServiceBusClient, type ServiceBusReceivedMessage } from "@azure/service-bus";
 import { ModelStore } from "../lib/models/store";
 import { notificationMessageId } from "../lib/messaging/notifications/messageId";
+import { LOCAL_JOB_EVENT_TYPE, type LocalJobEvent } from "../lib/compute/local/events";
 import { startFakeServiceBus, type FakeServiceBus } from "./fakes/servicebus/broker";
 import { expectedToyModel, finished, readToyModel, startFloHost, toySpec, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
 
@@ -89,13 +90,14 @@ it("a partner's start-federation message runs a 2-round toy federation; job even
   // The partner command went through the broker and was consumed.
   expect(broker.accepted("partner-commands").map((m) => m.messageId)).toContain("cmd-sb-start");
 
-  // Every job's events went through the broker: the local compute publishes Queued, then the final state.
+  // Every job's events went through the broker: the local compute publishes queued, then the final state.
   const jobEvents = broker
     .accepted("job-events")
-    .map((m) => m.body as { data: { runId: string; runStatus: string; runTags: Record<string, string> } })
-    .filter((e) => e.data.runId.startsWith(`flo-${FEDERATION}-`));
+    .map((m) => m.body as LocalJobEvent)
+    .filter((e) => e.jobName.startsWith(`flo-${FEDERATION}-`));
   const jobNames = [1, 2].flatMap((r) => silos.map((s) => `flo-${FEDERATION}-r${r}-${s.name}`));
-  expect(jobEvents.map((e) => `${e.data.runId} ${e.data.runStatus}`).sort()).toEqual(jobNames.flatMap((j) => [`${j} Completed`, `${j} Queued`]).sort());
+  expect(jobEvents.map((e) => `${e.jobName} ${e.state}`).sort()).toEqual(jobNames.flatMap((j) => [`${j} completed`, `${j} queued`]).sort());
+  expect(jobEvents.every((e) => e.type === LOCAL_JOB_EVENT_TYPE && e.tags.floKind === "train")).toBe(true);
   // ... and were consumed (completed) by the host's jobEvents trigger.
   await until("job-events drained", () => (broker.messages("job-events").length === 0 ? true : undefined));
   expect(broker.deadLetters("job-events")).toEqual([]);

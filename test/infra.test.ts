@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { FLO_APP_TAG_VALUE } from "../lib/events/azureMlEvents";
+import { FLO_APP_TAG_VALUE } from "../lib/compute/siloCompute";
 import { rejectedQueueName } from "../lib/messaging/wireMessages";
 
 const ROOT = join(__dirname, "..");
@@ -349,7 +349,7 @@ describe("infra/ Bicep", () => {
     expect(sub).toMatch(/endpointType:\s*'ServiceBusQueue'/);
     expect(sub).not.toMatch(/\bdestination:\s*\{[^}]*endpointType[\s\S]*\bdestination:/); // only the identity-based destination
     expect(readBicep(join(INFRA, "modules", "silo-event-topic.bicep")).text).toMatch(/topicType:\s*'Microsoft\.MachineLearningServices\.Workspaces'/);
-    // the advanced filter's value is the tag value lib/events puts on jobs
+    // the advanced filter's value is the tag value lib/compute/siloCompute.ts puts on jobs
     expect(main.params.get("floAppTagValue")!.line).toContain("=");
     expect(/^param floAppTagValue string = '([^']*)'/m.exec(main.text)![1]).toBe(FLO_APP_TAG_VALUE);
     // silo modules run in the silo's subscription/RG; the sender role is granted before the subscription is created

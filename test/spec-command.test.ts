@@ -1,11 +1,8 @@
-import { createHash } from "node:crypto";
 import {
-  AZURE_ML_JOB_NAME,
   CommandTemplateError,
   commandInputNames,
   commandOutputNames,
   federationInstanceId,
-  jobName,
   parseCommandTemplate,
   renderCommand,
   siloJobInputs,
@@ -113,45 +110,6 @@ describe("commandInputNames / parseCommandTemplate", () => {
 
   test("a command without placeholders has no inputs", () => {
     expect(commandInputNames("echo hello")).toEqual([]);
-  });
-});
-
-describe("jobName", () => {
-  test("flo-<federationId>-r<round>-<silo>, with -a<attempt> after the first attempt", () => {
-    expect(jobName("fraud-demo", 3, "east")).toBe("flo-fraud-demo-r3-east");
-    expect(jobName("fraud-demo", 3, "east", 1)).toBe("flo-fraud-demo-r3-east");
-    expect(jobName("fraud-demo", 3, "east", 2)).toBe("flo-fraud-demo-r3-east-a2");
-  });
-
-  test("characters outside Azure ML's rule are replaced", () => {
-    const name = jobName("fraud.demo/2026 run", 1, "east");
-    expect(name).toBe("flo-fraud-demo-2026-run-r1-east");
-    expect(name).toMatch(AZURE_ML_JOB_NAME);
-  });
-
-  test("over-long ids are shortened with a hash: <= 255 characters, suffix kept, distinct ids stay distinct", () => {
-    const long1 = `${"a".repeat(300)}-1`;
-    const long2 = `${"a".repeat(300)}-2`;
-    const name1 = jobName(long1, 12, "silo-with-a-long-name-0123456789", 3);
-    const name2 = jobName(long2, 12, "silo-with-a-long-name-0123456789", 3);
-    expect(name1).toHaveLength(255);
-    expect(name1).toMatch(AZURE_ML_JOB_NAME);
-    expect(name1.endsWith(`-${createHash("sha256").update(long1).digest("hex").slice(0, 8)}-r12-silo-with-a-long-name-0123456789-a3`)).toBe(true);
-    expect(name1).not.toBe(name2);
-    // Deterministic: the orchestrator recomputes it on replay.
-    expect(jobName(long1, 12, "silo-with-a-long-name-0123456789", 3)).toBe(name1);
-  });
-
-  test("an id that exactly fits is not shortened", () => {
-    const id = "b".repeat(255 - "flo-".length - "-r1-s".length);
-    expect(jobName(id, 1, "s")).toBe(`flo-${id}-r1-s`);
-    expect(jobName(id, 1, "s")).toHaveLength(255);
-  });
-
-  test("bad round or attempt is a RangeError", () => {
-    expect(() => jobName("f", 0, "s")).toThrow("jobName: round must be an integer >= 1, got 0");
-    expect(() => jobName("f", 1.5, "s")).toThrow(RangeError);
-    expect(() => jobName("f", 1, "s", 0)).toThrow("jobName: attempt must be an integer >= 1, got 0");
   });
 });
 

@@ -68,7 +68,7 @@ async function engineRound(
   const stateSinks: Record<string, ReturnType<typeof memorySink>> = {};
   const result = await aggregateUpdates({
     updates: await Promise.all(
-      updates.map(async (u, i) => ({ id: `silo${i}`, model: memorySource(`silo${i}`, await modelBytes(u.tensors, BigInt(i + 7))), metrics: { num_examples: u.numExamples } })),
+      updates.map(async (u, i) => ({ id: `silo${i}`, model: memorySource(`silo${i}`, await modelBytes(u.tensors, BigInt(i + 7))), metrics: { numExamples: u.numExamples, metrics: {} } })),
     ),
     output: () => out,
     strategy: createStrategy(name, options),

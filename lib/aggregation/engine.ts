@@ -7,7 +7,8 @@
  * by ~2 x K x chunk whatever the model size, and streams the result through the safetensors writer.
  *
  * Rules:
- * - Weight of an update = `num_examples` from its metrics.json; missing/invalid -> excluded.
+ * - Weight of an update = `numExamples` of its metrics, already validated by the caller (the silo
+ *   job contract's metrics.json parser, lib/compute/siloCompute.ts).
  * - Every update is validated against the first valid one (same tensor names, dtypes, shapes);
  *   a mismatching, unreadable or invalid update is EXCLUDED with a reason naming it.
  * - Float tensors (F64/F32/F16/BF16) go through the strategy and keep their dtype. Integer and BOOL
@@ -22,18 +23,18 @@ import { createHash } from "node:crypto";
 import type { ByteSink, ByteSource, WrittenObject } from "../models/bytes";
 import { decodeFloats, dtypeSize, encodeFloats, FloatDType, isFloatDType } from "../models/dtypes";
 import { readSafetensorsHeader, SafetensorsError, SafetensorsHeader, SafetensorsWriter } from "../models/safetensors";
-import { AggregationError, UpdateMetricsError } from "./errors";
+import { AggregationError } from "./errors";
 import { defaultHashWorkers, HashPool } from "./hashPool";
 import { allShared, KernelPool } from "./kernelPool";
 import { SimdArena } from "./simdKernel";
-import { parseUpdateMetrics, readUpdateMetrics, UpdateMetrics, weightedMetricMeans } from "./metrics";
+import { UpdateMetrics, weightedMetricMeans } from "./metrics";
 import type { CombineChunk, FloatRow, Json, RoundContext, StatisticsChunk, Strategy, TensorLayout } from "./strategy";
 
-/** One silo update: its model and its metrics (a metrics.json source or the parsed object). */
+/** One silo update: its model and its validated metrics. */
 export interface UpdateInput {
   id: string;
   model: ByteSource;
-  metrics: ByteSource | unknown;
+  metrics: UpdateMetrics;
   /**
    * The model's sha256 when already known from a trusted record (e.g. the digest the model store
    * computed when the update was uploaded): the engine then reports it instead of re-hashing the
@@ -160,10 +161,6 @@ function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error("aborted");
 }
 
-function isByteSource(value: unknown): value is ByteSource {
-  return typeof value === "object" && value !== null && typeof (value as ByteSource).read === "function" && typeof (value as ByteSource).size === "function";
-}
-
 /** True when every value is finite: one add per element (NaN/Inf propagate through the sum);
  *  only a sum that overflows is re-checked value by value. */
 export function allFinite(values: Float64Array, length: number): boolean {
@@ -211,31 +208,28 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
   for (const u of options.updates) {
     if (ids.has(u.id)) throw new AggregationError("BAD_OPTIONS", `duplicate update id "${u.id}"`);
     ids.add(u.id);
+    const n = u.metrics?.numExamples;
+    if (!Number.isSafeInteger(n) || n <= 0) {
+      throw new AggregationError("BAD_OPTIONS", `update "${u.id}": metrics.numExamples must be an integer > 0, got ${JSON.stringify(n)}`);
+    }
   }
 
-  // 1. Headers and metrics, all updates concurrently (small reads).
+  // 1. Headers, all updates concurrently (small reads).
   const excluded: { id: string; reason: string }[] = [];
   const prepared = await Promise.all(
     options.updates.map(async (u, index) => {
+      let header: SafetensorsHeader;
       try {
-        const metrics = isByteSource(u.metrics) ? await readUpdateMetrics(u.metrics, { signal }) : parseUpdateMetrics(u.metrics, `${u.id}/metrics.json`);
-        let header: SafetensorsHeader;
-        try {
-          header = await readSafetensorsHeader(u.model, { signal });
-        } catch (err) {
-          if (signal?.aborted) throw err;
-          return { id: u.id, reason: err instanceof SafetensorsError ? `invalid model: ${err.message}` : `unreadable model: ${reasonOf(err)}` };
-        }
-        if (u.knownSha256 !== undefined && !/^[0-9a-f]{64}$/.test(u.knownSha256)) {
-          throw new AggregationError("BAD_OPTIONS", `update "${u.id}": knownSha256 must be 64 lower-case hex digits, got ${JSON.stringify(u.knownSha256)}`);
-        }
-        const c: Candidate = { index, id: u.id, model: u.model, header, metrics, hashCursor: header.dataStart, hashInOrder: true, knownSha256: u.knownSha256 };
-        return c;
+        header = await readSafetensorsHeader(u.model, { signal });
       } catch (err) {
         if (signal?.aborted) throw err;
-        if (err instanceof UpdateMetricsError) return { id: u.id, reason: `metrics: ${err.message}` };
-        throw err;
+        return { id: u.id, reason: err instanceof SafetensorsError ? `invalid model: ${err.message}` : `unreadable model: ${reasonOf(err)}` };
       }
+      if (u.knownSha256 !== undefined && !/^[0-9a-f]{64}$/.test(u.knownSha256)) {
+        throw new AggregationError("BAD_OPTIONS", `update "${u.id}": knownSha256 must be 64 lower-case hex digits, got ${JSON.stringify(u.knownSha256)}`);
+      }
+      const c: Candidate = { index, id: u.id, model: u.model, header, metrics: u.metrics, hashCursor: header.dataStart, hashInOrder: true, knownSha256: u.knownSha256 };
+      return c;
     }),
   );
   throwIfAborted(signal);

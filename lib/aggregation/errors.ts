@@ -20,11 +20,3 @@ export class AggregationError extends Error {
     super(`${message} [${code}]`);
   }
 }
-
-/** An update's metrics.json is missing or invalid; the update is excluded with this message. */
-export class UpdateMetricsError extends Error {
-  override readonly name = "UpdateMetricsError";
-  constructor(readonly source: string, message: string) {
-    super(`${source}: ${message}`);
-  }
-}

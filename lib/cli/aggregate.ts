@@ -9,7 +9,9 @@ import { statSync } from "node:fs";
 import * as path from "node:path";
 // The engine (kernel workers, hashing) loads when the command runs; the help text needs only the
 // strategy names and flags.
-import type { AggregationResult } from "../aggregation/engine";
+import type { AggregationResult, UpdateInput } from "../aggregation/engine";
+import type { UpdateMetrics } from "../aggregation/metrics";
+import { METRICS_FILE, MODEL_FILE, readSiloMetrics, SiloOutputError } from "../compute/siloCompute";
 import { AggregationError } from "../aggregation/errors";
 import { createStrategy, strategyNames } from "../aggregation/registry";
 import type { Json } from "../aggregation/strategy";
@@ -52,18 +54,22 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   }
   let stateIn: LoadedStateDir | undefined;
   if (options.stateIn) stateIn = await loadStateDir(options.stateIn, strategy.stateTensors.map((s) => s.name));
-  await prestartHashing(options.updateDirs.map((dir) => path.join(dir, "model.safetensors")));
   const globalSource = options.global ? fileSource(path.resolve(options.global)) : undefined;
   const ids = uniqueIds(options.updateDirs);
-  const sources = options.updateDirs.map((dir) => ({
-    model: fileSource(path.join(dir, "model.safetensors")),
-    metrics: fileSource(path.join(dir, "metrics.json")),
-  }));
+  await prestartHashing(options.updateDirs.map((dir) => path.join(dir, MODEL_FILE)));
+  const sources = options.updateDirs.map((dir) => ({ model: fileSource(path.join(dir, MODEL_FILE)), metricsPath: path.join(dir, METRICS_FILE) }));
+  const unreadable: { id: string; reason: string }[] = [];
+  const updates: UpdateInput[] = [];
+  for (const [i, s] of sources.entries()) {
+    const metrics = await readMetricsFile(s.metricsPath, options.signal);
+    if ("reason" in metrics) unreadable.push({ id: ids[i], reason: metrics.reason });
+    else updates.push({ id: ids[i], model: s.model, metrics });
+  }
   let result: AggregationResult;
   try {
     const { aggregateUpdates } = await import("../aggregation/engine");
     result = await aggregateUpdates({
-      updates: sources.map((s, i) => ({ id: ids[i], model: s.model, metrics: s.metrics })),
+      updates,
       output: () => fileSink(path.resolve(options.out)),
       strategy,
       ...(globalSource ? { global: globalSource } : {}),
@@ -76,21 +82,21 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
     });
   } catch (err) {
     if (err instanceof AggregationError && err.code === "TOO_FEW_UPDATES") {
-      for (const e of err.excluded) io.out(`excluded  ${e.id}  ${e.reason}`);
-      io.err(`flo aggregate: not aggregated: ${err.message}`);
+      const excluded = [...unreadable, ...err.excluded];
+      for (const e of excluded) io.out(`excluded  ${e.id}  ${e.reason}`);
+      const details = excluded.map((e) => `${e.id}: ${e.reason}`).join("; ");
+      const valid = updates.length - err.excluded.length;
+      io.err(`flo aggregate: not aggregated: ${valid} valid update(s), need at least ${options.minUpdates}${details ? ` (excluded ${details})` : ""} [${err.code}]`);
       return 1;
     }
     throw err;
   } finally {
     await stateIn?.close();
     await globalSource?.close?.();
-    for (const s of sources) {
-      await s.model.close?.();
-      await s.metrics.close?.();
-    }
+    for (const s of sources) await s.model.close?.();
   }
   for (const u of result.included) io.out(`included  ${u.id}  num_examples=${u.numExamples}  sha256=${u.sha256}`);
-  for (const e of result.excluded) io.out(`excluded  ${e.id}  ${e.reason}`);
+  for (const e of [...unreadable, ...result.excluded]) io.out(`excluded  ${e.id}  ${e.reason}`);
   const metrics = Object.entries(result.metrics).map(([k, v]) => `${k}=${v}`).join("  ");
   if (metrics) io.out(`metrics   ${metrics}`);
   if (options.stateOut) await writeStateDirJson(options.stateOut, { strategy: strategy.name, state: result.state.json, ...(result.state.report !== undefined ? { report: result.state.report } : {}) });
@@ -100,15 +106,18 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   return 0;
 }
 
-/**
- * Starts the engine's hash workers before the engine itself loads, when it will want them (the
- * models total enough bytes): they boot on the other core meanwhile, instead of after the headers
- * are read.
- */
-async function prestartHashing(modelFiles: string[]): Promise<void> {
-  const { defaultHashWorkers, prestartHashWorkers } = await import("../aggregation/hashPool");
-  const bytes = modelFiles.reduce((sum, file) => sum + (statSync(file, { throwIfNoEntry: false })?.size ?? 0), 0);
-  prestartHashWorkers(Math.min(defaultHashWorkers(bytes), modelFiles.length));
+/** An update's metrics.json, validated by the silo job contract's parser, or why it is unusable. */
+async function readMetricsFile(metricsPath: string, signal?: AbortSignal): Promise<UpdateMetrics | { reason: string }> {
+  const source = fileSource(metricsPath);
+  try {
+    return await readSiloMetrics(source, { signal });
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    if (err instanceof SiloOutputError) return { reason: `metrics: ${err.message}` };
+    return { reason: `metrics: ${metricsPath}: cannot read metrics: ${(err as Error).message}` };
+  } finally {
+    await source.close?.();
+  }
 }
 
 /** Update ids: the directory's base name, or the path as given when base names collide. */
@@ -152,4 +161,15 @@ export function register(program: Command): void {
       );
       if (code !== 0) process.exitCode = code;
     });
+}
+
+/**
+ * Starts the engine's hash workers before the engine itself loads, when it will want them (the
+ * models total enough bytes): they boot on the other core meanwhile, instead of after the headers
+ * are read.
+ */
+async function prestartHashing(modelFiles: string[]): Promise<void> {
+  const { defaultHashWorkers, prestartHashWorkers } = await import("../aggregation/hashPool");
+  const bytes = modelFiles.reduce((sum, file) => sum + (statSync(file, { throwIfNoEntry: false })?.size ?? 0), 0);
+  prestartHashWorkers(Math.min(defaultHashWorkers(bytes), modelFiles.length));
 }

@@ -1,15 +1,145 @@
 /**
- * The SiloCompute port: how the orchestrator's activities run one silo's training job for one round.
- * Implementations: `local` (child process on this machine) and `azureml` (an Azure ML command job in
- * the silo's workspace). Both follow the silo job contract in docs/ARCHITECTURE (inputs.global_model,
- * literal inputs, outputs.model_update with model.safetensors + metrics.json).
+ * The SiloCompute port and the silo job contract every compute backend follows: how the
+ * orchestrator's activities run one silo's job for one round (inputs.global_model, literal inputs,
+ * outputs.model_update with model.safetensors + metrics.json), flo's job states, job kinds, tags
+ * and names, and the typed output of a completed job. Backends live in sub-folders and are listed
+ * in backends.ts.
  */
-import type { ByteSource } from "../models/bytes";
+import { createHash } from "node:crypto";
+import type { TokenCredential } from "@azure/core-auth";
+import type { z } from "zod";
+import type { ByteSource, WrittenObject } from "../models/bytes";
+import { METRICS_FILE, MODEL_FILE } from "../models/storeLayout";
+import type { UpdateMetrics } from "../aggregation/metrics";
+import type { ParsedJobEvent } from "./jobEvents";
 
 /** flo's job states; every backend maps its own statuses onto these. */
 export type JobState = "queued" | "running" | "completed" | "failed" | "canceled";
 
 export const TERMINAL_JOB_STATES: readonly JobState[] = ["completed", "failed", "canceled"];
+
+/**
+ * The kinds of silo job flo runs, with what each one's name, tags and completion event look like.
+ * A new kind is one entry here (plus its variant of `SiloOutput`).
+ */
+export const JOB_KINDS = {
+  /** A training job: produces a model update and its metrics. */
+  train: {
+    /** Prefix of the completion event the silo's orchestration waits on: `<prefix>:<round>:<silo>`. */
+    eventPrefix: "silo-done",
+  },
+} as const satisfies Record<string, { eventPrefix: string }>;
+
+export type JobKind = keyof typeof JOB_KINDS;
+
+/** The kind of a job that does not say (names and tags of training jobs carry no kind). */
+export const DEFAULT_JOB_KIND: JobKind = "train";
+
+export function isJobKind(value: unknown): value is JobKind {
+  return typeof value === "string" && Object.prototype.hasOwnProperty.call(JOB_KINDS, value);
+}
+
+/** Tag keys flo puts on every job (no dots: Event Grid advanced filters use dots as path separators). */
+export const FLO_TAGS = {
+  federation: "floFederation",
+  round: "floRound",
+  silo: "floSilo",
+  /** Absent on jobs submitted before kinds existed: those are training jobs. */
+  kind: "floKind",
+  app: "floApp",
+} as const;
+/** Value of the `floApp` tag; the Event Grid subscription filters on `data.runTags.floApp`. */
+export const FLO_APP_TAG_VALUE = "flo";
+
+/** Which job of which federation, round and silo. */
+export interface SiloJobRef {
+  federationId: string;
+  round: number;
+  silo: string;
+  /** Default `train`. */
+  kind?: JobKind;
+}
+
+/** flo's tags for a silo job, whatever the backend (Event Grid filters Azure ML's on `floApp`). */
+export function floJobTags(job: SiloJobRef): Record<string, string> {
+  return {
+    [FLO_TAGS.federation]: job.federationId,
+    [FLO_TAGS.round]: String(job.round),
+    [FLO_TAGS.silo]: job.silo,
+    [FLO_TAGS.kind]: job.kind ?? DEFAULT_JOB_KIND,
+    [FLO_TAGS.app]: FLO_APP_TAG_VALUE,
+  };
+}
+
+/**
+ * The external event a silo's orchestration waits on for a job of `kind`: `silo-done:<round>:<silo>`
+ * for training. Silo names never contain ":", so the name reads back unambiguously.
+ */
+export function jobEventName(job: { round: number; silo: string; kind?: JobKind }): string {
+  return `${JOB_KINDS[job.kind ?? DEFAULT_JOB_KIND].eventPrefix}:${job.round}:${job.silo}`;
+}
+
+/** Azure ML's job name rule (also the run id in Event Grid events); every backend accepts it. */
+export const JOB_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$/;
+const JOB_NAME_MAX = 255;
+/**
+ * Separates a job's kind from the rest of its name. Federation ids and silo names are
+ * `[a-z0-9-]` (lib/spec/schema.ts), so "_" can only be this separator: `flo-f-r5-east-eval` is
+ * the training job of silo `east-eval`, never an `eval` job of silo `east`.
+ */
+const KIND_SEPARATOR = "_";
+
+export interface FloJobNameParts extends SiloJobRef {
+  /** Resubmission attempt (`-a2`); 1 (the first submission) has no suffix. */
+  attempt?: number;
+}
+
+/**
+ * The deterministic job name: `flo-<federationId>-r<round>-<silo>`, plus `-a<attempt>` for attempts
+ * after the first (Azure ML names are unique per workspace, so a retry needs its own), plus
+ * `_<kind>` for kinds other than training (training names predate kinds and do not change).
+ * Characters outside [A-Za-z0-9-] become "-". If the result exceeds 255 characters the federation
+ * id is shortened and followed by 8 hex of its sha256, so distinct ids stay distinct and the
+ * round/silo/attempt/kind suffix is always kept whole.
+ */
+export function floJobName(parts: FloJobNameParts): string {
+  const { federationId, round, silo, attempt = 1, kind = DEFAULT_JOB_KIND } = parts;
+  if (!Number.isSafeInteger(round) || round < 1) throw new RangeError(`floJobName: round must be an integer >= 1, got ${round}`);
+  if (!Number.isSafeInteger(attempt) || attempt < 1) throw new RangeError(`floJobName: attempt must be an integer >= 1, got ${attempt}`);
+  if (!federationId) throw new RangeError("floJobName: federationId must be non-empty");
+  if (!silo) throw new RangeError("floJobName: silo must be non-empty");
+  if (!isJobKind(kind)) throw new RangeError(`floJobName: kind must be one of ${Object.keys(JOB_KINDS).join(", ")}, got ${JSON.stringify(kind)}`);
+  const clean = (s: string) => s.replace(/[^a-zA-Z0-9-]/g, "-");
+  const kindSuffix = kind === DEFAULT_JOB_KIND ? "" : `${KIND_SEPARATOR}${kind}`;
+  const suffix = `-r${round}-${clean(silo)}${attempt > 1 ? `-a${attempt}` : ""}${kindSuffix}`;
+  let id = clean(federationId);
+  const room = JOB_NAME_MAX - "flo-".length - suffix.length;
+  if (id.length > room) {
+    const digest = createHash("sha256").update(federationId).digest("hex").slice(0, 8);
+    if (room < digest.length + 2) throw new RangeError(`floJobName: silo name too long to fit a job name, got ${silo.length} characters`);
+    id = `${id.slice(0, room - digest.length - 1)}-${digest}`;
+  }
+  return `flo-${id}${suffix}`;
+}
+
+/**
+ * Federation ids and silo names may themselves contain dashes, so the split is: the federation id is
+ * the longest prefix followed by `-r<digits>-`, the silo is the rest minus an optional `-a<digits>`
+ * and an optional `_<kind>`.
+ */
+const FLO_JOB_NAME = /^flo-([A-Za-z0-9-]+)-r(\d{1,9})-([A-Za-z0-9-]+?)(?:-a(\d{1,4}))?(?:_([a-z]+))?$/;
+
+/**
+ * Reads a flo job name back, or returns undefined when the name does not follow flo's pattern or
+ * names an unknown kind. Tags are the primary correlation of job events; this is the fallback.
+ */
+export function parseFloJobName(jobName: string): (FloJobNameParts & { kind: JobKind }) | undefined {
+  const match = FLO_JOB_NAME.exec(jobName);
+  if (!match) return undefined;
+  const [, federationId, round, silo, attempt, kind = DEFAULT_JOB_KIND] = match;
+  if (!isJobKind(kind) || (kind === DEFAULT_JOB_KIND && match[5] !== undefined)) return undefined;
+  return { federationId, round: Number(round), silo, kind, ...(attempt === undefined ? {} : { attempt: Number(attempt) }) };
+}
 
 export type JobInput =
   | { kind: "literal"; value: string }
@@ -20,7 +150,9 @@ export interface SiloJobRequest {
   federationId: string;
   round: number;
   silo: string;
-  /** Deterministic, already validated against the backend's naming rules. */
+  /** Default `train`. */
+  kind?: JobKind;
+  /** Deterministic (`floJobName`), already valid for every backend (`JOB_NAME_PATTERN`). */
   jobName: string;
   /** The spec's training.command, placeholders not yet substituted (the backend does that, like Azure ML). */
   command: string;
@@ -50,12 +182,88 @@ export interface SiloJobStatus {
   logUri?: string;
 }
 
-/** A completed job's `model_update` output, ready for aggregation. */
-export interface SiloOutput {
+/** The files of a training job's `model_update` output (the model store lays folders out with the same names). */
+export { METRICS_FILE, MODEL_FILE };
+/** Largest metrics.json read; anything larger is not a metrics file. */
+export const MAX_METRICS_BYTES = 1024 * 1024;
+
+/**
+ * A training job's metrics.json, validated: `num_examples` (an integer > 0: an update from no
+ * examples carries no weight), `metrics` and `global_metrics` (optional objects of finite numbers).
+ */
+export interface SiloMetrics extends UpdateMetrics {
+  /** The received global model evaluated on the silo's data before local training, when reported. */
+  globalMetrics?: Record<string, number>;
+}
+
+/** A completed job's output, validated, by job kind. */
+export interface TrainingOutput {
+  kind: "train";
   /** `model.safetensors`, read by ranges. */
   model: ByteSource;
-  /** `metrics.json`: its bytes, or the parsed object. */
-  metrics: ByteSource | unknown;
+  metrics: SiloMetrics;
+}
+
+export type SiloOutput = TrainingOutput;
+
+/** What a silo wrote breaks the job contract (missing files, invalid metrics.json): exclude that silo's update with this reason. */
+export class SiloOutputError extends Error {
+  override name = "SiloOutputError";
+  constructor(
+    /** The file or folder, as a URI or path. */
+    readonly location: string,
+    /** The field inside it, e.g. `num_examples` or `metrics.loss`, or the file name. */
+    readonly field: string,
+    readonly expected: string,
+    readonly got: string,
+  ) {
+    super(`Invalid silo output at ${location}: ${field}: expected ${expected}, got ${got}`);
+  }
+}
+
+/** Validates metrics.json text; `location` names the file in errors. */
+export function parseSiloMetrics(text: string, location: string): SiloMetrics {
+  let value: unknown;
+  try {
+    value = JSON.parse(text.replace(/^\uFEFF/, ""));
+  } catch (error) {
+    throw new SiloOutputError(location, METRICS_FILE, "JSON", `unparseable text (${(error as Error).message})`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new SiloOutputError(location, METRICS_FILE, 'a JSON object {"num_examples": int > 0, "metrics": {...}}', Array.isArray(value) ? "an array" : String(value));
+  }
+  const object = value as Record<string, unknown>;
+  const numExamples = object.num_examples;
+  if (typeof numExamples !== "number" || !Number.isSafeInteger(numExamples) || numExamples <= 0) {
+    throw new SiloOutputError(location, "num_examples", "an integer > 0", JSON.stringify(numExamples) ?? "nothing");
+  }
+  const result: SiloMetrics = { numExamples, metrics: finiteNumberRecord(object.metrics, "metrics", location) ?? {} };
+  const globalMetrics = finiteNumberRecord(object.global_metrics, "global_metrics", location);
+  if (globalMetrics) result.globalMetrics = globalMetrics;
+  return result;
+}
+
+function finiteNumberRecord(value: unknown, field: string, location: string): Record<string, number> | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new SiloOutputError(location, field, "an object of metric name -> number", JSON.stringify(value) ?? "nothing");
+  }
+  const record: Record<string, number> = {};
+  for (const [name, metric] of Object.entries(value as Record<string, unknown>)) {
+    if (typeof metric !== "number" || !Number.isFinite(metric)) {
+      throw new SiloOutputError(location, `${field}.${name}`, "a finite number", JSON.stringify(metric) ?? "nothing");
+    }
+    record[name] = metric;
+  }
+  return record;
+}
+
+/** Reads and validates a metrics.json (at most MAX_METRICS_BYTES) from a ByteSource. */
+export async function readSiloMetrics(source: ByteSource, options: { signal?: AbortSignal } = {}): Promise<SiloMetrics> {
+  const size = await source.size(options);
+  if (size > MAX_METRICS_BYTES) throw new SiloOutputError(source.name, METRICS_FILE, `at most ${MAX_METRICS_BYTES} bytes`, `${size} bytes`);
+  const bytes = await source.read(0, size, options);
+  return parseSiloMetrics(bytes.toString("utf8"), source.name);
 }
 
 export interface CallOptions {
@@ -67,6 +275,49 @@ export interface SiloCompute {
   submit(request: SiloJobRequest, options?: CallOptions): Promise<SiloJobStatus>;
   status(jobName: string, options?: CallOptions): Promise<SiloJobStatus>;
   cancel(jobName: string, options?: CallOptions): Promise<void>;
-  /** Opens a completed job's output folder (`SiloJobStatus.outputUri`) with the orchestrator's read access. */
+  /**
+   * Opens a completed training job's output folder (`SiloJobStatus.outputUri`) with the
+   * orchestrator's read access, validating metrics.json; throws SiloOutputError when the silo broke
+   * the job contract.
+   */
   openOutput(outputUri: string, options?: CallOptions): Promise<SiloOutput>;
+}
+
+/** Moves job folders between the model store and a job's local folder. */
+export interface JobFolderTransfer {
+  source(uri: string): ByteSource;
+  downloadFolder(uri: string, localDir: string, options?: CallOptions): Promise<void>;
+  uploadFolder(localDir: string, uri: string, options?: CallOptions): Promise<WrittenObject[]>;
+  uploadFile(localPath: string, uri: string, options?: CallOptions): Promise<WrittenObject>;
+}
+
+/** What the federation's services give a backend to build its SiloCompute. */
+export interface ComputeContext {
+  /** App settings (never read from process.env by a backend). */
+  env: Record<string, string | undefined>;
+  /** The orchestrator's Azure identity, created on first use. */
+  credential(): TokenCredential;
+  /** The model store, for backends that move job folders themselves. */
+  transfer: JobFolderTransfer;
+  /** Sends a job event to the job-events queue (for backends that raise their own events). */
+  publishJobEvent(event: { id: string }, options?: CallOptions): Promise<void>;
+}
+
+/** A SiloCompute the services may have to release (timers, connections); running jobs go on. */
+export type ClosableSiloCompute = SiloCompute & { close?(): void };
+
+/**
+ * A compute backend: the spec's `compute` block for it (a strict object with a literal `type`), how
+ * to build its SiloCompute, and the parser of its job completion events. Listed in backends.ts.
+ */
+export interface ComputeBackend<Schema extends z.ZodObject = z.ZodObject> {
+  specSchema: Schema;
+  /** Silos whose compute blocks have the same key share one SiloCompute. */
+  instanceKey(config: z.output<Schema>): string;
+  create(config: z.output<Schema>, context: ComputeContext): ClosableSiloCompute;
+  /**
+   * Reads a job-events message body (object, JSON text or bytes) as this backend's event: undefined
+   * when it is not this backend's event shape; throws EventParseError when it is, malformed.
+   */
+  parseEvent?(body: unknown): ParsedJobEvent | undefined;
 }

@@ -3,13 +3,11 @@
  * aggregate a round, record a failed round, notify partners). Registered by
  * functions/activities.ts; each takes and returns small JSON.
  */
-import { jobName as deterministicJobName, siloJobInputs } from "../spec";
+import { siloJobInputs } from "../spec";
 import type { FederationSpec, SiloSpec } from "../spec";
-import type { JobInput, SiloJobStatus } from "../compute/siloCompute";
-import { floJobTags } from "../compute/local";
+import { floJobName, floJobTags, type JobInput, type SiloJobStatus, type TrainingOutput } from "../compute/siloCompute";
 import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath, siloUpdateFolder } from "../models/storeLayout";
-import type { ByteSource } from "../models/bytes";
-import { aggregateUpdates, AggregationError, createStrategy } from "../aggregation";
+import { aggregateUpdates, AggregationError, createStrategy, type AggregationResult, type StrategyStateInput } from "../aggregation";
 import type { Json } from "../aggregation/strategy";
 import { checkpointPath } from "./lifecycle";
 import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type SiloManifestEntry } from "./manifest";
@@ -36,16 +34,15 @@ const folderOf = (modelUri: string) => modelUri.slice(0, modelUri.lastIndexOf("/
 export async function submitSiloJob(services: FederationServices, input: SubmitJobInput): Promise<SiloJobStatus> {
   const spec = await services.loadSpec(input.spec);
   const silo = siloOf(spec, input.silo);
-  const name = deterministicJobName(input.federationId, input.round, input.silo, input.attempt);
+  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind: "train" } as const;
+  const name = floJobName({ ...job, attempt: input.attempt });
   const literals = siloJobInputs(spec, input.silo, { federationId: input.federationId, round: input.round });
   const inputs: Record<string, JobInput> = {};
   for (const [k, v] of Object.entries(literals)) inputs[k] = { kind: "literal", value: v };
   if (input.global) inputs.global_model = { kind: "folder", uri: folderOf(input.global.uri) };
   const store = services.store;
   return services.computeFor(silo).submit({
-    federationId: input.federationId,
-    round: input.round,
-    silo: input.silo,
+    ...job,
     jobName: name,
     command: spec.training.command,
     inputs,
@@ -54,7 +51,7 @@ export async function submitSiloJob(services: FederationServices, input: SubmitJ
     code: spec.training.code,
     environment: spec.training.environment,
     timeoutSeconds: spec.policy.roundTimeoutSeconds,
-    tags: floJobTags(input.federationId, input.round, input.silo),
+    tags: floJobTags(job),
   });
 }
 
@@ -79,47 +76,110 @@ interface StoredStrategyState {
   tensors: Record<string, ModelRef>;
 }
 
+/** A succeeded silo's output, opened and validated, or why it cannot be used. */
 interface OpenedUpdate {
   silo: string;
-  model?: ByteSource;
-  metrics?: unknown;
-  globalMetrics?: Record<string, number>;
-  reason?: string;
   uri: string;
+  output?: TrainingOutput;
+  reason?: string;
 }
 
 async function openUpdate(services: FederationServices, spec: FederationSpec, result: SiloRoundResult): Promise<OpenedUpdate> {
   const uri = result.outputUri!;
   try {
     const output = await services.computeFor(siloOf(spec, result.silo)).openOutput(uri);
-    let metrics: unknown = output.metrics;
-    if (isByteSource(output.metrics)) {
-      const size = await output.metrics.size();
-      try {
-        metrics = JSON.parse((await output.metrics.read(0, Math.min(size, 1_000_000))).toString("utf8"));
-      } catch {
-        metrics = output.metrics; // the engine re-reads it and records why it is unusable
-      }
-    }
-    const globalMetrics = numericRecord((metrics as { global_metrics?: unknown } | undefined)?.global_metrics);
-    return { silo: result.silo, model: output.model, metrics, globalMetrics, uri };
+    return { silo: result.silo, uri, output };
   } catch (err) {
-    return { silo: result.silo, reason: `cannot open the update at ${uri}: ${(err as Error).message}`, uri };
+    return { silo: result.silo, uri, reason: `cannot open the update at ${uri}: ${(err as Error).message}` };
   }
 }
 
+/** What every manifest of the round records, aggregated or not. */
+type RoundRecordBase = Pick<RoundManifest, "federationId" | "round" | "spec" | "sampled" | "globalIn" | "strategy"> & { roundStartedAt: string };
+
+/** Step 1: the succeeded silos' outputs, opened concurrently. */
+function openRoundUpdates(services: FederationServices, spec: FederationSpec, results: SiloRoundResult[]): Promise<OpenedUpdate[]> {
+  return Promise.all(results.filter((r) => r.outcome === "succeeded" && r.outputUri).map((r) => openUpdate(services, spec, r)));
+}
+
+/** Step 2: the previous round's strategy state, if any, as engine input. */
+async function loadStrategyState(services: FederationServices, ref: ModelRef | undefined): Promise<StrategyStateInput | undefined> {
+  if (!ref) return undefined;
+  const store = services.store;
+  const stored = await store.getJson<StoredStrategyState>(store.pathFromUri(ref.uri));
+  return { json: stored.json, tensors: Object.fromEntries(Object.entries(stored.tensors).map(([k, t]) => [k, store.source(store.pathFromUri(t.uri))])) };
+}
+
+/** Step 3 when too few updates are valid: the failed round's manifest, naming every exclusion. */
+async function recordQuorumFailure(services: FederationServices, args: { input: AggregateRoundInput; base: RoundRecordBase; opened: OpenedUpdate[]; error: AggregationError }): Promise<AggregateRoundOutput> {
+  const { input, base, opened, error } = args;
+  const excluded = new Map(error.excluded.map((e) => [e.id, e.reason]));
+  for (const o of opened) if (o.reason) excluded.set(o.silo, o.reason);
+  const readable = opened.filter((o) => o.output).length;
+  const reason = `quorum not reached after validating updates: ${readable - error.excluded.length} valid update(s), policy.minSilos is ${input.minSilos}`;
+  const manifest = failedManifest({ ...base, results: input.results, reason, excluded });
+  const written = await services.store.putJson(roundManifestPath(input.federationId, input.round), manifest);
+  return { ok: false, reason, manifestUri: written.uri };
+}
+
+/** Step 4: one manifest entry per sampled silo: included or why not, with its reported metrics. */
+function siloEntries(results: SiloRoundResult[], opened: OpenedUpdate[], aggregation: AggregationResult): SiloManifestEntry[] {
+  const includedById = new Map(aggregation.included.map((u) => [u.id, u]));
+  const excludedById = new Map(aggregation.excluded.map((e) => [e.id, e.reason]));
+  for (const o of opened) if (o.reason) excludedById.set(o.silo, o.reason);
+  const openedById = new Map(opened.map((o) => [o.silo, o]));
+  return results.map((r) => {
+    const included = includedById.get(r.silo);
+    const o = openedById.get(r.silo);
+    return {
+      silo: r.silo,
+      outcome: r.outcome,
+      attempts: r.attempts,
+      included: Boolean(included),
+      reason: included ? undefined : (excludedById.get(r.silo) ?? r.reason),
+      update: o ? { uri: o.uri, sha256: included?.sha256 } : undefined,
+      numExamples: included?.numExamples,
+      metrics: o?.output?.metrics.metrics,
+      globalMetrics: o?.output?.metrics.globalMetrics,
+    };
+  });
+}
+
+/** Step 5: the strategy state the next round starts from. */
+async function saveStrategyState(services: FederationServices, input: AggregateRoundInput, state: AggregationResult["state"]): Promise<ModelRef> {
+  const tensors: Record<string, ModelRef> = {};
+  for (const [name, w] of Object.entries(state.tensors)) tensors[name] = { uri: w.uri, sha256: w.sha256, size: w.size };
+  const written = await services.store.putJson(roundStatePath(input.federationId, input.round, "strategy.json"), { json: state.json, tensors } satisfies StoredStrategyState);
+  return { uri: written.uri, sha256: written.sha256 };
+}
+
+/** Step 6: the checkpoint a resumed federation starts from, with the history of rounds. */
+async function saveCheckpoint(services: FederationServices, args: { input: AggregateRoundInput; summary: RoundSummary; model: ModelRef; strategyState: ModelRef }): Promise<void> {
+  const { input, summary, model, strategyState } = args;
+  const previous = await readHistory(services, input.federationId, input.round);
+  const checkpoint: FederationCheckpoint = {
+    schema: "flo.checkpoint/1",
+    federationId: input.federationId,
+    round: input.round,
+    model,
+    strategyState,
+    history: [...previous, summary],
+    manifestUri: summary.manifestUri,
+  };
+  await services.store.putJson(checkpointPath(input.federationId), checkpoint);
+}
+
+/**
+ * Aggregates a round: opens the succeeded silos' updates, runs the strategy over them into the next
+ * round's global model, and records the round's manifest, the strategy state and the checkpoint.
+ */
 export async function aggregateRound(services: FederationServices, input: AggregateRoundInput): Promise<AggregateRoundOutput> {
   const spec = await services.loadSpec(input.spec);
   const store = services.store;
   const aggregationStartedAt = new Date();
-  const succeeded = input.results.filter((r) => r.outcome === "succeeded" && r.outputUri);
-  const opened = await Promise.all(succeeded.map((r) => openUpdate(services, spec, r)));
-  const readable = opened.filter((o) => o.model);
-
+  const opened = await openRoundUpdates(services, spec, input.results);
   const strategy = createStrategy(spec.aggregation.strategy, strategyOptions(spec));
-  let stateIn: StoredStrategyState | undefined;
-  if (input.strategyState) stateIn = await store.getJson<StoredStrategyState>(store.pathFromUri(input.strategyState.uri));
-  const base = {
+  const base: RoundRecordBase = {
     federationId: input.federationId,
     round: input.round,
     spec: input.spec,
@@ -129,72 +189,41 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
     strategy: { name: strategy.name, options: strategy.options, stateIn: input.strategyState },
   };
 
-  let result;
+  let aggregation: AggregationResult;
   try {
-    result = await aggregateUpdates({
-      updates: readable.map((o) => ({ id: o.silo, model: o.model!, metrics: o.metrics })),
+    aggregation = await aggregateUpdates({
+      updates: opened.flatMap((o) => (o.output ? [{ id: o.silo, model: o.output.model, metrics: o.output.metrics }] : [])),
       output: () => store.sink(roundGlobalPath(input.federationId, input.round + 1)),
       strategy,
-      state: stateIn ? { json: stateIn.json, tensors: Object.fromEntries(Object.entries(stateIn.tensors).map(([k, ref]) => [k, store.source(store.pathFromUri(ref.uri))])) } : undefined,
+      state: await loadStrategyState(services, input.strategyState),
       stateOutput: (name) => store.sink(roundStatePath(input.federationId, input.round, `${name}.safetensors`)),
       global: input.global ? store.source(store.pathFromUri(input.global.uri)) : undefined,
       minUpdates: input.minSilos,
     });
   } catch (err) {
     if (!(err instanceof AggregationError) || err.code !== "TOO_FEW_UPDATES") throw err;
-    const excluded = new Map(err.excluded.map((e) => [e.id, e.reason]));
-    for (const o of opened) if (o.reason) excluded.set(o.silo, o.reason);
-    const reason = `quorum not reached after validating updates: ${readable.length - err.excluded.length} valid update(s), policy.minSilos is ${input.minSilos}`;
-    const manifest = failedManifest({ ...base, results: input.results, reason, excluded });
-    const written = await store.putJson(roundManifestPath(input.federationId, input.round), manifest);
-    return { ok: false, reason, manifestUri: written.uri };
+    return recordQuorumFailure(services, { input, base, opened, error: err });
   }
   const aggregatedAt = new Date();
 
-  const includedById = new Map(result.included.map((u) => [u.id, u]));
-  const excludedById = new Map(result.excluded.map((e) => [e.id, e.reason]));
-  for (const o of opened) if (o.reason) excludedById.set(o.silo, o.reason);
-  const openedById = new Map(opened.map((o) => [o.silo, o]));
-  const silos: SiloManifestEntry[] = input.results.map((r) => {
-    const included = includedById.get(r.silo);
-    const o = openedById.get(r.silo);
-    const metrics = numericRecord((o?.metrics as { metrics?: unknown } | undefined)?.metrics);
-    return {
-      silo: r.silo,
-      outcome: r.outcome,
-      attempts: r.attempts,
-      included: Boolean(included),
-      reason: included ? undefined : (excludedById.get(r.silo) ?? r.reason),
-      update: o ? { uri: o.uri, sha256: included?.sha256 } : undefined,
-      numExamples: included?.numExamples,
-      metrics,
-      globalMetrics: o?.globalMetrics,
-    };
-  });
+  const silos = siloEntries(input.results, opened, aggregation);
   const globalMetrics = weightedMeans(silos.filter((s) => s.included).map((s) => ({ numExamples: s.numExamples ?? 0, values: s.globalMetrics })));
+  const strategyState = await saveStrategyState(services, input, aggregation.state);
+  const model: ModelRef = { uri: aggregation.output.uri, sha256: aggregation.output.sha256, size: aggregation.output.size };
 
-  const stateTensors: Record<string, ModelRef> = {};
-  for (const [name, w] of Object.entries(result.state.tensors)) stateTensors[name] = { uri: w.uri, sha256: w.sha256, size: w.size };
-  const stateWritten = await store.putJson(roundStatePath(input.federationId, input.round, "strategy.json"), { json: result.state.json, tensors: stateTensors } satisfies StoredStrategyState);
-  const strategyState: ModelRef = { uri: stateWritten.uri, sha256: stateWritten.sha256 };
-  const model: ModelRef = { uri: result.output.uri, sha256: result.output.sha256, size: result.output.size };
-
+  const { roundStartedAt, ...record } = base;
   const manifest: RoundManifest = {
     schema: MANIFEST_SCHEMA,
-    federationId: input.federationId,
-    round: input.round,
+    ...record,
     status: "aggregated",
-    spec: input.spec,
-    sampled: input.sampled,
     silos,
-    globalIn: input.global,
     globalOut: model,
-    strategy: { ...base.strategy, stateOut: strategyState, report: result.state.report },
-    metrics: result.metrics,
+    strategy: { ...base.strategy, stateOut: strategyState, report: aggregation.state.report },
+    metrics: aggregation.metrics,
     globalMetrics,
-    totalExamples: result.totalExamples,
+    totalExamples: aggregation.totalExamples,
     timings: {
-      roundStartedAt: input.roundStartedAt,
+      roundStartedAt,
       aggregationStartedAt: aggregationStartedAt.toISOString(),
       aggregatedAt: aggregatedAt.toISOString(),
       aggregationSeconds: (aggregatedAt.getTime() - aggregationStartedAt.getTime()) / 1000,
@@ -207,22 +236,12 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
     manifestUri: manifestWritten.uri,
     included: silos.filter((s) => s.included).map((s) => s.silo),
     excluded: silos.filter((s) => !s.included).map((s) => ({ silo: s.silo, reason: s.reason ?? s.outcome })),
-    metrics: result.metrics,
+    metrics: aggregation.metrics,
     globalMetrics,
     startedAt: input.roundStartedAt,
     aggregatedAt: aggregatedAt.toISOString(),
   };
-  const previous = await readHistory(services, input.federationId, input.round);
-  const checkpoint: FederationCheckpoint = {
-    schema: "flo.checkpoint/1",
-    federationId: input.federationId,
-    round: input.round,
-    model,
-    strategyState,
-    history: [...previous, summary],
-    manifestUri: manifestWritten.uri,
-  };
-  await store.putJson(checkpointPath(input.federationId), checkpoint);
+  await saveCheckpoint(services, { input, summary, model, strategyState });
   return { ok: true, summary, strategyState };
 }
 
@@ -289,15 +308,3 @@ export async function recordRoundFailure(services: FederationServices, input: Re
   const written = await services.store.putJson(roundManifestPath(input.federationId, input.round), manifest);
   return { manifestUri: written.uri };
 }
-
-function numericRecord(value: unknown): Record<string, number> | undefined {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(value)) if (typeof v === "number" && Number.isFinite(v)) out[k] = v;
-  return out;
-}
-
-function isByteSource(value: unknown): value is ByteSource {
-  return typeof value === "object" && value !== null && typeof (value as ByteSource).read === "function" && typeof (value as ByteSource).size === "function";
-}
-

@@ -101,8 +101,3 @@ export function siloGroups(silos: readonly string[]): string[][] {
 export function siloGroupInstanceId(federationId: string, round: number, group: number): string {
   return `${federationId}:r${round}:group.${group}`;
 }
-
-/** External event raised on a silo's sub-orchestration when its job reports a status. */
-export function siloEventName(round: number, silo: string): string {
-  return `silo-done:${round}:${silo}`;
-}

@@ -1,12 +1,14 @@
 /**
- * Messages flo receives from Service Bus: job events and partner commands. A message that can never
+ * Messages flo receives from Service Bus: job events (each compute backend's; Azure ML's come from
+ * Event Grid) and partner commands. A message that can never
  * succeed is not retried: it goes to the queue's rejected queue with its reason (see
  * lib/messaging/wireMessages.ts) and the original is completed.
  */
 import type { DurableClient } from "durable-functions";
-import { parseJobEvent, EventParseError } from "../events/azureMlEvents";
+import { parseJobEvent } from "../compute/backends";
+import { EventParseError } from "../compute/jobEvents";
 import { federationInstanceId, loadSpecFile, validateSpec, SpecError, type FederationSpec } from "../spec";
-import { siloEventName, siloInstanceId } from "./decisions";
+import { siloInstanceId } from "./decisions";
 import { cancelFederation, findInstance } from "./api";
 import { ApiError } from "./problem";
 import { prepareFederation } from "./lifecycle";
@@ -14,7 +16,7 @@ import type { FederationServices } from "./services";
 import { rejectedMessage, rejectedQueueName } from "../messaging/wireMessages";
 import { partnerCommandSchema, PARTNER_PROPERTY } from "../messaging/partnerCommands";
 import { Orchestrations, type SiloJobEvent } from "./types";
-import { TERMINAL_JOB_STATES } from "../compute/siloCompute";
+import { jobEventName, TERMINAL_JOB_STATES } from "../compute/siloCompute";
 
 export interface InboxMessage {
   body: unknown;
@@ -34,10 +36,11 @@ export async function rejectMessage(services: FederationServices, queue: string,
 export type JobEventOutcome = "raised" | "in-progress" | "not-ours" | "no-instance" | "rejected";
 
 /**
- * An Azure ML run event: a final state is raised on the silo's sub-orchestration as
- * `silo-done:<round>:<silo>` (in-progress states are only logged). The orchestration treats it as
- * a hint and confirms with a job status call, so duplicates, events of earlier attempts and events
- * for closed rounds are harmless.
+ * A job event, read by the compute backends' parsers: a final state is raised on the silo's
+ * sub-orchestration as the job kind's completion event (`silo-done:<round>:<silo>` for training;
+ * in-progress states are only logged). The orchestration treats it as a hint and confirms with a
+ * job status call, so duplicates, events of earlier attempts and events for closed rounds are
+ * harmless.
  */
 export async function handleJobEvent(client: DurableClient, services: FederationServices, queue: string, message: InboxMessage, log: Log): Promise<JobEventOutcome> {
   let parsed;
@@ -65,7 +68,7 @@ export async function handleJobEvent(client: DurableClient, services: Federation
   }
   const payload: SiloJobEvent = { jobName: parsed.jobName, state: parsed.status, rawStatus: parsed.rawStatus, eventId: parsed.eventId };
   // Resolves silently (HTTP 410) when the silo's round already closed.
-  await client.raiseEvent(instanceId, siloEventName(parsed.round, parsed.silo), payload);
+  await client.raiseEvent(instanceId, jobEventName({ round: parsed.round, silo: parsed.silo, kind: parsed.jobKind }), payload);
   log(`job event ${parsed.eventId}: ${parsed.jobName} ${parsed.rawStatus ?? parsed.status ?? ""} -> ${instanceId}`);
   return "raised";
 }

@@ -4,16 +4,12 @@
  * message transport (a Service Bus connection if configured, else the embedded queue transport on
  * the same storage account), and partner notifications (only when a topic is configured).
  */
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { ModelStore } from "../models/store";
 import { storageSettingsFromEnv } from "../storage/settings";
 import { parseSpec, type FederationSpec, type ParseSpecOptions, type SiloSpec } from "../spec";
 import type { ModelRef } from "./types";
-import type { SiloCompute } from "../compute/siloCompute";
-import { LocalSiloCompute, type JobFolderTransfer } from "../compute/local";
-import type { AzureMlSiloCompute } from "../compute/azureml";
-import { azureMlSiloComputeFromSettings } from "../compute/azuremlSettings";
+import type { JobFolderTransfer, SiloCompute } from "../compute/siloCompute";
+import { ComputeInstances } from "../compute/backends";
 import { createAzureCredential, credentialSettingsFromEnv } from "../azure/credentials";
 import type { ServiceBusTransport } from "../messaging/transport";
 import { EMBEDDED_TRANSPORT_DEFAULTS, openMessageTransport, type ServiceBusConnection } from "../messaging/connection";
@@ -47,8 +43,7 @@ class SettingsServices implements FederationServices {
   private readonly busConnection: ServiceBusConnection | undefined;
   private publisher?: NotificationPublisher;
   private readonly specs = new Map<string, Promise<FederationSpec>>();
-  private localCompute?: LocalSiloCompute;
-  private readonly azureCompute = new Map<string, AzureMlSiloCompute>();
+  private readonly compute: ComputeInstances;
   private credential?: TokenCredential;
   private containerReady?: Promise<void>;
 
@@ -65,6 +60,12 @@ class SettingsServices implements FederationServices {
     this.messages = openMessageTransport(this.busConnection, () => {
       if (storage.kind !== "connectionString") throw new Error(`no ${Settings.serviceBusConnection} configured and the embedded queue transport needs a storage connection string`);
       return { connectionString: storage.connectionString, ...EMBEDDED_TRANSPORT_DEFAULTS };
+    });
+    this.compute = new ComputeInstances({
+      env,
+      credential: () => (this.credential ??= createAzureCredential(credentialSettingsFromEnv(env))),
+      transfer: this.transfer(),
+      publishJobEvent: (event) => this.messages.send(this.jobEventsQueue, jobEventMessage(event)),
     });
   }
 
@@ -113,24 +114,7 @@ class SettingsServices implements FederationServices {
   }
 
   computeFor(silo: SiloSpec): SiloCompute {
-    const compute = silo.compute;
-    if (compute.type === "local") {
-      this.localCompute ??= new LocalSiloCompute({
-        root: this.env[Settings.localJobsDir] || join(tmpdir(), "flo-jobs"),
-        baseDir: this.localBaseDir,
-        transfer: this.transfer(),
-        events: { publish: (event) => this.messages.send(this.jobEventsQueue, jobEventMessage(event)) },
-      });
-      return this.localCompute;
-    }
-    const key = `${compute.subscriptionId}/${compute.resourceGroup}/${compute.workspace}/${compute.computeName}`;
-    let azure = this.azureCompute.get(key);
-    if (!azure) {
-      this.credential ??= createAzureCredential(credentialSettingsFromEnv(this.env));
-      azure = azureMlSiloComputeFromSettings(compute, { credential: this.credential, env: this.env });
-      this.azureCompute.set(key, azure);
-    }
-    return azure;
+    return this.compute.for(silo.compute);
   }
 
   private transfer(): JobFolderTransfer {
@@ -146,7 +130,7 @@ class SettingsServices implements FederationServices {
   }
 
   async close(): Promise<void> {
-    this.localCompute?.close();
+    this.compute.close();
     await Promise.all([this.messages.close(), this.publisher?.close()]);
   }
 }

@@ -8,6 +8,7 @@ import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
 import { ISO_DURATION_PATTERN, parseIsoDuration } from "./duration";
 import { secretValueReason } from "./secrets";
+import { computeSpecSchema } from "../compute/backends";
 
 /** Field-local rule failure with an explicit expected/got, read back by the issue mapper. */
 function fail(ctx: z.core.$RefinementCtx<unknown>, expected: string, got: string, hint?: string): void {
@@ -16,16 +17,10 @@ function fail(ctx: z.core.$RefinementCtx<unknown>, expected: string, got: string
 const quote = (s: string) => JSON.stringify(s.length > 80 ? `${s.slice(0, 77)}...` : s);
 
 export const FEDERATION_NAME = /^[a-z0-9-]{1,40}$/;
+/** Silo names never contain "_" or ":": job names and event names use them as separators. */
 export const SILO_NAME = /^[a-z0-9-]{1,32}$/;
 /** Azure ML input names are identifiers; the same rule makes `${{inputs.X}}` parseable. */
 export const INPUT_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
-/** Azure resource group: letters, digits, _ - . ( ), up to 90, not ending with a period. */
-export const RESOURCE_GROUP_NAME = /^[-\w.()]{0,89}[-\w()]$/;
-/** Azure ML workspace (ARM pattern). */
-export const WORKSPACE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$/;
-/** Azure ML compute: starts with a letter, letters/digits/hyphens, 2-24 characters, no trailing hyphen. */
-export const COMPUTE_NAME = /^[a-zA-Z][a-zA-Z0-9-]{0,22}[a-zA-Z0-9]$/;
-export const DATASTORE_NAME = /^[A-Za-z0-9_]{1,255}$/;
 /** `azureml:<name>:<version>`, `azureml:<name>@latest`, a registry URI, or an ARM id. */
 export const ENVIRONMENT_REF = /^(azureml:[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+|@latest)|azureml:\/\/registries\/\S+|\/subscriptions\/\S+)$/;
 /** How a pattern is shown in errors when its regex would not help a reader (default: the regex). */
@@ -47,30 +42,9 @@ const literalValue = z
 const literalInputs = (description: string) =>
   z.record(z.string().regex(INPUT_NAME), literalValue).default({}).meta({ description });
 
-const localCompute = z
-  .strictObject({ type: z.literal("local") })
-  .meta({ description: "A child process on the machine running flo (embedded runtime)." });
-
-const azuremlCompute = z
-  .strictObject({
-    type: z.literal("azureml"),
-    subscriptionId: z.guid().meta({ description: "Azure subscription id (GUID) of the silo's workspace." }),
-    resourceGroup: z.string().regex(RESOURCE_GROUP_NAME).meta({ description: "Resource group of the silo's workspace." }),
-    workspace: z.string().regex(WORKSPACE_NAME).meta({ description: "Azure ML workspace name." }),
-    computeName: z.string().regex(COMPUTE_NAME).meta({ description: "Compute cluster the job runs on." }),
-    exchangeDatastore: z
-      .string()
-      .regex(DATASTORE_NAME)
-      .default("workspaceblobstore")
-      .meta({ description: "Silo datastore receiving the job's model_update output (the orchestrator reads it, read-only)." }),
-  })
-  .meta({ description: "An Azure ML command job in the silo's own workspace." });
-
-export const computeSchema = z.discriminatedUnion("type", [localCompute, azuremlCompute]);
-
 export const siloSchema = z.strictObject({
   name: z.string().regex(SILO_NAME).meta({ description: "Unique silo name, part of job names and blob paths." }),
-  compute: computeSchema,
+  compute: computeSpecSchema,
   inputs: literalInputs("Silo-specific literal inputs (e.g. a data path inside the silo)."),
 });
 

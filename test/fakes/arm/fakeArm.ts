@@ -12,7 +12,7 @@ import type { AddressInfo } from "node:net";
 import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
 import type { AccessToken, TokenCredential } from "@azure/core-auth";
 import { generateTestCertificate, type TestCertificate } from "./cert";
-import { runStatusChangedEvent, type AzureMlEventGridEvent } from "../../../lib/events/azureMlEvents";
+import { runStatusChangedEvent, type AzureMlEventGridEvent } from "../../../lib/compute/azureml/events";
 
 export interface RecordedRequest {
   method: string;

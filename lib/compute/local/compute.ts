@@ -2,35 +2,25 @@
  * The `local` SiloCompute: runs each silo job as a child process on this machine, following the
  * silo job contract exactly as Azure ML does: inputs downloaded from the model store into the job's
  * folder, placeholders substituted (including `$[[...]]` optional parts), the command run with its
- * stdout/stderr kept as the job log, outputs uploaded, then the same `RunStatusChanged` event JSON
- * that Event Grid would deliver is published to the job-events queue.
+ * stdout/stderr kept as the job log, outputs uploaded, then a local job event (events.ts) is
+ * published to the job-events queue, as Event Grid does for an Azure ML job.
  *
- * Each job runs under a detached runner process (localJobRunner.ts) that records its final state
+ * Each job runs under a detached runner process (jobRunner.ts) that records its final state
  * in the job folder, so a job survives a restart of the host that submitted it; this side finishes
  * the job (upload + event) once it sees that state, from a monitor loop or from a status() call.
  */
 import { DetachedSpawner } from "./detachedSpawner";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { renderCommand } from "../spec/command";
-import type { ByteSource, WrittenObject } from "../models/bytes";
-import { runStatusChangedEvent, azureMlWorkspaceId, FLO_TAGS, FLO_APP_TAG_VALUE } from "../events/azureMlEvents";
-import type { AzureMlEventGridEvent } from "../events/azureMlEvents";
-import type { CallOptions, JobState, SiloCompute, SiloJobRequest, SiloJobStatus, SiloOutput } from "./siloCompute";
-import { TERMINAL_JOB_STATES } from "./siloCompute";
-import { FINISHED_MARKERS_DIR, finishedMarkerPath, writeJobStatus, writeJsonAtomic, type LocalJobFile, type LocalJobReportFile, type LocalJobStatusFile } from "./localJobFiles";
-
-/** Moves job folders between the model store and the job's local folder. */
-export interface JobFolderTransfer {
-  source(uri: string): ByteSource;
-  downloadFolder(uri: string, localDir: string, options?: CallOptions): Promise<void>;
-  uploadFolder(localDir: string, uri: string, options?: CallOptions): Promise<WrittenObject[]>;
-  uploadFile(localPath: string, uri: string, options?: CallOptions): Promise<WrittenObject>;
-}
+import { renderCommand } from "../commandTemplate";
+import type { CallOptions, JobFolderTransfer, JobState, SiloCompute, SiloJobRequest, SiloJobStatus, SiloOutput } from "../siloCompute";
+import { JOB_NAME_PATTERN, METRICS_FILE, MODEL_FILE, TERMINAL_JOB_STATES, readSiloMetrics } from "../siloCompute";
+import { localJobEvent, type LocalJobEvent } from "./events";
+import { FINISHED_MARKERS_DIR, finishedMarkerPath, writeJobStatus, writeJsonAtomic, type LocalJobFile, type LocalJobReportFile, type LocalJobStatusFile } from "./jobFiles";
 
 /** Where job completion events go (the job-events queue). */
 export interface JobEventPublisher {
-  publish(event: AzureMlEventGridEvent, options?: CallOptions): Promise<void>;
+  publish(event: LocalJobEvent, options?: CallOptions): Promise<void>;
 }
 
 export interface LocalSiloComputeOptions {
@@ -46,8 +36,7 @@ export interface LocalSiloComputeOptions {
   withheldEnv?: RegExp;
 }
 
-const RUNNER = join(__dirname, "localJobRunner.js");
-const JOB_NAME = /^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$/;
+const RUNNER = join(__dirname, "jobRunner.js");
 /** Finished jobs the monitor uploads and reports at the same time. */
 const FINISH_CONCURRENCY = 16;
 /** Every this many monitor ticks, every pending job's status.json is read (not only marked ones). */
@@ -167,9 +156,10 @@ export class LocalSiloCompute implements SiloCompute {
     await this.finish(jobName, options);
   }
 
-  async openOutput(outputUri: string): Promise<SiloOutput> {
+  async openOutput(outputUri: string, options: CallOptions = {}): Promise<SiloOutput> {
     const folder = outputUri.replace(/\/*$/, "/");
-    return { model: this.options.transfer.source(`${folder}model.safetensors`), metrics: this.options.transfer.source(`${folder}metrics.json`) };
+    const metrics = await readSiloMetrics(this.options.transfer.source(`${folder}${METRICS_FILE}`), options);
+    return { kind: "train", model: this.options.transfer.source(`${folder}${MODEL_FILE}`), metrics };
   }
 
   /** Uploads a finished job's outputs and log, then publishes its final event; once per job. */
@@ -199,7 +189,7 @@ export class LocalSiloCompute implements SiloCompute {
     let error = status.error;
     let outputUri: string | undefined;
     if (state === "completed") {
-      const missing = ["model.safetensors", "metrics.json"].filter((f) => !existsSync(join(job.outputDir, f)));
+      const missing = [MODEL_FILE, METRICS_FILE].filter((f) => !existsSync(join(job.outputDir, f)));
       if (missing.length) {
         state = "failed";
         error = `the trainer exited 0 but outputs.model_update lacks ${missing.join(" and ")} (silo job contract)`;
@@ -226,7 +216,7 @@ export class LocalSiloCompute implements SiloCompute {
     try {
       if (!this.rootScanned) {
         for (const name of readdirSync(this.root)) {
-          if (JOB_NAME.test(name) && !existsSync(join(this.root, name, "reported.json"))) this.pending.add(name);
+          if (JOB_NAME_PATTERN.test(name) && !existsSync(join(this.root, name, "reported.json"))) this.pending.add(name);
         }
         this.rootScanned = true;
       }
@@ -257,14 +247,7 @@ export class LocalSiloCompute implements SiloCompute {
   }
 
   private async publish(request: SiloJobRequest, state: JobState, options: CallOptions): Promise<void> {
-    const event = runStatusChangedEvent({
-      workspaceId: azureMlWorkspaceId("00000000-0000-0000-0000-000000000000", "local", request.silo),
-      jobName: request.jobName,
-      experimentName: request.federationId,
-      tags: request.tags,
-      status: state,
-    });
-    await this.options.events.publish(event, options);
+    await this.options.events.publish(localJobEvent({ jobName: request.jobName, state, tags: request.tags }), options);
   }
 
   private trainerEnv(request: SiloJobRequest): Record<string, string> {
@@ -279,7 +262,7 @@ export class LocalSiloCompute implements SiloCompute {
   }
 
   private jobDir(jobName: string): string {
-    if (!JOB_NAME.test(jobName)) throw new LocalJobError(`invalid job name ${JSON.stringify(jobName)}`);
+    if (!JOB_NAME_PATTERN.test(jobName)) throw new LocalJobError(`invalid job name ${JSON.stringify(jobName)}`);
     return join(this.root, jobName);
   }
 
@@ -297,11 +280,6 @@ export class LocalSiloCompute implements SiloCompute {
     const p = path.startsWith("file://") ? new URL(path).pathname : path;
     return isAbsolute(p) ? p : resolve(this.baseDir, p);
   }
-}
-
-/** flo tags for a silo job, as Azure ML jobs carry them (and Event Grid filters on floApp). */
-export function floJobTags(federationId: string, round: number, silo: string): Record<string, string> {
-  return { [FLO_TAGS.federation]: federationId, [FLO_TAGS.round]: String(round), [FLO_TAGS.silo]: silo, [FLO_TAGS.app]: FLO_APP_TAG_VALUE };
 }
 
 function rawStatusOf(state: JobState): string {

@@ -13,21 +13,17 @@ import {
   StorageSharedKeyCredential,
   type StoragePipelineOptions,
 } from "@azure/storage-blob";
-import type { ByteSource } from "../models/bytes";
-import { ModelStore } from "../models/store";
+import type { ByteSource } from "../../models/bytes";
+import { ModelStore } from "../../models/store";
+import { MAX_METRICS_BYTES, METRICS_FILE, MODEL_FILE, parseSiloMetrics, SiloOutputError, type TrainingOutput } from "../siloCompute";
 import {
   AzureMlAuthorizationError,
   AzureMlConfigError,
-  AzureMlError,
   DATA_SCIENTIST_ROLE,
   STORAGE_BLOB_DATA_READER_ROLE,
   toAzureMlError,
   type WorkspaceCoordinates,
-} from "./azuremlErrors";
-
-export const MODEL_FILE = "model.safetensors";
-export const METRICS_FILE = "metrics.json";
-const MAX_METRICS_BYTES = 1024 * 1024;
+} from "./errors";
 
 /** The parts of an `azureml://` datastore URI (short or long form). */
 export interface DatastoreUri {
@@ -123,7 +119,7 @@ export async function resolveDatastoreFolder(
   try {
     datastore = await client.datastores.get(where.resourceGroup, where.workspace, parsed.datastore, { abortSignal: options.signal });
   } catch (error) {
-    throw toAzureMlError(error, where, `read datastore ${parsed.datastore}`, DATA_SCIENTIST_ROLE);
+    throw toAzureMlError(error, { coordinates: where, operation: `read datastore ${parsed.datastore}`, requiredRole: DATA_SCIENTIST_ROLE });
   }
   const properties = datastore.properties as {
     datastoreType?: string;
@@ -156,14 +152,6 @@ export async function resolveDatastoreFolder(
     prefix,
     folderUrl: `${serviceUrl}/${containerName}/${prefix}`,
   };
-}
-
-/** Problems with what a silo wrote (missing files, invalid metrics.json): exclude that silo's update with this reason. */
-export class SiloOutputError extends AzureMlError {
-  override name = "SiloOutputError";
-  constructor(readonly location: string, readonly field: string, readonly expected: string, readonly got: string) {
-    super(`Invalid silo output at ${location}: ${field}: expected ${expected}, got ${got}`);
-  }
 }
 
 /**
@@ -205,61 +193,13 @@ class ExchangeByteSource implements ByteSource {
   }
 }
 
-/** What a silo's trainer writes to `metrics.json` (the silo job contract). */
-export interface SiloMetrics {
-  num_examples: number;
-  metrics: Record<string, number>;
-  /** The received global model evaluated on the silo's data before local training, when reported. */
-  global_metrics?: Record<string, number>;
-}
-
-/** Validates `metrics.json` text; `location` names the file in errors. */
-export function parseSiloMetrics(text: string, location: string): SiloMetrics {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new SiloOutputError(location, METRICS_FILE, "JSON", `unparseable text (${(error as Error).message})`);
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new SiloOutputError(location, METRICS_FILE, "a JSON object", Array.isArray(value) ? "an array" : String(value));
-  }
-  const object = value as Record<string, unknown>;
-  const numExamples = object.num_examples;
-  if (typeof numExamples !== "number" || !Number.isSafeInteger(numExamples) || numExamples < 0) {
-    throw new SiloOutputError(location, "num_examples", "a non-negative integer", JSON.stringify(numExamples) ?? "nothing");
-  }
-  const result: SiloMetrics = { num_examples: numExamples, metrics: numberRecord(object.metrics, "metrics", location, true)! };
-  const globalMetrics = numberRecord(object.global_metrics, "global_metrics", location, false);
-  if (globalMetrics) result.global_metrics = globalMetrics;
-  return result;
-}
-
-function numberRecord(value: unknown, field: string, location: string, required: boolean): Record<string, number> | undefined {
-  if (value === undefined && !required) return undefined;
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new SiloOutputError(location, field, "an object of metric name -> number", JSON.stringify(value) ?? "nothing");
-  }
-  const record: Record<string, number> = {};
-  for (const [name, metric] of Object.entries(value as Record<string, unknown>)) {
-    if (typeof metric !== "number" || !Number.isFinite(metric)) {
-      throw new SiloOutputError(location, `${field}.${name}`, "a finite number", JSON.stringify(metric) ?? "nothing");
-    }
-    record[name] = metric;
-  }
-  return record;
-}
-
 /** A completed silo job's update folder, ready for aggregation. */
-export interface SiloOutputFolder {
+export interface SiloOutputFolder extends TrainingOutput {
   /** The azureml:// URI it was opened from. */
   uri: string;
   location: BlobFolderLocation;
   /** Every blob under the folder (relative names) with its size. */
   files: { name: string; size: number }[];
-  /** `model.safetensors`, read by ranges. */
-  model: ByteSource;
-  metrics: SiloMetrics;
 }
 
 export interface OpenSiloOutputOptions extends BlobAccessOptions {
@@ -308,6 +248,7 @@ export async function openSiloOutputFolder(
     throw mapStorageError(error, location, `read ${location.folderUrl}${METRICS_FILE}`);
   }
   return {
+    kind: "train",
     uri,
     location,
     files,

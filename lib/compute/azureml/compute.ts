@@ -18,9 +18,8 @@ import {
   type RetryStrategy,
   type TlsSettings,
 } from "@azure/core-rest-pipeline";
-import type { CallOptions, JobInput, SiloCompute, SiloJobRequest, SiloJobStatus } from "./siloCompute";
-import { jobStateFromAzureMlStatus } from "./azuremlStatus";
-import { FLO_APP_TAG_VALUE, FLO_TAGS } from "../events/azureMlEvents";
+import { DEFAULT_JOB_KIND, FLO_TAGS, floJobTags, JOB_NAME_PATTERN, type CallOptions, type JobInput, type SiloCompute, type SiloJobRequest, type SiloJobStatus } from "../siloCompute";
+import { jobStateFromAzureMlStatus } from "./status";
 import {
   AzureMlConfigError,
   AzureMlJobConflictError,
@@ -29,13 +28,11 @@ import {
   DATA_SCIENTIST_ROLE,
   toAzureMlError,
   type WorkspaceCoordinates,
-} from "./azuremlErrors";
-import { openSiloOutputFolder, type BlobAccessOptions, type SiloOutputFolder } from "./azuremlOutputs";
+} from "./errors";
+import { openSiloOutputFolder, type BlobAccessOptions, type SiloOutputFolder } from "./outputs";
 
-export * from "./azuremlErrors";
+export * from "./errors";
 
-/** Azure ML's job-name rule (not enforced by the SDK: a bad name would be sent URL-encoded). */
-export const AZURE_ML_JOB_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$/;
 /** Federation ids and silo names become datastore path segments. */
 const PATH_SEGMENT = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,254}$/;
 const DEFAULT_ENDPOINT = "https://management.azure.com";
@@ -121,7 +118,8 @@ export function azureMlAssetId(kind: "codes" | "environments", reference: string
 }
 
 export function assertValidJobName(jobName: string): void {
-  if (typeof jobName !== "string" || !AZURE_ML_JOB_NAME_PATTERN.test(jobName)) {
+  // Azure ML's rule is not enforced by the SDK: a bad name would be sent URL-encoded.
+  if (typeof jobName !== "string" || !JOB_NAME_PATTERN.test(jobName)) {
     throw new AzureMlConfigError(
       "jobName",
       "an Azure ML job name matching ^[a-zA-Z0-9][a-zA-Z0-9\\-_]{0,254}$",
@@ -193,10 +191,7 @@ export function buildCommandJobBody(request: SiloJobRequest, context: CommandJob
     tags[key] = value;
   }
   // flo's correlation tags always win over caller-supplied ones of the same name.
-  tags[FLO_TAGS.federation] = request.federationId;
-  tags[FLO_TAGS.round] = String(request.round);
-  tags[FLO_TAGS.silo] = request.silo;
-  tags[FLO_TAGS.app] = FLO_APP_TAG_VALUE;
+  Object.assign(tags, floJobTags(request));
 
   const inputs: Record<string, unknown> = {};
   for (const [name, input] of Object.entries(request.inputs)) {
@@ -394,7 +389,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     try {
       response = await this.client.sendRequest(pipelineRequest);
     } catch (error) {
-      throw toAzureMlError(error, this.coordinates, "submit", DATA_SCIENTIST_ROLE, request.jobName);
+      throw toAzureMlError(error, { coordinates: this.coordinates, operation: "submit", requiredRole: DATA_SCIENTIST_ROLE, jobName: request.jobName });
     }
     if (response.status === 200 || response.status === 201) {
       return this.toStatus(parseJson(response.bodyAsText ?? undefined, request.jobName), request.jobName, this.outputUriFor(request));
@@ -407,10 +402,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     }
     throw toAzureMlError(
       { statusCode: response.status, bodyText: response.bodyAsText ?? "" },
-      this.coordinates,
-      "submit",
-      DATA_SCIENTIST_ROLE,
-      request.jobName,
+      { coordinates: this.coordinates, operation: "submit", requiredRole: DATA_SCIENTIST_ROLE, jobName: request.jobName },
     );
   }
 
@@ -444,7 +436,7 @@ export class AzureMlSiloCompute implements SiloCompute {
         await poller.poll({ abortSignal: options.signal });
       }
     } catch (error) {
-      throw toAzureMlError(error, this.coordinates, "cancel", DATA_SCIENTIST_ROLE, jobName);
+      throw toAzureMlError(error, { coordinates: this.coordinates, operation: "cancel", requiredRole: DATA_SCIENTIST_ROLE, jobName });
     }
   }
 
@@ -468,7 +460,7 @@ export class AzureMlSiloCompute implements SiloCompute {
       });
     } catch (error) {
       if ((error as { statusCode?: number }).statusCode === 404) return undefined;
-      throw toAzureMlError(error, this.coordinates, operation, DATA_SCIENTIST_ROLE, jobName);
+      throw toAzureMlError(error, { coordinates: this.coordinates, operation, requiredRole: DATA_SCIENTIST_ROLE, jobName });
     }
   }
 
@@ -479,10 +471,13 @@ export class AzureMlSiloCompute implements SiloCompute {
       [FLO_TAGS.federation]: request.federationId,
       [FLO_TAGS.round]: String(request.round),
       [FLO_TAGS.silo]: request.silo,
+      [FLO_TAGS.kind]: request.kind ?? DEFAULT_JOB_KIND,
     };
+    // Jobs submitted before kinds existed have no kind tag: they are training jobs.
+    const actual: Record<string, string | null | undefined> = { ...tags, [FLO_TAGS.kind]: tags[FLO_TAGS.kind] ?? DEFAULT_JOB_KIND };
     for (const [key, value] of Object.entries(expected)) {
-      if (tags[key] !== value) {
-        throw new AzureMlJobConflictError(this.coordinates, request.jobName, key, value, (tags[key] ?? undefined) as string | undefined);
+      if (actual[key] !== value) {
+        throw new AzureMlJobConflictError({ coordinates: this.coordinates, jobName: request.jobName, tag: key, expected: value, got: (tags[key] ?? undefined) as string | undefined });
       }
     }
     return this.toStatus(job, request.jobName, this.outputUriFor(request));

@@ -1,7 +1,7 @@
 /** Files a local silo job keeps in its folder, shared by the runner process and LocalSiloCompute. */
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import type { JobState, SiloJobRequest } from "./siloCompute";
+import type { JobState, SiloJobRequest } from "../siloCompute";
 
 /** job.json: everything the runner needs, written before it starts. */
 export interface LocalJobFile {

@@ -5,13 +5,13 @@
  * state atomically in `status.json`. It touches no storage: the host side (LocalSiloCompute) uploads
  * the outputs and emits the completion event once it sees the final state.
  *
- * Usage: node localJobRunner.js <jobDir>
+ * Usage: node jobRunner.js <jobDir>
  */
 import { spawn } from "node:child_process";
 import { createWriteStream, readFileSync } from "node:fs";
 import { setPriority } from "node:os";
 import { join } from "node:path";
-import { markJobFinished, writeJobStatus, type LocalJobFile, type LocalJobStatusFile } from "./localJobFiles";
+import { markJobFinished, writeJobStatus, type LocalJobFile, type LocalJobStatusFile } from "./jobFiles";
 
 /**
  * Local jobs stand in for remote compute: on one machine they must not starve the host that

@@ -91,17 +91,20 @@ export class AzureMlJobNotFoundError extends AzureMlRequestError {
 /** A job with this name exists but belongs to another federation/round/silo (or is not flo's). */
 export class AzureMlJobConflictError extends AzureMlError {
   override name = "AzureMlJobConflictError";
-  constructor(
-    coordinates: WorkspaceCoordinates,
-    readonly jobName: string,
-    readonly tag: string,
-    readonly expected: string,
-    readonly got: string | undefined,
-  ) {
+  readonly jobName: string;
+  readonly tag: string;
+  readonly expected: string;
+  readonly got: string | undefined;
+  constructor(details: { coordinates: WorkspaceCoordinates; jobName: string; tag: string; expected: string; got: string | undefined }) {
+    const { coordinates, jobName, tag, expected, got } = details;
     super(
       `Azure ML job ${jobName} already exists in workspace ${coordinates.workspace} but is not this silo job: ` +
         `tag ${tag} expected ${JSON.stringify(expected)}, got ${got === undefined ? "no tag" : JSON.stringify(got)}`,
     );
+    this.jobName = jobName;
+    this.tag = tag;
+    this.expected = expected;
+    this.got = got;
   }
 }
 
@@ -132,11 +135,16 @@ function armErrorFromBody(bodyText: string | undefined): { code?: string; messag
  */
 export function toAzureMlError(
   error: unknown,
-  coordinates: WorkspaceCoordinates,
-  operation: string,
-  requiredRole: string,
-  jobName?: string,
+  context: {
+    coordinates: WorkspaceCoordinates;
+    /** What was attempted, e.g. "submit". */
+    operation: string;
+    /** The role the orchestrator's identity needs for it, named in authorization errors. */
+    requiredRole: string;
+    jobName?: string;
+  },
 ): Error {
+  const { coordinates, operation, requiredRole, jobName } = context;
   if (error instanceof AzureMlError) return error;
   const candidate = error as {
     name?: string;

@@ -6,8 +6,8 @@
 import { readFileSync } from "node:fs";
 import type { TokenCredential } from "@azure/core-auth";
 import type { AnonymousCredential, StorageSharedKeyCredential } from "@azure/storage-blob";
-import { AzureMlConfigError } from "./azuremlErrors";
-import { AzureMlSiloCompute, type AzureMlSiloComputeOptions } from "./azureml";
+import { AzureMlConfigError } from "./errors";
+import { AzureMlSiloCompute, type AzureMlSiloComputeOptions } from "./compute";
 
 export const AzureMlSettings = {
   /** ARM endpoint, default https://management.azure.com. */

@@ -2,7 +2,7 @@
  * Azure ML job statuses and their meaning for flo. Pure and SDK-free, so the event parser and the
  * local compute (which emits Azure ML-shaped events) can share it without loading the ARM SDK.
  */
-import type { JobState } from "./siloCompute";
+import type { JobState } from "../siloCompute";
 
 /** Every status of `KnownJobStatus` in @azure/arm-machinelearning 2.1.1 (api-version 2022-10-01). */
 export const AZURE_ML_JOB_STATUSES = [
