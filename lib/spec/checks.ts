@@ -107,7 +107,7 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
     issues.push(
       specIssue(
         "initialModel",
-        `a model.safetensors location: ${definition.name} updates the global model${definition.capabilities.hasState ? " with state kept across rounds" : ""}, so round 1 needs one`,
+        `a model.safetensors location: ${definition.name} steps from the global model every round, so round 1 needs one`,
         raw.initialModel === null ? "null" : "missing",
         "or use fedavg",
       ),

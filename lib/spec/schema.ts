@@ -96,9 +96,10 @@ export function aggregationUnion(): z.ZodType {
   const cached = aggregationUnionCache;
   if (cached && cached.definitions.length === definitions.length && cached.definitions.every((d, i) => d === definitions[i])) return cached.union;
   const options = definitions.map((definition) =>
-    definition.options
-      .extend({
+    z
+      .strictObject({
         strategy: z.literal(definition.name),
+        ...(definition.options.shape as z.ZodRawShape),
         ...(definition.capabilities.clipping ? { clipping: clippingSchema.optional() } : {}),
         dp: dpSchema.optional(),
       })
