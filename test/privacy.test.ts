@@ -14,8 +14,7 @@ import {
 } from "../lib/aggregation/privacy/clipping";
 import { PrivacyConfigError } from "../lib/aggregation/privacy/errors";
 import { createGaussianSource } from "../lib/aggregation/privacy/gaussian";
-import { resolveStrategyConfig } from "../lib/aggregation/strategies/config";
-import { aggregateInMemory, type InMemoryUpdate } from "../lib/aggregation/strategies/inMemory";
+import { aggregateInMemory, type InMemoryUpdate, resolveStrategyConfig } from "./helpers/inMemory";
 import { initialStrategyState } from "../lib/aggregation/strategies/roundPlan";
 
 describe("clipping and DP golden values (fl-algorithms.md §5)", () => {

@@ -5,8 +5,7 @@
  * 5 percentage points of the clean FedAvg run's accuracy. Runs through the same plan/combine code
  * as the streaming engine (in memory, for speed).
  */
-import { resolveStrategyConfig, type StrategyOptions } from "../lib/aggregation/strategies/config";
-import { aggregateInMemory, type TensorMap } from "../lib/aggregation/strategies/inMemory";
+import { aggregateInMemory, type TensorMap, resolveStrategyConfig, type StrategyOptions } from "./helpers/inMemory";
 import { initialStrategyState } from "../lib/aggregation/strategies/roundPlan";
 import { rng, normal } from "./helpers/random";
 

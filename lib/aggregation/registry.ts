@@ -87,14 +87,16 @@ export function strategyDefinition(name: unknown, field = "aggregation.strategy"
   return definition;
 }
 
-function parseWith<T extends z.ZodType>(schema: T, value: unknown, prefix: string): z.output<T> {
+function parseWith<T extends z.ZodType>(schema: T, value: unknown, prefix: string, owner = prefix): z.output<T> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const path = [prefix, ...issue.path.map(String)].join(".");
   const got = issue.path.reduce<unknown>((node, key) => (node as Record<PropertyKey, unknown> | undefined)?.[key], value);
   if (issue.code === "unrecognized_keys") {
-    throw new StrategyConfigError(`${path}.${issue.keys[0]}`, `no such option (known: ${knownKeys(schema).join(", ") || "none"})`, (got as Record<string, unknown>)[issue.keys[0]]);
+    const known = knownKeys(schema);
+    const accepted = known.length ? `it accepts ${known.join(", ")}` : "it takes none";
+    throw new StrategyConfigError(`${path}.${issue.keys[0]}`, `no such option for ${owner} (${accepted})`, (got as Record<string, unknown>)[issue.keys[0]]);
   }
   throw new StrategyConfigError(path, expectedOf(issue), got);
 }
@@ -122,7 +124,7 @@ export function resolveStrategyOptions(name: string, options: Json = {}, prefix 
     throw new StrategyConfigError(prefix, "an object of strategy options", options);
   }
   const { clipping, dp, insecureTestNoiseSeed, ...own } = options;
-  const parsed = parseWith(definition.options, own, prefix) as Record<string, unknown>;
+  const parsed = parseWith(definition.options, own, prefix, name) as Record<string, unknown>;
   const wrappers: StrategyWrappers = {};
   if (clipping !== undefined) {
     if (!definition.capabilities.clipping) throw new StrategyConfigError(`${prefix}.clipping`, `absent: ${name} does not support clipping`, clipping);

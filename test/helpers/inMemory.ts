@@ -119,3 +119,6 @@ export function resolveStrategyConfig(raw: { strategy: string; [option: string]:
     ...(wrappers.dp ? { dp: wrappers.dp } : {}),
   };
 }
+
+/** Spec-style strategy options: `{ strategy, ...options, clipping?, dp? }`. */
+export type StrategyOptions = { strategy: string; [option: string]: unknown };
