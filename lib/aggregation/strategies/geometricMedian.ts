@@ -77,7 +77,7 @@ export function geometricMedianRule(options: GeometricMedianOptions): Aggregatio
         selected: allIndices(k),
         weights: result.coefficients,
         integerSource: central,
-        report: { iterations: result.iterations, objective: result.objective },
+        report: { iterations: result.iterations },
       };
     },
   };
