@@ -1,5 +1,5 @@
 /**
- * Robustness on a small synthetic federation (issue #6 "done when"): 3-class Gaussian blobs, 6
+ * Robustness on a small synthetic federation: 3-class Gaussian blobs, 6
  * non-IID silos training a softmax classifier; one silo sends its update scaled by 100
  * (w = x + 100 * (w_local - x)). FedAvg degrades; median, trimmed-mean and krum stay within
  * 5 percentage points of the clean FedAvg run's accuracy. Runs through the same plan/combine code

@@ -1,5 +1,5 @@
 /**
- * `flo aggregate` with issue #6 flags: FedOpt over several rounds, each a separate command with its
+ * `flo aggregate` with the strategy flags: FedOpt over several rounds, each a separate command with its
  * state carried through --state-out/--state-in directories, equals an uninterrupted in-memory run;
  * flag mapping through commander; clear errors for missing --global / --state-out.
  */

@@ -1,5 +1,5 @@
 /**
- * The issue #6 strategies on the streaming engine: same numbers as the in-memory path (tiny chunks
+ * The registry's strategies on the streaming engine: same numbers as the in-memory path (tiny chunks
  * so tensors span many chunks), integer tensors copied not averaged, optimizer state through
  * safetensors state files equal to an uninterrupted run, DP noise keyed per round, state misuse.
  */

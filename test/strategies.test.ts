@@ -1,5 +1,6 @@
 /**
- * Strategies: golden values of fl-algorithms.md §5 (within 1e-6), each strategy against a plain
+ * Strategies: golden values (small inputs worked by hand from each rule's definition, within 1e-6),
+ * each strategy against a plain
  * reference written here on random updates (several seeds, with and without an outlier silo),
  * misuse errors, and FedOpt state round-tripped through JSON equal to an uninterrupted run.
  */
@@ -29,7 +30,7 @@ function expectAll(actual: Float64Array, expected: number, tol = TOL): void {
   for (const v of actual) expect(Math.abs(v - expected)).toBeLessThan(tol);
 }
 
-describe("golden values (fl-algorithms.md §5)", () => {
+describe("golden values (worked by hand from the definitions)", () => {
   test("fedavg 1,2,3 with n=1,1,2 -> 2.25", () => {
     expectAll(run({ strategy: "fedavg" }, scalarUpdates([1, 2, 3], [1, 1, 2])).model.w, 2.25);
   });

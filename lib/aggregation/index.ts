@@ -2,5 +2,8 @@
 export { aggregateUpdates, DEFAULT_CHUNK_ELEMENTS } from "./engine";
 export type { AggregateOptions, AggregationProgress, AggregationResult, IncludedUpdate, StrategyStateInput, UpdateInput } from "./engine";
 export { AggregationError, UpdateMetricsError } from "./errors";
-export { createStrategy, registerStrategy, strategyNames } from "./registry";
+export { defineStrategy } from "./definition";
+export type { StrategyCapabilities, StrategyDefinition, StrategyWrappers } from "./definition";
+export { createStrategy, findStrategy, registerStrategy, registeredStrategyModules, resolveStrategyOptions, strategyDefinitions, strategyNames } from "./registry";
+export type { AggregationRule, RuleSelection } from "./strategies/rule";
 export type { Strategy } from "./strategy";

@@ -4,8 +4,9 @@
  * (median, trimmed mean, Krum's pairwise distances) cost far more per byte than reading, so the
  * second core pays for itself. The strategy is re-created in the worker from the registry by name +
  * options (the Strategy contract keeps kernels pure for this), after the worker has loaded the
- * modules registered with `registerStrategy(modulePath)`, so registered strategies work there too. Rows and the output live in
- * SharedArrayBuffers; posting a view of one shares the memory, nothing is copied.
+ * modules registered with `registerStrategy(modulePath)`, so registered strategies work there too.
+ * Rows and the output live in SharedArrayBuffers; posting a view of one shares the memory, nothing
+ * is copied.
  *
  * The worker loads the compiled registry (`registry.js`): from dist/ next to this file, or, when
  * this file runs from TypeScript sources (jest), from the build in dist/ (`npm test` builds first).
