@@ -19,7 +19,14 @@ import { expectedOf } from "./zodIssues";
 const definitions = new Map<string, StrategyDefinition>();
 const registeredModules: string[] = [];
 
+/** Keys the spec's `aggregation` section and createStrategy use for themselves. */
+const RESERVED_OPTION_KEYS = ["strategy", "clipping", "dp", "insecureTestNoiseSeed"];
+
 function add(definition: StrategyDefinition, origin: string): void {
+  const clash = Object.keys(definition.options.shape).filter((key) => RESERVED_OPTION_KEYS.includes(key));
+  if (clash.length > 0) {
+    throw new StrategyConfigError(`${definition.name} options`, `no option named ${RESERVED_OPTION_KEYS.join(", ")} (${origin})`, clash);
+  }
   const existing = definitions.get(definition.name);
   if (existing && existing !== definition) {
     throw new StrategyConfigError("registerStrategy", `a strategy name not registered yet (${origin})`, definition.name);
