@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { aggregateUpdates } from "../lib/aggregation/engine";
 import { compiledRegistryPath } from "../lib/aggregation/kernelPool";
-import { createStrategy, registerStrategy, registeredStrategyModules, strategyDefinitions, strategyNames } from "../lib/aggregation/registry";
+import type { StrategyDefinition } from "../lib/aggregation/definition";
+import { createStrategy, registerStrategy, registeredStrategyModules, resolveStrategyOptions, strategyDefinitions, strategyNames } from "../lib/aggregation/registry";
 import { StrategyConfigError } from "../lib/aggregation/strategies/errors";
 import type { Json } from "../lib/aggregation/strategy";
 import { createStrategyForFlags, register } from "../lib/cli/aggregate";
@@ -44,6 +45,11 @@ function specIssues(aggregation: unknown): { path: string; expected: string; got
     if (!(error instanceof SpecError)) throw error;
     return error.issues.map(({ path, expected, got }) => ({ path, expected, got }));
   }
+}
+
+/** A definition's first bench options without the wrappers: valid options of its own. */
+function ownExampleOptions(definition: StrategyDefinition): Record<string, Json> {
+  return Object.fromEntries(Object.entries((definition.bench[0]?.options ?? {}) as Record<string, Json>).filter(([k]) => k !== "clipping" && k !== "dp"));
 }
 
 /** `flo aggregate`'s strategy flags parsed from argv, then the strategy created from them. */
@@ -171,7 +177,7 @@ describe("spec validation and flo aggregate accept exactly the same option value
     expect(definitions.map((d) => d.name)).toEqual(expect.arrayContaining(["fedavg", "geometric-median", "fixture-midrange"]));
     let compared = 0;
     for (const definition of definitions) {
-      const base = Object.fromEntries(Object.entries((definition.bench[0]?.options ?? {}) as Record<string, Json>).filter(([k]) => k !== "clipping" && k !== "dp"));
+      const base = ownExampleOptions(definition);
       for (const key of Object.keys(definition.options.shape)) {
         const flag = strategyOptionFlags().find((f) => f.key === key)!;
         const verdicts = CANDIDATES.map((value) => {
@@ -192,6 +198,29 @@ describe("spec validation and flo aggregate accept exactly the same option value
       }
     }
     expect(compared).toBeGreaterThan(100);
+  });
+});
+
+describe("capabilities say what the rules do", () => {
+  const builtIns = () => strategyDefinitions().filter((d) => d.rule);
+
+  test("worksOnWeightedSum: the result is one weighted sum of all updates, with no statistics pass (what secure aggregation can provide)", () => {
+    const flagged = builtIns().filter((d) => d.capabilities.worksOnWeightedSum);
+    expect(flagged.map((d) => d.name)).toEqual(["fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad"]);
+    for (const definition of builtIns()) {
+      const rule = definition.rule!(resolveStrategyOptions(definition.name, ownExampleOptions(definition)).options as never);
+      const selection = rule.usesPairwiseDistances ? undefined : rule.select({ k: 3, numExamples: [1, 2, 3], equalWeights: false });
+      const weightedSumOfAll = selection !== undefined && selection.weights !== undefined && selection.selected.length === 3 && !rule.combine;
+      expect([definition.name, weightedSumOfAll]).toEqual([definition.name, definition.capabilities.worksOnWeightedSum]);
+    }
+  });
+
+  test("needsGlobalModel and hasState match what the strategies ask the engine for", () => {
+    for (const definition of builtIns()) {
+      const strategy = createStrategy(definition.name, ownExampleOptions(definition));
+      const keepsState = strategy.stateTensors.length > 0;
+      expect([definition.name, strategy.needsGlobal, keepsState]).toEqual([definition.name, definition.capabilities.needsGlobalModel, definition.capabilities.hasState]);
+    }
   });
 });
 
