@@ -17,8 +17,8 @@
  *      tensors' chunks; writes the output chunk and the new state tensors' chunks. Keep it pure,
  *      relying only on its arguments and options: a strategy that declares `parallelKernels` has
  *      part of each chunk combined in a worker thread (re-created there with
- *      `createStrategy(name, options)` from `registry.ts`,
- *      after loading the modules registered with `registerStrategy`).
+ *      `createStrategy(name, options)` from `registry.ts`, after loading the modules registered
+ *      with `registerStrategy`).
  *   4. `S.finish(ctx, plan)`: pure; returns the new small JSON state (round counter, clip norm,
  *      accountant...) and optional extra facts for the round manifest.
  *
