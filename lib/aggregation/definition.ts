@@ -61,7 +61,10 @@ export interface StrategyDefinition<Options extends z.ZodObject = z.ZodObject> {
    */
   readonly options: Options;
   readonly capabilities: StrategyCapabilities;
-  /** Builds the strategy from validated options (defaults applied) and the resolved wrappers. */
+  /**
+   * Builds the strategy from validated options (defaults applied) and the resolved wrappers. The
+   * registry gives wrappers only to definitions with a `rule` (whose machinery applies them).
+   */
   create(options: z.output<Options>, wrappers: StrategyWrappers): Strategy<any>;
   /** The rule on the shared round machinery (strategies/rule.ts), for rules built on it. */
   rule?(options: z.output<Options>): AggregationRule;
@@ -69,6 +72,16 @@ export interface StrategyDefinition<Options extends z.ZodObject = z.ZodObject> {
   quorumIssues?(options: Record<string, unknown>, quorum: QuorumFacts): DefinitionIssue[];
   /** Benchmark rows (`npm run bench:aggregate`); also valid example options for tests. */
   readonly bench: readonly { label: string; options: Json }[];
+}
+
+/** The clipping wrapper runs on the shared round machinery: rule-based definitions that allow it. */
+export function acceptsClipping(definition: StrategyDefinition): boolean {
+  return definition.rule !== undefined && definition.capabilities.clipping;
+}
+
+/** Central DP: a rule-based definition that is a mean of the updates (sensitivity C/m). */
+export function acceptsDp(definition: StrategyDefinition): boolean {
+  return definition.rule !== undefined && !definition.capabilities.robust;
 }
 
 type RuleBased<Options extends z.ZodObject> = Omit<StrategyDefinition<Options>, "create" | "rule"> & {

@@ -5,7 +5,7 @@
  */
 import { resolve as resolvePath } from "node:path";
 import type { z } from "zod";
-import type { StrategyDefinition, StrategyWrappers } from "./definition";
+import { acceptsClipping, acceptsDp, type StrategyDefinition, type StrategyWrappers } from "./definition";
 import { clippingSchema, dpSchema } from "./privacy/wrappers";
 import { geometricMedian } from "./strategies/geometricMedian";
 import { bulyan, krum, multiKrum } from "./strategies/krum";
@@ -134,14 +134,14 @@ export function resolveStrategyOptions(name: string, options: Json = {}, prefix 
   const parsed = parseWith(definition.options, own, prefix, name) as Record<string, unknown>;
   const wrappers: StrategyWrappers = {};
   if (clipping !== undefined) {
-    if (!definition.capabilities.clipping) throw new StrategyConfigError(`${prefix}.clipping`, `absent: ${name} does not support clipping`, clipping);
+    if (!acceptsClipping(definition)) throw new StrategyConfigError(`${prefix}.clipping`, `absent: ${name} does not support clipping`, clipping);
     wrappers.clipping = parseWith(clippingSchema, clipping, `${prefix}.clipping`);
   }
   if (dp !== undefined) {
-    if (definition.capabilities.robust) {
+    if (!acceptsDp(definition)) {
       throw new StrategyConfigError(
         `${prefix}.dp`,
-        `absent for ${name}: the Gaussian mechanism's sensitivity C/m holds for an equal-weight mean only (use a strategy that is not robust, e.g. fedavg or a server optimizer)`,
+        `absent for ${name}: the Gaussian mechanism's sensitivity C/m holds for an equal-weight mean of clipped updates only (use fedavg or a server optimizer)`,
         dp,
       );
     }

@@ -5,6 +5,7 @@
  */
 import { BUILTIN_INPUTS, CommandTemplateError, GLOBAL_MODEL_INPUT, MODEL_UPDATE_OUTPUT, parseCommandTemplate, renderCommand } from "./command";
 import { formatPath, SpecIssue, specIssue } from "./errors";
+import { acceptsDp } from "../aggregation/definition";
 import { findStrategy, strategyDefinitions } from "../aggregation/registry";
 import { secretInCommandReason, secretKeyReason, secretValueReason } from "./secrets";
 
@@ -129,8 +130,8 @@ function aggregationIssues(aggregation: Obj, quorum: number, perRound: number, q
   for (const issue of definition?.quorumIssues?.(aggregation, { minUpdates: quorum, explicit: quorumExplicit }) ?? []) {
     issues.push(specIssue(issue.path, issue.expected, issue.got, issue.hint));
   }
-  if (isObj(aggregation.dp) && definition?.capabilities.robust) {
-    const meanBased = strategyDefinitions().filter((d) => !d.capabilities.robust).map((d) => d.name);
+  if (isObj(aggregation.dp) && definition && !acceptsDp(definition)) {
+    const meanBased = strategyDefinitions().filter(acceptsDp).map((d) => d.name);
     issues.push(
       specIssue(
         "aggregation.dp",

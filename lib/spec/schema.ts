@@ -7,7 +7,7 @@
 import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
 import { ISO_DURATION_PATTERN, parseIsoDuration } from "./duration";
-import type { StrategyDefinition } from "../aggregation/definition";
+import { acceptsClipping, type StrategyDefinition } from "../aggregation/definition";
 import { clippingSchema, dpSchema, type ClippingConfig, type DpConfig } from "../aggregation/privacy/wrappers";
 import { strategyDefinitions } from "../aggregation/registry";
 import { secretValueReason } from "./secrets";
@@ -100,7 +100,7 @@ export function aggregationUnion(): z.ZodType {
       .strictObject({
         strategy: z.literal(definition.name),
         ...(definition.options.shape as z.ZodRawShape),
-        ...(definition.capabilities.clipping ? { clipping: clippingSchema.optional() } : {}),
+        ...(acceptsClipping(definition) ? { clipping: clippingSchema.optional() } : {}),
         dp: dpSchema.optional(),
       })
       .meta({ description: definition.summary }),
