@@ -87,7 +87,7 @@ export const geometricMedian = defineStrategy({
   name: "geometric-median",
   summary: "Geometric median of the updates by smoothed Weiszfeld iterations (RFA, Pillutla et al. 2022), unweighted.",
   options: z.strictObject({
-    maxIterations: z.number().int().min(1).default(10).meta({ description: "Most Weiszfeld iterations." }),
+    maxIterations: z.number().int().min(1).default(10).meta({ description: "Maximum number of Weiszfeld iterations." }),
     tolerance: z.number().gt(0).default(1e-5).meta({ description: "Stop once the objective changes by at most this fraction of its value." }),
     nu: z.number().gt(0).default(1e-6).meta({ description: "Smoothing: distances below nu count as nu." }),
   }),
