@@ -32,8 +32,9 @@ export function optimizerStateTensors(name: ServerOptimizerName): ("momentum" | 
 }
 
 /** The mean of the updates, then the variant's step from the global model. */
-export function serverOptimizerRule(name: ServerOptimizerName, options: Partial<ServerOptimizerOptions>): AggregationRule {
-  const o: ServerOptimizerOptions = { serverLr: 1, momentum: 0, beta1: 0, beta2: 0, tau: 0, ...options };
+export function serverOptimizerRule(name: ServerOptimizerName, options: Pick<ServerOptimizerOptions, "serverLr"> & Partial<ServerOptimizerOptions>): AggregationRule {
+  // Options a variant does not have (fedavgm's beta1, fedadagrad's momentum...) are never read by its step.
+  const o: ServerOptimizerOptions = { momentum: 0, beta1: 0, beta2: 0, tau: 0, ...options };
   return {
     ...meanRule(),
     optimizer: {
