@@ -17,11 +17,12 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { aggregateUpdates } from "../lib/aggregation/engine";
-import { createFedAvg, weightedSumKernel } from "../lib/aggregation/fedavg";
+import { createFedAvg } from "../lib/aggregation/fedavg";
+import { weightedSum } from "../lib/aggregation/weightedSum";
 import { SimdArena } from "../lib/aggregation/simdKernel";
 import { readSiloMetrics } from "../lib/compute/siloCompute";
 import { runAggregate } from "../lib/cli/aggregate";
-import { runStrategyBenchRows, STRATEGY_CHILD_FLAG, strategyBenchChild } from "../lib/aggregation/strategies/benchRows";
+import { runStrategyBenchRows, STRATEGY_CHILD_FLAG, strategyBenchChild } from "./strategyRows";
 import { fileSink, fileSource } from "../lib/models/fileBytes";
 import { SafetensorsWriter } from "../lib/models/safetensors";
 import type { ByteSink } from "../lib/models/bytes";
@@ -100,12 +101,12 @@ function kernelThroughput(count: number, simd: boolean): { gbPerSecond: number }
   });
   const weights = rows.map(() => 1 / count);
   const out = arena ? new Float64Array(arena.buffer, arena.allocate(length * 8).byteOffset, length) : new Float64Array(length);
-  weightedSumKernel(rows, weights, out, length); // warm up
+  weightedSum(rows, weights, out, length); // warm up
   let iterations = 0;
   const start = process.hrtime.bigint();
   let elapsed = 0;
   while (elapsed < 1.5) {
-    weightedSumKernel(rows, weights, out, length);
+    weightedSum(rows, weights, out, length);
     iterations++;
     elapsed = Number(process.hrtime.bigint() - start) / 1e9;
   }
@@ -229,7 +230,7 @@ async function azuriteChild(mode: string, argv: string[]): Promise<void> {
 async function main(): Promise<void> {
   if (process.argv[2] === "--child-aggregate") return child(process.argv.slice(3));
   if (process.argv[2]?.startsWith("--child-azurite-")) return azuriteChild(process.argv[2], process.argv.slice(3));
-  if (process.argv[2] === STRATEGY_CHILD_FLAG) return strategyBenchChild(process.argv.slice(3)); // issue #6 rows
+  if (process.argv[2] === STRATEGY_CHILD_FLAG) return strategyBenchChild(process.argv.slice(3)); // one strategy row, in a child process
   const flags = parseFlags(process.argv.slice(2));
   const dir = flags.dir ?? (await fs.mkdtemp(path.join(os.tmpdir(), "flo-bench-aggregate-")));
   const dirs = Array.from({ length: flags.count }, (_, i) => path.join(dir, `silo-${String(i).padStart(2, "0")}`));
@@ -282,7 +283,7 @@ async function main(): Promise<void> {
     }
     await wholeProcessRows({ dirs, scratchDir: dir, inputBytes, runs: flags.wholeRuns, kernelGbPerSecond: simdKernel.gbPerSecond });
     if (flags.azurite) await azuriteRow(dirs, inputBytes, flags.chunkElements);
-    // issue #6: one row per strategy (FLO_BENCH_STRATEGIES=all|none|name,name)
+    // one row per strategy definition's bench rows (FLO_BENCH_STRATEGIES=all|none|name,name)
     await runStrategyBenchRows({ script: __filename, dirs, scratchDir: dir, inputBytes, chunkElements: flags.chunkElements });
   } finally {
     if (!flags.keep && !flags.dir) await fs.rm(dir, { recursive: true, force: true });

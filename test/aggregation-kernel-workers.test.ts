@@ -57,6 +57,7 @@ describe("kernel worker", () => {
     ["krum", { byzantine: 1 }],
     ["multi-krum", { byzantine: 1, keep: 3 }],
     ["bulyan", { byzantine: 1 }],
+    ["geometric-median", {}],
   ] as [string, Json][])("%s: the same bytes on two threads as on one", async (name, options) => {
     const one = await run(name, options, 0, models);
     const two = await run(name, options, 1, models);

@@ -1,6 +1,7 @@
 import { aggregateUpdates, AggregateOptions, firstNonFinite } from "../lib/aggregation/engine";
 import { AggregationError } from "../lib/aggregation/errors";
-import { createFedAvg, weightedSumKernel } from "../lib/aggregation/fedavg";
+import { createFedAvg } from "../lib/aggregation/fedavg";
+import { weightedSum } from "../lib/aggregation/weightedSum";
 import { createStrategy } from "../lib/aggregation/registry";
 import { arenaOf, SimdArena } from "../lib/aggregation/simdKernel";
 import type { CombineChunk, Json, RoundContext, StatisticsChunk, Strategy } from "../lib/aggregation/strategy";
@@ -73,7 +74,7 @@ function runFedAvg(updates: AggregateOptions["updates"], extra: Partial<Aggregat
 
 const filled = (v: number, n = 4) => new Array<number>(n).fill(v);
 
-describe("FedAvg golden values (fl-algorithms.md §5)", () => {
+describe("FedAvg golden values (worked by hand)", () => {
   test("values 1, 2, 3 with n = 1, 1, 2 -> 2.25", async () => {
     const updates = await Promise.all(
       [1, 2, 3].map(async (v, i) => ({
@@ -128,7 +129,7 @@ describe("FedAvg golden values (fl-algorithms.md §5)", () => {
       const rows = Array.from({ length: k }, (_, j) => Float32Array.from([j + 1, 10 * (j + 1)]));
       const weights = Array.from({ length: k }, () => 1 / k);
       const out = new Float64Array(2);
-      weightedSumKernel(rows, weights, out, 2);
+      weightedSum(rows, weights, out, 2);
       expect(out[0]).toBeCloseTo((k + 1) / 2, 12);
       expect(out[1]).toBeCloseTo((10 * (k + 1)) / 2, 12);
     }
@@ -363,7 +364,7 @@ describe("SIMD kernel and hashing workers", () => {
       const out = new Float64Array(outBytes.buffer, outBytes.byteOffset, length);
       expect(arenaOf(rows, out)).toBe(arena);
       out.fill(123); // stale values must not leak into the result
-      weightedSumKernel(rows, weights, out, length);
+      weightedSum(rows, weights, out, length);
       const plainRows = rows.map((r) => Float32Array.from(r));
       expect(arenaOf(plainRows, new Float64Array(length))).toBeUndefined();
       let worst = 0;
@@ -463,7 +464,7 @@ describe("options", () => {
   });
 });
 
-describe("engine plumbing for issue-6 strategies", () => {
+describe("engine plumbing for the registry strategies", () => {
   test("hash falls back to a sequential re-read when a file's data is not in name order", async () => {
     // Hand-made file whose data section stores "b" before "a" (valid safetensors).
     const data = Buffer.concat([Buffer.from(new Float32Array([2, 2]).buffer), Buffer.from(new Float32Array([1, 1]).buffer)]);
@@ -561,7 +562,7 @@ describe("engine plumbing for issue-6 strategies", () => {
 
   test("registry and options", () => {
     expect(createStrategy("fedavg").name).toBe("fedavg");
-    expect(() => createStrategy("fedmagic")).toThrow(/unknown strategy; expected one of .*fedavg/);
+    expect(() => createStrategy("fedmagic")).toThrow(/aggregation.strategy: expected one of fedavg, .*geometric-median, got "fedmagic"/);
     expect(() => createFedAvg({ lr: 1 })).toThrow('strategy fedavg: takes no options, got {"lr":1}');
     expect(firstNonFinite(Float32Array.from([1, 2, -Infinity]), 3)).toBe(2);
     expect(firstNonFinite(Float64Array.from([1, 2, 3]), 3)).toBe(-1);

@@ -77,7 +77,7 @@ describe("flo aggregate", () => {
 
   test("unknown strategy and no update dirs are clear errors", async () => {
     await expect(runAggregate({ out: path.join(dir, "o"), strategy: "fedmagic", minUpdates: 1, updateDirs: [path.join(dir, "east")] }, io)).rejects.toThrow(
-      /strategy fedmagic: unknown strategy; expected one of .*fedavg/,
+      /--strategy: expected one of fedavg, .*, got "fedmagic"/,
     );
     expect(await runAggregate({ out: path.join(dir, "o"), strategy: "fedavg", minUpdates: 1, updateDirs: [] }, io)).toBe(2);
     expect(errors[0]).toContain("give at least one update directory");

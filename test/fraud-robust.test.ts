@@ -9,8 +9,7 @@ import { featurize } from "../examples/fraud/dataset";
 import { generateFraudData } from "../examples/fraud/generate";
 import { binaryMetrics } from "../examples/fraud/metrics";
 import { initialWeights, PARAMETERS, predict, scaleUpdate, train, type Weights } from "../examples/fraud/model";
-import { resolveStrategyConfig, type StrategyOptions } from "../lib/aggregation/strategies/config";
-import { aggregateInMemory, type TensorMap } from "../lib/aggregation/strategies/inMemory";
+import { aggregateInMemory, type TensorMap, resolveStrategyConfig, type StrategyOptions } from "./helpers/inMemory";
 import { initialStrategyState } from "../lib/aggregation/strategies/roundPlan";
 
 const ROUNDS = 3;

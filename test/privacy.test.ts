@@ -14,11 +14,10 @@ import {
 } from "../lib/aggregation/privacy/clipping";
 import { PrivacyConfigError } from "../lib/aggregation/privacy/errors";
 import { createGaussianSource } from "../lib/aggregation/privacy/gaussian";
-import { resolveStrategyConfig } from "../lib/aggregation/strategies/config";
-import { aggregateInMemory, type InMemoryUpdate } from "../lib/aggregation/strategies/inMemory";
+import { aggregateInMemory, type InMemoryUpdate, resolveStrategyConfig } from "./helpers/inMemory";
 import { initialStrategyState } from "../lib/aggregation/strategies/roundPlan";
 
-describe("clipping and DP golden values (fl-algorithms.md §5)", () => {
+describe("clipping and DP golden values (worked by hand from the definitions)", () => {
   test("flat clip [3,4] with C=1 -> [0.6, 0.8]", () => {
     const scale = clipScale(5, 1);
     const out = new Float64Array(2);

@@ -1,12 +1,11 @@
 /**
- * Robustness on a small synthetic federation (issue #6 "done when"): 3-class Gaussian blobs, 6
+ * Robustness on a small synthetic federation: 3-class Gaussian blobs, 6
  * non-IID silos training a softmax classifier; one silo sends its update scaled by 100
  * (w = x + 100 * (w_local - x)). FedAvg degrades; median, trimmed-mean and krum stay within
  * 5 percentage points of the clean FedAvg run's accuracy. Runs through the same plan/combine code
  * as the streaming engine (in memory, for speed).
  */
-import { resolveStrategyConfig, type StrategyOptions } from "../lib/aggregation/strategies/config";
-import { aggregateInMemory, type TensorMap } from "../lib/aggregation/strategies/inMemory";
+import { aggregateInMemory, type TensorMap, resolveStrategyConfig, type StrategyOptions } from "./helpers/inMemory";
 import { initialStrategyState } from "../lib/aggregation/strategies/roundPlan";
 import { rng, normal } from "./helpers/random";
 

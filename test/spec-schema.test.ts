@@ -2,7 +2,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { STRATEGIES, validateSpec } from "../lib/spec";
+import { strategyNames } from "../lib/aggregation/registry";
+import { validateSpec } from "../lib/spec";
 import { federationJsonSchema, federationJsonSchemaText } from "../lib/spec/jsonSchema";
 import { defaultSchemaPath, writeJsonSchema } from "../lib/spec/writeJsonSchema";
 
@@ -29,7 +30,7 @@ test("the JSON Schema is draft-07 with the contract's required fields and every 
   expect(schema.$schema).toBe("http://json-schema.org/draft-07/schema#");
   expect(schema.required).toEqual(["name", "rounds", "silos", "training"]);
   expect(schema.additionalProperties).toBe(false);
-  expect(schema.properties.aggregation.oneOf.map((option: any) => option.properties.strategy.const)).toEqual([...STRATEGIES]);
+  expect(schema.properties.aggregation.oneOf.map((option: any) => option.properties.strategy.const)).toEqual(strategyNames());
   expect(schema.properties.silos.items.properties.name.pattern).toBe("^[a-z0-9-]{1,32}$");
 });
 

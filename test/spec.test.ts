@@ -242,7 +242,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
     [
       "unknown strategy",
       (s) => (s.aggregation = { strategy: "fedprox" }),
-      [["aggregation.strategy", "one of fedavg|fedavgm|fedadam|fedyogi|fedadagrad|median|trimmed-mean|krum|multi-krum|bulyan", '"fedprox"']],
+      [["aggregation.strategy", "one of fedavg|fedavgm|fedadam|fedyogi|fedadagrad|median|trimmed-mean|krum|multi-krum|bulyan|geometric-median", '"fedprox"']],
     ],
     ["strategy missing", (s) => (s.aggregation = { beta: 0.1 }), [["aggregation.strategy", expect.stringMatching(/^one of fedavg\|/) as any, "missing"]]],
     ["trimmed-mean beta 0.5 would cut everything", (s) => (s.aggregation = { strategy: "trimmed-mean", beta: 0.5 }), [["aggregation.beta", "a number < 0.5", "0.5"]]],
@@ -251,7 +251,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
     [
       "fedadam without an initial model",
       (s) => (s.aggregation = { strategy: "fedadam" }),
-      [["initialModel", "a model.safetensors location: fedadam updates the global model with server momentum/moments, so round 1 needs one", "missing"]],
+      [["initialModel", "a model.safetensors location: fedadam steps from the global model every round, so round 1 needs one", "missing"]],
     ],
     ["krum without byzantine", (s) => (s.aggregation = { strategy: "krum" }), [["aggregation.byzantine", "a number", "missing"]]],
     [

@@ -1,5 +1,5 @@
 /**
- * `flo aggregate` with issue #6 flags: FedOpt over several rounds, each a separate command with its
+ * `flo aggregate` with the strategy flags: FedOpt over several rounds, each a separate command with its
  * state carried through --state-out/--state-in directories, equals an uninterrupted in-memory run;
  * flag mapping through commander; clear errors for missing --global / --state-out.
  */
@@ -8,8 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { Command } from "commander";
 import { register, runAggregate } from "../lib/cli/aggregate";
-import { resolveStrategyConfig } from "../lib/aggregation/strategies/config";
-import { aggregateInMemory, type InMemoryUpdate, type TensorMap } from "../lib/aggregation/strategies/inMemory";
+import { aggregateInMemory, type InMemoryUpdate, type TensorMap, resolveStrategyConfig } from "./helpers/inMemory";
 import { initialStrategyState } from "../lib/aggregation/strategies/roundPlan";
 import { STATE_JSON_FILE } from "../lib/aggregation/strategies/stateFiles";
 import { decodeFloats } from "../lib/models/dtypes";

@@ -1,14 +1,13 @@
 /**
- * The issue #6 strategies on the streaming engine: same numbers as the in-memory path (tiny chunks
+ * The registry's strategies on the streaming engine: same numbers as the in-memory path (tiny chunks
  * so tensors span many chunks), integer tensors copied not averaged, optimizer state through
  * safetensors state files equal to an uninterrupted run, DP noise keyed per round, state misuse.
  */
 import { aggregateUpdates } from "../lib/aggregation/engine";
 import { createStrategy } from "../lib/aggregation/registry";
 import type { Json } from "../lib/aggregation/strategy";
-import { resolveStrategyConfig, type StrategyOptions } from "../lib/aggregation/strategies/config";
 import { StrategyStateError } from "../lib/aggregation/strategies/errors";
-import { aggregateInMemory, type InMemoryUpdate, type TensorMap } from "../lib/aggregation/strategies/inMemory";
+import { aggregateInMemory, type InMemoryUpdate, type TensorMap, resolveStrategyConfig, type StrategyOptions } from "./helpers/inMemory";
 import { initialStrategyState, type StrategyState } from "../lib/aggregation/strategies/roundPlan";
 import { decodeFloats } from "../lib/models/dtypes";
 import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from "../lib/models/safetensors";
@@ -114,7 +113,10 @@ describe("robust strategies on the engine equal the in-memory path", () => {
       const expected = aggregateInMemory(config, { updates, global, state: initialStrategyState(config) });
       const got = await engineRound(strategy, options as Json, updates, { global });
       close(got.model, expected.model);
-      expect(got.steps).toBe(7n); // integer tensor copied from the first valid update, never averaged
+      // Integer tensors are never averaged: copied from the update the plan names (update i has steps
+      // i + 7), a selected one for the rules that select.
+      expect(got.steps).toBe(BigInt(expected.plan.integerSource + 7));
+      expect(expected.plan.selected).toContain(expected.plan.integerSource);
       expect(got.state).toEqual(expected.state);
     }
   });

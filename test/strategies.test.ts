@@ -1,11 +1,13 @@
 /**
- * Strategies: golden values of fl-algorithms.md §5 (within 1e-6), each strategy against a plain
+ * Strategies: golden values (small inputs worked by hand from each rule's definition, within 1e-6),
+ * each strategy against a plain
  * reference written here on random updates (several seeds, with and without an outlier silo),
  * misuse errors, and FedOpt state round-tripped through JSON equal to an uninterrupted run.
  */
-import { resolveStrategyConfig, type StrategyOptions } from "../lib/aggregation/strategies/config";
 import { StrategyConfigError, StrategyInputError, StrategyStateError } from "../lib/aggregation/strategies/errors";
-import { aggregateInMemory, type InMemoryUpdate, type TensorMap } from "../lib/aggregation/strategies/inMemory";
+import { resolveStrategyOptions } from "../lib/aggregation/registry";
+import type { Json } from "../lib/aggregation/strategy";
+import { aggregateInMemory, type InMemoryUpdate, type TensorMap, resolveStrategyConfig, type StrategyOptions } from "./helpers/inMemory";
 import { krumScores } from "../lib/aggregation/strategies/krum";
 import { initialStrategyState, type StrategyState } from "../lib/aggregation/strategies/roundPlan";
 import { medianChunk, trimmedMeanChunk, trimmedMeanCuts } from "../lib/aggregation/strategies/robustKernels";
@@ -28,7 +30,7 @@ function expectAll(actual: Float64Array, expected: number, tol = TOL): void {
   for (const v of actual) expect(Math.abs(v - expected)).toBeLessThan(tol);
 }
 
-describe("golden values (fl-algorithms.md §5)", () => {
+describe("golden values (worked by hand from the definitions)", () => {
   test("fedavg 1,2,3 with n=1,1,2 -> 2.25", () => {
     expectAll(run({ strategy: "fedavg" }, scalarUpdates([1, 2, 3], [1, 1, 2])).model.w, 2.25);
   });
@@ -229,7 +231,7 @@ describe("each strategy equals a plain reference on random updates (chunked stre
       let mom = x.map(() => 0);
       let m = x.map(() => 0);
       let v = x.map(() => 0);
-      const { serverLr: lr, momentum: mu, beta1: b1, beta2: b2, tau } = config.optimizer!.options;
+      const { serverLr: lr, momentum: mu = 0, beta1: b1 = 0, beta2: b2 = 0, tau = 0 } = resolveStrategyOptions(name, (({ strategy: _name, ...rest }) => rest)(opts) as Json).options as Record<string, number>;
       rounds.forEach(({ updates, n }, t) => {
         const avg = refWeighted(updates.map(flat), updates.map((_, i) => i), n);
         if (name === "fedavgm") {
@@ -288,17 +290,18 @@ describe("misuse gives a clear error", () => {
       new StrategyInputError("bulyan", "needs at least 4f+3 = 7 updates for byzantine f=1, got 6; lower --byzantine or use more silos"),
     );
   });
-  test("trimmed mean that cuts everything", () => {
-    // beta=0.5, K=4: int(2.0)=2 from each end leaves nothing
-    expect(() => run({ strategy: "trimmed-mean", beta: 0.5 }, scalarUpdates([1, 2, 3, 4]))).toThrow(
+  test("trimmed mean beta >= 0.5 is refused: int(beta*K) from each end could leave nothing to average", () => {
+    expect(() => resolveStrategyConfig({ strategy: "trimmed-mean", beta: 0.5 })).toThrow(new StrategyConfigError("aggregation.beta", "a number < 0.5", 0.5));
+    // the kernel still refuses a cut that leaves nothing (beta=0.5, K=4: int(2.0)=2 from each end)
+    expect(() => trimmedMeanCuts(0.5, 4)).toThrow(
       new StrategyInputError("trimmed-mean", "beta=0.5 with 4 updates cuts int(0.5*4)=2 from each end and leaves nothing to average; use a smaller beta or more updates"),
     );
-    // the same beta with K=5 keeps the middle value (scipy semantics)
-    expectAll(run({ strategy: "trimmed-mean", beta: 0.5 }, scalarUpdates([1, 2, 30, 4, 5])).model.w, 4);
+    // beta just below 0.5 with K=5 keeps the middle value (scipy semantics: int(0.49*5) = 2)
+    expectAll(run({ strategy: "trimmed-mean", beta: 0.49 }, scalarUpdates([1, 2, 30, 4, 5])).model.w, 4);
   });
   test("trimmed mean beta out of range names the option", () => {
-    expect(() => resolveStrategyConfig({ strategy: "trimmed-mean", beta: 1 })).toThrow("aggregation.beta: expected a number in [0, 1), got 1");
-    expect(() => resolveStrategyConfig({ strategy: "trimmed-mean", beta: -0.1 })).toThrow("aggregation.beta: expected a number in [0, 1), got -0.1");
+    expect(() => resolveStrategyConfig({ strategy: "trimmed-mean", beta: 1 })).toThrow("aggregation.beta: expected a number < 0.5, got 1");
+    expect(() => resolveStrategyConfig({ strategy: "trimmed-mean", beta: -0.1 })).toThrow("aggregation.beta: expected a number >= 0, got -0.1");
   });
   test("server optimizer without a global model", () => {
     expect(() => run({ strategy: "fedadam" }, scalarUpdates([1, 2]))).toThrow(
@@ -309,9 +312,11 @@ describe("misuse gives a clear error", () => {
     expect(() => resolveStrategyConfig({ strategy: "fedmedian" })).toThrow(StrategyConfigError);
     expect(() => resolveStrategyConfig({ strategy: "fedmedian" })).toThrow(/aggregation.strategy: expected one of fedavg, fedavgm/);
     expect(() => resolveStrategyConfig({ strategy: "median", beta: 0.1 })).toThrow('aggregation.beta: expected no such option for median (it takes none), got 0.1');
-    expect(() => resolveStrategyConfig({ strategy: "multi-krum" })).toThrow(/aggregation.keep: expected an integer >= 1/);
-    expect(() => run({ strategy: "multi-krum", keep: 4 }, scalarUpdates([1, 2, 3]))).toThrow("multi-krum: keep=4 exceeds the 3 valid updates");
-    expect(() => resolveStrategyConfig({ strategy: "fedadam", beta1: 1 })).toThrow("aggregation.beta1: expected a number in [0, 1), got 1");
+    expect(() => resolveStrategyConfig({ strategy: "multi-krum" })).toThrow("aggregation.byzantine: expected a number, got undefined");
+    expect(() => resolveStrategyConfig({ strategy: "multi-krum", byzantine: 0 })).toThrow("aggregation.keep: expected a number, got undefined");
+    expect(() => resolveStrategyConfig({ strategy: "multi-krum", byzantine: 0, keep: 0 })).toThrow("aggregation.keep: expected a number >= 1, got 0");
+    expect(() => run({ strategy: "multi-krum", byzantine: 0, keep: 4 }, scalarUpdates([1, 2, 3]))).toThrow("multi-krum: keep=4 exceeds the 3 valid updates");
+    expect(() => resolveStrategyConfig({ strategy: "fedadam", beta1: 1 })).toThrow("aggregation.beta1: expected a number < 1, got 1");
     const config = resolveStrategyConfig({ strategy: "median" });
     expect(() => aggregateInMemory(config, { updates: scalarUpdates([1]), state: { strategy: "krum", optimizerSteps: 0 } })).toThrow(StrategyStateError);
   });

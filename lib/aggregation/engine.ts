@@ -12,9 +12,10 @@
  * - Every update is validated against the first valid one (same tensor names, dtypes, shapes);
  *   a mismatching, unreadable or invalid update is EXCLUDED with a reason naming it.
  * - Float tensors (F64/F32/F16/BF16) go through the strategy and keep their dtype. Integer and BOOL
- *   tensors (e.g. BatchNorm's num_batches_tracked) are NOT averaged: they are copied from the first
- *   valid update, because a weighted mean of counters/indices/masks is meaningless (and Flower's
- *   in-place path silently zeroes them).
+ *   tensors (e.g. BatchNorm's num_batches_tracked) are NOT averaged: they are copied from one update,
+ *   the one the strategy names (`integerTensorSource`, e.g. Krum's pick; default the first valid
+ *   one), because a weighted mean of counters/indices/masks is meaningless (and Flower's in-place
+ *   path silently zeroes them).
  * - Non-finite values in float tensors exclude the update. They are found while streaming; the pass
  *   then restarts without that update (rare, so the normal case reads every byte once).
  */
@@ -196,7 +197,25 @@ export function layoutMismatch(reference: SafetensorsHeader, referenceId: string
 
 /** Aggregates K updates with `strategy`, streaming. See the module comment for the rules. */
 export async function aggregateUpdates(options: AggregateOptions): Promise<AggregationResult> {
-  const { strategy, signal } = options;
+  checkOptions(options);
+  const { included, excluded } = await readCandidates(options);
+  checkEnough(included, excluded, options.minUpdates);
+  const reference = included[0];
+  const { tensors, floatElements } = outputLayout(reference.header);
+  const globalHeader = await checkGlobalModel(options, tensors);
+  const stateSources = await openStateSources(options, tensors);
+  const work = planWork(options, tensors, included.length);
+  const resources = startResources(options, tensors, included, work);
+  try {
+    return await aggregateUntilValid({ options, included, excluded, tensors, floatElements, globalHeader, stateSources, work, resources });
+  } finally {
+    await resources.hashPool.close();
+    await resources.kernelPool?.close();
+  }
+}
+
+/** Options the engine cannot run with (caller bugs, not bad updates). */
+function checkOptions(options: AggregateOptions): void {
   const requestedChunk = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
   if (!Number.isSafeInteger(requestedChunk) || requestedChunk < 1) {
     throw new AggregationError("BAD_OPTIONS", `chunkElements must be a positive integer, got ${requestedChunk}`);
@@ -204,6 +223,8 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
   if (!Number.isSafeInteger(options.minUpdates) || options.minUpdates < 1) {
     throw new AggregationError("BAD_OPTIONS", `minUpdates must be an integer >= 1, got ${options.minUpdates}`);
   }
+  const prefetch = options.prefetchChunks ?? DEFAULT_PREFETCH_CHUNKS;
+  if (!Number.isSafeInteger(prefetch) || prefetch < 1) throw new AggregationError("BAD_OPTIONS", `prefetchChunks must be an integer >= 1, got ${prefetch}`);
   const ids = new Set<string>();
   for (const u of options.updates) {
     if (ids.has(u.id)) throw new AggregationError("BAD_OPTIONS", `duplicate update id "${u.id}"`);
@@ -213,8 +234,14 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
       throw new AggregationError("BAD_OPTIONS", `update "${u.id}": metrics.numExamples must be an integer > 0, got ${JSON.stringify(n)}`);
     }
   }
+}
 
-  // 1. Headers, all updates concurrently (small reads).
+/**
+ * Step 1: headers of all updates, concurrently (small reads); an update that is
+ * unreadable, invalid or laid out unlike the first valid one is excluded with a reason.
+ */
+async function readCandidates(options: AggregateOptions): Promise<{ included: Candidate[]; excluded: { id: string; reason: string }[] }> {
+  const { signal } = options;
   const excluded: { id: string; reason: string }[] = [];
   const prepared = await Promise.all(
     options.updates.map(async (u, index) => {
@@ -233,7 +260,7 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
     }),
   );
   throwIfAborted(signal);
-  let included: Candidate[] = [];
+  const included: Candidate[] = [];
   let reference: Candidate | undefined;
   for (const p of prepared) {
     if (!("header" in p)) {
@@ -249,50 +276,53 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
     if (mismatch) excluded.push({ id: p.id, reason: `layout mismatch: ${mismatch}` });
     else included.push(p);
   }
+  return { included, excluded };
+}
 
-  const checkEnough = () => {
-    if (included.length < options.minUpdates) {
-      const details = excluded.map((e) => `${e.id}: ${e.reason}`).join("; ");
-      throw new AggregationError(
-        "TOO_FEW_UPDATES",
-        `${included.length} valid update(s), need at least ${options.minUpdates}${details ? ` (excluded ${details})` : ""}`,
-        excluded,
-      );
-    }
-  };
-  checkEnough();
-  const ref = reference!.header;
+function checkEnough(included: readonly Candidate[], excluded: readonly { id: string; reason: string }[], minUpdates: number): void {
+  if (included.length >= minUpdates) return;
+  const details = excluded.map((e) => `${e.id}: ${e.reason}`).join("; ");
+  throw new AggregationError("TOO_FEW_UPDATES", `${included.length} valid update(s), need at least ${minUpdates}${details ? ` (excluded ${details})` : ""}`, [...excluded]);
+}
 
-  // 2. Layout of the output (= the reference's, in name order).
+/** Step 2: the output's tensors (= the reference update's, in name order) and the flattened float length. */
+function outputLayout(reference: SafetensorsHeader): { tensors: TensorLayout[]; floatElements: number } {
   let flat = 0;
-  const tensors: TensorLayout[] = ref.tensors.map((t) => {
+  const tensors: TensorLayout[] = reference.tensors.map((t) => {
     const floatTensor = isFloatDType(t.dtype);
     const layout: TensorLayout = { name: t.name, dtype: t.dtype, shape: t.shape, numel: t.numel, flatOffset: floatTensor ? flat : -1 };
     if (floatTensor) flat += t.numel;
     return layout;
   });
-  const floatElements = flat;
+  return { tensors, floatElements: flat };
+}
 
-  // 3. Global model and input state tensors must match the layout.
-  let globalHeader: SafetensorsHeader | undefined;
+/** Step 3a: the global model's header when the strategy needs it, checked against the layout. */
+async function checkGlobalModel(options: AggregateOptions, tensors: readonly TensorLayout[]): Promise<SafetensorsHeader | undefined> {
+  const { strategy } = options;
   if (strategy.needsGlobal && !options.global) {
     throw new AggregationError("GLOBAL_MISMATCH", `strategy ${strategy.name} needs the round's global model, none was given`);
   }
-  if (options.global && strategy.needsGlobal) {
-    globalHeader = await readSafetensorsHeader(options.global, { signal });
-    for (const t of tensors) {
-      if (t.flatOffset < 0) continue;
-      const g = globalHeader.byName.get(t.name);
-      if (!g || !isFloatDType(g.dtype) || g.numel !== t.numel || g.shape.some((d, i) => d !== t.shape[i])) {
-        throw new AggregationError("GLOBAL_MISMATCH", `global model ${options.global.name}: tensor "${t.name}" ${g ? `is ${g.dtype} [${g.shape}]` : "is missing"}, updates have ${t.dtype} [${t.shape}]`);
-      }
+  if (!options.global || !strategy.needsGlobal) return undefined;
+  const globalHeader = await readSafetensorsHeader(options.global, { signal: options.signal });
+  for (const t of tensors) {
+    if (t.flatOffset < 0) continue;
+    const g = globalHeader.byName.get(t.name);
+    if (!g || !isFloatDType(g.dtype) || g.numel !== t.numel || g.shape.some((d, i) => d !== t.shape[i])) {
+      throw new AggregationError("GLOBAL_MISMATCH", `global model ${options.global.name}: tensor "${t.name}" ${g ? `is ${g.dtype} [${g.shape}]` : "is missing"}, updates have ${t.dtype} [${t.shape}]`);
     }
   }
+  return globalHeader;
+}
+
+/** Step 3b: the input state tensor files that exist, checked against the layout. */
+async function openStateSources(options: AggregateOptions, tensors: readonly TensorLayout[]): Promise<StateSourceInfo[]> {
+  const { strategy } = options;
   const stateSources: StateSourceInfo[] = [];
   for (const spec of strategy.stateTensors) {
     const source = options.state?.tensors?.[spec.name];
     if (!source) continue;
-    const header = await readSafetensorsHeader(source, { signal });
+    const header = await readSafetensorsHeader(source, { signal: options.signal });
     for (const t of tensors) {
       if (t.flatOffset < 0) continue;
       const s = header.byName.get(t.name);
@@ -305,15 +335,26 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
   if (strategy.stateTensors.length > 0 && !options.stateOutput) {
     throw new AggregationError("STATE_OUTPUT_MISSING", `strategy ${strategy.name} keeps state tensors (${strategy.stateTensors.map((s) => s.name).join(", ")}) but no stateOutput was given`);
   }
+  return stateSources;
+}
 
-  // 4. Work items: every tensor in name order, cut into chunks small enough for the buffer budget.
+interface WorkPlan {
+  items: WorkItem[];
+  chunkElements: number;
+  /** Read slots: one being combined, `prefetch` being read, one whose bytes are still being hashed. */
+  slots: number;
+  prefetch: number;
+  maxElementBytes: number;
+}
+
+/** Step 4: every tensor in name order, cut into chunks small enough for the buffer budget. */
+function planWork(options: AggregateOptions, tensors: readonly TensorLayout[], updates: number): WorkPlan {
   const maxElementBytes = Math.max(1, ...tensors.map((t) => dtypeSize(t.dtype)));
   const budget = options.bufferBudgetBytes ?? DEFAULT_BUFFER_BUDGET_BYTES;
   const prefetch = options.prefetchChunks ?? DEFAULT_PREFETCH_CHUNKS;
-  if (!Number.isSafeInteger(prefetch) || prefetch < 1) throw new AggregationError("BAD_OPTIONS", `prefetchChunks must be an integer >= 1, got ${prefetch}`);
-  // Read slots: one being combined, `prefetch` being read, one whose bytes are still being hashed.
-  const SLOTS = prefetch + 2;
-  const chunkElements = Math.max(1, Math.min(requestedChunk, Math.floor(budget / (SLOTS * included.length * maxElementBytes)) & ~15 || 16));
+  const slots = prefetch + 2;
+  const requestedChunk = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
+  const chunkElements = Math.max(1, Math.min(requestedChunk, Math.floor(budget / (slots * updates * maxElementBytes)) & ~15 || 16));
   const items: WorkItem[] = [];
   tensors.forEach((t, tensorIndex) => {
     if (t.numel === 0) return;
@@ -321,10 +362,22 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
       items.push({ tensorIndex, start, length: Math.min(chunkElements, t.numel - start) });
     }
   });
+  return { items, chunkElements, slots, prefetch, maxElementBytes };
+}
 
-  const rowBytes = Math.min(chunkElements, Math.max(1, ...tensors.map((t) => t.numel))) * maxElementBytes;
-  const outElements = Math.min(chunkElements, Math.max(1, floatElements));
-  const arena = new SimdArena(SLOTS * included.length * rowBytes + outElements * 8 * 3 + 64 * (SLOTS * included.length + 3));
+interface RoundResources {
+  buffers: SharedBuffers;
+  hashPool: HashPool;
+  kernelPool?: KernelPool;
+}
+
+/** Step 5: the shared arena (read slots, output, encode buffers), hash workers and the kernel worker. */
+function startResources(options: AggregateOptions, tensors: readonly TensorLayout[], included: readonly Candidate[], work: WorkPlan): RoundResources {
+  const { strategy } = options;
+  const floatElements = tensors.reduce((sum, t) => sum + (t.flatOffset >= 0 ? t.numel : 0), 0);
+  const rowBytes = Math.min(work.chunkElements, Math.max(1, ...tensors.map((t) => t.numel))) * work.maxElementBytes;
+  const outElements = Math.min(work.chunkElements, Math.max(1, floatElements));
+  const arena = new SimdArena(work.slots * included.length * rowBytes + outElements * 8 * 3 + 64 * (work.slots * included.length + 3));
   const totalBytes = included.reduce((s, c) => s + (c.knownSha256 ? 0 : c.header.fileSize), 0);
   const floatBytes = included.length * tensors.reduce((sum, t) => sum + (t.flatOffset >= 0 ? t.numel * dtypeSize(t.dtype) : 0), 0);
   const kernelWorkers = options.kernelWorkers ?? (floatBytes >= 32 << 20 ? 1 : 0);
@@ -335,57 +388,70 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
   const kernelPool = kernelWorkers > 0 && splittable ? KernelPool.start() : undefined;
   const buffers: SharedBuffers = {
     arena,
-    slots: Array.from({ length: SLOTS }, () => included.map(() => arena.allocate(rowBytes))),
-    prefetch,
+    slots: Array.from({ length: work.slots }, () => included.map(() => arena.allocate(rowBytes))),
+    prefetch: work.prefetch,
     out: new Float64Array(arena.buffer, arena.allocate(outElements * 8).byteOffset, outElements),
     encode: [arena.allocate(outElements * 8), arena.allocate(outElements * 8)],
   };
-  try {
-    return await runPasses();
-  } finally {
-    await hashPool.close();
-    await kernelPool?.close();
-  }
+  return { buffers, hashPool, ...(kernelPool ? { kernelPool } : {}) };
+}
 
-  async function runPasses(): Promise<AggregationResult> {
-    let restarts = 0;
-    for (;;) {
-      checkEnough();
-      const ctx: RoundContext = {
-        updates: included.map((c) => ({ id: c.id, numExamples: c.metrics.numExamples })),
-        tensors,
-        floatElements,
-        state: options.state?.json,
-        stateTensorsPresent: stateSources.map((s) => s.name),
+/**
+ * Step 6: runs the passes; an update found invalid mid-stream (non-finite value, unreadable
+ * bytes) is excluded and the passes restart without it.
+ */
+async function aggregateUntilValid(args: {
+  options: AggregateOptions;
+  included: Candidate[];
+  excluded: { id: string; reason: string }[];
+  tensors: TensorLayout[];
+  floatElements: number;
+  globalHeader: SafetensorsHeader | undefined;
+  stateSources: StateSourceInfo[];
+  work: WorkPlan;
+  resources: RoundResources;
+}): Promise<AggregationResult> {
+  const { options, excluded, tensors, floatElements, globalHeader, stateSources, work, resources } = args;
+  const { strategy, signal } = options;
+  const { hashPool, kernelPool } = resources;
+  let included = args.included;
+  let restarts = 0;
+  for (;;) {
+    checkEnough(included, excluded, options.minUpdates);
+    const ctx: RoundContext = {
+      updates: included.map((c) => ({ id: c.id, numExamples: c.metrics.numExamples })),
+      tensors,
+      floatElements,
+      state: options.state?.json,
+      stateTensorsPresent: stateSources.map((s) => s.name),
+    };
+    strategy.checkRound?.(ctx, globalHeader !== undefined);
+    for (const c of included) {
+      c.hashCursor = c.header.dataStart;
+      c.hashInOrder = true;
+    }
+    hashPool.reset(included.filter((c) => !c.knownSha256).map((c) => [c.index, c.header.prefix]));
+    try {
+      const pass = new RoundPass({ options, ctx, included, tensors, items: work.items, buffers: resources.buffers, hashPool, kernelPool, globalHeader, stateSources, restarts });
+      const { output, stateFiles, outcome } = await pass.run();
+      const digests = await hashPool.digests();
+      const includedResults: IncludedUpdate[] = [];
+      for (const c of included) includedResults.push({ id: c.id, numExamples: c.metrics.numExamples, sha256: await finishHash(c, digests.get(c.index), signal) });
+      return {
+        included: includedResults,
+        excluded,
+        output,
+        state: { json: outcome.state, tensors: stateFiles, ...(outcome.report !== undefined ? { report: outcome.report } : {}) },
+        metrics: weightedMetricMeans(included.map((c) => c.metrics)),
+        totalExamples: included.reduce((s, c) => s + c.metrics.numExamples, 0),
+        restarts,
+        kernelWorkers: kernelPool ? 1 : 0,
       };
-      strategy.checkRound?.(ctx, globalHeader !== undefined);
-      for (const c of included) {
-        c.hashCursor = c.header.dataStart;
-        c.hashInOrder = true;
-      }
-      hashPool.reset(included.filter((c) => !c.knownSha256).map((c) => [c.index, c.header.prefix]));
-      try {
-        const pass = new RoundPass(options, strategy, ctx, included, tensors, items, buffers, hashPool, kernelPool, globalHeader, stateSources, restarts);
-        const { output, stateFiles, outcome } = await pass.run();
-        const digests = await hashPool.digests();
-        const includedResults: IncludedUpdate[] = [];
-        for (const c of included) includedResults.push({ id: c.id, numExamples: c.metrics.numExamples, sha256: await finishHash(c, digests.get(c.index), signal) });
-        return {
-          included: includedResults,
-          excluded,
-          output,
-          state: { json: outcome.state, tensors: stateFiles, ...(outcome.report !== undefined ? { report: outcome.report } : {}) },
-          metrics: weightedMetricMeans(included.map((c) => c.metrics)),
-          totalExamples: included.reduce((s, c) => s + c.metrics.numExamples, 0),
-          restarts,
-          kernelWorkers: kernelPool ? 1 : 0,
-        };
-      } catch (err) {
-        if (!(err instanceof UpdateFault) || signal?.aborted) throw err;
-        excluded.push({ id: err.candidate.id, reason: err.reason });
-        included = included.filter((c) => c !== err.candidate);
-        restarts++;
-      }
+    } catch (err) {
+      if (!(err instanceof UpdateFault) || signal?.aborted) throw err;
+      excluded.push({ id: err.candidate.id, reason: err.reason });
+      included = included.filter((c) => c !== err.candidate);
+      restarts++;
     }
   }
 }
@@ -443,6 +509,23 @@ async function finishHash(c: Candidate, streamed: string | undefined, signal?: A
   return hash.digest("hex");
 }
 
+/** What one attempt at a round's passes works on. */
+interface RoundPassInput {
+  options: AggregateOptions;
+  ctx: RoundContext;
+  /** The updates of this attempt, in row order. */
+  included: Candidate[];
+  tensors: TensorLayout[];
+  items: WorkItem[];
+  buffers: SharedBuffers;
+  hashPool: HashPool;
+  kernelPool: KernelPool | undefined;
+  globalHeader: SafetensorsHeader | undefined;
+  stateSources: StateSourceInfo[];
+  /** Restarts so far (for progress reports). */
+  restarts: number;
+}
+
 /** One attempt at the statistics passes + combine pass over a fixed set of included updates. */
 class RoundPass {
   private bytesRead = 0;
@@ -455,22 +538,35 @@ class RoundPass {
   /** Per slot: resolves when the hash workers no longer read that slot. */
   private readonly slotFree: Promise<void>[];
 
-  constructor(
-    private readonly options: AggregateOptions,
-    private readonly strategy: Strategy<any>,
-    private readonly ctx: RoundContext,
-    private readonly included: Candidate[],
-    private readonly tensors: TensorLayout[],
-    private readonly items: WorkItem[],
-    private readonly buffers: SharedBuffers,
-    private readonly hashPool: HashPool,
-    private readonly kernelPool: KernelPool | undefined,
-    private readonly globalHeader: SafetensorsHeader | undefined,
-    private readonly stateSources: StateSourceInfo[],
-    private readonly restarts: number,
-  ) {
+  private readonly options: AggregateOptions;
+  private readonly strategy: Strategy<any>;
+  private readonly ctx: RoundContext;
+  private readonly included: Candidate[];
+  private readonly tensors: TensorLayout[];
+  private readonly items: WorkItem[];
+  private readonly buffers: SharedBuffers;
+  private readonly hashPool: HashPool;
+  private readonly kernelPool: KernelPool | undefined;
+  private readonly globalHeader: SafetensorsHeader | undefined;
+  private readonly stateSources: StateSourceInfo[];
+  private readonly restarts: number;
+
+  constructor(input: RoundPassInput) {
+    this.options = input.options;
+    this.strategy = input.options.strategy;
+    this.ctx = input.ctx;
+    this.included = input.included;
+    this.tensors = input.tensors;
+    this.items = input.items;
+    this.buffers = input.buffers;
+    this.hashPool = input.hashPool;
+    this.kernelPool = input.kernelPool;
+    this.globalHeader = input.globalHeader;
+    this.stateSources = input.stateSources;
+    this.restarts = input.restarts;
+    const { included, buffers } = input;
     const dataBytes = included.reduce((s, c) => s + c.header.fileSize - c.header.dataStart, 0);
-    this.bytesTotal = dataBytes * (1 + (strategy.statistics?.length ?? 0));
+    this.bytesTotal = dataBytes * (1 + (this.strategy.statistics?.length ?? 0));
     this.zeros = new Float64Array(buffers.out.length);
     this.decodeScratch = included.map(() => new Float32Array(0));
     this.weights = Float64Array.from(included, (c) => c.metrics.numExamples);
@@ -508,8 +604,7 @@ class RoundPass {
     const splitCombine = pool && this.strategy.parallelKernels?.combine(plan) ? pool : undefined;
     splitCombine?.setPlan(plan);
 
-    const ref = this.included[0];
-    const writer = new SafetensorsWriter(await this.options.output(), this.tensors, ref.header.metadata);
+    const writer = new SafetensorsWriter(await this.options.output(), this.tensors, this.included[0].header.metadata);
     const stateWriters: { name: string; dtype: FloatDType; writer: SafetensorsWriter }[] = [];
     try {
       for (const spec of this.strategy.stateTensors) {
@@ -519,14 +614,19 @@ class RoundPass {
       const stateOut: Record<string, Float64Array> = {};
       for (const s of stateWriters) stateOut[s.name] = new Float64Array(this.buffers.out.length);
       let writing: Promise<unknown> = Promise.resolve();
+      const integerSource = this.strategy.integerTensorSource?.(plan) ?? 0;
+      if (!Number.isInteger(integerSource) || integerSource < 0 || integerSource >= this.included.length) {
+        throw new AggregationError("BAD_OPTIONS", `strategy ${this.strategy.name}: integerTensorSource must be an update index in 0..${this.included.length - 1}, got ${integerSource}`);
+      }
       const checkRowsHere = passes.length === 0 && !this.strategy.propagatesNonFinite;
       const checkOutput = passes.length === 0 && this.strategy.propagatesNonFinite;
       await this.stream(this.items, true, "combine", "combine", async (loaded) => {
         const t = this.tensors[loaded.item.tensorIndex];
         if (t.flatOffset < 0) {
-          // Integer/bool tensor: copied from the first valid update, never averaged. Copied out
-          // of the shared read slot, which is reused while the sink may still hold the chunk.
-          const bytes = Buffer.from(loaded.rowBytes[0]);
+          // Integer/bool tensor: copied from the update the strategy names (a selected one), never
+          // averaged. Copied out of the shared read slot, which is reused while the sink may
+          // still hold the chunk.
+          const bytes = Buffer.from(loaded.rowBytes[integerSource]);
           await writing;
           writing = writer.write(t.name, bytes, { signal: this.signal });
           writing.catch(() => undefined);

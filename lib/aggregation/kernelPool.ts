@@ -3,8 +3,10 @@
  * part of each chunk's coordinates while the engine's thread runs the rest: the robust rules
  * (median, trimmed mean, Krum's pairwise distances) cost far more per byte than reading, so the
  * second core pays for itself. The strategy is re-created in the worker from the registry by name +
- * options (the Strategy contract keeps kernels pure for this). Rows and the output live in
- * SharedArrayBuffers; posting a view of one shares the memory, nothing is copied.
+ * options (the Strategy contract keeps kernels pure for this), after the worker has loaded the
+ * modules registered with `registerStrategy(modulePath)`, so registered strategies work there too.
+ * Rows and the output live in SharedArrayBuffers; posting a view of one shares the memory, nothing
+ * is copied.
  *
  * The worker loads the compiled registry (`registry.js`): from dist/ next to this file, or, when
  * this file runs from TypeScript sources (jest), from the build in dist/ (`npm test` builds first).
@@ -14,11 +16,13 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
+import { registeredStrategyModules } from "./registry";
 import type { CombineChunk, FloatRow, Json, RoundContext, StatisticsChunk } from "./strategy";
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
-const { createStrategy } = require(workerData.registry);
+const { createStrategy, registerStrategy } = require(workerData.registry);
+for (const modulePath of workerData.modules) registerStrategy(modulePath);
 let strategy, ctx, plan;
 parentPort.on("message", (m) => {
   try {
@@ -93,7 +97,8 @@ export class KernelPool {
   /** A pool of one worker, or undefined when no compiled registry is available. */
   static start(): KernelPool | undefined {
     const registry = compiledRegistryPath();
-    return registry ? new KernelPool(new Worker(WORKER_SOURCE, { eval: true, workerData: { registry } })) : undefined;
+    const modules = [...registeredStrategyModules()];
+    return registry ? new KernelPool(new Worker(WORKER_SOURCE, { eval: true, workerData: { registry, modules } })) : undefined;
   }
 
   /** Starts a round (or a restarted pass): the strategy and the round's context. */

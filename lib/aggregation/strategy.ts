@@ -17,12 +17,14 @@
  *      tensors' chunks; writes the output chunk and the new state tensors' chunks. Keep it pure,
  *      relying only on its arguments and options: a strategy that declares `parallelKernels` has
  *      part of each chunk combined in a worker thread (re-created there with
- *      `createStrategy(name, options)` from `registry.ts`).
+ *      `createStrategy(name, options)` from `registry.ts`, after loading the modules registered
+ *      with `registerStrategy`).
  *   4. `S.finish(ctx, plan)`: pure; returns the new small JSON state (round counter, clip norm,
  *      accountant...) and optional extra facts for the round manifest.
  *
  * Only float tensors (F64, F32, F16, BF16) go through statistics/combine. Integer and BOOL tensors
- * are never averaged: the engine copies them from the first valid update (see engine.ts).
+ * are never averaged: the engine copies them from the update `integerTensorSource(plan)` names
+ * (default: the first valid one; see engine.ts).
  *
  * Per-coordinate state tensors (FedAdam m/v, FedAvgM momentum) live in safetensors files with the
  * same float tensor names and shapes as the model (dtype chosen by `stateTensors`), one file per
@@ -153,6 +155,11 @@ export interface Strategy<Plan extends Json = Json> {
   readonly parallelKernels?: { readonly statistics: boolean; combine(plan: Plan): boolean };
   /** Computes the round plan from the statistics accumulators (same order as `statistics`). */
   plan(ctx: RoundContext, statistics: readonly Float64Array[]): Plan;
+  /**
+   * Index (into `ctx.updates`) of the update whose integer/bool tensors the output takes; default
+   * 0. Rules that reject updates name a selected one, so a rejected silo's counters never pass.
+   */
+  integerTensorSource?(plan: Plan): number;
   /** The pure per-chunk kernel (see CombineChunk). */
   combine(chunk: CombineChunk, plan: Plan, ctx: RoundContext): void;
   /** The new JSON state after the round. */

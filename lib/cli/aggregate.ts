@@ -16,18 +16,20 @@ import { AggregationError } from "../aggregation/errors";
 import { createStrategy, strategyNames } from "../aggregation/registry";
 import type { Json } from "../aggregation/strategy";
 import { fileSink, fileSource } from "../models/fileBytes";
-import { addStrategyFlags, loadStateDir, stateDirOutput, strategyOptionsFromFlags, writeStateDirJson, type LoadedStateDir, type StrategyFlags } from "../aggregation/strategies/stateFiles";
+import { StrategyConfigError } from "../aggregation/strategies/errors";
+import { loadStateDir, stateDirOutput, writeStateDirJson, type LoadedStateDir } from "../aggregation/strategies/stateFiles";
+import { addStrategyFlags, strategyOptionFlags, strategyOptionsFromFlags } from "./strategyFlags";
 
 export interface AggregateCommandOptions {
   out: string;
   strategy: string;
-  /** Strategy options (issue #6 flags map onto this). */
+  /** Strategy options (the strategy option flags map onto this). */
   strategyOptions?: Json;
   minUpdates: number;
   updateDirs: string[];
   /** The round's global model file (server optimizers, clipping). */
   global?: string;
-  /** Strategy state dirs (issue #6): read the previous round's, write this round's. */
+  /** Strategy state dirs: read the previous round's, write this round's. */
   stateIn?: string;
   stateOut?: string;
   chunkElements?: number;
@@ -47,7 +49,7 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
     io.err("flo aggregate: give at least one update directory (each holding model.safetensors and metrics.json)");
     return 2;
   }
-  const strategy = createStrategy(options.strategy, options.strategyOptions ?? {});
+  const strategy = createStrategyForFlags(options.strategy, options.strategyOptions ?? {});
   if (strategy.stateTensors.length > 0 && !options.stateOut) {
     io.err(`flo aggregate: ${strategy.name} keeps per-coordinate state (${strategy.stateTensors.map((s) => s.name).join(", ")}): give --state-out <dir> (and --state-in <dir> from the previous round)`);
     return 2;
@@ -120,6 +122,19 @@ async function readMetricsFile(metricsPath: string, signal?: AbortSignal): Promi
   }
 }
 
+/** createStrategy, with option errors naming the flag (--server-lr) rather than the spec field. */
+export function createStrategyForFlags(name: string, options: Json): ReturnType<typeof createStrategy> {
+  try {
+    return createStrategy(name, options);
+  } catch (err) {
+    if (!(err instanceof StrategyConfigError)) throw err;
+    const key = err.field.replace(/^aggregation\./, "");
+    const flag = key === "strategy" ? { flag: "--strategy" } : strategyOptionFlags().find((f) => f.key === key);
+    if (!flag) throw err;
+    throw new StrategyConfigError(flag.flag, err.expected, err.got);
+  }
+}
+
 /** Update ids: the directory's base name, or the path as given when base names collide. */
 function uniqueIds(dirs: string[]): string[] {
   const bases = dirs.map((d) => path.basename(path.resolve(d)));
@@ -143,8 +158,8 @@ export function register(program: Command): void {
     .option("--strategy <name>", `aggregation strategy (${strategyNames().join(", ")})`, "fedavg")
     .option("--min-updates <n>", "fail unless at least this many valid updates are aggregated", positiveInt("--min-updates"), 1)
     .option("--chunk-elements <n>", "elements per streamed chunk and update", positiveInt("--chunk-elements"));
-  addStrategyFlags(command) // issue #6: --beta --byzantine --keep --server-lr ... --global --state-in --state-out
-    .action(async (updateDirs: string[], flags: { out: string; strategy: string; minUpdates: number; chunkElements?: number; global?: string; stateIn?: string; stateOut?: string } & StrategyFlags) => {
+  addStrategyFlags(command) // one flag per strategy option (--beta, --byzantine, --server-lr...), --global, --state-in, --state-out
+    .action(async (updateDirs: string[], flags: { out: string; strategy: string; minUpdates: number; chunkElements?: number; global?: string; stateIn?: string; stateOut?: string } & Record<string, unknown>) => {
       const code = await runAggregate(
         {
           out: flags.out,

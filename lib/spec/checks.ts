@@ -5,6 +5,8 @@
  */
 import { BUILTIN_INPUTS, CommandTemplateError, GLOBAL_MODEL_INPUT, MODEL_UPDATE_OUTPUT, parseCommandTemplate, renderCommand } from "./command";
 import { formatPath, SpecIssue, specIssue } from "./errors";
+import { acceptsDp } from "../aggregation/definition";
+import { findStrategy, strategyDefinitions } from "../aggregation/registry";
 import { secretInCommandReason, secretKeyReason, secretValueReason } from "./secrets";
 
 type Obj = Record<string, unknown>;
@@ -13,12 +15,6 @@ const obj = (v: unknown): Obj => (isObj(v) ? v : {});
 const isCount = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
 
 /** Silos sampled per round: at least one, and `ceil` so a fraction never rounds a silo away. */
-/** Strategies that move the global model by an optimizer step (they need a global model every round). */
-const SERVER_OPTIMIZERS: readonly string[] = ["fedavgm", "fedadam", "fedyogi", "fedadagrad"];
-
-/** Strategies whose output is not a mean of the (clipped) updates: central DP's sensitivity C/m does not hold for them. */
-const NON_LINEAR_STRATEGIES: readonly string[] = ["median", "trimmed-mean", "krum", "multi-krum", "bulyan"];
-
 export function silosPerRound(siloCount: number, sampleFraction: number): number {
   // The epsilon keeps float noise (0.3 x 10 = 3.0000000000000004) from adding a silo.
   return Math.min(siloCount, Math.max(1, Math.ceil(sampleFraction * siloCount - 1e-9)));
@@ -105,11 +101,17 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   const quorum = effectiveMinSilos(minSilos, perRound);
   if (siloCount > 0) issues.push(...aggregationIssues(obj(raw.aggregation), quorum, perRound, minSilos !== undefined));
 
-  // A server optimizer steps from the round's global model: round 1 needs one too.
+  // A strategy stepping from the round's global model (server optimizers) needs one in round 1 too.
   const strategy = obj(raw.aggregation).strategy;
-  if (typeof strategy === "string" && SERVER_OPTIMIZERS.includes(strategy) && typeof raw.initialModel !== "string") {
+  const definition = typeof strategy === "string" ? findStrategy(strategy) : undefined;
+  if (definition?.capabilities.needsGlobalModel && typeof raw.initialModel !== "string") {
     issues.push(
-      specIssue("initialModel", `a model.safetensors location: ${strategy} updates the global model with server momentum/moments, so round 1 needs one`, raw.initialModel === null ? "null" : "missing", "or use fedavg"),
+      specIssue(
+        "initialModel",
+        `a model.safetensors location: ${definition.name} steps from the global model every round, so round 1 needs one`,
+        raw.initialModel === null ? "null" : "missing",
+        "or use fedavg",
+      ),
     );
   }
 
@@ -123,27 +125,17 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
 
 function aggregationIssues(aggregation: Obj, quorum: number, perRound: number, quorumExplicit: boolean): SpecIssue[] {
   const issues: SpecIssue[] = [];
-  const f = isCount(aggregation.byzantine) ? aggregation.byzantine : undefined;
-  const quorumNote = `policy.minSilos = ${quorum}`;
-  // Krum's guarantee needs n >= 2f+3 updates, Bulyan's n >= 4f+3; a round may aggregate as few as minSilos.
-  const rule = aggregation.strategy === "bulyan" ? { name: "Bulyan", k: 4 } : ["krum", "multi-krum"].includes(aggregation.strategy as string) ? { name: "Krum", k: 2 } : undefined;
-  if (f !== undefined && rule && quorum < rule.k * f + 3) {
-    const maxF = Math.floor((quorum - 3) / rule.k);
-    if (maxF >= 0) {
-      issues.push(specIssue("aggregation.byzantine", `<= ${maxF}: ${rule.name} needs n >= ${rule.k}f+3 updates and a round may aggregate only ${quorumNote}`, String(f)));
-    } else {
-      const got = quorumExplicit ? String(quorum) : `${quorum} (the default: every sampled silo)`;
-      issues.push(specIssue("policy.minSilos", `>= ${rule.k * f + 3}: ${rule.name} with byzantine ${f} needs n >= ${rule.k}f+3 updates`, got));
-    }
+  const definition = typeof aggregation.strategy === "string" ? findStrategy(aggregation.strategy) : undefined;
+  // Rule-specific checks against the round sizes (e.g. Krum's n >= 2f+3), from the definition.
+  for (const issue of definition?.quorumIssues?.(aggregation, { minUpdates: quorum, explicit: quorumExplicit }) ?? []) {
+    issues.push(specIssue(issue.path, issue.expected, issue.got, issue.hint));
   }
-  if (aggregation.strategy === "multi-krum" && f !== undefined && isCount(aggregation.keep) && aggregation.keep > quorum - f && quorum - f >= 1) {
-    issues.push(specIssue("aggregation.keep", `<= ${quorum - f} (${quorumNote} minus byzantine ${f})`, String(aggregation.keep)));
-  }
-  if (isObj(aggregation.dp) && typeof aggregation.strategy === "string" && NON_LINEAR_STRATEGIES.includes(aggregation.strategy)) {
+  if (isObj(aggregation.dp) && definition && !acceptsDp(definition)) {
+    const meanBased = strategyDefinitions().filter(acceptsDp).map((d) => d.name);
     issues.push(
       specIssue(
         "aggregation.dp",
-        `no dp with ${aggregation.strategy}: Gaussian noise of sigma = z x C / m is calibrated to the mean of clipped updates (strategies fedavg, fedavgm, fedadam, fedyogi, fedadagrad)`,
+        `no dp with ${definition.name}: Gaussian noise of sigma = z x C / m is calibrated to the mean of clipped updates (strategies ${meanBased.join(", ")})`,
         "a dp setting",
         "use clipping alone for robustness, or a mean-based strategy for dp",
       ),

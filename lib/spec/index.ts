@@ -15,7 +15,7 @@ export type {
   LiteralValue,
   StrategyName,
 } from "./types";
-export { STRATEGIES, federationSpecSchema, checkNcrontab, type FederationSpecInput } from "./schema";
+export { federationSpecSchema, checkNcrontab, type FederationSpecInput } from "./schema";
 export { silosPerRound } from "./checks";
 export { parseIsoDuration, DurationError } from "./duration";
 export {

@@ -8,7 +8,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type
 import type { z } from "zod";
 import { crossFieldIssues, effectiveMinSilos, silosPerRound } from "./checks";
 import { describeValue, formatPath, SpecError, SpecIssue, specIssue } from "./errors";
-import { federationSpecSchema, PATTERN_DESCRIPTIONS, type ParsedFederationSpec } from "./schema";
+import { DYNAMIC_SCHEMAS, federationSpecSchema, PATTERN_DESCRIPTIONS, type ParsedFederationSpec } from "./schema";
 import { parseIsoDuration } from "./duration";
 import { jsonErrorOffset } from "./jsonPosition";
 import { secretValueReason } from "./secrets";
@@ -294,6 +294,8 @@ function knownKeys(root: unknown, path: PropertyKey[]): string[] {
   const unwrap = (s: unknown): unknown => {
     let current = s as { _zod: { def: Record<string, unknown> } };
     for (;;) {
+      const dynamic = DYNAMIC_SCHEMAS.get(current);
+      if (dynamic) current = dynamic() as unknown as typeof current;
       const def = current._zod.def;
       if (["optional", "nullable", "default", "prefault", "readonly", "nonoptional", "catch"].includes(def.type as string)) {
         current = def.innerType as typeof current;

@@ -7,6 +7,9 @@
 import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
 import { ISO_DURATION_PATTERN, parseIsoDuration } from "./duration";
+import { acceptsClipping, type StrategyDefinition } from "../aggregation/definition";
+import { clippingSchema, dpSchema, type ClippingConfig, type DpConfig } from "../aggregation/privacy/wrappers";
+import { strategyDefinitions } from "../aggregation/registry";
 import { secretValueReason } from "./secrets";
 import { computeSpecSchema } from "../compute/backends";
 
@@ -28,13 +31,6 @@ export const PATTERN_DESCRIPTIONS: Record<string, string> = {
   [ENVIRONMENT_REF.source]: "azureml:<name>:<version>, azureml:<name>@latest, azureml://registries/... or an ARM id /subscriptions/...",
 };
 export const MAX_ROUND_TIMEOUT_SECONDS = 30 * 86400;
-export const STRATEGIES = [
-  "fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "median", "trimmed-mean", "krum", "multi-krum", "bulyan",
-] as const;
-export type StrategyName = (typeof STRATEGIES)[number];
-
-const positive = () => z.number().gt(0);
-const unitInterval = () => z.number().min(0).lt(1);
 
 const literalValue = z
   .union([z.string(), z.number(), z.boolean()])
@@ -62,58 +58,50 @@ export const trainingSchema = z.strictObject({
   parameters: literalInputs("Literal inputs, the same for every silo."),
 });
 
-const fixedClipping = z.strictObject({
-  mode: z.literal("fixed"),
-  norm: positive().meta({ description: "Clip each update's L2 norm (all tensors concatenated) to this value." }),
-});
-const adaptiveClipping = z.strictObject({
-  mode: z.literal("adaptive"),
-  initialNorm: positive(),
-  targetQuantile: z.number().gt(0).lt(1).default(0.5),
-  learningRate: positive().default(0.2),
-  clippedCountStddev: positive()
-    .optional()
-    .meta({ description: "Noise stddev on the unclipped count when dp is on; default: sampled silos / 20." }),
-});
-export const clippingSchema = z
-  .discriminatedUnion("mode", [fixedClipping, adaptiveClipping])
-  .meta({ description: "Update norm clipping around any strategy (Andrew et al. 2021 for adaptive)." });
-export const dpSchema = z
-  .strictObject({
-    noiseMultiplier: positive(),
-    delta: z.number().gt(0).lt(1).default(1e-5),
-  })
-  .meta({ description: "Central differential privacy (Gaussian noise, sigma = noiseMultiplier * clip / silos). Requires clipping." });
+/**
+ * The `aggregation` section: a union over the strategy REGISTRY's definitions (each one's options
+ * schema plus the clipping/dp wrappers it accepts), rebuilt when a strategy is registered, so that a
+ * name added with `registerStrategy` is checked at parse time like a built-in one.
+ */
+let aggregationUnionCache: { definitions: readonly StrategyDefinition[]; union: z.ZodType } | undefined;
 
-const wrappers = { clipping: clippingSchema.optional(), dp: dpSchema.optional() };
-const strategy = <S extends StrategyName, T extends z.core.$ZodLooseShape>(name: S, options: T, description: string) =>
-  z.strictObject({ strategy: z.literal(name), ...options, ...wrappers }).meta({ description });
-const byzantine = () => z.number().int().min(0).meta({ description: "Number of silos assumed Byzantine (f)." });
+export function aggregationUnion(): z.ZodType {
+  const definitions = strategyDefinitions();
+  const cached = aggregationUnionCache;
+  if (cached && cached.definitions.length === definitions.length && cached.definitions.every((d, i) => d === definitions[i])) return cached.union;
+  const options = definitions.map((definition) =>
+    z
+      .strictObject({
+        strategy: z.literal(definition.name),
+        ...(definition.options.shape as z.ZodRawShape),
+        ...(acceptsClipping(definition) ? { clipping: clippingSchema.optional() } : {}),
+        dp: dpSchema.optional(),
+      })
+      .meta({ description: definition.summary }),
+  );
+  const union = z.discriminatedUnion("strategy", options as unknown as [z.ZodObject, ...z.ZodObject[]]);
+  aggregationUnionCache = { definitions, union };
+  return union;
+}
 
-export const aggregationSchema = z.discriminatedUnion("strategy", [
-  strategy("fedavg", {}, "Weighted by num_examples."),
-  strategy("fedavgm", { serverLr: positive().default(1), momentum: unitInterval().default(0) }, "FedAvg with server momentum."),
-  strategy(
-    "fedadam",
-    { serverLr: positive().default(0.1), beta1: unitInterval().default(0.9), beta2: unitInterval().default(0.99), tau: positive().default(1e-3) },
-    "Reddi et al. 2021, no bias correction.",
-  ),
-  strategy(
-    "fedyogi",
-    { serverLr: positive().default(0.01), beta1: unitInterval().default(0.9), beta2: unitInterval().default(0.99), tau: positive().default(1e-3) },
-    "Reddi et al. 2021.",
-  ),
-  strategy("fedadagrad", { serverLr: positive().default(0.1), tau: positive().default(1e-3) }, "Reddi et al. 2021 (beta1 = 0)."),
-  strategy("median", {}, "Coordinate-wise median, unweighted."),
-  strategy("trimmed-mean", { beta: z.number().min(0).lt(0.5).default(0.2) }, "Cut int(beta*n) values from each end per coordinate."),
-  strategy("krum", { byzantine: byzantine() }, "Pick the update with the lowest Krum score."),
-  strategy(
-    "multi-krum",
-    { byzantine: byzantine(), keep: z.number().int().min(1).meta({ description: "How many best-scored updates to average." }) },
-    "Average the `keep` best Krum-scored updates, weighted by num_examples.",
-  ),
-  strategy("bulyan", { byzantine: byzantine() }, "Krum selection then trimmed coordinate-wise aggregation; needs n >= 4f+3."),
-]);
+/** Schemas whose shape is only known at parse time, with the getter of that shape (parse.ts follows it for "did you mean"). */
+export const DYNAMIC_SCHEMAS = new WeakMap<object, () => z.ZodType>();
+
+export const aggregationSchema = z.unknown().transform((value, ctx) => {
+  const result = aggregationUnion().safeParse(value, { reportInput: true });
+  if (result.success) return result.data as AggregationSection;
+  for (const issue of result.error.issues) ctx.addIssue({ ...issue });
+  return z.NEVER;
+});
+DYNAMIC_SCHEMAS.set(aggregationSchema, aggregationUnion);
+
+/** A parsed `aggregation` section: the strategy name, its options with defaults, the wrappers. */
+export interface AggregationSection {
+  strategy: string;
+  clipping?: ClippingConfig;
+  dp?: DpConfig;
+  [option: string]: unknown;
+}
 
 export const roundTimeoutSchema = z
   .string()

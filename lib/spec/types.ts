@@ -1,15 +1,16 @@
 /** The validated federation spec, as the rest of flo consumes it (see docs/spec.md). */
-import type { ParsedFederationSpec, StrategyName } from "./schema";
+import type { AggregationSection, ParsedFederationSpec } from "./schema";
 
-export type { StrategyName };
+/** A name in the strategy registry (lib/aggregation/registry.ts). */
+export type StrategyName = string;
 export type LiteralValue = string | number | boolean;
 export type SiloSpec = ParsedFederationSpec["silos"][number];
 export type ComputeSpec = SiloSpec["compute"];
 export type LocalComputeSpec = Extract<ComputeSpec, { type: "local" }>;
 export type AzureMLComputeSpec = Extract<ComputeSpec, { type: "azureml" }>;
 export type TrainingSpec = ParsedFederationSpec["training"];
-/** Discriminated on `strategy`; per-strategy options have their defaults applied. */
-export type AggregationSpec = ParsedFederationSpec["aggregation"];
+/** The strategy name, its options with their defaults applied, and the wrappers. */
+export type AggregationSpec = AggregationSection;
 export type ClippingSpec = NonNullable<AggregationSpec["clipping"]>;
 export type DpSpec = NonNullable<AggregationSpec["dp"]>;
 

@@ -29,12 +29,6 @@ export interface AdaptiveClippingOptions {
   clippedCountStddev?: number;
 }
 
-export const ADAPTIVE_CLIPPING_DEFAULTS: AdaptiveClippingOptions = {
-  initialNorm: 0.1,
-  targetQuantile: 0.5,
-  learningRate: 0.2,
-};
-
 /** sigma_b for m updates: the configured value, else m/20. */
 export function countNoiseStddev(options: Pick<AdaptiveClippingOptions, "clippedCountStddev">, numUpdates: number): number {
   return options.clippedCountStddev ?? numUpdates / 20;
@@ -73,13 +67,6 @@ export function adaptiveUpdateNoiseMultiplier(noiseMultiplier: number, countStdd
     );
   }
   return (noiseMultiplier ** -2 - (2 * countStddev) ** -2) ** -0.5;
-}
-
-export function validateAdaptiveClipping(o: AdaptiveClippingOptions, prefix = "aggregation.clipping"): void {
-  if (!(o.initialNorm > 0) || !Number.isFinite(o.initialNorm)) throw new PrivacyConfigError(`${prefix}.initialNorm`, "a finite number > 0", o.initialNorm);
-  if (!(o.targetQuantile >= 0 && o.targetQuantile <= 1)) throw new PrivacyConfigError(`${prefix}.targetQuantile`, "a number in [0, 1]", o.targetQuantile);
-  if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) throw new PrivacyConfigError(`${prefix}.learningRate`, "a finite number > 0", o.learningRate);
-  if (o.clippedCountStddev !== undefined && !(o.clippedCountStddev > 0)) throw new PrivacyConfigError(`${prefix}.clippedCountStddev`, "a number > 0", o.clippedCountStddev);
 }
 
 /** Central DP: sigma = z * C / m, the stddev added to each coordinate of the equal-weight mean of m clipped updates. */

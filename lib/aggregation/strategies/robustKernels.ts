@@ -4,7 +4,7 @@
  * Byzantine silo could otherwise claim a huge `num_examples` and dominate.
  * Pure functions; `scratch` buffers are reused across chunks to avoid allocation per coordinate.
  */
-import { StrategyConfigError, StrategyInputError } from "./errors";
+import { StrategyInputError } from "./errors";
 
 /** One update's values for a chunk: float32 for F32/F16/BF16 tensors (exact), float64 for F64. */
 export type Row = Float32Array | Float64Array;
@@ -51,9 +51,6 @@ export function medianChunk(rows: readonly Row[], out: Float64Array): void {
  * (0.29*100 = 28.999999999999996 -> 28), uppercut = K - lowercut. Throws when nothing is left.
  */
 export function trimmedMeanCuts(beta: number, k: number): { lowercut: number; uppercut: number } {
-  if (!Number.isFinite(beta) || beta < 0 || beta >= 1) {
-    throw new StrategyConfigError("aggregation.beta", "a number in [0, 1)", beta);
-  }
   const lowercut = Math.trunc(beta * k);
   const uppercut = k - lowercut;
   if (lowercut >= uppercut) {
@@ -79,21 +76,6 @@ export function trimmedMeanChunk(rows: readonly Row[], beta: number, out: Float6
     let sum = 0;
     for (let i = lowercut; i < uppercut; i++) sum += column[i];
     out[c] = sum / count;
-  }
-}
-
-/** out = sum_i weights[i] * rows[i]; weights are used as given (normalize them first). */
-export function weightedSumChunk(rows: readonly Row[], weights: readonly number[], out: Float64Array): void {
-  const n = checkRows(rows, out, "weighted-mean");
-  if (weights.length !== rows.length) {
-    throw new StrategyInputError("weighted-mean", `got ${weights.length} weights for ${rows.length} rows`);
-  }
-  out.fill(0, 0, n);
-  for (let i = 0; i < rows.length; i++) {
-    const w = weights[i];
-    if (w === 0) continue;
-    const row = rows[i];
-    for (let c = 0; c < n; c++) out[c] += w * row[c];
   }
 }
 

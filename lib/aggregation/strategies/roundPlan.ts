@@ -2,8 +2,9 @@
  * One aggregation round as three pure steps, so any engine (in memory, streamed from files or
  * blobs, split across workers) runs the same math:
  *   1. `requiredStatistics(config)` -> which whole-model statistics the first pass accumulates
- *      (pairwise squared distances for the Krum family, delta norms for clipping);
- *   2. `planRound(...)` -> a small JSON plan (selection, weights, clip scales, noise stddev);
+ *      (pairwise squared distances when the rule asks for them, delta norms for clipping);
+ *   2. `planRound(...)` -> a small JSON plan: the clipping wrapper's scales, the rule's selection
+ *      and weights (rule.ts), central DP's noise stddev;
  *   3. `combineChunk(plan, ...)` per aligned chunk of every float tensor, then
  *      `finishRound(...)` -> the next scalar state (optimizer step, clip norm, accountant).
  * Per-coordinate optimizer state (momentum, m, v) is passed to `combineChunk` as chunks and updated
@@ -12,15 +13,25 @@
 import { adaptiveUpdateNoiseMultiplier, centralDpNoiseStddev, clipScale, nextAdaptiveClipNorm, countNoiseStddev } from "../privacy/clipping";
 import { RdpAccountant, type RdpAccountantState } from "../privacy/accountant";
 import type { GaussianSource } from "../privacy/gaussian";
-import { type ResolvedStrategyConfig, type StrategyName, usesPairwiseDistances } from "./config";
+import type { ClippingConfig, DpConfig } from "../privacy/wrappers";
+import type { Json } from "../strategy";
+import { weightedSum } from "../weightedSum";
 import { StrategyInputError, StrategyStateError } from "./errors";
-import { bulyanSelect, bulyanSizes, krumSelect, multiKrumSelect } from "./krum";
-import { bulyanChunk, medianChunk, type Row, trimmedMeanChunk, trimmedMeanCuts, weightedSumChunk } from "./robustKernels";
-import { fedAdaptiveChunk, fedAvgMChunk, optimizerStateTensors } from "./serverOptimizers";
+import type { DistanceMatrix } from "./krum";
+import type { Row } from "./robustKernels";
+import type { AggregationRule } from "./rule";
+
+/** A definition's rule with its resolved wrappers: all the round machinery needs. */
+export interface ResolvedStrategyConfig {
+  strategy: string;
+  rule: AggregationRule;
+  clipping?: ClippingConfig;
+  dp?: DpConfig;
+}
 
 /** Scalar strategy state carried from round to round (checkpointed with each round). */
 export interface StrategyState {
-  strategy: StrategyName;
+  strategy: string;
   /** server-optimizer steps taken so far (optimizer time; independent of round numbering) */
   optimizerSteps: number;
   /** current clip norm (adaptive clipping); fixed clipping keeps it constant */
@@ -31,8 +42,6 @@ export interface StrategyState {
   privacy?: { epsilon: number; delta: number; order: number; rounds: number };
 }
 
-export type StateTensorKind = "momentum" | "m" | "v";
-
 export function initialStrategyState(config: ResolvedStrategyConfig): StrategyState {
   const state: StrategyState = { strategy: config.strategy, optimizerSteps: 0 };
   if (config.clipping) state.clipNorm = config.clipping.mode === "fixed" ? config.clipping.norm : config.clipping.initialNorm;
@@ -41,13 +50,13 @@ export function initialStrategyState(config: ResolvedStrategyConfig): StrategySt
 }
 
 /** Per-coordinate state tensors this config keeps (empty for stateless rules). */
-export function stateTensorKinds(config: ResolvedStrategyConfig): StateTensorKind[] {
-  return config.optimizer ? optimizerStateTensors(config.optimizer.name) : [];
+export function stateTensorKinds(config: ResolvedStrategyConfig): string[] {
+  return [...(config.rule.optimizer?.stateTensors ?? [])];
 }
 
 /** Does the round need the current global model x? */
 export function needsGlobalModel(config: ResolvedStrategyConfig): boolean {
-  return config.optimizer !== undefined || config.clipping !== undefined;
+  return config.rule.optimizer !== undefined || config.clipping !== undefined;
 }
 
 export interface RequiredStatistics {
@@ -58,7 +67,7 @@ export interface RequiredStatistics {
 }
 
 export function requiredStatistics(config: ResolvedStrategyConfig): RequiredStatistics {
-  return { pairwiseDistances: usesPairwiseDistances(config.strategy), deltaNorms: config.clipping !== undefined };
+  return { pairwiseDistances: config.rule.usesPairwiseDistances, deltaNorms: config.clipping !== undefined };
 }
 
 export interface RoundStatistics {
@@ -68,20 +77,18 @@ export interface RoundStatistics {
   deltaSquaredNorms?: readonly number[] | Float64Array;
 }
 
-export type CombineKernel = "weighted-mean" | "median" | "trimmed-mean" | "bulyan";
-
-/** Everything `combineChunk` needs; small plain JSON (recorded in the round manifest). */
+/** Everything `combineChunk` needs; small plain JSON. */
 export interface RoundPlan {
-  strategy: StrategyName;
+  strategy: string;
   k: number;
-  kernel: CombineKernel;
   /** updates that enter the kernel, in kernel order */
   selected: number[];
-  /** weighted-mean: weight of each selected update (sums to 1) */
-  weights: number[];
-  /** trimmed-mean beta / bulyan's beta (values averaged per coordinate) */
-  trimBeta?: number;
-  bulyanBeta?: number;
+  /** weighted sum: weight of each selected update (sums to 1); absent: the rule's own kernel */
+  weights?: number[];
+  /** the rule's own kernel parameters */
+  params?: { [key: string]: Json };
+  /** the update whose integer/bool tensors the output takes */
+  integerSource: number;
   /** per-update delta scale min(1, C/||delta||); absent without clipping */
   clipScales?: number[];
   clipNorm?: number;
@@ -90,8 +97,9 @@ export interface RoundPlan {
   noiseStddev: number;
   /** noise on the unclipped count (adaptive clipping with DP), sampled at plan time */
   countNoise?: number;
-  optimizer?: { name: string; firstStep: boolean };
-  /** the Krum-family scores' inputs are in the manifest for audit */
+  optimizer?: { firstStep: boolean };
+  /** extra facts of the rule for the round report */
+  report?: { [key: string]: Json };
   deterministicNoise?: boolean;
 }
 
@@ -137,71 +145,40 @@ function clippedDistances(raw: ArrayLike<number>, squaredNorms: ArrayLike<number
 
 export function planRound(config: ResolvedStrategyConfig, inputs: PlanInputs): RoundPlan {
   const { numExamples, statistics, state } = inputs;
+  const { rule } = config;
   checkState(config, state);
   const k = numExamples.length;
   if (k === 0) throw new StrategyInputError(config.strategy, "no valid updates to aggregate");
   numExamples.forEach((n, i) => {
     if (!(Number.isFinite(n) && n > 0)) throw new StrategyInputError(config.strategy, `update ${i} has num_examples=${n}; expected a number > 0`);
   });
+  rule.checkRound?.(k); // fail at plan time, before any chunk is combined
 
   let clipScales: number[] | undefined;
-  let unclippedCount: number | undefined;
   if (config.clipping) {
     const sq = statistics.deltaSquaredNorms;
     if (!sq || sq.length !== k) throw new StrategyInputError(config.strategy, `clipping needs ${k} delta norms from the statistics pass, got ${sq?.length ?? 0}`);
     clipScales = Array.from(sq, (s) => clipScale(Math.sqrt(s), state.clipNorm!));
-    unclippedCount = clipScales.filter((s) => s === 1).length;
   }
+  let distances: DistanceMatrix | undefined;
+  if (rule.usesPairwiseDistances) {
+    const raw = statistics.pairwiseSquaredDistances;
+    if (!raw || raw.length !== k * k) throw new StrategyInputError(config.strategy, `needs the ${k}x${k} pairwise distance matrix from the statistics pass`);
+    distances = { k, values: clipScales ? clippedDistances(raw, statistics.deltaSquaredNorms!, clipScales, k) : raw };
+  }
+  const selection = rule.select({ k, numExamples, equalWeights: config.dp !== undefined, ...(distances ? { distances } : {}) });
+  if (!selection.weights && !rule.combine) throw new StrategyInputError(config.strategy, "the rule selected no weights and has no combine kernel");
 
-  const plan: RoundPlan = { strategy: config.strategy, k, kernel: "weighted-mean", selected: [], weights: [], noiseStddev: 0 };
+  const plan: RoundPlan = { strategy: config.strategy, k, selected: selection.selected, integerSource: selection.integerSource ?? 0, noiseStddev: 0 };
+  if (selection.weights) plan.weights = selection.weights;
+  if (selection.params) plan.params = selection.params;
+  if (selection.report) plan.report = selection.report;
   if (clipScales) {
     plan.clipScales = clipScales;
     plan.clipNorm = state.clipNorm;
-    plan.unclippedCount = unclippedCount;
+    plan.unclippedCount = clipScales.filter((s) => s === 1).length;
   }
-  const all = Array.from({ length: k }, (_, i) => i);
-  const sampleWeights = (indices: number[]) => {
-    const total = indices.reduce((s, i) => s + numExamples[i], 0);
-    return indices.map((i) => numExamples[i] / total);
-  };
-
-  if (usesPairwiseDistances(config.strategy)) {
-    const raw = statistics.pairwiseSquaredDistances;
-    if (!raw || raw.length !== k * k) throw new StrategyInputError(config.strategy, `needs the ${k}x${k} pairwise distance matrix from the statistics pass`);
-    const values = clipScales ? clippedDistances(raw, statistics.deltaSquaredNorms!, clipScales, k) : raw;
-    const distances = { k, values };
-    if (config.strategy === "krum") {
-      plan.selected = [krumSelect(distances, config.byzantine)];
-      plan.weights = [1];
-    } else if (config.strategy === "multi-krum") {
-      if (config.keep! > k) throw new StrategyInputError("multi-krum", `keep=${config.keep} exceeds the ${k} valid updates`);
-      // sample-weighted mean of the kept updates, in index order (deterministic summation order)
-      plan.selected = multiKrumSelect(distances, config.byzantine, config.keep!).sort((a, b) => a - b);
-      plan.weights = sampleWeights(plan.selected);
-    } else {
-      const { beta } = bulyanSizes(k, config.byzantine);
-      plan.kernel = "bulyan";
-      plan.selected = bulyanSelect(distances, config.byzantine);
-      plan.bulyanBeta = beta;
-    }
-  } else if (config.strategy === "median") {
-    plan.kernel = "median";
-    plan.selected = all;
-  } else if (config.strategy === "trimmed-mean") {
-    trimmedMeanCuts(config.beta, k); // fail at plan time, before any chunk is read
-    plan.kernel = "trimmed-mean";
-    plan.selected = all;
-    plan.trimBeta = config.beta;
-  } else {
-    plan.selected = all;
-    // Central DP: equal weights 1/m, so one silo moves the mean by at most C/m (the sensitivity
-    // sigma = z*C/m is calibrated to); sample weights would let a large silo move it by C*n_i/N.
-    plan.weights = config.dp ? all.map(() => 1 / k) : sampleWeights(all);
-  }
-
-  if (config.optimizer) {
-    plan.optimizer = { name: config.optimizer.name, firstStep: state.optimizerSteps === 0 };
-  }
+  if (rule.optimizer) plan.optimizer = { firstStep: state.optimizerSteps === 0 };
 
   if (config.dp) {
     if (!inputs.noise) throw new StrategyInputError(config.strategy, "central DP needs a Gaussian noise source");
@@ -216,12 +193,6 @@ export function planRound(config: ResolvedStrategyConfig, inputs: PlanInputs): R
     plan.deterministicNoise = inputs.noise.deterministic;
   }
   return plan;
-}
-
-export interface StateChunks {
-  momentum?: Float64Array;
-  m?: Float64Array;
-  v?: Float64Array;
 }
 
 /** Reusable buffers for `combineChunk`, grown on demand (only clipping and optimizers need any). */
@@ -252,12 +223,13 @@ export function combineChunk(
     rows: readonly Row[];
     out: Float64Array;
     global?: Row;
-    state?: StateChunks;
+    state?: Record<string, Float64Array>;
     noise?: GaussianSource;
     scratch?: CombineScratch;
   },
 ): void {
   const { rows, out } = args;
+  const { rule } = config;
   const n = out.length;
   if (rows.length !== plan.k) throw new StrategyInputError(plan.strategy, `combine got ${rows.length} rows, plan has ${plan.k} updates`);
   if ((plan.clipScales || plan.optimizer) && !args.global) {
@@ -266,6 +238,7 @@ export function combineChunk(
   const scratch = args.scratch ?? new CombineScratch();
   const selectedRows = plan.selected.map((index, s): Row => {
     const row = rows[index];
+    if (row.length < n) throw new StrategyInputError(plan.strategy, `row ${index} has ${row.length} coordinates, expected at least ${n}`);
     const scale = plan.clipScales?.[index] ?? 1;
     if (scale === 1) return row.length === n ? row : row.subarray(0, n);
     const clipped = scratch.clippedRow(s, n);
@@ -273,45 +246,27 @@ export function combineChunk(
     for (let c = 0; c < n; c++) clipped[c] = g[c] + scale * (row[c] - g[c]);
     return clipped;
   });
-  const target = plan.optimizer ? scratch.mean(n) : out;
-  switch (plan.kernel) {
-    case "weighted-mean":
-      weightedSumChunk(selectedRows, plan.weights, target);
-      break;
-    case "median":
-      medianChunk(selectedRows, target);
-      break;
-    case "trimmed-mean":
-      trimmedMeanChunk(selectedRows, plan.trimBeta!, target);
-      break;
-    case "bulyan":
-      bulyanChunk(selectedRows, plan.bulyanBeta!, target);
-      break;
-  }
+  const target = rule.optimizer ? scratch.mean(n) : out;
+  if (plan.weights) weightedSum(selectedRows, plan.weights, target, n);
+  else rule.combine!(selectedRows, plan.params ?? {}, target);
   if (plan.noiseStddev > 0) {
     if (!args.noise) throw new StrategyInputError(plan.strategy, "central DP needs a Gaussian noise source");
     args.noise.addNoise(target, plan.noiseStddev, n);
   }
-  if (!plan.optimizer) return;
-  const opt = config.optimizer!;
-  const g = args.global!;
+  if (!rule.optimizer || !plan.optimizer) return;
   const st = args.state ?? {};
-  const need = (kind: StateTensorKind): Float64Array => {
+  const state: Record<string, Float64Array> = {};
+  for (const kind of rule.optimizer.stateTensors) {
     const chunk = st[kind];
     if (!chunk || chunk.length < n) throw new StrategyInputError(plan.strategy, `needs the "${kind}" state chunk of ${n} values`);
-    return chunk;
-  };
-  if (opt.name === "fedavgm") {
-    fedAvgMChunk(g, target, need("momentum"), plan.optimizer.firstStep, opt.options, out, n);
-  } else {
-    const m = opt.name === "fedadagrad" ? new Float64Array(0) : need("m");
-    fedAdaptiveChunk(opt.name, g, target, m, need("v"), opt.options, out, n);
+    state[kind] = chunk;
   }
+  rule.optimizer.step({ global: args.global!, mean: target, state, firstStep: plan.optimizer.firstStep, out, length: n });
 }
 
 /** Scalar state after the round: optimizer step, next clip norm, accountant. Pure. */
 export function finishRound(config: ResolvedStrategyConfig, plan: RoundPlan, state: StrategyState): StrategyState {
-  const next: StrategyState = { ...state, optimizerSteps: state.optimizerSteps + (config.optimizer ? 1 : 0) };
+  const next: StrategyState = { ...state, optimizerSteps: state.optimizerSteps + (config.rule.optimizer ? 1 : 0) };
   if (config.clipping?.mode === "adaptive") {
     next.clipNorm = nextAdaptiveClipNorm({
       clipNorm: state.clipNorm!,
@@ -324,7 +279,7 @@ export function finishRound(config: ResolvedStrategyConfig, plan: RoundPlan, sta
   }
   if (config.dp) {
     const accountant = new RdpAccountant(state.accountant);
-    accountant.compose({ noiseMultiplier: config.dp.noiseMultiplier, sampleRate: config.dp.sampleRate });
+    accountant.compose({ noiseMultiplier: config.dp.noiseMultiplier, sampleRate: 1 });
     const { epsilon, order } = accountant.epsilon(config.dp.delta);
     next.accountant = accountant.toJSON();
     next.privacy = { epsilon, delta: config.dp.delta, order, rounds: next.accountant.steps };

@@ -7,10 +7,12 @@
  *    delta = avg - x; m = b1*m + (1-b1)*delta; v per variant; x = x + lr*m/(sqrt(v)+tau).
  * The step counter is the optimizer's own time (steps taken), independent of round numbering.
  */
-import { StrategyConfigError } from "./errors";
+import { z } from "zod";
+import { defineStrategy, type StrategyCapabilities } from "../definition";
+import { meanRule } from "./mean";
+import type { AggregationRule } from "./rule";
 
 export type ServerOptimizerName = "fedavgm" | "fedadam" | "fedyogi" | "fedadagrad";
-export const SERVER_OPTIMIZERS: readonly ServerOptimizerName[] = ["fedavgm", "fedadam", "fedyogi", "fedadagrad"];
 
 export interface ServerOptimizerOptions {
   /** server learning rate (eta) */
@@ -22,21 +24,6 @@ export interface ServerOptimizerOptions {
   tau: number;
 }
 
-/**
- * Defaults: Flower's Message-API values (fl-algorithms.md §3) with one tau for all (1e-3), so the
- * same name never means different numbers.
- */
-export const SERVER_OPTIMIZER_DEFAULTS: Record<ServerOptimizerName, ServerOptimizerOptions> = {
-  fedavgm: { serverLr: 1.0, momentum: 0.0, beta1: 0, beta2: 0, tau: 0 },
-  fedadam: { serverLr: 0.1, momentum: 0, beta1: 0.9, beta2: 0.99, tau: 1e-3 },
-  fedyogi: { serverLr: 0.01, momentum: 0, beta1: 0.9, beta2: 0.99, tau: 1e-3 },
-  fedadagrad: { serverLr: 0.1, momentum: 0, beta1: 0, beta2: 0, tau: 1e-3 },
-};
-
-export function isServerOptimizer(name: string): name is ServerOptimizerName {
-  return (SERVER_OPTIMIZERS as readonly string[]).includes(name);
-}
-
 /** Which per-coordinate state tensors a variant keeps. */
 export function optimizerStateTensors(name: ServerOptimizerName): ("momentum" | "m" | "v")[] {
   if (name === "fedavgm") return ["momentum"];
@@ -44,40 +31,66 @@ export function optimizerStateTensors(name: ServerOptimizerName): ("momentum" | 
   return ["m", "v"];
 }
 
-/** Merges user options over the variant's defaults and validates ranges. */
-export function resolveServerOptimizerOptions(
-  name: ServerOptimizerName,
-  given: Partial<ServerOptimizerOptions> = {},
-  fieldPrefix = "aggregation",
-): ServerOptimizerOptions {
-  const d = SERVER_OPTIMIZER_DEFAULTS[name];
-  const o: ServerOptimizerOptions = {
-    serverLr: given.serverLr ?? d.serverLr,
-    momentum: given.momentum ?? d.momentum,
-    beta1: name === "fedadagrad" ? 0 : given.beta1 ?? d.beta1,
-    beta2: given.beta2 ?? d.beta2,
-    tau: given.tau ?? d.tau,
+/** The mean of the updates, then the variant's step from the global model. */
+export function serverOptimizerRule(name: ServerOptimizerName, options: Pick<ServerOptimizerOptions, "serverLr"> & Partial<ServerOptimizerOptions>): AggregationRule {
+  // Options a variant does not have (fedavgm's beta1, fedadagrad's momentum...) are never read by its step.
+  const o: ServerOptimizerOptions = { momentum: 0, beta1: 0, beta2: 0, tau: 0, ...options };
+  return {
+    ...meanRule(),
+    optimizer: {
+      stateTensors: optimizerStateTensors(name),
+      step({ global, mean, state, firstStep, out, length }) {
+        if (name === "fedavgm") fedAvgMChunk(global, mean, state.momentum, firstStep, o, out, length);
+        else fedAdaptiveChunk(name, global, mean, state.m ?? new Float64Array(0), state.v, o, out, length);
+      },
+    },
   };
-  const positive = (field: keyof ServerOptimizerOptions) => {
-    if (!Number.isFinite(o[field]) || o[field] <= 0) throw new StrategyConfigError(`${fieldPrefix}.${field}`, "a finite number > 0", o[field]);
-  };
-  const unit = (field: keyof ServerOptimizerOptions) => {
-    if (!Number.isFinite(o[field]) || o[field] < 0 || o[field] >= 1) throw new StrategyConfigError(`${fieldPrefix}.${field}`, "a number in [0, 1)", o[field]);
-  };
-  positive("serverLr");
-  if (name === "fedavgm") unit("momentum");
-  else {
-    positive("tau");
-    if (name !== "fedadagrad") {
-      unit("beta1");
-      unit("beta2");
-    }
-    if (name === "fedadagrad" && given.beta1 !== undefined && given.beta1 !== 0) {
-      throw new StrategyConfigError(`${fieldPrefix}.beta1`, "0 or absent (fedadagrad has no first moment)", given.beta1);
-    }
-  }
-  return o;
 }
+
+// Defaults: Flower's Message-API values, with one tau for all (1e-3) so that the same name never
+// means different numbers.
+const serverLr = (defaultValue: number) => z.number().gt(0).default(defaultValue).meta({ description: "Server learning rate (eta)." });
+const unit = (defaultValue: number, description: string) => z.number().min(0).lt(1).default(defaultValue).meta({ description });
+const tau = () => z.number().gt(0).default(1e-3).meta({ description: "Adaptivity: added to sqrt(v) in the step's denominator." });
+const beta1 = () => unit(0.9, "First-moment decay.");
+const beta2 = () => unit(0.99, "Second-moment decay.");
+const OPTIMIZER: StrategyCapabilities = { needsGlobalModel: true, hasState: true, robust: false, worksOnWeightedSum: true, clipping: true };
+
+export const fedavgm = defineStrategy({
+  name: "fedavgm",
+  summary: "FedAvg with server momentum.",
+  options: z.strictObject({ serverLr: serverLr(1), momentum: unit(0, "Server momentum (mu).") }),
+  capabilities: OPTIMIZER,
+  rule: (options) => serverOptimizerRule("fedavgm", options),
+  bench: [{ label: "fedavgm (mu 0.9)", options: { momentum: 0.9 } }],
+});
+
+export const fedadam = defineStrategy({
+  name: "fedadam",
+  summary: "Reddi et al. 2021, no bias correction.",
+  options: z.strictObject({ serverLr: serverLr(0.1), beta1: beta1(), beta2: beta2(), tau: tau() }),
+  capabilities: OPTIMIZER,
+  rule: (options) => serverOptimizerRule("fedadam", options),
+  bench: [{ label: "fedadam", options: {} }],
+});
+
+export const fedyogi = defineStrategy({
+  name: "fedyogi",
+  summary: "Reddi et al. 2021.",
+  options: z.strictObject({ serverLr: serverLr(0.01), beta1: beta1(), beta2: beta2(), tau: tau() }),
+  capabilities: OPTIMIZER,
+  rule: (options) => serverOptimizerRule("fedyogi", options),
+  bench: [{ label: "fedyogi", options: {} }],
+});
+
+export const fedadagrad = defineStrategy({
+  name: "fedadagrad",
+  summary: "Reddi et al. 2021 (beta1 = 0).",
+  options: z.strictObject({ serverLr: serverLr(0.1), tau: tau() }),
+  capabilities: OPTIMIZER,
+  rule: (options) => serverOptimizerRule("fedadagrad", options),
+  bench: [{ label: "fedadagrad", options: {} }],
+});
 
 /**
  * FedAvgM on one chunk. `momentum` is updated in place; `out` receives the new global values.

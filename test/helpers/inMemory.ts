@@ -1,13 +1,14 @@
 /**
- * Runs a round on models held in memory as named float64 tensors, chunk by chunk, through the same
+ * Test helper. Runs a round on models held in memory as named float64 tensors, chunk by chunk, through the same
  * plan/combine steps as the streaming engine. For tests and small models; the engine streams.
  */
-import type { GaussianSource } from "../privacy/gaussian";
-import type { ResolvedStrategyConfig } from "./config";
-import { StrategyInputError } from "./errors";
+import type { GaussianSource } from "../../lib/aggregation/privacy/gaussian";
+import { resolveStrategyOptions } from "../../lib/aggregation/registry";
+import type { Json } from "../../lib/aggregation/strategy";
+import { StrategyInputError } from "../../lib/aggregation/strategies/errors";
 import {
+  type ResolvedStrategyConfig,
   type RoundPlan,
-  type StateTensorKind,
   type StrategyState,
   combineChunk,
   CombineScratch,
@@ -16,8 +17,8 @@ import {
   planRound,
   requiredStatistics,
   stateTensorKinds,
-} from "./roundPlan";
-import { DeltaSquaredNorms, PairwiseSquaredDistances } from "./statistics";
+} from "../../lib/aggregation/strategies/roundPlan";
+import { DeltaSquaredNorms, PairwiseSquaredDistances } from "../../lib/aggregation/strategies/statistics";
 
 export type TensorMap = Record<string, Float64Array>;
 
@@ -30,7 +31,7 @@ export interface InMemoryRoundResult {
   model: TensorMap;
   state: StrategyState;
   /** per-coordinate state (momentum / m / v), same names and shapes as the model */
-  stateTensors: Partial<Record<StateTensorKind, TensorMap>>;
+  stateTensors: Partial<Record<string, TensorMap>>;
   plan: RoundPlan;
 }
 
@@ -40,7 +41,7 @@ export function aggregateInMemory(
     updates: readonly InMemoryUpdate[];
     global?: TensorMap;
     state: StrategyState;
-    stateTensors?: Partial<Record<StateTensorKind, TensorMap>>;
+    stateTensors?: Partial<Record<string, TensorMap>>;
     noise?: GaussianSource;
     chunkSize?: number;
   },
@@ -76,7 +77,7 @@ export function aggregateInMemory(
     noise: args.noise,
   });
   const kinds = stateTensorKinds(config);
-  const stateTensors: Partial<Record<StateTensorKind, TensorMap>> = {};
+  const stateTensors: Partial<Record<string, TensorMap>> = {};
   for (const kind of kinds) {
     const given = args.stateTensors?.[kind];
     const fresh: TensorMap = {};
@@ -105,3 +106,19 @@ export function aggregateInMemory(
   }
   return { model, state: finishRound(config, plan, args.state), stateTensors, plan };
 }
+
+/** The round machinery's config of a registered rule-based strategy, from spec-style options. */
+export function resolveStrategyConfig(raw: { strategy: string; [option: string]: unknown }): ResolvedStrategyConfig {
+  const { strategy, ...options } = raw;
+  const { definition, options: parsed, wrappers } = resolveStrategyOptions(strategy, JSON.parse(JSON.stringify(options)) as Json);
+  if (!definition.rule) throw new Error(`${strategy} is not built on the shared round machinery (no rule)`);
+  return {
+    strategy,
+    rule: definition.rule(parsed),
+    ...(wrappers.clipping ? { clipping: wrappers.clipping } : {}),
+    ...(wrappers.dp ? { dp: wrappers.dp } : {}),
+  };
+}
+
+/** Spec-style strategy options: `{ strategy, ...options, clipping?, dp? }`. */
+export type StrategyOptions = { strategy: string; [option: string]: unknown };

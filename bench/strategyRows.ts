@@ -1,15 +1,16 @@
 /**
- * Per-strategy rows of `npm run bench:aggregate` (issue #6): which strategies run, with which
- * options, and how the bench's child process maps one row onto `runAggregate` options. Each row runs
- * `flo aggregate`'s code path in a child process (so its peak RSS is its own). Rows are selected by
- * FLO_BENCH_STRATEGIES=all (default) | none | name,name.
+ * Per-strategy rows of `npm run bench:aggregate`, derived from the strategy registry: every
+ * definition's `bench` rows, with what the row needs (a global model, state files, a kernel worker)
+ * read from the strategy itself. Each row runs `flo aggregate`'s code path in a child process (so
+ * its peak RSS is its own). Rows are selected by FLO_BENCH_STRATEGIES=all (default) | none | name,name.
  */
 import { execFile } from "node:child_process";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import type { Json } from "../strategy";
-import { runAggregate } from "../../cli/aggregate";
+import { createStrategy, strategyDefinitions } from "../lib/aggregation/registry";
+import type { Json, RoundContext } from "../lib/aggregation/strategy";
+import { runAggregate } from "../lib/cli/aggregate";
 
 /** argv[2] of the bench script when it runs one strategy row as a child process. */
 export const STRATEGY_CHILD_FLAG = "--child-strategy";
@@ -26,33 +27,49 @@ export interface BenchStrategyRow {
   kernelWorker?: boolean;
 }
 
-export const BENCH_STRATEGY_ROWS: readonly BenchStrategyRow[] = [
-  { label: "median", strategy: "median", options: {}, needsGlobal: false, keepsState: false, kernelWorker: true },
-  { label: "trimmed-mean (beta 0.2)", strategy: "trimmed-mean", options: { beta: 0.2 }, needsGlobal: false, keepsState: false, kernelWorker: true },
-  { label: "krum (f 2)", strategy: "krum", options: { byzantine: 2 }, needsGlobal: false, keepsState: false, kernelWorker: true },
-  { label: "multi-krum (f 2, keep 5)", strategy: "multi-krum", options: { byzantine: 2, keep: 5 }, needsGlobal: false, keepsState: false, kernelWorker: true },
-  { label: "bulyan (f 1)", strategy: "bulyan", options: { byzantine: 1 }, needsGlobal: false, keepsState: false, kernelWorker: true },
-  { label: "fedavgm (mu 0.9)", strategy: "fedavgm", options: { momentum: 0.9 }, needsGlobal: true, keepsState: true },
-  { label: "fedadam", strategy: "fedadam", options: {}, needsGlobal: true, keepsState: true },
-  { label: "fedyogi", strategy: "fedyogi", options: {}, needsGlobal: true, keepsState: true },
-  { label: "fedadagrad", strategy: "fedadagrad", options: {}, needsGlobal: true, keepsState: true },
-  {
-    label: "fedavg + clipping + central DP",
-    strategy: "fedavg",
-    options: { clipping: { mode: "fixed", norm: 1 }, dp: { noiseMultiplier: 1, delta: 1e-5 } },
-    needsGlobal: true,
-    keepsState: false,
-  },
-];
+/** Every registered definition's bench rows (plain fedavg has its own rows in bench/aggregate.ts). */
+export function benchStrategyRows(): BenchStrategyRow[] {
+  return strategyDefinitions().flatMap((definition) =>
+    definition.bench.map((row) => {
+      const strategy = createStrategy(definition.name, row.options);
+      return {
+        label: row.label,
+        strategy: definition.name,
+        options: row.options,
+        needsGlobal: strategy.needsGlobal,
+        keepsState: strategy.stateTensors.length > 0,
+        ...(strategy.parallelKernels ? { kernelWorker: true } : {}),
+      };
+    }),
+  );
+}
+
+/** True when the row's strategy can aggregate `count` updates (e.g. Bulyan with f = 1 needs 7). */
+function runsWith(row: BenchStrategyRow, count: number): boolean {
+  const ctx: RoundContext = {
+    updates: Array.from({ length: count }, (_, i) => ({ id: `u${i}`, numExamples: 1 })),
+    tensors: [],
+    floatElements: 0,
+    state: undefined,
+    stateTensorsPresent: [],
+  };
+  try {
+    createStrategy(row.strategy, row.options).checkRound?.(ctx, true);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Rows selected by `--strategies all|none|name,name` (matched on the strategy name). */
 export function selectBenchRows(selector: string | undefined, count: number): BenchStrategyRow[] {
-  const rows = BENCH_STRATEGY_ROWS.filter((r) => r.strategy !== "bulyan" || count >= 7 || selector === "bulyan");
+  const all = benchStrategyRows();
+  const rows = all.filter((r) => runsWith(r, count) || selector === r.strategy);
   if (selector === undefined || selector === "all") return rows;
   if (selector === "none") return [];
   const wanted = selector.split(",").map((s) => s.trim());
-  const unknown = wanted.filter((w) => !BENCH_STRATEGY_ROWS.some((r) => r.strategy === w));
-  if (unknown.length) throw new Error(`--strategies: unknown ${unknown.join(", ")}; expected all, none or names from ${[...new Set(BENCH_STRATEGY_ROWS.map((r) => r.strategy))].join(", ")}`);
+  const unknown = wanted.filter((w) => !all.some((r) => r.strategy === w));
+  if (unknown.length) throw new Error(`--strategies: unknown ${unknown.join(", ")}; expected all, none or names from ${[...new Set(all.map((r) => r.strategy))].join(", ")}`);
   return rows.filter((r) => wanted.includes(r.strategy));
 }
 

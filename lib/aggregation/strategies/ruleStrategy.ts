@@ -1,15 +1,13 @@
 /**
- * Adapts flo's strategies (config.ts + roundPlan.ts) to the streaming engine's `Strategy` contract
- * (../strategy.ts). One statistics pass (pairwise distances and/or delta norms in one accumulator)
- * when the rule needs it, then the combine pass: at most two reads of every update.
- * Registered in ../registry.ts so worker threads can re-create them by name + options.
+ * Turns a rule (rule.ts) plus its wrappers (clipping, central DP) into the streaming engine's
+ * `Strategy` (../strategy.ts). One statistics pass (pairwise distances and/or delta norms in one
+ * accumulator) when the rule or clipping needs it, then the combine pass: at most two reads of
+ * every update.
  */
-import { createFedAvg } from "../fedavg";
+import type { StrategyWrappers } from "../definition";
 import type { CombineChunk, Json, RoundContext, StatisticsChunk, StatisticsPass, Strategy } from "../strategy";
 import { createGaussianSource, newNoiseKey } from "../privacy/gaussian";
-import { resolveStrategyConfig, STRATEGY_NAMES, type ResolvedStrategyConfig, type StrategyName, type StrategyOptions } from "./config";
-import { StrategyConfigError, StrategyInputError, StrategyStateError } from "./errors";
-import { bulyanSizes } from "./krum";
+import { StrategyInputError, StrategyStateError } from "./errors";
 import {
   CombineScratch,
   combineChunk,
@@ -18,23 +16,16 @@ import {
   needsGlobalModel,
   planRound,
   requiredStatistics,
+  type ResolvedStrategyConfig,
   type RoundPlan,
   stateTensorKinds,
   type StrategyState,
 } from "./roundPlan";
-import { trimmedMeanCuts } from "./robustKernels";
+import type { AggregationRule } from "./rule";
 import { accumulateDeltaSquaredNorms, accumulatePairwiseSquaredDistances } from "./statistics";
-
-const ROBUST_RULES = new Set<StrategyName>(["median", "trimmed-mean", "krum", "multi-krum", "bulyan"]);
 
 /** Engine plan: the pure RoundPlan plus the round's secret noise key (hex). Never persist it. */
 export type EnginePlan = RoundPlan & { noiseKey?: string } & { [key: string]: Json };
-
-/** Options accepted by the factories: the spec's `aggregation` section without `strategy`. */
-export type EngineStrategyOptions = Omit<StrategyOptions, "strategy"> & {
-  /** Deterministic DP noise for tests ONLY (the noise can then be re-derived: no privacy). */
-  insecureTestNoiseSeed?: string;
-};
 
 function parseState(config: ResolvedStrategyConfig, json: Json | undefined): StrategyState {
   if (json === undefined || json === null) return initialStrategyState(config);
@@ -44,15 +35,18 @@ function parseState(config: ResolvedStrategyConfig, json: Json | undefined): Str
   return json as unknown as StrategyState;
 }
 
-export function createEngineStrategy(name: string, options: Json = {}): Strategy<EnginePlan> {
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new StrategyConfigError("aggregation", "an object of strategy options", options);
-  }
-  const { insecureTestNoiseSeed, ...rest } = options as EngineStrategyOptions & { [key: string]: Json };
-  if (insecureTestNoiseSeed !== undefined && typeof insecureTestNoiseSeed !== "string") {
-    throw new StrategyConfigError("insecureTestNoiseSeed", "a string", insecureTestNoiseSeed);
-  }
-  const config = resolveStrategyConfig({ ...(rest as Omit<StrategyOptions, "strategy">), strategy: name });
+/**
+ * The strategy of rule `name` with its wrappers. `options` is filled in by the registry (the JSON
+ * the strategy was created from, so that a kernel worker can re-create it).
+ */
+export function createRuleStrategy(name: string, rule: AggregationRule, wrappers: StrategyWrappers): Strategy<EnginePlan> {
+  const { insecureTestNoiseSeed } = wrappers;
+  const config: ResolvedStrategyConfig = {
+    strategy: name,
+    rule,
+    ...(wrappers.clipping ? { clipping: wrappers.clipping } : {}),
+    ...(wrappers.dp ? { dp: wrappers.dp } : {}),
+  };
   const need = requiredStatistics(config);
   const k = (ctx: RoundContext) => ctx.updates.length;
   const distancesSize = (ctx: RoundContext) => (need.pairwiseDistances ? k(ctx) * k(ctx) : 0);
@@ -71,27 +65,25 @@ export function createEngineStrategy(name: string, options: Json = {}): Strategy
   }
   const kinds = stateTensorKinds(config);
   const scratch = new CombineScratch(); // combine runs sequentially per instance (one per worker)
+  // Sorting per coordinate or K^2 distances cost ~10x a weighted mean per byte: worth a second core.
+  const costly = rule.usesPairwiseDistances || rule.combine !== undefined;
 
   return {
     name,
-    options: options as Json,
+    options: {},
     needsGlobal: needsGlobalModel(config),
     stateTensors: kinds.map((kind) => ({ name: kind, dtype: "F64" as const })), // exact resume
-    // Only a plain weighted mean is sure to turn a NaN row into a NaN output; robust rules may
-    // discard the bad value, and clipping turns a NaN norm into a plan error, so rows are scanned.
-    propagatesNonFinite: config.strategy === "fedavg" && !config.clipping,
+    // Only a plain weighted mean of all updates is sure to turn a NaN row into a NaN output; other
+    // rules may discard the bad value, and clipping turns a NaN norm into a plan error, so rows are scanned.
+    propagatesNonFinite: false,
     statistics,
-    // The robust rules cost 10x a weighted mean per byte (sorting, K^2 distances): worth a second core.
-    ...(ROBUST_RULES.has(config.strategy) ? { parallelKernels: { statistics: true, combine: (plan: EnginePlan) => plan.noiseKey === undefined } } : {}),
+    ...(costly ? { parallelKernels: { statistics: true, combine: (plan: EnginePlan) => plan.noiseKey === undefined } } : {}),
 
     checkRound(ctx: RoundContext, hasGlobal: boolean) {
-      const n = ctx.updates.length;
       if (needsGlobalModel(config) && !hasGlobal) {
         throw new StrategyInputError(name, "needs the current global model (--global): server optimizers and clipping work on deltas w - x");
       }
-      if (config.strategy === "bulyan") bulyanSizes(n, config.byzantine);
-      if (config.strategy === "trimmed-mean") trimmedMeanCuts(config.beta, n);
-      if (config.strategy === "multi-krum" && config.keep! > n) throw new StrategyInputError("multi-krum", `keep=${config.keep} exceeds the ${n} valid updates`);
+      rule.checkRound?.(ctx.updates.length);
       const state = parseState(config, ctx.state);
       if (state.strategy !== config.strategy) {
         throw new StrategyStateError(`strategy state was written by "${state.strategy}", but this round runs "${config.strategy}"; start without --state-in or use the same strategy`);
@@ -125,6 +117,8 @@ export function createEngineStrategy(name: string, options: Json = {}): Strategy
       return { ...plan, ...(noiseKey ? { noiseKey: noiseKey.toString("hex") } : {}) } as EnginePlan;
     },
 
+    integerTensorSource: (plan: EnginePlan) => plan.integerSource,
+
     combine(chunk: CombineChunk, plan: EnginePlan) {
       const state: Record<string, Float64Array> = {};
       for (const kind of kinds) {
@@ -141,7 +135,8 @@ export function createEngineStrategy(name: string, options: Json = {}): Strategy
     finish(ctx: RoundContext, plan: EnginePlan) {
       const next = finishRound(config, plan, parseState(config, ctx.state));
       const report: { [key: string]: Json } = { strategy: config.strategy };
-      if (plan.kernel !== "weighted-mean" || plan.selected.length !== plan.k) report.selected = plan.selected.map((i) => ctx.updates[i].id);
+      if (!plan.weights || plan.selected.length !== plan.k) report.selected = plan.selected.map((i) => ctx.updates[i].id);
+      if (plan.report) Object.assign(report, plan.report);
       if (plan.clipScales) {
         report.clipNorm = plan.clipNorm!;
         report.unclipped = plan.unclippedCount!;
@@ -155,15 +150,4 @@ export function createEngineStrategy(name: string, options: Json = {}): Strategy
       return { state: next as unknown as Json, report };
     },
   };
-}
-
-/** Factories for the registry: every flo strategy name. Plain fedavg without wrappers stays the engine's own. */
-export function engineStrategyFactories(): [string, (options: Json) => Strategy<any>][] {
-  return STRATEGY_NAMES.map((name: StrategyName) => [
-    name,
-    (options: Json) => {
-      const empty = options === null || options === undefined || (typeof options === "object" && !Array.isArray(options) && Object.keys(options).length === 0);
-      return name === "fedavg" && empty ? createFedAvg({}) : createEngineStrategy(name, options ?? {});
-    },
-  ]);
 }
