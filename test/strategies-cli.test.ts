@@ -110,7 +110,7 @@ describe("flo aggregate with strategy state dirs", () => {
   test("commander flags map onto the strategy options (multi-krum --byzantine --keep, trimmed-mean --beta, bad values)", async () => {
     const dirs = await writeRound(1);
     const program = new Command().exitOverride();
-    register(program);
+    register(program.command("aggregate"));
     const log = jest.spyOn(console, "log").mockImplementation(() => undefined);
     try {
       const out = path.join(dir, "mk.safetensors");
@@ -124,10 +124,10 @@ describe("flo aggregate with strategy state dirs", () => {
       log.mockRestore();
     }
     const bad = new Command().exitOverride();
-    register(bad);
+    register(bad.command("aggregate"));
     await expect(bad.parseAsync(["node", "flo", "aggregate", "--strategy", "multi-krum", "--keep", "two", "--out", "x", ...dirs])).rejects.toThrow('--keep: expected an integer, got "two"');
     const trimmed = new Command().exitOverride();
-    register(trimmed);
+    register(trimmed.command("aggregate"));
     const log2 = jest.spyOn(console, "log").mockImplementation(() => undefined);
     try {
       const out = path.join(dir, "tm.safetensors");

@@ -120,7 +120,7 @@ describe("a strategy registered by module path", () => {
       );
       const out = path.join(dir, "out.safetensors");
       const program = new Command().exitOverride();
-      register(program);
+      register(program.command("aggregate"));
       const log = jest.spyOn(console, "log").mockImplementation(() => undefined);
       try {
         await program.parseAsync(["node", "flo", "aggregate", "--strategy", "fixture-midrange", "--lean", "0.25", "--out", out, ...dirs]);

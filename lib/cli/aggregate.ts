@@ -149,10 +149,8 @@ function positiveInt(flag: string) {
   };
 }
 
-export function register(program: Command): void {
-  const command = program
-    .command("aggregate")
-    .description("Aggregate silo updates (dirs with model.safetensors + metrics.json) into one model, streaming")
+export function register(command: Command): void {
+  command
     .argument("<update-dir...>", "update directories")
     .requiredOption("--out <file>", "output model file (.safetensors)")
     .option("--strategy <name>", `aggregation strategy (${strategyNames().join(", ")})`, "fedavg")

@@ -93,10 +93,8 @@ export async function runHost(appEntry: string, options: RunHostOptions, out: (l
   out("Host stopped.");
 }
 
-export function register(program: Command): void {
-  program
-    .command("host")
-    .description("Run a Functions v4 + Durable Functions app on the embedded local host (Azurite storage, HTTP, timers, Service Bus)")
+export function register(command: Command): void {
+  command
     .argument("<app-entry>", "compiled app entry module, e.g. dist/functions/index.js")
     .option("--port <port>", "HTTP port (0 = any free port)", "7071")
     .option("--data <dir>", "data folder; Azurite persists under <dir>/azurite", ".flo")

@@ -192,10 +192,8 @@ function printSummary(manifests: RoundManifest[], print: (line: string) => void)
   for (const m of manifests) for (const s of m.silos) if (!s.included) print(`  round ${m.round}: ${s.silo} excluded: ${s.reason ?? s.outcome}`);
 }
 
-export function register(program: Command): void {
-  program
-    .command("run")
-    .description("Run a federation end to end on this machine (embedded runtime, local silos) and write model, manifests and report")
+export function register(command: Command): void {
+  command
     .argument("<spec>", "federation spec (YAML or JSON)")
     .option("--out <dir>", "output folder (default out/<name>/)")
     .option("--data <dir>", "keep the runtime's data (Azurite, job folders) in this folder")
