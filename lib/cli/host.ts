@@ -74,6 +74,7 @@ export async function runHost(appEntry: string, options: RunHostOptions, out: (l
   });
   for (const line of formatFunctionTable(host)) out(line);
   if (!process.env.FLO_FUNCTION_KEY) out(`Function key (generated for this run; set FLO_FUNCTION_KEY to fix it): ${host.functionKey}`);
+  if (!process.env.FLO_MASTER_KEY) out(`Master key for the Durable management API (generated for this run; set FLO_MASTER_KEY to fix it): ${host.masterKey}`);
   out(`Host started at ${host.url}. Press Ctrl+C to stop.`);
   await new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals): void => {

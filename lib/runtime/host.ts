@@ -12,7 +12,7 @@ import { RealClock, type CancelTimer, type Clock } from "./clock";
 import {
   applySettingsToEnv, loadHostJson, loadLocalSettings, resolveHostKeys, type HostConfig, type LocalSettings,
 } from "./settings";
-import { startHttpFrontDoor, type HttpFrontDoor, type HttpRoute, type MountedHandler } from "./triggers/http/frontDoor";
+import { startGuardedServer, startHttpFrontDoor, type HttpFrontDoor, type HttpRoute, type MountedHandler } from "./triggers/http/frontDoor";
 import { TimerTriggers } from "./triggers/timer/timerTriggers";
 import { BlobTimerStatusStore, MemoryTimerStatusStore, type TimerStatusStore } from "./triggers/timer/statusStore";
 import { LocalServiceBus } from "./triggers/serviceBus/serviceBusTriggers";
@@ -22,6 +22,7 @@ import { DurableEngine } from "./durable/engine";
 import { InMemoryDurableStore, type DurableStore } from "./durable/store";
 import { AzuriteDurableStore } from "./durable/azuriteStore";
 import { clientBindingData, createManagementHandler, RPC_PREFIX, WEBHOOK_PREFIX, websiteHostnameFor, type ManagementRequestHandler } from "./durable/managementApi";
+import { randomBytes } from "crypto";
 
 /** The host could not start (bad options, app failed to load, port taken, ...). */
 export class LocalHostError extends Error {
@@ -232,7 +233,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     // ---- durable engine + front door (the engine's client payloads need the server's URL) ----
     const durable = await attachDurableEngine({
       registry, invoker, clock, hostConfig, storageConnectionString, storage: storage ?? "persisted",
-      logError,
+      logError, masterKey: keys.masterKey, publicOrigin: () => origin,
     });
     cleanups.push(() => durable.stop());
     await durable.start();
@@ -303,6 +304,9 @@ interface DurableAttachOptions {
   storageConnectionString: string;
   storage: LocalHostStorage;
   logError: (where: string, err: unknown) => void;
+  masterKey: string;
+  /** The public listener's origin (known once the front door listens). */
+  publicOrigin: () => string;
 }
 
 interface DurableAttachment {
@@ -319,29 +323,49 @@ async function attachDurableEngine(options: DurableAttachOptions): Promise<Durab
     ? new InMemoryDurableStore()
     : await AzuriteDurableStore.open({ connectionString: options.storageConnectionString, taskHubName: options.hostConfig.hubName });
   let engine: DurableEngine | undefined;
-  let management: ManagementRequestHandler | undefined;
+  let publicManagement: ManagementRequestHandler | undefined;
+  let rpcManagement: ManagementRequestHandler | undefined;
+  // The durable client sends no key (it calls rpcBaseUrl), so its API lives on a second loopback
+  // listener, on a random port under a random path, like the extension's local RPC endpoint.
+  const rpcPrefix = `/${randomBytes(18).toString("base64url")}${RPC_PREFIX}`;
+  const rpcServer = await startGuardedServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    handle: async (req, res) => {
+      if (rpcManagement && (await rpcManagement(req, res))) return;
+      res.writeHead(404, { "content-length": 0, connection: "close" });
+      res.end();
+    },
+    onError: (where, err) => options.logError(`durable rpc ${where}`, err),
+  });
+  const rpcBaseUrl = `${rpcServer.url}${rpcPrefix}`;
+  const publicUrls = (): { origin: string; masterKey: string } => ({ origin: options.publicOrigin(), masterKey: options.masterKey });
   return {
     get engine(): DurableEngine {
       if (!engine) throw new LocalHostError("the Durable engine is not started yet");
       return engine;
     },
-    // Both the rpcBaseUrl form and the legacy webhook form of the management API.
-    mounts: [RPC_PREFIX, WEBHOOK_PREFIX].map((pathPrefix) => ({
-      pathPrefix,
-      handler: (req, res) => {
-        if (!management) return false;
-        return management(req, res);
+    // The public form of the management API: the master key is required.
+    mounts: [
+      {
+        pathPrefix: WEBHOOK_PREFIX,
+        handler: (req, res) => {
+          if (!publicManagement) return false;
+          return publicManagement(req, res);
+        },
       },
-    })),
-    clientBindingData: (origin) => clientBindingData(origin, options.hostConfig.hubName),
+    ],
+    clientBindingData: (origin) => clientBindingData({ origin, taskHubName: options.hostConfig.hubName, masterKey: options.masterKey, rpcBaseUrl }),
     async start() {
       engine = await DurableEngine.start({
         invoker: options.invoker, store, clock: options.clock, taskHubName: options.hostConfig.hubName,
         logger: (level, message) => (level === "info" ? undefined : options.logError("durable", new Error(message))),
       });
-      management = createManagementHandler(engine);
+      publicManagement = createManagementHandler(engine, { masterKey: options.masterKey, prefixes: [WEBHOOK_PREFIX], publicUrls });
+      rpcManagement = createManagementHandler(engine, { prefixes: [rpcPrefix], publicUrls });
     },
     async stop() {
+      await rpcServer.close();
       await engine?.stop();
       await store.close();
     },
