@@ -69,8 +69,10 @@ export interface LocalHost {
   readonly url: string;
   readonly functionKey: string;
   readonly masterKey: string;
-  /** Base URL of the Durable management API (`<url>/runtime/webhooks/durabletask`). */
+  /** Base URL of the Durable management API (`<url>/runtime/webhooks/durabletask`); needs the master key. */
   readonly managementUrl: string;
+  /** The app's durable clients call this key-less loopback listener (random port, secret path); never print it. */
+  readonly rpcBaseUrl: string;
   readonly engine: DurableAttachment["engine"];
   readonly serviceBus: LocalServiceBus;
   readonly timers: TimerTriggers;
@@ -276,6 +278,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
       functionKey: keys.functionKey,
       masterKey: keys.masterKey,
       managementUrl,
+      rpcBaseUrl: durable.rpcBaseUrl,
       engine: durable.engine,
       serviceBus: bus,
       timers,
@@ -311,6 +314,7 @@ interface DurableAttachOptions {
 
 interface DurableAttachment {
   engine: DurableEngine;
+  rpcBaseUrl: string;
   mounts: Array<{ pathPrefix: string; handler: MountedHandler }>;
   clientBindingData?: (origin: string) => unknown;
   start(): Promise<void>;
@@ -345,6 +349,7 @@ async function attachDurableEngine(options: DurableAttachOptions): Promise<Durab
       if (!engine) throw new LocalHostError("the Durable engine is not started yet");
       return engine;
     },
+    rpcBaseUrl,
     // The public form of the management API: the master key is required.
     mounts: [
       {
