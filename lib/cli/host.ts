@@ -96,7 +96,7 @@ export function register(program: Command): void {
   program
     .command("host")
     .description("Run a Functions v4 + Durable Functions app on the embedded local host (Azurite storage, HTTP, timers, Service Bus)")
-    .argument("<app-entry>", "compiled app entry module, e.g. dist/functions/index.js")
+    .argument("<app-entry>", "compiled app entry module (e.g. dist/functions/index.js), or an app folder whose package.json main is a file, folder or glob")
     .option("--port <port>", "HTTP port (0 = any free port)", "7071")
     .option("--data <dir>", "data folder; Azurite persists under <dir>/azurite", ".flo")
     .option("--settings <file>", "local.settings.json to load (default: next to host.json, if present)")

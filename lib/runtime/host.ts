@@ -7,6 +7,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { loadFunctionsApp, type FunctionRegistry } from "./functionsCore";
+import { AppEntryError, resolveAppEntries, type AppEntries } from "./appEntry";
 import { triggerBinding, createInvoker, type Invoker } from "./invoke";
 import { RealClock, type CancelTimer, type Clock } from "./clock";
 import {
@@ -44,7 +45,7 @@ function normalizeStorage(storage: LocalHostStorage | undefined): "memory" | "pe
 }
 
 export interface StartLocalHostOptions {
-  /** Compiled app entry (`dist/functions/index.js` or any module registering `app.*` functions). */
+  /** Compiled app entry (`dist/functions/index.js` or any module registering `app.*` functions), or an app folder whose package.json `main` is a file, folder or glob. */
   appEntry: string;
   /** HTTP port; default 7071, 0 = a free port. */
   port?: number;
@@ -155,10 +156,16 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     (options.log ?? ((line: string) => console.error(line)))(`[error] ${where}: ${message}`);
   };
-  const appEntry = path.resolve(options.appEntry);
-  if (!fs.existsSync(appEntry)) throw new LocalHostError(`appEntry: expected an existing compiled .js file, got ${appEntry} (not found)`);
-  const hostJsonPath = options.hostJson ?? findHostJson(appEntry);
-  const appRoot = hostJsonPath ? path.dirname(hostJsonPath) : path.dirname(appEntry);
+  let entries: AppEntries;
+  try {
+    entries = resolveAppEntries(options.appEntry);
+  } catch (err) {
+    if (err instanceof AppEntryError) throw new LocalHostError(err.message);
+    throw err;
+  }
+  const appEntry = entries.files[0];
+  const hostJsonPath = options.hostJson ?? (entries.appRoot && fs.existsSync(path.join(entries.appRoot, "host.json")) ? path.join(entries.appRoot, "host.json") : findHostJson(appEntry));
+  const appRoot = entries.appRoot ?? (hostJsonPath ? path.dirname(hostJsonPath) : path.dirname(appEntry));
   const clock = options.clock ?? new NeverEarlyClock(new RealClock());
   const dataDir = path.resolve(options.dataDir ?? ".flo");
   const storage = normalizeStorage(options.storage);
@@ -210,7 +217,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
 
     // ---- app ----
     options.signal?.throwIfAborted();
-    const registry = loadFunctionsApp(appEntry);
+    const registry = loadFunctionsApp(entries.files, entries.appRoot ? { appRoot: entries.appRoot } : {});
     // Like the Functions host, `AzureWebJobs.<name>.Disabled` stops a function's trigger from firing.
     const triggers = withoutDisabledTriggers(registry, settingsView());
     for (const name of registry.functions.keys()) if (!triggers.functions.has(name)) log(`Function ${name} is disabled (AzureWebJobs.${name}.Disabled)`);
