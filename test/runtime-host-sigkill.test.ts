@@ -12,6 +12,8 @@ const ROOT = path.join(__dirname, "..");
 const CLI = path.join(ROOT, "bin", "flo.js");
 const APP = path.join(__dirname, "apps", "host-sigkill", "index.js");
 const KEY = "sigkill-test-key";
+// Fixed so the status URLs (which carry the master key) stay valid across the restart.
+const MASTER_KEY = "sigkill-test-master-key";
 
 interface Started { child: ChildProcess; url: string; output: () => string }
 const children: ChildProcess[] = [];
@@ -21,7 +23,7 @@ afterEach(() => {
 
 function startHost(dataDir: string, app = APP, extraArgs: string[] = []): Promise<Started> {
   const child = spawn(process.execPath, [CLI, "host", app, "--port", "0", "--data", dataDir, ...extraArgs], {
-    cwd: ROOT, env: { ...process.env, FLO_FUNCTION_KEY: KEY }, stdio: ["ignore", "pipe", "pipe"],
+    cwd: ROOT, env: { ...process.env, FLO_FUNCTION_KEY: KEY, FLO_MASTER_KEY: MASTER_KEY }, stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
   let out = "";
@@ -84,6 +86,7 @@ test("SIGKILL mid-orchestration, restart on the same --data: the instance comple
     expect(first.output()).toContain(`start: [POST] ${first.url}/api/start/{instanceId}`);
     expect(first.output()).toContain(`Durable management API: ${first.url}/runtime/webhooks/durabletask`);
     expect(first.output()).not.toContain(KEY);
+    expect(first.output()).not.toContain(MASTER_KEY);
     const statusUri = await startInstance(first.url, "killed-1");
     await poll("2 steps done before the kill", async () => {
       const s = await statusOf(statusUri);
