@@ -105,6 +105,35 @@ test("a lock owner that is a zombie, or whose start time differs from the lock's
   }
 });
 
+test("a lock whose owner exits within a few seconds (still tearing down after a kill) is taken over once it is gone", async () => {
+  const owner = spawn("sleep", ["0.6"], { stdio: "ignore" });
+  const location = fs.mkdtempSync(path.join(os.tmpdir(), "flo-exiting-lock-"));
+  try {
+    fs.writeFileSync(path.join(location, "flo-azurite.lock"), `${owner.pid}:${readProcessStat(owner.pid!)!.startTime}:0:0`);
+    const started = Date.now();
+    const azurite = await startAzurite({ location });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300); // it waited for the owner
+    expect(owner.exitCode ?? owner.signalCode).not.toBeNull();
+    await azurite.stop();
+  } finally {
+    owner.kill("SIGKILL");
+    fs.rmSync(location, { recursive: true, force: true });
+  }
+});
+
+test("a lock whose owner stays alive is refused after the wait, naming the owner", async () => {
+  const owner = spawn("sleep", ["30"], { stdio: "ignore" });
+  const location = fs.mkdtempSync(path.join(os.tmpdir(), "flo-held-lock-"));
+  try {
+    const lockPath = path.join(location, "flo-azurite.lock");
+    fs.writeFileSync(lockPath, `${owner.pid}:${readProcessStat(owner.pid!)!.startTime}:0:0`);
+    await expect(startAzurite({ location })).rejects.toThrow(`Azurite location ${location} is in use by process ${owner.pid} (lock file ${lockPath})`);
+  } finally {
+    owner.kill("SIGKILL");
+    fs.rmSync(location, { recursive: true, force: true });
+  }
+});
+
 test("`npx flo host` killed with SIGKILL (process group) and restarted at once, 10 times: it comes up every time, instances intact", async () => {
   if (!fs.existsSync(path.join(ROOT, "dist", "lib", "cli", "host.js"))) throw new Error("dist/ is missing: run `npm run build` (npm test does it first)");
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "flo-restart-"));

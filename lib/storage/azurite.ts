@@ -341,10 +341,24 @@ export function lockOwnerAlive(pid: number, recordedStartTime: string | undefine
   }
 }
 
+/** How long a restart waits for a lock owner that is still exiting (SIGKILL is delivered asynchronously). */
+const LOCK_OWNER_EXIT_WAIT_MS = 3000;
+
+/** True when the owner is gone now or within LOCK_OWNER_EXIT_WAIT_MS (a killed process may still be tearing down). */
+async function ownerGoneSoon(pid: number, startTime: string | undefined): Promise<boolean> {
+  const deadline = Date.now() + LOCK_OWNER_EXIT_WAIT_MS;
+  while (lockOwnerAlive(pid, startTime)) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
+}
+
 /**
  * One live Azurite per folder: two would overwrite each other's Loki files. The lock names the
  * owner's pid and (on Linux) its start time; a lock whose owner is dead, a zombie, or a different
- * process that reused the pid is taken over. Returns the release.
+ * process that reused the pid is taken over, and an owner that exits within a few seconds (a host
+ * killed just before its restart) is waited for. Returns the release.
  */
 async function lockLocation(location: string): Promise<() => Promise<void>> {
   const lockPath = path.join(location, LOCK_FILE);
@@ -364,7 +378,7 @@ async function lockLocation(location: string): Promise<() => Promise<void>> {
       const owner = Number(pidText);
       // Our own pid counts only if this process holds the lock: a container restart reuses pids
       // (often 1), so a lock from a dead earlier incarnation can carry our pid.
-      const liveOwner = owner === process.pid ? locksHeldHere.has(location) : Number.isInteger(owner) && owner > 0 && lockOwnerAlive(owner, startTime);
+      const liveOwner = owner === process.pid ? locksHeldHere.has(location) : Number.isInteger(owner) && owner > 0 && !(await ownerGoneSoon(owner, startTime));
       if (liveOwner) {
         throw new AzuriteLocationInUseError(location, owner, lockPath);
       }
