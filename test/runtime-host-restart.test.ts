@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { lockOwnerAlive, readProcessStat, startAzurite } from "../lib/storage/azurite";
+import { poll, whenHostStarted, type HostProcess } from "./helpers/hostProcess";
 
 const ROOT = path.join(__dirname, "..");
 const APP = path.join(__dirname, "apps", "host-sigkill", "index.js");
@@ -26,29 +27,12 @@ afterEach(() => {
 });
 
 /** `npx flo host ...` in its own process group (like a service manager runs it). */
-function startWithNpx(dataDir: string): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+function startWithNpx(dataDir: string): Promise<HostProcess> {
   const child = spawn("npx", ["flo", "host", APP, "--port", "0", "--data", dataDir], {
     cwd: ROOT, env: { ...process.env, FLO_FUNCTION_KEY: KEY, FLO_MASTER_KEY: MASTER }, stdio: ["ignore", "pipe", "pipe"], detached: true,
   });
   groups.push(child);
-  let out = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`npx flo host did not start within 60 s:\n${out}`)), 60_000);
-    const onData = (chunk: Buffer): void => {
-      out += chunk.toString();
-      const m = /Host started at (http:\/\/[\d.]+:\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1], output: () => out });
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`npx flo host exited early (${code ?? signal}):\n${out}`));
-    });
-  });
+  return whenHostStarted(child, "npx flo host");
 }
 
 async function status(url: string, id: string): Promise<{ runtimeStatus: string; output: unknown }> {
@@ -73,22 +57,12 @@ function expectedChain(steps: number, seed: number): { steps: number; acc: numbe
   return { steps, acc, trail };
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 test("a lock owner that is a zombie, or whose start time differs from the lock's, is not alive", async () => {
   // `sleep 0` exits at once; its parent (exec'd into `sleep 30`) never reaps it: a zombie.
   const parent = spawn("sh", ["-c", "sleep 0 & echo $!; exec sleep 30"], { stdio: ["ignore", "pipe", "ignore"] });
   try {
     const zombiePid = Number(await new Promise<string>((resolve) => parent.stdout!.once("data", (c: Buffer) => resolve(c.toString().trim()))));
-    await until("the child to become a zombie", async () => (readProcessStat(zombiePid)?.state === "Z" ? true : undefined), 5000);
+    await poll("the child to become a zombie", async () => (readProcessStat(zombiePid)?.state === "Z" ? true : undefined), 5000);
     expect(lockOwnerAlive(zombiePid, undefined)).toBe(false);
     const own = readProcessStat(process.pid)!;
     expect(lockOwnerAlive(process.pid, own.startTime)).toBe(true);
@@ -140,7 +114,7 @@ test("`npx flo host` killed with SIGKILL (process group) and restarted at once, 
   try {
     let host = await startWithNpx(dataDir);
     await startInstance(host.url, "short-1", 2);
-    const short = await until("short-1 to complete", async () => {
+    const short = await poll("short-1 to complete", async () => {
       const s = await status(host.url, "short-1");
       return s.runtimeStatus === "Completed" ? s : undefined;
     });
@@ -153,7 +127,7 @@ test("`npx flo host` killed with SIGKILL (process group) and restarted at once, 
       expect((await status(host.url, "short-1")).output).toEqual(expectedChain(2, 42));
       expect(["Pending", "Running", "Completed"]).toContain((await status(host.url, "long-1")).runtimeStatus);
     }
-    const long = await until("long-1 to complete", async () => {
+    const long = await poll("long-1 to complete", async () => {
       const s = await status(host.url, "long-1");
       return s.runtimeStatus === "Completed" || s.runtimeStatus === "Failed" ? s : undefined;
     });

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { poll, whenHostStarted, type HostProcess } from "./helpers/hostProcess";
 
 const ROOT = path.join(__dirname, "..");
 const CLI = path.join(ROOT, "bin", "flo.js");
@@ -15,7 +16,7 @@ const KEY = "sigkill-test-key";
 // Fixed so the status URLs (which carry the master key) stay valid across the restart.
 const MASTER_KEY = "sigkill-test-master-key";
 
-interface Started { child: ChildProcess; url: string; output: () => string }
+type Started = HostProcess;
 const children: ChildProcess[] = [];
 afterEach(() => {
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
@@ -26,27 +27,7 @@ function startHost(dataDir: string, app = APP, extraArgs: string[] = []): Promis
     cwd: ROOT, env: { ...process.env, FLO_FUNCTION_KEY: KEY, FLO_MASTER_KEY: MASTER_KEY }, stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
-  let out = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`flo host did not start within 60 s:\n${out}`));
-    }, 60_000);
-    const onData = (chunk: Buffer): void => {
-      out += chunk.toString();
-      const m = /Host started at (http:\/\/[\d.]+:\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1], output: () => out });
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`flo host exited early (${code ?? signal}):\n${out}`));
-    });
-  });
+  return whenHostStarted(child);
 }
 
 function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
@@ -63,16 +44,6 @@ async function startInstance(url: string, id: string): Promise<string> {
 async function statusOf(statusUri: string): Promise<{ runtimeStatus: string; output: unknown; customStatus: { done?: number } | null }> {
   const res = await fetch(statusUri);
   return (await res.json()) as { runtimeStatus: string; output: unknown; customStatus: { done?: number } | null };
-}
-
-async function poll<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const rebase = (statusUri: string, url: string): string => url + new URL(statusUri).pathname + new URL(statusUri).search;

@@ -3,12 +3,13 @@
  * master key, a browser page (foreign Origin / Host, cross-site, text/plain) cannot drive it, keys are
  * checked before any body byte is read, and bodies are capped. Needs dist/ (`npm test` builds first).
  */
-import { spawn, type ChildProcess } from "child_process";
+import { spawn } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
+import { whenHostStarted, type HostProcess } from "../helpers/hostProcess";
 
 const ROOT = path.join(__dirname, "..", "..");
 const CLI = path.join(ROOT, "bin", "flo.js");
@@ -17,7 +18,7 @@ const CLIENT_APP = path.join(ROOT, "test", "apps", "durable-client", "index.js")
 const FUNCTION_KEY = "security-function-key";
 const MASTER_KEY = "security-master-key";
 
-interface Host { child: ChildProcess; url: string; port: number; output: () => string }
+type Host = HostProcess;
 const hosts: Host[] = [];
 const dirs: string[] = [];
 
@@ -30,26 +31,9 @@ function startHost(app: string, env: Record<string, string> = { FLO_FUNCTION_KEY
   const child = spawn(process.execPath, [CLI, "host", app, "--port", "0", "--data", dataDir, "--storage", "memory"], {
     cwd: ROOT, env: { ...baseEnv, ...env }, stdio: ["ignore", "pipe", "pipe"],
   });
-  let out = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`flo host did not start within 60 s:\n${out}`)), 60_000);
-    const onData = (chunk: Buffer): void => {
-      out += chunk.toString();
-      const m = /Host started at (http:\/\/[\d.]+:(\d+))/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        const host = { child, url: m[1], port: Number(m[2]), output: () => out };
-        hosts.push(host);
-        resolve(host);
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`flo host exited early (${code ?? signal}):\n${out}`));
-    });
-  });
+  const started = whenHostStarted(child);
+  void started.then((host) => hosts.push(host), () => child.kill("SIGKILL"));
+  return started;
 }
 
 afterAll(async () => {
@@ -74,6 +58,19 @@ function request(port: number, method: string, pathAndQuery: string, headers: Re
     });
     req.on("error", reject);
     req.end(body);
+  });
+}
+
+/** A POST whose headers announce a body that is never sent: the answer must not wait for it. */
+function headersOnly(port: number, pathAndQuery: string, headers: Record<string, string>): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: "127.0.0.1", port, method: "POST", path: pathAndQuery, headers, agent: false }, (res) => {
+      let body = "";
+      res.on("data", (c: Buffer) => (body += c.toString()));
+      res.on("end", () => resolve({ status: res.statusCode!, body, headers: res.headers }));
+    });
+    req.on("error", reject);
+    req.flushHeaders();
   });
 }
 
@@ -212,15 +209,7 @@ describe("the Durable management API of `flo host`", () => {
   }, 60_000);
 
   test("a management body above the cap is a 413 even with the key (declared length, nothing read)", async () => {
-    const res = await new Promise<Answer>((resolve, reject) => {
-      const req = http.request({ host: "127.0.0.1", port: host.port, method: "POST", path: `${WEBHOOK}/orchestrators/quick/big-2`, headers: { ...withKey, "content-type": "application/json", "content-length": String(200 * 1024 * 1024) }, agent: false }, (r) => {
-        let body = "";
-        r.on("data", (c: Buffer) => (body += c.toString()));
-        r.on("end", () => resolve({ status: r.statusCode!, body, headers: r.headers }));
-      });
-      req.on("error", reject);
-      req.flushHeaders();
-    });
+    const res = await headersOnly(host.port, `${WEBHOOK}/orchestrators/quick/big-2`, { ...withKey, "content-type": "application/json", "content-length": String(200 * 1024 * 1024) });
     expect(res.status).toBe(413);
     expect(JSON.parse(res.body).Message).toBe(`the request body is ${200 * 1024 * 1024} bytes; at most ${16 * 1024 * 1024} are accepted`);
   });
@@ -263,15 +252,7 @@ describe("flo's own API on `flo host`", () => {
   });
 
   test("a spec body above 1 MB is refused (413) before it is read", async () => {
-    const res = await new Promise<Answer>((resolve, reject) => {
-      const req = http.request({ host: "127.0.0.1", port: host.port, method: "POST", path: "/api/federations", headers: { "x-functions-key": FUNCTION_KEY, "content-type": "application/json", "content-length": String(2 * 1024 * 1024) }, agent: false }, (r) => {
-        let body = "";
-        r.on("data", (c: Buffer) => (body += c.toString()));
-        r.on("end", () => resolve({ status: r.statusCode!, body, headers: r.headers }));
-      });
-      req.on("error", reject);
-      req.flushHeaders();
-    });
+    const res = await headersOnly(host.port, "/api/federations", { "x-functions-key": FUNCTION_KEY, "content-type": "application/json", "content-length": String(2 * 1024 * 1024) });
     expect(res.status).toBe(413);
     expect(JSON.parse(res.body).detail).toBe(`the request body is ${2 * 1024 * 1024} bytes; at most ${1024 * 1024} are accepted`);
   });
