@@ -70,7 +70,7 @@ test("a lock owner that is a zombie, or whose start time differs from the lock's
     expect(lockOwnerAlive(parent.pid!, String(Number(readProcessStat(parent.pid!)!.startTime) - 1))).toBe(false); // pid reused
     // A lock left by the zombie is taken over at once.
     const location = fs.mkdtempSync(path.join(os.tmpdir(), "flo-zombie-lock-"));
-    fs.writeFileSync(path.join(location, "flo-azurite.lock"), `${zombiePid}:${readProcessStat(zombiePid)!.startTime}:0:0`);
+    fs.writeFileSync(path.join(location, "flo-azurite.lock"), `${zombiePid}:start=${readProcessStat(zombiePid)!.startTime}:0:0`);
     const azurite = await startAzurite({ location });
     await azurite.stop();
     fs.rmSync(location, { recursive: true, force: true });
@@ -83,7 +83,7 @@ test("a lock whose owner exits within a few seconds (still tearing down after a 
   const owner = spawn("sleep", ["0.6"], { stdio: "ignore" });
   const location = fs.mkdtempSync(path.join(os.tmpdir(), "flo-exiting-lock-"));
   try {
-    fs.writeFileSync(path.join(location, "flo-azurite.lock"), `${owner.pid}:${readProcessStat(owner.pid!)!.startTime}:0:0`);
+    fs.writeFileSync(path.join(location, "flo-azurite.lock"), `${owner.pid}:start=${readProcessStat(owner.pid!)!.startTime}:0:0`);
     const started = Date.now();
     const azurite = await startAzurite({ location });
     expect(Date.now() - started).toBeGreaterThanOrEqual(300); // it waited for the owner
@@ -100,7 +100,7 @@ test("a lock whose owner stays alive is refused after the wait, naming the owner
   const location = fs.mkdtempSync(path.join(os.tmpdir(), "flo-held-lock-"));
   try {
     const lockPath = path.join(location, "flo-azurite.lock");
-    fs.writeFileSync(lockPath, `${owner.pid}:${readProcessStat(owner.pid!)!.startTime}:0:0`);
+    fs.writeFileSync(lockPath, `${owner.pid}:start=${readProcessStat(owner.pid!)!.startTime}:0:0`);
     await expect(startAzurite({ location })).rejects.toThrow(`Azurite location ${location} is in use by process ${owner.pid} (lock file ${lockPath})`);
   } finally {
     owner.kill("SIGKILL");

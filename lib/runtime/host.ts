@@ -377,8 +377,9 @@ async function attachDurableEngine(options: DurableAttachOptions): Promise<Durab
       rpcManagement = createManagementHandler(engine, { prefixes: [rpcPrefix], publicUrls });
     },
     async stop() {
-      await rpcServer.close();
+      // In-flight activities may still call their durable client: the RPC listener closes after the engine.
       await engine?.stop();
+      await rpcServer.close();
       await store.close();
     },
   };

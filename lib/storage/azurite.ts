@@ -362,7 +362,7 @@ async function ownerGoneSoon(pid: number, startTime: string | undefined): Promis
  */
 async function lockLocation(location: string): Promise<() => Promise<void>> {
   const lockPath = path.join(location, LOCK_FILE);
-  const token = `${process.pid}:${readProcessStat(process.pid)?.startTime ?? ""}:${Date.now()}:${Math.random()}`;
+  const token = `${process.pid}:start=${readProcessStat(process.pid)?.startTime ?? ""}:${Date.now()}:${Math.random()}`;
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       await fs.promises.writeFile(lockPath, token, { flag: "wx" });
@@ -374,7 +374,9 @@ async function lockLocation(location: string): Promise<() => Promise<void>> {
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const [pidText, startTime] = (await fs.promises.readFile(lockPath, "utf8").catch(() => "")).split(":");
+      const [pidText, startField] = (await fs.promises.readFile(lockPath, "utf8").catch(() => "")).split(":");
+      // Locks written before start times were recorded hold `pid:<ms>:...`: no start time to compare.
+      const startTime = startField?.startsWith("start=") ? startField.slice("start=".length) : undefined;
       const owner = Number(pidText);
       // Our own pid counts only if this process holds the lock: a container restart reuses pids
       // (often 1), so a lock from a dead earlier incarnation can carry our pid.
