@@ -251,4 +251,10 @@ describe("management API matches the extension's HttpApiHandler", () => {
     expect(failed.customStatus).toBeNull();
     expect(engine.history("cs-2").some((e) => e.EventType === "TaskScheduled")).toBe(false);
   });
+
+  it("callHttp fails the orchestration with a clear message (a documented limit of the local runtime)", async () => {
+    expect((await post("orchestrators/fetcher/h-1")).status).toBe(202);
+    const done = await until("h-1");
+    expect(done).toMatchObject({ runtimeStatus: "Failed", output: "Orchestrator function 'fetcher' failed: callHttp is not supported by flo's local runtime." });
+  });
 });

@@ -38,6 +38,10 @@ df.app.orchestration("loud", function* (context) {
   return yield context.df.callActivity("greet", "after status");
 });
 
+df.app.orchestration("fetcher", function* (context) {
+  return yield context.df.callHttp({ method: "GET", url: "http://127.0.0.1:9/never" });
+});
+
 app.http("clientOps", {
   route: "ops",
   methods: ["POST"],
