@@ -6,7 +6,7 @@ import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } 
 import * as df from "durable-functions";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { cancelFederation, findInstance, getFederation, handleApi, listFederations, resumeFederation, startFederation } from "../lib/federation/api";
+import { cancelFederation, findInstance, getFederation, handleApi, listFederations, MAX_SPEC_BYTES, resumeFederation, startFederation } from "../lib/federation/api";
 import { problem, type ApiResponse } from "../lib/federation/problem";
 import { federationServices } from "../lib/federation/services";
 import { loadReportInput } from "../lib/report/load";
@@ -24,9 +24,12 @@ const wrap = (handler: Handler) => async (request: HttpRequest, context: Invocat
   toHttp(await handleApi(() => handler(request, df.getClient(context), context)));
 
 const common = { authLevel: "function" as const, extraInputs: [df.input.durableClient()] };
+/** `flo host` refuses a larger spec before reading it (a binding property only the local host reads). */
+const specBody = { maxRequestBodyBytes: MAX_SPEC_BYTES };
 
 app.http("startFederation", {
   ...common,
+  ...specBody,
   methods: ["POST"],
   route: "federations",
   handler: wrap(async (request, client) =>

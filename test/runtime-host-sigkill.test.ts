@@ -7,13 +7,16 @@ import { spawn, type ChildProcess } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { poll, whenHostStarted, type HostProcess } from "./helpers/hostProcess";
 
 const ROOT = path.join(__dirname, "..");
 const CLI = path.join(ROOT, "bin", "flo.js");
 const APP = path.join(__dirname, "apps", "host-sigkill", "index.js");
 const KEY = "sigkill-test-key";
+// Fixed so the status URLs (which carry the master key) stay valid across the restart.
+const MASTER_KEY = "sigkill-test-master-key";
 
-interface Started { child: ChildProcess; url: string; output: () => string }
+type Started = HostProcess;
 const children: ChildProcess[] = [];
 afterEach(() => {
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
@@ -21,30 +24,10 @@ afterEach(() => {
 
 function startHost(dataDir: string, app = APP, extraArgs: string[] = []): Promise<Started> {
   const child = spawn(process.execPath, [CLI, "host", app, "--port", "0", "--data", dataDir, ...extraArgs], {
-    cwd: ROOT, env: { ...process.env, FLO_FUNCTION_KEY: KEY }, stdio: ["ignore", "pipe", "pipe"],
+    cwd: ROOT, env: { ...process.env, FLO_FUNCTION_KEY: KEY, FLO_MASTER_KEY: MASTER_KEY }, stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
-  let out = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`flo host did not start within 60 s:\n${out}`));
-    }, 60_000);
-    const onData = (chunk: Buffer): void => {
-      out += chunk.toString();
-      const m = /Host started at (http:\/\/[\d.]+:\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1], output: () => out });
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`flo host exited early (${code ?? signal}):\n${out}`));
-    });
-  });
+  return whenHostStarted(child);
 }
 
 function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
@@ -63,16 +46,6 @@ async function statusOf(statusUri: string): Promise<{ runtimeStatus: string; out
   return (await res.json()) as { runtimeStatus: string; output: unknown; customStatus: { done?: number } | null };
 }
 
-async function poll<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 const rebase = (statusUri: string, url: string): string => url + new URL(statusUri).pathname + new URL(statusUri).search;
 
 test("SIGKILL mid-orchestration, restart on the same --data: the instance completes with the uninterrupted output", async () => {
@@ -84,6 +57,7 @@ test("SIGKILL mid-orchestration, restart on the same --data: the instance comple
     expect(first.output()).toContain(`start: [POST] ${first.url}/api/start/{instanceId}`);
     expect(first.output()).toContain(`Durable management API: ${first.url}/runtime/webhooks/durabletask`);
     expect(first.output()).not.toContain(KEY);
+    expect(first.output()).not.toContain(MASTER_KEY);
     const statusUri = await startInstance(first.url, "killed-1");
     await poll("2 steps done before the kill", async () => {
       const s = await statusOf(statusUri);

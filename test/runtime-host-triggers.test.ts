@@ -252,7 +252,7 @@ describe("flo host options", () => {
   });
 
   test("a missing app entry or settings file is a clear startup error", async () => {
-    await expect(startLocalHost({ appEntry: "/nope/index.js", port: 0, storage: "memory" })).rejects.toThrow("appEntry: expected an existing compiled .js file, got /nope/index.js (not found)");
+    await expect(startLocalHost({ appEntry: "/nope/index.js", port: 0, storage: "memory" })).rejects.toThrow("appEntry: expected an existing compiled .js file or app folder, got /nope/index.js (not found)");
     await expect(startLocalHost({ appEntry: APP, port: 0, storage: "disk" })).rejects.toThrow('storage: expected "memory", "persisted" or a storage connection string, got "disk"');
     await expect(startLocalHost({ appEntry: APP, port: 0, storage: "memory", settings: "/nope/local.settings.json" })).rejects.toThrow("/nope/local.settings.json: (file): expected an existing local.settings.json, got no such file");
   });

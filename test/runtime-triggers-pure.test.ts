@@ -122,7 +122,15 @@ describe("settings", () => {
     const generated = resolveHostKeys({});
     expect(generated.generated).toBe(true);
     expect(generated.functionKey.length).toBeGreaterThanOrEqual(32);
-    expect(resolveHostKeys({ FLO_FUNCTION_KEY: "k1", FLO_MASTER_KEY: "m1" })).toEqual({ functionKey: "k1", masterKey: "m1", generated: false });
+    expect(generated.masterGenerated).toBe(true);
+    expect(generated.masterKey.length).toBeGreaterThanOrEqual(32);
+    expect(generated.masterKey).not.toBe(generated.functionKey);
+    // A configured function key no longer doubles as the master key: the master key is generated.
+    const onlyFunction = resolveHostKeys({ FLO_FUNCTION_KEY: "k1" });
+    expect(onlyFunction).toMatchObject({ functionKey: "k1", generated: false, masterGenerated: true });
+    expect(onlyFunction.masterKey).not.toBe("k1");
+    expect(resolveHostKeys({ FLO_FUNCTION_KEY: "k1", FLO_MASTER_KEY: "m1" })).toEqual({ functionKey: "k1", masterKey: "m1", generated: false, masterGenerated: false });
+    expect(() => resolveHostKeys({ FLO_FUNCTION_KEY: "same", FLO_MASTER_KEY: "same" })).toThrow("(app settings): FLO_MASTER_KEY: expected a key different from FLO_FUNCTION_KEY, got the same value");
     expect(resolveAppSettingExpression("%Q%-x", { Q: "jobs" }, "f.queueName")).toBe("jobs-x");
     expect(() => resolveAppSettingExpression("%Missing%", {}, "f.queueName")).toThrow('f.queueName: expected app setting "Missing" to be defined');
   });

@@ -76,6 +76,7 @@ export async function runHost(appEntry: string, options: RunHostOptions, out: (l
   });
   for (const line of formatFunctionTable(host)) out(line);
   if (!process.env.FLO_FUNCTION_KEY) out(`Function key (generated for this run; set FLO_FUNCTION_KEY to fix it): ${host.functionKey}`);
+  if (!process.env.FLO_MASTER_KEY) out(`Master key for the Durable management API (generated for this run; set FLO_MASTER_KEY to fix it): ${host.masterKey}`);
   out(`Host started at ${host.url}. Press Ctrl+C to stop.`);
   await new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals): void => {
@@ -95,7 +96,7 @@ export async function runHost(appEntry: string, options: RunHostOptions, out: (l
 
 export function register(command: Command): void {
   command
-    .argument("<app-entry>", "compiled app entry module, e.g. dist/functions/index.js")
+    .argument("<app-entry>", "compiled app entry module (e.g. dist/functions/index.js), or an app folder whose package.json main is a file, folder or glob")
     .option("--port <port>", "HTTP port (0 = any free port)", "7071")
     .option("--data <dir>", "data folder; Azurite persists under <dir>/azurite", ".flo")
     .option("--settings <file>", "local.settings.json to load (default: next to host.json, if present)")

@@ -13,7 +13,7 @@ import { SpecError } from "../spec/errors";
 
 const RUNNING = new Set(["Running", "Pending", "ContinuedAsNew", "Suspended"]);
 const FEDERATION_ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
-const MAX_SPEC_BYTES = 1024 * 1024;
+export const MAX_SPEC_BYTES = 1024 * 1024;
 
 export interface StartRequest {
   body: string;

@@ -174,29 +174,39 @@ export interface LoadFunctionsAppOptions {
  * its registrations in a fresh registry. Works under jest too: jest's own `require` bypasses
  * `Module._load`, so we load through `Module.createRequire`.
  */
-export function loadFunctionsApp(entryPath: string, options: LoadFunctionsAppOptions = {}): FunctionRegistry {
+export function loadFunctionsApp(entry: string | string[], options: LoadFunctionsAppOptions = {}): FunctionRegistry {
   installFunctionsCoreHook();
-  const absoluteEntry = path.resolve(entryPath);
+  const entries = (Array.isArray(entry) ? entry : [entry]).map((e) => path.resolve(e));
+  if (entries.length === 0) throw new FunctionsAppLoadError("No Functions app entry to load");
+  const absoluteEntry = entries[0];
   const registry: FunctionRegistry = { entryPath: absoluteEntry, functions: new Map(), programmingModel: undefined, hooks: [], appExports: undefined };
   if (activeRegistry) throw new FunctionsAppLoadError(`Cannot load ${absoluteEntry} while ${activeRegistry.entryPath} is loading`);
   const nativeRequire = NativeModule.createRequire(absoluteEntry);
-  let resolved: string;
-  try {
-    resolved = nativeRequire.resolve(absoluteEntry);
-  } catch (err) {
-    throw new FunctionsAppLoadError(`Functions app entry not found: ${absoluteEntry} (expected a compiled .js file)`, { cause: err });
+  const resolvedEntries: string[] = [];
+  for (const file of entries) {
+    try {
+      resolvedEntries.push(nativeRequire.resolve(file));
+    } catch (err) {
+      throw new FunctionsAppLoadError(`Functions app entry not found: ${file} (expected a compiled .js file)`, { cause: err });
+    }
   }
-  evictFromRequireCache(path.resolve(options.appRoot ?? path.dirname(resolved)));
+  evictFromRequireCache(path.resolve(options.appRoot ?? path.dirname(resolvedEntries[0])));
   activeRegistry = registry;
   try {
-    registry.appExports = nativeRequire(resolved);
-  } catch (err) {
-    throw new FunctionsAppLoadError(`Loading Functions app ${resolved} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    // Several entries (a `main` glob): each file registers its own functions, in order, like the worker.
+    for (const resolved of resolvedEntries) {
+      try {
+        const exports: unknown = nativeRequire(resolved);
+        if (resolved === resolvedEntries[0]) registry.appExports = exports;
+      } catch (err) {
+        throw new FunctionsAppLoadError(`Loading Functions app ${resolved} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      }
+    }
   } finally {
     activeRegistry = undefined;
   }
   if (registry.functions.size > 0 && !registry.programmingModel) {
-    throw new FunctionsAppLoadError(`${resolved} registered functions but no programming model (is @azure/functions v4 used?)`);
+    throw new FunctionsAppLoadError(`${resolvedEntries.join(", ")} registered functions but no programming model (is @azure/functions v4 used?)`);
   }
   return registry;
 }

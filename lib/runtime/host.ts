@@ -7,12 +7,13 @@
 import * as fs from "fs";
 import * as path from "path";
 import { loadFunctionsApp, type FunctionRegistry } from "./functionsCore";
+import { AppEntryError, resolveAppEntries, type AppEntries } from "./appEntry";
 import { triggerBinding, createInvoker, type Invoker } from "./invoke";
 import { RealClock, type CancelTimer, type Clock } from "./clock";
 import {
   applySettingsToEnv, loadHostJson, loadLocalSettings, resolveHostKeys, type HostConfig, type LocalSettings,
 } from "./settings";
-import { startHttpFrontDoor, type HttpFrontDoor, type HttpRoute, type MountedHandler } from "./triggers/http/frontDoor";
+import { startGuardedServer, startHttpFrontDoor, type HttpFrontDoor, type HttpRoute, type MountedHandler } from "./triggers/http/frontDoor";
 import { TimerTriggers } from "./triggers/timer/timerTriggers";
 import { BlobTimerStatusStore, MemoryTimerStatusStore, type TimerStatusStore } from "./triggers/timer/statusStore";
 import { LocalServiceBus } from "./triggers/serviceBus/serviceBusTriggers";
@@ -22,6 +23,7 @@ import { DurableEngine } from "./durable/engine";
 import { InMemoryDurableStore, type DurableStore } from "./durable/store";
 import { AzuriteDurableStore } from "./durable/azuriteStore";
 import { clientBindingData, createManagementHandler, RPC_PREFIX, WEBHOOK_PREFIX, websiteHostnameFor, type ManagementRequestHandler } from "./durable/managementApi";
+import { randomBytes } from "crypto";
 
 /** The host could not start (bad options, app failed to load, port taken, ...). */
 export class LocalHostError extends Error {
@@ -43,7 +45,7 @@ function normalizeStorage(storage: LocalHostStorage | undefined): "memory" | "pe
 }
 
 export interface StartLocalHostOptions {
-  /** Compiled app entry (`dist/functions/index.js` or any module registering `app.*` functions). */
+  /** Compiled app entry (`dist/functions/index.js` or any module registering `app.*` functions), or an app folder whose package.json `main` is a file, folder or glob. */
   appEntry: string;
   /** HTTP port; default 7071, 0 = a free port. */
   port?: number;
@@ -68,8 +70,10 @@ export interface LocalHost {
   readonly url: string;
   readonly functionKey: string;
   readonly masterKey: string;
-  /** Base URL of the Durable management API (`<url>/runtime/webhooks/durabletask`). */
+  /** Base URL of the Durable management API (`<url>/runtime/webhooks/durabletask`); needs the master key. */
   readonly managementUrl: string;
+  /** The app's durable clients call this key-less loopback listener (random port, secret path); never print it. */
+  readonly rpcBaseUrl: string;
   readonly engine: DurableAttachment["engine"];
   readonly serviceBus: LocalServiceBus;
   readonly timers: TimerTriggers;
@@ -152,10 +156,16 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     (options.log ?? ((line: string) => console.error(line)))(`[error] ${where}: ${message}`);
   };
-  const appEntry = path.resolve(options.appEntry);
-  if (!fs.existsSync(appEntry)) throw new LocalHostError(`appEntry: expected an existing compiled .js file, got ${appEntry} (not found)`);
-  const hostJsonPath = options.hostJson ?? findHostJson(appEntry);
-  const appRoot = hostJsonPath ? path.dirname(hostJsonPath) : path.dirname(appEntry);
+  let entries: AppEntries;
+  try {
+    entries = resolveAppEntries(options.appEntry);
+  } catch (err) {
+    if (err instanceof AppEntryError) throw new LocalHostError(err.message);
+    throw err;
+  }
+  const appEntry = entries.files[0];
+  const hostJsonPath = options.hostJson ?? (entries.appRoot && fs.existsSync(path.join(entries.appRoot, "host.json")) ? path.join(entries.appRoot, "host.json") : findHostJson(appEntry));
+  const appRoot = entries.appRoot ?? (hostJsonPath ? path.dirname(hostJsonPath) : path.dirname(appEntry));
   const clock = options.clock ?? new NeverEarlyClock(new RealClock());
   const dataDir = path.resolve(options.dataDir ?? ".flo");
   const storage = normalizeStorage(options.storage);
@@ -207,7 +217,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
 
     // ---- app ----
     options.signal?.throwIfAborted();
-    const registry = loadFunctionsApp(appEntry);
+    const registry = loadFunctionsApp(entries.files, entries.appRoot ? { appRoot: entries.appRoot } : {});
     // Like the Functions host, `AzureWebJobs.<name>.Disabled` stops a function's trigger from firing.
     const triggers = withoutDisabledTriggers(registry, settingsView());
     for (const name of registry.functions.keys()) if (!triggers.functions.has(name)) log(`Function ${name} is disabled (AzureWebJobs.${name}.Disabled)`);
@@ -232,7 +242,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     // ---- durable engine + front door (the engine's client payloads need the server's URL) ----
     const durable = await attachDurableEngine({
       registry, invoker, clock, hostConfig, storageConnectionString, storage: storage ?? "persisted",
-      logError,
+      logError, masterKey: keys.masterKey, publicOrigin: () => origin,
     });
     cleanups.push(() => durable.stop());
     await durable.start();
@@ -275,6 +285,7 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
       functionKey: keys.functionKey,
       masterKey: keys.masterKey,
       managementUrl,
+      rpcBaseUrl: durable.rpcBaseUrl,
       engine: durable.engine,
       serviceBus: bus,
       timers,
@@ -303,10 +314,14 @@ interface DurableAttachOptions {
   storageConnectionString: string;
   storage: LocalHostStorage;
   logError: (where: string, err: unknown) => void;
+  masterKey: string;
+  /** The public listener's origin (known once the front door listens). */
+  publicOrigin: () => string;
 }
 
 interface DurableAttachment {
   engine: DurableEngine;
+  rpcBaseUrl: string;
   mounts: Array<{ pathPrefix: string; handler: MountedHandler }>;
   clientBindingData?: (origin: string) => unknown;
   start(): Promise<void>;
@@ -319,30 +334,52 @@ async function attachDurableEngine(options: DurableAttachOptions): Promise<Durab
     ? new InMemoryDurableStore()
     : await AzuriteDurableStore.open({ connectionString: options.storageConnectionString, taskHubName: options.hostConfig.hubName });
   let engine: DurableEngine | undefined;
-  let management: ManagementRequestHandler | undefined;
+  let publicManagement: ManagementRequestHandler | undefined;
+  let rpcManagement: ManagementRequestHandler | undefined;
+  // The durable client sends no key (it calls rpcBaseUrl), so its API lives on a second loopback
+  // listener, on a random port under a random path, like the extension's local RPC endpoint.
+  const rpcPrefix = `/${randomBytes(18).toString("base64url")}${RPC_PREFIX}`;
+  const rpcServer = await startGuardedServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    handle: async (req, res) => {
+      if (rpcManagement && (await rpcManagement(req, res))) return;
+      res.writeHead(404, { "content-length": 0, connection: "close" });
+      res.end();
+    },
+    onError: (where, err) => options.logError(`durable rpc ${where}`, err),
+  });
+  const rpcBaseUrl = `${rpcServer.url}${rpcPrefix}`;
+  const publicUrls = (): { origin: string; masterKey: string } => ({ origin: options.publicOrigin(), masterKey: options.masterKey });
   return {
     get engine(): DurableEngine {
       if (!engine) throw new LocalHostError("the Durable engine is not started yet");
       return engine;
     },
-    // Both the rpcBaseUrl form and the legacy webhook form of the management API.
-    mounts: [RPC_PREFIX, WEBHOOK_PREFIX].map((pathPrefix) => ({
-      pathPrefix,
-      handler: (req, res) => {
-        if (!management) return false;
-        return management(req, res);
+    rpcBaseUrl,
+    // The public form of the management API: the master key is required.
+    mounts: [
+      {
+        pathPrefix: WEBHOOK_PREFIX,
+        handler: (req, res) => {
+          if (!publicManagement) return false;
+          return publicManagement(req, res);
+        },
       },
-    })),
-    clientBindingData: (origin) => clientBindingData(origin, options.hostConfig.hubName),
+    ],
+    clientBindingData: (origin) => clientBindingData({ origin, taskHubName: options.hostConfig.hubName, masterKey: options.masterKey, rpcBaseUrl }),
     async start() {
       engine = await DurableEngine.start({
         invoker: options.invoker, store, clock: options.clock, taskHubName: options.hostConfig.hubName,
         logger: (level, message) => (level === "info" ? undefined : options.logError("durable", new Error(message))),
       });
-      management = createManagementHandler(engine);
+      publicManagement = createManagementHandler(engine, { masterKey: options.masterKey, prefixes: [WEBHOOK_PREFIX], publicUrls });
+      rpcManagement = createManagementHandler(engine, { prefixes: [rpcPrefix], publicUrls });
     },
     async stop() {
+      // In-flight activities may still call their durable client: the RPC listener closes after the engine.
       await engine?.stop();
+      await rpcServer.close();
       await store.close();
     },
   };

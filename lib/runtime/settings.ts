@@ -197,23 +197,31 @@ export function loadHostJson(file: string, settings: Record<string, string | und
   return parseHostJson(fs.readFileSync(file, "utf8"), file, settings);
 }
 
-/** Keys for `authLevel: function` / `admin`. */
+/** Keys for `authLevel: function` / `admin` and the Durable management API. */
 export interface HostKeys {
   functionKey: string;
+  /** The host's master key: `authLevel: admin` routes and the Durable management API (the real host's system key). */
   masterKey: string;
   /** True when the function key was generated because `FLO_FUNCTION_KEY` was unset (print it once). */
   generated: boolean;
+  /** True when the master key was generated because `FLO_MASTER_KEY` was unset (print it once). */
+  masterGenerated: boolean;
 }
 
 /**
- * `FLO_FUNCTION_KEY` is the key for `authLevel: function`; `FLO_MASTER_KEY` (default: the function key)
- * is also accepted there and is the only key for `authLevel: admin`. Unset: a random key per start.
+ * `FLO_FUNCTION_KEY` is the key for `authLevel: function`; `FLO_MASTER_KEY` is also accepted there and is
+ * the only key for `authLevel: admin` and the Durable management API. Unset: a random key per start.
+ * The two must differ: whoever may call an app's function must not thereby manage every instance.
  */
 export function resolveHostKeys(settings: Record<string, string | undefined>): HostKeys {
   const configured = settings.FLO_FUNCTION_KEY;
+  const configuredMaster = settings.FLO_MASTER_KEY;
   const functionKey = configured && configured.length > 0 ? configured : randomBytes(24).toString("base64url");
-  const masterKey = settings.FLO_MASTER_KEY && settings.FLO_MASTER_KEY.length > 0 ? settings.FLO_MASTER_KEY : functionKey;
-  return { functionKey, masterKey, generated: !configured };
+  const masterKey = configuredMaster && configuredMaster.length > 0 ? configuredMaster : randomBytes(24).toString("base64url");
+  if (masterKey === functionKey) {
+    throw new SettingsError("(app settings)", "FLO_MASTER_KEY", "a key different from FLO_FUNCTION_KEY", "the same value");
+  }
+  return { functionKey, masterKey, generated: !configured, masterGenerated: !configuredMaster };
 }
 
 /**

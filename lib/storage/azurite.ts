@@ -305,7 +305,34 @@ async function readRememberedPorts(location: string): Promise<Partial<Record<Azu
 }
 const locksHeldHere = new Set<string>();
 
-function pidAlive(pid: number): boolean {
+/** Linux: a process's state and start time (clock ticks since boot) from /proc/<pid>/stat; undefined elsewhere or when gone. */
+export function readProcessStat(pid: number): { state: string; startTime: string } | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) is parenthesised and may hold spaces or ')': fields resume after the last ')'.
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state); field 22 (starttime) is fields[19].
+  return fields.length > 19 ? { state: fields[0], startTime: fields[19] } : undefined;
+}
+
+const HAS_PROC = fs.existsSync("/proc/self/stat");
+
+/**
+ * Whether the lock's owner still runs. A zombie (killed, not yet reaped by its parent, e.g. `npx`)
+ * holds no files and is not alive; a pid whose start time differs from the one in the lock was
+ * reused by an unrelated process.
+ */
+export function lockOwnerAlive(pid: number, recordedStartTime: string | undefined): boolean {
+  if (HAS_PROC) {
+    const stat = readProcessStat(pid);
+    if (!stat) return false;
+    if (stat.state === "Z" || stat.state === "X") return false;
+    return recordedStartTime === undefined || recordedStartTime === "" || stat.startTime === recordedStartTime;
+  }
   try {
     process.kill(pid, 0);
     return true;
@@ -314,15 +341,28 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** How long a restart waits for a lock owner that is still exiting (SIGKILL is delivered asynchronously). */
+const LOCK_OWNER_EXIT_WAIT_MS = 3000;
+
+/** True when the owner is gone now or within LOCK_OWNER_EXIT_WAIT_MS (a killed process may still be tearing down). */
+async function ownerGoneSoon(pid: number, startTime: string | undefined): Promise<boolean> {
+  const deadline = Date.now() + LOCK_OWNER_EXIT_WAIT_MS;
+  while (lockOwnerAlive(pid, startTime)) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
+}
+
 /**
  * One live Azurite per folder: two would overwrite each other's Loki files. The lock names the
- * owner's pid; a lock left by a dead process (e.g. SIGKILLed) is taken over. Returns the release.
- * Limit: if an unrelated live process happens to reuse a dead owner's pid, the lock looks held;
- * delete the lock file by hand then.
+ * owner's pid and (on Linux) its start time; a lock whose owner is dead, a zombie, or a different
+ * process that reused the pid is taken over, and an owner that exits within a few seconds (a host
+ * killed just before its restart) is waited for. Returns the release.
  */
 async function lockLocation(location: string): Promise<() => Promise<void>> {
   const lockPath = path.join(location, LOCK_FILE);
-  const token = `${process.pid}:${Date.now()}:${Math.random()}`;
+  const token = `${process.pid}:start=${readProcessStat(process.pid)?.startTime ?? ""}:${Date.now()}:${Math.random()}`;
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       await fs.promises.writeFile(lockPath, token, { flag: "wx" });
@@ -334,10 +374,13 @@ async function lockLocation(location: string): Promise<() => Promise<void>> {
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const owner = Number((await fs.promises.readFile(lockPath, "utf8").catch(() => "")).split(":")[0]);
+      const [pidText, startField] = (await fs.promises.readFile(lockPath, "utf8").catch(() => "")).split(":");
+      // Locks written before start times were recorded hold `pid:<ms>:...`: no start time to compare.
+      const startTime = startField?.startsWith("start=") ? startField.slice("start=".length) : undefined;
+      const owner = Number(pidText);
       // Our own pid counts only if this process holds the lock: a container restart reuses pids
       // (often 1), so a lock from a dead earlier incarnation can carry our pid.
-      const liveOwner = owner === process.pid ? locksHeldHere.has(location) : Number.isInteger(owner) && owner > 0 && pidAlive(owner);
+      const liveOwner = owner === process.pid ? locksHeldHere.has(location) : Number.isInteger(owner) && owner > 0 && !(await ownerGoneSoon(owner, startTime));
       if (liveOwner) {
         throw new AzuriteLocationInUseError(location, owner, lockPath);
       }

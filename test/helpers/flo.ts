@@ -81,6 +81,8 @@ export interface FloHost {
   /** The host process's output so far (stdout + stderr), for failure messages. */
   logs: string[];
   api(path: string, init?: RequestInit): Promise<Response>;
+  /** A call to the Durable management API (`<url>/runtime/webhooks/durabletask/<path>`) with the master key. */
+  management(path: string, init?: RequestInit): Promise<Response>;
   json<T = any>(path: string, init?: RequestInit): Promise<{ status: number; body: T }>;
   start(spec: unknown, query?: string): Promise<{ status: number; body: any }>;
   waitFor(id: string, done: (status: any) => boolean, timeoutMs?: number): Promise<any>;
@@ -96,6 +98,8 @@ export interface FloHost {
 }
 
 export const FUNCTION_KEY = "e2e-test-function-key";
+/** The host's master key: the Durable management API (`/runtime/webhooks/durabletask/...`) requires it. */
+export const MASTER_KEY = "e2e-test-master-key";
 
 export interface StartFloHostOptions {
   dir?: string;
@@ -142,7 +146,7 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
   let child: ChildProcess | undefined;
   const launch = async (): Promise<void> => {
     const proc = spawn(process.execPath, [FLO_BIN, "host", APP_ENTRY, "--port", String(port), "--data", join(dir, "host"), "--settings", settingsFile], {
-      env: { ...process.env, ...options.env, FLO_FUNCTION_KEY: FUNCTION_KEY },
+      env: { ...process.env, ...options.env, FLO_FUNCTION_KEY: FUNCTION_KEY, FLO_MASTER_KEY: MASTER_KEY },
       stdio: ["ignore", "pipe", "pipe"],
     });
     child = proc;
@@ -163,6 +167,8 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
   const url = `http://127.0.0.1:${port}`;
   const transport = new AzuriteQueueTransport({ connectionString: azurite.connectionString, maxDeliveryCount: 10, lockDurationMs: 30_000, maxAutoLockRenewalDurationMs: 60_000 });
   const api = (path: string, init?: RequestInit) => fetch(`${url}/api/${path}`, { ...init, headers: { "x-functions-key": FUNCTION_KEY, ...(init?.headers ?? {}) } });
+  const management = (path: string, init?: RequestInit) =>
+    fetch(`${url}/runtime/webhooks/durabletask/${path}`, { ...init, headers: { "x-functions-key": MASTER_KEY, ...(init?.headers ?? {}) } });
   const json = async (path: string, init?: RequestInit) => {
     const res = await api(path, init);
     const text = await res.text();
@@ -176,6 +182,7 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
     storageConnectionString: azurite.connectionString,
     logs,
     api,
+    management,
     json,
     async start(spec, query = "") {
       const body = typeof spec === "string" ? spec : JSON.stringify(spec);

@@ -136,8 +136,9 @@ export class DurableEngine {
   private readonly retryAfterErrorMs: number;
   private readonly maxShortTimerMs: number;
   private readonly longTimerIntervalMs: number;
-  private readonly orchestrators: Set<string>;
-  private readonly activities: Set<string>;
+  /** Registered names by lower-case name: the extension looks functions up ignoring case (FunctionName equality). */
+  private readonly orchestrators: Map<string, string>;
+  private readonly activities: Map<string, string>;
   private readonly listeners = new Set<(record: InstanceRecord) => void>();
   private readonly log: NonNullable<DurableEngineOptions["logger"]>;
   private stopped = false;
@@ -154,12 +155,12 @@ export class DurableEngine {
     this.retryAfterErrorMs = options.retryAfterErrorMs ?? DEFAULT_RETRY_AFTER_ERROR_MS;
     this.longTimerIntervalMs = options.longTimerIntervalMs ?? DEFAULT_LONG_TIMER_INTERVAL_MS;
     this.log = options.logger ?? ((level, message) => (level === "info" ? undefined : console.error(`[durable] ${message}`)));
-    this.orchestrators = new Set();
-    this.activities = new Set();
+    this.orchestrators = new Map();
+    this.activities = new Map();
     for (const [name, fn] of options.invoker.registry.functions) {
       const type = triggerBinding(fn.metadata).type.toLowerCase();
-      if (type === "orchestrationtrigger") this.orchestrators.add(name);
-      else if (type === "activitytrigger") this.activities.add(name);
+      if (type === "orchestrationtrigger") this.orchestrators.set(name.toLowerCase(), name);
+      else if (type === "activitytrigger") this.activities.set(name.toLowerCase(), name);
       else if (type === "entitytrigger") this.log("warn", `Function '${name}' is a Durable entity: entities are not supported by flo's local runtime; calls to it will fail the calling orchestration`);
     }
     if (this.clock instanceof VirtualClock) this.unregisterSettle = this.clock.onSettle(() => this.whenIdle());
@@ -173,13 +174,18 @@ export class DurableEngine {
   }
 
   isOrchestrator(name: string): boolean {
-    return this.orchestrators.has(name);
+    return this.orchestrators.has(name.toLowerCase());
+  }
+
+  /** The registered spelling of an orchestrator or activity name (callers may use any case). */
+  private registeredName(name: string, kind: "orchestrator" | "activity"): string {
+    return (kind === "activity" ? this.activities : this.orchestrators).get(name.toLowerCase()) ?? name;
   }
 
   // ------------------------------------------------------------------ management API
 
   async startNew(name: string, options: StartOptions = {}): Promise<string> {
-    if (!this.orchestrators.has(name)) throw new OrchestratorNotFoundError(name, [...this.orchestrators]);
+    if (!this.orchestrators.has(name.toLowerCase())) throw new OrchestratorNotFoundError(name, [...this.orchestrators.values()]);
     const instanceId = options.instanceId ?? randomUUID().replace(/-/g, "");
     if (!instanceId || instanceId.startsWith("@")) throw new RangeError(`Invalid instance id '${instanceId}': must be non-empty and must not start with '@'`);
     const existing = this.live.get(instanceId);
@@ -547,10 +553,19 @@ export class DurableEngine {
       history: fullHistory,
       state,
       invocationError,
-      functionExists: (name, kind) => (kind === "activity" ? this.activities.has(name) : this.orchestrators.has(name)),
+      functionExists: (name, kind) => (kind === "activity" ? this.activities : this.orchestrators).has(name.toLowerCase()),
       maxShortTimerMs: this.maxShortTimerMs,
       longTimerIntervalMs: this.longTimerIntervalMs,
     });
+    const oversized = customStatusSizeError(state);
+    if (oversized) {
+      // OutOfProcOrchestrationShim sets the custom status before it schedules the episode's actions, and
+      // MessagePayloadDataConverter throws past 16 KB: the instance fails, nothing is scheduled, the status is not kept.
+      const message = `Orchestrator function '${record.name}' failed: ${oversized}`;
+      const failedResult: ReplayResult = { ...result, newWork: [], outcome: { kind: "failed", message, failure: { ErrorType: "ArgumentException", ErrorMessage: message } } };
+      await this.commitEpisode(live, newEvents, failedResult, { ...state!, customStatus: undefined }, [...applied, ...dropped], now);
+      return true;
+    }
     await this.commitEpisode(live, newEvents, result, state, [...applied, ...dropped], now);
     return true;
   }
@@ -573,7 +588,7 @@ export class DurableEngine {
       defaultHttpAsyncRequestSleepTimeMillseconds: 30000,
     };
     try {
-      const response = await this.invoker.invoke(record.name, { string: JSON.stringify(payload) });
+      const response = await this.invoker.invoke(this.registeredName(record.name, "orchestrator"), { string: JSON.stringify(payload) });
       const value = decodeReturnValue(response.returnValue);
       const state = (typeof value === "string" ? JSON.parse(value) : value) as OrchestratorStateWire;
       return { state };
@@ -753,7 +768,8 @@ export class DurableEngine {
       // DTFx sends SubOrchestrationInstanceFailed for Failed and Terminated children, Reason = the child's
       // result. No FailureDetails: the extension runs DTFx in its default (serialized exception) mode.
       const reason = String(parseJsonText(child.output));
-      event = events.subOrchestrationFailed(now, parent.taskScheduledId, reason, "");
+      const details = child.failure ? `${child.failure.ErrorType}: ${child.failure.ErrorMessage}${child.failure.StackTrace ? `\n${child.failure.StackTrace}` : ""}` : reason;
+      event = events.subOrchestrationFailed(now, parent.taskScheduledId, reason, details);
     }
     await this.deliver(this.parentMessage(parent, event, now));
   }
@@ -794,11 +810,12 @@ export class DurableEngine {
     }
     let event: HistoryEvent;
     try {
-      const response = await this.invoker.invoke(item.name, item.input === null ? {} : { string: item.input });
+      const response = await this.invoker.invoke(this.registeredName(item.name, "activity"), item.input === null ? {} : { string: item.input });
       event = events.taskCompleted(this.clock.now(), item.taskScheduledId, toJsonText(decodeReturnValue(response.returnValue)));
     } catch (err) {
       const message = (err as Error)?.message ?? String(err);
-      event = events.taskFailed(this.clock.now(), item.taskScheduledId, `Activity function '${item.name}' failed: ${message}`, "");
+      // The extension's Details carry the serialized exception; the JS SDK shows "<Reason> \n <Details>".
+      event = events.taskFailed(this.clock.now(), item.taskScheduledId, `Activity function '${item.name}' failed: ${message}`, errorDetails(err));
     }
     const now = this.clock.now();
     // The work item is deleted by the episode that applies this result (recovery skips items whose result exists).
@@ -941,3 +958,26 @@ function matches(record: InstanceRecord, query: StatusQuery): boolean {
 }
 
 export type { FailureDetails };
+
+/** The extension's custom-status limit: 16 KB of UTF-16 JSON, counted in whole KB (MessagePayloadDataConverter). */
+export const MAX_CUSTOM_STATUS_KB = 16;
+
+/**
+ * The error the extension raises for an oversized custom status, or undefined. It measures the JSON's
+ * UTF-16 bytes (a JS string's length x 2) and truncates to whole KB, so up to 17,407 bytes pass.
+ */
+export function customStatusSizeError(state: { customStatus?: unknown } | undefined): string | undefined {
+  if (!state || state.customStatus === undefined || state.customStatus === null) return undefined;
+  const sizeKb = Math.floor((toJsonText(state.customStatus).length * 2) / 1024);
+  if (sizeKb <= MAX_CUSTOM_STATUS_KB) return undefined;
+  return `The UTF-16 size of the JSON-serialized payload must not exceed ${MAX_CUSTOM_STATUS_KB} KB. The current payload size is ${sizeKb} KB.`;
+}
+
+/** What the extension puts in a failure's Details: the exception with its stack (never empty). */
+function errorDetails(err: unknown): string {
+  if (err instanceof Error || (typeof err === "object" && err !== null && "message" in err)) {
+    const e = err as Error;
+    return e.stack && e.stack.length > 0 ? e.stack : `${e.name ?? "Error"}: ${e.message}`;
+  }
+  return String(err);
+}

@@ -12,6 +12,36 @@ df.app.orchestration("approval", function* (context) {
   return { approved: decision.approved, greeting, input: context.df.getInput() };
 });
 
+df.app.activity("explode", {
+  handler: (what) => {
+    throw new Error(`boom: ${what}`);
+  },
+});
+
+// Quick instances for the management API's status codes and waits.
+df.app.orchestration("quick", function* (context) {
+  return yield context.df.callActivity("GREET", context.df.getInput()); // activity names ignore case, like the extension
+});
+df.app.orchestration("doomed", function* (context) {
+  yield context.df.callActivity("explode", "x");
+});
+df.app.orchestration("caught", function* (context) {
+  try {
+    yield context.df.callActivity("explode", "x");
+    return "not thrown";
+  } catch (err) {
+    return err.message;
+  }
+});
+df.app.orchestration("loud", function* (context) {
+  context.df.setCustomStatus("s".repeat(context.df.getInput()));
+  return yield context.df.callActivity("greet", "after status");
+});
+
+df.app.orchestration("fetcher", function* (context) {
+  return yield context.df.callHttp({ method: "GET", url: "http://127.0.0.1:9/never" });
+});
+
 app.http("clientOps", {
   route: "ops",
   methods: ["POST"],
@@ -46,7 +76,7 @@ app.http("clientOps", {
       case "purge":
         return { jsonBody: await client.purgeInstanceHistory(body.instanceId) };
       case "purgeBy":
-        return { jsonBody: await client.purgeInstanceHistoryBy({ runtimeStatus: body.runtimeStatus }) };
+        return { jsonBody: await client.purgeInstanceHistoryBy({ createdTimeFrom: new Date(0), runtimeStatus: body.runtimeStatus }) };
       case "payload":
         return { jsonBody: client.createHttpManagementPayload(body.instanceId) };
       default:

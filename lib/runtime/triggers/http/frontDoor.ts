@@ -6,12 +6,14 @@
  */
 import * as http from "http";
 import type { AddressInfo } from "net";
-import { timingSafeEqual } from "crypto";
 import type { FunctionRegistry, CoreFunctionMetadata } from "../../functionsCore";
 import type { Invoker, TypedData } from "../../invoke";
 import { triggerBinding, durableClientBindings } from "../../invoke";
 import type { HostKeys } from "../../settings";
 import { compileRoute, compareRoutePrecedence, type CompiledRoute } from "./routeTemplate";
+import {
+  allowedHostHeaders, checkRequestSource, closeIfBodyUnread, DEFAULT_MAX_REQUEST_BODY_BYTES, keyMatches, presentedKey, readBodyCapped, RequestRefusedError,
+} from "./requestGuard";
 
 export type AuthLevel = "anonymous" | "function" | "admin";
 
@@ -25,6 +27,8 @@ export interface HttpRoute {
   compiled: CompiledRoute;
   /** Names of durableClient inputs that get a client binding payload. */
   durableClientInputs: string[];
+  /** A lower body cap for this route (binding property `maxRequestBodyBytes`, local only; the real host ignores it). */
+  maxBodyBytes?: number;
 }
 
 /** A registration the front door cannot serve (bad route, auth level, ...). */
@@ -41,7 +45,7 @@ export function buildHttpRoutes(registry: FunctionRegistry, routePrefix: string)
   for (const [name, fn] of registry.functions) {
     const trigger = safeTrigger(fn.metadata);
     if (!trigger || trigger.type.toLowerCase() !== "httptrigger") continue;
-    const binding = trigger.binding as { route?: unknown; methods?: unknown; authLevel?: unknown };
+    const binding = trigger.binding as { route?: unknown; methods?: unknown; authLevel?: unknown; maxRequestBodyBytes?: unknown };
     const template = typeof binding.route === "string" && binding.route.trim() !== "" ? binding.route : name;
     const methods = Array.isArray(binding.methods) ? binding.methods.map((m) => String(m).toUpperCase()) : [];
     const rawAuth = String(binding.authLevel ?? "anonymous").toLowerCase();
@@ -54,7 +58,11 @@ export function buildHttpRoutes(registry: FunctionRegistry, routePrefix: string)
     } catch (err) {
       throw new HttpRouteError(name, (err as Error).message);
     }
-    routes.push({ functionName: name, template, methods, authLevel: rawAuth, compiled, durableClientInputs: durableClientBindings(fn.metadata) });
+    const cap = binding.maxRequestBodyBytes;
+    if (cap !== undefined && !(typeof cap === "number" && Number.isInteger(cap) && cap > 0)) {
+      throw new HttpRouteError(name, `maxRequestBodyBytes: expected a positive integer, got ${JSON.stringify(cap)}`);
+    }
+    routes.push({ functionName: name, template, methods, authLevel: rawAuth, compiled, durableClientInputs: durableClientBindings(fn.metadata), maxBodyBytes: cap });
   }
   return routes.sort((a, b) => compareRoutePrecedence(a.compiled, b.compiled));
 }
@@ -105,6 +113,8 @@ export interface HttpFrontDoorOptions {
   hostname?: string;
   /** Called with errors thrown by handlers (never with request bodies or keys). */
   onError?: (functionName: string, error: unknown) => void;
+  /** Cap on request bodies (default 100 MB, the Functions host's limit). */
+  maxBodyBytes?: number;
 }
 
 export interface HttpFrontDoor {
@@ -120,31 +130,13 @@ function problem(res: http.ServerResponse, status: number, title: string, detail
   res.end(body);
 }
 
-function keysEqual(a: string, b: string): boolean {
-  const ab = Buffer.from(a);
-  const bb = Buffer.from(b);
-  return ab.length === bb.length && timingSafeEqual(ab, bb);
-}
-
-/** Checks `x-functions-key` or `?code=` against the route's auth level. */
+/** Checks `x-functions-key` (which wins) or `?code=` against the route's auth level. */
 export function isAuthorized(authLevel: AuthLevel, keys: HostKeys, headerKey: string | undefined, queryKey: string | null): boolean {
   if (authLevel === "anonymous") return true;
-  const presented = headerKey ?? queryKey ?? undefined;
-  if (!presented) return false;
-  if (keysEqual(presented, keys.masterKey)) return true;
-  return authLevel === "function" && keysEqual(presented, keys.functionKey);
+  return keyMatches(presentedKey(headerKey, queryKey), authLevel === "function" ? [keys.masterKey, keys.functionKey] : [keys.masterKey]);
 }
 
 const TEXT_CONTENT = /^(text\/|application\/(json|.*\+json|xml|.*\+xml|x-www-form-urlencoded|javascript))/i;
-
-function readBody(req: http.IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
-  });
-}
 
 /** The RPC http payload the host sends the worker for one request. */
 export function toRpcHttpRequest(req: http.IncomingMessage, url: URL, params: Record<string, string>, body: Buffer): Record<string, unknown> {
@@ -202,21 +194,83 @@ function formatCookie(cookie: Record<string, unknown>): string {
   return text;
 }
 
+export interface GuardedServer {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A loopback `http.Server` that refuses a foreign Host, a foreign Origin and cross-site browser
+ * requests before `handle` sees them (every listener of the local host is one of these).
+ */
+export async function startGuardedServer(options: {
+  handle: (req: http.IncomingMessage, res: http.ServerResponse, origin: string) => Promise<void>;
+  port: number;
+  hostname: string;
+  onError?: (where: string, error: unknown) => void;
+}): Promise<GuardedServer> {
+  let origin = "";
+  let allowedHosts = new Set<string>();
+  const server = http.createServer((req, res) => {
+    const run = async (): Promise<void> => {
+      try {
+        checkRequestSource(req, allowedHosts);
+      } catch (err) {
+        if (!(err instanceof RequestRefusedError)) throw err;
+        closeIfBodyUnread(req, res);
+        return problem(res, err.status, err.title, err.message);
+      }
+      await options.handle(req, res, origin);
+    };
+    run().catch((err) => {
+      if (err instanceof RequestRefusedError) {
+        closeIfBodyUnread(req, res);
+        if (!res.headersSent) return problem(res, err.status, err.title, err.message);
+      }
+      options.onError?.("(front door)", err);
+      if (!res.headersSent) problem(res, 500, "Internal Server Error", "the local host failed to handle the request");
+      else res.destroy();
+    });
+  });
+  // Keep-alive sockets would otherwise hold close() open until they time out.
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.hostname, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  origin = `http://${options.hostname}:${port}`;
+  allowedHosts = allowedHostHeaders(options.hostname, port);
+  return {
+    url: origin,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
 /** Starts the front door. Resolves once listening. */
 export async function startHttpFrontDoor(options: HttpFrontDoorOptions): Promise<HttpFrontDoor> {
   const routes = buildHttpRoutes(options.registry, options.routePrefix);
   const hostname = options.hostname ?? "127.0.0.1";
-  let origin = "";
 
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse, origin: string): Promise<void> {
     const url = new URL(req.url ?? "/", origin);
     for (const mount of options.mounts ?? []) {
       if (url.pathname.toLowerCase().startsWith(mount.pathPrefix.toLowerCase())) {
         if (await mount.handler(req, res, url)) return;
       }
     }
-    const body = await readBody(req);
+    // Route and key first: nothing of the body is read for a request that will be refused.
     const found = lookupRoute(routes, req.method ?? "GET", url.pathname);
+    if (found.kind !== "match") closeIfBodyUnread(req, res);
     if (found.kind === "not-found") return problem(res, 404, "Not Found", `No function route matches ${req.method} ${url.pathname}`);
     if (found.kind === "method-not-allowed") {
       return problem(res, 405, "Method Not Allowed", `${req.method} is not allowed on ${url.pathname}; allowed: ${found.allowed.join(", ")}`, { allow: found.allowed.join(", ") });
@@ -224,8 +278,10 @@ export async function startHttpFrontDoor(options: HttpFrontDoorOptions): Promise
     const { route, params } = found;
     const headerKey = req.headers["x-functions-key"];
     if (!isAuthorized(route.authLevel, options.keys, Array.isArray(headerKey) ? headerKey[0] : headerKey, url.searchParams.get("code"))) {
+      closeIfBodyUnread(req, res);
       return problem(res, 401, "Unauthorized", `Function "${route.functionName}" has authLevel "${route.authLevel}": send the key in the x-functions-key header or ?code=`);
     }
+    const body = await readBodyCapped(req, Math.min(route.maxBodyBytes ?? Infinity, options.maxBodyBytes ?? DEFAULT_MAX_REQUEST_BODY_BYTES));
     const extraInputs: Record<string, TypedData> = {};
     if (route.durableClientInputs.length > 0) {
       if (!options.clientBindingData) return problem(res, 500, "Durable client unavailable", `Function "${route.functionName}" needs a durable client but the host has no Durable engine`);
@@ -248,32 +304,6 @@ export async function startHttpFrontDoor(options: HttpFrontDoorOptions): Promise
     writeRpcHttpResponse(res, rpcHttp);
   }
 
-  const server = http.createServer((req, res) => {
-    handle(req, res).catch((err) => {
-      options.onError?.("(front door)", err);
-      if (!res.headersSent) problem(res, 500, "Internal Server Error", "the local host failed to handle the request");
-      else res.destroy();
-    });
-  });
-  // Keep-alive sockets would otherwise hold close() open until they time out.
-  server.keepAliveTimeout = 1000;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 7071, hostname, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  origin = `http://${hostname}:${port}`;
-  return {
-    url: origin,
-    port,
-    routes,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  const server = await startGuardedServer({ handle, port: options.port ?? 7071, hostname, onError: options.onError });
+  return { url: server.url, port: server.port, routes, close: () => server.close() };
 }

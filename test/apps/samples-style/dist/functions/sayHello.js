@@ -1,0 +1,3 @@
+const df = require("durable-functions");
+
+df.app.activity("sayHello", { handler: (city) => `Hello, ${city}!` });
