@@ -146,7 +146,7 @@ describe("a strategy registered by module path", () => {
     const run = async (kernelWorkers: number) => {
       const out = memorySink();
       const result = await aggregateUpdates({
-        updates: models.map((bytes, i) => ({ id: `silo${i}`, model: memorySource(`silo${i}`, bytes), metrics: { num_examples: 1 + i } })),
+        updates: models.map((bytes, i) => ({ id: `silo${i}`, model: memorySource(`silo${i}`, bytes), metrics: { numExamples: 1 + i, metrics: {} } })),
         output: () => out,
         strategy: createStrategy("fixture-midrange", { lean: 0.75 }),
         minUpdates: K,
@@ -238,7 +238,7 @@ describe("the Krum family takes integer tensors from a selected update", () => {
     );
     const out = memorySink();
     const result = await aggregateUpdates({
-      updates: models.map((bytes, i) => ({ id: `silo${i}`, model: memorySource(`silo${i}`, bytes), metrics: { num_examples: 10 } })),
+      updates: models.map((bytes, i) => ({ id: `silo${i}`, model: memorySource(`silo${i}`, bytes), metrics: { numExamples: 10, metrics: {} } })),
       output: () => out,
       strategy: createStrategy(name, options),
       minUpdates: 7,
