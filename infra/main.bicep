@@ -216,7 +216,7 @@ module siloEventSenderRoles 'modules/event-sender-role.bicep' = [for (silo, i) i
   name: deploymentName('silo-${silo.name}-event-sender')
   scope: rg
   params: {
-    principalId: (silo.?selfManaged ?? false) ? silo.?eventTopicPrincipalId ?? '' : siloEventTopics[i].outputs.principalId
+    principalId: (silo.?selfManaged ?? false) ? silo.?eventTopicPrincipalId ?? '' : (siloEventTopics[i].outputs.principalId)
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
     jobEventsQueueName: serviceBus.outputs.jobEventsQueueName
   }
@@ -228,7 +228,7 @@ module siloEventSubscriptions 'modules/silo-event-subscription.bicep' = [for (si
   scope: resourceGroup(silo.subscriptionId, silo.resourceGroup)
   dependsOn: [ siloEventSenderRoles[i] ]
   params: {
-    systemTopicName: (silo.?selfManaged ?? false) ? silo.?eventTopicName ?? systemTopicName(silo.workspace) : siloEventTopics[i].outputs.systemTopicName
+    systemTopicName: (silo.?selfManaged ?? false) ? silo.?eventTopicName ?? systemTopicName(silo.workspace) : (siloEventTopics[i].outputs.systemTopicName)
     eventSubscriptionName: eventSubscriptionName(environmentName)
     jobEventsQueueId: serviceBus.outputs.jobEventsQueueId
     floAppTagValue: floAppTagValue

@@ -345,7 +345,7 @@ export function literal(file: BicepFile | string | undefined, node: SyntaxNode):
     case "null":
       return null;
     case "array":
-      return node.namedChildren.map((c) => literal(file, c));
+      return node.namedChildren.filter((c) => c.type !== "comment").map((c) => literal(file, c));
     case "object":
       return Object.fromEntries([...objectProperties(node)].map(([k, v]) => [k, literal(file, v)]));
     default:
@@ -420,13 +420,14 @@ export function evaluate(node: SyntaxNode, scope: EvaluationScope): unknown {
     case "parenthesized_expression":
       return sub(node.namedChildren[0]);
     case "array":
-      return node.namedChildren.map((c) => sub(c));
+      return node.namedChildren.filter((c) => c.type !== "comment").map((c) => sub(c));
     case "object":
       return Object.fromEntries([...objectProperties(node)].map(([k, v]) => [k, sub(v)]));
     case "identifier": {
       if (node.text in values) return values[node.text];
       const variable = file.vars.get(node.text);
-      if (variable) return evaluate(variable.value, { ...scope, values: {} });
+      // vars see the caller's param values (vars and params share the file's namespace)
+      if (variable) return evaluate(variable.value, scope);
       const param = file.params.get(node.text);
       if (param?.defaultValue) return evaluate(param.defaultValue, { ...scope, values: {} });
       return fail(`no value for ${node.text}`);
