@@ -146,7 +146,8 @@ function roleAssignments(): RoleAssignment[] {
 /** Rows of the docs/security.md role table: `| identity | scope | role (guid or custom role) | why |`. */
 function securityTable(): { identity: string; scope: string; role: string; why: string }[] {
   const md = readFileSync(join(ROOT, "docs", "security.md"), "utf8");
-  return md
+  const section = md.slice(md.indexOf("## Role assignments"), md.indexOf("\n### ", md.indexOf("## Role assignments")));
+  return section
     .split("\n")
     .filter((l) => /^\|.*\|\s*$/.test(l) && /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|custom role/.test(l))
     .map((l) => {
