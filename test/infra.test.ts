@@ -136,7 +136,7 @@ function roleAssignments(): RoleAssignment[] {
           if (f.resources.some((x) => x.symbol === symbol && x.type === "Microsoft.Authorization/roleDefinitions")) role = `custom:${symbol}`;
         }
         if (!role || !(/^[0-9a-f-]{36}$/.test(role) || role.startsWith("custom:"))) throw new Error(`${where}: roleDefinitionId ${expr(definition)} is neither a built-in role GUID nor a role defined in this file`);
-        const scope = propNode(r, "scope");
+        const scope = r.scope;
         const scopeSymbol = scope === undefined ? "resourceGroup" : scope.type === "subscript_expression" ? scope.childForFieldName("object")!.text : scope.text;
         return { file: f.name, symbol: r.symbol, role, scope: scopeSymbol, resource: r };
       }),
@@ -386,7 +386,7 @@ describe("infra/ Bicep", () => {
     // the advanced filter's value is the tag value lib/events puts on jobs
     expect(literal(main, main.params.get("floAppTagValue")!.defaultValue!)).toBe(FLO_APP_TAG_VALUE);
     // silo modules run in the silo's subscription/RG; the sender role is granted before the subscription is created
-    const scopeOf = (symbol: string) => expr(propNode(moduleOf(main, symbol), "scope"));
+    const scopeOf = (symbol: string) => expr(moduleOf(main, symbol).scope);
     for (const symbol of ["siloEventTopics", "siloEventSubscriptions", "siloWorkspaceAccess"]) expect(scopeOf(symbol)).toBe("resourceGroup(silo.subscriptionId, silo.resourceGroup)");
     expect(scopeOf("siloExchangeReaders")).toBe("resourceGroup(silo.subscriptionId, silo.?exchangeResourceGroup ?? silo.resourceGroup)");
     expect(scopeOf("siloEventSenderRoles")).toBe("rg");
@@ -602,6 +602,27 @@ describe("infra/ Bicep", () => {
     expect(expr(propNode(moduleOf(main, "siloEventTopics"), "params.systemTopicName"))).toBe("systemTopicName(silo.workspace)");
     const generatedNames = [main, siloEntry].flatMap((f) => f.root.descendantsOfType("string").filter((s) => /^'(evgt-|flo-\$\{)/.test(s.text)).map((s) => location(f, s)));
     expect(generatedNames).toEqual([]);
+  });
+
+  test("docs/deploy.md's silo.bicep command passes exactly silo.bicep's params, required ones included", () => {
+    const md = readFileSync(join(ROOT, "docs", "deploy.md"), "utf8");
+    const command = /az deployment group create[^`]*?-f infra\/silo\.bicep([\s\S]*?)--query/.exec(md);
+    expect(command).not.toBeNull();
+    const passed = [...command![1].matchAll(/(\w+)=/g)].map((m) => m[1]);
+    expect(passed.filter((p) => !siloEntry.params.has(p))).toEqual([]);
+    expect([...siloEntry.params.values()].filter((p) => !p.optional && !passed.includes(p.name)).map((p) => p.name)).toEqual([]);
+    // the silo entry fields deploy.md tells the orchestrator admin to set exist in main.bicep's siloConfig type
+    const siloConfig = main.types.get("siloConfig")!.value;
+    for (const field of ["selfManaged", "eventTopicPrincipalId", "eventTopicName", "computePrincipalId"]) expect({ field, declared: propNode(siloConfig, field) !== undefined }).toEqual({ field, declared: true });
+  });
+
+  test("docs/security.md's narrowed Azure ML role can submit v2 jobs", () => {
+    const md = readFileSync(join(ROOT, "docs", "security.md"), "utf8");
+    const section = md.slice(md.indexOf("### Narrowing AzureML Data Scientist further"), md.indexOf("\n## ", md.indexOf("### Narrowing AzureML Data Scientist further")));
+    const actions = [...section.matchAll(/`([a-zA-Z/*]+(?:\/[a-zA-Z*]+)*)`/g)].map((m) => m[1]);
+    for (const needed of ["jobs/write", "jobs/cancel/action", "metadata/artifacts/write", "metadata/codes/*/write", "environments/build/action", "environments/readSecrets/action"]) {
+      expect({ needed, listed: actions.includes(needed) }).toEqual({ needed, listed: true });
+    }
   });
 
   test("azure.yaml points azd at infra/main.bicep and deploys this package as a Function App", () => {

@@ -63,6 +63,8 @@ export interface Declaration {
   symbol: string;
   loop?: Loop;
   condition?: SyntaxNode;
+  /** The `scope` property; absent: the file's own scope. */
+  scope?: SyntaxNode;
   body: SyntaxNode;
   node: SyntaxNode;
 }
@@ -269,11 +271,11 @@ export function parseBicep(path: string, source: string = readFileSync(path, "ut
         const { loop, condition, body } = unwrapBody(name, value);
         const reference = literal(file, typeString) as string;
         if (node.type === "module_declaration") {
-          file.modules.push({ file, symbol, target: resolve(dirname(path), reference), loop, condition, body, node, params: propNode(body, "params") });
+          file.modules.push({ file, symbol, target: resolve(dirname(path), reference), loop, condition, scope: propNode(body, "scope"), body, node, params: propNode(body, "params") });
         } else {
           const [type, apiVersion] = reference.split("@");
           const existing = node.children.some((c) => c.type === "existing");
-          file.resources.push({ file, symbol, type, apiVersion, existing, loop, condition, body, node });
+          file.resources.push({ file, symbol, type, apiVersion, existing, loop, condition, scope: propNode(body, "scope"), body, node });
         }
         break;
       }
