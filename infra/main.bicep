@@ -211,7 +211,9 @@ module siloEventTopics 'modules/silo-event-topic.bicep' = [for silo in silos: if
   }
 }]
 
-// A selfManaged silo gets its sender role once its topic's principal id is known (after its step 1).
+// A selfManaged silo gets its sender role once its topic's principal id is known (output of its
+// infra/silo.bicep). The else branches below are parenthesized so that every Bicep parser, the tests'
+// tree-sitter grammar included, binds `[i]` to the module and not to the whole conditional.
 module siloEventSenderRoles 'modules/event-sender-role.bicep' = [for (silo, i) in silos: if (!(silo.?selfManaged ?? false) || !empty(silo.?eventTopicPrincipalId ?? '')) {
   name: deploymentName('silo-${silo.name}-event-sender')
   scope: rg

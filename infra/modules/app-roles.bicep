@@ -118,10 +118,10 @@ resource appStorageTable 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 }
 
 // What a Service Bus trigger needs on Flex Consumption: Azure Service Bus Data Receiver's permissions
-// plus the read the scale controller needs for the queue's message count (runtime properties). The
-// Functions documentation offers Data Owner (namespace management and send included: forbidden
-// here) or a custom role with Microsoft.ServiceBus/namespaces/*/read; this is that role, assigned
-// on each trigger queue only.
+// plus the read the scale controller needs for the queue's message count (runtime properties). Data
+// Owner would do, but it includes namespace management and send (forbidden here): this role adds
+// only Microsoft.ServiceBus/namespaces/*/read to Data Receiver, assigned on each trigger queue only
+// (docs/security.md, Custom roles).
 resource serviceBusTriggerRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, namespace.id, 'flo-service-bus-trigger')
   properties: {
