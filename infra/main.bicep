@@ -4,6 +4,8 @@
 // `azd up` deploys it (azure.yaml); docs/deploy.md explains the parameters and silo registration.
 targetScope = 'subscription'
 
+import { deploymentName, eventSubscriptionName, systemTopicName } from 'names.bicep'
+
 @minLength(1)
 @maxLength(40)
 @description('azd environment name; names and tags every resource.')
@@ -31,10 +33,12 @@ type siloConfig = {
   exchangeResourceGroup: string?
   @description('Object (principal) id of the identity the silo compute runs jobs as; it reads global models.')
   computePrincipalId: string
-  @description('true when the silo admin deploys infra/silo.bicep in the silo themselves (this deployment then only makes the orchestrator-side grants).')
+  @description('true when the silo admin deploys infra/silo.bicep in the silo themselves (this deployment then makes the orchestrator-side grants and the event subscription only).')
   selfManaged: bool?
-  @description('selfManaged silos: principal id of their Event Grid system topic (an output of infra/silo.bicep).')
+  @description('selfManaged silos: principal id of their Event Grid system topic (output eventTopicPrincipalId of infra/silo.bicep). Until it is set, the silo gets no event wiring.')
   eventTopicPrincipalId: string?
+  @description('selfManaged silos: name of their system topic (output eventTopicName of infra/silo.bicep); default evgt-<workspace with \'_\' as \'-\'>.')
+  eventTopicName: string?
 }
 
 @description('Registered silos; they must be in this deployment\'s Entra tenant.')
@@ -44,14 +48,13 @@ param silos siloConfig[] = []
 type partnerConfig = {
   @description('Subscription name on the notifications topic ([A-Za-z0-9-]).')
   name: string
-  @description('Object id that may send to the partner-commands queue and receive from this subscription.')
+  @description('Object id that may send to its own queue partner-<name> and receive from its subscription.')
   principalId: string?
 }
 
 param partners partnerConfig[] = []
 
 param jobEventsQueueName string = 'job-events'
-param partnerCommandsQueueName string = 'partner-commands'
 param notificationsTopicName string = 'notifications'
 @description('Container of global models, silo updates and manifests (FLO_MODEL_CONTAINER).')
 param modelContainerName string = 'flo'
@@ -121,7 +124,6 @@ module serviceBus 'modules/servicebus.bicep' = {
     tags: tags
     namespaceName: 'sb-${token}'
     jobEventsQueueName: jobEventsQueueName
-    partnerCommandsQueueName: partnerCommandsQueueName
     notificationsTopicName: notificationsTopicName
     maxDeliveryCount: maxDeliveryCount
     duplicateDetectionWindow: duplicateDetectionWindow
@@ -146,9 +148,9 @@ module functionApp 'modules/functionapp.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     jobEventsQueueName: serviceBus.outputs.jobEventsQueueName
-    partnerCommandsQueueName: serviceBus.outputs.partnerCommandsQueueName
     notificationsTopicName: serviceBus.outputs.notificationsTopicName
-    // Partners with a subscription are the ones allowed to send commands (FLO_PARTNER_ALLOWLIST).
+    // Partners with a subscription are the ones allowed to send commands (FLO_PARTNER_ALLOWLIST); the
+    // app listens to partner-<name> (names.bicep partnerQueueName) for each.
     partnerAllowList: join(map(partners, partner => partner.name), ',')
     specRegistry: specRegistry
     retrainSpec: retrainSpec
@@ -170,60 +172,66 @@ module appRoles 'modules/app-roles.bicep' = {
     deploymentContainerName: storage.outputs.deploymentContainerName
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
     jobEventsQueueName: serviceBus.outputs.jobEventsQueueName
-    partnerCommandsQueueName: serviceBus.outputs.partnerCommandsQueueName
     jobEventsRejectedQueueName: serviceBus.outputs.jobEventsRejectedQueueName
-    partnerCommandsRejectedQueueName: serviceBus.outputs.partnerCommandsRejectedQueueName
+    partnerQueueNames: serviceBus.outputs.partnerQueueNames
+    partnerRejectedQueueNames: serviceBus.outputs.partnerRejectedQueueNames
     notificationsTopicName: serviceBus.outputs.notificationsTopicName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
 }
 
-module partnerRoles 'modules/partner-roles.bicep' = [for partner in partners: if (!empty(partner.?principalId ?? '')) {
-  name: 'partner-${partner.name}-roles'
+module partnerRoles 'modules/partner-roles.bicep' = [for (partner, i) in partners: if (!empty(partner.?principalId ?? '')) {
+  name: deploymentName('partner-${partner.name}-roles')
   scope: rg
   params: {
     principalId: partner.?principalId ?? ''
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
-    partnerCommandsQueueName: serviceBus.outputs.partnerCommandsQueueName
+    partnerQueueName: serviceBus.outputs.partnerQueueNames[i]
     notificationsTopicName: serviceBus.outputs.notificationsTopicName
     subscriptionName: partner.name
   }
 }]
 
 // ---- per silo -------------------------------------------------------------------------------------
-// Silo-side resources (system topic, event subscription, grants on the workspace and exchange
-// container) are deployed into the silo's resource group from here when the deployer may do so, or by
-// the silo admin with infra/silo.bicep (`selfManaged: true`). The orchestrator-side grants (event
-// topic -> job-events queue, silo compute -> global models) are always made here.
+// Silo-side resources (system topic, grants on the workspace and exchange container) are deployed
+// into the silo's resource group from here when the deployer may do so, or by the silo admin with
+// infra/silo.bicep (`selfManaged: true`). The orchestrator-side grants (event topic -> job-events
+// queue, silo compute -> global models) and the event subscription are always made here: creating
+// a subscription that delivers to the job-events queue needs write access to that queue, which only
+// the orchestrator side has (a selfManaged silo grants the deployer just enough for it, see
+// modules/silo-deployer-access.bicep).
 
 module siloEventTopics 'modules/silo-event-topic.bicep' = [for silo in silos: if (!(silo.?selfManaged ?? false)) {
-  name: 'silo-${silo.name}-event-topic'
+  name: deploymentName('silo-${silo.name}-event-topic')
   scope: resourceGroup(silo.subscriptionId, silo.resourceGroup)
   params: {
-    systemTopicName: 'evgt-${silo.workspace}'
+    systemTopicName: systemTopicName(silo.workspace)
     workspaceName: silo.workspace
     tags: siloTags
   }
 }]
 
-// A selfManaged silo gets its sender role once its topic's principal id is known (after its step 1).
+// A selfManaged silo gets its sender role once its topic's principal id is known (output of its
+// infra/silo.bicep). The else branches below are parenthesized so that every Bicep parser, the tests'
+// tree-sitter grammar included, binds `[i]` to the module and not to the whole conditional.
 module siloEventSenderRoles 'modules/event-sender-role.bicep' = [for (silo, i) in silos: if (!(silo.?selfManaged ?? false) || !empty(silo.?eventTopicPrincipalId ?? '')) {
-  name: 'silo-${silo.name}-event-sender'
+  name: deploymentName('silo-${silo.name}-event-sender')
   scope: rg
   params: {
-    principalId: (silo.?selfManaged ?? false) ? silo.?eventTopicPrincipalId ?? '' : siloEventTopics[i].outputs.principalId
+    principalId: (silo.?selfManaged ?? false) ? silo.?eventTopicPrincipalId ?? '' : (siloEventTopics[i].outputs.principalId)
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
     jobEventsQueueName: serviceBus.outputs.jobEventsQueueName
   }
 }]
 
-module siloEventSubscriptions 'modules/silo-event-subscription.bicep' = [for (silo, i) in silos: if (!(silo.?selfManaged ?? false)) {
-  name: 'silo-${silo.name}-event-subscription'
+// Every silo whose topic identity is known (the same condition as its sender role above).
+module siloEventSubscriptions 'modules/silo-event-subscription.bicep' = [for (silo, i) in silos: if (!(silo.?selfManaged ?? false) || !empty(silo.?eventTopicPrincipalId ?? '')) {
+  name: deploymentName('silo-${silo.name}-event-subscription')
   scope: resourceGroup(silo.subscriptionId, silo.resourceGroup)
   dependsOn: [ siloEventSenderRoles[i] ]
   params: {
-    systemTopicName: siloEventTopics[i].outputs.systemTopicName
-    eventSubscriptionName: 'flo-${environmentName}-job-events'
+    systemTopicName: (silo.?selfManaged ?? false) ? silo.?eventTopicName ?? systemTopicName(silo.workspace) : (siloEventTopics[i].outputs.systemTopicName)
+    eventSubscriptionName: eventSubscriptionName(environmentName)
     jobEventsQueueId: serviceBus.outputs.jobEventsQueueId
     floAppTagValue: floAppTagValue
     eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
@@ -231,7 +239,7 @@ module siloEventSubscriptions 'modules/silo-event-subscription.bicep' = [for (si
 }]
 
 module siloWorkspaceAccess 'modules/silo-workspace-access.bicep' = [for silo in silos: if (!(silo.?selfManaged ?? false)) {
-  name: 'silo-${silo.name}-workspace-access'
+  name: deploymentName('silo-${silo.name}-workspace-access')
   scope: resourceGroup(silo.subscriptionId, silo.resourceGroup)
   params: {
     principalId: functionApp.outputs.principalId
@@ -240,7 +248,7 @@ module siloWorkspaceAccess 'modules/silo-workspace-access.bicep' = [for silo in 
 }]
 
 module siloExchangeReaders 'modules/silo-exchange-reader.bicep' = [for silo in silos: if (!(silo.?selfManaged ?? false)) {
-  name: 'silo-${silo.name}-exchange-reader'
+  name: deploymentName('silo-${silo.name}-exchange-reader')
   scope: resourceGroup(silo.subscriptionId, silo.?exchangeResourceGroup ?? silo.resourceGroup)
   params: {
     principalId: functionApp.outputs.principalId
@@ -250,7 +258,7 @@ module siloExchangeReaders 'modules/silo-exchange-reader.bicep' = [for silo in s
 }]
 
 module siloModelReaders 'modules/silo-model-reader.bicep' = [for silo in silos: {
-  name: 'silo-${silo.name}-model-reader'
+  name: deploymentName('silo-${silo.name}-model-reader')
   scope: rg
   params: {
     principalId: silo.computePrincipalId

@@ -1,144 +1,60 @@
-// Invariants of infra/ (Bicep) checked by a small tolerant reader of the Bicep text: no offline Bicep
-// compiler exists on npm, so this parses declarations, module wiring and role assignments itself.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
+// Invariants of infra/ (Bicep), read from syntax trees of a real Bicep grammar (test/helpers/bicep.ts):
+// every file must parse without errors, and every check below reads declarations, module wiring,
+// resource bodies and role assignments from the tree.
+import { existsSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { FLO_APP_TAG_VALUE } from "../lib/compute/siloCompute";
+import { FLO_APP_TAG_VALUE, FLO_TAGS } from "../lib/compute/siloCompute";
 import { rejectedQueueName } from "../lib/messaging/wireMessages";
+import {
+  BicepSyntaxError,
+  bicepFilesUnder,
+  calls,
+  evaluate,
+  expr,
+  literal,
+  location,
+  parseBicep,
+  prop,
+  propNode,
+  references,
+  type BicepFile,
+  type BicepModule,
+  type BicepResource,
+  type SyntaxNode,
+} from "./helpers/bicep";
 
 const ROOT = join(__dirname, "..");
 const INFRA = join(ROOT, "infra");
 
-/* ------------------------------------------ tolerant reader ------------------------------------------ */
-
-interface BicepFile {
-  path: string;
-  text: string; // comments removed
-  code: string; // comments removed and string contents blanked (interpolations kept)
-  params: Map<string, { hasDefault: boolean; line: string }>;
-  vars: Map<string, string>;
-  outputs: Set<string>;
-  modules: ModuleRef[];
-  resources: ResourceBlock[];
-}
-
-interface ModuleRef {
-  symbol: string;
-  target: string; // resolved path
-  body: string;
-  paramKeys: string[];
-}
-
-interface ResourceBlock {
-  symbol: string;
-  type: string;
-  existing: boolean;
-  body: string;
-}
-
-/** Removes // and /* *\/ comments outside strings ('...' and '''...'''). */
-function stripComments(source: string): string {
-  let out = "";
-  let i = 0;
-  while (i < source.length) {
-    if (source.startsWith("'''", i)) {
-      const end = source.indexOf("'''", i + 3);
-      out += source.slice(i, end + 3);
-      i = end + 3;
-    } else if (source[i] === "'") {
-      let j = i + 1;
-      while (j < source.length && source[j] !== "'") j += source[j] === "\\" ? 2 : 1;
-      out += source.slice(i, j + 1);
-      i = j + 1;
-    } else if (source.startsWith("//", i)) {
-      while (i < source.length && source[i] !== "\n") i++;
-    } else if (source.startsWith("/*", i)) {
-      i = source.indexOf("*/", i + 2) + 2;
-    } else {
-      out += source[i++];
-    }
-  }
-  return out;
-}
-
-/** Blanks string contents but keeps `${...}` interpolations, so identifier searches see only code. */
-function blankStrings(text: string): string {
-  return text.replace(/'''[\s\S]*?'''|'(?:\\.|[^'\\])*'/g, (literal) => {
-    const interpolations = [...literal.matchAll(/\$\{([^}]*)\}/g)].map((m) => m[1]);
-    return `'${interpolations.map((x) => ` ${x} `).join("")}'`;
-  });
-}
-
-/** The text of the balanced {...} or [...] starting at `open`. */
-function balanced(text: string, open: number): string {
-  const opener = text[open];
-  const closer = opener === "{" ? "}" : "]";
-  let depth = 0;
-  for (let i = open; i < text.length; i++) {
-    if (text[i] === opener) depth++;
-    else if (text[i] === closer && --depth === 0) return text.slice(open, i + 1);
-  }
-  throw new Error(`unbalanced ${opener} at ${open}`);
-}
-
-/** Keys at the first nesting level of an object literal `{ a: 1\n b: {...} }`. */
-function topLevelKeys(objectText: string): string[] {
-  const keys: string[] = [];
-  let depth = 0;
-  const lines = objectText.slice(1, -1).split("\n");
-  for (const line of lines) {
-    if (depth === 0) {
-      for (const m of line.matchAll(/(?:^\s*|[{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:/g)) keys.push(m[1]);
-    }
-    for (const ch of line) {
-      if (ch === "{" || ch === "[" || ch === "(") depth++;
-      else if (ch === "}" || ch === "]" || ch === ")") depth--;
-    }
-  }
-  return keys;
-}
-
-function readBicep(path: string): BicepFile {
-  const text = stripComments(readFileSync(path, "utf8"));
-  const code = blankStrings(text);
-  const params = new Map<string, { hasDefault: boolean; line: string }>();
-  for (const m of code.matchAll(/^param\s+([A-Za-z_]\w*)\s+([^\n=]+?)(\s*=.*)?$/gm)) {
-    params.set(m[1], { hasDefault: m[3] !== undefined || /\?\s*$/.test(m[2].trim()), line: m[0] });
-  }
-  const vars = new Map<string, string>();
-  for (const m of text.matchAll(/^var\s+([A-Za-z_]\w*)\s*=\s*(.+)$/gm)) vars.set(m[1], m[2].trim());
-  const outputs = new Set<string>();
-  for (const m of code.matchAll(/^output\s+([A-Za-z_]\w*)\s/gm)) outputs.add(m[1]);
-  const modules: ModuleRef[] = [];
-  for (const m of text.matchAll(/^module\s+([A-Za-z_]\w*)\s+'([^']+)'\s*=\s*(\[for[^:]*:\s*)?/gm)) {
-    const start = text.indexOf("{", m.index! + m[0].length - 1);
-    const body = balanced(text, start);
-    const paramsAt = body.search(/\bparams\s*:\s*\{/);
-    const paramKeys = paramsAt < 0 ? [] : topLevelKeys(balanced(body, body.indexOf("{", paramsAt)));
-    modules.push({ symbol: m[1], target: resolve(dirname(path), m[2]), body, paramKeys });
-  }
-  const resources: ResourceBlock[] = [];
-  for (const m of text.matchAll(/^resource\s+([A-Za-z_]\w*)\s+'([^'@]+)@[^']+'\s+(existing\s+)?=\s*(\[for[^:]*:\s*)?/gm)) {
-    const start = text.indexOf("{", m.index! + m[0].length - 1);
-    resources.push({ symbol: m[1], type: m[2], existing: Boolean(m[3]), body: balanced(text, start) });
-  }
-  return { path, text, code, params, vars, outputs, modules, resources };
-}
-
-function bicepFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? bicepFiles(join(dir, e.name)) : e.name.endsWith(".bicep") ? [join(dir, e.name)] : [],
-  );
-}
-
-/* ----------------------------------------------- facts ----------------------------------------------- */
-
-const files = bicepFiles(INFRA).map(readBicep);
+const files = bicepFilesUnder(INFRA).map((path) => parseBicep(path));
 const byPath = new Map(files.map((f) => [f.path, f]));
-const main = byPath.get(join(INFRA, "main.bicep"))!;
-const siloEntry = byPath.get(join(INFRA, "silo.bicep"))!;
+const file = (path: string): BicepFile => {
+  const found = byPath.get(join(INFRA, path));
+  if (!found) throw new Error(`infra/${path} is not among the parsed files`);
+  return found;
+};
+const main = file("main.bicep");
+const siloEntry = file("silo.bicep");
+const names = file("names.bicep");
 const ENTRY_POINTS = new Set([main.path, siloEntry.path]);
-const name = (f: BicepFile) => relative(ROOT, f.path);
+
+function moduleOf(f: BicepFile, symbol: string): BicepModule {
+  const found = f.modules.find((m) => m.symbol === symbol);
+  if (!found) throw new Error(`${f.name}: no module ${symbol}`);
+  return found;
+}
+function resourceOf(f: BicepFile, symbol: string): BicepResource {
+  const found = f.resources.find((r) => r.symbol === symbol);
+  if (!found) throw new Error(`${f.name}: no resource ${symbol}`);
+  return found;
+}
+/** Calls an exported function of infra/names.bicep. */
+const nameFunction = (fn: string, ...args: unknown[]) => {
+  const declared = names.functions.get(fn);
+  if (!declared) throw new Error(`infra/names.bicep has no function ${fn}`);
+  return evaluate(declared.body, { file: names, values: Object.fromEntries(declared.parameters.map((p, i) => [p, args[i]])) });
+};
 
 const ROLE = {
   storageBlobDataContributor: "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
@@ -160,14 +76,45 @@ const TOO_BROAD: Record<string, string> = {
   "c12c1c16-33a1-487b-954d-41c89c60f349": "Reader and Data Access",
   "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
   "090c5cfd-751d-490a-894a-3ce6f1109419": "Azure Service Bus Data Owner",
+  "1e241071-0855-49ea-94dc-649edcd759de": "EventGrid Contributor",
 };
+
+// Azure Service Bus Data Receiver (4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0) as Azure defines it.
+const DATA_RECEIVER = {
+  actions: ["Microsoft.ServiceBus/*/queues/read", "Microsoft.ServiceBus/*/topics/read", "Microsoft.ServiceBus/*/topics/subscriptions/read"],
+  dataActions: ["Microsoft.ServiceBus/*/receive/action"],
+};
+
+/* --------------------------------------------- role assignments --------------------------------------------- */
+
+interface CustomRole {
+  file: string;
+  symbol: string;
+  actions: string[];
+  dataActions: string[];
+  assignableScopes: string | undefined;
+}
+
+function customRoles(): CustomRole[] {
+  return files.flatMap((f) =>
+    f.resources
+      .filter((r) => r.type === "Microsoft.Authorization/roleDefinitions")
+      .map((r) => {
+        const permissions = prop(r, "properties.permissions") as { actions: string[]; notActions: string[]; dataActions: string[]; notDataActions: string[] }[];
+        expect({ where: `${f.name} ${r.symbol}`, count: permissions.length, type: prop(r, "properties.type") }).toEqual({ where: `${f.name} ${r.symbol}`, count: 1, type: "customRole" });
+        return { file: f.name, symbol: r.symbol, actions: permissions[0].actions, dataActions: permissions[0].dataActions, assignableScopes: expr(propNode(r, "properties.assignableScopes")) };
+      }),
+  );
+}
 
 interface RoleAssignment {
   file: string;
   symbol: string;
-  roleId: string;
-  scope: string | undefined;
-  body: string;
+  /** A built-in role's GUID, or `custom:<symbol>` for a role defined in the same file. */
+  role: string;
+  /** The scope symbol; `resourceGroup` when the assignment has no scope (the file's resource group). */
+  scope: string;
+  resource: BicepResource;
 }
 
 function roleAssignments(): RoleAssignment[] {
@@ -175,107 +122,172 @@ function roleAssignments(): RoleAssignment[] {
     f.resources
       .filter((r) => r.type === "Microsoft.Authorization/roleAssignments" && !r.existing)
       .map((r) => {
-        const ref = /roleDefinitionId:\s*subscriptionResourceId\('Microsoft\.Authorization\/roleDefinitions',\s*([^)]+)\)/.exec(r.body);
-        if (!ref) throw new Error(`${name(f)} ${r.symbol}: roleDefinitionId is not subscriptionResourceId('Microsoft.Authorization/roleDefinitions', <id>)`);
-        const arg = ref[1].trim();
-        const literal = /^'([0-9a-f-]{36})'$/.exec(arg)?.[1] ?? /^'([0-9a-f-]{36})'$/.exec(f.vars.get(arg) ?? "")?.[1];
-        if (!literal) throw new Error(`${name(f)} ${r.symbol}: role id ${arg} is not a GUID literal or a var holding one`);
-        return { file: name(f), symbol: r.symbol, roleId: literal, scope: /^\s*scope:\s*(\w+)/m.exec(r.body)?.[1], body: r.body };
+        const where = `${location(f, r.node)} ${r.symbol}`;
+        const definition = propNode(r, "properties.roleDefinitionId");
+        if (!definition) throw new Error(`${where}: no roleDefinitionId`);
+        let role: string | undefined;
+        if (definition.type === "call_expression" && definition.childForFieldName("function")!.text === "subscriptionResourceId") {
+          const [kind, id] = definition.childForFieldName("arguments")!.namedChildren;
+          expect(literal(f, kind)).toBe("Microsoft.Authorization/roleDefinitions");
+          const guid = id.type === "identifier" ? f.vars.get(id.text)?.value : id;
+          role = guid ? (literal(f, guid) as string) : undefined;
+        } else if (definition.type === "member_expression" && definition.childForFieldName("property")!.text === "id") {
+          const symbol = definition.childForFieldName("object")!.text;
+          if (f.resources.some((x) => x.symbol === symbol && x.type === "Microsoft.Authorization/roleDefinitions")) role = `custom:${symbol}`;
+        }
+        if (!role || !(/^[0-9a-f-]{36}$/.test(role) || role.startsWith("custom:"))) throw new Error(`${where}: roleDefinitionId ${expr(definition)} is neither a built-in role GUID nor a role defined in this file`);
+        const scope = r.scope;
+        const scopeSymbol = scope === undefined ? "resourceGroup" : scope.type === "subscript_expression" ? scope.childForFieldName("object")!.text : scope.text;
+        return { file: f.name, symbol: r.symbol, role, scope: scopeSymbol, resource: r };
       }),
   );
 }
 
-/** Rows of the docs/security.md role table: `| identity | scope | role (guid) | why |`. */
+/** Rows of the docs/security.md role table: `| identity | scope | role (guid or custom role) | why |`. */
 function securityTable(): { identity: string; scope: string; role: string; why: string }[] {
   const md = readFileSync(join(ROOT, "docs", "security.md"), "utf8");
-  return md
+  const section = md.slice(md.indexOf("## Role assignments"), md.indexOf("\n### ", md.indexOf("## Role assignments")));
+  return section
     .split("\n")
-    .filter((l) => /^\|.*\|\s*$/.test(l) && /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.test(l))
+    .filter((l) => /^\|.*\|\s*$/.test(l) && /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|custom role/.test(l))
     .map((l) => {
       const [identity, scope, role, why] = l.split("|").slice(1, -1).map((c) => c.trim());
       return { identity, scope, role, why };
     });
 }
 
-/* ----------------------------------------------- tests ----------------------------------------------- */
+/** Every object property (key, value, file) in every file. */
+function allProperties(): { file: BicepFile; key: string; value: SyntaxNode }[] {
+  return files.flatMap((f) =>
+    f.root.descendantsOfType("object_property").flatMap((property) => {
+      const [key, value] = property.namedChildren;
+      return value ? [{ file: f, key: key.text, value }] : [];
+    }),
+  );
+}
 
-describe("infra/ Bicep", () => {
-  test("the reader sees the whole template (sanity: it would catch a missing module)", () => {
-    expect(files.length).toBeGreaterThanOrEqual(10);
-    expect(main.modules.map((m) => m.symbol)).toEqual(expect.arrayContaining(["monitoring", "storage", "serviceBus", "functionApp", "appRoles", "siloEventTopics", "siloEventSubscriptions", "siloModelReaders"]));
-    expect(roleAssignments().length).toBe(16);
+/** The Function App's app settings: name -> value expression. */
+function appSettings(): Map<string, string> {
+  const site = resourceOf(file("modules/functionapp.bicep"), "functionApp");
+  const settings = propNode(site, "properties.siteConfig.appSettings")!;
+  return new Map(settings.namedChildren.filter((n) => n.type === "object").map((o) => [prop(o, "name") as string, expr(propNode(o, "value"))!]));
+}
+
+/* ------------------------------------------------- tests ------------------------------------------------- */
+
+describe("infra/ parses with the Bicep grammar", () => {
+  test("every file under infra/ parses without a syntax error (the reader sees the whole template)", () => {
+    expect(files.map((f) => f.name).sort()).toEqual(expect.arrayContaining(["infra/main.bicep", "infra/silo.bicep", "infra/names.bicep", "infra/modules/servicebus.bicep"]));
+    expect(files.length).toBe(16);
+    expect(main.targetScope).toBe("subscription");
+    expect(siloEntry.targetScope).toBe("resourceGroup");
+    expect(main.modules.map((m) => m.symbol)).toEqual(["monitoring", "storage", "serviceBus", "functionApp", "appRoles", "partnerRoles", "siloEventTopics", "siloEventSenderRoles", "siloEventSubscriptions", "siloWorkspaceAccess", "siloExchangeReaders", "siloModelReaders"]);
+    expect(roleAssignments().length).toBe(18);
   });
 
+  test("an injected syntax error is reported with file, line and column", () => {
+    const source = main.source;
+    const line = source.split("\n").findIndex((l) => l.startsWith("var duplicateDetectionWindow ="));
+    expect(line).toBeGreaterThan(0);
+    const broken = source.replace("var duplicateDetectionWindow =", "var duplicateDetectionWindow = =");
+    let error: unknown;
+    try {
+      parseBicep(main.path, broken);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(BicepSyntaxError);
+    expect((error as BicepSyntaxError).problems[0]).toMatch(new RegExp(`^infra/main\\.bicep:${line + 1}:\\d+: `));
+
+    // A block left open: the grammar reports what is missing or unexpected, and where.
+    const servicebus = file("modules/servicebus.bicep");
+    const unclosed = servicebus.source.replace("    defaultMessageTimeToLive: 'P14D'\n  }\n}\n", "    defaultMessageTimeToLive: 'P14D'\n\n");
+    expect(unclosed).not.toBe(servicebus.source);
+    expect(() => parseBicep(servicebus.path, unclosed)).toThrow(/infra\/modules\/servicebus\.bicep:\d+:\d+: (missing|unexpected)/);
+    // And the untouched text parses.
+    expect(() => parseBicep(main.path, source)).not.toThrow();
+  });
+});
+
+describe("infra/ Bicep", () => {
   test("every declared param is used in its file", () => {
     const unused: string[] = [];
     for (const f of files) {
-      const withoutDeclarations = f.code.replace(/^param\s.*$/gm, "");
-      for (const p of f.params.keys()) if (!new RegExp(`\\b${p}\\b`).test(withoutDeclarations)) unused.push(`${name(f)}: ${p}`);
+      const used = new Set(references(f.root).map((id) => id.text));
+      for (const p of f.params.keys()) if (!used.has(p)) unused.push(`${f.name}: ${p}`);
     }
     expect(unused).toEqual([]);
   });
 
-  test("every module file exists, every module gets exactly its params (required ones included), every module file is used", () => {
+  test("every module file exists and gets exactly its params (required ones included); imports name exported functions; every file is used", () => {
     const problems: string[] = [];
     const referenced = new Set<string>();
     for (const f of files) {
+      for (const imported of f.imports) {
+        referenced.add(imported.target);
+        const target = byPath.get(imported.target);
+        for (const fn of imported.names) {
+          const declared = target?.functions.get(fn);
+          if (!declared) problems.push(`${f.name}: imports ${fn}, not a function of ${relative(ROOT, imported.target)}`);
+          else if (!declared.decorators.some((d) => d.name === "export")) problems.push(`${f.name}: imports ${fn}, which is not @export()ed`);
+        }
+      }
       for (const m of f.modules) {
         referenced.add(m.target);
         const target = byPath.get(m.target);
         if (!existsSync(m.target) || !target) {
-          problems.push(`${name(f)}: module ${m.symbol} -> missing file ${relative(ROOT, m.target)}`);
+          problems.push(`${f.name}: module ${m.symbol} -> missing file ${relative(ROOT, m.target)}`);
           continue;
         }
-        for (const key of m.paramKeys) if (!target.params.has(key)) problems.push(`${name(f)}: module ${m.symbol} passes unknown param ${key}`);
-        for (const [p, info] of target.params) if (!info.hasDefault && !m.paramKeys.includes(p)) problems.push(`${name(f)}: module ${m.symbol} misses required param ${p}`);
-        for (const out of m.body.matchAll(/(\w+)(?:\[\w+\])?\.outputs\.(\w+)/g)) {
-          const source = f.modules.find((x) => x.symbol === out[1]);
-          if (source && !byPath.get(source.target)?.outputs.has(out[2])) problems.push(`${name(f)}: ${out[1]}.outputs.${out[2]} is not an output of ${relative(ROOT, source.target)}`);
-        }
+        const keys = m.params ? [...(propNode(m, "params")!.namedChildren.filter((c) => c.type === "object_property").map((c) => c.namedChildren[0].text))] : [];
+        for (const key of keys) if (!target.params.has(key)) problems.push(`${f.name}: module ${m.symbol} passes unknown param ${key}`);
+        for (const [p, info] of target.params) if (!info.optional && !keys.includes(p)) problems.push(`${f.name}: module ${m.symbol} misses required param ${p}`);
+      }
+      // <module>.outputs.<name> and <module>[i].outputs.<name> name real outputs
+      for (const member of f.root.descendantsOfType("member_expression")) {
+        const object = member.childForFieldName("object")!;
+        if (object.type !== "member_expression" || object.childForFieldName("property")!.text !== "outputs") continue;
+        const owner = object.childForFieldName("object")!;
+        const symbol = owner.type === "subscript_expression" ? owner.childForFieldName("object")!.text : owner.text;
+        const source = f.modules.find((x) => x.symbol === symbol);
+        const output = member.childForFieldName("property")!.text;
+        if (!source) problems.push(`${location(f, member)}: ${symbol} is not a module`);
+        else if (!byPath.get(source.target)?.outputs.has(output)) problems.push(`${location(f, member)}: ${symbol}.outputs.${output} is not an output of ${relative(ROOT, source.target)}`);
       }
     }
-    for (const f of files) if (!ENTRY_POINTS.has(f.path) && !referenced.has(f.path)) problems.push(`${name(f)} is not referenced by any module`);
+    for (const f of files) if (!ENTRY_POINTS.has(f.path) && !referenced.has(f.path)) problems.push(`${f.name} is not referenced by any module or import`);
     expect(problems).toEqual([]);
   });
 
-  test("module outputs used anywhere exist (main.bicep, silo.bicep)", () => {
-    const missing: string[] = [];
-    for (const entry of [main, siloEntry]) for (const m of entry.text.matchAll(/(\w+)(?:\[\w+\])?\.outputs\.(\w+)/g)) {
-      const mod = entry.modules.find((x) => x.symbol === m[1]);
-      if (!mod) missing.push(`${m[1]} is not a module`);
-      else if (!byPath.get(mod.target)!.outputs.has(m[2])) missing.push(`${m[1]}.outputs.${m[2]}`);
-    }
-    expect(missing).toEqual([]);
-  });
-
   test("no keys, connection strings or secrets; local auth disabled everywhere", () => {
-    const forbidden: [RegExp, string][] = [
-      [/listKeys\s*\(/i, "listKeys("],
-      [/listConnectionStrings|listAuthKeys|listSecrets/i, "list*Secrets/ConnectionStrings"],
-      [/AccountKey=|SharedAccessKey|SharedAccessSignature|DefaultEndpointsProtocol=/i, "a connection string"],
-      [/allowSharedKeyAccess:\s*true/, "allowSharedKeyAccess: true"],
-      [/disableLocalAuth:\s*false/i, "disableLocalAuth: false"],
-      [/allowBlobPublicAccess:\s*true/, "allowBlobPublicAccess: true"],
-      [/@secure\(\)/, "@secure() (nothing here is a secret)"],
-      [/FUNCTIONS_WORKER_RUNTIME|FUNCTIONS_EXTENSION_VERSION/, "settings Flex Consumption rejects"],
-    ];
-    const hits = files.flatMap((f) => forbidden.filter(([re]) => re.test(f.text)).map(([, what]) => `${name(f)}: ${what}`));
+    const hits: string[] = [];
+    for (const f of files) {
+      for (const call of calls(f.root, /^list/i)) hits.push(`${location(f, call)}: ${expr(call)}`);
+      for (const content of f.root.descendantsOfType("string_content")) {
+        if (/AccountKey=|SharedAccessKey|SharedAccessSignature|DefaultEndpointsProtocol=/i.test(content.text)) hits.push(`${location(f, content)}: a connection string`);
+      }
+      for (const node of [...f.params.values(), ...f.outputs.values()]) if (node.decorators.some((d) => d.name === "secure")) hits.push(`${f.name}: @secure() (nothing here is a secret)`);
+    }
+    const mustBe: Record<string, boolean> = { allowSharedKeyAccess: false, allowBlobPublicAccess: false, disableLocalAuth: true, DisableLocalAuth: true };
+    for (const { file: f, key, value } of allProperties()) {
+      if (key in mustBe && literal(f, value) !== mustBe[key]) hits.push(`${location(f, value)}: ${key}: ${value.text}`);
+    }
+    for (const name of appSettings().keys()) if (/^FUNCTIONS_WORKER_RUNTIME$|^FUNCTIONS_EXTENSION_VERSION$/.test(name)) hits.push(`app setting ${name} (Flex Consumption rejects it)`);
     expect(hits).toEqual([]);
-    const storage = readBicep(join(INFRA, "modules", "storage.bicep")).text;
-    expect(storage).toMatch(/allowSharedKeyAccess:\s*false/);
-    expect(storage).toMatch(/allowBlobPublicAccess:\s*false/);
-    expect(storage).toMatch(/minimumTlsVersion:\s*'TLS1_2'/);
-    expect(readBicep(join(INFRA, "modules", "servicebus.bicep")).text).toMatch(/disableLocalAuth:\s*true/);
-    expect(readBicep(join(INFRA, "modules", "monitoring.bicep")).text).toMatch(/DisableLocalAuth:\s*true/);
+    const storage = resourceOf(file("modules/storage.bicep"), "storage");
+    expect(prop(storage, "properties")).toMatchObject({ allowSharedKeyAccess: false, allowBlobPublicAccess: false, minimumTlsVersion: "TLS1_2" });
+    expect(prop(resourceOf(file("modules/servicebus.bicep"), "namespace"), "properties.disableLocalAuth")).toBe(true);
+    expect(prop(resourceOf(file("modules/monitoring.bicep"), "applicationInsights"), "properties.DisableLocalAuth")).toBe(true);
   });
 
   test("Function App: Flex Consumption, Node 20, system identity, identity-based storage/Service Bus/App Insights settings", () => {
-    const app = readBicep(join(INFRA, "modules", "functionapp.bicep")).text;
-    expect(app).toMatch(/sku:\s*\{\s*name:\s*'FC1',\s*tier:\s*'FlexConsumption'\s*\}/);
-    expect(app).toMatch(/runtime:\s*\{\s*name:\s*'node',\s*version:\s*'20'\s*\}/);
-    expect(app).toMatch(/identity:\s*\{\s*type:\s*'SystemAssigned'\s*\}/);
-    expect(app).toMatch(/authentication:\s*\{\s*type:\s*'SystemAssignedIdentity'\s*\}/);
-    const settings = Object.fromEntries([...app.matchAll(/\{\s*name:\s*'([^']+)',\s*value:\s*([^}]+?)\s*\}/g)].map((m) => [m[1], m[2]]));
+    const functionapp = file("modules/functionapp.bicep");
+    expect(prop(resourceOf(functionapp, "plan"), "sku")).toEqual({ name: "FC1", tier: "FlexConsumption" });
+    const site = resourceOf(functionapp, "functionApp");
+    expect(prop(site, "properties.functionAppConfig.runtime")).toEqual({ name: "node", version: "20" });
+    expect(prop(site, "identity")).toEqual({ type: "SystemAssigned" });
+    expect(prop(site, "properties.functionAppConfig.deployment.storage.authentication")).toEqual({ type: "SystemAssignedIdentity" });
+    const settings = Object.fromEntries(appSettings());
     expect(settings).toMatchObject({
       AzureWebJobsStorage__accountName: "storageAccountName",
       AzureWebJobsStorage__blobServiceUri: "blobEndpoint",
@@ -284,22 +296,22 @@ describe("infra/ Bicep", () => {
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: "'Authorization=AAD'",
       ServiceBusConnection__fullyQualifiedNamespace: "serviceBusFullyQualifiedNamespace",
       FLO_JOB_EVENTS_QUEUE: "jobEventsQueueName",
-      FLO_PARTNER_QUEUE: "partnerCommandsQueueName",
       FLO_NOTIFICATIONS_TOPIC: "notificationsTopicName",
       FLO_MODEL_CONTAINER: "modelContainerName",
+      FLO_PARTNER_ALLOWLIST: "partnerAllowList",
     });
-    expect(Object.keys(settings).filter((k) => k === "AzureWebJobsStorage" || k === "ServiceBusConnection")).toEqual([]);
+    expect(Object.keys(settings).filter((k) => k === "AzureWebJobsStorage" || k === "ServiceBusConnection" || k === "FLO_PARTNER_QUEUE")).toEqual([]);
   });
 
   test("the app settings the Bicep sets are the ones the app reads (local.settings.sample.json), and every Azure-relevant one is set", () => {
-    const app = readBicep(join(INFRA, "modules", "functionapp.bicep")).text;
-    const bicepSettings = new Set([...app.matchAll(/\{\s*name:\s*'([^']+)',\s*value:/g)].map((m) => m[1]));
+    const bicepSettings = new Set(appSettings().keys());
     const sample = Object.keys(JSON.parse(readFileSync(join(ROOT, "local.settings.sample.json"), "utf8")).Values as Record<string, string>).filter((k) => !k.endsWith("__comment"));
     // Local-only, or overrides for tests and sovereign clouds; the Function App never needs them.
     const notInAzure = [
       "FUNCTIONS_WORKER_RUNTIME", // Flex Consumption takes the runtime from functionAppConfig.runtime
       "AzureWebJobsStorage", // identity-based AzureWebJobsStorage__* instead
       "ServiceBusConnection", // identity-based ServiceBusConnection__* instead
+      "FLO_PARTNER_QUEUE", // no shared partner queue in Azure: partner <name> sends to partner-<name> (FLO_PARTNER_ALLOWLIST lists the names)
       "FLO_LOCAL_JOBS_DIR",
       "FLO_LOCAL_BASE_DIR",
       "FLO_MANAGED_IDENTITY_CLIENT_ID", // the app has a system-assigned identity
@@ -312,173 +324,314 @@ describe("infra/ Bicep", () => {
     expect(sample.filter((k) => !notInAzure.includes(k) && !bicepSettings.has(k))).toEqual([]);
     // No FLO_ setting in the Bicep that the app does not know (a typo would be silently ignored).
     expect([...bicepSettings].filter((k) => k.startsWith("FLO_") && !sample.includes(k))).toEqual([]);
-    expect(notInAzure.filter((k) => !sample.includes(k))).toEqual([]);
-    const settingValue = (name: string) => new RegExp(`\\{\\s*name:\\s*'${name}',\\s*value:\\s*([^}]+?)\\s*\\}`).exec(app)![1];
-    expect(settingValue("FLO_PARTNER_ALLOWLIST")).toBe("partnerAllowList");
-    expect(main.modules.find((m) => m.symbol === "functionApp")!.body).toMatch(/partnerAllowList:\s*join\(map\(partners, partner => partner\.name\), ','\)/);
+    expect(expr(propNode(moduleOf(main, "functionApp"), "params.partnerAllowList"))).toBe("join(map(partners, partner => partner.name), ',')");
   });
 
-  test("Service Bus entities: duplicate detection + dead-lettering on the queues, duplicate detection on the topic, one subscription per partner", () => {
-    const sb = readBicep(join(INFRA, "modules", "servicebus.bicep"));
-    const block = (symbol: string) => sb.resources.find((r) => r.symbol === symbol)!.body;
-    for (const q of ["jobEventsQueue", "partnerCommandsQueue"]) {
-      expect(block(q)).toMatch(/requiresDuplicateDetection:\s*true/);
-      expect(block(q)).toMatch(/deadLetteringOnMessageExpiration:\s*true/);
-      expect(block(q)).toMatch(/maxDeliveryCount:\s*maxDeliveryCount/);
+  test("Service Bus: job-events and one command queue per partner (partner-<name>), each with duplicate detection + dead-lettering and a -rejected queue; no shared partner queue", () => {
+    const sb = file("modules/servicebus.bicep");
+    const queues = sb.resources.filter((r) => r.type === "Microsoft.ServiceBus/namespaces/queues");
+    expect(queues.map((q) => q.symbol)).toEqual(["jobEventsQueue", "partnerQueues", "rejectedQueues"]);
+    for (const q of queues) {
+      const settings = ["requiresDuplicateDetection", "deadLetteringOnMessageExpiration", "duplicateDetectionHistoryTimeWindow", "maxDeliveryCount"].map((key) => expr(propNode(q, `properties.${key}`)));
+      expect({ queue: q.symbol, settings }).toEqual({ queue: q.symbol, settings: ["true", "true", "duplicateDetectionWindow", "maxDeliveryCount"] });
     }
-    expect(block("notificationsTopic")).toMatch(/requiresDuplicateDetection:\s*true/);
-    // The queues the app sends rejected messages to (rejectMessage), named as the app names them.
-    const rejected = block("rejectedQueues");
-    expect(sb.text).toMatch(/resource rejectedQueues '[^']+' = \[for queueName in \[jobEventsQueueName, partnerCommandsQueueName\]:/);
-    expect(/name:\s*'([^']+)'/.exec(rejected)![1].replace("${queueName}", "q")).toBe(rejectedQueueName("q"));
-    expect(rejected).toMatch(/requiresDuplicateDetection:\s*true/);
-    expect(sb.text).toMatch(/output jobEventsRejectedQueueName string = rejectedQueues\[0\]\.name/);
-    expect(sb.text).toMatch(/output partnerCommandsRejectedQueueName string = rejectedQueues\[1\]\.name/);
-    expect(sb.text).toMatch(/\[for partner in partnerNames:/);
-    expect(main.text).toMatch(/partnerNames:\s*map\(partners, partner => partner\.name\)/);
-    // partners without an identity get a subscription but no role
-    expect(main.text).toMatch(/^module partnerRoles '[^']+' = \[for partner in partners: if \(!empty\(partner\.\?principalId \?\? ''\)\) \{/m);
+    expect(prop(resourceOf(sb, "notificationsTopic"), "properties.requiresDuplicateDetection")).toBe(true);
+
+    const scope = (values: Record<string, unknown>) => ({ file: sb, files: byPath, values });
+    const partnerQueues = resourceOf(sb, "partnerQueues");
+    expect(expr(partnerQueues.loop!.source)).toBe("partnerQueueNames");
+    expect(evaluate(sb.vars.get("partnerQueueNames")!.value, scope({ partnerNames: ["bank-a", "Insurer-B"] }))).toEqual(["partner-bank-a", "partner-Insurer-B"]);
+    expect(nameFunction("partnerQueueName", "bank-a")).toBe("partner-bank-a");
+    // rejected queues: job-events first, then each partner's, named as the app's rejectedQueueName()
+    const rejected = resourceOf(sb, "rejectedQueues");
+    expect(evaluate(rejected.loop!.source, scope({ jobEventsQueueName: "job-events", partnerNames: ["bank-a"] }))).toEqual(["job-events", "partner-bank-a"]);
+    expect(evaluate(propNode(rejected, "name")!, scope({ [rejected.loop!.item]: "partner-bank-a" }))).toBe(rejectedQueueName("partner-bank-a"));
+    expect(expr(sb.outputs.get("jobEventsRejectedQueueName")!.value)).toBe("rejectedQueues[0].name");
+    expect(expr(sb.outputs.get("partnerQueueNames")!.value)).toBe("[for i in range(0, length(partnerNames)): partnerQueues[i].name]");
+    expect(expr(sb.outputs.get("partnerRejectedQueueNames")!.value)).toBe("[for i in range(0, length(partnerNames)): rejectedQueues[i + 1].name]");
+    expect(expr(resourceOf(sb, "partnerSubscriptions").loop!.source)).toBe("partnerNames");
+    expect(expr(propNode(moduleOf(main, "serviceBus"), "params.partnerNames"))).toBe("map(partners, partner => partner.name)");
+    expect(main.params.has("partnerCommandsQueueName")).toBe(false);
+    // partners without an identity get a queue and a subscription but no role
+    const partnerRoles = moduleOf(main, "partnerRoles");
+    expect(expr(partnerRoles.condition)).toBe("!empty(partner.?principalId ?? '')");
+    expect(expr(propNode(partnerRoles, "params.partnerQueueName"))).toBe(`serviceBus.outputs.partnerQueueNames[${partnerRoles.loop!.index}]`);
+    expect(expr(partnerRoles.loop!.source)).toBe("partners");
   });
 
-  test("Event Grid: per silo a system topic in the silo's RG, RunStatusChanged/RunCompleted filtered on data.RunTags.floApp, delivered with the topic's identity", () => {
-    const sub = readBicep(join(INFRA, "modules", "silo-event-subscription.bicep")).text;
-    expect(sub).toContain("'Microsoft.MachineLearningServices.RunStatusChanged'");
-    expect(sub).toContain("'Microsoft.MachineLearningServices.RunCompleted'");
-    expect(sub).toMatch(/operatorType:\s*'StringIn'\s*key:\s*'data\.RunTags\.floApp'\s*values:\s*\[\s*floAppTagValue\s*\]/);
-    expect(sub).toMatch(/deliveryWithResourceIdentity:\s*\{\s*identity:\s*\{\s*type:\s*'SystemAssigned'\s*\}/);
-    expect(sub).toMatch(/endpointType:\s*'ServiceBusQueue'/);
-    expect(sub).not.toMatch(/\bdestination:\s*\{[^}]*endpointType[\s\S]*\bdestination:/); // only the identity-based destination
-    expect(readBicep(join(INFRA, "modules", "silo-event-topic.bicep")).text).toMatch(/topicType:\s*'Microsoft\.MachineLearningServices\.Workspaces'/);
-    // the advanced filter's value is the tag value lib/compute/siloCompute.ts puts on jobs
-    expect(main.params.get("floAppTagValue")!.line).toContain("=");
-    expect(/^param floAppTagValue string = '([^']*)'/m.exec(main.text)![1]).toBe(FLO_APP_TAG_VALUE);
+  test("each partner identity may send to its own queue only; the app receives from every trigger queue with the trigger role", () => {
+    const partner = file("modules/partner-roles.bicep");
+    const send = resourceOf(partner, "partnerSendsCommands");
+    expect(expr(propNode(send, "scope"))).toBe("partnerQueue");
+    expect(expr(propNode(resourceOf(partner, "partnerQueue"), "name"))).toBe("partnerQueueName");
+    const appRoles = file("modules/app-roles.bicep");
+    expect(expr(resourceOf(appRoles, "appPartnerQueueTriggers").loop!.source)).toBe("partnerQueueNames");
+    expect(expr(propNode(resourceOf(appRoles, "appPartnerQueueTriggers"), "scope"))).toBe("partnerQueues[i]");
+    expect(expr(propNode(resourceOf(appRoles, "partnerQueues"), "name"))).toBe("queueName");
+    expect(expr(propNode(moduleOf(main, "appRoles"), "params.partnerQueueNames"))).toBe("serviceBus.outputs.partnerQueueNames");
+    expect(expr(propNode(moduleOf(main, "appRoles"), "params.partnerRejectedQueueNames"))).toBe("serviceBus.outputs.partnerRejectedQueueNames");
+  });
+
+  test("Event Grid: per silo a system topic, RunStatusChanged/RunCompleted filtered on data.runTags.floApp, delivered with the topic's identity", () => {
+    const subscription = resourceOf(file("modules/silo-event-subscription.bicep"), "jobEvents");
+    expect(prop(subscription, "properties.filter.includedEventTypes")).toEqual(["Microsoft.MachineLearningServices.RunStatusChanged", "Microsoft.MachineLearningServices.RunCompleted"]);
+    const filters = propNode(subscription, "properties.filter.advancedFilters")!.namedChildren;
+    expect(filters.map((f) => ({ operatorType: prop(f, "operatorType"), key: prop(f, "key"), values: expr(propNode(f, "values")) }))).toEqual([
+      { operatorType: "StringIn", key: `data.runTags.${FLO_TAGS.app}`, values: "[ floAppTagValue ]" },
+    ]);
+    expect(prop(subscription, "properties.deliveryWithResourceIdentity.identity")).toEqual({ type: "SystemAssigned" });
+    expect(prop(subscription, "properties.deliveryWithResourceIdentity.destination.endpointType")).toBe("ServiceBusQueue");
+    expect(propNode(subscription, "properties.destination")).toBeUndefined(); // only the identity-based destination
+    expect(prop(resourceOf(file("modules/silo-event-topic.bicep"), "systemTopic"), "properties.topicType")).toBe("Microsoft.MachineLearningServices.Workspaces");
+    // the advanced filter's value is the tag value lib/events puts on jobs
+    expect(literal(main, main.params.get("floAppTagValue")!.defaultValue!)).toBe(FLO_APP_TAG_VALUE);
     // silo modules run in the silo's subscription/RG; the sender role is granted before the subscription is created
-    const scopeOf = (symbol: string) => /scope:\s*([^\n]+)/.exec(main.modules.find((m) => m.symbol === symbol)!.body)![1].trim();
-    expect(scopeOf("siloEventTopics")).toBe("resourceGroup(silo.subscriptionId, silo.resourceGroup)");
-    expect(scopeOf("siloEventSubscriptions")).toBe("resourceGroup(silo.subscriptionId, silo.resourceGroup)");
-    expect(scopeOf("siloWorkspaceAccess")).toBe("resourceGroup(silo.subscriptionId, silo.resourceGroup)");
+    const scopeOf = (symbol: string) => expr(moduleOf(main, symbol).scope);
+    for (const symbol of ["siloEventTopics", "siloEventSubscriptions", "siloWorkspaceAccess"]) expect(scopeOf(symbol)).toBe("resourceGroup(silo.subscriptionId, silo.resourceGroup)");
+    expect(scopeOf("siloExchangeReaders")).toBe("resourceGroup(silo.subscriptionId, silo.?exchangeResourceGroup ?? silo.resourceGroup)");
     expect(scopeOf("siloEventSenderRoles")).toBe("rg");
     expect(scopeOf("siloModelReaders")).toBe("rg");
-    expect(main.modules.find((m) => m.symbol === "siloEventSubscriptions")!.body).toMatch(/dependsOn:\s*\[\s*siloEventSenderRoles\[i\]\s*\]/);
+    expect(expr(propNode(moduleOf(main, "siloEventSubscriptions"), "dependsOn"))).toBe("[ siloEventSenderRoles[i] ]");
+  });
+
+  test("main.bicep creates the event subscription for every silo whose topic identity is known, selfManaged included", () => {
+    const subscriptions = moduleOf(main, "siloEventSubscriptions");
+    const senders = moduleOf(main, "siloEventSenderRoles");
+    expect(expr(subscriptions.condition)).toBe("!(silo.?selfManaged ?? false) || !empty(silo.?eventTopicPrincipalId ?? '')");
+    expect(expr(senders.condition)).toBe(expr(subscriptions.condition));
+    const topicName = propNode(subscriptions, "params.systemTopicName")!;
+    const siloValues = (silo: Record<string, unknown>) => ({ file: main, files: byPath, values: { silo, i: 0, siloEventTopics: [{ outputs: { systemTopicName: "from-topic-module" } }] } });
+    const enabled = (silo: Record<string, unknown>) => evaluate(subscriptions.condition!, siloValues(silo));
+    expect(evaluate(topicName, siloValues({ workspace: "mlw_a", selfManaged: true }))).toBe("evgt-mlw-a");
+    expect(evaluate(topicName, siloValues({ workspace: "mlw_a", selfManaged: true, eventTopicName: "existing-topic" }))).toBe("existing-topic");
+    expect(evaluate(topicName, siloValues({ workspace: "mlw_a" }))).toBe("from-topic-module");
+    expect([enabled({}), enabled({ selfManaged: true }), enabled({ selfManaged: true, eventTopicPrincipalId: "p" })]).toEqual([true, false, true]);
+    expect(expr(propNode(subscriptions, "params.eventSubscriptionName"))).toBe("eventSubscriptionName(environmentName)");
+    expect(expr(propNode(subscriptions, "params.floAppTagValue"))).toBe("floAppTagValue");
+  });
+
+  test("infra/silo.bicep (silo admin's own deployment): topic, grants to flo, and the deployer's narrow grants for the event subscription", () => {
+    const siloSide = ["silo-event-topic.bicep", "silo-workspace-access.bicep", "silo-exchange-reader.bicep", "silo-deployer-access.bicep"].map((f) => join(INFRA, "modules", f));
+    expect(siloEntry.modules.map((m) => m.target).sort()).toEqual([...siloSide].sort());
+    for (const target of siloSide.slice(0, 3)) expect(main.modules.some((m) => m.target === target)).toBe(true);
+    expect(expr(propNode(moduleOf(siloEntry, "eventTopic"), "params.systemTopicName"))).toBe("systemTopicName(workspaceName)");
+    expect([...siloEntry.outputs.keys()].sort()).toEqual(["eventTopicName", "eventTopicPrincipalId"]);
+    const principalType = siloEntry.params.get("orchestratorDeployerPrincipalType")!;
+    expect(literal(siloEntry, principalType.decorators.find((d) => d.name === "allowed")!.args[0])).toEqual(["User", "Group", "ServicePrincipal"]);
+    // main.bicep skips the silo-side modules for selfManaged silos but always makes the orchestrator-side grants
+    for (const symbol of ["siloEventTopics", "siloWorkspaceAccess", "siloExchangeReaders"]) expect(expr(moduleOf(main, symbol).condition)).toBe("!(silo.?selfManaged ?? false)");
+    expect(moduleOf(main, "siloModelReaders").condition).toBeUndefined();
+    expect(expr(moduleOf(main, "siloModelReaders").loop!.source)).toBe("silos");
   });
 
   test("role assignments: narrow scopes, only roles in the docs/security.md table, none broader", () => {
     const assignments = roleAssignments();
-    const allowed = new Set(Object.values(ROLE));
+    const builtIn = new Set(Object.values(ROLE));
     for (const a of assignments) {
-      expect({ where: `${a.file} ${a.symbol}`, broad: TOO_BROAD[a.roleId] }).toEqual({ where: `${a.file} ${a.symbol}`, broad: undefined });
-      expect(allowed.has(a.roleId)).toBe(true);
-      // Scoped to one resource, never the resource group or subscription; managed identities only.
-      expect({ where: `${a.file} ${a.symbol}`, scope: a.scope }).toEqual({ where: `${a.file} ${a.symbol}`, scope: expect.stringMatching(/^\w+$/) });
-      expect(a.body).toMatch(/principalType:\s*'ServicePrincipal'/);
-      expect(a.body).toMatch(/name:\s*guid\(/);
+      const where = `${a.file} ${a.symbol}`;
+      expect({ where, broad: TOO_BROAD[a.role] }).toEqual({ where, broad: undefined });
+      expect({ where, known: builtIn.has(a.role) || a.role.startsWith("custom:") }).toEqual({ where, known: true });
+      expect({ where, name: expr(propNode(a.resource, "name")) }).toEqual({ where, name: expect.stringMatching(/^guid\(/) });
+      // Managed identities everywhere but the silo's grants to the orchestrator's deployer (a person or a pipeline).
+      const principalType = propNode(a.resource, "properties.principalType")!;
+      if (a.file === "infra/modules/silo-deployer-access.bicep") expect(expr(principalType)).toBe("principalType");
+      else expect({ where, principalType: literal(a.file, principalType) }).toEqual({ where, principalType: "ServicePrincipal" });
     }
-    const allText = files.map((f) => f.text).join("\n");
-    for (const [id, role] of Object.entries(TOO_BROAD)) expect({ role, present: allText.includes(id) }).toEqual({ role, present: false });
+    // Scoped to one resource, never a subscription; the one resource-group assignment holds only the nested-deployment role.
+    expect(assignments.filter((a) => a.scope === "resourceGroup").map((a) => `${a.file} ${a.role}`)).toEqual(["infra/modules/silo-deployer-access.bicep custom:nestedDeployer"]);
+    for (const f of files) for (const id of Object.keys(TOO_BROAD)) expect({ file: f.name, role: TOO_BROAD[id], present: f.source.includes(id) }).toEqual({ file: f.name, role: TOO_BROAD[id], present: false });
 
     const table = securityTable();
-    const documented = new Set(table.flatMap((row) => row.role.match(/[0-9a-f]{8}-[0-9a-f-]{27}/g) ?? []));
-    for (const a of assignments) expect({ where: `${a.file} ${a.symbol}`, documented: documented.has(a.roleId) }).toEqual({ where: `${a.file} ${a.symbol}`, documented: true });
+    const documented = new Set(table.flatMap((row) => row.role.match(/[0-9a-f]{8}-[0-9a-f-]{27}|custom role `[^`]+`/g) ?? []));
+    const roleLabel = (role: string) => (role.startsWith("custom:") ? `custom role \`${role.slice("custom:".length)}\`` : role);
+    for (const a of assignments) expect({ where: `${a.file} ${a.symbol}`, documented: documented.has(roleLabel(a.role)) }).toEqual({ where: `${a.file} ${a.symbol}`, documented: true });
     for (const row of table) expect(row.why.length).toBeGreaterThan(20);
     // each documented role is actually assigned (the table does not promise more than the template does)
-    for (const id of documented) expect(assignments.some((a) => a.roleId === id)).toBe(true);
+    for (const label of documented) expect({ label, assigned: assignments.some((a) => roleLabel(a.role) === label) }).toEqual({ label, assigned: true });
+  });
+
+  test("custom roles: exactly the actions each needs, assignable in their resource group only, nothing that sends, writes data or grants access", () => {
+    const roles = customRoles();
+    expect(roles.map((r) => `${r.file} ${r.symbol}`).sort()).toEqual(["infra/modules/app-roles.bicep serviceBusTriggerRole", "infra/modules/silo-deployer-access.bicep eventSubscriptionWriter", "infra/modules/silo-deployer-access.bicep nestedDeployer"]);
+    for (const r of roles) {
+      expect({ role: r.symbol, assignableScopes: r.assignableScopes }).toEqual({ role: r.symbol, assignableScopes: "[ resourceGroup().id ]" });
+      for (const action of [...r.actions, ...r.dataActions]) {
+        expect({ role: r.symbol, action, forbidden: /^\*$|^Microsoft\.Authorization\/(?!\*\/read$)|\/send\/action$|^Microsoft\.ServiceBus\/\*$|listKeys|regenerateKey/i.test(action) }).toEqual({ role: r.symbol, action, forbidden: false });
+      }
+    }
+    const bySymbol = new Map(roles.map((r) => [r.symbol, r]));
+    // Service Bus trigger: Data Receiver's permissions plus the read the Flex Consumption scale controller needs.
+    const trigger = bySymbol.get("serviceBusTriggerRole")!;
+    expect(trigger.actions).toEqual([...DATA_RECEIVER.actions, "Microsoft.ServiceBus/namespaces/*/read"]);
+    expect(trigger.dataActions).toEqual(DATA_RECEIVER.dataActions);
+    expect(bySymbol.get("eventSubscriptionWriter")!.actions).toEqual([
+      "Microsoft.EventGrid/systemTopics/read",
+      "Microsoft.EventGrid/systemTopics/eventSubscriptions/read",
+      "Microsoft.EventGrid/systemTopics/eventSubscriptions/write",
+      "Microsoft.EventGrid/systemTopics/eventSubscriptions/delete",
+    ]);
+    expect(bySymbol.get("nestedDeployer")!.actions).toEqual(["Microsoft.Resources/deployments/*", "Microsoft.Resources/subscriptions/resourceGroups/read"]);
+    for (const r of ["eventSubscriptionWriter", "nestedDeployer"]) expect(bySymbol.get(r)!.dataActions).toEqual([]);
+    // the event-subscription role sits on the silo's topic only
+    const deployer = file("modules/silo-deployer-access.bicep");
+    expect(expr(propNode(resourceOf(deployer, "deployerWritesEventSubscriptions"), "scope"))).toBe("systemTopic");
+    expect(expr(propNode(moduleOf(siloEntry, "deployerAccess"), "params.systemTopicName"))).toBe("eventTopic.outputs.systemTopicName");
   });
 
   test("exactly the intended grants: who gets what, where", () => {
+    const roleName = (role: string) => Object.entries(ROLE).find(([, id]) => id === role)?.[0] ?? role;
     const summary = roleAssignments()
-      .map((a) => `${a.file.replace("infra/modules/", "")} ${a.scope} ${Object.entries(ROLE).find(([, id]) => id === a.roleId)![0]}`)
+      .map((a) => `${a.file.replace("infra/modules/", "")} ${a.scope} ${roleName(a.role)}`)
       .sort();
-    expect(summary).toEqual([
-      "app-roles.bicep applicationInsights monitoringMetricsPublisher",
-      "app-roles.bicep jobEventsQueue serviceBusDataReceiver",
-      "app-roles.bicep jobEventsRejectedQueue serviceBusDataSender",
-      "app-roles.bicep notificationsTopic serviceBusDataSender",
-      "app-roles.bicep partnerCommandsQueue serviceBusDataReceiver",
-      "app-roles.bicep partnerCommandsRejectedQueue serviceBusDataSender",
-      "app-roles.bicep deploymentContainer storageBlobDataContributor",
-      "app-roles.bicep writableContainers storageBlobDataContributor",
-      "app-roles.bicep storage storageQueueDataContributor",
-      "app-roles.bicep storage storageTableDataContributor",
-      "event-sender-role.bicep jobEventsQueue serviceBusDataSender",
-      "partner-roles.bicep partnerCommandsQueue serviceBusDataSender",
-      "partner-roles.bicep partnerSubscription serviceBusDataReceiver",
-      "silo-exchange-reader.bicep exchangeContainer storageBlobDataReader",
-      "silo-model-reader.bicep modelContainer storageBlobDataReader",
-      "silo-workspace-access.bicep workspace azureMlDataScientist",
-    ].sort());
+    expect(summary).toEqual(
+      [
+        "app-roles.bicep applicationInsights monitoringMetricsPublisher",
+        "app-roles.bicep jobEventsQueue custom:serviceBusTriggerRole",
+        "app-roles.bicep partnerQueues custom:serviceBusTriggerRole",
+        "app-roles.bicep jobEventsRejectedQueue serviceBusDataSender",
+        "app-roles.bicep partnerRejectedQueues serviceBusDataSender",
+        "app-roles.bicep notificationsTopic serviceBusDataSender",
+        "app-roles.bicep deploymentContainer storageBlobDataContributor",
+        "app-roles.bicep writableContainers storageBlobDataContributor",
+        "app-roles.bicep storage storageQueueDataContributor",
+        "app-roles.bicep storage storageTableDataContributor",
+        "event-sender-role.bicep jobEventsQueue serviceBusDataSender",
+        "partner-roles.bicep partnerQueue serviceBusDataSender",
+        "partner-roles.bicep partnerSubscription serviceBusDataReceiver",
+        "silo-deployer-access.bicep systemTopic custom:eventSubscriptionWriter",
+        "silo-deployer-access.bicep resourceGroup custom:nestedDeployer",
+        "silo-exchange-reader.bicep exchangeContainer storageBlobDataReader",
+        "silo-model-reader.bicep modelContainer storageBlobDataReader",
+        "silo-workspace-access.bicep workspace azureMlDataScientist",
+      ].sort(),
+    );
   });
 
   test("the app's blob role is granted per container: flo's model container and each container the Functions/Durable host writes, pre-created", () => {
-    const storage = readBicep(join(INFRA, "modules", "storage.bicep"));
-    const hostContainers = /^var hostContainerNames = \[([^\]]*)\]/m.exec(storage.text)![1];
+    const storage = file("modules/storage.bicep");
     const hubName = (JSON.parse(readFileSync(join(ROOT, "host.json"), "utf8")) as { extensions: { durableTask: { hubName: string } } }).extensions.durableTask.hubName;
-    expect(hostContainers.match(/'[^']+'/g)).toEqual(["'azure-webjobs-hosts'", "'azure-webjobs-secrets'", "'${toLower(taskHubName)}-leases'", "'${toLower(taskHubName)}-applease'", "'${toLower(taskHubName)}-largemessages'"]);
-    expect(storage.text).toMatch(/resource hostContainers '[^']+' = \[for containerName in hostContainerNames:/);
-    expect(main.text).toContain(`param taskHubName string = '${hubName}'`);
-    expect(main.modules.find((m) => m.symbol === "storage")!.body).toMatch(/taskHubName:\s*taskHubName/);
-    expect(main.modules.find((m) => m.symbol === "appRoles")!.body).toMatch(/writableContainerNames:\s*concat\(\[storage\.outputs\.modelContainerName\],\s*storage\.outputs\.hostContainerNames\)/);
-    const roles = readBicep(join(INFRA, "modules", "app-roles.bicep"));
-    const blobGrants = roleAssignments().filter((a) => a.roleId === ROLE.storageBlobDataContributor);
+    expect(evaluate(storage.vars.get("hostContainerNames")!.value, { file: storage, values: { taskHubName: hubName } })).toEqual(["azure-webjobs-hosts", "azure-webjobs-secrets", `${hubName.toLowerCase()}-leases`, `${hubName.toLowerCase()}-applease`, `${hubName.toLowerCase()}-largemessages`]);
+    expect(expr(resourceOf(storage, "hostContainers").loop!.source)).toBe("hostContainerNames");
+    expect(literal(main, main.params.get("taskHubName")!.defaultValue!)).toBe(hubName);
+    expect(expr(propNode(moduleOf(main, "storage"), "params.taskHubName"))).toBe("taskHubName");
+    expect(expr(propNode(moduleOf(main, "appRoles"), "params.writableContainerNames"))).toBe("concat([storage.outputs.modelContainerName], storage.outputs.hostContainerNames)");
+    const appRoles = file("modules/app-roles.bicep");
+    const blob = resourceOf(appRoles, "appStorageBlob");
+    expect(expr(propNode(blob, "scope"))).toBe("writableContainers[i]");
+    expect(expr(blob.loop!.source)).toBe("writableContainerNames");
+    const blobGrants = roleAssignments().filter((a) => a.role === ROLE.storageBlobDataContributor);
     expect(blobGrants.map((a) => a.scope).sort()).toEqual(["deploymentContainer", "writableContainers"]);
-    expect(roles.resources.find((r) => r.symbol === "appStorageBlob")!.body).toMatch(/scope:\s*writableContainers\[i\]/);
-    expect(roles.text).toMatch(/resource appStorageBlob '[^']+' = \[for \(containerName, i\) in writableContainerNames:/);
-    // Nothing blob-related is granted on the account itself any more.
-    expect(roleAssignments().filter((a) => a.scope === "storage").map((a) => a.roleId).sort()).toEqual([ROLE.storageQueueDataContributor, ROLE.storageTableDataContributor].sort());
+    // Nothing blob-related is granted on the account itself.
+    expect(roleAssignments().filter((a) => a.scope === "storage").map((a) => a.role).sort()).toEqual([ROLE.storageQueueDataContributor, ROLE.storageTableDataContributor].sort());
   });
 
   test("SCM and FTP basic publishing credentials are disabled; the Entra ID front is optional and returns 401", () => {
-    const app = readBicep(join(INFRA, "modules", "functionapp.bicep"));
+    const app = file("modules/functionapp.bicep");
     const policies = app.resources.filter((r) => r.type === "Microsoft.Web/sites/basicPublishingCredentialsPolicies");
-    expect(policies.map((r) => /name:\s*'(\w+)'/.exec(r.body)?.[1]).sort()).toEqual(["ftp", "scm"]);
-    for (const p of policies) expect(p.body).toMatch(/properties:\s*\{\s*allow:\s*false\s*\}/);
+    expect(policies.map((r) => prop(r, "name")).sort()).toEqual(["ftp", "scm"]);
+    for (const p of policies) expect(prop(p, "properties")).toEqual({ allow: false });
     const entra = app.resources.find((r) => r.type === "Microsoft.Web/sites/config")!;
-    expect(entra.body).toMatch(/name:\s*'authsettingsV2'/);
-    expect(entra.body).toMatch(/unauthenticatedClientAction:\s*'Return401'/);
-    expect(entra.body).toMatch(/requireAuthentication:\s*true/);
-    expect(app.text).toMatch(/resource entraFront '[^']+' = if \(!empty\(apiEntraClientId\)\)/);
-    expect(main.text).toContain("param apiEntraClientId string = ''");
+    expect(prop(entra, "name")).toBe("authsettingsV2");
+    expect(prop(entra, "properties.globalValidation")).toEqual({ requireAuthentication: true, unauthenticatedClientAction: "Return401" });
+    expect(expr(entra.condition)).toBe("!empty(apiEntraClientId)");
+    expect(literal(main, main.params.get("apiEntraClientId")!.defaultValue!)).toBe("");
   });
 
-  test("silo compute reads only global models: ABAC condition on the model container, balanced and path-limited", () => {
-    const reader = readBicep(join(INFRA, "modules", "silo-model-reader.bicep"));
-    const block = reader.resources.find((r) => r.type === "Microsoft.Authorization/roleAssignments")!.body;
-    expect(block).toMatch(/condition:\s*onlyGlobalModels/);
-    expect(block).toMatch(/conditionVersion:\s*'2\.0'/);
-    const condition = reader.vars.get("onlyGlobalModels")!;
+  test("silo compute reads only global models: the ABAC condition allows reads under global/ and listings of the global folder, nothing else", () => {
+    const reader = file("modules/silo-model-reader.bicep");
+    const assignment = resourceOf(reader, "siloReadsGlobalModels");
+    expect(expr(propNode(assignment, "properties.condition"))).toBe("onlyGlobalModels");
+    expect(prop(assignment, "properties.conditionVersion")).toBe("2.0");
+    const condition = evaluate(reader.vars.get("onlyGlobalModels")!.value, { file: reader }) as string;
     let depth = 0;
     for (const ch of condition) {
-      if (ch === "(") depth++;
-      if (ch === ")") depth--;
+      depth += ch === "(" ? 1 : ch === ")" ? -1 : 0;
       expect(depth).toBeGreaterThanOrEqual(0);
     }
     expect(depth).toBe(0);
-    expect(reader.vars.get("globalModels")).toBe("'federations/*/rounds/*/global/*'");
-    expect(condition).toContain("SubOperationMatches{\\'Blob.List\\'}");
-    expect(condition).toContain("blobs:prefix] StringLike");
-    expect(condition).toContain("blobs:path] StringLike");
+    expect(condition).toContain("SubOperationMatches{'Blob.List'}");
+    // The patterns each attribute is compared with (the condition language's StringLike: '*' matches any run).
+    const patternsOf = (attribute: string) => [...condition.matchAll(new RegExp(`${attribute.replace(/[[\]/.]/g, "\\$&")}\\] StringLike '([^']*)'`, "g"))].map((m) => m[1]);
+    const like = (value: string, pattern: string) => new RegExp(`^${pattern.split("*").map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`).test(value);
+    const paths = patternsOf("@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path");
+    const prefixes = patternsOf("@Request[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:prefix");
+    expect(paths).toEqual(["federations/*/rounds/*/global/*"]);
+    const mayRead = (path: string) => paths.some((p) => like(path, p));
+    const mayList = (prefix: string) => prefixes.some((p) => like(prefix, p));
+    expect(mayRead("federations/f1/rounds/3/global/model.safetensors")).toBe(true);
+    expect(mayRead("federations/f1/rounds/3/updates/silo-a/model.safetensors")).toBe(false);
+    expect(mayRead("federations/f1/manifest.json")).toBe(false);
+    expect(["federations/f1/rounds/3/global", "federations/f1/rounds/3/global/", "federations/f1/rounds/3/global/model"].map(mayList)).toEqual([true, true, true]);
+    expect(["federations/f1/rounds/3/globalx", "federations/f1/rounds/3/", "federations/f1/rounds/3/updates", "federations/f1/", ""].map(mayList)).toEqual([false, false, false, false, false]);
   });
 
-  test("infra/silo.bicep (silo admin's own deployment) deploys the same silo-side modules as main.bicep, event subscription in step 2", () => {
-    const siloSide = ["silo-event-topic.bicep", "silo-workspace-access.bicep", "silo-exchange-reader.bicep", "silo-event-subscription.bicep"].map((f) => join(INFRA, "modules", f));
-    expect(siloEntry.modules.map((m) => m.target).sort()).toEqual([...siloSide].sort());
-    for (const target of siloSide) expect(main.modules.some((m) => m.target === target)).toBe(true);
-    expect(siloEntry.text).toMatch(/^targetScope = 'resourceGroup'/m);
-    expect(siloEntry.text).toMatch(/module eventSubscription '[^']+' = if \(createEventSubscription\)/);
-    expect(/^param floAppTagValue string = '([^']*)'/m.exec(siloEntry.text)![1]).toBe(FLO_APP_TAG_VALUE);
-    // main.bicep skips the silo-side modules for selfManaged silos but always makes the orchestrator-side grants
-    for (const symbol of ["siloEventTopics", "siloEventSubscriptions", "siloWorkspaceAccess", "siloExchangeReaders"]) {
-      expect(main.text).toMatch(new RegExp(`^module ${symbol} '[^']+' = \\[for [^:]+: if \\(!\\(silo\\.\\?selfManaged \\?\\? false\\)\\) \\{`, "m"));
+  test("generated names are valid: topic names without '_', event subscription names, nested deployment names <= 64", () => {
+    const scopeFor = (f: BicepFile, values: Record<string, unknown>) => ({ file: f, files: byPath, values });
+    // the name functions themselves
+    expect(nameFunction("systemTopicName", "mlw_claims_2")).toBe("evgt-mlw-claims-2");
+    expect(nameFunction("eventSubscriptionName", "flo_prod.eu")).toBe("flo-flo-prod-eu-job-events");
+    const maxEnvironment = "e_".repeat(20);
+    expect(literal(main, main.params.get("environmentName")!.decorators.find((d) => d.name === "maxLength")!.args[0])).toBe(maxEnvironment.length);
+    expect(nameFunction("eventSubscriptionName", maxEnvironment)).toMatch(/^[A-Za-z0-9-]{3,64}$/);
+    expect(nameFunction("systemTopicName", "a_".repeat(16) + "b")).toMatch(/^[A-Za-z0-9-]{3,128}$/);
+    const exactly64 = "d".repeat(64);
+    expect(nameFunction("deploymentName", exactly64)).toBe(exactly64);
+    const long1 = nameFunction("deploymentName", "x".repeat(70)) as string;
+    const long2 = nameFunction("deploymentName", "x".repeat(71)) as string;
+    expect([long1.length, long2.length]).toEqual([64, 64]);
+    expect(long1).not.toBe(long2);
+    expect(long1.startsWith("x".repeat(50) + "-")).toBe(true);
+
+    // every module of the entry points: a short literal name, or one built by deploymentName(), valid for long inputs
+    const longSilo = { name: "s".repeat(63), workspace: "w_".repeat(16), subscriptionId: "sub", resourceGroup: "rg" };
+    const longPartner = { name: "p".repeat(60), principalId: "id" };
+    for (const entry of [main, siloEntry]) {
+      for (const m of entry.modules) {
+        const name = propNode(m, "name")!;
+        const where = `${entry.name} module ${m.symbol}`;
+        if (name.type === "string") {
+          expect({ where, literal: literal(entry, name) }).toEqual({ where, literal: expect.stringMatching(/^[A-Za-z0-9_.()-]{1,64}$/) });
+        } else {
+          expect({ where, call: name.type === "call_expression" ? name.childForFieldName("function")!.text : name.type }).toEqual({ where, call: "deploymentName" });
+          const value = evaluate(name, scopeFor(entry, { silo: longSilo, partner: longPartner }));
+          expect({ where, value }).toEqual({ where, value: expect.stringMatching(/^[A-Za-z0-9_.()-]{1,64}$/) });
+        }
+      }
     }
-    expect(main.text).toMatch(/^module siloModelReaders '[^']+' = \[for silo in silos: \{/m);
+    // the topic and subscription names come from the sanitizers wherever they are made
+    expect(expr(propNode(moduleOf(main, "siloEventTopics"), "params.systemTopicName"))).toBe("systemTopicName(silo.workspace)");
+    const generatedNames = [main, siloEntry].flatMap((f) => f.root.descendantsOfType("string").filter((s) => /^'(evgt-|flo-\$\{)/.test(s.text)).map((s) => location(f, s)));
+    expect(generatedNames).toEqual([]);
+  });
+
+  test("docs/deploy.md's silo.bicep command passes exactly silo.bicep's params, required ones included", () => {
+    const md = readFileSync(join(ROOT, "docs", "deploy.md"), "utf8");
+    const command = /az deployment group create[^`]*?-f infra\/silo\.bicep([\s\S]*?)--query/.exec(md);
+    expect(command).not.toBeNull();
+    const passed = [...command![1].matchAll(/(\w+)=/g)].map((m) => m[1]);
+    expect(passed.filter((p) => !siloEntry.params.has(p))).toEqual([]);
+    expect([...siloEntry.params.values()].filter((p) => !p.optional && !passed.includes(p.name)).map((p) => p.name)).toEqual([]);
+    // the silo entry fields deploy.md tells the orchestrator admin to set exist in main.bicep's siloConfig type
+    const siloConfig = main.types.get("siloConfig")!.value;
+    for (const field of ["selfManaged", "eventTopicPrincipalId", "eventTopicName", "computePrincipalId"]) expect({ field, declared: propNode(siloConfig, field) !== undefined }).toEqual({ field, declared: true });
+  });
+
+  test("docs/security.md's narrowed Azure ML role can submit v2 jobs", () => {
+    const md = readFileSync(join(ROOT, "docs", "security.md"), "utf8");
+    const section = md.slice(md.indexOf("### Narrowing AzureML Data Scientist further"), md.indexOf("\n## ", md.indexOf("### Narrowing AzureML Data Scientist further")));
+    const actions = [...section.matchAll(/`([a-zA-Z/*]+(?:\/[a-zA-Z*]+)*)`/g)].map((m) => m[1]);
+    for (const needed of ["jobs/write", "jobs/cancel/action", "metadata/artifacts/write", "metadata/codes/*/write", "environments/build/action", "environments/readSecrets/action"]) {
+      expect({ needed, listed: actions.includes(needed) }).toEqual({ needed, listed: true });
+    }
   });
 
   test("azure.yaml points azd at infra/main.bicep and deploys this package as a Function App", () => {
     const azd = parseYaml(readFileSync(join(ROOT, "azure.yaml"), "utf8"));
     expect(azd.infra).toEqual({ provider: "bicep", path: "infra", module: "main" });
     expect(azd.services.api).toEqual({ project: ".", language: "ts", host: "function" });
-    expect(readBicep(join(INFRA, "modules", "functionapp.bicep")).text).toContain("'azd-service-name': 'api'");
+    expect(expr(propNode(resourceOf(file("modules/functionapp.bicep"), "functionApp"), "tags"))).toBe("union(tags, { 'azd-service-name': 'api' })");
     const parameters = JSON.parse(readFileSync(join(INFRA, "main.parameters.json"), "utf8")).parameters;
     for (const key of Object.keys(parameters)) expect(main.params.has(key)).toBe(true);
-    for (const [p, info] of main.params) if (!info.hasDefault) expect(parameters[p]).toBeDefined();
+    for (const [p, info] of main.params) if (!info.optional) expect({ p, given: parameters[p] !== undefined }).toEqual({ p, given: true });
   });
 });

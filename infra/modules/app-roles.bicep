@@ -8,16 +8,16 @@ param writableContainerNames array
 param deploymentContainerName string
 param serviceBusNamespaceName string
 param jobEventsQueueName string
-param partnerCommandsQueueName string
 param jobEventsRejectedQueueName string
-param partnerCommandsRejectedQueueName string
+@description('The partners\' command queues (`partner-<name>`): the app\'s Service Bus triggers listen to each.')
+param partnerQueueNames string[]
+param partnerRejectedQueueNames string[]
 param notificationsTopicName string
 param applicationInsightsName string
 
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
-var serviceBusDataReceiver = '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
 var serviceBusDataSender = '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
@@ -49,20 +49,20 @@ resource jobEventsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-previ
   name: jobEventsQueueName
 }
 
-resource partnerCommandsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' existing = {
+resource partnerQueues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' existing = [for queueName in partnerQueueNames: {
   parent: namespace
-  name: partnerCommandsQueueName
-}
+  name: queueName
+}]
 
 resource jobEventsRejectedQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' existing = {
   parent: namespace
   name: jobEventsRejectedQueueName
 }
 
-resource partnerCommandsRejectedQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' existing = {
+resource partnerRejectedQueues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' existing = [for queueName in partnerRejectedQueueNames: {
   parent: namespace
-  name: partnerCommandsRejectedQueueName
-}
+  name: queueName
+}]
 
 resource notificationsTopic 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-preview' existing = {
   parent: namespace
@@ -117,25 +117,56 @@ resource appStorageTable 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   }
 }
 
-resource appJobEventsReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(jobEventsQueue.id, principalId, serviceBusDataReceiver)
+// What a Service Bus trigger needs on Flex Consumption: Azure Service Bus Data Receiver's permissions
+// plus the read the scale controller needs for the queue's message count (runtime properties). Data
+// Owner would do, but it includes namespace management and send (forbidden here): this role adds
+// only Microsoft.ServiceBus/namespaces/*/read to Data Receiver, assigned on each trigger queue only
+// (docs/security.md, Custom roles).
+resource serviceBusTriggerRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, namespace.id, 'flo-service-bus-trigger')
+  properties: {
+    roleName: 'flo Service Bus trigger (${serviceBusNamespaceName})'
+    description: 'Receive from a queue and read its runtime properties (message count) for the Functions scale controller.'
+    type: 'customRole'
+    assignableScopes: [ resourceGroup().id ]
+    permissions: [
+      {
+        actions: [
+          // Azure Service Bus Data Receiver's actions
+          'Microsoft.ServiceBus/*/queues/read'
+          'Microsoft.ServiceBus/*/topics/read'
+          'Microsoft.ServiceBus/*/topics/subscriptions/read'
+          // the scale controller's queue-length read
+          'Microsoft.ServiceBus/namespaces/*/read'
+        ]
+        notActions: []
+        // Azure Service Bus Data Receiver's data action: no send, no management
+        dataActions: [ 'Microsoft.ServiceBus/*/receive/action' ]
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+resource appJobEventsTrigger 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(jobEventsQueue.id, principalId, serviceBusTriggerRole.id)
   scope: jobEventsQueue
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataReceiver)
+    roleDefinitionId: serviceBusTriggerRole.id
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
 }
 
-resource appPartnerCommandsReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(partnerCommandsQueue.id, principalId, serviceBusDataReceiver)
-  scope: partnerCommandsQueue
+resource appPartnerQueueTriggers 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (queueName, i) in partnerQueueNames: {
+  name: guid(partnerQueues[i].id, principalId, serviceBusTriggerRole.id)
+  scope: partnerQueues[i]
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataReceiver)
+    roleDefinitionId: serviceBusTriggerRole.id
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
-}
+}]
 
 // flo sends the messages it rejects (with the reason) to these queues, and nowhere else but the topic.
 resource appJobEventsRejectedSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -148,15 +179,15 @@ resource appJobEventsRejectedSender 'Microsoft.Authorization/roleAssignments@202
   }
 }
 
-resource appPartnerCommandsRejectedSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(partnerCommandsRejectedQueue.id, principalId, serviceBusDataSender)
-  scope: partnerCommandsRejectedQueue
+resource appPartnerRejectedSenders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (queueName, i) in partnerRejectedQueueNames: {
+  name: guid(partnerRejectedQueues[i].id, principalId, serviceBusDataSender)
+  scope: partnerRejectedQueues[i]
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSender)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
-}
+}]
 
 resource appNotificationsSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(notificationsTopic.id, principalId, serviceBusDataSender)

@@ -13,9 +13,8 @@ param modelContainerName string
 param applicationInsightsConnectionString string
 param serviceBusFullyQualifiedNamespace string
 param jobEventsQueueName string
-param partnerCommandsQueueName string
 param notificationsTopicName string
-@description('Comma-separated partner names whose commands are accepted.')
+@description('Comma-separated partner names whose commands are accepted; partner <name> sends to queue partner-<name>.')
 param partnerAllowList string
 param specRegistry string
 param retrainSpec string
@@ -62,7 +61,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: serviceBusFullyQualifiedNamespace }
         { name: 'ServiceBusConnection__credential', value: 'managedidentity' }
         { name: 'FLO_JOB_EVENTS_QUEUE', value: jobEventsQueueName }
-        { name: 'FLO_PARTNER_QUEUE', value: partnerCommandsQueueName }
         { name: 'FLO_NOTIFICATIONS_TOPIC', value: notificationsTopicName }
         { name: 'FLO_MODEL_CONTAINER', value: modelContainerName }
         { name: 'FLO_AZURE_CREDENTIAL', value: 'managedidentity' }

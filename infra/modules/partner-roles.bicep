@@ -1,8 +1,10 @@
 // Deployed into the orchestrator's resource group, per partner that has an Entra identity in this
-// tenant: send commands to the partner-commands queue, receive from its own notifications subscription.
+// tenant: send commands to its own queue (`partner-<name>`: the only queue it may send to, so a
+// command's queue proves who sent it), receive from its own notifications subscription.
 param principalId string
 param serviceBusNamespaceName string
-param partnerCommandsQueueName string
+@description('This partner\'s command queue (servicebus.bicep partnerQueueNames).')
+param partnerQueueName string
 param notificationsTopicName string
 param subscriptionName string
 
@@ -13,9 +15,9 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' existing
   name: serviceBusNamespaceName
 }
 
-resource partnerCommandsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' existing = {
+resource partnerQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' existing = {
   parent: namespace
-  name: partnerCommandsQueueName
+  name: partnerQueueName
 }
 
 resource notificationsTopic 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-preview' existing = {
@@ -29,8 +31,8 @@ resource partnerSubscription 'Microsoft.ServiceBus/namespaces/topics/subscriptio
 }
 
 resource partnerSendsCommands 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(partnerCommandsQueue.id, principalId, serviceBusDataSender)
-  scope: partnerCommandsQueue
+  name: guid(partnerQueue.id, principalId, serviceBusDataSender)
+  scope: partnerQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSender)
     principalId: principalId

@@ -1,18 +1,22 @@
-// Service Bus namespace (Entra auth only) with the job-events queue (Event Grid -> flo), the
-// partner-commands queue (partners -> flo), their `-rejected` queues (flo -> operators) and the
-// notifications topic (flo -> partners).
+// Service Bus namespace (Entra auth only) with the job-events queue (Event Grid -> flo), one command
+// queue per partner (`partner-<name>`, partner -> flo: only that partner may send to it, so the queue
+// identifies the sender), their `-rejected` queues (flo -> operators) and the notifications topic
+// (flo -> partners).
+import { partnerQueueName } from '../names.bicep'
+
 param location string
 param tags object
 param namespaceName string
 param jobEventsQueueName string
-param partnerCommandsQueueName string
 param notificationsTopicName string
 @description('Deliveries before a message is dead-lettered (Functions abandons on a thrown handler).')
 param maxDeliveryCount int
 @description('ISO 8601 duration; at least as long as Event Grid may redeliver one event (its TTL).')
 param duplicateDetectionWindow string
-@description('One subscription per partner on the notifications topic.')
+@description('Per partner: a command queue and a subscription on the notifications topic.')
 param partnerNames string[]
+
+var partnerQueueNames = [for partner in partnerNames: partnerQueueName(partner)]
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
   name: namespaceName
@@ -39,9 +43,11 @@ resource jobEventsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-previ
   }
 }
 
-resource partnerCommandsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+// No shared partner queue: Service Bus does not tell a receiver who sent a message, so a sender name
+// inside a shared queue's messages would be a claim any partner could make.
+resource partnerQueues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = [for queueName in partnerQueueNames: {
   parent: namespace
-  name: partnerCommandsQueueName
+  name: queueName
   properties: {
     requiresDuplicateDetection: true
     duplicateDetectionHistoryTimeWindow: duplicateDetectionWindow
@@ -50,12 +56,13 @@ resource partnerCommandsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01
     lockDuration: 'PT1M'
     defaultMessageTimeToLive: 'P7D'
   }
-}
+}]
 
 // Where flo puts a message it rejects, with DeadLetterReason/DeadLetterErrorDescription properties
 // (lib/federation/inbox.ts rejectMessage: the Node worker cannot dead-letter a trigger's message).
 // Names follow the app's rejectedQueueName(): `<queue>-rejected`. Nobody consumes them; operators read them.
-resource rejectedQueues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = [for queueName in [jobEventsQueueName, partnerCommandsQueueName]: {
+// Index 0: job-events; index 1 + i: partner i.
+resource rejectedQueues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = [for queueName in concat([jobEventsQueueName], partnerQueueNames): {
   parent: namespace
   name: '${queueName}-rejected'
   properties: {
@@ -94,7 +101,8 @@ output namespaceName string = namespace.name
 output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
 output jobEventsQueueId string = jobEventsQueue.id
 output jobEventsQueueName string = jobEventsQueue.name
-output partnerCommandsQueueName string = partnerCommandsQueue.name
 output jobEventsRejectedQueueName string = rejectedQueues[0].name
-output partnerCommandsRejectedQueueName string = rejectedQueues[1].name
+@description('partnerQueueNames[i] is partnerNames[i]\'s command queue.')
+output partnerQueueNames string[] = [for i in range(0, length(partnerNames)): partnerQueues[i].name]
+output partnerRejectedQueueNames string[] = [for i in range(0, length(partnerNames)): rejectedQueues[i + 1].name]
 output notificationsTopicName string = notificationsTopic.name

@@ -1,6 +1,10 @@
-// Deployed into the silo's resource group: delivers the workspace's flo-tagged job events
-// (RunStatusChanged, RunCompleted) to flo's job-events queue, authenticated as the system topic's
-// managed identity (deployed after event-sender-role.bicep gave that identity Data Sender).
+// Deployed into the silo's resource group by the orchestrator's deployment (main.bicep), for every
+// silo: delivers the workspace's flo-tagged job events (RunStatusChanged, RunCompleted) to flo's
+// job-events queue, authenticated as the system topic's managed identity (deployed after
+// event-sender-role.bicep gave that identity Data Sender). The orchestrator side creates it because
+// creating a subscription with a Service Bus destination needs write access to that queue, which
+// silo admins do not get; for selfManaged silos the silo admin granted the deployer just this
+// (silo-deployer-access.bicep).
 param systemTopicName string
 param eventSubscriptionName string
 param jobEventsQueueId string
@@ -30,11 +34,12 @@ resource jobEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-
         'Microsoft.MachineLearningServices.RunStatusChanged'
         'Microsoft.MachineLearningServices.RunCompleted'
       ]
-      // Tag keys carry no dots: Event Grid uses dots as path separators in filter keys.
+      // The payload's key is data.runTags (camel case, as in the Azure ML event schema); tag keys
+      // carry no dots: Event Grid uses dots as path separators in filter keys.
       advancedFilters: [
         {
           operatorType: 'StringIn'
-          key: 'data.RunTags.floApp'
+          key: 'data.runTags.floApp'
           values: [ floAppTagValue ]
         }
       ]

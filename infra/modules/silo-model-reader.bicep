@@ -9,7 +9,9 @@ param modelContainerName string
 var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 var blobRead = 'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
 var globalModels = 'federations/*/rounds/*/global/*'
-var onlyGlobalModels = '((!(ActionMatches{\'${blobRead}\'} AND NOT SubOperationMatches{\'Blob.List\'})) OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringLike \'${globalModels}\')) AND ((!(ActionMatches{\'${blobRead}\'} AND SubOperationMatches{\'Blob.List\'})) OR (@Request[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:prefix] StringLike \'${globalModels}\'))'
+// A mounted input lists the folder itself too (prefix `.../global`, no trailing slash).
+var globalModelsFolder = 'federations/*/rounds/*/global'
+var onlyGlobalModels = '((!(ActionMatches{\'${blobRead}\'} AND NOT SubOperationMatches{\'Blob.List\'})) OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringLike \'${globalModels}\')) AND ((!(ActionMatches{\'${blobRead}\'} AND SubOperationMatches{\'Blob.List\'})) OR (@Request[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:prefix] StringLike \'${globalModels}\') OR (@Request[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:prefix] StringLike \'${globalModelsFolder}\'))'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
