@@ -132,16 +132,18 @@ export async function writeMaskedUpdate(options: MaskUpdateOptions): Promise<Wri
       yield diff;
     }
   };
-  // Pass 1: the update's L2 norm, for clipping.
+  const layout = streamLayout(floats);
+  // Pass 1: the update's L2 norm, for clipping, summed in stream order (so the Python side rounds alike).
   let squares = 0;
-  for (const entry of floats) for await (const diff of updateChunks(entry)) for (let i = 0; i < diff.length; i++) squares += diff[i] * diff[i];
+  for (const tensor of layout) {
+    for await (const diff of updateChunks(globalHeader.byName.get(tensor.name)!)) for (let i = 0; i < diff.length; i++) squares += diff[i] * diff[i];
+  }
   const norm = Math.sqrt(squares);
   const clipFactor = norm > plan.clipNorm ? plan.clipNorm / norm : 1;
   const weight = clampWeight(options.numExamples, options.maxExamples);
   const factor = clipFactor * weight * plan.scale;
   const limit = weight * plan.levels;
 
-  const layout = streamLayout(floats);
   const byName = new Map<string, StreamTensor>(layout.map((t) => [t.name, t]));
   const streams = siloMaskStreams(setup);
   const ringBits = plan.ringBits;
