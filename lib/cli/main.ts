@@ -14,5 +14,6 @@ export async function main(argv: string[]): Promise<void> {
   (await import("./aggregate")).register(program);
   (await import("./host")).register(program);
   (await import("./run")).register(program);
+  (await import("./siloKeygen")).register(program);
   await program.parseAsync(argv);
 }
