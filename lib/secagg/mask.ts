@@ -139,6 +139,7 @@ export async function writeMaskedUpdate(options: MaskUpdateOptions): Promise<Wri
     for await (const diff of updateChunks(globalHeader.byName.get(tensor.name)!)) for (let i = 0; i < diff.length; i++) squares += diff[i] * diff[i];
   }
   const norm = Math.sqrt(squares);
+  if (!Number.isFinite(norm)) throw new SecAggError("BAD_INPUT", `${trained.name}`, "the update (trained - global) has a non-finite coordinate");
   const clipFactor = norm > plan.clipNorm ? plan.clipNorm / norm : 1;
   const weight = clampWeight(options.numExamples, options.maxExamples);
   const factor = clipFactor * weight * plan.scale;

@@ -18,7 +18,6 @@
 
 import * as crypto from "node:crypto";
 import { SecAggError } from "./errors";
-import { setSigned } from "./ring";
 import type { RingBits } from "./session";
 
 export type Rounding = "nearest" | "stochastic";
@@ -69,22 +68,23 @@ export function clampWeight(numExamples: number, maxExamples: number): number {
   return Math.min(numExamples, maxExamples);
 }
 
-/** Random numbers in [0, 1) for stochastic rounding, drawn from the OS CSPRNG in blocks. */
+/** Random 32-bit words for stochastic rounding, drawn from the OS CSPRNG into a reused buffer. */
 export class UniformSource {
   private block = new Uint32Array(0);
-  private position = 0;
 
-  next(): number {
-    if (this.position >= this.block.length) {
-      this.block = new Uint32Array(crypto.randomBytes(4 * 16384).buffer.slice(0));
-      this.position = 0;
-    }
-    return this.block[this.position++] / 4294967296;
+  /** `count` fresh random words (valid until the next call). */
+  words(count: number): Uint32Array {
+    if (this.block.length < count) this.block = new Uint32Array(count);
+    const view = this.block.subarray(0, count);
+    crypto.randomFillSync(view);
+    return view;
   }
 }
 
+const TWO_POW_32 = 4294967296;
+
 /**
- * Encodes values (already multiplied by `factor` = clip factor * w * s) into elements
+ * Encodes values (multiplied by `factor` = clip factor * w * s) into elements
  * [offset, offset + values.length) of `words`, clamped to +-limit (= w * Q).
  */
 export function quantizeInto(options: {
@@ -98,14 +98,27 @@ export function quantizeInto(options: {
   uniform?: UniformSource;
 }): void {
   const { values, factor, limit, words, offset, ringBits } = options;
-  const uniform = options.rounding === "stochastic" ? (options.uniform ?? new UniformSource()) : undefined;
-  for (let i = 0; i < values.length; i++) {
+  const n = values.length;
+  const random = options.rounding === "stochastic" ? (options.uniform ?? new UniformSource()).words(n) : undefined;
+  for (let i = 0; i < n; i++) {
     const v = values[i] * factor;
-    if (!Number.isFinite(v)) throw new SecAggError("BAD_INPUT", "update", `coordinate ${i} of the chunk is not finite`);
-    const low = Math.floor(v);
-    let q = uniform ? low + (uniform.next() < v - low ? 1 : 0) : Math.floor(v + 0.5);
-    if (q > limit) q = limit;
-    else if (q < -limit) q = -limit;
-    setSigned(words, offset + i, q, ringBits);
+    let q: number;
+    if (random) {
+      const low = Math.floor(v);
+      q = low + (random[i] / TWO_POW_32 < v - low ? 1 : 0);
+    } else {
+      q = Math.floor(v + 0.5);
+    }
+    if (!(q >= -limit && q <= limit)) {
+      if (Number.isNaN(q)) throw new SecAggError("BAD_INPUT", "update", `coordinate ${i} of the chunk is not a number`);
+      q = q > 0 ? limit : -limit;
+    }
+    if (ringBits === 32) {
+      words[offset + i] = q;
+    } else {
+      const hi = Math.floor(q / TWO_POW_32);
+      words[2 * (offset + i)] = q - hi * TWO_POW_32;
+      words[2 * (offset + i) + 1] = hi;
+    }
   }
 }

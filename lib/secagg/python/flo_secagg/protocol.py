@@ -334,6 +334,8 @@ def write_masked_update(trained_path, global_path, out_path, setup, session, pla
         for _, diff in chunks(name):
             total = np.cumsum(np.concatenate(([total], diff * diff)))[-1]
     norm = math.sqrt(float(total))
+    if not math.isfinite(norm):
+        raise SecAggError("BAD_INPUT", trained_path, "the update (trained - global) has a non-finite coordinate")
     clip = plan.clip_norm / norm if norm > plan.clip_norm else 1.0
     if not (isinstance(num_examples, int) and num_examples >= 0):
         raise SecAggError("BAD_INPUT", "num_examples", f"expected a non-negative integer, got {num_examples}")
