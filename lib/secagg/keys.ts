@@ -16,40 +16,30 @@ export interface KeyPair {
   publicKey: Buffer;
 }
 
+// DER prefixes of PKCS#8 and SPKI for X25519 (RFC 8410): the raw 32-byte key follows.
+const PKCS8_X25519_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
+const SPKI_X25519_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
+
 export function generateKeyPair(): KeyPair {
   const { privateKey } = crypto.generateKeyPairSync("x25519");
-  return keyPairFromSecret(rawSecretKey(privateKey));
+  return keyPairFromSecret(privateKey.export({ format: "der", type: "pkcs8" }).subarray(PKCS8_X25519_PREFIX.length));
 }
 
 /** The key pair of a raw 32-byte secret (clamping is part of X25519 itself, so any 32 bytes work). */
 export function keyPairFromSecret(secretKey: Uint8Array): KeyPair {
   if (secretKey.length !== KEY_BYTES) throw new SecAggError("BAD_KEY", "secretKey", `expected ${KEY_BYTES} bytes, got ${secretKey.length}`);
-  const privateKey = privateKeyObject(secretKey);
-  const jwk = crypto.createPublicKey(privateKey).export({ format: "jwk" });
-  return { secretKey: Buffer.from(secretKey), publicKey: Buffer.from(jwk.x!, "base64url") };
-}
-
-function rawSecretKey(key: crypto.KeyObject): Buffer {
-  return Buffer.from(key.export({ format: "jwk" }).d!, "base64url");
+  const spki = crypto.createPublicKey(privateKeyObject(secretKey)).export({ format: "der", type: "spki" });
+  return { secretKey: Buffer.from(secretKey), publicKey: Buffer.from(spki.subarray(SPKI_X25519_PREFIX.length)) };
 }
 
 function privateKeyObject(secretKey: Uint8Array): crypto.KeyObject {
-  const pair = keyPairJwk(secretKey);
-  return crypto.createPrivateKey({ key: pair, format: "jwk" });
-}
-
-function keyPairJwk(secretKey: Uint8Array): crypto.JsonWebKey {
-  // Node derives x from d when importing a private JWK; x is still a required member of the JWK.
-  const d = Buffer.from(secretKey).toString("base64url");
-  const probe = crypto.createPrivateKey({ key: { kty: "OKP", crv: "X25519", d, x: "" }, format: "jwk" });
-  const x = crypto.createPublicKey(probe).export({ format: "jwk" }).x!;
-  return { kty: "OKP", crv: "X25519", d, x };
+  return crypto.createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, secretKey]), format: "der", type: "pkcs8" });
 }
 
 /** X25519(secret, peer public): the raw 32-byte shared secret; an all-zero result (low-order peer key) is refused. */
 export function sharedSecret(secretKey: Uint8Array, peerPublicKey: Uint8Array, field = "publicKey"): Buffer {
   if (peerPublicKey.length !== KEY_BYTES) throw new SecAggError("BAD_KEY", field, `expected ${KEY_BYTES} bytes, got ${peerPublicKey.length}`);
-  const publicKey = crypto.createPublicKey({ key: { kty: "OKP", crv: "X25519", x: Buffer.from(peerPublicKey).toString("base64url") }, format: "jwk" });
+  const publicKey = crypto.createPublicKey({ key: Buffer.concat([SPKI_X25519_PREFIX, peerPublicKey]), format: "der", type: "spki" });
   let secret: Buffer;
   try {
     secret = crypto.diffieHellman({ privateKey: privateKeyObject(secretKey), publicKey });

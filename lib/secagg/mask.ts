@@ -6,7 +6,7 @@
  */
 
 import type { ByteSink, ByteSource, WrittenObject } from "../models/bytes";
-import { decodeFloats, isFloatDType } from "../models/dtypes";
+import { decodeFloats, dtypeSize, isFloatDType } from "../models/dtypes";
 import { readSafetensorsHeader, SafetensorsHeader, SafetensorsWriter, TensorEntry } from "../models/safetensors";
 import { SecAggError } from "./errors";
 import { maskedMetadata, maskedTensorSpecs, streamLayout, StreamTensor, WEIGHT_TENSOR } from "./masked";
@@ -89,7 +89,7 @@ export function floatTensors(global: SafetensorsHeader): TensorEntry[] {
 
 async function readFloatChunk(source: ByteSource, header: SafetensorsHeader, entry: TensorEntry, start: number, count: number): Promise<Float32Array | Float64Array> {
   if (!isFloatDType(entry.dtype)) throw new SecAggError("BAD_INPUT", `${header.file}: tensor "${entry.name}"`, `expected a float dtype, got ${entry.dtype}`);
-  const size = (entry.end - entry.begin) / Math.max(entry.numel, 1);
+  const size = dtypeSize(entry.dtype);
   return decodeFloats(await source.read(header.dataStart + entry.begin + start * size, count * size), entry.dtype);
 }
 
