@@ -101,7 +101,7 @@ async function computeVectors(ringBits: RingBits, bits: number, maxExamples: num
   const result = await unmaskSum({ roster, session, threshold, plan, split, masked: new Map(split.survivors.map((i) => [i, memorySource(`m${i}`, masked.get(i)!)])), reveals, layout, onChunk: ({ tensor, sum }) => void (sums[tensor.name] = Array.from(sum)) });
   return {
     session: { federationId: "vectors-fed", round: 7, attempt: 2, threshold, ringBits, rosterDigest: hex(roster.digest), id: hex(session) },
-    quantization: { bits, clipNorm: 1.0, ...plan },
+    quantization: plan,
     roster: silos.map((s) => s.id),
     pairwise,
     prg,

@@ -386,6 +386,8 @@ def reveal_for_unmask(secret_key, roster, session, threshold, self_index, surviv
         raise SecAggError("BAD_ROSTER", "survivors", f"silo {self_index} is asked to reveal but is not a survivor")
     self_shares = []
     for owner in survivors:
+        if owner not in shares_files:
+            raise SecAggError("UNRECOVERABLE", f"shares[{owner}]", f"no shares file from survivor {owner}")
         _, share_key = pair_secrets(secret_key, roster, session, self_index, owner)
         ct = base64.b64decode(shares_files[owner]["shares"][self_index - 1]["ciphertext"])
         y = decrypt_share(share_key, session, owner, self_index, ct, f"shares[{owner}].shares[{self_index - 1}]")
