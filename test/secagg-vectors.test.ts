@@ -12,14 +12,15 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { encodeFloats } from "../lib/models/dtypes";
 import { readSafetensorsHeader, writeSafetensors } from "../lib/models/safetensors";
-import { keyPairFromSecret, sharedSecret } from "../lib/secagg/keys";
+import { generateKeyPair, keyPairFromSecret, sharedSecret, writeSecretKeyFile } from "../lib/secagg/keys";
 import { floatTensors, prepareSiloRound, writeMaskedUpdate } from "../lib/secagg/mask";
-import { streamLayout } from "../lib/secagg/masked";
-import { planQuantization } from "../lib/secagg/quantize";
-import { revealForUnmask } from "../lib/secagg/reveal";
+import { streamLayout, validateMaskedUpload } from "../lib/secagg/masked";
+import { planQuantization, sumErrorBound } from "../lib/secagg/quantize";
+import { Reveal, revealForUnmask } from "../lib/secagg/reveal";
 import { MaskStream } from "../lib/secagg/ring";
 import { buildRoster, pairSecrets, RingBits, sessionId } from "../lib/secagg/session";
 import { fieldFromBytes, FIELD_PRIME, splitSecret } from "../lib/secagg/shamir";
+import { parseSharesFile } from "../lib/secagg/shares";
 import { unmaskSum } from "../lib/secagg/unmask";
 import { memorySink, memorySource } from "./fixtures/memoryBytes";
 
@@ -141,5 +142,85 @@ describe("secagg shared test vectors", () => {
     const { stdout, stderr } = await promisify(execFile)("/usr/bin/python3", ["-m", "unittest", "discover", "-s", "tests", "-t", ".", "-v"], { cwd: PYTHON_TESTS, env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" } });
     expect(stdout + stderr).toMatch(/\nOK\n?$/);
     expect(stderr).toMatch(/Ran [1-9]\d* tests?/);
+  }, 120000);
+});
+
+describe("Python silos, TypeScript orchestrator", () => {
+  const python = (args: string[]) => promisify(execFile)("/usr/bin/python3", ["-m", "flo_secagg", ...args], { cwd: PYTHON_TESTS, env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" } });
+
+  test("silos masking and revealing with `python -m flo_secagg` are unmasked by unmaskSum, one silo dropped", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "flo-secagg-py-"));
+    const ids = ["north", "east", "south", "west"];
+    const maxExamples = [50, 80, 40, 100];
+    const numExamples = [30, 200, 40, 10];
+    const pairs = [];
+    for (const id of ids) {
+      const pair = generateKeyPair();
+      await writeSecretKeyFile(path.join(dir, `${id}.key`), pair);
+      pairs.push(pair);
+    }
+    const roster = buildRoster(ids.map((id, i) => ({ id, publicKey: pairs[i].publicKey })));
+    const description = (self: string) => ({
+      federationId: "py-fed", round: 2, attempt: 1, threshold: 3,
+      quantization: { bits: 16, clipNorm: 0.5, rounding: "stochastic" },
+      silos: ids.map((id, i) => ({ id, publicKey: pairs[i].publicKey.toString("base64"), maxExamples: maxExamples[i] })),
+      self,
+    });
+    const plan = planQuantization({ bits: 16, clipNorm: 0.5, maxExamples: roster.silos.map((s) => maxExamples[ids.indexOf(s.id)]) });
+    const session = sessionId({ federationId: "py-fed", round: 2, attempt: 1, threshold: 3, ringBits: plan.ringBits, roster });
+    const shape = [7, 9];
+    let state = 7;
+    const random = () => ((state = (state * 48271) % 2147483647) / 2147483647 - 0.5);
+    const globalValues = Array.from({ length: 63 }, random);
+    await fs.writeFile(path.join(dir, "global.safetensors"), await f32Model({ w: { shape, values: globalValues } }));
+    const updates = ids.map((_, s) => globalValues.map(() => random() * (s === 1 ? 0.5 : 0.05)));
+    // "west" never uploads; the others mask in Python.
+    const uploaders = ["north", "east", "south"];
+    for (const id of uploaders) {
+      const s = ids.indexOf(id);
+      await fs.writeFile(path.join(dir, `${id}.session.json`), JSON.stringify(description(id)));
+      await fs.writeFile(path.join(dir, `${id}.trained.safetensors`), await f32Model({ w: { shape, values: globalValues.map((g, i) => g + updates[s][i]) } }));
+      await python(["mask", "--session", path.join(dir, `${id}.session.json`), "--key", path.join(dir, `${id}.key`), "--trained", path.join(dir, `${id}.trained.safetensors`), "--global", path.join(dir, "global.safetensors"), "--num-examples", String(numExamples[s]), "--out", path.join(dir, id)]);
+    }
+    const layout = streamLayout([{ name: "w", shape }]);
+    const survivors = uploaders.map((id) => roster.indexOf(id));
+    const split = { survivors, dropped: [roster.indexOf("west")] };
+    await fs.writeFile(path.join(dir, "split.json"), JSON.stringify(split));
+    const masked = new Map<number, ReturnType<typeof memorySource>>();
+    const sharesPaths = [];
+    for (const id of uploaders) {
+      const index = roster.indexOf(id);
+      const bytes = await fs.readFile(path.join(dir, id, "masked.safetensors"));
+      await validateMaskedUpload(memorySource(id, bytes), { session, sender: index, ringBits: plan.ringBits, layout });
+      parseSharesFile(JSON.parse(await fs.readFile(path.join(dir, id, "shares.json"), "utf8")), { session, sender: index, rosterSize: 4, file: id });
+      masked.set(index, memorySource(id, bytes));
+      sharesPaths.push(path.join(dir, id, "shares.json"));
+    }
+    const reveals: Reveal[] = [];
+    for (const id of uploaders) {
+      const out = path.join(dir, `${id}.reveal.json`);
+      await python(["reveal", "--session", path.join(dir, `${id}.session.json`), "--key", path.join(dir, `${id}.key`), "--split", path.join(dir, "split.json"), "--shares", ...sharesPaths, "--record-dir", path.join(dir, `${id}.records`), "--out", out]);
+      reveals.push(JSON.parse(await fs.readFile(out, "utf8")) as Reveal);
+    }
+    let sum: Float64Array | undefined;
+    const result = await unmaskSum({ roster, session, threshold: 3, plan, split, masked, reveals, layout, onChunk: (c) => void (sum = c.sum) });
+    // Plain weighted sum of the three uploaders, clipped to 0.5 and with weights clamped to maxExamples.
+    const expected = new Float64Array(63);
+    let weightSum = 0;
+    for (const id of uploaders) {
+      const s = ids.indexOf(id);
+      const x = Float32Array.from(globalValues.map((g, i) => g + updates[s][i])).map((v, i) => v - Math.fround(globalValues[i]));
+      const norm = Math.hypot(...x);
+      const w = Math.min(numExamples[s], maxExamples[s]);
+      weightSum += w;
+      x.forEach((v, i) => (expected[i] += w * v * (norm > 0.5 ? 0.5 / norm : 1)));
+    }
+    expect(result.weightSum).toBe(30 + 80 + 40);
+    expect(result.weightSum).toBe(weightSum);
+    const error = Math.max(...Array.from(sum!, (v, i) => Math.abs(v - expected[i])));
+    expect(error).toBeLessThanOrEqual(sumErrorBound(plan, 3, "stochastic"));
+    // A second split for the same session is refused by the Python silo.
+    await fs.writeFile(path.join(dir, "split2.json"), JSON.stringify({ survivors: [1, 2, 3, 4], dropped: [] }));
+    await expect(python(["reveal", "--session", path.join(dir, "north.session.json"), "--key", path.join(dir, "north.key"), "--split", path.join(dir, "split2.json"), "--shares", ...sharesPaths, "--record-dir", path.join(dir, "north.records"), "--out", path.join(dir, "x.json")])).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("[SECOND_ROSTER]") as unknown });
   }, 120000);
 });

@@ -68,6 +68,19 @@ def read_secret_key_file(path):
     return pair
 
 
+def parse_public_key(text, field):
+    """32 raw bytes from standard or URL-safe base64; errors name the field."""
+    if not isinstance(text, str):
+        raise SecAggError("BAD_KEY", field, f"expected a base64 string of 32 bytes, got {type(text).__name__}")
+    try:
+        key = base64.b64decode(text.strip().replace("-", "+").replace("_", "/"), validate=True)
+    except ValueError:
+        raise SecAggError("BAD_KEY", field, "expected base64 of 32 bytes (44 characters)") from None
+    if len(key) != 32:
+        raise SecAggError("BAD_KEY", field, f"expected 32 bytes, got {len(key)}")
+    return key
+
+
 def shared_secret(secret_key, peer_public_key):
     try:
         secret = X25519PrivateKey.from_private_bytes(bytes(secret_key)).exchange(X25519PublicKey.from_public_bytes(bytes(peer_public_key)))
@@ -186,6 +199,25 @@ def reconstruct_secret(shares, threshold, field="shares"):
 
 
 # ---------- share encryption ----------
+
+
+def parse_shares_file(parsed, session, sender, roster_size, file):
+    """Validates a shares file like lib/secagg/shares.ts: format, session, sender, one share per silo."""
+    if not isinstance(parsed, dict) or parsed.get("format") != SHARES_FORMAT:
+        raise SecAggError("BAD_UPLOAD", f"{file}: format", f'expected "{SHARES_FORMAT}"')
+    if parsed.get("session") != session.hex():
+        raise SecAggError("BAD_UPLOAD", f"{file}: session", f"expected {session.hex()}, got {parsed.get('session')}")
+    if not isinstance(sender, int) or not 1 <= sender <= roster_size:
+        raise SecAggError("BAD_UPLOAD", f"{file}: sender", f"expected a roster index in [1, {roster_size}], got {sender}")
+    shares = parsed.get("shares")
+    if not isinstance(shares, list) or len(shares) != roster_size:
+        raise SecAggError("BAD_UPLOAD", f"{file}: shares", f"expected {roster_size} shares (one per roster silo)")
+    for i, share in enumerate(shares):
+        if not isinstance(share, dict) or share.get("recipient") != i + 1:
+            raise SecAggError("BAD_UPLOAD", f"{file}: shares[{i}].recipient", f"expected {i + 1} (shares in recipient order)")
+        if not isinstance(share.get("ciphertext"), str) or len(base64.b64decode(share["ciphertext"])) != 60:
+            raise SecAggError("BAD_UPLOAD", f"{file}: shares[{i}].ciphertext", "expected base64 of 60 bytes")
+    return parsed
 
 
 def _share_aad(session, sender, recipient):
