@@ -50,20 +50,33 @@ export function checkSplit(split: Split, rosterSize: number, threshold: number):
   return { survivors, dropped };
 }
 
-async function recordSplit(recordDir: string, session: Buffer, split: Split): Promise<void> {
-  await fs.mkdir(recordDir, { recursive: true, mode: 0o700 });
-  const file = path.join(recordDir, `${session.toString("hex")}.json`);
-  const body = JSON.stringify(split);
+function recordFile(recordDir: string, session: Buffer): string {
+  return path.join(recordDir, `${session.toString("hex")}.json`);
+}
+
+/** Refuses when a different split is on record for the session; the same split again (a retried unmask job) reveals nothing new. */
+async function checkRecord(recordDir: string, session: Buffer, split: Split): Promise<void> {
+  let previous: string;
   try {
-    await fs.writeFile(file, body, { flag: "wx", mode: 0o600 });
-    return;
+    previous = await fs.readFile(recordFile(recordDir, session), "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw err;
   }
-  const previous = await fs.readFile(file, "utf8");
-  // The same split again (a retried unmask job) reveals nothing new.
+  const body = JSON.stringify(split);
   if (previous !== body) {
     throw new SecAggError("SECOND_ROSTER", "survivors", `this silo already revealed for session ${session.toString("hex").slice(0, 16)}… with split ${previous}; refusing ${body}`);
+  }
+}
+
+async function recordSplit(recordDir: string, session: Buffer, split: Split): Promise<void> {
+  await fs.mkdir(recordDir, { recursive: true, mode: 0o700 });
+  try {
+    await fs.writeFile(recordFile(recordDir, session), JSON.stringify(split), { flag: "wx", mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    // Another job of this silo recorded meanwhile: it must have been the same split.
+    await checkRecord(recordDir, session, split);
   }
 }
 
@@ -81,6 +94,7 @@ export async function revealForUnmask(options: {
   const { roster, session, selfIndex } = options;
   const split = checkSplit(options.split, roster.silos.length, options.threshold);
   if (!split.survivors.includes(selfIndex)) throw new SecAggError("BAD_ROSTER", "survivors", `silo ${selfIndex} is asked to reveal but is not a survivor`);
+  await checkRecord(options.recordDir, session, split);
   // Decrypt (and so authenticate) everything before recording: a bad share must not burn the session.
   const selfShares: Reveal["selfShares"] = [];
   for (const owner of split.survivors) {

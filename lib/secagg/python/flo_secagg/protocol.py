@@ -406,6 +406,17 @@ def write_masked_update(trained_path, global_path, out_path, setup, session, pla
 # ---------- reveal ----------
 
 
+def _check_record(record, body):
+    """Refuses when a different split is on record for the session (the same one again is answered)."""
+    try:
+        with open(record, "r", encoding="utf-8") as f:
+            previous = f.read()
+    except FileNotFoundError:
+        return
+    if previous != body:
+        raise SecAggError("SECOND_ROSTER", "survivors", f"this silo already revealed for this session with split {previous}; refusing {body}")
+
+
 def reveal_for_unmask(secret_key, roster, session, threshold, self_index, survivors, dropped, shares_files, record_dir):
     """Pairwise seeds with dropped silos and shares of survivors' self seeds; refuses a second split."""
     survivors, dropped = sorted(survivors), sorted(dropped)
@@ -416,6 +427,9 @@ def reveal_for_unmask(secret_key, roster, session, threshold, self_index, surviv
         raise SecAggError("TOO_FEW_SURVIVORS", "survivors", f"{len(survivors)} survivors, the threshold is t = {threshold}: nothing may be unmasked")
     if self_index not in survivors:
         raise SecAggError("BAD_ROSTER", "survivors", f"silo {self_index} is asked to reveal but is not a survivor")
+    record = os.path.join(record_dir, session.hex() + ".json")
+    body = json.dumps({"survivors": survivors, "dropped": dropped}, separators=(",", ":"))
+    _check_record(record, body)
     self_shares = []
     for owner in survivors:
         if owner not in shares_files:
@@ -426,15 +440,10 @@ def reveal_for_unmask(secret_key, roster, session, threshold, self_index, surviv
         self_shares.append({"owner": owner, "y": field_to_bytes(y).hex()})
     pairwise = [{"dropped": d, "seed": pair_secrets(secret_key, roster, session, self_index, d)[0].hex()} for d in dropped]
     os.makedirs(record_dir, mode=0o700, exist_ok=True)
-    record = os.path.join(record_dir, session.hex() + ".json")
-    body = json.dumps({"survivors": survivors, "dropped": dropped}, separators=(",", ":"))
     try:
         fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(body)
     except FileExistsError:
-        with open(record, "r", encoding="utf-8") as f:
-            previous = f.read()
-        if previous != body:
-            raise SecAggError("SECOND_ROSTER", "survivors", f"this silo already revealed for this session with split {previous}; refusing {body}") from None
+        _check_record(record, body)
     return {"session": session.hex(), "revealer": self_index, "pairwiseSeeds": pairwise, "selfShares": self_shares}
