@@ -355,6 +355,34 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
     expect(bound).toBeLessThan(1e-3 * Math.max(...[...plain.sums.values()].map((v) => Math.max(...v.map(Math.abs)))));
   });
 
+  test("masking and unmasking stream: no read is larger than one chunk, whatever the model size", async () => {
+    const fed = await federation(19);
+    const largest = { value: 0 };
+    const recording = (name: string, bytes: Buffer) => {
+      const source = memorySource(name, bytes);
+      const read = source.read.bind(source);
+      source.read = async (offset, length, options) => {
+        // Offsets 0 and 8 are the header's length and JSON; everything after is tensor data.
+        if (offset > 8) largest.value = Math.max(largest.value, length);
+        return read(offset, length, options);
+      };
+      return source;
+    };
+    const silo = fed.silos[0];
+    const index = fed.roster.indexOf(silo.id);
+    const session = sessionId({ federationId: "f", round: 1, attempt: 0, threshold: T, ringBits: fed.plan.ringBits, roster: fed.roster });
+    const setup = prepareSiloRound({ secretKey: silo.keys.secretKey, roster: fed.roster, session, selfIndex: index, threshold: T });
+    const sink = memorySink();
+    await writeMaskedUpdate({ trained: recording("t", await modelFile("t", fed.trainedOf(silo))), global: recording("g", fed.globalFile), sink, setup, session, plan: fed.plan, numExamples: 1, maxExamples: silo.maxExamples, rounding: "nearest", chunkElements: 64 });
+    // Tensor data is read 64 F32 elements at a time (the model has 1160 per file).
+    expect(largest.value).toBe(64 * 4);
+    largest.value = 0;
+    const run = await maskRound(fed, { attempt: 0, uploaders: [1, 2, 3, 4, 5], rounding: "nearest" });
+    const split = { survivors: [1, 2, 3, 4, 5], dropped: [] };
+    await unmaskSum({ roster: fed.roster, session: run.session, threshold: T, plan: fed.plan, split, masked: new Map(split.survivors.map((i) => [i, recording(`m${i}`, run.masked.get(i)!)])), reveals: await reveals(fed, run, split, split.survivors, recordRoot), layout: fed.layout, chunkElements: 100, onChunk: () => undefined });
+    expect(largest.value).toBe(100 * 4);
+  });
+
   test("a silo that never uploads is recovered from the survivors' pairwise seeds", async () => {
     const fed = await federation(12);
     const run = await maskRound(fed, { attempt: 0, uploaders: [1, 3, 4, 5], rounding: "nearest" });
