@@ -57,6 +57,27 @@ describe("safetensors writer/reader", () => {
     expect((await readTensorBytes(src, header, "count")).readBigInt64LE(0)).toBe(42n);
   });
 
+  test("unsigned U32/U64 tensors round trip with exact values up to 2^32-1 and 2^64-1", async () => {
+    const u32 = Uint32Array.of(0, 1, 0xffffffff);
+    const u64 = BigUint64Array.of(0n, 2n ** 63n, 2n ** 64n - 1n);
+    const sink = memorySink();
+    await writeSafetensors(sink, [
+      { name: "masked32", dtype: "U32", shape: [3], data: new Uint8Array(u32.buffer) },
+      { name: "masked64", dtype: "U64", shape: [3, 1], data: new Uint8Array(u64.buffer) },
+    ]);
+    const src = memorySource("mem://masked", sink.committed!);
+    const header = await readSafetensorsHeader(src);
+    expect(header.byName.get("masked32")).toMatchObject({ dtype: "U32", numel: 3, begin: 0, end: 12 });
+    expect(header.byName.get("masked64")).toMatchObject({ dtype: "U64", shape: [3, 1], begin: 12, end: 36 });
+    const b32 = await readTensorBytes(src, header, "masked32");
+    expect([0, 4, 8].map((o) => b32.readUInt32LE(o))).toEqual([0, 1, 0xffffffff]);
+    const b64 = await readTensorBytes(src, header, "masked64");
+    expect([0, 8, 16].map((o) => b64.readBigUInt64LE(o))).toEqual([0n, 2n ** 63n, 2n ** 64n - 1n]);
+    // a U64 entry whose byte span is sized for U32 is refused
+    const bad = rawSafetensors({ w: { dtype: "U64", shape: [2], data_offsets: [0, 8] } }, 8);
+    await expect(readSafetensorsHeader(memorySource("mem://bad", bad))).rejects.toMatchObject({ code: "SIZE_MISMATCH", tensor: "w" });
+  });
+
   test("writer streams chunks and rejects out-of-order or short data", async () => {
     const sink = memorySink();
     const w = new SafetensorsWriter(sink, [

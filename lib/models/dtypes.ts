@@ -14,6 +14,8 @@ export const DTYPE_SIZES = {
   I32: 4,
   I16: 2,
   I8: 1,
+  U64: 8,
+  U32: 4,
   U8: 1,
   BOOL: 1,
 } as const;

@@ -9,7 +9,7 @@
  */
 
 import type { ByteSink, ByteSource, WrittenObject } from "./bytes";
-import { DType, dtypeSize, isDType } from "./dtypes";
+import { DType, DTYPES, dtypeSize, isDType } from "./dtypes";
 
 /** Headers above this are rejected before allocating (the reference implementation uses 100 MB). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -196,7 +196,7 @@ function parseEntry(name: string, raw: unknown, file: string, dataSize: number):
   }
   const { dtype, shape, data_offsets: offsets } = raw;
   if (!isDType(dtype)) {
-    throw new SafetensorsError("BAD_DTYPE", file, `dtype must be one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL, got ${typeof dtype === "string" && dtype.length <= 8 ? `"${dtype}"` : describe(dtype)}`, name);
+    throw new SafetensorsError("BAD_DTYPE", file, `dtype must be one of ${DTYPES.join(", ")}, got ${typeof dtype === "string" && dtype.length <= 8 ? `"${dtype}"` : describe(dtype)}`, name);
   }
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw new SafetensorsError("BAD_SHAPE", file, `shape must be an array of non-negative integers, got ${describe(shape)}`, name);
