@@ -422,7 +422,7 @@ export class FakeArm {
             error: { code: "UserError", message: "Request is invalid and/or missing fields.", details: problems.map((message) => ({ code: "InvalidField", message })) },
           });
         }
-        const properties = { ...(record.body as { properties: Record<string, unknown> }).properties, status: "NotStarted" };
+        const properties: Record<string, unknown> = { ...(record.body as { properties: Record<string, unknown> }).properties, status: "NotStarted" };
         properties.services = { Studio: { endpoint: `https://ml.azure.com/runs/${name}?wsid=${workspaceId}`, jobServiceType: "Studio" } };
         const created: FakeJob = { workspaceKey, workspaceId, name, properties, createdAt: new Date().toISOString() };
         this.jobs.set(key, created);
