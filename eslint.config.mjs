@@ -1,0 +1,50 @@
+// @ts-check
+// ESLint for flo: typescript-eslint's type-checked recommended rules over every TypeScript source and test,
+// ESLint's recommended rules over the few plain JavaScript files (CLI shim, trainer scripts, test apps).
+import js from "@eslint/js";
+import globals from "globals";
+import tseslint from "typescript-eslint";
+
+export default tseslint.config(
+  { ignores: ["dist/**", "node_modules/**", "out/**", "coverage/**"] },
+  {
+    files: ["**/*.ts"],
+    extends: [tseslint.configs.recommendedTypeChecked],
+    languageOptions: {
+      // One program for sources and tests: tsconfig.test.json extends the build config with test/.
+      parserOptions: { project: "./tsconfig.test.json", tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { args: "after-used", argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "all", caughtErrorsIgnorePattern: "^_", ignoreRestSiblings: true },
+      ],
+      "no-unreachable": "error",
+    },
+  },
+  {
+    files: ["test/**/*.ts"],
+    rules: {
+      // Tests read untyped HTTP/JSON bodies and drive fakes of untyped wire protocols (AMQP, ARM); `expect`
+      // is what checks those values, and typing every body would restate the production types in each test.
+      "@typescript-eslint/no-explicit-any": "off",
+      "@typescript-eslint/no-unsafe-argument": "off",
+      "@typescript-eslint/no-unsafe-assignment": "off",
+      "@typescript-eslint/no-unsafe-call": "off",
+      "@typescript-eslint/no-unsafe-member-access": "off",
+      "@typescript-eslint/no-unsafe-return": "off",
+    },
+  },
+  {
+    files: ["**/*.js"],
+    extends: [js.configs.recommended],
+    languageOptions: { sourceType: "commonjs", globals: { ...globals.node } },
+    rules: {
+      "no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrorsIgnorePattern: "^_" }],
+    },
+  },
+  {
+    files: ["jest.config.js"],
+    languageOptions: { sourceType: "commonjs", globals: { ...globals.node } },
+  },
+);
