@@ -46,7 +46,7 @@ function percentile(values: number[], p: number): number {
  */
 function sdkOnly(invoker: Invoker): (payload: string) => Promise<unknown> {
   const { InvocationContext } = require("@azure/functions") as { InvocationContext: new (init: object) => object };
-  const handler = invoker.get("chainN")!.callback as (trigger: unknown, context: unknown) => unknown;
+  const handler = invoker.get("chainN")!.callback;
   return async (payload) => handler(JSON.parse(payload), new InvocationContext({ functionName: "chainN", logHandler: () => undefined }));
 }
 

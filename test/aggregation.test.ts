@@ -214,7 +214,7 @@ describe("streaming FedAvg against a reference computed here", () => {
     }
     // digests recorded: of each update's bytes and of the output
     for (const [i, inc] of result.included.entries()) {
-      const src = updates[i].model as ReturnType<typeof memorySource>;
+      const src = updates[i].model;
       const bytes = await src.read(0, await src.size());
       expect(inc.sha256).toBe(sha256(bytes));
     }
@@ -506,7 +506,7 @@ describe("engine plumbing for issue-6 strategies", () => {
           chunk.stateOut.acc[j] = chunk.state.acc[j] + mean;
         }
       },
-      finish: (ctx: RoundContext, plan: { scale: number }) => ({ state: { rounds: ((ctx.state as { rounds?: number } | undefined)?.rounds ?? 0) + 1 } as Json, report: { scale: plan.scale } }),
+      finish: (ctx: RoundContext, plan: { scale: number }) => ({ state: { rounds: ((ctx.state as { rounds?: number } | undefined)?.rounds ?? 0) + 1 }, report: { scale: plan.scale } }),
     };
   }
 

@@ -111,7 +111,7 @@ function readBicep(path: string): BicepFile {
   for (const m of code.matchAll(/^output\s+([A-Za-z_]\w*)\s/gm)) outputs.add(m[1]);
   const modules: ModuleRef[] = [];
   for (const m of text.matchAll(/^module\s+([A-Za-z_]\w*)\s+'([^']+)'\s*=\s*(\[for[^:]*:\s*)?/gm)) {
-    const start = text.indexOf("{", m.index! + m[0].length - 1);
+    const start = text.indexOf("{", m.index + m[0].length - 1);
     const body = balanced(text, start);
     const paramsAt = body.search(/\bparams\s*:\s*\{/);
     const paramKeys = paramsAt < 0 ? [] : topLevelKeys(balanced(body, body.indexOf("{", paramsAt)));
@@ -119,7 +119,7 @@ function readBicep(path: string): BicepFile {
   }
   const resources: ResourceBlock[] = [];
   for (const m of text.matchAll(/^resource\s+([A-Za-z_]\w*)\s+'([^'@]+)@[^']+'\s+(existing\s+)?=\s*(\[for[^:]*:\s*)?/gm)) {
-    const start = text.indexOf("{", m.index! + m[0].length - 1);
+    const start = text.indexOf("{", m.index + m[0].length - 1);
     resources.push({ symbol: m[1], type: m[2], existing: Boolean(m[3]), body: balanced(text, start) });
   }
   return { path, text, code, params, vars, outputs, modules, resources };

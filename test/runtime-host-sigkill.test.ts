@@ -38,8 +38,8 @@ function startHost(dataDir: string, app = APP, extraArgs: string[] = []): Promis
         resolve({ child, url: m[1], output: () => out });
       }
     };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
       reject(new Error(`flo host exited early (${code ?? signal}):\n${out}`));

@@ -112,7 +112,7 @@ describe("robust strategies on the engine equal the in-memory path", () => {
       const global = options.clipping ? randomUpdates(99, 1)[0].tensors : undefined;
       const config = resolveStrategyConfig({ strategy, ...options });
       const expected = aggregateInMemory(config, { updates, global, state: initialStrategyState(config) });
-      const got = await engineRound(strategy, options as Json, updates, { global });
+      const got = await engineRound(strategy, options, updates, { global });
       close(got.model, expected.model);
       expect(got.steps).toBe(7n); // integer tensor copied from the first valid update, never averaged
       expect(got.state).toEqual(expected.state);
@@ -192,8 +192,8 @@ describe("central DP on the engine", () => {
     const updates = randomUpdates(5, 4);
     const global = randomUpdates(6, 1)[0].tensors;
     const { insecureTestNoiseSeed: _unused, ...secure } = options as { insecureTestNoiseSeed: string };
-    const a = await engineRound("fedavg", secure as Json, updates, { global });
-    const b = await engineRound("fedavg", secure as Json, updates, { global });
+    const a = await engineRound("fedavg", secure, updates, { global });
+    const b = await engineRound("fedavg", secure, updates, { global });
     expect(a.model["layer.a"][0]).not.toBe(b.model["layer.a"][0]);
     expect((a.report as Record<string, unknown>).insecureDeterministicNoise).toBeUndefined();
   });

@@ -245,7 +245,7 @@ interface JobProperties {
 }
 
 function jobProperties(job: JobBase | Record<string, unknown>): JobProperties {
-  return ((job as { properties?: unknown }).properties ?? {}) as JobProperties;
+  return (job as { properties?: unknown }).properties ?? {};
 }
 
 const DEFAULT_CANCEL_POLL_INTERVAL_MS = 2000;
@@ -482,7 +482,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     };
     for (const [key, value] of Object.entries(expected)) {
       if (tags[key] !== value) {
-        throw new AzureMlJobConflictError(this.coordinates, request.jobName, key, value, (tags[key] ?? undefined) as string | undefined);
+        throw new AzureMlJobConflictError(this.coordinates, request.jobName, key, value, tags[key] ?? undefined);
       }
     }
     return this.toStatus(job, request.jobName, this.outputUriFor(request));
@@ -492,7 +492,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     const properties = jobProperties(job);
     const rawStatus = properties.status ?? "NotStarted";
     const state = jobStateFromAzureMlStatus(rawStatus);
-    const name = ((job as { name?: string }).name ?? jobName) as string;
+    const name = (job as { name?: string }).name ?? jobName;
     const outputUri = properties.outputs?.model_update?.uri ?? expectedOutputUri;
     const logUri = properties.services?.Studio?.endpoint ?? undefined;
     const status: SiloJobStatus = { jobName: name, state, rawStatus };

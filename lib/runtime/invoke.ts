@@ -103,7 +103,7 @@ export function createInvoker(registry: FunctionRegistry, options: CreateInvoker
       if (!model) throw new InvocationSetupError(`No programming model captured for ${registry.entryPath}`);
       const invokeOptions: InvokeOptions = isInvokeOptions(optionsOrMetadata)
         ? optionsOrMetadata
-        : { triggerMetadata: optionsOrMetadata as Record<string, TypedData> | undefined };
+        : { triggerMetadata: optionsOrMetadata };
       const trigger = triggerBinding(fn.metadata);
       const inputData = [{ name: trigger.name, data: triggerData }];
       for (const [name, data] of Object.entries(extraInputs)) {

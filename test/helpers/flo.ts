@@ -154,8 +154,8 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
           if (line.includes("Host started at")) ready();
         }
       };
-      proc.stdout!.on("data", onData);
-      proc.stderr!.on("data", onData);
+      proc.stdout.on("data", onData);
+      proc.stderr.on("data", onData);
       proc.once("exit", (code, signal) => fail(new Error(`flo host exited (${code ?? signal}) before it started:\n${logs.slice(-30).join("\n")}`)));
     });
   };

@@ -74,7 +74,7 @@ export function createEngineStrategy(name: string, options: Json = {}): Strategy
 
   return {
     name,
-    options: options as Json,
+    options,
     needsGlobal: needsGlobalModel(config),
     stateTensors: kinds.map((kind) => ({ name: kind, dtype: "F64" as const })), // exact resume
     // Only a plain weighted mean is sure to turn a NaN row into a NaN output; robust rules may
@@ -122,7 +122,7 @@ export function createEngineStrategy(name: string, options: Json = {}): Strategy
         ...(noiseKey ? { noise: createGaussianSource({ key: { secret: noiseKey, label: "plan" } }) } : {}),
       });
       if (noiseKey && insecureTestNoiseSeed !== undefined) plan.deterministicNoise = true;
-      return { ...plan, ...(noiseKey ? { noiseKey: noiseKey.toString("hex") } : {}) } as EnginePlan;
+      return { ...plan, ...(noiseKey ? { noiseKey: noiseKey.toString("hex") } : {}) };
     },
 
     combine(chunk: CombineChunk, plan: EnginePlan) {

@@ -183,7 +183,7 @@ export function writeRpcHttpResponse(res: http.ServerResponse, rpc: Record<strin
 }
 
 function formatCookie(cookie: Record<string, unknown>): string {
-  const pick = (v: unknown): unknown => (v && typeof v === "object" && "value" in (v as object) ? (v as { value: unknown }).value : v);
+  const pick = (v: unknown): unknown => (v && typeof v === "object" && "value" in v ? v.value : v);
   let text = `${String(cookie.name)}=${String(cookie.value ?? "")}`;
   const domain = pick(cookie.domain);
   const path = pick(cookie.path);
@@ -243,8 +243,8 @@ export async function startHttpFrontDoor(options: HttpFrontDoorOptions): Promise
       }
       return;
     }
-    const fromOutputs = result.outputData.find((o) => o.data && (o.data as TypedData).http !== undefined)?.data;
-    const rpcHttp = (result.returnValue?.http ?? fromOutputs?.http) as Record<string, unknown> | undefined;
+    const fromOutputs = result.outputData.find((o) => o.data && o.data.http !== undefined)?.data;
+    const rpcHttp = result.returnValue?.http ?? fromOutputs?.http;
     writeRpcHttpResponse(res, rpcHttp);
   }
 

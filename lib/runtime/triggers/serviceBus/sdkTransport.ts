@@ -33,7 +33,7 @@ export function toSdkMessage(message: OutgoingServiceBusMessage): ServiceBusMess
     sessionId: m.sessionId,
     partitionKey: m.partitionKey,
     timeToLive: m.timeToLiveMs,
-    applicationProperties: m.applicationProperties as ServiceBusMessage["applicationProperties"],
+    applicationProperties: m.applicationProperties,
   };
 }
 
