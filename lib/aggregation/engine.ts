@@ -33,7 +33,7 @@ import type { CombineChunk, FloatRow, Json, RoundContext, StatisticsChunk, Strat
 export interface UpdateInput {
   id: string;
   model: ByteSource;
-  metrics: ByteSource | unknown;
+  metrics: unknown;
   /**
    * The model's sha256 when already known from a trusted record (e.g. the digest the model store
    * computed when the update was uploaded): the engine then reports it instead of re-hashing the
@@ -63,7 +63,7 @@ export interface AggregateOptions {
   updates: readonly UpdateInput[];
   /** Opens the output sink; called again if a pass must restart (the previous sink is aborted). */
   output: () => ByteSink | Promise<ByteSink>;
-  strategy: Strategy<any>;
+  strategy: Strategy;
   state?: StrategyStateInput;
   /** Opens the sink for a new state tensor file; required when the strategy keeps state tensors. */
   stateOutput?: (name: string) => ByteSink | Promise<ByteSink>;
@@ -188,7 +188,7 @@ export function layoutMismatch(reference: SafetensorsHeader, referenceId: string
     if (!o) return `tensor "${t.name}" is missing (present in reference update "${referenceId}")`;
     if (o.dtype !== t.dtype) return `tensor "${t.name}" has dtype ${o.dtype}, reference update "${referenceId}" has ${t.dtype}`;
     if (o.shape.length !== t.shape.length || o.shape.some((d, i) => d !== t.shape[i])) {
-      return `tensor "${t.name}" has shape [${o.shape}], reference update "${referenceId}" has [${t.shape}]`;
+      return `tensor "${t.name}" has shape [${o.shape.join(",")}], reference update "${referenceId}" has [${t.shape.join(",")}]`;
     }
   }
   for (const o of other.tensors) {
@@ -290,7 +290,7 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
       if (t.flatOffset < 0) continue;
       const g = globalHeader.byName.get(t.name);
       if (!g || !isFloatDType(g.dtype) || g.numel !== t.numel || g.shape.some((d, i) => d !== t.shape[i])) {
-        throw new AggregationError("GLOBAL_MISMATCH", `global model ${options.global.name}: tensor "${t.name}" ${g ? `is ${g.dtype} [${g.shape}]` : "is missing"}, updates have ${t.dtype} [${t.shape}]`);
+        throw new AggregationError("GLOBAL_MISMATCH", `global model ${options.global.name}: tensor "${t.name}" ${g ? `is ${g.dtype} [${g.shape.join(",")}]` : "is missing"}, updates have ${t.dtype} [${t.shape.join(",")}]`);
       }
     }
   }
@@ -303,7 +303,7 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
       if (t.flatOffset < 0) continue;
       const s = header.byName.get(t.name);
       if (!s || !isFloatDType(s.dtype) || s.numel !== t.numel || s.shape.some((d, i) => d !== t.shape[i])) {
-        throw new AggregationError("STATE_MISMATCH", `state tensor file "${spec.name}" (${source.name}): tensor "${t.name}" ${s ? `is ${s.dtype} [${s.shape}]` : "is missing"}, model has [${t.shape}]`);
+        throw new AggregationError("STATE_MISMATCH", `state tensor file "${spec.name}" (${source.name}): tensor "${t.name}" ${s ? `is ${s.dtype} [${s.shape.join(",")}]` : "is missing"}, model has [${t.shape.join(",")}]`);
       }
     }
     stateSources.push({ name: spec.name, source, header });
@@ -463,7 +463,7 @@ class RoundPass {
 
   constructor(
     private readonly options: AggregateOptions,
-    private readonly strategy: Strategy<any>,
+    private readonly strategy: Strategy,
     private readonly ctx: RoundContext,
     private readonly included: Candidate[],
     private readonly tensors: TensorLayout[],

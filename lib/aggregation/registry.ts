@@ -8,7 +8,7 @@ import { engineStrategyFactories } from "./strategies/engineStrategies";
 import type { Json, Strategy } from "./strategy";
 import { StrategyError } from "./strategyError";
 
-export type StrategyFactory = (options: Json) => Strategy<any>;
+export type StrategyFactory = (options: Json) => Strategy;
 
 // issue #6 strategies (fedavg with clipping/dp options included; plain fedavg stays createFedAvg)
 const factories = new Map<string, StrategyFactory>([["fedavg", createFedAvg], ...engineStrategyFactories()]);
@@ -21,7 +21,7 @@ export function strategyNames(): string[] {
   return [...factories.keys()].sort();
 }
 
-export function createStrategy(name: string, options: Json = {}): Strategy<any> {
+export function createStrategy(name: string, options: Json = {}): Strategy {
   const factory = factories.get(name);
   if (!factory) throw new StrategyError(name, `unknown strategy; expected one of ${strategyNames().join(", ")}`);
   return factory(options);

@@ -55,7 +55,7 @@ export interface SiloOutput {
   /** `model.safetensors`, read by ranges. */
   model: ByteSource;
   /** `metrics.json`: its bytes, or the parsed object. */
-  metrics: ByteSource | unknown;
+  metrics: unknown;
 }
 
 export interface CallOptions {

@@ -158,7 +158,7 @@ export function createEngineStrategy(name: string, options: Json = {}): Strategy
 }
 
 /** Factories for the registry: every flo strategy name. Plain fedavg without wrappers stays the engine's own. */
-export function engineStrategyFactories(): [string, (options: Json) => Strategy<any>][] {
+export function engineStrategyFactories(): [string, (options: Json) => Strategy][] {
   return STRATEGY_NAMES.map((name: StrategyName) => [
     name,
     (options: Json) => {

@@ -25,7 +25,7 @@ export interface RetryOptionsWire {
 
 /** One entry of `OrchestratorState.actions[0]` as it arrives on the wire (schema >= V2). */
 export interface WireAction {
-  actionType: number;
+  actionType: ActionType;
   functionName?: string;
   input?: unknown;
   instanceId?: string;
