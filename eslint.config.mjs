@@ -20,6 +20,8 @@ export default tseslint.config(
         { args: "after-used", argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "all", caughtErrorsIgnorePattern: "^_", ignoreRestSiblings: true },
       ],
       "no-unreachable": "error",
+      // A `let` assigned after a closure that reads it (and checks it is set) cannot be a `const`.
+      "prefer-const": ["error", { ignoreReadBeforeAssign: true }],
       // Async implementations of Promise-returning interfaces (in-memory stores, fakes) keep `async` so a
       // synchronous throw still becomes a rejection; no-floating-promises/no-misused-promises catch real slips.
       "@typescript-eslint/require-await": "off",

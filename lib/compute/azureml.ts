@@ -292,7 +292,7 @@ export function throttlingWithoutRetryAfterPolicy(options: PipelineRetryOptions)
     },
   };
   const inner = retryPolicy([strategy], { maxRetries: options.maxRetries ?? 3 });
-  return { name: "floThrottlingWithoutRetryAfterPolicy", sendRequest: inner.sendRequest };
+  return { name: "floThrottlingWithoutRetryAfterPolicy", sendRequest: (request, next) => inner.sendRequest(request, next) };
 }
 
 export class AzureMlSiloCompute implements SiloCompute {
@@ -508,7 +508,7 @@ export class AzureMlSiloCompute implements SiloCompute {
 
 function parseJson(text: string | undefined, jobName: string): Record<string, unknown> {
   try {
-    const value = JSON.parse(text ?? "");
+    const value: unknown = JSON.parse(text ?? "");
     if (typeof value === "object" && value !== null) return value as Record<string, unknown>;
   } catch {
     // fall through to the error below

@@ -119,6 +119,7 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return `an array of ${value.length}`;
   if (typeof value === "string") return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
   if (typeof value === "object") return "an object";
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- objects returned above: only primitives and functions get here
   return `${typeof value} ${String(value)}`;
 }
 

@@ -6,6 +6,8 @@
  * dead-letter a message itself without the preview SDK binding, so this is the portable way to
  * "dead-letter with a reason" on Azure and on the embedded transport alike.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { z } from "zod";
 import type { DurableClient } from "durable-functions";
 import { parseJobEvent, EventParseError } from "../events/azureMlEvents";
@@ -199,8 +201,6 @@ export async function handlePartnerCommand(
 
 /** A registered spec by name, from FLO_SPEC_REGISTRY (<name>.yaml, .yml or .json). */
 export async function loadRegisteredSpec(registry: string, name: string): Promise<FederationSpec> {
-  const { existsSync } = await import("node:fs");
-  const { join } = await import("node:path");
   for (const ext of [".yaml", ".yml", ".json"]) {
     const path = join(registry, `${name}${ext}`);
     if (existsSync(path)) return loadSpecFile(path);

@@ -100,7 +100,7 @@ export interface ReadRangeOptions {
 
 type Sdk = { statusCode?: number; code?: string; name?: string };
 
-function isAbort(err: unknown): boolean {
+function isAbort(err: unknown): err is Error {
   return (err as Sdk)?.name === "AbortError";
 }
 

@@ -144,6 +144,7 @@ export function createInvoker(registry: FunctionRegistry, options: CreateInvoker
       coreCtx.state = "postInvocationHooks";
       const postCtx: Record<string, unknown> = { invocationContext: context, inputs, result, error, hookData: preCtx.hookData, appHookData: {} };
       await runHooks("postInvocation", postCtx);
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- a hook may replace the error with any value; it is rethrown as is
       if (postCtx.error) throw postCtx.error;
       const response = await invocationModel.getResponse(context, postCtx.result);
       return {

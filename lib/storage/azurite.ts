@@ -254,7 +254,7 @@ class LokiFlusher {
   private save(): Promise<void> {
     if (!this.db.autosaveDirty()) return Promise.resolve();
     const run = new Promise<void>((resolve, reject) => {
-      this.db.saveDatabase((err) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve()));
+      this.db.saveDatabase((err) => (err ? reject(err instanceof Error ? err : new Error("Azurite could not save its metadata", { cause: err })) : resolve()));
     }).finally(() => {
       if (this.running === run) this.running = undefined;
     });

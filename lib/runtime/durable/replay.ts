@@ -219,7 +219,7 @@ export class DotNetReplayer {
         break;
       case EventType.TaskFailed:
       case EventType.SubOrchestrationInstanceFailed:
-        this.takeOpen(event.TaskScheduledId)?.fail(String(event.Reason ?? "failed"));
+        this.takeOpen(event.TaskScheduledId)?.fail(typeof event.Reason === "string" ? event.Reason : "failed");
         break;
       case EventType.TimerFired:
         this.takeOpen(event.TimerId)?.complete(undefined);
