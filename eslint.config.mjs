@@ -7,6 +7,7 @@ import tseslint from "typescript-eslint";
 
 export default tseslint.config(
   { ignores: ["dist/**", "node_modules/**", "out/**", "coverage/**"] },
+  { linterOptions: { reportUnusedDisableDirectives: "error" } },
   {
     files: ["**/*.ts"],
     extends: [tseslint.configs.recommendedTypeChecked],

@@ -3,7 +3,7 @@ import { AggregationError } from "../lib/aggregation/errors";
 import { createFedAvg, weightedSumKernel } from "../lib/aggregation/fedavg";
 import { createStrategy } from "../lib/aggregation/registry";
 import { arenaOf, SimdArena } from "../lib/aggregation/simdKernel";
-import type { CombineChunk, Json, RoundContext, StatisticsChunk, Strategy } from "../lib/aggregation/strategy";
+import type { CombineChunk, RoundContext, StatisticsChunk, Strategy } from "../lib/aggregation/strategy";
 import type { ByteSource } from "../lib/models/bytes";
 import { decodeFloats, DType, encodeFloats, FloatDType, isFloatDType } from "../lib/models/dtypes";
 import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from "../lib/models/safetensors";

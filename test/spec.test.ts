@@ -576,7 +576,7 @@ function catchSpec(fn: () => unknown): SpecError {
 }
 
 describe("secret detection rules", () => {
-  const { secretKeyReason } = jest.requireActual("../lib/spec/secrets") as typeof import("../lib/spec/secrets");
+  const { secretKeyReason } = jest.requireActual<typeof import("../lib/spec/secrets")>("../lib/spec/secrets");
   test.each([
     ["password", '"password"'],
     ["dbPassword", '"password"'],

@@ -8,7 +8,7 @@ import { StrategyConfigError, StrategyInputError, StrategyStateError } from "../
 import { aggregateInMemory, type InMemoryUpdate, type TensorMap } from "../lib/aggregation/strategies/inMemory";
 import { krumScores } from "../lib/aggregation/strategies/krum";
 import { initialStrategyState, type StrategyState } from "../lib/aggregation/strategies/roundPlan";
-import { medianChunk, trimmedMeanChunk, trimmedMeanCuts } from "../lib/aggregation/strategies/robustKernels";
+import { medianChunk, trimmedMeanCuts } from "../lib/aggregation/strategies/robustKernels";
 import { rng, normal } from "./helpers/random";
 
 const TOL = 1e-6;

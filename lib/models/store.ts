@@ -579,7 +579,7 @@ export class ModelStore {
 
 function defaultCredential(managedIdentityClientId?: string): BlobCredential {
   // Loaded lazily: @azure/identity is only needed for identity-based connections.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy, see above
   const { DefaultAzureCredential } = require("@azure/identity") as typeof import("@azure/identity");
   return new DefaultAzureCredential(managedIdentityClientId ? { managedIdentityClientId } : {});
 }

@@ -249,7 +249,7 @@ export class FakeArm {
     const event = runStatusChangedEvent({
       workspaceId: job.workspaceId,
       jobName: job.name,
-      experimentName: String(job.properties.experimentName ?? "Default"),
+      experimentName: typeof job.properties.experimentName === "string" ? job.properties.experimentName : "Default",
       tags: (job.properties.tags ?? {}) as Record<string, string>,
       properties: (job.properties.properties ?? {}) as Record<string, string>,
       status: status as never,

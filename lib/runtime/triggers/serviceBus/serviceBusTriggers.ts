@@ -90,7 +90,7 @@ export function resolveServiceBusConnection(
 /** Default identity for `<name>__fullyQualifiedNamespace` (+ optional `__clientId`), like the host. */
 export function defaultCredentialFactory(settings: Record<string, string | undefined>, connectionName: string): import("@azure/identity").TokenCredential {
   // Loaded lazily: @azure/identity is only needed for identity-based connections.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy, see above
   const identity = require("@azure/identity") as typeof import("@azure/identity");
   const clientId = settings[`${connectionName}__clientId`];
   return clientId ? new identity.ManagedIdentityCredential({ clientId }) : new identity.DefaultAzureCredential();
