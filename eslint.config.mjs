@@ -51,8 +51,4 @@ export default tseslint.config(
       "no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrorsIgnorePattern: "^_" }],
     },
   },
-  {
-    files: ["jest.config.js"],
-    languageOptions: { sourceType: "commonjs", globals: { ...globals.node } },
-  },
 );
