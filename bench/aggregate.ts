@@ -143,8 +143,8 @@ async function child(argv: string[]): Promise<void> {
 /** Aggregation reading from Azurite (in this process) vs a raw parallel download of the same blobs. */
 async function azuriteRow(dirs: string[], inputBytes: number, chunkElements?: number): Promise<void> {
   // Loaded here, not at the top: the child process measuring peak RSS must not carry these modules.
-  const { ModelStore } = require("../lib/models/store") as typeof import("../lib/models/store");
-  const { startAzurite } = require("../lib/storage/azurite") as typeof import("../lib/storage/azurite");
+  const { ModelStore } = await import("../lib/models/store");
+  const { startAzurite } = await import("../lib/storage/azurite");
   const azurite = await startAzurite({ services: ["blob"] });
   try {
     const store = ModelStore.fromConnectionString(azurite.connectionString, "bench");
@@ -196,7 +196,7 @@ function discardSink(): ByteSink {
 
 /** Child modes for the Azurite row: a raw parallel download, or the aggregation (output uploaded or discarded), of `paths`. */
 async function azuriteChild(mode: string, argv: string[]): Promise<void> {
-  const { ModelStore } = require("../lib/models/store") as typeof import("../lib/models/store");
+  const { ModelStore } = await import("../lib/models/store");
   const store = ModelStore.fromConnectionString(process.env.FLO_BENCH_AZURITE!, "bench");
   const [chunk, ...paths] = argv;
   const start = process.hrtime.bigint();
@@ -269,7 +269,7 @@ async function main(): Promise<void> {
       if (numpyError) continue;
       try {
         const np = await run("python3", [path.join(__dirname, "..", "..", "bench", "numpy_reference.py"), path.join(dir, "numpy-out.safetensors"), ...dirs], { maxBuffer: 1 << 20 });
-        numpy = best(numpy, JSON.parse(np.stdout.trim().split("\n").at(-1)!));
+        numpy = best(numpy, JSON.parse(np.stdout.trim().split("\n").at(-1)!) as { seconds: number; maxrss_kb: number });
       } catch (err) {
         numpyError = (err as Error).message.split("\n")[0];
       }

@@ -30,7 +30,7 @@ import type { PartnerNotice } from "../lib/federation/notify";
  * Tells partners about progress. Notifications are best effort: a topic that stays unreachable
  * through the retries must not fail a federation whose rounds succeeded.
  */
-function* notify(context: OrchestrationContext, notice: PartnerNotice): Generator<Task, void, any> {
+function* notify(context: OrchestrationContext, notice: PartnerNotice): Generator<Task, void, unknown> {
   try {
     yield context.df.callActivityWithRetry(Activities.notifyPartners, ioRetry, notice);
   } catch {
@@ -38,8 +38,8 @@ function* notify(context: OrchestrationContext, notice: PartnerNotice): Generato
   }
 }
 
-export const federationOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, FederationSummary | undefined, any> {
-  const run = context.df.getInput() as FederationRunInput;
+export const federationOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, FederationSummary | undefined, unknown> {
+  const run = context.df.getInput<FederationRunInput>();
   const { federationId, round } = run;
   const roundStartedAt = context.df.currentUtcDateTime.toISOString();
   const sampled = sampleSilos(federationId, round, run.silos, run.policy);
@@ -62,7 +62,7 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
     context.df.callSubOrchestrator(Orchestrations.siloGroup, { ...shared, silos } satisfies SiloGroupInput, siloGroupInstanceId(federationId, round, group)),
   );
   // Groups are consecutive runs of `sampled`: their results, concatenated, are in the sampled order.
-  const groupResults: SiloRoundResult[][] = yield context.df.Task.all(groupTasks);
+  const groupResults = (yield context.df.Task.all(groupTasks)) as SiloRoundResult[][];
   const results = groupResults.flat();
 
   const quorum = roundQuorum(results, run.policy.minSilos);
@@ -86,7 +86,7 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
     roundStartedAt,
     minSilos: run.policy.minSilos,
   };
-  const aggregated: AggregateRoundOutput = yield context.df.callActivityWithRetry(Activities.aggregateRound, ioRetry, aggregateInput);
+  const aggregated = (yield context.df.callActivityWithRetry(Activities.aggregateRound, ioRetry, aggregateInput)) as AggregateRoundOutput;
   if (!aggregated.ok) {
     status("failed");
     yield* notify(context, { type: "federation-failed", federationId, round, reason: aggregated.reason });

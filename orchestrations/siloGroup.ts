@@ -11,13 +11,13 @@ import { siloInstanceId } from "../lib/federation/decisions";
 import { Orchestrations } from "../lib/federation/types";
 import type { SiloGroupInput, SiloRoundInput, SiloRoundResult } from "../lib/federation/types";
 
-export const siloGroupOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, SiloRoundResult[], any> {
-  const { silos, ...shared } = context.df.getInput() as SiloGroupInput;
+export const siloGroupOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, SiloRoundResult[], unknown> {
+  const { silos, ...shared } = context.df.getInput<SiloGroupInput>();
   const tasks = silos.map((silo) => {
     const input: SiloRoundInput = { ...shared, silo };
     return context.df.callSubOrchestrator(Orchestrations.siloRound, input, siloInstanceId(shared.federationId, shared.round, silo));
   });
-  const results: SiloRoundResult[] = yield context.df.Task.all(tasks);
+  const results = (yield context.df.Task.all(tasks)) as SiloRoundResult[];
   return results;
 };
 

@@ -17,8 +17,8 @@ import { jobEventName, TERMINAL_JOB_STATES } from "../lib/compute/siloCompute";
 export const ioRetry = new df.RetryOptions(2000, 4);
 ioRetry.backoffCoefficient = 2;
 
-export const siloRoundOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, SiloRoundResult, any> {
-  const input = context.df.getInput() as SiloRoundInput;
+export const siloRoundOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, SiloRoundResult, unknown> {
+  const input = context.df.getInput<SiloRoundInput>();
   const deadline = new Date(input.deadline);
   const attempts: JobAttempt[] = [];
   const status = (state: SiloStatus["state"], attempt: number, jobName?: string) =>
@@ -31,7 +31,7 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
     const submittedAt = context.df.currentUtcDateTime.toISOString();
     let job: SiloJobStatus;
     try {
-      job = yield context.df.callActivityWithRetry(Activities.submitSiloJob, ioRetry, submit);
+      job = (yield context.df.callActivityWithRetry(Activities.submitSiloJob, ioRetry, submit)) as SiloJobStatus;
     } catch (err) {
       // This silo could not take the job (bad credentials, missing compute...): its attempt fails, the round goes on.
       attempts.push({ attempt, jobName: "", state: "failed", error: `submit failed: ${errorMessage(err)}`, submittedAt, finishedAt: context.df.currentUtcDateTime.toISOString() });
@@ -57,7 +57,7 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
       }
       // Events are hints: the job's own status decides.
       try {
-        job = yield context.df.callActivityWithRetry(Activities.getSiloJobStatus, ioRetry, jobRef);
+        job = (yield context.df.callActivityWithRetry(Activities.getSiloJobStatus, ioRetry, jobRef)) as SiloJobStatus;
       } catch (err) {
         job = { ...job, state: "failed", rawStatus: "Unknown", error: `status unavailable: ${errorMessage(err)}` };
       }

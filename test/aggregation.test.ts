@@ -4,7 +4,7 @@ import { createFedAvg } from "../lib/aggregation/fedavg";
 import { weightedSum } from "../lib/aggregation/weightedSum";
 import { createStrategy } from "../lib/aggregation/registry";
 import { arenaOf, SimdArena } from "../lib/aggregation/simdKernel";
-import type { CombineChunk, Json, RoundContext, StatisticsChunk, Strategy } from "../lib/aggregation/strategy";
+import type { CombineChunk, RoundContext, StatisticsChunk, Strategy } from "../lib/aggregation/strategy";
 import type { ByteSource } from "../lib/models/bytes";
 import { decodeFloats, DType, encodeFloats, FloatDType, isFloatDType } from "../lib/models/dtypes";
 import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from "../lib/models/safetensors";
@@ -215,7 +215,7 @@ describe("streaming FedAvg against a reference computed here", () => {
     }
     // digests recorded: of each update's bytes and of the output
     for (const [i, inc] of result.included.entries()) {
-      const src = updates[i].model as ReturnType<typeof memorySource>;
+      const src = updates[i].model;
       const bytes = await src.read(0, await src.size());
       expect(inc.sha256).toBe(sha256(bytes));
     }
@@ -506,7 +506,7 @@ describe("engine plumbing for the registry strategies", () => {
           chunk.stateOut.acc[j] = chunk.state.acc[j] + mean;
         }
       },
-      finish: (ctx: RoundContext, plan: { scale: number }) => ({ state: { rounds: ((ctx.state as { rounds?: number } | undefined)?.rounds ?? 0) + 1 } as Json, report: { scale: plan.scale } }),
+      finish: (ctx: RoundContext, plan: { scale: number }) => ({ state: { rounds: ((ctx.state as { rounds?: number } | undefined)?.rounds ?? 0) + 1 }, report: { scale: plan.scale } }),
     };
   }
 

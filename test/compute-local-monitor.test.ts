@@ -16,6 +16,7 @@ const TRAINER_DIR = resolve(__dirname, "..", "bench", "fixtures");
 
 function load(): { LocalSiloCompute: typeof LocalSiloComputeType } {
   if (!existsSync(DIST_LOCAL)) throw new Error(`${DIST_LOCAL} is missing: run \`npm run build\` (npm test does) before this test`);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- the compiled module in dist/, which spawns its compiled job runner
   return require(DIST_LOCAL);
 }
 

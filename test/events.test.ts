@@ -251,7 +251,8 @@ describe("runStatusChangedEvent builder", () => {
     expect(completed.eventType).toBe(RUN_COMPLETED);
     expect("runStatus" in completed.data).toBe(false);
     expect(parseJobEvent(completed)).toMatchObject({ kind: "flo-job", federationId: "f", round: 1, silo: "s", status: "completed", correlatedBy: "jobName" });
-    expect(runStatusChangedEvent(base).id).not.toBe(runStatusChangedEvent(base).id);
+    const running = { ...base, status: "running" as const };
+    expect(runStatusChangedEvent(running).id).not.toBe(runStatusChangedEvent(running).id);
   });
 });
 

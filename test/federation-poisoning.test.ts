@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { ModelStore } from "../lib/models/store";
 import { finished, startFloHost, TOY_TRAINER_DIR, type FloHost } from "./helpers/flo";
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- a plain JavaScript fixture trainer
 const blobs = require(join(TOY_TRAINER_DIR, "blobs-trainer.js")) as {
   generate(seed: number, n: number, mix: number[]): { xs: number[][]; ys: number[] };
   accuracy(w: number[], data: { xs: number[][]; ys: number[] }): number;

@@ -179,7 +179,7 @@ describe("fraud baselines", () => {
       expect(m.auc).toBeLessThanOrEqual(1);
     }
     // non-IID data: pooling beats what a single region's model achieves across all regions
-    const localMean = (Object.values(b.localOnly) as { auc: number }[]).reduce((s, m) => s + m.auc, 0) / 3;
+    const localMean = Object.values<{ auc: number }>(b.localOnly).reduce((s, m) => s + m.auc, 0) / 3;
     expect(b.centralized.auc).toBeGreaterThan(localMean);
     const series = reportSeries({ federationId: "f", runtimeStatus: "Completed", manifests: [], baselines: b });
     expect(series.global.map((s) => s.label)).toEqual(

@@ -205,7 +205,7 @@ describe("fraud trainer flags and model files", () => {
 
       const write = (name: string, tensors: { name: string; shape: number[]; values: number[] }[]) =>
         writeSafetensors(fileSink(join(dir, name)), tensors.map((t) => ({ name: t.name, dtype: "F32" as const, shape: t.shape, data: encodeFloats(t.values, "F32") })));
-      const all = PARAMETERS.map((p) => ({ name: p.name as string, shape: [...p.shape], values: Array.from(w[p.name]) }));
+      const all = PARAMETERS.map((p) => ({ name: p.name, shape: [...p.shape], values: Array.from(w[p.name]) }));
 
       await write("missing.safetensors", all.filter((t) => t.name !== "dense_2.bias"));
       await expect(readModelFile(join(dir, "missing.safetensors"))).rejects.toThrow(new FraudModelError(`${join(dir, "missing.safetensors")}: missing tensor "dense_2.bias" (expected shape [1])`));

@@ -137,7 +137,7 @@ describe("management API driven by the real df.getClient", () => {
   it("answers bad requests with specific errors", async () => {
     const unknownFn = await fetch(`${origin}/durabletask/orchestrators/nope`, { method: "POST", body: "" });
     expect(unknownFn.status).toBe(400);
-    expect((await unknownFn.json()).Message).toContain("The function 'nope' doesn't exist");
+    expect(((await unknownFn.json()) as { Message: string }).Message).toContain("The function 'nope' doesn't exist");
     const running = await fetch(`${origin}/durabletask/orchestrators/approval/c-3`, { method: "POST", body: "" });
     expect(running.status).toBe(500);
     const badJson = await fetch(`${origin}/durabletask/orchestrators/approval`, { method: "POST", body: "{oops" });

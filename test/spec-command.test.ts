@@ -148,7 +148,7 @@ describe("siloJobInputs", () => {
 });
 
 describe("checkNcrontab (also for schedules coming from app settings)", () => {
-  const { checkNcrontab } = jest.requireActual("../lib/spec") as typeof import("../lib/spec");
+  const { checkNcrontab } = jest.requireActual<typeof import("../lib/spec")>("../lib/spec");
   test.each(["0 0 2 * * 0", "0 */5 * * * *", "0 30 9 * * MON-FRI", "0 0 0 1 JAN,JUL *", "0 0 4 * * wed", "0 0 4 * AUG-DEC SUN"])("accepts %s", (expression) => {
     expect(checkNcrontab(expression)).toBeUndefined();
   });

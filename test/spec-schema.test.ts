@@ -89,7 +89,7 @@ function schemaErrors(schema: any, value: unknown, path = ""): string[] {
   if (schema.type) {
     const types = ([] as string[]).concat(schema.type);
     const actual = typeOf(value);
-    if (!types.includes(actual) && !(actual === "integer" && types.includes("number"))) return here(`type ${actual}, expected ${types}`);
+    if (!types.includes(actual) && !(actual === "integer" && types.includes("number"))) return here(`type ${actual}, expected ${types.join(",")}`);
   }
   if ("const" in schema && value !== schema.const) return here("const");
   if (typeof value === "string") {

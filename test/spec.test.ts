@@ -244,7 +244,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
       (s) => (s.aggregation = { strategy: "fedprox" }),
       [["aggregation.strategy", "one of fedavg|fedavgm|fedadam|fedyogi|fedadagrad|median|trimmed-mean|krum|multi-krum|bulyan|geometric-median", '"fedprox"']],
     ],
-    ["strategy missing", (s) => (s.aggregation = { beta: 0.1 }), [["aggregation.strategy", expect.stringMatching(/^one of fedavg\|/) as any, "missing"]]],
+    ["strategy missing", (s) => (s.aggregation = { beta: 0.1 }), [["aggregation.strategy", expect.stringMatching(/^one of fedavg\|/), "missing"]]],
     ["trimmed-mean beta 0.5 would cut everything", (s) => (s.aggregation = { strategy: "trimmed-mean", beta: 0.5 }), [["aggregation.beta", "a number < 0.5", "0.5"]]],
     ["fedavgm momentum 1", (s) => ((s.initialModel = "m.safetensors"), (s.aggregation = { strategy: "fedavgm", momentum: 1 })), [["aggregation.momentum", "a number < 1", "1"]]],
     ["fedadam tau 0", (s) => ((s.initialModel = "m.safetensors"), (s.aggregation = { strategy: "fedadam", tau: 0 })), [["aggregation.tau", "a number > 0", "0"]]],
@@ -412,7 +412,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
       (s) => (s.training.command = 'node t.js --out "${{outputs.model_update}} --data ${{inputs.data}}'),
       [["training.command", 'a closing "', "an unterminated double quote"]],
     ],
-    ["unknown top-level field", (s) => (s.round = 3), [["round", expect.stringContaining("only known fields (name, description, rounds,") as any, 'unknown field "round"']]],
+    ["unknown top-level field", (s) => (s.round = 3), [["round", expect.stringContaining("only known fields (name, description, rounds,"), 'unknown field "round"']]],
   ];
 
   test.each(cases)("%s", (_label, breakIt, expected) => {
@@ -576,7 +576,7 @@ function catchSpec(fn: () => unknown): SpecError {
 }
 
 describe("secret detection rules", () => {
-  const { secretKeyReason } = jest.requireActual("../lib/spec/secrets") as typeof import("../lib/spec/secrets");
+  const { secretKeyReason } = jest.requireActual<typeof import("../lib/spec/secrets")>("../lib/spec/secrets");
   test.each([
     ["password", '"password"'],
     ["dbPassword", '"password"'],

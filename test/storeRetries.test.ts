@@ -108,7 +108,7 @@ test("503 ServerBusy on reads and on block staging is retried", async () => {
   // The first attempt of every distinct request (method, URL, range) is answered 503.
   const attempted = new Set<string>();
   const proxy = await startFaultyProxy(azurite.blobEndpoint, (req) => {
-    const key = `${req.method} ${req.url} ${req.headers["x-ms-range"] ?? req.headers.range ?? ""}`;
+    const key = `${req.method} ${req.url} ${String(req.headers["x-ms-range"] ?? req.headers.range ?? "")}`;
     if (attempted.has(key)) return "pass";
     attempted.add(key);
     return "busy";

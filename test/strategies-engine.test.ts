@@ -111,7 +111,7 @@ describe("robust strategies on the engine equal the in-memory path", () => {
       const global = options.clipping ? randomUpdates(99, 1)[0].tensors : undefined;
       const config = resolveStrategyConfig({ strategy, ...options });
       const expected = aggregateInMemory(config, { updates, global, state: initialStrategyState(config) });
-      const got = await engineRound(strategy, options as Json, updates, { global });
+      const got = await engineRound(strategy, options, updates, { global });
       close(got.model, expected.model);
       // Integer tensors are never averaged: copied from the update the plan names (update i has steps
       // i + 7), a selected one for the rules that select.
@@ -194,8 +194,8 @@ describe("central DP on the engine", () => {
     const updates = randomUpdates(5, 4);
     const global = randomUpdates(6, 1)[0].tensors;
     const { insecureTestNoiseSeed: _unused, ...secure } = options as { insecureTestNoiseSeed: string };
-    const a = await engineRound("fedavg", secure as Json, updates, { global });
-    const b = await engineRound("fedavg", secure as Json, updates, { global });
+    const a = await engineRound("fedavg", secure, updates, { global });
+    const b = await engineRound("fedavg", secure, updates, { global });
     expect(a.model["layer.a"][0]).not.toBe(b.model["layer.a"][0]);
     expect((a.report as Record<string, unknown>).insecureDeterministicNoise).toBeUndefined();
   });

@@ -10,7 +10,7 @@ import type { Json } from "../lib/aggregation/strategy";
 import { aggregateInMemory, type InMemoryUpdate, type TensorMap, resolveStrategyConfig, type StrategyOptions } from "./helpers/inMemory";
 import { krumScores } from "../lib/aggregation/strategies/krum";
 import { initialStrategyState, type StrategyState } from "../lib/aggregation/strategies/roundPlan";
-import { medianChunk, trimmedMeanChunk, trimmedMeanCuts } from "../lib/aggregation/strategies/robustKernels";
+import { medianChunk, trimmedMeanCuts } from "../lib/aggregation/strategies/robustKernels";
 import { rng, normal } from "./helpers/random";
 
 const TOL = 1e-6;
@@ -275,7 +275,7 @@ describe("state round-tripped through JSON equals an uninterrupted run", () => {
       g2 = res.model;
       saved = JSON.stringify({
         state: res.state,
-        tensors: Object.fromEntries(Object.entries(res.stateTensors).map(([kind, map]) => [kind, Object.fromEntries(Object.entries(map!).map(([t, arr]) => [t, Array.from(arr)]))])),
+        tensors: Object.fromEntries(Object.entries(res.stateTensors).map(([kind, map]) => [kind, Object.fromEntries(Object.entries(map).map(([t, arr]) => [t, Array.from(arr)]))])),
       });
     }
     expect(Array.from(g2.a)).toEqual(Array.from(g1.a));

@@ -97,7 +97,7 @@ async function cli(): Promise<void> {
     return v;
   };
   const started = Date.now();
-  const result = await computeBaselines(loadSilos(resolve(values.data!)), {
+  const result = await computeBaselines(loadSilos(resolve(values.data)), {
     epochsTotal: num("epochs-total", (v) => Number.isInteger(v) && v >= 1, "an integer >= 1"),
     learningRate: num("lr", (v) => v > 0, "a positive number"),
     seed: num("seed", (v) => Number.isInteger(v) && v >= 0, "a non-negative integer"),

@@ -217,7 +217,7 @@ function main(): void {
   const scale = Number(values.scale);
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, got ${values.seed}`);
   if (!(scale > 0)) throw new Error(`--scale must be a positive number, got ${values.scale}`);
-  const outDir = resolve(values.out!);
+  const outDir = resolve(values.out);
   const summary = writeFraudData(outDir, generateFraudData({ seed, scale }));
   const parts = Object.entries(summary).map(([s, v]) => `${s} ${v.train}+${v.valid} rows (${(100 * v.fraudRate).toFixed(1)}% fraud)`);
   console.log(`fraud data (seed ${seed}) in ${outDir}: ${parts.join(", ")}`);

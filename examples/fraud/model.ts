@@ -65,7 +65,7 @@ export function initialWeights(seed: number): Weights {
 function forward(x: tf.Tensor2D, vars: readonly tf.Tensor[]): tf.Tensor2D {
   const [k1, b1, k2, b2] = vars;
   const hidden = tf.relu(tf.add(tf.matMul(x, k1 as tf.Tensor2D), b1));
-  return tf.add(tf.matMul(hidden, k2 as tf.Tensor2D), b2) as tf.Tensor2D;
+  return tf.add<tf.Tensor2D>(tf.matMul(hidden, k2), b2);
 }
 
 /** Fraud probabilities for every row of `data`. */
@@ -122,7 +122,7 @@ export async function train(weights: Weights, data: FeatureMatrix, options: Trai
           const x = tf.tensor2d(xBatch.subarray(0, size * NUM_FEATURES), [size, NUM_FEATURES]);
           const y = tf.tensor2d(yBatch.subarray(0, size), [size, 1]);
           const w = tf.tensor2d(wBatch.subarray(0, size), [size, 1]);
-          optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(y, forward(x, vars), w) as tf.Scalar, false, vars);
+          optimizer.minimize(() => tf.losses.sigmoidCrossEntropy<tf.Tensor2D, tf.Scalar>(y, forward(x, vars), w), false, vars);
         });
       }
     }

@@ -65,7 +65,7 @@ export interface AggregateOptions {
   updates: readonly UpdateInput[];
   /** Opens the output sink; called again if a pass must restart (the previous sink is aborted). */
   output: () => ByteSink | Promise<ByteSink>;
-  strategy: Strategy<any>;
+  strategy: Strategy;
   state?: StrategyStateInput;
   /** Opens the sink for a new state tensor file; required when the strategy keeps state tensors. */
   stateOutput?: (name: string) => ByteSink | Promise<ByteSink>;
@@ -186,7 +186,7 @@ export function layoutMismatch(reference: SafetensorsHeader, referenceId: string
     if (!o) return `tensor "${t.name}" is missing (present in reference update "${referenceId}")`;
     if (o.dtype !== t.dtype) return `tensor "${t.name}" has dtype ${o.dtype}, reference update "${referenceId}" has ${t.dtype}`;
     if (o.shape.length !== t.shape.length || o.shape.some((d, i) => d !== t.shape[i])) {
-      return `tensor "${t.name}" has shape [${o.shape}], reference update "${referenceId}" has [${t.shape}]`;
+      return `tensor "${t.name}" has shape [${o.shape.join(",")}], reference update "${referenceId}" has [${t.shape.join(",")}]`;
     }
   }
   for (const o of other.tensors) {
@@ -327,7 +327,7 @@ async function openStateSources(options: AggregateOptions, tensors: readonly Ten
       if (t.flatOffset < 0) continue;
       const s = header.byName.get(t.name);
       if (!s || !isFloatDType(s.dtype) || s.numel !== t.numel || s.shape.some((d, i) => d !== t.shape[i])) {
-        throw new AggregationError("STATE_MISMATCH", `state tensor file "${spec.name}" (${source.name}): tensor "${t.name}" ${s ? `is ${s.dtype} [${s.shape}]` : "is missing"}, model has [${t.shape}]`);
+        throw new AggregationError("STATE_MISMATCH", `state tensor file "${spec.name}" (${source.name}): tensor "${t.name}" ${s ? `is ${s.dtype} [${s.shape.join(",")}]` : "is missing"}, model has [${t.shape.join(",")}]`);
       }
     }
     stateSources.push({ name: spec.name, source, header });

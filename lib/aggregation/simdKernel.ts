@@ -10,6 +10,7 @@
  */
 
 // tsconfig's lib has no DOM types; Node provides WebAssembly at runtime. Just what we use:
+// eslint-disable-next-line @typescript-eslint/no-namespace -- an ambient declaration of the global WebAssembly object, not a module
 declare namespace WebAssembly {
   class Module {
     constructor(bytes: Uint8Array);

@@ -95,6 +95,7 @@ const MAX_SILO_DETAILS = 200;
 
 export async function getFederation(client: DurableClient, id: string, origin: string): Promise<ApiResponse> {
   const status = await requireInstance(client, id);
+  const runtimeStatus: string = status.runtimeStatus; // durable-functions types it as an enum of these same names
   const custom = status.customStatus as FederationStatus | undefined;
   const running = RUNNING.has(status.runtimeStatus);
   let silos: (SiloStatus | SiloRoundResult | { silo: string; state: string })[] | undefined;
@@ -103,12 +104,12 @@ export async function getFederation(client: DurableClient, id: string, origin: s
       custom.sampled.map(async (silo) => {
         const sub = await findInstance(client, siloInstanceId(id, custom.round, silo));
         if (!sub) return { silo, state: "pending" };
-        if (sub.runtimeStatus === "Completed") return sub.output as SiloRoundResult;
+        if ((sub.runtimeStatus as string) === "Completed") return sub.output as SiloRoundResult;
         return (sub.customStatus as SiloStatus | undefined) ?? { silo, state: "submitting" };
       }),
     );
   }
-  const history: RoundSummary[] = (status.runtimeStatus === "Completed" ? (status.output as { history?: RoundSummary[] })?.history : undefined) ?? custom?.history ?? [];
+  const history: RoundSummary[] = (runtimeStatus === "Completed" ? (status.output as { history?: RoundSummary[] })?.history : undefined) ?? custom?.history ?? [];
   return {
     status: 200,
     body: {
@@ -118,13 +119,13 @@ export async function getFederation(client: DurableClient, id: string, origin: s
       lastUpdatedTime: status.lastUpdatedTime,
       round: custom?.round,
       rounds: custom?.rounds,
-      phase: status.runtimeStatus === "Failed" ? "failed" : status.runtimeStatus === "Terminated" ? "canceled" : custom?.phase,
+      phase: runtimeStatus === "Failed" ? "failed" : runtimeStatus === "Terminated" ? "canceled" : custom?.phase,
       sampled: custom?.sampled,
       deadline: custom?.deadline,
       silos,
       history,
-      output: status.runtimeStatus === "Completed" ? status.output : undefined,
-      failure: status.runtimeStatus === "Failed" || status.runtimeStatus === "Terminated" ? status.output : undefined,
+      output: runtimeStatus === "Completed" ? status.output : undefined,
+      failure: runtimeStatus === "Failed" || runtimeStatus === "Terminated" ? status.output : undefined,
       links: federationLinks(origin, id),
     },
   };
@@ -169,7 +170,7 @@ export async function cancelFederation(client: DurableClient, services: Federati
 export async function resumeFederation(client: DurableClient, services: FederationServices, id: string, origin: string, now: Date = new Date()): Promise<ApiResponse> {
   const status = await requireInstance(client, id, { showInput: true });
   if (RUNNING.has(status.runtimeStatus)) throw new ApiError(409, `federation ${id} is still running (${status.runtimeStatus}); nothing to resume`);
-  if (status.runtimeStatus === "Completed") throw new ApiError(409, `federation ${id} completed; nothing to resume`);
+  if ((status.runtimeStatus as string) === "Completed") throw new ApiError(409, `federation ${id} completed; nothing to resume`);
   const failed = status.input as FederationRunInput;
   const checkpoint = await readCheckpoint(services, id);
   if (!checkpoint && failed.round !== 1) throw new ApiError(409, `federation ${id} reached round ${failed.round} but has no checkpoint to resume from`);

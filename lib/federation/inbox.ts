@@ -4,6 +4,8 @@
  * succeed is not retried: it goes to the queue's rejected queue with its reason (see
  * lib/messaging/wireMessages.ts) and the original is completed.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import type { DurableClient } from "durable-functions";
 import { parseJobEvent } from "../compute/backends";
 import { EventParseError } from "../compute/jobEvents";
@@ -161,8 +163,6 @@ export async function handlePartnerCommand(
 
 /** A registered spec by name, from FLO_SPEC_REGISTRY (<name>.yaml, .yml or .json). */
 export async function loadRegisteredSpec(registry: string, name: string): Promise<FederationSpec> {
-  const { existsSync } = await import("node:fs");
-  const { join } = await import("node:path");
   for (const ext of [".yaml", ".yml", ".json"]) {
     const path = join(registry, `${name}${ext}`);
     if (existsSync(path)) return loadSpecFile(path);

@@ -28,13 +28,13 @@ export function toSdkMessage(message: OutgoingServiceBusMessage): ServiceBusMess
     sessionId: m.sessionId,
     partitionKey: m.partitionKey,
     timeToLive: m.timeToLiveMs,
-    applicationProperties: m.applicationProperties as ServiceBusMessage["applicationProperties"],
+    applicationProperties: m.applicationProperties,
   };
 }
 
 /** Converts an SDK message to the transport-neutral shape (deliveryCount made 1-based like .NET). */
 export function fromSdkMessage(message: ServiceBusReceivedMessage): ReceivedServiceBusMessage {
-  const optional = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : String(v));
+  const optional = (v: string | number | Buffer | undefined): string | undefined => (v === undefined || v === null ? undefined : String(v));
   return {
     body: message.body,
     messageId: optional(message.messageId) ?? "",
@@ -89,7 +89,7 @@ export class ServiceBusSdkTransport implements ServiceBusTransport {
         processMessage: async (message) => {
           try {
             await handler(fromSdkMessage(message));
-          } catch (err) {
+          } catch {
             await receiver.abandonMessage(message);
             return;
           }

@@ -101,7 +101,7 @@ export interface ReadRangeOptions {
 
 type Sdk = { statusCode?: number; code?: string; name?: string };
 
-function isAbort(err: unknown): boolean {
+function isAbort(err: unknown): err is Error {
   return (err as Sdk)?.name === "AbortError";
 }
 
@@ -581,7 +581,7 @@ export class ModelStore {
 
 function defaultCredential(managedIdentityClientId?: string): BlobCredential {
   // Loaded lazily: @azure/identity is only needed for identity-based connections.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy, see above
   const { DefaultAzureCredential } = require("@azure/identity") as typeof import("@azure/identity");
   return new DefaultAzureCredential(managedIdentityClientId ? { managedIdentityClientId } : {});
 }

@@ -6,12 +6,14 @@
  * We hook `Module._load` so that name resolves to a dispatcher that forwards to the registry of the
  * app currently being loaded.
  */
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- the CommonJS Module object itself: its _load is what we hook
 import Module = require("module");
 import * as path from "path";
 
 export interface RpcBindingInfo {
   type: string;
-  direction?: "in" | "out" | "inout" | string;
+  /** "in", "out" or "inout". */
+  direction?: string;
   dataType?: string;
   [key: string]: unknown;
 }

@@ -34,7 +34,7 @@ export class LocalHostError extends Error {
 }
 
 /** "memory" / "persisted" Azurite, or an existing account: `{connectionString}` or the connection string itself. */
-export type LocalHostStorage = "memory" | "persisted" | { connectionString: string } | string;
+export type LocalHostStorage = { connectionString: string } | string;
 
 function normalizeStorage(storage: LocalHostStorage | undefined): "memory" | "persisted" | { connectionString: string } | undefined {
   if (typeof storage !== "string" || storage === "memory" || storage === "persisted") return storage;

@@ -104,7 +104,7 @@ export function createInvoker(registry: FunctionRegistry, options: CreateInvoker
       if (!model) throw new InvocationSetupError(`No programming model captured for ${registry.entryPath}`);
       const invokeOptions: InvokeOptions = isInvokeOptions(optionsOrMetadata)
         ? optionsOrMetadata
-        : { triggerMetadata: optionsOrMetadata as Record<string, TypedData> | undefined };
+        : { triggerMetadata: optionsOrMetadata };
       const trigger = triggerBinding(fn.metadata);
       const inputData = [{ name: trigger.name, data: triggerData }];
       for (const [name, data] of Object.entries(extraInputs)) {
@@ -145,6 +145,7 @@ export function createInvoker(registry: FunctionRegistry, options: CreateInvoker
       coreCtx.state = "postInvocationHooks";
       const postCtx: Record<string, unknown> = { invocationContext: context, inputs, result, error, hookData: preCtx.hookData, appHookData: {} };
       await runHooks("postInvocation", postCtx);
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- a hook may replace the error with any value; it is rethrown as is
       if (postCtx.error) throw postCtx.error;
       const response = await invocationModel.getResponse(context, postCtx.result);
       return {

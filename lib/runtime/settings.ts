@@ -65,6 +65,7 @@ function describe(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "array";
   if (typeof value === "string") return `string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + "…" : value)}`;
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- String() is reached only by primitives and functions
   return typeof value === "object" ? "object" : `${typeof value} ${String(value)}`;
 }
 

@@ -73,6 +73,7 @@ export function describeValue(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return `a list of ${value.length}`;
   if (typeof value === "object") return "an object";
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- objects returned above: only primitives and functions get here
   const text = typeof value === "string" ? JSON.stringify(value) : String(value);
   return text.length > 80 ? `${text.slice(0, 77)}..."` : text;
 }

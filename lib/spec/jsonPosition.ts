@@ -1,3 +1,10 @@
+/** Unwinds the recursive descent from the first syntax error to its offset. */
+class SyntaxErrorAt extends Error {
+  constructor(readonly offset: number) {
+    super(`JSON syntax error at offset ${offset}`);
+  }
+}
+
 /**
  * Finds the offset of the first JSON syntax error. Node 20's JSON.parse often reports
  * "Unexpected token" without a position; a spec author needs the line and column.
@@ -9,7 +16,7 @@ export function jsonErrorOffset(text: string): number | undefined {
     while (i < text.length && " \t\n\r".includes(text[i])) i++;
   };
   const fail = (): never => {
-    throw i;
+    throw new SyntaxErrorAt(i);
   };
   const literal = (word: string) => (text.startsWith(word, i) ? void (i += word.length) : fail());
   const string = () => {
@@ -77,8 +84,8 @@ export function jsonErrorOffset(text: string): number | undefined {
     ws();
     if (i < text.length) fail();
     return undefined;
-  } catch (offset) {
-    if (typeof offset === "number") return Math.min(offset, text.length);
-    throw offset;
+  } catch (err) {
+    if (err instanceof SyntaxErrorAt) return Math.min(err.offset, text.length);
+    throw err;
   }
 }

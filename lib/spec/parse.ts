@@ -301,7 +301,7 @@ function knownKeys(root: unknown, path: PropertyKey[]): string[] {
         current = def.innerType as typeof current;
       } else if (def.type === "pipe") current = def.in as typeof current;
       else if (def.type === "union" && typeof def.discriminator === "string") {
-        const tag = (value as Record<string, unknown> | undefined)?.[def.discriminator as string];
+        const tag = (value as Record<string, unknown> | undefined)?.[def.discriminator];
         const options = def.options as (typeof current)[];
         const match = options.find((option) => (option._zod.def.shape as Record<string, { _zod: { def: { values?: unknown[] } } }>)?.[def.discriminator as string]?._zod.def.values?.includes(tag));
         if (!match) return current;

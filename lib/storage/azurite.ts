@@ -142,18 +142,20 @@ let modules: AzuriteModules | undefined;
 function loadAzurite(): AzuriteModules {
   if (modules) return modules;
   const base = "azurite/dist/src";
-  /* eslint-disable @typescript-eslint/no-require-imports */
-  const memory = require(`${base}/common/persistence/MemoryExtentStore`);
+  const load = (path: string) =>
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- Azurite is untyped, and a static import would pay its load time up front
+    require(`${base}/${path}`) as Record<string, unknown>;
+  const memory = load("common/persistence/MemoryExtentStore");
   modules = {
-    BlobServer: require(`${base}/blob/BlobServer`).default,
-    BlobConfiguration: require(`${base}/blob/BlobConfiguration`).default,
-    QueueServer: require(`${base}/queue/QueueServer`).default,
-    QueueConfiguration: require(`${base}/queue/QueueConfiguration`).default,
-    TableServer: require(`${base}/table/TableServer`).default,
-    TableConfiguration: require(`${base}/table/TableConfiguration`).default,
-    MemoryExtentChunkStore: memory.MemoryExtentChunkStore,
-    DEFAULT_EXTENT_MEMORY_LIMIT: memory.DEFAULT_EXTENT_MEMORY_LIMIT,
-    configLogger: require(`${base}/common/Logger`).configLogger,
+    BlobServer: load("blob/BlobServer").default as ServerCtor,
+    BlobConfiguration: load("blob/BlobConfiguration").default as ConfigCtor,
+    QueueServer: load("queue/QueueServer").default as ServerCtor,
+    QueueConfiguration: load("queue/QueueConfiguration").default as ConfigCtor,
+    TableServer: load("table/TableServer").default as ServerCtor,
+    TableConfiguration: load("table/TableConfiguration").default as ConfigCtor,
+    MemoryExtentChunkStore: memory.MemoryExtentChunkStore as AzuriteModules["MemoryExtentChunkStore"],
+    DEFAULT_EXTENT_MEMORY_LIMIT: memory.DEFAULT_EXTENT_MEMORY_LIMIT as number,
+    configLogger: load("common/Logger").configLogger as AzuriteModules["configLogger"],
   };
   // Debug logging is a process-wide singleton in Azurite; keep it off.
   modules.configLogger(false);
@@ -252,7 +254,7 @@ class LokiFlusher {
   private save(): Promise<void> {
     if (!this.db.autosaveDirty()) return Promise.resolve();
     const run = new Promise<void>((resolve, reject) => {
-      this.db.saveDatabase((err) => (err ? reject(err) : resolve()));
+      this.db.saveDatabase((err) => (err ? reject(err instanceof Error ? err : new Error("Azurite could not save its metadata", { cause: err })) : resolve()));
     }).finally(() => {
       if (this.running === run) this.running = undefined;
     });
@@ -273,7 +275,7 @@ function delayResponsesUntilSaved(httpServer: HttpServer, flushers: LokiFlusher[
   const [handle] = listeners;
   httpServer.removeAllListeners("request");
   httpServer.on("request", (req: IncomingMessage, res: ServerResponse) => {
-    const end = res.end;
+    const end = res.end.bind(res);
     res.end = function endAfterSave(this: ServerResponse, ...args: unknown[]) {
       if (flushers.every((f) => f.settled)) return end.apply(this, args as never);
       Promise.all(flushers.map((f) => f.flush())).then(
@@ -413,7 +415,7 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
       throw new AzuriteStartError(services[0], `location ${location} is not a writable folder: ${(err as Error).message}`, { cause: err });
     }
   }
-  const unlock = location === undefined ? async () => undefined : await lockLocation(location);
+  const unlock = location === undefined ? () => Promise.resolve() : await lockLocation(location);
   const mod = loadAzurite();
   // A store per launch (not Azurite's process-wide default) so stop() releases the memory.
   const memoryStore = location === undefined

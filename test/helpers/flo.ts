@@ -158,8 +158,8 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
           if (line.includes("Host started at")) ready();
         }
       };
-      proc.stdout!.on("data", onData);
-      proc.stderr!.on("data", onData);
+      proc.stdout.on("data", onData);
+      proc.stderr.on("data", onData);
       proc.once("exit", (code, signal) => fail(new Error(`flo host exited (${code ?? signal}) before it started:\n${logs.slice(-30).join("\n")}`)));
     });
   };
@@ -241,11 +241,11 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
 export const finished = (s: any) => ["Completed", "Failed", "Terminated"].includes(s?.runtimeStatus);
 
 /** Toy model files (one F32 tensor "w"), exactly as the fixture trainers write and read them. */
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- a plain JavaScript fixture, shared with the trainers
 const toyModel = require("../fixtures/trainers/toy-model.js") as {
-  toyModelBytes(values: number[]): Buffer;
-  parseToyModel(bytes: Buffer): number[];
-  writeToyModel(path: string, values: number[]): void;
+  toyModelBytes: (values: number[]) => Buffer;
+  parseToyModel: (bytes: Buffer) => number[];
+  writeToyModel: (path: string, values: number[]) => void;
 };
 export const toyModelBytes = toyModel.toyModelBytes;
 export const readToyModel = toyModel.parseToyModel;

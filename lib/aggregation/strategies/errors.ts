@@ -39,8 +39,10 @@ export function formatGot(got: unknown): string {
   if (typeof got === "string") return JSON.stringify(got);
   if (got === undefined) return "undefined";
   try {
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- no JSON form (function, symbol): String() is the last resort
     return JSON.stringify(got) ?? String(got);
   } catch {
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- JSON.stringify threw (bigint, cycle): String() is the last resort
     return String(got);
   }
 }

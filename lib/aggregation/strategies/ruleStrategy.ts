@@ -114,7 +114,7 @@ export function createRuleStrategy(name: string, rule: AggregationRule, wrappers
         ...(noiseKey ? { noise: createGaussianSource({ key: { secret: noiseKey, label: "plan" } }) } : {}),
       });
       if (noiseKey && insecureTestNoiseSeed !== undefined) plan.deterministicNoise = true;
-      return { ...plan, ...(noiseKey ? { noiseKey: noiseKey.toString("hex") } : {}) } as EnginePlan;
+      return { ...plan, ...(noiseKey ? { noiseKey: noiseKey.toString("hex") } : {}) };
     },
 
     integerTensorSource: (plan: EnginePlan) => plan.integerSource,

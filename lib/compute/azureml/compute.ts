@@ -240,7 +240,7 @@ interface JobProperties {
 }
 
 function jobProperties(job: JobBase | Record<string, unknown>): JobProperties {
-  return ((job as { properties?: unknown }).properties ?? {}) as JobProperties;
+  return (job as { properties?: unknown }).properties ?? {};
 }
 
 const DEFAULT_CANCEL_POLL_INTERVAL_MS = 2000;
@@ -287,7 +287,7 @@ export function throttlingWithoutRetryAfterPolicy(options: PipelineRetryOptions)
     },
   };
   const inner = retryPolicy([strategy], { maxRetries: options.maxRetries ?? 3 });
-  return { name: "floThrottlingWithoutRetryAfterPolicy", sendRequest: inner.sendRequest };
+  return { name: "floThrottlingWithoutRetryAfterPolicy", sendRequest: (request, next) => inner.sendRequest(request, next) };
 }
 
 export class AzureMlSiloCompute implements SiloCompute {
@@ -487,7 +487,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     const properties = jobProperties(job);
     const rawStatus = properties.status ?? "NotStarted";
     const state = jobStateFromAzureMlStatus(rawStatus);
-    const name = ((job as { name?: string }).name ?? jobName) as string;
+    const name = (job as { name?: string }).name ?? jobName;
     const outputUri = properties.outputs?.model_update?.uri ?? expectedOutputUri;
     const logUri = properties.services?.Studio?.endpoint ?? undefined;
     const status: SiloJobStatus = { jobName: name, state, rawStatus };
@@ -503,7 +503,7 @@ export class AzureMlSiloCompute implements SiloCompute {
 
 function parseJson(text: string | undefined, jobName: string): Record<string, unknown> {
   try {
-    const value = JSON.parse(text ?? "");
+    const value: unknown = JSON.parse(text ?? "");
     if (typeof value === "object" && value !== null) return value as Record<string, unknown>;
   } catch {
     // fall through to the error below

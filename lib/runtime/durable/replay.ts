@@ -25,7 +25,7 @@ export interface RetryOptionsWire {
 
 /** One entry of `OrchestratorState.actions[0]` as it arrives on the wire (schema >= V2). */
 export interface WireAction {
-  actionType: number;
+  actionType: ActionType;
   functionName?: string;
   input?: unknown;
   instanceId?: string;
@@ -219,7 +219,7 @@ export class DotNetReplayer {
         break;
       case EventType.TaskFailed:
       case EventType.SubOrchestrationInstanceFailed:
-        this.takeOpen(event.TaskScheduledId)?.fail(String(event.Reason ?? "failed"));
+        this.takeOpen(event.TaskScheduledId)?.fail(typeof event.Reason === "string" ? event.Reason : "failed");
         break;
       case EventType.TimerFired:
         this.takeOpen(event.TimerId)?.complete(undefined);

@@ -106,7 +106,7 @@ export function validateJobPutBody(body: unknown): string[] {
   const p = properties as Record<string, unknown>;
   if (p.jobType !== "Command") problems.push(`properties.jobType: expected "Command", got ${JSON.stringify(p.jobType)}`);
   for (const field of ["command", "environmentId", "computeId"]) {
-    if (typeof p[field] !== "string" || (p[field] as string) === "") problems.push(`properties.${field}: required string`);
+    if (typeof p[field] !== "string" || p[field] === "") problems.push(`properties.${field}: required string`);
   }
   for (const field of ["tags", "properties", "environmentVariables"]) {
     const value = p[field];
@@ -249,7 +249,7 @@ export class FakeArm {
     const event = runStatusChangedEvent({
       workspaceId: job.workspaceId,
       jobName: job.name,
-      experimentName: String(job.properties.experimentName ?? "Default"),
+      experimentName: typeof job.properties.experimentName === "string" ? job.properties.experimentName : "Default",
       tags: (job.properties.tags ?? {}) as Record<string, string>,
       properties: (job.properties.properties ?? {}) as Record<string, string>,
       status: status as never,
@@ -319,7 +319,7 @@ export class FakeArm {
     if (!datastore) throw new Error(`fake ARM: no datastore ${match[1]} in workspace ${workspace}`);
     const blob = this.options.blob;
     if (!blob) throw new Error("fake ARM: started without a blob target; cannot write outputs");
-    const service = new BlobServiceClient(blob.serviceUrlFor(datastore.accountName), blob.credential, blob.pipelineOptions as never);
+    const service = new BlobServiceClient(blob.serviceUrlFor(datastore.accountName), blob.credential, blob.pipelineOptions);
     const container = service.getContainerClient(datastore.containerName ?? datastore.filesystem!);
     await container.createIfNotExists();
     const prefix = match[2].endsWith("/") ? match[2] : `${match[2]}/`;
@@ -422,7 +422,7 @@ export class FakeArm {
             error: { code: "UserError", message: "Request is invalid and/or missing fields.", details: problems.map((message) => ({ code: "InvalidField", message })) },
           });
         }
-        const properties = { ...(record.body as { properties: Record<string, unknown> }).properties, status: "NotStarted" };
+        const properties: Record<string, unknown> = { ...(record.body as { properties: Record<string, unknown> }).properties, status: "NotStarted" };
         properties.services = { Studio: { endpoint: `https://ml.azure.com/runs/${name}?wsid=${workspaceId}`, jobServiceType: "Studio" } };
         const created: FakeJob = { workspaceKey, workspaceId, name, properties, createdAt: new Date().toISOString() };
         this.jobs.set(key, created);

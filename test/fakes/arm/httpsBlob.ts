@@ -18,9 +18,10 @@ export interface HttpsBlobServer {
 }
 
 export async function startHttpsAzuriteBlob(certificate: TestCertificate): Promise<HttpsBlobServer> {
-  /* eslint-disable @typescript-eslint/no-require-imports */
+  /* eslint-disable @typescript-eslint/no-require-imports -- Azurite's internals have no types or package exports */
   const BlobServer = require("azurite/dist/src/blob/BlobServer").default;
   const BlobConfiguration = require("azurite/dist/src/blob/BlobConfiguration").default;
+  /* eslint-enable @typescript-eslint/no-require-imports */
   // Positional arguments of Azurite 3.35's BlobConfiguration; in-memory, loose, OAuth "basic".
   const config = new BlobConfiguration(
     "127.0.0.1", 0, 5, "__flo_test_blob__.json", "__flo_test_blob_extent__.json", undefined,

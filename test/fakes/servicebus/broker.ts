@@ -28,7 +28,7 @@
 import { randomBytes } from "node:crypto";
 import type { AddressInfo, Server } from "node:net";
 // rhea's typings model the client side; the broker side uses fields they do not declare.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- untyped on purpose, see above
 const rhea = require("rhea");
 
 export interface FakeEntityOptions {
@@ -253,6 +253,7 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
 
   function isDuplicate(seen: Map<string, number>, windowMs: number | undefined, messageId: unknown, now: number): boolean {
     if (windowMs === undefined || messageId === undefined || messageId === null) return false;
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- AMQP message ids are strings, numbers, uuids or binaries: all print themselves
     const id = String(messageId);
     for (const [k, at] of seen) if (now - at > windowMs) seen.delete(k);
     if (seen.has(id)) return true;

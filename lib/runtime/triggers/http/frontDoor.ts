@@ -48,7 +48,8 @@ export function buildHttpRoutes(registry: FunctionRegistry, routePrefix: string)
     const binding = trigger.binding as { route?: unknown; methods?: unknown; authLevel?: unknown; maxRequestBodyBytes?: unknown };
     const template = typeof binding.route === "string" && binding.route.trim() !== "" ? binding.route : name;
     const methods = Array.isArray(binding.methods) ? binding.methods.map((m) => String(m).toUpperCase()) : [];
-    const rawAuth = String(binding.authLevel ?? "anonymous").toLowerCase();
+    const authLevel = binding.authLevel ?? "anonymous";
+    const rawAuth = typeof authLevel === "string" ? authLevel.toLowerCase() : "";
     if (rawAuth !== "anonymous" && rawAuth !== "function" && rawAuth !== "admin") {
       throw new HttpRouteError(name, `authLevel: expected anonymous|function|admin, got ${JSON.stringify(binding.authLevel)}`);
     }
@@ -175,16 +176,18 @@ export function writeRpcHttpResponse(res: http.ServerResponse, rpc: Record<strin
 }
 
 function formatCookie(cookie: Record<string, unknown>): string {
-  const pick = (v: unknown): unknown => (v && typeof v === "object" && "value" in (v as object) ? (v as { value: unknown }).value : v);
-  let text = `${String(cookie.name)}=${String(cookie.value ?? "")}`;
+  const pick = (v: unknown): unknown => (v && typeof v === "object" && "value" in v ? v.value : v);
+  // Attributes arrive as scalars or (after pick) unwrapped from RPC's { value } wrappers; nothing else belongs in a header.
+  const scalar = (v: unknown): string => (typeof v === "string" || typeof v === "number" || typeof v === "boolean" ? String(v) : "");
+  let text = `${scalar(cookie.name)}=${scalar(cookie.value)}`;
   const domain = pick(cookie.domain);
   const path = pick(cookie.path);
   const expires = pick(cookie.expires);
   const maxAge = pick(cookie.maxAge);
-  if (domain) text += `; Domain=${String(domain)}`;
-  if (path) text += `; Path=${String(path)}`;
+  if (domain) text += `; Domain=${scalar(domain)}`;
+  if (path) text += `; Path=${scalar(path)}`;
   if (expires !== undefined && expires !== null) text += `; Expires=${new Date(Number(expires)).toUTCString()}`;
-  if (maxAge !== undefined && maxAge !== null) text += `; Max-Age=${String(maxAge)}`;
+  if (maxAge !== undefined && maxAge !== null) text += `; Max-Age=${scalar(maxAge)}`;
   if (pick(cookie.secure)) text += "; Secure";
   if (pick(cookie.httpOnly)) text += "; HttpOnly";
   const sameSite = pick(cookie.sameSite);
@@ -299,8 +302,8 @@ export async function startHttpFrontDoor(options: HttpFrontDoorOptions): Promise
       }
       return;
     }
-    const fromOutputs = result.outputData.find((o) => o.data && (o.data as TypedData).http !== undefined)?.data;
-    const rpcHttp = (result.returnValue?.http ?? fromOutputs?.http) as Record<string, unknown> | undefined;
+    const fromOutputs = result.outputData.find((o) => o.data && o.data.http !== undefined)?.data;
+    const rpcHttp = result.returnValue?.http ?? fromOutputs?.http;
     writeRpcHttpResponse(res, rpcHttp);
   }
 

@@ -57,7 +57,7 @@ export function collectServiceBusTriggers(registry: FunctionRegistry, settings: 
     if (queueName && !topicName) source = { queueName };
     else if (topicName && subscriptionName && !queueName) source = { topicName, subscriptionName };
     else throw new ServiceBusTriggerError(name, `expected either queueName, or topicName + subscriptionName; got queueName=${JSON.stringify(queueName)}, topicName=${JSON.stringify(topicName)}, subscriptionName=${JSON.stringify(subscriptionName)}`);
-    const cardinality = String(b.cardinality ?? "one").toLowerCase() === "many" ? "many" : "one";
+    const cardinality = typeof b.cardinality === "string" && b.cardinality.toLowerCase() === "many" ? "many" : "one";
     out.push({ functionName: name, source, connection: resolve("connection") ?? DEFAULT_SERVICE_BUS_CONNECTION, cardinality, durableClientInputs: durableClientBindings(fn.metadata) });
   }
   return out;
@@ -70,7 +70,7 @@ export function toInvocation(message: ReceivedServiceBusMessage, cardinality: "o
   const body = Buffer.isBuffer(message.body) || message.body instanceof Uint8Array ? Buffer.from(message.body).toString("base64") : message.body;
   const arrays: Record<string, TypedData> = {};
   for (const [key, value] of Object.entries(metadata)) {
-    const plain = value.json !== undefined ? JSON.parse(value.json) : value.int ?? value.string;
+    const plain: unknown = value.json !== undefined ? JSON.parse(value.json) : value.int ?? value.string;
     arrays[`${key}Array`] = { json: JSON.stringify([plain]) };
   }
   return { triggerData: { json: JSON.stringify([body]) }, triggerMetadata: arrays };

@@ -35,9 +35,10 @@ function durationMs(value: unknown): number {
 export function parseRetryOptions(raw: unknown, functionName: string): TimerRetryPolicy | undefined {
   if (!raw || typeof raw !== "object") return undefined;
   const r = raw as Record<string, unknown>;
-  const strategy = String(r.retryStrategy ?? r.strategy ?? "");
+  const rawStrategy = r.retryStrategy ?? r.strategy ?? "";
+  const strategy = typeof rawStrategy === "string" ? rawStrategy : "";
   if (strategy !== "fixedDelay" && strategy !== "exponentialBackoff") {
-    throw new Error(`Timer function "${functionName}": retry.strategy: expected "fixedDelay" or "exponentialBackoff", got ${JSON.stringify(strategy)}`);
+    throw new Error(`Timer function "${functionName}": retry.strategy: expected "fixedDelay" or "exponentialBackoff", got ${JSON.stringify(rawStrategy)}`);
   }
   const maxRetryCount = Number(r.maxRetryCount);
   if (!Number.isInteger(maxRetryCount) || maxRetryCount < -1) {
