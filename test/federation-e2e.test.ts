@@ -241,7 +241,7 @@ describe("the HTTP API", () => {
     const status = await flo.waitFor("tocancel", finished);
     expect(status.runtimeStatus).toBe("Terminated");
     // The round's sub-orchestrations are terminated too: its silo groups and each silo's.
-    const instance = async (instanceId: string) => (await (await flo.management(`instances/${encodeURIComponent(instanceId)}`)).json()).runtimeStatus;
+    const instance = async (instanceId: string) => ((await (await flo.management(`instances/${encodeURIComponent(instanceId)}`)).json()) as { runtimeStatus: string }).runtimeStatus;
     const groups = siloGroups(team.map((s) => s.name)).map((_, g) => siloGroupInstanceId("tocancel", 1, g));
     expect(groups.length).toBeGreaterThan(1);
     for (const id of [...groups, ...team.map((s) => siloInstanceId("tocancel", 1, s.name))]) expect(await instance(id)).toBe("Terminated");

@@ -204,7 +204,7 @@ describe("management API matches the extension's HttpApiHandler", () => {
     expect(await failedWait.json()).toMatchObject({ instanceId: "w-3", runtimeStatus: "Failed" });
     const badInterval = await post("orchestrators/quick/w-4?timeout=1&pollingInterval=5", JSON.stringify("x"));
     expect(badInterval.status).toBe(400);
-    expect((await badInterval.json()).Message).toBe("Total timeout 1 should be bigger than retry timeout 5");
+    expect(((await badInterval.json()) as { Message: string }).Message).toBe("Total timeout 1 should be bigger than retry timeout 5");
   });
 
   it("function names are case-insensitive (orchestrators and activities)", async () => {
@@ -220,7 +220,7 @@ describe("management API matches the extension's HttpApiHandler", () => {
     for (const headers of [{}, { "content-type": "text/plain" }] as Array<Record<string, string>>) {
       const res = await fetch(`${origin}/durabletask/instances/r-1/raiseEvent/decision`, { method: "POST", headers, body: "{}" });
       expect(res.status).toBe(400);
-      expect((await res.json()).Message).toBe("Only application/json request content is supported");
+      expect(((await res.json()) as { Message: string }).Message).toBe("Only application/json request content is supported");
     }
     const plainStart = await post("orchestrators/quick/r-2", '"x"', { "content-type": "text/plain" });
     expect(plainStart.status).toBe(400);
@@ -249,7 +249,7 @@ describe("management API matches the extension's HttpApiHandler", () => {
     expect(failed.runtimeStatus).toBe("Failed");
     expect(failed.output).toBe("Orchestrator function 'loud' failed: The UTF-16 size of the JSON-serialized payload must not exceed 16 KB. The current payload size is 17 KB.");
     expect(failed.customStatus).toBeNull();
-    expect(engine.history("cs-2").some((e) => e.EventType === "TaskScheduled")).toBe(false);
+    expect(engine.history("cs-2").some((e) => String(e.EventType) === "TaskScheduled")).toBe(false);
   });
 
   it("callHttp fails the orchestration with a clear message (a documented limit of the local runtime)", async () => {

@@ -45,7 +45,7 @@ describe("route templates", () => {
 });
 
 describe("auth levels", () => {
-  const keys = { functionKey: "fk", masterKey: "mk", generated: false };
+  const keys = { functionKey: "fk", masterKey: "mk", generated: false, masterGenerated: false };
   test("anonymous needs nothing; function accepts function or master key; admin only master", () => {
     expect(isAuthorized("anonymous", keys, undefined, null)).toBe(true);
     expect(isAuthorized("function", keys, undefined, null)).toBe(false);

@@ -153,7 +153,7 @@ describe("Python silos, TypeScript orchestrator", () => {
     const ids = ["north", "east", "south", "west"];
     const maxExamples = [50, 80, 40, 100];
     const numExamples = [30, 200, 40, 10];
-    const pairs = [];
+    const pairs: ReturnType<typeof generateKeyPair>[] = [];
     for (const id of ids) {
       const pair = generateKeyPair();
       await writeSecretKeyFile(path.join(dir, `${id}.key`), pair);

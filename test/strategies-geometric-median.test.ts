@@ -64,7 +64,7 @@ async function engineRun(name: string, options: Json, ups: { tensors: TensorMap;
   );
   const out = memorySink();
   const result = await aggregateUpdates({
-    updates: models.map((bytes, i) => ({ id: `silo${i}`, model: memorySource(`silo${i}`, bytes), metrics: { num_examples: ups[i].numExamples } })),
+    updates: models.map((bytes, i) => ({ id: `silo${i}`, model: memorySource(`silo${i}`, bytes), metrics: { numExamples: ups[i].numExamples, metrics: {} } })),
     output: () => out,
     strategy: createStrategy(name, options),
     minUpdates: 1,
@@ -100,7 +100,7 @@ describe("geometric-median", () => {
 
   test("maxIterations and tolerance stop the iterations where the reference stops", async () => {
     const ups = updates(7, 6, true);
-    for (const options of [{ maxIterations: 1 }, { maxIterations: 3 }, { tolerance: 0.1 }, { nu: 0.5 }]) {
+    for (const options of [{ maxIterations: 1 }, { maxIterations: 3 }, { tolerance: 0.1 }, { nu: 0.5 }] as Record<string, number>[]) {
       const reference = referenceGeometricMedian(ups.map((u) => flat(u.tensors)), { ...DEFAULTS, ...options });
       const streamed = await engineRun("geometric-median", options, ups);
       expectClose(streamed.model, reference.median, 1e-9);

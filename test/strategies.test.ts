@@ -275,7 +275,7 @@ describe("state round-tripped through JSON equals an uninterrupted run", () => {
       g2 = res.model;
       saved = JSON.stringify({
         state: res.state,
-        tensors: Object.fromEntries(Object.entries(res.stateTensors).map(([kind, map]) => [kind, Object.fromEntries(Object.entries(map).map(([t, arr]) => [t, Array.from(arr)]))])),
+        tensors: Object.fromEntries(Object.entries(res.stateTensors).map(([kind, map]) => [kind, Object.fromEntries(Object.entries(map ?? {}).map(([t, arr]) => [t, Array.from(arr)]))])),
       });
     }
     expect(Array.from(g2.a)).toEqual(Array.from(g1.a));
