@@ -110,7 +110,7 @@ async function readStage(dirs: string[]): Promise<{ seconds: number; bytes: numb
     const buffers = sources.map(() => new Uint8Array(chunk));
     const start = process.hrtime.bigint();
     for (let offset = 0; offset < Math.max(...sizes); offset += chunk) {
-      await Promise.all(sources.map((s, k) => (offset < sizes[k] ? s.readInto!(buffers[k].subarray(0, Math.min(chunk, sizes[k] - offset)), offset) : undefined)));
+      await Promise.all(sources.map((s, k) => (offset < sizes[k] ? s.readInto!(buffers[k].subarray(0, Math.min(chunk, sizes[k] - offset)), offset) : Promise.resolve())));
     }
     return { seconds: Number(process.hrtime.bigint() - start) / 1e9, bytes: sizes.reduce((a, b) => a + b, 0) };
   } finally {

@@ -61,7 +61,7 @@ test("a lock owner that is a zombie, or whose start time differs from the lock's
   // `sleep 0` exits at once; its parent (exec'd into `sleep 30`) never reaps it: a zombie.
   const parent = spawn("sh", ["-c", "sleep 0 & echo $!; exec sleep 30"], { stdio: ["ignore", "pipe", "ignore"] });
   try {
-    const zombiePid = Number(await new Promise<string>((resolve) => parent.stdout!.once("data", (c: Buffer) => resolve(c.toString().trim()))));
+    const zombiePid = Number(await new Promise<string>((resolve) => parent.stdout.once("data", (c: Buffer) => resolve(c.toString().trim()))));
     await poll("the child to become a zombie", async () => (readProcessStat(zombiePid)?.state === "Z" ? true : undefined), 5000);
     expect(lockOwnerAlive(zombiePid, undefined)).toBe(false);
     const own = readProcessStat(process.pid)!;

@@ -345,7 +345,7 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
     const run = await maskRound(fed, { attempt: 0, uploaders: all, rounding });
     const split = { survivors: all, dropped: [] };
     const result = await unmask(fed, run, split, await reveals(fed, run, split, all, recordRoot));
-    const plain = plainWeightedSum(fed.silos, fed.global, fed.trainedOf);
+    const plain = plainWeightedSum(fed.silos, fed.global, fed.trainedOf.bind(fed));
     expect(result.weightSum).toBe(plain.weightSum);
     expect(result.weightSum).toBe(450 + 1000 + 800 + 300 + 17);
     const bound = sumErrorBound(fed.plan, 5, rounding);
@@ -393,7 +393,7 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
       expect(r.selfShares.map((s) => s.owner)).toEqual([1, 3, 4, 5]);
     }
     const result = await unmask(fed, run, split, revealList);
-    const plain = plainWeightedSum(silosAt(fed, split.survivors), fed.global, fed.trainedOf);
+    const plain = plainWeightedSum(silosAt(fed, split.survivors), fed.global, fed.trainedOf.bind(fed));
     expect(result.weightSum).toBe(plain.weightSum);
     expect(maxError(result.sums, plain.sums)).toBeLessThanOrEqual(sumErrorBound(fed.plan, 4, "nearest"));
   });
@@ -405,7 +405,7 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
     const split = { survivors: all, dropped: [] };
     // Silos 2 and 5 never answer the unmask job: 3 = t reveals remain.
     const result = await unmask(fed, run, split, await reveals(fed, run, split, [1, 3, 4], recordRoot));
-    const plain = plainWeightedSum(fed.silos, fed.global, fed.trainedOf);
+    const plain = plainWeightedSum(fed.silos, fed.global, fed.trainedOf.bind(fed));
     expect(result.weightSum).toBe(plain.weightSum);
     expect(maxError(result.sums, plain.sums)).toBeLessThanOrEqual(sumErrorBound(fed.plan, 5, "nearest"));
     // With only t - 1 answers nothing is unmasked.
@@ -428,7 +428,7 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
     const rerun = await maskRound(fed, { attempt: 1, uploaders: [1, 2, 3, 5], rounding: "nearest" });
     expect(rerun.session.equals(run.session)).toBe(false);
     const result = await unmask(fed, rerun, split, await reveals(fed, rerun, split, split.survivors, recordRoot));
-    const plain = plainWeightedSum(silosAt(fed, split.survivors), fed.global, fed.trainedOf);
+    const plain = plainWeightedSum(silosAt(fed, split.survivors), fed.global, fed.trainedOf.bind(fed));
     expect(result.weightSum).toBe(plain.weightSum);
     expect(maxError(result.sums, plain.sums)).toBeLessThanOrEqual(sumErrorBound(fed.plan, 4, "nearest"));
   });

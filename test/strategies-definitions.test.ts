@@ -184,7 +184,7 @@ describe("spec validation and flo aggregate accept exactly the same option value
           const specAccepts = specIssues({ strategy: definition.name, ...base, [key]: value }).length === 0;
           let cliAccepts = true;
           try {
-            cliCreate(definition.name, [...Object.entries(base).flatMap(([k, v]) => [strategyOptionFlags().find((f) => f.key === k)!.flag, String(v)]), flag.flag, String(value)]);
+            cliCreate(definition.name, [...Object.entries(base).flatMap(([k, v]) => [strategyOptionFlags().find((f) => f.key === k)!.flag, typeof v === "string" ? v : JSON.stringify(v)]), flag.flag, String(value)]);
           } catch (error) {
             if (!(error instanceof StrategyConfigError)) throw error;
             cliAccepts = false;
@@ -202,13 +202,13 @@ describe("spec validation and flo aggregate accept exactly the same option value
 });
 
 describe("capabilities say what the rules do", () => {
-  const builtIns = () => strategyDefinitions().filter((d) => d.rule);
+  const builtIns = () => strategyDefinitions().filter((d) => d.rule !== undefined);
 
   test("worksOnWeightedSum: the result is one weighted sum of all updates, with no statistics pass (what secure aggregation can provide)", () => {
     const flagged = builtIns().filter((d) => d.capabilities.worksOnWeightedSum);
     expect(flagged.map((d) => d.name)).toEqual(["fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad"]);
     for (const definition of builtIns()) {
-      const rule = definition.rule!(resolveStrategyOptions(definition.name, ownExampleOptions(definition)).options as never);
+      const rule = definition.rule!(resolveStrategyOptions(definition.name, ownExampleOptions(definition)).options);
       const selection = rule.usesPairwiseDistances ? undefined : rule.select({ k: 3, numExamples: [1, 2, 3], equalWeights: false });
       const weightedSumOfAll = selection !== undefined && selection.weights !== undefined && selection.selected.length === 3 && !rule.combine;
       expect([definition.name, weightedSumOfAll]).toEqual([definition.name, definition.capabilities.worksOnWeightedSum]);

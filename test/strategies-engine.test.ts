@@ -172,7 +172,7 @@ describe("central DP on the engine", () => {
     const a = await engineRound("fedavg", options, updates, { global });
     const b = await engineRound("fedavg", options, updates, { global });
     close(a.model, b.model, 0);
-    const config = resolveStrategyConfig({ strategy: "fedavg", ...(options as object), insecureTestNoiseSeed: undefined } as StrategyOptions);
+    const config = resolveStrategyConfig({ strategy: "fedavg", ...(options as object), insecureTestNoiseSeed: undefined });
     const clean = aggregateInMemory({ ...config, dp: undefined }, { updates, global, state: { ...initialStrategyState(config), accountant: undefined } });
     // noise has the calibrated stddev z*C/m = 0.8*0.3/4 = 0.06 (32 coordinates: loose bound)
     const diffs = Object.keys(clean.model).flatMap((t) => Array.from(a.model[t], (v, i) => v - clean.model[t][i]));

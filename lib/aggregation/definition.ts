@@ -65,9 +65,9 @@ export interface StrategyDefinition<Options extends z.ZodObject = z.ZodObject> {
    * Builds the strategy from validated options (defaults applied) and the resolved wrappers. The
    * registry gives wrappers only to definitions with a `rule` (whose machinery applies them).
    */
-  create(options: z.output<Options>, wrappers: StrategyWrappers): Strategy<any>;
+  create: (options: z.output<Options>, wrappers: StrategyWrappers) => Strategy;
   /** The rule on the shared round machinery (strategies/rule.ts), for rules built on it. */
-  rule?(options: z.output<Options>): AggregationRule;
+  rule?: (options: z.output<Options>) => AggregationRule;
   /** Optional spec check against the round sizes (e.g. Krum needs n >= 2f+3). Raw options: skip what is not a valid value. */
   quorumIssues?(options: Record<string, unknown>, quorum: QuorumFacts): DefinitionIssue[];
   /** Benchmark rows (`npm run bench:aggregate`); also valid example options for tests. */
@@ -85,7 +85,7 @@ export function acceptsDp(definition: StrategyDefinition): boolean {
 }
 
 type RuleBased<Options extends z.ZodObject> = Omit<StrategyDefinition<Options>, "create" | "rule"> & {
-  rule(options: z.output<Options>): AggregationRule;
+  rule: (options: z.output<Options>) => AggregationRule;
   create?: StrategyDefinition<Options>["create"];
 };
 
@@ -95,7 +95,7 @@ type RuleBased<Options extends z.ZodObject> = Omit<StrategyDefinition<Options>, 
  * it), or `create` to implement the `Strategy` contract (../strategy.ts) from scratch.
  */
 export function defineStrategy<Options extends z.ZodObject>(definition: StrategyDefinition<Options> | RuleBased<Options>): StrategyDefinition<Options> {
-  const { rule, create } = definition;
-  if (create) return { ...definition, create };
-  return { ...definition, create: (options, wrappers) => createRuleStrategy(definition.name, rule!(options), wrappers) };
+  if (definition.create) return { ...definition, create: definition.create };
+  const rule = definition.rule!;
+  return { ...definition, create: (options, wrappers) => createRuleStrategy(definition.name, rule(options), wrappers) };
 }

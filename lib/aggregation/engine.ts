@@ -309,7 +309,7 @@ async function checkGlobalModel(options: AggregateOptions, tensors: readonly Ten
     if (t.flatOffset < 0) continue;
     const g = globalHeader.byName.get(t.name);
     if (!g || !isFloatDType(g.dtype) || g.numel !== t.numel || g.shape.some((d, i) => d !== t.shape[i])) {
-      throw new AggregationError("GLOBAL_MISMATCH", `global model ${options.global.name}: tensor "${t.name}" ${g ? `is ${g.dtype} [${g.shape}]` : "is missing"}, updates have ${t.dtype} [${t.shape}]`);
+      throw new AggregationError("GLOBAL_MISMATCH", `global model ${options.global.name}: tensor "${t.name}" ${g ? `is ${g.dtype} [${g.shape.join(", ")}]` : "is missing"}, updates have ${t.dtype} [${t.shape.join(", ")}]`);
     }
   }
   return globalHeader;
@@ -539,7 +539,7 @@ class RoundPass {
   private readonly slotFree: Promise<void>[];
 
   private readonly options: AggregateOptions;
-  private readonly strategy: Strategy<any>;
+  private readonly strategy: Strategy;
   private readonly ctx: RoundContext;
   private readonly included: Candidate[];
   private readonly tensors: TensorLayout[];

@@ -131,7 +131,7 @@ export function resolveStrategyOptions(name: string, options: Json = {}, prefix 
     throw new StrategyConfigError(prefix, "an object of strategy options", options);
   }
   const { clipping, dp, insecureTestNoiseSeed, ...own } = options;
-  const parsed = parseWith(definition.options, own, prefix, name) as Record<string, unknown>;
+  const parsed: Record<string, unknown> = parseWith(definition.options, own, prefix, name);
   const wrappers: StrategyWrappers = {};
   if (clipping !== undefined) {
     if (!acceptsClipping(definition)) throw new StrategyConfigError(`${prefix}.clipping`, `absent: ${name} does not support clipping`, clipping);
@@ -156,7 +156,7 @@ export function resolveStrategyOptions(name: string, options: Json = {}, prefix 
 }
 
 /** Creates strategy `name` from JSON options (validated by its definition; see resolveStrategyOptions). */
-export function createStrategy(name: string, options: Json = {}): Strategy<any> {
+export function createStrategy(name: string, options: Json = {}): Strategy {
   const { definition, options: parsed, wrappers } = resolveStrategyOptions(name, options);
   const strategy = definition.create(parsed, wrappers);
   // The JSON as given re-creates the same strategy (in the kernel worker, from a manifest).

@@ -50,15 +50,15 @@ function fieldFacts(schema: z.ZodType): FieldFacts {
 export function strategyOptionFlags(): StrategyOptionFlag[] {
   const byKey = new Map<string, { integer: boolean; description?: string; uses: string[] }>();
   for (const definition of strategyDefinitions()) {
-    for (const [key, schema] of Object.entries(definition.options.shape as Record<string, z.ZodType>)) {
+    for (const [key, schema] of Object.entries(definition.options.shape)) {
       if (RESERVED.has(key)) {
         throw new StrategyConfigError(`${definition.name} option ${key}`, `a name other than flo aggregate's own flags (${[...RESERVED].join(", ")})`, key);
       }
-      const facts = fieldFacts(schema);
+      const facts = fieldFacts(schema as z.ZodType);
       const entry = byKey.get(key) ?? { integer: facts.integer, description: facts.description, uses: [] };
       entry.integer &&= facts.integer;
       entry.description ??= facts.description;
-      entry.uses.push(facts.defaultValue === undefined ? definition.name : `${definition.name} (default ${String(facts.defaultValue)})`);
+      entry.uses.push(facts.defaultValue === undefined ? definition.name : `${definition.name} (default ${JSON.stringify(facts.defaultValue)})`);
       byKey.set(key, entry);
     }
   }

@@ -29,7 +29,7 @@ export type ComputeType = ComputeSpec["type"];
 function backendOf(type: string): ComputeBackend {
   const backend = BACKENDS.find((candidate) => candidate.specSchema.shape.type.value === type);
   if (!backend) throw new Error(`no compute backend of type ${JSON.stringify(type)} (known: ${computeTypes().join(", ")})`);
-  return backend as unknown as ComputeBackend;
+  return backend;
 }
 
 export function computeTypes(): string[] {

@@ -58,7 +58,7 @@ export function describeValue(value: unknown): string {
   if (Array.isArray(value)) return `an array of ${value.length}`;
   if (typeof value === "string") return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
   if (typeof value === "object") return "an object";
-  return `${typeof value} ${String(value)}`;
+  return typeof value === "number" || typeof value === "boolean" || typeof value === "bigint" ? `${typeof value} ${value}` : typeof value;
 }
 
 export function isJsonObject(value: unknown): value is JsonObject {

@@ -110,7 +110,7 @@ export function floJobName(parts: FloJobNameParts): string {
   if (!silo) throw new RangeError("floJobName: silo must be non-empty");
   if (!isJobKind(kind)) throw new RangeError(`floJobName: kind must be one of ${Object.keys(JOB_KINDS).join(", ")}, got ${JSON.stringify(kind)}`);
   const clean = (s: string) => s.replace(/[^a-zA-Z0-9-]/g, "-");
-  const kindSuffix = kind === DEFAULT_JOB_KIND ? "" : `${KIND_SEPARATOR}${kind}`;
+  const kindSuffix = kind === DEFAULT_JOB_KIND ? "" : `${KIND_SEPARATOR}${String(kind)}`;
   const suffix = `-r${round}-${clean(silo)}${attempt > 1 ? `-a${attempt}` : ""}${kindSuffix}`;
   let id = clean(federationId);
   const room = JOB_NAME_MAX - "flo-".length - suffix.length;

@@ -77,9 +77,13 @@ export class MaskApplier {
   }
 }
 
+function pairwiseStream(seed: Uint8Array, sign: 1 | -1): { seed: Uint8Array; sign: 1 | -1 } {
+  return { seed, sign };
+}
+
 /** The streams silo `setup.selfIndex` adds: its self mask, +s_ij for j > i, -s_ij for j < i. */
 export function siloMaskStreams(setup: SiloRoundSetup): { seed: Uint8Array; sign: 1 | -1 }[] {
-  return [{ seed: setup.selfSeed, sign: 1 }, ...setup.pairwise.map((p) => ({ seed: p.maskSeed, sign: (p.peer > setup.selfIndex ? 1 : -1) as 1 | -1 }))];
+  return [{ seed: setup.selfSeed, sign: 1 }, ...setup.pairwise.map((p) => pairwiseStream(p.maskSeed, p.peer > setup.selfIndex ? 1 : -1))];
 }
 
 /** Float tensors of the global model: the coordinates secure aggregation sums (integer tensors come from the global model). */

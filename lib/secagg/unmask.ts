@@ -101,7 +101,7 @@ export async function unmaskSum(options: UnmaskOptions): Promise<UnmaskResult> {
   const removal = [
     ...split.survivors.map((i) => ({ seed: selfSeeds.get(i)!, sign: -1 as const })),
     // Silo i added +s_id when d > i: remove it by subtracting, and vice versa.
-    ...droppedSeeds.map((p) => ({ seed: p.seed, sign: (p.dropped > p.survivor ? -1 : 1) as 1 | -1 })),
+    ...droppedSeeds.map((p): { seed: Uint8Array; sign: 1 | -1 } => ({ seed: p.seed, sign: p.dropped > p.survivor ? -1 : 1 })),
   ];
   const bytesPerElement = ringBits / 8;
   const sumRange = async (name: string, start: number, count: number, masks: MaskApplier): Promise<Uint32Array> => {

@@ -477,7 +477,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     const actual: Record<string, string | null | undefined> = { ...tags, [FLO_TAGS.kind]: tags[FLO_TAGS.kind] ?? DEFAULT_JOB_KIND };
     for (const [key, value] of Object.entries(expected)) {
       if (actual[key] !== value) {
-        throw new AzureMlJobConflictError({ coordinates: this.coordinates, jobName: request.jobName, tag: key, expected: value, got: (tags[key] ?? undefined) as string | undefined });
+        throw new AzureMlJobConflictError({ coordinates: this.coordinates, jobName: request.jobName, tag: key, expected: value, got: (tags[key] ?? undefined) });
       }
     }
     return this.toStatus(job, request.jobName, this.outputUriFor(request));

@@ -39,7 +39,7 @@ export function withServiceBusOutputs(invoker: Invoker, send: ServiceBusSend, se
           throw new Error(`Function "${functionName}" output binding "${bindingName}": expected queueName or topicName, got neither`);
         }
         const connection = typeof binding.connection === "string" ? resolveAppSettingExpression(binding.connection, settings, `${functionName}.${bindingName}.connection`) : DEFAULT_SERVICE_BUS_CONNECTION;
-        const bodies = Array.isArray(value) ? value : [value];
+        const bodies: unknown[] = Array.isArray(value) ? value : [value];
         await send(resolveAppSettingExpression(entity, settings, `${functionName}.${bindingName}.${entityField}`), bodies.map((body) => ({ body })), connection);
       }
       return result;
