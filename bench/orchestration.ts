@@ -1,5 +1,5 @@
 /**
- * `npm run bench:orchestration`: the federation app's orchestration cost (issue #4) on the embedded
+ * `npm run bench:orchestration`: the federation app's orchestration cost on the embedded
  * host, with K local silos running an instant trainer (bench/fixtures/orchestration-trainer.js).
  *
  * Per K and per round it prints

@@ -134,7 +134,7 @@ describe("submit", () => {
     expect(credential.calls).toBeGreaterThan(0);
   });
 
-  test("the fake rejects what the SDK's own serializer sends (issue #29328), so the raw PUT is needed", async () => {
+  test("the fake rejects what the SDK's own serializer sends (Azure/azure-sdk-for-js#29328), so the raw PUT is needed", async () => {
     const client = new AzureMachineLearningWorkspaces(credential, SUBSCRIPTION, {
       endpoint: fake.url,
       tlsOptions: { ca: fake.ca },

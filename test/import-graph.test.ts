@@ -10,13 +10,13 @@ const LIB = join(__dirname, "..", "lib");
 
 const LAYERING_RULES: readonly ImportRule[] = [
   {
-    from: ["federation", "aggregation", "compute", "models"],
+    from: ["federation", "aggregation", "compute", "models", "secagg"],
     forbidden: ["runtime"],
     reason: "domain code must not load the embedded emulator (production on Azure would load it too)",
   },
   {
     from: ["runtime"],
-    forbidden: ["federation", "aggregation", "compute", "models", "spec", "events", "report", "cli"],
+    forbidden: ["federation", "aggregation", "compute", "models", "spec", "secagg", "report", "cli"],
     reason: "the embedded runtime is a generic Functions + Durable host: it knows nothing of federated learning",
   },
   {
@@ -25,9 +25,9 @@ const LAYERING_RULES: readonly ImportRule[] = [
     reason: "the bus is shared by the emulator's triggers and the federation, so it depends on neither",
   },
   {
-    from: ["aggregation"],
-    forbidden: ["cli"],
-    reason: "the aggregation engine is a library; the command line is one of its callers",
+    from: ["aggregation", "compute", "models", "secagg", "messaging", "storage", "spec"],
+    forbidden: ["federation", "cli", "report"],
+    reason: "the federation composes these building blocks (and the CLI and report are their callers), never the other way round",
   },
 ];
 

@@ -85,7 +85,7 @@ describe("durable engine: .NET-side semantics", () => {
     expect(Date.parse(echo.Timestamp)).toBe(T0 + 60_000);
   });
 
-  it("assigns the notes' §8 example id sequence (fan-out, retry after one failure, cancelled deadline, activity)", async () => {
+  it("assigns the extension's id sequence to the reference example (fan-out, retry after one failure, cancelled deadline, activity)", async () => {
     const { engine, clock } = await setup();
     control.flakyFailures.set("fl-key", 1);
     const id = await run(engine, "flShaped", "fl-key");

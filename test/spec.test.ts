@@ -51,7 +51,7 @@ describe("valid specs", () => {
     expect(spec.silos.map((s) => s.name)).toEqual(["a", "b"]);
   });
 
-  test("fraud-local.yaml: the issue #2 contract example parses, original field names kept", async () => {
+  test("fraud-local.yaml: the contract example parses, original field names kept", async () => {
     const spec = await loadSpecFile(`${SPECS}/fraud-local.yaml`);
     expect(spec.name).toBe("fraud-demo");
     expect(spec.rounds).toBe(5);

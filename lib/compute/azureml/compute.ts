@@ -4,7 +4,7 @@
  * The @azure/arm-machinelearning 2.1.1 client supplies auth, retry (408/429/5xx with backoff that
  * honours Retry-After), user agent and the cancel long-running operation. The job PUT is sent raw
  * through `client.sendRequest` because the SDK's serializer drops `uri`/`mode` of uri_folder inputs and
- * outputs (Azure/azure-sdk-for-js#29328; see the Azure ML notes §1.4).
+ * outputs (Azure/azure-sdk-for-js#29328).
  */
 import { AzureMachineLearningWorkspaces, type JobBase } from "@azure/arm-machinelearning";
 import type { TokenCredential } from "@azure/core-auth";

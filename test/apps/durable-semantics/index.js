@@ -60,7 +60,7 @@ df.app.orchestration("allNotFailFast", function* (context) {
   }
 });
 
-// durable-js issue #574: the same timer re-yielded in a new Task.any every iteration.
+// Azure/azure-functions-durable-js#574: the same timer re-yielded in a new Task.any every iteration.
 df.app.orchestration("timerReusedInAnyLoop", function* (context) {
   const deadline = context.df.createTimer(new Date(context.df.currentUtcDateTime.getTime() + 3600_000));
   let pending = ["a", "b", "c"].map((n) => context.df.waitForExternalEvent(`ack-${n}`));
@@ -253,7 +253,7 @@ df.app.orchestration("canString", function* (context) {
   return { input };
 });
 
-// The notes' §8 example: fan-out, a retried activity, a cancelled deadline over events, then an activity.
+// The reference example for the extension's event ids: fan-out, a retried activity, a cancelled deadline over events, then an activity.
 df.app.orchestration("flShaped", function* (context) {
   const silos = ["a", "b", "c"];
   const updates = yield context.df.Task.all(silos.map((s) => context.df.callActivity("echo", s)));

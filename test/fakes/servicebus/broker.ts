@@ -13,7 +13,7 @@
  *   bus.queues / bus.topics               // names; bus.createQueue(...) / bus.createTopic(...) to declare more
  *   await bus.stop()
  *
- * Behaviour (what the SDK needs; see shared notes §6): SASL accepts any mechanism; CBS `put-token` always
+ * Behaviour (what @azure/service-bus needs): SASL accepts any mechanism; CBS `put-token` always
  * succeeds; queues are created on first use; a topic fans each message out to its subscriptions
  * (`<topic>/Subscriptions/<sub>`); batches (format 0x80013700) are unbatched; the broker assigns message_id
  * (when absent), sequence number, enqueued time, locked-until and delivery_count; peek-lock and
