@@ -314,6 +314,7 @@ describe("infra/ Bicep", () => {
       "FLO_PARTNER_QUEUE", // no shared partner queue in Azure: partner <name> sends to partner-<name> (FLO_PARTNER_ALLOWLIST lists the names)
       "FLO_LOCAL_JOBS_DIR",
       "FLO_LOCAL_BASE_DIR",
+      "FLO_LOCAL_ALLOWED_PATHS",
       "FLO_MANAGED_IDENTITY_CLIENT_ID", // the app has a system-assigned identity
       "FLO_ARM_ENDPOINT",
       "FLO_ARM_CA_FILE",

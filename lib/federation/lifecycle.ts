@@ -1,6 +1,6 @@
 /** Starting a federation and finding its checkpoint: the I/O behind the HTTP API's start and resume. */
 import { federationFolder, roundGlobalPath } from "../models/storeLayout";
-import { fileSource } from "../models/fileBytes";
+import { FileBytesError, fileSource } from "../models/fileBytes";
 import { readSafetensorsHeader, SafetensorsError } from "../models/safetensors";
 import { BlobNotFoundError } from "../models/storeErrors";
 import type { FederationSpec } from "../spec";
@@ -8,7 +8,7 @@ import { ApiError } from "./problem";
 import type { FederationCheckpoint } from "./manifest";
 import type { FederationRunInput, ModelRef, RunPolicy } from "./types";
 import type { FederationServices } from "./services";
-import { resolve } from "node:path";
+import { confineLocalPath, LocalPathError } from "../storage/localPaths";
 
 /** Default interval at which a waiting silo polls its job when no completion event arrives. */
 export const DEFAULT_STATUS_POLL_SECONDS = 60;
@@ -56,16 +56,27 @@ export async function prepareFederation(services: FederationServices, federation
 async function importInitialModel(services: FederationServices, federationId: string, location: string): Promise<ModelRef> {
   const target = roundGlobalPath(federationId, 1);
   const isUri = /^https?:\/\//i.test(location);
-  // Relative local paths in specs resolve against the federation's base folder, like silo inputs.
-  const localFile = resolve(services.localBaseDir, location);
   if (/^azureml:\/\//i.test(location)) throw new ApiError(400, `initialModel: azureml:// locations are not supported for the initial model yet; got ${location}`);
+  // Relative local paths in specs resolve against the federation's base folder, like silo inputs,
+  // and may not leave it (or the folders the settings allow).
+  let localFile = "";
+  if (!isUri) {
+    try {
+      localFile = confineLocalPath(location, services.localPathRoots, "initialModel");
+    } catch (err) {
+      if (err instanceof LocalPathError) throw new ApiError(400, err.message);
+      throw err;
+    }
+  }
   try {
     const source = isUri ? services.store.source(services.store.pathFromUri(location)) : fileSource(localFile);
     await readSafetensorsHeader(source);
     await source.close?.();
   } catch (err) {
     if (err instanceof SafetensorsError) throw new ApiError(400, `initialModel: ${err.message}`);
-    throw new ApiError(400, `initialModel: cannot read ${location}: ${(err as Error).message}`);
+    if (err instanceof FileBytesError) throw new ApiError(400, `initialModel: ${err.message}`);
+    // The error code only: a system message may quote more than the rule that was broken.
+    throw new ApiError(400, `initialModel: cannot read ${location} (${(err as NodeJS.ErrnoException).code ?? "unreadable"})`);
   }
   const written = isUri
     ? await services.store.putBytes(target, await services.store.getBytes(services.store.pathFromUri(location)))

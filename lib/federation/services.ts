@@ -5,6 +5,7 @@
  * the same storage account), and partner notifications (only when a topic is configured).
  */
 import { ModelStore } from "../models/store";
+import { parseAllowedRoots, type LocalPathRoots } from "../storage/localPaths";
 import { storageSettingsFromEnv } from "../storage/settings";
 import { parseSpec, type FederationSpec, type ParseSpecOptions, type SiloSpec } from "../spec";
 import type { ModelRef } from "./types";
@@ -27,6 +28,8 @@ export interface FederationServices {
   readonly notifications: NotificationSender | undefined;
   /** The folder relative local paths in specs (initial model, silo inputs) resolve against. */
   readonly localBaseDir: string;
+  /** Where local paths in specs may point: the base folder and the folders the settings allow. */
+  readonly localPathRoots: LocalPathRoots;
   parseSpec(text: string, options?: ParseSpecOptions): FederationSpec;
   /** The spec a federation stored at start, verified against its digest. */
   loadSpec(ref: ModelRef): Promise<FederationSpec>;
@@ -39,6 +42,7 @@ class SettingsServices implements FederationServices {
   readonly messages: ServiceBusTransport;
   readonly jobEventsQueue: string;
   readonly localBaseDir: string;
+  readonly localPathRoots: LocalPathRoots;
   private readonly entities: MessageEntities;
   private readonly busConnection: ServiceBusConnection | undefined;
   private publisher?: NotificationPublisher;
@@ -54,6 +58,7 @@ class SettingsServices implements FederationServices {
     }
     this.store = ModelStore.fromSettings(storage, modelContainerFromSettings(env));
     this.localBaseDir = env[Settings.localBaseDir] || process.cwd();
+    this.localPathRoots = { baseDir: this.localBaseDir, allowedRoots: parseAllowedRoots(env[Settings.localAllowedPaths], Settings.localAllowedPaths) };
     this.entities = messageEntitiesFromSettings(env);
     this.jobEventsQueue = this.entities.jobEventsQueue;
     this.busConnection = serviceBusConnectionFromSettings(env);

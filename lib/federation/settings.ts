@@ -13,6 +13,7 @@ export const Settings = {
   modelContainer: "FLO_MODEL_CONTAINER",
   localJobsDir: "FLO_LOCAL_JOBS_DIR",
   localBaseDir: "FLO_LOCAL_BASE_DIR",
+  localAllowedPaths: "FLO_LOCAL_ALLOWED_PATHS",
   ...MessagingSettingNames,
 } as const;
 
