@@ -12,7 +12,6 @@ import { createInvoker } from "../lib/runtime/invoke";
 import { VirtualClock } from "../lib/runtime/clock";
 import { DurableEngine } from "../lib/runtime/durable/engine";
 import { InMemoryDurableStore, type EpisodeRecord, type InstanceRecord } from "../lib/runtime/durable/store";
-import { EventType } from "../lib/runtime/durable/history";
 import { durablePayloadBytes, fitCustomStatus, MAX_CUSTOM_STATUS_BYTES, MAX_DIGEST_METRICS, RECENT_ROUNDS, recentRounds, roundDigest } from "../lib/federation/payloads";
 import type { FederationRunInput, FederationStatus, FederationSummary, RoundDigest, RoundSummary } from "../lib/federation/types";
 
