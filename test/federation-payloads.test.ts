@@ -105,7 +105,7 @@ describe("a federation of 200 rounds x 3 silos", () => {
   let run: Awaited<ReturnType<typeof runFederation>>;
   beforeAll(async () => {
     run = await runFederation({ silos: ["east", "west", "north"], rounds: 200 });
-  }, 120_000);
+  }, 240_000);
 
   it("completes, with an output that points at the history instead of carrying it", () => {
     expect(run.runtimeStatus).toBe("Completed");
