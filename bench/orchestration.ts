@@ -278,9 +278,11 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
     const wallMs = Date.now() - started;
     sampleCpu();
     if (final.runtimeStatus !== "Completed") throw new Error(`federation ${federationId} ended ${final.runtimeStatus}: ${JSON.stringify(final.output)}`);
-    const summary = final.output as { history: { round: number; startedAt: string; aggregatedAt: string }[] };
+    // The round history is in the checkpoint blob; the API serves it.
+    const statusResponse = await fetch(`${host.url}/api/federations/${federationId}`, { headers: { "x-functions-key": host.functionKey } });
+    const { history } = (await statusResponse.json()) as { history: { round: number; startedAt: string; aggregatedAt: string }[] };
     const calls = await remeasureAlone(invoke, recorded);
-    const aggregatedAt = new Map(summary.history.map((h) => [h.round, Date.parse(h.aggregatedAt)]));
+    const aggregatedAt = new Map(history.map((h) => [h.round, Date.parse(h.aggregatedAt)]));
     const timelines = roundTimeline({
       rounds,
       jobs: jobTimes(jobsDir),

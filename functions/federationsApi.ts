@@ -52,7 +52,7 @@ app.http("getFederation", {
   ...common,
   methods: ["GET"],
   route: "federations/{id}",
-  handler: wrap(async (request, client) => getFederation(client, request.params.id, origin(request))),
+  handler: wrap(async (request, client) => getFederation(client, await federationServices(), request.params.id, origin(request))),
 });
 
 app.http("cancelFederation", {

@@ -23,6 +23,7 @@ import type {
   SiloGroupInput,
   SiloRoundResult,
 } from "../lib/federation/types";
+import { fitCustomStatus, recentRounds, roundDigest } from "../lib/federation/payloads";
 import { ioRetry } from "./siloRound";
 import type { PartnerNotice } from "../lib/federation/notify";
 
@@ -38,16 +39,34 @@ function* notify(context: OrchestrationContext, notice: PartnerNotice): Generato
   }
 }
 
+/** How the round's silos fared, as counts (lists of silos would grow the status with K). */
+function outcomeCounts(sampled: number, results: readonly SiloRoundResult[]): FederationStatus["counts"] {
+  const count = (outcome: SiloRoundResult["outcome"]) => results.filter((r) => r.outcome === outcome).length;
+  return { sampled, succeeded: count("succeeded"), failed: count("failed"), late: count("late") };
+}
+
 export const federationOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, FederationSummary | undefined, unknown> {
   const run = context.df.getInput<FederationRunInput>();
   const { federationId, round } = run;
   const roundStartedAt = context.df.currentUtcDateTime.toISOString();
   const sampled = sampleSilos(federationId, round, run.silos, run.policy);
   const deadline = roundDeadline(context.df.currentUtcDateTime, run.policy.roundTimeoutSeconds).toISOString();
-  const status = (phase: FederationStatus["phase"]) =>
-    context.df.setCustomStatus({ round, rounds: run.rounds, phase, sampled, roundStartedAt, deadline, history: run.history } satisfies FederationStatus);
+  const latestManifest = run.recent.at(-1)?.manifestUri;
+  const status = (update: Pick<FederationStatus, "phase"> & Partial<FederationStatus>) =>
+    context.df.setCustomStatus(
+      fitCustomStatus({
+        round,
+        rounds: run.rounds,
+        roundStartedAt,
+        deadline,
+        counts: { sampled: sampled.length },
+        recent: run.recent,
+        links: { checkpoint: run.checkpointUri, manifest: latestManifest },
+        ...update,
+      }),
+    );
 
-  status("training");
+  status({ phase: "training" });
   const shared: Omit<SiloGroupInput, "silos"> = {
     federationId,
     spec: run.spec,
@@ -65,16 +84,18 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
   const groupResults = (yield context.df.Task.all(groupTasks)) as SiloRoundResult[][];
   const results = groupResults.flat();
 
+  const counts = outcomeCounts(sampled.length, results);
   const quorum = roundQuorum(results, run.policy.minSilos);
   if (!quorum.ok) {
-    status("failed");
+    status({ phase: "failed", counts });
     const failure: RecordRoundFailureInput = { federationId, spec: run.spec, round, sampled, results, global: run.global, reason: quorum.reason!, roundStartedAt };
-    yield context.df.callActivityWithRetry(Activities.recordRoundFailure, ioRetry, failure);
+    const recorded = (yield context.df.callActivityWithRetry(Activities.recordRoundFailure, ioRetry, failure)) as { manifestUri: string };
+    status({ phase: "failed", counts, links: { checkpoint: run.checkpointUri, manifest: recorded.manifestUri } });
     yield* notify(context, { type: "federation-failed", federationId, round, reason: quorum.reason });
     throw new Error(`round ${round}: ${quorum.reason}`);
   }
 
-  status("aggregating");
+  status({ phase: "aggregating", counts });
   const aggregateInput: AggregateRoundInput = {
     federationId,
     spec: run.spec,
@@ -88,12 +109,14 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
   };
   const aggregated = (yield context.df.callActivityWithRetry(Activities.aggregateRound, ioRetry, aggregateInput)) as AggregateRoundOutput;
   if (!aggregated.ok) {
-    status("failed");
+    status({ phase: "failed", counts, links: { checkpoint: run.checkpointUri, manifest: aggregated.manifestUri } });
     yield* notify(context, { type: "federation-failed", federationId, round, reason: aggregated.reason });
     throw new Error(`round ${round}: ${aggregated.reason}`);
   }
 
-  const history = [...run.history, aggregated.summary];
+  const digest = roundDigest(aggregated.summary);
+  const recent = recentRounds(run.recent, digest);
+  const links = { checkpoint: aggregated.checkpointUri, manifest: aggregated.summary.manifestUri };
   yield* notify(context, { type: "round-completed", federationId, round, summary: aggregated.summary });
 
   if (round >= run.rounds) {
@@ -102,16 +125,24 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
       status: "completed",
       rounds: run.rounds,
       finalModel: aggregated.summary.model,
-      history,
+      historyUri: aggregated.checkpointUri,
+      lastRound: digest,
       startedAt: run.startedAt,
       finishedAt: context.df.currentUtcDateTime.toISOString(),
     };
-    context.df.setCustomStatus({ round, rounds: run.rounds, phase: "completed", sampled, roundStartedAt, history } satisfies FederationStatus);
+    status({ phase: "completed", deadline: undefined, counts, recent, links });
     yield* notify(context, { type: "federation-completed", federationId, round, summary: aggregated.summary });
     return summary;
   }
 
-  const next: FederationRunInput = { ...run, round: round + 1, global: aggregated.summary.model, strategyState: aggregated.strategyState, history };
+  const next: FederationRunInput = {
+    ...run,
+    round: round + 1,
+    global: aggregated.summary.model,
+    strategyState: aggregated.strategyState,
+    recent,
+    checkpointUri: aggregated.checkpointUri,
+  };
   context.df.continueAsNew(next);
   return undefined;
 };

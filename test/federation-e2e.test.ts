@@ -93,6 +93,19 @@ describe("a clean 3-silo federation", () => {
     expect(checkpoint.model.sha256).toBe(status.output.finalModel.sha256);
   });
 
+  it("serves the sampled silos and every round's summary from storage, the custom status holding counts only", async () => {
+    expect(status).toMatchObject({ round: 3, rounds: 3, phase: "completed", sampled: ["east", "west", "north"] });
+    expect(status.history.map((h: any) => [h.round, h.included, h.excluded, h.model.sha256])).toEqual(
+      await Promise.all([1, 2, 3].map(async (round) => [round, ["east", "west", "north"], [], (await manifest("clean", round)).globalOut?.sha256])),
+    );
+    expect(status.output.historyUri).toMatch(/\/federations\/clean\/checkpoint\.json$/);
+    const instance = (await (await flo.management("instances/clean")).json()) as { customStatus: any };
+    expect(instance.customStatus).toMatchObject({ round: 3, phase: "completed", counts: { sampled: 3, succeeded: 3, failed: 0, late: 0 } });
+    expect(instance.customStatus.recent.map((d: any) => [d.round, d.included, d.excluded])).toEqual([[1, 3, 0], [2, 3, 0], [3, 3, 0]]);
+    expect(instance.customStatus).not.toHaveProperty("history");
+    expect(instance.customStatus).not.toHaveProperty("sampled");
+  });
+
   it("keeps each job's log", async () => {
     const m = await manifest("clean", 1);
     const log = await store.getBytes(store.pathFromUri(m.silos[0].attempts[0].logUri!));

@@ -72,7 +72,10 @@ it("resumes a failed federation from its last checkpoint to the same final model
   expect(resumed.body).toMatchObject({ id: "resumable", resumedFromRound: 1, round: 2 });
   const done = await flo.waitFor("resumable", finished);
   expect(done.runtimeStatus).toBe("Completed");
-  expect(done.output.history.map((h: any) => h.round)).toEqual([1, 2, 3]);
+  // the API serves the whole history from the checkpoint; the output points at it
+  expect(done.history.map((h: any) => h.round)).toEqual([1, 2, 3]);
+  expect(done.output.historyUri).toMatch(/\/federations\/resumable\/checkpoint\.json$/);
+  expect(done.output.lastRound).toMatchObject({ round: 3, modelSha256: done.output.finalModel.sha256, included: 3, excluded: 0 });
   const w = await finalModel(done);
   expectedToyModel(silos, 3).forEach((v, i) => expect(w[i]).toBeCloseTo(v, 6));
   // the resumed round's jobs are new attempts, after the failed run's

@@ -153,8 +153,8 @@ async function saveStrategyState(services: FederationServices, input: AggregateR
   return { uri: written.uri, sha256: written.sha256 };
 }
 
-/** Step 6: the checkpoint a resumed federation starts from, with the history of rounds. */
-async function saveCheckpoint(services: FederationServices, args: { input: AggregateRoundInput; summary: RoundSummary; model: ModelRef; strategyState: ModelRef }): Promise<void> {
+/** Step 6: the checkpoint a resumed federation starts from, with the history of rounds (the only copy of it). */
+async function saveCheckpoint(services: FederationServices, args: { input: AggregateRoundInput; summary: RoundSummary; model: ModelRef; strategyState: ModelRef }): Promise<string> {
   const { input, summary, model, strategyState } = args;
   const previous = await readHistory(services, input.federationId, input.round);
   const checkpoint: FederationCheckpoint = {
@@ -166,7 +166,8 @@ async function saveCheckpoint(services: FederationServices, args: { input: Aggre
     history: [...previous, summary],
     manifestUri: summary.manifestUri,
   };
-  await services.store.putJson(checkpointPath(input.federationId), checkpoint);
+  const written = await services.store.putJson(checkpointPath(input.federationId), checkpoint);
+  return written.uri;
 }
 
 /**
@@ -241,8 +242,8 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
     startedAt: input.roundStartedAt,
     aggregatedAt: aggregatedAt.toISOString(),
   };
-  await saveCheckpoint(services, { input, summary, model, strategyState });
-  return { ok: true, summary, strategyState };
+  const checkpointUri = await saveCheckpoint(services, { input, summary, model, strategyState });
+  return { ok: true, summary, strategyState, checkpointUri };
 }
 
 /** The history of rounds before `round`, from the checkpoint (empty before the first). */

@@ -4,11 +4,12 @@
  */
 import type { DurableClient, DurableOrchestrationStatus } from "durable-functions";
 import { ApiError, problem, type ApiResponse } from "./problem";
-import { siloGroupInstanceId, siloGroups, siloInstanceId } from "./decisions";
+import { sampleSilos, siloGroupInstanceId, siloGroups, siloInstanceId } from "./decisions";
+import { RECENT_ROUNDS, roundDigest } from "./payloads";
 import { Orchestrations } from "./types";
 import type { FederationRunInput, FederationStatus, RoundSummary, SiloRoundResult, SiloStatus } from "./types";
 import type { FederationServices } from "./services";
-import { prepareFederation, readCheckpoint } from "./lifecycle";
+import { checkpointPath, prepareFederation, readCheckpoint } from "./lifecycle";
 import { SpecError } from "../spec/errors";
 
 const RUNNING = new Set(["Running", "Pending", "ContinuedAsNew", "Suspended"]);
@@ -93,15 +94,17 @@ export async function listFederations(client: DurableClient, origin: string): Pr
 /** At most this many silos' live states are fetched for one status request. */
 const MAX_SILO_DETAILS = 200;
 
-export async function getFederation(client: DurableClient, id: string, origin: string): Promise<ApiResponse> {
-  const status = await requireInstance(client, id);
+export async function getFederation(client: DurableClient, services: FederationServices, id: string, origin: string): Promise<ApiResponse> {
+  const status = await requireInstance(client, id, { showInput: true });
   const runtimeStatus: string = status.runtimeStatus; // durable-functions types it as an enum of these same names
   const custom = status.customStatus as FederationStatus | undefined;
   const running = RUNNING.has(status.runtimeStatus);
+  // The custom status holds counts only (its size is bounded): the silos come from the input's spec silos.
+  const sampled = custom ? roundSilos(id, custom.round, status.input as FederationRunInput) : undefined;
   let silos: (SiloStatus | SiloRoundResult | { silo: string; state: string })[] | undefined;
-  if (custom && running && custom.sampled.length <= MAX_SILO_DETAILS) {
+  if (custom && sampled && running && sampled.length <= MAX_SILO_DETAILS) {
     silos = await Promise.all(
-      custom.sampled.map(async (silo) => {
+      sampled.map(async (silo) => {
         const sub = await findInstance(client, siloInstanceId(id, custom.round, silo));
         if (!sub) return { silo, state: "pending" };
         if ((sub.runtimeStatus as string) === "Completed") return sub.output as SiloRoundResult;
@@ -109,7 +112,6 @@ export async function getFederation(client: DurableClient, id: string, origin: s
       }),
     );
   }
-  const history: RoundSummary[] = (runtimeStatus === "Completed" ? (status.output as { history?: RoundSummary[] })?.history : undefined) ?? custom?.history ?? [];
   return {
     status: 200,
     body: {
@@ -120,15 +122,26 @@ export async function getFederation(client: DurableClient, id: string, origin: s
       round: custom?.round,
       rounds: custom?.rounds,
       phase: runtimeStatus === "Failed" ? "failed" : runtimeStatus === "Terminated" ? "canceled" : custom?.phase,
-      sampled: custom?.sampled,
+      sampled,
       deadline: custom?.deadline,
       silos,
-      history,
+      history: await roundHistory(services, id, custom?.round),
       output: runtimeStatus === "Completed" ? status.output : undefined,
       failure: runtimeStatus === "Failed" || runtimeStatus === "Terminated" ? status.output : undefined,
       links: federationLinks(origin, id),
     },
   };
+}
+
+/** The silos a round sampled, recomputed like the orchestrator does (undefined without the run's input). */
+function roundSilos(id: string, round: number, run: FederationRunInput | null | undefined): string[] | undefined {
+  return run?.silos && run.policy ? sampleSilos(id, round, run.silos, run.policy) : undefined;
+}
+
+/** Every completed round's summary up to `round`, from the checkpoint blob (empty before the first). */
+async function roundHistory(services: FederationServices, id: string, round: number | undefined): Promise<RoundSummary[]> {
+  const checkpoint = await readCheckpoint(services, id);
+  return (checkpoint?.history ?? []).filter((h) => round === undefined || h.round <= round);
 }
 
 export async function cancelFederation(client: DurableClient, services: FederationServices, id: string, reason = "canceled by request"): Promise<ApiResponse> {
@@ -139,18 +152,19 @@ export async function cancelFederation(client: DurableClient, services: Federati
   const canceledJobs: string[] = [];
   // The federation first: a terminated sub-orchestration would otherwise fail it before it is terminated.
   await client.terminate(id, reason);
-  if (custom) {
+  const sampled = custom ? roundSilos(id, custom.round, run) : undefined;
+  if (custom && sampled) {
     const spec = await services.loadSpec(run.spec);
     // Then the groups, so a terminated silo doesn't fail its group before the group is terminated.
     await Promise.all(
-      siloGroups(custom.sampled).map(async (_, group) => {
+      siloGroups(sampled).map(async (_, group) => {
         const groupId = siloGroupInstanceId(id, custom.round, group);
         const sub = await findInstance(client, groupId);
         if (sub && RUNNING.has(sub.runtimeStatus)) await client.terminate(groupId, reason);
       }),
     );
     await Promise.all(
-      custom.sampled.map(async (silo) => {
+      sampled.map(async (silo) => {
         const subId = siloInstanceId(id, custom.round, silo);
         const sub = await findInstance(client, subId);
         if (!sub || !RUNNING.has(sub.runtimeStatus)) return;
@@ -171,7 +185,8 @@ export async function resumeFederation(client: DurableClient, services: Federati
   const status = await requireInstance(client, id, { showInput: true });
   if (RUNNING.has(status.runtimeStatus)) throw new ApiError(409, `federation ${id} is still running (${status.runtimeStatus}); nothing to resume`);
   if ((status.runtimeStatus as string) === "Completed") throw new ApiError(409, `federation ${id} completed; nothing to resume`);
-  const failed = status.input as FederationRunInput;
+  // Inputs of runs started before the history moved to the checkpoint still carry it: dropped.
+  const { history: _carriedHistory, ...failed } = status.input as FederationRunInput & { history?: unknown };
   const checkpoint = await readCheckpoint(services, id);
   if (!checkpoint && failed.round !== 1) throw new ApiError(409, `federation ${id} reached round ${failed.round} but has no checkpoint to resume from`);
   // Without a checkpoint the first round failed: its input is the start of the federation.
@@ -181,10 +196,11 @@ export async function resumeFederation(client: DurableClient, services: Federati
         round: checkpoint.round + 1,
         global: checkpoint.model,
         strategyState: checkpoint.strategyState,
-        history: checkpoint.history,
+        recent: checkpoint.history.slice(-RECENT_ROUNDS).map(roundDigest),
+        checkpointUri: services.store.uri(checkpointPath(id)),
         resumedFromRound: checkpoint.round,
       }
-    : { ...failed };
+    : { ...failed, recent: failed.recent ?? [] };
   if (next.round > next.rounds) throw new ApiError(409, `federation ${id}: all ${next.rounds} rounds are checkpointed; nothing to resume`);
   next.generation = (failed.generation ?? 0) + 1;
   next.startedAt = now.toISOString();

@@ -47,7 +47,7 @@ export async function prepareFederation(services: FederationServices, federation
     silos: spec.silos.map((s) => s.name),
     policy: runPolicy(spec),
     global,
-    history: [],
+    recent: [],
     startedAt: now.toISOString(),
   };
 }

@@ -37,8 +37,13 @@ export interface FederationRunInput {
   global?: ModelRef;
   /** The strategy state checkpointed by the previous round, absent before the first aggregation. */
   strategyState?: ModelRef;
-  /** One line per completed round, carried from execution to execution. */
-  history: RoundSummary[];
+  /**
+   * The latest completed rounds (at most `RECENT_ROUNDS`), for the custom status. The whole history
+   * is in the checkpoint blob: carrying it here would grow every execution's input with the rounds.
+   */
+  recent: RoundDigest[];
+  /** The checkpoint blob (model, strategy state, every completed round's summary), once a round completed. */
+  checkpointUri?: string;
   /** When round 1 started (or the resume), for the summary. */
   startedAt: string;
   /** Set when this run resumed from a checkpoint. */
@@ -132,8 +137,21 @@ export interface RoundSummary {
   aggregatedAt: string;
 }
 
+/** A completed round as the custom status and the orchestration input carry it (see payloads.ts). */
+export interface RoundDigest {
+  round: number;
+  modelSha256: string;
+  manifestUri: string;
+  /** How many silos' updates were aggregated, and how many sampled silos were not. */
+  included: number;
+  excluded: number;
+  /** A few of the round's metric means (the manifest has them all). */
+  metrics: Record<string, number>;
+  globalMetrics: Record<string, number>;
+}
+
 export type AggregateRoundOutput =
-  | { ok: true; summary: RoundSummary; strategyState?: ModelRef }
+  | { ok: true; summary: RoundSummary; strategyState?: ModelRef; checkpointUri: string }
   | { ok: false; reason: string; manifestUri: string };
 
 export interface RecordRoundFailureInput {
@@ -152,20 +170,30 @@ export interface FederationSummary {
   status: "completed";
   rounds: number;
   finalModel: ModelRef;
-  history: RoundSummary[];
+  /** The checkpoint blob: its `history` has every round's summary (GET /api/federations/{id} shows it). */
+  historyUri: string;
+  /** The last round, compact. */
+  lastRound: RoundDigest;
   startedAt: string;
   finishedAt: string;
 }
 
-/** Custom status of the federation orchestration, shown by GET /federations/{id}. */
+/**
+ * Custom status of the federation orchestration, shown by GET /federations/{id}. Its size is bounded
+ * whatever the rounds and silos (payloads.ts): counts instead of silo lists, a short tail of rounds.
+ */
 export interface FederationStatus {
   round: number;
   rounds: number;
   phase: "training" | "aggregating" | "completed" | "failed";
-  sampled: string[];
   roundStartedAt: string;
   deadline?: string;
-  history: RoundSummary[];
+  /** How many silos the round sampled and, once their jobs ended, how many succeeded, failed or were late. */
+  counts: { sampled: number; succeeded?: number; failed?: number; late?: number };
+  /** The latest completed rounds, oldest first. */
+  recent: RoundDigest[];
+  /** The checkpoint blob and the latest round manifest, when they exist. */
+  links: { checkpoint?: string; manifest?: string };
 }
 
 /** Custom status of a silo's sub-orchestration. */
