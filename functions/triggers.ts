@@ -47,7 +47,7 @@ if (retrain) {
     schedule: retrain.schedule,
     extraInputs: [df.input.durableClient()],
     handler: async (timer: Timer, context: InvocationContext) => {
-      await runScheduledRetraining(df.getClient(context), await federationServices(), retrain, timer, (l) => context.log(l));
+      await runScheduledRetraining(df.getClient(context), { services: await federationServices(), settings: retrain, timer, log: (l) => context.log(l) });
     },
   });
 }

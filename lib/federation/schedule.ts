@@ -27,12 +27,9 @@ export type RetrainOutcome = { outcome: "started"; federationId: string } | { ou
  */
 export async function runScheduledRetraining(
   client: DurableClient,
-  services: FederationServices,
-  settings: RetrainSettings,
-  timer: { isPastDue: boolean },
-  log: Log,
-  now: Date = new Date(),
+  occurrence: { services: FederationServices; settings: RetrainSettings; timer: { isPastDue: boolean }; log: Log; now?: Date },
 ): Promise<RetrainOutcome> {
+  const { services, settings, timer, log, now = new Date() } = occurrence;
   const spec = await loadSpecFile(settings.specPath);
   const running = await runningFederationOf(client, spec.name);
   if (running) {

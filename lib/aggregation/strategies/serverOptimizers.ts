@@ -40,8 +40,8 @@ export function serverOptimizerRule(name: ServerOptimizerName, options: Pick<Ser
     optimizer: {
       stateTensors: optimizerStateTensors(name),
       step({ global, mean, state, firstStep, out, length }) {
-        if (name === "fedavgm") fedAvgMChunk(global, mean, state.momentum, firstStep, o, out, length);
-        else fedAdaptiveChunk(name, global, mean, state.m ?? new Float64Array(0), state.v, o, out, length);
+        if (name === "fedavgm") fedAvgMChunk({ global, average: mean, momentum: state.momentum, firstStep, out, length }, o);
+        else fedAdaptiveChunk(name, { global, average: mean, m: state.m ?? new Float64Array(0), v: state.v, out, length }, o);
       },
     },
   };
@@ -98,14 +98,10 @@ export const fedadagrad = defineStrategy({
  * stated to mirror PyTorch's buffer initialisation).
  */
 export function fedAvgMChunk(
-  global: Float32Array | Float64Array,
-  average: Float64Array,
-  momentum: Float64Array,
-  firstStep: boolean,
+  chunk: { global: Float32Array | Float64Array; average: Float64Array; momentum: Float64Array; firstStep: boolean; out: Float64Array; length?: number },
   options: Pick<ServerOptimizerOptions, "serverLr" | "momentum">,
-  out: Float64Array,
-  length = out.length,
 ): void {
+  const { global, average, momentum, firstStep, out, length = out.length } = chunk;
   const { serverLr, momentum: mu } = options;
   for (let c = 0; c < length; c++) {
     const g = global[c] - average[c];
@@ -121,14 +117,10 @@ export function fedAvgMChunk(
  */
 export function fedAdaptiveChunk(
   variant: Exclude<ServerOptimizerName, "fedavgm">,
-  global: Float32Array | Float64Array,
-  average: Float64Array,
-  m: Float64Array,
-  v: Float64Array,
+  chunk: { global: Float32Array | Float64Array; average: Float64Array; m: Float64Array; v: Float64Array; out: Float64Array; length?: number },
   options: ServerOptimizerOptions,
-  out: Float64Array,
-  length = out.length,
 ): void {
+  const { global, average, m, v, out, length = out.length } = chunk;
   const { serverLr, beta1, beta2, tau } = options;
   for (let c = 0; c < length; c++) {
     const delta = average[c] - global[c];

@@ -563,10 +563,10 @@ export class DurableEngine {
       // MessagePayloadDataConverter throws past 16 KB: the instance fails, nothing is scheduled, the status is not kept.
       const message = `Orchestrator function '${record.name}' failed: ${oversized}`;
       const failedResult: ReplayResult = { ...result, newWork: [], outcome: { kind: "failed", message, failure: { ErrorType: "ArgumentException", ErrorMessage: message } } };
-      await this.commitEpisode(live, newEvents, failedResult, { ...state!, customStatus: undefined }, [...applied, ...dropped], now);
+      await this.commitEpisode(live, { newEvents, result: failedResult, state: { ...state!, customStatus: undefined }, consumed: [...applied, ...dropped], now });
       return true;
     }
-    await this.commitEpisode(live, newEvents, result, state, [...applied, ...dropped], now);
+    await this.commitEpisode(live, { newEvents, result, state, consumed: [...applied, ...dropped], now });
     return true;
   }
 
@@ -606,14 +606,12 @@ export class DurableEngine {
     }
   }
 
+  /** Persists one episode: its new history, the work it scheduled, the state it set, the messages it consumed. */
   private async commitEpisode(
     live: LiveInstance,
-    newEvents: HistoryEvent[],
-    result: ReplayResult,
-    state: OrchestratorStateWire | undefined,
-    consumed: InboxMessage[],
-    now: Date,
+    episode: { newEvents: HistoryEvent[]; result: ReplayResult; state: OrchestratorStateWire | undefined; consumed: InboxMessage[]; now: Date },
   ): Promise<void> {
+    const { newEvents, result, state, consumed, now } = episode;
     const before = live.record;
     const nowIso = now.toISOString();
     const appended = [...newEvents];
