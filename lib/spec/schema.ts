@@ -21,7 +21,7 @@ const quote = (s: string) => JSON.stringify(s.length > 80 ? `${s.slice(0, 77)}..
 
 export const FEDERATION_NAME = /^[a-z0-9-]{1,40}$/;
 /** A partner's name (FLO_PARTNER_ALLOWLIST): its command queue is `partner-<name>` (infra/names.bicep). */
-export const PARTNER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$/;
+export const PARTNER_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,49}$/;
 /** Silo names never contain "_" or ":": job names and event names use them as separators. */
 export const SILO_NAME = /^[a-z0-9-]{1,32}$/;
 /** Azure ML input names are identifiers; the same rule makes `${{inputs.X}}` parseable. */
