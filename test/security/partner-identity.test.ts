@@ -9,8 +9,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ModelStore } from "../../lib/models/store";
-import type { ReceivedServiceBusMessage } from "../../lib/messaging/message";
-import { startFloHost, toySpec, writeToyData, type FloHost, type ToySilo } from "../helpers/flo";
+import { startFloHost, toySpec, waitForMessage, writeToyData, type FloHost, type ToySilo } from "../helpers/flo";
 
 // Slow trainers keep the federations running while the commands arrive.
 const SILOS: ToySilo[] = [
@@ -38,15 +37,7 @@ afterAll(async () => {
 const send = (partner: string, body: unknown, messageId: string, claimed?: string) =>
   flo.send(`partner-${partner}`, { body, messageId, ...(claimed ? { applicationProperties: { floPartner: claimed } } : {}) });
 
-async function rejected(partner: string, messageId: string): Promise<ReceivedServiceBusMessage> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    const found = (await flo.peek(`partner-${partner}-rejected`)).find((m) => m.messageId === messageId);
-    if (found) return found;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`message ${messageId} was not rejected; host log:\n${flo.logs.slice(-20).join("\n")}`);
-}
+const rejected = (partner: string, messageId: string) => waitForMessage(flo, `partner-${partner}-rejected`, messageId);
 
 const running = (s: { runtimeStatus?: string; phase?: string }) => s?.runtimeStatus === "Running" && s.phase === "training";
 const terminated = (s: { runtimeStatus?: string }) => s?.runtimeStatus === "Terminated";
