@@ -67,6 +67,17 @@ export const trainingSchema = z.strictObject({
   parameters: literalInputs("Literal inputs, the same for every silo."),
 });
 
+/** Applies to every rule (the engine caps the weights it hands any strategy), so it is not a strategy option. */
+export const maxWeightShareSchema = z
+  .number()
+  .gt(0)
+  .max(1)
+  .optional()
+  .meta({
+    description:
+      "Largest normalized weight any one update may get in a round (0 < x <= 1); the excess goes to the others in proportion to their num_examples. Below 1/m for m updates, all weigh the same.",
+  });
+
 /**
  * The `aggregation` section: a union over the strategy REGISTRY's definitions (each one's options
  * schema plus the clipping/dp wrappers it accepts), rebuilt when a strategy is registered, so that a
@@ -93,17 +104,6 @@ export function aggregationUnion(): z.ZodType {
   aggregationUnionCache = { definitions, union };
   return union;
 }
-
-/** Applies to every rule (the engine caps the weights it hands any strategy), so it is not a strategy option. */
-export const maxWeightShareSchema = z
-  .number()
-  .gt(0)
-  .max(1)
-  .optional()
-  .meta({
-    description:
-      "Largest normalized weight any one update may get in a round (0 < x <= 1); the excess goes to the others in proportion to their num_examples. Below 1/m for m updates, all weigh the same.",
-  });
 
 /** Schemas whose shape is only known at parse time, with the getter of that shape (parse.ts follows it for "did you mean"). */
 export const DYNAMIC_SCHEMAS = new WeakMap<object, () => z.ZodType>();
