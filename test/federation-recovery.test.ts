@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ModelStore } from "../lib/models/store";
-import { expectedToyModel, finished, readToyModel, startFloHost, TOY_TEAM, toySpec, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
+import { expectedToyModel, finished, readToyModel, startFloHost, TOY_TEAM, toySpec, waitForMessage, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
 
 const base: readonly ToySilo[] = TOY_TEAM;
 
@@ -93,18 +93,11 @@ describe("partner commands", () => {
     writeFileSync(join(flo.dir, "registry", "partnerspec.json"), JSON.stringify(toySpec("partnerspec", silos, { rounds: 1 })));
   });
 
-  const send = (partner: string | undefined, body: unknown, messageId: string) =>
-    flo.send("partner-commands", { body, messageId, applicationProperties: partner ? { floPartner: partner } : {} });
+  /** A command on `partner`'s own queue; `claimed` sets the floPartner property (only a claim). */
+  const send = (partner: string, body: unknown, messageId: string, claimed?: string) =>
+    flo.send(`partner-${partner}`, { body, messageId, ...(claimed ? { applicationProperties: { floPartner: claimed } } : {}) });
 
-  async function rejected(messageId: string): Promise<any> {
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline) {
-      const found = (await flo.peek("partner-commands-rejected")).find((m) => m.messageId === messageId);
-      if (found) return found;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    throw new Error(`message ${messageId} was not rejected; host log:\n${flo.logs.slice(-20).join("\n")}`);
-  }
+  const rejected = (partner: string, messageId: string) => waitForMessage(flo, `partner-${partner}-rejected`, messageId);
 
   it("starts a registered spec for an allowed partner", async () => {
     await send("acme", { type: "start-federation", spec: "partnerspec", runId: "run1" }, "cmd-start");
@@ -114,26 +107,24 @@ describe("partner commands", () => {
 
   it("dead-letters an invalid command with the reason, once", async () => {
     await send("acme", { type: "launch-rockets" }, "cmd-invalid");
-    const m = await rejected("cmd-invalid");
-    expect(m.applicationProperties.DeadLetterReason).toBe("InvalidCommand");
-    expect(m.applicationProperties.DeadLetterErrorDescription).toContain("type");
+    const m = await rejected("acme", "cmd-invalid");
+    expect(m.applicationProperties?.DeadLetterReason).toBe("InvalidCommand");
+    expect(m.applicationProperties?.DeadLetterErrorDescription).toContain("type");
     expect(m.body).toEqual({ type: "launch-rockets" });
-    expect((await flo.peek("partner-commands")).length).toBe(0);
+    expect((await flo.peek("partner-acme")).length).toBe(0);
   });
 
-  it("dead-letters a command from a partner not on the allow-list", async () => {
-    await send("initech", { type: "start-federation", spec: "partnerspec" }, "cmd-evil");
-    const m = await rejected("cmd-evil");
-    expect(m.applicationProperties.DeadLetterReason).toBe("PartnerNotAllowed");
-    expect(m.applicationProperties.DeadLetterErrorDescription).toContain('partner "initech" is not on the allow-list');
-    await send(undefined, { type: "start-federation", spec: "partnerspec" }, "cmd-anon");
-    expect((await rejected("cmd-anon")).applicationProperties.DeadLetterReason).toBe("UnknownPartner");
+  it("dead-letters a command whose floPartner property claims another partner than its queue's", async () => {
+    await send("globex", { type: "start-federation", spec: "partnerspec" }, "cmd-claim", "acme");
+    const m = await rejected("globex", "cmd-claim");
+    expect(m.applicationProperties?.DeadLetterReason).toBe("PartnerMismatch");
+    expect(m.applicationProperties?.DeadLetterErrorDescription).toContain('claims "acme", but the command arrived on partner-globex');
   });
 
   it("dead-letters commands that cannot succeed: unknown spec, unknown federation", async () => {
     await send("globex", { type: "start-federation", spec: "nosuchspec" }, "cmd-nospec");
-    expect((await rejected("cmd-nospec")).applicationProperties.DeadLetterReason).toBe("InvalidSpec");
+    expect((await rejected("globex", "cmd-nospec")).applicationProperties?.DeadLetterReason).toBe("InvalidSpec");
     await send("globex", { type: "cancel-federation", federationId: "never-started" }, "cmd-nofed");
-    expect((await rejected("cmd-nofed")).applicationProperties.DeadLetterReason).toBe("UnknownFederation");
+    expect((await rejected("globex", "cmd-nofed")).applicationProperties?.DeadLetterReason).toBe("UnknownFederation");
   });
 });

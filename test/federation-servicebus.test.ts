@@ -1,7 +1,7 @@
 /**
  * A federation whose messaging travels through Service Bus end to end: `flo host` (child process) with
  * `ServiceBusConnection` pointing at the loopback fake broker, so the real @azure/service-bus SDK carries
- * the partner command that starts it, every silo job event, the rejected-message queue and the partner
+ * the partner command that starts it (on the partner's own queue partner-acme), every silo job event, the rejected-message queue and the partner
  * notifications on the topic.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
@@ -31,8 +31,8 @@ beforeAll(async () => {
     queues: {
       "job-events": { duplicateDetectionWindowMs: 600_000 },
       "job-events-rejected": {},
-      "partner-commands": {},
-      "partner-commands-rejected": {},
+      "partner-acme": {},
+      "partner-acme-rejected": {},
     },
     topics: { notifications: { subscriptions: ["acme"], duplicateDetectionWindowMs: 600_000 } },
   });
@@ -68,10 +68,11 @@ async function until<T>(what: string, probe: () => Promise<T | undefined> | T | 
   }
 }
 
-async function sendPartnerCommand(partner: string, body: unknown, messageId: string): Promise<void> {
-  const sender = sdk.createSender("partner-commands");
+/** Sends on the partner's own queue; `claimedPartner` sets the floPartner property (only a claim). */
+async function sendPartnerCommand(partner: string, body: unknown, messageId: string, claimedPartner?: string): Promise<void> {
+  const sender = sdk.createSender(`partner-${partner}`);
   try {
-    await sender.sendMessages({ body, messageId, contentType: "application/json", applicationProperties: { floPartner: partner } });
+    await sender.sendMessages({ body, messageId, contentType: "application/json", ...(claimedPartner ? { applicationProperties: { floPartner: claimedPartner } } : {}) });
   } finally {
     await sender.close();
   }
@@ -88,7 +89,7 @@ it("a partner's start-federation message runs a 2-round toy federation; job even
   expectedToyModel(silos, ROUNDS).forEach((v, i) => expect(w[i]).toBeCloseTo(v, 6));
 
   // The partner command went through the broker and was consumed.
-  expect(broker.accepted("partner-commands").map((m) => m.messageId)).toContain("cmd-sb-start");
+  expect(broker.accepted("partner-acme").map((m) => m.messageId)).toContain("cmd-sb-start");
 
   // Every job's events went through the broker: the local compute publishes queued, then the final state.
   const jobEvents = broker
@@ -136,9 +137,9 @@ it("a partner's start-federation message runs a 2-round toy federation; job even
   expect(round1.body.modelUri).toMatch(new RegExp(`federations/${FEDERATION}/rounds/2/global/model.safetensors$`));
 }, 120_000);
 
-it("an invalid partner message lands in partner-commands-rejected with its DeadLetterReason, readable with an SDK receiver", async () => {
+it("an invalid partner message lands in partner-acme-rejected with its DeadLetterReason, readable with an SDK receiver", async () => {
   await sendPartnerCommand("acme", { type: "launch-rockets" }, "cmd-sb-invalid");
-  const receiver = sdk.createReceiver("partner-commands-rejected");
+  const receiver = sdk.createReceiver("partner-acme-rejected");
   try {
     const message = await until("the rejected message", async () => {
       const [m] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 500 });
@@ -149,33 +150,34 @@ it("an invalid partner message lands in partner-commands-rejected with its DeadL
     expect(message.body).toEqual({ type: "launch-rockets" });
     expect(message.applicationProperties?.DeadLetterReason).toBe("InvalidCommand");
     expect(String(message.applicationProperties?.DeadLetterErrorDescription)).toContain("type");
-    expect(message.applicationProperties?.originalQueue).toBe("partner-commands");
+    expect(message.applicationProperties?.originalQueue).toBe("partner-acme");
   } finally {
     await receiver.close();
   }
   // Rejected once, not retried into the broker's own dead-letter queue.
-  await until("partner-commands drained", () => (broker.messages("partner-commands").length === 0 ? true : undefined));
-  expect(broker.deadLetters("partner-commands")).toEqual([]);
-  expect(broker.accepted("partner-commands-rejected").map((m) => m.messageId)).toEqual(["cmd-sb-invalid"]);
+  await until("partner-acme drained", () => (broker.messages("partner-acme").length === 0 ? true : undefined));
+  expect(broker.deadLetters("partner-acme")).toEqual([]);
+  expect(broker.accepted("partner-acme-rejected").map((m) => m.messageId)).toEqual(["cmd-sb-invalid"]);
 }, 60_000);
 
-it("an unparsable job event lands in job-events-rejected with reason InvalidJobEvent; a partner not on the allow-list is rejected too", async () => {
+it("an unparsable job event lands in job-events-rejected with reason InvalidJobEvent; a command claiming another partner is rejected too", async () => {
   const sender = sdk.createSender("job-events");
   try {
     await sender.sendMessages({ body: { hello: "not an event" }, messageId: "evt-sb-garbage", contentType: "application/json" });
   } finally {
     await sender.close();
   }
-  await sendPartnerCommand("initech", { type: "start-federation", spec: "sbspec" }, "cmd-sb-evil");
+  await sendPartnerCommand("acme", { type: "start-federation", spec: "sbspec" }, "cmd-sb-evil", "initech");
   const rejected = await until("both rejections", () => {
     const event = broker.accepted("job-events-rejected").find((m) => m.messageId === "evt-sb-garbage");
-    const command = broker.accepted("partner-commands-rejected").find((m) => m.messageId === "cmd-sb-evil");
+    const command = broker.accepted("partner-acme-rejected").find((m) => m.messageId === "cmd-sb-evil");
     return event && command ? { event, command } : undefined;
   });
   expect(rejected.event.applicationProperties).toMatchObject({ DeadLetterReason: "InvalidJobEvent", originalQueue: "job-events" });
   expect(rejected.event.body).toEqual({ hello: "not an event" });
-  expect(rejected.command.applicationProperties).toMatchObject({ DeadLetterReason: "PartnerNotAllowed", originalQueue: "partner-commands" });
-  await until("both queues drained", () => (broker.messages("job-events").length === 0 && broker.messages("partner-commands").length === 0 ? true : undefined));
+  expect(rejected.command.applicationProperties).toMatchObject({ DeadLetterReason: "PartnerMismatch", originalQueue: "partner-acme" });
+  expect(String(rejected.command.applicationProperties?.DeadLetterErrorDescription)).toContain('claims "initech"');
+  await until("both queues drained", () => (broker.messages("job-events").length === 0 && broker.messages("partner-acme").length === 0 ? true : undefined));
   expect(broker.deadLetters("job-events")).toEqual([]);
-  expect(broker.deadLetters("partner-commands")).toEqual([]);
+  expect(broker.deadLetters("partner-acme")).toEqual([]);
 }, 60_000);

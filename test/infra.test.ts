@@ -311,7 +311,6 @@ describe("infra/ Bicep", () => {
       "FUNCTIONS_WORKER_RUNTIME", // Flex Consumption takes the runtime from functionAppConfig.runtime
       "AzureWebJobsStorage", // identity-based AzureWebJobsStorage__* instead
       "ServiceBusConnection", // identity-based ServiceBusConnection__* instead
-      "FLO_PARTNER_QUEUE", // no shared partner queue in Azure: partner <name> sends to partner-<name> (FLO_PARTNER_ALLOWLIST lists the names)
       "FLO_LOCAL_JOBS_DIR",
       "FLO_LOCAL_BASE_DIR",
       "FLO_LOCAL_ALLOWED_PATHS",

@@ -300,7 +300,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
     [
       "fedadagrad has no beta1",
       (s) => ((s.initialModel = "m.safetensors"), (s.aggregation = { strategy: "fedadagrad", beta1: 0.9 })),
-      [["aggregation.beta1", "only known fields (strategy, serverLr, tau, clipping, dp)", 'unknown field "beta1"']],
+      [["aggregation.beta1", "only known fields (strategy, serverLr, tau, clipping, dp, maxWeightShare)", 'unknown field "beta1"']],
     ],
     [
       "misspelt policy field",
@@ -596,4 +596,29 @@ describe("secret detection rules", () => {
       expect(secretKeyReason(key)).toBeUndefined();
     },
   );
+});
+
+describe("weight caps and owners", () => {
+  test("silos[].maxExamples, aggregation.maxWeightShare and owners are kept as written", () => {
+    const s = base();
+    s.silos[1].maxExamples = 5000;
+    s.aggregation = { strategy: "trimmed-mean", beta: 0.1, maxWeightShare: 0.5 };
+    s.owners = ["bank-a", "Insurer-B"];
+    const parsed = validateSpec(s);
+    expect(parsed.silos[1].maxExamples).toBe(5000);
+    expect(parsed.aggregation).toEqual({ strategy: "trimmed-mean", beta: 0.1, maxWeightShare: 0.5 });
+    expect(parsed.owners).toEqual(["bank-a", "Insurer-B"]);
+  });
+
+  test.each([
+    ["aggregation.maxWeightShare", "a number > 0", "0", (s: any) => (s.aggregation = { strategy: "fedavg", maxWeightShare: 0 })],
+    ["aggregation.maxWeightShare", "a number <= 1", "1.5", (s: any) => (s.aggregation = { strategy: "fedavg", maxWeightShare: 1.5 })],
+    ["silos[1].maxExamples", "a number >= 1", "0", (s: any) => (s.silos[1].maxExamples = 0)],
+    ["silos[0].maxExamples", "an integer", "2.5", (s: any) => (s.silos[0].maxExamples = 2.5)],
+    ["owners[1]", "[A-Za-z0-9][A-Za-z0-9-]{0,49}", '"bank a"', (s: any) => (s.owners = ["bank-a", "bank a"])],
+  ])("%s: expected %s, got %s", (path, expected, got, patch) => {
+    const s = base();
+    patch(s);
+    expect(triples(issuesOf(s))).toEqual([[path, expected, got]]);
+  });
 });

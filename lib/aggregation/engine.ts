@@ -8,7 +8,10 @@
  *
  * Rules:
  * - Weight of an update = `numExamples` of its metrics, already validated by the caller (the silo
- *   job contract's metrics.json parser, lib/compute/siloCompute.ts).
+ *   job contract's metrics.json parser, lib/compute/siloCompute.ts). With `maxWeightShare` the
+ *   normalized weights are capped first (weightShares.ts) and every rule, the chunk weights and the
+ *   weighted metric means see the capped weights: a silo cannot steer more than its cap by claiming
+ *   more examples.
  * - Every update is validated against the first valid one (same tensor names, dtypes, shapes);
  *   a mismatching, unreadable or invalid update is EXCLUDED with a reason naming it.
  * - Float tensors (F64/F32/F16/BF16) go through the strategy and keep their dtype. Integer and BOOL
@@ -29,6 +32,7 @@ import { defaultHashWorkers, HashPool } from "./hashPool";
 import { allShared, KernelPool } from "./kernelPool";
 import { SimdArena } from "./simdKernel";
 import { UpdateMetrics, weightedMetricMeans } from "./metrics";
+import { capWeightShares, dominantShares } from "./weightShares";
 import type { CombineChunk, FloatRow, Json, RoundContext, StatisticsChunk, Strategy, TensorLayout } from "./strategy";
 
 /** One silo update: its model and its validated metrics. */
@@ -88,11 +92,16 @@ export interface AggregateOptions {
   /** Worker threads running part of each chunk's kernels for a strategy with `parallelKernels`
    *  (0 or 1): default 1 when the float data to combine totals at least 32 MB, else 0. */
   kernelWorkers?: number;
+  /** Largest normalized weight any one update may get (0 < x <= 1); unset: weights are the claimed num_examples. */
+  maxWeightShare?: number;
 }
 
 export interface IncludedUpdate {
   id: string;
+  /** As the update claimed it. */
   numExamples: number;
+  /** The update's normalized weight in this round (after the cap, when one is set). */
+  weightShare: number;
   /** sha256 of the update's model file, as read. */
   sha256: string;
 }
@@ -109,6 +118,18 @@ export interface AggregationResult {
   restarts: number;
   /** Kernel worker threads that ran part of each chunk (see AggregateOptions.kernelWorkers). */
   kernelWorkers: number;
+  weighting: RoundWeighting;
+}
+
+/** How the round's weights came about: capped, equalized, or dominated by one update. */
+export interface RoundWeighting {
+  maxWeightShare?: number;
+  /** Updates whose share was lowered to the cap. */
+  capped: string[];
+  /** The cap was below 1/m for the m updates: every update weighed 1/m. */
+  equalized: boolean;
+  /** Without a cap: updates whose share exceeded one half (one silo outweighing all others together). */
+  dominant: string[];
 }
 
 export const DEFAULT_CHUNK_ELEMENTS = 1 << 19;
@@ -234,6 +255,23 @@ function checkOptions(options: AggregateOptions): void {
       throw new AggregationError("BAD_OPTIONS", `update "${u.id}": metrics.numExamples must be an integer > 0, got ${JSON.stringify(n)}`);
     }
   }
+  const cap = options.maxWeightShare;
+  if (cap !== undefined && !(cap > 0 && cap <= 1)) throw new AggregationError("BAD_OPTIONS", `maxWeightShare must be a number with 0 < x <= 1, got ${JSON.stringify(cap)}`);
+}
+
+/**
+ * The weights of one attempt's updates. Uncapped rounds keep the claimed counts (results stay
+ * bit-identical to plain FedAvg); capped rounds scale the capped shares back to the total count so
+ * rules that read counts see the usual magnitude.
+ */
+function roundWeights(included: readonly Candidate[], maxWeightShare: number | undefined): { weights: number[]; shares: number[]; weighting: RoundWeighting } {
+  const claimed = included.map((c) => c.metrics.numExamples);
+  const { shares, capped, equalized } = capWeightShares(claimed, maxWeightShare);
+  const total = claimed.reduce((a, b) => a + b, 0);
+  const weights = maxWeightShare === undefined ? claimed : shares.map((s) => s * total);
+  const ids = (indices: readonly number[]) => indices.map((i) => included[i].id);
+  const dominant = maxWeightShare === undefined ? ids(dominantShares(shares)) : [];
+  return { weights, shares, weighting: { ...(maxWeightShare !== undefined ? { maxWeightShare } : {}), capped: ids(capped), equalized, dominant } };
 }
 
 /**
@@ -418,8 +456,10 @@ async function aggregateUntilValid(args: {
   let restarts = 0;
   for (;;) {
     checkEnough(included, excluded, options.minUpdates);
+    const { weights, shares, weighting } = roundWeights(included, options.maxWeightShare);
     const ctx: RoundContext = {
-      updates: included.map((c) => ({ id: c.id, numExamples: c.metrics.numExamples })),
+      updates: included.map((c, i) => ({ id: c.id, numExamples: weights[i] })),
+      ...(options.maxWeightShare !== undefined ? { maxWeightShare: options.maxWeightShare } : {}),
       tensors,
       floatElements,
       state: options.state?.json,
@@ -436,16 +476,19 @@ async function aggregateUntilValid(args: {
       const { output, stateFiles, outcome } = await pass.run();
       const digests = await hashPool.digests();
       const includedResults: IncludedUpdate[] = [];
-      for (const c of included) includedResults.push({ id: c.id, numExamples: c.metrics.numExamples, sha256: await finishHash(c, digests.get(c.index), signal) });
+      for (const [i, c] of included.entries()) {
+        includedResults.push({ id: c.id, numExamples: c.metrics.numExamples, weightShare: shares[i], sha256: await finishHash(c, digests.get(c.index), signal) });
+      }
       return {
         included: includedResults,
         excluded,
         output,
         state: { json: outcome.state, tensors: stateFiles, ...(outcome.report !== undefined ? { report: outcome.report } : {}) },
-        metrics: weightedMetricMeans(included.map((c) => c.metrics)),
+        metrics: weightedMetricMeans(included.map((c, i) => ({ numExamples: weights[i], metrics: c.metrics.metrics }))),
         totalExamples: included.reduce((s, c) => s + c.metrics.numExamples, 0),
         restarts,
         kernelWorkers: kernelPool ? 1 : 0,
+        weighting,
       };
     } catch (err) {
       if (!(err instanceof UpdateFault) || signal?.aborted) throw err;
@@ -569,7 +612,7 @@ class RoundPass {
     this.bytesTotal = dataBytes * (1 + (this.strategy.statistics?.length ?? 0));
     this.zeros = new Float64Array(buffers.out.length);
     this.decodeScratch = included.map(() => new Float32Array(0));
-    this.weights = Float64Array.from(included, (c) => c.metrics.numExamples);
+    this.weights = Float64Array.from(this.ctx.updates, (u) => u.numExamples);
     this.slotFree = buffers.slots.map(() => Promise.resolve());
     this.encodeBuffers = buffers.encode;
   }

@@ -1,7 +1,7 @@
 /** Public surface of the aggregation engine (the orchestrator's activity and `flo aggregate` use this). */
 export { aggregateUpdates, DEFAULT_CHUNK_ELEMENTS } from "./engine";
 export type { UpdateMetrics } from "./metrics";
-export type { AggregateOptions, AggregationProgress, AggregationResult, IncludedUpdate, StrategyStateInput, UpdateInput } from "./engine";
+export type { AggregateOptions, AggregationProgress, AggregationResult, IncludedUpdate, RoundWeighting, StrategyStateInput, UpdateInput } from "./engine";
 export { AggregationError } from "./errors";
 export { defineStrategy } from "./definition";
 export type { StrategyCapabilities, StrategyDefinition, StrategyWrappers } from "./definition";

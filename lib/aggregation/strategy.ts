@@ -51,8 +51,14 @@ export interface TensorLayout {
 
 /** What a strategy knows about the round before any tensor data is read. */
 export interface RoundContext {
-  /** Included updates, in the order their rows appear in every chunk. */
+  /**
+   * Included updates, in the order their rows appear in every chunk. `numExamples` is the update's
+   * weight: its claimed count, or, when the round caps weight shares, its capped share times the
+   * round's total count.
+   */
   updates: readonly { id: string; numExamples: number }[];
+  /** The round's cap on any update's normalized weight; a rule weighting a subset re-caps over it. */
+  maxWeightShare?: number;
   /** All tensors of the model in name order (the output order). */
   tensors: readonly TensorLayout[];
   /** Total number of float elements (length of the flattened model). */

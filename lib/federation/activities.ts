@@ -7,10 +7,10 @@ import { siloJobInputs } from "../spec";
 import type { FederationSpec, SiloSpec } from "../spec";
 import { floJobName, floJobTags, type JobInput, type SiloJobStatus, type TrainingOutput } from "../compute/siloCompute";
 import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath, siloUpdateFolder } from "../models/storeLayout";
-import { aggregateUpdates, AggregationError, createStrategy, type AggregationResult, type StrategyStateInput } from "../aggregation";
+import { aggregateUpdates, AggregationError, createStrategy, type AggregationResult, type RoundWeighting, type StrategyStateInput } from "../aggregation";
 import type { Json } from "../aggregation/strategy";
 import { checkpointPath } from "./lifecycle";
-import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type SiloManifestEntry } from "./manifest";
+import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type RoundWeightingRecord, type SiloManifestEntry } from "./manifest";
 import type { FederationServices } from "./services";
 import type {
   AggregateRoundInput,
@@ -65,9 +65,9 @@ export async function cancelSiloJob(services: FederationServices, input: JobRefI
   await services.computeFor(siloOf(spec, input.silo)).cancel(input.jobName);
 }
 
-/** The spec's aggregation block as strategy options (everything but the strategy name). */
+/** The spec's aggregation block as strategy options (everything but the strategy name and the engine's weight cap). */
 function strategyOptions(spec: FederationSpec): Json {
-  const { strategy: _name, ...options } = spec.aggregation as Record<string, unknown>;
+  const { strategy: _name, maxWeightShare: _cap, ...options } = spec.aggregation as Record<string, unknown>;
   return JSON.parse(JSON.stringify(options)) as Json;
 }
 
@@ -100,6 +100,20 @@ type RoundRecordBase = Pick<RoundManifest, "federationId" | "round" | "spec" | "
 /** Step 1: the succeeded silos' outputs, opened concurrently. */
 function openRoundUpdates(services: FederationServices, spec: FederationSpec, results: SiloRoundResult[]): Promise<OpenedUpdate[]> {
   return Promise.all(results.filter((r) => r.outcome === "succeeded" && r.outputUri).map((r) => openUpdate(services, spec, r)));
+}
+
+/**
+ * Step 1b: an update claiming more examples than its silo's `maxExamples` is excluded with the
+ * reason: its weight would be a lie, and capping it silently would still reward the lie.
+ */
+function admitUpdates(spec: FederationSpec, opened: OpenedUpdate[]): OpenedUpdate[] {
+  return opened.map((o) => {
+    const index = spec.silos.findIndex((s) => s.name === o.silo);
+    const max = spec.silos[index]?.maxExamples;
+    const claimed = o.output?.metrics.numExamples;
+    if (max === undefined || claimed === undefined || claimed <= max) return o;
+    return { silo: o.silo, uri: o.uri, reason: `num_examples ${claimed} exceeds silos[${index}].maxExamples ${max}: update excluded` };
+  });
 }
 
 /** Step 2: the previous round's strategy state, if any, as engine input. */
@@ -139,6 +153,7 @@ function siloEntries(results: SiloRoundResult[], opened: OpenedUpdate[], aggrega
       reason: included ? undefined : (excludedById.get(r.silo) ?? r.reason),
       update: o ? { uri: o.uri, sha256: included?.sha256 } : undefined,
       numExamples: included?.numExamples,
+      weightShare: included?.weightShare,
       metrics: o?.output?.metrics.metrics,
       globalMetrics: o?.output?.metrics.globalMetrics,
     };
@@ -178,7 +193,7 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
   const spec = await services.loadSpec(input.spec);
   const store = services.store;
   const aggregationStartedAt = new Date();
-  const opened = await openRoundUpdates(services, spec, input.results);
+  const opened = admitUpdates(spec, await openRoundUpdates(services, spec, input.results));
   const strategy = createStrategy(spec.aggregation.strategy, strategyOptions(spec));
   const base: RoundRecordBase = {
     federationId: input.federationId,
@@ -200,6 +215,7 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
       stateOutput: (name) => store.sink(roundStatePath(input.federationId, input.round, `${name}.safetensors`)),
       global: input.global ? store.source(store.pathFromUri(input.global.uri)) : undefined,
       minUpdates: input.minSilos,
+      maxWeightShare: spec.aggregation.maxWeightShare,
     });
   } catch (err) {
     if (!(err instanceof AggregationError) || err.code !== "TOO_FEW_UPDATES") throw err;
@@ -208,7 +224,8 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
   const aggregatedAt = new Date();
 
   const silos = siloEntries(input.results, opened, aggregation);
-  const globalMetrics = weightedMeans(silos.filter((s) => s.included).map((s) => ({ numExamples: s.numExamples ?? 0, values: s.globalMetrics })));
+  // Weighted like the model: by the (capped) shares the engine used.
+  const globalMetrics = weightedMeans(silos.filter((s) => s.included).map((s) => ({ numExamples: s.weightShare ?? 0, values: s.globalMetrics })));
   const strategyState = await saveStrategyState(services, input, aggregation.state);
   const model: ModelRef = { uri: aggregation.output.uri, sha256: aggregation.output.sha256, size: aggregation.output.size };
 
@@ -223,6 +240,7 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
     metrics: aggregation.metrics,
     globalMetrics,
     totalExamples: aggregation.totalExamples,
+    weighting: manifestWeighting(aggregation.weighting),
     timings: {
       roundStartedAt,
       aggregationStartedAt: aggregationStartedAt.toISOString(),
@@ -244,6 +262,17 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
   };
   const checkpointUri = await saveCheckpoint(services, { input, summary, model, strategyState });
   return { ok: true, summary, strategyState, checkpointUri };
+}
+
+/** The round's weighting as the manifest records it, with a sentence saying what happened. */
+function manifestWeighting(weighting: RoundWeighting): RoundWeightingRecord {
+  const notes: string[] = [];
+  if (weighting.equalized) notes.push(`maxWeightShare ${weighting.maxWeightShare} is below 1/m for the round's updates: every update weighed the same`);
+  else if (weighting.capped.length > 0) notes.push(`capped at maxWeightShare ${weighting.maxWeightShare}: ${weighting.capped.join(", ")}; the excess went to the others in proportion to num_examples`);
+  if (weighting.dominant.length > 0) {
+    notes.push(`no maxWeightShare set and ${weighting.dominant.join(", ")} weighed more than half of the round: one silo's num_examples claim steered the model (set aggregation.maxWeightShare or silos[].maxExamples)`);
+  }
+  return { ...weighting, ...(notes.length > 0 ? { note: notes.join("; ") } : {}) };
 }
 
 /** The history of rounds before `round`, from the checkpoint (empty before the first). */

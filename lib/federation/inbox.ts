@@ -1,6 +1,6 @@
 /**
  * Messages flo receives from Service Bus: job events (each compute backend's; Azure ML's come from
- * Event Grid) and partner commands. A message that can never
+ * Event Grid) and partner commands (one queue per partner: the queue names the sender). A message that can never
  * succeed is not retried: it goes to the queue's rejected queue with its reason (see
  * lib/messaging/wireMessages.ts) and the original is completed.
  */
@@ -10,10 +10,13 @@ import type { DurableClient } from "durable-functions";
 import { parseJobEvent } from "../compute/backends";
 import { EventParseError } from "../compute/jobEvents";
 import { federationInstanceId, loadSpecFile, validateSpec, SpecError, type FederationSpec } from "../spec";
+import { PARTNER_NAME } from "../spec/schema";
+import { federationFolder } from "../models/storeLayout";
+import { BlobNotFoundError } from "../models/storeErrors";
 import { siloInstanceId } from "./decisions";
 import { cancelFederation, findInstance } from "./api";
 import { ApiError } from "./problem";
-import { prepareFederation } from "./lifecycle";
+import { prepareFederation, specPath } from "./lifecycle";
 import type { FederationServices } from "./services";
 import { rejectedMessage, rejectedQueueName } from "../messaging/wireMessages";
 import { partnerCommandSchema, PARTNER_PROPERTY } from "../messaging/partnerCommands";
@@ -76,17 +79,39 @@ export async function handleJobEvent(client: DurableClient, services: Federation
 }
 
 export interface PartnerSettings {
-  /** Partner ids allowed to send commands (FLO_PARTNER_ALLOWLIST, comma-separated). */
+  /** Partner names allowed to send commands (FLO_PARTNER_ALLOWLIST, comma-separated); partner <name> sends to `partner-<name>`. */
   allowList: readonly string[];
   /** Folder holding registered specs as <name>.yaml / <name>.json (FLO_SPEC_REGISTRY). */
   specRegistry?: string;
 }
 
+export class PartnerSettingsError extends Error {}
+
+/**
+ * The partner settings; an allow-list entry that cannot name a queue, or two entries naming the same
+ * queue (Service Bus entity names are case-insensitive), fail the app's start with the setting's name.
+ */
 export function partnerSettingsFromEnv(env: Record<string, string | undefined>): PartnerSettings {
-  return {
-    allowList: (env.FLO_PARTNER_ALLOWLIST ?? "").split(",").map((s) => s.trim()).filter(Boolean),
-    specRegistry: env.FLO_SPEC_REGISTRY || undefined,
-  };
+  const allowList = (env.FLO_PARTNER_ALLOWLIST ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const seen = new Set<string>();
+  for (const [i, name] of allowList.entries()) {
+    if (!PARTNER_NAME.test(name)) throw new PartnerSettingsError(`FLO_PARTNER_ALLOWLIST[${i}]: expected a partner name matching ${PARTNER_NAME.source} (its queue is partner-<name>), got ${JSON.stringify(name)}`);
+    if (seen.has(name.toLowerCase())) throw new PartnerSettingsError(`FLO_PARTNER_ALLOWLIST[${i}]: partner ${JSON.stringify(name)} is listed twice (queue names ignore case)`);
+    seen.add(name.toLowerCase());
+  }
+  return { allowList, specRegistry: env.FLO_SPEC_REGISTRY || undefined };
+}
+
+/** Where a partner's commands arrive. Only that partner's identity may send there (infra/modules/partner-roles.bicep). */
+export function partnerQueueName(partner: string): string {
+  return `partner-${partner}`;
+}
+
+/** A command as received: the partner is the one whose queue it arrived on, never a property of the message. */
+export interface PartnerDelivery {
+  partner: string;
+  queue: string;
+  message: InboxMessage;
 }
 
 export type PartnerOutcome = { outcome: "started"; federationId: string } | { outcome: "canceled"; federationId: string } | { outcome: "rejected"; reason: string };
@@ -97,22 +122,60 @@ export function utcRunSuffix(now: Date): string {
   return `${iso.slice(0, 10).replace(/-/g, "")}t${iso.slice(11, 19).replace(/:/g, "")}z`;
 }
 
-export async function handlePartnerCommand(
-  client: DurableClient,
-  services: FederationServices,
-  queue: string,
-  message: InboxMessage,
-  settings: PartnerSettings,
-  log: Log,
-  now: Date = new Date(),
-): Promise<PartnerOutcome> {
+/** Who started a federation, stored next to its spec when a partner starts one. */
+export interface FederationStarter {
+  partner: string;
+  command: string;
+  at: string;
+}
+
+export function startedByPath(federationId: string): string {
+  return `${federationFolder(federationId)}started-by.json`;
+}
+
+const samePartner = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+
+async function readIfExists<T>(services: FederationServices, path: string): Promise<T | undefined> {
+  try {
+    return await services.store.getJson<T>(path);
+  } catch (err) {
+    if (err instanceof BlobNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Why `partner` may not cancel a federation, or undefined when it may: it started it, or the
+ * federation's spec lists it in `owners`. A federation without a stored spec does not exist.
+ */
+async function cancelRefusal(services: FederationServices, federationId: string, partner: string): Promise<{ reason: string; description: string } | undefined> {
+  const spec = await readIfExists<Pick<FederationSpec, "owners">>(services, specPath(federationId));
+  if (!spec) return { reason: "UnknownFederation", description: `federation ${federationId} does not exist` };
+  const starter = await readIfExists<FederationStarter>(services, startedByPath(federationId));
+  if (starter && samePartner(starter.partner, partner)) return undefined;
+  if ((spec.owners ?? []).some((owner) => samePartner(owner, partner))) return undefined;
+  const startedBy = starter ? `partner ${JSON.stringify(starter.partner)}` : "the API or the schedule, not a partner";
+  return {
+    reason: "NotPermitted",
+    description: `partner ${JSON.stringify(partner)} may not cancel federation ${federationId}: it was started by ${startedBy}, and the spec's owners are ${JSON.stringify(spec.owners ?? [])}`,
+  };
+}
+
+/**
+ * A partner's command from its own queue. The queue names the partner (only its identity may send
+ * there); a `floPartner` property naming anyone else is refused, since it is only a claim.
+ */
+export async function handlePartnerCommand(client: DurableClient, services: FederationServices, delivery: PartnerDelivery, settings: PartnerSettings, log: Log, now: Date = new Date()): Promise<PartnerOutcome> {
+  const { partner, queue, message } = delivery;
   const reject = async (reason: string, description: string): Promise<PartnerOutcome> => {
     await rejectMessage(services, queue, message, reason, description, log);
     return { outcome: "rejected", reason: `${reason}: ${description}` };
   };
-  const partner = message.applicationProperties?.[PARTNER_PROPERTY];
-  if (typeof partner !== "string" || partner === "") return reject("UnknownPartner", `application property ${PARTNER_PROPERTY}: expected a partner id, got ${JSON.stringify(partner ?? null)}`);
-  if (!settings.allowList.includes(partner)) return reject("PartnerNotAllowed", `partner ${JSON.stringify(partner)} is not on the allow-list (FLO_PARTNER_ALLOWLIST)`);
+  if (!settings.allowList.some((allowed) => samePartner(allowed, partner))) return reject("PartnerNotAllowed", `partner ${JSON.stringify(partner)} is not on the allow-list (FLO_PARTNER_ALLOWLIST)`);
+  const claimed = message.applicationProperties?.[PARTNER_PROPERTY];
+  if (claimed !== undefined && !(typeof claimed === "string" && samePartner(claimed, partner))) {
+    return reject("PartnerMismatch", `application property ${PARTNER_PROPERTY} claims ${JSON.stringify(claimed)}, but the command arrived on ${queue}, the queue of partner ${JSON.stringify(partner)}: the queue identifies the sender`);
+  }
 
   let body = message.body;
   if (typeof body === "string" || Buffer.isBuffer(body)) {
@@ -130,8 +193,11 @@ export async function handlePartnerCommand(
   const command = parsed.data;
 
   if (command.type === "cancel-federation") {
+    const refusal = await cancelRefusal(services, command.federationId, partner);
+    if (refusal) return reject(refusal.reason, refusal.description);
     try {
       await cancelFederation(client, services, command.federationId, command.reason ?? `canceled by partner ${partner}`);
+      log(`partner ${partner}: canceled federation ${command.federationId}`);
       return { outcome: "canceled", federationId: command.federationId };
     } catch (err) {
       if (err instanceof ApiError) return reject(err.status === 404 ? "UnknownFederation" : "NotRunning", err.message);
@@ -156,6 +222,8 @@ export async function handlePartnerCommand(
   const federationId = federationInstanceId(spec, { runSuffix: suffix });
   if (await findInstance(client, federationId)) return reject("DuplicateRun", `federation ${federationId} already exists`);
   const input = await prepareFederation(services, federationId, spec, now);
+  // Before the start: a federation never runs without its starter on record.
+  await services.store.putJson(startedByPath(federationId), { partner, command: command.type, at: now.toISOString() } satisfies FederationStarter);
   await client.startNew(Orchestrations.federation, { instanceId: federationId, input });
   log(`partner ${partner}: ${command.type} started federation ${federationId}${command.type === "data-updated" && command.silo ? ` (data updated in silo ${command.silo})` : ""}`);
   return { outcome: "started", federationId };

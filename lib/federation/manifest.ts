@@ -17,7 +17,10 @@ export interface SiloManifestEntry {
   /** Why the silo contributed nothing (job failed, late, update rejected by validation). */
   reason?: string;
   update?: { uri: string; sha256?: string };
+  /** As the silo's metrics.json claimed it. */
   numExamples?: number;
+  /** The silo's normalized weight in the aggregate (after aggregation.maxWeightShare), when included. */
+  weightShare?: number;
   /** Metrics of the silo's model after local training, as its metrics.json reported them. */
   metrics?: Record<string, number>;
   /** The received global model evaluated on the silo's data before local training. */
@@ -42,7 +45,20 @@ export interface RoundManifest {
   metrics: Record<string, number>;
   globalMetrics: Record<string, number>;
   totalExamples: number;
+  /** How the included updates were weighted (aggregated rounds). */
+  weighting?: RoundWeightingRecord;
   timings: { roundStartedAt: string; aggregationStartedAt?: string; aggregatedAt?: string; aggregationSeconds?: number };
+}
+
+/** A round's weighting: the cap and whom it lowered, equal weights, or silos weighing more than half with no cap. */
+export interface RoundWeightingRecord {
+  maxWeightShare?: number;
+  capped: string[];
+  equalized: boolean;
+  /** Without a cap: silos whose share exceeded 0.5. */
+  dominant: string[];
+  /** What happened, for humans. */
+  note?: string;
 }
 
 /** The latest completed round, the one thing resume needs; rewritten after every aggregation. */

@@ -1,6 +1,6 @@
 /**
- * Commands partners send flo on the partner-commands queue (docs/partners.md): the message body
- * schema and the application property that names the sender.
+ * Commands partners send flo, each on its own queue `partner-<name>`: the message body schema, and
+ * the legacy application property that claims a sender.
  */
 import { z } from "zod";
 
@@ -8,7 +8,7 @@ const NAME = /^[a-z0-9-]{1,40}$/;
 const RUN_ID = /^[a-z0-9][a-z0-9-]{0,22}$/;
 const literal = z.union([z.string(), z.number(), z.boolean()]);
 
-/** What partners may send on the partner-commands queue (docs/partners.md). */
+/** What a partner may send on its queue `partner-<name>`. */
 export const partnerCommandSchema = z.discriminatedUnion("type", [
   z.strictObject({
     type: z.literal("start-federation"),
@@ -29,5 +29,8 @@ export const partnerCommandSchema = z.discriminatedUnion("type", [
 ]);
 export type PartnerCommand = z.infer<typeof partnerCommandSchema>;
 
-/** The application property naming the sending partner (Service Bus RBAC authenticates the sender; this names it). */
+/**
+ * An application property naming a partner. Only a claim: the queue a command arrives on names the
+ * partner; a command whose property names another partner is rejected (PartnerMismatch).
+ */
 export const PARTNER_PROPERTY = "floPartner";

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { RoundManifest } from "../federation/manifest";
+import type { RoundManifest, SiloManifestEntry } from "../federation/manifest";
 
 /** Reference results the federation is compared against (see docs/report.md). */
 export interface Baselines {
@@ -91,12 +91,16 @@ export function renderReport(input: ReportInput): string {
   const last = manifests.filter((m) => m.status === "aggregated").at(-1);
   const rows = manifests
     .map((m) => {
+      const dominant = new Set(m.weighting?.dominant ?? []);
+      const share = (s: SiloManifestEntry) => (s.weightShare !== undefined ? `, weight ${(100 * s.weightShare).toFixed(1)}%` : "");
+      const flag = (s: SiloManifestEntry) => (dominant.has(s.silo) ? ` <span class="bad">outweighs all other silos together (no maxWeightShare set)</span>` : "");
       const silos = m.silos
-        .map((s) => `${escapeHtml(s.silo)}: ${s.included ? `included (n=${s.numExamples ?? "?"})` : `<span class="bad">excluded: ${escapeHtml(s.reason ?? s.outcome)}</span>`}`)
+        .map((s) => `${escapeHtml(s.silo)}: ${s.included ? `included (n=${s.numExamples ?? "?"}${share(s)})${flag(s)}` : `<span class="bad">excluded: ${escapeHtml(s.reason ?? s.outcome)}</span>`}`)
         .join("<br>");
+      const weighting = m.weighting?.note ? `<br><span class="note">${escapeHtml(m.weighting.note)}</span>` : "";
       const metrics = Object.entries(m.metrics).map(([k, v]) => `${escapeHtml(k)}=${v.toFixed(4)}`).join(", ");
       const globalMetrics = Object.entries(m.globalMetrics).map(([k, v]) => `${escapeHtml(k)}=${v.toFixed(4)}`).join(", ");
-      return `<tr><td>${m.round}</td><td>${m.status === "aggregated" ? "aggregated" : `<span class="bad">failed: ${escapeHtml(m.reason ?? "")}</span>`}</td><td>${silos}</td><td>${globalMetrics}</td><td>${metrics}</td><td><code>${escapeHtml((m.globalOut?.sha256 ?? "").slice(0, 16))}</code></td></tr>`;
+      return `<tr><td>${m.round}</td><td>${m.status === "aggregated" ? "aggregated" : `<span class="bad">failed: ${escapeHtml(m.reason ?? "")}</span>`}</td><td>${silos}${weighting}</td><td>${globalMetrics}</td><td>${metrics}</td><td><code>${escapeHtml((m.globalOut?.sha256 ?? "").slice(0, 16))}</code></td></tr>`;
     })
     .join("\n");
   const baselineNote = input.baselines?.description ? `<p class="note">Baselines: ${escapeHtml(input.baselines.description)}</p>` : "";

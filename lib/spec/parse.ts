@@ -177,6 +177,7 @@ function normalize(parsed: ParsedFederationSpec): FederationSpec {
       silosPerRound: perRound,
     },
     ...(parsed.schedule !== undefined ? { schedule: parsed.schedule } : {}),
+    ...(parsed.owners !== undefined ? { owners: parsed.owners } : {}),
   };
 }
 

@@ -20,6 +20,8 @@ function fail(ctx: z.core.$RefinementCtx<unknown>, expected: string, got: string
 const quote = (s: string) => JSON.stringify(s.length > 80 ? `${s.slice(0, 77)}...` : s);
 
 export const FEDERATION_NAME = /^[a-z0-9-]{1,40}$/;
+/** A partner's name (FLO_PARTNER_ALLOWLIST): its command queue is `partner-<name>` (infra/names.bicep). */
+export const PARTNER_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,49}$/;
 /** Silo names never contain "_" or ":": job names and event names use them as separators. */
 export const SILO_NAME = /^[a-z0-9-]{1,32}$/;
 /** Azure ML input names are identifiers; the same rule makes `${{inputs.X}}` parseable. */
@@ -42,6 +44,13 @@ export const siloSchema = z.strictObject({
   name: z.string().regex(SILO_NAME).meta({ description: "Unique silo name, part of job names and blob paths." }),
   compute: computeSpecSchema,
   inputs: literalInputs("Silo-specific literal inputs (e.g. a data path inside the silo)."),
+  maxExamples: z
+    .number()
+    .int()
+    .min(1)
+    .max(Number.MAX_SAFE_INTEGER)
+    .optional()
+    .meta({ description: "Most examples this silo can have: an update claiming more num_examples is excluded (its weight would be a lie)." }),
 });
 
 export const trainingSchema = z.strictObject({
@@ -57,6 +66,17 @@ export const trainingSchema = z.strictObject({
     .meta({ description: "Azure ML environment, e.g. azureml:flo-node:1; required when any silo uses azureml compute." }),
   parameters: literalInputs("Literal inputs, the same for every silo."),
 });
+
+/** Applies to every rule (the engine caps the weights it hands any strategy), so it is not a strategy option. */
+export const maxWeightShareSchema = z
+  .number()
+  .gt(0)
+  .max(1)
+  .optional()
+  .meta({
+    description:
+      "Largest normalized weight any one update may get in a round (0 < x <= 1); the excess goes to the others in proportion to their num_examples. Below 1/m for m updates, all weigh the same.",
+  });
 
 /**
  * The `aggregation` section: a union over the strategy REGISTRY's definitions (each one's options
@@ -76,6 +96,7 @@ export function aggregationUnion(): z.ZodType {
         ...(definition.options.shape as z.ZodRawShape),
         ...(acceptsClipping(definition) ? { clipping: clippingSchema.optional() } : {}),
         dp: dpSchema.optional(),
+        maxWeightShare: maxWeightShareSchema,
       })
       .meta({ description: definition.summary }),
   );
@@ -98,6 +119,7 @@ DYNAMIC_SCHEMAS.set(aggregationSchema, aggregationUnion);
 /** A parsed `aggregation` section: the strategy name, its options with defaults, the wrappers. */
 export interface AggregationSection {
   strategy: string;
+  maxWeightShare?: number;
   clipping?: ClippingConfig;
   dp?: DpConfig;
   [option: string]: unknown;
@@ -208,6 +230,11 @@ export const federationSpecSchema = z
     aggregation: aggregationSchema.prefault({ strategy: "fedavg" }),
     policy: policySchema,
     schedule: scheduleSchema.optional(),
+    owners: z
+      .array(z.string().regex(PARTNER_NAME))
+      .max(100)
+      .optional()
+      .meta({ description: "Partners (FLO_PARTNER_ALLOWLIST names) that may cancel this spec's federations besides the partner that started one." }),
   })
   .meta({ title: "flo federation spec", description: "A federated-learning run: silos, training job, aggregation, policy." });
 

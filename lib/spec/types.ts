@@ -39,4 +39,6 @@ export interface FederationSpec {
   aggregation: AggregationSpec;
   policy: PolicySpec;
   schedule?: string;
+  /** Partners that may cancel this spec's federations, besides the one that started a federation. */
+  owners?: string[];
 }

@@ -250,3 +250,14 @@ const toyModel = require("../fixtures/trainers/toy-model.js") as {
 export const toyModelBytes = toyModel.toyModelBytes;
 export const readToyModel = toyModel.parseToyModel;
 export const writeToyModel = toyModel.writeToyModel;
+
+/** Waits until `queue` (e.g. `partner-acme-rejected`) holds the message with this id, and returns it. */
+export async function waitForMessage(flo: FloHost, queue: string, messageId: string, timeoutMs = 20_000): Promise<ReceivedServiceBusMessage> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const found = (await flo.peek(queue)).find((m) => m.messageId === messageId);
+    if (found) return found;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`message ${messageId} did not reach ${queue}; host log:\n${flo.logs.slice(-20).join("\n")}`);
+}

@@ -158,11 +158,11 @@ export function multiKrumRule(f: number, keep: number): AggregationRule {
     checkRound(k) {
       if (keep > k) throw new StrategyInputError("multi-krum", `keep=${keep} exceeds the ${k} valid updates`);
     },
-    select({ distances, numExamples }) {
+    select({ distances, numExamples, maxWeightShare }) {
       const ranked = multiKrumSelect(distances!, f, keep);
       // sample-weighted mean of the kept updates, in index order (deterministic summation order)
       const selected = [...ranked].sort((a, b) => a - b);
-      return { selected, weights: sampleWeights(numExamples, selected), integerSource: ranked[0] };
+      return { selected, weights: sampleWeights(numExamples, selected, false, maxWeightShare), integerSource: ranked[0] };
     },
   };
 }

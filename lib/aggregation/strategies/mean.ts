@@ -13,9 +13,9 @@ import { createRuleStrategy } from "./ruleStrategy";
 export function meanRule(): AggregationRule {
   return {
     usesPairwiseDistances: false,
-    select({ k, numExamples, equalWeights }) {
+    select({ k, numExamples, equalWeights, maxWeightShare }) {
       const selected = allIndices(k);
-      return { selected, weights: sampleWeights(numExamples, selected, equalWeights) };
+      return { selected, weights: sampleWeights(numExamples, selected, equalWeights, maxWeightShare) };
     },
   };
 }

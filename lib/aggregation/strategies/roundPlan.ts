@@ -105,6 +105,8 @@ export interface RoundPlan {
 
 export interface PlanInputs {
   numExamples: readonly number[];
+  /** The round's cap on any update's normalized weight (RoundContext.maxWeightShare). */
+  maxWeightShare?: number;
   statistics: RoundStatistics;
   state: StrategyState;
   /** required when config.dp is set */
@@ -144,7 +146,7 @@ function clippedDistances(raw: ArrayLike<number>, squaredNorms: ArrayLike<number
 }
 
 export function planRound(config: ResolvedStrategyConfig, inputs: PlanInputs): RoundPlan {
-  const { numExamples, statistics, state } = inputs;
+  const { numExamples, statistics, state, maxWeightShare } = inputs;
   const { rule } = config;
   checkState(config, state);
   const k = numExamples.length;
@@ -166,7 +168,7 @@ export function planRound(config: ResolvedStrategyConfig, inputs: PlanInputs): R
     if (!raw || raw.length !== k * k) throw new StrategyInputError(config.strategy, `needs the ${k}x${k} pairwise distance matrix from the statistics pass`);
     distances = { k, values: clipScales ? clippedDistances(raw, statistics.deltaSquaredNorms!, clipScales, k) : raw };
   }
-  const selection = rule.select({ k, numExamples, equalWeights: config.dp !== undefined, ...(distances ? { distances } : {}) });
+  const selection = rule.select({ k, numExamples, equalWeights: config.dp !== undefined, ...(maxWeightShare !== undefined ? { maxWeightShare } : {}), ...(distances ? { distances } : {}) });
   if (!selection.weights && !rule.combine) throw new StrategyInputError(config.strategy, "the rule selected no weights and has no combine kernel");
 
   const plan: RoundPlan = { strategy: config.strategy, k, selected: selection.selected, integerSource: selection.integerSource ?? 0, noiseStddev: 0 };

@@ -8,13 +8,16 @@
 import type { Json } from "../strategy";
 import type { DistanceMatrix } from "./krum";
 import type { Row } from "./robustKernels";
+import { capWeightShares } from "../weightShares";
 
 /** What a rule sees when it plans a round (no tensor data). */
 export interface RuleRoundInputs {
   /** Number of included updates. */
   k: number;
-  /** Raw num_examples of each update. */
+  /** Weight of each update: num_examples (capped, see RoundContext.updates). */
   numExamples: readonly number[];
+  /** The round's cap on any update's normalized weight (sampleWeights applies it to a subset). */
+  maxWeightShare?: number;
   /** K x K squared distances between the (clipped) updates, when `usesPairwiseDistances`. */
   distances?: DistanceMatrix;
   /** Central DP is on: weighted rules must weight every update 1/k (the sensitivity C/m needs it). */
@@ -55,9 +58,14 @@ export interface AggregationRule {
   readonly optimizer?: ServerOptimizerStep;
 }
 
-/** Sample-weighted weights n_i / sum n over `indices` (or 1/|indices| each with `equal`). */
-export function sampleWeights(numExamples: readonly number[], indices: readonly number[], equal = false): number[] {
+/**
+ * Sample-weighted weights n_i / sum n over `indices` (or 1/|indices| each with `equal`). With
+ * `maxShare` the weights are capped over the subset itself: renormalizing the round's capped weights
+ * over fewer updates could lift one above the cap again.
+ */
+export function sampleWeights(numExamples: readonly number[], indices: readonly number[], equal = false, maxShare?: number): number[] {
   if (equal) return indices.map(() => 1 / indices.length);
+  if (maxShare !== undefined) return capWeightShares(indices.map((i) => numExamples[i]), maxShare).shares;
   const total = indices.reduce((s, i) => s + numExamples[i], 0);
   return indices.map((i) => numExamples[i] / total);
 }

@@ -106,6 +106,7 @@ export function createRuleStrategy(name: string, rule: AggregationRule, wrappers
       const noiseKey = config.dp ? newNoiseKey(insecureTestNoiseSeed, state.accountant?.steps ?? 0) : undefined;
       const plan = planRound(config, {
         numExamples: ctx.updates.map((u) => u.numExamples),
+        ...(ctx.maxWeightShare !== undefined ? { maxWeightShare: ctx.maxWeightShare } : {}),
         statistics: {
           ...(need.pairwiseDistances ? { pairwiseSquaredDistances: acc.subarray(0, d) } : {}),
           ...(need.deltaNorms ? { deltaSquaredNorms: acc.subarray(d, d + n) } : {}),
