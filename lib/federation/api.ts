@@ -8,7 +8,7 @@ import { siloGroupInstanceId, siloGroups, siloInstanceId } from "./decisions";
 import { Orchestrations } from "./types";
 import type { FederationRunInput, FederationStatus, RoundSummary, SiloRoundResult, SiloStatus } from "./types";
 import type { FederationServices } from "./services";
-import { prepareFederation, readCheckpoint } from "./lifecycle";
+import { prepareFederation, readCheckpoint, requireEnabledCompute } from "./lifecycle";
 import { SpecError } from "../spec/errors";
 
 const RUNNING = new Set(["Running", "Pending", "ContinuedAsNew", "Suspended"]);
@@ -172,6 +172,7 @@ export async function resumeFederation(client: DurableClient, services: Federati
   if (RUNNING.has(status.runtimeStatus)) throw new ApiError(409, `federation ${id} is still running (${status.runtimeStatus}); nothing to resume`);
   if ((status.runtimeStatus as string) === "Completed") throw new ApiError(409, `federation ${id} completed; nothing to resume`);
   const failed = status.input as FederationRunInput;
+  requireEnabledCompute(services, await services.loadSpec(failed.spec));
   const checkpoint = await readCheckpoint(services, id);
   if (!checkpoint && failed.round !== 1) throw new ApiError(409, `federation ${id} reached round ${failed.round} but has no checkpoint to resume from`);
   // Without a checkpoint the first round failed: its input is the start of the federation.

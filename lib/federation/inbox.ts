@@ -155,7 +155,14 @@ export async function handlePartnerCommand(
   const suffix = command.type === "start-federation" && command.runId ? command.runId : utcRunSuffix(now);
   const federationId = federationInstanceId(spec, { runSuffix: suffix });
   if (await findInstance(client, federationId)) return reject("DuplicateRun", `federation ${federationId} already exists`);
-  const input = await prepareFederation(services, federationId, spec, now);
+  let input;
+  try {
+    input = await prepareFederation(services, federationId, spec, now);
+  } catch (err) {
+    // A spec this host cannot run (a disabled compute type, an unreadable initial model) never will.
+    if (err instanceof ApiError && err.status === 400) return reject("InvalidSpec", err.message);
+    throw err;
+  }
   await client.startNew(Orchestrations.federation, { instanceId: federationId, input });
   log(`partner ${partner}: ${command.type} started federation ${federationId}${command.type === "data-updated" && command.silo ? ` (data updated in silo ${command.silo})` : ""}`);
   return { outcome: "started", federationId };
