@@ -12,11 +12,12 @@
  * Real `flo host` child processes and the compiled job runner; needs dist/ (`npm test` builds first).
  */
 import { createHmac } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { LocalJobEvent } from "../../lib/compute/local/events";
 import type { LocalSiloCompute as LocalSiloComputeType } from "../../lib/compute/local/compute";
+import { JobEnvError, parseExtraJobEnvNames } from "../../lib/compute/local/jobEnv";
 import type { JobFolderTransfer, SiloJobRequest } from "../../lib/compute/siloCompute";
 import { toNotificationInput } from "../../lib/federation/notify";
 import { ModelStore } from "../../lib/models/store";
@@ -244,6 +245,28 @@ describe("the local compute on its own (compiled runner)", () => {
     } finally {
       after.close();
     }
+  });
+
+  it("does not follow a job folder planted as a symbolic link, and refuses to pass host secrets on as extra job variables", async () => {
+    const { LocalSiloCompute } = loadCompiled();
+    const elsewhere = mkdtempSync(join(tmpdir(), "flo-jobs-elsewhere-"));
+    symlinkSync(elsewhere, join(root, "flo-fed-r1-link"));
+    const rec = recorder();
+    const compute: LocalSiloComputeType = new LocalSiloCompute({ root, env: process.env, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 3_600_000 });
+    try {
+      const status = await compute.submit(request("flo-fed-r1-link", "sleepy.js"));
+      expect(status).toMatchObject({ state: "failed", rawStatus: "Untrusted", error: expect.stringContaining("is not trusted: it is not a directory") });
+      expect(readdirSync(elsewhere)).toEqual([]);
+      expect(rec.events).toEqual([]);
+    } finally {
+      compute.close();
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+    expect(() => parseExtraJobEnvNames("FLO_LOCAL_JOB_ENV", "PYTHONPATH, FLO_FUNCTION_KEY")).toThrow(
+      'FLO_LOCAL_JOB_ENV: expected names of host variables jobs may read, got "FLO_FUNCTION_KEY", which is a host setting or secret and never reaches a job',
+    );
+    for (const name of ["AzureWebJobsStorage", "IDENTITY_HEADER", "MSI_SECRET", "MY_API_TOKEN"]) expect(() => parseExtraJobEnvNames("FLO_LOCAL_JOB_ENV", name)).toThrow(JobEnvError);
+    expect(parseExtraJobEnvNames("FLO_LOCAL_JOB_ENV", " PYTHONPATH ,CUDA_VISIBLE_DEVICES,")).toEqual(["PYTHONPATH", "CUDA_VISIBLE_DEVICES"]);
   });
 
   it("keeps the trainer's whole stderr in the log blob and only a bounded tail in the error", async () => {
