@@ -47,7 +47,7 @@ export function localComputeEnabled(env: Readonly<Record<string, string | undefi
 
 const specSchema = z
   .strictObject({ type: z.literal("local") })
-  .meta({ description: `A child process on the machine running flo (embedded runtime); the host must set ${LocalComputeSettings.enabled}=${LOCAL_COMPUTE_ENABLED}.` });
+  .meta({ description: "A child process on the machine running flo (embedded runtime)." });
 
 export const localBackend: ComputeBackend<typeof specSchema> = {
   specSchema,
