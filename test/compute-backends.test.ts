@@ -36,7 +36,7 @@ describe("ComputeInstances", () => {
   function context(): ComputeContext & { credentials: number; published: { id: string }[] } {
     const published: { id: string }[] = [];
     const ctx = {
-      env: { FLO_LOCAL_JOBS_DIR: root },
+      env: { FLO_LOCAL_COMPUTE: "enabled", FLO_LOCAL_JOBS_DIR: root },
       credentials: 0,
       published,
       credential: () => {

@@ -10,6 +10,7 @@ import { join, resolve } from "node:path";
 import type { LocalSiloCompute as LocalSiloComputeType } from "../lib/compute/local/compute";
 import type { JobFolderTransfer, SiloJobRequest } from "../lib/compute/siloCompute";
 import type { LocalJobEvent } from "../lib/compute/local/events";
+import { jobBindingToken } from "../lib/compute/local/jobBinding";
 
 const DIST_LOCAL = resolve(__dirname, "..", "dist", "lib", "compute", "local", "compute.js");
 const TRAINER_DIR = resolve(__dirname, "..", "bench", "fixtures");
@@ -66,6 +67,8 @@ function request(jobName: string): SiloJobRequest {
   };
 }
 
+const JOBS_SECRET = "monitor-test-secret";
+
 const statusesOf = (events: LocalJobEvent[], job: string) => events.filter((e) => e.jobName === job).map((e) => e.state);
 
 async function until(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
@@ -85,7 +88,7 @@ afterEach(() => rmSync(root, { recursive: true, force: true }));
 it("reports every finished job exactly once, uploads included, when several finish together", async () => {
   const { LocalSiloCompute } = load();
   const rec = recorder();
-  const compute = new LocalSiloCompute({ root, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 30 });
+  const compute = new LocalSiloCompute({ root, env: process.env, jobsSecret: JOBS_SECRET, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 30 });
   try {
     const jobs = ["job-a", "job-b", "job-c", "job-d", "job-e"];
     await Promise.all(jobs.map((j) => compute.submit(request(j))));
@@ -108,7 +111,7 @@ it("a new host's monitor finishes jobs an earlier host left unreported, and only
   const { LocalSiloCompute } = load();
   const first = recorder();
   // The first host never ticks (its monitor interval is an hour): its jobs finish unreported.
-  const before = new LocalSiloCompute({ root, transfer: first.transfer, events: { publish: async (e) => void first.events.push(e) }, monitorIntervalMs: 3_600_000 });
+  const before = new LocalSiloCompute({ root, env: process.env, jobsSecret: JOBS_SECRET, transfer: first.transfer, events: { publish: async (e) => void first.events.push(e) }, monitorIntervalMs: 3_600_000 });
   await before.submit(request("left-behind"));
   await before.submit(request("already-reported"));
   const finished = (job: string) => {
@@ -124,7 +127,7 @@ it("a new host's monitor finishes jobs an earlier host left unreported, and only
   expect(statusesOf(first.events, "left-behind")).toEqual(["queued"]);
 
   const second = recorder();
-  const after = new LocalSiloCompute({ root, transfer: second.transfer, events: { publish: async (e) => void second.events.push(e) }, monitorIntervalMs: 30 });
+  const after = new LocalSiloCompute({ root, env: process.env, jobsSecret: JOBS_SECRET, transfer: second.transfer, events: { publish: async (e) => void second.events.push(e) }, monitorIntervalMs: 30 });
   try {
     await until(() => existsSync(join(root, "left-behind", "reported.json")), "the left-behind job to be reported");
     await new Promise((r) => setTimeout(r, 200));
@@ -143,13 +146,13 @@ it("fails a queued job whose runner died before starting it, instead of leaving 
   const gone = spawnSync(process.execPath, ["-e", "0"]).pid;
   const jobDir = join(root, "never-started");
   mkdirSync(join(jobDir, "outputs", "model_update"), { recursive: true });
-  const job = { request: { ...request("never-started"), logUri: undefined }, argv: ["node", "x.js"], cwd: jobDir, env: {}, timeoutSeconds: 60, outputDir: join(jobDir, "outputs", "model_update"), createdAt: new Date().toISOString() };
+  const job = { request: { ...request("never-started"), logUri: undefined }, argv: ["node", "x.js"], cwd: jobDir, env: {}, binding: jobBindingToken(JOBS_SECRET, "never-started"), timeoutSeconds: 60, outputDir: join(jobDir, "outputs", "model_update"), createdAt: new Date().toISOString() };
   writeFileSync(join(jobDir, "job.json"), JSON.stringify(job));
   writeFileSync(join(jobDir, "status.json"), JSON.stringify({ state: "queued" }));
   writeFileSync(join(jobDir, "runner.pid"), String(gone));
 
   const rec = recorder();
-  const compute = new LocalSiloCompute({ root, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 30 });
+  const compute = new LocalSiloCompute({ root, env: process.env, jobsSecret: JOBS_SECRET, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 30 });
   try {
     await until(() => existsSync(join(jobDir, "reported.json")), "the job to be reported");
     expect(statusesOf(rec.events, "never-started")).toEqual(["failed"]);

@@ -48,6 +48,7 @@ beforeAll(async () => {
   const unused = () => Promise.reject(new Error("not used by aggregateRound"));
   compute = new LocalSiloCompute({
     root: jobsRoot,
+    env: {},
     transfer: { source: (uri) => store.source(store.pathFromUri(uri)), downloadFolder: unused, uploadFolder: unused, uploadFile: unused },
     events: { publish: unused },
   });

@@ -311,9 +311,12 @@ describe("infra/ Bicep", () => {
       "FUNCTIONS_WORKER_RUNTIME", // Flex Consumption takes the runtime from functionAppConfig.runtime
       "AzureWebJobsStorage", // identity-based AzureWebJobsStorage__* instead
       "ServiceBusConnection", // identity-based ServiceBusConnection__* instead
+      "FLO_LOCAL_COMPUTE", // never in Azure: it would let any API caller run commands on the Function App
       "FLO_LOCAL_JOBS_DIR",
       "FLO_LOCAL_BASE_DIR",
       "FLO_LOCAL_ALLOWED_PATHS",
+      "FLO_LOCAL_JOBS_SECRET",
+      "FLO_LOCAL_JOB_ENV",
       "FLO_MANAGED_IDENTITY_CLIENT_ID", // the app has a system-assigned identity
       "FLO_ARM_ENDPOINT",
       "FLO_ARM_CA_FILE",
@@ -322,6 +325,8 @@ describe("infra/ Bicep", () => {
       "FLO_AZUREML_API_VERSION",
     ];
     expect(sample.filter((k) => !notInAzure.includes(k) && !bicepSettings.has(k))).toEqual([]);
+    // Local compute runs the spec's command on the host: the deployed app must never enable it.
+    expect([...bicepSettings].filter((k) => k.startsWith("FLO_LOCAL_"))).toEqual([]);
     // No FLO_ setting in the Bicep that the app does not know (a typo would be silently ignored).
     expect([...bicepSettings].filter((k) => k.startsWith("FLO_") && !sample.includes(k))).toEqual([]);
     expect(expr(propNode(moduleOf(main, "functionApp"), "params.partnerAllowList"))).toBe("join(map(partners, partner => partner.name), ',')");

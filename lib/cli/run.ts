@@ -86,7 +86,7 @@ export async function runFederation(specPath: string, options: RunOptions = {}):
       port: options.port ?? 0,
       dataDir,
       storage: options.data ? "persisted" : "memory",
-      settings: { FLO_LOCAL_JOBS_DIR: join(dataDir, "jobs"), FLO_LOCAL_BASE_DIR: process.cwd() },
+      settings: { FLO_LOCAL_COMPUTE: "enabled", FLO_LOCAL_JOBS_DIR: join(dataDir, "jobs"), FLO_LOCAL_BASE_DIR: process.cwd() },
       log: () => undefined,
     });
     print(`flo: local runtime up at ${host.url} (${((Date.now() - started) / 1000).toFixed(1)} s); federation ${spec.name}: ${spec.rounds} round(s), ${spec.silos.length} silo(s), strategy ${spec.aggregation.strategy}`);

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import type { ClosableSiloCompute, ComputeBackend, ComputeContext } from "./siloCompute";
 import { decodeEventBody, describeValue, EventParseError, type ParsedJobEvent } from "./jobEvents";
-import { localBackend } from "./local/backend";
+import { ComputeDisabledError, localBackend } from "./local/backend";
 import { azureMlBackend } from "./azureml/backend";
 
 /**
@@ -30,6 +30,17 @@ function backendOf(type: string): ComputeBackend {
   const backend = BACKENDS.find((candidate) => candidate.specSchema.shape.type.value === type);
   if (!backend) throw new Error(`no compute backend of type ${JSON.stringify(type)} (known: ${computeTypes().join(", ")})`);
   return backend;
+}
+
+export { ComputeDisabledError };
+
+/**
+ * Compute types that run the spec's command on the machine running flo: a host builds them only
+ * when its settings opt in (their backend's create throws ComputeDisabledError otherwise), so
+ * starting a federation checks them before anything is stored.
+ */
+export function computeNeedsOptIn(type: string): boolean {
+  return type === localBackend.specSchema.shape.type.value;
 }
 
 export function computeTypes(): string[] {

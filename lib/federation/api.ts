@@ -9,7 +9,7 @@ import { RECENT_ROUNDS, roundDigest } from "./payloads";
 import { Orchestrations } from "./types";
 import type { FederationRunInput, FederationStatus, RoundSummary, SiloRoundResult, SiloStatus } from "./types";
 import type { FederationServices } from "./services";
-import { checkpointPath, prepareFederation, readCheckpoint } from "./lifecycle";
+import { checkpointPath, prepareFederation, readCheckpoint, requireEnabledCompute } from "./lifecycle";
 import { SpecError } from "../spec/errors";
 
 const RUNNING = new Set(["Running", "Pending", "ContinuedAsNew", "Suspended"]);
@@ -187,6 +187,7 @@ export async function resumeFederation(client: DurableClient, services: Federati
   if ((status.runtimeStatus as string) === "Completed") throw new ApiError(409, `federation ${id} completed; nothing to resume`);
   // Inputs of runs started before the history moved to the checkpoint still carry it: dropped.
   const { history: _carriedHistory, ...failed } = status.input as FederationRunInput & { history?: unknown };
+  requireEnabledCompute(services, await services.loadSpec(failed.spec));
   const checkpoint = await readCheckpoint(services, id);
   if (!checkpoint && failed.round !== 1) throw new ApiError(409, `federation ${id} reached round ${failed.round} but has no checkpoint to resume from`);
   // Without a checkpoint the first round failed: its input is the start of the federation.

@@ -221,7 +221,14 @@ export async function handlePartnerCommand(client: DurableClient, services: Fede
   const suffix = command.type === "start-federation" && command.runId ? command.runId : utcRunSuffix(now);
   const federationId = federationInstanceId(spec, { runSuffix: suffix });
   if (await findInstance(client, federationId)) return reject("DuplicateRun", `federation ${federationId} already exists`);
-  const input = await prepareFederation(services, federationId, spec, now);
+  let input;
+  try {
+    input = await prepareFederation(services, federationId, spec, now);
+  } catch (err) {
+    // A spec this host cannot run (a disabled compute type, an unreadable initial model) never will.
+    if (err instanceof ApiError && err.status === 400) return reject("InvalidSpec", err.message);
+    throw err;
+  }
   // Before the start: a federation never runs without its starter on record.
   await services.store.putJson(startedByPath(federationId), { partner, command: command.type, at: now.toISOString() } satisfies FederationStarter);
   await client.startNew(Orchestrations.federation, { instanceId: federationId, input });

@@ -9,6 +9,7 @@ import type { FederationCheckpoint } from "./manifest";
 import type { FederationRunInput, ModelRef, RunPolicy } from "./types";
 import type { FederationServices } from "./services";
 import { confineLocalPath, LocalPathError } from "../storage/localPaths";
+import { ComputeDisabledError, computeNeedsOptIn } from "../compute/backends";
 
 /** Default interval at which a waiting silo polls its job when no completion event arrives. */
 export const DEFAULT_STATUS_POLL_SECONDS = 60;
@@ -36,6 +37,7 @@ export function runPolicy(spec: FederationSpec): RunPolicy {
  * The spec is stored as parsed JSON, so every activity sees exactly what was validated.
  */
 export async function prepareFederation(services: FederationServices, federationId: string, spec: FederationSpec, now: Date): Promise<FederationRunInput> {
+  requireEnabledCompute(services, spec);
   const stored = await services.store.putJson(specPath(federationId), spec);
   let global: ModelRef | undefined;
   if (spec.initialModel) global = await importInitialModel(services, federationId, spec.initialModel);
@@ -50,6 +52,30 @@ export async function prepareFederation(services: FederationServices, federation
     recent: [],
     startedAt: now.toISOString(),
   };
+}
+
+/**
+ * Every silo's compute runs on this host (a 400 naming the silo's field and the setting otherwise):
+ * checked wherever a federation starts or resumes, before anything is stored or submitted. The
+ * spec parser does not check it, so offline tools (`flo run`'s preflight) read any spec.
+ */
+export function requireEnabledCompute(services: FederationServices, spec: FederationSpec): void {
+  spec.silos.forEach((silo, index) => {
+    if (!computeNeedsOptIn(silo.compute.type)) return;
+    try {
+      // The compute lookup itself refuses a disabled backend.
+      services.computeFor(silo);
+    } catch (err) {
+      if (!(err instanceof ComputeDisabledError)) throw err;
+      const path = `silos[${index}].compute.type`;
+      throw new ApiError(400, `${path}: ${err.message}`, {
+        type: "https://flo.dev/problems/compute-disabled",
+        title: "Compute type disabled on this host",
+        setting: err.setting,
+        errors: [{ path, expected: `a compute type this host runs (${err.setting}=${err.enablingValue} enables ${JSON.stringify(err.computeType)})`, got: JSON.stringify(err.computeType), message: err.message }],
+      });
+    }
+  });
 }
 
 /** Copies the initial model into round 1's global slot after checking it is a readable safetensors file. */

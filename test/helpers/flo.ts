@@ -139,7 +139,7 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
     settingsFile,
     JSON.stringify({
       IsEncrypted: false,
-      Values: { AzureWebJobsStorage: azurite.connectionString, FLO_LOCAL_JOBS_DIR: join(dir, "jobs"), FLO_LOCAL_BASE_DIR: dir, ...options.settings },
+      Values: { AzureWebJobsStorage: azurite.connectionString, FLO_LOCAL_COMPUTE: "enabled", FLO_LOCAL_JOBS_DIR: join(dir, "jobs"), FLO_LOCAL_BASE_DIR: dir, ...options.settings },
     }),
   );
   const logs: string[] = [];

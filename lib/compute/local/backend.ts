@@ -1,18 +1,49 @@
 /** The `local` compute backend: silo jobs as child processes on the machine running flo. */
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { resolve } from "node:path";
 import { z } from "zod";
 import type { ComputeBackend } from "../siloCompute";
 import { LocalSiloCompute } from "./compute";
 import { parseLocalJobEvent } from "./events";
+import { parseExtraJobEnvNames } from "./jobEnv";
 
-/** App settings of the local backend (all optional). */
+/** App settings of the local backend. */
 export const LocalComputeSettings = {
-  /** Folder holding one sub-folder per job (default `<tmp>/flo-jobs`). */
+  /**
+   * Must be `enabled` for this host to run local silos: a local job runs the spec's command as this
+   * host's user, so an API caller's spec would run code on the orchestrator. `flo run`, the sample
+   * local settings and the test harnesses set it; the deployed app never does.
+   */
+  enabled: "FLO_LOCAL_COMPUTE",
+  /** Folder holding one sub-folder per job (default `.flo/jobs` under the process cwd, `flo host`'s default data folder). */
   jobsDir: "FLO_LOCAL_JOBS_DIR",
   /** Folder relative data/code paths in specs resolve against (default the process cwd). */
   baseDir: "FLO_LOCAL_BASE_DIR",
+  /** Secret binding job folders to this host (default: generated once, kept in the jobs folder). */
+  jobsSecret: "FLO_LOCAL_JOBS_SECRET",
+  /** Comma-separated names of further host variables jobs get (e.g. PYTHONPATH); never flo's settings or secrets. */
+  jobEnv: "FLO_LOCAL_JOB_ENV",
 } as const;
+
+/** The value of FLO_LOCAL_COMPUTE that enables local silos. */
+export const LOCAL_COMPUTE_ENABLED = "enabled";
+
+/** A compute type this host does not run unless a setting opts in. */
+export class ComputeDisabledError extends Error {
+  override readonly name = "ComputeDisabledError";
+  constructor(
+    readonly computeType: string,
+    readonly setting: string,
+    readonly enablingValue: string,
+  ) {
+    super(
+      `expected a compute type this host runs, got ${JSON.stringify(computeType)}: local compute runs the spec's command as this host's user and is disabled here (set ${setting}=${enablingValue} only on a machine whose API callers may run code on it)`,
+    );
+  }
+}
+
+export function localComputeEnabled(env: Readonly<Record<string, string | undefined>>): boolean {
+  return env[LocalComputeSettings.enabled]?.trim().toLowerCase() === LOCAL_COMPUTE_ENABLED;
+}
 
 const specSchema = z
   .strictObject({ type: z.literal("local") })
@@ -22,12 +53,17 @@ export const localBackend: ComputeBackend<typeof specSchema> = {
   specSchema,
   // One LocalSiloCompute (one jobs folder and monitor) serves every local silo.
   instanceKey: () => "local",
-  create: (_config, context) =>
-    new LocalSiloCompute({
-      root: context.env[LocalComputeSettings.jobsDir] || join(tmpdir(), "flo-jobs"),
+  create: (config, context) => {
+    if (!localComputeEnabled(context.env)) throw new ComputeDisabledError(config.type, LocalComputeSettings.enabled, LOCAL_COMPUTE_ENABLED);
+    return new LocalSiloCompute({
+      root: context.env[LocalComputeSettings.jobsDir] || resolve(".flo", "jobs"),
       baseDir: context.env[LocalComputeSettings.baseDir] || process.cwd(),
+      env: context.env,
+      extraJobEnv: parseExtraJobEnvNames(LocalComputeSettings.jobEnv, context.env[LocalComputeSettings.jobEnv]),
+      jobsSecret: context.env[LocalComputeSettings.jobsSecret] || undefined,
       transfer: context.transfer,
       events: { publish: (event, options) => context.publishJobEvent(event, options) },
-    }),
+    });
+  },
   parseEvent: parseLocalJobEvent,
 };

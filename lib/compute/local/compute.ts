@@ -10,12 +10,14 @@
  * the job (upload + event) once it sees that state, from a monitor loop or from a status() call.
  */
 import { DetachedSpawner } from "./detachedSpawner";
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { renderCommand } from "../commandTemplate";
 import type { CallOptions, JobFolderTransfer, JobState, SiloCompute, SiloJobRequest, SiloJobStatus, SiloOutput } from "../siloCompute";
 import { JOB_NAME_PATTERN, METRICS_FILE, MODEL_FILE, TERMINAL_JOB_STATES, readSiloMetrics } from "../siloCompute";
 import { localJobEvent, type LocalJobEvent } from "./events";
+import { bindingMismatch, ensurePrivateJobsRoot, jobBindingToken, jobsSecret } from "./jobBinding";
+import { jobEnvironment } from "./jobEnv";
 import { FINISHED_MARKERS_DIR, finishedMarkerPath, writeJobStatus, writeJsonAtomic, type LocalJobFile, type LocalJobReportFile, type LocalJobStatusFile } from "./jobFiles";
 
 /** Where job completion events go (the job-events queue). */
@@ -24,16 +26,23 @@ export interface JobEventPublisher {
 }
 
 export interface LocalSiloComputeOptions {
-  /** Folder holding one sub-folder per job. */
+  /** Folder holding one sub-folder per job; made private to this host's user (0700). */
   root: string;
+  /**
+   * The host's environment (its app settings): jobs get only an allow-listed part of it (search
+   * path, home, locale, temp folder, time zone; see jobEnv.ts) plus `extraJobEnv`.
+   */
+  env: Readonly<Record<string, string | undefined>>;
+  /** Further host variables jobs get, by name (e.g. PYTHONPATH); never flo's settings or secrets. */
+  extraJobEnv?: readonly string[];
+  /** Secret binding job folders to this host (default: generated once and kept in the root, 0600). */
+  jobsSecret?: string;
   transfer: JobFolderTransfer;
   events: JobEventPublisher;
   /** Relative data/code paths in specs resolve against this folder (default: the process cwd). */
   baseDir?: string;
   /** How often the monitor looks for finished jobs (ms, default 100); every 25th look reads every pending job's state. */
   monitorIntervalMs?: number;
-  /** Environment variables never passed to trainers (storage credentials and the like). */
-  withheldEnv?: RegExp;
 }
 
 const RUNNER = join(__dirname, "jobRunner.js");
@@ -41,16 +50,23 @@ const RUNNER = join(__dirname, "jobRunner.js");
 const FINISH_CONCURRENCY = 16;
 /** Every this many monitor ticks, every pending job's status.json is read (not only marked ones). */
 const FULL_CHECK_EVERY = 25;
-const DEFAULT_WITHHELD_ENV = /^(AzureWebJobs|FLO_FUNCTION_KEY|.*(CONNECTION|SECRET|PASSWORD|KEY|TOKEN).*$)/i;
+/** At most this much of a failed job's log travels with its error (into manifests); the whole log is in its log blob. */
+export const MAX_LOG_TAIL_BYTES = 2048;
 
 /** A local job that cannot be submitted as asked. */
 export class LocalJobError extends Error {
   override readonly name = "LocalJobError";
 }
 
+/** What a job's folder holds: nothing of this job yet, a job this host submitted, or an untrusted job. */
+type JobFolder = { kind: "absent" } | { kind: "trusted"; job: LocalJobFile } | { kind: "untrusted"; reason: string };
+
 export class LocalSiloCompute implements SiloCompute {
   private readonly root: string;
   private readonly baseDir: string;
+  private readonly secret: Buffer;
+  /** Environment of the runners (the trainers' adds the job's own variables). */
+  private readonly runnerEnv: Record<string, string>;
   private readonly finishing = new Map<string, Promise<SiloJobStatus>>();
   /**
    * Jobs the monitor still has to finish: those this instance submitted, plus, from one scan of the
@@ -67,7 +83,9 @@ export class LocalSiloCompute implements SiloCompute {
   constructor(private readonly options: LocalSiloComputeOptions) {
     this.root = resolve(options.root);
     this.baseDir = resolve(options.baseDir ?? process.cwd());
-    mkdirSync(this.root, { recursive: true });
+    ensurePrivateJobsRoot(this.root);
+    this.secret = jobsSecret(this.root, options.jobsSecret);
+    this.runnerEnv = jobEnvironment({ host: options.env, extraNames: options.extraJobEnv });
     this.monitor = setInterval(() => void this.finishReadyJobs(), options.monitorIntervalMs ?? 100);
     this.monitor.unref();
   }
@@ -80,8 +98,14 @@ export class LocalSiloCompute implements SiloCompute {
 
   async submit(request: SiloJobRequest, options: CallOptions = {}): Promise<SiloJobStatus> {
     const jobDir = this.jobDir(request.jobName);
-    if (existsSync(join(jobDir, "job.json"))) return this.status(request.jobName, options);
-    mkdirSync(jobDir, { recursive: true });
+    const folder = this.jobFolder(request.jobName);
+    // Idempotent: a submit retried after a crash finds the folder it created.
+    if (folder.kind === "trusted") return this.status(request.jobName, options);
+    if (folder.kind === "untrusted") return untrustedStatus(request.jobName, folder.reason);
+    // A folder without job.json holds nothing this host vouches for (a submit that crashed early, or
+    // planted files): start it afresh.
+    rmSync(jobDir, { recursive: true, force: true });
+    mkdirSync(jobDir, { mode: 0o700 });
 
     const inputs: Record<string, string> = {};
     for (const [name, input] of Object.entries(request.inputs)) {
@@ -110,6 +134,7 @@ export class LocalSiloCompute implements SiloCompute {
       argv,
       cwd,
       env: this.trainerEnv(request),
+      binding: jobBindingToken(this.secret, request.jobName),
       timeoutSeconds: request.timeoutSeconds,
       outputDir,
       createdAt: new Date().toISOString(),
@@ -117,7 +142,7 @@ export class LocalSiloCompute implements SiloCompute {
     writeJsonAtomic(join(jobDir, "job.json"), job);
     writeJobStatus(jobDir, { state: "queued" });
     // Spawned off the event loop (see DetachedSpawner): K jobs per round would block it K times.
-    const runnerPid = await this.spawner.spawn(process.execPath, [RUNNER, jobDir]);
+    const runnerPid = await this.spawner.spawn(process.execPath, [RUNNER, jobDir], this.runnerEnv);
     // The runner records its pid in status.json once it runs; this one lets a runner that dies
     // before that (killed, crashed loading) be noticed instead of leaving the job queued forever.
     if (runnerPid !== undefined) writeFileSync(join(jobDir, "runner.pid"), String(runnerPid));
@@ -128,6 +153,9 @@ export class LocalSiloCompute implements SiloCompute {
 
   async status(jobName: string, options: CallOptions = {}): Promise<SiloJobStatus> {
     const jobDir = this.jobDir(jobName);
+    const folder = this.jobFolder(jobName);
+    if (folder.kind === "untrusted") return untrustedStatus(jobName, folder.reason);
+    if (folder.kind === "absent") throw new LocalJobError(`job ${jobName} does not exist under ${this.root}`);
     const report = readJson<LocalJobReportFile>(join(jobDir, "reported.json"));
     if (report) return { jobName, state: report.state, rawStatus: report.rawStatus, error: report.error, outputUri: report.outputUri, logUri: report.logUri };
     const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
@@ -142,6 +170,8 @@ export class LocalSiloCompute implements SiloCompute {
 
   async cancel(jobName: string, options: CallOptions = {}): Promise<void> {
     const jobDir = this.jobDir(jobName);
+    // The pids in an untrusted folder's status.json could be anyone's processes: never signal them.
+    if (this.jobFolder(jobName).kind !== "trusted") return;
     const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
     if (!status || TERMINAL_JOB_STATES.includes(status.state)) return;
     for (const pid of [status.childPid, status.runnerPid]) {
@@ -180,9 +210,11 @@ export class LocalSiloCompute implements SiloCompute {
 
   private async doFinish(jobName: string, options: CallOptions): Promise<SiloJobStatus> {
     const jobDir = this.jobDir(jobName);
+    const folder = this.jobFolder(jobName);
+    if (folder.kind === "untrusted") return untrustedStatus(jobName, folder.reason);
     const done = readJson<LocalJobReportFile>(join(jobDir, "reported.json"));
     if (done) return { jobName, state: done.state, rawStatus: done.rawStatus, error: done.error, outputUri: done.outputUri, logUri: done.logUri };
-    const job = readJson<LocalJobFile>(join(jobDir, "job.json"));
+    const job = folder.kind === "trusted" ? folder.job : undefined;
     const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
     if (!job || !status) throw new LocalJobError(`job ${jobName} has no job.json/status.json under ${jobDir}`);
     let state: JobState = status.state;
@@ -216,7 +248,7 @@ export class LocalSiloCompute implements SiloCompute {
     try {
       if (!this.rootScanned) {
         for (const name of readdirSync(this.root)) {
-          if (JOB_NAME_PATTERN.test(name) && !existsSync(join(this.root, name, "reported.json"))) this.pending.add(name);
+          if (JOB_NAME_PATTERN.test(name) && !existsSync(join(this.root, name, "reported.json")) && this.jobFolder(name).kind === "trusted") this.pending.add(name);
         }
         this.rootScanned = true;
       }
@@ -250,15 +282,39 @@ export class LocalSiloCompute implements SiloCompute {
     await this.options.events.publish(localJobEvent({ jobName: request.jobName, state, tags: request.tags }), options);
   }
 
+  /** The runner's allow-listed environment plus the job's own variables (never the host's settings). */
   private trainerEnv(request: SiloJobRequest): Record<string, string> {
-    const withheld = this.options.withheldEnv ?? DEFAULT_WITHHELD_ENV;
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !withheld.test(k)) env[k] = v;
-    env.FLO_FEDERATION_ID = request.federationId;
-    env.FLO_ROUND = String(request.round);
-    env.FLO_SILO = request.silo;
-    env.FLO_JOB_NAME = request.jobName;
-    return env;
+    return {
+      ...this.runnerEnv,
+      FLO_FEDERATION_ID: request.federationId,
+      FLO_ROUND: String(request.round),
+      FLO_SILO: request.silo,
+      FLO_JOB_NAME: request.jobName,
+    };
+  }
+
+  /**
+   * Whether a job's folder is one this host created for this job: a real directory whose job.json
+   * carries this host's binding token for the job name. Nothing else in an untrusted folder is read.
+   */
+  private jobFolder(jobName: string): JobFolder {
+    const jobDir = this.jobDir(jobName);
+    let isDirectory: boolean;
+    try {
+      isDirectory = lstatSync(jobDir).isDirectory();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { kind: "absent" };
+      throw err;
+    }
+    const untrusted = (why: string): JobFolder => ({
+      kind: "untrusted",
+      reason: `job folder ${jobDir} is not trusted: ${why}, so this host did not create it for job ${jobName} (planted, or left by a host with another secret); the job was not run and none of its files were used`,
+    });
+    if (!isDirectory) return untrusted("it is not a directory");
+    const job = readJson<LocalJobFile>(join(jobDir, "job.json"));
+    if (!job) return existsSync(join(jobDir, "job.json")) ? untrusted("its job.json is unreadable") : { kind: "absent" };
+    const mismatch = bindingMismatch(this.secret, jobName, job.binding);
+    return mismatch ? untrusted(mismatch) : { kind: "trusted", job };
   }
 
   private jobDir(jobName: string): string {
@@ -335,11 +391,28 @@ function isAlive(pid: number): boolean {
   }
 }
 
+function untrustedStatus(jobName: string, reason: string): SiloJobStatus {
+  return { jobName, state: "failed", rawStatus: "Untrusted", error: reason };
+}
+
+/** The error with the last lines of the job's log, at most MAX_LOG_TAIL_BYTES of them. */
 function withLogTail(error: string, logPath: string): string {
+  let tail: string;
   try {
-    const lines = readFileSync(logPath, "utf8").trimEnd().split("\n").slice(-5).join("\n");
-    return lines ? `${error}; log tail:\n${lines}` : error;
+    const fd = openSync(logPath, "r");
+    try {
+      const size = fstatSync(fd).size;
+      const length = Math.min(size, MAX_LOG_TAIL_BYTES);
+      const bytes = Buffer.alloc(length);
+      readSync(fd, bytes, 0, length, size - length);
+      tail = bytes.toString("utf8").trimEnd();
+      // Cut back to a whole line (and a whole character) when the tail starts mid-log.
+      if (length < size) tail = tail.slice(tail.indexOf("\n") + 1);
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     return error;
   }
+  return tail ? `${error}; log tail:\n${tail}` : error;
 }

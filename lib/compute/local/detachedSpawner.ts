@@ -14,9 +14,9 @@ export class SpawnError extends Error {
 const WORKER_SOURCE = `
 const { parentPort } = require("node:worker_threads");
 const { spawn } = require("node:child_process");
-parentPort.on("message", ({ id, command, args }) => {
+parentPort.on("message", ({ id, command, args, env }) => {
   try {
-    const child = spawn(command, args, { detached: true, stdio: "ignore" });
+    const child = spawn(command, args, { detached: true, stdio: "ignore", env });
     child.on("error", () => undefined);
     child.unref();
     parentPort.postMessage({ id, pid: child.pid });
@@ -35,13 +35,13 @@ export class DetachedSpawner {
   private nextId = 0;
   private readonly waiting = new Map<number, Waiter>();
 
-  /** Starts `command args` detached with stdio ignored; resolves with its pid. */
-  spawn(command: string, args: readonly string[]): Promise<number | undefined> {
+  /** Starts `command args` detached with stdio ignored and exactly the environment `env`; resolves with its pid. */
+  spawn(command: string, args: readonly string[], env: Readonly<Record<string, string>>): Promise<number | undefined> {
     const worker = this.ensureWorker();
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      worker.postMessage({ id, command, args: [...args] });
+      worker.postMessage({ id, command, args: [...args], env: { ...env } });
     });
   }
 

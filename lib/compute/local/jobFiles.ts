@@ -9,6 +9,8 @@ export interface LocalJobFile {
   argv: string[];
   cwd: string;
   env: Record<string, string>;
+  /** Proves this host created the folder for this job (see jobBinding.ts); a folder without it is never trusted. */
+  binding: string;
   timeoutSeconds: number;
   outputDir: string;
   createdAt: string;
