@@ -135,11 +135,11 @@ describe("a forged Completed job event on a real flo host", () => {
     const id = "forged-event";
     expect((await flo.start(toySpec(id, silos, { rounds: 1, policy: { minSilos: 2, roundTimeout: "PT1M" } }))).status).toBe(202);
     const jobName = floJobName({ federationId: id, round: 1, silo: "slow", attempt: 1 });
-    // Wait until the slow job is running, then claim it completed.
+    // Wait until the slow job was submitted (queued or running: it sleeps 6 s), then claim it completed.
     const deadline = Date.now() + 30_000;
     for (;;) {
       const status = await flo.json<{ silos?: { silo: string; state: string }[] }>(`federations/${id}`);
-      if (status.body.silos?.some((s) => s.silo === "slow" && s.state === "running")) break;
+      if (status.body.silos?.some((s) => s.silo === "slow" && (s.state === "queued" || s.state === "running"))) break;
       if (Date.now() > deadline) throw new Error(`slow never ran: ${JSON.stringify(status.body)}`);
       await new Promise((r) => setTimeout(r, 200));
     }
