@@ -30,7 +30,7 @@ app.serviceBusQueue("jobEvents", {
   queueName: jobEventsQueue,
   extraInputs: [df.input.durableClient()],
   handler: async (body: unknown, context: InvocationContext) => {
-    await handleJobEvent(df.getClient(context), await federationServices(), jobEventsQueue, inboxMessage(body, context), (l) => context.log(l));
+    await handleJobEvent(df.getClient(context), { services: await federationServices(), queue: jobEventsQueue, message: inboxMessage(body, context), log: (l) => context.log(l) });
   },
 });
 
@@ -43,7 +43,7 @@ for (const partner of partnerSettings.allowList) {
     queueName: queue,
     extraInputs: [df.input.durableClient()],
     handler: async (body: unknown, context: InvocationContext) => {
-      await handlePartnerCommand(df.getClient(context), await federationServices(), { partner, queue, message: inboxMessage(body, context) }, partnerSettings, (l) => context.log(l));
+      await handlePartnerCommand(df.getClient(context), { services: await federationServices(), partner, queue, message: inboxMessage(body, context), log: (l) => context.log(l) }, { settings: partnerSettings });
     },
   });
 }

@@ -32,8 +32,17 @@ export interface InboxMessage {
 
 export type Log = (line: string) => void;
 
+/** A received message and what handling it needs. */
+export interface InboxDelivery {
+  services: FederationServices;
+  queue: string;
+  message: InboxMessage;
+  log: Log;
+}
+
 /** Moves a message to `<queue>-rejected` with its reason. */
-export async function rejectMessage(services: FederationServices, queue: string, message: InboxMessage, reason: string, description: string, log: Log): Promise<void> {
+export async function rejectMessage(delivery: InboxDelivery, reason: string, description: string): Promise<void> {
+  const { services, queue, message, log } = delivery;
   await services.messages.send(rejectedQueueName(queue), rejectedMessage({ queue, body: message.body, messageId: message.messageId, reason, description }));
   log(`message ${message.messageId ?? "(no id)"} from ${queue} rejected: ${reason}: ${description}`);
 }
@@ -47,13 +56,14 @@ export type JobEventOutcome = "raised" | "in-progress" | "not-ours" | "no-instan
  * job status call, so duplicates, events of earlier attempts and events for closed rounds are
  * harmless.
  */
-export async function handleJobEvent(client: DurableClient, services: FederationServices, queue: string, message: InboxMessage, log: Log): Promise<JobEventOutcome> {
+export async function handleJobEvent(client: DurableClient, delivery: InboxDelivery): Promise<JobEventOutcome> {
+  const { message, log } = delivery;
   let parsed;
   try {
     parsed = parseJobEvent(message.body);
   } catch (err) {
     if (!(err instanceof EventParseError)) throw err;
-    await rejectMessage(services, queue, message, "InvalidJobEvent", err.message, log);
+    await rejectMessage(delivery, "InvalidJobEvent", err.message);
     return "rejected";
   }
   if (parsed.kind === "not-ours") {
@@ -108,10 +118,9 @@ export function partnerQueueName(partner: string): string {
 }
 
 /** A command as received: the partner is the one whose queue it arrived on, never a property of the message. */
-export interface PartnerDelivery {
+/** A partner's command as delivered: the queue it arrived on names the partner. */
+export interface PartnerDelivery extends InboxDelivery {
   partner: string;
-  queue: string;
-  message: InboxMessage;
 }
 
 export type PartnerOutcome = { outcome: "started"; federationId: string } | { outcome: "canceled"; federationId: string } | { outcome: "rejected"; reason: string };
@@ -165,10 +174,11 @@ async function cancelRefusal(services: FederationServices, federationId: string,
  * A partner's command from its own queue. The queue names the partner (only its identity may send
  * there); a `floPartner` property naming anyone else is refused, since it is only a claim.
  */
-export async function handlePartnerCommand(client: DurableClient, services: FederationServices, delivery: PartnerDelivery, settings: PartnerSettings, log: Log, now: Date = new Date()): Promise<PartnerOutcome> {
-  const { partner, queue, message } = delivery;
+export async function handlePartnerCommand(client: DurableClient, delivery: PartnerDelivery, options: { settings: PartnerSettings; now?: Date }): Promise<PartnerOutcome> {
+  const { services, partner, queue, message, log } = delivery;
+  const { settings, now = new Date() } = options;
   const reject = async (reason: string, description: string): Promise<PartnerOutcome> => {
-    await rejectMessage(services, queue, message, reason, description, log);
+    await rejectMessage(delivery, reason, description);
     return { outcome: "rejected", reason: `${reason}: ${description}` };
   };
   if (!settings.allowList.some((allowed) => samePartner(allowed, partner))) return reject("PartnerNotAllowed", `partner ${JSON.stringify(partner)} is not on the allow-list (FLO_PARTNER_ALLOWLIST)`);
