@@ -258,7 +258,7 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
     port: 0,
     dataDir: dir,
     storage: "memory",
-    settings: { FLO_LOCAL_COMPUTE: "enabled", FLO_LOCAL_JOBS_DIR: jobsDir, FLO_LOCAL_BASE_DIR: dir },
+    settings: { FLO_LOCAL_COMPUTE: "enabled", FLO_LOCAL_JOBS_DIR: jobsDir, FLO_LOCAL_BASE_DIR: dir, FLO_LOCAL_ALLOWED_PATHS: TRAINER_DIR },
     log: (line) => (line.startsWith("[error]") ? console.error(line) : undefined),
   });
   const sampler = setInterval(sampleCpu, 250);

@@ -13,7 +13,9 @@ import { AzuriteQueueTransport, storageQueueName } from "../../lib/messaging/azu
 import type { OutgoingServiceBusMessage, ReceivedServiceBusMessage } from "../../lib/messaging/message";
 
 export const APP_ENTRY = resolve(__dirname, "..", "..", "dist", "functions", "index.js");
-export const TOY_TRAINER_DIR = resolve(__dirname, "..", "fixtures", "trainers");
+/** Test fixtures (trainers) live outside each test's base folder: hosts allow this folder explicitly. */
+export const FIXTURES_DIR = resolve(__dirname, "..", "fixtures");
+export const TOY_TRAINER_DIR = resolve(FIXTURES_DIR, "trainers");
 export const FLO_BIN = resolve(__dirname, "..", "..", "bin", "flo.js");
 
 export function requireBuild(): void {
@@ -139,7 +141,7 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
     settingsFile,
     JSON.stringify({
       IsEncrypted: false,
-      Values: { AzureWebJobsStorage: azurite.connectionString, FLO_LOCAL_COMPUTE: "enabled", FLO_LOCAL_JOBS_DIR: join(dir, "jobs"), FLO_LOCAL_BASE_DIR: dir, ...options.settings },
+      Values: { AzureWebJobsStorage: azurite.connectionString, FLO_LOCAL_COMPUTE: "enabled", FLO_LOCAL_JOBS_DIR: join(dir, "jobs"), FLO_LOCAL_BASE_DIR: dir, FLO_LOCAL_ALLOWED_PATHS: FIXTURES_DIR, ...options.settings },
     }),
   );
   const logs: string[] = [];

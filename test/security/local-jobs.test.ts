@@ -225,16 +225,36 @@ describe("the local compute on its own (compiled runner)", () => {
     tags: {},
   });
 
+  it("attack: a code folder or input path outside the base folder is refused by name (FLO_LOCAL_ALLOWED_PATHS lets one in)", async () => {
+    const { LocalSiloCompute } = loadCompiled();
+    const rec = recorder();
+    const compute: LocalSiloComputeType = new LocalSiloCompute({ root, baseDir: code, env: process.env, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 3_600_000 });
+    try {
+      await expect(compute.submit({ ...request("flo-fed-r1-root", "x.js"), code: "/" })).rejects.toThrow(/^training\.code: local path "\/" is outside the base folder .*FLO_LOCAL_ALLOWED_PATHS/);
+      await expect(compute.submit({ ...request("flo-fed-r1-etc", "x.js"), inputs: { data: { kind: "folder", uri: "file:///etc" } } })).rejects.toThrow(/^inputs\.data: local path "\/etc" is outside the base folder/);
+      await expect(compute.submit({ ...request("flo-fed-r1-up", "x.js"), code: "../" })).rejects.toThrow(/^training\.code: local path "\.\.\/" is outside the base folder/);
+    } finally {
+      compute.close();
+    }
+    const allowed: LocalSiloComputeType = new LocalSiloCompute({ root, baseDir: root, allowedRoots: [code], env: process.env, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 3_600_000 });
+    try {
+      expect((await allowed.submit(request("flo-fed-r1-allowed", "sleepy.js"))).state).not.toBe("failed");
+      await allowed.cancel("flo-fed-r1-allowed");
+    } finally {
+      allowed.close();
+    }
+  });
+
   it("a submit retried after the host restarts finds its own folder: one job, one runner", async () => {
     const { LocalSiloCompute } = loadCompiled();
     const first = recorder();
-    const before: LocalSiloComputeType = new LocalSiloCompute({ root, env: process.env, transfer: first.transfer, events: { publish: async (e) => void first.events.push(e) }, monitorIntervalMs: 3_600_000 });
+    const before: LocalSiloComputeType = new LocalSiloCompute({ root, baseDir: code, env: process.env, transfer: first.transfer, events: { publish: async (e) => void first.events.push(e) }, monitorIntervalMs: 3_600_000 });
     await before.submit(request("flo-fed-r1-east", "sleepy.js"));
     before.close();
     const createdAt = (JSON.parse(readFileSync(join(root, "flo-fed-r1-east", "job.json"), "utf8")) as { createdAt: string }).createdAt;
 
     const second = recorder();
-    const after: LocalSiloComputeType = new LocalSiloCompute({ root, env: process.env, transfer: second.transfer, events: { publish: async (e) => void second.events.push(e) }, monitorIntervalMs: 3_600_000 });
+    const after: LocalSiloComputeType = new LocalSiloCompute({ root, baseDir: code, env: process.env, transfer: second.transfer, events: { publish: async (e) => void second.events.push(e) }, monitorIntervalMs: 3_600_000 });
     try {
       const again = await after.submit(request("flo-fed-r1-east", "sleepy.js"));
       expect(["queued", "running"]).toContain(again.state);
@@ -252,7 +272,7 @@ describe("the local compute on its own (compiled runner)", () => {
     const elsewhere = mkdtempSync(join(tmpdir(), "flo-jobs-elsewhere-"));
     symlinkSync(elsewhere, join(root, "flo-fed-r1-link"));
     const rec = recorder();
-    const compute: LocalSiloComputeType = new LocalSiloCompute({ root, env: process.env, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 3_600_000 });
+    const compute: LocalSiloComputeType = new LocalSiloCompute({ root, baseDir: code, env: process.env, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 3_600_000 });
     try {
       const status = await compute.submit(request("flo-fed-r1-link", "sleepy.js"));
       expect(status).toMatchObject({ state: "failed", rawStatus: "Untrusted", error: expect.stringContaining("is not trusted: it is not a directory") });
@@ -272,7 +292,7 @@ describe("the local compute on its own (compiled runner)", () => {
   it("keeps the trainer's whole stderr in the log blob and only a bounded tail in the error", async () => {
     const { LocalSiloCompute, MAX_LOG_TAIL_BYTES } = loadCompiled();
     const rec = recorder();
-    const compute: LocalSiloComputeType = new LocalSiloCompute({ root, env: process.env, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 30 });
+    const compute: LocalSiloComputeType = new LocalSiloCompute({ root, baseDir: code, env: process.env, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 30 });
     try {
       await compute.submit(request("flo-fed-r1-noisy", "noisy.js"));
       await until("the job to be reported", () => (existsSync(join(root, "flo-fed-r1-noisy", "reported.json")) ? true : undefined));

@@ -5,6 +5,7 @@ import type { ComputeBackend } from "../siloCompute";
 import { LocalSiloCompute } from "./compute";
 import { parseLocalJobEvent } from "./events";
 import { parseExtraJobEnvNames } from "./jobEnv";
+import { parseAllowedRoots } from "../../storage/localPaths";
 
 /** App settings of the local backend. */
 export const LocalComputeSettings = {
@@ -20,6 +21,8 @@ export const LocalComputeSettings = {
   baseDir: "FLO_LOCAL_BASE_DIR",
   /** Secret binding job folders to this host (default: generated once, kept in the jobs folder). */
   jobsSecret: "FLO_LOCAL_JOBS_SECRET",
+  /** Absolute folders (comma-separated) outside the base folder that specs may name as code or input paths. */
+  allowedPaths: "FLO_LOCAL_ALLOWED_PATHS",
   /** Comma-separated names of further host variables jobs get (e.g. PYTHONPATH); never flo's settings or secrets. */
   jobEnv: "FLO_LOCAL_JOB_ENV",
 } as const;
@@ -58,6 +61,7 @@ export const localBackend: ComputeBackend<typeof specSchema> = {
     return new LocalSiloCompute({
       root: context.env[LocalComputeSettings.jobsDir] || resolve(".flo", "jobs"),
       baseDir: context.env[LocalComputeSettings.baseDir] || process.cwd(),
+      allowedRoots: parseAllowedRoots(context.env[LocalComputeSettings.allowedPaths], LocalComputeSettings.allowedPaths),
       env: context.env,
       extraJobEnv: parseExtraJobEnvNames(LocalComputeSettings.jobEnv, context.env[LocalComputeSettings.jobEnv]),
       jobsSecret: context.env[LocalComputeSettings.jobsSecret] || undefined,

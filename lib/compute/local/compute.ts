@@ -12,6 +12,7 @@
 import { DetachedSpawner } from "./detachedSpawner";
 import { closeSync, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
+import { confineLocalPath, LocalPathError } from "../../storage/localPaths";
 import { renderCommand } from "../commandTemplate";
 import type { CallOptions, JobFolderTransfer, JobState, SiloCompute, SiloJobRequest, SiloJobStatus, SiloOutput } from "../siloCompute";
 import { JOB_NAME_PATTERN, METRICS_FILE, MODEL_FILE, TERMINAL_JOB_STATES, readSiloMetrics } from "../siloCompute";
@@ -41,6 +42,8 @@ export interface LocalSiloComputeOptions {
   events: JobEventPublisher;
   /** Relative data/code paths in specs resolve against this folder (default: the process cwd). */
   baseDir?: string;
+  /** Folders outside the base folder that code and input paths may name (FLO_LOCAL_ALLOWED_PATHS). */
+  allowedRoots?: readonly string[];
   /** How often the monitor looks for finished jobs (ms, default 100); every 25th look reads every pending job's state. */
   monitorIntervalMs?: number;
 }
@@ -115,7 +118,7 @@ export class LocalSiloCompute implements SiloCompute {
         mkdirSync(local, { recursive: true });
         await this.options.transfer.downloadFolder(input.uri, local, options);
         inputs[name] = local;
-      } else inputs[name] = this.localPath(input.uri);
+      } else inputs[name] = this.localPath(input.uri, `inputs.${name}`);
     }
     const outputDir = join(jobDir, "outputs", "model_update");
     mkdirSync(outputDir, { recursive: true });
@@ -126,7 +129,7 @@ export class LocalSiloCompute implements SiloCompute {
       throw new LocalJobError(`job ${request.jobName}: ${(err as Error).message}`);
     }
     if (argv.length === 0) throw new LocalJobError(`job ${request.jobName}: the command is empty`);
-    const cwd = request.code ? this.localPath(request.code) : jobDir;
+    const cwd = request.code ? this.localPath(request.code, "training.code") : jobDir;
     if (!existsSync(cwd)) throw new LocalJobError(`job ${request.jobName}: code folder ${cwd} does not exist`);
 
     const job: LocalJobFile = {
@@ -332,9 +335,15 @@ export class LocalSiloCompute implements SiloCompute {
     return existsSync(candidate) ? candidate : value;
   }
 
-  private localPath(path: string): string {
+  /** A code or input path of the spec, confined to the base folder and the allowed ones. */
+  private localPath(path: string, field: string): string {
     const p = path.startsWith("file://") ? new URL(path).pathname : path;
-    return isAbsolute(p) ? p : resolve(this.baseDir, p);
+    try {
+      return confineLocalPath(p, { baseDir: this.baseDir, allowedRoots: this.options.allowedRoots }, field);
+    } catch (err) {
+      if (err instanceof LocalPathError) throw new LocalJobError(err.message);
+      throw err;
+    }
   }
 }
 
