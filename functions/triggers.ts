@@ -43,7 +43,11 @@ for (const partner of partnerSettings.allowList) {
     queueName: queue,
     extraInputs: [df.input.durableClient()],
     handler: async (body: unknown, context: InvocationContext) => {
-      await handlePartnerCommand(df.getClient(context), { services: await federationServices(), partner, queue, message: inboxMessage(body, context), log: (l) => context.log(l) }, { settings: partnerSettings });
+      await handlePartnerCommand(
+        df.getClient(context),
+        { services: await federationServices(), partner, queue, message: inboxMessage(body, context), log: (l) => context.log(l) },
+        { settings: partnerSettings },
+      );
     },
   });
 }

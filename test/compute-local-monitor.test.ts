@@ -111,7 +111,14 @@ it("a new host's monitor finishes jobs an earlier host left unreported, and only
   const { LocalSiloCompute } = load();
   const first = recorder();
   // The first host never ticks (its monitor interval is an hour): its jobs finish unreported.
-  const before = new LocalSiloCompute({ root, env: process.env, jobsSecret: JOBS_SECRET, transfer: first.transfer, events: { publish: async (e) => void first.events.push(e) }, monitorIntervalMs: 3_600_000 });
+  const before = new LocalSiloCompute({
+    root,
+    env: process.env,
+    jobsSecret: JOBS_SECRET,
+    transfer: first.transfer,
+    events: { publish: async (e) => void first.events.push(e) },
+    monitorIntervalMs: 3_600_000,
+  });
   await before.submit(request("left-behind"));
   await before.submit(request("already-reported"));
   const finished = (job: string) => {
@@ -127,7 +134,14 @@ it("a new host's monitor finishes jobs an earlier host left unreported, and only
   expect(statusesOf(first.events, "left-behind")).toEqual(["queued"]);
 
   const second = recorder();
-  const after = new LocalSiloCompute({ root, env: process.env, jobsSecret: JOBS_SECRET, transfer: second.transfer, events: { publish: async (e) => void second.events.push(e) }, monitorIntervalMs: 30 });
+  const after = new LocalSiloCompute({
+    root,
+    env: process.env,
+    jobsSecret: JOBS_SECRET,
+    transfer: second.transfer,
+    events: { publish: async (e) => void second.events.push(e) },
+    monitorIntervalMs: 30,
+  });
   try {
     await until(() => existsSync(join(root, "left-behind", "reported.json")), "the left-behind job to be reported");
     await new Promise((r) => setTimeout(r, 200));
@@ -146,7 +160,16 @@ it("fails a queued job whose runner died before starting it, instead of leaving 
   const gone = spawnSync(process.execPath, ["-e", "0"]).pid;
   const jobDir = join(root, "never-started");
   mkdirSync(join(jobDir, "outputs", "model_update"), { recursive: true });
-  const job = { request: { ...request("never-started"), logUri: undefined }, argv: ["node", "x.js"], cwd: jobDir, env: {}, binding: jobBindingToken(JOBS_SECRET, "never-started"), timeoutSeconds: 60, outputDir: join(jobDir, "outputs", "model_update"), createdAt: new Date().toISOString() };
+  const job = {
+    request: { ...request("never-started"), logUri: undefined },
+    argv: ["node", "x.js"],
+    cwd: jobDir,
+    env: {},
+    binding: jobBindingToken(JOBS_SECRET, "never-started"),
+    timeoutSeconds: 60,
+    outputDir: join(jobDir, "outputs", "model_update"),
+    createdAt: new Date().toISOString(),
+  };
   writeFileSync(join(jobDir, "job.json"), JSON.stringify(job));
   writeFileSync(join(jobDir, "status.json"), JSON.stringify({ state: "queued" }));
   writeFileSync(join(jobDir, "runner.pid"), String(gone));

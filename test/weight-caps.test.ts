@@ -18,7 +18,13 @@ async function update(id: string, value: number, numExamples: number, loss: numb
 
 async function aggregate(updates: AggregateOptions["updates"], strategy: { name: string; options?: Record<string, number> }, maxWeightShare?: number) {
   const out = memorySink();
-  const result = await aggregateUpdates({ updates, output: () => out, strategy: createStrategy(strategy.name, strategy.options ?? {}), minUpdates: 1, ...(maxWeightShare !== undefined ? { maxWeightShare } : {}) });
+  const result = await aggregateUpdates({
+    updates,
+    output: () => out,
+    strategy: createStrategy(strategy.name, strategy.options ?? {}),
+    minUpdates: 1,
+    ...(maxWeightShare !== undefined ? { maxWeightShare } : {}),
+  });
   const source = memorySource("out", out.committed!);
   const w = Array.from(decodeFloats(await readTensorBytes(source, await readSafetensorsHeader(source), "w"), "F64"));
   return { result, w };
@@ -38,7 +44,11 @@ describe("maxWeightShare in the engine", () => {
     const { result, w } = await aggregate(await liarRound(), { name: "fedavg" }, 0.4);
     expect(w[0]).toBeCloseTo(0.3 + 0.3 + 40, 12);
     expect(result.metrics.loss).toBeCloseTo(0.3 + 0.3 + 4000, 9);
-    expect(result.included.map((u) => [u.id, u.numExamples])).toEqual([["honest-a", 100], ["honest-b", 100], ["liar", 1e12]]);
+    expect(result.included.map((u) => [u.id, u.numExamples])).toEqual([
+      ["honest-a", 100],
+      ["honest-b", 100],
+      ["liar", 1e12],
+    ]);
     result.included.forEach((u, i) => expect(u.weightShare).toBeCloseTo([0.3, 0.3, 0.4][i], 12));
     expect(result.weighting).toEqual({ maxWeightShare: 0.4, capped: ["liar"], equalized: false, dominant: [] });
   });

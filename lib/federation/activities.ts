@@ -12,16 +12,7 @@ import type { Json } from "../aggregation/strategy";
 import { checkpointPath } from "./lifecycle";
 import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type RoundWeightingRecord, type SiloManifestEntry } from "./manifest";
 import type { FederationServices } from "./services";
-import type {
-  AggregateRoundInput,
-  AggregateRoundOutput,
-  JobRefInput,
-  ModelRef,
-  RecordRoundFailureInput,
-  RoundSummary,
-  SiloRoundResult,
-  SubmitJobInput,
-} from "./types";
+import type { AggregateRoundInput, AggregateRoundOutput, JobRefInput, ModelRef, RecordRoundFailureInput, RoundSummary, SiloRoundResult, SubmitJobInput } from "./types";
 
 function siloOf(spec: FederationSpec, name: string): SiloSpec {
   const silo = spec.silos.find((s) => s.name === name);
@@ -125,7 +116,10 @@ async function loadStrategyState(services: FederationServices, ref: ModelRef | u
 }
 
 /** Step 3 when too few updates are valid: the failed round's manifest, naming every exclusion. */
-async function recordQuorumFailure(services: FederationServices, args: { input: AggregateRoundInput; base: RoundRecordBase; opened: OpenedUpdate[]; error: AggregationError }): Promise<AggregateRoundOutput> {
+async function recordQuorumFailure(
+  services: FederationServices,
+  args: { input: AggregateRoundInput; base: RoundRecordBase; opened: OpenedUpdate[]; error: AggregationError },
+): Promise<AggregateRoundOutput> {
   const { input, base, opened, error } = args;
   const excluded = new Map(error.excluded.map((e) => [e.id, e.reason]));
   for (const o of opened) if (o.reason) excluded.set(o.silo, o.reason);
@@ -270,7 +264,9 @@ function manifestWeighting(weighting: RoundWeighting): RoundWeightingRecord {
   if (weighting.equalized) notes.push(`maxWeightShare ${weighting.maxWeightShare} is below 1/m for the round's updates: every update weighed the same`);
   else if (weighting.capped.length > 0) notes.push(`capped at maxWeightShare ${weighting.maxWeightShare}: ${weighting.capped.join(", ")}; the excess went to the others in proportion to num_examples`);
   if (weighting.dominant.length > 0) {
-    notes.push(`no maxWeightShare set and ${weighting.dominant.join(", ")} weighed more than half of the round: one silo's num_examples claim steered the model (set aggregation.maxWeightShare or silos[].maxExamples)`);
+    notes.push(
+      `no maxWeightShare set and ${weighting.dominant.join(", ")} weighed more than half of the round: one silo's num_examples claim steered the model (set aggregation.maxWeightShare or silos[].maxExamples)`,
+    );
   }
   return { ...weighting, ...(notes.length > 0 ? { note: notes.join("; ") } : {}) };
 }

@@ -102,10 +102,14 @@ export class PartnerSettingsError extends Error {}
  * queue (Service Bus entity names are case-insensitive), fail the app's start with the setting's name.
  */
 export function partnerSettingsFromEnv(env: Record<string, string | undefined>): PartnerSettings {
-  const allowList = (env.FLO_PARTNER_ALLOWLIST ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const allowList = (env.FLO_PARTNER_ALLOWLIST ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   const seen = new Set<string>();
   for (const [i, name] of allowList.entries()) {
-    if (!PARTNER_NAME.test(name)) throw new PartnerSettingsError(`FLO_PARTNER_ALLOWLIST[${i}]: expected a partner name matching ${PARTNER_NAME.source} (its queue is partner-<name>), got ${JSON.stringify(name)}`);
+    if (!PARTNER_NAME.test(name))
+      throw new PartnerSettingsError(`FLO_PARTNER_ALLOWLIST[${i}]: expected a partner name matching ${PARTNER_NAME.source} (its queue is partner-<name>), got ${JSON.stringify(name)}`);
     if (seen.has(name.toLowerCase())) throw new PartnerSettingsError(`FLO_PARTNER_ALLOWLIST[${i}]: partner ${JSON.stringify(name)} is listed twice (queue names ignore case)`);
     seen.add(name.toLowerCase());
   }
@@ -184,7 +188,10 @@ export async function handlePartnerCommand(client: DurableClient, delivery: Part
   if (!settings.allowList.some((allowed) => samePartner(allowed, partner))) return reject("PartnerNotAllowed", `partner ${JSON.stringify(partner)} is not on the allow-list (FLO_PARTNER_ALLOWLIST)`);
   const claimed = message.applicationProperties?.[PARTNER_PROPERTY];
   if (claimed !== undefined && !(typeof claimed === "string" && samePartner(claimed, partner))) {
-    return reject("PartnerMismatch", `application property ${PARTNER_PROPERTY} claims ${JSON.stringify(claimed)}, but the command arrived on ${queue}, the queue of partner ${JSON.stringify(partner)}: the queue identifies the sender`);
+    return reject(
+      "PartnerMismatch",
+      `application property ${PARTNER_PROPERTY} claims ${JSON.stringify(claimed)}, but the command arrived on ${queue}, the queue of partner ${JSON.stringify(partner)}: the queue identifies the sender`,
+    );
   }
 
   let body = message.body;
@@ -259,7 +266,8 @@ export async function loadRegisteredSpec(registry: string, name: string): Promis
 export async function runningFederationOf(client: DurableClient, specName: string): Promise<string | undefined> {
   const all = await client.getStatusAll();
   const running = all.find(
-    (s) => s.name === Orchestrations.federation && ["Running", "Pending", "ContinuedAsNew", "Suspended"].includes(s.runtimeStatus) && (s.instanceId === specName || s.instanceId.startsWith(`${specName}-`)),
+    (s) =>
+      s.name === Orchestrations.federation && ["Running", "Pending", "ContinuedAsNew", "Suspended"].includes(s.runtimeStatus) && (s.instanceId === specName || s.instanceId.startsWith(`${specName}-`)),
   );
   return running?.instanceId;
 }

@@ -72,7 +72,14 @@ export function requireEnabledCompute(services: FederationServices, spec: Federa
         type: "https://flo.dev/problems/compute-disabled",
         title: "Compute type disabled on this host",
         setting: err.setting,
-        errors: [{ path, expected: `a compute type this host runs (${err.setting}=${err.enablingValue} enables ${JSON.stringify(err.computeType)})`, got: JSON.stringify(err.computeType), message: err.message }],
+        errors: [
+          {
+            path,
+            expected: `a compute type this host runs (${err.setting}=${err.enablingValue} enables ${JSON.stringify(err.computeType)})`,
+            got: JSON.stringify(err.computeType),
+            message: err.message,
+          },
+        ],
       });
     }
   });
@@ -104,9 +111,7 @@ async function importInitialModel(services: FederationServices, federationId: st
     // The error code only: a system message may quote more than the rule that was broken.
     throw new ApiError(400, `initialModel: cannot read ${location} (${(err as NodeJS.ErrnoException).code ?? "unreadable"})`);
   }
-  const written = isUri
-    ? await services.store.putBytes(target, await services.store.getBytes(services.store.pathFromUri(location)))
-    : await services.store.uploadFile(localFile, target);
+  const written = isUri ? await services.store.putBytes(target, await services.store.getBytes(services.store.pathFromUri(location))) : await services.store.uploadFile(localFile, target);
   return { uri: written.uri, sha256: written.sha256, size: written.size };
 }
 

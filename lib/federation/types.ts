@@ -150,9 +150,7 @@ export interface RoundDigest {
   globalMetrics: Record<string, number>;
 }
 
-export type AggregateRoundOutput =
-  | { ok: true; summary: RoundSummary; strategyState?: ModelRef; checkpointUri: string }
-  | { ok: false; reason: string; manifestUri: string };
+export type AggregateRoundOutput = { ok: true; summary: RoundSummary; strategyState?: ModelRef; checkpointUri: string } | { ok: false; reason: string; manifestUri: string };
 
 export interface RecordRoundFailureInput {
   federationId: string;

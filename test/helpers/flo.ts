@@ -141,7 +141,14 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
     settingsFile,
     JSON.stringify({
       IsEncrypted: false,
-      Values: { AzureWebJobsStorage: azurite.connectionString, FLO_LOCAL_COMPUTE: "enabled", FLO_LOCAL_JOBS_DIR: join(dir, "jobs"), FLO_LOCAL_BASE_DIR: dir, FLO_LOCAL_ALLOWED_PATHS: FIXTURES_DIR, ...options.settings },
+      Values: {
+        AzureWebJobsStorage: azurite.connectionString,
+        FLO_LOCAL_COMPUTE: "enabled",
+        FLO_LOCAL_JOBS_DIR: join(dir, "jobs"),
+        FLO_LOCAL_BASE_DIR: dir,
+        FLO_LOCAL_ALLOWED_PATHS: FIXTURES_DIR,
+        ...options.settings,
+      },
     }),
   );
   const logs: string[] = [];
@@ -169,15 +176,13 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
   const url = `http://127.0.0.1:${port}`;
   const transport = new AzuriteQueueTransport({ connectionString: azurite.connectionString, maxDeliveryCount: 10, lockDurationMs: 30_000, maxAutoLockRenewalDurationMs: 60_000 });
   const api = (path: string, init?: RequestInit) => fetch(`${url}/api/${path}`, { ...init, headers: { "x-functions-key": FUNCTION_KEY, ...(init?.headers ?? {}) } });
-  const management = (path: string, init?: RequestInit) =>
-    fetch(`${url}/runtime/webhooks/durabletask/${path}`, { ...init, headers: { "x-functions-key": MASTER_KEY, ...(init?.headers ?? {}) } });
+  const management = (path: string, init?: RequestInit) => fetch(`${url}/runtime/webhooks/durabletask/${path}`, { ...init, headers: { "x-functions-key": MASTER_KEY, ...(init?.headers ?? {}) } });
   const json = async (path: string, init?: RequestInit) => {
     const res = await api(path, init);
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : undefined };
   };
-  const exited = (proc: ChildProcess | undefined) =>
-    new Promise<void>((done) => (!proc || proc.exitCode !== null || proc.signalCode !== null ? done() : proc.once("exit", () => done())));
+  const exited = (proc: ChildProcess | undefined) => new Promise<void>((done) => (!proc || proc.exitCode !== null || proc.signalCode !== null ? done() : proc.once("exit", () => done())));
   return {
     url,
     dir,

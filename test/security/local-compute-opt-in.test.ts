@@ -135,14 +135,23 @@ describe("the compute lookup itself", () => {
     uploadFolder: () => Promise.reject(new Error("not used")),
     uploadFile: () => Promise.reject(new Error("not used")),
   };
-  const context = (env: Record<string, string>) => ({ env, credential: () => { throw new Error("not used"); }, transfer, publishJobEvent: () => Promise.resolve() });
+  const context = (env: Record<string, string>) => ({
+    env,
+    credential: () => {
+      throw new Error("not used");
+    },
+    transfer,
+    publishJobEvent: () => Promise.resolve(),
+  });
 
   it("refuses to build a local SiloCompute without the opt-in, and builds one with it", () => {
     const root = mkdtempSync(join(tmpdir(), "flo-optin-lookup-"));
     const disabled = new ComputeInstances(context({ FLO_LOCAL_JOBS_DIR: root, [SETTING]: "yes" }));
     const enabled = new ComputeInstances(context({ FLO_LOCAL_JOBS_DIR: root, [SETTING]: "enabled" }));
     try {
-      expect(() => disabled.for({ type: "local" })).toThrow(`expected a compute type this host runs, got "local": local compute runs the spec's command as this host's user and is disabled here (set ${SETTING}=enabled`);
+      expect(() => disabled.for({ type: "local" })).toThrow(
+        `expected a compute type this host runs, got "local": local compute runs the spec's command as this host's user and is disabled here (set ${SETTING}=enabled`,
+      );
       expect(() => enabled.for({ type: "local" })).not.toThrow();
     } finally {
       disabled.close();
@@ -158,7 +167,17 @@ describe("the compute lookup itself", () => {
       store: { putJson: (path: string) => Promise.resolve(void stored.push(path)) },
       computeFor: (silo: { compute: { type: "local" } }) => instances.for(silo.compute),
     } as unknown as FederationServices;
-    const spec = parseSpec(JSON.stringify({ ...attackSpec("timer", "/nonexistent"), silos: [{ name: "ok", compute: { type: "azureml", subscriptionId: "00000000-0000-0000-0000-000000000000", resourceGroup: "rg", workspace: "mlw-a", computeName: "cpu" } }, ...(attackSpec("timer", "/x").silos as object[])], training: { command: "node t.js ${{outputs.model_update}}", environment: "azureml:env:1" } }), { format: "json", source: "timer" });
+    const spec = parseSpec(
+      JSON.stringify({
+        ...attackSpec("timer", "/nonexistent"),
+        silos: [
+          { name: "ok", compute: { type: "azureml", subscriptionId: "00000000-0000-0000-0000-000000000000", resourceGroup: "rg", workspace: "mlw-a", computeName: "cpu" } },
+          ...(attackSpec("timer", "/x").silos as object[]),
+        ],
+        training: { command: "node t.js ${{outputs.model_update}}", environment: "azureml:env:1" },
+      }),
+      { format: "json", source: "timer" },
+    );
     const refused = prepareFederation(services, "timer", spec, new Date());
     await expect(refused).rejects.toBeInstanceOf(ApiError);
     await expect(refused).rejects.toMatchObject({ status: 400, message: expect.stringContaining("silos[1].compute.type") });

@@ -45,7 +45,12 @@ async function until<T>(what: string, check: () => T | undefined, timeoutMs = 30
 const hmac = (secret: string, jobName: string) => createHmac("sha256", secret).update(jobName).digest("hex");
 
 describe("a trainer looking for the host's secrets", () => {
-  const CANARIES = { IDENTITY_ENDPOINT: "http://127.0.0.1:9/canary-identity-endpoint", IDENTITY_HEADER: "canary-identity-header", MSI_SECRET: "canary-msi-secret", UNLISTED_HOST_VARIABLE: "canary-unlisted" };
+  const CANARIES = {
+    IDENTITY_ENDPOINT: "http://127.0.0.1:9/canary-identity-endpoint",
+    IDENTITY_HEADER: "canary-identity-header",
+    MSI_SECRET: "canary-msi-secret",
+    UNLISTED_HOST_VARIABLE: "canary-unlisted",
+  };
   let flo: FloHost;
   let dump: { own: Record<string, string>; parent: string[]; parentCommand: string[] };
 
@@ -91,7 +96,11 @@ describe("a trainer looking for the host's secrets", () => {
     }
     // The runner has no flo variable at all; the trainer only its job's own.
     expect(dump.parent.filter((entry) => entry.startsWith("FLO_"))).toEqual([]);
-    expect(Object.keys(dump.own).filter((name) => name.startsWith("FLO_")).sort()).toEqual(["FLO_FEDERATION_ID", "FLO_JOB_NAME", "FLO_ROUND", "FLO_SILO"]);
+    expect(
+      Object.keys(dump.own)
+        .filter((name) => name.startsWith("FLO_"))
+        .sort(),
+    ).toEqual(["FLO_FEDERATION_ID", "FLO_JOB_NAME", "FLO_ROUND", "FLO_SILO"]);
     expect(dump.own.FLO_JOB_NAME).toBe("flo-spy-r1-east");
     // What the host declares for jobs (FLO_LOCAL_JOB_ENV) does reach them.
     expect(dump.own.PYTHONPATH).toBe("/opt/declared-extra");
@@ -102,7 +111,12 @@ describe("job folders planted before a federation starts", () => {
   let flo: FloHost;
   let store: ModelStore;
   let jobs: string;
-  const planted = { state: "completed", rawStatus: "Completed", outputUri: "http://127.0.0.1:10000/devstoreaccount1/flo/federations/other/rounds/1/updates/east/", reportedAt: "2026-01-01T00:00:00.000Z" };
+  const planted = {
+    state: "completed",
+    rawStatus: "Completed",
+    outputUri: "http://127.0.0.1:10000/devstoreaccount1/flo/federations/other/rounds/1/updates/east/",
+    reportedAt: "2026-01-01T00:00:00.000Z",
+  };
   const foreignJob = (jobName: string, binding?: string) => ({
     request: { federationId: "planted", round: 1, silo: jobName, jobName, command: "true", inputs: {}, outputUri: planted.outputUri, timeoutSeconds: 60, tags: {} },
     argv: ["true"],
@@ -142,7 +156,11 @@ describe("job folders planted before a federation starts", () => {
     const manifest = await store.getJson<RoundManifest>("federations/planted/rounds/1/manifest.json");
     const attempts = (silo: string) => manifest.silos.find((s) => s.silo === silo)!.attempts.map((a) => ({ jobName: a.jobName, state: a.state, error: a.error }));
     expect(attempts("east")).toEqual([
-      { jobName: "flo-planted-r1-east", state: "failed", error: expect.stringMatching(/^job folder \S+flo-planted-r1-east is not trusted: its job\.json carries no binding token, so this host did not create it/) },
+      {
+        jobName: "flo-planted-r1-east",
+        state: "failed",
+        error: expect.stringMatching(/^job folder \S+flo-planted-r1-east is not trusted: its job\.json carries no binding token, so this host did not create it/),
+      },
       { jobName: "flo-planted-r1-east-a2", state: "completed", error: undefined },
     ]);
     expect(attempts("west")).toEqual([
@@ -228,15 +246,32 @@ describe("the local compute on its own (compiled runner)", () => {
   it("attack: a code folder or input path outside the base folder is refused by name (FLO_LOCAL_ALLOWED_PATHS lets one in)", async () => {
     const { LocalSiloCompute } = loadCompiled();
     const rec = recorder();
-    const compute: LocalSiloComputeType = new LocalSiloCompute({ root, baseDir: code, env: process.env, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 3_600_000 });
+    const compute: LocalSiloComputeType = new LocalSiloCompute({
+      root,
+      baseDir: code,
+      env: process.env,
+      transfer: rec.transfer,
+      events: { publish: async (e) => void rec.events.push(e) },
+      monitorIntervalMs: 3_600_000,
+    });
     try {
       await expect(compute.submit({ ...request("flo-fed-r1-root", "x.js"), code: "/" })).rejects.toThrow(/^training\.code: local path "\/" is outside the base folder .*FLO_LOCAL_ALLOWED_PATHS/);
-      await expect(compute.submit({ ...request("flo-fed-r1-etc", "x.js"), inputs: { data: { kind: "folder", uri: "file:///etc" } } })).rejects.toThrow(/^inputs\.data: local path "\/etc" is outside the base folder/);
+      await expect(compute.submit({ ...request("flo-fed-r1-etc", "x.js"), inputs: { data: { kind: "folder", uri: "file:///etc" } } })).rejects.toThrow(
+        /^inputs\.data: local path "\/etc" is outside the base folder/,
+      );
       await expect(compute.submit({ ...request("flo-fed-r1-up", "x.js"), code: "../" })).rejects.toThrow(/^training\.code: local path "\.\.\/" is outside the base folder/);
     } finally {
       compute.close();
     }
-    const allowed: LocalSiloComputeType = new LocalSiloCompute({ root, baseDir: root, allowedRoots: [code], env: process.env, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 3_600_000 });
+    const allowed: LocalSiloComputeType = new LocalSiloCompute({
+      root,
+      baseDir: root,
+      allowedRoots: [code],
+      env: process.env,
+      transfer: rec.transfer,
+      events: { publish: async (e) => void rec.events.push(e) },
+      monitorIntervalMs: 3_600_000,
+    });
     try {
       expect((await allowed.submit(request("flo-fed-r1-allowed", "sleepy.js"))).state).not.toBe("failed");
       await allowed.cancel("flo-fed-r1-allowed");
@@ -248,13 +283,27 @@ describe("the local compute on its own (compiled runner)", () => {
   it("a submit retried after the host restarts finds its own folder: one job, one runner", async () => {
     const { LocalSiloCompute } = loadCompiled();
     const first = recorder();
-    const before: LocalSiloComputeType = new LocalSiloCompute({ root, baseDir: code, env: process.env, transfer: first.transfer, events: { publish: async (e) => void first.events.push(e) }, monitorIntervalMs: 3_600_000 });
+    const before: LocalSiloComputeType = new LocalSiloCompute({
+      root,
+      baseDir: code,
+      env: process.env,
+      transfer: first.transfer,
+      events: { publish: async (e) => void first.events.push(e) },
+      monitorIntervalMs: 3_600_000,
+    });
     await before.submit(request("flo-fed-r1-east", "sleepy.js"));
     before.close();
     const createdAt = (JSON.parse(readFileSync(join(root, "flo-fed-r1-east", "job.json"), "utf8")) as { createdAt: string }).createdAt;
 
     const second = recorder();
-    const after: LocalSiloComputeType = new LocalSiloCompute({ root, baseDir: code, env: process.env, transfer: second.transfer, events: { publish: async (e) => void second.events.push(e) }, monitorIntervalMs: 3_600_000 });
+    const after: LocalSiloComputeType = new LocalSiloCompute({
+      root,
+      baseDir: code,
+      env: process.env,
+      transfer: second.transfer,
+      events: { publish: async (e) => void second.events.push(e) },
+      monitorIntervalMs: 3_600_000,
+    });
     try {
       const again = await after.submit(request("flo-fed-r1-east", "sleepy.js"));
       expect(["queued", "running"]).toContain(again.state);
@@ -272,7 +321,14 @@ describe("the local compute on its own (compiled runner)", () => {
     const elsewhere = mkdtempSync(join(tmpdir(), "flo-jobs-elsewhere-"));
     symlinkSync(elsewhere, join(root, "flo-fed-r1-link"));
     const rec = recorder();
-    const compute: LocalSiloComputeType = new LocalSiloCompute({ root, baseDir: code, env: process.env, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 3_600_000 });
+    const compute: LocalSiloComputeType = new LocalSiloCompute({
+      root,
+      baseDir: code,
+      env: process.env,
+      transfer: rec.transfer,
+      events: { publish: async (e) => void rec.events.push(e) },
+      monitorIntervalMs: 3_600_000,
+    });
     try {
       const status = await compute.submit(request("flo-fed-r1-link", "sleepy.js"));
       expect(status).toMatchObject({ state: "failed", rawStatus: "Untrusted", error: expect.stringContaining("is not trusted: it is not a directory") });
@@ -292,7 +348,14 @@ describe("the local compute on its own (compiled runner)", () => {
   it("keeps the trainer's whole stderr in the log blob and only a bounded tail in the error", async () => {
     const { LocalSiloCompute, MAX_LOG_TAIL_BYTES } = loadCompiled();
     const rec = recorder();
-    const compute: LocalSiloComputeType = new LocalSiloCompute({ root, baseDir: code, env: process.env, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 30 });
+    const compute: LocalSiloComputeType = new LocalSiloCompute({
+      root,
+      baseDir: code,
+      env: process.env,
+      transfer: rec.transfer,
+      events: { publish: async (e) => void rec.events.push(e) },
+      monitorIntervalMs: 30,
+    });
     try {
       await compute.submit(request("flo-fed-r1-noisy", "noisy.js"));
       await until("the job to be reported", () => (existsSync(join(root, "flo-fed-r1-noisy", "reported.json")) ? true : undefined));

@@ -56,7 +56,7 @@ it("without caps the liar takes the model (global ~100); the manifest and the re
   expect(shares(manifest).liar).toBeGreaterThan(0.999999);
   const report = await flo.api("federations/liar-uncapped/report");
   expect(report.status).toBe(200);
-  expect(await report.text()).toContain("liar: included (n=1000000000000, weight 100.0%) <span class=\"bad\">outweighs all other silos together (no maxWeightShare set)</span>");
+  expect(await report.text()).toContain('liar: included (n=1000000000000, weight 100.0%) <span class="bad">outweighs all other silos together (no maxWeightShare set)</span>');
 }, 90_000);
 
 it("with aggregation.maxWeightShare 0.4 the liar weighs 0.4 and the honest silos 0.3 each: global = 0.3 + 0.3 + 0.4 x 100", async () => {

@@ -29,7 +29,13 @@ describe("hostile spec text through the API of a real flo host", () => {
   const post = (body: string, contentType: string) => flo.api("federations", { method: "POST", body, headers: { "content-type": contentType } });
 
   test("a YAML alias bomb is a 400 syntax error, not expanded", async () => {
-    const bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]", "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]", "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]", "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]", "e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]"].join("\n");
+    const bomb = [
+      "a: &a [x, x, x, x, x, x, x, x, x, x]",
+      "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]",
+      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]",
+      "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]",
+      "e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]",
+    ].join("\n");
     const res = await post(bomb, "application/yaml");
     expect(res.status).toBe(400);
     expect(JSON.stringify(await res.json())).toMatch(/alias/i);

@@ -65,7 +65,11 @@ export interface AggregationRule {
  */
 export function sampleWeights(numExamples: readonly number[], indices: readonly number[], equal = false, maxShare?: number): number[] {
   if (equal) return indices.map(() => 1 / indices.length);
-  if (maxShare !== undefined) return capWeightShares(indices.map((i) => numExamples[i]), maxShare).shares;
+  if (maxShare !== undefined)
+    return capWeightShares(
+      indices.map((i) => numExamples[i]),
+      maxShare,
+    ).shares;
   const total = indices.reduce((s, i) => s + numExamples[i], 0);
   return indices.map((i) => numExamples[i] / total);
 }

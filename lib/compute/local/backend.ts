@@ -48,9 +48,7 @@ export function localComputeEnabled(env: Readonly<Record<string, string | undefi
   return env[LocalComputeSettings.enabled]?.trim().toLowerCase() === LOCAL_COMPUTE_ENABLED;
 }
 
-const specSchema = z
-  .strictObject({ type: z.literal("local") })
-  .meta({ description: "A child process on the machine running flo (embedded runtime)." });
+const specSchema = z.strictObject({ type: z.literal("local") }).meta({ description: "A child process on the machine running flo (embedded runtime)." });
 
 export const localBackend: ComputeBackend<typeof specSchema> = {
   specSchema,

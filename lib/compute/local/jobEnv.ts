@@ -27,9 +27,13 @@ export interface JobEnvOptions {
 
 /** Parses the comma-separated list of extra variable names, refusing any that must never reach a job. */
 export function parseExtraJobEnvNames(setting: string, value: string | undefined): string[] {
-  const names = (value ?? "").split(",").map((name) => name.trim()).filter(Boolean);
+  const names = (value ?? "")
+    .split(",")
+    .map((name) => name.trim())
+    .filter(Boolean);
   for (const name of names) {
-    if (NEVER_PASSED.test(name)) throw new JobEnvError(`${setting}: expected names of host variables jobs may read, got ${JSON.stringify(name)}, which is a host setting or secret and never reaches a job`);
+    if (NEVER_PASSED.test(name))
+      throw new JobEnvError(`${setting}: expected names of host variables jobs may read, got ${JSON.stringify(name)}, which is a host setting or secret and never reaches a job`);
   }
   return names;
 }

@@ -35,9 +35,7 @@ df.app.activity("aggregateRound", {
     const folder = federationFolder(input.federationId);
     const model = { uri: `${folder}/rounds/${input.round + 1}/global/model.safetensors`, sha256: sha256(`${input.federationId}/${input.round}`), size: 4_000_000 };
     // More metrics than the status keeps, some with long names, with values of full double precision.
-    const metrics = Object.fromEntries(
-      ["accuracy", "loss", "auc", "f1", "precision_at_recall_0_9_on_the_holdout_split", "num_batches"].map((name, i) => [name, Math.sin(input.round * 7 + i) / 3]),
-    );
+    const metrics = Object.fromEntries(["accuracy", "loss", "auc", "f1", "precision_at_recall_0_9_on_the_holdout_split", "num_batches"].map((name, i) => [name, Math.sin(input.round * 7 + i) / 3]));
     return {
       ok: true,
       summary: {
