@@ -75,6 +75,8 @@ beforeAll(async () => {
     autoRun: { train: trainLikeToyTrainer, stepDelayMs: 20 },
   });
   for (const s of silos) {
+    fake.addAssetVersion(`mlw-${s.name}`, "environments", "flo-node", "1");
+    fake.addAssetVersion(`mlw-${s.name}`, "codes", "flo-toy", "1");
     fake.addDatastore(`mlw-${s.name}`, "flo_exchange", { datastoreType: "AzureBlob", accountName: `${s.name}exchange`, containerName: `exchange-${s.name}` });
   }
   flo = await startFloHost({

@@ -86,6 +86,7 @@ export class LocalSiloCompute implements SiloCompute {
     const inputs: Record<string, string> = {};
     for (const [name, input] of Object.entries(request.inputs)) {
       if (input.kind === "literal") inputs[name] = this.absolutizeExistingPath(input.value);
+      else if (input.kind === "asset") inputs[name] = this.localAssetPath(name, input.path);
       else if (/^https?:\/\//.test(input.uri)) {
         const local = join(jobDir, "inputs", name);
         mkdirSync(local, { recursive: true });
@@ -270,6 +271,16 @@ export class LocalSiloCompute implements SiloCompute {
    * The trainer runs in its code folder, while specs name silo data relative to the federation's
    * base folder: a literal input naming an existing relative path is passed as an absolute path.
    */
+  /** A typed spec input on local compute: a local file or folder (relative to the spec's folder), which must exist. */
+  private localAssetPath(name: string, path: string): string {
+    if (/^[a-z][a-z0-9+.-]*:/i.test(path) && !/^[a-z]:[\\/]/i.test(path)) {
+      throw new LocalJobError(`inputs.${name}.path: expected a local file or folder on local compute, got ${JSON.stringify(path)} (an Azure ML reference)`);
+    }
+    const local = this.localPath(path);
+    if (!existsSync(local)) throw new LocalJobError(`inputs.${name}.path: expected an existing local file or folder, got ${JSON.stringify(path)} (${local} does not exist)`);
+    return local;
+  }
+
   private absolutizeExistingPath(value: string): string {
     if (!value || isAbsolute(value) || /^[a-z][a-z0-9+.-]*:\/\//i.test(value) || /^[-+]?\d/.test(value)) return value;
     const candidate = resolve(this.baseDir, value);
