@@ -3,7 +3,7 @@
  * aggregate a round, record a failed round, notify partners). Registered by
  * functions/activities.ts; each takes and returns small JSON.
  */
-import { siloJobInputs } from "../spec";
+import { siloDataInputs, siloJobInputs } from "../spec";
 import type { FederationSpec, SiloSpec } from "../spec";
 import { floJobName, floJobTags, type JobInput, type SiloJobStatus, type TrainingOutput } from "../compute/siloCompute";
 import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath, siloUpdateFolder } from "../models/storeLayout";
@@ -39,6 +39,7 @@ export async function submitSiloJob(services: FederationServices, input: SubmitJ
   const literals = siloJobInputs(spec, input.silo, { federationId: input.federationId, round: input.round });
   const inputs: Record<string, JobInput> = {};
   for (const [k, v] of Object.entries(literals)) inputs[k] = { kind: "literal", value: v };
+  for (const [k, v] of Object.entries(siloDataInputs(spec, input.silo))) inputs[k] = { kind: "asset", ...v };
   if (input.global) inputs.global_model = { kind: "folder", uri: folderOf(input.global.uri) };
   const store = services.store;
   return services.computeFor(silo).submit({
