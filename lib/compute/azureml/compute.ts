@@ -30,7 +30,7 @@ import {
   type WorkspaceCoordinates,
 } from "./errors";
 import { parseAssetReference, resolveAssetId, type AssetKind } from "./assets";
-import { openSiloOutputFolder, type BlobAccessOptions, type SiloOutputFolder } from "./outputs";
+import { openSiloOutputFolder, probeExchangeRead, type BlobAccessOptions, type BlobFolderLocation, type SiloOutputFolder } from "./outputs";
 
 export * from "./errors";
 export * from "./assets";
@@ -506,6 +506,29 @@ export class AzureMlSiloCompute implements SiloCompute {
    */
   async openOutput(outputUri: string, options: CallOptions = {}): Promise<SiloOutputFolder> {
     return openSiloOutputFolder(this.client, this.coordinates, outputUri, {
+      ...this.options.blob,
+      credential: this.options.blob?.credential ?? this.options.credential,
+      signal: options.signal,
+    });
+  }
+
+  /** The silo's workspace. */
+  get workspaceCoordinates(): WorkspaceCoordinates {
+    return { ...this.coordinates };
+  }
+
+  get exchangeDatastore(): string {
+    return this.options.exchangeDatastore;
+  }
+
+  /** Resolves an asset reference in this workspace (cached like submit's lookups). */
+  resolveAsset(kind: AssetKind, reference: string, options: { field: string; silo: string; signal?: AbortSignal }): Promise<string> {
+    return this.resolveCached(kind, reference, options.field, options.silo, options.signal);
+  }
+
+  /** Lists flo's folder of the exchange container with the orchestrator's blob credential (a read probe). */
+  probeExchangeRead(options: CallOptions = {}): Promise<BlobFolderLocation> {
+    return probeExchangeRead(this.client, this.coordinates, this.options.exchangeDatastore, {
       ...this.options.blob,
       credential: this.options.blob?.credential ?? this.options.credential,
       signal: options.signal,
