@@ -3,12 +3,16 @@
  * compute, unresolvable environment, datastore container mismatch, missing read access) is reported
  * with its fix, a good setup passes, and --offline contacts nothing.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AccessToken, TokenCredential } from "@azure/core-auth";
 import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
 import { runCheck } from "../lib/cli/check";
+import { azureMlSiloComputeFromSettings, type AzureMlComputeSpec } from "../lib/compute/azureml/settings";
+import { startFederation } from "../lib/federation/api";
+import type { FederationServices } from "../lib/federation/services";
+import { parseSpec, type SiloSpec } from "../lib/spec";
 import { generateTestCertificate, type TestCertificate } from "./fakes/arm/cert";
 import { FakeArm } from "./fakes/arm/fakeArm";
 import { AZURITE_ACCOUNT, AZURITE_KEY, FakeStorageTokenCredential, startHttpsAzuriteBlob, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
@@ -165,3 +169,21 @@ test("--offline validates the spec and contacts nothing; an invalid spec fails w
   expect(invalid.code).toBe(1);
   expect(invalid.err).toContain("silos[0].compute.exchangeDatastore: expected a string, got missing");
 });
+
+test("POST /api/federations?dryRun=true runs the same preflight with the services' computes: 422 with the rows, 200 on a good setup", async () => {
+  const credential = new OrchestratorCredential();
+  const services = {
+    parseSpec: (text: string) => parseSpec(text),
+    computeFor: (silo: SiloSpec) => azureMlSiloComputeFromSettings(silo.compute as AzureMlComputeSpec, { credential, env }),
+  } as unknown as FederationServices;
+  // The dry run never touches the Durable client: nothing is started.
+  const noClient = undefined as unknown as Parameters<typeof startFederation>[0];
+  const failing = await startFederation(noClient, services, { body: readFileSync(specFile(SILOS, "dry"), "utf8"), origin: "http://localhost", dryRun: true });
+  expect(failing.status).toBe(422);
+  const body = failing.body as { dryRun: boolean; ok: boolean; checks: { silo: string; check: string; result: string; fix?: string }[] };
+  expect(body).toMatchObject({ dryRun: true, ok: false });
+  expect(body.checks.filter((c) => c.result === "fail").map((c) => `${c.silo}/${c.check}`)).toEqual(["nocompute/compute", "badenv/environment", "mismatch/exchange datastore"]);
+  const good = await startFederation(noClient, services, { body: readFileSync(specFile(["good"], "dry-good"), "utf8"), origin: "http://localhost", dryRun: true });
+  expect(good.status).toBe(200);
+  expect((good.body as { ok: boolean }).ok).toBe(true);
+}, 60_000);
