@@ -30,6 +30,7 @@ import {
   type WorkspaceCoordinates,
 } from "./errors";
 import { parseAssetReference, resolveAssetId, type AssetKind } from "./assets";
+import { CODE_ASSET_NAME, registerUploadedCode, uploadedCodeDigest } from "./code";
 import { openSiloOutputFolder, probeExchangeRead, type BlobAccessOptions, type BlobFolderLocation, type SiloOutputFolder } from "./outputs";
 
 export * from "./errors";
@@ -400,8 +401,9 @@ export class AzureMlSiloCompute implements SiloCompute {
   private assetReferences(request: SiloJobRequest): { kind: AssetKind; reference: string; field: string }[] {
     const references: { kind: AssetKind; reference: string; field: string }[] = [];
     this.bodyWith(request, (kind, reference, field) => {
-      const parsed = parseAssetReference(kind, reference, this.workspaceId, field);
       references.push({ kind, reference, field });
+      if (kind === "codes" && uploadedCodeDigest(reference)) return `${this.workspaceId}/codes/${CODE_ASSET_NAME}/versions/pending`;
+      const parsed = parseAssetReference(kind, reference, this.workspaceId, field);
       return parsed.form === "latest" ? `${this.workspaceId}/${kind}/${parsed.name}/versions/latest` : parsed.id;
     });
     return references;
@@ -412,7 +414,10 @@ export class AzureMlSiloCompute implements SiloCompute {
     const key = `${kind} ${reference}`;
     let resolved = this.resolvedAssets.get(key);
     if (!resolved) {
-      resolved = resolveAssetId(this.client, this.coordinates, { kind, reference, field, silo, signal });
+      resolved =
+        kind === "codes" && uploadedCodeDigest(reference)
+          ? registerUploadedCode(this.client, this.coordinates, reference, { signal })
+          : resolveAssetId(this.client, this.coordinates, { kind, reference, field, silo, signal });
       this.resolvedAssets.set(key, resolved);
       resolved.catch(() => this.resolvedAssets.delete(key));
     }
@@ -420,6 +425,9 @@ export class AzureMlSiloCompute implements SiloCompute {
   }
 
   private versionIdOf(kind: AssetKind, reference: string, field: string): string {
+    if (kind === "codes" && uploadedCodeDigest(reference)) {
+      throw new AzureMlConfigError(field, "a registered code version (submit registers the uploaded folder in the silo's workspace)", JSON.stringify(reference));
+    }
     const parsed = parseAssetReference(kind, reference, this.workspaceId, field);
     if (parsed.form === "latest") throw new AzureMlConfigError(field, "a resolved version (submit resolves it in the silo's workspace)", JSON.stringify(reference));
     return parsed.id;

@@ -4,6 +4,7 @@
  * Every failure carries the fix, as "grant X on Y" or the resource to create.
  */
 import { AzureMlAssetNotFoundError, type AssetKind } from "./assets";
+import { CODE_ASSET_NAME, uploadedCodeDigest } from "./code";
 import type { AzureMlSiloCompute } from "./compute";
 import { AzureMlAuthorizationError, DATA_SCIENTIST_ROLE, STORAGE_BLOB_DATA_READER_ROLE } from "./errors";
 import { parseDatastoreUri } from "./outputs";
@@ -94,7 +95,19 @@ export async function preflightAzureMlSilo(input: AzureMlPreflightInput): Promis
   };
   if (input.environment) await asset("environment", "environments", input.environment, "training.environment", `the environment ${input.environment}`);
   else row("environment", "fail", "no training.environment", "set training.environment to an Azure ML environment (azureml:<name>:<version> or azureml:<name>@latest)");
-  if (input.code !== undefined) await asset("code", "codes", input.code, "training.code", `the code asset ${input.code}`);
+  if (input.code !== undefined && uploadedCodeDigest(input.code)) {
+    // Registering is a write: the preflight only reports what submission will register.
+    row("code", "pass", `${input.code}: registered at submission as ${CODE_ASSET_NAME}:${uploadedCodeDigest(input.code)!.slice(0, 16)}`);
+  } else if (input.code !== undefined && !/^(azureml:|\/subscriptions\/)/.test(input.code)) {
+    row(
+      "code",
+      "fail",
+      `${input.code} is a local folder, which the orchestrator cannot read`,
+      "upload it with the client before submitting (training.code becomes the folder's URI in the orchestrator's store), or register it (az ml code create) and set training.code to azureml:<name>:<version>",
+    );
+  } else if (input.code !== undefined) {
+    await asset("code", "codes", input.code, "training.code", `the code asset ${input.code}`);
+  }
   for (const [name, data] of Object.entries(input.dataInputs)) {
     if (data.path.startsWith("azureml:") && !data.path.startsWith("azureml://")) {
       await asset(`input ${name}`, "data", data.path, `silos[${index}].inputs.${name}.path`, `the data asset ${data.path}`);
