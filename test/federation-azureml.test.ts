@@ -176,6 +176,10 @@ it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the rou
 
   // The manifest records the updates read from each silo's exchange datastore, weighted by num_examples.
   const manifest = await orchestratorStore.getJson<any>(`federations/${FEDERATION}/rounds/2/manifest.json`);
+  // Every round's manifest records the code the silos ran, by content digest.
+  for (const round of [1, 2]) {
+    expect((await orchestratorStore.getJson<any>(`federations/${FEDERATION}/rounds/${round}/manifest.json`)).code).toEqual({ uri: code.uri, sha256: code.digest });
+  }
   expect(manifest.silos.map((s: any) => [s.silo, s.update?.uri, s.numExamples])).toEqual(
     silos.map((s) => [s.name, `azureml://datastores/flo_exchange/paths/flo/${FEDERATION}/r2/${s.name}/`, s.n]),
   );

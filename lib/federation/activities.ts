@@ -9,6 +9,7 @@ import { floJobName, floJobTags, type JobInput, type SiloJobStatus, type Trainin
 import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath, siloUpdateFolder } from "../models/storeLayout";
 import { aggregateUpdates, AggregationError, createStrategy, type AggregationResult, type StrategyStateInput } from "../aggregation";
 import type { Json } from "../aggregation/strategy";
+import { uploadedCodeDigest } from "../compute/azureml/code";
 import { checkpointPath } from "./lifecycle";
 import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type SiloManifestEntry } from "./manifest";
 import type { FederationServices } from "./services";
@@ -96,7 +97,14 @@ async function openUpdate(services: FederationServices, spec: FederationSpec, re
 }
 
 /** What every manifest of the round records, aggregated or not. */
-type RoundRecordBase = Pick<RoundManifest, "federationId" | "round" | "spec" | "sampled" | "globalIn" | "strategy"> & { roundStartedAt: string };
+type RoundRecordBase = Pick<RoundManifest, "federationId" | "round" | "spec" | "sampled" | "globalIn" | "strategy" | "code"> & { roundStartedAt: string };
+
+/** The manifest's record of the job code, when it is an uploaded folder. */
+function codeRecord(spec: FederationSpec): Pick<RoundManifest, "code"> {
+  const code = spec.training.code;
+  const sha256 = code === undefined ? undefined : uploadedCodeDigest(code);
+  return code !== undefined && sha256 ? { code: { uri: code, sha256 } } : {};
+}
 
 /** Step 1: the succeeded silos' outputs, opened concurrently. */
 function openRoundUpdates(services: FederationServices, spec: FederationSpec, results: SiloRoundResult[]): Promise<OpenedUpdate[]> {
@@ -185,6 +193,7 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
     round: input.round,
     spec: input.spec,
     sampled: input.sampled,
+    ...codeRecord(spec),
     globalIn: input.global,
     roundStartedAt: input.roundStartedAt,
     strategy: { name: strategy.name, options: strategy.options, stateIn: input.strategyState },
@@ -267,6 +276,7 @@ function failedManifest(args: {
   strategy: RoundManifest["strategy"];
   reason: string;
   excluded?: Map<string, string>;
+  code?: RoundManifest["code"];
 }): RoundManifest {
   return {
     schema: MANIFEST_SCHEMA,
@@ -276,6 +286,7 @@ function failedManifest(args: {
     reason: args.reason,
     spec: args.spec,
     sampled: args.sampled,
+    ...(args.code ? { code: args.code } : {}),
     silos: args.results.map((r) => ({
       silo: r.silo,
       outcome: r.outcome,
@@ -296,6 +307,7 @@ function failedManifest(args: {
 export async function recordRoundFailure(services: FederationServices, input: RecordRoundFailureInput): Promise<{ manifestUri: string }> {
   const spec = await services.loadSpec(input.spec);
   const manifest = failedManifest({
+    ...codeRecord(spec),
     federationId: input.federationId,
     round: input.round,
     spec: input.spec,
