@@ -136,7 +136,7 @@ function jobInputToRest(name: string, input: JobInput): Record<string, unknown> 
     return { jobInputType: "uri_folder", mode: "ReadOnlyMount", uri: input.uri };
   }
   if (input.kind === "asset") {
-    // By now `path` is a storage URI or a data version's `azureml:/subscriptions/...` id (resolveJobAssets).
+    // By now `path` is a storage URI or a data version's `azureml:/subscriptions/...` id (resolvedJobBody).
     if (typeof input.path !== "string" || !(ASSET_URI.test(input.path) || input.path.startsWith("azureml:/subscriptions/"))) {
       throw new AzureMlConfigError(`inputs.${name}.path`, "an azureml://, https:// URI or a resolved data asset id", JSON.stringify(input.path));
     }
