@@ -144,9 +144,10 @@ describe("submit", () => {
       retryOptions: { maxRetries: 0 },
     });
     const body = compute().buildJobBody(siloRequest());
-    await expect(
-      client.jobs.createOrUpdate(RESOURCE_GROUP, WORKSPACE, "flo-sdk-bug-demo", body as never),
-    ).rejects.toMatchObject({ statusCode: 400, message: "Request is invalid and/or missing fields." });
+    await expect(client.jobs.createOrUpdate(RESOURCE_GROUP, WORKSPACE, "flo-sdk-bug-demo", body as never)).rejects.toMatchObject({
+      statusCode: 400,
+      message: "Request is invalid and/or missing fields.",
+    });
     const sent = fake.requestsTo("PUT", "/jobs/flo-sdk-bug-demo")[0].body as { properties: { inputs: Record<string, unknown>; outputs: Record<string, unknown> } };
     expect(sent.properties.inputs.global_model).toEqual({ jobInputType: "uri_folder" });
     expect(sent.properties.outputs.model_update).toEqual({ jobOutputType: "uri_folder" });
@@ -181,11 +182,11 @@ describe("submit", () => {
     const request = siloRequest();
     await compute().submit(request);
     const other = { ...request, silo: "us" };
-    const error = await compute().submit(other).catch((e) => e);
+    const error = await compute()
+      .submit(other)
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlJobConflictError);
-    expect(error.message).toBe(
-      `Azure ML job ${request.jobName} already exists in workspace ${WORKSPACE} but is not this silo job: tag floSilo expected "us", got "eu"`,
-    );
+    expect(error.message).toBe(`Azure ML job ${request.jobName} already exists in workspace ${WORKSPACE} but is not this silo job: tag floSilo expected "us", got "eu"`);
   });
 
   test("bad requests fail before any call with the field, expected and got", async () => {
@@ -196,12 +197,12 @@ describe("submit", () => {
     );
     await expect(silo.submit(siloRequest({ environment: undefined }))).rejects.toBeInstanceOf(AzureMlConfigError);
     await expect(silo.submit(siloRequest({ tags: { "team.name": "x" } }))).rejects.toThrow(/tags\.team\.name: expected a tag key without dots/);
-    await expect(
-      silo.submit(siloRequest({ inputs: { global_model: { kind: "folder", uri: "/tmp/models/r0" } } })),
-    ).rejects.toThrow('Invalid Azure ML job setting inputs.global_model.uri: expected an azureml://, https://, wasbs:// or abfss:// folder URI the Azure ML job can mount, got "/tmp/models/r0"');
+    await expect(silo.submit(siloRequest({ inputs: { global_model: { kind: "folder", uri: "/tmp/models/r0" } } }))).rejects.toThrow(
+      'Invalid Azure ML job setting inputs.global_model.uri: expected an azureml://, https://, wasbs:// or abfss:// folder URI the Azure ML job can mount, got "/tmp/models/r0"',
+    );
     await expect(silo.submit(siloRequest({ timeoutSeconds: 0 }))).rejects.toThrow(/timeoutSeconds: expected a positive whole number of seconds, got 0/);
     expect(fake.requests.length).toBe(before);
-    expect(() => compute({ workspace: "" })).toThrow("Invalid Azure ML job setting workspace: expected a non-empty string, got \"\"");
+    expect(() => compute({ workspace: "" })).toThrow('Invalid Azure ML job setting workspace: expected a non-empty string, got ""');
   });
 
   test("short asset references become workspace ARM ids; a local code folder is refused", async () => {
@@ -213,22 +214,18 @@ describe("submit", () => {
       `${WORKSPACE_ID}/environments/flo-node/versions/5`,
     );
     expect(() => compute().buildJobBody(siloRequest({ environment: "azureml:flo-node@latest" }))).toThrow(
-      "Invalid Azure ML job setting training.environment: expected a resolved version (submit resolves it in the silo's workspace), got \"azureml:flo-node@latest\"",
+      'Invalid Azure ML job setting training.environment: expected a resolved version (submit resolves it in the silo\'s workspace), got "azureml:flo-node@latest"',
     );
     expect(() => compute().buildJobBody(siloRequest({ environment: "azureml:flo-node@prod" }))).toThrow(
       'Invalid Azure ML job setting training.environment: expected azureml:<name>@latest or a pinned version (the Azure ML REST API 2022-10-01 has no lookup for label "prod"), got "azureml:flo-node@prod"',
     );
-    expect(() => compute().buildJobBody(siloRequest({ environment: `${WORKSPACE_ID}/codes/flo-train/versions/1` }))).toThrow(
-      /training\.environment: expected the ARM id of a environments version/,
-    );
+    expect(() => compute().buildJobBody(siloRequest({ environment: `${WORKSPACE_ID}/codes/flo-train/versions/1` }))).toThrow(/training\.environment: expected the ARM id of a environments version/);
     expect(compute().buildJobBody(siloRequest({ code: undefined })).properties).not.toHaveProperty("codeId");
     expect(() => compute().buildJobBody(siloRequest({ code: "./examples/fraud/trainer" }))).toThrow(
       'Invalid Azure ML job setting training.code: expected azureml:<name>:<version>, azureml:<name>@latest, azureml:/subscriptions/.../versions/<version>, a version\'s ARM id, or an azureml://registries/... URI, got "./examples/fraud/trainer"',
     );
     // The compute's own codeId option wins over the spec's folder.
-    expect(compute({ codeId: "azureml:flo-train:1" }).buildJobBody(siloRequest({ code: "./trainer" })).properties.codeId).toBe(
-      `${WORKSPACE_ID}/codes/flo-train/versions/1`,
-    );
+    expect(compute({ codeId: "azureml:flo-train:1" }).buildJobBody(siloRequest({ code: "./trainer" })).properties.codeId).toBe(`${WORKSPACE_ID}/codes/flo-train/versions/1`);
   });
 
   test("submit resolves @latest and data asset inputs in the workspace; a missing asset names the silo, workspace and asset", async () => {
@@ -280,7 +277,10 @@ describe("submit", () => {
     ]);
     expect(
       await refused(
-        { environmentId: `${WORKSPACE_ID}/environments/flo-env/versions/1`, inputs: { d: { jobInputType: "uri_folder", mode: "ro_mount", uri: "azureml://datastores/x/paths/y" }, t: { jobInputType: "folder", uri: "https://a/b" } } },
+        {
+          environmentId: `${WORKSPACE_ID}/environments/flo-env/versions/1`,
+          inputs: { d: { jobInputType: "uri_folder", mode: "ro_mount", uri: "azureml://datastores/x/paths/y" }, t: { jobInputType: "folder", uri: "https://a/b" } },
+        },
         "fake-modes",
       ),
     ).toEqual(["properties.inputs.d.mode: expected one of ReadOnlyMount, ReadWriteMount, Download, Direct, EvalMount, EvalDownload", 'properties.inputs.t.jobInputType: unknown "folder"']);
@@ -300,9 +300,7 @@ describe("submit", () => {
     const listed = [];
     for await (const job of silo.client.jobs.list(RESOURCE_GROUP, WORKSPACE)) listed.push(job);
     const mine = listed.find((job) => job.name === request.jobName);
-    expect((mine?.properties as { outputs?: Record<string, { uri?: string }> }).outputs?.model_update?.uri).toBe(
-      exchangeOutputUri("floexchange", "fraud", request.round, "eu"),
-    );
+    expect((mine?.properties as { outputs?: Record<string, { uri?: string }> }).outputs?.model_update?.uri).toBe(exchangeOutputUri("floexchange", "fraud", request.round, "eu"));
   });
 
   test("an azureml:// outputUri in the request is honoured instead of the exchange path", async () => {
@@ -341,13 +339,13 @@ describe("status", () => {
     const failed = await silo.status(request.jobName);
     expect(failed.state).toBe("failed");
     expect(failed.rawStatus).toBe("Failed");
-    expect(failed.error).toBe(
-      `Azure ML job ${request.jobName} in workspace ${WORKSPACE} ended with status Failed; logs: https://ml.azure.com/runs/${request.jobName}?wsid=${WORKSPACE_ID}`,
-    );
+    expect(failed.error).toBe(`Azure ML job ${request.jobName} in workspace ${WORKSPACE} ended with status Failed; logs: https://ml.azure.com/runs/${request.jobName}?wsid=${WORKSPACE_ID}`);
   });
 
   test("an unknown job is a typed not-found error", async () => {
-    const error = await compute().status("flo-fraud-r999-nowhere").catch((e) => e);
+    const error = await compute()
+      .status("flo-fraud-r999-nowhere")
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlJobNotFoundError);
     expect(error.statusCode).toBe(404);
   });
@@ -433,13 +431,20 @@ describe("throttling and errors", () => {
     fake.injectFault({ method: "GET", pathIncludes: `/jobs/${request.jobName}`, status: 503, times: 2 });
     const status = await compute().status(request.jobName);
     expect(status.state).toBe("queued");
-    expect(fake.requestsTo("GET", `/jobs/${request.jobName}`).slice(-3).map((r) => r.status)).toEqual([503, 503, 200]);
+    expect(
+      fake
+        .requestsTo("GET", `/jobs/${request.jobName}`)
+        .slice(-3)
+        .map((r) => r.status),
+    ).toEqual([503, 503, 200]);
   });
 
   test("throttling beyond the retry budget surfaces a transient typed error with status and ARM code", async () => {
     const request = siloRequest();
     fake.injectFault({ method: "PUT", pathIncludes: `/jobs/${request.jobName}`, status: 429, retryAfterSeconds: 0, times: 5 });
-    const error = await compute().submit(request).catch((e) => e);
+    const error = await compute()
+      .submit(request)
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlRequestError);
     expect(error.statusCode).toBe(429);
     expect(error.code).toBe("TooManyRequests");
@@ -453,7 +458,9 @@ describe("throttling and errors", () => {
   test("403 becomes an authorization error naming the workspace and the missing role, without retries", async () => {
     const request = siloRequest();
     fake.injectFault({ method: "GET", pathIncludes: `/jobs/${request.jobName}`, status: 403 });
-    const error = await compute().submit(request).catch((e) => e);
+    const error = await compute()
+      .submit(request)
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlAuthorizationError);
     expect(error.workspace).toBe(WORKSPACE);
     expect(error.requiredRole).toBe("AzureML Data Scientist");
@@ -470,7 +477,9 @@ describe("throttling and errors", () => {
   test("a 400 from the service keeps ARM's field details in the typed error", async () => {
     const request = siloRequest();
     fake.injectFault({ method: "PUT", pathIncludes: `/jobs/${request.jobName}`, status: 400, code: "UserError", message: "Request is invalid and/or missing fields." });
-    const error = await compute().submit(request).catch((e) => e);
+    const error = await compute()
+      .submit(request)
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlRequestError);
     expect(error).not.toBeInstanceOf(AzureMlAuthorizationError);
     expect(error.statusCode).toBe(400);
@@ -481,7 +490,9 @@ describe("throttling and errors", () => {
   test("403 on the PUT itself is an authorization error too", async () => {
     const request = siloRequest();
     fake.injectFault({ method: "PUT", pathIncludes: `/jobs/${request.jobName}`, status: 403 });
-    const error = await compute().submit(request).catch((e) => e);
+    const error = await compute()
+      .submit(request)
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlAuthorizationError);
     expect(error.message).toContain("jobs/write");
   });
@@ -496,9 +507,20 @@ describe("throttling and errors", () => {
 describe("pure helpers", () => {
   test("every Azure ML job status maps to a flo state, case-insensitively", () => {
     const expected: Record<string, string> = {
-      NotStarted: "queued", Starting: "queued", Provisioning: "queued", Preparing: "queued", Queued: "queued",
-      Paused: "queued", Unknown: "queued", Running: "running", Finalizing: "running", CancelRequested: "running",
-      NotResponding: "running", Completed: "completed", Failed: "failed", Canceled: "canceled",
+      NotStarted: "queued",
+      Starting: "queued",
+      Provisioning: "queued",
+      Preparing: "queued",
+      Queued: "queued",
+      Paused: "queued",
+      Unknown: "queued",
+      Running: "running",
+      Finalizing: "running",
+      CancelRequested: "running",
+      NotResponding: "running",
+      Completed: "completed",
+      Failed: "failed",
+      Canceled: "canceled",
     };
     expect([...AZURE_ML_JOB_STATUSES].sort()).toEqual(Object.keys(expected).sort());
     for (const status of AZURE_ML_JOB_STATUSES) {
@@ -513,7 +535,11 @@ describe("pure helpers", () => {
 
   test("ARM validation details are kept in the error message", () => {
     const body = JSON.stringify({
-      error: { code: "UserError", message: "Request is invalid and/or missing fields.", details: [{ message: "properties.inputs.global_model.uri: required" }, { message: "properties.outputs.model_update.mode: required" }] },
+      error: {
+        code: "UserError",
+        message: "Request is invalid and/or missing fields.",
+        details: [{ message: "properties.inputs.global_model.uri: required" }, { message: "properties.outputs.model_update.mode: required" }],
+      },
     });
     const error = toAzureMlError(
       { statusCode: 400, bodyText: body },

@@ -42,7 +42,12 @@ test("the digest covers names and contents of the files not ignored; .amlignore 
 test("uploadSpecCode leaves registered assets, URIs and specs without azureml silos alone", async () => {
   const store = {} as ModelStore; // never touched on these paths
   const azureml = { compute: { type: "azureml" } };
-  for (const code of ["azureml:flo-train:3", "azureml:flo-train@latest", "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w/codes/c/versions/1", "https://acct.blob.core.windows.net/models/code/x/"]) {
+  for (const code of [
+    "azureml:flo-train:3",
+    "azureml:flo-train@latest",
+    "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w/codes/c/versions/1",
+    "https://acct.blob.core.windows.net/models/code/x/",
+  ]) {
     const spec = { silos: [azureml], training: { code } };
     expect((await uploadSpecCode(spec, store, { baseDir: "/" })).spec).toBe(spec);
   }

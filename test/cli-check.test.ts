@@ -164,7 +164,10 @@ test("--offline validates the spec and contacts nothing; an invalid spec fails w
   expect(credential.calls).toBe(0);
 
   const bad = join(dir, "bad.yaml");
-  writeFileSync(bad, `name: bad\nrounds: 1\nsilos:\n  - name: a\n    compute: {type: azureml, subscriptionId: ${SUBSCRIPTION}, resourceGroup: rg, workspace: mlw-a, computeName: cpu}\ntraining: {command: "python t.py --out \${{outputs.model_update}}", environment: "azureml:e:1"}\naggregation: {strategy: fedavg}\n`);
+  writeFileSync(
+    bad,
+    `name: bad\nrounds: 1\nsilos:\n  - name: a\n    compute: {type: azureml, subscriptionId: ${SUBSCRIPTION}, resourceGroup: rg, workspace: mlw-a, computeName: cpu}\ntraining: {command: "python t.py --out \${{outputs.model_update}}", environment: "azureml:e:1"}\naggregation: {strategy: fedavg}\n`,
+  );
   const invalid = await check(bad, { offline: true });
   expect(invalid.code).toBe(1);
   expect(invalid.err).toContain("silos[0].compute.exchangeDatastore: expected a string, got missing");

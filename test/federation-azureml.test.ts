@@ -135,9 +135,7 @@ it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the rou
 
   // One PUT per silo and round, each a complete command job (inputs and outputs with their URIs).
   const puts = fake.requestsTo("PUT", "/jobs/");
-  expect(puts.map((r) => r.path.split("/").pop()).sort()).toEqual(
-    [1, 2].flatMap((r) => silos.map((s) => `flo-${FEDERATION}-r${r}-${s.name}`)).sort(),
-  );
+  expect(puts.map((r) => r.path.split("/").pop()).sort()).toEqual([1, 2].flatMap((r) => silos.map((s) => `flo-${FEDERATION}-r${r}-${s.name}`)).sort());
   for (const put of puts) {
     expect({ path: put.path, problems: validateJobPutBody(put.body) }).toEqual({ path: put.path, problems: [] });
     const p = (put.body as { properties: Record<string, any> }).properties;
@@ -165,7 +163,9 @@ it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the rou
   // The code version was registered once per workspace, pointing at the uploaded folder, and reused in round 2.
   const codePuts = fake.requestsTo("PUT", "/codes/");
   expect(codePuts.map((r) => r.path).sort()).toEqual(
-    silos.map((s) => `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-${s.name}/providers/Microsoft.MachineLearningServices/workspaces/mlw-${s.name}/codes/flo-code/versions/${code.digest.slice(0, 16)}`).sort(),
+    silos
+      .map((s) => `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-${s.name}/providers/Microsoft.MachineLearningServices/workspaces/mlw-${s.name}/codes/flo-code/versions/${code.digest.slice(0, 16)}`)
+      .sort(),
   );
   for (const put of codePuts) expect((put.body as { properties: { codeUri: string } }).properties.codeUri).toBe(code.uri);
   for (const s of silos) expect(fake.assetVersions(`mlw-${s.name}`, "codes", "flo-code")).toEqual([code.digest.slice(0, 16)]);
@@ -180,9 +180,7 @@ it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the rou
   for (const round of [1, 2]) {
     expect((await orchestratorStore.getJson<any>(`federations/${FEDERATION}/rounds/${round}/manifest.json`)).code).toEqual({ uri: code.uri, sha256: code.digest });
   }
-  expect(manifest.silos.map((s: any) => [s.silo, s.update?.uri, s.numExamples])).toEqual(
-    silos.map((s) => [s.name, `azureml://datastores/flo_exchange/paths/flo/${FEDERATION}/r2/${s.name}/`, s.n]),
-  );
+  expect(manifest.silos.map((s: any) => [s.silo, s.update?.uri, s.numExamples])).toEqual(silos.map((s) => [s.name, `azureml://datastores/flo_exchange/paths/flo/${FEDERATION}/r2/${s.name}/`, s.n]));
 
   // Every token came from the managed identity endpoint, for the configured user-assigned identity.
   expect(identity.requests.length).toBeGreaterThan(0);

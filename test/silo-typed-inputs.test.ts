@@ -47,13 +47,9 @@ describe("spec", () => {
   });
 
   test("errors name the field inside the typed input", () => {
-    expect(issuesOf(specText('{type: uri_folder, path: "azureml:claims:3", mode: rw_mount}'))).toEqual([
-      'silos[0].inputs.data.mode: expected one of ro_mount|download|direct, got "rw_mount"',
-    ]);
-    expect(issuesOf(specText('{type: folder, path: "azureml:claims:3"}'))).toEqual([
-      'silos[0].inputs.data.type: expected one of uri_folder|uri_file|mltable|custom_model, got "folder"',
-    ]);
-    expect(issuesOf(specText('{type: uri_file}'))).toEqual(["silos[0].inputs.data.path: expected a string, got missing"]);
+    expect(issuesOf(specText('{type: uri_folder, path: "azureml:claims:3", mode: rw_mount}'))).toEqual(['silos[0].inputs.data.mode: expected one of ro_mount|download|direct, got "rw_mount"']);
+    expect(issuesOf(specText('{type: folder, path: "azureml:claims:3"}'))).toEqual(['silos[0].inputs.data.type: expected one of uri_folder|uri_file|mltable|custom_model, got "folder"']);
+    expect(issuesOf(specText("{type: uri_file}"))).toEqual(["silos[0].inputs.data.path: expected a string, got missing"]);
   });
 });
 

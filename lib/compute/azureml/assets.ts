@@ -26,8 +26,7 @@ export type ParsedAssetReference =
   /** Another workspace's asset or a registry URI: passed as is (the job's identity must reach it). */
   | { form: "external"; id: string };
 
-const REFERENCE_FORMS =
-  "azureml:<name>:<version>, azureml:<name>@latest, azureml:/subscriptions/.../versions/<version>, a version's ARM id, or an azureml://registries/... URI";
+const REFERENCE_FORMS = "azureml:<name>:<version>, azureml:<name>@latest, azureml:/subscriptions/.../versions/<version>, a version's ARM id, or an azureml://registries/... URI";
 
 /** Parses an asset reference against the silo's workspace; throws AzureMlConfigError naming `field`. */
 export function parseAssetReference(kind: AssetKind, reference: string, workspaceId: string, field: string): ParsedAssetReference {

@@ -28,8 +28,7 @@ const specSchema = z
         message: "a dedicated exchange datastore, not workspaceblobstore (the orchestrator's read access covers the whole container)",
       })
       .meta({
-        description:
-          "Silo datastore (a dedicated blob container) receiving the job's model_update output; the orchestrator reads it, read-only. Required.",
+        description: "Silo datastore (a dedicated blob container) receiving the job's model_update output; the orchestrator reads it, read-only. Required.",
       }),
     exchangeContainer: z
       .string()

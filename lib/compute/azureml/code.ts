@@ -30,7 +30,12 @@ function ignoreRegex(pattern: string): RegExp | undefined {
   p = p.replace(/^\/+/, "");
   const body = p
     .split("**")
-    .map((part) => part.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]"))
+    .map((part) =>
+      part
+        .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+        .replace(/\*/g, "[^/]*")
+        .replace(/\?/g, "[^/]"),
+    )
     .join(".*");
   // A matched directory ignores everything under it.
   return new RegExp(`${anchored ? "^" : "(^|/)"}${body}${directoryOnly ? "/" : "(/|$)"}`);
@@ -69,7 +74,9 @@ export function hashCodeFolder(dir: string, field = "training.code"): CodeFolder
   if (files.length === 0) throw new AzureMlConfigError(field, "a code folder with at least one file not ignored", JSON.stringify(dir));
   const digest = createHash("sha256");
   for (const file of files) {
-    const content = createHash("sha256").update(readFileSync(join(dir, file))).digest("hex");
+    const content = createHash("sha256")
+      .update(readFileSync(join(dir, file)))
+      .digest("hex");
     digest.update(`${file}\u0000${content}\n`);
   }
   return { digest: digest.digest("hex"), files };
@@ -106,12 +113,7 @@ export function uploadedCodeDigest(reference: string): string | undefined {
  * ARM id. Asset versions are immutable, so an existing version with this digest-derived name is the
  * same content.
  */
-export async function registerUploadedCode(
-  client: AzureMachineLearningWorkspaces,
-  coordinates: WorkspaceCoordinates,
-  codeUri: string,
-  options: { signal?: AbortSignal } = {},
-): Promise<string> {
+export async function registerUploadedCode(client: AzureMachineLearningWorkspaces, coordinates: WorkspaceCoordinates, codeUri: string, options: { signal?: AbortSignal } = {}): Promise<string> {
   const digest = uploadedCodeDigest(codeUri);
   if (!digest) throw new AzureMlConfigError("training.code", "a code folder URI of the orchestrator's store (<container>/code/<sha256>/)", JSON.stringify(codeUri));
   const { subscriptionId, resourceGroup, workspace } = coordinates;
@@ -151,11 +153,7 @@ interface SubmittableSpec {
  * to its URI in the orchestrator's store. Specs without azureml silos, or whose code is already an
  * Azure ML reference or an uploaded folder, are returned unchanged.
  */
-export async function uploadSpecCode<Spec extends SubmittableSpec>(
-  spec: Spec,
-  store: ModelStore,
-  options: { baseDir: string; signal?: AbortSignal },
-): Promise<{ spec: Spec; code?: UploadedCode }> {
+export async function uploadSpecCode<Spec extends SubmittableSpec>(spec: Spec, store: ModelStore, options: { baseDir: string; signal?: AbortSignal }): Promise<{ spec: Spec; code?: UploadedCode }> {
   const code = spec.training.code;
   if (code === undefined || !spec.silos.some((silo) => silo.compute.type === "azureml")) return { spec };
   if (code.startsWith("azureml:") || code.startsWith("/subscriptions/") || /^[a-z][a-z0-9+.-]*:\/\//i.test(code)) return { spec };

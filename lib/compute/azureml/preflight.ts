@@ -65,9 +65,7 @@ export async function preflightAzureMlSilo(input: AzureMlPreflightInput): Promis
   const computeName = compute.computeId.split("/").pop()!;
   try {
     const resource = await compute.client.computeOperations.get(resourceGroup, workspace, computeName, { abortSignal: signal });
-    const properties = resource.properties as
-      | { computeType?: string; provisioningState?: string; properties?: { state?: string; scaleSettings?: { maxNodeCount?: number } } }
-      | undefined;
+    const properties = resource.properties as { computeType?: string; provisioningState?: string; properties?: { state?: string; scaleSettings?: { maxNodeCount?: number } } } | undefined;
     const type = properties?.computeType ?? "unknown";
     const state = properties?.provisioningState ?? "unknown";
     const maxNodes = properties?.properties?.scaleSettings?.maxNodeCount;
@@ -144,11 +142,7 @@ export async function preflightAzureMlSilo(input: AzureMlPreflightInput): Promis
       row("exchange datastore", "pass", `${datastore} resolved`);
       row("exchange read", "fail", error.message, `grant "${STORAGE_BLOB_DATA_READER_ROLE}" on ${error.scope ?? "the exchange container"} to the orchestrator's identity`);
     } else {
-      failure(
-        "exchange datastore",
-        error,
-        `register datastore ${datastore} in workspace ${workspace} for the exchange container (az ml datastore create), or fix ${at}.exchangeDatastore`,
-      );
+      failure("exchange datastore", error, `register datastore ${datastore} in workspace ${workspace} for the exchange container (az ml datastore create), or fix ${at}.exchangeDatastore`);
     }
   }
   if (!readable && !rows.some((r) => r.check === "exchange read")) row("exchange read", "skipped", "the exchange datastore could not be resolved");

@@ -102,8 +102,7 @@ export interface FakeArmOptions {
   autoRun?: { train: (job: FakeJob) => FakeTrainingResult | Promise<FakeTrainingResult>; stepDelayMs?: number };
 }
 
-const WORKSPACE_ROUTE =
-  /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.MachineLearningServices\/workspaces\/([^/]+)(\/.*)?$/i;
+const WORKSPACE_ROUTE = /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.MachineLearningServices\/workspaces\/([^/]+)(\/.*)?$/i;
 /*
  * The enums come from @azure/arm-machinelearning 2.1.1, generated from the Azure ML REST API
  * 2022-10-01 (specification/machinelearningservices/resource-manager/Microsoft.MachineLearningServices/
@@ -411,15 +410,12 @@ export class FakeArm {
       res.writeHead(status, { "content-type": "application/json", "x-ms-request-id": randomUUID(), ...headers });
       res.end(body === undefined ? "" : JSON.stringify(body));
     };
-    const error = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
-      send(status, { error: { code, message } }, headers);
+    const error = (status: number, code: string, message: string, headers: Record<string, string> = {}) => send(status, { error: { code, message } }, headers);
 
     if (!/^Bearer \S+/.test(String(req.headers.authorization ?? ""))) {
       return error(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.");
     }
-    const fault = this.faults.find(
-      (f) => f.remaining > 0 && (!f.method || f.method === record.method) && (!f.pathIncludes || record.path.includes(f.pathIncludes)),
-    );
+    const fault = this.faults.find((f) => f.remaining > 0 && (!f.method || f.method === record.method) && (!f.pathIncludes || record.path.includes(f.pathIncludes)));
     if (fault) {
       fault.remaining -= 1;
       const headers: Record<string, string> = fault.retryAfterSeconds !== undefined ? { "retry-after": String(fault.retryAfterSeconds) } : {};
@@ -470,7 +466,11 @@ export class FakeArm {
       if (record.method === "PUT") {
         // What Azure ML answers (a 400, not a 409) when a job name is taken and the body differs.
         if (job) {
-          return error(400, "UserError", "A job with this name already exists. If you are trying to create a new job, use a different name. If you are trying to update an existing job, the existing job's Settings, Inputs, Outputs, Jobs, InputBindings, OutputBindings cannot be changed. Only description, tags, displayName, properties, and isArchived can be updated.");
+          return error(
+            400,
+            "UserError",
+            "A job with this name already exists. If you are trying to create a new job, use a different name. If you are trying to update an existing job, the existing job's Settings, Inputs, Outputs, Jobs, InputBindings, OutputBindings cannot be changed. Only description, tags, displayName, properties, and isArchived can be updated.",
+          );
         }
         const problems = validateJobPutBody(record.body);
         const jobProperties = (record.body as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
@@ -478,9 +478,7 @@ export class FakeArm {
           this.assetIdProblem("environmentId", "environments", jobProperties.environmentId),
           this.assetIdProblem("codeId", "codes", jobProperties.codeId),
           ...Object.entries((jobProperties.inputs ?? {}) as Record<string, { uri?: unknown } | null>).map(([name, input]) =>
-            typeof input?.uri === "string" && input.uri.startsWith("azureml:/subscriptions/")
-              ? this.assetIdProblem(`inputs.${name}.uri`, "data", input.uri.slice("azureml:".length))
-              : undefined,
+            typeof input?.uri === "string" && input.uri.startsWith("azureml:/subscriptions/") ? this.assetIdProblem(`inputs.${name}.uri`, "data", input.uri.slice("azureml:".length)) : undefined,
           ),
         ]) {
           if (problem) problems.push(problem);
@@ -506,7 +504,8 @@ export class FakeArm {
     if (computeRoute && record.method === "GET") {
       const name = decodeURIComponent(computeRoute[1]);
       const compute = this.computes.get(`${workspaceKey}/${name.toLowerCase()}`);
-      if (!compute) return error(404, "ResourceNotFound", `The Resource 'Microsoft.MachineLearningServices/workspaces/${workspace}/computes/${name}' under resource group '${resourceGroup}' was not found.`);
+      if (!compute)
+        return error(404, "ResourceNotFound", `The Resource 'Microsoft.MachineLearningServices/workspaces/${workspace}/computes/${name}' under resource group '${resourceGroup}' was not found.`);
       return send(200, {
         id: `${workspaceId}/computes/${name}`,
         name,
@@ -562,11 +561,7 @@ export class FakeArm {
     return error(404, "NoRoute", `fake ARM has no route for ${record.method} ${record.path}`);
   }
 
-  private pollCancel(
-    operationId: string,
-    send: (status: number, body?: unknown, headers?: Record<string, string>) => void,
-    error: (status: number, code: string, message: string) => void,
-  ): void {
+  private pollCancel(operationId: string, send: (status: number, body?: unknown, headers?: Record<string, string>) => void, error: (status: number, code: string, message: string) => void): void {
     const operation = this.cancelOperations.get(operationId);
     if (!operation) return error(404, "NotFound", `no operation ${operationId}`);
     operation.polls += 1;
