@@ -40,6 +40,7 @@ app.http("startFederation", {
       contentType: request.headers.get("content-type") ?? undefined,
       id: request.query.get("id") ?? undefined,
       origin: origin(request),
+      dryRun: request.query.get("dryRun") === "true",
     }),
   ),
 });

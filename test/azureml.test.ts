@@ -1,5 +1,7 @@
 import { AzureMachineLearningWorkspaces } from "@azure/arm-machinelearning";
+import { createHttpHeaders, createPipelineRequest } from "@azure/core-rest-pipeline";
 import {
+  AzureMlAssetNotFoundError,
   AzureMlAuthorizationError,
   AzureMlConfigError,
   AzureMlJobConflictError,
@@ -28,6 +30,7 @@ let credential: StubArmCredential;
 
 beforeAll(async () => {
   fake = await FakeArm.start();
+  fake.addAssetVersion(WORKSPACE, "codes", "flo-train", "3");
 });
 afterAll(async () => {
   await fake.close();
@@ -206,13 +209,82 @@ describe("submit", () => {
     const body = compute().buildJobBody(siloRequest({ code: "azureml:flo-train:7", environment: "azureml:flo-node:2" }));
     expect(body.properties.codeId).toBe(`${WORKSPACE_ID}/codes/flo-train/versions/7`);
     expect(body.properties.environmentId).toBe(`${WORKSPACE_ID}/environments/flo-node/versions/2`);
-    expect(compute().buildJobBody(siloRequest({ environment: "azureml:flo-node@latest" })).properties.environmentId).toBe("azureml:flo-node@latest");
+    // Azure ML YAML's long form is the ARM id behind an `azureml:` prefix.
+    expect(compute().buildJobBody(siloRequest({ environment: `azureml:${WORKSPACE_ID}/environments/flo-node/versions/5` })).properties.environmentId).toBe(
+      `${WORKSPACE_ID}/environments/flo-node/versions/5`,
+    );
+    expect(() => compute().buildJobBody(siloRequest({ environment: "azureml:flo-node@latest" }))).toThrow(
+      'Invalid Azure ML job setting training.environment: expected a resolved version (submit resolves it in the silo\'s workspace), got "azureml:flo-node@latest"',
+    );
+    expect(() => compute().buildJobBody(siloRequest({ environment: "azureml:flo-node@prod" }))).toThrow(
+      'Invalid Azure ML job setting training.environment: expected azureml:<name>@latest or a pinned version (the Azure ML REST API 2022-10-01 has no lookup for label "prod"), got "azureml:flo-node@prod"',
+    );
+    expect(() => compute().buildJobBody(siloRequest({ environment: `${WORKSPACE_ID}/codes/flo-train/versions/1` }))).toThrow(/training\.environment: expected the ARM id of a environments version/);
     expect(compute().buildJobBody(siloRequest({ code: undefined })).properties).not.toHaveProperty("codeId");
     expect(() => compute().buildJobBody(siloRequest({ code: "./examples/fraud/trainer" }))).toThrow(
-      'Invalid Azure ML job setting code: expected a registered code asset: an ARM id, azureml:<name>:<version>, azureml:<name>@latest or an azureml:// registry URI (register a local code folder first and pass its id as codeId), got "./examples/fraud/trainer"',
+      'Invalid Azure ML job setting training.code: expected azureml:<name>:<version>, azureml:<name>@latest, azureml:/subscriptions/.../versions/<version>, a version\'s ARM id, or an azureml://registries/... URI, got "./examples/fraud/trainer"',
     );
     // The compute's own codeId option wins over the spec's folder.
     expect(compute({ codeId: "azureml:flo-train:1" }).buildJobBody(siloRequest({ code: "./trainer" })).properties.codeId).toBe(`${WORKSPACE_ID}/codes/flo-train/versions/1`);
+  });
+
+  test("submit resolves @latest and data asset inputs in the workspace; a missing asset names the silo, workspace and asset", async () => {
+    fake.addAssetVersion(WORKSPACE, "environments", "flo-env", "1");
+    fake.addAssetVersion(WORKSPACE, "environments", "flo-env", "4");
+    fake.addAssetVersion(WORKSPACE, "data", "claims", "3");
+    const request = siloRequest({
+      environment: "azureml:flo-env@latest",
+      code: CODE_ID,
+      inputs: { ...siloRequest().inputs, data: { kind: "asset", type: "uri_folder", path: "azureml:claims:3", mode: "download" } },
+    });
+    await compute().submit(request);
+    const put = fake.requestsTo("PUT", `/jobs/${request.jobName}`)[0];
+    const p = (put.body as { properties: Record<string, unknown> }).properties;
+    expect(p.environmentId).toBe(`${WORKSPACE_ID}/environments/flo-env/versions/4`);
+    expect((p.inputs as Record<string, unknown>).data).toEqual({ jobInputType: "uri_folder", mode: "Download", uri: `azureml:${WORKSPACE_ID}/data/claims/versions/3` });
+    expect(put.status).toBe(201);
+
+    await expect(compute().submit(siloRequest({ environment: "azureml:no-such-env@latest" }))).rejects.toThrow(
+      `Silo eu: environment azureml:no-such-env@latest does not exist in Azure ML workspace ${WORKSPACE} (resource group ${RESOURCE_GROUP}, subscription ${SUBSCRIPTION}): no environment named no-such-env`,
+    );
+    await expect(compute().submit(siloRequest({ environment: "azureml:flo-env:9" }))).rejects.toBeInstanceOf(AzureMlAssetNotFoundError);
+    await expect(
+      compute().submit(siloRequest({ environment: "azureml:flo-env:1", inputs: { ...siloRequest().inputs, data: { kind: "asset", type: "mltable", path: "azureml:claims:8", mode: "ro_mount" } } })),
+    ).rejects.toThrow(`Silo eu: data asset azureml:claims:8 does not exist in Azure ML workspace ${WORKSPACE}`);
+  });
+
+  test("the fake refuses what Azure ML refuses: unregistered or labelled asset ids, unknown input types and modes", async () => {
+    const put = (properties: Record<string, unknown>, name: string) =>
+      compute().client.sendRequest(
+        createPipelineRequest({
+          url: `${fake.url}${WORKSPACE_ID}/jobs/${name}?api-version=2022-10-01`,
+          method: "PUT",
+          body: JSON.stringify({ properties: { jobType: "Command", command: "echo", computeId: `${WORKSPACE_ID}/computes/cpu-cluster`, ...properties } }),
+          headers: createHttpHeaders({ "content-type": "application/json" }),
+        }),
+      );
+    fake.addAssetVersion(WORKSPACE, "environments", "flo-env", "1");
+    const refused = async (properties: Record<string, unknown>, name: string) => {
+      const response = await put(properties, name);
+      expect(response.status).toBe(400);
+      return (JSON.parse(response.bodyAsText ?? "{}") as { error: { details: { message: string }[] } }).error.details.map((d) => d.message);
+    };
+    expect(await refused({ environmentId: "azureml:flo-env@latest" }, "fake-label")).toEqual([
+      'properties.environmentId: "azureml:flo-env@latest" is not a valid ARM id of a environments version (labels and azureml: shorthands are resolved by clients)',
+    ]);
+    expect(await refused({ environmentId: `${WORKSPACE_ID}/environments/flo-env/versions/2` }, "fake-missing")).toEqual([
+      `properties.environmentId: Could not find asset with ID: ${WORKSPACE_ID}/environments/flo-env/versions/2`,
+    ]);
+    expect(
+      await refused(
+        {
+          environmentId: `${WORKSPACE_ID}/environments/flo-env/versions/1`,
+          inputs: { d: { jobInputType: "uri_folder", mode: "ro_mount", uri: "azureml://datastores/x/paths/y" }, t: { jobInputType: "folder", uri: "https://a/b" } },
+        },
+        "fake-modes",
+      ),
+    ).toEqual(["properties.inputs.d.mode: expected one of ReadOnlyMount, ReadWriteMount, Download, Direct, EvalMount, EvalDownload", 'properties.inputs.t.jobInputType: unknown "folder"']);
+    expect((await put({ environmentId: `${WORKSPACE_ID}/environments/flo-env/versions/1` }, "fake-good")).status).toBe(201);
   });
 
   test("experiment name: per federation by default, or fixed, or computed", () => {

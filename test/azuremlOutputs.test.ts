@@ -44,6 +44,9 @@ beforeAll(async () => {
     endpoint: "core.windows.net",
     protocol: "https",
   });
+  fake.addAssetVersion(WORKSPACE, "environments", "flo-node", "1");
+  fake.addAssetVersion(WORKSPACE, "environments", "e", "1");
+  fake.addAssetVersion(WORKSPACE, "codes", "flo-train", "2");
   fake.addDatastore(WORKSPACE, "lake", { datastoreType: "AzureDataLakeGen2", accountName: "silouslake", filesystem: "updates" });
   fake.addDatastore(WORKSPACE, "files", { datastoreType: "AzureFile", accountName: "silousfiles" });
 });
@@ -309,6 +312,7 @@ describe("a self-running fake workspace (for end-to-end federations)", () => {
       },
     });
     try {
+      selfRunning.addAssetVersion(WORKSPACE, "environments", "flo-node", "1");
       selfRunning.addDatastore(WORKSPACE, "floexchange", { datastoreType: "AzureBlob", accountName: EXCHANGE_ACCOUNT, containerName: EXCHANGE_CONTAINER });
       const silo = compute({ endpoint: selfRunning.url });
       const base = request();

@@ -83,6 +83,7 @@ beforeAll(async () => {
     },
   });
   for (const silo of ["east", "west"]) {
+    fake.addAssetVersion(`mlw-${silo}`, "environments", "flo-node", "1");
     fake.addDatastore(`mlw-${silo}`, "flo_exchange", { datastoreType: "AzureBlob", accountName: `${silo}exchange`, containerName: `exchange-${silo}` });
   }
 });

@@ -20,14 +20,19 @@ const azureml = (workspace: string, computeName = "cpu-cluster") => ({
   resourceGroup: "rg",
   workspace,
   computeName,
-  exchangeDatastore: "workspaceblobstore",
+  exchangeDatastore: "flo_exchange",
 });
 
 describe("the spec's compute union", () => {
   test("has one option per backend, by type", () => {
     expect(computeTypes()).toEqual(["local", "azureml"]);
     expect(computeSpecSchema.parse({ type: "local" })).toEqual({ type: "local" });
-    expect(computeSpecSchema.parse({ type: "azureml", subscriptionId: SUBSCRIPTION, resourceGroup: "rg", workspace: "mlw-east", computeName: "cpu-cluster" })).toEqual(azureml("mlw-east"));
+    expect(
+      computeSpecSchema.parse({ type: "azureml", subscriptionId: SUBSCRIPTION, resourceGroup: "rg", workspace: "mlw-east", computeName: "cpu-cluster", exchangeDatastore: "flo_exchange" }),
+    ).toEqual(azureml("mlw-east"));
+    // The exchange datastore is required and may not be the workspace's default store.
+    expect(computeSpecSchema.safeParse({ type: "azureml", subscriptionId: SUBSCRIPTION, resourceGroup: "rg", workspace: "mlw-east", computeName: "cpu-cluster" }).success).toBe(false);
+    expect(computeSpecSchema.safeParse({ ...azureml("mlw-east"), exchangeDatastore: "workspaceblobstore" }).success).toBe(false);
     expect(computeSpecSchema.safeParse({ type: "kubernetes" }).success).toBe(false);
     expect(computeSpecSchema.safeParse({ type: "local", workspace: "x" }).success).toBe(false);
   });

@@ -4,18 +4,21 @@
  * FLO_ARM_CA_FILE) with tokens from the fake managed identity endpoint; the fake's workspaces "train"
  * like the toy trainer, write the contract outputs to each silo's exchange datastore (an HTTPS Azurite
  * with OAuth) and publish the Event Grid events onto the job-events queue; the orchestrator reads the
- * updates with its own identity and aggregates them.
+ * updates with its own identity and aggregates them. The spec is written the way an Azure ML user
+ * writes one: a local code folder (uploaded once by the client, registered per workspace by flo), an
+ * environment `@latest`, a typed data input from a data asset, an explicit exchange datastore.
  */
-import { mkdtempSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { StorageSharedKeyCredential } from "@azure/storage-blob";
+import { uploadSpecCode, type UploadedCode } from "../lib/compute/azureml/code";
 import { ModelStore } from "../lib/models/store";
 import { generateTestCertificate, type TestCertificate } from "./fakes/arm/cert";
 import { FakeArm, validateJobPutBody, type FakeJob, type FakeTrainingResult } from "./fakes/arm/fakeArm";
 import { startFakeManagedIdentity, type FakeManagedIdentity } from "./fakes/arm/fakeManagedIdentity";
 import { AZURITE_ACCOUNT, AZURITE_KEY, startHttpsAzuriteBlob, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
-import { expectedToyModel, finished, readToyModel, startFloHost, TOY_TEAM, toyModelBytes, type FloHost, type ToySilo } from "./helpers/flo";
+import { expectedToyModel, finished, readToyModel, startFloHost, TOY_TEAM, TOY_TRAINER_DIR, toyModelBytes, type FloHost, type ToySilo } from "./helpers/flo";
 
 const silos: readonly ToySilo[] = TOY_TEAM;
 const SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590";
@@ -29,11 +32,12 @@ const spec = {
   silos: silos.map((s) => ({
     name: s.name,
     compute: { type: "azureml", subscriptionId: SUBSCRIPTION, resourceGroup: `rg-${s.name}`, workspace: `mlw-${s.name}`, computeName: "cpu-cluster", exchangeDatastore: "flo_exchange" },
-    inputs: { data: `azureml://datastores/claims/paths/${s.name}/` },
+    inputs: { data: { type: "uri_folder", path: "azureml:claims:3" } },
   })),
   training: {
     command: "node toy-trainer.js $[[--global ${{inputs.global_model}}]] --out ${{outputs.model_update}} --data ${{inputs.data}} --round ${{inputs.round}}",
-    environment: "azureml:flo-node:1",
+    code: "trainer",
+    environment: "azureml:flo-env@latest",
   },
   aggregation: { strategy: "fedavg" },
   policy: { minSilos: silos.length, roundTimeout: "PT2M" },
@@ -75,6 +79,9 @@ beforeAll(async () => {
     autoRun: { train: trainLikeToyTrainer, stepDelayMs: 20 },
   });
   for (const s of silos) {
+    fake.addAssetVersion(`mlw-${s.name}`, "environments", "flo-env", "1");
+    fake.addAssetVersion(`mlw-${s.name}`, "environments", "flo-env", "2");
+    fake.addAssetVersion(`mlw-${s.name}`, "data", "claims", "3", { dataType: "uri_folder", dataUri: `azureml://datastores/claims/paths/${s.name}/` });
     fake.addDatastore(`mlw-${s.name}`, "flo_exchange", { datastoreType: "AzureBlob", accountName: `${s.name}exchange`, containerName: `exchange-${s.name}` });
   }
   flo = await startFloHost({
@@ -84,7 +91,6 @@ beforeAll(async () => {
       FLO_ARM_ENDPOINT: fake.url,
       FLO_ARM_CA_FILE: certificate.certPath,
       FLO_AZUREML_BLOB_ENDPOINT: exchange.accountUrl,
-      FLO_AZUREML_CODE_ID: "azureml:flo-toy:1",
       FLO_AZURE_CREDENTIAL: "managedidentity",
       FLO_MANAGED_IDENTITY_CLIENT_ID: CLIENT_ID,
     },
@@ -101,7 +107,22 @@ afterAll(async () => {
 }, 30_000);
 
 it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the round-2 global model, FedAvg of the silos' updates", async () => {
-  expect((await flo.start(spec)).status).toBe(202);
+  // The user's project folder: the trainer, plus files its .gitignore keeps out of the upload.
+  const project = mkdtempSync(join(tmpdir(), "flo-aml-project-"));
+  mkdirSync(join(project, "trainer", "__pycache__"), { recursive: true });
+  cpSync(join(TOY_TRAINER_DIR, "toy-trainer.js"), join(project, "trainer", "toy-trainer.js"));
+  writeFileSync(join(project, "trainer", ".gitignore"), "__pycache__/\n*.log\n");
+  writeFileSync(join(project, "trainer", "__pycache__", "x.pyc"), "cache");
+  writeFileSync(join(project, "trainer", "debug.log"), "log");
+  // What the client does before it submits: upload the code folder once, content-addressed.
+  const first = await uploadSpecCode(spec, orchestratorStore, { baseDir: project });
+  const again = await uploadSpecCode(spec, orchestratorStore, { baseDir: project });
+  const code = first.code as UploadedCode;
+  expect(code.files).toEqual([".gitignore", "toy-trainer.js"]);
+  expect({ uploaded: first.code?.uploaded, again: again.code?.uploaded, uri: again.spec.training.code }).toEqual({ uploaded: true, again: false, uri: code.uri });
+  expect(code.uri).toBe(`${orchestratorStore.containerUrl}/code/${code.digest}/`);
+
+  expect((await flo.start(first.spec)).status).toBe(202);
   const status = await flo.waitFor(FEDERATION, finished, 90_000);
   expect({ runtimeStatus: status.runtimeStatus, failure: status.failure }).toEqual({ runtimeStatus: "Completed", failure: undefined });
   await fake.settle();
@@ -122,11 +143,12 @@ it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the rou
     const round = Number(p.tags.floRound);
     expect(put.path).toBe(`/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-${silo}/providers/Microsoft.MachineLearningServices/workspaces/mlw-${silo}/jobs/flo-${FEDERATION}-r${round}-${silo}`);
     expect(p.tags).toEqual({ floFederation: FEDERATION, floRound: String(round), floSilo: silo, floKind: "train", floApp: "flo" });
-    expect(p.codeId).toMatch(new RegExp(`/workspaces/mlw-${silo}/codes/flo-toy/versions/1$`));
-    expect(p.environmentId).toMatch(/flo-node/);
+    const workspaceId = `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-${silo}/providers/Microsoft.MachineLearningServices/workspaces/mlw-${silo}`;
+    expect(p.codeId).toBe(`${workspaceId}/codes/flo-code/versions/${code.digest.slice(0, 16)}`);
+    expect(p.environmentId).toBe(`${workspaceId}/environments/flo-env/versions/2`);
     expect(p.computeId).toMatch(new RegExp(`/workspaces/mlw-${silo}/computes/cpu-cluster$`));
     expect(p.outputs.model_update).toEqual({ jobOutputType: "uri_folder", mode: "ReadWriteMount", uri: `azureml://datastores/flo_exchange/paths/flo/${FEDERATION}/r${round}/${silo}/` });
-    expect(p.inputs.data).toEqual({ jobInputType: "literal", value: `azureml://datastores/claims/paths/${silo}/` });
+    expect(p.inputs.data).toEqual({ jobInputType: "uri_folder", mode: "ReadOnlyMount", uri: `azureml:${workspaceId}/data/claims/versions/3` });
     if (round === 1) expect(p.inputs).not.toHaveProperty("global_model");
     else {
       // Round 2 trains from the model round 1 produced, in the orchestrator's storage.
@@ -138,12 +160,26 @@ it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the rou
     }
   }
 
+  // The code version was registered once per workspace, pointing at the uploaded folder, and reused in round 2.
+  const codePuts = fake.requestsTo("PUT", "/codes/");
+  expect(codePuts.map((r) => r.path).sort()).toEqual(
+    silos
+      .map((s) => `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-${s.name}/providers/Microsoft.MachineLearningServices/workspaces/mlw-${s.name}/codes/flo-code/versions/${code.digest.slice(0, 16)}`)
+      .sort(),
+  );
+  for (const put of codePuts) expect((put.body as { properties: { codeUri: string } }).properties.codeUri).toBe(code.uri);
+  for (const s of silos) expect(fake.assetVersions(`mlw-${s.name}`, "codes", "flo-code")).toEqual([code.digest.slice(0, 16)]);
+
   // The final model is FedAvg of the silos' toy updates.
   const w = readToyModel(await orchestratorStore.getBytes(orchestratorStore.pathFromUri(status.output.finalModel.uri)));
   expectedToyModel(silos, ROUNDS).forEach((v, i) => expect(w[i]).toBeCloseTo(v, 6));
 
   // The manifest records the updates read from each silo's exchange datastore, weighted by num_examples.
   const manifest = await orchestratorStore.getJson<any>(`federations/${FEDERATION}/rounds/2/manifest.json`);
+  // Every round's manifest records the code the silos ran, by content digest.
+  for (const round of [1, 2]) {
+    expect((await orchestratorStore.getJson<any>(`federations/${FEDERATION}/rounds/${round}/manifest.json`)).code).toEqual({ uri: code.uri, sha256: code.digest });
+  }
   expect(manifest.silos.map((s: any) => [s.silo, s.update?.uri, s.numExamples])).toEqual(silos.map((s) => [s.name, `azureml://datastores/flo_exchange/paths/flo/${FEDERATION}/r2/${s.name}/`, s.n]));
 
   // Every token came from the managed identity endpoint, for the configured user-assigned identity.

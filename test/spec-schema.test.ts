@@ -153,7 +153,7 @@ describe("the JSON Schema agrees with flo on field-level rules (what editors wil
     ["misspelt field", (s: any) => (s.policy = { minsilos: 2 }), "policy.minsilos: additional property"],
     [
       "subscription id",
-      (s: any) => (s.silos[0].compute = { type: "azureml", subscriptionId: "x", resourceGroup: "rg", workspace: "mlw-a", computeName: "cpu" }),
+      (s: any) => (s.silos[0].compute = { type: "azureml", subscriptionId: "x", resourceGroup: "rg", workspace: "mlw-a", computeName: "cpu", exchangeDatastore: "flo_exchange" }),
       "silos[0].compute.subscriptionId: pattern",
     ],
     ["input name", (s: any) => (s.training.parameters = { "learning-rate": 0.1 }), "training.parameters.learning-rate(name): pattern"],

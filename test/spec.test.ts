@@ -20,7 +20,14 @@ function base(): any {
   };
 }
 
-const AZUREML = { type: "azureml", subscriptionId: "0b1f6471-1bf0-4dda-aec3-cb9272f09590", resourceGroup: "rg-east", workspace: "mlw-east", computeName: "cpu-cluster" };
+const AZUREML = {
+  type: "azureml",
+  subscriptionId: "0b1f6471-1bf0-4dda-aec3-cb9272f09590",
+  resourceGroup: "rg-east",
+  workspace: "mlw-east",
+  computeName: "cpu-cluster",
+  exchangeDatastore: "flo_exchange",
+};
 
 function issuesOf(spec: unknown): SpecIssue[] {
   try {
@@ -73,8 +80,18 @@ describe("valid specs", () => {
 
   test("azureml-robust.yaml: azureml compute, multi-krum, clipping defaults", async () => {
     const spec = await loadSpecFile(`${SPECS}/azureml-robust.yaml`);
-    expect(spec.silos[0].compute).toEqual({ ...AZUREML, resourceGroup: "rg-insurer-a", workspace: "mlw-insurer-a", computeName: "gpu-cluster", exchangeDatastore: "flo_exchange" });
-    expect(spec.silos[1].compute).toMatchObject({ type: "azureml", exchangeDatastore: "workspaceblobstore" });
+    expect(spec.silos[0].compute).toEqual({
+      ...AZUREML,
+      resourceGroup: "rg-insurer-a",
+      workspace: "mlw-insurer-a",
+      computeName: "gpu-cluster",
+      exchangeDatastore: "flo_exchange",
+      exchangeContainer: "flo-exchange",
+    });
+    expect(spec.silos[0].inputs.data).toEqual({ type: "uri_folder", path: "azureml://datastores/claims/paths/2026/", mode: "ro_mount" });
+    expect(spec.silos[1].compute).toMatchObject({ type: "azureml", exchangeDatastore: "flo_exchange" });
+    expect(spec.silos[1].inputs.data).toEqual({ type: "uri_folder", path: "azureml:claims-2026@latest", mode: "download" });
+    expect(spec.training).toMatchObject({ environment: "azureml:claims-torch@latest", code: "azureml:claims-trainer@latest" });
     expect(spec.aggregation).toEqual({ strategy: "multi-krum", byzantine: 1, keep: 3, clipping: { mode: "fixed", norm: 1 } });
     expect(spec.policy).toMatchObject({ minSilos: 5, jobRetries: 2, roundTimeoutSeconds: 7200 });
   });
@@ -217,7 +234,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
     [
       "environment that is not an Azure ML reference",
       (s) => (s.training.environment = "flo-node:1"),
-      [["training.environment", "azureml:<name>:<version>, azureml:<name>@latest, azureml://registries/... or an ARM id /subscriptions/...", '"flo-node:1"']],
+      [["training.environment", "azureml:<name>:<version>, azureml:<name>@latest, azureml://registries/..., or an ARM id /subscriptions/... (optionally azureml:/subscriptions/...)", '"flo-node:1"']],
     ],
     [
       "initialModel on an unsupported scheme",
@@ -500,7 +517,7 @@ describe("text sources: syntax errors and positions", () => {
     expect(error?.issues.map(({ path, line, column }) => [path, line, column])).toEqual([
       ["silos[1].name", 9, 5],
       ["silos[1].compute.workspace", 14, 7],
-      ["silos[2].name", 16, 5],
+      ["silos[2].name", 17, 5],
     ]);
     expect(error?.message.split("\n")[1]).toBe(`  ${SPECS}/invalid/bad-names.yaml:9:5 silos[1].name: expected [a-z0-9-]{1,32}, got "East_1"`);
   });

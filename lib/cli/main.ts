@@ -10,6 +10,11 @@ const COMMANDS: readonly { name: string; summary: string; load: () => Promise<{ 
   { name: "aggregate", summary: "Aggregate silo updates (dirs with model.safetensors + metrics.json) into one model, streaming", load: () => import("./aggregate") },
   { name: "host", summary: "Run a Functions v4 + Durable Functions app on the embedded local host (Azurite storage, HTTP, timers, Service Bus)", load: () => import("./host") },
   { name: "silo", summary: "Silo-side commands: keygen (a silo's key pair for secure aggregation)", load: () => import("./siloKeygen") },
+  {
+    name: "check",
+    summary: "Preflight a federation spec: validate it, then check each Azure ML silo's workspace, compute, assets and exchange access (--offline: spec only)",
+    load: () => import("./check"),
+  },
   { name: "run", summary: "Run a federation end to end on this machine (embedded runtime, local silos) and write model, manifests and report", load: () => import("./run") },
 ];
 

@@ -144,7 +144,16 @@ export function parseFloJobName(jobName: string): (FloJobNameParts & { kind: Job
 export type JobInput =
   | { kind: "literal"; value: string }
   /** A folder (model store URI or local path) the job reads, e.g. the round's global model. */
-  | { kind: "folder"; uri: string };
+  | { kind: "folder"; uri: string }
+  /** A typed data input of the spec (`silos[].inputs.<name>: {type, path, mode}`), mounted or downloaded by the backend. */
+  | { kind: "asset"; type: DataInputType; path: string; mode: DataInputMode };
+
+/** Azure ML's asset input types a spec may name (REST `jobInputType`). */
+export const DATA_INPUT_TYPES = ["uri_folder", "uri_file", "mltable", "custom_model"] as const;
+export type DataInputType = (typeof DATA_INPUT_TYPES)[number];
+/** How an asset input reaches the job, in Azure ML YAML's words. */
+export const DATA_INPUT_MODES = ["ro_mount", "download", "direct"] as const;
+export type DataInputMode = (typeof DATA_INPUT_MODES)[number];
 
 export interface SiloJobRequest {
   federationId: string;

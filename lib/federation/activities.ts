@@ -3,12 +3,13 @@
  * aggregate a round, record a failed round, notify partners). Registered by
  * functions/activities.ts; each takes and returns small JSON.
  */
-import { siloJobInputs } from "../spec";
+import { siloDataInputs, siloJobInputs } from "../spec";
 import type { FederationSpec, SiloSpec } from "../spec";
 import { floJobName, floJobTags, type JobInput, type SiloJobStatus, type TrainingOutput } from "../compute/siloCompute";
 import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath, siloUpdateFolder } from "../models/storeLayout";
 import { aggregateUpdates, AggregationError, createStrategy, type AggregationResult, type RoundWeighting, type StrategyStateInput } from "../aggregation";
 import type { Json } from "../aggregation/strategy";
+import { uploadedCodeDigest } from "../compute/azureml/code";
 import { checkpointPath } from "./lifecycle";
 import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type RoundWeightingRecord, type SiloManifestEntry } from "./manifest";
 import type { FederationServices } from "./services";
@@ -30,6 +31,7 @@ export async function submitSiloJob(services: FederationServices, input: SubmitJ
   const literals = siloJobInputs(spec, input.silo, { federationId: input.federationId, round: input.round });
   const inputs: Record<string, JobInput> = {};
   for (const [k, v] of Object.entries(literals)) inputs[k] = { kind: "literal", value: v };
+  for (const [k, v] of Object.entries(siloDataInputs(spec, input.silo))) inputs[k] = { kind: "asset", ...v };
   if (input.global) inputs.global_model = { kind: "folder", uri: folderOf(input.global.uri) };
   const store = services.store;
   return services.computeFor(silo).submit({
@@ -86,7 +88,14 @@ async function openUpdate(services: FederationServices, spec: FederationSpec, re
 }
 
 /** What every manifest of the round records, aggregated or not. */
-type RoundRecordBase = Pick<RoundManifest, "federationId" | "round" | "spec" | "sampled" | "globalIn" | "strategy"> & { roundStartedAt: string };
+type RoundRecordBase = Pick<RoundManifest, "federationId" | "round" | "spec" | "sampled" | "globalIn" | "strategy" | "code"> & { roundStartedAt: string };
+
+/** The manifest's record of the job code, when it is an uploaded folder. */
+function codeRecord(spec: FederationSpec): Pick<RoundManifest, "code"> {
+  const code = spec.training.code;
+  const sha256 = code === undefined ? undefined : uploadedCodeDigest(code);
+  return code !== undefined && sha256 ? { code: { uri: code, sha256 } } : {};
+}
 
 /** Step 1: the succeeded silos' outputs, opened concurrently. */
 function openRoundUpdates(services: FederationServices, spec: FederationSpec, results: SiloRoundResult[]): Promise<OpenedUpdate[]> {
@@ -194,6 +203,7 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
     round: input.round,
     spec: input.spec,
     sampled: input.sampled,
+    ...codeRecord(spec),
     globalIn: input.global,
     roundStartedAt: input.roundStartedAt,
     strategy: { name: strategy.name, options: strategy.options, stateIn: input.strategyState },
@@ -292,6 +302,7 @@ function failedManifest(args: {
   strategy: RoundManifest["strategy"];
   reason: string;
   excluded?: Map<string, string>;
+  code?: RoundManifest["code"];
 }): RoundManifest {
   return {
     schema: MANIFEST_SCHEMA,
@@ -301,6 +312,7 @@ function failedManifest(args: {
     reason: args.reason,
     spec: args.spec,
     sampled: args.sampled,
+    ...(args.code ? { code: args.code } : {}),
     silos: args.results.map((r) => ({
       silo: r.silo,
       outcome: r.outcome,
@@ -321,6 +333,7 @@ function failedManifest(args: {
 export async function recordRoundFailure(services: FederationServices, input: RecordRoundFailureInput): Promise<{ manifestUri: string }> {
   const spec = await services.loadSpec(input.spec);
   const manifest = failedManifest({
+    ...codeRecord(spec),
     federationId: input.federationId,
     round: input.round,
     spec: input.spec,

@@ -2,6 +2,7 @@
  * flo's HTTP API behaviour, independent of the trigger wiring: start, list, inspect, cancel,
  * resume and report federations. Functions in functions/federationsApi.ts are thin adapters.
  */
+import { preflightSpec } from "./preflight";
 import type { DurableClient, DurableOrchestrationStatus } from "durable-functions";
 import { ApiError, problem, type ApiResponse } from "./problem";
 import { sampleSilos, siloGroupInstanceId, siloGroups, siloInstanceId } from "./decisions";
@@ -23,6 +24,8 @@ export interface StartRequest {
   id?: string;
   /** Origin of the API, for links (e.g. http://localhost:7071). */
   origin: string;
+  /** `?dryRun=true`: run the preflight (`flo check`) instead of starting; 200 with its rows, 422 when a check fails. */
+  dryRun?: boolean;
 }
 
 /** Runs an API operation, turning typed errors into problem responses. */
@@ -51,6 +54,10 @@ export async function startFederation(client: DurableClient, services: Federatio
   if (Buffer.byteLength(request.body) > MAX_SPEC_BYTES) throw new ApiError(413, `the spec is ${Buffer.byteLength(request.body)} bytes; at most ${MAX_SPEC_BYTES} are accepted`);
   if (!request.body.trim()) throw new ApiError(400, "the request body is empty: expected a federation spec as JSON or YAML");
   const spec = services.parseSpec(request.body, { format: specFormat(request.contentType), source: "request body" });
+  if (request.dryRun) {
+    const preflight = await preflightSpec(spec, { computeFor: (silo) => services.computeFor(silo) });
+    return { status: preflight.ok ? 200 : 422, body: { name: spec.name, dryRun: true, ok: preflight.ok, checks: preflight.rows } };
+  }
   const id = request.id ?? spec.name;
   if (!FEDERATION_ID.test(id)) throw new ApiError(400, `query parameter id: expected ${FEDERATION_ID.source}, got ${JSON.stringify(id)}`);
   const existing = await findInstance(client, id);

@@ -36,6 +36,8 @@ export interface RoundManifest {
   spec: ModelRef;
   sampled: string[];
   silos: SiloManifestEntry[];
+  /** The job code the round's silos ran, when it is a folder flo uploaded (content-addressed). */
+  code?: { uri: string; sha256: string };
   /** The global model the round's silos trained from. */
   globalIn?: ModelRef;
   /** The global model the round produced. */

@@ -58,8 +58,8 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
       }
       const keyReason = secretKeyReason(key);
       if (keyReason) issues.push(specIssue(at, NO_SECRETS, `a field named like a secret: ${keyReason}`));
-      else if (typeof value === "string") {
-        const valueReason = secretValueReason(value);
+      else if (typeof value === "string" || typeof obj(value).path === "string") {
+        const valueReason = secretValueReason(typeof value === "string" ? value : (obj(value).path as string));
         if (valueReason) issues.push(specIssue(at, NO_SECRETS, `${valueReason} (value not shown)`));
       }
     }

@@ -20,5 +20,5 @@ export {
   type RenderValues,
   type CommandTemplate,
 } from "./command";
-export { siloJobInputs, type SiloJobInputsOptions } from "./inputs";
+export { siloDataInputs, siloJobInputs, type SiloJobInputsOptions } from "./inputs";
 export { federationJsonSchema } from "./jsonSchema";

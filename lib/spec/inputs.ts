@@ -1,12 +1,24 @@
-/** The inputs one silo's job receives in one round, as the strings the job contract passes. */
+/** The inputs one silo's job receives in one round: the strings the job contract passes, and typed data inputs. */
 import { GLOBAL_MODEL_INPUT } from "./command";
 import type { FederationSpec } from "./types";
+import type { DataInputMode, DataInputType } from "../compute/siloCompute";
 
 export interface SiloJobInputsOptions {
   federationId: string;
   round: number;
   /** The round's global model folder (URI or path); absent in round 1 without an initial model. */
   globalModel?: string;
+}
+
+/** A silo's typed data inputs (`{type, path, mode}`), by name; its literal inputs are in siloJobInputs. */
+export function siloDataInputs(spec: FederationSpec, siloName: string): Record<string, { type: DataInputType; path: string; mode: DataInputMode }> {
+  const silo = spec.silos.find((s) => s.name === siloName);
+  if (!silo) throw new RangeError(`siloDataInputs: expected a silo of federation "${spec.name}", got ${JSON.stringify(siloName)}`);
+  const inputs: Record<string, { type: DataInputType; path: string; mode: DataInputMode }> = {};
+  for (const [name, value] of Object.entries(silo.inputs)) {
+    if (typeof value === "object") inputs[name] = { type: value.type, path: value.path, mode: value.mode };
+  }
+  return inputs;
 }
 
 /**
@@ -18,7 +30,9 @@ export function siloJobInputs(spec: FederationSpec, siloName: string, options: S
   const silo = spec.silos.find((s) => s.name === siloName);
   if (!silo) throw new RangeError(`siloJobInputs: expected a silo of federation "${spec.name}", got ${JSON.stringify(siloName)}`);
   const inputs: Record<string, string> = {};
-  for (const [name, value] of Object.entries({ ...spec.training.parameters, ...silo.inputs })) inputs[name] = String(value);
+  for (const [name, value] of Object.entries({ ...spec.training.parameters, ...silo.inputs })) {
+    if (typeof value !== "object") inputs[name] = String(value);
+  }
   inputs.round = String(options.round);
   inputs.silo = silo.name;
   inputs.federation_id = options.federationId;

@@ -240,6 +240,12 @@ function fromZodIssue(issue: ZodIssue, root: unknown): { issue: SpecIssue; path:
         const found = getAt(root, path);
         return one(`one of ${(union.options ?? []).map(String).join("|")}`, safeGot(found));
       }
+      // A mapping where a literal or a typed input is allowed: report the typed input's own problems.
+      const value = getAt(root, path);
+      const objectBranch = (issue as { errors?: ZodIssue[][] }).errors?.find((branch) => branch.every((inner) => inner.path.length > 0));
+      if (typeof value === "object" && value !== null && !Array.isArray(value) && objectBranch) {
+        return objectBranch.flatMap((inner) => fromZodIssue({ ...inner, path: [...path, ...inner.path] }, root));
+      }
       return one("a string, number or boolean");
     }
     case "invalid_key": {

@@ -12,6 +12,7 @@ import { clippingSchema, dpSchema, type ClippingConfig, type DpConfig } from "..
 import { strategyDefinitions } from "../aggregation/registry";
 import { secretValueReason } from "./secrets";
 import { computeSpecSchema } from "../compute/backends";
+import { DATA_INPUT_MODES, DATA_INPUT_TYPES } from "../compute/siloCompute";
 
 /** Field-local rule failure with an explicit expected/got, read back by the issue mapper. */
 function fail(ctx: z.core.$RefinementCtx<unknown>, expected: string, got: string, hint?: string): void {
@@ -27,20 +28,36 @@ export const SILO_NAME = /^[a-z0-9-]{1,32}$/;
 /** Azure ML input names are identifiers; the same rule makes `${{inputs.X}}` parseable. */
 export const INPUT_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
 /** `azureml:<name>:<version>`, `azureml:<name>@latest`, a registry URI, or an ARM id. */
-export const ENVIRONMENT_REF = /^(azureml:[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+|@latest)|azureml:\/\/registries\/\S+|\/subscriptions\/\S+)$/;
+export const ENVIRONMENT_REF = /^(azureml:[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+|@latest)|azureml:\/\/registries\/\S+|(azureml:)?\/subscriptions\/\S+)$/;
 /** How a pattern is shown in errors when its regex would not help a reader (default: the regex). */
 export const PATTERN_DESCRIPTIONS: Record<string, string> = {
-  [ENVIRONMENT_REF.source]: "azureml:<name>:<version>, azureml:<name>@latest, azureml://registries/... or an ARM id /subscriptions/...",
+  [ENVIRONMENT_REF.source]: "azureml:<name>:<version>, azureml:<name>@latest, azureml://registries/..., or an ARM id /subscriptions/... (optionally azureml:/subscriptions/...)",
 };
 export const MAX_ROUND_TIMEOUT_SECONDS = 30 * 86400;
 
 const literalValue = z.union([z.string(), z.number(), z.boolean()]).meta({ description: "A literal input value; numbers and booleans are passed to the job as text." });
 const literalInputs = (description: string) => z.record(z.string().regex(INPUT_NAME), literalValue).default({}).meta({ description });
 
+/**
+ * A data input the silo's job reads, as Azure ML YAML writes one. On azureml compute `path` is a
+ * datastore URI, a data asset (`azureml:<name>:<version>`, `@latest`, the long form) or an https URL;
+ * on local compute it is a local file or folder (relative to the spec's folder).
+ */
+export const typedInputSchema = z
+  .strictObject({
+    type: z.enum(DATA_INPUT_TYPES).meta({ description: "Azure ML input type (REST jobInputType)." }),
+    path: z.string().min(1).meta({ description: "azureml://datastores/<ds>/paths/<p>, azureml:<data asset>:<version>, https://..., or a local path (local compute)." }),
+    mode: z.enum(DATA_INPUT_MODES).default("ro_mount").meta({ description: "ro_mount (default), download or direct (the job gets the URI)." }),
+  })
+  .meta({ description: "A typed data input mounted or downloaded for the job." });
+
 export const siloSchema = z.strictObject({
   name: z.string().regex(SILO_NAME).meta({ description: "Unique silo name, part of job names and blob paths." }),
   compute: computeSpecSchema,
-  inputs: literalInputs("Silo-specific literal inputs (e.g. a data path inside the silo)."),
+  inputs: z
+    .record(z.string().regex(INPUT_NAME), z.union([literalValue, typedInputSchema]))
+    .default({})
+    .meta({ description: "Silo-specific inputs: literals, or typed data inputs {type, path, mode}." }),
   maxExamples: z
     .number()
     .int()

@@ -11,6 +11,8 @@ export const WORKSPACE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$/;
 /** Azure ML compute: starts with a letter, letters/digits/hyphens, 2-24 characters, no trailing hyphen. */
 export const COMPUTE_NAME = /^[a-zA-Z][a-zA-Z0-9-]{0,22}[a-zA-Z0-9]$/;
 export const DATASTORE_NAME = /^[A-Za-z0-9_]{1,255}$/;
+/** Blob container: 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit. */
+export const CONTAINER_NAME = /^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$/;
 
 const specSchema = z
   .strictObject({
@@ -22,8 +24,17 @@ const specSchema = z
     exchangeDatastore: z
       .string()
       .regex(DATASTORE_NAME)
-      .default("workspaceblobstore")
-      .meta({ description: "Silo datastore receiving the job's model_update output (the orchestrator reads it, read-only)." }),
+      .refine((name) => name.toLowerCase() !== "workspaceblobstore", {
+        message: "a dedicated exchange datastore, not workspaceblobstore (the orchestrator's read access covers the whole container)",
+      })
+      .meta({
+        description: "Silo datastore (a dedicated blob container) receiving the job's model_update output; the orchestrator reads it, read-only. Required.",
+      }),
+    exchangeContainer: z
+      .string()
+      .regex(CONTAINER_NAME)
+      .optional()
+      .meta({ description: "Blob container the orchestrator was granted read on; when given, flo check verifies the datastore points at it." }),
   })
   .meta({ description: "An Azure ML command job in the silo's own workspace." });
 

@@ -21,9 +21,12 @@ import {
 import { DEFAULT_JOB_KIND, FLO_TAGS, floJobTags, JOB_NAME_PATTERN, type CallOptions, type JobInput, type SiloCompute, type SiloJobRequest, type SiloJobStatus } from "../siloCompute";
 import { jobStateFromAzureMlStatus } from "./status";
 import { AzureMlConfigError, AzureMlJobConflictError, AzureMlJobNotFoundError, AzureMlRequestError, DATA_SCIENTIST_ROLE, toAzureMlError, type WorkspaceCoordinates } from "./errors";
-import { openSiloOutputFolder, type BlobAccessOptions, type SiloOutputFolder } from "./outputs";
+import { parseAssetReference, resolveAssetId, type AssetKind } from "./assets";
+import { CODE_ASSET_NAME, registerUploadedCode, uploadedCodeDigest } from "./code";
+import { openSiloOutputFolder, probeExchangeRead, type BlobAccessOptions, type BlobFolderLocation, type SiloOutputFolder } from "./outputs";
 
 export * from "./errors";
+export * from "./assets";
 
 /** Federation ids and silo names become datastore path segments. */
 const PATH_SEGMENT = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,254}$/;
@@ -86,25 +89,6 @@ export function isoDurationFromSeconds(seconds: number): string {
   return `PT${hours ? `${hours}H` : ""}${minutes ? `${minutes}M` : ""}${rest ? `${rest}S` : ""}`;
 }
 
-/**
- * Normalizes an asset reference for the REST body: ARM ids and `azureml://` registry URIs pass through,
- * `azureml:<name>:<version>` becomes the workspace asset's ARM id, `azureml:<name>@latest` is left for
- * the service to resolve. Anything else (e.g. a local code folder) is an error: Azure ML runs registered
- * assets only, so a code folder must first be registered (`az ml code create`) and given as its id.
- */
-export function azureMlAssetId(kind: "codes" | "environments", reference: string, workspaceId: string, field: string): string {
-  if (reference.startsWith("/subscriptions/") || reference.startsWith("azureml://")) return reference;
-  const versioned = /^azureml:([A-Za-z0-9_.-]+):([A-Za-z0-9_.-]+)$/.exec(reference);
-  if (versioned) return `${workspaceId}/${kind}/${versioned[1]}/versions/${versioned[2]}`;
-  if (/^azureml:[A-Za-z0-9_.-]+@latest$/.test(reference)) return reference;
-  const what = kind === "codes" ? "a registered code asset" : "a registered environment";
-  throw new AzureMlConfigError(
-    field,
-    `${what}: an ARM id, azureml:<name>:<version>, azureml:<name>@latest or an azureml:// registry URI` + (kind === "codes" ? " (register a local code folder first and pass its id as codeId)" : ""),
-    JSON.stringify(reference),
-  );
-}
-
 export function assertValidJobName(jobName: string): void {
   // Azure ML's rule is not enforced by the SDK: a bad name would be sent URL-encoded.
   if (typeof jobName !== "string" || !JOB_NAME_PATTERN.test(jobName)) {
@@ -115,6 +99,9 @@ export function assertValidJobName(jobName: string): void {
 const ASSET_URI = /^(azureml|https|wasbs|abfss):\/\//i;
 /** Plain http only for a loopback store (the embedded runtime's Azurite against a fake ARM); Azure ML itself mounts https only. */
 const LOOPBACK_HTTP_URI = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\//i;
+
+/** The spec's input modes as REST `InputDeliveryMode` values. */
+export const INPUT_MODE_TO_REST = { ro_mount: "ReadOnlyMount", download: "Download", direct: "Direct" } as const;
 
 function jobInputToRest(name: string, input: JobInput): Record<string, unknown> {
   if (input.kind === "literal") {
@@ -129,7 +116,16 @@ function jobInputToRest(name: string, input: JobInput): Record<string, unknown> 
     }
     return { jobInputType: "uri_folder", mode: "ReadOnlyMount", uri: input.uri };
   }
-  throw new AzureMlConfigError(`inputs.${name}.kind`, '"literal" or "folder"', JSON.stringify((input as { kind?: unknown }).kind));
+  if (input.kind === "asset") {
+    // By now `path` is a storage URI or a data version's `azureml:/subscriptions/...` id (resolvedJobBody).
+    if (typeof input.path !== "string" || !(ASSET_URI.test(input.path) || input.path.startsWith("azureml:/subscriptions/"))) {
+      throw new AzureMlConfigError(`inputs.${name}.path`, "an azureml://, https:// URI or a resolved data asset id", JSON.stringify(input.path));
+    }
+    const mode = INPUT_MODE_TO_REST[input.mode];
+    if (!mode) throw new AzureMlConfigError(`inputs.${name}.mode`, Object.keys(INPUT_MODE_TO_REST).join(", "), JSON.stringify(input.mode));
+    return { jobInputType: input.type, mode, uri: input.path };
+  }
+  throw new AzureMlConfigError(`inputs.${name}.kind`, '"literal", "folder" or "asset"', JSON.stringify((input as { kind?: unknown }).kind));
 }
 
 export interface CommandJobContext {
@@ -275,6 +271,7 @@ export class AzureMlSiloCompute implements SiloCompute {
   private readonly endpoint: string;
   private readonly apiVersion: string;
   private readonly coordinates: WorkspaceCoordinates;
+  private readonly resolvedAssets = new Map<string, Promise<string>>();
 
   constructor(private readonly options: AzureMlSiloComputeOptions) {
     for (const key of ["subscriptionId", "resourceGroup", "workspace", "computeName", "exchangeDatastore"] as const) {
@@ -328,30 +325,101 @@ export class AzureMlSiloCompute implements SiloCompute {
     return option ? option(federationId) : `flo-${federationId}`;
   }
 
-  /** The exact body `submit` PUTs, for inspection and tests. */
-  buildJobBody(request: SiloJobRequest): { properties: Record<string, unknown> } {
+  /**
+   * The body of a request, with every asset reference (environment, code, data inputs given as
+   * `azureml:` references) turned into an id by `idOf`. Data asset inputs become
+   * `azureml:/subscriptions/.../data/<name>/versions/<v>`, the form Azure ML's REST examples use.
+   */
+  private bodyWith(request: SiloJobRequest, idOf: (kind: AssetKind, reference: string, field: string) => string): { properties: Record<string, unknown> } {
     const environment = this.options.environmentId ?? request.environment;
     if (!environment) {
-      throw new AzureMlConfigError("environment", "an Azure ML environment id (options.environmentId or the request's environment)", "nothing");
+      throw new AzureMlConfigError("training.environment", "an Azure ML environment id (options.environmentId or the request's environment)", "nothing");
     }
     const code = this.options.codeId ?? request.code;
-    return buildCommandJobBody(request, {
-      computeId: this.computeId,
-      experimentName: this.experimentNameFor(request.federationId),
-      environmentId: azureMlAssetId("environments", environment, this.workspaceId, "environment"),
-      codeId: code === undefined ? undefined : azureMlAssetId("codes", code, this.workspaceId, "code"),
-      identity: this.options.identity ?? { identityType: "Managed" },
-      outputUri: this.outputUriFor(request),
-      instanceCount: this.options.instanceCount,
-      instanceType: this.options.instanceType,
-      environmentVariables: this.options.environmentVariables,
+    const inputs: Record<string, JobInput> = {};
+    for (const [name, input] of Object.entries(request.inputs)) {
+      const isAssetReference = input.kind === "asset" && input.path.startsWith("azureml:") && !input.path.startsWith("azureml://");
+      inputs[name] = isAssetReference ? { ...input, path: `azureml:${idOf("data", input.path, `silos.${request.silo}.inputs.${name}.path`)}` } : input;
+    }
+    return buildCommandJobBody(
+      { ...request, inputs },
+      {
+        computeId: this.computeId,
+        experimentName: this.experimentNameFor(request.federationId),
+        environmentId: idOf("environments", environment, "training.environment"),
+        codeId: code === undefined ? undefined : idOf("codes", code, "training.code"),
+        identity: this.options.identity ?? { identityType: "Managed" },
+        outputUri: this.outputUriFor(request),
+        instanceCount: this.options.instanceCount,
+        instanceType: this.options.instanceType,
+        environmentVariables: this.options.environmentVariables,
+      },
+    );
+  }
+
+  /**
+   * The exact body `submit` PUTs, for inspection and tests, when no reference needs a lookup
+   * (`@latest`, data assets are checked in the workspace by `submit` only).
+   */
+  buildJobBody(request: SiloJobRequest): { properties: Record<string, unknown> } {
+    return this.bodyWith(request, (kind, reference, field) => this.versionIdOf(kind, reference, field));
+  }
+
+  /**
+   * The body `submit` PUTs: validated first without any call (bad references and fields fail
+   * before anything is sent), then with every reference resolved in the silo's workspace. Errors
+   * of a missing asset name the silo, the workspace and the asset.
+   */
+  async resolvedJobBody(request: SiloJobRequest, options: CallOptions = {}): Promise<{ properties: Record<string, unknown> }> {
+    const resolved = new Map<string, string>();
+    for (const { kind, reference, field } of this.assetReferences(request)) {
+      resolved.set(`${kind} ${reference}`, await this.resolveCached(kind, reference, field, request.silo, options.signal));
+    }
+    return this.bodyWith(request, (kind, reference) => resolved.get(`${kind} ${reference}`)!);
+  }
+
+  /** Validates a request without any call and lists the asset references its body needs resolved. */
+  private assetReferences(request: SiloJobRequest): { kind: AssetKind; reference: string; field: string }[] {
+    const references: { kind: AssetKind; reference: string; field: string }[] = [];
+    this.bodyWith(request, (kind, reference, field) => {
+      references.push({ kind, reference, field });
+      if (kind === "codes" && uploadedCodeDigest(reference)) return `${this.workspaceId}/codes/${CODE_ASSET_NAME}/versions/pending`;
+      const parsed = parseAssetReference(kind, reference, this.workspaceId, field);
+      return parsed.form === "latest" ? `${this.workspaceId}/${kind}/${parsed.name}/versions/latest` : parsed.id;
     });
+    return references;
+  }
+
+  private resolveCached(kind: AssetKind, reference: string, field: string, silo: string, signal?: AbortSignal): Promise<string> {
+    // Versions are immutable, so a resolved id stays right; `@latest` is pinned for this instance's lifetime.
+    const key = `${kind} ${reference}`;
+    let resolved = this.resolvedAssets.get(key);
+    if (!resolved) {
+      resolved =
+        kind === "codes" && uploadedCodeDigest(reference)
+          ? registerUploadedCode(this.client, this.coordinates, reference, { signal })
+          : resolveAssetId(this.client, this.coordinates, { kind, reference, field, silo, signal });
+      this.resolvedAssets.set(key, resolved);
+      resolved.catch(() => this.resolvedAssets.delete(key));
+    }
+    return resolved;
+  }
+
+  private versionIdOf(kind: AssetKind, reference: string, field: string): string {
+    if (kind === "codes" && uploadedCodeDigest(reference)) {
+      throw new AzureMlConfigError(field, "a registered code version (submit registers the uploaded folder in the silo's workspace)", JSON.stringify(reference));
+    }
+    const parsed = parseAssetReference(kind, reference, this.workspaceId, field);
+    if (parsed.form === "latest") throw new AzureMlConfigError(field, "a resolved version (submit resolves it in the silo's workspace)", JSON.stringify(reference));
+    return parsed.id;
   }
 
   async submit(request: SiloJobRequest, options: CallOptions = {}): Promise<SiloJobStatus> {
-    const body = this.buildJobBody(request);
+    // Bad fields and references fail before any call; lookups run only once the job is known to be new.
+    this.assetReferences(request);
     const existing = await this.getJobIfExists(request.jobName, "submit", options);
     if (existing) return this.statusOfExisting(existing, request);
+    const body = await this.resolvedJobBody(request, options);
 
     const url =
       `${this.endpoint}/subscriptions/${encodeURIComponent(this.coordinates.subscriptionId)}` +
@@ -427,6 +495,29 @@ export class AzureMlSiloCompute implements SiloCompute {
    */
   async openOutput(outputUri: string, options: CallOptions = {}): Promise<SiloOutputFolder> {
     return openSiloOutputFolder(this.client, this.coordinates, outputUri, {
+      ...this.options.blob,
+      credential: this.options.blob?.credential ?? this.options.credential,
+      signal: options.signal,
+    });
+  }
+
+  /** The silo's workspace. */
+  get workspaceCoordinates(): WorkspaceCoordinates {
+    return { ...this.coordinates };
+  }
+
+  get exchangeDatastore(): string {
+    return this.options.exchangeDatastore;
+  }
+
+  /** Resolves an asset reference in this workspace (cached like submit's lookups). */
+  resolveAsset(kind: AssetKind, reference: string, options: { field: string; silo: string; signal?: AbortSignal }): Promise<string> {
+    return this.resolveCached(kind, reference, options.field, options.silo, options.signal);
+  }
+
+  /** Lists flo's folder of the exchange container with the orchestrator's blob credential (a read probe). */
+  probeExchangeRead(options: CallOptions = {}): Promise<BlobFolderLocation> {
+    return probeExchangeRead(this.client, this.coordinates, this.options.exchangeDatastore, {
       ...this.options.blob,
       credential: this.options.blob?.credential ?? this.options.credential,
       signal: options.signal,

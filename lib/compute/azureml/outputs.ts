@@ -237,3 +237,28 @@ export async function openSiloOutputFolder(client: AzureMachineLearningWorkspace
     metrics: parseSiloMetrics(metricsText, `${location.folderUrl}${METRICS_FILE}`),
   };
 }
+
+/**
+ * Checks that the orchestrator may read a silo's exchange container: resolves the datastore and lists
+ * (at most one blob of) flo's folder in it. Throws AzureMlAuthorizationError naming the container
+ * and the role when storage refuses.
+ */
+export async function probeExchangeRead(
+  client: AzureMachineLearningWorkspaces,
+  coordinates: WorkspaceCoordinates,
+  exchangeDatastore: string,
+  options: OpenSiloOutputOptions,
+): Promise<BlobFolderLocation> {
+  const location = await resolveDatastoreFolder(client, coordinates, `azureml://datastores/${exchangeDatastore}/paths/flo/`, options);
+  const pipelineOptions = {
+    ...(options.retryOptions ? { retryOptions: options.retryOptions } : {}),
+    ...(options.tlsOptions ? { tlsOptions: options.tlsOptions } : {}),
+  } as StoragePipelineOptions;
+  const container = new BlobServiceClient(location.serviceUrl, options.credential ?? new AnonymousCredential(), pipelineOptions).getContainerClient(location.containerName);
+  try {
+    await container.listBlobsFlat({ prefix: location.prefix }).byPage({ maxPageSize: 1 }).next();
+  } catch (error) {
+    throw mapStorageError(error, location, "list");
+  }
+  return location;
+}

@@ -29,6 +29,8 @@ export interface AzureMlComputeSpec {
   workspace: string;
   computeName: string;
   exchangeDatastore: string;
+  /** The container the orchestrator was granted (checked by `flo check`, not needed to run jobs). */
+  exchangeContainer?: string;
 }
 
 export interface AzureMlFromSettingsOptions {
@@ -74,8 +76,9 @@ export function azureMlSiloComputeFromSettings(compute: AzureMlComputeSpec, opti
   }
   const codeId = env[AzureMlSettings.codeId]?.trim() || undefined;
   const apiVersion = env[AzureMlSettings.apiVersion]?.trim() || undefined;
+  const { exchangeContainer: _checkedByPreflight, ...placement } = compute;
   return new AzureMlSiloCompute({
-    ...compute,
+    ...placement,
     credential: options.credential,
     ...(endpoint ? { endpoint } : {}),
     ...(ca ? { tlsOptions: { ca } } : {}),

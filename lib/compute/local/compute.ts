@@ -113,6 +113,7 @@ export class LocalSiloCompute implements SiloCompute {
     const inputs: Record<string, string> = {};
     for (const [name, input] of Object.entries(request.inputs)) {
       if (input.kind === "literal") inputs[name] = this.absolutizeExistingPath(input.value);
+      else if (input.kind === "asset") inputs[name] = this.localAssetPath(name, input.path);
       else if (/^https?:\/\//.test(input.uri)) {
         const local = join(jobDir, "inputs", name);
         mkdirSync(local, { recursive: true });
@@ -333,6 +334,16 @@ export class LocalSiloCompute implements SiloCompute {
   private jobDir(jobName: string): string {
     if (!JOB_NAME_PATTERN.test(jobName)) throw new LocalJobError(`invalid job name ${JSON.stringify(jobName)}`);
     return join(this.root, jobName);
+  }
+
+  /** A typed spec input on local compute: a local file or folder (relative to the spec's folder), which must exist. */
+  private localAssetPath(name: string, path: string): string {
+    if (/^[a-z][a-z0-9+.-]*:/i.test(path) && !/^[a-z]:[\\/]/i.test(path)) {
+      throw new LocalJobError(`inputs.${name}.path: expected a local file or folder on local compute, got ${JSON.stringify(path)} (an Azure ML reference)`);
+    }
+    const local = this.localPath(path, `inputs.${name}.path`);
+    if (!existsSync(local)) throw new LocalJobError(`inputs.${name}.path: expected an existing local file or folder, got ${JSON.stringify(path)} (${local} does not exist)`);
+    return local;
   }
 
   /**

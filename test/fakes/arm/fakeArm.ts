@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
 import type { AccessToken, TokenCredential } from "@azure/core-auth";
+import { KnownInputDeliveryMode, KnownJobInputType, KnownOutputDeliveryMode, KnownJobOutputType } from "@azure/arm-machinelearning";
 import { generateTestCertificate, type TestCertificate } from "./cert";
 import { runStatusChangedEvent, type AzureMlEventGridEvent } from "../../../lib/compute/azureml/events";
 
@@ -48,6 +49,17 @@ export interface FakeDatastore {
   filesystem?: string;
   endpoint?: string;
   protocol?: string;
+}
+
+export type FakeAssetKind = "codes" | "environments" | "data";
+
+/** A compute of a fake workspace (`properties` of the ARM ComputeResource). */
+export interface FakeCompute {
+  computeType?: "AmlCompute";
+  /** ARM provisioning state; a usable cluster is `Succeeded`. */
+  provisioningState?: string;
+  minNodeCount?: number;
+  maxNodeCount?: number;
 }
 
 export interface FakeJob {
@@ -91,9 +103,16 @@ export interface FakeArmOptions {
 }
 
 const WORKSPACE_ROUTE = /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.MachineLearningServices\/workspaces\/([^/]+)(\/.*)?$/i;
-const ASSET_INPUT_TYPES = ["uri_folder", "uri_file", "mltable", "custom_model", "mlflow_model", "triton_model"];
-const INPUT_MODES = ["ReadOnlyMount", "ReadWriteMount", "Download", "Direct", "EvalMount", "EvalDownload"];
-const OUTPUT_MODES = ["ReadWriteMount", "Upload"];
+/*
+ * The enums come from @azure/arm-machinelearning 2.1.1, generated from the Azure ML REST API
+ * 2022-10-01 (specification/machinelearningservices/resource-manager/Microsoft.MachineLearningServices/
+ * stable/2022-10-01/mfe.json: JobInputType, InputDeliveryMode, JobOutputType, OutputDeliveryMode), so
+ * the fake does not share flo's own lists.
+ */
+const ASSET_INPUT_TYPES: string[] = Object.values(KnownJobInputType).filter((type: string) => type !== "literal");
+const INPUT_MODES: string[] = Object.values(KnownInputDeliveryMode);
+const OUTPUT_TYPES: string[] = Object.values(KnownJobOutputType);
+const OUTPUT_MODES: string[] = Object.values(KnownOutputDeliveryMode);
 const STATUS_WALK = ["NotStarted", "Queued", "Running"] as const;
 
 /** Validation as the Azure ML service does it for a command job PUT: returns problems, empty when valid. */
@@ -127,7 +146,7 @@ export function validateJobPutBody(body: unknown): string[] {
   const outputs = (p.outputs ?? {}) as Record<string, Record<string, unknown> | null>;
   for (const [name, output] of Object.entries(outputs)) {
     if (!output) continue;
-    if (typeof output.jobOutputType !== "string" || !ASSET_INPUT_TYPES.includes(output.jobOutputType)) {
+    if (typeof output.jobOutputType !== "string" || !OUTPUT_TYPES.includes(output.jobOutputType)) {
       problems.push(`properties.outputs.${name}.jobOutputType: unknown ${JSON.stringify(output.jobOutputType)}`);
       continue;
     }
@@ -162,6 +181,9 @@ export class FakeArm {
   readonly requests: RecordedRequest[] = [];
   readonly jobs = new Map<string, FakeJob>();
   private readonly datastores = new Map<string, FakeDatastore>();
+  /** `<workspace>/<kind>/<name>` -> version -> version properties. */
+  private readonly assets = new Map<string, Map<string, Record<string, unknown>>>();
+  private readonly computes = new Map<string, FakeCompute>();
   private readonly faults: (FaultInjection & { remaining: number })[] = [];
   private readonly cancelOperations = new Map<string, { jobKey: string; polls: number }>();
   private readonly started = performance.now();
@@ -214,6 +236,40 @@ export class FakeArm {
 
   addDatastore(workspace: string, name: string, datastore: FakeDatastore): void {
     this.datastores.set(`${workspace.toLowerCase()}/${name.toLowerCase()}`, datastore);
+  }
+
+  /** Registers an asset version (environment, code or data) in a workspace; versions are immutable. */
+  addAssetVersion(workspace: string, kind: FakeAssetKind, name: string, version: string, properties: Record<string, unknown> = {}): void {
+    const key = `${workspace.toLowerCase()}/${kind}/${name}`;
+    const versions = this.assets.get(key) ?? new Map<string, Record<string, unknown>>();
+    versions.set(version, properties);
+    this.assets.set(key, versions);
+  }
+
+  /** Versions of an asset in registration order (the last one is `latestVersion`). */
+  assetVersions(workspace: string, kind: FakeAssetKind, name: string): string[] {
+    return [...(this.assets.get(`${workspace.toLowerCase()}/${kind}/${name}`)?.keys() ?? [])];
+  }
+
+  addCompute(workspace: string, name: string, compute: FakeCompute = {}): void {
+    this.computes.set(`${workspace.toLowerCase()}/${name.toLowerCase()}`, { computeType: "AmlCompute", provisioningState: "Succeeded", minNodeCount: 0, maxNodeCount: 4, ...compute });
+  }
+
+  /**
+   * Why Azure ML would refuse an asset id of a job body, or undefined when it names a registered
+   * version: the REST API takes a version's ARM id (or a registry URI, not modelled here), never a
+   * label or the CLI's `azureml:name:version` shorthand, which the CLI/SDK resolve client-side.
+   */
+  private assetIdProblem(field: string, kind: FakeAssetKind, id: unknown): string | undefined {
+    if (typeof id !== "string") return undefined;
+    if (id.startsWith("azureml://registries/")) return undefined;
+    const match = new RegExp(`^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\\.MachineLearningServices/workspaces/([^/]+)/${kind}/([^/@]+)/versions/([^/@]+)$`, "i").exec(id);
+    if (!match) return `properties.${field}: ${JSON.stringify(id)} is not a valid ARM id of a ${kind} version (labels and azureml: shorthands are resolved by clients)`;
+    const [, workspace, name, version] = match;
+    if (!this.assets.get(`${workspace.toLowerCase()}/${kind}/${name}`)?.has(version)) {
+      return `properties.${field}: Could not find asset with ID: ${id}`;
+    }
+    return undefined;
   }
 
   injectFault(fault: FaultInjection): void {
@@ -417,6 +473,16 @@ export class FakeArm {
           );
         }
         const problems = validateJobPutBody(record.body);
+        const jobProperties = (record.body as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
+        for (const problem of [
+          this.assetIdProblem("environmentId", "environments", jobProperties.environmentId),
+          this.assetIdProblem("codeId", "codes", jobProperties.codeId),
+          ...Object.entries((jobProperties.inputs ?? {}) as Record<string, { uri?: unknown } | null>).map(([name, input]) =>
+            typeof input?.uri === "string" && input.uri.startsWith("azureml:/subscriptions/") ? this.assetIdProblem(`inputs.${name}.uri`, "data", input.uri.slice("azureml:".length)) : undefined,
+          ),
+        ]) {
+          if (problem) problems.push(problem);
+        }
         if (problems.length > 0) {
           return send(400, {
             error: { code: "UserError", message: "Request is invalid and/or missing fields.", details: problems.map((message) => ({ code: "InvalidField", message })) },
@@ -430,6 +496,55 @@ export class FakeArm {
         return send(201, this.jobResource(created, workspaceId));
       }
       return error(405, "MethodNotAllowed", `${record.method} not supported on jobs`);
+    }
+    if (rest === "" && record.method === "GET") {
+      return send(200, { id: workspaceId, name: workspace, type: "Microsoft.MachineLearningServices/workspaces", properties: { provisioningState: "Succeeded" } });
+    }
+    const computeRoute = /^\/computes\/([^/]+)$/.exec(rest);
+    if (computeRoute && record.method === "GET") {
+      const name = decodeURIComponent(computeRoute[1]);
+      const compute = this.computes.get(`${workspaceKey}/${name.toLowerCase()}`);
+      if (!compute)
+        return error(404, "ResourceNotFound", `The Resource 'Microsoft.MachineLearningServices/workspaces/${workspace}/computes/${name}' under resource group '${resourceGroup}' was not found.`);
+      return send(200, {
+        id: `${workspaceId}/computes/${name}`,
+        name,
+        type: "Microsoft.MachineLearningServices/workspaces/computes",
+        properties: {
+          computeType: compute.computeType,
+          provisioningState: compute.provisioningState,
+          properties: { scaleSettings: { minNodeCount: compute.minNodeCount, maxNodeCount: compute.maxNodeCount } },
+        },
+      });
+    }
+    const assetRoute = /^\/(codes|environments|data)\/([^/]+)(?:\/versions\/([^/]+))?$/.exec(rest);
+    if (assetRoute) {
+      const kind = assetRoute[1] as FakeAssetKind;
+      const name = decodeURIComponent(assetRoute[2]);
+      const version = assetRoute[3] === undefined ? undefined : decodeURIComponent(assetRoute[3]);
+      const key = `${workspaceKey}/${kind}/${name}`;
+      const versions = this.assets.get(key);
+      const resourceType = `Microsoft.MachineLearningServices/workspaces/${kind}`;
+      if (version === undefined && record.method === "GET") {
+        if (!versions) return error(404, "UserError", `Could not find ${kind} container ${name} in workspace ${workspace}.`);
+        const all = [...versions.keys()];
+        return send(200, { id: `${workspaceId}/${kind}/${name}`, name, type: resourceType, properties: { latestVersion: all[all.length - 1], nextVersion: String(all.length + 1) } });
+      }
+      if (version !== undefined && record.method === "GET") {
+        const properties = versions?.get(version);
+        if (!properties) return error(404, "UserError", `Could not find asset with ID: ${workspaceId}/${kind}/${name}/versions/${version}`);
+        return send(200, { id: `${workspaceId}/${kind}/${name}/versions/${version}`, name: version, type: `${resourceType}/versions`, properties });
+      }
+      if (version !== undefined && record.method === "PUT" && kind === "codes") {
+        const properties = (record.body as { properties?: Record<string, unknown> } | undefined)?.properties;
+        if (typeof properties?.codeUri !== "string") return error(400, "UserError", "properties.codeUri: required string");
+        const existing = versions?.get(version);
+        // Asset versions are immutable: the same content is accepted again, a different one refused.
+        if (existing && existing.codeUri !== properties.codeUri) return error(409, "UserError", `Code ${name}:${version} already exists with a different codeUri.`);
+        if (!existing) this.addAssetVersion(workspace, "codes", name, version, properties);
+        return send(existing ? 200 : 201, { id: `${workspaceId}/codes/${name}/versions/${version}`, name: version, type: `${resourceType}/versions`, properties });
+      }
+      return error(405, "MethodNotAllowed", `${record.method} not supported on ${kind}`);
     }
     const datastoreRoute = /^\/datastores\/([^/]+)$/.exec(rest);
     if (datastoreRoute && record.method === "GET") {
