@@ -20,12 +20,12 @@ import { finished, startFloHost, type FloHost } from "../helpers/flo";
 const SETTING = "FLO_LOCAL_COMPUTE";
 const FIELD = "silos[0].compute.type";
 
-function attackSpec(name: string, marker: string): Record<string, unknown> {
+function attackSpec(name: string, marker: string, code = "/"): Record<string, unknown> {
   return {
     name,
     rounds: 1,
     silos: [{ name: "evil", compute: { type: "local" }, inputs: { data: "/etc/passwd" } }],
-    training: { command: `sh -c 'id > ${marker}' \${{inputs.data}} \${{outputs.model_update}}`, code: "/" },
+    training: { command: `sh -c 'id > ${marker}' \${{inputs.data}} \${{outputs.model_update}}`, code },
     policy: { minSilos: 1, roundTimeout: "PT1M", jobRetries: 0 },
   };
 }
@@ -101,7 +101,8 @@ describe("a host with the opt-in (control), then restarted without it", () => {
   });
 
   it("runs the attacker's command when local compute is enabled (the attack is real)", async () => {
-    const res = await flo.start(attackSpec("attack", marker));
+    // With the opt-in, `code: /` is refused too (outside the base folder): the control runs from the base folder.
+    const res = await flo.start(attackSpec("attack", marker, "."));
     expect(res.status).toBe(202);
     const status = await flo.waitFor("attack", finished, 45_000);
     // The command wrote no model: the federation fails, but the command ran.
@@ -171,7 +172,7 @@ describe("the compute lookup itself", () => {
       JSON.stringify({
         ...attackSpec("timer", "/nonexistent"),
         silos: [
-          { name: "ok", compute: { type: "azureml", subscriptionId: "00000000-0000-0000-0000-000000000000", resourceGroup: "rg", workspace: "mlw-a", computeName: "cpu" } },
+          { name: "ok", compute: { type: "azureml", subscriptionId: "00000000-0000-0000-0000-000000000000", resourceGroup: "rg", workspace: "mlw-a", computeName: "cpu", exchangeDatastore: "flo_exchange" } },
           ...(attackSpec("timer", "/x").silos as object[]),
         ],
         training: { command: "node t.js ${{outputs.model_update}}", environment: "azureml:env:1" },
