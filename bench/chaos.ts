@@ -3,10 +3,10 @@
  * federations (3-5 silos, 3 rounds, an instant deterministic trainer) on a `flo host` child process
  * whose storage is an EXTERNAL Azurite (`flo host --storage <connection string>`), so the campaign
  * can SIGKILL the host, stop the storage, and tamper with messages, then check the invariants in
- * checkSchedule after every schedule. Schedules run one after another and share the host and the
- * Azurite (each federation has its own id, data folders and rejected-message ids).
+ * checkSchedule after every schedule. Schedules share the host and the Azurite, a few at a time
+ * (each federation has its own id, data folders and rejected-message ids).
  *
- * Usage: node dist/bench/chaos.js [--schedules 100] [--seed 20261203] [--kinds kind,kind]
+ * Usage: node dist/bench/chaos.js [--schedules 100] [--seed 20261203] [--kinds kind,kind] [--parallel 3]
  * Prints a table (fault kind x count x violations) and `chaos: <N> schedules, <V> violations`;
  * exits 1 when V > 0. A violation line names the schedule and the command that reproduces it.
  */
@@ -23,6 +23,7 @@ import { ModelStore } from "../lib/models/store";
 import { localJobEvent, LOCAL_JOB_EVENT_TYPE } from "../lib/compute/local/events";
 import type { LocalJobFile, LocalJobStatusFile } from "../lib/compute/local/jobFiles";
 import type { RoundManifest } from "../lib/federation/manifest";
+import { TEST_CLOCK_HOOK_SETTING, TEST_CLOCK_ROUTE } from "../lib/runtime/testClockHook";
 import { FLO_TAGS } from "../lib/compute/siloCompute";
 
 const REPO = resolve(__dirname, "..", "..");
@@ -37,8 +38,6 @@ const PARTNER_QUEUE = "partner-commands";
 const ROUNDS = 3;
 /** Every schedule's federation must be terminal this long after it was submitted. */
 const TERMINAL_BOUND_MS = 90_000;
-/** The clock hook's setting (see lib/runtime/host.ts); the campaign's host enables it. */
-export const CLOCK_HOOK_SETTING = "FLO_TEST_CLOCK_HOOK";
 
 export const FAULT_KINDS = [
   "host-kill:submitting",
@@ -70,13 +69,15 @@ export interface CampaignOptions {
   seed: number;
   /** Fault kinds to draw from (default all). */
   kinds: readonly FaultKind[];
+  /** Schedules in flight at once on the shared host (default 3). */
+  parallel: number;
   log: (line: string) => void;
 }
 
 export const DEFAULT_SEED = 20261203;
 
 export function parseChaosArgs(argv: string[]): Omit<CampaignOptions, "log"> {
-  const options: Omit<CampaignOptions, "log"> = { schedules: 100, seed: DEFAULT_SEED, kinds: FAULT_KINDS };
+  const options: Omit<CampaignOptions, "log"> = { schedules: 100, seed: DEFAULT_SEED, kinds: FAULT_KINDS, parallel: 3 };
   const int = (flag: string, text: string | undefined, min: number): number => {
     const n = Number(text);
     if (!Number.isInteger(n) || n < min) throw new ChaosOptionsError(`${flag}: expected an integer >= ${min}, got ${JSON.stringify(text)}`);
@@ -86,11 +87,12 @@ export function parseChaosArgs(argv: string[]): Omit<CampaignOptions, "log"> {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (flag === "--schedules") options.schedules = int(flag, value, 1);
     else if (flag === "--seed") options.seed = int(flag, value, 0);
+    else if (flag === "--parallel") options.parallel = int(flag, value, 1);
     else if (flag === "--kinds") {
       const kinds = (value ?? "").split(",").map((k) => k.trim());
       for (const k of kinds) if (!(FAULT_KINDS as readonly string[]).includes(k)) throw new ChaosOptionsError(`--kinds: unknown fault kind ${JSON.stringify(k)}, expected some of ${FAULT_KINDS.join(", ")}`);
       options.kinds = kinds as FaultKind[];
-    } else throw new ChaosOptionsError(`unknown flag ${JSON.stringify(flag)}: expected --schedules, --seed, --kinds`);
+    } else throw new ChaosOptionsError(`unknown flag ${JSON.stringify(flag)}: expected --schedules, --seed, --kinds, --parallel`);
   }
   return options;
 }
@@ -223,7 +225,7 @@ class ChaosWorld {
           FLO_LOCAL_JOBS_DIR: this.jobsDir,
           FLO_LOCAL_BASE_DIR: this.dir,
           FLO_PARTNER_ALLOWLIST: PARTNER,
-          [CLOCK_HOOK_SETTING]: "enabled",
+          [TEST_CLOCK_HOOK_SETTING]: "enabled",
         },
       }),
     );
@@ -658,7 +660,7 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
     }
     case "clock-jump": {
       await until(async () => ((await status())?.round ?? 0) >= fault.round, windowMs, 50);
-      const res = await world.management("chaos/clock", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jumpSeconds: 3600 }) });
+      const res = await fetch(`${world.url}${TEST_CLOCK_ROUTE}`, { method: "POST", headers: { "content-type": "application/json", "x-functions-key": MASTER_KEY }, body: JSON.stringify({ jumpSeconds: 3600 }) });
       return res.status === 200;
     }
     case "malformed-burst":
@@ -728,7 +730,11 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       options.log(`fault-free run, ${count} silos: ${final.output.finalModel.sha256} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
       reference.set(count, { sha256: final.output.finalModel.sha256, included: await includedSilos(world, run.federationId) });
     }
-    for (let i = 0; i < options.schedules; i++) {
+    let nextIndex = 0;
+    const worker = async (): Promise<void> => {
+      while (nextIndex < options.schedules) await runOne(nextIndex++);
+    };
+    const runOne = async (i: number): Promise<void> => {
       const schedule = drawSchedule(options.seed, i, options.kinds);
       const t0 = Date.now();
       const result = await runSchedule(world, schedule, reference, ledger, options.seed).catch((err: unknown) => ({
@@ -744,7 +750,10 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
           `injected [${result.injected.join(", ")}], ${result.sameSilos ? "same silos" : "other silos"}, ${result.violations.length} violations (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
       );
       for (const v of result.violations) options.log(`  VIOLATION schedule ${i} (${result.federationId}): ${v}\n    reproduce: npm run chaos -- --seed ${options.seed} --schedules ${i + 1}`);
-    }
+    };
+    // Schedules run side by side on the shared host: a host kill or storage outage of one is one more fault for the others.
+    await Promise.all(Array.from({ length: Math.min(options.parallel, options.schedules) }, worker));
+    results.sort((a, b) => a.schedule.index - b.schedule.index);
   } finally {
     await world.stop();
   }
