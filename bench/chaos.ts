@@ -26,7 +26,8 @@ import type { RoundManifest } from "../lib/federation/manifest";
 import { TEST_CLOCK_HOOK_SETTING, TEST_CLOCK_ROUTE } from "../lib/runtime/testClockHook";
 import { FLO_TAGS } from "../lib/compute/siloCompute";
 
-const REPO = resolve(__dirname, "..", "..");
+/** The repository: this file runs compiled from dist/bench/, or from bench/ under jest. */
+const REPO = existsSync(resolve(__dirname, "..", "package.json")) ? resolve(__dirname, "..") : resolve(__dirname, "..", "..");
 const FLO_BIN = join(REPO, "bin", "flo.js");
 const APP_ENTRY = join(REPO, "dist", "functions", "index.js");
 const TRAINER_DIR = join(REPO, "test", "fixtures", "trainers");
@@ -36,6 +37,11 @@ const PARTNER = "chaos-partner";
 const JOB_EVENTS_QUEUE = "job-events";
 const PARTNER_QUEUE = "partner-commands";
 const ROUNDS = 3;
+/**
+ * A clock jump, forward in odd rounds and back in even ones: smaller than the round timeout, so a
+ * forward jump does not by itself make every silo late, and the jumps of a campaign roughly cancel.
+ */
+const CLOCK_JUMP_SECONDS = 8;
 /** Every schedule's federation must be terminal this long after it was submitted. */
 const TERMINAL_BOUND_MS = 90_000;
 
@@ -660,7 +666,7 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
     }
     case "clock-jump": {
       await until(async () => ((await status())?.round ?? 0) >= fault.round, windowMs, 50);
-      const res = await fetch(`${world.url}${TEST_CLOCK_ROUTE}`, { method: "POST", headers: { "content-type": "application/json", "x-functions-key": MASTER_KEY }, body: JSON.stringify({ jumpSeconds: 3600 }) });
+      const res = await fetch(`${world.url}${TEST_CLOCK_ROUTE}`, { method: "POST", headers: { "content-type": "application/json", "x-functions-key": MASTER_KEY }, body: JSON.stringify({ jumpSeconds: fault.round % 2 === 1 ? CLOCK_JUMP_SECONDS : -CLOCK_JUMP_SECONDS }) });
       return res.status === 200;
     }
     case "malformed-burst":
@@ -677,15 +683,20 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
 async function interceptCompletion(world: ChaosWorld, federationId: string, fault: Fault): Promise<boolean> {
   const queue = world.queue(JOB_EVENTS_QUEUE);
   let captured: unknown;
+  const isOurs = (messageText: string): boolean => {
+    const body = (JSON.parse(messageText) as { body?: { state?: string; tags?: Record<string, string> } }).body;
+    const tags = body?.tags ?? {};
+    return body?.state === "completed" && tags[FLO_TAGS.federation] === federationId && tags[FLO_TAGS.round] === String(fault.round) && tags[FLO_TAGS.silo] === fault.silo;
+  };
   await until(async () => {
+    // Peek first: receiving counts a delivery, and other messages must not approach their delivery limit.
+    const peeked = await queue.peekMessages({ numberOfMessages: 32 });
+    if (!peeked.peekedMessageItems.some((m) => isOurs(m.messageText))) return false;
     const got = await queue.receiveMessages({ numberOfMessages: 32, visibilityTimeout: 5 });
     for (const item of got.receivedMessageItems) {
-      const envelope = JSON.parse(item.messageText) as { body?: { jobName?: string; state?: string; tags?: Record<string, string> } };
-      const body = envelope.body;
-      const tags = body?.tags ?? {};
-      const ours = body?.state === "completed" && tags[FLO_TAGS.federation] === federationId && tags[FLO_TAGS.round] === String(fault.round) && tags[FLO_TAGS.silo] === fault.silo;
+      const ours = isOurs(item.messageText);
       if (ours && captured === undefined) {
-        captured = body;
+        captured = (JSON.parse(item.messageText) as { body: unknown }).body;
         await queue.deleteMessage(item.messageId, item.popReceipt);
       } else {
         // Not ours: make it visible again at once.
