@@ -594,40 +594,49 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
   const status = () => world.status(federationId);
   const manifestExists = (round: number) => world.store.exists(`federations/${federationId}/rounds/${round}/manifest.json`);
   const windowMs = 45_000;
+  // Waits for the fault's moment; false when the federation ended first (or the window passed).
+  const moment = async (probe: () => Promise<boolean> | boolean, everyMs = 25): Promise<boolean> => {
+    let hit = false;
+    await until(async () => (hit = await probe()) || isTerminal(await status()), windowMs, everyMs);
+    return hit;
+  };
   switch (fault.kind) {
     case "host-kill:submitting":
       await world.killAndRestartHost();
       return true;
     case "host-kill:waiting": {
-      const hit = await until(() => world.jobs(federationId).some((j) => j.job.request.round === fault.round && j.status?.state === "running"), windowMs);
+      if (!(await moment(() => world.jobs(federationId).some((j) => j.job.request.round === fault.round && j.status?.state === "running")))) return false;
       await world.killAndRestartHost();
-      return hit;
+      return true;
     }
     case "host-kill:aggregating": {
-      const hit = await until(async () => (await status())?.phase === "aggregating" && (await status())?.round === fault.round, windowMs, 10);
+      if (!(await moment(async () => {
+        const s = await status();
+        return s?.phase === "aggregating" && s.round === fault.round;
+      }, 10))) return false;
       await world.killAndRestartHost();
-      return hit;
+      return true;
     }
     case "host-kill:checkpoint": {
       // The manifest is written first, then the round's checkpoint: killing as the manifest appears hits the checkpoint write.
-      const hit = await until(() => manifestExists(fault.round), windowMs, 10);
+      if (!(await moment(() => manifestExists(fault.round), 10))) return false;
       await world.killAndRestartHost();
-      return hit;
+      return true;
     }
     case "host-kill:continueAsNew": {
       if (fault.round >= ROUNDS) fault.round = ROUNDS - 1;
-      const hit = await until(async () => ((await status())?.round ?? 0) > fault.round, windowMs, 10);
+      if (!(await moment(async () => ((await status())?.round ?? 0) > fault.round, 10))) return false;
       await world.killAndRestartHost();
-      return hit;
+      return true;
     }
     case "job-runner-kill":
     case "trainer-kill": {
       let pid: number | undefined;
-      const hit = await until(() => {
+      const hit = await moment(() => {
         const job = world.jobs(federationId).find((j) => j.job.request.round === fault.round && j.job.request.silo === fault.silo && j.status?.state === "running");
         pid = fault.kind === "job-runner-kill" ? job?.status?.runnerPid : job?.status?.childPid;
         return pid !== undefined;
-      }, windowMs);
+      });
       if (!hit || pid === undefined) return false;
       try {
         process.kill(pid, "SIGKILL");
@@ -660,12 +669,12 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
       // Written into the silo's faults.json before the submit: it happens when the round runs.
       return true;
     case "storage-outage": {
-      await until(async () => ((await status())?.round ?? 0) >= fault.round, windowMs, 50);
+      if (!(await moment(async () => ((await status())?.round ?? 0) >= fault.round, 50))) return false;
       await world.storageOutage(2000 + (fault.round % 3) * 500);
       return true;
     }
     case "clock-jump": {
-      await until(async () => ((await status())?.round ?? 0) >= fault.round, windowMs, 50);
+      if (!(await moment(async () => ((await status())?.round ?? 0) >= fault.round, 50))) return false;
       const res = await fetch(`${world.url}${TEST_CLOCK_ROUTE}`, { method: "POST", headers: { "content-type": "application/json", "x-functions-key": MASTER_KEY }, body: JSON.stringify({ jumpSeconds: fault.round % 2 === 1 ? CLOCK_JUMP_SECONDS : -CLOCK_JUMP_SECONDS }) });
       return res.status === 200;
     }
@@ -703,8 +712,8 @@ async function interceptCompletion(world: ChaosWorld, federationId: string, faul
         await queue.updateMessage(item.messageId, item.popReceipt, undefined, 0);
       }
     }
-    return captured !== undefined;
-  }, 20_000, 5);
+    return captured !== undefined || isTerminal(await world.status(federationId));
+  }, 20_000, 10);
   if (captured === undefined) return false;
   if (fault.kind === "event-delayed") {
     await until(async () => {
