@@ -468,7 +468,15 @@ async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map
   for (const [silo, faults] of trainerFaults(schedule)) writeFileSync(join(world.dir, "data", federationId, silo, "faults.json"), JSON.stringify(faults));
 
   const started = Date.now();
-  const submit = await world.api("federations", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(federationSpec(federationId, schedule.silos)) });
+  // Another schedule's fault may have the host down: retry until it answers (a retry after a lost answer finds the federation started).
+  let submit: Response | undefined;
+  for (let attempt = 0; !submit; attempt++) {
+    submit = await world.api("federations", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(federationSpec(federationId, schedule.silos)) }).catch((err: unknown) => {
+      if (attempt >= 300) throw err;
+      return sleep(100).then(() => undefined);
+    });
+    if (submit?.status === 409 && attempt > 0) submit = new Response(null, { status: 202 });
+  }
   if (submit.status !== 202) return { schedule, federationId, injected, violations: [`submit: expected 202, got ${submit.status}: ${await submit.text()}`], sameSilos: false };
 
   const expectedRejections: { queue: string; messageId: string }[] = [];
