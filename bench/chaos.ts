@@ -486,7 +486,20 @@ async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map
   let final: FederationStatus | undefined;
   const terminal = await until(async () => isTerminal((final = await world.status(federationId))), Math.max(1000, TERMINAL_BOUND_MS - (Date.now() - started)), 150);
   if (!terminal) violations.push(`terminal state: not terminal ${TERMINAL_BOUND_MS / 1000} s after submit (last status ${JSON.stringify(final)?.slice(0, 300)})`);
-  return { schedule, federationId, injected, violations: [...violations, ...(terminal ? await checkSchedule(world, federationId, schedule, final!, reference, ledger, expectedRejections) : [])], sameSilos: sameSilosAs(await includedSilos(world, federationId), reference.get(schedule.silos.length)) };
+  // Another schedule's storage outage may interrupt the checks: they only read, so run them again.
+  const withStorage = async <T>(read: () => Promise<T>): Promise<T> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await read();
+      } catch (err) {
+        if (attempt >= 5) throw err;
+        await sleep(2000);
+      }
+    }
+  };
+  if (terminal) violations.push(...(await withStorage(() => checkSchedule(world, federationId, schedule, final!, reference, ledger, expectedRejections))));
+  const sameSilos = sameSilosAs(await withStorage(() => includedSilos(world, federationId)), reference.get(schedule.silos.length));
+  return { schedule, federationId, injected, violations, sameSilos };
 }
 
 async function includedSilos(world: ChaosWorld, federationId: string): Promise<string[][]> {
