@@ -23,6 +23,7 @@ import { ModelStore } from "../lib/models/store";
 import { localJobEvent, LOCAL_JOB_EVENT_TYPE } from "../lib/compute/local/events";
 import type { LocalJobFile, LocalJobStatusFile } from "../lib/compute/local/jobFiles";
 import type { RoundManifest } from "../lib/federation/manifest";
+import { createRng } from "../examples/fraud/dataset";
 import { TEST_CLOCK_HOOK_SETTING, TEST_CLOCK_ROUTE } from "../lib/runtime/testClockHook";
 import { FLO_TAGS } from "../lib/compute/siloCompute";
 
@@ -103,18 +104,6 @@ export function parseChaosArgs(argv: string[]): Omit<CampaignOptions, "log"> {
   return options;
 }
 
-/** mulberry32: a small seeded PRNG, so a schedule is reproduced from (seed, index). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Silo {
   name: string;
   target: number[];
@@ -144,7 +133,7 @@ export interface Schedule {
 
 /** Schedule `index` of a campaign: its silo count and one or two faults, drawn from (seed, index) alone. */
 export function drawSchedule(seed: number, index: number, kinds: readonly FaultKind[]): Schedule {
-  const rand = seededRandom(seed * 1000 + index);
+  const rand = createRng(seed * 1000 + index);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)];
   const silos = SILO_POOL.slice(0, 3 + Math.floor(rand() * 3));
   // Every kind comes up in turn, so 100 schedules give each of 16 kinds at least 6 draws; a second fault is random.
