@@ -303,7 +303,10 @@ class ChaosWorld {
   jobs(federationId: string): { dir: string; job: LocalJobFile; status?: LocalJobStatusFile }[] {
     const out: { dir: string; job: LocalJobFile; status?: LocalJobStatusFile }[] = [];
     if (!existsSync(this.jobsDir)) return out;
+    // Job folders are named after the job (flo-<federation>-r<round>-<silo>...): read only this federation's.
+    const prefix = `flo-${federationId.replace(/[^a-zA-Z0-9-]/g, "-")}-r`;
     for (const name of readdirSync(this.jobsDir)) {
+      if (!name.startsWith(prefix)) continue;
       const dir = join(this.jobsDir, name);
       const job = readJson<LocalJobFile>(join(dir, "job.json"));
       if (!job || job.request.federationId !== federationId) continue;
@@ -605,9 +608,11 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
   const manifestExists = (round: number) => world.store.exists(`federations/${federationId}/rounds/${round}/manifest.json`);
   const windowMs = 45_000;
   // Waits for the fault's moment; false when the federation ended first (or the window passed).
-  const moment = async (probe: () => Promise<boolean> | boolean, everyMs = 25): Promise<boolean> => {
+  const moment = async (probe: () => Promise<boolean> | boolean, everyMs = 50): Promise<boolean> => {
     let hit = false;
-    await until(async () => (hit = await probe()) || isTerminal(await status()), windowMs, everyMs);
+    let looks = 0;
+    // The terminal check is a status call: every 10th look keeps the host's load from the probes small.
+    await until(async () => (hit = await probe()) || (++looks % 10 === 0 && isTerminal(await status())), windowMs, everyMs);
     return hit;
   };
   switch (fault.kind) {
@@ -623,19 +628,19 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
       if (!(await moment(async () => {
         const s = await status();
         return s?.phase === "aggregating" && s.round === fault.round;
-      }, 10))) return false;
+      }, 20))) return false;
       await world.killAndRestartHost();
       return true;
     }
     case "host-kill:checkpoint": {
       // The manifest is written first, then the round's checkpoint: killing as the manifest appears hits the checkpoint write.
-      if (!(await moment(() => manifestExists(fault.round), 10))) return false;
+      if (!(await moment(() => manifestExists(fault.round), 20))) return false;
       await world.killAndRestartHost();
       return true;
     }
     case "host-kill:continueAsNew": {
       if (fault.round >= ROUNDS) fault.round = ROUNDS - 1;
-      if (!(await moment(async () => ((await status())?.round ?? 0) > fault.round, 10))) return false;
+      if (!(await moment(async () => ((await status())?.round ?? 0) > fault.round, 20))) return false;
       await world.killAndRestartHost();
       return true;
     }
@@ -702,6 +707,7 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
 async function interceptCompletion(world: ChaosWorld, federationId: string, fault: Fault): Promise<boolean> {
   const queue = world.queue(JOB_EVENTS_QUEUE);
   let captured: unknown;
+  let looks = 0;
   const isOurs = (messageText: string): boolean => {
     const body = (JSON.parse(messageText) as { body?: { state?: string; tags?: Record<string, string> } }).body;
     const tags = body?.tags ?? {};
@@ -722,7 +728,7 @@ async function interceptCompletion(world: ChaosWorld, federationId: string, faul
         await queue.updateMessage(item.messageId, item.popReceipt, undefined, 0);
       }
     }
-    return captured !== undefined || isTerminal(await world.status(federationId));
+    return captured !== undefined || (++looks % 20 === 0 && isTerminal(await world.status(federationId)));
   }, 20_000, 10);
   if (captured === undefined) return false;
   if (fault.kind === "event-delayed") {
