@@ -97,7 +97,8 @@ export function parseChaosArgs(argv: string[]): Omit<CampaignOptions, "log"> {
     else if (flag === "--parallel") options.parallel = int(flag, value, 1);
     else if (flag === "--kinds") {
       const kinds = (value ?? "").split(",").map((k) => k.trim());
-      for (const k of kinds) if (!(FAULT_KINDS as readonly string[]).includes(k)) throw new ChaosOptionsError(`--kinds: unknown fault kind ${JSON.stringify(k)}, expected some of ${FAULT_KINDS.join(", ")}`);
+      for (const k of kinds)
+        if (!(FAULT_KINDS as readonly string[]).includes(k)) throw new ChaosOptionsError(`--kinds: unknown fault kind ${JSON.stringify(k)}, expected some of ${FAULT_KINDS.join(", ")}`);
       options.kinds = kinds as FaultKind[];
     } else throw new ChaosOptionsError(`unknown flag ${JSON.stringify(flag)}: expected --schedules, --seed, --kinds, --parallel`);
   }
@@ -463,10 +464,12 @@ async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map
   // Another schedule's fault may have the host down: retry until it answers (a retry after a lost answer finds the federation started).
   let submit: Response | undefined;
   for (let attempt = 0; !submit; attempt++) {
-    submit = await world.api("federations", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(federationSpec(federationId, schedule.silos)) }).catch((err: unknown) => {
-      if (attempt >= 300) throw err;
-      return sleep(100).then(() => undefined);
-    });
+    submit = await world
+      .api("federations", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(federationSpec(federationId, schedule.silos)) })
+      .catch((err: unknown) => {
+        if (attempt >= 300) throw err;
+        return sleep(100).then(() => undefined);
+      });
     if (submit?.status === 409 && attempt > 0) submit = new Response(null, { status: 202 });
   }
   if (submit.status !== 202) return { schedule, federationId, injected, violations: [`submit: expected 202, got ${submit.status}: ${await submit.text()}`], sameSilos: false };
@@ -543,7 +546,8 @@ async function checkSchedule(
       const folder = out?.slice(0, out.lastIndexOf("/") + 1);
       const models = folder ? (await world.store.list(folder)).filter((b) => b.path.endsWith(".safetensors")) : [];
       if (models.length !== 1) violations.push(`round ${r}: ${models.length} output models in ${folder ?? "(no globalOut)"}, expected 1`);
-      else if (manifest.globalOut?.sha256 && models[0].sha256 !== manifest.globalOut.sha256) violations.push(`round ${r}: output model sha256 ${models[0].sha256} differs from the manifest's ${manifest.globalOut.sha256}`);
+      else if (manifest.globalOut?.sha256 && models[0].sha256 !== manifest.globalOut.sha256)
+        violations.push(`round ${r}: output model sha256 ${models[0].sha256} differs from the manifest's ${manifest.globalOut.sha256}`);
     }
     for (const s of manifest?.silos ?? []) {
       if (!s.included && !s.reason) violations.push(`round ${r}: silo ${s.silo} excluded without a reason`);
@@ -580,19 +584,27 @@ async function checkSchedule(
       }
     };
     let left: string[] = [];
-    await until(() => {
-      left = world.jobs(federationId).flatMap((j) => [j.status?.runnerPid, j.status?.childPid].filter(alive).map((pid) => `${j.job.request.jobName} pid ${pid}`));
-      return left.length === 0;
-    }, 5000, 200);
+    await until(
+      () => {
+        left = world.jobs(federationId).flatMap((j) => [j.status?.runnerPid, j.status?.childPid].filter(alive).map((pid) => `${j.job.request.jobName} pid ${pid}`));
+        return left.length === 0;
+      },
+      5000,
+      200,
+    );
     return left;
   })();
   for (const r of running) violations.push(`job process left running: ${r}`);
   // Every bad message is in a rejected queue with a reason.
   if (expectedRejections.length > 0) {
-    await until(async () => {
-      await ledger.drain(world);
-      return expectedRejections.every((m) => ledger.reasons.has(m.messageId));
-    }, 15_000, 300);
+    await until(
+      async () => {
+        await ledger.drain(world);
+        return expectedRejections.every((m) => ledger.reasons.has(m.messageId));
+      },
+      15_000,
+      300,
+    );
     for (const m of expectedRejections) {
       const reason = ledger.reasons.get(m.messageId);
       if (reason === undefined) violations.push(`message ${m.messageId} sent to ${m.queue} is in no rejected queue`);
@@ -625,10 +637,13 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
       return true;
     }
     case "host-kill:aggregating": {
-      if (!(await moment(async () => {
-        const s = await status();
-        return s?.phase === "aggregating" && s.round === fault.round;
-      }, 20))) return false;
+      if (
+        !(await moment(async () => {
+          const s = await status();
+          return s?.phase === "aggregating" && s.round === fault.round;
+        }, 20))
+      )
+        return false;
       await world.killAndRestartHost();
       return true;
     }
@@ -690,7 +705,11 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
     }
     case "clock-jump": {
       if (!(await moment(async () => ((await status())?.round ?? 0) >= fault.round, 50))) return false;
-      const res = await fetch(`${world.url}${TEST_CLOCK_ROUTE}`, { method: "POST", headers: { "content-type": "application/json", "x-functions-key": MASTER_KEY }, body: JSON.stringify({ jumpSeconds: fault.round % 2 === 1 ? CLOCK_JUMP_SECONDS : -CLOCK_JUMP_SECONDS }) });
+      const res = await fetch(`${world.url}${TEST_CLOCK_ROUTE}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-functions-key": MASTER_KEY },
+        body: JSON.stringify({ jumpSeconds: fault.round % 2 === 1 ? CLOCK_JUMP_SECONDS : -CLOCK_JUMP_SECONDS }),
+      });
       return res.status === 200;
     }
     case "malformed-burst":
@@ -713,29 +732,37 @@ async function interceptCompletion(world: ChaosWorld, federationId: string, faul
     const tags = body?.tags ?? {};
     return body?.state === "completed" && tags[FLO_TAGS.federation] === federationId && tags[FLO_TAGS.round] === String(fault.round) && tags[FLO_TAGS.silo] === fault.silo;
   };
-  await until(async () => {
-    // Peek first: receiving counts a delivery, and other messages must not approach their delivery limit.
-    const peeked = await queue.peekMessages({ numberOfMessages: 32 });
-    if (!peeked.peekedMessageItems.some((m) => isOurs(m.messageText))) return false;
-    const got = await queue.receiveMessages({ numberOfMessages: 32, visibilityTimeout: 5 });
-    for (const item of got.receivedMessageItems) {
-      const ours = isOurs(item.messageText);
-      if (ours && captured === undefined) {
-        captured = (JSON.parse(item.messageText) as { body: unknown }).body;
-        await queue.deleteMessage(item.messageId, item.popReceipt);
-      } else {
-        // Not ours: make it visible again at once.
-        await queue.updateMessage(item.messageId, item.popReceipt, undefined, 0);
+  await until(
+    async () => {
+      // Peek first: receiving counts a delivery, and other messages must not approach their delivery limit.
+      const peeked = await queue.peekMessages({ numberOfMessages: 32 });
+      if (!peeked.peekedMessageItems.some((m) => isOurs(m.messageText))) return false;
+      const got = await queue.receiveMessages({ numberOfMessages: 32, visibilityTimeout: 5 });
+      for (const item of got.receivedMessageItems) {
+        const ours = isOurs(item.messageText);
+        if (ours && captured === undefined) {
+          captured = (JSON.parse(item.messageText) as { body: unknown }).body;
+          await queue.deleteMessage(item.messageId, item.popReceipt);
+        } else {
+          // Not ours: make it visible again at once.
+          await queue.updateMessage(item.messageId, item.popReceipt, undefined, 0);
+        }
       }
-    }
-    return captured !== undefined || (++looks % 20 === 0 && isTerminal(await world.status(federationId)));
-  }, 20_000, 10);
+      return captured !== undefined || (++looks % 20 === 0 && isTerminal(await world.status(federationId)));
+    },
+    20_000,
+    10,
+  );
   if (captured === undefined) return false;
   if (fault.kind === "event-delayed") {
-    await until(async () => {
-      const s = await world.status(federationId);
-      return (s?.round ?? 0) > fault.round || isTerminal(s);
-    }, 60_000, 100);
+    await until(
+      async () => {
+        const s = await world.status(federationId);
+        return (s?.round ?? 0) > fault.round || isTerminal(s);
+      },
+      60_000,
+      100,
+    );
     await world.send(JOB_EVENTS_QUEUE, { body: captured, messageId: `${federationId}-delayed` });
   }
   return true;
@@ -762,7 +789,8 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       const schedule: Schedule = { index: -count, seed: options.seed, silos: SILO_POOL.slice(0, count), faults: [] };
       const run = await runSchedule(world, schedule, new Map(), ledger, options.seed);
       const final = await world.status(run.federationId);
-      if (final?.runtimeStatus !== "Completed" || !final.output?.finalModel?.sha256) throw new Error(`the fault-free run with ${count} silos did not complete: ${JSON.stringify(final)}\n${world.logTail()}`);
+      if (final?.runtimeStatus !== "Completed" || !final.output?.finalModel?.sha256)
+        throw new Error(`the fault-free run with ${count} silos did not complete: ${JSON.stringify(final)}\n${world.logTail()}`);
       options.log(`fault-free run, ${count} silos: ${final.output.finalModel.sha256} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
       reference.set(count, { sha256: final.output.finalModel.sha256, included: await includedSilos(world, run.federationId) });
     }
