@@ -163,7 +163,10 @@ async function azuriteRow(dirs: string[], inputBytes: number, chunkElements?: nu
     // storage service); Azurite keeps serving from this process.
     const env = { ...process.env, FLO_BENCH_AZURITE: azurite.connectionString };
     const runChild = async (mode: string) =>
-      JSON.parse((await run(process.execPath, [__filename, mode, String(chunkElements ?? "default"), ...paths], { env, maxBuffer: 1 << 20 })).stdout.trim().split("\n").at(-1)!) as { seconds: number; maxrss_kb: number };
+      JSON.parse((await run(process.execPath, [__filename, mode, String(chunkElements ?? "default"), ...paths], { env, maxBuffer: 1 << 20 })).stdout.trim().split("\n").at(-1)!) as {
+        seconds: number;
+        maxrss_kb: number;
+      };
     type Timing = { seconds: number; maxrss_kb: number };
     let raw: Timing | undefined;
     let flo: Timing | undefined;
@@ -174,10 +177,16 @@ async function azuriteRow(dirs: string[], inputBytes: number, chunkElements?: nu
       flo = best(flo, await runChild("--child-azurite-aggregate"));
       readOnly = best(readOnly, await runChild("--child-azurite-aggregate-discard"));
     }
-    console.log(`raw parallel download from Azurite (${paths.length} blobs at once, readStream, bytes discarded; best of 2): ${raw!.seconds.toFixed(2)} s = ${(inputBytes / raw!.seconds / 1e9).toFixed(2)} GB/s`);
-    console.log(`flo aggregate from Azurite (~2.4 MB ranged reads, 2 chunks prefetched, digests from upload metadata, output to Azurite; best of 2): ${flo!.seconds.toFixed(2)} s = ${(inputBytes / flo!.seconds / 1e9).toFixed(2)} GB/s; peak RSS ${(flo!.maxrss_kb / 1024).toFixed(0)} MB; ratio vs raw download ${(raw!.seconds / flo!.seconds).toFixed(2)}x (target >= 0.9x)`);
+    console.log(
+      `raw parallel download from Azurite (${paths.length} blobs at once, readStream, bytes discarded; best of 2): ${raw!.seconds.toFixed(2)} s = ${(inputBytes / raw!.seconds / 1e9).toFixed(2)} GB/s`,
+    );
+    console.log(
+      `flo aggregate from Azurite (~2.4 MB ranged reads, 2 chunks prefetched, digests from upload metadata, output to Azurite; best of 2): ${flo!.seconds.toFixed(2)} s = ${(inputBytes / flo!.seconds / 1e9).toFixed(2)} GB/s; peak RSS ${(flo!.maxrss_kb / 1024).toFixed(0)} MB; ratio vs raw download ${(raw!.seconds / flo!.seconds).toFixed(2)}x (target >= 0.9x)`,
+    );
     // The raw download moves 1.0 GB through Azurite, the aggregation 1.1 GB (it also uploads its output).
-    console.log(`the same with the output discarded instead of uploaded (reads only; best of 2): ${readOnly!.seconds.toFixed(2)} s; ratio vs raw download ${(raw!.seconds / readOnly!.seconds).toFixed(2)}x`);
+    console.log(
+      `the same with the output discarded instead of uploaded (reads only; best of 2): ${readOnly!.seconds.toFixed(2)} s; ratio vs raw download ${(raw!.seconds / readOnly!.seconds).toFixed(2)}x`,
+    );
   } finally {
     await azurite.stop();
   }
@@ -201,9 +210,11 @@ async function azuriteChild(mode: string, argv: string[]): Promise<void> {
   const [chunk, ...paths] = argv;
   const start = process.hrtime.bigint();
   if (mode === "--child-azurite-download") {
-    await Promise.all(paths.map(async (p) => {
-      for await (const piece of store.readChunks(`${p}/model.safetensors`)) void piece;
-    }));
+    await Promise.all(
+      paths.map(async (p) => {
+        for await (const piece of store.readChunks(`${p}/model.safetensors`)) void piece;
+      }),
+    );
   } else {
     await aggregateUpdates({
       updates: await Promise.all(
@@ -247,7 +258,9 @@ async function main(): Promise<void> {
 
     const jsKernel = kernelThroughput(flags.count, false);
     const simdKernel = kernelThroughput(flags.count, true);
-    console.log(`kernel (weighted sum, f32 rows -> f64 accumulator, K=${flags.count}, in memory): WebAssembly SIMD ${simdKernel.gbPerSecond.toFixed(2)} GB/s, plain JS ${jsKernel.gbPerSecond.toFixed(2)} GB/s of input`);
+    console.log(
+      `kernel (weighted sum, f32 rows -> f64 accumulator, K=${flags.count}, in memory): WebAssembly SIMD ${simdKernel.gbPerSecond.toFixed(2)} GB/s, plain JS ${jsKernel.gbPerSecond.toFixed(2)} GB/s of input`,
+    );
 
     const out = path.join(dir, "flo-out.safetensors");
     const best = <T extends { seconds: number }>(a: T | undefined, b: T) => (a && a.seconds <= b.seconds ? a : b);
@@ -274,12 +287,20 @@ async function main(): Promise<void> {
         numpyError = (err as Error).message.split("\n")[0];
       }
     }
-    console.log(`flo aggregate (files, end to end, incl. sha256 of every input and the output; best of ${flags.repeat}): ${flo!.seconds.toFixed(2)} s = ${(inputBytes / flo!.seconds / 1e9).toFixed(2)} GB/s of input; peak RSS ${(flo!.maxrss_kb / 1024).toFixed(0)} MB`);
-    console.log(`flo aggregate (files, inputs' sha256 known from upload records, output hashed; best of ${flags.repeat}): ${floKnown!.seconds.toFixed(2)} s = ${(inputBytes / floKnown!.seconds / 1e9).toFixed(2)} GB/s of input; peak RSS ${(floKnown!.maxrss_kb / 1024).toFixed(0)} MB`);
+    console.log(
+      `flo aggregate (files, end to end, incl. sha256 of every input and the output; best of ${flags.repeat}): ${flo!.seconds.toFixed(2)} s = ${(inputBytes / flo!.seconds / 1e9).toFixed(2)} GB/s of input; peak RSS ${(flo!.maxrss_kb / 1024).toFixed(0)} MB`,
+    );
+    console.log(
+      `flo aggregate (files, inputs' sha256 known from upload records, output hashed; best of ${flags.repeat}): ${floKnown!.seconds.toFixed(2)} s = ${(inputBytes / floKnown!.seconds / 1e9).toFixed(2)} GB/s of input; peak RSS ${(floKnown!.maxrss_kb / 1024).toFixed(0)} MB`,
+    );
     if (numpyError) console.log(`numpy reference: not run (${numpyError})`);
     if (numpy) {
-      console.log(`numpy in-place reference (files, end to end): ${numpy.seconds.toFixed(2)} s = ${(inputBytes / numpy.seconds / 1e9).toFixed(2)} GB/s; peak RSS ${(numpy.maxrss_kb / 1024).toFixed(0)} MB`);
-      console.log(`ratio flo / numpy (speed): ${(numpy.seconds / flo!.seconds).toFixed(2)}x hashing every input, ${(numpy.seconds / floKnown!.seconds).toFixed(2)}x with known input digests (numpy hashes nothing; target >= 1.0x)`);
+      console.log(
+        `numpy in-place reference (files, end to end): ${numpy.seconds.toFixed(2)} s = ${(inputBytes / numpy.seconds / 1e9).toFixed(2)} GB/s; peak RSS ${(numpy.maxrss_kb / 1024).toFixed(0)} MB`,
+      );
+      console.log(
+        `ratio flo / numpy (speed): ${(numpy.seconds / flo!.seconds).toFixed(2)}x hashing every input, ${(numpy.seconds / floKnown!.seconds).toFixed(2)}x with known input digests (numpy hashes nothing; target >= 1.0x)`,
+      );
     }
     await wholeProcessRows({ dirs, scratchDir: dir, inputBytes, runs: flags.wholeRuns, kernelGbPerSecond: simdKernel.gbPerSecond });
     if (flags.azurite) await azuriteRow(dirs, inputBytes, flags.chunkElements);

@@ -196,13 +196,20 @@ export async function wholeProcessRows(options: WholeProcessOptions): Promise<vo
     if (!times) return undefined;
     const cpu = times.map((t) => t.cpuSeconds).filter((c): c is number => c !== undefined);
     const rss = times.map((t) => t.maxrssKb).filter((c): c is number => c !== undefined);
-    return { median: median(times.map((t) => t.seconds)), min: Math.min(...times.map((t) => t.seconds)), cpu: cpu.length ? median(cpu) : undefined, rssMb: rss.length ? Math.max(...rss) / 1024 : undefined };
+    return {
+      median: median(times.map((t) => t.seconds)),
+      min: Math.min(...times.map((t) => t.seconds)),
+      cpu: cpu.length ? median(cpu) : undefined,
+      rssMb: rss.length ? Math.max(...rss) / 1024 : undefined,
+    };
   };
   const ms = (s: number) => `${(s * 1000).toFixed(0)} ms`;
   console.log(`whole process, files in the page cache, ${runs} interleaved runs each (median, min; CPU = all threads, user + system):`);
   for (const row of rows) {
     const s = stat(row.label)!;
-    console.log(`  ${row.label.padEnd(26)} ${s.median.toFixed(3)} s (min ${s.min.toFixed(3)} s)${s.cpu !== undefined ? `  CPU ${s.cpu.toFixed(2)} s` : ""}${s.rssMb !== undefined ? `  peak RSS ${s.rssMb.toFixed(0)} MB` : ""}`);
+    console.log(
+      `  ${row.label.padEnd(26)} ${s.median.toFixed(3)} s (min ${s.min.toFixed(3)} s)${s.cpu !== undefined ? `  CPU ${s.cpu.toFixed(2)} s` : ""}${s.rssMb !== undefined ? `  peak RSS ${s.rssMb.toFixed(0)} MB` : ""}`,
+    );
   }
   const floStat = stat("flo aggregate")!;
   const numpyStat = stat("numpy reference");
@@ -227,14 +234,26 @@ export async function wholeProcessRows(options: WholeProcessOptions): Promise<vo
   const kernelSeconds = inputBytes / (options.kernelGbPerSecond * 1e9);
   const nodeStart = stat("node -e 0")!.median;
   const cliStart = stat("flo aggregate --help")!.median;
-  console.log(`where flo aggregate's time goes (each stage alone, wall time, this run; limits per CPU second: memcpy ${memcpy.toFixed(1)} GB/s, sha256 ${sha.toFixed(2)} GB/s per core; 2 cores; load average ${os.loadavg()[0].toFixed(1)}):`);
+  console.log(
+    `where flo aggregate's time goes (each stage alone, wall time, this run; limits per CPU second: memcpy ${memcpy.toFixed(1)} GB/s, sha256 ${sha.toFixed(2)} GB/s per core; 2 cores; load average ${os.loadavg()[0].toFixed(1)}):`,
+  );
   console.log(`  start      node ${ms(nodeStart)} + flo's modules ${ms(cliStart - nodeStart)} (flo aggregate --help); limit: node alone`);
-  console.log(`  read       ${(read.bytes / 1e9).toFixed(2)} GB in 2 MB ranged reads: ${read.seconds.toFixed(3)} s = ${(read.bytes / read.seconds / 1e9).toFixed(2)} GB/s; limit (memcpy) ${(read.bytes / memcpy / 1e9).toFixed(3)} s`);
-  console.log(`  hash       ${(hashedBytes / 1e9).toFixed(2)} GB (inputs + output): ${hash.seconds.toFixed(3)} s on the 2 hash workers (+ ${ms(hash.startSeconds)} to start them); limit (both cores hashing) ${(hashedBytes / (2 * sha) / 1e9).toFixed(3)} s`);
-  console.log(`  kernel     ${(inputBytes / 1e9).toFixed(2)} GB at ${options.kernelGbPerSecond.toFixed(1)} GB/s: ${kernelSeconds.toFixed(3)} s; limit (memcpy) ${(inputBytes / memcpy / 1e9).toFixed(3)} s`);
-  console.log(`  write      ${(outputBytes / 1e9).toFixed(2)} GB through the file sink (sha256, fsync, rename): ${write.toFixed(3)} s; limit (memcpy + sha256) ${((outputBytes / memcpy + outputBytes / sha) / 1e9).toFixed(3)} s`);
+  console.log(
+    `  read       ${(read.bytes / 1e9).toFixed(2)} GB in 2 MB ranged reads: ${read.seconds.toFixed(3)} s = ${(read.bytes / read.seconds / 1e9).toFixed(2)} GB/s; limit (memcpy) ${(read.bytes / memcpy / 1e9).toFixed(3)} s`,
+  );
+  console.log(
+    `  hash       ${(hashedBytes / 1e9).toFixed(2)} GB (inputs + output): ${hash.seconds.toFixed(3)} s on the 2 hash workers (+ ${ms(hash.startSeconds)} to start them); limit (both cores hashing) ${(hashedBytes / (2 * sha) / 1e9).toFixed(3)} s`,
+  );
+  console.log(
+    `  kernel     ${(inputBytes / 1e9).toFixed(2)} GB at ${options.kernelGbPerSecond.toFixed(1)} GB/s: ${kernelSeconds.toFixed(3)} s; limit (memcpy) ${(inputBytes / memcpy / 1e9).toFixed(3)} s`,
+  );
+  console.log(
+    `  write      ${(outputBytes / 1e9).toFixed(2)} GB through the file sink (sha256, fsync, rename): ${write.toFixed(3)} s; limit (memcpy + sha256) ${((outputBytes / memcpy + outputBytes / sha) / 1e9).toFixed(3)} s`,
+  );
   // Read, hash, kernel and write all compete for the same two cores: the sum of the CPU they need
   // over 2 is a floor on the whole aggregation, however well they overlap.
   const cpuFloor = nodeStart + (cliStart - nodeStart) + (read.bytes / memcpy + hashedBytes / sha + inputBytes / memcpy + outputBytes / memcpy) / 1e9 / 2;
-  console.log(`  floor      start + (read + hash + kernel + write at their limits) / 2 cores = ${cpuFloor.toFixed(3)} s; flo aggregate measured ${floStat.median.toFixed(3)} s using ${floStat.cpu?.toFixed(2) ?? "?"} s of CPU${numpyStat ? `; at this floor the ratio would be ${(numpyStat.median / cpuFloor).toFixed(2)}x` : ""}`);
+  console.log(
+    `  floor      start + (read + hash + kernel + write at their limits) / 2 cores = ${cpuFloor.toFixed(3)} s; flo aggregate measured ${floStat.median.toFixed(3)} s using ${floStat.cpu?.toFixed(2) ?? "?"} s of CPU${numpyStat ? `; at this floor the ratio would be ${(numpyStat.median / cpuFloor).toFixed(2)}x` : ""}`,
+  );
 }

@@ -30,15 +30,7 @@ import { startLocalHost, type LocalHost } from "../lib/runtime/host";
 import type { InvocationResult, Invoker } from "../lib/runtime/invoke";
 import { EventType, type HistoryEvent } from "../lib/runtime/durable/history";
 import type { LocalJobFile, LocalJobReportFile, LocalJobStatusFile } from "../lib/compute/local/jobFiles";
-import {
-  LiveOrchestrationMeter,
-  roundTimeline,
-  summarizeOrchestratorCalls,
-  type JobTimes,
-  type OrchestratorCall,
-  type RoundTimeline,
-  type SiloInstanceTimes,
-} from "./orchestrationTimeline";
+import { LiveOrchestrationMeter, roundTimeline, summarizeOrchestratorCalls, type JobTimes, type OrchestratorCall, type RoundTimeline, type SiloInstanceTimes } from "./orchestrationTimeline";
 
 const REPO = resolve(__dirname, "..", "..");
 const APP_ENTRY = join(REPO, "dist", "functions", "index.js");
@@ -320,18 +312,46 @@ const s = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? "-
 function printTable(silos: number, timelines: RoundTimeline[], wallMs: number): void {
   console.log(`\nK = ${silos} silos, ${timelines.length} rounds, federation wall ${s(wallMs)} s`);
   const header = [
-    "round", "wall s", "(a) gap s", "events sent", "silos done", "aggregated",
-    "(b) orch cpu ms", "fed", "group", "silo", "live: wall ms", "thread cpu ms", "process cpu ms", "episodes fed/group/silo",
-    "(c) fed events", "group events max", "silo events max", "host cpu s",
+    "round",
+    "wall s",
+    "(a) gap s",
+    "events sent",
+    "silos done",
+    "aggregated",
+    "(b) orch cpu ms",
+    "fed",
+    "group",
+    "silo",
+    "live: wall ms",
+    "thread cpu ms",
+    "process cpu ms",
+    "episodes fed/group/silo",
+    "(c) fed events",
+    "group events max",
+    "silo events max",
+    "host cpu s",
   ];
   const rows = timelines.map((t) => {
     const { federation: fed, siloGroup: group, siloRound: silo } = t.calls;
     return [
-      String(t.round), s(t.wallMs), s(t.gapMs), s(t.milestones.eventsPublishedMs), s(t.milestones.silosDoneMs), s(t.milestones.aggregatedMs),
-      t.orchestratorCpuMs.toFixed(0), fed.cpuMs.toFixed(0), group.cpuMs.toFixed(0), silo.cpuMs.toFixed(0),
-      t.live.wallMs.toFixed(0), t.live.threadCpuMs.toFixed(0), t.live.processCpuMs.toFixed(0),
+      String(t.round),
+      s(t.wallMs),
+      s(t.gapMs),
+      s(t.milestones.eventsPublishedMs),
+      s(t.milestones.silosDoneMs),
+      s(t.milestones.aggregatedMs),
+      t.orchestratorCpuMs.toFixed(0),
+      fed.cpuMs.toFixed(0),
+      group.cpuMs.toFixed(0),
+      silo.cpuMs.toFixed(0),
+      t.live.wallMs.toFixed(0),
+      t.live.threadCpuMs.toFixed(0),
+      t.live.processCpuMs.toFixed(0),
       `${fed.episodes}/${group.episodes}/${silo.episodes}`,
-      String(fed.historyEventsMax ?? "-"), String(group.historyEventsMax ?? "-"), String(silo.historyEventsMax ?? "-"), s(t.hostCpuMs),
+      String(fed.historyEventsMax ?? "-"),
+      String(group.historyEventsMax ?? "-"),
+      String(silo.historyEventsMax ?? "-"),
+      s(t.hostCpuMs),
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -371,7 +391,10 @@ async function childMain(argv: string[]): Promise<void> {
 async function main(): Promise<void> {
   if (process.argv[2] === "--child") return childMain(process.argv.slice(3));
   const options = parseArgs(process.argv.slice(2));
-  const load = () => loadavg().map((l) => l.toFixed(1)).join(" ");
+  const load = () =>
+    loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ");
   console.log(`flo orchestration benchmark: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, load average ${load()}`);
   const results: KResult[] = [];
   for (const silos of options.silos) {

@@ -63,16 +63,28 @@ async function episodeCost(invoker: Invoker, targetEvents: number, reps: number)
   for (let r = 0; r < reps; r++) {
     const t0 = performance.now();
     const payload = JSON.stringify({
-      history, input: steps + 1, instanceId: "bench", isReplaying: true, parentInstanceId: null,
-      upperSchemaVersion: 1, upperSchemaVersionNew: 2, longRunningTimerIntervalDuration: "3.00:00:00",
-      maximumShortTimerDuration: "6.00:00:00", defaultHttpAsyncRequestSleepTimeMillseconds: 30000,
+      history,
+      input: steps + 1,
+      instanceId: "bench",
+      isReplaying: true,
+      parentInstanceId: null,
+      upperSchemaVersion: 1,
+      upperSchemaVersionNew: 2,
+      longRunningTimerIntervalDuration: "3.00:00:00",
+      maximumShortTimerDuration: "6.00:00:00",
+      defaultHttpAsyncRequestSleepTimeMillseconds: 30000,
     });
     const t1 = performance.now();
     const response = await invoker.invoke("chainN", { string: payload });
     const t2 = performance.now();
     const state = JSON.parse(String(response.returnValue?.json)) as OrchestratorStateWire;
     const result = replayDotNetSide({
-      orchestrationName: "chainN", instanceId: "bench", executionId: "e1", parentInstanceId: null, history, state,
+      orchestrationName: "chainN",
+      instanceId: "bench",
+      executionId: "e1",
+      parentInstanceId: null,
+      history,
+      state,
       functionExists: () => true,
     });
     const t3 = performance.now();
@@ -112,7 +124,10 @@ async function fanOut(label: string, engine: DurableEngine, n: number): Promise<
 
 async function main(): Promise<void> {
   const invoker = createInvoker(loadFunctionsApp(APP));
-  const load = os.loadavg().map((l) => l.toFixed(1)).join(" / ");
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(" / ");
   console.log(`Node ${process.version}, ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), load average ${load}: timings scale with load.`);
   console.log("Replay cost of one episode versus history size (sequential chain, worker path):");
   // Warm up the JIT before measuring.

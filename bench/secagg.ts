@@ -34,7 +34,10 @@ function flag(argv: string[], name: string, fallback: number): number {
 }
 
 async function writeModel(file: string, tensors: number, elementsPerTensor: number, seed: number): Promise<void> {
-  const writer = new SafetensorsWriter(fileSink(file), Array.from({ length: tensors }, (_, t) => ({ name: `layer.${t}`, dtype: "F32" as const, shape: [elementsPerTensor] })));
+  const writer = new SafetensorsWriter(
+    fileSink(file),
+    Array.from({ length: tensors }, (_, t) => ({ name: `layer.${t}`, dtype: "F32" as const, shape: [elementsPerTensor] })),
+  );
   let state = seed >>> 0;
   for (const entry of writer.layout.tensors) {
     for (let start = 0; start < elementsPerTensor; start += CHUNK) {
@@ -105,17 +108,35 @@ async function main(argv: string[]): Promise<void> {
     secrets.push(fieldFromBytes(setup.selfSeed, "selfSeed"));
     const trained = fileSource(path.join(dir, `trained-${i - 1}.safetensors`));
     const seconds = await time(async () => {
-      await writeMaskedUpdate({ trained, global, sink: fileSink(path.join(dir, `masked-${i}.safetensors`)), setup, session, plan, numExamples: weights[i - 1], maxExamples: maxExamples[i - 1], rounding: "stochastic", chunkElements: CHUNK });
+      await writeMaskedUpdate({
+        trained,
+        global,
+        sink: fileSink(path.join(dir, `masked-${i}.safetensors`)),
+        setup,
+        session,
+        plan,
+        numExamples: weights[i - 1],
+        maxExamples: maxExamples[i - 1],
+        rounding: "stochastic",
+        chunkElements: CHUNK,
+      });
     });
     await trained.close?.();
     maskSeconds = Math.min(maskSeconds, seconds);
   }
-  console.log(`silo masking (1 self + ${count - 1} pairwise masks, ring 2^${plan.ringBits}): ${(mb / maskSeconds).toFixed(1)} MB/s (best of ${count} silos: ${maskSeconds.toFixed(2)} s per ${mb.toFixed(0)} MB)`);
+  console.log(
+    `silo masking (1 self + ${count - 1} pairwise masks, ring 2^${plan.ringBits}): ${(mb / maskSeconds).toFixed(1)} MB/s (best of ${count} silos: ${maskSeconds.toFixed(2)} s per ${mb.toFixed(0)} MB)`,
+  );
 
   // Every survivor answers (no dropout): each reveals its share of every self-mask seed.
   const all = Array.from({ length: count }, (_, i) => i + 1);
   const shares = secrets.map((secret) => splitSecret({ secret, threshold, count }));
-  const reveals: Reveal[] = all.map((r) => ({ session: session.toString("hex"), revealer: r, pairwiseSeeds: [], selfShares: all.map((owner) => ({ owner, y: fieldToBytes(shares[owner - 1][r - 1].y).toString("hex") })) }));
+  const reveals: Reveal[] = all.map((r) => ({
+    session: session.toString("hex"),
+    revealer: r,
+    pairwiseSeeds: [],
+    selfShares: all.map((owner) => ({ owner, y: fieldToBytes(shares[owner - 1][r - 1].y).toString("hex") })),
+  }));
   const layout = streamLayout(floatTensors(await readSafetensorsHeader(global)));
   const trainedSources = Array.from({ length: count }, (_, s) => fileSource(path.join(dir, `trained-${s}.safetensors`)));
   let unmaskBest = Infinity;
@@ -133,7 +154,9 @@ async function main(argv: string[]): Promise<void> {
   }
   for (const source of [global, ...trainedSources]) await source.close?.();
   console.log(`plain weighted sum of ${count} x ${mb.toFixed(0)} MB: ${plainBest.toFixed(2)} s`);
-  console.log(`secure unmasking of ${count} x ${mb.toFixed(0)} MB (${count} self masks, no dropout): ${unmaskBest.toFixed(2)} s = ${(unmaskBest / plainBest).toFixed(2)}x the plain weighted sum (target <= 3x)`);
+  console.log(
+    `secure unmasking of ${count} x ${mb.toFixed(0)} MB (${count} self masks, no dropout): ${unmaskBest.toFixed(2)} s = ${(unmaskBest / plainBest).toFixed(2)}x the plain weighted sum (target <= 3x)`,
+  );
   if (!argv.includes("--keep") && dirFlag < 0) await fs.rm(dir, { recursive: true, force: true });
 }
 

@@ -74,11 +74,7 @@ export function selectBenchRows(selector: string | undefined, count: number): Be
 }
 
 /** The runAggregate options of one row (update 0's model stands in for the global model). */
-export function benchRowAggregateOptions(
-  row: BenchStrategyRow,
-  dirs: readonly string[],
-  scratchDir: string,
-): { strategy: string; strategyOptions: Json; global?: string; stateOut?: string } {
+export function benchRowAggregateOptions(row: BenchStrategyRow, dirs: readonly string[], scratchDir: string): { strategy: string; strategyOptions: Json; global?: string; stateOut?: string } {
   return {
     strategy: row.strategy,
     strategyOptions: row.options,
@@ -122,14 +118,7 @@ export async function strategyBenchChild(argv: readonly string[]): Promise<void>
 }
 
 /** Parent side: one printed row per selected strategy (throughput in GB/s of input, peak RSS). */
-export async function runStrategyBenchRows(args: {
-  script: string;
-  dirs: readonly string[];
-  scratchDir: string;
-  inputBytes: number;
-  chunkElements?: number;
-  selector?: string;
-}): Promise<void> {
+export async function runStrategyBenchRows(args: { script: string; dirs: readonly string[]; scratchDir: string; inputBytes: number; chunkElements?: number; selector?: string }): Promise<void> {
   const rows = selectBenchRows(args.selector ?? process.env.FLO_BENCH_STRATEGIES, args.dirs.length);
   const runRow = async (row: BenchStrategyRow, kernelWorkers: string) => {
     const res = await promisify(execFile)(

@@ -20,8 +20,10 @@ function toHttp(response: ApiResponse): HttpResponseInit {
 const origin = (request: HttpRequest) => new URL(request.url).origin;
 
 type Handler = (request: HttpRequest, client: df.DurableClient, context: InvocationContext) => Promise<ApiResponse>;
-const wrap = (handler: Handler) => async (request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> =>
-  toHttp(await handleApi(() => handler(request, df.getClient(context), context)));
+const wrap =
+  (handler: Handler) =>
+  async (request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> =>
+    toHttp(await handleApi(() => handler(request, df.getClient(context), context)));
 
 const common = { authLevel: "function" as const, extraInputs: [df.input.durableClient()] };
 /** `flo host` refuses a larger spec before reading it (a binding property only the local host reads). */
@@ -38,7 +40,8 @@ app.http("startFederation", {
       contentType: request.headers.get("content-type") ?? undefined,
       id: request.query.get("id") ?? undefined,
       origin: origin(request),
-    })),
+    }),
+  ),
 });
 
 app.http("listFederations", {

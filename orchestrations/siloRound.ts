@@ -104,7 +104,10 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
 /** The first line of an activity failure, without the host's "Activity function 'x' failed:" prefix. */
 function errorMessage(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
-  return text.replace(/^Activity function '[^']+' failed: /, "").split("\n")[0].trim();
+  return text
+    .replace(/^Activity function '[^']+' failed: /, "")
+    .split("\n")[0]
+    .trim();
 }
 
 df.app.orchestration(Orchestrations.siloRound, siloRoundOrchestrator);

@@ -86,7 +86,11 @@ describe("FedAvg golden values (worked by hand)", () => {
     const { promise, run } = runFedAvg(updates);
     const result = await promise;
     expect(floats((await readModel(run.sinks[0].committed!)).get("w")!)).toEqual(filled(2.25));
-    expect(result.included.map((u) => [u.id, u.numExamples])).toEqual([["s0", 1], ["s1", 1], ["s2", 2]]);
+    expect(result.included.map((u) => [u.id, u.numExamples])).toEqual([
+      ["s0", 1],
+      ["s1", 1],
+      ["s2", 2],
+    ]);
     expect(result.totalExamples).toBe(4);
   });
 
@@ -135,7 +139,6 @@ describe("FedAvg golden values (worked by hand)", () => {
     }
   });
 });
-
 
 describe("streaming FedAvg against a reference computed here", () => {
   const layout: { name: string; dtype: DType; shape: number[] }[] = [
@@ -228,10 +231,11 @@ describe("streaming FedAvg against a reference computed here", () => {
 });
 
 describe("bad updates are excluded with a reason while the others aggregate", () => {
-  const good = (v: number) => modelBytes([
-    { name: "a", dtype: "F32", shape: [10], values: filled(v, 10) },
-    { name: "b", dtype: "F32", shape: [10], values: filled(v, 10) },
-  ]);
+  const good = (v: number) =>
+    modelBytes([
+      { name: "a", dtype: "F32", shape: [10], values: filled(v, 10) },
+      { name: "b", dtype: "F32", shape: [10], values: filled(v, 10) },
+    ]);
 
   test("NaN found mid-stream restarts the pass without that update", async () => {
     const nanValues = filled(5, 10);
@@ -272,10 +276,41 @@ describe("bad updates are excluded with a reason while the others aggregate", ()
     const failing = memorySource("flaky", await good(9), { failReadsAfter: 3 });
     const updates = [
       { id: "ok1", model: memorySource("ok1", await good(1)), metrics: { numExamples: 1, metrics: {} } },
-      { id: "shape", model: memorySource("shape", await modelBytes([{ name: "a", dtype: "F32", shape: [2, 5], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) }])), metrics: { numExamples: 1, metrics: {} } },
-      { id: "dtype", model: memorySource("dtype", await modelBytes([{ name: "a", dtype: "F64", shape: [10], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) }])), metrics: { numExamples: 1, metrics: {} } },
+      {
+        id: "shape",
+        model: memorySource(
+          "shape",
+          await modelBytes([
+            { name: "a", dtype: "F32", shape: [2, 5], values: filled(1, 10) },
+            { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) },
+          ]),
+        ),
+        metrics: { numExamples: 1, metrics: {} },
+      },
+      {
+        id: "dtype",
+        model: memorySource(
+          "dtype",
+          await modelBytes([
+            { name: "a", dtype: "F64", shape: [10], values: filled(1, 10) },
+            { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) },
+          ]),
+        ),
+        metrics: { numExamples: 1, metrics: {} },
+      },
       { id: "missing", model: memorySource("missing", await modelBytes([{ name: "a", dtype: "F32", shape: [10], values: filled(1, 10) }])), metrics: { numExamples: 1, metrics: {} } },
-      { id: "extra", model: memorySource("extra", await modelBytes([{ name: "a", dtype: "F32", shape: [10], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) }, { name: "c", dtype: "F32", shape: [1], values: [1] }])), metrics: { numExamples: 1, metrics: {} } },
+      {
+        id: "extra",
+        model: memorySource(
+          "extra",
+          await modelBytes([
+            { name: "a", dtype: "F32", shape: [10], values: filled(1, 10) },
+            { name: "b", dtype: "F32", shape: [10], values: filled(1, 10) },
+            { name: "c", dtype: "F32", shape: [1], values: [1] },
+          ]),
+        ),
+        metrics: { numExamples: 1, metrics: {} },
+      },
       { id: "truncated", model: memorySource("truncated.safetensors", truncated), metrics: { numExamples: 1, metrics: {} } },
       { id: "garbage", model: memorySource("garbage.safetensors", rawSafetensors(null, 0, "{oops")), metrics: { numExamples: 1, metrics: {} } },
       { id: "flaky", model: failing, metrics: { numExamples: 1, metrics: {} } },
@@ -321,7 +356,17 @@ describe("bad updates are excluded with a reason while the others aggregate", ()
     const { promise, run } = runFedAvg(
       [
         { id: "ok", model: memorySource("ok", await good(1)), metrics: { numExamples: 1, metrics: {} } },
-        { id: "nan", model: memorySource("nan", await modelBytes([{ name: "a", dtype: "F32", shape: [10], values: filled(1, 10) }, { name: "b", dtype: "F32", shape: [10], values: filled(NaN, 10) }])), metrics: { numExamples: 1, metrics: {} } },
+        {
+          id: "nan",
+          model: memorySource(
+            "nan",
+            await modelBytes([
+              { name: "a", dtype: "F32", shape: [10], values: filled(1, 10) },
+              { name: "b", dtype: "F32", shape: [10], values: filled(NaN, 10) },
+            ]),
+          ),
+          metrics: { numExamples: 1, metrics: {} },
+        },
       ],
       { minUpdates: 2, chunkElements: 4 },
     );
@@ -332,16 +377,13 @@ describe("bad updates are excluded with a reason while the others aggregate", ()
 
   test("an aborted signal stops the aggregation and aborts the sink", async () => {
     const controller = new AbortController();
-    const { promise, run } = runFedAvg(
-      [{ id: "ok", model: memorySource("ok", await good(1)), metrics: { numExamples: 1, metrics: {} } }],
-      {
-        chunkElements: 2,
-        signal: controller.signal,
-        onProgress: (p) => {
-          if (p.bytesRead >= 16) controller.abort(new Error("operator cancelled"));
-        },
+    const { promise, run } = runFedAvg([{ id: "ok", model: memorySource("ok", await good(1)), metrics: { numExamples: 1, metrics: {} } }], {
+      chunkElements: 2,
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.bytesRead >= 16) controller.abort(new Error("operator cancelled"));
       },
-    );
+    });
     await expect(promise).rejects.toThrow("operator cancelled");
     expect(run.sinks[0].aborted).toBe(true);
   });
@@ -350,7 +392,13 @@ describe("bad updates are excluded with a reason while the others aggregate", ()
 describe("SIMD kernel and hashing workers", () => {
   test("the WebAssembly SIMD weighted sum equals the float64 JS sum for odd/even K and ragged lengths", () => {
     const rand = rng(99);
-    for (const [k, length] of [[1, 9], [2, 4], [3, 1027], [10, 4099], [127, 33]]) {
+    for (const [k, length] of [
+      [1, 9],
+      [2, 4],
+      [3, 1027],
+      [10, 4099],
+      [127, 33],
+    ]) {
       const arena = new SimdArena(k * length * 4 + length * 8 + 64 * (k + 1));
       expect(arena.simd).toBe(true);
       const rows = Array.from({ length: k }, () => {
@@ -390,7 +438,12 @@ describe("SIMD kernel and hashing workers", () => {
     let mismatches = 0;
     for (let i = 0; i < length; i++) if (f32[i] !== Math.fround(values[i])) mismatches++;
     expect(mismatches).toBe(0);
-    for (const [at, bad] of [[0, NaN], [517, Infinity], [1023, -Infinity], [1026, NaN]] as const) {
+    for (const [at, bad] of [
+      [0, NaN],
+      [517, Infinity],
+      [1023, -Infinity],
+      [1026, NaN],
+    ] as const) {
       const saved = values[at];
       values[at] = bad;
       expect(arena.encodeF32(values, target)).toBe(false);
@@ -511,9 +564,18 @@ describe("engine plumbing for the registry strategies", () => {
   }
 
   test("statistics pass, global chunks, state tensors in/out and JSON state flow through", async () => {
-    const global = await modelBytes([{ name: "w", dtype: "F32", shape: [5], values: filled(1, 5) }, { name: "n", dtype: "I32", shape: [1], values: [7] }]);
-    const u1 = await modelBytes([{ name: "w", dtype: "F32", shape: [5], values: filled(2, 5) }, { name: "n", dtype: "I32", shape: [1], values: [8] }]);
-    const u2 = await modelBytes([{ name: "w", dtype: "F32", shape: [5], values: filled(4, 5) }, { name: "n", dtype: "I32", shape: [1], values: [9] }]);
+    const global = await modelBytes([
+      { name: "w", dtype: "F32", shape: [5], values: filled(1, 5) },
+      { name: "n", dtype: "I32", shape: [1], values: [7] },
+    ]);
+    const u1 = await modelBytes([
+      { name: "w", dtype: "F32", shape: [5], values: filled(2, 5) },
+      { name: "n", dtype: "I32", shape: [1], values: [8] },
+    ]);
+    const u2 = await modelBytes([
+      { name: "w", dtype: "F32", shape: [5], values: filled(4, 5) },
+      { name: "n", dtype: "I32", shape: [1], values: [9] },
+    ]);
     const stateSinks: Record<string, MemorySink> = {};
     const run = async (state: AggregateOptions["state"]) => {
       const out = memorySink();

@@ -141,9 +141,10 @@ describe("submit", () => {
       retryOptions: { maxRetries: 0 },
     });
     const body = compute().buildJobBody(siloRequest());
-    await expect(
-      client.jobs.createOrUpdate(RESOURCE_GROUP, WORKSPACE, "flo-sdk-bug-demo", body as never),
-    ).rejects.toMatchObject({ statusCode: 400, message: "Request is invalid and/or missing fields." });
+    await expect(client.jobs.createOrUpdate(RESOURCE_GROUP, WORKSPACE, "flo-sdk-bug-demo", body as never)).rejects.toMatchObject({
+      statusCode: 400,
+      message: "Request is invalid and/or missing fields.",
+    });
     const sent = fake.requestsTo("PUT", "/jobs/flo-sdk-bug-demo")[0].body as { properties: { inputs: Record<string, unknown>; outputs: Record<string, unknown> } };
     expect(sent.properties.inputs.global_model).toEqual({ jobInputType: "uri_folder" });
     expect(sent.properties.outputs.model_update).toEqual({ jobOutputType: "uri_folder" });
@@ -178,11 +179,11 @@ describe("submit", () => {
     const request = siloRequest();
     await compute().submit(request);
     const other = { ...request, silo: "us" };
-    const error = await compute().submit(other).catch((e) => e);
+    const error = await compute()
+      .submit(other)
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlJobConflictError);
-    expect(error.message).toBe(
-      `Azure ML job ${request.jobName} already exists in workspace ${WORKSPACE} but is not this silo job: tag floSilo expected "us", got "eu"`,
-    );
+    expect(error.message).toBe(`Azure ML job ${request.jobName} already exists in workspace ${WORKSPACE} but is not this silo job: tag floSilo expected "us", got "eu"`);
   });
 
   test("bad requests fail before any call with the field, expected and got", async () => {
@@ -193,12 +194,12 @@ describe("submit", () => {
     );
     await expect(silo.submit(siloRequest({ environment: undefined }))).rejects.toBeInstanceOf(AzureMlConfigError);
     await expect(silo.submit(siloRequest({ tags: { "team.name": "x" } }))).rejects.toThrow(/tags\.team\.name: expected a tag key without dots/);
-    await expect(
-      silo.submit(siloRequest({ inputs: { global_model: { kind: "folder", uri: "/tmp/models/r0" } } })),
-    ).rejects.toThrow('Invalid Azure ML job setting inputs.global_model.uri: expected an azureml://, https://, wasbs:// or abfss:// folder URI the Azure ML job can mount, got "/tmp/models/r0"');
+    await expect(silo.submit(siloRequest({ inputs: { global_model: { kind: "folder", uri: "/tmp/models/r0" } } }))).rejects.toThrow(
+      'Invalid Azure ML job setting inputs.global_model.uri: expected an azureml://, https://, wasbs:// or abfss:// folder URI the Azure ML job can mount, got "/tmp/models/r0"',
+    );
     await expect(silo.submit(siloRequest({ timeoutSeconds: 0 }))).rejects.toThrow(/timeoutSeconds: expected a positive whole number of seconds, got 0/);
     expect(fake.requests.length).toBe(before);
-    expect(() => compute({ workspace: "" })).toThrow("Invalid Azure ML job setting workspace: expected a non-empty string, got \"\"");
+    expect(() => compute({ workspace: "" })).toThrow('Invalid Azure ML job setting workspace: expected a non-empty string, got ""');
   });
 
   test("short asset references become workspace ARM ids; a local code folder is refused", async () => {
@@ -211,9 +212,7 @@ describe("submit", () => {
       'Invalid Azure ML job setting code: expected a registered code asset: an ARM id, azureml:<name>:<version>, azureml:<name>@latest or an azureml:// registry URI (register a local code folder first and pass its id as codeId), got "./examples/fraud/trainer"',
     );
     // The compute's own codeId option wins over the spec's folder.
-    expect(compute({ codeId: "azureml:flo-train:1" }).buildJobBody(siloRequest({ code: "./trainer" })).properties.codeId).toBe(
-      `${WORKSPACE_ID}/codes/flo-train/versions/1`,
-    );
+    expect(compute({ codeId: "azureml:flo-train:1" }).buildJobBody(siloRequest({ code: "./trainer" })).properties.codeId).toBe(`${WORKSPACE_ID}/codes/flo-train/versions/1`);
   });
 
   test("experiment name: per federation by default, or fixed, or computed", () => {
@@ -229,9 +228,7 @@ describe("submit", () => {
     const listed = [];
     for await (const job of silo.client.jobs.list(RESOURCE_GROUP, WORKSPACE)) listed.push(job);
     const mine = listed.find((job) => job.name === request.jobName);
-    expect((mine?.properties as { outputs?: Record<string, { uri?: string }> }).outputs?.model_update?.uri).toBe(
-      exchangeOutputUri("floexchange", "fraud", request.round, "eu"),
-    );
+    expect((mine?.properties as { outputs?: Record<string, { uri?: string }> }).outputs?.model_update?.uri).toBe(exchangeOutputUri("floexchange", "fraud", request.round, "eu"));
   });
 
   test("an azureml:// outputUri in the request is honoured instead of the exchange path", async () => {
@@ -270,13 +267,13 @@ describe("status", () => {
     const failed = await silo.status(request.jobName);
     expect(failed.state).toBe("failed");
     expect(failed.rawStatus).toBe("Failed");
-    expect(failed.error).toBe(
-      `Azure ML job ${request.jobName} in workspace ${WORKSPACE} ended with status Failed; logs: https://ml.azure.com/runs/${request.jobName}?wsid=${WORKSPACE_ID}`,
-    );
+    expect(failed.error).toBe(`Azure ML job ${request.jobName} in workspace ${WORKSPACE} ended with status Failed; logs: https://ml.azure.com/runs/${request.jobName}?wsid=${WORKSPACE_ID}`);
   });
 
   test("an unknown job is a typed not-found error", async () => {
-    const error = await compute().status("flo-fraud-r999-nowhere").catch((e) => e);
+    const error = await compute()
+      .status("flo-fraud-r999-nowhere")
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlJobNotFoundError);
     expect(error.statusCode).toBe(404);
   });
@@ -362,13 +359,20 @@ describe("throttling and errors", () => {
     fake.injectFault({ method: "GET", pathIncludes: `/jobs/${request.jobName}`, status: 503, times: 2 });
     const status = await compute().status(request.jobName);
     expect(status.state).toBe("queued");
-    expect(fake.requestsTo("GET", `/jobs/${request.jobName}`).slice(-3).map((r) => r.status)).toEqual([503, 503, 200]);
+    expect(
+      fake
+        .requestsTo("GET", `/jobs/${request.jobName}`)
+        .slice(-3)
+        .map((r) => r.status),
+    ).toEqual([503, 503, 200]);
   });
 
   test("throttling beyond the retry budget surfaces a transient typed error with status and ARM code", async () => {
     const request = siloRequest();
     fake.injectFault({ method: "PUT", pathIncludes: `/jobs/${request.jobName}`, status: 429, retryAfterSeconds: 0, times: 5 });
-    const error = await compute().submit(request).catch((e) => e);
+    const error = await compute()
+      .submit(request)
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlRequestError);
     expect(error.statusCode).toBe(429);
     expect(error.code).toBe("TooManyRequests");
@@ -382,7 +386,9 @@ describe("throttling and errors", () => {
   test("403 becomes an authorization error naming the workspace and the missing role, without retries", async () => {
     const request = siloRequest();
     fake.injectFault({ method: "GET", pathIncludes: `/jobs/${request.jobName}`, status: 403 });
-    const error = await compute().submit(request).catch((e) => e);
+    const error = await compute()
+      .submit(request)
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlAuthorizationError);
     expect(error.workspace).toBe(WORKSPACE);
     expect(error.requiredRole).toBe("AzureML Data Scientist");
@@ -399,7 +405,9 @@ describe("throttling and errors", () => {
   test("a 400 from the service keeps ARM's field details in the typed error", async () => {
     const request = siloRequest();
     fake.injectFault({ method: "PUT", pathIncludes: `/jobs/${request.jobName}`, status: 400, code: "UserError", message: "Request is invalid and/or missing fields." });
-    const error = await compute().submit(request).catch((e) => e);
+    const error = await compute()
+      .submit(request)
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlRequestError);
     expect(error).not.toBeInstanceOf(AzureMlAuthorizationError);
     expect(error.statusCode).toBe(400);
@@ -410,7 +418,9 @@ describe("throttling and errors", () => {
   test("403 on the PUT itself is an authorization error too", async () => {
     const request = siloRequest();
     fake.injectFault({ method: "PUT", pathIncludes: `/jobs/${request.jobName}`, status: 403 });
-    const error = await compute().submit(request).catch((e) => e);
+    const error = await compute()
+      .submit(request)
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlAuthorizationError);
     expect(error.message).toContain("jobs/write");
   });
@@ -425,9 +435,20 @@ describe("throttling and errors", () => {
 describe("pure helpers", () => {
   test("every Azure ML job status maps to a flo state, case-insensitively", () => {
     const expected: Record<string, string> = {
-      NotStarted: "queued", Starting: "queued", Provisioning: "queued", Preparing: "queued", Queued: "queued",
-      Paused: "queued", Unknown: "queued", Running: "running", Finalizing: "running", CancelRequested: "running",
-      NotResponding: "running", Completed: "completed", Failed: "failed", Canceled: "canceled",
+      NotStarted: "queued",
+      Starting: "queued",
+      Provisioning: "queued",
+      Preparing: "queued",
+      Queued: "queued",
+      Paused: "queued",
+      Unknown: "queued",
+      Running: "running",
+      Finalizing: "running",
+      CancelRequested: "running",
+      NotResponding: "running",
+      Completed: "completed",
+      Failed: "failed",
+      Canceled: "canceled",
     };
     expect([...AZURE_ML_JOB_STATUSES].sort()).toEqual(Object.keys(expected).sort());
     for (const status of AZURE_ML_JOB_STATUSES) {
@@ -442,7 +463,11 @@ describe("pure helpers", () => {
 
   test("ARM validation details are kept in the error message", () => {
     const body = JSON.stringify({
-      error: { code: "UserError", message: "Request is invalid and/or missing fields.", details: [{ message: "properties.inputs.global_model.uri: required" }, { message: "properties.outputs.model_update.mode: required" }] },
+      error: {
+        code: "UserError",
+        message: "Request is invalid and/or missing fields.",
+        details: [{ message: "properties.inputs.global_model.uri: required" }, { message: "properties.outputs.model_update.mode: required" }],
+      },
     });
     const error = toAzureMlError(
       { statusCode: 400, bodyText: body },

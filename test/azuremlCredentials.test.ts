@@ -1,13 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { DefaultAzureCredential, ManagedIdentityCredential } from "@azure/identity";
-import {
-  CREDENTIAL_KIND_SETTING,
-  CredentialSettingsError,
-  MANAGED_IDENTITY_CLIENT_ID_SETTING,
-  createAzureCredential,
-  credentialSettingsFromEnv,
-} from "../lib/azure/credentials";
+import { CREDENTIAL_KIND_SETTING, CredentialSettingsError, MANAGED_IDENTITY_CLIENT_ID_SETTING, createAzureCredential, credentialSettingsFromEnv } from "../lib/azure/credentials";
 
 const CLIENT_ID = "5f2b3c4d-1111-4222-8333-944455566677";
 
@@ -18,9 +12,7 @@ describe("credential settings", () => {
       kind: "managedidentity",
       managedIdentityClientId: CLIENT_ID,
     });
-    expect(() => credentialSettingsFromEnv({ [CREDENTIAL_KIND_SETTING]: "cli" })).toThrow(
-      'Invalid setting FLO_AZURE_CREDENTIAL: expected "default" or "managedidentity", got "cli"',
-    );
+    expect(() => credentialSettingsFromEnv({ [CREDENTIAL_KIND_SETTING]: "cli" })).toThrow('Invalid setting FLO_AZURE_CREDENTIAL: expected "default" or "managedidentity", got "cli"');
   });
 
   test("the credential kind follows the settings; a malformed client id is refused", () => {
@@ -35,9 +27,7 @@ describe("credential settings", () => {
       }
     })();
     expect(error).toBeInstanceOf(CredentialSettingsError);
-    expect(error?.message).toBe(
-      'Invalid setting FLO_MANAGED_IDENTITY_CLIENT_ID: expected a client id GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), got "my-identity"',
-    );
+    expect(error?.message).toBe('Invalid setting FLO_MANAGED_IDENTITY_CLIENT_ID: expected a client id GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), got "my-identity"');
   });
 });
 

@@ -137,9 +137,7 @@ describe("reading a completed job's output", () => {
     expect((await folder.model.read(0, 8)).equals(model.subarray(0, 8))).toBe(true);
     expect((await folder.model.read(123_456, 70_000)).equals(model.subarray(123_456, 193_456))).toBe(true);
     expect((await folder.model.read(model.length - 1, 1)).equals(model.subarray(model.length - 1))).toBe(true);
-    await expect(folder.model.read(model.length - 10, 11)).rejects.toThrow(
-      `short read from ${folder.model.name}: asked for 11 bytes at offset ${model.length - 10}, only 10 exist there`,
-    );
+    await expect(folder.model.read(model.length - 10, 11)).rejects.toThrow(`short read from ${folder.model.name}: asked for 11 bytes at offset ${model.length - 10}, only 10 exist there`);
     // Bearer tokens for storage, never the account key.
     expect(storageCredential.calls).toBeGreaterThan(0);
     expect(new Set(storageCredential.scopes)).toEqual(new Set(["https://storage.azure.com/.default"]));
@@ -169,10 +167,10 @@ describe("reading a completed job's output", () => {
       .openOutput(`azureml://datastores/floexchange/paths/${prefix}`)
       .catch((e) => e);
     expect(error).toBeInstanceOf(SiloOutputError);
-    expect(error.message).toBe(
-      `Invalid silo output at ${blobServer.accountUrl}/${EXCHANGE_CONTAINER}/${prefix}: metrics.json: expected a file written by the trainer, got no such file`,
-    );
-    const empty = await compute().openOutput("azureml://datastores/floexchange/paths/flo/nothing/here/").catch((e) => e);
+    expect(error.message).toBe(`Invalid silo output at ${blobServer.accountUrl}/${EXCHANGE_CONTAINER}/${prefix}: metrics.json: expected a file written by the trainer, got no such file`);
+    const empty = await compute()
+      .openOutput("azureml://datastores/floexchange/paths/flo/nothing/here/")
+      .catch((e) => e);
     expect(empty).toBeInstanceOf(SiloOutputError);
     expect(empty.message).toContain("model.safetensors: expected a file written by the trainer, got an empty folder");
   });
@@ -199,7 +197,9 @@ describe("reading a completed job's output", () => {
 
   test("403 on the datastore read names the workspace and the AzureML Data Scientist role", async () => {
     fake.injectFault({ method: "GET", pathIncludes: "/datastores/floexchange", status: 403 });
-    const error = await compute().openOutput("azureml://datastores/floexchange/paths/flo/x/").catch((e) => e);
+    const error = await compute()
+      .openOutput("azureml://datastores/floexchange/paths/flo/x/")
+      .catch((e) => e);
     expect(error).toBeInstanceOf(AzureMlAuthorizationError);
     expect(error.workspace).toBe(WORKSPACE);
     expect(error.message).toContain(`Azure ML denied read datastore floexchange in workspace ${WORKSPACE}`);
@@ -233,7 +233,11 @@ describe("datastore resolution", () => {
       datastore: "ds",
       path: "p/q",
     });
-    expect(parseDatastoreUri("azureml://subscriptions/s1/resourceGroups/rg1/providers/Microsoft.MachineLearningServices/workspaces/ws1/datastores/ds/paths/p")).toMatchObject({ workspace: "ws1", datastore: "ds", path: "p" });
+    expect(parseDatastoreUri("azureml://subscriptions/s1/resourceGroups/rg1/providers/Microsoft.MachineLearningServices/workspaces/ws1/datastores/ds/paths/p")).toMatchObject({
+      workspace: "ws1",
+      datastore: "ds",
+      path: "p",
+    });
     expect(() => parseDatastoreUri("azureml://jobs/j1/outputs/model_update/paths/x")).toThrow(AzureMlConfigError);
     expect(() => parseDatastoreUri("https://a.blob.core.windows.net/c/p")).toThrow(/expected azureml:\/\/datastores\/<datastore>\/paths\/<path>/);
   });
@@ -257,7 +261,9 @@ describe("compute from settings (how the app builds it)", () => {
     const job = { ...request(), inputs: { global_model: { kind: "folder" as const, uri: "http://127.0.0.1:10000/devstoreaccount1/flo/fraud/r0/global/" } } };
     const submitted = await silo.submit(job);
     const body = fake.requestsTo("PUT", `/jobs/${job.jobName}`)[0].body as { properties: Record<string, unknown> };
-    expect(body.properties.codeId).toBe(`/subscriptions/${SUBSCRIPTION}/resourceGroups/${RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/${WORKSPACE}/codes/flo-train/versions/2`);
+    expect(body.properties.codeId).toBe(
+      `/subscriptions/${SUBSCRIPTION}/resourceGroups/${RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/${WORKSPACE}/codes/flo-train/versions/2`,
+    );
     expect(body.properties.computeId).toMatch(/\/computes\/gpu-cluster$/);
     await fake.completeJob(WORKSPACE, job.jobName, { model: Buffer.from("abc"), metrics: { num_examples: 1, metrics: { loss: 1 } } });
     const folder = await silo.openOutput(submitted.outputUri!);
@@ -343,9 +349,20 @@ describe("a self-running fake workspace (for end-to-end federations)", () => {
 
 describe("the production credential path: a managed identity, settings only", () => {
   const IDENTITY_VARIABLES = [
-    "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT",
-    "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE",
-    "AZURE_USERNAME", "AZURE_PASSWORD", "AZURE_TOKEN_CREDENTIALS",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+    "AZURE_TOKEN_CREDENTIALS",
   ];
   const saved: Record<string, string | undefined> = {};
   let identity: FakeManagedIdentity;

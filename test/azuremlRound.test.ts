@@ -132,9 +132,7 @@ test("submit -> silo jobs run in their workspaces -> events correlate -> aggrega
 
   const federationId = "fraud-az";
   const roundStartedAt = new Date().toISOString();
-  const submitted = await Promise.all(
-    ["east", "west"].map((silo) => submitSiloJob(services, { federationId, spec: specRef, round: 1, silo, attempt: 1 })),
-  );
+  const submitted = await Promise.all(["east", "west"].map((silo) => submitSiloJob(services, { federationId, spec: specRef, round: 1, silo, attempt: 1 })));
   expect(submitted.map((s) => [s.jobName, s.state, s.outputUri])).toEqual([
     ["flo-fraud-az-r1-east", "queued", "azureml://datastores/flo_exchange/paths/flo/fraud-az/r1/east/"],
     ["flo-fraud-az-r1-west", "queued", "azureml://datastores/flo_exchange/paths/flo/fraud-az/r1/west/"],
@@ -149,9 +147,7 @@ test("submit -> silo jobs run in their workspaces -> events correlate -> aggrega
 
   await fake.settle();
   expect(fake.publishErrors).toEqual([]);
-  const completions = delivered
-    .map((event) => parseJobEvent(Buffer.from(JSON.stringify(event))))
-    .filter((parsed): parsed is FloJobEvent => parsed.kind === "flo-job" && parsed.status === "completed");
+  const completions = delivered.map((event) => parseJobEvent(Buffer.from(JSON.stringify(event)))).filter((parsed): parsed is FloJobEvent => parsed.kind === "flo-job" && parsed.status === "completed");
   expect(completions.map((e) => [e.federationId, e.round, e.silo, e.jobName]).sort()).toEqual([
     ["fraud-az", 1, "east", "flo-fraud-az-r1-east"],
     ["fraud-az", 1, "west", "flo-fraud-az-r1-west"],

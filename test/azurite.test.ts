@@ -3,14 +3,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
 import { BlobServiceClient } from "@azure/storage-blob";
-import {
-  AzuriteLocationInUseError,
-  AzuriteOptionsError,
-  AzuriteServiceNotStartedError,
-  AzuriteStartError,
-  startAzurite,
-  type AzuriteHandle,
-} from "../lib/storage/azurite";
+import { AzuriteLocationInUseError, AzuriteOptionsError, AzuriteServiceNotStartedError, AzuriteStartError, startAzurite, type AzuriteHandle } from "../lib/storage/azurite";
 import { AZURITE_ACCOUNT_KEY } from "../lib/storage/devAccount";
 import { readSampleData as readAll, useAzurite, writeSampleData as writeAll } from "./helpers/azurite";
 
@@ -55,9 +48,7 @@ describe("startAzurite options", () => {
   });
 
   test("bad options are rejected naming the field", async () => {
-    await expect(startAzurite({ services: ["file" as never] })).rejects.toThrow(
-      new AzuriteOptionsError('services: expected one of blob|queue|table, got "file"'),
-    );
+    await expect(startAzurite({ services: ["file" as never] })).rejects.toThrow(new AzuriteOptionsError('services: expected one of blob|queue|table, got "file"'));
     await expect(startAzurite({ ports: { blob: 70000 } })).rejects.toThrow("ports.blob: expected an integer 0..65535, got 70000");
   });
 
@@ -123,9 +114,7 @@ describe("startAzurite persisted", () => {
     const first = await startAzurite({ location, services: ["blob"] });
     const err = await startAzurite({ location, services: ["blob"] }).catch((e) => e);
     expect(err).toBeInstanceOf(AzuriteLocationInUseError);
-    expect(err.message).toBe(
-      `Azurite location ${location} is in use by process ${process.pid} (lock file ${path.join(location, "flo-azurite.lock")})`,
-    );
+    expect(err.message).toBe(`Azurite location ${location} is in use by process ${process.pid} (lock file ${path.join(location, "flo-azurite.lock")})`);
     await first.stop();
     expect(fs.existsSync(path.join(location, "flo-azurite.lock"))).toBe(false);
     // A lock naming our own pid that this process does not hold is a dead earlier incarnation's
@@ -221,7 +210,10 @@ describe("startAzurite persisted", () => {
       const container = BlobServiceClient.fromConnectionString(h.connectionString).getContainerClient("stream");
       const missing: string[] = [];
       for (const name of acked) {
-        const body = await container.getBlockBlobClient(name).downloadToBuffer().catch(() => undefined);
+        const body = await container
+          .getBlockBlobClient(name)
+          .downloadToBuffer()
+          .catch(() => undefined);
         if (body?.toString() !== name) missing.push(name);
       }
       expect(acked.length).toBeGreaterThanOrEqual(60);

@@ -58,18 +58,18 @@ describe("storageSettingsFromEnv", () => {
   test("malformed settings fail naming the setting, and never echo a key", () => {
     const noKey = () => storageSettingsFromEnv({ AzureWebJobsStorage: "AccountName=flodata;EndpointSuffix=core.windows.net" });
     expect(noKey).toThrow(StorageSettingsError);
-    expect(noKey).toThrow(
-      "AzureWebJobsStorage: expected a storage connection string with AccountName + AccountKey or SharedAccessSignature, got keys [accountname, endpointsuffix]",
-    );
+    expect(noKey).toThrow("AzureWebJobsStorage: expected a storage connection string with AccountName + AccountKey or SharedAccessSignature, got keys [accountname, endpointsuffix]");
     const garbage = () => storageSettingsFromEnv({ AzureWebJobsStorage: `secretvalue${KEY}` });
     expect(garbage).toThrow(/AzureWebJobsStorage: expected "Key=Value" segments/);
-    try { garbage(); } catch (e) { expect((e as Error).message).not.toContain(KEY); }
+    try {
+      garbage();
+    } catch (e) {
+      expect((e as Error).message).not.toContain(KEY);
+    }
     expect(() => storageSettingsFromEnv({ AzureWebJobsStorage__accountName: "Flo_Data" })).toThrow(
       'AzureWebJobsStorage__accountName: expected a storage account name (3-24 lower-case letters/digits), got "Flo_Data"',
     );
-    expect(() => storageSettingsFromEnv({ AzureWebJobsStorage__blobServiceUri: "ftp://x" })).toThrow(
-      "AzureWebJobsStorage__blobServiceUri: expected an http(s) URL, got protocol ftp:",
-    );
+    expect(() => storageSettingsFromEnv({ AzureWebJobsStorage__blobServiceUri: "ftp://x" })).toThrow("AzureWebJobsStorage__blobServiceUri: expected an http(s) URL, got protocol ftp:");
   });
 
   test("parseConnectionString keeps '=' inside values and lower-cases keys", () => {

@@ -2,14 +2,25 @@
 import { LiveOrchestrationMeter, roundTimeline, summarizeOrchestratorCalls, type JobTimes, type OrchestratorCall } from "../bench/orchestrationTimeline";
 
 const call = (name: string, round: number, cpuMs: number, done = false, historyEvents?: number): OrchestratorCall => ({
-  name, instanceId: name === "federation" ? "f" : `f:r${round}:s`, round, cpuMs, at: 0, done, historyEvents,
+  name,
+  instanceId: name === "federation" ? "f" : `f:r${round}:s`,
+  round,
+  cpuMs,
+  at: 0,
+  done,
+  historyEvents,
 });
 
 describe("summarizeOrchestratorCalls", () => {
   it("sums CPU and episodes per round and keeps the history size of each execution's last replay", () => {
     const summary = summarizeOrchestratorCalls([
-      call("federation", 1, 1), call("siloGroup", 1, 2, true, 10), call("siloRound", 1, 2), call("siloRound", 1, 3, true, 14), call("siloRound", 1, 4, true, 18),
-      call("federation", 1, 5, true, 50), call("federation", 2, 7, true, 54),
+      call("federation", 1, 1),
+      call("siloGroup", 1, 2, true, 10),
+      call("siloRound", 1, 2),
+      call("siloRound", 1, 3, true, 14),
+      call("siloRound", 1, 4, true, 18),
+      call("federation", 1, 5, true, 50),
+      call("federation", 2, 7, true, 54),
     ]);
     expect(summary.get(1)).toEqual({
       federation: { cpuMs: 6, episodes: 2, historyEventsMax: 50, historyEventsMean: 50 },
@@ -68,7 +79,10 @@ describe("roundTimeline", () => {
     rounds: 2,
     jobs,
     silos,
-    aggregatedAt: new Map([[1, 4500], [2, 8900]]),
+    aggregatedAt: new Map([
+      [1, 4500],
+      [2, 8900],
+    ]),
     completedAt: 9000,
     calls: summarizeOrchestratorCalls([call("federation", 1, 1), call("siloGroup", 1, 2), call("siloRound", 1, 4)]),
     live: new Map([[1, { wallMs: 30, threadCpuMs: 20, processCpuMs: 25 }]]),

@@ -50,10 +50,7 @@ describe("flo aggregate", () => {
 
   test("aggregates valid dirs, reports the excluded one with its reason and the output sha256", async () => {
     const out = path.join(dir, "global.safetensors");
-    const code = await runAggregate(
-      { out, strategy: "fedavg", minUpdates: 2, updateDirs: ["east", "west", "north"].map((d) => path.join(dir, d)) },
-      io,
-    );
+    const code = await runAggregate({ out, strategy: "fedavg", minUpdates: 2, updateDirs: ["east", "west", "north"].map((d) => path.join(dir, d)) }, io);
     expect(errors).toEqual([]);
     expect(code).toBe(0);
     expect(await readWeights(out)).toEqual([2.5, 3.5]);
@@ -92,7 +89,9 @@ describe("flo aggregate", () => {
     const ok = await run(process.execPath, [path.join(repo, "bin", "flo.js"), "aggregate", "--out", out, path.join(dir, "east"), path.join(dir, "west")], { cwd: repo });
     expect(ok.stdout).toContain("aggregated 2 of 2 updates with fedavg (4 examples)");
     expect(await readWeights(out)).toEqual([2.5, 3.5]);
-    const failed = await run(process.execPath, [path.join(repo, "bin", "flo.js"), "aggregate", "--out", out, "--min-updates", "2", path.join(dir, "north"), path.join(dir, "east")], { cwd: repo }).then(
+    const failed = await run(process.execPath, [path.join(repo, "bin", "flo.js"), "aggregate", "--out", out, "--min-updates", "2", path.join(dir, "north"), path.join(dir, "east")], {
+      cwd: repo,
+    }).then(
       () => undefined,
       (e: { code: number; stderr: string }) => e,
     );

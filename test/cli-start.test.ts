@@ -21,7 +21,16 @@ async function floLoading(args: string[]): Promise<{ stdout: string; loaded: str
 }
 
 // Modules that only running a command needs; each costs tens to hundreds of ms to load.
-const heavy = [/node_modules\/@azure\//, /node_modules\/zod\//, /node_modules\/@tensorflow\//, /node_modules\/azurite\//, /node_modules\/yaml\//, /node_modules\/cli-progress\//, /^dist\/lib\/runtime\/host\.js$/, /^dist\/lib\/aggregation\/engine\.js$/];
+const heavy = [
+  /node_modules\/@azure\//,
+  /node_modules\/zod\//,
+  /node_modules\/@tensorflow\//,
+  /node_modules\/azurite\//,
+  /node_modules\/yaml\//,
+  /node_modules\/cli-progress\//,
+  /^dist\/lib\/runtime\/host\.js$/,
+  /^dist\/lib\/aggregation\/engine\.js$/,
+];
 
 describe("flo start: help loads only what it prints", () => {
   test.each([[["--help"]], [["aggregate", "--help"]], [["run", "--help"]], [["host", "--help"]]])("flo %j loads no SDK, runtime, schema or engine module", async (args) => {

@@ -14,7 +14,14 @@ import { floJobTags, type ComputeContext } from "../lib/compute/siloCompute";
 import { StubArmCredential } from "./fakes/arm/fakeArm";
 
 const SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa";
-const azureml = (workspace: string, computeName = "cpu-cluster") => ({ type: "azureml" as const, subscriptionId: SUBSCRIPTION, resourceGroup: "rg", workspace, computeName, exchangeDatastore: "workspaceblobstore" });
+const azureml = (workspace: string, computeName = "cpu-cluster") => ({
+  type: "azureml" as const,
+  subscriptionId: SUBSCRIPTION,
+  resourceGroup: "rg",
+  workspace,
+  computeName,
+  exchangeDatastore: "workspaceblobstore",
+});
 
 describe("the spec's compute union", () => {
   test("has one option per backend, by type", () => {
@@ -105,7 +112,9 @@ describe("parseJobEvent tries each backend's parser", () => {
 
   test("each event is read by its own backend and yields the same neutral fields", () => {
     const local = parseJobEvent(localJobEvent({ jobName: "flo-fed-r2-west", state: "completed", tags, id: "l1" }));
-    const aml = parseJobEvent(runStatusChangedEvent({ workspaceId: azureMlWorkspaceId(SUBSCRIPTION, "rg", "mlw"), jobName: "flo-fed-r2-west", experimentName: "fed", tags, status: "completed", eventId: "a1" }));
+    const aml = parseJobEvent(
+      runStatusChangedEvent({ workspaceId: azureMlWorkspaceId(SUBSCRIPTION, "rg", "mlw"), jobName: "flo-fed-r2-west", experimentName: "fed", tags, status: "completed", eventId: "a1" }),
+    );
     const neutral = { kind: "flo-job", federationId: "fed", round: 2, silo: "west", jobKind: "train", jobName: "flo-fed-r2-west", status: "completed", correlatedBy: "tags" };
     expect(local).toMatchObject({ ...neutral, backend: "local", eventId: "l1" });
     expect(aml).toMatchObject({ ...neutral, backend: "azureml", eventId: "a1" });

@@ -143,7 +143,15 @@ it("fails a queued job whose runner died before starting it, instead of leaving 
   const gone = spawnSync(process.execPath, ["-e", "0"]).pid;
   const jobDir = join(root, "never-started");
   mkdirSync(join(jobDir, "outputs", "model_update"), { recursive: true });
-  const job = { request: { ...request("never-started"), logUri: undefined }, argv: ["node", "x.js"], cwd: jobDir, env: {}, timeoutSeconds: 60, outputDir: join(jobDir, "outputs", "model_update"), createdAt: new Date().toISOString() };
+  const job = {
+    request: { ...request("never-started"), logUri: undefined },
+    argv: ["node", "x.js"],
+    cwd: jobDir,
+    env: {},
+    timeoutSeconds: 60,
+    outputDir: join(jobDir, "outputs", "model_update"),
+    createdAt: new Date().toISOString(),
+  };
   writeFileSync(join(jobDir, "job.json"), JSON.stringify(job));
   writeFileSync(join(jobDir, "status.json"), JSON.stringify({ state: "queued" }));
   writeFileSync(join(jobDir, "runner.pid"), String(gone));

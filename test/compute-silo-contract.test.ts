@@ -66,7 +66,7 @@ describe("metrics.json: one parser, one rule", () => {
     ['{"num_examples": 3, "metrics": [1]}', "metrics: expected an object of metric name -> number, got [1]"],
     ['{"num_examples": 3, "metrics": {"loss": "low"}}', 'metrics.loss: expected a finite number, got "low"'],
     ['{"num_examples": 3, "metrics": {}, "global_metrics": {"auc": null}}', "global_metrics.auc: expected a finite number, got null"],
-    ["[1]", "metrics.json: expected a JSON object {\"num_examples\": int > 0, \"metrics\": {...}}, got an array"],
+    ["[1]", 'metrics.json: expected a JSON object {"num_examples": int > 0, "metrics": {...}}, got an array'],
     ["", "metrics.json: expected JSON, got unparseable text (Unexpected end of JSON input)"],
   ])("%s is refused", (text, message) => {
     expect(() => parseSiloMetrics(text, "blob://m")).toThrow(`Invalid silo output at blob://m: ${message}`);

@@ -37,7 +37,7 @@ function processEnvLines(source: string): number[] {
 }
 
 test("process.env is found in code, not in comments or strings", () => {
-  const source = ['// process.env.A', 'const s = "process.env.B";', "const a = process.env.C;", "", "f(process.env);"].join("\n");
+  const source = ["// process.env.A", 'const s = "process.env.B";', "const a = process.env.C;", "", "f(process.env);"].join("\n");
   expect(processEnvLines(source)).toEqual([3, 5]);
 });
 

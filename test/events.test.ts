@@ -1,12 +1,4 @@
-import {
-  RUN_COMPLETED,
-  RUN_STATUS_CHANGED,
-  azureMlWorkspaceId,
-  runCompletedEvent,
-  runStatusChangedEvent,
-  toCloudEvent,
-  type AzureMlJobEvent,
-} from "../lib/compute/azureml/events";
+import { RUN_COMPLETED, RUN_STATUS_CHANGED, azureMlWorkspaceId, runCompletedEvent, runStatusChangedEvent, toCloudEvent, type AzureMlJobEvent } from "../lib/compute/azureml/events";
 import { parseJobEvent } from "../lib/compute/backends";
 import { EventParseError } from "../lib/compute/jobEvents";
 import { localJobEvent } from "../lib/compute/local/events";
@@ -71,7 +63,13 @@ describe("parseJobEvent: Event Grid schema", () => {
   });
 
   test("status words compare case-insensitively", () => {
-    for (const [word, state] of [["Completed", "completed"], ["COMPLETED", "completed"], ["running", "running"], ["Canceled", "canceled"], ["Queued", "queued"]]) {
+    for (const [word, state] of [
+      ["Completed", "completed"],
+      ["COMPLETED", "completed"],
+      ["running", "running"],
+      ["Canceled", "canceled"],
+      ["Queued", "queued"],
+    ]) {
       const parsed = parseJobEvent(documentedEvent({}, { runStatus: word }));
       expect(parsed).toMatchObject({ kind: "flo-job", status: state, rawStatus: word });
     }
@@ -160,7 +158,15 @@ describe("parseJobEvent: not ours", () => {
       eventType: "Microsoft.MachineLearningServices.ModelRegistered",
       eventId: "831e1650-001e-001b-66ab-eeb76e069631",
     });
-    const validation = { id: "v1", topic: "t", subject: "", eventType: "Microsoft.EventGrid.SubscriptionValidationEvent", eventTime: "2026-11-28T00:00:00Z", data: { validationCode: "x" }, dataVersion: "1" };
+    const validation = {
+      id: "v1",
+      topic: "t",
+      subject: "",
+      eventType: "Microsoft.EventGrid.SubscriptionValidationEvent",
+      eventTime: "2026-11-28T00:00:00Z",
+      data: { validationCode: "x" },
+      dataVersion: "1",
+    };
     expect(parseJobEvent(validation)).toMatchObject({ kind: "not-ours" });
   });
 });
@@ -349,6 +355,6 @@ describe("parseJobEvent: local backend events", () => {
 
   test("a malformed local event names the field", () => {
     const event = { ...localJobEvent({ jobName: "flo-f-r1-s", state: "completed", tags }), state: "done" };
-    expect(() => parseJobEvent(event)).toThrow("Invalid job event: state: expected one of queued, running, completed, failed, canceled, got \"done\"");
+    expect(() => parseJobEvent(event)).toThrow('Invalid job event: state: expected one of queued, running, completed, failed, canceled, got "done"');
   });
 });

@@ -78,7 +78,10 @@ const results = (): SiloRoundResult[] =>
     outputUri: blobUri(store.containerUrl, siloUpdateFolder(federationId, 1, silo)),
   }));
 
-const northReason = (uri: string) => expect.stringMatching(new RegExp(`^cannot open the update at ${uri.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: Invalid silo output at .*metrics\\.json: num_examples: expected an integer > 0, got 0$`));
+const northReason = (uri: string) =>
+  expect.stringMatching(
+    new RegExp(`^cannot open the update at ${uri.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: Invalid silo output at .*metrics\\.json: num_examples: expected an integer > 0, got 0$`),
+  );
 
 test("a silo whose metrics.json breaks the contract is excluded with the reason; the others are weighted by num_examples", async () => {
   const input = { federationId, spec: specRef, round: 1, sampled: ["east", "west", "north"], results: results(), roundStartedAt: "2026-12-01T00:00:00.000Z", minSilos: 2 };

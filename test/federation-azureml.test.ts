@@ -114,9 +114,7 @@ it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the rou
 
   // One PUT per silo and round, each a complete command job (inputs and outputs with their URIs).
   const puts = fake.requestsTo("PUT", "/jobs/");
-  expect(puts.map((r) => r.path.split("/").pop()).sort()).toEqual(
-    [1, 2].flatMap((r) => silos.map((s) => `flo-${FEDERATION}-r${r}-${s.name}`)).sort(),
-  );
+  expect(puts.map((r) => r.path.split("/").pop()).sort()).toEqual([1, 2].flatMap((r) => silos.map((s) => `flo-${FEDERATION}-r${r}-${s.name}`)).sort());
   for (const put of puts) {
     expect({ path: put.path, problems: validateJobPutBody(put.body) }).toEqual({ path: put.path, problems: [] });
     const p = (put.body as { properties: Record<string, any> }).properties;
@@ -146,9 +144,7 @@ it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the rou
 
   // The manifest records the updates read from each silo's exchange datastore, weighted by num_examples.
   const manifest = await orchestratorStore.getJson<any>(`federations/${FEDERATION}/rounds/2/manifest.json`);
-  expect(manifest.silos.map((s: any) => [s.silo, s.update?.uri, s.numExamples])).toEqual(
-    silos.map((s) => [s.name, `azureml://datastores/flo_exchange/paths/flo/${FEDERATION}/r2/${s.name}/`, s.n]),
-  );
+  expect(manifest.silos.map((s: any) => [s.silo, s.update?.uri, s.numExamples])).toEqual(silos.map((s) => [s.name, `azureml://datastores/flo_exchange/paths/flo/${FEDERATION}/r2/${s.name}/`, s.n]));
 
   // Every token came from the managed identity endpoint, for the configured user-assigned identity.
   expect(identity.requests.length).toBeGreaterThan(0);

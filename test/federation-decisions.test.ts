@@ -56,10 +56,26 @@ describe("sampleSilos", () => {
 
 describe("roundQuorum", () => {
   it("accepts when enough silos succeeded", () => {
-    expect(roundQuorum([{ silo: "a", outcome: "succeeded" }, { silo: "b", outcome: "failed" }, { silo: "c", outcome: "succeeded" }], 2)).toEqual({ ok: true, succeeded: 2 });
+    expect(
+      roundQuorum(
+        [
+          { silo: "a", outcome: "succeeded" },
+          { silo: "b", outcome: "failed" },
+          { silo: "c", outcome: "succeeded" },
+        ],
+        2,
+      ),
+    ).toEqual({ ok: true, succeeded: 2 });
   });
   it("explains a missed quorum, naming the silos that did not deliver", () => {
-    const v = roundQuorum([{ silo: "a", outcome: "succeeded" }, { silo: "b", outcome: "failed" }, { silo: "c", outcome: "late" }], 2);
+    const v = roundQuorum(
+      [
+        { silo: "a", outcome: "succeeded" },
+        { silo: "b", outcome: "failed" },
+        { silo: "c", outcome: "late" },
+      ],
+      2,
+    );
     expect(v.ok).toBe(false);
     expect(v.reason).toBe("quorum not reached: 1 of 3 sampled silos succeeded, policy.minSilos is 2 (b failed, c late)");
   });

@@ -72,7 +72,11 @@ describe("a clean 3-silo federation", () => {
       const m = await manifest("clean", round);
       expect(m.status).toBe("aggregated");
       expect(m.sampled).toEqual(["east", "west", "north"]);
-      expect(m.silos.map((s) => [s.silo, s.included, s.numExamples])).toEqual([["east", true, 100], ["west", true, 300], ["north", true, 100]]);
+      expect(m.silos.map((s) => [s.silo, s.included, s.numExamples])).toEqual([
+        ["east", true, 100],
+        ["west", true, 300],
+        ["north", true, 100],
+      ]);
       for (const s of m.silos) {
         const bytes = await store.getBytes(`federations/clean/rounds/${round}/updates/${s.silo}/model.safetensors`);
         expect(s.update?.sha256).toBe(createHash("sha256").update(bytes).digest("hex"));
@@ -129,7 +133,10 @@ describe("failures within a round", () => {
     const broken = m.silos.find((s) => s.silo === "broken")!;
     expect(broken.included).toBe(false);
     expect(broken.outcome).toBe("failed");
-    expect(broken.attempts.map((a) => [a.jobName, a.state])).toEqual([["flo-withfailure-r1-broken", "failed"], ["flo-withfailure-r1-broken-a2", "failed"]]);
+    expect(broken.attempts.map((a) => [a.jobName, a.state])).toEqual([
+      ["flo-withfailure-r1-broken", "failed"],
+      ["flo-withfailure-r1-broken-a2", "failed"],
+    ]);
     expect(broken.reason).toContain("trainer exited with code 1");
     expect(broken.reason).toContain("failing on purpose");
     const w = await finalModel(status);

@@ -28,9 +28,7 @@ it("completes every round from status polls when no completion event arrives", a
   // the events were published but nobody consumed them
   const unconsumed = await flo.peek("job-events");
   const completions = unconsumed.map((m) => m.body as LocalJobEvent).filter((e) => e.state === "completed");
-  expect(completions.map((e) => e.jobName).sort()).toEqual(
-    ["flo-polled-r1-east", "flo-polled-r1-west", "flo-polled-r2-east", "flo-polled-r2-west"],
-  );
+  expect(completions.map((e) => e.jobName).sort()).toEqual(["flo-polled-r1-east", "flo-polled-r1-west", "flo-polled-r2-east", "flo-polled-r2-west"]);
   const store = ModelStore.fromConnectionString(flo.storageConnectionString, "flo");
   const w = readToyModel(await store.getBytes(store.pathFromUri(status.output.finalModel.uri)));
   expectedToyModel(silos, 2).forEach((v, i) => expect(w[i]).toBeCloseTo(v, 6));

@@ -90,8 +90,7 @@ describe("partner commands", () => {
     writeFileSync(join(flo.dir, "registry", "partnerspec.json"), JSON.stringify(toySpec("partnerspec", silos, { rounds: 1 })));
   });
 
-  const send = (partner: string | undefined, body: unknown, messageId: string) =>
-    flo.send("partner-commands", { body, messageId, applicationProperties: partner ? { floPartner: partner } : {} });
+  const send = (partner: string | undefined, body: unknown, messageId: string) => flo.send("partner-commands", { body, messageId, applicationProperties: partner ? { floPartner: partner } : {} });
 
   async function rejected(messageId: string): Promise<any> {
     const deadline = Date.now() + 15_000;

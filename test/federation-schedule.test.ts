@@ -41,6 +41,9 @@ it("starts a run per occurrence, never two runs of one spec at once", async () =
   for (const run of list) expect(run.id).toMatch(/^nightly-\d{8}t\d{6}z$/);
   for (const run of list.filter(finished)) expect(run.runtimeStatus).toBe("Completed");
   // Each run takes over 2.5 s, so the occurrence 2 s after a start found it running and was skipped.
-  const starts = list.map((f) => f.id.slice("nightly-".length)).sort().map((t: string) => Date.UTC(+t.slice(0, 4), +t.slice(4, 6) - 1, +t.slice(6, 8), +t.slice(9, 11), +t.slice(11, 13), +t.slice(13, 15)));
+  const starts = list
+    .map((f) => f.id.slice("nightly-".length))
+    .sort()
+    .map((t: string) => Date.UTC(+t.slice(0, 4), +t.slice(4, 6) - 1, +t.slice(6, 8), +t.slice(9, 11), +t.slice(11, 13), +t.slice(13, 15)));
   for (let i = 1; i < starts.length; i++) expect(starts[i] - starts[i - 1]).toBeGreaterThanOrEqual(4000);
 }, 90_000);

@@ -119,11 +119,7 @@ it("a partner's start-federation message runs a 2-round toy federation; job even
   }
   const ids = received.map((m) => m.messageId).sort();
   expect(ids).toEqual(
-    [
-      notificationMessageId(FEDERATION, "round-completed", 1),
-      notificationMessageId(FEDERATION, "round-completed", 2),
-      notificationMessageId(FEDERATION, "federation-completed", 2),
-    ].sort(),
+    [notificationMessageId(FEDERATION, "round-completed", 1), notificationMessageId(FEDERATION, "round-completed", 2), notificationMessageId(FEDERATION, "federation-completed", 2)].sort(),
   );
   expect(ids).toContain(`${FEDERATION}:round-completed:1`);
   const completed = received.find((m) => m.subject === "federation-completed")!;

@@ -75,9 +75,7 @@ describe("fraud trainer (silo job contract)", () => {
     const source = fileSource(join(round1, "model.safetensors"));
     const header = await readSafetensorsHeader(source);
     await source.close!();
-    expect(header.tensors.map((t) => [t.name, t.dtype, t.shape])).toEqual(
-      [...PARAMETERS].sort((a, b) => (a.name < b.name ? -1 : 1)).map((p) => [p.name, "F32", [...p.shape]]),
-    );
+    expect(header.tensors.map((t) => [t.name, t.dtype, t.shape])).toEqual([...PARAMETERS].sort((a, b) => (a.name < b.name ? -1 : 1)).map((p) => [p.name, "F32", [...p.shape]]));
     const metrics = JSON.parse(readFileSync(join(round1, "metrics.json"), "utf8"));
     expect(metrics.num_examples).toBe(1200);
     expect(Object.keys(metrics.metrics).sort()).toEqual(["accuracy", "auc", "loss", "precision", "recall"]);
@@ -139,10 +137,13 @@ describe("fraud trainer (silo job contract)", () => {
     const bad = join(work, "bad-global");
     rmSync(bad, { recursive: true, force: true });
     mkdirSync(bad);
-    await writeSafetensors(fileSink(join(bad, "model.safetensors")), PARAMETERS.map((p) => {
-      const shape = p.name === "dense_1.kernel" ? [3, 16] : [...p.shape];
-      return { name: p.name, dtype: "F32" as const, shape, data: encodeFloats(new Float32Array(shape.reduce((a, b) => a * b, 1)), "F32") };
-    }));
+    await writeSafetensors(
+      fileSink(join(bad, "model.safetensors")),
+      PARAMETERS.map((p) => {
+        const shape = p.name === "dense_1.kernel" ? [3, 16] : [...p.shape];
+        return { name: p.name, dtype: "F32" as const, shape, data: encodeFloats(new Float32Array(shape.reduce((a, b) => a * b, 1)), "F32") };
+      }),
+    );
     const out = join(work, "r-bad");
     const r = await trainer(["--global", bad, ...common("west", 2), "--out", out]);
     expect(r.code).toBe(2);
@@ -182,8 +183,6 @@ describe("fraud baselines", () => {
     const localMean = Object.values<{ auc: number }>(b.localOnly).reduce((s, m) => s + m.auc, 0) / 3;
     expect(b.centralized.auc).toBeGreaterThan(localMean);
     const series = reportSeries({ federationId: "f", runtimeStatus: "Completed", manifests: [], baselines: b });
-    expect(series.global.map((s) => s.label)).toEqual(
-      expect.arrayContaining(["centralized baseline (auc)", "local-only baseline (mean over silos, auc)"]),
-    );
+    expect(series.global.map((s) => s.label)).toEqual(expect.arrayContaining(["centralized baseline (auc)", "local-only baseline (mean over silos, auc)"]));
   });
 });

@@ -85,7 +85,11 @@ describe("fraud data generator", () => {
   });
 
   it("rejects malformed CSV naming file, line and column", () => {
-    expect(() => parseCsv("amount,hour\n1,2\n", "d/train.csv")).toThrow(new FraudDataError('d/train.csv: header lacks column "category" (expected columns amount,hour,category,distance_km,txn_1h,txn_24h,card_present,foreign,account_age_days,amount_ratio,is_fraud, got amount,hour)'));
+    expect(() => parseCsv("amount,hour\n1,2\n", "d/train.csv")).toThrow(
+      new FraudDataError(
+        'd/train.csv: header lacks column "category" (expected columns amount,hour,category,distance_km,txn_1h,txn_24h,card_present,foreign,account_age_days,amount_ratio,is_fraud, got amount,hour)',
+      ),
+    );
     const good = toCsv(data.east.train.slice(0, 2));
     const bad = good.replace(/\n([^,\n]*),/, "\nabc,");
     expect(() => parseCsv(bad, "d/train.csv")).toThrow('d/train.csv:2: column "amount" must be a finite number, got "abc"');
@@ -111,7 +115,7 @@ describe("fraud metrics", () => {
 
   it("matches the pairwise definition on random scores with ties", () => {
     let s = 7;
-    const rand = () => ((s = (s * 16807) % 2147483647) / 2147483647);
+    const rand = () => (s = (s * 16807) % 2147483647) / 2147483647;
     const scores = Array.from({ length: 300 }, () => Math.round(rand() * 20) / 20);
     const labels = scores.map((x) => (rand() < 0.2 + 0.5 * x ? 1 : 0));
     let won = 0;
@@ -139,7 +143,12 @@ describe("fraud metrics", () => {
   });
 
   it("averages metrics weighted by examples", () => {
-    expect(weightedMean([{ weight: 3, metrics: { auc: 0.9 } }, { weight: 1, metrics: { auc: 0.5 } }]).auc).toBeCloseTo(0.8, 12);
+    expect(
+      weightedMean([
+        { weight: 3, metrics: { auc: 0.9 } },
+        { weight: 1, metrics: { auc: 0.5 } },
+      ]).auc,
+    ).toBeCloseTo(0.8, 12);
   });
 });
 
@@ -161,7 +170,11 @@ describe("fraud demo spec", () => {
   it("has a poisoned variant where only west passes --poison-scale 100", async () => {
     const spec = await loadSpecFile(join(ROOT, "examples/fraud/federation-poisoned.yaml"));
     expect(spec.aggregation.strategy).toBe("median");
-    expect(spec.silos.map((s) => [s.name, s.inputs.poison_scale])).toEqual([["east", undefined], ["central", undefined], ["west", 100]]);
+    expect(spec.silos.map((s) => [s.name, s.inputs.poison_scale])).toEqual([
+      ["east", undefined],
+      ["central", undefined],
+      ["west", 100],
+    ]);
     expect(spec.training.command).toContain("$[[--poison-scale ${{inputs.poison_scale}}]]");
   });
 
@@ -204,14 +217,23 @@ describe("fraud trainer flags and model files", () => {
       expect(Array.from(w["dense_1.bias"])).toEqual(new Array(16).fill(0));
 
       const write = (name: string, tensors: { name: string; shape: number[]; values: number[] }[]) =>
-        writeSafetensors(fileSink(join(dir, name)), tensors.map((t) => ({ name: t.name, dtype: "F32" as const, shape: t.shape, data: encodeFloats(t.values, "F32") })));
+        writeSafetensors(
+          fileSink(join(dir, name)),
+          tensors.map((t) => ({ name: t.name, dtype: "F32" as const, shape: t.shape, data: encodeFloats(t.values, "F32") })),
+        );
       const all = PARAMETERS.map((p) => ({ name: p.name, shape: [...p.shape], values: Array.from(w[p.name]) }));
 
-      await write("missing.safetensors", all.filter((t) => t.name !== "dense_2.bias"));
+      await write(
+        "missing.safetensors",
+        all.filter((t) => t.name !== "dense_2.bias"),
+      );
       await expect(readModelFile(join(dir, "missing.safetensors"))).rejects.toThrow(new FraudModelError(`${join(dir, "missing.safetensors")}: missing tensor "dense_2.bias" (expected shape [1])`));
       await write("extra.safetensors", [...all, { name: "dense_3.kernel", shape: [1], values: [0] }]);
       await expect(readModelFile(join(dir, "extra.safetensors"))).rejects.toThrow('unexpected tensor(s) "dense_3.kernel"');
-      await write("nan.safetensors", all.map((t) => (t.name === "dense_2.bias" ? { ...t, values: [NaN] } : t)));
+      await write(
+        "nan.safetensors",
+        all.map((t) => (t.name === "dense_2.bias" ? { ...t, values: [NaN] } : t)),
+      );
       await expect(readModelFile(join(dir, "nan.safetensors"))).rejects.toThrow('tensor "dense_2.bias" holds a non-finite value (NaN) at index 0');
       await expect(writeModelFile(join(dir, "out.safetensors"), { ...w, "dense_2.bias": new Float32Array([Infinity]) })).rejects.toThrow(FraudModelError);
     });

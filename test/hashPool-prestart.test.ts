@@ -20,8 +20,15 @@ describe("hash workers started ahead of the pool", () => {
         [2, new Uint8Array(0)],
       ];
       pool.reset(prefixes);
-      await pool.update([[0, 0, 1000], [1, 1000, 5000], [2, 6000, 10]]);
-      await pool.update([[0, 20000, 300], [2, 30000, 4096]]);
+      await pool.update([
+        [0, 0, 1000],
+        [1, 1000, 5000],
+        [2, 6000, 10],
+      ]);
+      await pool.update([
+        [0, 20000, 300],
+        [2, 30000, 4096],
+      ]);
       const digests = await pool.digests();
       const expected = (prefix: Uint8Array, ...ranges: [number, number][]) => {
         const hash = createHash("sha256").update(prefix);

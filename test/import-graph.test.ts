@@ -1,10 +1,7 @@
 // The layering of lib/, enforced on its real import graph: which folder may import which, and no
 // cycles between lib/'s top-level folders. To add a rule, add a row to LAYERING_RULES.
 import { join } from "node:path";
-import {
-  describeEdge, folderCycles, forbiddenEdges, importSpecifiers, readImportGraph, topFolder,
-  type ImportEdge, type ImportRule,
-} from "./helpers/importGraph";
+import { describeEdge, folderCycles, forbiddenEdges, importSpecifiers, readImportGraph, topFolder, type ImportEdge, type ImportRule } from "./helpers/importGraph";
 
 const LIB = join(__dirname, "..", "lib");
 
@@ -45,7 +42,7 @@ describe("import graph helpers", () => {
       'const c = require("./required");',
       'async function d() { return import("./dynamic"); }',
       'type E = typeof import("./typeofImport");',
-      'const f = "import(\'./inString\')";',
+      "const f = \"import('./inString')\";",
       'import * as path from "node:path";',
     ].join("\n");
     expect(importSpecifiers(source)).toEqual(["./static", "./typeOnly", "./reexport", "./required", "./dynamic", "./typeofImport", "node:path"]);
@@ -67,10 +64,9 @@ describe("lib/ layering", () => {
   const edges = readImportGraph(LIB);
 
   test("the graph is read (sanity: known edges are present)", () => {
-    expect(edges.map(describeEdge)).toEqual(expect.arrayContaining([
-      "federation/services.ts -> messaging/transport.ts",
-      "runtime/triggers/serviceBus/serviceBusTriggers.ts -> messaging/connection.ts",
-    ]));
+    expect(edges.map(describeEdge)).toEqual(
+      expect.arrayContaining(["federation/services.ts -> messaging/transport.ts", "runtime/triggers/serviceBus/serviceBusTriggers.ts -> messaging/connection.ts"]),
+    );
   });
 
   test.each(LAYERING_RULES.map((rule) => [`${rule.from.join(", ")} must not import ${rule.forbidden.join(", ")}`, rule] as const))("%s", (_name, rule) => {

@@ -135,7 +135,8 @@ function roleAssignments(): RoleAssignment[] {
           const symbol = definition.childForFieldName("object")!.text;
           if (f.resources.some((x) => x.symbol === symbol && x.type === "Microsoft.Authorization/roleDefinitions")) role = `custom:${symbol}`;
         }
-        if (!role || !(/^[0-9a-f-]{36}$/.test(role) || role.startsWith("custom:"))) throw new Error(`${where}: roleDefinitionId ${expr(definition)} is neither a built-in role GUID nor a role defined in this file`);
+        if (!role || !(/^[0-9a-f-]{36}$/.test(role) || role.startsWith("custom:")))
+          throw new Error(`${where}: roleDefinitionId ${expr(definition)} is neither a built-in role GUID nor a role defined in this file`);
         const scope = r.scope;
         const scopeSymbol = scope === undefined ? "resourceGroup" : scope.type === "subscript_expression" ? scope.childForFieldName("object")!.text : scope.text;
         return { file: f.name, symbol: r.symbol, role, scope: scopeSymbol, resource: r };
@@ -151,7 +152,10 @@ function securityTable(): { identity: string; scope: string; role: string; why: 
     .split("\n")
     .filter((l) => /^\|.*\|\s*$/.test(l) && /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|custom role/.test(l))
     .map((l) => {
-      const [identity, scope, role, why] = l.split("|").slice(1, -1).map((c) => c.trim());
+      const [identity, scope, role, why] = l
+        .split("|")
+        .slice(1, -1)
+        .map((c) => c.trim());
       return { identity, scope, role, why };
     });
 }
@@ -181,7 +185,20 @@ describe("infra/ parses with the Bicep grammar", () => {
     expect(files.length).toBe(16);
     expect(main.targetScope).toBe("subscription");
     expect(siloEntry.targetScope).toBe("resourceGroup");
-    expect(main.modules.map((m) => m.symbol)).toEqual(["monitoring", "storage", "serviceBus", "functionApp", "appRoles", "partnerRoles", "siloEventTopics", "siloEventSenderRoles", "siloEventSubscriptions", "siloWorkspaceAccess", "siloExchangeReaders", "siloModelReaders"]);
+    expect(main.modules.map((m) => m.symbol)).toEqual([
+      "monitoring",
+      "storage",
+      "serviceBus",
+      "functionApp",
+      "appRoles",
+      "partnerRoles",
+      "siloEventTopics",
+      "siloEventSenderRoles",
+      "siloEventSubscriptions",
+      "siloWorkspaceAccess",
+      "siloExchangeReaders",
+      "siloModelReaders",
+    ]);
     expect(roleAssignments().length).toBe(18);
   });
 
@@ -239,7 +256,13 @@ describe("infra/ Bicep", () => {
           problems.push(`${f.name}: module ${m.symbol} -> missing file ${relative(ROOT, m.target)}`);
           continue;
         }
-        const keys = m.params ? [...(propNode(m, "params")!.namedChildren.filter((c) => c.type === "object_property").map((c) => c.namedChildren[0].text))] : [];
+        const keys = m.params
+          ? [
+              ...propNode(m, "params")!
+                .namedChildren.filter((c) => c.type === "object_property")
+                .map((c) => c.namedChildren[0].text),
+            ]
+          : [];
         for (const key of keys) if (!target.params.has(key)) problems.push(`${f.name}: module ${m.symbol} passes unknown param ${key}`);
         for (const [p, info] of target.params) if (!info.optional && !keys.includes(p)) problems.push(`${f.name}: module ${m.symbol} misses required param ${p}`);
       }
@@ -332,7 +355,9 @@ describe("infra/ Bicep", () => {
     const queues = sb.resources.filter((r) => r.type === "Microsoft.ServiceBus/namespaces/queues");
     expect(queues.map((q) => q.symbol)).toEqual(["jobEventsQueue", "partnerQueues", "rejectedQueues"]);
     for (const q of queues) {
-      const settings = ["requiresDuplicateDetection", "deadLetteringOnMessageExpiration", "duplicateDetectionHistoryTimeWindow", "maxDeliveryCount"].map((key) => expr(propNode(q, `properties.${key}`)));
+      const settings = ["requiresDuplicateDetection", "deadLetteringOnMessageExpiration", "duplicateDetectionHistoryTimeWindow", "maxDeliveryCount"].map((key) =>
+        expr(propNode(q, `properties.${key}`)),
+      );
       expect({ queue: q.symbol, settings }).toEqual({ queue: q.symbol, settings: ["true", "true", "duplicateDetectionWindow", "maxDeliveryCount"] });
     }
     expect(prop(resourceOf(sb, "notificationsTopic"), "properties.requiresDuplicateDetection")).toBe(true);
@@ -439,7 +464,8 @@ describe("infra/ Bicep", () => {
     }
     // Scoped to one resource, never a subscription; the one resource-group assignment holds only the nested-deployment role.
     expect(assignments.filter((a) => a.scope === "resourceGroup").map((a) => `${a.file} ${a.role}`)).toEqual(["infra/modules/silo-deployer-access.bicep custom:nestedDeployer"]);
-    for (const f of files) for (const id of Object.keys(TOO_BROAD)) expect({ file: f.name, role: TOO_BROAD[id], present: f.source.includes(id) }).toEqual({ file: f.name, role: TOO_BROAD[id], present: false });
+    for (const f of files)
+      for (const id of Object.keys(TOO_BROAD)) expect({ file: f.name, role: TOO_BROAD[id], present: f.source.includes(id) }).toEqual({ file: f.name, role: TOO_BROAD[id], present: false });
 
     const table = securityTable();
     const documented = new Set(table.flatMap((row) => row.role.match(/[0-9a-f]{8}-[0-9a-f-]{27}|custom role `[^`]+`/g) ?? []));
@@ -452,11 +478,19 @@ describe("infra/ Bicep", () => {
 
   test("custom roles: exactly the actions each needs, assignable in their resource group only, nothing that sends, writes data or grants access", () => {
     const roles = customRoles();
-    expect(roles.map((r) => `${r.file} ${r.symbol}`).sort()).toEqual(["infra/modules/app-roles.bicep serviceBusTriggerRole", "infra/modules/silo-deployer-access.bicep eventSubscriptionWriter", "infra/modules/silo-deployer-access.bicep nestedDeployer"]);
+    expect(roles.map((r) => `${r.file} ${r.symbol}`).sort()).toEqual([
+      "infra/modules/app-roles.bicep serviceBusTriggerRole",
+      "infra/modules/silo-deployer-access.bicep eventSubscriptionWriter",
+      "infra/modules/silo-deployer-access.bicep nestedDeployer",
+    ]);
     for (const r of roles) {
       expect({ role: r.symbol, assignableScopes: r.assignableScopes }).toEqual({ role: r.symbol, assignableScopes: "[ resourceGroup().id ]" });
       for (const action of [...r.actions, ...r.dataActions]) {
-        expect({ role: r.symbol, action, forbidden: /^\*$|^Microsoft\.Authorization\/(?!\*\/read$)|\/send\/action$|^Microsoft\.ServiceBus\/\*$|listKeys|regenerateKey/i.test(action) }).toEqual({ role: r.symbol, action, forbidden: false });
+        expect({ role: r.symbol, action, forbidden: /^\*$|^Microsoft\.Authorization\/(?!\*\/read$)|\/send\/action$|^Microsoft\.ServiceBus\/\*$|listKeys|regenerateKey/i.test(action) }).toEqual({
+          role: r.symbol,
+          action,
+          forbidden: false,
+        });
       }
     }
     const bySymbol = new Map(roles.map((r) => [r.symbol, r]));
@@ -510,7 +544,13 @@ describe("infra/ Bicep", () => {
   test("the app's blob role is granted per container: flo's model container and each container the Functions/Durable host writes, pre-created", () => {
     const storage = file("modules/storage.bicep");
     const hubName = (JSON.parse(readFileSync(join(ROOT, "host.json"), "utf8")) as { extensions: { durableTask: { hubName: string } } }).extensions.durableTask.hubName;
-    expect(evaluate(storage.vars.get("hostContainerNames")!.value, { file: storage, values: { taskHubName: hubName } })).toEqual(["azure-webjobs-hosts", "azure-webjobs-secrets", `${hubName.toLowerCase()}-leases`, `${hubName.toLowerCase()}-applease`, `${hubName.toLowerCase()}-largemessages`]);
+    expect(evaluate(storage.vars.get("hostContainerNames")!.value, { file: storage, values: { taskHubName: hubName } })).toEqual([
+      "azure-webjobs-hosts",
+      "azure-webjobs-secrets",
+      `${hubName.toLowerCase()}-leases`,
+      `${hubName.toLowerCase()}-applease`,
+      `${hubName.toLowerCase()}-largemessages`,
+    ]);
     expect(expr(resourceOf(storage, "hostContainers").loop!.source)).toBe("hostContainerNames");
     expect(literal(main, main.params.get("taskHubName")!.defaultValue!)).toBe(hubName);
     expect(expr(propNode(moduleOf(main, "storage"), "params.taskHubName"))).toBe("taskHubName");
@@ -522,7 +562,12 @@ describe("infra/ Bicep", () => {
     const blobGrants = roleAssignments().filter((a) => a.role === ROLE.storageBlobDataContributor);
     expect(blobGrants.map((a) => a.scope).sort()).toEqual(["deploymentContainer", "writableContainers"]);
     // Nothing blob-related is granted on the account itself.
-    expect(roleAssignments().filter((a) => a.scope === "storage").map((a) => a.role).sort()).toEqual([ROLE.storageQueueDataContributor, ROLE.storageTableDataContributor].sort());
+    expect(
+      roleAssignments()
+        .filter((a) => a.scope === "storage")
+        .map((a) => a.role)
+        .sort(),
+    ).toEqual([ROLE.storageQueueDataContributor, ROLE.storageTableDataContributor].sort());
   });
 
   test("SCM and FTP basic publishing credentials are disabled; the Entra ID front is optional and returns 401", () => {
@@ -552,7 +597,13 @@ describe("infra/ Bicep", () => {
     expect(condition).toContain("SubOperationMatches{'Blob.List'}");
     // The patterns each attribute is compared with (the condition language's StringLike: '*' matches any run).
     const patternsOf = (attribute: string) => [...condition.matchAll(new RegExp(`${attribute.replace(/[[\]/.]/g, "\\$&")}\\] StringLike '([^']*)'`, "g"))].map((m) => m[1]);
-    const like = (value: string, pattern: string) => new RegExp(`^${pattern.split("*").map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`).test(value);
+    const like = (value: string, pattern: string) =>
+      new RegExp(
+        `^${pattern
+          .split("*")
+          .map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
+          .join(".*")}$`,
+      ).test(value);
     const paths = patternsOf("@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path");
     const prefixes = patternsOf("@Request[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:prefix");
     expect(paths).toEqual(["federations/*/rounds/*/global/*"]);
@@ -600,7 +651,12 @@ describe("infra/ Bicep", () => {
     }
     // the topic and subscription names come from the sanitizers wherever they are made
     expect(expr(propNode(moduleOf(main, "siloEventTopics"), "params.systemTopicName"))).toBe("systemTopicName(silo.workspace)");
-    const generatedNames = [main, siloEntry].flatMap((f) => f.root.descendantsOfType("string").filter((s) => /^'(evgt-|flo-\$\{)/.test(s.text)).map((s) => location(f, s)));
+    const generatedNames = [main, siloEntry].flatMap((f) =>
+      f.root
+        .descendantsOfType("string")
+        .filter((s) => /^'(evgt-|flo-\$\{)/.test(s.text))
+        .map((s) => location(f, s)),
+    );
     expect(generatedNames).toEqual([]);
   });
 
@@ -613,7 +669,8 @@ describe("infra/ Bicep", () => {
     expect([...siloEntry.params.values()].filter((p) => !p.optional && !passed.includes(p.name)).map((p) => p.name)).toEqual([]);
     // the silo entry fields deploy.md tells the orchestrator admin to set exist in main.bicep's siloConfig type
     const siloConfig = main.types.get("siloConfig")!.value;
-    for (const field of ["selfManaged", "eventTopicPrincipalId", "eventTopicName", "computePrincipalId"]) expect({ field, declared: propNode(siloConfig, field) !== undefined }).toEqual({ field, declared: true });
+    for (const field of ["selfManaged", "eventTopicPrincipalId", "eventTopicName", "computePrincipalId"])
+      expect({ field, declared: propNode(siloConfig, field) !== undefined }).toEqual({ field, declared: true });
   });
 
   test("docs/security.md's narrowed Azure ML role can submit v2 jobs", () => {

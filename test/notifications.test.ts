@@ -44,8 +44,20 @@ describe("notification validation", () => {
   const time = "2026-11-28T08:00:00.000Z";
 
   test("fills specVersion and time; keeps the documented fields", () => {
-    const n = toNotification({ type: "round-completed", federationId: "fed-1", round: 2, modelUri: "https://acct.blob.core.windows.net/models/fed-1/round-2/", modelSha256: SHA, metrics: { auc: 0.91 } }, () => new Date(time));
-    expect(n).toEqual({ specVersion: "1.0", type: "round-completed", federationId: "fed-1", round: 2, time, modelUri: "https://acct.blob.core.windows.net/models/fed-1/round-2/", modelSha256: SHA, metrics: { auc: 0.91 } });
+    const n = toNotification(
+      { type: "round-completed", federationId: "fed-1", round: 2, modelUri: "https://acct.blob.core.windows.net/models/fed-1/round-2/", modelSha256: SHA, metrics: { auc: 0.91 } },
+      () => new Date(time),
+    );
+    expect(n).toEqual({
+      specVersion: "1.0",
+      type: "round-completed",
+      federationId: "fed-1",
+      round: 2,
+      time,
+      modelUri: "https://acct.blob.core.windows.net/models/fed-1/round-2/",
+      modelSha256: SHA,
+      metrics: { auc: 0.91 },
+    });
   });
 
   test.each([
@@ -75,7 +87,9 @@ describe("notification validation", () => {
   });
 
   test("SAS-bearing URIs are rejected with a message that says why", () => {
-    expect(() => toNotification({ type: "federation-completed", federationId: "f", modelUri: "https://a.blob.core.windows.net/c/m?sig=s3cret" } as never)).toThrow(/modelUri: a URI without query string or fragment \(no SAS tokens/);
+    expect(() => toNotification({ type: "federation-completed", federationId: "f", modelUri: "https://a.blob.core.windows.net/c/m?sig=s3cret" } as never)).toThrow(
+      /modelUri: a URI without query string or fragment \(no SAS tokens/,
+    );
   });
 
   test("Service Bus message: deterministic id, subject = type, JSON content type, filterable properties", () => {
@@ -148,7 +162,15 @@ describe("NotificationPublisher through the fake broker (real SDK receivers)", (
 
   test("each subscription receives every notification with the right id, subject, properties and body", async () => {
     const time = "2026-11-28T08:00:00.000Z";
-    await publisher.publish({ type: "round-completed", federationId: "fraud-1", round: 1, time, modelUri: "https://orch.blob.core.windows.net/models/fraud-1/round-1/", modelSha256: SHA, metrics: { auc: 0.8, loss: 0.4 } });
+    await publisher.publish({
+      type: "round-completed",
+      federationId: "fraud-1",
+      round: 1,
+      time,
+      modelUri: "https://orch.blob.core.windows.net/models/fraud-1/round-1/",
+      modelSha256: SHA,
+      metrics: { auc: 0.8, loss: 0.4 },
+    });
     await publisher.publish({ type: "round-completed", federationId: "fraud-1", round: 2, time });
     await publisher.publish({ type: "federation-completed", federationId: "fraud-1", round: 2, time, modelSha256: SHA });
     await publisher.publish({ type: "federation-failed", federationId: "fraud-2", round: 1, time, reason: "quorum not met" });
@@ -162,7 +184,16 @@ describe("NotificationPublisher through the fake broker (real SDK receivers)", (
       for (const m of got) expect(m.contentType).toBe("application/json");
       expect(got[0].applicationProperties).toEqual({ floFederation: "fraud-1", floType: "round-completed", floRound: 1 });
       expect(got[3].applicationProperties).toEqual({ floFederation: "fraud-2", floType: "federation-failed", floRound: 1 });
-      expect(got[0].body).toEqual({ specVersion: "1.0", type: "round-completed", federationId: "fraud-1", round: 1, time, modelUri: "https://orch.blob.core.windows.net/models/fraud-1/round-1/", modelSha256: SHA, metrics: { auc: 0.8, loss: 0.4 } });
+      expect(got[0].body).toEqual({
+        specVersion: "1.0",
+        type: "round-completed",
+        federationId: "fraud-1",
+        round: 1,
+        time,
+        modelUri: "https://orch.blob.core.windows.net/models/fraud-1/round-1/",
+        modelSha256: SHA,
+        metrics: { auc: 0.8, loss: 0.4 },
+      });
       expect(got[3].body).toEqual({ specVersion: "1.0", type: "federation-failed", federationId: "fraud-2", round: 1, time, reason: "quorum not met" });
     }
     expect(logLines.join("\n")).not.toMatch(/SharedAccessKey|https:\/\//);
@@ -243,7 +274,9 @@ describe("notifications as a member of the federation's services port", () => {
     expect(services.messages.kind).toBe("azurite-queues");
     const attempt = notifyPartners(services, notice, () => undefined);
     await expect(attempt).rejects.toThrow(NotificationConfigError);
-    await expect(attempt).rejects.toThrow('invalid notification publisher option ServiceBusConnection: expected a Service Bus connection for topic "flo-notifications" (FLO_NOTIFICATIONS_TOPIC is set), got none configured');
+    await expect(attempt).rejects.toThrow(
+      'invalid notification publisher option ServiceBusConnection: expected a Service Bus connection for topic "flo-notifications" (FLO_NOTIFICATIONS_TOPIC is set), got none configured',
+    );
   });
 
   test("topic + connection: the port's publisher sends on the same namespace as the bus", async () => {

@@ -4,14 +4,7 @@
  * TF Privacy test suites.
  */
 import { computeRdp, DEFAULT_RDP_ORDERS, epsilonFromRdp, logErfc, RdpAccountant, sampledGaussianRdp } from "../lib/aggregation/privacy/accountant";
-import {
-  adaptiveUpdateNoiseMultiplier,
-  centralDpNoiseStddev,
-  clipRowChunk,
-  clipScale,
-  nextAdaptiveClipNorm,
-  countNoiseStddev,
-} from "../lib/aggregation/privacy/clipping";
+import { adaptiveUpdateNoiseMultiplier, centralDpNoiseStddev, clipRowChunk, clipScale, nextAdaptiveClipNorm, countNoiseStddev } from "../lib/aggregation/privacy/clipping";
 import { PrivacyConfigError } from "../lib/aggregation/privacy/errors";
 import { createGaussianSource } from "../lib/aggregation/privacy/gaussian";
 import { aggregateInMemory, type InMemoryUpdate, resolveStrategyConfig } from "./helpers/inMemory";
@@ -150,7 +143,15 @@ describe("central DP wrapper in a round", () => {
     const config = resolveStrategyConfig({ strategy: "fedavg", clipping: { mode: "fixed", norm: 1 }, dp: { noiseMultiplier: 1, delta: 1e-5 } });
     const noise = createGaussianSource({ insecureTestSeed: "dp-round" });
     const expectedNoise = createGaussianSource({ insecureTestSeed: "dp-round" });
-    const result = aggregateInMemory(config, { updates: updates([[3, 4], [0.3, 0.4]]), global, state: initialStrategyState(config), noise });
+    const result = aggregateInMemory(config, {
+      updates: updates([
+        [3, 4],
+        [0.3, 0.4],
+      ]),
+      global,
+      state: initialStrategyState(config),
+      noise,
+    });
     expect(result.plan.weights).toEqual([0.5, 0.5]); // not 10/30, 20/30
     expect(result.plan.clipScales).toEqual([0.2, 1]);
     expect(result.plan.noiseStddev).toBeCloseTo(0.5, 12); // 1 * 1 / 2
@@ -179,6 +180,16 @@ describe("central DP wrapper in a round", () => {
 
   test("z >= 2 sigma_b is refused at plan time", () => {
     const config = resolveStrategyConfig({ strategy: "fedavg", clipping: { mode: "adaptive" }, dp: { noiseMultiplier: 1, delta: 1e-5 } });
-    expect(() => aggregateInMemory(config, { updates: updates([[1, 0], [0, 1]]), global, state: initialStrategyState(config), noise: createGaussianSource() })).toThrow(PrivacyConfigError);
+    expect(() =>
+      aggregateInMemory(config, {
+        updates: updates([
+          [1, 0],
+          [0, 1],
+        ]),
+        global,
+        state: initialStrategyState(config),
+        noise: createGaussianSource(),
+      }),
+    ).toThrow(PrivacyConfigError);
   });
 });

@@ -9,7 +9,6 @@ import { aggregateInMemory, type TensorMap, resolveStrategyConfig, type Strategy
 import { initialStrategyState } from "../lib/aggregation/strategies/roundPlan";
 import { rng, normal } from "./helpers/random";
 
-
 const CLASSES = 3;
 const FEATURES = 2;
 interface Data {
@@ -88,7 +87,13 @@ function federate(options: StrategyOptions, silos: Data[], poisoned: boolean, ro
 describe("one silo sending updates scaled by 100", () => {
   const r = rng(2026);
   // non-IID: each silo's dominant class (60%) rotates
-  const silos = Array.from({ length: 6 }, (_, i) => blobs(r, 150, [0, 1, 2].map((c) => (c === i % 3 ? 0.6 : 0.2))));
+  const silos = Array.from({ length: 6 }, (_, i) =>
+    blobs(
+      r,
+      150,
+      [0, 1, 2].map((c) => (c === i % 3 ? 0.6 : 0.2)),
+    ),
+  );
   const testSet = blobs(r, 3000, [1 / 3, 1 / 3, 1 / 3]);
   const clean = accuracy(federate({ strategy: "fedavg" }, silos, false), testSet);
 

@@ -152,8 +152,7 @@ describe("management API driven by the real df.getClient", () => {
 });
 
 describe("management API matches the extension's HttpApiHandler", () => {
-  const post = (path: string, body?: string, headers: Record<string, string> = { "content-type": "application/json" }) =>
-    fetch(`${origin}/durabletask/${path}`, { method: "POST", headers, body });
+  const post = (path: string, body?: string, headers: Record<string, string> = { "content-type": "application/json" }) => fetch(`${origin}/durabletask/${path}`, { method: "POST", headers, body });
   const until = (id: string) => engine.waitForStatus(id, (s) => ["Completed", "Failed", "Terminated"].includes(s.runtimeStatus));
 
   it("DELETE instances/ without createdTimeFrom is a 400 with the extension's message and purges nothing", async () => {
@@ -169,7 +168,11 @@ describe("management API matches the extension's HttpApiHandler", () => {
     for (const id of ["q-1", "q-2", "q-3"]) expect((await post(`orchestrators/quick/${id}`, JSON.stringify(id))).status).toBe(202);
     for (const id of ["q-1", "q-2", "q-3"]) await until(id);
     const listed = (await (await fetch(`${origin}/durabletask/instances/?instanceIdPrefix=q-&top=10`)).json()) as Array<{ instanceId: string; input: unknown; output: unknown }>;
-    expect(listed.map((s) => [s.instanceId, s.input, s.output])).toEqual([["q-1", "q-1", "hello q-1"], ["q-2", "q-2", "hello q-2"], ["q-3", "q-3", "hello q-3"]]);
+    expect(listed.map((s) => [s.instanceId, s.input, s.output])).toEqual([
+      ["q-1", "q-1", "hello q-1"],
+      ["q-2", "q-2", "hello q-2"],
+      ["q-3", "q-3", "hello q-3"],
+    ]);
     const hidden = (await (await fetch(`${origin}/durabletask/instances/?instanceIdPrefix=q-&showInput=false&top=10`)).json()) as Array<{ input: unknown }>;
     expect(hidden.map((s) => s.input)).toEqual([null, null, null]);
     const first = await fetch(`${origin}/durabletask/instances/?instanceIdPrefix=q-&top=1`);

@@ -24,10 +24,13 @@ describe("VirtualClock", () => {
     const chain = (n: number): void => {
       fired.push(clock.now().getTime());
       // The follow-up timer is created asynchronously, like an engine episode would.
-      if (n > 0) pending = new Promise((resolve) => setImmediate(() => {
-        clock.setTimer(new Date(clock.now().getTime() + 1000), () => chain(n - 1));
-        resolve();
-      }));
+      if (n > 0)
+        pending = new Promise((resolve) =>
+          setImmediate(() => {
+            clock.setTimer(new Date(clock.now().getTime() + 1000), () => chain(n - 1));
+            resolve();
+          }),
+        );
     };
     clock.setTimer(new Date(1000), () => chain(2));
     await clock.advance(10_000);
@@ -59,9 +62,7 @@ describe("RealClock", () => {
     let lag = 5; // the clock reads 5 ms behind real time the first time the timer checks
     const clock = new RealClock({ nowMs: () => Date.now() - lag });
     const at = new Date(Date.now() + 10);
-    const firedAt = await new Promise<number>((resolve) =>
-      clock.setTimer(at, () => resolve(clock.now().getTime())),
-    );
+    const firedAt = await new Promise<number>((resolve) => clock.setTimer(at, () => resolve(clock.now().getTime())));
     expect(firedAt).toBeGreaterThanOrEqual(at.getTime());
     lag = 0;
   });

@@ -21,7 +21,10 @@ class SimulatedCrash extends Error {}
 class CrashingStore implements DurableStore {
   crashed = false;
   private calls = 0;
-  constructor(private readonly inner: DurableStore, private readonly crashAt: { op: keyof DurableStore; nth: number }) {}
+  constructor(
+    private readonly inner: DurableStore,
+    private readonly crashAt: { op: keyof DurableStore; nth: number },
+  ) {}
   private guard(op: keyof DurableStore): void {
     if (this.crashed) throw new SimulatedCrash(`store is dead (${op})`);
     if (op === this.crashAt.op && ++this.calls === this.crashAt.nth) {
@@ -149,7 +152,7 @@ describe("restart recovery across continueAsNew (each of the first 3 writes of e
     let started = true;
     await first.startNew("countdown", { input: 2, instanceId: "cd" }).catch((err) => {
       if (!(err instanceof SimulatedCrash)) throw err;
-      started = (crashAt.op !== "putInstance" || crashAt.nth !== 1);
+      started = crashAt.op !== "putInstance" || crashAt.nth !== 1;
     });
     await first.whenIdle();
     await first.stop();
@@ -161,9 +164,7 @@ describe("restart recovery across continueAsNew (each of the first 3 writes of e
     }
     expect(second.getStatus("cd")).toMatchObject({ runtimeStatus: "Completed", output: "done", input: 0 });
     const history = second.history("cd");
-    expect(history.map((e) => e.EventType)).toEqual([
-      EventType.OrchestratorStarted, EventType.ExecutionStarted, EventType.OrchestratorCompleted, EventType.ExecutionCompleted,
-    ]);
+    expect(history.map((e) => e.EventType)).toEqual([EventType.OrchestratorStarted, EventType.ExecutionStarted, EventType.OrchestratorCompleted, EventType.ExecutionCompleted]);
     const snapshot = await durable.loadAll();
     expect(snapshot.inbox).toEqual([]);
     expect(snapshot.workItems).toEqual([]);

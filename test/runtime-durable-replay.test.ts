@@ -3,10 +3,7 @@ import { nextRetryDelayMs, replayDotNetSide, OrchestratorStateWire, WireAction }
 
 const T0 = Date.parse("2025-01-01T00:00:00.000Z");
 const at = (ms: number): Date => new Date(T0 + ms);
-const start = (): HistoryEvent[] => [
-  events.orchestratorStarted(at(0)),
-  events.executionStarted(at(0), { instanceId: "i", executionId: "e", name: "orch", input: null }),
-];
+const start = (): HistoryEvent[] => [events.orchestratorStarted(at(0)), events.executionStarted(at(0), { instanceId: "i", executionId: "e", name: "orch", input: null })];
 const state = (actions: WireAction[], extra: Partial<OrchestratorStateWire> = {}): OrchestratorStateWire => ({ isDone: false, actions: [actions], schemaVersion: 2, ...extra });
 const replay = (history: HistoryEvent[], s: OrchestratorStateWire) =>
   replayDotNetSide({ orchestrationName: "orch", instanceId: "i", executionId: "e", parentInstanceId: null, history, state: s, functionExists: () => true });
@@ -55,14 +52,28 @@ describe(".NET-side replay emulation on hand-built histories", () => {
   });
 
   it("WhenAny completes on the first child; WhenAll children are numbered in array order", () => {
-    const all: WireAction = { actionType: 12, compoundActions: [{ actionType: 0, functionName: "a" }, { actionType: 0, functionName: "b" }] };
+    const all: WireAction = {
+      actionType: 12,
+      compoundActions: [
+        { actionType: 0, functionName: "a" },
+        { actionType: 0, functionName: "b" },
+      ],
+    };
     const any: WireAction = { actionType: 11, compoundActions: [all, { actionType: 5, fireAt: at(60_000).toISOString(), isCanceled: false }] };
     const result = replay(start(), state([any, { actionType: 0, functionName: "c" }]));
-    expect(result.newWork.map((w) => [w.id, w.kind])).toEqual([[0, "activity"], [1, "activity"], [2, "timer"]]);
+    expect(result.newWork.map((w) => [w.id, w.kind])).toEqual([
+      [0, "activity"],
+      [1, "activity"],
+      [2, "timer"],
+    ]);
     const history = [
       ...start(),
-      events.taskScheduled(at(0), 0, "a", null), events.taskScheduled(at(0), 1, "b", null), events.timerCreated(at(0), 2, at(60_000)), events.orchestratorCompleted(at(0)),
-      events.orchestratorStarted(at(60_000)), events.timerFired(at(60_000), 2, at(60_000).toISOString()),
+      events.taskScheduled(at(0), 0, "a", null),
+      events.taskScheduled(at(0), 1, "b", null),
+      events.timerCreated(at(0), 2, at(60_000)),
+      events.orchestratorCompleted(at(0)),
+      events.orchestratorStarted(at(60_000)),
+      events.timerFired(at(60_000), 2, at(60_000).toISOString()),
     ];
     const next = replay(history, state([any, { actionType: 0, functionName: "c" }]));
     expect(next.newWork).toEqual([{ kind: "activity", id: 3, name: "c", input: null }]);
@@ -71,7 +82,13 @@ describe(".NET-side replay emulation on hand-built histories", () => {
   it("fails with the orchestrator's message only when the program has replayed every action", () => {
     const result = replay(start(), state([{ actionType: 0, functionName: "a" }], { isDone: true, error: "bad" }));
     expect(result.outcome).toEqual({ kind: "running" });
-    const history = [...start(), events.taskScheduled(at(0), 0, "a", null), events.orchestratorCompleted(at(0)), events.orchestratorStarted(at(1)), events.taskFailed(at(1), 0, "Activity function 'a' failed: x", "")];
+    const history = [
+      ...start(),
+      events.taskScheduled(at(0), 0, "a", null),
+      events.orchestratorCompleted(at(0)),
+      events.orchestratorStarted(at(1)),
+      events.taskFailed(at(1), 0, "Activity function 'a' failed: x", ""),
+    ];
     const failed = replay(history, state([{ actionType: 0, functionName: "a" }], { isDone: true, error: "bad" }));
     expect(failed.outcome).toMatchObject({ kind: "failed", message: "Orchestrator function 'orch' failed: bad" });
   });

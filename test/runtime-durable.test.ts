@@ -61,9 +61,7 @@ describe("durable engine: basics", () => {
     const { engine } = await setup();
     await expect(engine.startNew("nope")).rejects.toBeInstanceOf(OrchestratorNotFoundError);
     await run(engine, "waitsForever", undefined, "dup");
-    await expect(engine.startNew("waitsForever", { instanceId: "dup" })).rejects.toThrow(
-      "An orchestration instance with id 'dup' already exists with status Running",
-    );
+    await expect(engine.startNew("waitsForever", { instanceId: "dup" })).rejects.toThrow("An orchestration instance with id 'dup' already exists with status Running");
     await expect(engine.raiseEvent("missing", "x")).rejects.toBeInstanceOf(InstanceNotFoundError);
   });
 });
@@ -216,7 +214,11 @@ describe("durable engine: .NET-side semantics", () => {
     // delays 1 s, 2 s, then 4 s capped to 3 s: fire at +1, +3, +6 s.
     expect(offsetsMs(ofType(history, EventType.TimerCreated), "FireAt")).toEqual([1000, 3000, 6000]);
     expect(ofType(history, EventType.TaskScheduled).map((e) => [e.EventId, e.Name])).toEqual([
-      [0, "flaky"], [2, "flaky"], [4, "flaky"], [6, "flaky"], [7, "noop"],
+      [0, "flaky"],
+      [2, "flaky"],
+      [4, "flaky"],
+      [6, "flaky"],
+      [7, "noop"],
     ]);
   });
 
@@ -228,7 +230,10 @@ describe("durable engine: .NET-side semantics", () => {
     expect(status.runtimeStatus).toBe("Failed");
     expect(status.output).toContain("Orchestrator function 'retryExhausted' failed: Activity function 'alwaysFails' failed: permanent");
     const created = ofType(engine.history(id), EventType.SubOrchestrationInstanceCreated);
-    expect(created.map((e) => [e.EventId, e.InstanceId])).toEqual([[0, "retry-child"], [2, "retry-child"]]);
+    expect(created.map((e) => [e.EventId, e.InstanceId])).toEqual([
+      [0, "retry-child"],
+      [2, "retry-child"],
+    ]);
     expect(offsetsMs(ofType(engine.history(id), EventType.TimerCreated), "FireAt")).toEqual([3500, 7000]); // child fails at +3 s, retry +0.5 s; second child fails at +6.5 s, +0.5 s
   });
 
@@ -377,8 +382,6 @@ describe("durable engine: .NET-side semantics", () => {
     const done = engine.waitForStatus(id, (s) => s.runtimeStatus === "Completed");
     await clock.advance(5_000);
     await expect(done).resolves.toMatchObject({ output: "slept 5" });
-    await expect(engine.waitForStatus("nobody", () => true, { timeoutMs: 20 })).rejects.toThrow(
-      "Timed out after 20 ms waiting for instance 'nobody' (last status: not found)",
-    );
+    await expect(engine.waitForStatus("nobody", () => true, { timeoutMs: 20 })).rejects.toThrow("Timed out after 20 ms waiting for instance 'nobody' (last status: not found)");
   });
 });

@@ -7,19 +7,41 @@ import { startLocalHost, type LocalHost } from "../lib/runtime/host";
 
 const APP = path.join(__dirname, "apps", "foreign-app", "index.js");
 
-interface CheckStatus { id: string; statusQueryGetUri: string; sendEventPostUri: string; terminatePostUri: string; purgeHistoryDeleteUri: string }
-interface Status { runtimeStatus: string; output: unknown; customStatus: unknown; input: unknown; name: string; instanceId: string }
+interface CheckStatus {
+  id: string;
+  statusQueryGetUri: string;
+  sendEventPostUri: string;
+  terminatePostUri: string;
+  purgeHistoryDeleteUri: string;
+}
+interface Status {
+  runtimeStatus: string;
+  output: unknown;
+  customStatus: unknown;
+  input: unknown;
+  name: string;
+  instanceId: string;
+}
 
 let host: LocalHost;
 const logs: string[] = [];
 beforeAll(async () => {
-  host = await startLocalHost({ appEntry: APP, port: 0, storage: "memory", settings: { FLO_FUNCTION_KEY: "foreign-key", JOB_QUEUE: "job-done" }, serviceBusPollIntervalMs: 50, log: (l) => logs.push(l) });
+  host = await startLocalHost({
+    appEntry: APP,
+    port: 0,
+    storage: "memory",
+    settings: { FLO_FUNCTION_KEY: "foreign-key", JOB_QUEUE: "job-done" },
+    serviceBusPollIntervalMs: 50,
+    log: (l) => logs.push(l),
+  });
 });
 afterAll(async () => host?.stop());
 
 async function start(name: string, input?: unknown, instanceId?: string): Promise<CheckStatus> {
   const res = await fetch(`${host.url}/api/orchestrators/${name}${instanceId ? `/${instanceId}` : ""}`, {
-    method: "POST", headers: { "content-type": "application/json" }, body: input === undefined ? "" : JSON.stringify(input),
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: input === undefined ? "" : JSON.stringify(input),
   });
   expect(res.status).toBe(202);
   const body = (await res.json()) as CheckStatus;

@@ -29,7 +29,10 @@ afterEach(() => {
 /** `npx flo host ...` in its own process group (like a service manager runs it). */
 function startWithNpx(dataDir: string): Promise<HostProcess> {
   const child = spawn("npx", ["flo", "host", APP, "--port", "0", "--data", dataDir], {
-    cwd: ROOT, env: { ...process.env, FLO_FUNCTION_KEY: KEY, FLO_MASTER_KEY: MASTER }, stdio: ["ignore", "pipe", "pipe"], detached: true,
+    cwd: ROOT,
+    env: { ...process.env, FLO_FUNCTION_KEY: KEY, FLO_MASTER_KEY: MASTER },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
   });
   groups.push(child);
   return whenHostStarted(child, "npx flo host");

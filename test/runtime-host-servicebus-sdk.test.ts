@@ -9,14 +9,23 @@ import { VirtualClock } from "../lib/runtime/clock";
 import { startFakeServiceBus, type FakeServiceBus } from "./fakes/servicebus/broker";
 
 const APP = path.join(__dirname, "apps", "host-triggers", "index.js");
-interface Call { kind: string; name: string; body: unknown; md: Record<string, unknown> }
+interface Call {
+  kind: string;
+  name: string;
+  body: unknown;
+  md: Record<string, unknown>;
+}
 
 let broker: FakeServiceBus;
 let host: LocalHost;
 beforeAll(async () => {
   broker = await startFakeServiceBus({ maxDeliveryCount: 3, topics: { rounds: { subscriptions: ["a", "b"] } } });
   host = await startLocalHost({
-    appEntry: APP, port: 0, storage: "memory", clock: new VirtualClock(), log: () => undefined,
+    appEntry: APP,
+    port: 0,
+    storage: "memory",
+    clock: new VirtualClock(),
+    log: () => undefined,
     settings: { JobEventsBus: broker.connectionString, YEARLY_SCHEDULE: "0 0 0 1 1 *" },
   });
 });

@@ -24,7 +24,9 @@ afterEach(() => {
 
 function startHost(dataDir: string, app = APP, extraArgs: string[] = []): Promise<Started> {
   const child = spawn(process.execPath, [CLI, "host", app, "--port", "0", "--data", dataDir, ...extraArgs], {
-    cwd: ROOT, env: { ...process.env, FLO_FUNCTION_KEY: KEY, FLO_MASTER_KEY: MASTER_KEY }, stdio: ["ignore", "pipe", "pipe"],
+    cwd: ROOT,
+    env: { ...process.env, FLO_FUNCTION_KEY: KEY, FLO_MASTER_KEY: MASTER_KEY },
+    stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
   return whenHostStarted(child);
@@ -97,7 +99,12 @@ test("the foreign app runs on `flo host` unchanged (HTTP starter + status over H
   if (!fs.existsSync(path.join(ROOT, "dist", "lib", "cli", "host.js"))) throw new Error("dist/ is missing: run `npm run build` (npm test does it first)");
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "flo-foreign-"));
   try {
-    const host = await startHost(dataDir, path.join(__dirname, "apps", "foreign-app", "index.js"), ["--storage", "memory", "--settings", path.join(__dirname, "apps", "foreign-app", "cli.settings.json")]);
+    const host = await startHost(dataDir, path.join(__dirname, "apps", "foreign-app", "index.js"), [
+      "--storage",
+      "memory",
+      "--settings",
+      path.join(__dirname, "apps", "foreign-app", "cli.settings.json"),
+    ]);
     expect(host.output()).toContain(`httpStart: [POST] ${host.url}/api/orchestrators/{orchestratorName}/{instanceId?}`);
     const res = await fetch(`${host.url}/api/orchestrators/fanOutFanIn/cli-1`, { method: "POST", headers: { "content-type": "application/json" }, body: "4" });
     expect(res.status).toBe(202);

@@ -6,7 +6,11 @@ import { formatFunctionTable, parsePort, parseStorage, HostCliError } from "../l
 const APP = path.join(__dirname, "apps", "host-triggers", "index.js");
 const SETTINGS = { FLO_FUNCTION_KEY: "test-function-key", FLO_MASTER_KEY: "test-master-key", YEARLY_SCHEDULE: "0 0 0 1 1 *", FLO_SERVICEBUS_MAX_DELIVERY_COUNT: "3" };
 
-interface Call { kind: string; name: string; [k: string]: unknown }
+interface Call {
+  kind: string;
+  name: string;
+  [k: string]: unknown;
+}
 
 async function calls(host: LocalHost): Promise<Call[]> {
   const res = await fetch(`${host.url}/api/_calls`);
@@ -126,12 +130,15 @@ describe("local host: Service Bus triggers on the embedded transport", () => {
   });
   afterAll(async () => host?.stop());
 
-  const sbCalls = async (name: string, id: string): Promise<Call[]> =>
-    (await calls(host)).filter((c) => c.kind === "sb" && c.name === name && (c.md as { messageId: string }).messageId === id);
+  const sbCalls = async (name: string, id: string): Promise<Call[]> => (await calls(host)).filter((c) => c.kind === "sb" && c.name === name && (c.md as { messageId: string }).messageId === id);
 
   test("JSON body arrives parsed; metadata keys camel-cased recursively incl. applicationProperties; success completes", async () => {
     await host.serviceBus.send("job-events", {
-      body: { runId: "r1", status: "Completed" }, messageId: "msg-ok", contentType: "application/json", correlationId: "corr-1", subject: "RunStatusChanged",
+      body: { runId: "r1", status: "Completed" },
+      messageId: "msg-ok",
+      contentType: "application/json",
+      correlationId: "corr-1",
+      subject: "RunStatusChanged",
       applicationProperties: { FlRound: 3, "aeg-delivery-count": "0", Nested: "x" },
     });
     const [call] = await waitFor("delivery", async () => ((await sbCalls("jobEvents", "msg-ok")).length ? sbCalls("jobEvents", "msg-ok") : undefined));
@@ -167,10 +174,14 @@ describe("local host: Service Bus triggers on the embedded transport", () => {
     });
     expect(dead).toHaveLength(1);
     expect(dead[0]).toMatchObject({
-      messageId: "msg-poison", body: { failUntil: 99 }, applicationProperties: { kind: "poison" },
+      messageId: "msg-poison",
+      body: { failUntil: 99 },
+      applicationProperties: { kind: "poison" },
       deadLetterReason: "MaxDeliveryCountExceeded",
       deadLetterErrorDescription: "Message could not be consumed after 3 delivery attempts.",
-      lastError: "Error: refusing delivery 3", deliveryCount: 3, deadLetterSource: "job-events",
+      lastError: "Error: refusing delivery 3",
+      deliveryCount: 3,
+      deadLetterSource: "job-events",
     });
     expect((await sbCalls("jobEvents", "msg-poison")).map((c) => (c.md as { deliveryCount: number }).deliveryCount)).toEqual([1, 2, 3]);
   });
@@ -245,16 +256,20 @@ describe("flo host options", () => {
   test("port and storage values are validated with the option name", () => {
     expect(parsePort("0")).toBe(0);
     expect(() => parsePort("70000")).toThrow(new HostCliError("--port", "an integer 0..65535", '"70000"'));
-    expect(() => parsePort("abc")).toThrow("--port: expected an integer 0..65535, got \"abc\"");
+    expect(() => parsePort("abc")).toThrow('--port: expected an integer 0..65535, got "abc"');
     expect(parseStorage("memory")).toBe("memory");
     expect(parseStorage("DefaultEndpointsProtocol=http;AccountName=a;AccountKey=b")).toEqual({ connectionString: "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=b" });
     expect(() => parseStorage("disk")).toThrow(HostCliError);
   });
 
   test("a missing app entry or settings file is a clear startup error", async () => {
-    await expect(startLocalHost({ appEntry: "/nope/index.js", port: 0, storage: "memory" })).rejects.toThrow("appEntry: expected an existing compiled .js file or app folder, got /nope/index.js (not found)");
+    await expect(startLocalHost({ appEntry: "/nope/index.js", port: 0, storage: "memory" })).rejects.toThrow(
+      "appEntry: expected an existing compiled .js file or app folder, got /nope/index.js (not found)",
+    );
     await expect(startLocalHost({ appEntry: APP, port: 0, storage: "disk" })).rejects.toThrow('storage: expected "memory", "persisted" or a storage connection string, got "disk"');
-    await expect(startLocalHost({ appEntry: APP, port: 0, storage: "memory", settings: "/nope/local.settings.json" })).rejects.toThrow("/nope/local.settings.json: (file): expected an existing local.settings.json, got no such file");
+    await expect(startLocalHost({ appEntry: APP, port: 0, storage: "memory", settings: "/nope/local.settings.json" })).rejects.toThrow(
+      "/nope/local.settings.json: (file): expected an existing local.settings.json, got no such file",
+    );
   });
 });
 
@@ -267,15 +282,20 @@ describe("Service Bus transport selection", () => {
     const registry = loadFunctionsApp(APP);
     const emulator = "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true";
     const bus = new LocalServiceBus({
-      registry, invoker: createInvoker(registry), settings: { JobEventsBus: emulator }, options: parseHostJson(undefined).serviceBus,
+      registry,
+      invoker: createInvoker(registry),
+      settings: { JobEventsBus: emulator },
+      options: parseHostJson(undefined).serviceBus,
       storageConnectionString: "UseDevelopmentStorage=true",
     });
     try {
       // no receivers are started: nothing connects
-      expect(bus.describeTriggers()).toEqual(expect.arrayContaining([
-        { functionName: "jobEvents", source: "job-events", transport: "service-bus" },
-        { functionName: "roundsA", source: "rounds/Subscriptions/a", transport: "service-bus" },
-      ]));
+      expect(bus.describeTriggers()).toEqual(
+        expect.arrayContaining([
+          { functionName: "jobEvents", source: "job-events", transport: "service-bus" },
+          { functionName: "roundsA", source: "rounds/Subscriptions/a", transport: "service-bus" },
+        ]),
+      );
       expect(bus.describeTriggers().every((t) => t.transport === "service-bus")).toBe(true);
     } finally {
       await bus.stop();

@@ -49,7 +49,7 @@ describe("createInvoker", () => {
   });
 
   it("rethrows the handler's error", async () => {
-    await expect(invoker.invoke("fails", { string: "\"x\"" })).rejects.toThrow("boom x");
+    await expect(invoker.invoke("fails", { string: '"x"' })).rejects.toThrow("boom x");
   });
 
   it("invokes HTTP handlers with route params and returns the RPC http response", async () => {
@@ -70,8 +70,6 @@ describe("createInvoker", () => {
 
   it("rejects unknown functions and unknown binding names with specific errors", async () => {
     await expect(invoker.invoke("nope", { string: "1" })).rejects.toBeInstanceOf(FunctionNotFoundError);
-    await expect(invoker.invoke("double", { string: "1" }, { wrong: { string: "1" } })).rejects.toThrow(
-      'Function "double" has no binding named "wrong"',
-    );
+    await expect(invoker.invoke("double", { string: "1" }, { wrong: { string: "1" } })).rejects.toThrow('Function "double" has no binding named "wrong"');
   });
 });

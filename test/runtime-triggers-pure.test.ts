@@ -88,7 +88,9 @@ describe("timer schedules", () => {
   });
   test("payload shape matches the host's TimerInfo json", () => {
     expect(JSON.parse(timerPayload({ Last: "a", Next: "b", LastUpdated: "c" }, true))).toEqual({
-      Schedule: { AdjustForDST: true }, ScheduleStatus: { Last: "a", Next: "b", LastUpdated: "c" }, IsPastDue: true,
+      Schedule: { AdjustForDST: true },
+      ScheduleStatus: { Last: "a", Next: "b", LastUpdated: "c" },
+      IsPastDue: true,
     });
   });
 });
@@ -106,15 +108,24 @@ describe("settings", () => {
     expect(env).toEqual({ A: "from-env", B: "file" });
   });
   test("host.json: routePrefix, hub, serviceBus options and overrides", () => {
-    const text = JSON.stringify({ version: "2.0", extensions: { http: { routePrefix: "/v1/" }, durableTask: { hubName: "flo" }, serviceBus: { maxConcurrentCalls: 4, maxDeliveryCount: 3, maxAutoLockRenewalDuration: "00:01:00" } } });
+    const text = JSON.stringify({
+      version: "2.0",
+      extensions: { http: { routePrefix: "/v1/" }, durableTask: { hubName: "flo" }, serviceBus: { maxConcurrentCalls: 4, maxDeliveryCount: 3, maxAutoLockRenewalDuration: "00:01:00" } },
+    });
     const c = parseHostJson(text, "host.json", {});
     expect(c).toMatchObject({ routePrefix: "v1", hubName: "flo", serviceBus: { maxConcurrentCalls: 4, maxDeliveryCount: 3, maxAutoLockRenewalDurationMs: 60_000, lockDurationMs: 60_000 } });
-    const o = parseHostJson(text, "host.json", { FLO_SERVICEBUS_MAX_DELIVERY_COUNT: "5", AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls: "2", FLO_SERVICEBUS_LOCK_DURATION: "00:00:05" });
+    const o = parseHostJson(text, "host.json", {
+      FLO_SERVICEBUS_MAX_DELIVERY_COUNT: "5",
+      AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls: "2",
+      FLO_SERVICEBUS_LOCK_DURATION: "00:00:05",
+    });
     expect(o.serviceBus).toMatchObject({ maxDeliveryCount: 5, maxConcurrentCalls: 2, lockDurationMs: 5000 });
     expect(parseHostJson(undefined).routePrefix).toBe("api");
     expect(parseHostJson(undefined).serviceBus.maxDeliveryCount).toBe(10);
     expect(parseHostJson(JSON.stringify({ extensions: { http: { routePrefix: "" } } })).routePrefix).toBe("");
-    expect(() => parseHostJson(JSON.stringify({ extensions: { serviceBus: { maxDeliveryCount: 0 } } }), "h.json")).toThrow("h.json: extensions.serviceBus.maxDeliveryCount: expected a positive integer, got number 0");
+    expect(() => parseHostJson(JSON.stringify({ extensions: { serviceBus: { maxDeliveryCount: 0 } } }), "h.json")).toThrow(
+      "h.json: extensions.serviceBus.maxDeliveryCount: expected a positive integer, got number 0",
+    );
   });
   test("TimeSpan, keys and %setting% expressions", () => {
     expect(parseTimeSpan("1.02:03:04.5")).toBe(((24 + 2) * 3600 + 3 * 60 + 4) * 1000 + 500);
@@ -139,8 +150,14 @@ describe("settings", () => {
 describe("Service Bus message mapping", () => {
   test("trigger metadata uses the host's PascalCase keys with typed values", () => {
     const md = toTriggerMetadata({
-      body: { a: 1 }, messageId: "m1", deliveryCount: 2, sequenceNumber: 7, enqueuedTimeUtc: new Date("2025-01-01T00:00:00Z"),
-      lockToken: "00000000-0000-0000-0000-000000000001", contentType: "application/json", applicationProperties: { FlRound: 3 },
+      body: { a: 1 },
+      messageId: "m1",
+      deliveryCount: 2,
+      sequenceNumber: 7,
+      enqueuedTimeUtc: new Date("2025-01-01T00:00:00Z"),
+      lockToken: "00000000-0000-0000-0000-000000000001",
+      contentType: "application/json",
+      applicationProperties: { FlRound: 3 },
     });
     expect(md.DeliveryCount).toEqual({ int: 2 });
     expect(md.MessageId).toEqual({ string: "m1" });
@@ -171,7 +188,10 @@ describe("Service Bus message mapping", () => {
     expect(resolveServiceBusConnection("SB", {})).toBeUndefined();
     expect(resolveServiceBusConnection("SB", { SB: "" })).toBeUndefined();
     const fake = { getToken: async () => null };
-    expect(resolveServiceBusConnection("SB", { SB__fullyQualifiedNamespace: "ns.servicebus.windows.net" }, () => fake)).toEqual({ fullyQualifiedNamespace: "ns.servicebus.windows.net", credential: fake });
+    expect(resolveServiceBusConnection("SB", { SB__fullyQualifiedNamespace: "ns.servicebus.windows.net" }, () => fake)).toEqual({
+      fullyQualifiedNamespace: "ns.servicebus.windows.net",
+      credential: fake,
+    });
     expect(() => resolveServiceBusConnection("SB", { SB: "not a connection string" })).toThrow(ServiceBusConnectionError);
   });
 });
@@ -181,12 +201,21 @@ describe("real Service Bus message mapping (SDK transport)", () => {
   test("outgoing: JSON bodies get application/json; fields carried over; incoming: deliveryCount made 1-based", async () => {
     const { toSdkMessage, fromSdkMessage } = await import("../lib/messaging/sdkTransport");
     expect(toSdkMessage({ body: { a: 1 }, messageId: "m", applicationProperties: { k: "v" }, timeToLiveMs: 5000 })).toMatchObject({
-      body: { a: 1 }, messageId: "m", contentType: "application/json", applicationProperties: { k: "v" }, timeToLive: 5000,
+      body: { a: 1 },
+      messageId: "m",
+      contentType: "application/json",
+      applicationProperties: { k: "v" },
+      timeToLive: 5000,
     });
     expect(toSdkMessage({ body: "text" }).contentType).toBeUndefined();
     const received = fromSdkMessage({
-      body: { a: 1 }, messageId: "m", deliveryCount: 0, lockToken: "11111111-2222-3333-4444-555555555555",
-      enqueuedTimeUtc: new Date("2025-01-01T00:00:00Z"), applicationProperties: { FlRound: 2 }, state: "active",
+      body: { a: 1 },
+      messageId: "m",
+      deliveryCount: 0,
+      lockToken: "11111111-2222-3333-4444-555555555555",
+      enqueuedTimeUtc: new Date("2025-01-01T00:00:00Z"),
+      applicationProperties: { FlRound: 2 },
+      state: "active",
       sequenceNumber: { toString: () => "42" },
     } as unknown as Parameters<typeof fromSdkMessage>[0]);
     expect(received).toMatchObject({ deliveryCount: 1, sequenceNumber: 42, messageId: "m", lockToken: "11111111-2222-3333-4444-555555555555", applicationProperties: { FlRound: 2 } });
@@ -215,9 +244,18 @@ describe("NeverEarlyClock", () => {
 describe("Service Bus cardinality many", () => {
   test("a message is delivered as a batch of one with *Array metadata keys", async () => {
     const { toInvocation } = await import("../lib/runtime/triggers/serviceBus/serviceBusTriggers");
-    const { triggerData, triggerMetadata } = toInvocation({
-      body: { n: 1 }, messageId: "m1", deliveryCount: 1, sequenceNumber: 5, enqueuedTimeUtc: new Date("2025-01-01T00:00:00Z"), lockToken: "t", applicationProperties: { A: 1 },
-    }, "many");
+    const { triggerData, triggerMetadata } = toInvocation(
+      {
+        body: { n: 1 },
+        messageId: "m1",
+        deliveryCount: 1,
+        sequenceNumber: 5,
+        enqueuedTimeUtc: new Date("2025-01-01T00:00:00Z"),
+        lockToken: "t",
+        applicationProperties: { A: 1 },
+      },
+      "many",
+    );
     expect(JSON.parse(triggerData.json as string)).toEqual([{ n: 1 }]);
     expect(JSON.parse(triggerMetadata.MessageIdArray.json as string)).toEqual(["m1"]);
     expect(JSON.parse(triggerMetadata.DeliveryCountArray.json as string)).toEqual([1]);
@@ -234,6 +272,8 @@ describe("timer retry policies", () => {
     const expo = parseRetryOptions({ retryStrategy: "exponentialBackoff", maxRetryCount: -1, minimumInterval: { seconds: 2 }, maximumInterval: { seconds: 10 } }, "t")!;
     expect([1, 2, 3, 4].map((n) => retryDelayMs(expo, n))).toEqual([2000, 4000, 8000, 10000]);
     expect(parseRetryOptions(undefined, "t")).toBeUndefined();
-    expect(() => parseRetryOptions({ retryStrategy: "sometimes", maxRetryCount: 1 }, "nightly")).toThrow('Timer function "nightly": retry.strategy: expected "fixedDelay" or "exponentialBackoff", got "sometimes"');
+    expect(() => parseRetryOptions({ retryStrategy: "sometimes", maxRetryCount: 1 }, "nightly")).toThrow(
+      'Timer function "nightly": retry.strategy: expected "fixedDelay" or "exponentialBackoff", got "sometimes"',
+    );
   });
 });

@@ -1,24 +1,9 @@
 import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import {
-  bf16BitsToNumber,
-  decodeFloats,
-  encodeFloats,
-  f16BitsToNumber,
-  numberToBf16Bits,
-  numberToF16Bits,
-} from "../lib/models/dtypes";
+import { bf16BitsToNumber, decodeFloats, encodeFloats, f16BitsToNumber, numberToBf16Bits, numberToF16Bits } from "../lib/models/dtypes";
 import { fileSink, fileSource, FileBytesError } from "../lib/models/fileBytes";
-import {
-  planSafetensorsLayout,
-  readSafetensorsHeader,
-  readTensorBytes,
-  SafetensorsError,
-  SafetensorsErrorCode,
-  SafetensorsWriter,
-  writeSafetensors,
-} from "../lib/models/safetensors";
+import { planSafetensorsLayout, readSafetensorsHeader, readTensorBytes, SafetensorsError, SafetensorsErrorCode, SafetensorsWriter, writeSafetensors } from "../lib/models/safetensors";
 import { memorySink, memorySource, rawSafetensors, sha256 } from "./fixtures/memoryBytes";
 
 describe("safetensors writer/reader", () => {

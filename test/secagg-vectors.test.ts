@@ -32,7 +32,10 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 async function f32Model(tensors: Record<string, { shape: number[]; values: number[] }>): Promise<Buffer> {
   const sink = memorySink();
-  await writeSafetensors(sink, Object.entries(tensors).map(([name, t]) => ({ name, dtype: "F32" as const, shape: t.shape, data: encodeFloats(t.values, "F32") })));
+  await writeSafetensors(
+    sink,
+    Object.entries(tensors).map(([name, t]) => ({ name, dtype: "F32" as const, shape: t.shape, data: encodeFloats(t.values, "F32") })),
+  );
   return sink.committed!;
 }
 
@@ -53,7 +56,11 @@ async function computeVectors(ringBits: RingBits, bits: number, maxExamples: num
     }
   }
   const prgSeed = Buffer.from(pairwise[1].maskSeed, "hex");
-  const prg = { seed: hex(prgSeed), first8: hex(new Uint8Array(new MaskStream(prgSeed, ringBits).next(8).slice().buffer)), from5: hex(new Uint8Array(new MaskStream(prgSeed, ringBits, 5).next(3).slice().buffer)) };
+  const prg = {
+    seed: hex(prgSeed),
+    first8: hex(new Uint8Array(new MaskStream(prgSeed, ringBits).next(8).slice().buffer)),
+    from5: hex(new Uint8Array(new MaskStream(prgSeed, ringBits, 5).next(3).slice().buffer)),
+  };
   const global = { "layer.b": { shape: [3], values: [0.5, -0.25, 0] }, "layer.a": { shape: [2, 2], values: [0, 0, 0, 0] } };
   const trained = [
     { "layer.b": { shape: [3], values: [0.6, -0.3, 0.05] }, "layer.a": { shape: [2, 2], values: [0.01, -0.02, 0.03, -0.04] } },
@@ -68,14 +75,28 @@ async function computeVectors(ringBits: RingBits, bits: number, maxExamples: num
   const setups = [];
   const masked = new Map<number, Buffer>();
   for (let i = 1; i <= 3; i++) {
-    const selfSecret = fieldFromBytes(sha(`flo-secagg-vector-self-${i}-${ringBits}`).map((b, k) => (k === 31 ? b & 0x3f : b)), "selfSecret");
+    const selfSecret = fieldFromBytes(
+      sha(`flo-secagg-vector-self-${i}-${ringBits}`).map((b, k) => (k === 31 ? b & 0x3f : b)),
+      "selfSecret",
+    );
     const coefficients = [BigInt(`0x${hex(sha(`flo-secagg-vector-coef-${i}`))}`) % FIELD_PRIME];
     const nonces = [1, 2, 3].map((j) => sha(`flo-secagg-vector-nonce-${i}-${j}`).subarray(0, 12));
     const setup = prepareSiloRound({ secretKey: pairs[i - 1].secretKey, roster, session, selfIndex: i, threshold, selfSecret, coefficients, nonces });
     setups.push(setup);
     const sink = memorySink();
     const trainedFile = await f32Model(trained[i - 1]);
-    await writeMaskedUpdate({ trained: memorySource("t", trainedFile), global: memorySource("g", globalFile), sink, setup, session, plan, numExamples: numExamples[i - 1], maxExamples: maxExamples[i - 1], rounding: "nearest", chunkElements: 2 });
+    await writeMaskedUpdate({
+      trained: memorySource("t", trainedFile),
+      global: memorySource("g", globalFile),
+      sink,
+      setup,
+      session,
+      plan,
+      numExamples: numExamples[i - 1],
+      maxExamples: maxExamples[i - 1],
+      rounding: "nearest",
+      chunkElements: 2,
+    });
     masked.set(i, sink.committed!);
     silos.push({
       id: roster.silos[i - 1].id,
@@ -96,10 +117,31 @@ async function computeVectors(ringBits: RingBits, bits: number, maxExamples: num
   const split = { survivors: [1, 2], dropped: [3] };
   const reveals = [];
   for (const i of split.survivors) {
-    reveals.push(await revealForUnmask({ secretKey: pairs[i - 1].secretKey, roster, session, threshold, selfIndex: i, split, sharesFiles: new Map(setups.map((s) => [s.selfIndex, s.sharesFile])), recordDir: await fs.mkdtemp(path.join(os.tmpdir(), "flo-vectors-")) }));
+    reveals.push(
+      await revealForUnmask({
+        secretKey: pairs[i - 1].secretKey,
+        roster,
+        session,
+        threshold,
+        selfIndex: i,
+        split,
+        sharesFiles: new Map(setups.map((s) => [s.selfIndex, s.sharesFile])),
+        recordDir: await fs.mkdtemp(path.join(os.tmpdir(), "flo-vectors-")),
+      }),
+    );
   }
   const sums: Record<string, number[]> = {};
-  const result = await unmaskSum({ roster, session, threshold, plan, split, masked: new Map(split.survivors.map((i) => [i, memorySource(`m${i}`, masked.get(i)!)])), reveals, layout, onChunk: ({ tensor, sum }) => void (sums[tensor.name] = Array.from(sum)) });
+  const result = await unmaskSum({
+    roster,
+    session,
+    threshold,
+    plan,
+    split,
+    masked: new Map(split.survivors.map((i) => [i, memorySource(`m${i}`, masked.get(i)!)])),
+    reveals,
+    layout,
+    onChunk: ({ tensor, sum }) => void (sums[tensor.name] = Array.from(sum)),
+  });
   return {
     session: { federationId: "vectors-fed", round: 7, attempt: 2, threshold, ringBits, rosterDigest: hex(roster.digest), id: hex(session) },
     quantization: plan,
@@ -127,7 +169,9 @@ describe("secagg shared test vectors", () => {
   });
 
   test("the stored vectors decode as the protocol says (independent of the code that wrote them)", async () => {
-    const stored = JSON.parse(await fs.readFile(FIXTURE, "utf8")) as { ring32: { unmasked: { weightSum: number; sums: Record<string, number[]> }; silos: { numExamples: number; maxExamples: number }[]; split: { survivors: number[] } } };
+    const stored = JSON.parse(await fs.readFile(FIXTURE, "utf8")) as {
+      ring32: { unmasked: { weightSum: number; sums: Record<string, number[]> }; silos: { numExamples: number; maxExamples: number }[]; split: { survivors: number[] } };
+    };
     const v = stored.ring32;
     // Survivors alpha (4 examples) and bravo (100, clamped to 20): weight sum 24.
     expect(v.unmasked.weightSum).toBe(24);
@@ -139,7 +183,10 @@ describe("secagg shared test vectors", () => {
   });
 
   test("the Python package reproduces every stored vector (run with /usr/bin/python3)", async () => {
-    const { stdout, stderr } = await promisify(execFile)("/usr/bin/python3", ["-m", "unittest", "discover", "-s", "tests", "-t", ".", "-v"], { cwd: PYTHON_TESTS, env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" } });
+    const { stdout, stderr } = await promisify(execFile)("/usr/bin/python3", ["-m", "unittest", "discover", "-s", "tests", "-t", ".", "-v"], {
+      cwd: PYTHON_TESTS,
+      env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
+    });
     expect(stdout + stderr).toMatch(/\nOK\n?$/);
     expect(stderr).toMatch(/Ran [1-9]\d* tests?/);
   }, 120000);
@@ -161,7 +208,10 @@ describe("Python silos, TypeScript orchestrator", () => {
     }
     const roster = buildRoster(ids.map((id, i) => ({ id, publicKey: pairs[i].publicKey })));
     const description = (self: string) => ({
-      federationId: "py-fed", round: 2, attempt: 1, threshold: 3,
+      federationId: "py-fed",
+      round: 2,
+      attempt: 1,
+      threshold: 3,
       quantization: { bits: 16, clipNorm: 0.5, rounding: "stochastic" },
       silos: ids.map((id, i) => ({ id, publicKey: pairs[i].publicKey.toString("base64"), maxExamples: maxExamples[i] })),
       self,
@@ -170,7 +220,7 @@ describe("Python silos, TypeScript orchestrator", () => {
     const session = sessionId({ federationId: "py-fed", round: 2, attempt: 1, threshold: 3, ringBits: plan.ringBits, roster });
     const shape = [7, 9];
     let state = 7;
-    const random = () => ((state = (state * 48271) % 2147483647) / 2147483647 - 0.5);
+    const random = () => (state = (state * 48271) % 2147483647) / 2147483647 - 0.5;
     const globalValues = Array.from({ length: 63 }, random);
     await fs.writeFile(path.join(dir, "global.safetensors"), await f32Model({ w: { shape, values: globalValues } }));
     const updates = ids.map((_, s) => globalValues.map(() => random() * (s === 1 ? 0.5 : 0.05)));
@@ -180,7 +230,21 @@ describe("Python silos, TypeScript orchestrator", () => {
       const s = ids.indexOf(id);
       await fs.writeFile(path.join(dir, `${id}.session.json`), JSON.stringify(description(id)));
       await fs.writeFile(path.join(dir, `${id}.trained.safetensors`), await f32Model({ w: { shape, values: globalValues.map((g, i) => g + updates[s][i]) } }));
-      await python(["mask", "--session", path.join(dir, `${id}.session.json`), "--key", path.join(dir, `${id}.key`), "--trained", path.join(dir, `${id}.trained.safetensors`), "--global", path.join(dir, "global.safetensors"), "--num-examples", String(numExamples[s]), "--out", path.join(dir, id)]);
+      await python([
+        "mask",
+        "--session",
+        path.join(dir, `${id}.session.json`),
+        "--key",
+        path.join(dir, `${id}.key`),
+        "--trained",
+        path.join(dir, `${id}.trained.safetensors`),
+        "--global",
+        path.join(dir, "global.safetensors"),
+        "--num-examples",
+        String(numExamples[s]),
+        "--out",
+        path.join(dir, id),
+      ]);
     }
     const layout = streamLayout([{ name: "w", shape }]);
     const survivors = uploaders.map((id) => roster.indexOf(id));
@@ -199,7 +263,21 @@ describe("Python silos, TypeScript orchestrator", () => {
     const reveals: Reveal[] = [];
     for (const id of uploaders) {
       const out = path.join(dir, `${id}.reveal.json`);
-      await python(["reveal", "--session", path.join(dir, `${id}.session.json`), "--key", path.join(dir, `${id}.key`), "--split", path.join(dir, "split.json"), "--shares", ...sharesPaths, "--record-dir", path.join(dir, `${id}.records`), "--out", out]);
+      await python([
+        "reveal",
+        "--session",
+        path.join(dir, `${id}.session.json`),
+        "--key",
+        path.join(dir, `${id}.key`),
+        "--split",
+        path.join(dir, "split.json"),
+        "--shares",
+        ...sharesPaths,
+        "--record-dir",
+        path.join(dir, `${id}.records`),
+        "--out",
+        out,
+      ]);
       reveals.push(JSON.parse(await fs.readFile(out, "utf8")) as Reveal);
     }
     let sum: Float64Array | undefined;
@@ -221,6 +299,22 @@ describe("Python silos, TypeScript orchestrator", () => {
     expect(error).toBeLessThanOrEqual(sumErrorBound(plan, 3, "stochastic"));
     // A second split for the same session is refused by the Python silo.
     await fs.writeFile(path.join(dir, "split2.json"), JSON.stringify({ survivors: [1, 2, 3, 4], dropped: [] }));
-    await expect(python(["reveal", "--session", path.join(dir, "north.session.json"), "--key", path.join(dir, "north.key"), "--split", path.join(dir, "split2.json"), "--shares", ...sharesPaths, "--record-dir", path.join(dir, "north.records"), "--out", path.join(dir, "x.json")])).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("[SECOND_ROSTER]") as unknown });
+    await expect(
+      python([
+        "reveal",
+        "--session",
+        path.join(dir, "north.session.json"),
+        "--key",
+        path.join(dir, "north.key"),
+        "--split",
+        path.join(dir, "split2.json"),
+        "--shares",
+        ...sharesPaths,
+        "--record-dir",
+        path.join(dir, "north.records"),
+        "--out",
+        path.join(dir, "x.json"),
+      ]),
+    ).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("[SECOND_ROSTER]") as unknown });
   }, 120000);
 });

@@ -83,8 +83,10 @@ describe("secagg session and Shamir", () => {
       { ...base, roster: buildRoster([...entries.slice(0, 2), { id: "bank", publicKey: generateKeyPair().publicKey }]) },
     ];
     for (const v of variants) expect(sessionId(v).equals(id)).toBe(false);
-    expect(() => buildRoster([...entries, { id: "bank", publicKey: generateKeyPair().publicKey }])).toThrow('silos[bank]: silo id appears twice [BAD_ROSTER]');
-    expect(() => buildRoster([...entries, { id: "c", publicKey: pairs[0].publicKey }])).toThrow('silos[hospital-b].publicKey: same public key as silo "c": every silo needs its own key pair [BAD_ROSTER]');
+    expect(() => buildRoster([...entries, { id: "bank", publicKey: generateKeyPair().publicKey }])).toThrow("silos[bank]: silo id appears twice [BAD_ROSTER]");
+    expect(() => buildRoster([...entries, { id: "c", publicKey: pairs[0].publicKey }])).toThrow(
+      'silos[hospital-b].publicKey: same public key as silo "c": every silo needs its own key pair [BAD_ROSTER]',
+    );
     expect(() => sessionId({ ...base, threshold: 1 })).toThrow("threshold: expected an integer t with 2 <= t <= 3 (the roster size), got 1 [BAD_PARAMETERS]");
     expect(defaultThreshold(5)).toBe(4);
     expect(defaultThreshold(2)).toBe(2);
@@ -94,8 +96,19 @@ describe("secagg session and Shamir", () => {
     const secret = randomFieldElement();
     const shares = splitSecret({ secret, threshold: 3, count: 5 });
     expect(shares.map((s) => s.x)).toEqual([1, 2, 3, 4, 5]);
-    for (const subset of [[0, 1, 2], [0, 3, 4], [1, 2, 4], [4, 2, 0]]) {
-      expect(reconstructSecret(subset.map((i) => shares[i]), 3, "s")).toBe(secret);
+    for (const subset of [
+      [0, 1, 2],
+      [0, 3, 4],
+      [1, 2, 4],
+      [4, 2, 0],
+    ]) {
+      expect(
+        reconstructSecret(
+          subset.map((i) => shares[i]),
+          3,
+          "s",
+        ),
+      ).toBe(secret);
     }
     expect(reconstructSecret(shares, 3, "s")).toBe(secret);
     const twoShares = [shares[1], shares[3]];
@@ -172,7 +185,11 @@ describe("secagg session and Shamir", () => {
         const part = new MaskStream(seed, ringBits, start);
         const a = part.next(5);
         const b = part.next(Math.max(0, 100 - start - 5));
-        expect(Array.from(a).concat(Array.from(b)).slice(0, (100 - start) * perElement)).toEqual(Array.from(whole.subarray(start * perElement)));
+        expect(
+          Array.from(a)
+            .concat(Array.from(b))
+            .slice(0, (100 - start) * perElement),
+        ).toEqual(Array.from(whole.subarray(start * perElement)));
       }
     }
   });
@@ -298,7 +315,18 @@ async function reveals(fed: Federation, run: SessionRun, split: Split, revealers
   for (const index of revealers) {
     const silo = fed.silos.find((s) => s.id === fed.roster.silos[index - 1].id)!;
     const sharesFiles = new Map(split.survivors.map((i) => [i, run.sharesFiles.get(i)!]));
-    out.push(await revealForUnmask({ secretKey: silo.keys.secretKey, roster: fed.roster, session: run.session, threshold: T, selfIndex: index, split, sharesFiles, recordDir: path.join(recordRoot, silo.id) }));
+    out.push(
+      await revealForUnmask({
+        secretKey: silo.keys.secretKey,
+        roster: fed.roster,
+        session: run.session,
+        threshold: T,
+        selfIndex: index,
+        split,
+        sharesFiles,
+        recordDir: path.join(recordRoot, silo.id),
+      }),
+    );
   }
   return out;
 }
@@ -373,13 +401,35 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
     const session = sessionId({ federationId: "f", round: 1, attempt: 0, threshold: T, ringBits: fed.plan.ringBits, roster: fed.roster });
     const setup = prepareSiloRound({ secretKey: silo.keys.secretKey, roster: fed.roster, session, selfIndex: index, threshold: T });
     const sink = memorySink();
-    await writeMaskedUpdate({ trained: recording("t", await modelFile("t", fed.trainedOf(silo))), global: recording("g", fed.globalFile), sink, setup, session, plan: fed.plan, numExamples: 1, maxExamples: silo.maxExamples, rounding: "nearest", chunkElements: 64 });
+    await writeMaskedUpdate({
+      trained: recording("t", await modelFile("t", fed.trainedOf(silo))),
+      global: recording("g", fed.globalFile),
+      sink,
+      setup,
+      session,
+      plan: fed.plan,
+      numExamples: 1,
+      maxExamples: silo.maxExamples,
+      rounding: "nearest",
+      chunkElements: 64,
+    });
     // Tensor data is read 64 F32 elements at a time (the model has 1160 per file).
     expect(largest.value).toBe(64 * 4);
     largest.value = 0;
     const run = await maskRound(fed, { attempt: 0, uploaders: [1, 2, 3, 4, 5], rounding: "nearest" });
     const split = { survivors: [1, 2, 3, 4, 5], dropped: [] };
-    await unmaskSum({ roster: fed.roster, session: run.session, threshold: T, plan: fed.plan, split, masked: new Map(split.survivors.map((i) => [i, recording(`m${i}`, run.masked.get(i)!)])), reveals: await reveals(fed, run, split, split.survivors, recordRoot), layout: fed.layout, chunkElements: 100, onChunk: () => undefined });
+    await unmaskSum({
+      roster: fed.roster,
+      session: run.session,
+      threshold: T,
+      plan: fed.plan,
+      split,
+      masked: new Map(split.survivors.map((i) => [i, recording(`m${i}`, run.masked.get(i)!)])),
+      reveals: await reveals(fed, run, split, split.survivors, recordRoot),
+      layout: fed.layout,
+      chunkElements: 100,
+      onChunk: () => undefined,
+    });
     expect(largest.value).toBe(100 * 4);
   });
 
@@ -411,7 +461,17 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
     // With only t - 1 answers nothing is unmasked.
     let called = false;
     await expect(
-      unmaskSum({ roster: fed.roster, session: run.session, threshold: T, plan: fed.plan, split, masked: new Map(all.map((i) => [i, memorySource(`m${i}`, run.masked.get(i)!)])), reveals: (await reveals(fed, run, split, [1, 3], await tmpDir())), layout: fed.layout, onChunk: () => void (called = true) }),
+      unmaskSum({
+        roster: fed.roster,
+        session: run.session,
+        threshold: T,
+        plan: fed.plan,
+        split,
+        masked: new Map(all.map((i) => [i, memorySource(`m${i}`, run.masked.get(i)!)])),
+        reveals: await reveals(fed, run, split, [1, 3], await tmpDir()),
+        layout: fed.layout,
+        onChunk: () => void (called = true),
+      }),
     ).rejects.toThrow(/selfShares\[1\]: 2 shares of survivor 1's self-mask seed, need t = 3.*\[UNRECOVERABLE\]/);
     expect(called).toBe(false);
   });
@@ -422,7 +482,17 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
     const split = { survivors: [1, 2, 3, 5], dropped: [4] };
     let called = false;
     await expect(
-      unmaskSum({ roster: fed.roster, session: run.session, threshold: T, plan: fed.plan, split, masked: new Map(split.survivors.map((i) => [i, memorySource(`m${i}`, run.masked.get(i)!)])), reveals: await reveals(fed, run, split, [1, 2, 5], recordRoot), layout: fed.layout, onChunk: () => void (called = true) }),
+      unmaskSum({
+        roster: fed.roster,
+        session: run.session,
+        threshold: T,
+        plan: fed.plan,
+        split,
+        masked: new Map(split.survivors.map((i) => [i, memorySource(`m${i}`, run.masked.get(i)!)])),
+        reveals: await reveals(fed, run, split, [1, 2, 5], recordRoot),
+        layout: fed.layout,
+        onChunk: () => void (called = true),
+      }),
     ).rejects.toThrow("reveals: survivors 3 did not reveal their pairwise seeds with dropped silos 4: re-run the round under a new session [UNRECOVERABLE]");
     expect(called).toBe(false);
     const rerun = await maskRound(fed, { attempt: 1, uploaders: [1, 2, 3, 5], rounding: "nearest" });
@@ -440,7 +510,17 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
     await expect(reveals(fed, run, split, [2], recordRoot)).rejects.toThrow("survivors: 2 survivors, the threshold is t = 3: nothing may be unmasked [TOO_FEW_SURVIVORS]");
     let called = false;
     await expect(
-      unmaskSum({ roster: fed.roster, session: run.session, threshold: T, plan: fed.plan, split, masked: new Map([2, 4].map((i) => [i, memorySource(`m${i}`, run.masked.get(i)!)])), reveals: [], layout: fed.layout, onChunk: () => void (called = true) }),
+      unmaskSum({
+        roster: fed.roster,
+        session: run.session,
+        threshold: T,
+        plan: fed.plan,
+        split,
+        masked: new Map([2, 4].map((i) => [i, memorySource(`m${i}`, run.masked.get(i)!)])),
+        reveals: [],
+        layout: fed.layout,
+        onChunk: () => void (called = true),
+      }),
     ).rejects.toMatchObject({ code: "TOO_FEW_SURVIVORS" });
     expect(called).toBe(false);
     // Nothing was recorded either: the refusal came before any reveal.
@@ -469,9 +549,16 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
     const expected = { session: run.session, sender: 2, ringBits: fed.plan.ringBits, layout: fed.layout };
     await expect(validateMaskedUpload(memorySource("m2", run.masked.get(2)!), expected)).resolves.toBeDefined();
     await expect(validateMaskedUpload(memorySource("m3", run.masked.get(3)!), expected)).rejects.toThrow('m3: __metadata__.sender: expected "2", got "3" [BAD_UPLOAD]');
-    await expect(validateMaskedUpload(memorySource("m2", run.masked.get(2)!), { ...expected, layout: streamLayout([{ name: "layer.0.bias", shape: [41] }, { name: "layer.0.weight", shape: [40, 25] }, { name: "head.weight", shape: [3, 40] }]) })).rejects.toThrow(
-      'm2: tensor "layer.0.bias".shape: expected [41], got [40] [BAD_UPLOAD]',
-    );
+    await expect(
+      validateMaskedUpload(memorySource("m2", run.masked.get(2)!), {
+        ...expected,
+        layout: streamLayout([
+          { name: "layer.0.bias", shape: [41] },
+          { name: "layer.0.weight", shape: [40, 25] },
+          { name: "head.weight", shape: [3, 40] },
+        ]),
+      }),
+    ).rejects.toThrow('m2: tensor "layer.0.bias".shape: expected [41], got [40] [BAD_UPLOAD]');
     await expect(validateMaskedUpload(memorySource("m2", run.masked.get(2)!), { ...expected, session: Buffer.alloc(32) })).rejects.toThrow(/m2: __metadata__.session: expected "0000/);
     const shares = JSON.parse(JSON.stringify(run.sharesFiles.get(1))) as SharesFile;
     shares.shares.pop();
@@ -479,10 +566,30 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
     const split = { survivors: [1, 2, 3, 4], dropped: [5] };
     const revealList = await reveals(fed, run, split, split.survivors, recordRoot);
     await expect(
-      unmaskSum({ roster: fed.roster, session: run.session, threshold: T, plan: fed.plan, split, masked: new Map([1, 2, 3, 4, 5].map((i) => [i, memorySource(`m${i}`, run.masked.get(i)!)])), reveals: revealList, layout: fed.layout, onChunk: () => undefined }),
+      unmaskSum({
+        roster: fed.roster,
+        session: run.session,
+        threshold: T,
+        plan: fed.plan,
+        split,
+        masked: new Map([1, 2, 3, 4, 5].map((i) => [i, memorySource(`m${i}`, run.masked.get(i)!)])),
+        reveals: revealList,
+        layout: fed.layout,
+        onChunk: () => undefined,
+      }),
     ).rejects.toThrow("masked[5]: silo 5 is dropped for this session: its update must not be used [BAD_UPLOAD]");
     await expect(
-      unmaskSum({ roster: fed.roster, session: run.session, threshold: T, plan: fed.plan, split, masked: new Map(split.survivors.map((i) => [i, memorySource(`m${i}`, run.masked.get(i)!)])), reveals: [...revealList, { ...revealList[0], revealer: 5 }], layout: fed.layout, onChunk: () => undefined }),
+      unmaskSum({
+        roster: fed.roster,
+        session: run.session,
+        threshold: T,
+        plan: fed.plan,
+        split,
+        masked: new Map(split.survivors.map((i) => [i, memorySource(`m${i}`, run.masked.get(i)!)])),
+        reveals: [...revealList, { ...revealList[0], revealer: 5 }],
+        layout: fed.layout,
+        onChunk: () => undefined,
+      }),
     ).rejects.toThrow("reveals[5]: silo 5 is dropped: nothing from it is used [BAD_UPLOAD]");
   });
 
@@ -537,7 +644,17 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
           setups.push(setup);
           const sink = memorySink();
           // Update +-C on one axis (norm exactly C), weight = maxExamples: every code is +-w*Q.
-          await writeMaskedUpdate({ trained: memorySource("t", await gridModel(shapes, [sign * 1.5, 0])), global: memorySource("g", global), sink, setup, session, plan, numExamples: maxExamples[i - 1] * 10, maxExamples: maxExamples[i - 1], rounding: "stochastic" });
+          await writeMaskedUpdate({
+            trained: memorySource("t", await gridModel(shapes, [sign * 1.5, 0])),
+            global: memorySource("g", global),
+            sink,
+            setup,
+            session,
+            plan,
+            numExamples: maxExamples[i - 1] * 10,
+            maxExamples: maxExamples[i - 1],
+            rounding: "stochastic",
+          });
           masked.set(i, sink.committed!);
         }
         const all = [1, 2, 3, 4, 5];
@@ -545,15 +662,36 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
         const revealList: Reveal[] = [];
         const dir = await tmpDir();
         for (const i of all) {
-          revealList.push(await revealForUnmask({ secretKey: pairs[i - 1].secretKey, roster, session, threshold: T, selfIndex: i, split, sharesFiles: new Map(setups.map((s) => [s.selfIndex, s.sharesFile])), recordDir: path.join(dir, String(i)) }));
+          revealList.push(
+            await revealForUnmask({
+              secretKey: pairs[i - 1].secretKey,
+              roster,
+              session,
+              threshold: T,
+              selfIndex: i,
+              split,
+              sharesFiles: new Map(setups.map((s) => [s.selfIndex, s.sharesFile])),
+              recordDir: path.join(dir, String(i)),
+            }),
+          );
         }
         let sum: Float64Array | undefined;
-        const result = await unmaskSum({ roster, session, threshold: T, plan, split, masked: new Map([...masked].map(([i, b]) => [i, memorySource(`m${i}`, b)])), reveals: revealList, layout, onChunk: (c) => void (sum = c.sum) });
+        const result = await unmaskSum({
+          roster,
+          session,
+          threshold: T,
+          plan,
+          split,
+          masked: new Map([...masked].map(([i, b]) => [i, memorySource(`m${i}`, b)])),
+          reveals: revealList,
+          layout,
+          onChunk: (c) => void (sum = c.sum),
+        });
         const W = maxExamples.reduce((a, b) => a + b, 0);
         expect(result.weightSum).toBe(W);
         // The largest code sum: W * Q, within one step of the ring's signed range 2^(k-1) when k is tight.
         expect(W * plan.levels).toBeLessThan(2 ** (ringBits - 1));
-        expect(Array.from(sum!)).toEqual([sign * W * plan.levels / plan.scale, 0]);
+        expect(Array.from(sum!)).toEqual([(sign * W * plan.levels) / plan.scale, 0]);
         expect(Math.abs(sum![0] - sign * W * 1.5)).toBeLessThanOrEqual(1e-9 * W);
       }
     }
@@ -561,7 +699,10 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
 
   async function gridModel(shapes: Record<string, number[]>, values: number[]): Promise<Buffer> {
     const sink = memorySink();
-    await writeSafetensors(sink, Object.entries(shapes).map(([name, shape]) => ({ name, dtype: "F64" as const, shape, data: encodeFloats(values, "F64") })));
+    await writeSafetensors(
+      sink,
+      Object.entries(shapes).map(([name, shape]) => ({ name, dtype: "F64" as const, shape, data: encodeFloats(values, "F64") })),
+    );
     return sink.committed!;
   }
 
@@ -569,7 +710,9 @@ describe("secagg end to end: K = 5 silos, t = 3", () => {
     expect(() => planQuantization({ bits: 1, clipNorm: 1, maxExamples: [1] })).toThrow("bits: expected an integer in [2, 32], got 1 [BAD_PARAMETERS]");
     expect(() => planQuantization({ bits: 16, clipNorm: 0, maxExamples: [1] })).toThrow("clipping.norm: expected a finite number > 0, got 0 [BAD_PARAMETERS]");
     expect(() => planQuantization({ bits: 16, clipNorm: 1, maxExamples: [10, 2.5] })).toThrow("silos[1].maxExamples: expected an integer >= 1, got 2.5 [BAD_PARAMETERS]");
-    expect(() => planQuantization({ bits: 32, clipNorm: 1, maxExamples: [1 << 20] })).toThrow("bits: b + ceil(log2(sum of maxExamples)) = 32 + 20 exceeds 48: lower bits or maxExamples [BAD_PARAMETERS]");
+    expect(() => planQuantization({ bits: 32, clipNorm: 1, maxExamples: [1 << 20] })).toThrow(
+      "bits: b + ceil(log2(sum of maxExamples)) = 32 + 20 exceeds 48: lower bits or maxExamples [BAD_PARAMETERS]",
+    );
     expect(planQuantization({ bits: 16, clipNorm: 1, maxExamples: [1 << 15] })).toMatchObject({ headroomBits: 15, ringBits: 32, levels: 32767 });
     expect(planQuantization({ bits: 16, clipNorm: 1, maxExamples: [(1 << 15) + 1] })).toMatchObject({ headroomBits: 16, ringBits: 64 });
     expect(new SecAggError("BAD_INPUT", "f", "m")).toBeInstanceOf(Error);

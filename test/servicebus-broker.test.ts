@@ -194,7 +194,10 @@ describe("fake Service Bus broker (real SDK)", () => {
   test("message TTL: expired messages are dead-lettered (TTLExpiredException) or dropped, per queue setting", async () => {
     bus.createQueue("ttl-dlq", { deadLetteringOnMessageExpiration: true });
     bus.createQueue("ttl-drop", { defaultMessageTimeToLiveMs: 150 });
-    await client.createSender("ttl-dlq").sendMessages([{ body: "short", messageId: "t-1", timeToLive: 150 }, { body: "long", messageId: "t-2", timeToLive: 60_000 }]);
+    await client.createSender("ttl-dlq").sendMessages([
+      { body: "short", messageId: "t-1", timeToLive: 150 },
+      { body: "long", messageId: "t-2", timeToLive: 60_000 },
+    ]);
     await client.createSender("ttl-drop").sendMessages({ body: "default ttl", messageId: "t-3" });
     await new Promise((r) => setTimeout(r, 300));
     const receiver = client.createReceiver("ttl-dlq", noAutoRenew);

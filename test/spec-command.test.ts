@@ -1,29 +1,28 @@
-import {
-  CommandTemplateError,
-  commandInputNames,
-  commandOutputNames,
-  federationInstanceId,
-  parseCommandTemplate,
-  renderCommand,
-  siloJobInputs,
-  validateSpec,
-} from "../lib/spec";
+import { CommandTemplateError, commandInputNames, commandOutputNames, federationInstanceId, parseCommandTemplate, renderCommand, siloJobInputs, validateSpec } from "../lib/spec";
 
-const CONTRACT =
-  "node train.js $[[--global ${{inputs.global_model}}]] --out ${{outputs.model_update}} --data ${{inputs.data}} --epochs ${{inputs.epochs}} --round ${{inputs.round}}";
+const CONTRACT = "node train.js $[[--global ${{inputs.global_model}}]] --out ${{outputs.model_update}} --data ${{inputs.data}} --epochs ${{inputs.epochs}} --round ${{inputs.round}}";
 const outputs = { model_update: "/tmp/out/update" };
 const baseInputs = { data: "/data/east", epochs: "2", round: "1" };
 
 describe("renderCommand", () => {
   test("round 1 without a global model: the optional part is dropped", () => {
-    expect(renderCommand(CONTRACT, { inputs: baseInputs, outputs })).toEqual([
-      "node", "train.js", "--out", "/tmp/out/update", "--data", "/data/east", "--epochs", "2", "--round", "1",
-    ]);
+    expect(renderCommand(CONTRACT, { inputs: baseInputs, outputs })).toEqual(["node", "train.js", "--out", "/tmp/out/update", "--data", "/data/east", "--epochs", "2", "--round", "1"]);
   });
 
   test("with a global model the optional part is kept, placeholders substituted", () => {
     expect(renderCommand(CONTRACT, { inputs: { ...baseInputs, round: "2", global_model: "/tmp/in/global" }, outputs })).toEqual([
-      "node", "train.js", "--global", "/tmp/in/global", "--out", "/tmp/out/update", "--data", "/data/east", "--epochs", "2", "--round", "2",
+      "node",
+      "train.js",
+      "--global",
+      "/tmp/in/global",
+      "--out",
+      "/tmp/out/update",
+      "--data",
+      "/data/east",
+      "--epochs",
+      "2",
+      "--round",
+      "2",
     ]);
   });
 
@@ -32,26 +31,34 @@ describe("renderCommand", () => {
   });
 
   test("values with spaces stay one argument, quoted in the template or not", () => {
-    const inputs = { data: "/data/north region/2026", name: "it's \"quoted\"" };
+    const inputs = { data: "/data/north region/2026", name: 'it\'s "quoted"' };
     expect(renderCommand("run ${{inputs.data}} '${{inputs.data}}' \"${{inputs.data}}\" --out=${{outputs.model_update}}", { inputs, outputs })).toEqual([
-      "run", "/data/north region/2026", "/data/north region/2026", "/data/north region/2026", "--out=/tmp/out/update",
+      "run",
+      "/data/north region/2026",
+      "/data/north region/2026",
+      "/data/north region/2026",
+      "--out=/tmp/out/update",
     ]);
     // Quotes inside a value are data, never syntax.
-    expect(renderCommand("echo ${{inputs.name}}", { inputs, outputs })).toEqual(["echo", "it's \"quoted\""]);
+    expect(renderCommand("echo ${{inputs.name}}", { inputs, outputs })).toEqual(["echo", 'it\'s "quoted"']);
   });
 
   test("template quoting: single, double with escapes, backslash, empty argument, adjacent pieces", () => {
     expect(renderCommand(`python -c 'print("a b")' "x \\"y\\" \\\\" a\\ b "" pre-\${{inputs.v}}-post`, { inputs: { v: "V" }, outputs })).toEqual([
-      "python", "-c", 'print("a b")', 'x "y" \\', "a b", "", "pre-V-post",
+      "python",
+      "-c",
+      'print("a b")',
+      'x "y" \\',
+      "a b",
+      "",
+      "pre-V-post",
     ]);
   });
 
   test("an optional part with several inputs is kept only when all are present", () => {
     const template = "t $[[--resume ${{inputs.global_model}} --from ${{inputs.checkpoint_round}}]] --out ${{outputs.model_update}}";
     expect(renderCommand(template, { inputs: { global_model: "g" }, outputs })).toEqual(["t", "--out", "/tmp/out/update"]);
-    expect(renderCommand(template, { inputs: { global_model: "g", checkpoint_round: "3" }, outputs })).toEqual([
-      "t", "--resume", "g", "--from", "3", "--out", "/tmp/out/update",
-    ]);
+    expect(renderCommand(template, { inputs: { global_model: "g", checkpoint_round: "3" }, outputs })).toEqual(["t", "--resume", "g", "--from", "3", "--out", "/tmp/out/update"]);
   });
 
   test("placeholders tolerate inner spaces like Azure ML", () => {

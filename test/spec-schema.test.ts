@@ -61,7 +61,11 @@ test("defaults in the JSON Schema are the defaults the parser applies", () => {
 
 test("every example spec points editors at the schema", () => {
   const dirs = [join(ROOT, "examples", "specs"), join(ROOT, "examples", "specs", "invalid")];
-  const yamlFiles = dirs.flatMap((dir) => readdirSync(dir).filter((f) => f.endsWith(".yaml") && f !== "syntax-error.yaml").map((f) => join(dir, f)));
+  const yamlFiles = dirs.flatMap((dir) =>
+    readdirSync(dir)
+      .filter((f) => f.endsWith(".yaml") && f !== "syntax-error.yaml")
+      .map((f) => join(dir, f)),
+  );
   expect(yamlFiles.length).toBeGreaterThanOrEqual(6);
   for (const file of yamlFiles) {
     const ref = /^# yaml-language-server: \$schema=(\S+)$/m.exec(readFileSync(file, "utf8"))?.[1];
@@ -147,7 +151,11 @@ describe("the JSON Schema agrees with flo on field-level rules (what editors wil
     ["sampleFraction 0", (s: any) => (s.policy = { sampleFraction: 0 }), "policy.sampleFraction: exclusiveMinimum"],
     ["roundTimeout not ISO-8601", (s: any) => (s.policy = { roundTimeout: "30m" }), "policy.roundTimeout: pattern"],
     ["misspelt field", (s: any) => (s.policy = { minsilos: 2 }), "policy.minsilos: additional property"],
-    ["subscription id", (s: any) => (s.silos[0].compute = { type: "azureml", subscriptionId: "x", resourceGroup: "rg", workspace: "mlw-a", computeName: "cpu" }), "silos[0].compute.subscriptionId: pattern"],
+    [
+      "subscription id",
+      (s: any) => (s.silos[0].compute = { type: "azureml", subscriptionId: "x", resourceGroup: "rg", workspace: "mlw-a", computeName: "cpu" }),
+      "silos[0].compute.subscriptionId: pattern",
+    ],
     ["input name", (s: any) => (s.training.parameters = { "learning-rate": 0.1 }), "training.parameters.learning-rate(name): pattern"],
   ])("rejects %s at the same path flo reports", (_label, breakIt, expected) => {
     const spec: any = parseYaml(readFileSync(join(examples, "fraud-local.yaml"), "utf8"));

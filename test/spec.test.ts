@@ -82,9 +82,7 @@ describe("valid specs", () => {
   test("central DP is refused around non-mean strategies, accepted around mean-based ones", () => {
     const agg = (aggregation: unknown) => validateSpec({ ...base(), initialModel: "models/start.safetensors", aggregation }).aggregation;
     for (const strategy of ["median", "trimmed-mean"]) {
-      expect(() => agg({ strategy, clipping: { mode: "fixed", norm: 1 }, dp: { noiseMultiplier: 1 } })).toThrow(
-        new RegExp(`aggregation\\.dp: expected no dp with ${strategy}: Gaussian noise`),
-      );
+      expect(() => agg({ strategy, clipping: { mode: "fixed", norm: 1 }, dp: { noiseMultiplier: 1 } })).toThrow(new RegExp(`aggregation\\.dp: expected no dp with ${strategy}: Gaussian noise`));
     }
     expect(agg({ strategy: "fedadam", clipping: { mode: "fixed", norm: 1 }, dp: { noiseMultiplier: 1 } })).toMatchObject({ dp: { noiseMultiplier: 1, delta: 1e-5 } });
   });
@@ -191,33 +189,25 @@ describe("invalid specs: each names the path and expected vs got", () => {
       (s) => (s.silos[2].compute = AZUREML),
       [["training.environment", "an Azure ML environment such as azureml:flo-node:1 (silos[2] uses azureml compute)", "missing"]],
     ],
-    ["azureml compute missing computeName", (s) => {
-      const { computeName: _omitted, ...compute } = AZUREML;
-      s.silos[0].compute = compute;
-      s.training.environment = "azureml:flo-node:1";
-    }, [["silos[0].compute.computeName", "a string", "missing"]]],
+    [
+      "azureml compute missing computeName",
+      (s) => {
+        const { computeName: _omitted, ...compute } = AZUREML;
+        s.silos[0].compute = compute;
+        s.training.environment = "azureml:flo-node:1";
+      },
+      [["silos[0].compute.computeName", "a string", "missing"]],
+    ],
     ["roundTimeout not ISO-8601", (s) => (s.policy = { roundTimeout: "30m" }), [["policy.roundTimeout", "an ISO-8601 duration such as PT30M or P1DT2H", '"30m"']]],
     ["roundTimeout zero", (s) => (s.policy = { roundTimeout: "PT0S" }), [["policy.roundTimeout", "a duration > 0", '"PT0S"']]],
     ["roundTimeout beyond 30 days", (s) => (s.policy = { roundTimeout: "P31D" }), [["policy.roundTimeout", "a duration <= P30D", '"P31D"']]],
     ["sampleFraction zero", (s) => (s.policy = { sampleFraction: 0 }), [["policy.sampleFraction", "a number > 0", "0"]]],
     ["sampleFraction above 1", (s) => (s.policy = { sampleFraction: 1.5 }), [["policy.sampleFraction", "a number <= 1", "1.5"]]],
     ["minSilos above the silo count", (s) => (s.policy = { minSilos: 4 }), [["policy.minSilos", "<= 3 (the number of silos)", "4"]]],
-    [
-      "minSilos above the sampled count",
-      (s) => (s.policy = { minSilos: 2, sampleFraction: 0.3 }),
-      [["policy.minSilos", "<= 1 (silos sampled per round: ceil(sampleFraction 0.3 x 3 silos))", "2"]],
-    ],
+    ["minSilos above the sampled count", (s) => (s.policy = { minSilos: 2, sampleFraction: 0.3 }), [["policy.minSilos", "<= 1 (silos sampled per round: ceil(sampleFraction 0.3 x 3 silos))", "2"]]],
     ["jobRetries negative", (s) => (s.policy = { jobRetries: -1 }), [["policy.jobRetries", "a number >= 0", "-1"]]],
-    [
-      "five-field cron",
-      (s) => (s.schedule = "0 2 * * 0"),
-      [["schedule", 'six-field NCRONTAB "{second} {minute} {hour} {day} {month} {day-of-week}"', '"0 2 * * 0"']],
-    ],
-    [
-      "cron hour out of range",
-      (s) => (s.schedule = "0 0 25 * * *"),
-      [["schedule", 'six-field NCRONTAB "{second} {minute} {hour} {day} {month} {day-of-week}"', '"0 0 25 * * *"']],
-    ],
+    ["five-field cron", (s) => (s.schedule = "0 2 * * 0"), [["schedule", 'six-field NCRONTAB "{second} {minute} {hour} {day} {month} {day-of-week}"', '"0 2 * * 0"']]],
+    ["cron hour out of range", (s) => (s.schedule = "0 0 25 * * *"), [["schedule", 'six-field NCRONTAB "{second} {minute} {hour} {day} {month} {day-of-week}"', '"0 0 25 * * *"']]],
     [
       "initialModel as a pickled checkpoint",
       (s) => (s.initialModel = "models/start.pt"),
@@ -291,7 +281,11 @@ describe("invalid specs: each names the path and expected vs got", () => {
       },
       [["aggregation.keep", "<= 4 (policy.minSilos = 5 minus byzantine 1)", "5"]],
     ],
-    ["dp without clipping", (s) => (s.aggregation = { strategy: "fedavg", dp: { noiseMultiplier: 1 } }), [["aggregation.clipping", "a clipping setting: dp noise is calibrated to the clipping norm", "missing"]]],
+    [
+      "dp without clipping",
+      (s) => (s.aggregation = { strategy: "fedavg", dp: { noiseMultiplier: 1 } }),
+      [["aggregation.clipping", "a clipping setting: dp noise is calibrated to the clipping norm", "missing"]],
+    ],
     [
       "dp with adaptive clipping and too little count noise (z >= 2 sigma_b)",
       (s) => (s.aggregation = { strategy: "fedavg", clipping: { mode: "adaptive", initialNorm: 0.1 }, dp: { noiseMultiplier: 1 } }),
@@ -302,15 +296,11 @@ describe("invalid specs: each names the path and expected vs got", () => {
       (s) => ((s.initialModel = "m.safetensors"), (s.aggregation = { strategy: "fedadagrad", beta1: 0.9 })),
       [["aggregation.beta1", "only known fields (strategy, serverLr, tau, clipping, dp)", 'unknown field "beta1"']],
     ],
-    [
-      "misspelt policy field",
-      (s) => (s.policy = { minsilos: 2 }),
-      [["policy.minsilos", "only known fields (minSilos, roundTimeout, jobRetries, sampleFraction)", 'unknown field "minsilos"']],
-    ],
+    ["misspelt policy field", (s) => (s.policy = { minsilos: 2 }), [["policy.minsilos", "only known fields (minSilos, roundTimeout, jobRetries, sampleFraction)", 'unknown field "minsilos"']]],
     [
       "input name that is not an identifier",
       (s) => (s.training.parameters["learning-rate"] = 0.1),
-      [['training.parameters.learning-rate', "a name matching [A-Za-z_][A-Za-z0-9_]{0,254}", '"learning-rate"']],
+      [["training.parameters.learning-rate", "a name matching [A-Za-z_][A-Za-z0-9_]{0,254}", '"learning-rate"']],
     ],
     ["null as an input value", (s) => (s.silos[0].inputs.data = null), [["silos[0].inputs.data", "a string, number or boolean", "null"]]],
     [
@@ -379,13 +369,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
     [
       "global_model required without an initial model",
       (s) => (s.training.command = "node t.js --global ${{inputs.global_model}} --out ${{outputs.model_update}}"),
-      [
-        [
-          "training.command",
-          "${{inputs.global_model}} inside an optional part $[[ ... ]]: without initialModel round 1 has no global model",
-          "${{inputs.global_model}} outside $[[ ]]",
-        ],
-      ],
+      [["training.command", "${{inputs.global_model}} inside an optional part $[[ ... ]]: without initialModel round 1 has no global model", "${{inputs.global_model}} outside $[[ ]]"]],
     ],
     [
       "command without the output",
@@ -407,11 +391,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
       (s) => (s.training.command = "node t.js $[[--global ${{inputs.global_model}} --out ${{outputs.model_update}}"),
       [["training.command", '"]]" closing the optional part "$[["', "the end of the command at character 11"]],
     ],
-    [
-      "unbalanced quote",
-      (s) => (s.training.command = 'node t.js --out "${{outputs.model_update}} --data ${{inputs.data}}'),
-      [["training.command", 'a closing "', "an unterminated double quote"]],
-    ],
+    ["unbalanced quote", (s) => (s.training.command = 'node t.js --out "${{outputs.model_update}} --data ${{inputs.data}}'), [["training.command", 'a closing "', "an unterminated double quote"]]],
     ["unknown top-level field", (s) => (s.round = 3), [["round", expect.stringContaining("only known fields (name, description, rounds,"), 'unknown field "round"']]],
   ];
 
@@ -470,9 +450,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
 
   test("an input named __proto__ (from JSON text) is refused, not silently dropped", () => {
     const text = JSON.stringify(base()).replace('"parameters":{', '"parameters":{"__proto__":"x",');
-    expect(triples(catchSpec(() => parseSpec(text, { format: "json" })).issues)).toEqual([
-      ['training.parameters.__proto__', "an input name other than __proto__", '"__proto__"'],
-    ]);
+    expect(triples(catchSpec(() => parseSpec(text, { format: "json" })).issues)).toEqual([["training.parameters.__proto__", "an input name other than __proto__", '"__proto__"']]);
   });
 
   test("names that merely contain secret-ish letters are not flagged", () => {
@@ -533,10 +511,7 @@ describe("text sources: syntax errors and positions", () => {
       ["silos[0].inputs.storage", 10],
       ["training.parameters.hf_token", 14],
     ]);
-    expect((await paths("unknown-input.yaml")).issues.map((i) => i.got)).toEqual([
-      "${{inputs.global_model}} outside $[[ ]]",
-      '${{inputs.data}}, undefined for silo "b"',
-    ]);
+    expect((await paths("unknown-input.yaml")).issues.map((i) => i.got)).toEqual(["${{inputs.global_model}} outside $[[ ]]", '${{inputs.data}}, undefined for silo "b"']);
   });
 
   test("a missing file is an 'unreadable' SpecError naming the file", async () => {
@@ -548,7 +523,12 @@ describe("text sources: syntax errors and positions", () => {
   });
 
   test("a YAML alias bomb is refused as a syntax error, not expanded", () => {
-    const bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]", "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]", "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]", "d: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]"].join("\n");
+    const bomb = [
+      "a: &a [x, x, x, x, x, x, x, x, x, x]",
+      "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]",
+      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]",
+      "d: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]",
+    ].join("\n");
     const error = catchSpec(() => parseSpec(bomb));
     expect(error.kind).toBe("syntax");
     expect(error.issues[0].got).toMatch(/alias/i);
@@ -590,10 +570,7 @@ describe("secret detection rules", () => {
   ])("%s is a secret name", (key, word) => {
     expect(secretKeyReason(key)).toBe(`the name contains ${word}`);
   });
-  test.each(["max_tokens", "pad_token", "token_budget", "tokenizer", "keyframes", "password_file", "secret_name", "api_key_env", "monkey", "passes"])(
-    "%s is not",
-    (key) => {
-      expect(secretKeyReason(key)).toBeUndefined();
-    },
-  );
+  test.each(["max_tokens", "pad_token", "token_budget", "tokenizer", "keyframes", "password_file", "secret_name", "api_key_env", "monkey", "passes"])("%s is not", (key) => {
+    expect(secretKeyReason(key)).toBeUndefined();
+  });
 });

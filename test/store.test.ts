@@ -54,7 +54,14 @@ describe("ranged reads", () => {
     expect(source.name).toBe(store.uri("r/model.bin"));
     expect(await source.size()).toBe(data.length);
     const cases: Array<[number, number]> = [
-      [0, 1], [1, 3], [64 * KiB - 3, 7], [64 * KiB, 64 * KiB], [100_003, 130_001], [data.length - 5, 5], [12_345, 0], [0, data.length],
+      [0, 1],
+      [1, 3],
+      [64 * KiB - 3, 7],
+      [64 * KiB, 64 * KiB],
+      [100_003, 130_001],
+      [data.length - 5, 5],
+      [12_345, 0],
+      [0, data.length],
     ];
     for (const [offset, length] of cases) {
       const got = await source.read(offset, length);
@@ -80,18 +87,17 @@ describe("ranged reads", () => {
     const store = await newStore();
     await store.putBytes("short.bin", Buffer.alloc(100, 7));
     const source = store.source("short.bin");
-    await expect(source.read(90, 20)).rejects.toThrow(
-      new ShortReadError(store.uri("short.bin"), 90, 20, 10),
-    );
-    await expect(source.read(100, 1)).rejects.toThrow(
-      `short read from ${store.uri("short.bin")}: asked for 1 bytes at offset 100, only 0 exist there`,
-    );
+    await expect(source.read(90, 20)).rejects.toThrow(new ShortReadError(store.uri("short.bin"), 90, 20, 10));
+    await expect(source.read(100, 1)).rejects.toThrow(`short read from ${store.uri("short.bin")}: asked for 1 bytes at offset 100, only 0 exist there`);
     await expect(source.read(-1, 1)).rejects.toThrow("offset expected an integer >= 0, got -1");
   });
 
   test("a missing blob is BlobNotFoundError naming the path", async () => {
     const store = await newStore();
-    const err = await store.source("nope/model.safetensors").read(0, 8).catch((e) => e);
+    const err = await store
+      .source("nope/model.safetensors")
+      .read(0, 8)
+      .catch((e) => e);
     expect(err).toBeInstanceOf(BlobNotFoundError);
     expect(err.path).toBe("nope/model.safetensors");
     expect(err.message).toBe(`blob not found: ${store.uri("nope/model.safetensors")}`);
@@ -230,7 +236,11 @@ describe("json, files, folders", () => {
     }
     const prefix = siloUpdateFolder("fed", 1, "east");
     const up = await store.uploadFolder(src, prefix);
-    expect(up.map((f) => f.path)).toEqual(Object.keys(files).map((rel) => prefix + rel).sort());
+    expect(up.map((f) => f.path)).toEqual(
+      Object.keys(files)
+        .map((rel) => prefix + rel)
+        .sort(),
+    );
     for (const f of up) expect(f.sha256).toBe(sha256(files[f.path.slice(prefix.length)]));
     await store.putBytes(siloUpdateFolder("fed", 10, "east") + "model.safetensors", Buffer.from("round 10"));
 
@@ -260,9 +270,7 @@ describe("json, files, folders", () => {
     await store.container.getBlockBlobClient(blobPath).setMetadata({ sha256: "0".repeat(64) });
     const dir = tempDir();
     const target = path.join(dir, "global", "model.safetensors");
-    await expect(store.downloadToFile(blobPath, target)).rejects.toThrow(
-      new BlobIntegrityError(store.uri(blobPath), "0".repeat(64), sha256(Buffer.from("real model"))),
-    );
+    await expect(store.downloadToFile(blobPath, target)).rejects.toThrow(new BlobIntegrityError(store.uri(blobPath), "0".repeat(64), sha256(Buffer.from("real model"))));
     expect(fs.readdirSync(path.dirname(target))).toEqual([]);
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -290,10 +298,7 @@ describe("json, files, folders", () => {
 
 describe("construction from settings", () => {
   test("identity settings target the account URL with DefaultAzureCredential; embedded needs Azurite first", () => {
-    const store = ModelStore.fromSettings(
-      { kind: "identity", settingName: "AzureWebJobsStorage", blobServiceUri: "https://flodata.blob.core.windows.net" },
-      "models",
-    );
+    const store = ModelStore.fromSettings({ kind: "identity", settingName: "AzureWebJobsStorage", blobServiceUri: "https://flodata.blob.core.windows.net" }, "models");
     expect(store.containerUrl).toBe("https://flodata.blob.core.windows.net/models");
     expect(store.uri(roundGlobalPath("f", 1))).toBe("https://flodata.blob.core.windows.net/models/federations/f/rounds/1/global/model.safetensors");
     expect(() => ModelStore.fromSettings({ kind: "identity", settingName: "S", queueServiceUri: "https://q" }, "models")).toThrow(
@@ -304,8 +309,6 @@ describe("construction from settings", () => {
 
   test("bad tuning options are rejected naming the option", () => {
     expect(() => ModelStore.fromConnectionString(azurite.connectionString, "x", { blockSize: 0 })).toThrow("blockSize: expected a positive integer, got 0");
-    expect(() => ModelStore.fromConnectionString(azurite.connectionString, "x", { readConcurrency: 1.5 })).toThrow(
-      "readConcurrency: expected a positive integer, got 1.5",
-    );
+    expect(() => ModelStore.fromConnectionString(azurite.connectionString, "x", { readConcurrency: 1.5 })).toThrow("readConcurrency: expected a positive integer, got 1.5");
   });
 });

@@ -31,23 +31,20 @@ async function startFaultyProxy(targetAccountUrl: string, decide: (req: http.Inc
       res.end('<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code><Message>injected</Message></Error>');
       return;
     }
-    const upstream = http.request(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
-      (up) => {
-        if (fault === "cut-body") {
-          const parts: Buffer[] = [];
-          up.on("data", (d: Buffer) => parts.push(d));
-          up.on("end", () => {
-            const body = Buffer.concat(parts);
-            res.writeHead(up.statusCode ?? 500, up.headers);
-            res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.socket?.destroy());
-          });
-          return;
-        }
-        res.writeHead(up.statusCode ?? 500, up.headers);
-        up.pipe(res);
-      },
-    );
+    const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      if (fault === "cut-body") {
+        const parts: Buffer[] = [];
+        up.on("data", (d: Buffer) => parts.push(d));
+        up.on("end", () => {
+          const body = Buffer.concat(parts);
+          res.writeHead(up.statusCode ?? 500, up.headers);
+          res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.socket?.destroy());
+        });
+        return;
+      }
+      res.writeHead(up.statusCode ?? 500, up.headers);
+      up.pipe(res);
+    });
     req.pipe(upstream);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -55,7 +52,11 @@ async function startFaultyProxy(targetAccountUrl: string, decide: (req: http.Inc
   return {
     accountUrl: `http://127.0.0.1:${port}${target.pathname}`,
     seen,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -134,7 +135,10 @@ test("retries are bounded: a server that stays busy fails after maxTries with th
   const proxy = await startFaultyProxy(azurite.blobEndpoint, () => "busy");
   try {
     const store = storeVia(proxy, "retries");
-    const err = await store.source("model.bin").read(0, 10).catch((e) => e);
+    const err = await store
+      .source("model.bin")
+      .read(0, 10)
+      .catch((e) => e);
     expect(err).toBeInstanceOf(StorageRequestError);
     expect(err.statusCode).toBe(503);
     expect(err.message).toContain(`read ${store.uri("model.bin")} failed (HTTP 503)`);
@@ -148,7 +152,10 @@ test("retries are bounded: a body that always breaks fails after maxBodyRetries 
   const proxy = await startFaultyProxy(azurite.blobEndpoint, (req) => (isRangedGet(req) ? "cut-body" : "pass"));
   try {
     const store = storeVia(proxy, "retries", 2);
-    const err = await store.source("model.bin").read(0, 100_000).catch((e) => e);
+    const err = await store
+      .source("model.bin")
+      .read(0, 100_000)
+      .catch((e) => e);
     expect(err).toBeInstanceOf(StorageRequestError);
     expect(err.message).toBe(`read (after 2 resumes) ${store.uri("model.bin")} failed: connection dropped while receiving the body`);
     expect(proxy.seen.filter((s) => s.startsWith("GET")).length).toBe(3); // 1 + 2 resumes

@@ -106,7 +106,11 @@ describe("a strategy registered by module path", () => {
 
     const dir = mkdtempSync(path.join(tmpdir(), "flo-defs-"));
     try {
-      const values = [[1, 10], [2, 20], [5, 0]];
+      const values = [
+        [1, 10],
+        [2, 20],
+        [5, 0],
+      ];
       const dirs = await Promise.all(
         values.map(async (v, i) => {
           const d = path.join(dir, `silo${i}`);
@@ -184,7 +188,11 @@ describe("spec validation and flo aggregate accept exactly the same option value
           const specAccepts = specIssues({ strategy: definition.name, ...base, [key]: value }).length === 0;
           let cliAccepts = true;
           try {
-            cliCreate(definition.name, [...Object.entries(base).flatMap(([k, v]) => [strategyOptionFlags().find((f) => f.key === k)!.flag, typeof v === "string" ? v : JSON.stringify(v)]), flag.flag, String(value)]);
+            cliCreate(definition.name, [
+              ...Object.entries(base).flatMap(([k, v]) => [strategyOptionFlags().find((f) => f.key === k)!.flag, typeof v === "string" ? v : JSON.stringify(v)]),
+              flag.flag,
+              String(value),
+            ]);
           } catch (error) {
             if (!(error instanceof StrategyConfigError)) throw error;
             cliAccepts = false;
@@ -233,9 +241,7 @@ describe("the Krum family takes integer tensors from a selected update", () => {
   ] as [string, Json][])("%s: a Byzantine silo listed first does not pass its num_batches_tracked", async (name, options) => {
     const r = rng(11);
     // Silo 0 is far from the others and claims 999 batches; the honest silos say 7.
-    const models = await Promise.all(
-      Array.from({ length: 7 }, (_, i) => modelBytes({ w: Float32Array.from({ length: 64 }, () => (i === 0 ? 100 : 1) + 0.1 * r()) }, i === 0 ? 999n : 7n)),
-    );
+    const models = await Promise.all(Array.from({ length: 7 }, (_, i) => modelBytes({ w: Float32Array.from({ length: 64 }, () => (i === 0 ? 100 : 1) + 0.1 * r()) }, i === 0 ? 999n : 7n)));
     const out = memorySink();
     const result = await aggregateUpdates({
       updates: models.map((bytes, i) => ({ id: `silo${i}`, model: memorySource(`silo${i}`, bytes), metrics: { numExamples: 10, metrics: {} } })),

@@ -15,7 +15,6 @@ import { validateSpec } from "../lib/spec";
 import { memorySink, memorySource } from "./fixtures/memoryBytes";
 import { rng } from "./helpers/random";
 
-
 async function modelBytes(tensors: TensorMap, step = 7n): Promise<Buffer> {
   const sink = memorySink();
   await writeSafetensors(sink, [
@@ -57,12 +56,7 @@ interface EngineRound {
   report?: Json;
 }
 
-async function engineRound(
-  name: string,
-  options: Json,
-  updates: InMemoryUpdate[],
-  extra: { global?: TensorMap; state?: Json; stateFiles?: Record<string, Buffer> } = {},
-): Promise<EngineRound> {
+async function engineRound(name: string, options: Json, updates: InMemoryUpdate[], extra: { global?: TensorMap; state?: Json; stateFiles?: Record<string, Buffer> } = {}): Promise<EngineRound> {
   const out = memorySink();
   const stateSinks: Record<string, ReturnType<typeof memorySink>> = {};
   const result = await aggregateUpdates({

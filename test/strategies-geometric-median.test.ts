@@ -58,7 +58,10 @@ async function engineRun(name: string, options: Json, ups: { tensors: TensorMap;
   const models = await Promise.all(
     ups.map(async (u) => {
       const sink = memorySink();
-      await writeSafetensors(sink, Object.entries(u.tensors).map(([tensor, data]) => ({ name: tensor, dtype: "F64" as const, shape: [data.length], data: new Uint8Array(data.buffer) })));
+      await writeSafetensors(
+        sink,
+        Object.entries(u.tensors).map(([tensor, data]) => ({ name: tensor, dtype: "F64" as const, shape: [data.length], data: new Uint8Array(data.buffer) })),
+      );
       return sink.committed!;
     }),
   );
@@ -89,7 +92,10 @@ const expectClose = (got: Vector, expected: Vector, tolerance: number) => {
 describe("geometric-median", () => {
   test.each([3, 5, 8])("equals the plain reference with %i silos (in memory and streamed)", async (k) => {
     const ups = updates(40 + k, k);
-    const reference = referenceGeometricMedian(ups.map((u) => flat(u.tensors)), DEFAULTS);
+    const reference = referenceGeometricMedian(
+      ups.map((u) => flat(u.tensors)),
+      DEFAULTS,
+    );
     const config = resolveStrategyConfig({ strategy: "geometric-median" });
     const inMemory = aggregateInMemory(config, { updates: ups, state: initialStrategyState(config), chunkSize: 5 });
     expectClose(flat(inMemory.model), reference.median, 1e-9);
@@ -101,7 +107,10 @@ describe("geometric-median", () => {
   test("maxIterations and tolerance stop the iterations where the reference stops", async () => {
     const ups = updates(7, 6, true);
     for (const options of [{ maxIterations: 1 }, { maxIterations: 3 }, { tolerance: 0.1 }, { nu: 0.5 }] as Record<string, number>[]) {
-      const reference = referenceGeometricMedian(ups.map((u) => flat(u.tensors)), { ...DEFAULTS, ...options });
+      const reference = referenceGeometricMedian(
+        ups.map((u) => flat(u.tensors)),
+        { ...DEFAULTS, ...options },
+      );
       const streamed = await engineRun("geometric-median", options, ups);
       expectClose(streamed.model, reference.median, 1e-9);
       expect(streamed.report).toMatchObject({ iterations: reference.iterations });
@@ -111,10 +120,16 @@ describe("geometric-median", () => {
   test("one poisoned silo (1000 away) barely moves it, unlike the mean", async () => {
     const honest = updates(21, 7).slice(1);
     const poisoned = updates(21, 7, true);
-    const reference = referenceGeometricMedian(poisoned.map((u) => flat(u.tensors)), DEFAULTS);
+    const reference = referenceGeometricMedian(
+      poisoned.map((u) => flat(u.tensors)),
+      DEFAULTS,
+    );
     const got = await engineRun("geometric-median", {}, poisoned);
     expectClose(got.model, reference.median, 1e-9);
-    const honestMedian = referenceGeometricMedian(honest.map((u) => flat(u.tensors)), DEFAULTS).median;
+    const honestMedian = referenceGeometricMedian(
+      honest.map((u) => flat(u.tensors)),
+      DEFAULTS,
+    ).median;
     // The breakdown point is 1/2: one of 7 moves it by a fraction of the honest spread (~0.1), not ~1000/7.
     expect(distance(got.model, honestMedian)).toBeLessThan(0.2);
     const mean = await engineRun("fedavg", {}, poisoned);
@@ -127,7 +142,14 @@ describe("geometric-median", () => {
     const truthful = await engineRun("geometric-median", {}, ups);
     const lying = await engineRun("geometric-median", {}, liar);
     expect(lying.model).toEqual(truthful.model);
-    expectClose(lying.model, referenceGeometricMedian(liar.map((u) => flat(u.tensors)), DEFAULTS).median, 1e-9);
+    expectClose(
+      lying.model,
+      referenceGeometricMedian(
+        liar.map((u) => flat(u.tensors)),
+        DEFAULTS,
+      ).median,
+      1e-9,
+    );
     const fedavg = await engineRun("fedavg", {}, liar);
     expectClose(fedavg.model, flat(liar[0].tensors), 1e-3);
   });

@@ -15,7 +15,6 @@ import { rng, normal } from "./helpers/random";
 
 const TOL = 1e-6;
 
-
 /** Updates whose single tensor "w" has 4 equal entries `value`. */
 function scalarUpdates(values: number[], numExamples?: number[]): InMemoryUpdate[] {
   return values.map((v, i) => ({ tensors: { w: new Float64Array(4).fill(v) }, numExamples: numExamples?.[i] ?? 1 }));
@@ -135,8 +134,15 @@ const refTrimmed = (xs: number[], beta: number) => {
 };
 function refKrumOrder(models: Model[], idx: number[], f: number): number[] {
   const kk = Math.max(1, idx.length - f - 2);
-  const scores = idx.map((i) => sorted(idx.filter((j) => j !== i).map((j) => sqDist(models[i], models[j]))).slice(0, kk).reduce((a, b) => a + b, 0));
-  return idx.map((i, p) => [i, scores[p]]).sort((x, y) => x[1] - y[1] || x[0] - y[0]).map((x) => x[0]);
+  const scores = idx.map((i) =>
+    sorted(idx.filter((j) => j !== i).map((j) => sqDist(models[i], models[j])))
+      .slice(0, kk)
+      .reduce((a, b) => a + b, 0),
+  );
+  return idx
+    .map((i, p) => [i, scores[p]])
+    .sort((x, y) => x[1] - y[1] || x[0] - y[0])
+    .map((x) => x[0]);
 }
 function refWeighted(models: Model[], idx: number[], n: number[]): Model {
   const total = idx.reduce((s, i) => s + n[i], 0);
@@ -188,8 +194,19 @@ describe("each strategy equals a plain reference on random updates (chunked stre
     const close = (actual: Model, expected: Model) => actual.forEach((v, i) => expect(Math.abs(v - expected[i])).toBeLessThan(1e-9));
     const all = models.map((_, i) => i);
     close(out({ strategy: "fedavg" }), refWeighted(models, all, n));
-    close(out({ strategy: "median" }), models[0].map((_, c) => refMedian(models.map((m) => m[c]))));
-    close(out({ strategy: "trimmed-mean", beta: 0.2 }), models[0].map((_, c) => refTrimmed(models.map((m) => m[c]), 0.2)));
+    close(
+      out({ strategy: "median" }),
+      models[0].map((_, c) => refMedian(models.map((m) => m[c]))),
+    );
+    close(
+      out({ strategy: "trimmed-mean", beta: 0.2 }),
+      models[0].map((_, c) =>
+        refTrimmed(
+          models.map((m) => m[c]),
+          0.2,
+        ),
+      ),
+    );
     close(out({ strategy: "krum", byzantine: 2 }), models[refKrumOrder(models, all, 2)[0]]);
     close(out({ strategy: "multi-krum", byzantine: 2, keep: 5 }), refWeighted(models, refKrumOrder(models, all, 2).slice(0, 5), n));
     close(out({ strategy: "bulyan", byzantine: 2 }), refBulyan(models, 2));
@@ -212,7 +229,10 @@ describe("each strategy equals a plain reference on random updates (chunked stre
     const close = (actual: Model, expected: Model) => actual.forEach((v, i) => expect(Math.abs(v - expected[i])).toBeLessThan(1e-9));
     const all = clipped.map((_, i) => i);
     close(out({ strategy: "fedavg" }), refWeighted(clipped, all, n));
-    close(out({ strategy: "median" }), clipped[0].map((_, c) => refMedian(clipped.map((m) => m[c]))));
+    close(
+      out({ strategy: "median" }),
+      clipped[0].map((_, c) => refMedian(clipped.map((m) => m[c]))),
+    );
     close(out({ strategy: "krum", byzantine: 2 }), clipped[refKrumOrder(clipped, all, 2)[0]]);
     close(out({ strategy: "bulyan", byzantine: 1 }), refBulyan(clipped, 1));
   });
@@ -231,9 +251,19 @@ describe("each strategy equals a plain reference on random updates (chunked stre
       let mom = x.map(() => 0);
       let m = x.map(() => 0);
       let v = x.map(() => 0);
-      const { serverLr: lr, momentum: mu = 0, beta1: b1 = 0, beta2: b2 = 0, tau = 0 } = resolveStrategyOptions(name, (({ strategy: _name, ...rest }) => rest)(opts) as Json).options as Record<string, number>;
+      const {
+        serverLr: lr,
+        momentum: mu = 0,
+        beta1: b1 = 0,
+        beta2: b2 = 0,
+        tau = 0,
+      } = resolveStrategyOptions(name, (({ strategy: _name, ...rest }) => rest)(opts) as Json).options as Record<string, number>;
       rounds.forEach(({ updates, n }, t) => {
-        const avg = refWeighted(updates.map(flat), updates.map((_, i) => i), n);
+        const avg = refWeighted(
+          updates.map(flat),
+          updates.map((_, i) => i),
+          n,
+        );
         if (name === "fedavgm") {
           mom = x.map((xi, c) => (t === 0 ? xi - avg[c] : mu * mom[c] + (xi - avg[c])));
           x = x.map((xi, c) => xi - lr * mom[c]);
@@ -304,14 +334,12 @@ describe("misuse gives a clear error", () => {
     expect(() => resolveStrategyConfig({ strategy: "trimmed-mean", beta: -0.1 })).toThrow("aggregation.beta: expected a number >= 0, got -0.1");
   });
   test("server optimizer without a global model", () => {
-    expect(() => run({ strategy: "fedadam" }, scalarUpdates([1, 2]))).toThrow(
-      "fedadam: needs the current global model (--global): server optimizers and clipping work on deltas w - x",
-    );
+    expect(() => run({ strategy: "fedadam" }, scalarUpdates([1, 2]))).toThrow("fedadam: needs the current global model (--global): server optimizers and clipping work on deltas w - x");
   });
   test("unknown strategy, unknown option, multi-krum without keep, keep > K, wrong state", () => {
     expect(() => resolveStrategyConfig({ strategy: "fedmedian" })).toThrow(StrategyConfigError);
     expect(() => resolveStrategyConfig({ strategy: "fedmedian" })).toThrow(/aggregation.strategy: expected one of fedavg, fedavgm/);
-    expect(() => resolveStrategyConfig({ strategy: "median", beta: 0.1 })).toThrow('aggregation.beta: expected no such option for median (it takes none), got 0.1');
+    expect(() => resolveStrategyConfig({ strategy: "median", beta: 0.1 })).toThrow("aggregation.beta: expected no such option for median (it takes none), got 0.1");
     expect(() => resolveStrategyConfig({ strategy: "multi-krum" })).toThrow("aggregation.byzantine: expected a number, got undefined");
     expect(() => resolveStrategyConfig({ strategy: "multi-krum", byzantine: 0 })).toThrow("aggregation.keep: expected a number, got undefined");
     expect(() => resolveStrategyConfig({ strategy: "multi-krum", byzantine: 0, keep: 0 })).toThrow("aggregation.keep: expected a number >= 1, got 0");

@@ -44,7 +44,9 @@ export interface BaselineOptions {
 export function loadSilos(dataDir: string): SiloSplits[] {
   let names: string[];
   try {
-    names = readdirSync(dataDir).filter((n) => statSync(join(dataDir, n)).isDirectory()).sort();
+    names = readdirSync(dataDir)
+      .filter((n) => statSync(join(dataDir, n)).isDirectory())
+      .sort();
   } catch (err) {
     throw new FraudDataError(`${dataDir}: cannot list silo folders (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); generate the data first`);
   }
@@ -105,7 +107,9 @@ async function cli(): Promise<void> {
   const out = resolve(values.out);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(result, null, 2) + "\n");
-  const locals = Object.entries(result.localOnly).map(([s, m]) => `${s} ${m.auc.toFixed(4)}`).join(", ");
+  const locals = Object.entries(result.localOnly)
+    .map(([s, m]) => `${s} ${m.auc.toFixed(4)}`)
+    .join(", ");
   console.log(`fraud baselines (${((Date.now() - started) / 1000).toFixed(1)} s) -> ${out}: centralized auc ${result.centralized.auc.toFixed(4)}; local-only auc ${locals}`);
 }
 

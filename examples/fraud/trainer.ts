@@ -66,7 +66,18 @@ export function parseTrainerArgs(argv: readonly string[]): TrainerArgs {
     const stringFlag = { type: "string" as const };
     values = parseArgs({
       args: joinNegativeValues(argv),
-      options: { global: stringFlag, out: stringFlag, data: stringFlag, epochs: stringFlag, round: stringFlag, lr: stringFlag, seed: stringFlag, "batch-size": stringFlag, "pos-weight": stringFlag, "poison-scale": stringFlag },
+      options: {
+        global: stringFlag,
+        out: stringFlag,
+        data: stringFlag,
+        epochs: stringFlag,
+        round: stringFlag,
+        lr: stringFlag,
+        seed: stringFlag,
+        "batch-size": stringFlag,
+        "pos-weight": stringFlag,
+        "poison-scale": stringFlag,
+      },
       strict: true,
       allowPositionals: false,
     }).values;

@@ -129,7 +129,10 @@ interface Candidate {
 
 /** An included update turned out bad mid-stream: exclude it and restart. */
 class UpdateFault extends Error {
-  constructor(readonly candidate: Candidate, readonly reason: string) {
+  constructor(
+    readonly candidate: Candidate,
+    readonly reason: string,
+  ) {
     super(reason);
   }
 }
@@ -309,7 +312,10 @@ async function checkGlobalModel(options: AggregateOptions, tensors: readonly Ten
     if (t.flatOffset < 0) continue;
     const g = globalHeader.byName.get(t.name);
     if (!g || !isFloatDType(g.dtype) || g.numel !== t.numel || g.shape.some((d, i) => d !== t.shape[i])) {
-      throw new AggregationError("GLOBAL_MISMATCH", `global model ${options.global.name}: tensor "${t.name}" ${g ? `is ${g.dtype} [${g.shape.join(", ")}]` : "is missing"}, updates have ${t.dtype} [${t.shape.join(", ")}]`);
+      throw new AggregationError(
+        "GLOBAL_MISMATCH",
+        `global model ${options.global.name}: tensor "${t.name}" ${g ? `is ${g.dtype} [${g.shape.join(", ")}]` : "is missing"}, updates have ${t.dtype} [${t.shape.join(", ")}]`,
+      );
     }
   }
   return globalHeader;
@@ -327,7 +333,10 @@ async function openStateSources(options: AggregateOptions, tensors: readonly Ten
       if (t.flatOffset < 0) continue;
       const s = header.byName.get(t.name);
       if (!s || !isFloatDType(s.dtype) || s.numel !== t.numel || s.shape.some((d, i) => d !== t.shape[i])) {
-        throw new AggregationError("STATE_MISMATCH", `state tensor file "${spec.name}" (${source.name}): tensor "${t.name}" ${s ? `is ${s.dtype} [${s.shape.join(",")}]` : "is missing"}, model has [${t.shape.join(",")}]`);
+        throw new AggregationError(
+          "STATE_MISMATCH",
+          `state tensor file "${spec.name}" (${source.name}): tensor "${t.name}" ${s ? `is ${s.dtype} [${s.shape.join(",")}]` : "is missing"}, model has [${t.shape.join(",")}]`,
+        );
       }
     }
     stateSources.push({ name: spec.name, source, header });
@@ -685,13 +694,7 @@ class RoundPass {
   }
 
   /** Reads items (one chunk of prefetch) into rotating shared slots and hands each to `process`. */
-  private async stream(
-    items: WorkItem[],
-    hashing: boolean,
-    phase: AggregationProgress["phase"],
-    passName: string,
-    process: (loaded: LoadedItem) => void | Promise<void>,
-  ): Promise<void> {
+  private async stream(items: WorkItem[], hashing: boolean, phase: AggregationProgress["phase"], passName: string, process: (loaded: LoadedItem) => void | Promise<void>): Promise<void> {
     if (items.length === 0) return;
     const slots = this.buffers.slots.length;
     const start = (j: number) => {

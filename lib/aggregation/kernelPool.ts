@@ -66,7 +66,10 @@ export function allShared(arrays: readonly FloatRow[]): boolean {
 
 /** An error thrown by a kernel in the worker, with the kernel's error name and message. */
 export class KernelWorkerError extends Error {
-  constructor(readonly kernelErrorName: string | undefined, message: string) {
+  constructor(
+    readonly kernelErrorName: string | undefined,
+    message: string,
+  ) {
     super(message);
     this.name = "KernelWorkerError";
   }

@@ -21,7 +21,11 @@ export interface AzureCredentialSettings {
 
 export class CredentialSettingsError extends Error {
   override readonly name = "CredentialSettingsError";
-  constructor(readonly setting: string, expected: string, got: string) {
+  constructor(
+    readonly setting: string,
+    expected: string,
+    got: string,
+  ) {
     super(`Invalid setting ${setting}: expected ${expected}, got ${got}`);
   }
 }

@@ -51,11 +51,17 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   }
   const strategy = createStrategyForFlags(options.strategy, options.strategyOptions ?? {});
   if (strategy.stateTensors.length > 0 && !options.stateOut) {
-    io.err(`flo aggregate: ${strategy.name} keeps per-coordinate state (${strategy.stateTensors.map((s) => s.name).join(", ")}): give --state-out <dir> (and --state-in <dir> from the previous round)`);
+    io.err(
+      `flo aggregate: ${strategy.name} keeps per-coordinate state (${strategy.stateTensors.map((s) => s.name).join(", ")}): give --state-out <dir> (and --state-in <dir> from the previous round)`,
+    );
     return 2;
   }
   let stateIn: LoadedStateDir | undefined;
-  if (options.stateIn) stateIn = await loadStateDir(options.stateIn, strategy.stateTensors.map((s) => s.name));
+  if (options.stateIn)
+    stateIn = await loadStateDir(
+      options.stateIn,
+      strategy.stateTensors.map((s) => s.name),
+    );
   const globalSource = options.global ? fileSource(path.resolve(options.global)) : undefined;
   const ids = uniqueIds(options.updateDirs);
   await prestartHashing(options.updateDirs.map((dir) => path.join(dir, MODEL_FILE)));
@@ -99,7 +105,9 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   }
   for (const u of result.included) io.out(`included  ${u.id}  num_examples=${u.numExamples}  sha256=${u.sha256}`);
   for (const e of [...unreadable, ...result.excluded]) io.out(`excluded  ${e.id}  ${e.reason}`);
-  const metrics = Object.entries(result.metrics).map(([k, v]) => `${k}=${v}`).join("  ");
+  const metrics = Object.entries(result.metrics)
+    .map(([k, v]) => `${k}=${v}`)
+    .join("  ");
   if (metrics) io.out(`metrics   ${metrics}`);
   if (options.stateOut) await writeStateDirJson(options.stateOut, { strategy: strategy.name, state: result.state.json, ...(result.state.report !== undefined ? { report: result.state.report } : {}) });
   if (result.state.report !== undefined) io.out(`strategy  ${JSON.stringify(result.state.report)}`);
@@ -157,23 +165,28 @@ export function register(command: Command): void {
     .option("--min-updates <n>", "fail unless at least this many valid updates are aggregated", positiveInt("--min-updates"), 1)
     .option("--chunk-elements <n>", "elements per streamed chunk and update", positiveInt("--chunk-elements"));
   addStrategyFlags(command) // one flag per strategy option (--beta, --byzantine, --server-lr...), --global, --state-in, --state-out
-    .action(async (updateDirs: string[], flags: { out: string; strategy: string; minUpdates: number; chunkElements?: number; global?: string; stateIn?: string; stateOut?: string } & Record<string, unknown>) => {
-      const code = await runAggregate(
-        {
-          out: flags.out,
-          strategy: flags.strategy,
-          strategyOptions: strategyOptionsFromFlags(flags),
-          minUpdates: flags.minUpdates,
-          chunkElements: flags.chunkElements,
-          updateDirs,
-          global: flags.global,
-          stateIn: flags.stateIn,
-          stateOut: flags.stateOut,
-        },
-        { out: (l) => console.log(l), err: (l) => console.error(l) },
-      );
-      if (code !== 0) process.exitCode = code;
-    });
+    .action(
+      async (
+        updateDirs: string[],
+        flags: { out: string; strategy: string; minUpdates: number; chunkElements?: number; global?: string; stateIn?: string; stateOut?: string } & Record<string, unknown>,
+      ) => {
+        const code = await runAggregate(
+          {
+            out: flags.out,
+            strategy: flags.strategy,
+            strategyOptions: strategyOptionsFromFlags(flags),
+            minUpdates: flags.minUpdates,
+            chunkElements: flags.chunkElements,
+            updateDirs,
+            global: flags.global,
+            stateIn: flags.stateIn,
+            stateOut: flags.stateOut,
+          },
+          { out: (l) => console.log(l), err: (l) => console.error(l) },
+        );
+        if (code !== 0) process.exitCode = code;
+      },
+    );
 }
 
 /**

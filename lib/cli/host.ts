@@ -9,7 +9,11 @@ import { triggerBinding } from "../runtime/invoke";
 
 /** A CLI option value that is not acceptable. */
 export class HostCliError extends Error {
-  constructor(readonly option: string, readonly expected: string, readonly got: string) {
+  constructor(
+    readonly option: string,
+    readonly expected: string,
+    readonly got: string,
+  ) {
     super(`${option}: expected ${expected}, got ${got}`);
     this.name = "HostCliError";
   }
@@ -71,7 +75,11 @@ export async function runHost(appEntry: string, options: RunHostOptions, out: (l
   const storage = options.storage === undefined ? undefined : parseStorage(options.storage);
   const { startLocalHost } = await import("../runtime/host");
   const host = await startLocalHost({
-    appEntry, port, dataDir: options.data ?? ".flo", settings: options.settings, storage,
+    appEntry,
+    port,
+    dataDir: options.data ?? ".flo",
+    settings: options.settings,
+    storage,
     log: (line) => console.error(line),
   });
   for (const line of formatFunctionTable(host)) out(line);

@@ -15,10 +15,7 @@ const COMMANDS: readonly { name: string; summary: string; load: () => Promise<{ 
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command();
-  program
-    .name("flo")
-    .description("Federated learning orchestrator for Azure (Azure Functions + Durable Functions), with an embedded local runtime")
-    .showHelpAfterError();
+  program.name("flo").description("Federated learning orchestrator for Azure (Azure Functions + Durable Functions), with an embedded local runtime").showHelpAfterError();
   const requested = argv.slice(2).find((arg) => !arg.startsWith("-"));
   for (const entry of COMMANDS) {
     const command = program.command(entry.name).description(entry.summary);

@@ -89,7 +89,9 @@ export async function runFederation(specPath: string, options: RunOptions = {}):
       settings: { FLO_LOCAL_JOBS_DIR: join(dataDir, "jobs"), FLO_LOCAL_BASE_DIR: process.cwd() },
       log: () => undefined,
     });
-    print(`flo: local runtime up at ${host.url} (${((Date.now() - started) / 1000).toFixed(1)} s); federation ${spec.name}: ${spec.rounds} round(s), ${spec.silos.length} silo(s), strategy ${spec.aggregation.strategy}`);
+    print(
+      `flo: local runtime up at ${host.url} (${((Date.now() - started) / 1000).toFixed(1)} s); federation ${spec.name}: ${spec.rounds} round(s), ${spec.silos.length} silo(s), strategy ${spec.aggregation.strategy}`,
+    );
     const api = (path: string, init?: RequestInit) => fetch(`${host!.url}/api/${path}`, { ...init, headers: { "x-functions-key": host!.functionKey, ...(init?.headers ?? {}) } });
     const text = readFileSync(specPath, "utf8");
     const contentType = extname(specPath).toLowerCase() === ".json" ? "application/json" : "application/yaml";
@@ -124,13 +126,7 @@ export async function runFederation(specPath: string, options: RunOptions = {}):
   }
 }
 
-async function followProgress(
-  id: string,
-  rounds: number,
-  api: (path: string) => Promise<Response>,
-  print: (line: string) => void,
-  options: RunOptions,
-): Promise<StatusBody> {
+async function followProgress(id: string, rounds: number, api: (path: string) => Promise<Response>, print: (line: string) => void, options: RunOptions): Promise<StatusBody> {
   const bars = options.bars ?? Boolean(process.stdout.isTTY);
   const { MultiBar, Presets } = await import("cli-progress");
   const multi = bars ? new MultiBar({ format: "{name} |{bar}| {value}/{total} {info}", hideCursor: true, clearOnComplete: false }, Presets.shades_classic) : undefined;

@@ -145,8 +145,7 @@ export interface RenderValues {
  */
 export function renderCommand(command: string, values: RenderValues): string[] {
   const template = parseCommandTemplate(command);
-  const has = (record: Record<string, string | undefined>, name: string) =>
-    Object.prototype.hasOwnProperty.call(record, name) && record[name] !== undefined;
+  const has = (record: Record<string, string | undefined>, name: string) => Object.prototype.hasOwnProperty.call(record, name) && record[name] !== undefined;
   const flat: TemplateSegment[] = [];
   for (const segment of template.segments) {
     if (segment.kind !== "optional") flat.push(segment);

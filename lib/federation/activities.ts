@@ -12,16 +12,7 @@ import type { Json } from "../aggregation/strategy";
 import { checkpointPath } from "./lifecycle";
 import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type SiloManifestEntry } from "./manifest";
 import type { FederationServices } from "./services";
-import type {
-  AggregateRoundInput,
-  AggregateRoundOutput,
-  JobRefInput,
-  ModelRef,
-  RecordRoundFailureInput,
-  RoundSummary,
-  SiloRoundResult,
-  SubmitJobInput,
-} from "./types";
+import type { AggregateRoundInput, AggregateRoundOutput, JobRefInput, ModelRef, RecordRoundFailureInput, RoundSummary, SiloRoundResult, SubmitJobInput } from "./types";
 
 function siloOf(spec: FederationSpec, name: string): SiloSpec {
   const silo = spec.silos.find((s) => s.name === name);
@@ -111,7 +102,10 @@ async function loadStrategyState(services: FederationServices, ref: ModelRef | u
 }
 
 /** Step 3 when too few updates are valid: the failed round's manifest, naming every exclusion. */
-async function recordQuorumFailure(services: FederationServices, args: { input: AggregateRoundInput; base: RoundRecordBase; opened: OpenedUpdate[]; error: AggregationError }): Promise<AggregateRoundOutput> {
+async function recordQuorumFailure(
+  services: FederationServices,
+  args: { input: AggregateRoundInput; base: RoundRecordBase; opened: OpenedUpdate[]; error: AggregationError },
+): Promise<AggregateRoundOutput> {
   const { input, base, opened, error } = args;
   const excluded = new Map(error.excluded.map((e) => [e.id, e.reason]));
   for (const o of opened) if (o.reason) excluded.set(o.silo, o.reason);

@@ -84,7 +84,10 @@ export interface PartnerSettings {
 
 export function partnerSettingsFromEnv(env: Record<string, string | undefined>): PartnerSettings {
   return {
-    allowList: (env.FLO_PARTNER_ALLOWLIST ?? "").split(",").map((s) => s.trim()).filter(Boolean),
+    allowList: (env.FLO_PARTNER_ALLOWLIST ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
     specRegistry: env.FLO_SPEC_REGISTRY || undefined,
   };
 }
@@ -174,7 +177,8 @@ export async function loadRegisteredSpec(registry: string, name: string): Promis
 export async function runningFederationOf(client: DurableClient, specName: string): Promise<string | undefined> {
   const all = await client.getStatusAll();
   const running = all.find(
-    (s) => s.name === Orchestrations.federation && ["Running", "Pending", "ContinuedAsNew", "Suspended"].includes(s.runtimeStatus) && (s.instanceId === specName || s.instanceId.startsWith(`${specName}-`)),
+    (s) =>
+      s.name === Orchestrations.federation && ["Running", "Pending", "ContinuedAsNew", "Suspended"].includes(s.runtimeStatus) && (s.instanceId === specName || s.instanceId.startsWith(`${specName}-`)),
   );
   return running?.instanceId;
 }

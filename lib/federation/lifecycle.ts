@@ -67,9 +67,7 @@ async function importInitialModel(services: FederationServices, federationId: st
     if (err instanceof SafetensorsError) throw new ApiError(400, `initialModel: ${err.message}`);
     throw new ApiError(400, `initialModel: cannot read ${location}: ${(err as Error).message}`);
   }
-  const written = isUri
-    ? await services.store.putBytes(target, await services.store.getBytes(services.store.pathFromUri(location)))
-    : await services.store.uploadFile(localFile, target);
+  const written = isUri ? await services.store.putBytes(target, await services.store.getBytes(services.store.pathFromUri(location))) : await services.store.uploadFile(localFile, target);
   return { uri: written.uri, sha256: written.sha256, size: written.size };
 }
 

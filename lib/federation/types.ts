@@ -132,9 +132,7 @@ export interface RoundSummary {
   aggregatedAt: string;
 }
 
-export type AggregateRoundOutput =
-  | { ok: true; summary: RoundSummary; strategyState?: ModelRef }
-  | { ok: false; reason: string; manifestUri: string };
+export type AggregateRoundOutput = { ok: true; summary: RoundSummary; strategyState?: ModelRef } | { ok: false; reason: string; manifestUri: string };
 
 export interface RecordRoundFailureInput {
   federationId: string;

@@ -16,10 +16,7 @@ import { createHash, randomUUID } from "crypto";
 import { QueueServiceClient, type QueueClient } from "@azure/storage-queue";
 import type { DeadLetteredMessage, OutgoingServiceBusMessage, ReceivedServiceBusMessage } from "./message";
 import { validateOutgoing } from "./message";
-import {
-  describeSource, normalizeSource, ServiceBusTransportError,
-  type MessageHandler, type ServiceBusSource, type ServiceBusSubscription, type ServiceBusTransport,
-} from "./transport";
+import { describeSource, normalizeSource, ServiceBusTransportError, type MessageHandler, type ServiceBusSource, type ServiceBusSubscription, type ServiceBusTransport } from "./transport";
 
 /** What is stored as the queue message text (JSON). */
 interface Envelope {
@@ -149,10 +146,18 @@ export class AzuriteQueueTransport implements ServiceBusTransport {
       bodyEncoding = "base64";
     } else if (typeof m.body === "string") bodyEncoding = "text";
     return {
-      flo: 1, body, bodyEncoding,
+      flo: 1,
+      body,
+      bodyEncoding,
       messageId: m.messageId ?? randomUUID().replace(/-/g, ""),
-      contentType: m.contentType, correlationId: m.correlationId, subject: m.subject, to: m.to, replyTo: m.replyTo,
-      replyToSessionId: m.replyToSessionId, sessionId: m.sessionId, partitionKey: m.partitionKey,
+      contentType: m.contentType,
+      correlationId: m.correlationId,
+      subject: m.subject,
+      to: m.to,
+      replyTo: m.replyTo,
+      replyToSessionId: m.replyToSessionId,
+      sessionId: m.sessionId,
+      partitionKey: m.partitionKey,
       applicationProperties: m.applicationProperties,
       enqueuedTimeUtc: now.toISOString(),
       expiresAtUtc: m.timeToLiveMs ? new Date(now.getTime() + m.timeToLiveMs).toISOString() : undefined,
@@ -163,7 +168,9 @@ export class AzuriteQueueTransport implements ServiceBusTransport {
   private async enqueue(queueName: string, envelope: Envelope): Promise<void> {
     const text = JSON.stringify(envelope);
     if (Buffer.byteLength(text) > MAX_MESSAGE_TEXT) {
-      throw new ServiceBusTransportError(`Message ${envelope.messageId} is ${Buffer.byteLength(text)} bytes as stored; the local transport carries at most ${MAX_MESSAGE_TEXT} (storage queue limit). Send a reference (blob URI) instead.`);
+      throw new ServiceBusTransportError(
+        `Message ${envelope.messageId} is ${Buffer.byteLength(text)} bytes as stored; the local transport carries at most ${MAX_MESSAGE_TEXT} (storage queue limit). Send a reference (blob URI) instead.`,
+      );
     }
     const queue = await this.queue(queueName);
     await queue.sendMessage(text, { messageTimeToLive: -1 });
@@ -207,11 +214,7 @@ export class AzuriteQueueTransport implements ServiceBusTransport {
     await this.enqueue(deadLetterQueueName(sourceEntityPath(source)), dead);
   }
 
-  subscribe(
-    source: ServiceBusSource,
-    handler: MessageHandler,
-    options: { maxConcurrentCalls: number; onError?: (error: unknown) => void },
-  ): ServiceBusSubscription {
+  subscribe(source: ServiceBusSource, handler: MessageHandler, options: { maxConcurrentCalls: number; onError?: (error: unknown) => void }): ServiceBusSubscription {
     if ("topicName" in source) this.declareSubscription(source.topicName, source.subscriptionName);
     const entityPath = sourceEntityPath(source);
     const queueName = storageQueueName(entityPath);
@@ -237,7 +240,12 @@ export class AzuriteQueueTransport implements ServiceBusTransport {
       } catch (err) {
         // Not ours (written by another tool): dead-letter it untouched rather than loop forever.
         const raw: Envelope = { flo: 1, body: item.messageText, bodyEncoding: "text", messageId: item.messageId, enqueuedTimeUtc: new Date().toISOString(), sequenceNumber: ++this.sequence };
-        await this.enqueue(deadLetterQueueName(entityPath), { ...raw, deadLetterReason: "DeserializationFailed", deadLetterErrorDescription: (err as Error).message, deadLetterSource: describeSource(source) });
+        await this.enqueue(deadLetterQueueName(entityPath), {
+          ...raw,
+          deadLetterReason: "DeserializationFailed",
+          deadLetterErrorDescription: (err as Error).message,
+          deadLetterSource: describeSource(source),
+        });
         await queue.deleteMessage(item.messageId, popReceipt);
         return;
       }
@@ -255,13 +263,18 @@ export class AzuriteQueueTransport implements ServiceBusTransport {
       }
       const renewUntil = Date.now() + this.options.maxAutoLockRenewalDurationMs;
       let renewal: Promise<unknown> = Promise.resolve();
-      const renewTimer = setInterval(() => {
-        if (Date.now() > renewUntil) return;
-        renewal = renewal.then(async () => {
-          const r = await queue.updateMessage(item.messageId, popReceipt, undefined, lockSeconds);
-          if (r.popReceipt) popReceipt = r.popReceipt;
-        }).catch(report);
-      }, Math.max(500, (lockSeconds * 1000) / 2));
+      const renewTimer = setInterval(
+        () => {
+          if (Date.now() > renewUntil) return;
+          renewal = renewal
+            .then(async () => {
+              const r = await queue.updateMessage(item.messageId, popReceipt, undefined, lockSeconds);
+              if (r.popReceipt) popReceipt = r.popReceipt;
+            })
+            .catch(report);
+        },
+        Math.max(500, (lockSeconds * 1000) / 2),
+      );
       renewTimer.unref();
       let failure: unknown;
       try {
@@ -310,7 +323,9 @@ export class AzuriteQueueTransport implements ServiceBusTransport {
           continue;
         }
         for (const item of items) {
-          const p = handleItem(queue, item).catch(report).finally(() => inflight.delete(p));
+          const p = handleItem(queue, item)
+            .catch(report)
+            .finally(() => inflight.delete(p));
           inflight.add(p);
         }
       }

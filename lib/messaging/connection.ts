@@ -10,9 +10,7 @@ import { ServiceBusSdkTransport } from "./sdkTransport";
 import type { ServiceBusTransport } from "./transport";
 
 /** How to reach a namespace: a connection string, or a namespace + token credential (identity-based). */
-export type ServiceBusConnection =
-  | { connectionString: string }
-  | { fullyQualifiedNamespace: string; credential: TokenCredential };
+export type ServiceBusConnection = { connectionString: string } | { fullyQualifiedNamespace: string; credential: TokenCredential };
 
 export type AppSettings = Record<string, string | undefined>;
 
@@ -20,22 +18,24 @@ export type CredentialFactory = (settings: AppSettings, connectionName: string) 
 
 /** A Service Bus connection setting that is present but unusable. Never carries the value (a secret). */
 export class ServiceBusConnectionError extends Error {
-  constructor(readonly settingName: string, message: string) {
+  constructor(
+    readonly settingName: string,
+    message: string,
+  ) {
     super(`Service Bus connection "${settingName}": ${message}`);
     this.name = "ServiceBusConnectionError";
   }
 }
 
 /** The configured real Service Bus connection for an app-setting name, or undefined (use the embedded transport). */
-export function resolveServiceBusConnection(
-  connectionName: string,
-  settings: AppSettings,
-  credentialFactory?: CredentialFactory,
-): ServiceBusConnection | undefined {
+export function resolveServiceBusConnection(connectionName: string, settings: AppSettings, credentialFactory?: CredentialFactory): ServiceBusConnection | undefined {
   const direct = settings[connectionName]?.trim();
   if (direct) {
     if (!/(^|;)\s*Endpoint\s*=\s*sb:\/\//i.test(direct)) {
-      throw new ServiceBusConnectionError(connectionName, `app setting "${connectionName}": expected a Service Bus connection string "Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=..." (got a value without Endpoint=sb://)`);
+      throw new ServiceBusConnectionError(
+        connectionName,
+        `app setting "${connectionName}": expected a Service Bus connection string "Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=..." (got a value without Endpoint=sb://)`,
+      );
     }
     return { connectionString: direct };
   }

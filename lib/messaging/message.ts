@@ -44,7 +44,11 @@ export interface DeadLetteredMessage extends ReceivedServiceBusMessage {
 
 /** Bad producer input (e.g. a body that cannot be carried). */
 export class ServiceBusMessageError extends Error {
-  constructor(readonly field: string, readonly expected: string, readonly got: string) {
+  constructor(
+    readonly field: string,
+    readonly expected: string,
+    readonly got: string,
+  ) {
     super(`Service Bus message ${field}: expected ${expected}, got ${got}`);
     this.name = "ServiceBusMessageError";
   }

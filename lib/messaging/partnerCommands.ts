@@ -24,7 +24,11 @@ export const partnerCommandSchema = z.discriminatedUnion("type", [
   z.strictObject({
     type: z.literal("data-updated"),
     spec: z.string().regex(NAME),
-    silo: z.string().regex(/^[a-z0-9-]{1,32}$/).optional().describe("The silo whose data changed."),
+    silo: z
+      .string()
+      .regex(/^[a-z0-9-]{1,32}$/)
+      .optional()
+      .describe("The silo whose data changed."),
   }),
 ]);
 export type PartnerCommand = z.infer<typeof partnerCommandSchema>;

@@ -3,16 +3,12 @@
  * or a loopback AMQP fake) through `@azure/service-bus`: peekLock receivers, complete on success,
  * abandon on throw. Dead-lettering after maxDeliveryCount is the broker's job (a queue property).
  */
-import {
-  ServiceBusClient, type ServiceBusReceivedMessage, type ServiceBusReceiver, type ServiceBusSender, type ServiceBusMessage,
-} from "@azure/service-bus";
+import { ServiceBusClient, type ServiceBusReceivedMessage, type ServiceBusReceiver, type ServiceBusSender, type ServiceBusMessage } from "@azure/service-bus";
 import { randomUUID } from "crypto";
 import type { DeadLetteredMessage, OutgoingServiceBusMessage, ReceivedServiceBusMessage } from "./message";
 import { validateOutgoing } from "./message";
 import type { ServiceBusConnection } from "./connection";
-import {
-  normalizeSource, type MessageHandler, type ServiceBusSource, type ServiceBusSubscription, type ServiceBusTransport,
-} from "./transport";
+import { normalizeSource, type MessageHandler, type ServiceBusSource, type ServiceBusSubscription, type ServiceBusTransport } from "./transport";
 
 export function toSdkMessage(message: OutgoingServiceBusMessage): ServiceBusMessage {
   const m = validateOutgoing(message);
@@ -65,9 +61,7 @@ export class ServiceBusSdkTransport implements ServiceBusTransport {
   private readonly open = new Set<ServiceBusSubscription>();
 
   constructor(connection: ServiceBusConnection) {
-    this.client = "connectionString" in connection
-      ? new ServiceBusClient(connection.connectionString)
-      : new ServiceBusClient(connection.fullyQualifiedNamespace, connection.credential);
+    this.client = "connectionString" in connection ? new ServiceBusClient(connection.connectionString) : new ServiceBusClient(connection.fullyQualifiedNamespace, connection.credential);
   }
 
   async send(entityName: string, messages: OutgoingServiceBusMessage | OutgoingServiceBusMessage[]): Promise<void> {
@@ -81,9 +75,10 @@ export class ServiceBusSdkTransport implements ServiceBusTransport {
   }
 
   subscribe(source: ServiceBusSource, handler: MessageHandler, options: { maxConcurrentCalls: number; onError?: (error: unknown) => void }): ServiceBusSubscription {
-    const receiver: ServiceBusReceiver = "queueName" in source
-      ? this.client.createReceiver(source.queueName, { receiveMode: "peekLock" })
-      : this.client.createReceiver(source.topicName, source.subscriptionName, { receiveMode: "peekLock" });
+    const receiver: ServiceBusReceiver =
+      "queueName" in source
+        ? this.client.createReceiver(source.queueName, { receiveMode: "peekLock" })
+        : this.client.createReceiver(source.topicName, source.subscriptionName, { receiveMode: "peekLock" });
     const handle = receiver.subscribe(
       {
         processMessage: async (message) => {
@@ -112,9 +107,8 @@ export class ServiceBusSdkTransport implements ServiceBusTransport {
 
   async peekDeadLetters(source: ServiceBusSource | string, max = 32): Promise<DeadLetteredMessage[]> {
     const s = normalizeSource(source);
-    const receiver = "queueName" in s
-      ? this.client.createReceiver(s.queueName, { subQueueType: "deadLetter" })
-      : this.client.createReceiver(s.topicName, s.subscriptionName, { subQueueType: "deadLetter" });
+    const receiver =
+      "queueName" in s ? this.client.createReceiver(s.queueName, { subQueueType: "deadLetter" }) : this.client.createReceiver(s.topicName, s.subscriptionName, { subQueueType: "deadLetter" });
     try {
       const messages = await receiver.peekMessages(max);
       return messages.map((m) => ({

@@ -12,7 +12,11 @@ import type { ByteSink, ByteSource, WrittenObject } from "./bytes";
 /** I/O on a local file failed or was misused (short read, write after commit...). */
 export class FileBytesError extends Error {
   override readonly name = "FileBytesError";
-  constructor(readonly file: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly file: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(`${file}: ${message}`, options);
   }
 }

@@ -102,10 +102,7 @@ function describe(v: unknown): string {
 }
 
 /** Reads and validates the header of a safetensors file without reading its data section. */
-export async function readSafetensorsHeader(
-  source: ByteSource,
-  options: { signal?: AbortSignal; maxHeaderBytes?: number } = {},
-): Promise<SafetensorsHeader> {
+export async function readSafetensorsHeader(source: ByteSource, options: { signal?: AbortSignal; maxHeaderBytes?: number } = {}): Promise<SafetensorsHeader> {
   const file = source.name;
   const maxHeader = options.maxHeaderBytes ?? MAX_HEADER_BYTES;
   const fileSize = await source.size({ signal: options.signal });
@@ -144,11 +141,7 @@ export async function readSafetensorsHeader(
 }
 
 /** Validates a parsed header against a data section of `dataSize` bytes. Pure. */
-export function parseHeaderObject(
-  parsed: unknown,
-  file: string,
-  dataSize: number,
-): { tensors: TensorEntry[]; byName: Map<string, TensorEntry>; metadata?: Record<string, string> } {
+export function parseHeaderObject(parsed: unknown, file: string, dataSize: number): { tensors: TensorEntry[]; byName: Map<string, TensorEntry>; metadata?: Record<string, string> } {
   if (!isObject(parsed)) {
     throw new SafetensorsError("BAD_HEADER", file, `header must be a JSON object, got ${describe(parsed)}`);
   }
@@ -177,7 +170,12 @@ export function parseHeaderObject(
       throw new SafetensorsError("OVERLAP", file, `bytes [${t.begin}, ${t.end}) overlap tensor "${previous!.name}" [${previous!.begin}, ${previous!.end})`, t.name);
     }
     if (t.begin > cursor) {
-      throw new SafetensorsError("GAP", file, `starts at byte ${t.begin} but the previous tensor${previous ? ` "${previous.name}"` : ""} ends at ${cursor}: ${t.begin - cursor} unclaimed bytes`, t.name);
+      throw new SafetensorsError(
+        "GAP",
+        file,
+        `starts at byte ${t.begin} but the previous tensor${previous ? ` "${previous.name}"` : ""} ends at ${cursor}: ${t.begin - cursor} unclaimed bytes`,
+        t.name,
+      );
     }
     cursor = t.end;
     previous = t;
@@ -201,12 +199,7 @@ function parseEntry(name: string, raw: unknown, file: string, dataSize: number):
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw new SafetensorsError("BAD_SHAPE", file, `shape must be an array of non-negative integers, got ${describe(shape)}`, name);
   }
-  if (
-    !Array.isArray(offsets) ||
-    offsets.length !== 2 ||
-    !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
-    offsets[0] > offsets[1]
-  ) {
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
     throw new SafetensorsError("BAD_OFFSETS", file, `data_offsets must be [begin, end] integers with 0 <= begin <= end, got ${describe(offsets)}`, name);
   }
   const [begin, end] = offsets as [number, number];
@@ -223,12 +216,7 @@ function parseEntry(name: string, raw: unknown, file: string, dataSize: number):
 }
 
 /** Reads one tensor's raw bytes (whole; for small tensors and tests; the engine reads ranges). */
-export async function readTensorBytes(
-  source: ByteSource,
-  header: SafetensorsHeader,
-  name: string,
-  options: { signal?: AbortSignal } = {},
-): Promise<Buffer> {
+export async function readTensorBytes(source: ByteSource, header: SafetensorsHeader, name: string, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
   const t = header.byName.get(name);
   if (!t) throw new SafetensorsError("BAD_ENTRY", header.file, "no such tensor", name);
   return source.read(header.dataStart + t.begin, t.end - t.begin, options);

@@ -169,7 +169,14 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => { clearTimeout(timer); reject(signal.reason); }, { once: true });
+    signal?.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
   });
 }
 
@@ -180,7 +187,10 @@ export class ModelStore {
   readonly fileConcurrency: number;
   readonly maxBodyRetries: number;
 
-  constructor(readonly container: ContainerClient, options: ModelStoreOptions = {}) {
+  constructor(
+    readonly container: ContainerClient,
+    options: ModelStoreOptions = {},
+  ) {
     this.blockSize = checkPositiveInt(options.blockSize ?? 8 * MiB, "blockSize");
     if (this.blockSize > 4000 * MiB) throw new ModelStoreError(`blockSize: expected at most 4000 MiB (Azure's block limit), got ${this.blockSize}`);
     this.uploadConcurrency = checkPositiveInt(options.uploadConcurrency ?? 4, "uploadConcurrency");
@@ -320,7 +330,10 @@ export class ModelStore {
         const status = (err as Sdk)?.statusCode;
         if (status === 412 && etag) throw new BlobChangedError(path, uri, { cause: err });
         if (status === 416) {
-          const size = await this.stat(path, options).then((s) => s.size, () => 0);
+          const size = await this.stat(path, options).then(
+            (s) => s.size,
+            () => 0,
+          );
           throw new ShortReadError(uri, offset, length, size - offset);
         }
         throw this.wrap(err, "read", uri, path);
@@ -519,16 +532,17 @@ export class ModelStore {
   /** Uploads every regular file under `localDir` to `<prefix>/<relative path>`. Sorted by path. */
   async uploadFolder(localDir: string, prefix: string, options: WriteOptions = {}): Promise<StoredFile[]> {
     const base = folderPrefix(prefix);
-    const isDir = await fs.promises.stat(localDir).then((st) => st.isDirectory(), () => false);
+    const isDir = await fs.promises.stat(localDir).then(
+      (st) => st.isDirectory(),
+      () => false,
+    );
     if (!isDir) throw new ModelStoreError(`uploadFolder: ${localDir} is not a folder`);
     const files = await walkFiles(localDir);
     const results = await mapLimit(files, this.fileConcurrency, async (relative) => {
       const localPath = nodePath.join(localDir, relative);
       const path = base + relative.split(nodePath.sep).join("/");
       const stat = await fs.promises.stat(localPath);
-      const written = stat.size <= this.blockSize
-        ? await this.putBytes(path, await readFileNoFollow(localPath), options)
-        : await this.uploadFile(localPath, path, options);
+      const written = stat.size <= this.blockSize ? await this.putBytes(path, await readFileNoFollow(localPath), options) : await this.uploadFile(localPath, path, options);
       return { ...written, path, localPath };
     });
     return results.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
@@ -612,7 +626,10 @@ export class BlobByteSource implements ByteSource {
   private etag: string | undefined;
   private knownSize: number | undefined;
 
-  constructor(private readonly store: ModelStore, readonly path: string) {
+  constructor(
+    private readonly store: ModelStore,
+    readonly path: string,
+  ) {
     this.name = store.uri(path);
   }
 

@@ -20,9 +20,7 @@ const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** One path segment (federation id, silo, file name): no slashes, no "..", no empty strings. */
 function segment(value: string, field: string): string {
   if (typeof value !== "string" || !SEGMENT.test(value) || value.includes("..")) {
-    throw new StorePathError(
-      `${field}: expected 1-128 characters [A-Za-z0-9._-] starting with a letter or digit and without "..", got ${JSON.stringify(value)}`,
-    );
+    throw new StorePathError(`${field}: expected 1-128 characters [A-Za-z0-9._-] starting with a letter or digit and without "..", got ${JSON.stringify(value)}`);
   }
   return value;
 }
@@ -37,7 +35,10 @@ function roundNumber(round: number): number {
 /** A relative path of segments below a folder, e.g. a state file name "strategy/momentum.safetensors". */
 function relativePath(value: string, field: string): string {
   if (typeof value !== "string" || value === "") throw new StorePathError(`${field}: expected a relative path, got ${JSON.stringify(value)}`);
-  return value.split("/").map((part, i) => segment(part, `${field} segment ${i + 1}`)).join("/");
+  return value
+    .split("/")
+    .map((part, i) => segment(part, `${field} segment ${i + 1}`))
+    .join("/");
 }
 
 export function federationFolder(federationId: string): string {
@@ -117,8 +118,7 @@ export function blobUri(containerUrl: string, path: string): string {
 
 /** Path-style URLs (Azurite, IP hosts, localhost) carry the account name as the first path segment. */
 function isPathStyle(url: URL): boolean {
-  return /^\d{1,3}(\.\d{1,3}){3}$/.test(url.hostname) || url.hostname === "localhost" || url.hostname.startsWith("[") ||
-    !url.hostname.includes(".");
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(url.hostname) || url.hostname === "localhost" || url.hostname.startsWith("[") || !url.hostname.includes(".");
 }
 
 /** Parses a blob URI back to account, container and path. Query strings (SAS) are dropped. */
@@ -144,6 +144,9 @@ export function parseBlobUri(uri: string): BlobLocation {
     accountUrl,
     containerName,
     containerUrl: `${accountUrl}/${containerName}`,
-    path: parts.slice(accountParts + 1).map(decodeURIComponent).join("/"),
+    path: parts
+      .slice(accountParts + 1)
+      .map(decodeURIComponent)
+      .join("/"),
   };
 }

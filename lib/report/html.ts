@@ -66,7 +66,9 @@ export function reportSeries(input: ReportInput) {
     global.push({ label: `each silo's own model after local training, on its own validation data (weighted mean, ${metric})`, data: manifests.map((m) => value(m.metrics)) });
     const central = value(input.baselines?.centralized);
     if (central !== null) global.push({ label: `centralized baseline (${metric})`, data: rounds.map(() => central), dashed: true });
-    const locals = Object.values(input.baselines?.localOnly ?? {}).map(value).filter((v): v is number => v !== null);
+    const locals = Object.values(input.baselines?.localOnly ?? {})
+      .map(value)
+      .filter((v): v is number => v !== null);
     if (locals.length) {
       const mean = locals.reduce((a, b) => a + b, 0) / locals.length;
       global.push({ label: `local-only baseline (mean over silos, ${metric})`, data: rounds.map(() => mean), dashed: true });
@@ -94,8 +96,12 @@ export function renderReport(input: ReportInput): string {
       const silos = m.silos
         .map((s) => `${escapeHtml(s.silo)}: ${s.included ? `included (n=${s.numExamples ?? "?"})` : `<span class="bad">excluded: ${escapeHtml(s.reason ?? s.outcome)}</span>`}`)
         .join("<br>");
-      const metrics = Object.entries(m.metrics).map(([k, v]) => `${escapeHtml(k)}=${v.toFixed(4)}`).join(", ");
-      const globalMetrics = Object.entries(m.globalMetrics).map(([k, v]) => `${escapeHtml(k)}=${v.toFixed(4)}`).join(", ");
+      const metrics = Object.entries(m.metrics)
+        .map(([k, v]) => `${escapeHtml(k)}=${v.toFixed(4)}`)
+        .join(", ");
+      const globalMetrics = Object.entries(m.globalMetrics)
+        .map(([k, v]) => `${escapeHtml(k)}=${v.toFixed(4)}`)
+        .join(", ");
       return `<tr><td>${m.round}</td><td>${m.status === "aggregated" ? "aggregated" : `<span class="bad">failed: ${escapeHtml(m.reason ?? "")}</span>`}</td><td>${silos}</td><td>${globalMetrics}</td><td>${metrics}</td><td><code>${escapeHtml((m.globalOut?.sha256 ?? "").slice(0, 16))}</code></td></tr>`;
     })
     .join("\n");

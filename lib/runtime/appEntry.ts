@@ -34,7 +34,11 @@ function segmentPattern(segment: string): RegExp {
     else if (c === "{") {
       const end = segment.indexOf("}", i);
       if (end < 0) throw new AppEntryError(`package.json main: unbalanced "{" in glob segment ${JSON.stringify(segment)}`);
-      source += `(?:${segment.slice(i + 1, end).split(",").map((alt) => alt.replace(/[.+^$()|\\]/g, "\\$&").replace(/\*/g, "[^/]*")).join("|")})`;
+      source += `(?:${segment
+        .slice(i + 1, end)
+        .split(",")
+        .map((alt) => alt.replace(/[.+^$()|\\]/g, "\\$&").replace(/\*/g, "[^/]*"))
+        .join("|")})`;
       i = end;
     } else if (c === "[") {
       const end = segment.indexOf("]", i);
@@ -48,7 +52,11 @@ function segmentPattern(segment: string): RegExp {
 
 /** Files under `root` matching a relative glob (`**` = any depth, node_modules skipped), sorted. */
 export function expandGlob(root: string, pattern: string): string[] {
-  const segments = pattern.replace(/\\/g, "/").replace(/^\.\//, "").split("/").filter((s) => s !== "" && s !== ".");
+  const segments = pattern
+    .replace(/\\/g, "/")
+    .replace(/^\.\//, "")
+    .split("/")
+    .filter((s) => s !== "" && s !== ".");
   const found = new Set<string>();
   const walk = (dir: string, index: number): void => {
     if (index === segments.length) {
@@ -109,9 +117,11 @@ export function resolveAppEntries(appPath: string): AppEntries {
   const target = main === undefined ? absolute : path.resolve(absolute, main);
   const resolved = requireResolve(target);
   if (!resolved) {
-    throw new AppEntryError(main === undefined
-      ? `${absolute}: expected a package.json "main" or an index.js, got neither`
-      : `${packageJson}: main: ${JSON.stringify(main)} resolves to no file (${target}; is the app built?)`);
+    throw new AppEntryError(
+      main === undefined
+        ? `${absolute}: expected a package.json "main" or an index.js, got neither`
+        : `${packageJson}: main: ${JSON.stringify(main)} resolves to no file (${target}; is the app built?)`,
+    );
   }
   return { files: [resolved], appRoot: absolute };
 }

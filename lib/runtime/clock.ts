@@ -36,11 +36,16 @@ export class RealClock implements Clock {
         handle = setTimeout(arm, MAX_TIMEOUT_MS);
         return;
       }
-      handle = setTimeout(() => {
-        if (cancelled) return;
-        if (this.nowMs() < at.getTime()) return arm();
-        void Promise.resolve().then(callback).catch((err) => console.error("timer callback failed:", err));
-      }, Math.max(0, delay));
+      handle = setTimeout(
+        () => {
+          if (cancelled) return;
+          if (this.nowMs() < at.getTime()) return arm();
+          void Promise.resolve()
+            .then(callback)
+            .catch((err) => console.error("timer callback failed:", err));
+        },
+        Math.max(0, delay),
+      );
     };
     arm();
     return () => {

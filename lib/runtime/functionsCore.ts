@@ -71,9 +71,7 @@ let activeRegistry: FunctionRegistry | undefined;
 
 function requireActiveRegistry(what: string): FunctionRegistry {
   if (!activeRegistry) {
-    throw new FunctionsAppLoadError(
-      `${what} was called outside loadFunctionsApp(): registrations must happen while the app's entry module loads`,
-    );
+    throw new FunctionsAppLoadError(`${what} was called outside loadFunctionsApp(): registrations must happen while the app's entry module loads`);
   }
   return activeRegistry;
 }
@@ -156,10 +154,7 @@ export function uninstallFunctionsCoreHook(): void {
  */
 function evictFromRequireCache(appDir: string): void {
   const sep = path.sep;
-  const packageMarkers = [
-    `${sep}node_modules${sep}@azure${sep}functions${sep}`,
-    `${sep}node_modules${sep}durable-functions${sep}`,
-  ];
+  const packageMarkers = [`${sep}node_modules${sep}@azure${sep}functions${sep}`, `${sep}node_modules${sep}durable-functions${sep}`];
   for (const key of Object.keys(moduleInternals._cache)) {
     const inApp = key.startsWith(appDir + sep) && !key.slice(appDir.length).includes(`${sep}node_modules${sep}`);
     if (inApp || packageMarkers.some((marker) => key.includes(marker))) delete moduleInternals._cache[key];

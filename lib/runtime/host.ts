@@ -11,9 +11,7 @@ import { AppEntryError, resolveAppEntries, type AppEntries } from "./appEntry";
 import { triggerBinding, createInvoker, type Invoker } from "./invoke";
 import { RealClock, type CancelTimer, type Clock } from "./clock";
 import { TEST_CLOCK_ROUTE, testClockHandler, testClockHookEnabled, type ClockOffset } from "./testClockHook";
-import {
-  applySettingsToEnv, loadHostJson, loadLocalSettings, resolveHostKeys, type HostConfig, type LocalSettings,
-} from "./settings";
+import { applySettingsToEnv, loadHostJson, loadLocalSettings, resolveHostKeys, type HostConfig, type LocalSettings } from "./settings";
 import { startGuardedServer, startHttpFrontDoor, type HttpFrontDoor, type HttpRoute, type MountedHandler } from "./triggers/http/frontDoor";
 import { TimerTriggers } from "./triggers/timer/timerTriggers";
 import { BlobTimerStatusStore, MemoryTimerStatusStore, type TimerStatusStore } from "./triggers/timer/statusStore";
@@ -147,7 +145,11 @@ function isDevStorage(value: string | undefined): boolean {
 }
 
 function hostIdFor(appRoot: string): string {
-  const base = path.basename(appRoot).toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "");
+  const base = path
+    .basename(appRoot)
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, "-")
+    .replace(/^-+|-+$/g, "");
   return `flo-${base || "app"}`.slice(0, 32);
 }
 
@@ -226,17 +228,26 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     for (const name of registry.functions.keys()) if (!triggers.functions.has(name)) log(`Function ${name} is disabled (AzureWebJobs.${name}.Disabled)`);
     // Service Bus output bindings are sent by the host after each invocation (whatever the trigger).
     let serviceBus: LocalServiceBus | undefined;
-    const invoker = withServiceBusOutputs(createInvoker(registry), async (entity, messages, connection) => {
-      if (!serviceBus) throw new LocalHostError(`Service Bus output to "${entity}" before the host's Service Bus side exists`);
-      await serviceBus.send(entity, messages, { connection });
-    }, settingsView());
+    const invoker = withServiceBusOutputs(
+      createInvoker(registry),
+      async (entity, messages, connection) => {
+        if (!serviceBus) throw new LocalHostError(`Service Bus output to "${entity}" before the host's Service Bus side exists`);
+        await serviceBus.send(entity, messages, { connection });
+      },
+      settingsView(),
+    );
 
     // ---- Service Bus (receivers start last; the producer side is needed by output bindings) ----
     let origin = "";
     let clientPayload: (() => unknown) | undefined;
     serviceBus = new LocalServiceBus({
-      registry: triggers, invoker, settings: settingsView(), options: hostConfig.serviceBus, storageConnectionString,
-      clientBindingData: () => clientPayload?.(), pollIntervalMs: options.serviceBusPollIntervalMs,
+      registry: triggers,
+      invoker,
+      settings: settingsView(),
+      options: hostConfig.serviceBus,
+      storageConnectionString,
+      clientBindingData: () => clientPayload?.(),
+      pollIntervalMs: options.serviceBusPollIntervalMs,
       onError: (where, err) => logError(where, err),
     });
     const bus = serviceBus;
@@ -244,15 +255,26 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
 
     // ---- durable engine + front door (the engine's client payloads need the server's URL) ----
     const durable = await attachDurableEngine({
-      registry, invoker, clock, hostConfig, storageConnectionString, storage: storage ?? "persisted",
-      logError, masterKey: keys.masterKey, publicOrigin: () => origin,
+      registry,
+      invoker,
+      clock,
+      hostConfig,
+      storageConnectionString,
+      storage: storage ?? "persisted",
+      logError,
+      masterKey: keys.masterKey,
+      publicOrigin: () => origin,
     });
     cleanups.push(() => durable.stop());
     await durable.start();
     const mounts: Array<{ pathPrefix: string; handler: MountedHandler }> = [...durable.mounts];
     if (!options.clock && testClockHookEnabled(settingsView())) mounts.push({ pathPrefix: TEST_CLOCK_ROUTE, handler: testClockHandler(clockOffset, keys.masterKey) });
     const frontDoor: HttpFrontDoor = await startHttpFrontDoor({
-      registry: triggers, invoker, routePrefix: hostConfig.routePrefix, keys, mounts,
+      registry: triggers,
+      invoker,
+      routePrefix: hostConfig.routePrefix,
+      keys,
+      mounts,
       clientBindingData: durable.clientBindingData ? (o) => durable.clientBindingData!(o) : undefined,
       port: options.port ?? 7071,
       onError: (fn, err) => logError(fn, err),
@@ -271,7 +293,12 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     // ---- timers ----
     const timerStore: TimerStatusStore = storage === "memory" ? new MemoryTimerStatusStore() : new BlobTimerStatusStore(storageConnectionString, hostIdFor(appRoot));
     const timers = new TimerTriggers({
-      registry: triggers, invoker, clock, store: timerStore, settings: settingsView(), clientBindingData: clientPayload,
+      registry: triggers,
+      invoker,
+      clock,
+      store: timerStore,
+      settings: settingsView(),
+      clientBindingData: clientPayload,
       onError: (fn, err) => logError(fn, err),
     });
     cleanups.push(() => timers.stop());
@@ -334,9 +361,8 @@ interface DurableAttachment {
 
 async function attachDurableEngine(options: DurableAttachOptions): Promise<DurableAttachment> {
   // "memory" loses everything on stop anyway, so it skips the table round trips.
-  const store: DurableStore = options.storage === "memory"
-    ? new InMemoryDurableStore()
-    : await AzuriteDurableStore.open({ connectionString: options.storageConnectionString, taskHubName: options.hostConfig.hubName });
+  const store: DurableStore =
+    options.storage === "memory" ? new InMemoryDurableStore() : await AzuriteDurableStore.open({ connectionString: options.storageConnectionString, taskHubName: options.hostConfig.hubName });
   let engine: DurableEngine | undefined;
   let publicManagement: ManagementRequestHandler | undefined;
   let rpcManagement: ManagementRequestHandler | undefined;
@@ -374,7 +400,10 @@ async function attachDurableEngine(options: DurableAttachOptions): Promise<Durab
     clientBindingData: (origin) => clientBindingData({ origin, taskHubName: options.hostConfig.hubName, masterKey: options.masterKey, rpcBaseUrl }),
     async start() {
       engine = await DurableEngine.start({
-        invoker: options.invoker, store, clock: options.clock, taskHubName: options.hostConfig.hubName,
+        invoker: options.invoker,
+        store,
+        clock: options.clock,
+        taskHubName: options.hostConfig.hubName,
         logger: (level, message) => (level === "info" ? undefined : options.logError("durable", new Error(message))),
       });
       publicManagement = createManagementHandler(engine, { masterKey: options.masterKey, prefixes: [WEBHOOK_PREFIX], publicUrls });

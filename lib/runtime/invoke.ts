@@ -40,7 +40,10 @@ export interface Invoker {
 }
 
 export class FunctionNotFoundError extends Error {
-  constructor(readonly functionName: string, available: string[]) {
+  constructor(
+    readonly functionName: string,
+    available: string[],
+  ) {
     super(`Function "${functionName}" is not registered (registered: ${available.join(", ") || "none"})`);
     this.name = "FunctionNotFoundError";
   }
@@ -102,16 +105,12 @@ export function createInvoker(registry: FunctionRegistry, options: CreateInvoker
       const fn = registry.functions.get(functionName);
       if (!fn) throw new FunctionNotFoundError(functionName, [...registry.functions.keys()]);
       if (!model) throw new InvocationSetupError(`No programming model captured for ${registry.entryPath}`);
-      const invokeOptions: InvokeOptions = isInvokeOptions(optionsOrMetadata)
-        ? optionsOrMetadata
-        : { triggerMetadata: optionsOrMetadata };
+      const invokeOptions: InvokeOptions = isInvokeOptions(optionsOrMetadata) ? optionsOrMetadata : { triggerMetadata: optionsOrMetadata };
       const trigger = triggerBinding(fn.metadata);
       const inputData = [{ name: trigger.name, data: triggerData }];
       for (const [name, data] of Object.entries(extraInputs)) {
         if (!fn.metadata.bindings[name]) {
-          throw new InvocationSetupError(
-            `Function "${functionName}" has no binding named "${name}" (bindings: ${Object.keys(fn.metadata.bindings).join(", ")})`,
-          );
+          throw new InvocationSetupError(`Function "${functionName}" has no binding named "${name}" (bindings: ${Object.keys(fn.metadata.bindings).join(", ")})`);
         }
         inputData.push({ name, data });
       }

@@ -54,10 +54,7 @@ export function maskedMetadata(options: { session: Buffer; sender: number; ringB
  * Checks an uploaded masked update before survivors are fixed: metadata names this session and
  * sender, and the tensors are exactly the expected ones with the expected shapes and dtype.
  */
-export async function validateMaskedUpload(
-  source: ByteSource,
-  expected: { session: Buffer; sender: number; ringBits: RingBits; layout: readonly StreamTensor[] },
-): Promise<SafetensorsHeader> {
+export async function validateMaskedUpload(source: ByteSource, expected: { session: Buffer; sender: number; ringBits: RingBits; layout: readonly StreamTensor[] }): Promise<SafetensorsHeader> {
   const header = await readSafetensorsHeader(source);
   const file = source.name;
   const want = maskedMetadata(expected);

@@ -35,7 +35,10 @@ export function checkSplit(split: Split, rosterSize: number, threshold: number):
   const survivors = [...split.survivors].sort((a, b) => a - b);
   const dropped = [...split.dropped].sort((a, b) => a - b);
   const seen = new Set<number>();
-  for (const [field, list] of [["survivors", survivors], ["dropped", dropped]] as const) {
+  for (const [field, list] of [
+    ["survivors", survivors],
+    ["dropped", dropped],
+  ] as const) {
     for (const index of list) {
       if (!Number.isSafeInteger(index) || index < 1 || index > rosterSize) throw new SecAggError("BAD_ROSTER", field, `silo indexes run from 1 to ${rosterSize}, got ${index}`);
       if (seen.has(index)) throw new SecAggError("BAD_ROSTER", field, `silo ${index} is listed twice (a silo is either a survivor or dropped)`);
@@ -101,7 +104,14 @@ export async function revealForUnmask(options: {
     const file = options.sharesFiles.get(owner);
     if (!file) throw new SecAggError("UNRECOVERABLE", `shares[${owner}]`, `no shares file from survivor ${owner}`);
     const { shareKey } = pairSecrets({ secretKey: options.secretKey, roster, session, selfIndex, peerIndex: owner });
-    const y = decryptShare({ shareKey, session, sender: owner, recipient: selfIndex, ciphertext: Buffer.from(file.shares[selfIndex - 1].ciphertext, "base64"), field: `shares[${owner}].shares[${selfIndex - 1}]` });
+    const y = decryptShare({
+      shareKey,
+      session,
+      sender: owner,
+      recipient: selfIndex,
+      ciphertext: Buffer.from(file.shares[selfIndex - 1].ciphertext, "base64"),
+      field: `shares[${owner}].shares[${selfIndex - 1}]`,
+    });
     selfShares.push({ owner, y: fieldToBytes(y).toString("hex") });
   }
   const pairwiseSeeds = split.dropped.map((dropped) => ({ dropped, seed: pairSecrets({ secretKey: options.secretKey, roster, session, selfIndex, peerIndex: dropped }).maskSeed.toString("hex") }));

@@ -24,7 +24,11 @@ export class MaskStream {
   private zeros = Buffer.alloc(0);
 
   /** Starts at element `startElement` of the stream (CTR mode seeks: counter block = byte offset / 16). */
-  constructor(seed: Uint8Array, private readonly ringBits: RingBits, startElement = 0) {
+  constructor(
+    seed: Uint8Array,
+    private readonly ringBits: RingBits,
+    startElement = 0,
+  ) {
     const startByte = startElement * (ringBits / 8);
     const counter = Buffer.alloc(16);
     counter.writeBigUInt64BE(BigInt(Math.floor(startByte / 16)), 8);

@@ -88,15 +88,7 @@ export function sessionId(input: SessionInput): Buffer {
     if (!Number.isSafeInteger(input[field]) || input[field] < 0) throw new SecAggError("BAD_PARAMETERS", field, `expected a non-negative integer, got ${input[field]}`);
   }
   checkThreshold(input.threshold, input.roster.silos.length);
-  return sha256(
-    Buffer.from("flo-secagg/v1/session"),
-    str(input.federationId),
-    u64(input.round),
-    u64(input.attempt),
-    u32(input.threshold),
-    u32(input.ringBits),
-    input.roster.digest,
-  );
+  return sha256(Buffer.from("flo-secagg/v1/session"), str(input.federationId), u64(input.round), u64(input.attempt), u32(input.threshold), u32(input.ringBits), input.roster.digest);
 }
 
 export function checkThreshold(threshold: number, silos: number): void {

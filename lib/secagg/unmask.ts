@@ -60,7 +60,11 @@ function recoverSeeds(options: UnmaskOptions, split: Split): { selfSeeds: Map<nu
   if (split.dropped.length > 0) {
     const silent = split.survivors.filter((i) => !byRevealer.has(i));
     if (silent.length > 0) {
-      throw new SecAggError("UNRECOVERABLE", "reveals", `survivors ${silent.join(", ")} did not reveal their pairwise seeds with dropped silos ${split.dropped.join(", ")}: re-run the round under a new session`);
+      throw new SecAggError(
+        "UNRECOVERABLE",
+        "reveals",
+        `survivors ${silent.join(", ")} did not reveal their pairwise seeds with dropped silos ${split.dropped.join(", ")}: re-run the round under a new session`,
+      );
     }
     for (const reveal of byRevealer.values()) {
       for (const d of split.dropped) {

@@ -79,9 +79,7 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   // Azure ML silos need an environment.
   const firstAzureml = silos.findIndex((silo) => obj(silo.compute).type === "azureml");
   if (firstAzureml >= 0 && training.environment === undefined) {
-    issues.push(
-      specIssue("training.environment", `an Azure ML environment such as azureml:flo-node:1 (silos[${firstAzureml}] uses azureml compute)`, "missing"),
-    );
+    issues.push(specIssue("training.environment", `an Azure ML environment such as azureml:flo-node:1 (silos[${firstAzureml}] uses azureml compute)`, "missing"));
   }
 
   // Quorum versus silos.
@@ -93,9 +91,7 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
     if (minSilos > siloCount) {
       issues.push(specIssue("policy.minSilos", `<= ${siloCount} (the number of silos)`, String(minSilos)));
     } else if (minSilos > perRound) {
-      issues.push(
-        specIssue("policy.minSilos", `<= ${perRound} (silos sampled per round: ceil(sampleFraction ${fraction} x ${siloCount} silos))`, String(minSilos)),
-      );
+      issues.push(specIssue("policy.minSilos", `<= ${perRound} (silos sampled per round: ceil(sampleFraction ${fraction} x ${siloCount} silos))`, String(minSilos)));
     }
   }
   const quorum = effectiveMinSilos(minSilos, perRound);
@@ -131,7 +127,9 @@ function aggregationIssues(aggregation: Obj, quorum: number, perRound: number, q
     issues.push(specIssue(issue.path, issue.expected, issue.got, issue.hint));
   }
   if (isObj(aggregation.dp) && definition && !acceptsDp(definition)) {
-    const meanBased = strategyDefinitions().filter(acceptsDp).map((d) => d.name);
+    const meanBased = strategyDefinitions()
+      .filter(acceptsDp)
+      .map((d) => d.name);
     issues.push(
       specIssue(
         "aggregation.dp",
@@ -153,7 +151,12 @@ function aggregationIssues(aggregation: Obj, quorum: number, perRound: number, q
       if (z >= 2 * sigmaB) {
         const source = explicit !== undefined ? "aggregation.clipping.clippedCountStddev" : `silos per round ${perRound} / 20`;
         issues.push(
-          specIssue("aggregation.dp.noiseMultiplier", `< 2 x clippedCountStddev = ${Number((2 * sigmaB).toPrecision(12))} (clippedCountStddev from ${source})`, String(z), "or raise clippedCountStddev"),
+          specIssue(
+            "aggregation.dp.noiseMultiplier",
+            `< 2 x clippedCountStddev = ${Number((2 * sigmaB).toPrecision(12))} (clippedCountStddev from ${source})`,
+            String(z),
+            "or raise clippedCountStddev",
+          ),
         );
       }
     }
@@ -179,16 +182,13 @@ function commandIssues(command: string, parameters: Obj, silos: Obj[], hasInitia
   if (!template.outputs.includes(MODEL_UPDATE_OUTPUT)) {
     issues.push(specIssue(path, `a reference to \${{outputs.${MODEL_UPDATE_OUTPUT}}} (where the trainer writes model.safetensors and metrics.json)`, "none"));
   }
-  const defined = (silo: Obj, name: string) =>
-    Object.prototype.hasOwnProperty.call(parameters, name) || Object.prototype.hasOwnProperty.call(obj(silo.inputs), name);
+  const defined = (silo: Obj, name: string) => Object.prototype.hasOwnProperty.call(parameters, name) || Object.prototype.hasOwnProperty.call(obj(silo.inputs), name);
   const siloLabel = (silo: Obj, i: number) => (typeof silo.name === "string" ? JSON.stringify(silo.name) : `silos[${i}]`);
   for (const { name, optional } of template.inputs) {
     const placeholder = `\${{inputs.${name}}}`;
     if (name === GLOBAL_MODEL_INPUT) {
       if (!optional && !hasInitialModel) {
-        issues.push(
-          specIssue(path, `${placeholder} inside an optional part $[[ ... ]]: without initialModel round 1 has no global model`, `${placeholder} outside $[[ ]]`),
-        );
+        issues.push(specIssue(path, `${placeholder} inside an optional part $[[ ... ]]: without initialModel round 1 has no global model`, `${placeholder} outside $[[ ]]`));
       }
       continue;
     }
@@ -223,4 +223,3 @@ function commandError(path: string, error: CommandTemplateError): SpecIssue {
   const at = error.details.index !== undefined ? ` at character ${error.details.index + 1}` : "";
   return specIssue(path, error.expected, `${error.got}${at}`);
 }
-

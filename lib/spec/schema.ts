@@ -32,11 +32,8 @@ export const PATTERN_DESCRIPTIONS: Record<string, string> = {
 };
 export const MAX_ROUND_TIMEOUT_SECONDS = 30 * 86400;
 
-const literalValue = z
-  .union([z.string(), z.number(), z.boolean()])
-  .meta({ description: "A literal input value; numbers and booleans are passed to the job as text." });
-const literalInputs = (description: string) =>
-  z.record(z.string().regex(INPUT_NAME), literalValue).default({}).meta({ description });
+const literalValue = z.union([z.string(), z.number(), z.boolean()]).meta({ description: "A literal input value; numbers and booleans are passed to the job as text." });
+const literalInputs = (description: string) => z.record(z.string().regex(INPUT_NAME), literalValue).default({}).meta({ description });
 
 export const siloSchema = z.strictObject({
   name: z.string().regex(SILO_NAME).meta({ description: "Unique silo name, part of job names and blob paths." }),
@@ -45,16 +42,9 @@ export const siloSchema = z.strictObject({
 });
 
 export const trainingSchema = z.strictObject({
-  command: z
-    .string()
-    .min(1)
-    .meta({ description: "Job command with Azure ML placeholders ${{inputs.X}}, ${{outputs.model_update}}, optional parts $[[ ... ]]." }),
+  command: z.string().min(1).meta({ description: "Job command with Azure ML placeholders ${{inputs.X}}, ${{outputs.model_update}}, optional parts $[[ ... ]]." }),
   code: z.string().min(1).optional().meta({ description: "Folder uploaded as the job's code (azureml) / working directory (local)." }),
-  environment: z
-    .string()
-    .regex(ENVIRONMENT_REF)
-    .optional()
-    .meta({ description: "Azure ML environment, e.g. azureml:flo-node:1; required when any silo uses azureml compute." }),
+  environment: z.string().regex(ENVIRONMENT_REF).optional().meta({ description: "Azure ML environment, e.g. azureml:flo-node:1; required when any silo uses azureml compute." }),
   parameters: literalInputs("Literal inputs, the same for every silo."),
 });
 
@@ -122,20 +112,10 @@ export const roundTimeoutSchema = z
 
 export const policySchema = z
   .strictObject({
-    minSilos: z
-      .number()
-      .int()
-      .min(1)
-      .optional()
-      .meta({ description: "Successful silos needed to aggregate a round. Default: every sampled silo." }),
+    minSilos: z.number().int().min(1).optional().meta({ description: "Successful silos needed to aggregate a round. Default: every sampled silo." }),
     roundTimeout: roundTimeoutSchema.default("PT1H").meta({ description: "ISO-8601 deadline of each round, e.g. PT30M." }),
     jobRetries: z.number().int().min(0).max(10).default(1).meta({ description: "Resubmissions of a failed silo job within a round." }),
-    sampleFraction: z
-      .number()
-      .gt(0)
-      .max(1)
-      .default(1)
-      .meta({ description: "Fraction of silos sampled each round (ceil(fraction * silos))." }),
+    sampleFraction: z.number().gt(0).max(1).default(1).meta({ description: "Fraction of silos sampled each round (ceil(fraction * silos))." }),
   })
   .prefault({});
 

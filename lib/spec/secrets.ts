@@ -6,27 +6,96 @@
 
 /** Words that name a credential on their own (compared against the key split into words). */
 const SECRET_WORDS = new Set([
-  "secret", "secrets", "password", "passwd", "passwort", "pwd", "passphrase", "apikey", "credential",
-  "credentials", "connectionstring", "connstr", "sas", "sastoken", "accountkey", "accesskey", "privatekey", "bearer",
+  "secret",
+  "secrets",
+  "password",
+  "passwd",
+  "passwort",
+  "pwd",
+  "passphrase",
+  "apikey",
+  "credential",
+  "credentials",
+  "connectionstring",
+  "connstr",
+  "sas",
+  "sastoken",
+  "accountkey",
+  "accesskey",
+  "privatekey",
+  "bearer",
 ]);
 /** Word pairs that name a credential together: api_key, accessKey, connection-string, hf_token... */
 const SECRET_PAIRS: [string, string][] = [
-  ["api", "key"], ["access", "key"], ["account", "key"], ["private", "key"], ["secret", "key"], ["storage", "key"],
-  ["subscription", "key"], ["shared", "key"], ["signing", "key"], ["encryption", "key"], ["master", "key"],
-  ["connection", "string"], ["conn", "string"], ["conn", "str"], ["client", "secret"],
+  ["api", "key"],
+  ["access", "key"],
+  ["account", "key"],
+  ["private", "key"],
+  ["secret", "key"],
+  ["storage", "key"],
+  ["subscription", "key"],
+  ["shared", "key"],
+  ["signing", "key"],
+  ["encryption", "key"],
+  ["master", "key"],
+  ["connection", "string"],
+  ["conn", "string"],
+  ["conn", "str"],
+  ["client", "secret"],
 ];
 /**
  * "token" alone is a credential, but ML has many non-secret tokens (pad_token, max_tokens,
  * token_budget): only these qualifiers make it one.
  */
 const TOKEN_QUALIFIERS = new Set([
-  "auth", "access", "refresh", "id", "sas", "bearer", "hf", "huggingface", "github", "gh", "gitlab", "api", "personal",
-  "pat", "secret", "session", "service", "bot", "slack", "npm", "pypi", "wandb", "security", "oauth", "git",
+  "auth",
+  "access",
+  "refresh",
+  "id",
+  "sas",
+  "bearer",
+  "hf",
+  "huggingface",
+  "github",
+  "gh",
+  "gitlab",
+  "api",
+  "personal",
+  "pat",
+  "secret",
+  "session",
+  "service",
+  "bot",
+  "slack",
+  "npm",
+  "pypi",
+  "wandb",
+  "security",
+  "oauth",
+  "git",
 ]);
 /** Names that point at where a secret lives (a file, an env var, a Key Vault secret name) are fine. */
 const REFERENCE_SUFFIXES = new Set([
-  "file", "path", "dir", "name", "env", "var", "variable", "ref", "reference", "uri", "url", "endpoint", "id", "length",
-  "len", "count", "budget", "limit", "size", "type",
+  "file",
+  "path",
+  "dir",
+  "name",
+  "env",
+  "var",
+  "variable",
+  "ref",
+  "reference",
+  "uri",
+  "url",
+  "endpoint",
+  "id",
+  "length",
+  "len",
+  "count",
+  "budget",
+  "limit",
+  "size",
+  "type",
 ]);
 
 /** Splits `hfToken`, `HF_TOKEN`, `api-key`, `storage.key` into lower-case words. */
@@ -74,7 +143,8 @@ export function secretValueReason(value: string): string | undefined {
 }
 
 /** A command-line flag that names a credential, followed by a literal value (not a placeholder). */
-const SECRET_FLAG = /(^|\s)--?(password|passwd|pwd|secret|client[-_]?secret|token|auth[-_]?token|access[-_]?token|api[-_]?key|access[-_]?key|account[-_]?key|sas[-_]?token|connection[-_]?string)(=|\s+)(?!\$\{\{)(?!-)\S+/i;
+const SECRET_FLAG =
+  /(^|\s)--?(password|passwd|pwd|secret|client[-_]?secret|token|auth[-_]?token|access[-_]?token|api[-_]?key|access[-_]?key|account[-_]?key|sas[-_]?token|connection[-_]?string)(=|\s+)(?!\$\{\{)(?!-)\S+/i;
 
 /** Returns why a command line looks like it passes a literal secret, or undefined. */
 export function secretInCommandReason(command: string): string | undefined {

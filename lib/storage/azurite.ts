@@ -87,14 +87,21 @@ export class AzuriteStartError extends AzuriteError {
 
 /** An endpoint of a service that was not requested in `services` was asked for. */
 export class AzuriteServiceNotStartedError extends AzuriteError {
-  constructor(readonly service: AzuriteService, started: readonly AzuriteService[]) {
+  constructor(
+    readonly service: AzuriteService,
+    started: readonly AzuriteService[],
+  ) {
     super(`Azurite ${service} service was not started (started: ${started.join(", ") || "none"})`);
   }
 }
 
 /** Another live Azurite (this process or another) already serves this persistence folder. */
 export class AzuriteLocationInUseError extends AzuriteError {
-  constructor(readonly location: string, readonly ownerPid: number | undefined, readonly lockPath: string) {
+  constructor(
+    readonly location: string,
+    readonly ownerPid: number | undefined,
+    readonly lockPath: string,
+  ) {
     super(`Azurite location ${location} is in use by ${ownerPid ? `process ${ownerPid}` : "another process"} (lock file ${lockPath})`);
   }
 }
@@ -188,37 +195,60 @@ function validateOptions(options: StartAzuriteOptions): AzuriteService[] {
   return [...new Set(services)];
 }
 
-function createServer(
-  mod: AzuriteModules,
-  service: AzuriteService,
-  host: string,
-  port: number,
-  location: string | undefined,
-  memoryStore: unknown,
-): AzuriteServer {
+function createServer(mod: AzuriteModules, service: AzuriteService, host: string, port: number, location: string | undefined, memoryStore: unknown): AzuriteServer {
   const inMemory = location === undefined;
   const file = (name: string) => (inMemory ? name : path.join(location, name));
   // Positional arguments mirror Azurite 3.35's *Configuration constructors (see azurite/dist/src/*/…Configuration.js).
   if (service === "table") {
     const config = new mod.TableConfiguration(
-      host, port, KEEP_ALIVE_TIMEOUT_S, file("__azurite_db_table__.json"),
-      false /* debug log */, false /* access log */, undefined, undefined,
-      true /* loose */, true /* skipApiVersionCheck */, "", "", "", undefined, false, inMemory,
+      host,
+      port,
+      KEEP_ALIVE_TIMEOUT_S,
+      file("__azurite_db_table__.json"),
+      false /* debug log */,
+      false /* access log */,
+      undefined,
+      undefined,
+      true /* loose */,
+      true /* skipApiVersionCheck */,
+      "",
+      "",
+      "",
+      undefined,
+      false,
+      inMemory,
     );
     return new mod.TableServer(config);
   }
-  const persistence = [{
-    locationId: "Default",
-    locationPath: file(service === "blob" ? "__blobstorage__" : "__queuestorage__"),
-    maxConcurrency: EXTENT_WRITE_CONCURRENCY,
-  }];
+  const persistence = [
+    {
+      locationId: "Default",
+      locationPath: file(service === "blob" ? "__blobstorage__" : "__queuestorage__"),
+      maxConcurrency: EXTENT_WRITE_CONCURRENCY,
+    },
+  ];
   const Config = service === "blob" ? mod.BlobConfiguration : mod.QueueConfiguration;
   const Server = service === "blob" ? mod.BlobServer : mod.QueueServer;
   const config = new Config(
-    host, port, KEEP_ALIVE_TIMEOUT_S,
-    file(`__azurite_db_${service}__.json`), file(`__azurite_db_${service}_extent__.json`), persistence,
-    false /* access log */, undefined, false /* debug log */, undefined,
-    true /* loose */, true /* skipApiVersionCheck */, "", "", "", undefined, false, inMemory, memoryStore,
+    host,
+    port,
+    KEEP_ALIVE_TIMEOUT_S,
+    file(`__azurite_db_${service}__.json`),
+    file(`__azurite_db_${service}_extent__.json`),
+    persistence,
+    false /* access log */,
+    undefined,
+    false /* debug log */,
+    undefined,
+    true /* loose */,
+    true /* skipApiVersionCheck */,
+    "",
+    "",
+    "",
+    undefined,
+    false,
+    inMemory,
+    memoryStore,
   );
   return new Server(config);
 }
@@ -241,10 +271,12 @@ class LokiFlusher {
     if (!this.db.autosaveDirty()) return this.running ?? Promise.resolve();
     if (this.queued) return this.queued;
     if (this.running) {
-      const queued = this.running.catch(() => undefined).then(() => {
-        this.queued = undefined;
-        return this.save();
-      });
+      const queued = this.running
+        .catch(() => undefined)
+        .then(() => {
+          this.queued = undefined;
+          return this.save();
+        });
       this.queued = queued;
       return queued;
     }
@@ -418,9 +450,7 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
   const unlock = location === undefined ? () => Promise.resolve() : await lockLocation(location);
   const mod = loadAzurite();
   // A store per launch (not Azurite's process-wide default) so stop() releases the memory.
-  const memoryStore = location === undefined
-    ? new mod.MemoryExtentChunkStore(options.memoryLimitBytes ?? mod.DEFAULT_EXTENT_MEMORY_LIMIT)
-    : undefined;
+  const memoryStore = location === undefined ? new mod.MemoryExtentChunkStore(options.memoryLimitBytes ?? mod.DEFAULT_EXTENT_MEMORY_LIMIT) : undefined;
 
   const started = new Map<AzuriteService, AzuriteServer>();
   const portsChanged: AzuriteService[] = [];
@@ -500,9 +530,15 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
     accountKey: AZURITE_ACCOUNT_KEY,
     services,
     location,
-    get blobEndpoint() { return endpoint("blob"); },
-    get queueEndpoint() { return endpoint("queue"); },
-    get tableEndpoint() { return endpoint("table"); },
+    get blobEndpoint() {
+      return endpoint("blob");
+    },
+    get queueEndpoint() {
+      return endpoint("queue");
+    },
+    get tableEndpoint() {
+      return endpoint("table");
+    },
     connectionString: azuriteConnectionString(endpoints),
     portsChanged,
     flush: async () => {

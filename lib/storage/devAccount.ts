@@ -4,8 +4,7 @@
  * it is not a secret, but it lives in exactly one place so it is never confused with a real key.
  */
 export const AZURITE_ACCOUNT_NAME = "devstoreaccount1";
-export const AZURITE_ACCOUNT_KEY =
-  "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+export const AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 export interface ServiceEndpoints {
   blobEndpoint?: string;
@@ -19,11 +18,7 @@ export interface ServiceEndpoints {
  * Endpoints that are absent (service not started) are left out.
  */
 export function azuriteConnectionString(endpoints: ServiceEndpoints): string {
-  const parts = [
-    "DefaultEndpointsProtocol=http",
-    `AccountName=${AZURITE_ACCOUNT_NAME}`,
-    `AccountKey=${AZURITE_ACCOUNT_KEY}`,
-  ];
+  const parts = ["DefaultEndpointsProtocol=http", `AccountName=${AZURITE_ACCOUNT_NAME}`, `AccountKey=${AZURITE_ACCOUNT_KEY}`];
   if (endpoints.blobEndpoint) parts.push(`BlobEndpoint=${endpoints.blobEndpoint}`);
   if (endpoints.queueEndpoint) parts.push(`QueueEndpoint=${endpoints.queueEndpoint}`);
   if (endpoints.tableEndpoint) parts.push(`TableEndpoint=${endpoints.tableEndpoint}`);

@@ -52,9 +52,7 @@ export function parseConnectionString(connectionString: string, settingName = "c
     const eq = trimmed.indexOf("=");
     const key = eq > 0 ? trimmed.slice(0, eq).trim() : "";
     if (!/^[A-Za-z]{1,64}$/.test(key)) {
-      throw new StorageSettingsError(
-        `${settingName}: expected "Key=Value" segments separated by ";", segment ${index + 1} has no valid key (value not shown)`,
-      );
+      throw new StorageSettingsError(`${settingName}: expected "Key=Value" segments separated by ";", segment ${index + 1} has no valid key (value not shown)`);
     }
     parts.set(key.toLowerCase(), trimmed.slice(eq + 1).trim());
   });
@@ -96,10 +94,7 @@ function fromConnectionString(settingName: string, raw: string): StorageSettings
   const hasKey = parts.has("accountkey") && !!accountName;
   const hasSas = parts.has("sharedaccesssignature");
   if (!hasKey && !hasSas) {
-    throw new StorageSettingsError(
-      `${settingName}: expected a storage connection string with AccountName + AccountKey or SharedAccessSignature, ` +
-        `got keys [${[...parts.keys()].join(", ")}]`,
-    );
+    throw new StorageSettingsError(`${settingName}: expected a storage connection string with AccountName + AccountKey or SharedAccessSignature, ` + `got keys [${[...parts.keys()].join(", ")}]`);
   }
   const settings = {
     kind: "connectionString" as const,
@@ -120,10 +115,7 @@ function fromConnectionString(settingName: string, raw: string): StorageSettings
  * Throws StorageSettingsError when a setting is present but malformed; returns `{kind: "embedded"}`
  * only when nothing is configured.
  */
-export function storageSettingsFromEnv(
-  env: Readonly<Record<string, string | undefined>>,
-  settingName: string = DEFAULT_STORAGE_SETTING,
-): StorageSettings {
+export function storageSettingsFromEnv(env: Readonly<Record<string, string | undefined>>, settingName: string = DEFAULT_STORAGE_SETTING): StorageSettings {
   const get = (suffix: string): string | undefined => {
     // App settings use "__"; some hosts (Linux env vars) also accept ":" — honour both.
     const value = env[`${settingName}${suffix}`] ?? (suffix ? env[`${settingName}${suffix.replace("__", ":")}`] : undefined);
@@ -140,9 +132,7 @@ export function storageSettingsFromEnv(
   };
   if (accountName === undefined && !explicit.blob && !explicit.queue && !explicit.table) return { kind: "embedded" };
   if (accountName !== undefined && !/^[a-z0-9]{3,24}$/.test(accountName)) {
-    throw new StorageSettingsError(
-      `${settingName}__accountName: expected a storage account name (3-24 lower-case letters/digits), got ${JSON.stringify(accountName)}`,
-    );
+    throw new StorageSettingsError(`${settingName}__accountName: expected a storage account name (3-24 lower-case letters/digits), got ${JSON.stringify(accountName)}`);
   }
   const uri = (service: "blob" | "queue" | "table"): string | undefined => {
     const value = explicit[service];

@@ -32,11 +32,21 @@ export function useAzurite(options: Omit<StartAzuriteOptions, "location"> = {}):
     return handle;
   };
   return {
-    get handle() { return running(); },
-    get connectionString() { return running().connectionString; },
-    get blobEndpoint() { return running().blobEndpoint; },
-    get queueEndpoint() { return running().queueEndpoint; },
-    get tableEndpoint() { return running().tableEndpoint; },
+    get handle() {
+      return running();
+    },
+    get connectionString() {
+      return running().connectionString;
+    },
+    get blobEndpoint() {
+      return running().blobEndpoint;
+    },
+    get queueEndpoint() {
+      return running().queueEndpoint;
+    },
+    get tableEndpoint() {
+      return running().tableEndpoint;
+    },
   };
 }
 

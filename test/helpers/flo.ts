@@ -167,15 +167,13 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
   const url = `http://127.0.0.1:${port}`;
   const transport = new AzuriteQueueTransport({ connectionString: azurite.connectionString, maxDeliveryCount: 10, lockDurationMs: 30_000, maxAutoLockRenewalDurationMs: 60_000 });
   const api = (path: string, init?: RequestInit) => fetch(`${url}/api/${path}`, { ...init, headers: { "x-functions-key": FUNCTION_KEY, ...(init?.headers ?? {}) } });
-  const management = (path: string, init?: RequestInit) =>
-    fetch(`${url}/runtime/webhooks/durabletask/${path}`, { ...init, headers: { "x-functions-key": MASTER_KEY, ...(init?.headers ?? {}) } });
+  const management = (path: string, init?: RequestInit) => fetch(`${url}/runtime/webhooks/durabletask/${path}`, { ...init, headers: { "x-functions-key": MASTER_KEY, ...(init?.headers ?? {}) } });
   const json = async (path: string, init?: RequestInit) => {
     const res = await api(path, init);
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : undefined };
   };
-  const exited = (proc: ChildProcess | undefined) =>
-    new Promise<void>((done) => (!proc || proc.exitCode !== null || proc.signalCode !== null ? done() : proc.once("exit", () => done())));
+  const exited = (proc: ChildProcess | undefined) => new Promise<void>((done) => (!proc || proc.exitCode !== null || proc.signalCode !== null ? done() : proc.once("exit", () => done())));
   return {
     url,
     dir,

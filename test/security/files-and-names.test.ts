@@ -34,7 +34,10 @@ describe("tensor names JavaScript treats specially", () => {
   test("attack: an update with a __proto__ tensor is excluded from the round with the reason (it used to vanish from the output header)", async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "flo-sec-names-"));
     try {
-      for (const [silo, value] of [["east", 1], ["west", 3]] as const) {
+      for (const [silo, value] of [
+        ["east", 1],
+        ["west", 3],
+      ] as const) {
         await fs.mkdir(path.join(dir, silo));
         await writeSafetensors(fileSink(path.join(dir, silo, "model.safetensors")), [{ name: "w", dtype: "F32", shape: [1], data: encodeFloats([value], "F32") }]);
         await fs.writeFile(path.join(dir, silo, "metrics.json"), JSON.stringify({ num_examples: 1 }));

@@ -29,10 +29,15 @@ function startHost(app: string, env: Record<string, string> = { FLO_FUNCTION_KEY
   delete baseEnv.FLO_FUNCTION_KEY;
   delete baseEnv.FLO_MASTER_KEY;
   const child = spawn(process.execPath, [CLI, "host", app, "--port", "0", "--data", dataDir, "--storage", "memory"], {
-    cwd: ROOT, env: { ...baseEnv, ...env }, stdio: ["ignore", "pipe", "pipe"],
+    cwd: ROOT,
+    env: { ...baseEnv, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
   });
   const started = whenHostStarted(child);
-  void started.then((host) => hosts.push(host), () => child.kill("SIGKILL"));
+  void started.then(
+    (host) => hosts.push(host),
+    () => child.kill("SIGKILL"),
+  );
   return started;
 }
 
@@ -46,7 +51,11 @@ afterAll(async () => {
   for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-interface Answer { status: number; body: string; headers: http.IncomingHttpHeaders }
+interface Answer {
+  status: number;
+  body: string;
+  headers: http.IncomingHttpHeaders;
+}
 
 /** A raw request (fetch cannot set Host), with any headers and an optional body. */
 function request(port: number, method: string, pathAndQuery: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> {
@@ -229,8 +238,13 @@ describe("flo's own API on `flo host`", () => {
 
   test("every API route needs a key, openapi.json included; the function key and the master key are accepted", async () => {
     const routes: Array<[string, string]> = [
-      ["GET", "/api/openapi.json"], ["GET", "/api/federations"], ["POST", "/api/federations"], ["GET", "/api/federations/x"],
-      ["POST", "/api/federations/x/cancel"], ["POST", "/api/federations/x/resume"], ["GET", "/api/federations/x/report"],
+      ["GET", "/api/openapi.json"],
+      ["GET", "/api/federations"],
+      ["POST", "/api/federations"],
+      ["GET", "/api/federations/x"],
+      ["POST", "/api/federations/x/cancel"],
+      ["POST", "/api/federations/x/resume"],
+      ["GET", "/api/federations/x/report"],
     ];
     for (const [method, route] of routes) {
       const res = await request(host.port, method, route, { "content-type": "application/json" }, method === "POST" ? "{}" : undefined);

@@ -16,10 +16,7 @@
 import { PrivacyAccountingError, PrivacyConfigError } from "./errors";
 
 /** Orders grid of TF Privacy / Opacus (`DEFAULT_ALPHAS`). */
-export const DEFAULT_RDP_ORDERS: readonly number[] = [
-  ...Array.from({ length: 99 }, (_, x) => 1 + (x + 1) / 10),
-  ...Array.from({ length: 52 }, (_, x) => 12 + x),
-];
+export const DEFAULT_RDP_ORDERS: readonly number[] = [...Array.from({ length: 99 }, (_, x) => 1 + (x + 1) / 10), ...Array.from({ length: 52 }, (_, x) => 12 + x)];
 
 export type RdpConversion = "balle2020" | "mironov2017";
 
@@ -122,9 +119,7 @@ export function sampledGaussianRdp(sampleRate: number, noiseMultiplier: number, 
   if (noiseMultiplier === 0) return Infinity;
   if (sampleRate === 1) return order / (2 * noiseMultiplier * noiseMultiplier);
   if (order === Infinity) return Infinity;
-  const logA = Number.isInteger(order)
-    ? logAIntegerOrder(sampleRate, noiseMultiplier, order)
-    : logAFractionalOrder(sampleRate, noiseMultiplier, order);
+  const logA = Number.isInteger(order) ? logAIntegerOrder(sampleRate, noiseMultiplier, order) : logAFractionalOrder(sampleRate, noiseMultiplier, order);
   return logA / (order - 1);
 }
 
@@ -135,12 +130,7 @@ export function computeRdp(args: { sampleRate: number; noiseMultiplier: number; 
 }
 
 /** Smallest epsilon over the orders for the given delta, and the order achieving it. */
-export function epsilonFromRdp(args: {
-  orders: readonly number[];
-  rdp: readonly number[];
-  delta: number;
-  conversion?: RdpConversion;
-}): { epsilon: number; order: number } {
+export function epsilonFromRdp(args: { orders: readonly number[]; rdp: readonly number[]; delta: number; conversion?: RdpConversion }): { epsilon: number; order: number } {
   const { orders, rdp, delta } = args;
   const conversion = args.conversion ?? "balle2020";
   if (orders.length !== rdp.length) throw new PrivacyConfigError("rdp", `${orders.length} values (one per order)`, rdp.length);

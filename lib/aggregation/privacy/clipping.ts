@@ -38,14 +38,10 @@ export function countNoiseStddev(options: Pick<AdaptiveClippingOptions, "clipped
  * Geometric clip-norm update. `unclippedCount` = number of updates with ||delta|| <= C;
  * `countNoise` = a sample of N(0, sigma_b^2) (0 without DP). Returns C_{t+1} and the noisy fraction.
  */
-export function nextAdaptiveClipNorm(args: {
+export function nextAdaptiveClipNorm(args: { clipNorm: number; unclippedCount: number; numUpdates: number; countNoise: number; targetQuantile: number; learningRate: number }): {
   clipNorm: number;
-  unclippedCount: number;
-  numUpdates: number;
-  countNoise: number;
-  targetQuantile: number;
-  learningRate: number;
-}): { clipNorm: number; noisyUnclippedFraction: number } {
+  noisyUnclippedFraction: number;
+} {
   const { clipNorm, unclippedCount, numUpdates, countNoise, targetQuantile: gamma, learningRate: eta } = args;
   if (!(numUpdates > 0)) throw new PrivacyConfigError("numUpdates", "> 0", numUpdates);
   const noisyUnclippedFraction = (unclippedCount + countNoise) / numUpdates;
@@ -60,11 +56,7 @@ export function nextAdaptiveClipNorm(args: {
 export function adaptiveUpdateNoiseMultiplier(noiseMultiplier: number, countStddev: number): number {
   if (!(noiseMultiplier > 0)) throw new PrivacyConfigError("dp.noiseMultiplier", "a number > 0", noiseMultiplier);
   if (noiseMultiplier >= 2 * countStddev) {
-    throw new PrivacyConfigError(
-      "clipping.clippedCountStddev",
-      `more than noiseMultiplier/2 = ${noiseMultiplier / 2} (z must be < 2*sigma_b; sigma_b defaults to updates/20)`,
-      countStddev,
-    );
+    throw new PrivacyConfigError("clipping.clippedCountStddev", `more than noiseMultiplier/2 = ${noiseMultiplier / 2} (z must be < 2*sigma_b; sigma_b defaults to updates/20)`, countStddev);
   }
   return (noiseMultiplier ** -2 - (2 * countStddev) ** -2) ** -0.5;
 }

@@ -93,5 +93,7 @@ export function createGaussianSource(options: GaussianSourceOptions = {}): Gauss
 /** A fresh secret per-round noise key (CSPRNG), or one derived from a test seed (NOT private). */
 export function newNoiseKey(insecureTestSeed?: string, round?: number): Buffer {
   if (insecureTestSeed === undefined) return randomBytes(32);
-  return createHash("sha256").update(`${insecureTestSeed}/round/${round ?? 0}`, "utf8").digest();
+  return createHash("sha256")
+    .update(`${insecureTestSeed}/round/${round ?? 0}`, "utf8")
+    .digest();
 }

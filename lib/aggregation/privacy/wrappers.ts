@@ -24,14 +24,10 @@ const adaptiveClipping = z.strictObject({
   initialNorm: positive().default(0.1).meta({ description: "Clip norm of the first round (C_0)." }),
   targetQuantile: z.number().gt(0).lt(1).default(0.5).meta({ description: "Fraction of updates the clip norm aims to leave unclipped." }),
   learningRate: positive().default(0.2).meta({ description: "Geometric learning rate of the clip norm." }),
-  clippedCountStddev: positive()
-    .optional()
-    .meta({ description: "Noise stddev on the unclipped count when dp is on; default: sampled silos / 20." }),
+  clippedCountStddev: positive().optional().meta({ description: "Noise stddev on the unclipped count when dp is on; default: sampled silos / 20." }),
 });
 
-export const clippingSchema = z
-  .discriminatedUnion("mode", [fixedClipping, adaptiveClipping])
-  .meta({ description: "Update norm clipping around any strategy (Andrew et al. 2021 for adaptive)." });
+export const clippingSchema = z.discriminatedUnion("mode", [fixedClipping, adaptiveClipping]).meta({ description: "Update norm clipping around any strategy (Andrew et al. 2021 for adaptive)." });
 
 export const dpSchema = z
   .strictObject({

@@ -72,10 +72,7 @@ export function multiKrumSelect(distances: DistanceMatrix, byzantine: number, ke
 export function bulyanSizes(k: number, byzantine: number): { theta: number; beta: number } {
   checkByzantine("bulyan", byzantine, k);
   if (k < 4 * byzantine + 3) {
-    throw new StrategyInputError(
-      "bulyan",
-      `needs at least 4f+3 = ${4 * byzantine + 3} updates for byzantine f=${byzantine}, got ${k}; lower --byzantine or use more silos`,
-    );
+    throw new StrategyInputError("bulyan", `needs at least 4f+3 = ${4 * byzantine + 3} updates for byzantine f=${byzantine}, got ${k}; lower --byzantine or use more silos`);
   }
   return { theta: k - 2 * byzantine, beta: k - 4 * byzantine };
 }
@@ -107,7 +104,9 @@ function byzantineQuorumIssues(label: string, multiplier: number, options: Recor
   if (!isCount(f) || quorum.minUpdates >= multiplier * f + 3) return [];
   const maxF = Math.floor((quorum.minUpdates - 3) / multiplier);
   if (maxF >= 0) {
-    return [{ path: "aggregation.byzantine", expected: `<= ${maxF}: ${label} needs n >= ${multiplier}f+3 updates and a round may aggregate only policy.minSilos = ${quorum.minUpdates}`, got: String(f) }];
+    return [
+      { path: "aggregation.byzantine", expected: `<= ${maxF}: ${label} needs n >= ${multiplier}f+3 updates and a round may aggregate only policy.minSilos = ${quorum.minUpdates}`, got: String(f) },
+    ];
   }
   const got = quorum.explicit ? String(quorum.minUpdates) : `${quorum.minUpdates} (the default: every sampled silo)`;
   return [{ path: "policy.minSilos", expected: `>= ${multiplier * f + 3}: ${label} with byzantine ${f} needs n >= ${multiplier}f+3 updates`, got }];

@@ -56,8 +56,7 @@ export function trimmedMeanCuts(beta: number, k: number): { lowercut: number; up
   if (lowercut >= uppercut) {
     throw new StrategyInputError(
       "trimmed-mean",
-      `beta=${beta} with ${k} updates cuts int(${beta}*${k})=${lowercut} from each end and leaves nothing to average; ` +
-        `use a smaller beta or more updates`,
+      `beta=${beta} with ${k} updates cuts int(${beta}*${k})=${lowercut} from each end and leaves nothing to average; ` + `use a smaller beta or more updates`,
     );
   }
   return { lowercut, uppercut };

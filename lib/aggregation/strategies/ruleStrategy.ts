@@ -126,9 +126,7 @@ export function createRuleStrategy(name: string, rule: AggregationRule, wrappers
         into.set(chunk.state[kind].subarray(0, chunk.length));
         state[kind] = into;
       }
-      const noise = plan.noiseKey
-        ? createGaussianSource({ key: { secret: Buffer.from(plan.noiseKey, "hex"), label: `${chunk.tensor.name}\u0000${chunk.start}` } })
-        : undefined;
+      const noise = plan.noiseKey ? createGaussianSource({ key: { secret: Buffer.from(plan.noiseKey, "hex"), label: `${chunk.tensor.name}\u0000${chunk.start}` } }) : undefined;
       combineChunk(config, plan, { rows: chunk.rows, out: chunk.out, global: chunk.global, state, noise, scratch });
     },
 

@@ -20,15 +20,7 @@ import {
 } from "@azure/core-rest-pipeline";
 import { DEFAULT_JOB_KIND, FLO_TAGS, floJobTags, JOB_NAME_PATTERN, type CallOptions, type JobInput, type SiloCompute, type SiloJobRequest, type SiloJobStatus } from "../siloCompute";
 import { jobStateFromAzureMlStatus } from "./status";
-import {
-  AzureMlConfigError,
-  AzureMlJobConflictError,
-  AzureMlJobNotFoundError,
-  AzureMlRequestError,
-  DATA_SCIENTIST_ROLE,
-  toAzureMlError,
-  type WorkspaceCoordinates,
-} from "./errors";
+import { AzureMlConfigError, AzureMlJobConflictError, AzureMlJobNotFoundError, AzureMlRequestError, DATA_SCIENTIST_ROLE, toAzureMlError, type WorkspaceCoordinates } from "./errors";
 import { openSiloOutputFolder, type BlobAccessOptions, type SiloOutputFolder } from "./outputs";
 
 export * from "./errors";
@@ -38,10 +30,7 @@ const PATH_SEGMENT = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,254}$/;
 const DEFAULT_ENDPOINT = "https://management.azure.com";
 export const DEFAULT_AZURE_ML_API_VERSION = "2022-10-01";
 
-export type AzureMlJobIdentity =
-  | { identityType: "AMLToken" }
-  | { identityType: "Managed"; clientId?: string; objectId?: string; resourceId?: string }
-  | { identityType: "UserIdentity" };
+export type AzureMlJobIdentity = { identityType: "AMLToken" } | { identityType: "Managed"; clientId?: string; objectId?: string; resourceId?: string } | { identityType: "UserIdentity" };
 
 export interface AzureMlSiloComputeOptions {
   subscriptionId: string;
@@ -111,8 +100,7 @@ export function azureMlAssetId(kind: "codes" | "environments", reference: string
   const what = kind === "codes" ? "a registered code asset" : "a registered environment";
   throw new AzureMlConfigError(
     field,
-    `${what}: an ARM id, azureml:<name>:<version>, azureml:<name>@latest or an azureml:// registry URI` +
-      (kind === "codes" ? " (register a local code folder first and pass its id as codeId)" : ""),
+    `${what}: an ARM id, azureml:<name>:<version>, azureml:<name>@latest or an azureml:// registry URI` + (kind === "codes" ? " (register a local code folder first and pass its id as codeId)" : ""),
     JSON.stringify(reference),
   );
 }
@@ -120,11 +108,7 @@ export function azureMlAssetId(kind: "codes" | "environments", reference: string
 export function assertValidJobName(jobName: string): void {
   // Azure ML's rule is not enforced by the SDK: a bad name would be sent URL-encoded.
   if (typeof jobName !== "string" || !JOB_NAME_PATTERN.test(jobName)) {
-    throw new AzureMlConfigError(
-      "jobName",
-      "an Azure ML job name matching ^[a-zA-Z0-9][a-zA-Z0-9\\-_]{0,254}$",
-      JSON.stringify(jobName),
-    );
+    throw new AzureMlConfigError("jobName", "an Azure ML job name matching ^[a-zA-Z0-9][a-zA-Z0-9\\-_]{0,254}$", JSON.stringify(jobName));
   }
 }
 
@@ -141,11 +125,7 @@ function jobInputToRest(name: string, input: JobInput): Record<string, unknown> 
   }
   if (input.kind === "folder") {
     if (typeof input.uri !== "string" || !(ASSET_URI.test(input.uri) || LOOPBACK_HTTP_URI.test(input.uri))) {
-      throw new AzureMlConfigError(
-        `inputs.${name}.uri`,
-        "an azureml://, https://, wasbs:// or abfss:// folder URI the Azure ML job can mount",
-        JSON.stringify(input.uri),
-      );
+      throw new AzureMlConfigError(`inputs.${name}.uri`, "an azureml://, https://, wasbs:// or abfss:// folder URI the Azure ML job can mount", JSON.stringify(input.uri));
     }
     return { jobInputType: "uri_folder", mode: "ReadOnlyMount", uri: input.uri };
   }
@@ -477,7 +457,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     const actual: Record<string, string | null | undefined> = { ...tags, [FLO_TAGS.kind]: tags[FLO_TAGS.kind] ?? DEFAULT_JOB_KIND };
     for (const [key, value] of Object.entries(expected)) {
       if (actual[key] !== value) {
-        throw new AzureMlJobConflictError({ coordinates: this.coordinates, jobName: request.jobName, tag: key, expected: value, got: (tags[key] ?? undefined) });
+        throw new AzureMlJobConflictError({ coordinates: this.coordinates, jobName: request.jobName, tag: key, expected: value, got: tags[key] ?? undefined });
       }
     }
     return this.toStatus(job, request.jobName, this.outputUriFor(request));
@@ -494,8 +474,7 @@ export class AzureMlSiloCompute implements SiloCompute {
     if (outputUri) status.outputUri = outputUri;
     if (logUri) status.logUri = logUri;
     if (state === "failed" || state === "canceled") {
-      status.error = `Azure ML job ${name} in workspace ${this.coordinates.workspace} ended with status ${rawStatus}` +
-        (logUri ? `; logs: ${logUri}` : "");
+      status.error = `Azure ML job ${name} in workspace ${this.coordinates.workspace} ended with status ${rawStatus}` + (logUri ? `; logs: ${logUri}` : "");
     }
     return status;
   }

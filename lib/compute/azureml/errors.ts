@@ -22,7 +22,11 @@ export class AzureMlError extends Error {
 /** A bad option or request field, found before anything is sent. */
 export class AzureMlConfigError extends AzureMlError {
   override name = "AzureMlConfigError";
-  constructor(readonly field: string, readonly expected: string, readonly got: string) {
+  constructor(
+    readonly field: string,
+    readonly expected: string,
+    readonly got: string,
+  ) {
     super(`Invalid Azure ML job setting ${field}: expected ${expected}, got ${got}`);
   }
 }
@@ -59,10 +63,7 @@ export class AzureMlRequestError extends AzureMlError {
 /** 401/403: the orchestrator's identity may not do this; the message names the workspace and the role to grant. */
 export class AzureMlAuthorizationError extends AzureMlRequestError {
   override name = "AzureMlAuthorizationError";
-  constructor(
-    message: string,
-    details: RequestErrorDetails & { workspace: string; requiredRole: string; scope: string },
-  ) {
+  constructor(message: string, details: RequestErrorDetails & { workspace: string; requiredRole: string; scope: string }) {
     super(message, details);
     this.workspace = details.workspace;
     this.requiredRole = details.requiredRole;
@@ -119,9 +120,7 @@ function armErrorFromBody(bodyText: string | undefined): { code?: string; messag
     const code = typeof body.error?.code === "string" ? body.error.code : undefined;
     let message = typeof body.error?.message === "string" ? body.error.message : undefined;
     // ARM validation errors name the offending fields in `details`; keep them in the message.
-    const details = Array.isArray(body.error?.details)
-      ? body.error.details.map((d) => (d as { message?: unknown })?.message).filter((m): m is string => typeof m === "string")
-      : [];
+    const details = Array.isArray(body.error?.details) ? body.error.details.map((d) => (d as { message?: unknown })?.message).filter((m): m is string => typeof m === "string") : [];
     if (details.length > 0) message = `${message ?? "error"} (${details.join("; ")})`;
     return { code, message };
   } catch {
@@ -167,14 +166,20 @@ export function toAzureMlError(
       statusCode === 401
         ? "the token was rejected: check that the orchestrator's identity exists in the workspace's tenant"
         : `the orchestrator's identity needs the "${requiredRole}" role on the workspace (scope ${scope})`;
-    return new AzureMlAuthorizationError(
-      `Azure ML denied ${operation}${target} in ${where}: HTTP ${statusCode} ${code ?? ""}: ${detail}. Fix: ${reason}.`,
-      { statusCode, code, jobName, operation, workspace: coordinates.workspace, requiredRole, scope },
-    );
+    return new AzureMlAuthorizationError(`Azure ML denied ${operation}${target} in ${where}: HTTP ${statusCode} ${code ?? ""}: ${detail}. Fix: ${reason}.`, {
+      statusCode,
+      code,
+      jobName,
+      operation,
+      workspace: coordinates.workspace,
+      requiredRole,
+      scope,
+    });
   }
-  return new AzureMlRequestError(
-    `Azure ML ${operation}${target} failed in ${where}: ${statusCode === undefined ? "no response" : `HTTP ${statusCode}`}` +
-      `${code ? ` ${code}` : ""}: ${detail}`,
-    { statusCode, code, jobName, operation },
-  );
+  return new AzureMlRequestError(`Azure ML ${operation}${target} failed in ${where}: ${statusCode === undefined ? "no response" : `HTTP ${statusCode}`}` + `${code ? ` ${code}` : ""}: ${detail}`, {
+    statusCode,
+    code,
+    jobName,
+    operation,
+  });
 }

@@ -5,17 +5,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import type { JobState } from "../siloCompute";
-import {
-  correlateFloJob,
-  decodeEventBody,
-  describeValue,
-  EventParseError,
-  isJsonObject,
-  optionalString,
-  requireString,
-  type FloJobEvent,
-  type NotOursEvent,
-} from "../jobEvents";
+import { correlateFloJob, decodeEventBody, describeValue, EventParseError, isJsonObject, optionalString, requireString, type FloJobEvent, type NotOursEvent } from "../jobEvents";
 import { azureMlStatusFromJobState, jobStateFromAzureMlStatus, type AzureMlJobStatus } from "./status";
 
 export const RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged";
@@ -91,8 +81,7 @@ export function parseAzureMlJobEvent(body: unknown): AzureMlJobEvent | NotOursEv
   if (eventType.toLowerCase() !== RUN_STATUS_CHANGED.toLowerCase() && eventType.toLowerCase() !== RUN_COMPLETED.toLowerCase()) {
     return { kind: "not-ours", reason: `event type ${eventType} is not an Azure ML run event`, eventType, eventId };
   }
-  const runEventType: AzureMlRunEventType =
-    eventType.toLowerCase() === RUN_COMPLETED.toLowerCase() ? RUN_COMPLETED : RUN_STATUS_CHANGED;
+  const runEventType: AzureMlRunEventType = eventType.toLowerCase() === RUN_COMPLETED.toLowerCase() ? RUN_COMPLETED : RUN_STATUS_CHANGED;
 
   const workspaceKey = isCloudEvent ? "source" : "topic";
   const workspaceId = requireString(event, workspaceKey, workspaceKey);

@@ -7,23 +7,11 @@
 import type { AzureMachineLearningWorkspaces } from "@azure/arm-machinelearning";
 import type { TokenCredential } from "@azure/core-auth";
 import type { TlsSettings } from "@azure/core-rest-pipeline";
-import {
-  AnonymousCredential,
-  BlobServiceClient,
-  StorageSharedKeyCredential,
-  type StoragePipelineOptions,
-} from "@azure/storage-blob";
+import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential, type StoragePipelineOptions } from "@azure/storage-blob";
 import type { ByteSource } from "../../models/bytes";
 import { ModelStore } from "../../models/store";
 import { MAX_METRICS_BYTES, METRICS_FILE, MODEL_FILE, parseSiloMetrics, SiloOutputError, type TrainingOutput } from "../siloCompute";
-import {
-  AzureMlAuthorizationError,
-  AzureMlConfigError,
-  DATA_SCIENTIST_ROLE,
-  STORAGE_BLOB_DATA_READER_ROLE,
-  toAzureMlError,
-  type WorkspaceCoordinates,
-} from "./errors";
+import { AzureMlAuthorizationError, AzureMlConfigError, DATA_SCIENTIST_ROLE, STORAGE_BLOB_DATA_READER_ROLE, toAzureMlError, type WorkspaceCoordinates } from "./errors";
 
 /** The parts of an `azureml://` datastore URI (short or long form). */
 export interface DatastoreUri {
@@ -37,8 +25,7 @@ export interface DatastoreUri {
 }
 
 const SHORT_FORM = /^azureml:\/\/datastores\/([^/]+)\/paths\/(.*)$/i;
-const LONG_FORM =
-  /^azureml:\/\/subscriptions\/([^/]+)\/resource[gG]roups\/([^/]+)\/(?:providers\/Microsoft\.MachineLearningServices\/)?workspaces\/([^/]+)\/datastores\/([^/]+)\/paths\/(.*)$/i;
+const LONG_FORM = /^azureml:\/\/subscriptions\/([^/]+)\/resource[gG]roups\/([^/]+)\/(?:providers\/Microsoft\.MachineLearningServices\/)?workspaces\/([^/]+)\/datastores\/([^/]+)\/paths\/(.*)$/i;
 
 /** Parses `azureml://datastores/<ds>/paths/<p>` and `azureml://subscriptions/<s>/resourcegroups/<rg>/workspaces/<ws>/datastores/<ds>/paths/<p>`. */
 export function parseDatastoreUri(uri: string): DatastoreUri {
@@ -104,11 +91,7 @@ export async function resolveDatastoreFolder(
 ): Promise<BlobFolderLocation> {
   const parsed = parseDatastoreUri(uri);
   if (parsed.subscriptionId && parsed.subscriptionId.toLowerCase() !== coordinates.subscriptionId.toLowerCase()) {
-    throw new AzureMlConfigError(
-      "outputUri",
-      `a datastore in subscription ${coordinates.subscriptionId} (the silo workspace's)`,
-      `subscription ${parsed.subscriptionId} in ${uri}`,
-    );
+    throw new AzureMlConfigError("outputUri", `a datastore in subscription ${coordinates.subscriptionId} (the silo workspace's)`, `subscription ${parsed.subscriptionId} in ${uri}`);
   }
   const where: WorkspaceCoordinates = {
     subscriptionId: coordinates.subscriptionId,
@@ -174,7 +157,10 @@ function mapStorageError(error: unknown, location: BlobFolderLocation, operation
 /** The store's pinned, resumable ByteSource, with storage authorization failures named. */
 class ExchangeByteSource implements ByteSource {
   readonly name: string;
-  constructor(private readonly inner: ByteSource, private readonly location: BlobFolderLocation) {
+  constructor(
+    private readonly inner: ByteSource,
+    private readonly location: BlobFolderLocation,
+  ) {
     this.name = inner.name;
   }
   async size(options: { signal?: AbortSignal } = {}): Promise<number> {
@@ -207,12 +193,7 @@ export interface OpenSiloOutputOptions extends BlobAccessOptions {
 }
 
 /** Opens a job's output folder: resolves the datastore, lists the folder, reads and validates metrics.json. */
-export async function openSiloOutputFolder(
-  client: AzureMachineLearningWorkspaces,
-  coordinates: WorkspaceCoordinates,
-  uri: string,
-  options: OpenSiloOutputOptions,
-): Promise<SiloOutputFolder> {
+export async function openSiloOutputFolder(client: AzureMachineLearningWorkspaces, coordinates: WorkspaceCoordinates, uri: string, options: OpenSiloOutputOptions): Promise<SiloOutputFolder> {
   const location = await resolveDatastoreFolder(client, coordinates, uri, options);
   const credential = options.credential ?? new AnonymousCredential();
   const pipelineOptions = {

@@ -14,9 +14,7 @@ export const LocalComputeSettings = {
   baseDir: "FLO_LOCAL_BASE_DIR",
 } as const;
 
-const specSchema = z
-  .strictObject({ type: z.literal("local") })
-  .meta({ description: "A child process on the machine running flo (embedded runtime)." });
+const specSchema = z.strictObject({ type: z.literal("local") }).meta({ description: "A child process on the machine running flo (embedded runtime)." });
 
 export const localBackend: ComputeBackend<typeof specSchema> = {
   specSchema,

@@ -134,7 +134,12 @@ export class LocalSiloCompute implements SiloCompute {
     if (!status) throw new LocalJobError(`job ${jobName} does not exist under ${this.root}`);
     if (TERMINAL_JOB_STATES.includes(status.state)) return this.finish(jobName, options);
     if (runnerDied(jobDir, status)) {
-      writeJobStatus(jobDir, { ...status, state: "failed", finishedAt: new Date().toISOString(), error: `the job's runner process died before the job ${status.state === "queued" ? "started" : "finished"}` });
+      writeJobStatus(jobDir, {
+        ...status,
+        state: "failed",
+        finishedAt: new Date().toISOString(),
+        error: `the job's runner process died before the job ${status.state === "queued" ? "started" : "finished"}`,
+      });
       return this.finish(jobName, options);
     }
     return { jobName, state: status.state, rawStatus: rawStatusOf(status.state) };
@@ -238,7 +243,12 @@ export class LocalSiloCompute implements SiloCompute {
       }
       // Finished jobs are uploaded and reported side by side: one at a time, the last of K jobs
       // would wait for K uploads. Errors are retried on the next tick or surfaced by status().
-      await forEachConcurrently(ready, FINISH_CONCURRENCY, (name) => this.status(name).then(() => undefined, () => undefined));
+      await forEachConcurrently(ready, FINISH_CONCURRENCY, (name) =>
+        this.status(name).then(
+          () => undefined,
+          () => undefined,
+        ),
+      );
     } catch {
       // The root is unreadable right now: the next tick tries again.
     } finally {

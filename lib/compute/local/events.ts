@@ -4,17 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { TERMINAL_JOB_STATES, type JobState } from "../siloCompute";
-import {
-  correlateFloJob,
-  decodeEventBody,
-  describeValue,
-  EventParseError,
-  isJsonObject,
-  optionalString,
-  requireString,
-  type FloJobEvent,
-  type NotOursEvent,
-} from "../jobEvents";
+import { correlateFloJob, decodeEventBody, describeValue, EventParseError, isJsonObject, optionalString, requireString, type FloJobEvent, type NotOursEvent } from "../jobEvents";
 
 export const LOCAL_JOB_EVENT_TYPE = "flo.local.JobStateChanged";
 

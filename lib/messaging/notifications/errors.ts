@@ -21,14 +21,23 @@ export class InvalidNotificationError extends NotificationError {
 
 /** The publisher options are unusable (missing topic, no way to reach the namespace, ...). */
 export class NotificationConfigError extends NotificationError {
-  constructor(readonly field: string, expected: string, got: string) {
+  constructor(
+    readonly field: string,
+    expected: string,
+    got: string,
+  ) {
     super(`invalid notification publisher option ${field}: expected ${expected}, got ${got}`);
   }
 }
 
 /** Service Bus refused or did not take the message. Never carries connection strings or tokens. */
 export class NotificationPublishError extends NotificationError {
-  constructor(readonly topicName: string, readonly messageId: string, reason: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly topicName: string,
+    readonly messageId: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
     super(`publishing notification ${messageId} to topic "${topicName}" failed: ${reason}`, options);
   }
 }

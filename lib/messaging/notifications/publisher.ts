@@ -10,11 +10,7 @@ import { notificationMessageId } from "./messageId";
 import { MAX_REASON_LENGTH, NOTIFICATION_SPEC_VERSION, notificationSchema, type Notification } from "./schema";
 
 /** A notification as callers write it: specVersion is filled in, time defaults to now. */
-export type NotificationInput = Notification extends infer N
-  ? N extends Notification
-    ? Omit<N, "specVersion" | "time"> & { time?: string | Date }
-    : never
-  : never;
+export type NotificationInput = Notification extends infer N ? (N extends Notification ? Omit<N, "specVersion" | "time"> & { time?: string | Date } : never) : never;
 
 export interface NotificationPublisherOptions {
   topicName: string;
@@ -111,7 +107,7 @@ export class NotificationPublisher implements NotificationSender {
     try {
       await this.sender.sendMessages(message, { abortSignal: options.signal });
     } catch (error) {
-      const reason = options.signal?.aborted ? "aborted" : (error as { code?: string }).code ?? (error as Error).name ?? "send failed";
+      const reason = options.signal?.aborted ? "aborted" : ((error as { code?: string }).code ?? (error as Error).name ?? "send failed");
       throw new NotificationPublishError(this.topicName, messageId, reason, { cause: error });
     }
     this.log?.(`notification ${notification.type} sent to topic ${this.topicName} (messageId ${messageId})`);

@@ -24,7 +24,10 @@ const modelUri = z
   .url()
   .refine((u) => !u.includes("?") && !u.includes("#"), "a URI without query string or fragment (no SAS tokens in notifications)")
   .describe("Where the global model is (blob or azureml:// URI), without credentials.");
-const modelSha256 = z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex digits").describe("sha256 of the model file.");
+const modelSha256 = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/, "64 lowercase hex digits")
+  .describe("sha256 of the model file.");
 const metrics = z.record(z.string().min(1), z.number()).describe("Metric name -> value (num_examples-weighted means).");
 
 const base = {
@@ -37,10 +40,23 @@ export const roundCompletedSchema = z
   .object({ ...base, type: z.literal("round-completed"), round, modelUri: modelUri.optional(), modelSha256: modelSha256.optional(), metrics: metrics.optional() })
   .strict();
 export const federationCompletedSchema = z
-  .object({ ...base, type: z.literal("federation-completed"), round: round.optional().describe("The last round."), modelUri: modelUri.optional(), modelSha256: modelSha256.optional(), metrics: metrics.optional() })
+  .object({
+    ...base,
+    type: z.literal("federation-completed"),
+    round: round.optional().describe("The last round."),
+    modelUri: modelUri.optional(),
+    modelSha256: modelSha256.optional(),
+    metrics: metrics.optional(),
+  })
   .strict();
 export const federationFailedSchema = z
-  .object({ ...base, type: z.literal("federation-failed"), round: round.optional().describe("The round that failed, if any."), reason: z.string().min(1).max(MAX_REASON_LENGTH).describe("Why, for humans."), metrics: metrics.optional() })
+  .object({
+    ...base,
+    type: z.literal("federation-failed"),
+    round: round.optional().describe("The round that failed, if any."),
+    reason: z.string().min(1).max(MAX_REASON_LENGTH).describe("Why, for humans."),
+    metrics: metrics.optional(),
+  })
   .strict();
 
 export const notificationSchema = z

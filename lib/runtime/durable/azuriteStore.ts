@@ -65,9 +65,7 @@ export class AzuriteDurableStore implements DurableStore {
     const hub = sanitizeHub(options.taskHubName ?? "FloTaskHub");
     const clientOptions = { allowInsecureConnection: true };
     this.tableNames = [`${hub}Instances`, `${hub}History`, `${hub}Inbox`, `${hub}WorkItems`];
-    [this.instances, this.history, this.inbox, this.workItems] = this.tableNames.map((name) =>
-      TableClient.fromConnectionString(options.connectionString, name, clientOptions),
-    );
+    [this.instances, this.history, this.inbox, this.workItems] = this.tableNames.map((name) => TableClient.fromConnectionString(options.connectionString, name, clientOptions));
     this.tableService = TableServiceClient.fromConnectionString(options.connectionString, clientOptions);
     this.container = BlobServiceClient.fromConnectionString(options.connectionString).getContainerClient(`${hub.toLowerCase()}-large`);
   }
@@ -113,7 +111,11 @@ export class AzuriteDurableStore implements DurableStore {
 
   async putMessages(instanceId: string, messages: InboxMessage[]): Promise<void> {
     const pk = encodeKey(instanceId);
-    await this.upsertBatch(this.inbox, pk, messages.map((m) => ({ rowKey: encodeKey(m.id), value: m })));
+    await this.upsertBatch(
+      this.inbox,
+      pk,
+      messages.map((m) => ({ rowKey: encodeKey(m.id), value: m })),
+    );
   }
 
   async deleteMessages(instanceId: string, ids: string[]): Promise<void> {
@@ -136,7 +138,11 @@ export class AzuriteDurableStore implements DurableStore {
   }
 
   putWorkItems(items: ActivityWorkItem[]): Promise<void> {
-    return this.upsertBatch(this.workItems, WORK_PARTITION, items.map((item) => ({ rowKey: encodeKey(item.id), value: item, extra: { instanceId: item.instanceId } })));
+    return this.upsertBatch(
+      this.workItems,
+      WORK_PARTITION,
+      items.map((item) => ({ rowKey: encodeKey(item.id), value: item, extra: { instanceId: item.instanceId } })),
+    );
   }
 
   async deleteWorkItems(ids: string[]): Promise<void> {

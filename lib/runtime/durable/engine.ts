@@ -10,14 +10,7 @@ import { cpus } from "os";
 import { Clock, CancelTimer, RealClock, VirtualClock } from "../clock";
 import { Invoker, TypedData, triggerBinding } from "../invoke";
 import { EventType, events, FailureDetails, HistoryEvent, ParentRef, toJsonText } from "./history";
-import {
-  DEFAULT_LONG_TIMER_INTERVAL_MS,
-  DEFAULT_MAX_SHORT_TIMER_MS,
-  NewWork,
-  OrchestratorStateWire,
-  replayDotNetSide,
-  ReplayResult,
-} from "./replay";
+import { DEFAULT_LONG_TIMER_INTERVAL_MS, DEFAULT_MAX_SHORT_TIMER_MS, NewWork, OrchestratorStateWire, replayDotNetSide, ReplayResult } from "./replay";
 import { toApiHistoryEvents } from "./historyView";
 import { ActivityWorkItem, DurableStore, InboxMessage, InMemoryDurableStore, InstanceRecord, RuntimeStatus, TERMINAL_STATUSES } from "./store";
 import { InstanceAlreadyExistsError, InstanceFinishedError, InstanceNotFoundError, OrchestratorNotFoundError, WaitTimeoutError } from "./errors";
@@ -241,11 +234,7 @@ export class DurableEngine {
   }
 
   /** Resolve with the first status satisfying `predicate` (checked now and after every change). */
-  waitForStatus(
-    instanceId: string,
-    predicate: (status: OrchestrationStatus) => boolean,
-    options: { timeoutMs?: number; signal?: AbortSignal } = {},
-  ): Promise<OrchestrationStatus> {
+  waitForStatus(instanceId: string, predicate: (status: OrchestrationStatus) => boolean, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<OrchestrationStatus> {
     const timeoutMs = options.timeoutMs ?? 30_000;
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
@@ -404,7 +393,10 @@ export class DurableEngine {
       while (writer.queue.length > 0) {
         const batch = writer.queue.splice(0, 100);
         try {
-          await this.store.putMessages(instanceId, batch.map((b) => b.message));
+          await this.store.putMessages(
+            instanceId,
+            batch.map((b) => b.message),
+          );
           for (const b of batch) b.resolve();
         } catch (err) {
           for (const b of batch) b.reject(err);
@@ -538,10 +530,7 @@ export class DurableEngine {
       await this.removeMessages(live, dropped);
       return dropped.length > 0;
     }
-    const incoming = [
-      ...(startMessage ? [startMessage.event] : []),
-      ...applied.filter((m) => m !== startMessage).map((m) => m.event),
-    ];
+    const incoming = [...(startMessage ? [startMessage.event] : []), ...applied.filter((m) => m !== startMessage).map((m) => m.event)];
     const newEvents: HistoryEvent[] = [events.orchestratorStarted(now), ...incoming.map((e) => ({ ...e, IsPlayed: false }))];
     const fullHistory = [...live.history, ...newEvents];
     const { state, invocationError } = await this.invokeOrchestrator(record, fullHistory, started);
@@ -570,11 +559,7 @@ export class DurableEngine {
     return true;
   }
 
-  private async invokeOrchestrator(
-    record: InstanceRecord,
-    history: HistoryEvent[],
-    replaying: boolean,
-  ): Promise<{ state?: OrchestratorStateWire; invocationError?: string }> {
+  private async invokeOrchestrator(record: InstanceRecord, history: HistoryEvent[], replaying: boolean): Promise<{ state?: OrchestratorStateWire; invocationError?: string }> {
     const payload = {
       history,
       input: parseJsonText(record.input),
@@ -606,14 +591,7 @@ export class DurableEngine {
     }
   }
 
-  private async commitEpisode(
-    live: LiveInstance,
-    newEvents: HistoryEvent[],
-    result: ReplayResult,
-    state: OrchestratorStateWire | undefined,
-    consumed: InboxMessage[],
-    now: Date,
-  ): Promise<void> {
+  private async commitEpisode(live: LiveInstance, newEvents: HistoryEvent[], result: ReplayResult, state: OrchestratorStateWire | undefined, consumed: InboxMessage[], now: Date): Promise<void> {
     const before = live.record;
     const nowIso = now.toISOString();
     const appended = [...newEvents];
@@ -677,12 +655,7 @@ export class DurableEngine {
     const reason = (terminate.event.Input as string | null | undefined) ?? null;
     const output = toJsonText(reason);
     // DTFx turns ExecutionTerminated into ExecutionCompleted(Terminated) with the reason as result.
-    const appended = [
-      events.orchestratorStarted(now),
-      { ...terminate.event, IsPlayed: false },
-      events.executionCompleted(now, "Terminated", output),
-      events.orchestratorCompleted(now),
-    ];
+    const appended = [events.orchestratorStarted(now), { ...terminate.event, IsPlayed: false }, events.executionCompleted(now, "Terminated", output), events.orchestratorCompleted(now)];
     const after: InstanceRecord = { ...live.record, runtimeStatus: "Terminated", output, lastUpdatedTime: now.toISOString() };
     await this.store.appendEpisode({
       instanceId: after.instanceId,
@@ -727,7 +700,14 @@ export class DurableEngine {
         items.push({ id: `${base}:task:${w.id}`, instanceId: record.instanceId, executionId: record.executionId, taskScheduledId: w.id, name: w.name, input: w.input });
       } else if (w.kind === "timer") {
         const fireAt = w.fireAt.toISOString();
-        timers.push({ id: `${base}:timer:${w.id}`, instanceId: record.instanceId, executionId: record.executionId, event: events.timerFired(w.fireAt, w.id, fireAt), enqueuedAt: now.toISOString(), fireAt });
+        timers.push({
+          id: `${base}:timer:${w.id}`,
+          instanceId: record.instanceId,
+          executionId: record.executionId,
+          event: events.timerFired(w.fireAt, w.id, fireAt),
+          enqueuedAt: now.toISOString(),
+          fireAt,
+        });
       }
     }
     if (items.length > 0) await this.store.putWorkItems(items);
@@ -919,14 +899,28 @@ export class DurableEngine {
       if (e.EventType === EventType.TaskScheduled) {
         const id = `${base}:task:${e.EventId}`;
         if (workItemIds.has(id) || inboxIds.has(`${id}:result`)) continue;
-        const item: ActivityWorkItem = { id, instanceId: record.instanceId, executionId: record.executionId, taskScheduledId: e.EventId, name: String(e.Name), input: (e.Input as string | null) ?? null };
+        const item: ActivityWorkItem = {
+          id,
+          instanceId: record.instanceId,
+          executionId: record.executionId,
+          taskScheduledId: e.EventId,
+          name: String(e.Name),
+          input: (e.Input as string | null) ?? null,
+        };
         await this.store.putWorkItems([item]);
         this.enqueueActivity(item);
       } else if (e.EventType === EventType.TimerCreated) {
         const id = `${base}:timer:${e.EventId}`;
         if (inboxIds.has(id)) continue;
         const fireAt = String(e.FireAt);
-        const message: InboxMessage = { id, instanceId: record.instanceId, executionId: record.executionId, event: events.timerFired(new Date(fireAt), e.EventId, fireAt), enqueuedAt: now.toISOString(), fireAt };
+        const message: InboxMessage = {
+          id,
+          instanceId: record.instanceId,
+          executionId: record.executionId,
+          event: events.timerFired(new Date(fireAt), e.EventId, fireAt),
+          enqueuedAt: now.toISOString(),
+          fireAt,
+        };
         await this.store.putMessages(record.instanceId, [message]);
         live.inbox.push(message);
       } else if (e.EventType === EventType.SubOrchestrationInstanceCreated) {

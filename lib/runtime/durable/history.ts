@@ -46,15 +46,10 @@ function base(type: EventType, at: Date, eventId = -1): HistoryEvent {
 export const events = {
   orchestratorStarted: (at: Date): HistoryEvent => base(EventType.OrchestratorStarted, at),
   orchestratorCompleted: (at: Date): HistoryEvent => base(EventType.OrchestratorCompleted, at),
-  executionStarted: (
-    at: Date,
-    o: { instanceId: string; executionId: string; name: string; input: string | null; parent?: ParentRef | null; generation?: number },
-  ): HistoryEvent => ({
+  executionStarted: (at: Date, o: { instanceId: string; executionId: string; name: string; input: string | null; parent?: ParentRef | null; generation?: number }): HistoryEvent => ({
     ...base(EventType.ExecutionStarted, at),
     OrchestrationInstance: { InstanceId: o.instanceId, ExecutionId: o.executionId },
-    ParentInstance: o.parent
-      ? { OrchestrationInstance: { InstanceId: o.parent.instanceId, ExecutionId: o.parent.executionId }, TaskScheduleId: o.parent.taskScheduledId, Name: o.parent.name }
-      : null,
+    ParentInstance: o.parent ? { OrchestrationInstance: { InstanceId: o.parent.instanceId, ExecutionId: o.parent.executionId }, TaskScheduleId: o.parent.taskScheduledId, Name: o.parent.name } : null,
     Name: o.name,
     Version: "",
     Input: o.input,

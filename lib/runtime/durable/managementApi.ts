@@ -101,7 +101,11 @@ export interface ManagementHandlerOptions {
 export type ManagementRequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly body?: unknown) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly body?: unknown,
+  ) {
     super(message);
   }
 }
@@ -131,7 +135,10 @@ function parseDate(value: string | null): Date | undefined {
 /** Like the extension's TryGetIEnumerableQueryParameterValue: names that do not parse are skipped; none left = no filter. */
 function parseStatuses(value: string | null): RuntimeStatus[] | undefined {
   if (!value) return undefined;
-  const list = value.split(",").map((s) => s.trim()).filter((s): s is RuntimeStatus => RUNTIME_STATUSES.includes(s as RuntimeStatus));
+  const list = value
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s): s is RuntimeStatus => RUNTIME_STATUSES.includes(s as RuntimeStatus));
   return list.length > 0 ? list : undefined;
 }
 
@@ -302,13 +309,19 @@ export function createManagementHandler(engine: DurableEngine, options: Manageme
       await route(req, res, method, segments, url.searchParams);
     } catch (err) {
       const status =
-        err instanceof HttpError || err instanceof RequestRefusedError ? err.status
-        : err instanceof InstanceNotFoundError ? 404
-        : err instanceof InstanceFinishedError ? 410
-        : err instanceof OrchestratorNotFoundError ? 400
-        : err instanceof InstanceAlreadyExistsError ? 500
-        : err instanceof RangeError ? 400
-        : 500;
+        err instanceof HttpError || err instanceof RequestRefusedError
+          ? err.status
+          : err instanceof InstanceNotFoundError
+            ? 404
+            : err instanceof InstanceFinishedError
+              ? 410
+              : err instanceof OrchestratorNotFoundError
+                ? 400
+                : err instanceof InstanceAlreadyExistsError
+                  ? 500
+                  : err instanceof RangeError
+                    ? 400
+                    : 500;
       closeIfBodyUnread(req, res);
       if (!res.headersSent) send(res, status, err instanceof HttpError && err.body !== undefined ? err.body : { Message: (err as Error).message });
     }

@@ -53,10 +53,7 @@ export type NewWork =
   | { kind: "subOrchestration"; id: number; name: string; instanceId: string; input: string | null };
 
 export type ReplayOutcome =
-  | { kind: "running" }
-  | { kind: "completed"; output: string }
-  | { kind: "failed"; message: string; failure: FailureDetails }
-  | { kind: "continuedAsNew"; input: string | null };
+  { kind: "running" } | { kind: "completed"; output: string } | { kind: "failed"; message: string; failure: FailureDetails } | { kind: "continuedAsNew"; input: string | null };
 
 export interface ReplayResult {
   newWork: NewWork[];

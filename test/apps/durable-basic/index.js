@@ -4,7 +4,11 @@ const df = require("durable-functions");
 
 df.app.activity("echo", { handler: (input) => input });
 df.app.activity("double", { handler: (n) => n * 2 });
-df.app.activity("fails", { handler: (input) => { throw new Error(`boom ${input}`); } });
+df.app.activity("fails", {
+  handler: (input) => {
+    throw new Error(`boom ${input}`);
+  },
+});
 
 df.app.orchestration("chain", function* (context) {
   const a = yield context.df.callActivity("double", context.df.getInput());

@@ -8,8 +8,16 @@ module.exports = { control };
 df.app.activity("noop", { handler: () => 42 });
 df.app.activity("echo", { handler: (input) => input });
 df.app.activity("double", { handler: (n) => n * 2 });
-df.app.activity("fails", { handler: (input) => { throw new Error(`boom ${input}`); } });
-df.app.activity("alwaysFails", { handler: () => { throw new Error("permanent"); } });
+df.app.activity("fails", {
+  handler: (input) => {
+    throw new Error(`boom ${input}`);
+  },
+});
+df.app.activity("alwaysFails", {
+  handler: () => {
+    throw new Error("permanent");
+  },
+});
 df.app.activity("flaky", {
   handler: (key) => {
     const left = control.flakyFailures.get(key) ?? 0;
@@ -36,12 +44,7 @@ df.app.orchestration("fanOut", function* (context) {
 });
 
 df.app.orchestration("inputKinds", function* (context) {
-  return yield context.df.Task.all([
-    context.df.callActivity("echo", "abc"),
-    context.df.callActivity("echo", "123"),
-    context.df.callActivity("echo", 7),
-    context.df.callActivity("echo", { k: "v" }),
-  ]);
+  return yield context.df.Task.all([context.df.callActivity("echo", "abc"), context.df.callActivity("echo", "123"), context.df.callActivity("echo", 7), context.df.callActivity("echo", { k: "v" })]);
 });
 
 df.app.orchestration("sleeper", function* (context) {

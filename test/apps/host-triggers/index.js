@@ -24,7 +24,12 @@ app.http("echo", {
     jsonBody: { got: await req.json(), method: req.method, url: req.url },
   }),
 });
-app.http("boom", { methods: ["GET"], handler: async () => { throw new Error("handler exploded"); } });
+app.http("boom", {
+  methods: ["GET"],
+  handler: async () => {
+    throw new Error("handler exploded");
+  },
+});
 app.http("nothing", { methods: ["GET"], handler: async () => undefined });
 
 app.timer("everyMinute", {

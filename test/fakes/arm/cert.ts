@@ -25,12 +25,7 @@ export function generateTestCertificate(): TestCertificate {
   const certPath = join(dir, "cert.pem");
   execFileSync(
     "openssl",
-    [
-      "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-      "-keyout", keyPath, "-out", certPath,
-      "-days", "2", "-subj", "/CN=localhost",
-      "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    ],
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyPath, "-out", certPath, "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   return {

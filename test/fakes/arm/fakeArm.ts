@@ -90,8 +90,7 @@ export interface FakeArmOptions {
   autoRun?: { train: (job: FakeJob) => FakeTrainingResult | Promise<FakeTrainingResult>; stepDelayMs?: number };
 }
 
-const WORKSPACE_ROUTE =
-  /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.MachineLearningServices\/workspaces\/([^/]+)(\/.*)?$/i;
+const WORKSPACE_ROUTE = /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.MachineLearningServices\/workspaces\/([^/]+)(\/.*)?$/i;
 const ASSET_INPUT_TYPES = ["uri_folder", "uri_file", "mltable", "custom_model", "mlflow_model", "triton_model"];
 const INPUT_MODES = ["ReadOnlyMount", "ReadWriteMount", "Download", "Direct", "EvalMount", "EvalDownload"];
 const OUTPUT_MODES = ["ReadWriteMount", "Upload"];
@@ -355,15 +354,12 @@ export class FakeArm {
       res.writeHead(status, { "content-type": "application/json", "x-ms-request-id": randomUUID(), ...headers });
       res.end(body === undefined ? "" : JSON.stringify(body));
     };
-    const error = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
-      send(status, { error: { code, message } }, headers);
+    const error = (status: number, code: string, message: string, headers: Record<string, string> = {}) => send(status, { error: { code, message } }, headers);
 
     if (!/^Bearer \S+/.test(String(req.headers.authorization ?? ""))) {
       return error(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.");
     }
-    const fault = this.faults.find(
-      (f) => f.remaining > 0 && (!f.method || f.method === record.method) && (!f.pathIncludes || record.path.includes(f.pathIncludes)),
-    );
+    const fault = this.faults.find((f) => f.remaining > 0 && (!f.method || f.method === record.method) && (!f.pathIncludes || record.path.includes(f.pathIncludes)));
     if (fault) {
       fault.remaining -= 1;
       const headers: Record<string, string> = fault.retryAfterSeconds !== undefined ? { "retry-after": String(fault.retryAfterSeconds) } : {};
@@ -414,7 +410,11 @@ export class FakeArm {
       if (record.method === "PUT") {
         // What Azure ML answers (a 400, not a 409) when a job name is taken and the body differs.
         if (job) {
-          return error(400, "UserError", "A job with this name already exists. If you are trying to create a new job, use a different name. If you are trying to update an existing job, the existing job's Settings, Inputs, Outputs, Jobs, InputBindings, OutputBindings cannot be changed. Only description, tags, displayName, properties, and isArchived can be updated.");
+          return error(
+            400,
+            "UserError",
+            "A job with this name already exists. If you are trying to create a new job, use a different name. If you are trying to update an existing job, the existing job's Settings, Inputs, Outputs, Jobs, InputBindings, OutputBindings cannot be changed. Only description, tags, displayName, properties, and isArchived can be updated.",
+          );
         }
         const problems = validateJobPutBody(record.body);
         if (problems.length > 0) {
@@ -446,11 +446,7 @@ export class FakeArm {
     return error(404, "NoRoute", `fake ARM has no route for ${record.method} ${record.path}`);
   }
 
-  private pollCancel(
-    operationId: string,
-    send: (status: number, body?: unknown, headers?: Record<string, string>) => void,
-    error: (status: number, code: string, message: string) => void,
-  ): void {
+  private pollCancel(operationId: string, send: (status: number, body?: unknown, headers?: Record<string, string>) => void, error: (status: number, code: string, message: string) => void): void {
     const operation = this.cancelOperations.get(operationId);
     if (!operation) return error(404, "NotFound", `no operation ${operationId}`);
     operation.polls += 1;

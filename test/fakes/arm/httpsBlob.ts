@@ -24,9 +24,25 @@ export async function startHttpsAzuriteBlob(certificate: TestCertificate): Promi
   /* eslint-enable @typescript-eslint/no-require-imports */
   // Positional arguments of Azurite 3.35's BlobConfiguration; in-memory, loose, OAuth "basic".
   const config = new BlobConfiguration(
-    "127.0.0.1", 0, 5, "__flo_test_blob__.json", "__flo_test_blob_extent__.json", undefined,
-    false, undefined, false, undefined, true, true,
-    certificate.certPath, certificate.keyPath, "", "basic", false, true, undefined,
+    "127.0.0.1",
+    0,
+    5,
+    "__flo_test_blob__.json",
+    "__flo_test_blob_extent__.json",
+    undefined,
+    false,
+    undefined,
+    false,
+    undefined,
+    true,
+    true,
+    certificate.certPath,
+    certificate.keyPath,
+    "",
+    "basic",
+    false,
+    true,
+    undefined,
   );
   const server = new BlobServer(config);
   await server.start();

@@ -136,7 +136,11 @@ interface Topic {
 }
 
 class ManagementError extends Error {
-  constructor(readonly statusCode: number, readonly condition: string, message: string) {
+  constructor(
+    readonly statusCode: number,
+    readonly condition: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -378,7 +382,11 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
     pump(entity);
   }
 
-  function settle(lockToken: string, outcome: "completed" | "abandoned" | "deferred" | "deadlettered", details: { reason?: string; description?: string; properties?: Record<string, unknown> } = {}): void {
+  function settle(
+    lockToken: string,
+    outcome: "completed" | "abandoned" | "deferred" | "deadlettered",
+    details: { reason?: string; description?: string; properties?: Record<string, unknown> } = {},
+  ): void {
     const held = locks.get(lockToken);
     if (!held || held.stored.state !== "locked") {
       throw new ManagementError(410, "com.microsoft:message-lock-lost", "The lock supplied is invalid. Either the lock expired, or the message has already been removed from the queue.");
@@ -570,16 +578,19 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
     for (const { stored } of storedCopies) stored.sequenceNumber = seq;
     nextSequenceNumber = seq + 1;
     for (const { entity, stored } of storedCopies) {
-      stored.scheduleTimer = setTimeout(() => {
-        stored.scheduleTimer = undefined;
-        if (stored.state !== "scheduled") return;
-        stored.state = "active";
-        const enqueuedAt = new Date();
-        // TTL counts from when the message becomes visible, not from when it was scheduled.
-        if (stored.expiresAt !== undefined) stored.expiresAt += enqueuedAt.getTime() - stored.enqueuedAt.getTime();
-        stored.enqueuedAt = enqueuedAt;
-        pump(entity);
-      }, Math.max(0, when - Date.now()));
+      stored.scheduleTimer = setTimeout(
+        () => {
+          stored.scheduleTimer = undefined;
+          if (stored.state !== "scheduled") return;
+          stored.state = "active";
+          const enqueuedAt = new Date();
+          // TTL counts from when the message becomes visible, not from when it was scheduled.
+          if (stored.expiresAt !== undefined) stored.expiresAt += enqueuedAt.getTime() - stored.enqueuedAt.getTime();
+          stored.enqueuedAt = enqueuedAt;
+          pump(entity);
+        },
+        Math.max(0, when - Date.now()),
+      );
       stored.scheduleTimer.unref();
     }
     return seq;
@@ -626,8 +637,7 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
             reply(ctx.connection, address, ctx.message, err.statusCode, undefined, err.message, err.condition);
           }
         } else {
-          const messages: RheaMessage[] =
-            ctx.format === BATCH_FORMAT ? unbatch(ctx.message as Buffer) : [ctx.message];
+          const messages: RheaMessage[] = ctx.format === BATCH_FORMAT ? unbatch(ctx.message as Buffer) : [ctx.message];
           for (const m of messages) accept(address, m);
         }
         delivery.update(true, rhea.message.accepted().described());
@@ -785,10 +795,11 @@ export async function startFakeServiceBus(options: FakeServiceBusOptions = {}): 
     async stop() {
       if (stopped) return;
       stopped = true;
-      for (const entity of allEntities()) for (const m of entity.messages) {
-        clearLock(m);
-        if (m.scheduleTimer) clearTimeout(m.scheduleTimer);
-      }
+      for (const entity of allEntities())
+        for (const m of entity.messages) {
+          clearLock(m);
+          if (m.scheduleTimer) clearTimeout(m.scheduleTimer);
+        }
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of sockets) socket.destroy();
       await closed;

@@ -11,9 +11,7 @@ import type { Invoker, TypedData } from "../../invoke";
 import { triggerBinding, durableClientBindings } from "../../invoke";
 import type { HostKeys } from "../../settings";
 import { compileRoute, compareRoutePrecedence, type CompiledRoute } from "./routeTemplate";
-import {
-  allowedHostHeaders, checkRequestSource, closeIfBodyUnread, DEFAULT_MAX_REQUEST_BODY_BYTES, keyMatches, presentedKey, readBodyCapped, RequestRefusedError,
-} from "./requestGuard";
+import { allowedHostHeaders, checkRequestSource, closeIfBodyUnread, DEFAULT_MAX_REQUEST_BODY_BYTES, keyMatches, presentedKey, readBodyCapped, RequestRefusedError } from "./requestGuard";
 
 export type AuthLevel = "anonymous" | "function" | "admin";
 
@@ -33,7 +31,10 @@ export interface HttpRoute {
 
 /** A registration the front door cannot serve (bad route, auth level, ...). */
 export class HttpRouteError extends Error {
-  constructor(readonly functionName: string, message: string) {
+  constructor(
+    readonly functionName: string,
+    message: string,
+  ) {
     super(`HTTP function "${functionName}": ${message}`);
     this.name = "HttpRouteError";
   }
@@ -76,10 +77,7 @@ function safeTrigger(metadata: CoreFunctionMetadata): ReturnType<typeof triggerB
   }
 }
 
-export type RouteLookup =
-  | { kind: "match"; route: HttpRoute; params: Record<string, string> }
-  | { kind: "method-not-allowed"; allowed: string[] }
-  | { kind: "not-found" };
+export type RouteLookup = { kind: "match"; route: HttpRoute; params: Record<string, string> } | { kind: "method-not-allowed"; allowed: string[] } | { kind: "not-found" };
 
 /** Finds the route for a path + method (pure; exported for tests and the CLI). */
 export function lookupRoute(routes: HttpRoute[], method: string, pathname: string): RouteLookup {
@@ -148,8 +146,7 @@ export function toRpcHttpRequest(req: http.IncomingMessage, url: URL, params: Re
   const query: Record<string, string> = {};
   for (const [name, value] of url.searchParams) query[name] = value;
   const contentType = headers["content-type"];
-  const rpcBody: TypedData | undefined =
-    body.length === 0 ? undefined : !contentType || TEXT_CONTENT.test(contentType) ? { string: body.toString("utf8") } : { bytes: body };
+  const rpcBody: TypedData | undefined = body.length === 0 ? undefined : !contentType || TEXT_CONTENT.test(contentType) ? { string: body.toString("utf8") } : { bytes: body };
   return { method: req.method ?? "GET", url: url.toString(), headers, query, params, body: rpcBody };
 }
 

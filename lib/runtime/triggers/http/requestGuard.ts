@@ -13,7 +13,11 @@ export const DEFAULT_MAX_REQUEST_BODY_BYTES = 100 * 1024 * 1024;
 
 /** A request the host refuses, with its HTTP status. */
 export class RequestRefusedError extends Error {
-  constructor(readonly status: number, readonly title: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    message: string,
+  ) {
     super(message);
     this.name = "RequestRefusedError";
   }

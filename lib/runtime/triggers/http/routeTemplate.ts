@@ -7,7 +7,10 @@
 
 /** A route template that cannot be parsed. */
 export class RouteTemplateError extends Error {
-  constructor(readonly template: string, readonly reason: string) {
+  constructor(
+    readonly template: string,
+    readonly reason: string,
+  ) {
     super(`Invalid route template "${template}": ${reason}`);
     this.name = "RouteTemplateError";
   }
@@ -40,10 +43,7 @@ export interface CompiledRoute {
   match(path: string): Record<string, string> | undefined;
 }
 
-const KNOWN_CONSTRAINTS = new Set([
-  "int", "long", "bool", "alpha", "guid", "float", "double", "decimal", "datetime",
-  "min", "max", "range", "length", "minlength", "maxlength", "regex", "required",
-]);
+const KNOWN_CONSTRAINTS = new Set(["int", "long", "bool", "alpha", "guid", "float", "double", "decimal", "datetime", "min", "max", "range", "length", "minlength", "maxlength", "regex", "required"]);
 
 function escapeRegex(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -206,10 +206,13 @@ function segmentRank(segment: Segment): number {
  */
 export function compileRoute(template: string, prefix = ""): CompiledRoute {
   const trimmed = template.replace(/^[~/]+|\/+$/g, "");
-  const segments = trimmed === "" ? [] : trimmed.split("/").map((s) => {
-    if (s === "") throw new RouteTemplateError(template, "empty segment (\"//\")");
-    return parseSegment(s, template);
-  });
+  const segments =
+    trimmed === ""
+      ? []
+      : trimmed.split("/").map((s) => {
+          if (s === "") throw new RouteTemplateError(template, 'empty segment ("//")');
+          return parseSegment(s, template);
+        });
   const parameters: RouteParameter[] = [];
   let pattern = "";
   const groups: RouteParameter[] = [];

@@ -38,9 +38,14 @@ export function withServiceBusOutputs(invoker: Invoker, send: ServiceBusSend, se
         if (typeof entity !== "string" || entity === "") {
           throw new Error(`Function "${functionName}" output binding "${bindingName}": expected queueName or topicName, got neither`);
         }
-        const connection = typeof binding.connection === "string" ? resolveAppSettingExpression(binding.connection, settings, `${functionName}.${bindingName}.connection`) : DEFAULT_SERVICE_BUS_CONNECTION;
+        const connection =
+          typeof binding.connection === "string" ? resolveAppSettingExpression(binding.connection, settings, `${functionName}.${bindingName}.connection`) : DEFAULT_SERVICE_BUS_CONNECTION;
         const bodies: unknown[] = Array.isArray(value) ? value : [value];
-        await send(resolveAppSettingExpression(entity, settings, `${functionName}.${bindingName}.${entityField}`), bodies.map((body) => ({ body })), connection);
+        await send(
+          resolveAppSettingExpression(entity, settings, `${functionName}.${bindingName}.${entityField}`),
+          bodies.map((body) => ({ body })),
+          connection,
+        );
       }
       return result;
     },

@@ -27,7 +27,10 @@ export interface ServiceBusTriggerInfo {
 
 /** A trigger registration the host cannot serve. */
 export class ServiceBusTriggerError extends Error {
-  constructor(readonly functionName: string, message: string) {
+  constructor(
+    readonly functionName: string,
+    message: string,
+  ) {
     super(`Service Bus function "${functionName}": ${message}`);
     this.name = "ServiceBusTriggerError";
   }
@@ -56,7 +59,11 @@ export function collectServiceBusTriggers(registry: FunctionRegistry, settings: 
     let source: ServiceBusSource;
     if (queueName && !topicName) source = { queueName };
     else if (topicName && subscriptionName && !queueName) source = { topicName, subscriptionName };
-    else throw new ServiceBusTriggerError(name, `expected either queueName, or topicName + subscriptionName; got queueName=${JSON.stringify(queueName)}, topicName=${JSON.stringify(topicName)}, subscriptionName=${JSON.stringify(subscriptionName)}`);
+    else
+      throw new ServiceBusTriggerError(
+        name,
+        `expected either queueName, or topicName + subscriptionName; got queueName=${JSON.stringify(queueName)}, topicName=${JSON.stringify(topicName)}, subscriptionName=${JSON.stringify(subscriptionName)}`,
+      );
     const cardinality = typeof b.cardinality === "string" && b.cardinality.toLowerCase() === "many" ? "many" : "one";
     out.push({ functionName: name, source, connection: resolve("connection") ?? DEFAULT_SERVICE_BUS_CONNECTION, cardinality, durableClientInputs: durableClientBindings(fn.metadata) });
   }
@@ -70,7 +77,7 @@ export function toInvocation(message: ReceivedServiceBusMessage, cardinality: "o
   const body = Buffer.isBuffer(message.body) || message.body instanceof Uint8Array ? Buffer.from(message.body).toString("base64") : message.body;
   const arrays: Record<string, TypedData> = {};
   for (const [key, value] of Object.entries(metadata)) {
-    const plain: unknown = value.json !== undefined ? JSON.parse(value.json) : value.int ?? value.string;
+    const plain: unknown = value.json !== undefined ? JSON.parse(value.json) : (value.int ?? value.string);
     arrays[`${key}Array`] = { json: JSON.stringify([plain]) };
   }
   return { triggerData: { json: JSON.stringify([body]) }, triggerMetadata: arrays };

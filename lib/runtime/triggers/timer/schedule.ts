@@ -8,7 +8,11 @@ import { CronExpressionParser } from "cron-parser";
 
 /** A timer schedule that cannot be parsed. */
 export class TimerScheduleError extends Error {
-  constructor(readonly functionName: string, readonly schedule: string, reason: string) {
+  constructor(
+    readonly functionName: string,
+    readonly schedule: string,
+    reason: string,
+  ) {
     super(`Timer function "${functionName}": schedule ${JSON.stringify(schedule)} is invalid: ${reason}`);
     this.name = "TimerScheduleError";
   }

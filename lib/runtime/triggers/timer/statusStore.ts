@@ -28,7 +28,10 @@ export class BlobTimerStatusStore implements TimerStatusStore {
   private readonly container: ContainerClient;
   private ensured: Promise<unknown> | undefined;
 
-  constructor(connectionString: string, private readonly hostId: string) {
+  constructor(
+    connectionString: string,
+    private readonly hostId: string,
+  ) {
     this.container = BlobServiceClient.fromConnectionString(connectionString).getContainerClient(TIMER_STATUS_CONTAINER);
   }
 

@@ -94,8 +94,12 @@ export function collectTimerTriggers(registry: FunctionRegistry, settings: Recor
     const schedule = parseTimerSchedule(expression, name, { timeZone: timeZone && timeZone.includes("/") ? timeZone : undefined });
     const useMonitor = binding.useMonitor === undefined ? schedule.intervalNear(new Date()) >= 60_000 : binding.useMonitor === true;
     out.push({
-      functionName: name, schedule, runOnStartup: binding.runOnStartup === true, useMonitor,
-      durableClientInputs: durableClientBindings(fn.metadata), retry: parseRetryOptions(fn.metadata.retryOptions, name),
+      functionName: name,
+      schedule,
+      runOnStartup: binding.runOnStartup === true,
+      useMonitor,
+      durableClientInputs: durableClientBindings(fn.metadata),
+      retry: parseRetryOptions(fn.metadata.retryOptions, name),
     });
   }
   return out;
@@ -145,7 +149,10 @@ export class TimerTriggers {
 
   private arm(trigger: TimerTriggerInfo, at: Date): void {
     if (this.stopped) return;
-    this.cancels.set(trigger.functionName, this.options.clock.setTimer(at, () => this.track(this.fire(trigger, at, false))));
+    this.cancels.set(
+      trigger.functionName,
+      this.options.clock.setTimer(at, () => this.track(this.fire(trigger, at, false))),
+    );
   }
 
   /**
@@ -172,7 +179,10 @@ export class TimerTriggers {
       const retry = trigger.retry;
       if (retry && !this.stopped && (retry.maxRetryCount === -1 || attempt < retry.maxRetryCount)) {
         const at = new Date(this.options.clock.now().getTime() + retryDelayMs(retry, attempt + 1));
-        this.cancels.set(trigger.functionName, this.options.clock.setTimer(at, () => this.track(this.fire(trigger, occurrence, isPastDue, attempt + 1))));
+        this.cancels.set(
+          trigger.functionName,
+          this.options.clock.setTimer(at, () => this.track(this.fire(trigger, occurrence, isPastDue, attempt + 1))),
+        );
         return;
       }
     }
