@@ -10,6 +10,7 @@ import { loadFunctionsApp, type FunctionRegistry } from "./functionsCore";
 import { AppEntryError, resolveAppEntries, type AppEntries } from "./appEntry";
 import { triggerBinding, createInvoker, type Invoker } from "./invoke";
 import { RealClock, type CancelTimer, type Clock } from "./clock";
+import { TEST_CLOCK_ROUTE, testClockHandler, testClockHookEnabled, type ClockOffset } from "./testClockHook";
 import { applySettingsToEnv, loadHostJson, loadLocalSettings, resolveHostKeys, type HostConfig, type LocalSettings } from "./settings";
 import { startGuardedServer, startHttpFrontDoor, type HttpFrontDoor, type HttpRoute, type MountedHandler } from "./triggers/http/frontDoor";
 import { TimerTriggers } from "./triggers/timer/timerTriggers";
@@ -168,7 +169,9 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
   const appEntry = entries.files[0];
   const hostJsonPath = options.hostJson ?? (entries.appRoot && fs.existsSync(path.join(entries.appRoot, "host.json")) ? path.join(entries.appRoot, "host.json") : findHostJson(appEntry));
   const appRoot = entries.appRoot ?? (hostJsonPath ? path.dirname(hostJsonPath) : path.dirname(appEntry));
-  const clock = options.clock ?? new NeverEarlyClock(new RealClock());
+  // Moved only by the clock test hook (testClockHook.ts), which exists when its setting enables it.
+  const clockOffset: ClockOffset = { ms: 0 };
+  const clock = options.clock ?? new NeverEarlyClock(new RealClock({ nowMs: () => Date.now() + clockOffset.ms }));
   const dataDir = path.resolve(options.dataDir ?? ".flo");
   const storage = normalizeStorage(options.storage);
 
@@ -264,7 +267,8 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     });
     cleanups.push(() => durable.stop());
     await durable.start();
-    const mounts: Array<{ pathPrefix: string; handler: MountedHandler }> = durable.mounts;
+    const mounts: Array<{ pathPrefix: string; handler: MountedHandler }> = [...durable.mounts];
+    if (!options.clock && testClockHookEnabled(settingsView())) mounts.push({ pathPrefix: TEST_CLOCK_ROUTE, handler: testClockHandler(clockOffset, keys.masterKey) });
     const frontDoor: HttpFrontDoor = await startHttpFrontDoor({
       registry: triggers,
       invoker,

@@ -172,7 +172,10 @@ describe("the compute lookup itself", () => {
       JSON.stringify({
         ...attackSpec("timer", "/nonexistent"),
         silos: [
-          { name: "ok", compute: { type: "azureml", subscriptionId: "00000000-0000-0000-0000-000000000000", resourceGroup: "rg", workspace: "mlw-a", computeName: "cpu", exchangeDatastore: "flo_exchange" } },
+          {
+            name: "ok",
+            compute: { type: "azureml", subscriptionId: "00000000-0000-0000-0000-000000000000", resourceGroup: "rg", workspace: "mlw-a", computeName: "cpu", exchangeDatastore: "flo_exchange" },
+          },
           ...(attackSpec("timer", "/x").silos as object[]),
         ],
         training: { command: "node t.js ${{outputs.model_update}}", environment: "azureml:env:1" },

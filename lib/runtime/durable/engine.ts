@@ -724,6 +724,14 @@ export class DurableEngine {
   private async startChild(parent: InstanceRecord, work: Extract<NewWork, { kind: "subOrchestration" }>, now: Date): Promise<void> {
     const existing = this.live.get(work.instanceId);
     const parentRef: ParentRef = { instanceId: parent.instanceId, executionId: parent.executionId, taskScheduledId: work.id, name: parent.name };
+    const earlier = existing?.record.parent;
+    if (existing && earlier?.instanceId === parent.instanceId && earlier.executionId === parent.executionId && earlier.taskScheduledId === work.id) {
+      // This very creation, dispatched again: the host died after persisting the child but before the
+      // parent's episode was committed (DTFx commits both atomically, so the real host never sees it).
+      // The child is the one the parent asked for: keep it, and answer the parent if it already ended.
+      if (TERMINAL_STATUSES.has(existing.record.runtimeStatus)) await this.notifyParent(existing.record);
+      return;
+    }
     if (existing && !TERMINAL_STATUSES.has(existing.record.runtimeStatus)) {
       const reason = `An Orchestration instance with the status ${existing.record.runtimeStatus} already exists.`;
       await this.deliver(this.parentMessage(parentRef, events.subOrchestrationFailed(now, work.id, reason, ""), now));
