@@ -36,7 +36,8 @@ const FUNCTION_KEY = "chaos-function-key";
 const MASTER_KEY = "chaos-master-key";
 const PARTNER = "chaos-partner";
 const JOB_EVENTS_QUEUE = "job-events";
-const PARTNER_QUEUE = "partner-commands";
+// Each partner sends on its own queue (the queue identifies the sender).
+const PARTNER_QUEUE = `partner-${PARTNER}`;
 const ROUNDS = 3;
 /**
  * A clock jump, forward in odd rounds and back in even ones: smaller than the round timeout, so a
@@ -220,6 +221,7 @@ class ChaosWorld {
           FLO_LOCAL_COMPUTE: "enabled",
           FLO_LOCAL_JOBS_DIR: this.jobsDir,
           FLO_LOCAL_BASE_DIR: this.dir,
+          FLO_LOCAL_ALLOWED_PATHS: TRAINER_DIR,
           FLO_PARTNER_ALLOWLIST: PARTNER,
           [TEST_CLOCK_HOOK_SETTING]: "enabled",
         },
@@ -419,7 +421,7 @@ async function malformedBurst(world: ChaosWorld, tag: string): Promise<{ queue: 
   ];
   for (const [i, m] of partner.entries()) {
     const messageId = `${tag}-partner-${i}`;
-    await world.send(PARTNER_QUEUE, { body: m.body, messageId, applicationProperties: m.partner ? { partner: m.partner } : {} });
+    await world.send(PARTNER_QUEUE, { body: m.body, messageId, applicationProperties: m.partner ? { floPartner: m.partner } : {} });
     expected.push({ queue: PARTNER_QUEUE, messageId });
   }
   return expected;
