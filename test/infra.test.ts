@@ -413,7 +413,7 @@ describe("infra/ Bicep", () => {
     expect(prop(subscription, "properties.deliveryWithResourceIdentity.destination.endpointType")).toBe("ServiceBusQueue");
     expect(propNode(subscription, "properties.destination")).toBeUndefined(); // only the identity-based destination
     expect(prop(resourceOf(file("modules/silo-event-topic.bicep"), "systemTopic"), "properties.topicType")).toBe("Microsoft.MachineLearningServices.Workspaces");
-    // the advanced filter's value is the tag value lib/events puts on jobs
+    // the advanced filter's value is the tag value lib/compute/siloCompute.ts puts on jobs
     expect(literal(main, main.params.get("floAppTagValue")!.defaultValue!)).toBe(FLO_APP_TAG_VALUE);
     // silo modules run in the silo's subscription/RG; the sender role is granted before the subscription is created
     const scopeOf = (symbol: string) => expr(moduleOf(main, symbol).scope);
