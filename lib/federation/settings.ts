@@ -5,15 +5,16 @@
  */
 import type { AppSettings } from "../messaging/connection";
 import { MessagingSettingNames } from "../messaging/settings";
+import { LocalComputeSettings } from "../compute/local/settings";
 
 export type { AppSettings };
 
 /** App-setting names flo reads (all optional). */
 export const Settings = {
   modelContainer: "FLO_MODEL_CONTAINER",
-  localJobsDir: "FLO_LOCAL_JOBS_DIR",
-  localBaseDir: "FLO_LOCAL_BASE_DIR",
-  localAllowedPaths: "FLO_LOCAL_ALLOWED_PATHS",
+  localJobsDir: LocalComputeSettings.jobsDir,
+  localBaseDir: LocalComputeSettings.baseDir,
+  localAllowedPaths: LocalComputeSettings.allowedPaths,
   ...MessagingSettingNames,
 } as const;
 
