@@ -5,8 +5,8 @@
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hashCodeFolder, uploadedCodeDigest, uploadSpecCode } from "../lib/compute/azureml/code";
-import type { ModelStore } from "../lib/models/store";
+import { createHash } from "node:crypto";
+import { azureMlCodeOf, hashCodeFolder, MAX_CODE_BYTES, uploadedCodeDigest, uploadSpecCode, type CodeUploader } from "../lib/compute/azureml/code";
 import { loadSpecFile, SpecError } from "../lib/spec";
 
 function folder(files: Record<string, string>): string {
@@ -39,8 +39,29 @@ test("the digest covers names and contents of the files not ignored; .amlignore 
   expect(() => hashCodeFolder(folder({ ".amlignore": "*\n" }))).toThrow("Invalid Azure ML job setting training.code: expected a code folder with at least one file not ignored");
 });
 
+/** A CodeUploader over a map, recording what it was asked. */
+function memoryUploader() {
+  const stored = new Map<string, string[]>();
+  const calls: string[] = [];
+  const uploader: CodeUploader = {
+    find(digest) {
+      calls.push(`find ${digest}`);
+      return Promise.resolve(stored.has(digest) ? `https://acct.blob.core.windows.net/flo/code/${digest}/` : undefined);
+    },
+    upload(folder) {
+      calls.push(`upload ${folder.digest}`);
+      stored.set(
+        folder.digest,
+        folder.contents.map((f) => f.path),
+      );
+      return Promise.resolve(`https://acct.blob.core.windows.net/flo/code/${folder.digest}/`);
+    },
+  };
+  return { uploader, stored, calls };
+}
+
 test("uploadSpecCode leaves registered assets, URIs and specs without azureml silos alone", async () => {
-  const store = {} as ModelStore; // never touched on these paths
+  const { uploader, calls } = memoryUploader();
   const azureml = { compute: { type: "azureml" } };
   for (const code of [
     "azureml:flo-train:3",
@@ -49,12 +70,41 @@ test("uploadSpecCode leaves registered assets, URIs and specs without azureml si
     "https://acct.blob.core.windows.net/models/code/x/",
   ]) {
     const spec = { silos: [azureml], training: { code } };
-    expect((await uploadSpecCode(spec, store, { baseDir: "/" })).spec).toBe(spec);
+    expect((await uploadSpecCode(spec, uploader, { baseDir: "/" })).spec).toBe(spec);
   }
   const local = { silos: [{ compute: { type: "local" } }], training: { code: "trainer" } };
-  expect((await uploadSpecCode(local, store, { baseDir: "/" })).spec).toBe(local);
+  expect((await uploadSpecCode(local, uploader, { baseDir: "/" })).spec).toBe(local);
+  expect(calls).toEqual([]);
   expect(uploadedCodeDigest(`https://acct.blob.core.windows.net/models/code/${"a".repeat(64)}/`)).toBe("a".repeat(64));
   expect(uploadedCodeDigest("https://acct.blob.core.windows.net/models/code/abc/")).toBeUndefined();
+});
+
+test("a mixed spec keeps training.code for local silos and gets training.uploadedCode for azureml silos, uploaded once", async () => {
+  const project = folder({ "trainer/train.py": "print(1)", "trainer/.amlignore": "*.csv\n", "trainer/big.csv": "1,2" });
+  const { uploader, stored, calls } = memoryUploader();
+  const spec = { silos: [{ compute: { type: "local" } }, { compute: { type: "azureml" } }], training: { code: "trainer" } };
+  const first = await uploadSpecCode(spec, uploader, { baseDir: project });
+  const again = await uploadSpecCode(spec, uploader, { baseDir: project });
+  const digest = hashCodeFolder(join(project, "trainer")).digest;
+  expect(first.spec.training).toEqual({ code: "trainer", uploadedCode: `https://acct.blob.core.windows.net/flo/code/${digest}/` });
+  expect({ first: first.code?.uploaded, again: again.code?.uploaded, files: stored.get(digest) }).toEqual({ first: true, again: false, files: [".amlignore", "train.py"] });
+  expect(calls).toEqual([`find ${digest}`, `upload ${digest}`, `find ${digest}`]);
+  // The digest is the documented one: sha256 over "path NUL sha256(content) LF", sorted by path.
+  const manual = createHash("sha256")
+    .update(`.amlignore\u0000${createHash("sha256").update("*.csv\n").digest("hex")}\ntrain.py\u0000${createHash("sha256").update("print(1)").digest("hex")}\n`)
+    .digest("hex");
+  expect(digest).toBe(manual);
+
+  // Each silo's job request: local silos run the folder, azureml silos the uploaded copy.
+  expect(azureMlCodeOf(first.spec.training)).toBe(first.spec.training.uploadedCode);
+  expect(azureMlCodeOf({ code: "azureml:flo-train:3" })).toBe("azureml:flo-train:3");
+});
+
+test("a code folder over the size limit or holding flo's manifest name is refused with the field", () => {
+  expect(() => hashCodeFolder(folder({ "a.bin": "x".repeat(MAX_CODE_BYTES + 1) }))).toThrow(
+    /training\.code: expected a code folder of at most 5000 files and 32 MiB \(leave data out with \.amlignore, or register the code with az ml code create\), got .* with 1 files, 33554433 bytes/,
+  );
+  expect(() => hashCodeFolder(folder({ "train.py": "", ".flo-code.json": "{}" }))).toThrow(/training\.code: expected a code folder without a top-level \.flo-code\.json/);
 });
 
 test("every example spec parses; the invalid examples fail with spec errors", async () => {

@@ -3,6 +3,7 @@
  * resume and report federations. Functions in functions/federationsApi.ts are thin adapters.
  */
 import { preflightSpec } from "./preflight";
+import { requireReachableCode } from "./codeApi";
 import type { DurableClient, DurableOrchestrationStatus } from "durable-functions";
 import { ApiError, problem, type ApiResponse } from "./problem";
 import { sampleSilos, siloGroupInstanceId, siloGroups, siloInstanceId } from "./decisions";
@@ -58,6 +59,7 @@ export async function startFederation(client: DurableClient, services: Federatio
     const preflight = await preflightSpec(spec, { computeFor: (silo) => services.computeFor(silo) });
     return { status: preflight.ok ? 200 : 422, body: { name: spec.name, dryRun: true, ok: preflight.ok, checks: preflight.rows } };
   }
+  await requireReachableCode(services, spec);
   const id = request.id ?? spec.name;
   if (!FEDERATION_ID.test(id)) throw new ApiError(400, `query parameter id: expected ${FEDERATION_ID.source}, got ${JSON.stringify(id)}`);
   const existing = await findInstance(client, id);
