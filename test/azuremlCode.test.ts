@@ -1,12 +1,12 @@
 /**
  * Code folders for azureml silos (hash, ignore rules, content-addressed upload decision) and the
- * example specs: every spec under examples/specs parses (the invalid ones fail).
+ * example specs: every spec under examples/ parses and its local code folder exists (the invalid ones fail).
  */
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
-import { azureMlCodeOf, hashCodeFolder, MAX_CODE_BYTES, uploadedCodeDigest, uploadSpecCode, type CodeUploader } from "../lib/compute/azureml/code";
+import { azureMlCodeOf, hashCodeFolder, isCodeReference, MAX_CODE_BYTES, uploadedCodeDigest, uploadSpecCode, type CodeUploader } from "../lib/compute/azureml/code";
 import { loadSpecFile, SpecError } from "../lib/spec";
 
 function folder(files: Record<string, string>): string {
@@ -107,11 +107,29 @@ test("a code folder over the size limit or holding flo's manifest name is refuse
   expect(() => hashCodeFolder(folder({ "train.py": "", ".flo-code.json": "{}" }))).toThrow(/training\.code: expected a code folder without a top-level \.flo-code\.json/);
 });
 
-test("every example spec parses; the invalid examples fail with spec errors", async () => {
-  const dir = join(__dirname, "..", "examples", "specs");
-  const valid = readdirSync(dir).filter((f) => /\.(ya?ml|json)$/.test(f));
-  expect(valid.length).toBeGreaterThan(3);
-  for (const file of valid) await expect(loadSpecFile(join(dir, file)).then((s) => s.name)).resolves.toMatch(/^[a-z0-9-]+$/);
+test("every spec under examples/ parses, its local code folder exists where flo submit and local silos look; the invalid examples fail with spec errors", async () => {
+  const root = join(__dirname, "..");
+  const specs = (dir: string): string[] =>
+    readdirSync(join(root, dir), { withFileTypes: true }).flatMap((entry) => {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory()) return entry.name === "invalid" ? [] : specs(path);
+      return /\.(ya?ml|json)$/.test(entry.name) && !/package(-lock)?\.json$/.test(entry.name) ? [path] : [];
+    });
+  const valid = specs("examples");
+  expect(valid).toEqual(expect.arrayContaining(["examples/specs/azureml-robust.yaml", "examples/fraud/federation.yaml"]));
+  for (const file of valid) {
+    const spec = await loadSpecFile(join(root, file));
+    expect({ file, name: spec.name }).toEqual({ file, name: expect.stringMatching(/^[a-z0-9-]+$/) });
+    const code = spec.training.code;
+    if (code === undefined || isCodeReference(code)) continue;
+    // Relative to the current directory (the repository root for these examples), as flo submit and `flo run` resolve it.
+    const folder = hashCodeFolder(join(root, code));
+    expect({ file, files: folder.files.length > 0 }).toEqual({ file, files: true });
+  }
+  const robust = await loadSpecFile(join(root, "examples/specs/azureml-robust.yaml"));
+  expect({ code: robust.training.code, azureml: robust.silos.every((s) => s.compute.type === "azureml") }).toEqual({ code: "examples/claims", azureml: true });
+  expect(hashCodeFolder(join(root, "examples/claims")).files).toEqual([".amlignore", "README.md"]);
+  const dir = join(root, "examples", "specs");
   for (const file of readdirSync(join(dir, "invalid"))) {
     await expect(loadSpecFile(join(dir, "invalid", file))).rejects.toBeInstanceOf(SpecError);
   }

@@ -69,7 +69,7 @@ async function check(file: string, options: { offline?: boolean; credential?: Or
   const out: string[] = [];
   const err: string[] = [];
   const credential = options.credential ?? new OrchestratorCredential();
-  const code = await runCheck({ spec: file, offline: options.offline }, { out: (l) => out.push(l), err: (l) => err.push(l) }, { env, credential: () => credential });
+  const code = await runCheck({ spec: file, offline: options.offline, baseDir: dir }, { out: (l) => out.push(l), err: (l) => err.push(l) }, { env, credential: () => credential });
   return { code, out: out.join("\n"), err: err.join("\n"), credential };
 }
 

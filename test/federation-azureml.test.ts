@@ -143,7 +143,7 @@ it("runs 2 rounds on 3 Azure ML silos and a local one, submitted with flo submit
   const submit = async (dryRun: boolean) => {
     const out: string[] = [];
     const err: string[] = [];
-    const code = await runSubmit({ spec: specFile, api: `${flo.url}/api/`, dryRun }, { out: (l) => out.push(l), err: (l) => err.push(l) }, { env: { FLO_FUNCTION_KEY: FUNCTION_KEY }, fetch: recordingFetch });
+    const code = await runSubmit({ spec: specFile, api: `${flo.url}/api/`, dryRun, baseDir: project }, { out: (l) => out.push(l), err: (l) => err.push(l) }, { env: { FLO_FUNCTION_KEY: FUNCTION_KEY }, fetch: recordingFetch });
     return { code, out: out.join("\n"), err: err.join("\n") };
   };
   const digest = hashCodeFolder(join(project, "trainer")).digest;

@@ -5,7 +5,7 @@
  * flo's settings select (FLO_AZURE_CREDENTIAL). Prints one row per silo and check, with the fix of
  * each failure; exits 1 on any failure.
  */
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import type { Command } from "commander";
 import type { TokenCredential } from "@azure/core-auth";
 import type { CommandIO } from "./aggregate";
@@ -20,6 +20,8 @@ import { loadSpecFile, SpecError } from "../spec";
 export interface CheckOptions {
   spec: string;
   offline?: boolean;
+  /** Folder a relative `training.code` resolves against (as `flo submit` does); default the current directory. */
+  baseDir?: string;
 }
 
 export interface CheckDependencies {
@@ -47,7 +49,7 @@ export async function runCheck(options: CheckOptions, io: CommandIO, dependencie
   const code = spec.training.code;
   if (code !== undefined && spec.training.uploadedCode === undefined && !isCodeReference(code) && spec.silos.some((silo) => silo.compute.type === "azureml")) {
     try {
-      codeFolder = hashCodeFolder(resolve(dirname(resolve(options.spec)), code));
+      codeFolder = hashCodeFolder(resolve(options.baseDir ?? process.cwd(), code));
     } catch (error) {
       if (!(error instanceof AzureMlConfigError)) throw error;
       io.err(error.message);

@@ -1,14 +1,14 @@
 /**
  * `flo submit <spec> [--api <url>] [--id <id>] [--dry-run]`: starts a federation on a flo app (the
  * deployed one, or a `flo host`) the way its HTTP API expects. When azureml silos run a local
- * `training.code` folder, the folder (resolved against the spec file's folder, as Azure ML's CLI
- * does) is hashed and uploaded once through `PUT /api/code/{digest}`, and the spec is posted with
+ * `training.code` folder, the folder (relative to the current directory, like every local path of a
+ * spec and like local silos see it) is hashed and uploaded once through `PUT /api/code/{digest}`, and the spec is posted with
  * `training.uploadedCode` set to the stored folder; `training.code` stays for local silos.
  * The function key comes from FLO_FUNCTION_KEY (never a flag: command lines end up in process lists
  * and shell history).
  */
 import { readFile } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import type { Command } from "commander";
 import { parse as parseYaml } from "yaml";
 import type { CommandIO } from "./aggregate";
@@ -31,6 +31,8 @@ export interface SubmitOptions {
   id?: string;
   /** Upload the code and run the preflight (`?dryRun=true`) instead of starting. */
   dryRun?: boolean;
+  /** Folder relative `training.code` resolves against; default the current directory. */
+  baseDir?: string;
 }
 
 export interface SubmitDependencies {
@@ -111,7 +113,7 @@ export async function runSubmit(options: SubmitOptions, io: CommandIO, dependenc
     const spec = parseSpec(text, { source: options.spec });
     // The user's document is posted, not the parsed spec (defaults and derived fields stay the server's).
     const document = parseYaml(text) as { training: Record<string, unknown> };
-    const { code } = await uploadSpecCode(spec, apiCodeUploader(api), { baseDir: dirname(resolve(options.spec)), signal: dependencies.signal });
+    const { code } = await uploadSpecCode(spec, apiCodeUploader(api), { baseDir: resolve(options.baseDir ?? process.cwd()), signal: dependencies.signal });
     if (code) {
       document.training.uploadedCode = code.uri;
       io.out(`code ${spec.training.code}: ${code.files.length} file(s), sha256 ${code.digest}, ${code.uploaded ? "uploaded to" : "already at"} ${code.uri}`);
