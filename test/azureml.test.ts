@@ -290,10 +290,7 @@ describe("submit", () => {
     ]);
     // Checked against the SDK's generated REST model too: invented or misspelt fields, wrong types, read-only fields.
     expect(
-      await refused(
-        { environmentId: `${WORKSPACE_ID}/environments/flo-env/versions/1`, enviromentVariables: { A: "1" }, resources: { instanceCount: "2" }, status: "Running" },
-        "fake-model",
-      ),
+      await refused({ environmentId: `${WORKSPACE_ID}/environments/flo-env/versions/1`, enviromentVariables: { A: "1" }, resources: { instanceCount: "2" }, status: "Running" }, "fake-model"),
     ).toEqual([
       "body.properties.enviromentVariables: not a property of CommandJob",
       'body.properties.resources.instanceCount: expected a number, got "2"',

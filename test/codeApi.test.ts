@@ -77,7 +77,12 @@ test("uploads over the byte limits are refused with 413", () => {
   const big = Buffer.alloc(MAX_CODE_BYTES / 2 + 1).toString("base64");
   let error: unknown;
   try {
-    parseCodeUpload(body([{ path: "a.bin", content: big }, { path: "b.bin", content: big }]));
+    parseCodeUpload(
+      body([
+        { path: "a.bin", content: big },
+        { path: "b.bin", content: big },
+      ]),
+    );
   } catch (e) {
     error = e;
   }

@@ -143,7 +143,11 @@ it("runs 2 rounds on 3 Azure ML silos and a local one, submitted with flo submit
   const submit = async (dryRun: boolean) => {
     const out: string[] = [];
     const err: string[] = [];
-    const code = await runSubmit({ spec: specFile, api: `${flo.url}/api/`, dryRun, baseDir: project }, { out: (l) => out.push(l), err: (l) => err.push(l) }, { env: { FLO_FUNCTION_KEY: FUNCTION_KEY }, fetch: recordingFetch });
+    const code = await runSubmit(
+      { spec: specFile, api: `${flo.url}/api/`, dryRun, baseDir: project },
+      { out: (l) => out.push(l), err: (l) => err.push(l) },
+      { env: { FLO_FUNCTION_KEY: FUNCTION_KEY }, fetch: recordingFetch },
+    );
     return { code, out: out.join("\n"), err: err.join("\n") };
   };
   const digest = hashCodeFolder(join(project, "trainer")).digest;
@@ -202,7 +206,9 @@ it("runs 2 rounds on 3 Azure ML silos and a local one, submitted with flo submit
   // The code version was registered once per workspace, pointing at the uploaded folder, and reused in round 2.
   const codePuts = fake.requestsTo("PUT", "/codes/");
   expect(codePuts.map((r) => r.path).sort()).toEqual(
-    silos.map((s) => `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-${s.name}/providers/Microsoft.MachineLearningServices/workspaces/mlw-${s.name}/codes/flo-code/versions/${digest.slice(0, 16)}`).sort(),
+    silos
+      .map((s) => `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-${s.name}/providers/Microsoft.MachineLearningServices/workspaces/mlw-${s.name}/codes/flo-code/versions/${digest.slice(0, 16)}`)
+      .sort(),
   );
   for (const put of codePuts) expect((put.body as { properties: { codeUri: string } }).properties.codeUri).toBe(codeUri);
   for (const s of silos) expect(fake.assetVersions(`mlw-${s.name}`, "codes", "flo-code")).toEqual([digest.slice(0, 16)]);

@@ -58,7 +58,10 @@ export function parseCodeUpload(body: string): { path: string; content: Buffer }
     if (seen.has(path)) throw new ApiError(400, `files[${i}].path: expected a path not already uploaded, got ${JSON.stringify(path)} twice`);
     seen.add(path);
     if (typeof file.content !== "string" || file.content.length % 4 !== 0 || !BASE64.test(file.content)) {
-      throw new ApiError(400, `files[${i}].content: expected the file's bytes as base64, got ${typeof file.content === "string" ? `${file.content.length} characters that are not base64` : typeof file.content}`);
+      throw new ApiError(
+        400,
+        `files[${i}].content: expected the file's bytes as base64, got ${typeof file.content === "string" ? `${file.content.length} characters that are not base64` : typeof file.content}`,
+      );
     }
     const content = Buffer.from(file.content, "base64");
     total += content.length;

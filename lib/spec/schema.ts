@@ -72,14 +72,9 @@ export const siloSchema = z.strictObject({
 export const trainingSchema = z.strictObject({
   command: z.string().min(1).meta({ description: "Job command with Azure ML placeholders ${{inputs.X}}, ${{outputs.model_update}}, optional parts $[[ ... ]]." }),
   code: z.string().min(1).optional().meta({ description: "Folder uploaded as the job's code (azureml) / working directory (local), or a registered Azure ML code asset." }),
-  uploadedCode: z
-    .string()
-    .regex(UPLOADED_CODE_URI)
-    .optional()
-    .meta({
-      description:
-        "Set by `flo submit`: URL of the `code` folder uploaded to the orchestrator's store (<container>/code/<sha256>/). Azure ML silos run it; local silos keep running `code`.",
-    }),
+  uploadedCode: z.string().regex(UPLOADED_CODE_URI).optional().meta({
+    description: "Set by `flo submit`: URL of the `code` folder uploaded to the orchestrator's store (<container>/code/<sha256>/). Azure ML silos run it; local silos keep running `code`.",
+  }),
   environment: z.string().regex(ENVIRONMENT_REF).optional().meta({ description: "Azure ML environment, e.g. azureml:flo-node:1; required when any silo uses azureml compute." }),
   parameters: literalInputs("Literal inputs, the same for every silo."),
 });

@@ -142,10 +142,10 @@ function checkComposite(mapper: Mapper, value: Record<string, unknown>, path: st
   }
 }
 
-async function problemsOf(models: OperationModels, body: unknown): Promise<string[]> {
+function problemsOf(models: OperationModels, body: unknown): string[] {
   const problems: string[] = [];
   checkValue(models.body, body, "body", models.mappers, problems);
-  return Promise.resolve(problems);
+  return problems;
 }
 
 /** Problems of a job PUT body (`Jobs_CreateOrUpdate`) against the SDK's generated JobBase model; empty when valid. */
