@@ -34,7 +34,7 @@ function project(spec = SPEC): { dir: string; file: string } {
 function apiFetch(answers: { code?: number; federations?: number } = {}) {
   const calls: { method: string; url: string; key?: string; body?: string }[] = [];
   const fetchImpl = (input: string | URL | Request, init?: RequestInit) => {
-    const url = String(input);
+    const url = input instanceof Request ? input.url : input.toString();
     const method = init?.method ?? "GET";
     calls.push({ method, url, key: (init?.headers as Record<string, string>)["x-functions-key"], body: init?.body as string | undefined });
     const json = (status: number, body: unknown) => Promise.resolve(new Response(JSON.stringify(body), { status }));
@@ -45,7 +45,8 @@ function apiFetch(answers: { code?: number; federations?: number } = {}) {
     }
     return json(answers.federations ?? 202, { id: "sub-test" });
   };
-  return { calls, fetch: fetchImpl as typeof fetch };
+  const typed: typeof fetch = fetchImpl;
+  return { calls, fetch: typed };
 }
 
 async function submit(file: string, dir: string, api: ReturnType<typeof apiFetch>, options: { dryRun?: boolean; id?: string; env?: Record<string, string> } = {}) {
@@ -84,7 +85,7 @@ test("errors name what to fix, and the exit code is 1", async () => {
   const refused = await submit(file, dir, apiFetch({ code: 413 }));
   expect({ code: refused.code, err: refused.err }).toEqual({ code: 1, err: expect.stringMatching(/^flo submit: PUT code\/[0-9a-f]{64}: 413 /) });
 
-  const noKey = await submit(file, dir, { calls: [], fetch: (() => Promise.resolve(new Response("", { status: 401 }))) as typeof fetch });
+  const noKey = await submit(file, dir, { calls: [], fetch: () => Promise.resolve(new Response("", { status: 401 })) });
   expect(noKey.err).toMatch(/401 Unauthorized; set FLO_FUNCTION_KEY to a function key of the app$/);
 
   const noApi = await submit(file, dir, apiFetch(), { env: {} });

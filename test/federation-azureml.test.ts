@@ -137,7 +137,7 @@ it("runs 2 rounds on 3 Azure ML silos and a local one, submitted with flo submit
   // What the user runs: a dry run first (uploads the code, runs the preflight), then the submission.
   const calls: string[] = [];
   const recordingFetch: typeof fetch = (input, init) => {
-    calls.push(`${init?.method ?? "GET"} ${String(input).replace(flo.url, "")}`);
+    calls.push(`${init?.method ?? "GET"} ${(input instanceof Request ? input.url : input.toString()).replace(flo.url, "")}`);
     return fetch(input, init);
   };
   const submit = async (dryRun: boolean) => {

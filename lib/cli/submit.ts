@@ -73,7 +73,7 @@ function apiClient(base: string, key: string | undefined, dependencies: SubmitDe
   };
 }
 
-const detailOf = (body: unknown) => (typeof body === "object" && body !== null && "detail" in body ? String((body as { detail: unknown }).detail) : JSON.stringify(body));
+const detailOf = (body: unknown) => (typeof body === "object" && body !== null && "detail" in body ? String(body.detail) : JSON.stringify(body));
 
 /** Uploads code folders through the app's `GET`/`PUT /api/code/{digest}` routes. */
 export function apiCodeUploader(api: ApiClient): CodeUploader {

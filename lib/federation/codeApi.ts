@@ -29,7 +29,6 @@ function requireDigest(digest: string): void {
 function pathProblem(path: unknown): string | undefined {
   if (typeof path !== "string" || path === "") return "a non-empty string";
   if (path.length > MAX_PATH_LENGTH) return `at most ${MAX_PATH_LENGTH} characters`;
-  // eslint-disable-next-line no-control-regex
   if (/[\\\u0000-\u001f]/.test(path)) return "no backslashes or control characters";
   if (path.split("/").some((segment) => segment === "" || segment === "." || segment === "..")) return "a relative path without empty, '.' or '..' segments";
   if (path === CODE_MANIFEST_FILE) return `a name other than ${CODE_MANIFEST_FILE} (flo writes it)`;

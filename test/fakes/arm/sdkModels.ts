@@ -150,7 +150,7 @@ function problemsOf(models: OperationModels, body: unknown): string[] {
 
 /** Problems of a job PUT body (`Jobs_CreateOrUpdate`) against the SDK's generated JobBase model; empty when valid. */
 export async function jobBodyModelProblems(body: unknown): Promise<string[]> {
-  jobModels ??= captureOperation((client) => client.jobs.createOrUpdate("rg", "ws", "job", { properties: { jobType: "Command" } } as never));
+  jobModels ??= captureOperation((client) => client.jobs.createOrUpdate("rg", "ws", "job", { properties: { jobType: "Command" } }));
   return problemsOf(await jobModels, body);
 }
 
