@@ -4,7 +4,7 @@
  * federation start refusing azureml code the app cannot reach.
  */
 import { codeDigest, MAX_CODE_BYTES } from "../lib/compute/azureml/code";
-import { getCode, MAX_CODE_REQUEST_BYTES, parseCodeUpload, putCode, requireReachableCode } from "../lib/federation/codeApi";
+import { getCode, MAX_CODE_REQUEST_BYTES, parseCodeUpload, putCode, requireReachableCode, uploadedCodeRows } from "../lib/federation/codeApi";
 import { ApiError } from "../lib/federation/problem";
 import type { FederationServices } from "../lib/federation/services";
 import { ModelStore } from "../lib/models/store";
@@ -120,8 +120,17 @@ training: {command: "python train.py --out \${{outputs.model_update}}", environm
   });
   const missing = `${store.containerUrl}/code/${"1".repeat(64)}/`;
   expect((await refused(requireReachableCode(services, spec(`code: trainer, uploadedCode: "${missing}"`)))).message).toContain(`(PUT /api/code/${"1".repeat(64)} first)`);
+  // The dry run reports the same as a row.
+  expect(await uploadedCodeRows(services, spec(`code: trainer, uploadedCode: "${missing}"`))).toEqual([
+    expect.objectContaining({ silo: "(spec)", check: "uploaded code", result: "fail", fix: "upload the folder with `flo submit <spec> --api <url>`" }),
+  ]);
+  expect(await uploadedCodeRows(services, spec("code: trainer"))).toEqual([]);
   await putCode(services, digest, body(wire));
-  await expect(requireReachableCode(services, spec(`code: trainer, uploadedCode: "${store.containerUrl}/code/${digest}/"`))).resolves.toBeUndefined();
+  const stored = `${store.containerUrl}/code/${digest}/`;
+  await expect(requireReachableCode(services, spec(`code: trainer, uploadedCode: "${stored}"`))).resolves.toBeUndefined();
+  expect(await uploadedCodeRows(services, spec(`code: trainer, uploadedCode: "${stored}"`))).toEqual([
+    { silo: "(spec)", check: "uploaded code", result: "pass", detail: `${stored}: complete in this orchestrator's store` },
+  ]);
   await expect(requireReachableCode(services, spec('code: "azureml:trainer:3"'))).resolves.toBeUndefined();
   // A SAS or any query string cannot ride along: the field's pattern has no '?'.
   expect(() => spec(`code: trainer, uploadedCode: "${store.containerUrl}/code/${digest}/?sig=x"`)).toThrow(/training\.uploadedCode/);

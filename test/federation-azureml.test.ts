@@ -155,6 +155,7 @@ it("runs 2 rounds on 3 Azure ML silos and a local one, submitted with flo submit
   const dryRun = await submit(true);
   expect(dryRun.out).toContain(`code trainer: 3 file(s), sha256 ${digest}, uploaded to ${codeUri}`);
   const checks = JSON.parse(dryRun.out.slice(dryRun.out.indexOf("{"))) as { checks: { silo: string; check: string; result: string; detail: string }[] };
+  expect(checks.checks.find((c) => c.check === "uploaded code")).toMatchObject({ silo: "(spec)", result: "pass" });
   for (const s of silos) {
     expect(checks.checks.find((c) => c.silo === s.name && c.check === "code")).toMatchObject({ result: "pass", detail: `${codeUri}: registered at submission as flo-code:${digest.slice(0, 16)}` });
   }

@@ -6,6 +6,7 @@
  * here from the received files, so a folder is stored only under its true content address.
  */
 import { codeDigest, CODE_MANIFEST_FILE, MAX_CODE_BYTES, MAX_CODE_FILES, storeCodeUploader, uploadedCodeDigest, isCodeReference } from "../compute/azureml/code";
+import type { PreflightRow } from "../compute/azureml/preflight";
 import type { FederationSpec } from "../spec";
 import { ApiError, type ApiResponse } from "./problem";
 import type { FederationServices } from "./services";
@@ -112,5 +113,18 @@ export async function requireReachableCode(services: FederationServices, spec: F
   const stored = await storeCodeUploader(services.store).find(digest);
   if (stored !== uploaded) {
     throw new ApiError(400, `training.uploadedCode: expected a code folder uploaded to this orchestrator (${stored ?? `PUT /api/code/${digest} first`}), got ${JSON.stringify(uploaded)}`);
+  }
+}
+
+/** The dry run's check of an uploaded code folder: a row when the spec names one (per-silo rows cover the rest). */
+export async function uploadedCodeRows(services: FederationServices, spec: FederationSpec): Promise<PreflightRow[]> {
+  const uploaded = spec.training.uploadedCode;
+  if (uploaded === undefined) return [];
+  try {
+    await requireReachableCode(services, spec);
+    return [{ silo: "(spec)", check: "uploaded code", result: "pass", detail: `${uploaded}: complete in this orchestrator's store` }];
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    return [{ silo: "(spec)", check: "uploaded code", result: "fail", detail: error.message, fix: "upload the folder with `flo submit <spec> --api <url>`" }];
   }
 }
