@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { cancelFederation, findInstance, getFederation, handleApi, listFederations, MAX_SPEC_BYTES, resumeFederation, startFederation } from "../lib/federation/api";
 import { problem, type ApiResponse } from "../lib/federation/problem";
+import { getCode, MAX_CODE_REQUEST_BYTES, putCode } from "../lib/federation/codeApi";
 import { federationServices } from "../lib/federation/services";
 import { loadReportInput } from "../lib/report/load";
 import { renderReport } from "../lib/report/html";
@@ -28,6 +29,7 @@ const wrap =
 const common = { authLevel: "function" as const, extraInputs: [df.input.durableClient()] };
 /** `flo host` refuses a larger spec before reading it (a binding property only the local host reads). */
 const specBody = { maxRequestBodyBytes: MAX_SPEC_BYTES };
+const codeBody = { maxRequestBodyBytes: MAX_CODE_REQUEST_BYTES };
 
 app.http("startFederation", {
   ...common,
@@ -84,6 +86,21 @@ app.http("federationReport", {
     const input = await loadReportInput(await federationServices(), id, status.runtimeStatus);
     return { status: 200, headers: { "content-type": "text/html; charset=utf-8" }, text: renderReport(input) };
   }),
+});
+
+app.http("getCode", {
+  ...common,
+  methods: ["GET"],
+  route: "code/{digest}",
+  handler: wrap(async (request) => getCode(await federationServices(), request.params.digest)),
+});
+
+app.http("putCode", {
+  ...common,
+  ...codeBody,
+  methods: ["PUT"],
+  route: "code/{digest}",
+  handler: wrap(async (request) => putCode(await federationServices(), request.params.digest, await request.text())),
 });
 
 let openApiText: string | undefined;

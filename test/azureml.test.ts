@@ -283,8 +283,32 @@ describe("submit", () => {
         },
         "fake-modes",
       ),
-    ).toEqual(["properties.inputs.d.mode: expected one of ReadOnlyMount, ReadWriteMount, Download, Direct, EvalMount, EvalDownload", 'properties.inputs.t.jobInputType: unknown "folder"']);
+    ).toEqual([
+      "properties.inputs.d.mode: expected one of ReadOnlyMount, ReadWriteMount, Download, Direct, EvalMount, EvalDownload",
+      'properties.inputs.t.jobInputType: unknown "folder"',
+      'body.properties.inputs.t.jobInputType: expected a JobInput type the REST model knows, got "folder"',
+    ]);
+    // Checked against the SDK's generated REST model too: invented or misspelt fields, wrong types, read-only fields.
+    expect(
+      await refused({ environmentId: `${WORKSPACE_ID}/environments/flo-env/versions/1`, enviromentVariables: { A: "1" }, resources: { instanceCount: "2" }, status: "Running" }, "fake-model"),
+    ).toEqual([
+      "body.properties.enviromentVariables: not a property of CommandJob",
+      'body.properties.resources.instanceCount: expected a number, got "2"',
+      "body.properties.status: read-only in CommandJob (set by the service)",
+    ]);
     expect((await put({ environmentId: `${WORKSPACE_ID}/environments/flo-env/versions/1` }, "fake-good")).status).toBe(201);
+    const codeVersion = await compute().client.sendRequest(
+      createPipelineRequest({
+        url: `${fake.url}${WORKSPACE_ID}/codes/flo-code/versions/1?api-version=2022-10-01`,
+        method: "PUT",
+        body: JSON.stringify({ properties: { codeURI: "https://acct.blob.core.windows.net/flo/code/x/" } }),
+        headers: createHttpHeaders({ "content-type": "application/json" }),
+      }),
+    );
+    expect({ status: codeVersion.status, message: (JSON.parse(codeVersion.bodyAsText ?? "{}") as { error: { message: string } }).error.message }).toEqual({
+      status: 400,
+      message: "body.properties.codeURI: not a property of CodeVersionProperties",
+    });
   });
 
   test("experiment name: per federation by default, or fixed, or computed", () => {

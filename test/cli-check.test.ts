@@ -3,7 +3,8 @@
  * compute, unresolvable environment, datastore container mismatch, missing read access) is reported
  * with its fix, a good setup passes, and --offline contacts nothing.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { hashCodeFolder } from "../lib/compute/azureml/code";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AccessToken, TokenCredential } from "@azure/core-auth";
@@ -40,7 +41,7 @@ class OrchestratorCredential implements TokenCredential {
   }
 }
 
-function specFile(silos: readonly string[], name = "checked"): string {
+function specFile(silos: readonly string[], name = "checked", trainingLines = ""): string {
   const file = join(dir, `${name}.yaml`);
   const siloLines = silos
     .map(
@@ -58,7 +59,7 @@ ${siloLines}
 training:
   command: python train.py --data \${{inputs.data}} --out \${{outputs.model_update}}
   environment: azureml:flo-env@latest
-aggregation: {strategy: fedavg}
+${trainingLines}aggregation: {strategy: fedavg}
 `,
   );
   return file;
@@ -68,7 +69,7 @@ async function check(file: string, options: { offline?: boolean; credential?: Or
   const out: string[] = [];
   const err: string[] = [];
   const credential = options.credential ?? new OrchestratorCredential();
-  const code = await runCheck({ spec: file, offline: options.offline }, { out: (l) => out.push(l), err: (l) => err.push(l) }, { env, credential: () => credential });
+  const code = await runCheck({ spec: file, offline: options.offline, baseDir: dir }, { out: (l) => out.push(l), err: (l) => err.push(l) }, { env, credential: () => credential });
   return { code, out: out.join("\n"), err: err.join("\n"), credential };
 }
 
@@ -172,6 +173,21 @@ test("--offline validates the spec and contacts nothing; an invalid spec fails w
   expect(invalid.code).toBe(1);
   expect(invalid.err).toContain("silos[0].compute.exchangeDatastore: expected a string, got missing");
 });
+
+test("a local code folder is hashed where flo check runs (what flo submit would upload); a missing one fails before any call", async () => {
+  mkdirSync(join(dir, "trainer"), { recursive: true });
+  writeFileSync(join(dir, "trainer", "train.py"), "print(1)\n");
+  const digest = hashCodeFolder(join(dir, "trainer")).digest;
+  const { code, out } = await check(specFile(["good"], "withcode", "  code: trainer\n"));
+  expect(code).toBe(0);
+  expect(row(out, "good", "code")).toEqual({ result: "PASS", detail: `trainer: 1 file(s), sha256 ${digest}; flo submit uploads it, submission registers flo-code:${digest.slice(0, 16)}` });
+
+  const before = fake.requests.length;
+  const missing = await check(specFile(["good"], "missingcode", "  code: no-such-trainer\n"));
+  expect(missing.code).toBe(1);
+  expect(missing.err).toBe(`Invalid Azure ML job setting training.code: expected an existing code folder, got ${JSON.stringify(join(dir, "no-such-trainer"))}`);
+  expect(fake.requests.length).toBe(before);
+}, 60_000);
 
 test("POST /api/federations?dryRun=true runs the same preflight with the services' computes: 422 with the rows, 200 on a good setup", async () => {
   const credential = new OrchestratorCredential();

@@ -4,44 +4,59 @@
  * FLO_ARM_CA_FILE) with tokens from the fake managed identity endpoint; the fake's workspaces "train"
  * like the toy trainer, write the contract outputs to each silo's exchange datastore (an HTTPS Azurite
  * with OAuth) and publish the Event Grid events onto the job-events queue; the orchestrator reads the
- * updates with its own identity and aggregates them. The spec is written the way an Azure ML user
- * writes one: a local code folder (uploaded once by the client, registered per workspace by flo), an
- * environment `@latest`, a typed data input from a data asset, an explicit exchange datastore.
+ * updates with its own identity and aggregates them. The spec is a YAML file written the way an Azure
+ * ML user writes one: a local code folder (uploaded once by `flo submit` through the API, registered
+ * per workspace by flo), an environment `@latest`, a typed data input from a data asset, an explicit
+ * exchange datastore; plus one local silo, which runs the same folder on this machine.
  */
-import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { StorageSharedKeyCredential } from "@azure/storage-blob";
-import { uploadSpecCode, type UploadedCode } from "../lib/compute/azureml/code";
+import { hashCodeFolder } from "../lib/compute/azureml/code";
+import { runSubmit } from "../lib/cli/submit";
 import { ModelStore } from "../lib/models/store";
 import { generateTestCertificate, type TestCertificate } from "./fakes/arm/cert";
 import { FakeArm, validateJobPutBody, type FakeJob, type FakeTrainingResult } from "./fakes/arm/fakeArm";
 import { startFakeManagedIdentity, type FakeManagedIdentity } from "./fakes/arm/fakeManagedIdentity";
 import { AZURITE_ACCOUNT, AZURITE_KEY, startHttpsAzuriteBlob, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
-import { expectedToyModel, finished, readToyModel, startFloHost, TOY_TEAM, TOY_TRAINER_DIR, toyModelBytes, type FloHost, type ToySilo } from "./helpers/flo";
+import { expectedToyModel, finished, FUNCTION_KEY, readToyModel, startFloHost, TOY_TEAM, TOY_TRAINER_DIR, toyModelBytes, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
 
 const silos: readonly ToySilo[] = TOY_TEAM;
+/** A silo on this machine in the same federation: it runs the code folder itself, not the upload. */
+const localSilo: ToySilo = { name: "south", target: [0, 2, 0, 2], n: 200 };
 const SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590";
 const CLIENT_ID = "5f2b3c4d-1111-4222-8333-944455566677";
 const FEDERATION = "fraud-aml";
 const ROUNDS = 2;
 
-const spec = {
-  name: FEDERATION,
-  rounds: ROUNDS,
-  silos: silos.map((s) => ({
-    name: s.name,
-    compute: { type: "azureml", subscriptionId: SUBSCRIPTION, resourceGroup: `rg-${s.name}`, workspace: `mlw-${s.name}`, computeName: "cpu-cluster", exchangeDatastore: "flo_exchange" },
-    inputs: { data: { type: "uri_folder", path: "azureml:claims:3" } },
-  })),
-  training: {
-    command: "node toy-trainer.js $[[--global ${{inputs.global_model}}]] --out ${{outputs.model_update}} --data ${{inputs.data}} --round ${{inputs.round}}",
-    code: "trainer",
-    environment: "azureml:flo-env@latest",
-  },
-  aggregation: { strategy: "fedavg" },
-  policy: { minSilos: silos.length, roundTimeout: "PT2M" },
-};
+const specYaml = `name: ${FEDERATION}
+rounds: ${ROUNDS}
+silos:
+${silos
+  .map(
+    (s) => `  - name: ${s.name}
+    compute:
+      type: azureml
+      subscriptionId: ${SUBSCRIPTION}
+      resourceGroup: rg-${s.name}
+      workspace: mlw-${s.name}
+      computeName: cpu-cluster
+      exchangeDatastore: flo_exchange
+    inputs:
+      data: {type: uri_folder, path: "azureml:claims:3"}
+`,
+  )
+  .join("")}  - name: ${localSilo.name}
+    compute: {type: local}
+    inputs: {data: data/${localSilo.name}}
+training:
+  command: node toy-trainer.js $[[--global \${{inputs.global_model}}]] --out \${{outputs.model_update}} --data \${{inputs.data}} --round \${{inputs.round}}
+  code: trainer
+  environment: azureml:flo-env@latest
+aggregation: {strategy: fedavg}
+policy: {minSilos: ${silos.length + 1}, roundTimeout: PT2M}
+`;
 
 let certificate: TestCertificate;
 let exchange: HttpsBlobServer;
@@ -106,23 +121,52 @@ afterAll(async () => {
   certificate?.dispose();
 }, 30_000);
 
-it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the round-2 global model, FedAvg of the silos' updates", async () => {
-  // The user's project folder: the trainer, plus files its .gitignore keeps out of the upload.
-  const project = mkdtempSync(join(tmpdir(), "flo-aml-project-"));
+it("runs 2 rounds on 3 Azure ML silos and a local one, submitted with flo submit: code uploaded once, complete job PUTs, FedAvg of the silos' updates", async () => {
+  // The user's project folder (the host's base folder, so the local silo finds it too): the spec, the
+  // trainer, files its .gitignore keeps out of the upload, and the local silo's data.
+  const project = flo.dir;
   mkdirSync(join(project, "trainer", "__pycache__"), { recursive: true });
-  cpSync(join(TOY_TRAINER_DIR, "toy-trainer.js"), join(project, "trainer", "toy-trainer.js"));
+  for (const file of ["toy-trainer.js", "toy-model.js"]) cpSync(join(TOY_TRAINER_DIR, file), join(project, "trainer", file));
   writeFileSync(join(project, "trainer", ".gitignore"), "__pycache__/\n*.log\n");
   writeFileSync(join(project, "trainer", "__pycache__", "x.pyc"), "cache");
   writeFileSync(join(project, "trainer", "debug.log"), "log");
-  // What the client does before it submits: upload the code folder once, content-addressed.
-  const first = await uploadSpecCode(spec, orchestratorStore, { baseDir: project });
-  const again = await uploadSpecCode(spec, orchestratorStore, { baseDir: project });
-  const code = first.code as UploadedCode;
-  expect(code.files).toEqual([".gitignore", "toy-trainer.js"]);
-  expect({ uploaded: first.code?.uploaded, again: again.code?.uploaded, uri: again.spec.training.code }).toEqual({ uploaded: true, again: false, uri: code.uri });
-  expect(code.uri).toBe(`${orchestratorStore.containerUrl}/code/${code.digest}/`);
+  writeToyData(project, [localSilo]);
+  const specFile = join(project, "federation.yaml");
+  writeFileSync(specFile, specYaml);
 
-  expect((await flo.start(first.spec)).status).toBe(202);
+  // What the user runs: a dry run first (uploads the code, runs the preflight), then the submission.
+  const calls: string[] = [];
+  const recordingFetch: typeof fetch = (input, init) => {
+    calls.push(`${init?.method ?? "GET"} ${(input instanceof Request ? input.url : input.toString()).replace(flo.url, "")}`);
+    return fetch(input, init);
+  };
+  const submit = async (dryRun: boolean) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await runSubmit(
+      { spec: specFile, api: `${flo.url}/api/`, dryRun, baseDir: project },
+      { out: (l) => out.push(l), err: (l) => err.push(l) },
+      { env: { FLO_FUNCTION_KEY: FUNCTION_KEY }, fetch: recordingFetch },
+    );
+    return { code, out: out.join("\n"), err: err.join("\n") };
+  };
+  const digest = hashCodeFolder(join(project, "trainer")).digest;
+  const codeUri = `${orchestratorStore.containerUrl}/code/${digest}/`;
+  const dryRun = await submit(true);
+  expect(dryRun.out).toContain(`code trainer: 3 file(s), sha256 ${digest}, uploaded to ${codeUri}`);
+  const checks = JSON.parse(dryRun.out.slice(dryRun.out.indexOf("{"))) as { checks: { silo: string; check: string; result: string; detail: string }[] };
+  expect(checks.checks.find((c) => c.check === "uploaded code")).toMatchObject({ silo: "(spec)", result: "pass" });
+  for (const s of silos) {
+    expect(checks.checks.find((c) => c.silo === s.name && c.check === "code")).toMatchObject({ result: "pass", detail: `${codeUri}: registered at submission as flo-code:${digest.slice(0, 16)}` });
+  }
+  const started = await submit(false);
+  expect({ code: started.code, err: started.err }).toEqual({ code: 0, err: "" });
+  expect(started.out).toContain(`code trainer: 3 file(s), sha256 ${digest}, already at ${codeUri}`);
+  expect(calls).toEqual([`GET /api/code/${digest}`, `PUT /api/code/${digest}`, "POST /api/federations?dryRun=true", `GET /api/code/${digest}`, "POST /api/federations"]);
+  // The stored folder: the files not ignored, and the manifest written last.
+  expect(await orchestratorStore.getJson(`code/${digest}/.flo-code.json`)).toEqual({ digest, files: [".gitignore", "toy-model.js", "toy-trainer.js"] });
+  expect(await orchestratorStore.exists(`code/${digest}/debug.log`)).toBe(false);
+
   const status = await flo.waitFor(FEDERATION, finished, 90_000);
   expect({ runtimeStatus: status.runtimeStatus, failure: status.failure }).toEqual({ runtimeStatus: "Completed", failure: undefined });
   await fake.settle();
@@ -144,7 +188,7 @@ it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the rou
     expect(put.path).toBe(`/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-${silo}/providers/Microsoft.MachineLearningServices/workspaces/mlw-${silo}/jobs/flo-${FEDERATION}-r${round}-${silo}`);
     expect(p.tags).toEqual({ floFederation: FEDERATION, floRound: String(round), floSilo: silo, floKind: "train", floApp: "flo" });
     const workspaceId = `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-${silo}/providers/Microsoft.MachineLearningServices/workspaces/mlw-${silo}`;
-    expect(p.codeId).toBe(`${workspaceId}/codes/flo-code/versions/${code.digest.slice(0, 16)}`);
+    expect(p.codeId).toBe(`${workspaceId}/codes/flo-code/versions/${digest.slice(0, 16)}`);
     expect(p.environmentId).toBe(`${workspaceId}/environments/flo-env/versions/2`);
     expect(p.computeId).toMatch(new RegExp(`/workspaces/mlw-${silo}/computes/cpu-cluster$`));
     expect(p.outputs.model_update).toEqual({ jobOutputType: "uri_folder", mode: "ReadWriteMount", uri: `azureml://datastores/flo_exchange/paths/flo/${FEDERATION}/r${round}/${silo}/` });
@@ -164,23 +208,30 @@ it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the rou
   const codePuts = fake.requestsTo("PUT", "/codes/");
   expect(codePuts.map((r) => r.path).sort()).toEqual(
     silos
-      .map((s) => `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-${s.name}/providers/Microsoft.MachineLearningServices/workspaces/mlw-${s.name}/codes/flo-code/versions/${code.digest.slice(0, 16)}`)
+      .map((s) => `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-${s.name}/providers/Microsoft.MachineLearningServices/workspaces/mlw-${s.name}/codes/flo-code/versions/${digest.slice(0, 16)}`)
       .sort(),
   );
-  for (const put of codePuts) expect((put.body as { properties: { codeUri: string } }).properties.codeUri).toBe(code.uri);
-  for (const s of silos) expect(fake.assetVersions(`mlw-${s.name}`, "codes", "flo-code")).toEqual([code.digest.slice(0, 16)]);
+  for (const put of codePuts) expect((put.body as { properties: { codeUri: string } }).properties.codeUri).toBe(codeUri);
+  for (const s of silos) expect(fake.assetVersions(`mlw-${s.name}`, "codes", "flo-code")).toEqual([digest.slice(0, 16)]);
 
-  // The final model is FedAvg of the silos' toy updates.
+  // The local silo ran the folder itself, in both rounds.
+  const localJobs = readdirSync(join(project, "jobs")).filter((name) => name.endsWith(`-${localSilo.name}`));
+  expect(localJobs.sort()).toEqual([1, 2].map((r) => `flo-${FEDERATION}-r${r}-${localSilo.name}`));
+
+  // The final model is FedAvg of all four silos' toy updates.
+  const team = [...silos, localSilo];
   const w = readToyModel(await orchestratorStore.getBytes(orchestratorStore.pathFromUri(status.output.finalModel.uri)));
-  expectedToyModel(silos, ROUNDS).forEach((v, i) => expect(w[i]).toBeCloseTo(v, 6));
+  expectedToyModel(team, ROUNDS).forEach((v, i) => expect(w[i]).toBeCloseTo(v, 6));
 
-  // The manifest records the updates read from each silo's exchange datastore, weighted by num_examples.
-  const manifest = await orchestratorStore.getJson<any>(`federations/${FEDERATION}/rounds/2/manifest.json`);
-  // Every round's manifest records the code the silos ran, by content digest.
+  // Every round's manifest records the code the azureml silos ran, by content digest, and each silo's update.
   for (const round of [1, 2]) {
-    expect((await orchestratorStore.getJson<any>(`federations/${FEDERATION}/rounds/${round}/manifest.json`)).code).toEqual({ uri: code.uri, sha256: code.digest });
+    expect((await orchestratorStore.getJson<any>(`federations/${FEDERATION}/rounds/${round}/manifest.json`)).code).toEqual({ uri: codeUri, sha256: digest });
   }
-  expect(manifest.silos.map((s: any) => [s.silo, s.update?.uri, s.numExamples])).toEqual(silos.map((s) => [s.name, `azureml://datastores/flo_exchange/paths/flo/${FEDERATION}/r2/${s.name}/`, s.n]));
+  const manifest = await orchestratorStore.getJson<any>(`federations/${FEDERATION}/rounds/2/manifest.json`);
+  expect(manifest.silos.filter((s: any) => s.silo !== localSilo.name).map((s: any) => [s.silo, s.update?.uri, s.numExamples])).toEqual(
+    silos.map((s) => [s.name, `azureml://datastores/flo_exchange/paths/flo/${FEDERATION}/r2/${s.name}/`, s.n]),
+  );
+  expect(manifest.silos.find((s: any) => s.silo === localSilo.name)).toMatchObject({ included: true, numExamples: localSilo.n });
 
   // Every token came from the managed identity endpoint, for the configured user-assigned identity.
   expect(identity.requests.length).toBeGreaterThan(0);

@@ -587,12 +587,12 @@ describe("infra/ Bicep", () => {
     expect(literal(main, main.params.get("apiEntraClientId")!.defaultValue!)).toBe("");
   });
 
-  test("silo compute reads only global models: the ABAC condition allows reads under global/ and listings of the global folder, nothing else", () => {
+  test("silo compute reads only global models and uploaded code: the ABAC condition allows reads under global/ and code/ and listings of those folders, nothing else", () => {
     const reader = file("modules/silo-model-reader.bicep");
-    const assignment = resourceOf(reader, "siloReadsGlobalModels");
-    expect(expr(propNode(assignment, "properties.condition"))).toBe("onlyGlobalModels");
+    const assignment = resourceOf(reader, "siloReadsGlobalModelsAndCode");
+    expect(expr(propNode(assignment, "properties.condition"))).toBe("onlyGlobalModelsAndCode");
     expect(prop(assignment, "properties.conditionVersion")).toBe("2.0");
-    const condition = evaluate(reader.vars.get("onlyGlobalModels")!.value, { file: reader }) as string;
+    const condition = evaluate(reader.vars.get("onlyGlobalModelsAndCode")!.value, { file: reader }) as string;
     let depth = 0;
     for (const ch of condition) {
       depth += ch === "(" ? 1 : ch === ")" ? -1 : 0;
@@ -611,7 +611,7 @@ describe("infra/ Bicep", () => {
       ).test(value);
     const paths = patternsOf("@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path");
     const prefixes = patternsOf("@Request[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:prefix");
-    expect(paths).toEqual(["federations/*/rounds/*/global/*"]);
+    expect(paths).toEqual(["federations/*/rounds/*/global/*", "code/*"]);
     const mayRead = (path: string) => paths.some((p) => like(path, p));
     const mayList = (prefix: string) => prefixes.some((p) => like(prefix, p));
     expect(mayRead("federations/f1/rounds/3/global/model.safetensors")).toBe(true);
@@ -619,6 +619,12 @@ describe("infra/ Bicep", () => {
     expect(mayRead("federations/f1/manifest.json")).toBe(false);
     expect(["federations/f1/rounds/3/global", "federations/f1/rounds/3/global/", "federations/f1/rounds/3/global/model"].map(mayList)).toEqual([true, true, true]);
     expect(["federations/f1/rounds/3/globalx", "federations/f1/rounds/3/", "federations/f1/rounds/3/updates", "federations/f1/", ""].map(mayList)).toEqual([false, false, false, false, false]);
+    // The job's code version points at code/<sha256>/ (lib/compute/azureml/code.ts): the job reads and lists it.
+    const digest = "ab".repeat(32);
+    expect([`code/${digest}/train.py`, `code/${digest}/lib/util.py`, `code/${digest}/.flo-code.json`].map(mayRead)).toEqual([true, true, true]);
+    expect(["code", "code/", `code/${digest}`, `code/${digest}/`].map(mayList)).toEqual([true, true, true, true]);
+    expect(["codex/a", "federations/f1/code/a", "checkpoints/code/a"].map(mayRead)).toEqual([false, false, false]);
+    expect(["cod", "codex", "federations/f1/code"].map(mayList)).toEqual([false, false, false]);
   });
 
   test("generated names are valid: topic names without '_', event subscription names, nested deployment names <= 64", () => {

@@ -91,7 +91,7 @@ describe("valid specs", () => {
     expect(spec.silos[0].inputs.data).toEqual({ type: "uri_folder", path: "azureml://datastores/claims/paths/2026/", mode: "ro_mount" });
     expect(spec.silos[1].compute).toMatchObject({ type: "azureml", exchangeDatastore: "flo_exchange" });
     expect(spec.silos[1].inputs.data).toEqual({ type: "uri_folder", path: "azureml:claims-2026@latest", mode: "download" });
-    expect(spec.training).toMatchObject({ environment: "azureml:claims-torch@latest", code: "azureml:claims-trainer@latest" });
+    expect(spec.training).toMatchObject({ environment: "azureml:claims-torch@latest", code: "examples/claims" });
     expect(spec.aggregation).toEqual({ strategy: "multi-krum", byzantine: 1, keep: 3, clipping: { mode: "fixed", norm: 1 } });
     expect(spec.policy).toMatchObject({ minSilos: 5, jobRetries: 2, roundTimeoutSeconds: 7200 });
   });

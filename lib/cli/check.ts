@@ -5,11 +5,14 @@
  * flo's settings select (FLO_AZURE_CREDENTIAL). Prints one row per silo and check, with the fix of
  * each failure; exits 1 on any failure.
  */
+import { resolve } from "node:path";
 import type { Command } from "commander";
 import type { TokenCredential } from "@azure/core-auth";
 import type { CommandIO } from "./aggregate";
 import { createAzureCredential, credentialSettingsFromEnv } from "../azure/credentials";
 import { azureMlSiloComputeFromSettings } from "../compute/azureml/settings";
+import { hashCodeFolder, isCodeReference, type CodeFolder } from "../compute/azureml/code";
+import { AzureMlConfigError } from "../compute/azureml/errors";
 import { formatPreflightTable } from "../compute/azureml/preflight";
 import { preflightSpec } from "../federation/preflight";
 import { loadSpecFile, SpecError } from "../spec";
@@ -17,6 +20,8 @@ import { loadSpecFile, SpecError } from "../spec";
 export interface CheckOptions {
   spec: string;
   offline?: boolean;
+  /** Folder a relative `training.code` resolves against (as `flo submit` does); default the current directory. */
+  baseDir?: string;
 }
 
 export interface CheckDependencies {
@@ -38,10 +43,24 @@ export async function runCheck(options: CheckOptions, io: CommandIO, dependencie
     }
     throw error;
   }
+  // A local code folder is what `flo submit` would upload: hashed here (no network), so a missing,
+  // empty or oversized folder fails now.
+  let codeFolder: CodeFolder | undefined;
+  const code = spec.training.code;
+  if (code !== undefined && spec.training.uploadedCode === undefined && !isCodeReference(code) && spec.silos.some((silo) => silo.compute.type === "azureml")) {
+    try {
+      codeFolder = hashCodeFolder(resolve(options.baseDir ?? process.cwd(), code));
+    } catch (error) {
+      if (!(error instanceof AzureMlConfigError)) throw error;
+      io.err(error.message);
+      return 1;
+    }
+  }
   let credential: TokenCredential | undefined;
   const identity = () => (credential ??= dependencies.credential ? dependencies.credential() : createAzureCredential(credentialSettingsFromEnv(env)));
   const result = await preflightSpec(spec, {
     offline: options.offline,
+    codeFolder,
     computeFor: (silo) => {
       if (silo.compute.type !== "azureml") throw new Error(`flo check: silo ${silo.name} has no remote compute to check`);
       return azureMlSiloComputeFromSettings(silo.compute, { credential: identity(), env, overrides: { retryOptions: { maxRetries: 1 } } });

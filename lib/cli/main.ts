@@ -15,6 +15,11 @@ const COMMANDS: readonly { name: string; summary: string; load: () => Promise<{ 
     summary: "Preflight a federation spec: validate it, then check each Azure ML silo's workspace, compute, assets and exchange access (--offline: spec only)",
     load: () => import("./check"),
   },
+  {
+    name: "submit",
+    summary: "Start a federation on a flo app's HTTP API, uploading the spec's training.code folder for Azure ML silos first (--dry-run: preflight only)",
+    load: () => import("./submit"),
+  },
   { name: "run", summary: "Run a federation end to end on this machine (embedded runtime, local silos) and write model, manifests and report", load: () => import("./run") },
 ];
 

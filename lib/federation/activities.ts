@@ -9,7 +9,7 @@ import { floJobName, floJobTags, type JobInput, type SiloJobStatus, type Trainin
 import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath, siloUpdateFolder } from "../models/storeLayout";
 import { aggregateUpdates, AggregationError, createStrategy, type AggregationResult, type RoundWeighting, type StrategyStateInput } from "../aggregation";
 import type { Json } from "../aggregation/strategy";
-import { uploadedCodeDigest } from "../compute/azureml/code";
+import { azureMlCodeOf, uploadedCodeDigest } from "../compute/azureml/code";
 import { checkpointPath } from "./lifecycle";
 import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type RoundWeightingRecord, type SiloManifestEntry } from "./manifest";
 import type { FederationServices } from "./services";
@@ -41,7 +41,8 @@ export async function submitSiloJob(services: FederationServices, input: SubmitJ
     inputs,
     outputUri: blobUri(store.containerUrl, siloUpdateFolder(input.federationId, input.round, input.silo)),
     logUri: store.uri(jobLogPath(input.federationId, input.round, input.silo, `${name}.log`)),
-    code: spec.training.code,
+    // Mixed specs: azureml silos run the uploaded copy of the folder, local silos the folder itself.
+    code: silo.compute.type === "azureml" ? azureMlCodeOf(spec.training) : spec.training.code,
     environment: spec.training.environment,
     timeoutSeconds: spec.policy.roundTimeoutSeconds,
     tags: floJobTags(job),
@@ -92,7 +93,7 @@ type RoundRecordBase = Pick<RoundManifest, "federationId" | "round" | "spec" | "
 
 /** The manifest's record of the job code, when it is an uploaded folder. */
 function codeRecord(spec: FederationSpec): Pick<RoundManifest, "code"> {
-  const code = spec.training.code;
+  const code = azureMlCodeOf(spec.training);
   const sha256 = code === undefined ? undefined : uploadedCodeDigest(code);
   return code !== undefined && sha256 ? { code: { uri: code, sha256 } } : {};
 }

@@ -3,6 +3,7 @@
  * resume and report federations. Functions in functions/federationsApi.ts are thin adapters.
  */
 import { preflightSpec } from "./preflight";
+import { requireReachableCode, uploadedCodeRows } from "./codeApi";
 import type { DurableClient, DurableOrchestrationStatus } from "durable-functions";
 import { ApiError, problem, type ApiResponse } from "./problem";
 import { sampleSilos, siloGroupInstanceId, siloGroups, siloInstanceId } from "./decisions";
@@ -56,8 +57,11 @@ export async function startFederation(client: DurableClient, services: Federatio
   const spec = services.parseSpec(request.body, { format: specFormat(request.contentType), source: "request body" });
   if (request.dryRun) {
     const preflight = await preflightSpec(spec, { computeFor: (silo) => services.computeFor(silo) });
-    return { status: preflight.ok ? 200 : 422, body: { name: spec.name, dryRun: true, ok: preflight.ok, checks: preflight.rows } };
+    const checks = [...(await uploadedCodeRows(services, spec)), ...preflight.rows];
+    const ok = checks.every((row) => row.result !== "fail");
+    return { status: ok ? 200 : 422, body: { name: spec.name, dryRun: true, ok, checks } };
   }
+  await requireReachableCode(services, spec);
   const id = request.id ?? spec.name;
   if (!FEDERATION_ID.test(id)) throw new ApiError(400, `query parameter id: expected ${FEDERATION_ID.source}, got ${JSON.stringify(id)}`);
   const existing = await findInstance(client, id);

@@ -4,6 +4,7 @@
  * orchestrator's identity (workspace, compute, assets, exchange datastore and read access).
  */
 import { AzureMlSiloCompute } from "../compute/azureml/compute";
+import { azureMlCodeOf, type CodeFolder } from "../compute/azureml/code";
 import { preflightAzureMlSilo, type PreflightRow } from "../compute/azureml/preflight";
 import type { SiloCompute } from "../compute/siloCompute";
 import { siloDataInputs, type FederationSpec, type SiloSpec } from "../spec";
@@ -15,6 +16,8 @@ export interface SpecPreflightOptions {
   offline?: boolean;
   /** The compute a silo's jobs would use (the federation services' computeFor). */
   computeFor(silo: SiloSpec): SiloCompute;
+  /** The local `training.code` folder, hashed by a client that will upload it. */
+  codeFolder?: CodeFolder;
   signal?: AbortSignal;
 }
 
@@ -47,7 +50,8 @@ export async function preflightSpec(spec: FederationSpec, options: SpecPreflight
         compute,
         exchangeContainer: silo.compute.exchangeContainer,
         environment: spec.training.environment,
-        code: spec.training.code,
+        code: azureMlCodeOf(spec.training),
+        codeFolder: options.codeFolder,
         dataInputs: siloDataInputs(spec, silo.name),
         signal: options.signal,
       })),

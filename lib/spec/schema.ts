@@ -13,6 +13,7 @@ import { strategyDefinitions } from "../aggregation/registry";
 import { secretValueReason } from "./secrets";
 import { computeSpecSchema } from "../compute/backends";
 import { DATA_INPUT_MODES, DATA_INPUT_TYPES } from "../compute/siloCompute";
+import { UPLOADED_CODE_URI } from "../compute/azureml/code";
 
 /** Field-local rule failure with an explicit expected/got, read back by the issue mapper. */
 function fail(ctx: z.core.$RefinementCtx<unknown>, expected: string, got: string, hint?: string): void {
@@ -32,6 +33,7 @@ export const ENVIRONMENT_REF = /^(azureml:[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+|@late
 /** How a pattern is shown in errors when its regex would not help a reader (default: the regex). */
 export const PATTERN_DESCRIPTIONS: Record<string, string> = {
   [ENVIRONMENT_REF.source]: "azureml:<name>:<version>, azureml:<name>@latest, azureml://registries/..., or an ARM id /subscriptions/... (optionally azureml:/subscriptions/...)",
+  [UPLOADED_CODE_URI.source]: "the URL of a folder `flo submit` uploaded: https://<account>.blob.core.windows.net/<container>/code/<sha256>/",
 };
 export const MAX_ROUND_TIMEOUT_SECONDS = 30 * 86400;
 
@@ -69,7 +71,10 @@ export const siloSchema = z.strictObject({
 
 export const trainingSchema = z.strictObject({
   command: z.string().min(1).meta({ description: "Job command with Azure ML placeholders ${{inputs.X}}, ${{outputs.model_update}}, optional parts $[[ ... ]]." }),
-  code: z.string().min(1).optional().meta({ description: "Folder uploaded as the job's code (azureml) / working directory (local)." }),
+  code: z.string().min(1).optional().meta({ description: "Folder uploaded as the job's code (azureml) / working directory (local), or a registered Azure ML code asset." }),
+  uploadedCode: z.string().regex(UPLOADED_CODE_URI).optional().meta({
+    description: "Set by `flo submit`: URL of the `code` folder uploaded to the orchestrator's store (<container>/code/<sha256>/). Azure ML silos run it; local silos keep running `code`.",
+  }),
   environment: z.string().regex(ENVIRONMENT_REF).optional().meta({ description: "Azure ML environment, e.g. azureml:flo-node:1; required when any silo uses azureml compute." }),
   parameters: literalInputs("Literal inputs, the same for every silo."),
 });

@@ -4,7 +4,7 @@
  * Every failure carries the fix, as "grant X on Y" or the resource to create.
  */
 import { AzureMlAssetNotFoundError, type AssetKind } from "./assets";
-import { CODE_ASSET_NAME, uploadedCodeDigest } from "./code";
+import { CODE_ASSET_NAME, isCodeReference, uploadedCodeDigest, type CodeFolder } from "./code";
 import type { AzureMlSiloCompute } from "./compute";
 import { AzureMlAuthorizationError, DATA_SCIENTIST_ROLE, STORAGE_BLOB_DATA_READER_ROLE } from "./errors";
 import { parseDatastoreUri } from "./outputs";
@@ -30,6 +30,8 @@ export interface AzureMlPreflightInput {
   exchangeContainer?: string;
   environment?: string;
   code?: string;
+  /** The local `code` folder, hashed by the client that will upload it (`flo check`); unknown to the deployed app. */
+  codeFolder?: CodeFolder;
   /** Typed data inputs by name (their `path`s). */
   dataInputs: Record<string, { path: string }>;
   signal?: AbortSignal;
@@ -96,12 +98,18 @@ export async function preflightAzureMlSilo(input: AzureMlPreflightInput): Promis
   if (input.code !== undefined && uploadedCodeDigest(input.code)) {
     // Registering is a write: the preflight only reports what submission will register.
     row("code", "pass", `${input.code}: registered at submission as ${CODE_ASSET_NAME}:${uploadedCodeDigest(input.code)!.slice(0, 16)}`);
-  } else if (input.code !== undefined && !/^(azureml:|\/subscriptions\/)/.test(input.code)) {
+  } else if (input.code !== undefined && !isCodeReference(input.code) && input.codeFolder) {
+    row(
+      "code",
+      "pass",
+      `${input.code}: ${input.codeFolder.files.length} file(s), sha256 ${input.codeFolder.digest}; flo submit uploads it, submission registers ${CODE_ASSET_NAME}:${input.codeFolder.digest.slice(0, 16)}`,
+    );
+  } else if (input.code !== undefined && !isCodeReference(input.code)) {
     row(
       "code",
       "fail",
       `${input.code} is a local folder, which the orchestrator cannot read`,
-      "upload it with the client before submitting (training.code becomes the folder's URI in the orchestrator's store), or register it (az ml code create) and set training.code to azureml:<name>:<version>",
+      "submit with `flo submit <spec> --api <url>` (it uploads the folder and sets training.uploadedCode), or register it (az ml code create) and set training.code to azureml:<name>:<version>",
     );
   } else if (input.code !== undefined) {
     await asset("code", "codes", input.code, "training.code", `the code asset ${input.code}`);

@@ -1,7 +1,8 @@
 /**
  * A loopback HTTPS fake of the Azure ML ARM routes flo uses (jobs PUT/GET/list/cancel LRO, datastores
  * get), for driving the real @azure/arm-machinelearning client. It records every request, validates
- * job PUT bodies against the REST job shape (so the SDK's dropped-uri bug would be caught), lets the
+ * job PUT bodies against the REST job shape (so the SDK's dropped-uri bug would be caught) and job and
+ * code version PUT bodies against the SDK's generated REST models (./sdkModels.ts), lets the
  * test walk jobs through statuses, injects faults (429 + Retry-After, 403, 5xx), and can "complete"
  * a job by writing the contract outputs to the output's datastore container (Azurite).
  */
@@ -13,6 +14,7 @@ import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-bl
 import type { AccessToken, TokenCredential } from "@azure/core-auth";
 import { KnownInputDeliveryMode, KnownJobInputType, KnownOutputDeliveryMode, KnownJobOutputType } from "@azure/arm-machinelearning";
 import { generateTestCertificate, type TestCertificate } from "./cert";
+import { codeVersionBodyModelProblems, jobBodyModelProblems } from "./sdkModels";
 import { runStatusChangedEvent, type AzureMlEventGridEvent } from "../../../lib/compute/azureml/events";
 
 export interface RecordedRequest {
@@ -472,7 +474,7 @@ export class FakeArm {
             "A job with this name already exists. If you are trying to create a new job, use a different name. If you are trying to update an existing job, the existing job's Settings, Inputs, Outputs, Jobs, InputBindings, OutputBindings cannot be changed. Only description, tags, displayName, properties, and isArchived can be updated.",
           );
         }
-        const problems = validateJobPutBody(record.body);
+        const problems = [...validateJobPutBody(record.body), ...(await jobBodyModelProblems(record.body))];
         const jobProperties = (record.body as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
         for (const problem of [
           this.assetIdProblem("environmentId", "environments", jobProperties.environmentId),
@@ -537,6 +539,8 @@ export class FakeArm {
       }
       if (version !== undefined && record.method === "PUT" && kind === "codes") {
         const properties = (record.body as { properties?: Record<string, unknown> } | undefined)?.properties;
+        const modelProblems = await codeVersionBodyModelProblems(record.body);
+        if (modelProblems.length > 0) return error(400, "UserError", modelProblems.join("; "));
         if (typeof properties?.codeUri !== "string") return error(400, "UserError", "properties.codeUri: required string");
         const existing = versions?.get(version);
         // Asset versions are immutable: the same content is accepted again, a different one refused.
