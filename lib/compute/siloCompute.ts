@@ -176,6 +176,25 @@ export interface SiloJobRequest {
   environment?: string;
   timeoutSeconds: number;
   tags: Record<string, string>;
+  /** Files the job's output folder must hold once it completes (default: model.safetensors and metrics.json). */
+  outputFiles?: readonly string[];
+  /**
+   * Secure aggregation: the backend masks the trainer's output inside the silo before anything is
+   * uploaded (lib/secagg/siloJob.ts), so only the masked update and the encrypted shares leave it.
+   */
+  secureAggregation?: SecureMasking;
+}
+
+/** Where a secure training job finds what masking needs, by input name. */
+export interface SecureMasking {
+  /** The folder input holding the session file. */
+  sessionInput: string;
+  /** The session file's name inside that folder. */
+  sessionFile: string;
+  /** The input naming the silo's secret key file. */
+  keyInput: string;
+  /** Keep the silo's metrics other than counts (the spec opted in). */
+  publishMetrics: boolean;
 }
 
 export interface SiloJobStatus {

@@ -61,6 +61,22 @@ export class LocalJobError extends Error {
   override readonly name = "LocalJobError";
 }
 
+/** The local files masking reads, from the request's inputs (already local paths). */
+function maskingFiles(request: SiloJobRequest, inputs: Readonly<Record<string, string>>): NonNullable<LocalJobFile["mask"]> {
+  const secure = request.secureAggregation!;
+  const need = (name: string) => {
+    const value = inputs[name];
+    if (value === undefined) throw new LocalJobError(`job ${request.jobName}: secure aggregation needs input ${name}`);
+    return value;
+  };
+  return {
+    sessionFile: join(need(secure.sessionInput), secure.sessionFile),
+    keyFile: need(secure.keyInput),
+    globalModelFile: join(need("global_model"), MODEL_FILE),
+    publishMetrics: secure.publishMetrics,
+  };
+}
+
 /** What a job's folder holds: nothing of this job yet, a job this host submitted, or an untrusted job. */
 type JobFolder = { kind: "absent" } | { kind: "trusted"; job: LocalJobFile } | { kind: "untrusted"; reason: string };
 
@@ -142,6 +158,7 @@ export class LocalSiloCompute implements SiloCompute {
       timeoutSeconds: request.timeoutSeconds,
       outputDir,
       createdAt: new Date().toISOString(),
+      ...(request.secureAggregation ? { mask: maskingFiles(request, inputs) } : {}),
     };
     writeJsonAtomic(join(jobDir, "job.json"), job);
     writeJobStatus(jobDir, { state: "queued" });
@@ -230,10 +247,10 @@ export class LocalSiloCompute implements SiloCompute {
     let error = status.error;
     let outputUri: string | undefined;
     if (state === "completed") {
-      const missing = [MODEL_FILE, METRICS_FILE].filter((f) => !existsSync(join(job.outputDir, f)));
+      const missing = (job.request.outputFiles ?? [MODEL_FILE, METRICS_FILE]).filter((f) => !existsSync(join(job.outputDir, f)));
       if (missing.length) {
         state = "failed";
-        error = `the trainer exited 0 but outputs.model_update lacks ${missing.join(" and ")} (silo job contract)`;
+        error = `the job exited 0 but outputs.model_update lacks ${missing.join(" and ")} (silo job contract)`;
       } else {
         await this.options.transfer.uploadFolder(job.outputDir, job.request.outputUri, options);
         outputUri = job.request.outputUri;

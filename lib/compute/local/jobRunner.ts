@@ -11,6 +11,7 @@ import { spawn } from "node:child_process";
 import { createWriteStream, readFileSync } from "node:fs";
 import { setPriority } from "node:os";
 import { join } from "node:path";
+import { maskTrainingOutput } from "../../secagg/siloJob";
 import { markJobFinished, writeJobStatus, type LocalJobFile, type LocalJobStatusFile } from "./jobFiles";
 
 /**
@@ -61,7 +62,13 @@ function main(jobDir: string): void {
   child.on("exit", (code, signal) => {
     const finishedAt = new Date().toISOString();
     if (timedOut) finish({ ...base, state: "failed", finishedAt, exitCode: code, error: `job timed out after ${job.timeoutSeconds} s` });
-    else if (code === 0) finish({ ...base, state: "completed", finishedAt, exitCode: 0 });
+    else if (code === 0 && job.mask) {
+      // Secure aggregation: only the masked update and encrypted shares may be uploaded.
+      maskTrainingOutput({ ...job.mask, outputDir: job.outputDir }).then(
+        () => finish({ ...base, state: "completed", finishedAt: new Date().toISOString(), exitCode: 0 }),
+        (err: Error) => finish({ ...base, state: "failed", finishedAt: new Date().toISOString(), exitCode: 0, error: `masking the trainer's output failed: ${err.message}` }),
+      );
+    } else if (code === 0) finish({ ...base, state: "completed", finishedAt, exitCode: 0 });
     else finish({ ...base, state: "failed", finishedAt, exitCode: code, error: signal ? `trainer killed by ${signal}` : `trainer exited with code ${code}` });
   });
   // Cancellation signals the runner; pass it on to the trainer's group.
