@@ -15,7 +15,7 @@ export const siloGroupOrchestrator: OrchestrationHandler = function* (context: O
   const { silos, ...shared } = context.df.getInput<SiloGroupInput>();
   const tasks = silos.map((silo) => {
     const input: SiloRoundInput = { ...shared, silo };
-    return context.df.callSubOrchestrator(Orchestrations.siloRound, input, siloInstanceId(shared.federationId, shared.round, silo));
+    return context.df.callSubOrchestrator(Orchestrations.siloRound, input, siloInstanceId(shared.federationId, shared.round, silo, { kind: shared.kind, rerun: shared.secure?.rerun }));
   });
   const results = (yield context.df.Task.all(tasks)) as SiloRoundResult[];
   return results;

@@ -27,7 +27,7 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
   for (let attempt = input.attemptBase + 1; attempt <= input.attemptBase + input.jobRetries + 1; attempt++) {
     if (context.df.currentUtcDateTime >= deadline) break;
     status("submitting", attempt);
-    const submit: SubmitJobInput = { federationId: input.federationId, spec: input.spec, round: input.round, silo: input.silo, attempt, global: input.global };
+    const submit: SubmitJobInput = { federationId: input.federationId, spec: input.spec, round: input.round, silo: input.silo, attempt, global: input.global, kind: input.kind, secure: input.secure };
     const submittedAt = context.df.currentUtcDateTime.toISOString();
     let job: SiloJobStatus;
     try {
@@ -48,7 +48,7 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
       // A fresh timer per wait, cancelled when the event wins: re-yielding one timer across several
       // Task.any calls makes the real host create duplicate timers (durable-js #574).
       const timer: TimerTask = context.df.createTimer(nextPollAt(now, deadline, input.statusPollSeconds));
-      const event = context.df.waitForExternalEvent(jobEventName({ round: input.round, silo: input.silo }));
+      const event = context.df.waitForExternalEvent(jobEventName({ round: input.round, silo: input.silo, kind: input.kind }));
       const winner = yield context.df.Task.any([event, timer]);
       if (winner === event) {
         timer.cancel();

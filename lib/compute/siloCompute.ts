@@ -28,6 +28,10 @@ export const JOB_KINDS = {
     /** Prefix of the completion event the silo's orchestration waits on: `<prefix>:<round>:<silo>`. */
     eventPrefix: "silo-done",
   },
+  /** Secure aggregation: a survivor reveals what the orchestrator needs to remove the masks of the round's sum. */
+  unmask: {
+    eventPrefix: "unmask-done",
+  },
 } as const satisfies Record<string, { eventPrefix: string }>;
 
 export type JobKind = keyof typeof JOB_KINDS;

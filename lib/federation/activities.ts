@@ -14,6 +14,10 @@ import { checkpointPath } from "./lifecycle";
 import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type RoundWeightingRecord, type SiloManifestEntry } from "./manifest";
 import type { FederationServices } from "./services";
 import type { AggregateRoundInput, AggregateRoundOutput, JobRefInput, ModelRef, RecordRoundFailureInput, RoundSummary, SiloRoundResult, SubmitJobInput } from "./types";
+import { publishedMetrics, secureTrainingRequest, unmaskJobRequest, unmaskSession } from "./secure";
+import { SecAggError } from "../secagg/errors";
+
+export { fixSecureSplit } from "./secure";
 
 function siloOf(spec: FederationSpec, name: string): SiloSpec {
   const silo = spec.silos.find((s) => s.name === name);
@@ -26,25 +30,34 @@ const folderOf = (modelUri: string) => modelUri.slice(0, modelUri.lastIndexOf("/
 export async function submitSiloJob(services: FederationServices, input: SubmitJobInput): Promise<SiloJobStatus> {
   const spec = await services.loadSpec(input.spec);
   const silo = siloOf(spec, input.silo);
-  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind: "train" } as const;
+  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind: input.kind ?? "train" };
   const name = floJobName({ ...job, attempt: input.attempt });
+  const store = services.store;
+  const common = {
+    ...job,
+    jobName: name,
+    logUri: store.uri(jobLogPath(input.federationId, input.round, input.silo, `${name}.log`)),
+    environment: spec.training.environment,
+    timeoutSeconds: spec.policy.roundTimeoutSeconds,
+    tags: floJobTags(job),
+  };
+  if (job.kind === "unmask") {
+    const unmask = await unmaskJobRequest(services, spec, { ...job, secure: input.secure! });
+    return services.computeFor(silo).submit({ ...common, ...unmask });
+  }
   const literals = siloJobInputs(spec, input.silo, { federationId: input.federationId, round: input.round });
   const inputs: Record<string, JobInput> = {};
   for (const [k, v] of Object.entries(literals)) inputs[k] = { kind: "literal", value: v };
   for (const [k, v] of Object.entries(siloDataInputs(spec, input.silo))) inputs[k] = { kind: "asset", ...v };
   if (input.global) inputs.global_model = { kind: "folder", uri: folderOf(input.global.uri) };
-  const store = services.store;
+  const secure = input.secure ? await secureTrainingRequest(services, spec, { ...job, secure: input.secure }) : undefined;
   return services.computeFor(silo).submit({
-    ...job,
-    jobName: name,
+    ...common,
     command: spec.training.command,
-    inputs,
-    outputUri: blobUri(store.containerUrl, siloUpdateFolder(input.federationId, input.round, input.silo)),
-    logUri: store.uri(jobLogPath(input.federationId, input.round, input.silo, `${name}.log`)),
+    inputs: { ...inputs, ...secure?.inputs },
+    outputUri: secure?.outputUri ?? blobUri(store.containerUrl, siloUpdateFolder(input.federationId, input.round, input.silo)),
     code: spec.training.code,
-    environment: spec.training.environment,
-    timeoutSeconds: spec.policy.roundTimeoutSeconds,
-    tags: floJobTags(job),
+    ...(secure ? { outputFiles: secure.outputFiles, secureAggregation: secure.secureAggregation } : {}),
   });
 }
 
@@ -60,7 +73,7 @@ export async function cancelSiloJob(services: FederationServices, input: JobRefI
 
 /** The spec's aggregation block as strategy options (everything but the strategy name and the engine's weight cap). */
 function strategyOptions(spec: FederationSpec): Json {
-  const { strategy: _name, maxWeightShare: _cap, ...options } = spec.aggregation as Record<string, unknown>;
+  const { strategy: _name, maxWeightShare: _cap, secureAggregation: _secure, ...options } = spec.aggregation as Record<string, unknown>;
   return JSON.parse(JSON.stringify(options)) as Json;
 }
 
@@ -194,6 +207,7 @@ async function saveCheckpoint(services: FederationServices, args: { input: Aggre
  */
 export async function aggregateRound(services: FederationServices, input: AggregateRoundInput): Promise<AggregateRoundOutput> {
   const spec = await services.loadSpec(input.spec);
+  if (input.secure) return aggregateSecureRound(services, spec, input);
   const store = services.store;
   const aggregationStartedAt = new Date();
   const opened = admitUpdates(spec, await openRoundUpdates(services, spec, input.results));
@@ -260,6 +274,94 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
     included: silos.filter((s) => s.included).map((s) => s.silo),
     excluded: silos.filter((s) => !s.included).map((s) => ({ silo: s.silo, reason: s.reason ?? s.outcome })),
     metrics: aggregation.metrics,
+    globalMetrics,
+    startedAt: input.roundStartedAt,
+    aggregatedAt: aggregatedAt.toISOString(),
+  };
+  const checkpointUri = await saveCheckpoint(services, { input, summary, model, strategyState });
+  return { ok: true, summary, strategyState, checkpointUri };
+}
+
+/**
+ * A secure round: unmasks the session's sum into the global model plus the weighted mean update,
+ * then runs the strategy on it, given as |S| identical updates of weight 1 (their weighted mean is
+ * that mean whatever the weights, and central DP sees m = |S| for its sensitivity C/m). The clipping
+ * wrapper finds every delta within C already (the silos clipped). Integer tensors come from the
+ * global model. Nothing of one silo (count, update, sha256 of a plain update) is recorded.
+ */
+async function aggregateSecureRound(services: FederationServices, spec: FederationSpec, input: AggregateRoundInput): Promise<AggregateRoundOutput> {
+  const store = services.store;
+  const secure = input.secure!;
+  const aggregationStartedAt = new Date();
+  let unmasked: Awaited<ReturnType<typeof unmaskSession>>;
+  try {
+    unmasked = await unmaskSession(services, { spec, federationId: input.federationId, round: input.round, global: input.global, secure });
+  } catch (err) {
+    if (err instanceof SecAggError) return { ok: false, rerun: true, reason: err.message, session: secure.split.session };
+    throw err;
+  }
+  const survivors = secure.split.survivors;
+  const strategy = createStrategy(spec.aggregation.strategy, strategyOptions(spec));
+  const aggregation = await aggregateUpdates({
+    updates: survivors.map((silo) => ({ id: silo, model: store.source(store.pathFromUri(unmasked.model.uri)), metrics: { numExamples: 1, metrics: {} } })),
+    output: () => store.sink(roundGlobalPath(input.federationId, input.round + 1)),
+    strategy,
+    state: await loadStrategyState(services, input.strategyState),
+    stateOutput: (name) => store.sink(roundStatePath(input.federationId, input.round, `${name}.safetensors`)),
+    global: input.global ? store.source(store.pathFromUri(input.global.uri)) : undefined,
+    minUpdates: survivors.length,
+  });
+  const aggregatedAt = new Date();
+  const dropped = new Map(secure.split.droppedReasons.map((d) => [d.silo, d.reason]));
+  const silos: SiloManifestEntry[] = [];
+  for (const r of input.results) {
+    const included = survivors.includes(r.silo);
+    const published = included ? await publishedMetrics(services, spec, r) : {};
+    silos.push({
+      silo: r.silo,
+      outcome: r.outcome,
+      attempts: [...r.attempts, ...(secure.unmask.find((u) => u.silo === r.silo)?.attempts ?? [])],
+      included,
+      reason: included ? undefined : (dropped.get(r.silo) ?? r.reason),
+      update: r.outputUri ? { uri: r.outputUri } : undefined,
+      ...published,
+    });
+  }
+  const globalMetrics = weightedMeans(silos.filter((s) => s.included).map((s) => ({ numExamples: 1, values: s.globalMetrics })));
+  const metrics = weightedMeans(silos.filter((s) => s.included).map((s) => ({ numExamples: 1, values: s.metrics })));
+  const strategyState = await saveStrategyState(services, input, aggregation.state);
+  const model: ModelRef = { uri: aggregation.output.uri, sha256: aggregation.output.sha256, size: aggregation.output.size };
+  const manifest: RoundManifest = {
+    schema: MANIFEST_SCHEMA,
+    federationId: input.federationId,
+    round: input.round,
+    spec: input.spec,
+    sampled: input.sampled,
+    ...codeRecord(spec),
+    globalIn: input.global,
+    status: "aggregated",
+    silos,
+    globalOut: model,
+    strategy: { name: strategy.name, options: strategy.options, stateIn: input.strategyState, stateOut: strategyState, report: aggregation.state.report },
+    metrics,
+    globalMetrics,
+    totalExamples: unmasked.record.weightSum,
+    secureAggregation: unmasked.record,
+    timings: {
+      roundStartedAt: input.roundStartedAt,
+      aggregationStartedAt: aggregationStartedAt.toISOString(),
+      aggregatedAt: aggregatedAt.toISOString(),
+      aggregationSeconds: (aggregatedAt.getTime() - aggregationStartedAt.getTime()) / 1000,
+    },
+  };
+  const manifestWritten = await store.putJson(roundManifestPath(input.federationId, input.round), manifest);
+  const summary: RoundSummary = {
+    round: input.round,
+    model,
+    manifestUri: manifestWritten.uri,
+    included: survivors,
+    excluded: silos.filter((s) => !s.included).map((s) => ({ silo: s.silo, reason: s.reason ?? s.outcome })),
+    metrics,
     globalMetrics,
     startedAt: input.roundStartedAt,
     aggregatedAt: aggregatedAt.toISOString(),

@@ -73,9 +73,19 @@ export function nextPollAt(now: Date, deadline: Date, pollSeconds: number): Date
   return new Date(Math.min(deadline.getTime(), now.getTime() + pollSeconds * 1000));
 }
 
-/** Instance id of the sub-orchestration that runs one silo's job for one round. */
-export function siloInstanceId(federationId: string, round: number, silo: string): string {
-  return `${federationId}:r${round}:${silo}`;
+/**
+ * Instance id of the sub-orchestration that runs one silo's job for one round: training keeps
+ * `<fed>:r<round>:<silo>`, other kinds add `_<kind>`. A secure round re-run under a new session
+ * (`rerun` > 0) runs new instances, `<fed>:r<round>.s<rerun>:<silo>`; their jobs' events fall back to
+ * polling.
+ */
+export function siloInstanceId(federationId: string, round: number, silo: string, options: { kind?: string; rerun?: number } = {}): string {
+  const kind = options.kind && options.kind !== "train" ? `_${options.kind}` : "";
+  return `${federationId}:r${round}${rerunSuffix(options.rerun)}:${silo}${kind}`;
+}
+
+function rerunSuffix(rerun: number | undefined): string {
+  return rerun ? `.s${rerun}` : "";
 }
 
 /**
@@ -98,6 +108,7 @@ export function siloGroups(silos: readonly string[]): string[][] {
 }
 
 /** Instance id of the sub-orchestration that runs one group of silos for one round ('.' is never in a silo name). */
-export function siloGroupInstanceId(federationId: string, round: number, group: number): string {
-  return `${federationId}:r${round}:group.${group}`;
+export function siloGroupInstanceId(federationId: string, round: number, group: number, options: { kind?: string; rerun?: number } = {}): string {
+  const kind = options.kind && options.kind !== "train" ? `.${options.kind}` : "";
+  return `${federationId}:r${round}${rerunSuffix(options.rerun)}:group.${group}${kind}`;
 }

@@ -3,7 +3,7 @@
  * JSON: ids, URIs, digests, counts and metric means; never tensors (Durable history payloads above
  * 64 KB spill to blob and slow every replay).
  */
-import type { JobState } from "../compute/siloCompute";
+import type { JobKind, JobState } from "../compute/siloCompute";
 import type { SiloOutcomeKind } from "./decisions";
 
 /** A model stored in the model store, pinned by its digest. */
@@ -50,6 +50,8 @@ export interface FederationRunInput {
   resumedFromRound?: number;
   /** How many times the federation was resumed; resumed rounds number their job attempts after the earlier runs'. */
   generation?: number;
+  /** The spec asks for secure aggregation (the round masks, fixes survivors, unmasks). */
+  secure?: boolean;
 }
 
 export interface SiloRoundInput {
@@ -64,6 +66,18 @@ export interface SiloRoundInput {
   statusPollSeconds: number;
   /** Attempts of this run are numbered after this many earlier attempts (resumed federations). */
   attemptBase: number;
+  /** Default `train`. */
+  kind?: JobKind;
+  /** Secure aggregation: the session attempt the job belongs to, and the re-run of the round (0 first). */
+  secure?: SecureJobRef;
+}
+
+/** Which session of a secure round a job serves. */
+export interface SecureJobRef {
+  /** The session's attempt number (unique per round across re-runs and resumes). */
+  attempt: number;
+  /** Re-runs of the round under a new session in this execution, 0 for the first. */
+  rerun: number;
 }
 
 /** Input of a `siloGroup` sub-orchestration: the silos it runs and what each silo's `siloRound` gets. */
@@ -100,6 +114,9 @@ export interface SubmitJobInput {
   silo: string;
   attempt: number;
   global?: ModelRef;
+  /** Default `train`. */
+  kind?: JobKind;
+  secure?: SecureJobRef;
 }
 
 export interface JobRefInput {
@@ -120,6 +137,40 @@ export interface AggregateRoundInput {
   strategyState?: ModelRef;
   roundStartedAt: string;
   minSilos: number;
+  /** Secure aggregation: the session whose masked sum to unmask, its split and the unmask jobs' results. */
+  secure?: SecureAggregateInput;
+}
+
+/** The survivors S and dropped D of a session, fixed once (lib/federation/secure.ts). */
+export interface SecureSplitOutput {
+  ok: boolean;
+  /** Silo names; S and D partition the round's roster. */
+  survivors: string[];
+  dropped: string[];
+  /** Why each dropped silo was dropped. */
+  droppedReasons: { silo: string; reason: string }[];
+  /** When not ok: why nothing may be unmasked under this session. */
+  reason?: string;
+  session: string;
+}
+
+export interface SecureSplitInput {
+  federationId: string;
+  spec: ModelRef;
+  round: number;
+  secure: SecureJobRef;
+  results: SiloRoundResult[];
+  global?: ModelRef;
+  minSilos: number;
+}
+
+export interface SecureAggregateInput {
+  secure: SecureJobRef;
+  split: SecureSplitOutput;
+  /** The unmask jobs of the survivors, in the survivors' order. */
+  unmask: SiloRoundResult[];
+  /** Earlier sessions of this round that could not be unmasked, and why. */
+  failedSessions: { attempt: number; session: string; reason: string }[];
 }
 
 export interface RoundSummary {
@@ -150,7 +201,11 @@ export interface RoundDigest {
   globalMetrics: Record<string, number>;
 }
 
-export type AggregateRoundOutput = { ok: true; summary: RoundSummary; strategyState?: ModelRef; checkpointUri: string } | { ok: false; reason: string; manifestUri: string };
+export type AggregateRoundOutput =
+  | { ok: true; summary: RoundSummary; strategyState?: ModelRef; checkpointUri: string }
+  | { ok: false; reason: string; manifestUri: string }
+  /** Secure aggregation: this session cannot be unmasked; re-run the round under a new one (nothing was unmasked). */
+  | { ok: false; rerun: true; reason: string; session: string };
 
 export interface RecordRoundFailureInput {
   federationId: string;
@@ -183,7 +238,7 @@ export interface FederationSummary {
 export interface FederationStatus {
   round: number;
   rounds: number;
-  phase: "training" | "aggregating" | "completed" | "failed";
+  phase: "training" | "unmasking" | "aggregating" | "completed" | "failed";
   roundStartedAt: string;
   deadline?: string;
   /** How many silos the round sampled and, once their jobs ended, how many succeeded, failed or were late. */
@@ -218,6 +273,7 @@ export const Activities = {
   getSiloJobStatus: "getSiloJobStatus",
   cancelSiloJob: "cancelSiloJob",
   aggregateRound: "aggregateRound",
+  fixSecureSplit: "fixSecureSplit",
   recordRoundFailure: "recordRoundFailure",
   notifyPartners: "notifyPartners",
 } as const;
