@@ -71,6 +71,7 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
     federationId,
     spec: run.spec,
     round,
+    kind: "train",
     deadline,
     global: run.global,
     jobRetries: run.policy.jobRetries,
@@ -78,7 +79,7 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
     attemptBase: (run.generation ?? 0) * (run.policy.jobRetries + 1),
   };
   const groupTasks = siloGroups(sampled).map((silos, group) =>
-    context.df.callSubOrchestrator(Orchestrations.siloGroup, { ...shared, silos } satisfies SiloGroupInput, siloGroupInstanceId(federationId, round, group)),
+    context.df.callSubOrchestrator(Orchestrations.siloGroup, { ...shared, silos } satisfies SiloGroupInput, siloGroupInstanceId(federationId, round, group, shared.kind)),
   );
   // Groups are consecutive runs of `sampled`: their results, concatenated, are in the sampled order.
   const groupResults = (yield context.df.Task.all(groupTasks)) as SiloRoundResult[][];

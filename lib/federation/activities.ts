@@ -5,8 +5,9 @@
  */
 import { siloDataInputs, siloJobInputs } from "../spec";
 import type { FederationSpec, SiloSpec } from "../spec";
-import { floJobName, floJobTags, type JobInput, type SiloJobStatus, type TrainingOutput } from "../compute/siloCompute";
-import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath, siloUpdateFolder } from "../models/storeLayout";
+import { DEFAULT_JOB_KIND, floJobName, floJobTags, type JobInput, type SiloJobStatus, type TrainingOutput } from "../compute/siloCompute";
+import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath } from "../models/storeLayout";
+import { jobRecipe } from "./jobKinds";
 import { aggregateUpdates, AggregationError, createStrategy, type AggregationResult, type RoundWeighting, type StrategyStateInput } from "../aggregation";
 import type { Json } from "../aggregation/strategy";
 import { uploadedCodeDigest } from "../compute/azureml/code";
@@ -26,23 +27,27 @@ const folderOf = (modelUri: string) => modelUri.slice(0, modelUri.lastIndexOf("/
 export async function submitSiloJob(services: FederationServices, input: SubmitJobInput): Promise<SiloJobStatus> {
   const spec = await services.loadSpec(input.spec);
   const silo = siloOf(spec, input.silo);
-  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind: "train" } as const;
+  const kind = input.kind ?? DEFAULT_JOB_KIND;
+  const recipe = jobRecipe(kind);
+  const section = recipe.section(spec);
+  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind };
   const name = floJobName({ ...job, attempt: input.attempt });
-  const literals = siloJobInputs(spec, input.silo, { federationId: input.federationId, round: input.round });
+  const literals = siloJobInputs(spec, input.silo, { federationId: input.federationId, round: input.round, parameters: { ...section.parameters, ...input.parameters } });
   const inputs: Record<string, JobInput> = {};
   for (const [k, v] of Object.entries(literals)) inputs[k] = { kind: "literal", value: v };
   for (const [k, v] of Object.entries(siloDataInputs(spec, input.silo))) inputs[k] = { kind: "asset", ...v };
+  Object.assign(inputs, recipe.extraInputs?.(spec, input));
   if (input.global) inputs.global_model = { kind: "folder", uri: folderOf(input.global.uri) };
   const store = services.store;
   return services.computeFor(silo).submit({
     ...job,
     jobName: name,
-    command: spec.training.command,
+    command: section.command,
     inputs,
-    outputUri: blobUri(store.containerUrl, siloUpdateFolder(input.federationId, input.round, input.silo)),
+    outputUri: blobUri(store.containerUrl, recipe.outputFolder(input)),
     logUri: store.uri(jobLogPath(input.federationId, input.round, input.silo, `${name}.log`)),
-    code: spec.training.code,
-    environment: spec.training.environment,
+    code: section.code,
+    environment: section.environment,
     timeoutSeconds: spec.policy.roundTimeoutSeconds,
     tags: floJobTags(job),
   });

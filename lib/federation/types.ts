@@ -3,7 +3,7 @@
  * JSON: ids, URIs, digests, counts and metric means; never tensors (Durable history payloads above
  * 64 KB spill to blob and slow every replay).
  */
-import type { JobState } from "../compute/siloCompute";
+import type { JobKind, JobState } from "../compute/siloCompute";
 import type { SiloOutcomeKind } from "./decisions";
 
 /** A model stored in the model store, pinned by its digest. */
@@ -52,13 +52,21 @@ export interface FederationRunInput {
   generation?: number;
 }
 
+/** Literal inputs a job gets besides its spec section's parameters (passed to the job as text). */
+export type JobParameters = Record<string, string | number | boolean>;
+
 export interface SiloRoundInput {
   federationId: string;
   spec: ModelRef;
   round: number;
   silo: string;
-  /** ISO time the round closes. */
+  /** The kind of job the silo runs; default `train`. */
+  kind?: JobKind;
+  /** This silo's extra literal inputs for the job, when its kind takes some. */
+  parameters?: JobParameters;
+  /** ISO time the round (or the kind's phase) closes. */
   deadline: string;
+  /** The model the job reads as `inputs.global_model` (the round's global model for training). */
   global?: ModelRef;
   jobRetries: number;
   statusPollSeconds: number;
@@ -67,8 +75,10 @@ export interface SiloRoundInput {
 }
 
 /** Input of a `siloGroup` sub-orchestration: the silos it runs and what each silo's `siloRound` gets. */
-export interface SiloGroupInput extends Omit<SiloRoundInput, "silo"> {
+export interface SiloGroupInput extends Omit<SiloRoundInput, "silo" | "parameters"> {
   silos: string[];
+  /** Extra literal inputs by silo (only this group's silos: the input stays about sqrt(K) silos long). */
+  siloParameters?: Record<string, JobParameters>;
 }
 
 /** One attempt at running a silo's job in a round. */
@@ -98,8 +108,11 @@ export interface SubmitJobInput {
   spec: ModelRef;
   round: number;
   silo: string;
+  /** Default `train`. */
+  kind?: JobKind;
   attempt: number;
   global?: ModelRef;
+  parameters?: JobParameters;
 }
 
 export interface JobRefInput {
@@ -107,6 +120,8 @@ export interface JobRefInput {
   spec: ModelRef;
   round: number;
   silo: string;
+  /** Default `train`. */
+  kind?: JobKind;
   jobName: string;
 }
 
