@@ -58,7 +58,7 @@ function* runSiloJobs(
   ids: { kind?: JobKind; rerun?: number },
 ): Generator<Task, SiloRoundResult[], unknown> {
   const groupTasks = siloGroups(silos).map((group, index) =>
-    context.df.callSubOrchestrator(Orchestrations.siloGroup, { ...shared, silos: group } satisfies SiloGroupInput, siloGroupInstanceId(shared.federationId, shared.round, index, ids)),
+    context.df.callSubOrchestrator(Orchestrations.siloGroup, { ...shared, silos: group } satisfies SiloGroupInput, siloGroupInstanceId(shared.federationId, shared.round, index, ids.kind, ids.rerun)),
   );
   // Groups are consecutive runs of `silos`: their results, concatenated, are in the silos' order.
   const groupResults = (yield context.df.Task.all(groupTasks)) as SiloRoundResult[][];
@@ -91,6 +91,7 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
     federationId,
     spec: run.spec,
     round,
+    kind: "train",
     deadline,
     global: run.global,
     jobRetries: run.policy.jobRetries,

@@ -5,8 +5,13 @@
  */
 import { siloDataInputs, siloJobInputs } from "../spec";
 import type { FederationSpec, SiloSpec } from "../spec";
-import { floJobName, floJobTags, type JobInput, type SiloJobStatus, type TrainingOutput } from "../compute/siloCompute";
-import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath, siloUpdateFolder } from "../models/storeLayout";
+import { DEFAULT_JOB_KIND, floJobName, floJobTags, type JobInput, type SiloJobStatus, type TrainingOutput } from "../compute/siloCompute";
+import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath } from "../models/storeLayout";
+import { jobRecipe } from "./jobKinds";
+import { publishedMetrics, secureJobAdditions, unmaskSession } from "./secure";
+import { SecAggError } from "../secagg/errors";
+
+export { fixSecureSplit } from "./secure";
 import { aggregateUpdates, AggregationError, createStrategy, type AggregationResult, type RoundWeighting, type StrategyStateInput } from "../aggregation";
 import type { Json } from "../aggregation/strategy";
 import { uploadedCodeDigest } from "../compute/azureml/code";
@@ -14,10 +19,6 @@ import { checkpointPath } from "./lifecycle";
 import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type RoundWeightingRecord, type SiloManifestEntry } from "./manifest";
 import type { FederationServices } from "./services";
 import type { AggregateRoundInput, AggregateRoundOutput, JobRefInput, ModelRef, RecordRoundFailureInput, RoundSummary, SiloRoundResult, SubmitJobInput } from "./types";
-import { publishedMetrics, secureTrainingRequest, unmaskJobRequest, unmaskSession } from "./secure";
-import { SecAggError } from "../secagg/errors";
-
-export { fixSecureSplit } from "./secure";
 
 function siloOf(spec: FederationSpec, name: string): SiloSpec {
   const silo = spec.silos.find((s) => s.name === name);
@@ -30,34 +31,31 @@ const folderOf = (modelUri: string) => modelUri.slice(0, modelUri.lastIndexOf("/
 export async function submitSiloJob(services: FederationServices, input: SubmitJobInput): Promise<SiloJobStatus> {
   const spec = await services.loadSpec(input.spec);
   const silo = siloOf(spec, input.silo);
-  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind: input.kind ?? "train" };
+  const kind = input.kind ?? DEFAULT_JOB_KIND;
+  const recipe = jobRecipe(kind);
+  const section = recipe.section(spec);
+  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind };
   const name = floJobName({ ...job, attempt: input.attempt });
-  const store = services.store;
-  const common = {
-    ...job,
-    jobName: name,
-    logUri: store.uri(jobLogPath(input.federationId, input.round, input.silo, `${name}.log`)),
-    environment: spec.training.environment,
-    timeoutSeconds: spec.policy.roundTimeoutSeconds,
-    tags: floJobTags(job),
-  };
-  if (job.kind === "unmask") {
-    const unmask = await unmaskJobRequest(services, spec, { ...job, secure: input.secure! });
-    return services.computeFor(silo).submit({ ...common, ...unmask });
-  }
-  const literals = siloJobInputs(spec, input.silo, { federationId: input.federationId, round: input.round });
+  const literals = siloJobInputs(spec, input.silo, { federationId: input.federationId, round: input.round, parameters: { ...section.parameters, ...input.parameters } });
   const inputs: Record<string, JobInput> = {};
   for (const [k, v] of Object.entries(literals)) inputs[k] = { kind: "literal", value: v };
   for (const [k, v] of Object.entries(siloDataInputs(spec, input.silo))) inputs[k] = { kind: "asset", ...v };
+  Object.assign(inputs, recipe.extraInputs?.(spec, input));
   if (input.global) inputs.global_model = { kind: "folder", uri: folderOf(input.global.uri) };
-  const secure = input.secure ? await secureTrainingRequest(services, spec, { ...job, secure: input.secure }) : undefined;
+  const store = services.store;
+  const secure = input.secure ? await secureJobAdditions(services, spec, { ...job, secure: input.secure }) : undefined;
   return services.computeFor(silo).submit({
-    ...common,
-    command: spec.training.command,
+    ...job,
+    jobName: name,
+    command: section.command,
     inputs: { ...inputs, ...secure?.inputs },
-    outputUri: secure?.outputUri ?? blobUri(store.containerUrl, siloUpdateFolder(input.federationId, input.round, input.silo)),
-    code: spec.training.code,
-    ...(secure ? { outputFiles: secure.outputFiles, secureAggregation: secure.secureAggregation } : {}),
+    ...secure?.request,
+    outputUri: blobUri(store.containerUrl, recipe.outputFolder(input)),
+    logUri: store.uri(jobLogPath(input.federationId, input.round, input.silo, `${name}.log`)),
+    code: section.code,
+    environment: section.environment,
+    timeoutSeconds: spec.policy.roundTimeoutSeconds,
+    tags: floJobTags(job),
   });
 }
 

@@ -29,7 +29,7 @@ import { BlobExistsError } from "../models/storeErrors";
 import { readSafetensorsHeader, SafetensorsWriter, type SafetensorsHeader } from "../models/safetensors";
 import { decodeFloats, dtypeSize, encodeFloats, isFloatDType, type FloatDType } from "../models/dtypes";
 import type { ByteSource } from "../models/bytes";
-import type { JobInput, SecureMasking, SiloJobRequest } from "../compute/siloCompute";
+import type { JobInput, JobKind, SecureMasking, SiloJobRequest } from "../compute/siloCompute";
 import { SecAggError } from "../secagg/errors";
 import { floatTensors } from "../secagg/mask";
 import { streamLayout, validateMaskedUpload, type StreamTensor } from "../secagg/masked";
@@ -115,52 +115,37 @@ async function writeSessionFile(services: FederationServices, spec: FederationSp
   return blobUri(services.store.containerUrl, paths.sessionFolder);
 }
 
-/** What a secure training job adds to the request: its session and key inputs, the masking step, the masked outputs. */
-export async function secureTrainingRequest(
-  services: FederationServices,
-  spec: FederationSpec,
-  job: { federationId: string; round: number; silo: string; secure: SecureJobRef },
-): Promise<Pick<SiloJobRequest, "outputUri" | "outputFiles" | "secureAggregation"> & { inputs: Record<string, JobInput> }> {
-  const silo = spec.silos.find((s) => s.name === job.silo)!;
-  const paths = sessionPaths(job.federationId, job.round, job.secure.attempt);
-  const sessionFolder = await writeSessionFile(services, spec, job);
-  const masking: SecureMasking = { sessionInput: SECURE_INPUTS.session, sessionFile: paths.sessionFileName(job.silo), keyInput: SECURE_INPUTS.key, publishMetrics: secureConfig(spec)!.publishSiloMetrics };
-  return {
-    inputs: { [SECURE_INPUTS.session]: { kind: "folder", uri: sessionFolder }, [SECURE_INPUTS.key]: keyInput(silo) },
-    outputUri: blobUri(services.store.containerUrl, paths.updateFolder(job.silo)),
-    outputFiles: [MASKED_FILE, SHARES_FILE],
-    secureAggregation: masking,
-  };
-}
-
 /** The TypeScript silo entry point the unmask job of a local silo runs. */
 const SILO_MAIN = path.join(__dirname, "..", "secagg", "siloMain.js");
 
-/** The unmask job of a survivor: reveal for the session's fixed split (read from the unmask folder). */
-export async function unmaskJobRequest(
+/**
+ * The unmask job's command (local silos): reveal for the session's fixed split, from the session
+ * file, the split and the survivors' shares files flo put in the unmask folder.
+ */
+export const UNMASK_COMMAND =
+  `node ${SILO_MAIN} reveal --session \${{inputs.${SECURE_INPUTS.session}}}/\${{inputs.silo}}.json --key \${{inputs.${SECURE_INPUTS.key}}}` +
+  ` --split \${{inputs.${SECURE_INPUTS.unmask}}}/${SPLIT_FILE} --shares-dir \${{inputs.${SECURE_INPUTS.unmask}}} --out \${{outputs.reveal}}/${REVEAL_FILE}`;
+
+/**
+ * What a secure job adds to its request: the session file (written now) and the silo's key input;
+ * for training, the masking step and the masked output files; for unmasking, the unmask folder.
+ */
+export async function secureJobAdditions(
   services: FederationServices,
   spec: FederationSpec,
-  job: { federationId: string; round: number; silo: string; secure: SecureJobRef },
-): Promise<Pick<SiloJobRequest, "command" | "outputUri" | "outputFiles"> & { inputs: Record<string, JobInput> }> {
+  job: { federationId: string; round: number; silo: string; kind: JobKind; secure: SecureJobRef },
+): Promise<{ inputs: Record<string, JobInput>; request: Pick<SiloJobRequest, "outputFiles" | "secureAggregation"> }> {
   const silo = spec.silos.find((s) => s.name === job.silo)!;
-  if (silo.compute.type !== "local") throw new Error(`silo ${silo.name}: the unmask job runs on local compute only so far (got ${silo.compute.type})`);
   const paths = sessionPaths(job.federationId, job.round, job.secure.attempt);
-  const split = await services.store.getJson<SecureSplitOutput & { indexes: { survivors: number[] } }>(paths.split);
   const sessionFolder = await writeSessionFile(services, spec, job);
-  const shares = split.indexes.survivors.map((index) => `\${{inputs.${SECURE_INPUTS.unmask}}}/shares-${index}.json`).join(" ");
-  const command =
-    `node ${SILO_MAIN} reveal --session \${{inputs.${SECURE_INPUTS.session}}}/${paths.sessionFileName(job.silo)} --key \${{inputs.${SECURE_INPUTS.key}}}` +
-    ` --split \${{inputs.${SECURE_INPUTS.unmask}}}/${SPLIT_FILE} --shares ${shares} --out \${{outputs.model_update}}/${REVEAL_FILE}`;
-  return {
-    command,
-    inputs: {
-      [SECURE_INPUTS.session]: { kind: "folder", uri: sessionFolder },
-      [SECURE_INPUTS.unmask]: { kind: "folder", uri: blobUri(services.store.containerUrl, paths.unmaskFolder) },
-      [SECURE_INPUTS.key]: keyInput(silo),
-    },
-    outputUri: blobUri(services.store.containerUrl, paths.revealFolder(job.silo)),
-    outputFiles: [REVEAL_FILE],
-  };
+  const inputs: Record<string, JobInput> = { [SECURE_INPUTS.session]: { kind: "folder", uri: sessionFolder }, [SECURE_INPUTS.key]: keyInput(silo) };
+  if (job.kind === "unmask") {
+    if (silo.compute.type !== "local") throw new Error(`silo ${silo.name}: the unmask job runs on local compute only so far (got ${silo.compute.type})`);
+    inputs[SECURE_INPUTS.unmask] = { kind: "folder", uri: blobUri(services.store.containerUrl, paths.unmaskFolder) };
+    return { inputs, request: {} };
+  }
+  const masking: SecureMasking = { sessionInput: SECURE_INPUTS.session, sessionFile: paths.sessionFileName(job.silo), keyInput: SECURE_INPUTS.key, publishMetrics: secureConfig(spec)!.publishSiloMetrics };
+  return { inputs, request: { outputFiles: [MASKED_FILE, SHARES_FILE], secureAggregation: masking } };
 }
 
 interface StoredSplit extends SecureSplitOutput {

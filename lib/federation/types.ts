@@ -54,20 +54,26 @@ export interface FederationRunInput {
   secure?: boolean;
 }
 
+/** Literal inputs a job gets besides its spec section's parameters (passed to the job as text). */
+export type JobParameters = Record<string, string | number | boolean>;
+
 export interface SiloRoundInput {
   federationId: string;
   spec: ModelRef;
   round: number;
   silo: string;
-  /** ISO time the round closes. */
+  /** The kind of job the silo runs; default `train`. */
+  kind?: JobKind;
+  /** This silo's extra literal inputs for the job, when its kind takes some. */
+  parameters?: JobParameters;
+  /** ISO time the round (or the kind's phase) closes. */
   deadline: string;
+  /** The model the job reads as `inputs.global_model` (the round's global model for training). */
   global?: ModelRef;
   jobRetries: number;
   statusPollSeconds: number;
   /** Attempts of this run are numbered after this many earlier attempts (resumed federations). */
   attemptBase: number;
-  /** Default `train`. */
-  kind?: JobKind;
   /** Secure aggregation: the session attempt the job belongs to, and the re-run of the round (0 first). */
   secure?: SecureJobRef;
 }
@@ -81,8 +87,10 @@ export interface SecureJobRef {
 }
 
 /** Input of a `siloGroup` sub-orchestration: the silos it runs and what each silo's `siloRound` gets. */
-export interface SiloGroupInput extends Omit<SiloRoundInput, "silo"> {
+export interface SiloGroupInput extends Omit<SiloRoundInput, "silo" | "parameters"> {
   silos: string[];
+  /** Extra literal inputs by silo (only this group's silos: the input stays about sqrt(K) silos long). */
+  siloParameters?: Record<string, JobParameters>;
 }
 
 /** One attempt at running a silo's job in a round. */
@@ -112,10 +120,11 @@ export interface SubmitJobInput {
   spec: ModelRef;
   round: number;
   silo: string;
-  attempt: number;
-  global?: ModelRef;
   /** Default `train`. */
   kind?: JobKind;
+  attempt: number;
+  global?: ModelRef;
+  parameters?: JobParameters;
   secure?: SecureJobRef;
 }
 
@@ -124,6 +133,8 @@ export interface JobRefInput {
   spec: ModelRef;
   round: number;
   silo: string;
+  /** Default `train`. */
+  kind?: JobKind;
   jobName: string;
 }
 
