@@ -155,7 +155,10 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
       }
       failedSessions.push({ attempt: secure.attempt, session: split.session, reason: reason ?? "unknown" });
       if (rerun >= run.policy.jobRetries) {
-        return yield* failRound(`secure aggregation: no session of the round could be unmasked (${failedSessions.length} tried, policy.jobRetries is ${run.policy.jobRetries}); last: ${reason}`, results, counts);
+        // The manifest says why each silo was dropped from the last session (e.g. a bad upload).
+        const droppedReason = new Map(split.droppedReasons.map((d) => [d.silo, d.reason]));
+        const recorded = results.map((r) => ({ ...r, reason: droppedReason.get(r.silo) ?? r.reason }));
+        return yield* failRound(`secure aggregation: no session of the round could be unmasked (${failedSessions.length} tried, policy.jobRetries is ${run.policy.jobRetries}); last: ${reason}`, recorded, counts);
       }
     }
   }

@@ -148,6 +148,11 @@ export async function secureJobAdditions(
   return { inputs, request: { outputFiles: [MASKED_FILE, SHARES_FILE], secureAggregation: masking } };
 }
 
+/** A job's output folder URI as a store path ending in "/". */
+function folderPath(services: FederationServices, uri: string): string {
+  return `${services.store.pathFromUri(uri).replace(/\/*$/, "")}/`;
+}
+
 interface StoredSplit extends SecureSplitOutput {
   /** The same split as roster indexes (what silos and lib/secagg use). */
   indexes: { survivors: number[]; dropped: number[] };
@@ -185,7 +190,7 @@ export async function fixSecureSplit(services: FederationServices, input: Secure
       droppedReasons.push({ silo: entry.id, reason: `no upload: ${result?.reason ?? result?.outcome ?? "not run"}` });
       continue;
     }
-    const folder = store.pathFromUri(result.outputUri.replace(/\/*$/, "/"));
+    const folder = folderPath(services, result.outputUri);
     try {
       await validateMaskedUpload(store.source(`${folder}${MASKED_FILE}`), { session: session.session, sender: index, ringBits: session.plan.ringBits, layout });
       const shares = await store.getJson(`${folder}${SHARES_FILE}`);
@@ -278,7 +283,7 @@ export async function unmaskSession(
     if (r.outcome !== "succeeded" || !r.outputUri) continue;
     if (!split.survivors.includes(r.silo)) throw new SecAggError("BAD_UPLOAD", `reveals[${r.silo}]`, "not a survivor of this session: nothing from it is used");
     try {
-      const folder = store.pathFromUri(r.outputUri.replace(/\/*$/, "/"));
+      const folder = folderPath(services, r.outputUri);
       reveals.push(parseReveal(await store.getJson(`${folder}${REVEAL_FILE}`), { session: sessionHex, revealer: session.roster.indexOf(r.silo) }));
     } catch (err) {
       if (err instanceof SecAggError) unmaskFailed.push(r.silo);
@@ -368,7 +373,7 @@ export async function unmaskSession(
 export async function publishedMetrics(services: FederationServices, spec: FederationSpec, result: SiloRoundResult | undefined): Promise<{ metrics?: Record<string, number>; globalMetrics?: Record<string, number> }> {
   if (!secureConfig(spec)?.publishSiloMetrics || !result?.outputUri) return {};
   try {
-    const folder = services.store.pathFromUri(result.outputUri.replace(/\/*$/, "/"));
+    const folder = folderPath(services, result.outputUri);
     const published = await services.store.getJson<{ metrics?: Record<string, number>; global_metrics?: Record<string, number> }>(`${folder}${PUBLISHED_METRICS_FILE}`);
     return { metrics: published.metrics, globalMetrics: published.global_metrics };
   } catch {
