@@ -107,17 +107,14 @@ export async function maskTrainingOutput(options: { sessionFile: string; keyFile
     }
     const { loaded, selfIndex, secretKey, maxExamples } = await loadSelf(options.sessionFile, options.keyFile);
     const setup = prepareSiloRound({ secretKey, roster: loaded.roster, session: loaded.session, selfIndex, threshold: loaded.threshold });
-    await writeMaskedUpdate({
-      trained: fileSource(trainedFile),
-      global: fileSource(options.globalModelFile),
-      sink: fileSink(maskedFile),
-      setup,
-      session: loaded.session,
-      plan: loaded.plan,
-      numExamples,
-      maxExamples,
-      rounding: loaded.rounding,
-    });
+    const trained = fileSource(trainedFile);
+    const global = fileSource(options.globalModelFile);
+    try {
+      await writeMaskedUpdate({ trained, global, sink: fileSink(maskedFile), setup, session: loaded.session, plan: loaded.plan, numExamples, maxExamples, rounding: loaded.rounding });
+    } finally {
+      await trained.close?.();
+      await global.close?.();
+    }
     await fs.writeFile(path.join(options.outputDir, SHARES_FILE), JSON.stringify(setup.sharesFile));
     if (options.publishMetrics) {
       await fs.writeFile(path.join(options.outputDir, PUBLISHED_METRICS_FILE), JSON.stringify({ metrics: metrics.metrics ?? {}, global_metrics: metrics.global_metrics ?? {} }));
