@@ -189,6 +189,9 @@ function secureAggregationIssues(raw: Obj, round: { quorum: number; perRound: nu
     }
     if (silo.maxExamples === undefined) issues.push(specIssue(`silos[${i}].maxExamples`, `the most examples this silo can have ${SECURE}: it bounds the silo's weight and sizes the ring`, "missing"));
     const compute = obj(silo.compute);
+    if (compute.type === "azureml") {
+      issues.push(specIssue(`silos[${i}].compute.type`, `local ${SECURE}: masking is not wired into Azure ML jobs yet (the Python silo package lib/secagg/python/flo_secagg is ready)`, "azureml"));
+    }
     const keyField = SECRET_KEY_FIELD[String(compute.type)];
     if (keyField && compute[keyField] === undefined) {
       issues.push(specIssue(`silos[${i}].compute.${keyField}`, `the silo's secret key input ${SECURE} (${String(compute.type)} compute: ${SECRET_KEY_HINT[String(compute.type)]})`, "missing"));

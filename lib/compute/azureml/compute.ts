@@ -176,6 +176,8 @@ export function buildCommandJobBody(request: SiloJobRequest, context: CommandJob
   if (typeof request.command !== "string" || request.command.trim() === "") {
     throw new AzureMlConfigError("command", "a non-empty command line", JSON.stringify(request.command));
   }
+  // Masking runs inside the silo's job; until it is wired here, a plain update must never be uploaded.
+  if (request.secureAggregation) throw new AzureMlConfigError("secureAggregation", "local compute (secure aggregation is not wired into Azure ML jobs yet)", "an azureml silo");
   const tags: Record<string, string> = {};
   for (const [key, value] of Object.entries(request.tags ?? {})) {
     if (key.includes(".")) {
