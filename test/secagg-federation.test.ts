@@ -3,7 +3,7 @@
  * inside the job, survivors run unmask jobs, the orchestrator aggregates the unmasked sum. The
  * secure federation is compared with the plain FedAvg the toy spec gives, within the stated bound.
  */
-import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ModelStore } from "../lib/models/store";
 import type { RoundManifest } from "../lib/federation/manifest";
@@ -162,4 +162,33 @@ describe("a secure federation where a silo never uploads", () => {
     const plain = expectedToyModel(silos, 1, (_r, silo) => silo !== "north");
     w.forEach((v, i) => expect(Math.abs(v - plain[i])).toBeLessThanOrEqual(m.secureAggregation!.errorBound + 2 * 2 ** -22));
   }, 200_000);
+});
+
+describe("a secure federation where a survivor fails during unmasking while a silo dropped", () => {
+  it("abandons the session, re-runs the round under a new one and ends with the right model", async () => {
+    const silos: ToySilo[] = [...TOY_TEAM.slice(0, 2), { ...TOY_TEAM[2], behavior: "fail" }];
+    const spec = await secureSpec("rerun", silos, { policy: { minSilos: 2, jobRetries: 1 } });
+    (spec as { rounds: number }).rounds = 1;
+    // A file where east keeps its per-session reveal records: east's unmask jobs fail until it goes.
+    const blocker = join(flo.dir, "keys", "rerun", "east.key.reveals");
+    writeFileSync(blocker, "not a folder");
+    expect((await flo.start(spec)).status).toBe(202);
+    const deadline = Date.now() + 120_000;
+    while (!(await store.exists("federations/rerun/rounds/1/secagg/s1/session/east.json")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    rmSync(blocker);
+    const status = await flo.waitFor("rerun", finished, 180_000);
+    expect(status.runtimeStatus).toBe("Completed");
+    const m = await manifest("rerun", 1);
+    const record = m.secureAggregation!;
+    expect(record.attempt).toBe(1);
+    expect(record.failedSessions).toHaveLength(1);
+    expect(record.failedSessions[0].reason).toMatch(/UNRECOVERABLE/);
+    expect(record.failedSessions[0].session).not.toBe(record.session);
+    expect(record.dropped.map((d) => d.silo)).toEqual(["north"]);
+    // Nothing was unmasked under the abandoned session.
+    expect(await store.list("federations/rerun/rounds/1/secagg/s0/sum/")).toEqual([]);
+    const w = readToyModel(await store.getBytes(store.pathFromUri(status.output.finalModel.uri)));
+    const plain = expectedToyModel(silos, 1, (_r, silo) => silo !== "north");
+    w.forEach((v, i) => expect(Math.abs(v - plain[i])).toBeLessThanOrEqual(record.errorBound + 2 * 2 ** -22));
+  }, 300_000);
 });
