@@ -15,6 +15,8 @@ import { roundDeadline, roundQuorum, sampleSilos, siloGroupInstanceId, siloGroup
 import { Activities, Orchestrations } from "../lib/federation/types";
 import type {
   AggregateRoundInput,
+  AggregateSecureRoundInput,
+  SecureAggregateRoundOutput,
   AggregateRoundOutput,
   FederationRunInput,
   FederationStatus,
@@ -148,23 +150,29 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
         status({ phase: "unmasking", counts });
         const unmask = yield* runSiloJobs(context, { ...sessionShared, deadline: freshDeadline(), kind: "unmask" }, split.survivors, { kind: "unmask", rerun });
         status({ phase: "aggregating", counts });
-        const input: AggregateRoundInput = { ...aggregateInput(results), secure: { secure, split, unmask, failedSessions } };
-        aggregated = (yield context.df.callActivityWithRetry(Activities.aggregateRound, ioRetry, input)) as AggregateRoundOutput;
-        if (!("rerun" in aggregated)) break;
-        reason = aggregated.reason;
+        const input: AggregateSecureRoundInput = { ...aggregateInput(results), secure: { secure, split, unmask, failedSessions } };
+        const outcome = (yield context.df.callActivityWithRetry(Activities.aggregateSecureRound, ioRetry, input)) as SecureAggregateRoundOutput;
+        if (outcome.ok) {
+          aggregated = outcome;
+          break;
+        }
+        reason = outcome.reason;
       }
       failedSessions.push({ attempt: secure.attempt, session: split.session, reason: reason ?? "unknown" });
       if (rerun >= run.policy.jobRetries) {
         // The manifest says why each silo was dropped from the last session (e.g. a bad upload).
         const droppedReason = new Map(split.droppedReasons.map((d) => [d.silo, d.reason]));
         const recorded = results.map((r) => ({ ...r, reason: droppedReason.get(r.silo) ?? r.reason }));
-        return yield* failRound(`secure aggregation: no session of the round could be unmasked (${failedSessions.length} tried, policy.jobRetries is ${run.policy.jobRetries}); last: ${reason}`, recorded, counts);
+        return yield* failRound(
+          `secure aggregation: no session of the round could be unmasked (${failedSessions.length} tried, policy.jobRetries is ${run.policy.jobRetries}); last: ${reason}`,
+          recorded,
+          counts,
+        );
       }
     }
   }
   if (!aggregated.ok) {
-    const manifestUri = "manifestUri" in aggregated ? aggregated.manifestUri : undefined;
-    status({ phase: "failed", counts, links: { checkpoint: run.checkpointUri, manifest: manifestUri } });
+    status({ phase: "failed", counts, links: { checkpoint: run.checkpointUri, manifest: aggregated.manifestUri } });
     yield* notify(context, { type: "federation-failed", federationId, round, reason: aggregated.reason });
     throw new Error(`round ${round}: ${aggregated.reason}`);
   }

@@ -151,7 +151,7 @@ describe("a secure federation where a silo never uploads", () => {
   it("recovers the round from the survivors' pairwise seeds and records the dropped silo", async () => {
     const silos: ToySilo[] = [...TOY_TEAM.slice(0, 2), { ...TOY_TEAM[2], behavior: "fail" }];
     const spec = await secureSpec("drop", silos, { policy: { minSilos: 2 } });
-    (spec as { rounds: number }).rounds = 1;
+    (spec as unknown as { rounds: number }).rounds = 1;
     expect((await flo.start(spec)).status).toBe(202);
     const status = await flo.waitFor("drop", finished, 180_000);
     expect(status.runtimeStatus).toBe("Completed");
@@ -168,7 +168,7 @@ describe("a secure federation where a survivor fails during unmasking while a si
   it("abandons the session, re-runs the round under a new one and ends with the right model", async () => {
     const silos: ToySilo[] = [...TOY_TEAM.slice(0, 2), { ...TOY_TEAM[2], behavior: "fail" }];
     const spec = await secureSpec("rerun", silos, { policy: { minSilos: 2, jobRetries: 1 } });
-    (spec as { rounds: number }).rounds = 1;
+    (spec as unknown as { rounds: number }).rounds = 1;
     // A file where east keeps its per-session reveal records: east's unmask jobs fail until it goes.
     const blocker = join(flo.dir, "keys", "rerun", "east.key.reveals");
     writeFileSync(blocker, "not a folder");

@@ -15,8 +15,8 @@ import { blobUri } from "../lib/models/storeLayout";
 import { fileSink } from "../lib/models/fileBytes";
 import { parseSpec, type FederationSpec } from "../lib/spec";
 import type { FederationServices } from "../lib/federation/services";
-import type { AggregateRoundInput, ModelRef, SecureJobRef, SecureSplitOutput, SiloRoundResult } from "../lib/federation/types";
-import { aggregateRound, fixSecureSplit } from "../lib/federation/activities";
+import type { AggregateSecureRoundInput, ModelRef, SecureJobRef, SecureSplitOutput, SiloRoundResult } from "../lib/federation/types";
+import { aggregateSecureRound, fixSecureSplit } from "../lib/federation/activities";
 import { sessionDescription, sessionPaths } from "../lib/federation/secure";
 import type { RoundManifest } from "../lib/federation/manifest";
 import { aggregateUpdates, createStrategy } from "../lib/aggregation";
@@ -130,12 +130,19 @@ async function unmask(federationSpec: FederationSpec, federationId: string, secu
     if (/shares-\d+\.json$/.test(file)) shares.push(file);
   }
   writeFileSync(join(jobDir, "session.json"), JSON.stringify({ ...sessionDescription(federationSpec, federationId, 1, secure.attempt), self: silo }));
-  await revealFromFiles({ sessionFile: join(jobDir, "session.json"), keyFile: keyFiles[silo], splitFile: join(jobDir, "split.json"), sharesFiles: shares, recordDir: `${keyFiles[silo]}.reveals`, outFile: join(jobDir, "reveal.json") });
+  await revealFromFiles({
+    sessionFile: join(jobDir, "session.json"),
+    keyFile: keyFiles[silo],
+    splitFile: join(jobDir, "split.json"),
+    sharesFiles: shares,
+    recordDir: `${keyFiles[silo]}.reveals`,
+    outFile: join(jobDir, "reveal.json"),
+  });
   await store.putBytes(`${paths.revealFolder(silo)}reveal.json`, await fs.readFile(join(jobDir, "reveal.json")));
   return { silo, outcome: "succeeded", attempts: [], outputUri: blobUri(store.containerUrl, paths.revealFolder(silo)) };
 }
 
-function aggregateInput(federationId: string, results: SiloRoundResult[], secure: AggregateRoundInput["secure"]): AggregateRoundInput {
+function aggregateInput(federationId: string, results: SiloRoundResult[], secure: AggregateSecureRoundInput["secure"]): AggregateSecureRoundInput {
   return { federationId, spec: specRef, round: 1, sampled: SILOS, results, global, roundStartedAt: "2026-12-03T00:00:00.000Z", minSilos: 3, secure };
 }
 
@@ -177,7 +184,7 @@ async function secureRound(federationSpec: FederationSpec, federationId: string,
   if (!split.ok) return { split, results };
   const unmaskResults: SiloRoundResult[] = [];
   for (const silo of split.survivors) unmaskResults.push(options.unmaskFails?.includes(silo) ? failed(silo) : await unmask(federationSpec, federationId, secure, silo));
-  const aggregated = await aggregateRound(services, aggregateInput(federationId, results, { secure, split, unmask: unmaskResults, failedSessions: [] }));
+  const aggregated = await aggregateSecureRound(services, aggregateInput(federationId, results, { secure, split, unmask: unmaskResults, failedSessions: [] }));
   return { split, results, aggregated };
 }
 
@@ -212,6 +219,19 @@ describe("one secure round on identical inputs", () => {
     for (let i = 0; i < SIZE; i++) expect(Math.abs(secure.w[i] - plain[i])).toBeLessThanOrEqual(amplification * (bound + F32_ULP) + 2 * F32_ULP);
     // The comparison is not vacuous: the Adam step moved the model by far more than the tolerance.
     expect(Math.max(...plain.map((v, i) => Math.abs(v - globalValues[i])))).toBeGreaterThan(0.05);
+  });
+});
+
+describe("central DP on the unmasked sum", () => {
+  it("calibrates the noise to the survivors (sigma = z C / |S|) and weighs every silo 1", async () => {
+    const federationSpec = spec("dp", '{"strategy": "fedavg", "dp": {"noiseMultiplier": 0.5}}');
+    const { aggregated } = await secureRound(federationSpec, "dp", { attempt: 0, rerun: 0 }, { upload: SILOS });
+    if (!aggregated?.ok) throw new Error(`not aggregated: ${JSON.stringify(aggregated)}`);
+    const manifest = await store.getJson<RoundManifest>(store.pathFromUri(aggregated.summary.manifestUri));
+    expect((manifest.strategy.report as { noiseStddev: number }).noiseStddev).toBeCloseTo((0.5 * CLIP) / SILOS.length, 12);
+    // Every weight clamped to 1: the weight sum is the number of survivors, not the examples.
+    expect(manifest.secureAggregation!.weightSum).toBe(SILOS.length);
+    expect(manifest.secureAggregation!.quantization.totalMaxExamples).toBe(SILOS.length);
   });
 });
 
@@ -250,7 +270,12 @@ describe("dropouts", () => {
   it("fewer than t valid uploads: the split is refused with the reason and nothing is handed to unmask jobs", async () => {
     const federationSpec = spec("too-few", '{"strategy": "fedavg"}');
     const secure = { attempt: 0, rerun: 0 };
-    const results = [await trainAndMask(federationSpec, "too-few", secure, "a"), await trainAndMask(federationSpec, "too-few", secure, "b"), await trainAndMask(federationSpec, "too-few", secure, "c"), failed("d")];
+    const results = [
+      await trainAndMask(federationSpec, "too-few", secure, "a"),
+      await trainAndMask(federationSpec, "too-few", secure, "b"),
+      await trainAndMask(federationSpec, "too-few", secure, "c"),
+      failed("d"),
+    ];
     // c's upload is replaced by a's: validation drops it (wrong sender), leaving 2 < t = 3.
     await store.putBytes(`${sessionPaths("too-few", 1, 0).updateFolder("c")}masked.safetensors`, await store.getBytes(`${sessionPaths("too-few", 1, 0).updateFolder("a")}masked.safetensors`));
     const split = await fixSecureSplit(servicesFor(federationSpec), { federationId: "too-few", spec: specRef, round: 1, secure, results, global, minSilos: 3 });
@@ -283,7 +308,14 @@ describe("dropouts", () => {
       await fs.writeFile(file, await store.getBytes(`${paths.updateFolder(silo)}shares.json`));
       shares.push(file);
     }
-    const second = revealFromFiles({ sessionFile: join(jobDir, "session.json"), keyFile: keyFiles.a, splitFile: join(jobDir, "split.json"), sharesFiles: shares, recordDir: `${keyFiles.a}.reveals`, outFile: join(jobDir, "reveal.json") });
+    const second = revealFromFiles({
+      sessionFile: join(jobDir, "session.json"),
+      keyFile: keyFiles.a,
+      splitFile: join(jobDir, "split.json"),
+      sharesFiles: shares,
+      recordDir: `${keyFiles.a}.reveals`,
+      outFile: join(jobDir, "reveal.json"),
+    });
     await expect(second).rejects.toThrow(SecAggError);
     await expect(second).rejects.toMatchObject({ code: "SECOND_ROSTER" });
   });

@@ -37,7 +37,7 @@ export async function setupSecureDemo(options: { spec: string; keys: string }): 
 
 if (require.main === module) {
   const { values } = parseArgs({ options: { spec: { type: "string", default: "examples/fraud/secure.yaml" }, keys: { type: "string", default: "examples/fraud/keys" } } });
-  setupSecureDemo({ spec: values.spec!, keys: values.keys! }).catch((err: Error) => {
+  setupSecureDemo({ spec: values.spec, keys: values.keys }).catch((err: Error) => {
     console.error(`secure demo setup: ${err.message}`);
     process.exit(1);
   });

@@ -18,6 +18,7 @@ import { uploadedCodeDigest } from "../compute/azureml/code";
 import { checkpointPath } from "./lifecycle";
 import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type RoundWeightingRecord, type SiloManifestEntry } from "./manifest";
 import type { FederationServices } from "./services";
+import type { AggregateSecureRoundInput, SecureAggregateRoundOutput } from "./types";
 import type { AggregateRoundInput, AggregateRoundOutput, JobRefInput, ModelRef, RecordRoundFailureInput, RoundSummary, SiloRoundResult, SubmitJobInput } from "./types";
 
 function siloOf(spec: FederationSpec, name: string): SiloSpec {
@@ -205,7 +206,6 @@ async function saveCheckpoint(services: FederationServices, args: { input: Aggre
  */
 export async function aggregateRound(services: FederationServices, input: AggregateRoundInput): Promise<AggregateRoundOutput> {
   const spec = await services.loadSpec(input.spec);
-  if (input.secure) return aggregateSecureRound(services, spec, input);
   const store = services.store;
   const aggregationStartedAt = new Date();
   const opened = admitUpdates(spec, await openRoundUpdates(services, spec, input.results));
@@ -282,14 +282,16 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
 
 /**
  * A secure round: unmasks the session's sum into the global model plus the weighted mean update,
- * then runs the strategy on it, given as |S| identical updates of weight 1 (their weighted mean is
- * that mean whatever the weights, and central DP sees m = |S| for its sensitivity C/m). The clipping
+ * then runs the strategy on it as one update (fedavg and the server optimizers step from a mean),
+ * or with central DP as |S| identical updates of weight 1, so DP sees m = |S| for its sensitivity
+ * C/m (their mean is the same model). The clipping
  * wrapper finds every delta within C already (the silos clipped). Integer tensors come from the
  * global model. Nothing of one silo (count, update, sha256 of a plain update) is recorded.
  */
-async function aggregateSecureRound(services: FederationServices, spec: FederationSpec, input: AggregateRoundInput): Promise<AggregateRoundOutput> {
+export async function aggregateSecureRound(services: FederationServices, input: AggregateSecureRoundInput): Promise<SecureAggregateRoundOutput> {
+  const spec = await services.loadSpec(input.spec);
   const store = services.store;
-  const secure = input.secure!;
+  const secure = input.secure;
   const aggregationStartedAt = new Date();
   let unmasked: Awaited<ReturnType<typeof unmaskSession>>;
   try {
@@ -301,13 +303,13 @@ async function aggregateSecureRound(services: FederationServices, spec: Federati
   const survivors = secure.split.survivors;
   const strategy = createStrategy(spec.aggregation.strategy, strategyOptions(spec));
   const aggregation = await aggregateUpdates({
-    updates: survivors.map((silo) => ({ id: silo, model: store.source(store.pathFromUri(unmasked.model.uri)), metrics: { numExamples: 1, metrics: {} } })),
+    updates: (spec.aggregation.dp ? survivors : ["sum"]).map((id) => ({ id, model: store.source(store.pathFromUri(unmasked.model.uri)), metrics: { numExamples: 1, metrics: {} } })),
     output: () => store.sink(roundGlobalPath(input.federationId, input.round + 1)),
     strategy,
     state: await loadStrategyState(services, input.strategyState),
     stateOutput: (name) => store.sink(roundStatePath(input.federationId, input.round, `${name}.safetensors`)),
     global: input.global ? store.source(store.pathFromUri(input.global.uri)) : undefined,
-    minUpdates: survivors.length,
+    minUpdates: spec.aggregation.dp ? survivors.length : 1,
   });
   const aggregatedAt = new Date();
   const dropped = new Map(secure.split.droppedReasons.map((d) => [d.silo, d.reason]));

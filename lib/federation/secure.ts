@@ -144,7 +144,12 @@ export async function secureJobAdditions(
     inputs[SECURE_INPUTS.unmask] = { kind: "folder", uri: blobUri(services.store.containerUrl, paths.unmaskFolder) };
     return { inputs, request: {} };
   }
-  const masking: SecureMasking = { sessionInput: SECURE_INPUTS.session, sessionFile: paths.sessionFileName(job.silo), keyInput: SECURE_INPUTS.key, publishMetrics: secureConfig(spec)!.publishSiloMetrics };
+  const masking: SecureMasking = {
+    sessionInput: SECURE_INPUTS.session,
+    sessionFile: paths.sessionFileName(job.silo),
+    keyInput: SECURE_INPUTS.key,
+    publishMetrics: secureConfig(spec)!.publishSiloMetrics,
+  };
   return { inputs, request: { outputFiles: [MASKED_FILE, SHARES_FILE], secureAggregation: masking } };
 }
 
@@ -250,7 +255,14 @@ export interface SecureAggregationRecord {
 
 function parseReveal(value: unknown, expected: { session: string; revealer: number }): Reveal {
   const reveal = value as Reveal;
-  if (typeof reveal !== "object" || reveal === null || reveal.session !== expected.session || reveal.revealer !== expected.revealer || !Array.isArray(reveal.pairwiseSeeds) || !Array.isArray(reveal.selfShares)) {
+  if (
+    typeof reveal !== "object" ||
+    reveal === null ||
+    reveal.session !== expected.session ||
+    reveal.revealer !== expected.revealer ||
+    !Array.isArray(reveal.pairwiseSeeds) ||
+    !Array.isArray(reveal.selfShares)
+  ) {
     throw new SecAggError("BAD_UPLOAD", REVEAL_FILE, `expected a reveal of silo ${expected.revealer} for session ${expected.session.slice(0, 16)}…`);
   }
   return reveal;
@@ -370,7 +382,11 @@ export async function unmaskSession(
 }
 
 /** A survivor's published metrics (only when the spec opted in), else undefined. */
-export async function publishedMetrics(services: FederationServices, spec: FederationSpec, result: SiloRoundResult | undefined): Promise<{ metrics?: Record<string, number>; globalMetrics?: Record<string, number> }> {
+export async function publishedMetrics(
+  services: FederationServices,
+  spec: FederationSpec,
+  result: SiloRoundResult | undefined,
+): Promise<{ metrics?: Record<string, number>; globalMetrics?: Record<string, number> }> {
   if (!secureConfig(spec)?.publishSiloMetrics || !result?.outputUri) return {};
   try {
     const folder = folderPath(services, result.outputUri);

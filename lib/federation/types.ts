@@ -148,8 +148,11 @@ export interface AggregateRoundInput {
   strategyState?: ModelRef;
   roundStartedAt: string;
   minSilos: number;
-  /** Secure aggregation: the session whose masked sum to unmask, its split and the unmask jobs' results. */
-  secure?: SecureAggregateInput;
+}
+
+/** Input of `aggregateSecureRound`: the round, the session whose masked sum to unmask, its split and the unmask jobs' results. */
+export interface AggregateSecureRoundInput extends AggregateRoundInput {
+  secure: SecureAggregateInput;
 }
 
 /** The survivors S and dropped D of a session, fixed once (lib/federation/secure.ts). */
@@ -212,11 +215,10 @@ export interface RoundDigest {
   globalMetrics: Record<string, number>;
 }
 
-export type AggregateRoundOutput =
-  | { ok: true; summary: RoundSummary; strategyState?: ModelRef; checkpointUri: string }
-  | { ok: false; reason: string; manifestUri: string }
-  /** Secure aggregation: this session cannot be unmasked; re-run the round under a new one (nothing was unmasked). */
-  | { ok: false; rerun: true; reason: string; session: string };
+export type AggregateRoundOutput = { ok: true; summary: RoundSummary; strategyState?: ModelRef; checkpointUri: string } | { ok: false; reason: string; manifestUri: string };
+
+/** `aggregateSecureRound`: aggregated, or this session cannot be unmasked (nothing was): re-run the round under a new one. */
+export type SecureAggregateRoundOutput = Extract<AggregateRoundOutput, { ok: true }> | { ok: false; rerun: true; reason: string; session: string };
 
 export interface RecordRoundFailureInput {
   federationId: string;
@@ -284,6 +286,7 @@ export const Activities = {
   getSiloJobStatus: "getSiloJobStatus",
   cancelSiloJob: "cancelSiloJob",
   aggregateRound: "aggregateRound",
+  aggregateSecureRound: "aggregateSecureRound",
   fixSecureSplit: "fixSecureSplit",
   recordRoundFailure: "recordRoundFailure",
   notifyPartners: "notifyPartners",

@@ -46,7 +46,13 @@ export async function siloMain(argv: readonly string[]): Promise<number> {
   try {
     const flags = parseFlags(rest);
     if (command === "mask") {
-      await maskTrainingOutput({ sessionFile: one(flags, "session"), keyFile: one(flags, "key"), outputDir: one(flags, "output"), globalModelFile: one(flags, "global"), publishMetrics: flags.has("publish-metrics") });
+      await maskTrainingOutput({
+        sessionFile: one(flags, "session"),
+        keyFile: one(flags, "key"),
+        outputDir: one(flags, "output"),
+        globalModelFile: one(flags, "global"),
+        publishMetrics: flags.has("publish-metrics"),
+      });
     } else if (command === "reveal") {
       const keyFile = one(flags, "key");
       const shares = flags.has("shares-dir") ? await sharesFilesIn(one(flags, "shares-dir")) : (flags.get("shares") ?? []);

@@ -150,7 +150,13 @@ function secureAggregationIssues(raw: Obj, round: { quorum: number; perRound: nu
     issues.push(specIssue("aggregation.clipping.mode", `fixed ${SECURE}: adaptive clipping needs each update's norm, which secure aggregation hides`, JSON.stringify(clipping.mode)));
   }
   if (aggregation.maxWeightShare !== undefined) {
-    issues.push(specIssue("aggregation.maxWeightShare", `no weight share cap ${SECURE}: capping needs each silo's num_examples, which never leaves the silo (bound weights with silos[].maxExamples)`, JSON.stringify(aggregation.maxWeightShare)));
+    issues.push(
+      specIssue(
+        "aggregation.maxWeightShare",
+        `no weight share cap ${SECURE}: capping needs each silo's num_examples, which never leaves the silo (bound weights with silos[].maxExamples)`,
+        JSON.stringify(aggregation.maxWeightShare),
+      ),
+    );
   }
   const threshold = secure.threshold;
   if (typeof threshold === "number" && Number.isInteger(threshold)) {
@@ -169,11 +175,17 @@ function secureAggregationIssues(raw: Obj, round: { quorum: number; perRound: nu
     }
   } else if (threshold === undefined && round.perRound >= 2 && round.quorum < defaultThreshold(round.perRound)) {
     issues.push(
-      specIssue("policy.minSilos", `>= the default threshold ceil(2K/3) = ${defaultThreshold(round.perRound)} for K = ${round.perRound} silos per round (or set aggregation.secureAggregation.threshold)`, String(round.quorum)),
+      specIssue(
+        "policy.minSilos",
+        `>= the default threshold ceil(2K/3) = ${defaultThreshold(round.perRound)} for K = ${round.perRound} silos per round (or set aggregation.secureAggregation.threshold)`,
+        String(round.quorum),
+      ),
     );
   }
   if (typeof raw.initialModel !== "string") {
-    issues.push(specIssue("initialModel", `a model.safetensors location ${SECURE}: silos mask their update trained - global, so round 1 needs a global model`, raw.initialModel === null ? "null" : "missing"));
+    issues.push(
+      specIssue("initialModel", `a model.safetensors location ${SECURE}: silos mask their update trained - global, so round 1 needs a global model`, raw.initialModel === null ? "null" : "missing"),
+    );
   }
   const silos = Array.isArray(raw.silos) ? raw.silos.map(obj) : [];
   if (silos.length < 2) issues.push(specIssue("silos", `at least 2 silos ${SECURE}`, String(silos.length)));

@@ -58,16 +58,10 @@ export const siloSchema = z.strictObject({
     .record(z.string().regex(INPUT_NAME), z.union([literalValue, typedInputSchema]))
     .default({})
     .meta({ description: "Silo-specific inputs: literals, or typed data inputs {type, path, mode}." }),
-  maxExamples: z
-    .number()
-    .int()
-    .min(1)
-    .max(Number.MAX_SAFE_INTEGER)
-    .optional()
-    .meta({
-      description:
-        "Most examples this silo can have: an update claiming more num_examples is excluded (its weight would be a lie). Required with secure aggregation (the silo clamps its weight to it; it sizes the ring).",
-    }),
+  maxExamples: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional().meta({
+    description:
+      "Most examples this silo can have: an update claiming more num_examples is excluded (its weight would be a lie). Required with secure aggregation (the silo clamps its weight to it; it sizes the ring).",
+  }),
   publicKey: z
     .string()
     .optional()
@@ -99,14 +93,23 @@ export const secureAggregationSchema = z
       .int()
       .optional()
       .meta({ description: "Shamir threshold t: at least t silos must survive a round for anything to be unmasked. Default ceil(2K/3) of the K silos sampled per round; 2 <= t <= policy.minSilos." }),
-    bits: z.number().int().min(2).max(32).default(16).meta({ description: "Quantization bits b of one example's coordinate (error per coordinate of the mean < n (1 + 1/32) C / ((2^(b-1) - 1) sum of weights))." }),
+    bits: z
+      .number()
+      .int()
+      .min(2)
+      .max(32)
+      .default(16)
+      .meta({ description: "Quantization bits b of one example's coordinate (error per coordinate of the mean < n (1 + 1/32) C / ((2^(b-1) - 1) sum of weights))." }),
     rounding: z.enum(["stochastic", "nearest"]).default("stochastic").meta({ description: "How silos round quantized coordinates: stochastic (unbiased, default) or nearest." }),
     publishSiloMetrics: z
       .boolean()
       .default(false)
       .meta({ description: "Publish each silo's metrics (other than counts) in the manifests; off by default: per-silo metrics say something about one silo's data." }),
   })
-  .meta({ description: "Secure aggregation (pairwise masking with self masks): flo sees only the sum of the clipped, weighted updates. Needs clipping {mode: fixed}, silos[].publicKey, silos[].maxExamples and a key input per compute." });
+  .meta({
+    description:
+      "Secure aggregation (pairwise masking with self masks): flo sees only the sum of the clipped, weighted updates. Needs clipping {mode: fixed}, silos[].publicKey, silos[].maxExamples and a key input per compute.",
+  });
 
 export type SecureAggregationConfig = z.output<typeof secureAggregationSchema>;
 

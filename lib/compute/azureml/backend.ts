@@ -37,14 +37,10 @@ const specSchema = z
       .regex(CONTAINER_NAME)
       .optional()
       .meta({ description: "Blob container the orchestrator was granted read on; when given, flo check verifies the datastore points at it." }),
-    secretKey: z
-      .string()
-      .regex(SECRET_KEY_LOCATION)
-      .optional()
-      .meta({
-        description:
-          "Secure aggregation: the silo's secret key file (`flo silo keygen`) as azureml://datastores/<private datastore>/paths/<file>, a uri_file input only the silo's jobs read (never the exchange datastore).",
-      }),
+    secretKey: z.string().regex(SECRET_KEY_LOCATION).optional().meta({
+      description:
+        "Secure aggregation: the silo's secret key file (`flo silo keygen`) as azureml://datastores/<private datastore>/paths/<file>, a uri_file input only the silo's jobs read (never the exchange datastore).",
+    }),
   })
   .meta({ description: "An Azure ML command job in the silo's own workspace." });
 
