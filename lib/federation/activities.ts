@@ -257,24 +257,37 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
     globalMetrics,
     totalExamples: aggregation.totalExamples,
     weighting: manifestWeighting(aggregation.weighting),
-    timings: {
-      roundStartedAt,
-      aggregationStartedAt: aggregationStartedAt.toISOString(),
-      aggregatedAt: aggregatedAt.toISOString(),
-      aggregationSeconds: (aggregatedAt.getTime() - aggregationStartedAt.getTime()) / 1000,
-    },
+    timings: aggregationTimings(roundStartedAt, aggregationStartedAt, aggregatedAt),
   };
-  const manifestWritten = await store.putJson(roundManifestPath(input.federationId, input.round), manifest);
+  return completeRound(services, { input, manifest, model, strategyState, aggregatedAt });
+}
+
+function aggregationTimings(roundStartedAt: string, aggregationStartedAt: Date, aggregatedAt: Date): RoundManifest["timings"] {
+  return {
+    roundStartedAt,
+    aggregationStartedAt: aggregationStartedAt.toISOString(),
+    aggregatedAt: aggregatedAt.toISOString(),
+    aggregationSeconds: (aggregatedAt.getTime() - aggregationStartedAt.getTime()) / 1000,
+  };
+}
+
+/** Step 6: writes an aggregated round's manifest and the checkpoint; returns the round's summary. */
+async function completeRound(
+  services: FederationServices,
+  args: { input: AggregateRoundInput; manifest: RoundManifest; model: ModelRef; strategyState: ModelRef; aggregatedAt: Date },
+): Promise<Extract<AggregateRoundOutput, { ok: true }>> {
+  const { input, manifest, model, strategyState } = args;
+  const manifestWritten = await services.store.putJson(roundManifestPath(input.federationId, input.round), manifest);
   const summary: RoundSummary = {
     round: input.round,
     model,
     manifestUri: manifestWritten.uri,
-    included: silos.filter((s) => s.included).map((s) => s.silo),
-    excluded: silos.filter((s) => !s.included).map((s) => ({ silo: s.silo, reason: s.reason ?? s.outcome })),
-    metrics: aggregation.metrics,
-    globalMetrics,
+    included: manifest.silos.filter((s) => s.included).map((s) => s.silo),
+    excluded: manifest.silos.filter((s) => !s.included).map((s) => ({ silo: s.silo, reason: s.reason ?? s.outcome })),
+    metrics: manifest.metrics,
+    globalMetrics: manifest.globalMetrics,
     startedAt: input.roundStartedAt,
-    aggregatedAt: aggregatedAt.toISOString(),
+    aggregatedAt: args.aggregatedAt.toISOString(),
   };
   const checkpointUri = await saveCheckpoint(services, { input, summary, model, strategyState });
   return { ok: true, summary, strategyState, checkpointUri };
@@ -347,27 +360,9 @@ export async function aggregateSecureRound(services: FederationServices, input: 
     globalMetrics,
     totalExamples: unmasked.record.weightSum,
     secureAggregation: unmasked.record,
-    timings: {
-      roundStartedAt: input.roundStartedAt,
-      aggregationStartedAt: aggregationStartedAt.toISOString(),
-      aggregatedAt: aggregatedAt.toISOString(),
-      aggregationSeconds: (aggregatedAt.getTime() - aggregationStartedAt.getTime()) / 1000,
-    },
+    timings: aggregationTimings(input.roundStartedAt, aggregationStartedAt, aggregatedAt),
   };
-  const manifestWritten = await store.putJson(roundManifestPath(input.federationId, input.round), manifest);
-  const summary: RoundSummary = {
-    round: input.round,
-    model,
-    manifestUri: manifestWritten.uri,
-    included: survivors,
-    excluded: silos.filter((s) => !s.included).map((s) => ({ silo: s.silo, reason: s.reason ?? s.outcome })),
-    metrics,
-    globalMetrics,
-    startedAt: input.roundStartedAt,
-    aggregatedAt: aggregatedAt.toISOString(),
-  };
-  const checkpointUri = await saveCheckpoint(services, { input, summary, model, strategyState });
-  return { ok: true, summary, strategyState, checkpointUri };
+  return completeRound(services, { input, manifest, model, strategyState, aggregatedAt });
 }
 
 /** The round's weighting as the manifest records it, with a sentence saying what happened. */
