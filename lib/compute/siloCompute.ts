@@ -12,7 +12,7 @@ import type { ByteSource, WrittenObject } from "../models/bytes";
 import { METRICS_FILE, MODEL_FILE } from "../models/storeLayout";
 import type { UpdateMetrics } from "../aggregation/metrics";
 import type { ParsedJobEvent } from "./jobEvents";
-import { REVEAL_FILE } from "../secagg/siloJob";
+import { REVEAL_FILE } from "../secagg/files";
 
 /** flo's job states; every backend maps its own statuses onto these. */
 export type JobState = "queued" | "running" | "completed" | "failed" | "canceled";

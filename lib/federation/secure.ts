@@ -25,7 +25,7 @@ import * as path from "node:path";
 import type { FederationSpec, SiloSpec } from "../spec";
 import type { SecureAggregationConfig } from "../spec/schema";
 import { blobUri, MODEL_FILE, roundFolder } from "../models/storeLayout";
-import { BlobExistsError } from "../models/storeErrors";
+import { BlobExistsError, BlobNotFoundError } from "../models/storeErrors";
 import { readSafetensorsHeader, SafetensorsWriter, type SafetensorsHeader } from "../models/safetensors";
 import { decodeFloats, dtypeSize, encodeFloats, isFloatDType, type FloatDType } from "../models/dtypes";
 import type { ByteSource } from "../models/bytes";
@@ -181,7 +181,8 @@ export async function fixSecureSplit(services: FederationServices, input: Secure
   const paths = sessionPaths(input.federationId, input.round, input.secure.attempt);
   try {
     return await store.getJson<StoredSplit>(paths.split);
-  } catch {
+  } catch (err) {
+    if (!(err instanceof BlobNotFoundError)) throw err;
     // not fixed yet
   }
   const session = loadSession(sessionDescription(spec, input.federationId, input.round, input.secure.attempt));
@@ -381,6 +382,12 @@ export async function unmaskSession(
   return { model: { uri: written.uri, sha256: written.sha256, size: written.size }, record, session };
 }
 
+/** The finite numbers of a silo-written metrics object (anything else is dropped). */
+function finiteNumbers(value: unknown): Record<string, number> | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  return Object.fromEntries(Object.entries(value as Record<string, unknown>).filter((e): e is [string, number] => typeof e[1] === "number" && Number.isFinite(e[1])));
+}
+
 /** A survivor's published metrics (only when the spec opted in), else undefined. */
 export async function publishedMetrics(
   services: FederationServices,
@@ -390,8 +397,8 @@ export async function publishedMetrics(
   if (!secureConfig(spec)?.publishSiloMetrics || !result?.outputUri) return {};
   try {
     const folder = folderPath(services, result.outputUri);
-    const published = await services.store.getJson<{ metrics?: Record<string, number>; global_metrics?: Record<string, number> }>(`${folder}${PUBLISHED_METRICS_FILE}`);
-    return { metrics: published.metrics, globalMetrics: published.global_metrics };
+    const published = await services.store.getJson<{ metrics?: unknown; global_metrics?: unknown }>(`${folder}${PUBLISHED_METRICS_FILE}`);
+    return { metrics: finiteNumbers(published.metrics), globalMetrics: finiteNumbers(published.global_metrics) };
   } catch {
     return {};
   }

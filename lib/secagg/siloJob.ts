@@ -22,16 +22,9 @@ import { planQuantization, type QuantizationPlan, type Rounding } from "./quanti
 import { revealForUnmask, type Reveal, type Split } from "./reveal";
 import { buildRoster, sessionId, type Roster } from "./session";
 import { parseSharesFile, type SharesFile } from "./shares";
+import { MASKED_FILE, PUBLISHED_METRICS_FILE, REVEAL_FILE, SESSION_FILE, SHARES_FILE, SPLIT_FILE } from "./files";
 
-/** Files of a secure training job's output folder (what the orchestrator reads). */
-export const MASKED_FILE = "masked.safetensors";
-export const SHARES_FILE = "shares.json";
-/** The silo's metrics other than counts, written only when the spec opts in. */
-export const PUBLISHED_METRICS_FILE = "published-metrics.json";
-/** The unmask job's output. */
-export const REVEAL_FILE = "reveal.json";
-export const SESSION_FILE = "session.json";
-export const SPLIT_FILE = "split.json";
+export { MASKED_FILE, PUBLISHED_METRICS_FILE, REVEAL_FILE, SESSION_FILE, SHARES_FILE, SPLIT_FILE };
 
 export interface SessionDescription {
   federationId: string;
@@ -66,10 +59,17 @@ export function loadSession(description: SessionDescription, file = SESSION_FILE
 }
 
 async function readJson(file: string): Promise<unknown> {
+  let text: string;
   try {
-    return JSON.parse(await fs.readFile(file, "utf8")) as unknown;
+    text = await fs.readFile(file, "utf8");
   } catch (err) {
-    throw new SecAggError("BAD_INPUT", file, `expected a readable JSON file (${(err as Error).message})`);
+    throw new SecAggError("BAD_INPUT", file, `expected a readable file, got ${(err as NodeJS.ErrnoException).code ?? "an unreadable one"}`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    // The parser's message may quote the file (a count, a metric): it never goes into the job's error.
+    throw new SecAggError("BAD_INPUT", file, "expected JSON, got text that does not parse");
   }
 }
 

@@ -11,7 +11,6 @@ import { spawn } from "node:child_process";
 import { createWriteStream, readFileSync } from "node:fs";
 import { setPriority } from "node:os";
 import { join } from "node:path";
-import { maskTrainingOutput } from "../../secagg/siloJob";
 import { markJobFinished, writeJobStatus, type LocalJobFile, type LocalJobStatusFile } from "./jobFiles";
 
 /**
@@ -64,10 +63,13 @@ function main(jobDir: string): void {
     if (timedOut) finish({ ...base, state: "failed", finishedAt, exitCode: code, error: `job timed out after ${job.timeoutSeconds} s` });
     else if (code === 0 && job.mask) {
       // Secure aggregation: only the masked update and encrypted shares may be uploaded.
-      maskTrainingOutput({ ...job.mask, outputDir: job.outputDir }).then(
-        () => finish({ ...base, state: "completed", finishedAt: new Date().toISOString(), exitCode: 0 }),
-        (err: Error) => finish({ ...base, state: "failed", finishedAt: new Date().toISOString(), exitCode: 0, error: `masking the trainer's output failed: ${err.message}` }),
-      );
+      // Loaded only for secure jobs: plain jobs' runners do not pay for the secagg modules.
+      import("../../secagg/siloJob")
+        .then(({ maskTrainingOutput }) => maskTrainingOutput({ ...job.mask!, outputDir: job.outputDir }))
+        .then(
+          () => finish({ ...base, state: "completed", finishedAt: new Date().toISOString(), exitCode: 0 }),
+          (err: Error) => finish({ ...base, state: "failed", finishedAt: new Date().toISOString(), exitCode: 0, error: `masking the trainer's output failed: ${err.message}` }),
+        );
     } else if (code === 0) finish({ ...base, state: "completed", finishedAt, exitCode: 0 });
     else finish({ ...base, state: "failed", finishedAt, exitCode: code, error: signal ? `trainer killed by ${signal}` : `trainer exited with code ${code}` });
   });
