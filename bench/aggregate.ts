@@ -1,5 +1,6 @@
 /**
  * `npm run bench:aggregate [-- --size 100 --count 10 --tensors 8 --chunk-elements N --dir D --keep]`
+ * (FLO_BENCH_SECAGG=none skips the secure-aggregation rows)
  *
  * Writes `count` updates of `size` MB of F32 each (split into `tensors` tensors) into a temp dir, then
  * prints: the FedAvg kernel's in-memory throughput (GB/s of input); `flo aggregate` end to end on the
@@ -28,6 +29,7 @@ import { SafetensorsWriter } from "../lib/models/safetensors";
 import type { ByteSink } from "../lib/models/bytes";
 import { peakRssKb } from "./processReportFormat";
 import { wholeProcessRows } from "./aggregateWholeProcess";
+import { secureAggregationRows } from "./secagg";
 
 const run = promisify(execFile);
 
@@ -306,6 +308,8 @@ async function main(): Promise<void> {
     if (flags.azurite) await azuriteRow(dirs, inputBytes, flags.chunkElements);
     // one row per strategy definition's bench rows (FLO_BENCH_STRATEGIES=all|none|name,name)
     await runStrategyBenchRows({ script: __filename, dirs, scratchDir: dir, inputBytes, chunkElements: flags.chunkElements });
+    // Secure aggregation: silo-side masking MB/s, orchestrator unmasking vs a plain weighted sum.
+    if (process.env.FLO_BENCH_SECAGG !== "none") await secureAggregationRows({ sizeMb: flags.sizeMb, count: flags.count, tensors: flags.tensors, repeat: flags.repeat });
   } finally {
     if (!flags.keep && !flags.dir) await fs.rm(dir, { recursive: true, force: true });
   }

@@ -78,12 +78,24 @@ async function time(fn: () => Promise<void>): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const sizeMb = flag(argv, "--size", 100);
-  const count = flag(argv, "--count", 10);
-  const tensors = flag(argv, "--tensors", 4);
-  const repeat = flag(argv, "--repeat", 2);
   const dirFlag = argv.indexOf("--dir");
-  const dir = dirFlag >= 0 ? argv[dirFlag + 1] : await fs.mkdtemp(path.join(os.tmpdir(), "flo-bench-secagg-"));
+  await secureAggregationRows({
+    sizeMb: flag(argv, "--size", 100),
+    count: flag(argv, "--count", 10),
+    tensors: flag(argv, "--tensors", 4),
+    repeat: flag(argv, "--repeat", 2),
+    dir: dirFlag >= 0 ? argv[dirFlag + 1] : undefined,
+    keep: argv.includes("--keep"),
+  });
+}
+
+/**
+ * The secure-aggregation rows (also printed by `npm run bench:aggregate`): silo-side masking MB/s and
+ * the orchestrator's unmasking time as a ratio to a plain weighted sum of the same files in the same run.
+ */
+export async function secureAggregationRows(options: { sizeMb: number; count: number; tensors: number; repeat: number; dir?: string; keep?: boolean }): Promise<void> {
+  const { sizeMb, count, tensors, repeat } = options;
+  const dir = options.dir ?? (await fs.mkdtemp(path.join(os.tmpdir(), "flo-bench-secagg-")));
   await fs.mkdir(dir, { recursive: true });
   const elementsPerTensor = Math.floor((sizeMb * 1e6) / 4 / tensors);
   const mb = (elementsPerTensor * tensors * 4) / 1e6;
@@ -157,10 +169,12 @@ async function main(argv: string[]): Promise<void> {
   console.log(
     `secure unmasking of ${count} x ${mb.toFixed(0)} MB (${count} self masks, no dropout): ${unmaskBest.toFixed(2)} s = ${(unmaskBest / plainBest).toFixed(2)}x the plain weighted sum (target <= 3x)`,
   );
-  if (!argv.includes("--keep") && dirFlag < 0) await fs.rm(dir, { recursive: true, force: true });
+  if (!options.keep && !options.dir) await fs.rm(dir, { recursive: true, force: true });
 }
 
-main(process.argv.slice(2)).catch((err) => {
-  console.error(err instanceof Error ? err.stack : String(err));
-  process.exitCode = 1;
-});
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((err) => {
+    console.error(err instanceof Error ? err.stack : String(err));
+    process.exitCode = 1;
+  });
+}

@@ -15,17 +15,24 @@ import { roundDeadline, roundQuorum, sampleSilos, siloGroupInstanceId, siloGroup
 import { Activities, Orchestrations } from "../lib/federation/types";
 import type {
   AggregateRoundInput,
+  AggregateSecureRoundInput,
+  SecureAggregateRoundOutput,
   AggregateRoundOutput,
   FederationRunInput,
   FederationStatus,
   FederationSummary,
   RecordRoundFailureInput,
+  SecureAggregateInput,
+  SecureJobRef,
+  SecureSplitInput,
+  SecureSplitOutput,
   SiloGroupInput,
   SiloRoundResult,
 } from "../lib/federation/types";
 import { fitCustomStatus, recentRounds, roundDigest } from "../lib/federation/payloads";
 import { ioRetry } from "./siloRound";
 import type { PartnerNotice } from "../lib/federation/notify";
+import type { JobKind } from "../lib/compute/siloCompute";
 
 /**
  * Tells partners about progress. Notifications are best effort: a topic that stays unreachable
@@ -43,6 +50,21 @@ function* notify(context: OrchestrationContext, notice: PartnerNotice): Generato
 function outcomeCounts(sampled: number, results: readonly SiloRoundResult[]): FederationStatus["counts"] {
   const count = (outcome: SiloRoundResult["outcome"]) => results.filter((r) => r.outcome === outcome).length;
   return { sampled, succeeded: count("succeeded"), failed: count("failed"), late: count("late") };
+}
+
+/** Runs one job of `kind` per silo through `siloGroup` sub-orchestrations; results in the silos' order. */
+function* runSiloJobs(
+  context: OrchestrationContext,
+  shared: Omit<SiloGroupInput, "silos">,
+  silos: readonly string[],
+  ids: { kind?: JobKind; rerun?: number },
+): Generator<Task, SiloRoundResult[], unknown> {
+  const groupTasks = siloGroups(silos).map((group, index) =>
+    context.df.callSubOrchestrator(Orchestrations.siloGroup, { ...shared, silos: group } satisfies SiloGroupInput, siloGroupInstanceId(shared.federationId, shared.round, index, ids.kind, ids.rerun)),
+  );
+  // Groups are consecutive runs of `silos`: their results, concatenated, are in the silos' order.
+  const groupResults = (yield context.df.Task.all(groupTasks)) as SiloRoundResult[][];
+  return groupResults.flat();
 }
 
 export const federationOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, FederationSummary | undefined, unknown> {
@@ -71,32 +93,22 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
     federationId,
     spec: run.spec,
     round,
+    kind: "train",
     deadline,
     global: run.global,
     jobRetries: run.policy.jobRetries,
     statusPollSeconds: run.policy.statusPollSeconds,
     attemptBase: (run.generation ?? 0) * (run.policy.jobRetries + 1),
   };
-  const groupTasks = siloGroups(sampled).map((silos, group) =>
-    context.df.callSubOrchestrator(Orchestrations.siloGroup, { ...shared, silos } satisfies SiloGroupInput, siloGroupInstanceId(federationId, round, group)),
-  );
-  // Groups are consecutive runs of `sampled`: their results, concatenated, are in the sampled order.
-  const groupResults = (yield context.df.Task.all(groupTasks)) as SiloRoundResult[][];
-  const results = groupResults.flat();
-
-  const counts = outcomeCounts(sampled.length, results);
-  const quorum = roundQuorum(results, run.policy.minSilos);
-  if (!quorum.ok) {
+  const failRound = function* (reason: string, results: SiloRoundResult[], counts: FederationStatus["counts"]): Generator<Task, never, unknown> {
     status({ phase: "failed", counts });
-    const failure: RecordRoundFailureInput = { federationId, spec: run.spec, round, sampled, results, global: run.global, reason: quorum.reason!, roundStartedAt };
+    const failure: RecordRoundFailureInput = { federationId, spec: run.spec, round, sampled, results, global: run.global, reason, roundStartedAt };
     const recorded = (yield context.df.callActivityWithRetry(Activities.recordRoundFailure, ioRetry, failure)) as { manifestUri: string };
     status({ phase: "failed", counts, links: { checkpoint: run.checkpointUri, manifest: recorded.manifestUri } });
-    yield* notify(context, { type: "federation-failed", federationId, round, reason: quorum.reason });
-    throw new Error(`round ${round}: ${quorum.reason}`);
-  }
-
-  status({ phase: "aggregating", counts });
-  const aggregateInput: AggregateRoundInput = {
+    yield* notify(context, { type: "federation-failed", federationId, round, reason });
+    throw new Error(`round ${round}: ${reason}`);
+  };
+  const aggregateInput = (results: SiloRoundResult[]): AggregateRoundInput => ({
     federationId,
     spec: run.spec,
     round,
@@ -106,8 +118,59 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
     strategyState: run.strategyState,
     roundStartedAt,
     minSilos: run.policy.minSilos,
-  };
-  const aggregated = (yield context.df.callActivityWithRetry(Activities.aggregateRound, ioRetry, aggregateInput)) as AggregateRoundOutput;
+  });
+
+  let aggregated: AggregateRoundOutput;
+  let counts: FederationStatus["counts"];
+  if (!run.secure) {
+    const results = yield* runSiloJobs(context, shared, sampled, {});
+    counts = outcomeCounts(sampled.length, results);
+    const quorum = roundQuorum(results, run.policy.minSilos);
+    if (!quorum.ok) return yield* failRound(quorum.reason!, results, counts);
+    status({ phase: "aggregating", counts });
+    aggregated = (yield context.df.callActivityWithRetry(Activities.aggregateRound, ioRetry, aggregateInput(results))) as AggregateRoundOutput;
+  } else {
+    // Secure aggregation: train and mask under a session, fix survivors and dropped once, unmask;
+    // a session that cannot be unmasked is abandoned (nothing unmasked) and the round re-run under a new one.
+    const failedSessions: SecureAggregateInput["failedSessions"] = [];
+    for (let rerun = 0; ; rerun++) {
+      const secure: SecureJobRef = { attempt: (run.generation ?? 0) * (run.policy.jobRetries + 1) + rerun, rerun };
+      // A re-run gets the round's full time again, as the unmask jobs do after training.
+      const freshDeadline = () => roundDeadline(context.df.currentUtcDateTime, run.policy.roundTimeoutSeconds).toISOString();
+      const sessionShared = { ...shared, deadline: rerun === 0 ? deadline : freshDeadline(), attemptBase: secure.attempt * (run.policy.jobRetries + 1), secure };
+      status({ phase: "training" });
+      const results = yield* runSiloJobs(context, sessionShared, sampled, { rerun });
+      counts = outcomeCounts(sampled.length, results);
+      const quorum = roundQuorum(results, run.policy.minSilos);
+      if (!quorum.ok) return yield* failRound(quorum.reason!, results, counts);
+      const splitInput: SecureSplitInput = { federationId, spec: run.spec, round, secure, results, global: run.global, minSilos: run.policy.minSilos };
+      const split = (yield context.df.callActivityWithRetry(Activities.fixSecureSplit, ioRetry, splitInput)) as SecureSplitOutput;
+      let reason = split.reason;
+      if (split.ok) {
+        status({ phase: "unmasking", counts });
+        const unmask = yield* runSiloJobs(context, { ...sessionShared, deadline: freshDeadline(), kind: "unmask" }, split.survivors, { kind: "unmask", rerun });
+        status({ phase: "aggregating", counts });
+        const input: AggregateSecureRoundInput = { ...aggregateInput(results), secure: { secure, split, unmask, failedSessions } };
+        const outcome = (yield context.df.callActivityWithRetry(Activities.aggregateSecureRound, ioRetry, input)) as SecureAggregateRoundOutput;
+        if (outcome.ok) {
+          aggregated = outcome;
+          break;
+        }
+        reason = outcome.reason;
+      }
+      failedSessions.push({ attempt: secure.attempt, session: split.session, reason: reason ?? "unknown" });
+      if (rerun >= run.policy.jobRetries) {
+        // The manifest says why each silo was dropped from the last session (e.g. a bad upload).
+        const droppedReason = new Map(split.droppedReasons.map((d) => [d.silo, d.reason]));
+        const recorded = results.map((r) => ({ ...r, reason: droppedReason.get(r.silo) ?? r.reason }));
+        return yield* failRound(
+          `secure aggregation: no session of the round could be unmasked (${failedSessions.length} tried, policy.jobRetries is ${run.policy.jobRetries}); last: ${reason}`,
+          recorded,
+          counts,
+        );
+      }
+    }
+  }
   if (!aggregated.ok) {
     status({ phase: "failed", counts, links: { checkpoint: run.checkpointUri, manifest: aggregated.manifestUri } });
     yield* notify(context, { type: "federation-failed", federationId, round, reason: aggregated.reason });

@@ -12,10 +12,11 @@ import { Orchestrations } from "../lib/federation/types";
 import type { SiloGroupInput, SiloRoundInput, SiloRoundResult } from "../lib/federation/types";
 
 export const siloGroupOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, SiloRoundResult[], unknown> {
-  const { silos, ...shared } = context.df.getInput<SiloGroupInput>();
+  const { silos, siloParameters, ...shared } = context.df.getInput<SiloGroupInput>();
   const tasks = silos.map((silo) => {
-    const input: SiloRoundInput = { ...shared, silo };
-    return context.df.callSubOrchestrator(Orchestrations.siloRound, input, siloInstanceId(shared.federationId, shared.round, silo));
+    const parameters = siloParameters?.[silo];
+    const input: SiloRoundInput = { ...shared, silo, ...(parameters ? { parameters } : {}) };
+    return context.df.callSubOrchestrator(Orchestrations.siloRound, input, siloInstanceId(shared.federationId, shared.round, silo, shared.kind, shared.secure?.rerun));
   });
   const results = (yield context.df.Task.all(tasks)) as SiloRoundResult[];
   return results;

@@ -1,5 +1,5 @@
 /**
- * One silo's part of one round: submit its training job, wait for the job's completion event or the
+ * One silo's part of one round: submit its job (training, or another kind), wait for the job's completion event or the
  * round deadline, confirm the job's state with a status poll (so a lost event costs a poll, not a
  * round), and retry a failed job up to `jobRetries` times while the round is open.
  *
@@ -27,7 +27,17 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
   for (let attempt = input.attemptBase + 1; attempt <= input.attemptBase + input.jobRetries + 1; attempt++) {
     if (context.df.currentUtcDateTime >= deadline) break;
     status("submitting", attempt);
-    const submit: SubmitJobInput = { federationId: input.federationId, spec: input.spec, round: input.round, silo: input.silo, attempt, global: input.global };
+    const submit: SubmitJobInput = {
+      federationId: input.federationId,
+      spec: input.spec,
+      round: input.round,
+      silo: input.silo,
+      kind: input.kind,
+      attempt,
+      global: input.global,
+      parameters: input.parameters,
+      secure: input.secure,
+    };
     const submittedAt = context.df.currentUtcDateTime.toISOString();
     let job: SiloJobStatus;
     try {
@@ -39,7 +49,7 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
     }
     const record: JobAttempt = { attempt, jobName: job.jobName, state: job.state, submittedAt };
     attempts.push(record);
-    const jobRef: JobRefInput = { federationId: input.federationId, spec: input.spec, round: input.round, silo: input.silo, jobName: job.jobName };
+    const jobRef: JobRefInput = { federationId: input.federationId, spec: input.spec, round: input.round, silo: input.silo, kind: input.kind, jobName: job.jobName };
 
     while (!TERMINAL_JOB_STATES.includes(job.state)) {
       status(job.state, attempt, job.jobName);
@@ -48,7 +58,7 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
       // A fresh timer per wait, cancelled when the event wins: re-yielding one timer across several
       // Task.any calls makes the real host create duplicate timers (durable-js #574).
       const timer: TimerTask = context.df.createTimer(nextPollAt(now, deadline, input.statusPollSeconds));
-      const event = context.df.waitForExternalEvent(jobEventName({ round: input.round, silo: input.silo }));
+      const event = context.df.waitForExternalEvent(jobEventName({ round: input.round, silo: input.silo, kind: input.kind }));
       const winner = yield context.df.Task.any([event, timer]);
       if (winner === event) {
         timer.cancel();

@@ -170,12 +170,14 @@ describe("reading a completed job's output", () => {
       .openOutput(`azureml://datastores/floexchange/paths/${prefix}`)
       .catch((e) => e);
     expect(error).toBeInstanceOf(SiloOutputError);
-    expect(error.message).toBe(`Invalid silo output at ${blobServer.accountUrl}/${EXCHANGE_CONTAINER}/${prefix}: metrics.json: expected a file written by the trainer, got no such file`);
+    expect(error.message).toBe(
+      `Invalid silo output at ${blobServer.accountUrl}/${EXCHANGE_CONTAINER}/${prefix}: metrics.json: expected a file written by the job, got no such file (the folder holds model.safetensors)`,
+    );
     const empty = await compute()
       .openOutput("azureml://datastores/floexchange/paths/flo/nothing/here/")
       .catch((e) => e);
     expect(empty).toBeInstanceOf(SiloOutputError);
-    expect(empty.message).toContain("model.safetensors: expected a file written by the trainer, got an empty folder");
+    expect(empty.message).toContain("model.safetensors: expected a file written by the job, got an empty folder");
   });
 
   test("storage refusing the orchestrator's token names the Storage Blob Data Reader role and the container", async () => {

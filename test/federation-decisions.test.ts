@@ -93,6 +93,9 @@ describe("deadlines and names", () => {
     expect(siloInstanceId("fraud-demo", 2, "east")).toBe("fraud-demo:r2:east");
     expect(jobEventName({ round: 2, silo: "east" })).toBe("silo-done:2:east");
     expect(siloGroupInstanceId("fraud-demo", 2, 0)).toBe("fraud-demo:r2:group.0");
+    // Training ids predate kinds: naming the kind changes nothing.
+    expect(siloInstanceId("fraud-demo", 2, "east", "train")).toBe("fraud-demo:r2:east");
+    expect(siloGroupInstanceId("fraud-demo", 2, 0, "train")).toBe("fraud-demo:r2:group.0");
   });
 });
 

@@ -311,7 +311,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
     [
       "fedadagrad has no beta1",
       (s) => ((s.initialModel = "m.safetensors"), (s.aggregation = { strategy: "fedadagrad", beta1: 0.9 })),
-      [["aggregation.beta1", "only known fields (strategy, serverLr, tau, clipping, dp, maxWeightShare)", 'unknown field "beta1"']],
+      [["aggregation.beta1", "only known fields (strategy, serverLr, tau, clipping, dp, maxWeightShare, secureAggregation)", 'unknown field "beta1"']],
     ],
     ["misspelt policy field", (s) => (s.policy = { minsilos: 2 }), [["policy.minsilos", "only known fields (minSilos, roundTimeout, jobRetries, sampleFraction)", 'unknown field "minsilos"']]],
     [

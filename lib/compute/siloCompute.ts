@@ -12,23 +12,34 @@ import type { ByteSource, WrittenObject } from "../models/bytes";
 import { METRICS_FILE, MODEL_FILE } from "../models/storeLayout";
 import type { UpdateMetrics } from "../aggregation/metrics";
 import type { ParsedJobEvent } from "./jobEvents";
+import { REVEAL_FILE } from "../secagg/files";
 
 /** flo's job states; every backend maps its own statuses onto these. */
 export type JobState = "queued" | "running" | "completed" | "failed" | "canceled";
 
 export const TERMINAL_JOB_STATES: readonly JobState[] = ["completed", "failed", "canceled"];
 
+/** What the job contract says about one kind of silo job, whatever the backend. */
+export interface JobKindContract {
+  /** Prefix of the completion event the silo's orchestration waits on: `<prefix>:<round>:<silo>`. */
+  eventPrefix: string;
+  /** The job's one output folder, `${{outputs.<output>}}` in its command. */
+  output: string;
+  /** Files a completed job's output folder must hold (otherwise the job counts as failed). */
+  outputFiles: readonly string[];
+}
+
 /**
- * The kinds of silo job flo runs, with what each one's name, tags and completion event look like.
- * A new kind is one entry here (plus its variant of `SiloOutput`).
+ * The kinds of silo job flo runs, with what each one's name, tags, completion event and output
+ * look like. A new kind is one entry here (plus its variant of `SiloOutput` and its request recipe
+ * in lib/federation/jobKinds.ts).
  */
 export const JOB_KINDS = {
   /** A training job: produces a model update and its metrics. */
-  train: {
-    /** Prefix of the completion event the silo's orchestration waits on: `<prefix>:<round>:<silo>`. */
-    eventPrefix: "silo-done",
-  },
-} as const satisfies Record<string, { eventPrefix: string }>;
+  train: { eventPrefix: "silo-done", output: "model_update", outputFiles: [MODEL_FILE, METRICS_FILE] },
+  /** Secure aggregation: a survivor reveals what removes the masks of the round's sum (lib/secagg/siloJob.ts). */
+  unmask: { eventPrefix: "unmask-done", output: "reveal", outputFiles: [REVEAL_FILE] },
+} as const satisfies Record<string, JobKindContract>;
 
 export type JobKind = keyof typeof JOB_KINDS;
 
@@ -37,6 +48,11 @@ export const DEFAULT_JOB_KIND: JobKind = "train";
 
 export function isJobKind(value: unknown): value is JobKind {
   return typeof value === "string" && Object.prototype.hasOwnProperty.call(JOB_KINDS, value);
+}
+
+/** The contract of a job's kind (`train` when it does not say). */
+export function jobKindContract(kind: JobKind | undefined): JobKindContract {
+  return JOB_KINDS[kind ?? DEFAULT_JOB_KIND];
 }
 
 /** Tag keys flo puts on every job (no dots: Event Grid advanced filters use dots as path separators). */
@@ -76,7 +92,7 @@ export function floJobTags(job: SiloJobRef): Record<string, string> {
  * for training. Silo names never contain ":", so the name reads back unambiguously.
  */
 export function jobEventName(job: { round: number; silo: string; kind?: JobKind }): string {
-  return `${JOB_KINDS[job.kind ?? DEFAULT_JOB_KIND].eventPrefix}:${job.round}:${job.silo}`;
+  return `${jobKindContract(job.kind).eventPrefix}:${job.round}:${job.silo}`;
 }
 
 /** Azure ML's job name rule (also the run id in Event Grid events); every backend accepts it. */
@@ -163,11 +179,11 @@ export interface SiloJobRequest {
   kind?: JobKind;
   /** Deterministic (`floJobName`), already valid for every backend (`JOB_NAME_PATTERN`). */
   jobName: string;
-  /** The spec's training.command, placeholders not yet substituted (the backend does that, like Azure ML). */
+  /** The kind's command from the spec (training.command for `train`), placeholders not yet substituted (the backend does that, like Azure ML). */
   command: string;
   /** All inputs by name, including `round`, `silo`, `federation_id` and, when present, `global_model`. */
   inputs: Record<string, JobInput>;
-  /** Where `outputs.model_update` must end up (a model store URI of a folder). */
+  /** Where the kind's output folder (`outputs.model_update` for training) must end up (a model store URI of a folder). */
   outputUri: string;
   /** Where a backend that keeps job logs in the model store puts this job's log (Azure ML keeps its own). */
   logUri?: string;
@@ -176,6 +192,25 @@ export interface SiloJobRequest {
   environment?: string;
   timeoutSeconds: number;
   tags: Record<string, string>;
+  /** Files the job's output folder must hold once it completes, when not its kind's (a secure training job's masked output). */
+  outputFiles?: readonly string[];
+  /**
+   * Secure aggregation: the backend masks the trainer's output inside the silo before anything is
+   * uploaded (lib/secagg/siloJob.ts), so only the masked update and the encrypted shares leave it.
+   */
+  secureAggregation?: SecureMasking;
+}
+
+/** Where a secure training job finds what masking needs, by input name. */
+export interface SecureMasking {
+  /** The folder input holding the session file. */
+  sessionInput: string;
+  /** The session file's name inside that folder. */
+  sessionFile: string;
+  /** The input naming the silo's secret key file. */
+  keyInput: string;
+  /** Keep the silo's metrics other than counts (the spec opted in). */
+  publishMetrics: boolean;
 }
 
 export interface SiloJobStatus {
@@ -185,7 +220,7 @@ export interface SiloJobStatus {
   rawStatus: string;
   /** Why it failed, when it did. */
   error?: string;
-  /** Where the job's model_update output lives once completed. */
+  /** Where the job's output folder (its kind's `output`) lives once completed. */
   outputUri?: string;
   /** Where the job's log lives, when the backend keeps one. */
   logUri?: string;
@@ -279,17 +314,21 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+export interface OpenOutputOptions extends CallOptions {
+  /** The kind of the job that wrote the folder (default `train`): it says which files to expect. */
+  kind?: JobKind;
+}
+
 export interface SiloCompute {
   /** Submits the job; resubmitting an existing job name returns that job's status (idempotent). */
   submit(request: SiloJobRequest, options?: CallOptions): Promise<SiloJobStatus>;
   status(jobName: string, options?: CallOptions): Promise<SiloJobStatus>;
   cancel(jobName: string, options?: CallOptions): Promise<void>;
   /**
-   * Opens a completed training job's output folder (`SiloJobStatus.outputUri`) with the
-   * orchestrator's read access, validating metrics.json; throws SiloOutputError when the silo broke
-   * the job contract.
+   * Opens a completed job's output folder (`SiloJobStatus.outputUri`) with the orchestrator's read
+   * access, validating metrics.json; throws SiloOutputError when the silo broke the job contract.
    */
-  openOutput(outputUri: string, options?: CallOptions): Promise<SiloOutput>;
+  openOutput(outputUri: string, options?: OpenOutputOptions): Promise<SiloOutput>;
 }
 
 /** Moves job folders between the model store and a job's local folder. */

@@ -5,14 +5,20 @@
  */
 import { siloDataInputs, siloJobInputs } from "../spec";
 import type { FederationSpec, SiloSpec } from "../spec";
-import { floJobName, floJobTags, type JobInput, type SiloJobStatus, type TrainingOutput } from "../compute/siloCompute";
-import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath, siloUpdateFolder } from "../models/storeLayout";
+import { DEFAULT_JOB_KIND, floJobName, floJobTags, type JobInput, type SiloJobStatus, type TrainingOutput } from "../compute/siloCompute";
+import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath } from "../models/storeLayout";
+import { jobRecipe } from "./jobKinds";
+import { publishedMetrics, secureJobAdditions, unmaskSession } from "./secure";
+import { SecAggError } from "../secagg/errors";
+
+export { fixSecureSplit } from "./secure";
 import { aggregateUpdates, AggregationError, createStrategy, type AggregationResult, type RoundWeighting, type StrategyStateInput } from "../aggregation";
 import type { Json } from "../aggregation/strategy";
 import { azureMlCodeOf, uploadedCodeDigest } from "../compute/azureml/code";
 import { checkpointPath } from "./lifecycle";
 import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type RoundWeightingRecord, type SiloManifestEntry } from "./manifest";
 import type { FederationServices } from "./services";
+import type { AggregateSecureRoundInput, SecureAggregateRoundOutput } from "./types";
 import type { AggregateRoundInput, AggregateRoundOutput, JobRefInput, ModelRef, RecordRoundFailureInput, RoundSummary, SiloRoundResult, SubmitJobInput } from "./types";
 
 function siloOf(spec: FederationSpec, name: string): SiloSpec {
@@ -26,24 +32,30 @@ const folderOf = (modelUri: string) => modelUri.slice(0, modelUri.lastIndexOf("/
 export async function submitSiloJob(services: FederationServices, input: SubmitJobInput): Promise<SiloJobStatus> {
   const spec = await services.loadSpec(input.spec);
   const silo = siloOf(spec, input.silo);
-  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind: "train" } as const;
+  const kind = input.kind ?? DEFAULT_JOB_KIND;
+  const recipe = jobRecipe(kind);
+  const section = recipe.section(spec);
+  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind };
   const name = floJobName({ ...job, attempt: input.attempt });
-  const literals = siloJobInputs(spec, input.silo, { federationId: input.federationId, round: input.round });
+  const literals = siloJobInputs(spec, input.silo, { federationId: input.federationId, round: input.round, parameters: { ...section.parameters, ...input.parameters } });
   const inputs: Record<string, JobInput> = {};
   for (const [k, v] of Object.entries(literals)) inputs[k] = { kind: "literal", value: v };
   for (const [k, v] of Object.entries(siloDataInputs(spec, input.silo))) inputs[k] = { kind: "asset", ...v };
+  Object.assign(inputs, recipe.extraInputs?.(spec, input));
   if (input.global) inputs.global_model = { kind: "folder", uri: folderOf(input.global.uri) };
   const store = services.store;
+  const secure = input.secure ? await secureJobAdditions(services, spec, { ...job, secure: input.secure }) : undefined;
   return services.computeFor(silo).submit({
     ...job,
     jobName: name,
-    command: spec.training.command,
-    inputs,
-    outputUri: blobUri(store.containerUrl, siloUpdateFolder(input.federationId, input.round, input.silo)),
+    command: section.command,
+    inputs: { ...inputs, ...secure?.inputs },
+    ...secure?.request,
+    outputUri: blobUri(store.containerUrl, recipe.outputFolder(input)),
     logUri: store.uri(jobLogPath(input.federationId, input.round, input.silo, `${name}.log`)),
     // Mixed specs: azureml silos run the uploaded copy of the folder, local silos the folder itself.
-    code: silo.compute.type === "azureml" ? azureMlCodeOf(spec.training) : spec.training.code,
-    environment: spec.training.environment,
+    code: silo.compute.type === "azureml" ? azureMlCodeOf(section) : section.code,
+    environment: section.environment,
     timeoutSeconds: spec.policy.roundTimeoutSeconds,
     tags: floJobTags(job),
   });
@@ -61,7 +73,7 @@ export async function cancelSiloJob(services: FederationServices, input: JobRefI
 
 /** The spec's aggregation block as strategy options (everything but the strategy name and the engine's weight cap). */
 function strategyOptions(spec: FederationSpec): Json {
-  const { strategy: _name, maxWeightShare: _cap, ...options } = spec.aggregation as Record<string, unknown>;
+  const { strategy: _name, maxWeightShare: _cap, secureAggregation: _secure, ...options } = spec.aggregation as Record<string, unknown>;
   return JSON.parse(JSON.stringify(options)) as Json;
 }
 
@@ -246,27 +258,112 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
     globalMetrics,
     totalExamples: aggregation.totalExamples,
     weighting: manifestWeighting(aggregation.weighting),
-    timings: {
-      roundStartedAt,
-      aggregationStartedAt: aggregationStartedAt.toISOString(),
-      aggregatedAt: aggregatedAt.toISOString(),
-      aggregationSeconds: (aggregatedAt.getTime() - aggregationStartedAt.getTime()) / 1000,
-    },
+    timings: aggregationTimings(roundStartedAt, aggregationStartedAt, aggregatedAt),
   };
-  const manifestWritten = await store.putJson(roundManifestPath(input.federationId, input.round), manifest);
+  return completeRound(services, { input, manifest, model, strategyState, aggregatedAt });
+}
+
+function aggregationTimings(roundStartedAt: string, aggregationStartedAt: Date, aggregatedAt: Date): RoundManifest["timings"] {
+  return {
+    roundStartedAt,
+    aggregationStartedAt: aggregationStartedAt.toISOString(),
+    aggregatedAt: aggregatedAt.toISOString(),
+    aggregationSeconds: (aggregatedAt.getTime() - aggregationStartedAt.getTime()) / 1000,
+  };
+}
+
+/** Step 6: writes an aggregated round's manifest and the checkpoint; returns the round's summary. */
+async function completeRound(
+  services: FederationServices,
+  args: { input: AggregateRoundInput; manifest: RoundManifest; model: ModelRef; strategyState: ModelRef; aggregatedAt: Date },
+): Promise<Extract<AggregateRoundOutput, { ok: true }>> {
+  const { input, manifest, model, strategyState } = args;
+  const manifestWritten = await services.store.putJson(roundManifestPath(input.federationId, input.round), manifest);
   const summary: RoundSummary = {
     round: input.round,
     model,
     manifestUri: manifestWritten.uri,
-    included: silos.filter((s) => s.included).map((s) => s.silo),
-    excluded: silos.filter((s) => !s.included).map((s) => ({ silo: s.silo, reason: s.reason ?? s.outcome })),
-    metrics: aggregation.metrics,
-    globalMetrics,
+    included: manifest.silos.filter((s) => s.included).map((s) => s.silo),
+    excluded: manifest.silos.filter((s) => !s.included).map((s) => ({ silo: s.silo, reason: s.reason ?? s.outcome })),
+    metrics: manifest.metrics,
+    globalMetrics: manifest.globalMetrics,
     startedAt: input.roundStartedAt,
-    aggregatedAt: aggregatedAt.toISOString(),
+    aggregatedAt: args.aggregatedAt.toISOString(),
   };
   const checkpointUri = await saveCheckpoint(services, { input, summary, model, strategyState });
   return { ok: true, summary, strategyState, checkpointUri };
+}
+
+/**
+ * A secure round: unmasks the session's sum into the global model plus the weighted mean update,
+ * then runs the strategy on it as one update (fedavg and the server optimizers step from a mean),
+ * or with central DP as |S| identical updates of weight 1, so DP sees m = |S| for its sensitivity
+ * C/m (their mean is the same model). The clipping
+ * wrapper finds every delta within C already (the silos clipped). Integer tensors come from the
+ * global model. Nothing of one silo (count, update, sha256 of a plain update) is recorded.
+ */
+export async function aggregateSecureRound(services: FederationServices, input: AggregateSecureRoundInput): Promise<SecureAggregateRoundOutput> {
+  const spec = await services.loadSpec(input.spec);
+  const store = services.store;
+  const secure = input.secure;
+  const aggregationStartedAt = new Date();
+  let unmasked: Awaited<ReturnType<typeof unmaskSession>>;
+  try {
+    unmasked = await unmaskSession(services, { spec, federationId: input.federationId, round: input.round, global: input.global, secure });
+  } catch (err) {
+    if (err instanceof SecAggError) return { ok: false, rerun: true, reason: err.message, session: secure.split.session };
+    throw err;
+  }
+  const survivors = secure.split.survivors;
+  const strategy = createStrategy(spec.aggregation.strategy, strategyOptions(spec));
+  const aggregation = await aggregateUpdates({
+    updates: (spec.aggregation.dp ? survivors : ["sum"]).map((id) => ({ id, model: store.source(store.pathFromUri(unmasked.model.uri)), metrics: { numExamples: 1, metrics: {} } })),
+    output: () => store.sink(roundGlobalPath(input.federationId, input.round + 1)),
+    strategy,
+    state: await loadStrategyState(services, input.strategyState),
+    stateOutput: (name) => store.sink(roundStatePath(input.federationId, input.round, `${name}.safetensors`)),
+    global: input.global ? store.source(store.pathFromUri(input.global.uri)) : undefined,
+    minUpdates: spec.aggregation.dp ? survivors.length : 1,
+  });
+  const aggregatedAt = new Date();
+  const dropped = new Map(secure.split.droppedReasons.map((d) => [d.silo, d.reason]));
+  const silos: SiloManifestEntry[] = [];
+  for (const r of input.results) {
+    const included = survivors.includes(r.silo);
+    const published = included ? await publishedMetrics(services, spec, r) : {};
+    silos.push({
+      silo: r.silo,
+      outcome: r.outcome,
+      attempts: [...r.attempts, ...(secure.unmask.find((u) => u.silo === r.silo)?.attempts ?? [])],
+      included,
+      reason: included ? undefined : (dropped.get(r.silo) ?? r.reason),
+      update: r.outputUri ? { uri: r.outputUri } : undefined,
+      ...published,
+    });
+  }
+  const globalMetrics = weightedMeans(silos.filter((s) => s.included).map((s) => ({ numExamples: 1, values: s.globalMetrics })));
+  const metrics = weightedMeans(silos.filter((s) => s.included).map((s) => ({ numExamples: 1, values: s.metrics })));
+  const strategyState = await saveStrategyState(services, input, aggregation.state);
+  const model: ModelRef = { uri: aggregation.output.uri, sha256: aggregation.output.sha256, size: aggregation.output.size };
+  const manifest: RoundManifest = {
+    schema: MANIFEST_SCHEMA,
+    federationId: input.federationId,
+    round: input.round,
+    spec: input.spec,
+    sampled: input.sampled,
+    ...codeRecord(spec),
+    globalIn: input.global,
+    status: "aggregated",
+    silos,
+    globalOut: model,
+    strategy: { name: strategy.name, options: strategy.options, stateIn: input.strategyState, stateOut: strategyState, report: aggregation.state.report },
+    metrics,
+    globalMetrics,
+    totalExamples: unmasked.record.weightSum,
+    secureAggregation: unmasked.record,
+    timings: aggregationTimings(input.roundStartedAt, aggregationStartedAt, aggregatedAt),
+  };
+  return completeRound(services, { input, manifest, model, strategyState, aggregatedAt });
 }
 
 /** The round's weighting as the manifest records it, with a sentence saying what happened. */

@@ -5,6 +5,7 @@
  * no randomness, no I/O.
  */
 import { createHash } from "node:crypto";
+import { DEFAULT_JOB_KIND, type JobKind } from "../compute/siloCompute";
 
 export interface SamplingPolicy {
   /** Fraction of the federation's silos asked to train each round, in (0, 1]. */
@@ -73,9 +74,25 @@ export function nextPollAt(now: Date, deadline: Date, pollSeconds: number): Date
   return new Date(Math.min(deadline.getTime(), now.getTime() + pollSeconds * 1000));
 }
 
-/** Instance id of the sub-orchestration that runs one silo's job for one round. */
-export function siloInstanceId(federationId: string, round: number, silo: string): string {
-  return `${federationId}:r${round}:${silo}`;
+/**
+ * What ends the instance ids of a kind's sub-orchestrations: nothing for training (its ids predate
+ * kinds), `:<kind>` otherwise. Silo names never contain ":", so the ids of two kinds never meet.
+ */
+function kindSuffix(kind: JobKind = DEFAULT_JOB_KIND): string {
+  return kind === DEFAULT_JOB_KIND ? "" : `:${String(kind)}`;
+}
+
+/** Instance id of the sub-orchestration that runs one silo's job of `kind` (default `train`) for one round. */
+export function siloInstanceId(federationId: string, round: number, silo: string, kind?: JobKind, rerun = 0): string {
+  return `${federationId}:r${round}${rerunSuffix(rerun)}:${silo}${kindSuffix(kind)}`;
+}
+
+/**
+ * A secure round re-run under a new session (`rerun` > 0) runs new instances,
+ * `<fed>:r<round>.s<rerun>:...`; their jobs' events fall back to status polling.
+ */
+function rerunSuffix(rerun: number): string {
+  return rerun > 0 ? `.s${rerun}` : "";
 }
 
 /**
@@ -97,7 +114,7 @@ export function siloGroups(silos: readonly string[]): string[][] {
   return groups;
 }
 
-/** Instance id of the sub-orchestration that runs one group of silos for one round ('.' is never in a silo name). */
-export function siloGroupInstanceId(federationId: string, round: number, group: number): string {
-  return `${federationId}:r${round}:group.${group}`;
+/** Instance id of the sub-orchestration that runs one group of silos' jobs of `kind` for one round ('.' is never in a silo name). */
+export function siloGroupInstanceId(federationId: string, round: number, group: number, kind?: JobKind, rerun = 0): string {
+  return `${federationId}:r${round}${rerunSuffix(rerun)}:group.${group}${kindSuffix(kind)}`;
 }

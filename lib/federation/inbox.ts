@@ -76,7 +76,7 @@ export async function handleJobEvent(client: DurableClient, delivery: InboxDeliv
     log(`job event ${parsed.eventId}: ${parsed.jobName} ${parsed.rawStatus ?? parsed.status} is in progress, not raised`);
     return "in-progress";
   }
-  const instanceId = siloInstanceId(parsed.federationId, parsed.round, parsed.silo);
+  const instanceId = siloInstanceId(parsed.federationId, parsed.round, parsed.silo, parsed.jobKind);
   if (!(await findInstance(client, instanceId))) {
     log(`job event ${parsed.eventId} for ${parsed.jobName} ignored: no orchestration ${instanceId}`);
     return "no-instance";

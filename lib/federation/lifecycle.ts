@@ -51,6 +51,7 @@ export async function prepareFederation(services: FederationServices, federation
     global,
     recent: [],
     startedAt: now.toISOString(),
+    ...(spec.aggregation.secureAggregation ? { secure: true } : {}),
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import type { JobAttempt, ModelRef, RoundSummary } from "./types";
 import type { SiloOutcomeKind } from "./decisions";
+import type { SecureAggregationRecord } from "./secure";
 
 export const MANIFEST_SCHEMA = "flo.round-manifest/1";
 
@@ -49,6 +50,8 @@ export interface RoundManifest {
   totalExamples: number;
   /** How the included updates were weighted (aggregated rounds). */
   weighting?: RoundWeightingRecord;
+  /** Secure aggregation: session, t, survivors S and dropped D, quantization and the error bound. */
+  secureAggregation?: SecureAggregationRecord;
   timings: { roundStartedAt: string; aggregationStartedAt?: string; aggregatedAt?: string; aggregationSeconds?: number };
 }
 

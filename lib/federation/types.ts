@@ -3,7 +3,7 @@
  * JSON: ids, URIs, digests, counts and metric means; never tensors (Durable history payloads above
  * 64 KB spill to blob and slow every replay).
  */
-import type { JobState } from "../compute/siloCompute";
+import type { JobKind, JobState } from "../compute/siloCompute";
 import type { SiloOutcomeKind } from "./decisions";
 
 /** A model stored in the model store, pinned by its digest. */
@@ -50,25 +50,47 @@ export interface FederationRunInput {
   resumedFromRound?: number;
   /** How many times the federation was resumed; resumed rounds number their job attempts after the earlier runs'. */
   generation?: number;
+  /** The spec asks for secure aggregation (the round masks, fixes survivors, unmasks). */
+  secure?: boolean;
 }
+
+/** Literal inputs a job gets besides its spec section's parameters (passed to the job as text). */
+export type JobParameters = Record<string, string | number | boolean>;
 
 export interface SiloRoundInput {
   federationId: string;
   spec: ModelRef;
   round: number;
   silo: string;
-  /** ISO time the round closes. */
+  /** The kind of job the silo runs; default `train`. */
+  kind?: JobKind;
+  /** This silo's extra literal inputs for the job, when its kind takes some. */
+  parameters?: JobParameters;
+  /** ISO time the round (or the kind's phase) closes. */
   deadline: string;
+  /** The model the job reads as `inputs.global_model` (the round's global model for training). */
   global?: ModelRef;
   jobRetries: number;
   statusPollSeconds: number;
   /** Attempts of this run are numbered after this many earlier attempts (resumed federations). */
   attemptBase: number;
+  /** Secure aggregation: the session attempt the job belongs to, and the re-run of the round (0 first). */
+  secure?: SecureJobRef;
+}
+
+/** Which session of a secure round a job serves. */
+export interface SecureJobRef {
+  /** The session's attempt number (unique per round across re-runs and resumes). */
+  attempt: number;
+  /** Re-runs of the round under a new session in this execution, 0 for the first. */
+  rerun: number;
 }
 
 /** Input of a `siloGroup` sub-orchestration: the silos it runs and what each silo's `siloRound` gets. */
-export interface SiloGroupInput extends Omit<SiloRoundInput, "silo"> {
+export interface SiloGroupInput extends Omit<SiloRoundInput, "silo" | "parameters"> {
   silos: string[];
+  /** Extra literal inputs by silo (only this group's silos: the input stays about sqrt(K) silos long). */
+  siloParameters?: Record<string, JobParameters>;
 }
 
 /** One attempt at running a silo's job in a round. */
@@ -98,8 +120,12 @@ export interface SubmitJobInput {
   spec: ModelRef;
   round: number;
   silo: string;
+  /** Default `train`. */
+  kind?: JobKind;
   attempt: number;
   global?: ModelRef;
+  parameters?: JobParameters;
+  secure?: SecureJobRef;
 }
 
 export interface JobRefInput {
@@ -107,6 +133,8 @@ export interface JobRefInput {
   spec: ModelRef;
   round: number;
   silo: string;
+  /** Default `train`. */
+  kind?: JobKind;
   jobName: string;
 }
 
@@ -120,6 +148,43 @@ export interface AggregateRoundInput {
   strategyState?: ModelRef;
   roundStartedAt: string;
   minSilos: number;
+}
+
+/** Input of `aggregateSecureRound`: the round, the session whose masked sum to unmask, its split and the unmask jobs' results. */
+export interface AggregateSecureRoundInput extends AggregateRoundInput {
+  secure: SecureAggregateInput;
+}
+
+/** The survivors S and dropped D of a session, fixed once (lib/federation/secure.ts). */
+export interface SecureSplitOutput {
+  ok: boolean;
+  /** Silo names; S and D partition the round's roster. */
+  survivors: string[];
+  dropped: string[];
+  /** Why each dropped silo was dropped. */
+  droppedReasons: { silo: string; reason: string }[];
+  /** When not ok: why nothing may be unmasked under this session. */
+  reason?: string;
+  session: string;
+}
+
+export interface SecureSplitInput {
+  federationId: string;
+  spec: ModelRef;
+  round: number;
+  secure: SecureJobRef;
+  results: SiloRoundResult[];
+  global?: ModelRef;
+  minSilos: number;
+}
+
+export interface SecureAggregateInput {
+  secure: SecureJobRef;
+  split: SecureSplitOutput;
+  /** The unmask jobs of the survivors, in the survivors' order. */
+  unmask: SiloRoundResult[];
+  /** Earlier sessions of this round that could not be unmasked, and why. */
+  failedSessions: { attempt: number; session: string; reason: string }[];
 }
 
 export interface RoundSummary {
@@ -152,6 +217,9 @@ export interface RoundDigest {
 
 export type AggregateRoundOutput = { ok: true; summary: RoundSummary; strategyState?: ModelRef; checkpointUri: string } | { ok: false; reason: string; manifestUri: string };
 
+/** `aggregateSecureRound`: aggregated, or this session cannot be unmasked (nothing was): re-run the round under a new one. */
+export type SecureAggregateRoundOutput = Extract<AggregateRoundOutput, { ok: true }> | { ok: false; rerun: true; reason: string; session: string };
+
 export interface RecordRoundFailureInput {
   federationId: string;
   spec: ModelRef;
@@ -183,7 +251,7 @@ export interface FederationSummary {
 export interface FederationStatus {
   round: number;
   rounds: number;
-  phase: "training" | "aggregating" | "completed" | "failed";
+  phase: "training" | "unmasking" | "aggregating" | "completed" | "failed";
   roundStartedAt: string;
   deadline?: string;
   /** How many silos the round sampled and, once their jobs ended, how many succeeded, failed or were late. */
@@ -218,6 +286,8 @@ export const Activities = {
   getSiloJobStatus: "getSiloJobStatus",
   cancelSiloJob: "cancelSiloJob",
   aggregateRound: "aggregateRound",
+  aggregateSecureRound: "aggregateSecureRound",
+  fixSecureSplit: "fixSecureSplit",
   recordRoundFailure: "recordRoundFailure",
   notifyPartners: "notifyPartners",
 } as const;

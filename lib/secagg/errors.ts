@@ -17,8 +17,9 @@ export class SecAggError extends Error {
   constructor(
     readonly code: SecAggErrorCode,
     readonly field: string,
-    message: string,
+    /** What is wrong, without the field and code. */
+    readonly detail: string,
   ) {
-    super(`${field}: ${message} [${code}]`);
+    super(`${field}: ${detail} [${code}]`);
   }
 }

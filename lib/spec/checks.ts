@@ -7,6 +7,9 @@ import { BUILTIN_INPUTS, CommandTemplateError, GLOBAL_MODEL_INPUT, MODEL_UPDATE_
 import { formatPath, SpecIssue, specIssue } from "./errors";
 import { acceptsDp } from "../aggregation/definition";
 import { findStrategy, strategyDefinitions } from "../aggregation/registry";
+import { SecAggError } from "../secagg/errors";
+import { parsePublicKey } from "../secagg/keys";
+import { defaultThreshold } from "../secagg/session";
 import { secretInCommandReason, secretKeyReason, secretValueReason } from "./secrets";
 
 type Obj = Record<string, unknown>;
@@ -96,6 +99,7 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   }
   const quorum = effectiveMinSilos(minSilos, perRound);
   if (siloCount > 0) issues.push(...aggregationIssues(obj(raw.aggregation), quorum, perRound, minSilos !== undefined));
+  if (isObj(obj(raw.aggregation).secureAggregation)) issues.push(...secureAggregationIssues(raw, { quorum, perRound, minSilosExplicit: minSilos !== undefined }));
 
   // A strategy stepping from the round's global model (server optimizers) needs one in round 1 too.
   const strategy = obj(raw.aggregation).strategy;
@@ -118,6 +122,99 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   }
   return issues;
 }
+
+const SECURE = "with aggregation.secureAggregation";
+
+/**
+ * Secure aggregation gives the orchestrator only the weighted sum of clipped updates: the strategy
+ * must work on that sum (its definition says so), clipping must be fixed (an adaptive norm needs each
+ * update's norm), nothing may need one silo's weight, and every silo needs a key pair, a bound on its
+ * examples and a key input on its compute.
+ */
+function secureAggregationIssues(raw: Obj, round: { quorum: number; perRound: number; minSilosExplicit: boolean }): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  const aggregation = obj(raw.aggregation);
+  const secure = obj(aggregation.secureAggregation);
+  const definition = typeof aggregation.strategy === "string" ? findStrategy(aggregation.strategy) : undefined;
+  if (definition && (!definition.capabilities.worksOnWeightedSum || definition.capabilities.robust)) {
+    const sumBased = strategyDefinitions()
+      .filter((d) => d.capabilities.worksOnWeightedSum && !d.capabilities.robust)
+      .map((d) => d.name);
+    const why = definition.capabilities.robust ? "a robust rule needs the individual updates, which secure aggregation hides" : "it needs the individual updates, which secure aggregation hides";
+    issues.push(specIssue("aggregation.strategy", `a strategy computed from the weighted sum ${SECURE} (${sumBased.join(", ")})`, `${definition.name}: ${why}`));
+  }
+  const clipping = aggregation.clipping;
+  if (clipping === undefined) {
+    issues.push(specIssue("aggregation.clipping", `{mode: fixed, norm: C} ${SECURE}: the norm bounds every quantized coordinate`, "missing"));
+  } else if (isObj(clipping) && clipping.mode !== "fixed") {
+    issues.push(specIssue("aggregation.clipping.mode", `fixed ${SECURE}: adaptive clipping needs each update's norm, which secure aggregation hides`, JSON.stringify(clipping.mode)));
+  }
+  if (aggregation.maxWeightShare !== undefined) {
+    issues.push(
+      specIssue(
+        "aggregation.maxWeightShare",
+        `no weight share cap ${SECURE}: capping needs each silo's num_examples, which never leaves the silo (bound weights with silos[].maxExamples)`,
+        JSON.stringify(aggregation.maxWeightShare),
+      ),
+    );
+  }
+  const threshold = secure.threshold;
+  if (typeof threshold === "number" && Number.isInteger(threshold)) {
+    if (threshold < 2) {
+      issues.push(specIssue("aggregation.secureAggregation.threshold", "an integer >= 2: with t = 1 one silo's self-mask seed could be rebuilt from its own share alone", String(threshold)));
+    } else if (threshold > round.perRound) {
+      issues.push(specIssue("aggregation.secureAggregation.threshold", `<= ${round.perRound} (the silos sampled per round)`, String(threshold)));
+    } else if (round.quorum < threshold) {
+      issues.push(
+        specIssue(
+          round.minSilosExplicit ? "policy.minSilos" : "aggregation.secureAggregation.threshold",
+          `policy.minSilos >= the threshold ${threshold}: a round aggregating fewer than t silos could never be unmasked`,
+          `minSilos ${round.quorum}`,
+        ),
+      );
+    }
+  } else if (threshold === undefined && round.perRound >= 2 && round.quorum < defaultThreshold(round.perRound)) {
+    issues.push(
+      specIssue(
+        "policy.minSilos",
+        `>= the default threshold ceil(2K/3) = ${defaultThreshold(round.perRound)} for K = ${round.perRound} silos per round (or set aggregation.secureAggregation.threshold)`,
+        String(round.quorum),
+      ),
+    );
+  }
+  if (typeof raw.initialModel !== "string") {
+    issues.push(
+      specIssue("initialModel", `a model.safetensors location ${SECURE}: silos mask their update trained - global, so round 1 needs a global model`, raw.initialModel === null ? "null" : "missing"),
+    );
+  }
+  const silos = Array.isArray(raw.silos) ? raw.silos.map(obj) : [];
+  if (silos.length < 2) issues.push(specIssue("silos", `at least 2 silos ${SECURE}`, String(silos.length)));
+  silos.forEach((silo, i) => {
+    if (silo.publicKey === undefined) issues.push(specIssue(`silos[${i}].publicKey`, `the silo's public key (the last line \`flo silo keygen\` prints) ${SECURE}`, "missing"));
+    else {
+      try {
+        parsePublicKey(silo.publicKey, `silos[${i}].publicKey`);
+      } catch (err) {
+        if (!(err instanceof SecAggError)) throw err;
+        issues.push(specIssue(`silos[${i}].publicKey`, "base64 of a 32-byte X25519 public key", err.detail));
+      }
+    }
+    if (silo.maxExamples === undefined) issues.push(specIssue(`silos[${i}].maxExamples`, `the most examples this silo can have ${SECURE}: it bounds the silo's weight and sizes the ring`, "missing"));
+    const compute = obj(silo.compute);
+    if (compute.type === "azureml") {
+      issues.push(specIssue(`silos[${i}].compute.type`, `local ${SECURE}: masking is not wired into Azure ML jobs yet (the Python silo package lib/secagg/python/flo_secagg is ready)`, "azureml"));
+    }
+    const keyField = SECRET_KEY_FIELD[String(compute.type)];
+    if (keyField && compute[keyField] === undefined) {
+      issues.push(specIssue(`silos[${i}].compute.${keyField}`, `the silo's secret key input ${SECURE} (${String(compute.type)} compute: ${SECRET_KEY_HINT[String(compute.type)]})`, "missing"));
+    }
+  });
+  return issues;
+}
+
+/** Where each compute type takes the silo's secret key for secure aggregation. */
+const SECRET_KEY_FIELD: Record<string, string> = { local: "keyFile", azureml: "secretKey" };
+const SECRET_KEY_HINT: Record<string, string> = { local: "a key file path", azureml: "azureml://datastores/<private datastore>/paths/<file>" };
 
 function aggregationIssues(aggregation: Obj, quorum: number, perRound: number, quorumExplicit: boolean): SpecIssue[] {
   const issues: SpecIssue[] = [];

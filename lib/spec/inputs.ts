@@ -8,6 +8,8 @@ export interface SiloJobInputsOptions {
   round: number;
   /** The round's global model folder (URI or path); absent in round 1 without an initial model. */
   globalModel?: string;
+  /** The job's own literal parameters, when it is not a training job (default: training.parameters). */
+  parameters?: Record<string, string | number | boolean>;
 }
 
 /** A silo's typed data inputs (`{type, path, mode}`), by name; its literal inputs are in siloJobInputs. */
@@ -22,7 +24,7 @@ export function siloDataInputs(spec: FederationSpec, siloName: string): Record<s
 }
 
 /**
- * training.parameters, then the silo's own inputs, then the built-ins `round`, `silo`,
+ * training.parameters (or the job's own `parameters`), then the silo's own inputs, then the built-ins `round`, `silo`,
  * `federation_id` and (when given) `global_model`. Validation guarantees the three sources never
  * define the same name. Numbers and booleans become their JavaScript text (0.01 -> "0.01").
  */
@@ -30,7 +32,7 @@ export function siloJobInputs(spec: FederationSpec, siloName: string, options: S
   const silo = spec.silos.find((s) => s.name === siloName);
   if (!silo) throw new RangeError(`siloJobInputs: expected a silo of federation "${spec.name}", got ${JSON.stringify(siloName)}`);
   const inputs: Record<string, string> = {};
-  for (const [name, value] of Object.entries({ ...spec.training.parameters, ...silo.inputs })) {
+  for (const [name, value] of Object.entries({ ...(options.parameters ?? spec.training.parameters), ...silo.inputs })) {
     if (typeof value !== "object") inputs[name] = String(value);
   }
   inputs.round = String(options.round);

@@ -60,13 +60,14 @@ export const siloSchema = z.strictObject({
     .record(z.string().regex(INPUT_NAME), z.union([literalValue, typedInputSchema]))
     .default({})
     .meta({ description: "Silo-specific inputs: literals, or typed data inputs {type, path, mode}." }),
-  maxExamples: z
-    .number()
-    .int()
-    .min(1)
-    .max(Number.MAX_SAFE_INTEGER)
+  maxExamples: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional().meta({
+    description:
+      "Most examples this silo can have: an update claiming more num_examples is excluded (its weight would be a lie). Required with secure aggregation (the silo clamps its weight to it; it sizes the ring).",
+  }),
+  publicKey: z
+    .string()
     .optional()
-    .meta({ description: "Most examples this silo can have: an update claiming more num_examples is excluded (its weight would be a lie)." }),
+    .meta({ description: "The silo's X25519 public key for secure aggregation (base64 of 32 bytes, the last line `flo silo keygen` prints). Required with aggregation.secureAggregation." }),
 });
 
 export const trainingSchema = z.strictObject({
@@ -84,6 +85,38 @@ export const maxWeightShareSchema = z.number().gt(0).max(1).optional().meta({
   description:
     "Largest normalized weight any one update may get in a round (0 < x <= 1); the excess goes to the others in proportion to their num_examples. Below 1/m for m updates, all weigh the same.",
 });
+
+/**
+ * Secure aggregation: the orchestrator learns only the sum of the silos' clipped, weighted updates.
+ * Offered with every strategy so that checks.ts can refuse the ones that need individual updates
+ * with the reason (from the definition's capabilities) instead of an "unknown key".
+ */
+export const secureAggregationSchema = z
+  .strictObject({
+    threshold: z
+      .number()
+      .int()
+      .optional()
+      .meta({ description: "Shamir threshold t: at least t silos must survive a round for anything to be unmasked. Default ceil(2K/3) of the K silos sampled per round; 2 <= t <= policy.minSilos." }),
+    bits: z
+      .number()
+      .int()
+      .min(2)
+      .max(32)
+      .default(16)
+      .meta({ description: "Quantization bits b of one example's coordinate (error per coordinate of the mean < n (1 + 1/32) C / ((2^(b-1) - 1) sum of weights))." }),
+    rounding: z.enum(["stochastic", "nearest"]).default("stochastic").meta({ description: "How silos round quantized coordinates: stochastic (unbiased, default) or nearest." }),
+    publishSiloMetrics: z
+      .boolean()
+      .default(false)
+      .meta({ description: "Publish each silo's metrics (other than counts) in the manifests; off by default: per-silo metrics say something about one silo's data." }),
+  })
+  .meta({
+    description:
+      "Secure aggregation (pairwise masking with self masks): flo sees only the sum of the clipped, weighted updates. Needs clipping {mode: fixed}, silos[].publicKey, silos[].maxExamples and a key input per compute.",
+  });
+
+export type SecureAggregationConfig = z.output<typeof secureAggregationSchema>;
 
 /**
  * The `aggregation` section: a union over the strategy REGISTRY's definitions (each one's options
@@ -104,6 +137,7 @@ export function aggregationUnion(): z.ZodType {
         ...(acceptsClipping(definition) ? { clipping: clippingSchema.optional() } : {}),
         dp: dpSchema.optional(),
         maxWeightShare: maxWeightShareSchema,
+        secureAggregation: secureAggregationSchema.optional(),
       })
       .meta({ description: definition.summary }),
   );
@@ -129,6 +163,7 @@ export interface AggregationSection {
   maxWeightShare?: number;
   clipping?: ClippingConfig;
   dp?: DpConfig;
+  secureAggregation?: SecureAggregationConfig;
   [option: string]: unknown;
 }
 

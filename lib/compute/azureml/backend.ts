@@ -11,6 +11,8 @@ export const WORKSPACE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$/;
 /** Azure ML compute: starts with a letter, letters/digits/hyphens, 2-24 characters, no trailing hyphen. */
 export const COMPUTE_NAME = /^[a-zA-Z][a-zA-Z0-9-]{0,22}[a-zA-Z0-9]$/;
 export const DATASTORE_NAME = /^[A-Za-z0-9_]{1,255}$/;
+/** The silo's secret key for secure aggregation, in a datastore of its own that flo cannot read. */
+export const SECRET_KEY_LOCATION = /^azureml:\/\/datastores\/[A-Za-z0-9_]{1,255}\/paths\/\S+$/;
 /** Blob container: 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit. */
 export const CONTAINER_NAME = /^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$/;
 
@@ -35,6 +37,10 @@ const specSchema = z
       .regex(CONTAINER_NAME)
       .optional()
       .meta({ description: "Blob container the orchestrator was granted read on; when given, flo check verifies the datastore points at it." }),
+    secretKey: z.string().regex(SECRET_KEY_LOCATION).optional().meta({
+      description:
+        "Secure aggregation: the silo's secret key file (`flo silo keygen`) as azureml://datastores/<private datastore>/paths/<file>, a uri_file input only the silo's jobs read (never the exchange datastore).",
+    }),
   })
   .meta({ description: "An Azure ML command job in the silo's own workspace." });
 

@@ -18,7 +18,21 @@ import {
   type RetryStrategy,
   type TlsSettings,
 } from "@azure/core-rest-pipeline";
-import { DEFAULT_JOB_KIND, FLO_TAGS, floJobTags, JOB_NAME_PATTERN, type CallOptions, type JobInput, type SiloCompute, type SiloJobRequest, type SiloJobStatus } from "../siloCompute";
+import {
+  DEFAULT_JOB_KIND,
+  FLO_TAGS,
+  floJobTags,
+  isJobKind,
+  JOB_NAME_PATTERN,
+  jobKindContract,
+  type CallOptions,
+  type JobKind,
+  type JobInput,
+  type OpenOutputOptions,
+  type SiloCompute,
+  type SiloJobRequest,
+  type SiloJobStatus,
+} from "../siloCompute";
 import { jobStateFromAzureMlStatus } from "./status";
 import { AzureMlConfigError, AzureMlJobConflictError, AzureMlJobNotFoundError, AzureMlRequestError, DATA_SCIENTIST_ROLE, toAzureMlError, type WorkspaceCoordinates } from "./errors";
 import { parseAssetReference, resolveAssetId, type AssetKind } from "./assets";
@@ -73,9 +87,13 @@ export interface AzureMlSiloComputeOptions {
   blob?: BlobAccessOptions;
 }
 
-/** The datastore URI of a silo's update folder for one round (in the silo's own exchange datastore). */
-export function exchangeOutputUri(exchangeDatastore: string, federationId: string, round: number, silo: string): string {
-  return `azureml://datastores/${exchangeDatastore}/paths/flo/${federationId}/r${round}/${silo}/`;
+/**
+ * The datastore URI of a silo's output folder for one round and job kind (in the silo's own
+ * exchange datastore): `<silo>/` for training, `<silo>_<kind>/` for other kinds, as in job names.
+ */
+export function exchangeOutputUri(exchangeDatastore: string, federationId: string, round: number, silo: string, kind: JobKind = DEFAULT_JOB_KIND): string {
+  const folder = kind === DEFAULT_JOB_KIND ? silo : `${silo}_${String(kind)}`;
+  return `azureml://datastores/${exchangeDatastore}/paths/flo/${federationId}/r${round}/${folder}/`;
 }
 
 /** ISO 8601 duration (`PT2H30M`) of a positive whole number of seconds, as Azure ML's `limits.timeout` wants. */
@@ -158,6 +176,8 @@ export function buildCommandJobBody(request: SiloJobRequest, context: CommandJob
   if (typeof request.command !== "string" || request.command.trim() === "") {
     throw new AzureMlConfigError("command", "a non-empty command line", JSON.stringify(request.command));
   }
+  // Masking runs inside the silo's job; until it is wired here, a plain update must never be uploaded.
+  if (request.secureAggregation) throw new AzureMlConfigError("secureAggregation", "local compute (secure aggregation is not wired into Azure ML jobs yet)", "an azureml silo");
   const tags: Record<string, string> = {};
   for (const [key, value] of Object.entries(request.tags ?? {})) {
     if (key.includes(".")) {
@@ -192,7 +212,7 @@ export function buildCommandJobBody(request: SiloJobRequest, context: CommandJob
     command: request.command,
     inputs,
     outputs: {
-      model_update: { jobOutputType: "uri_folder", mode: "ReadWriteMount", uri: context.outputUri },
+      [jobKindContract(request.kind).output]: { jobOutputType: "uri_folder", mode: "ReadWriteMount", uri: context.outputUri },
     },
     limits: { jobLimitsType: "Command", timeout: isoDurationFromSeconds(request.timeoutSeconds) },
     identity: context.identity,
@@ -313,10 +333,10 @@ export class AzureMlSiloCompute implements SiloCompute {
     return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.MachineLearningServices/workspaces/${workspace}`;
   }
 
-  /** Where this compute puts a request's `model_update`: the request's own azureml:// URI, else the exchange datastore. */
-  outputUriFor(request: Pick<SiloJobRequest, "federationId" | "round" | "silo" | "outputUri">): string {
+  /** Where this compute puts a request's output folder: the request's own azureml:// URI, else the exchange datastore. */
+  outputUriFor(request: Pick<SiloJobRequest, "federationId" | "round" | "silo" | "kind" | "outputUri">): string {
     if (typeof request.outputUri === "string" && request.outputUri.startsWith("azureml://")) return request.outputUri;
-    return exchangeOutputUri(this.options.exchangeDatastore, request.federationId, request.round, request.silo);
+    return exchangeOutputUri(this.options.exchangeDatastore, request.federationId, request.round, request.silo, request.kind);
   }
 
   experimentNameFor(federationId: string): string {
@@ -493,11 +513,12 @@ export class AzureMlSiloCompute implements SiloCompute {
    * for reading: resolves the datastore to its blob container and reads with the orchestrator's
    * credential (read-only access to the silo's exchange container is all it needs).
    */
-  async openOutput(outputUri: string, options: CallOptions = {}): Promise<SiloOutputFolder> {
+  async openOutput(outputUri: string, options: OpenOutputOptions = {}): Promise<SiloOutputFolder> {
     return openSiloOutputFolder(this.client, this.coordinates, outputUri, {
       ...this.options.blob,
       credential: this.options.blob?.credential ?? this.options.credential,
       signal: options.signal,
+      kind: options.kind,
     });
   }
 
@@ -559,7 +580,9 @@ export class AzureMlSiloCompute implements SiloCompute {
     const rawStatus = properties.status ?? "NotStarted";
     const state = jobStateFromAzureMlStatus(rawStatus);
     const name = (job as { name?: string }).name ?? jobName;
-    const outputUri = properties.outputs?.model_update?.uri ?? expectedOutputUri;
+    // The job's own kind tag names its output (jobs submitted before kinds existed are training jobs).
+    const kindTag = properties.tags?.[FLO_TAGS.kind];
+    const outputUri = properties.outputs?.[jobKindContract(isJobKind(kindTag) ? kindTag : undefined).output]?.uri ?? expectedOutputUri;
     const logUri = properties.services?.Studio?.endpoint ?? undefined;
     const status: SiloJobStatus = { jobName: name, state, rawStatus };
     if (outputUri) status.outputUri = outputUri;

@@ -10,7 +10,7 @@ import type { TlsSettings } from "@azure/core-rest-pipeline";
 import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential, type StoragePipelineOptions } from "@azure/storage-blob";
 import type { ByteSource } from "../../models/bytes";
 import { ModelStore } from "../../models/store";
-import { MAX_METRICS_BYTES, METRICS_FILE, MODEL_FILE, parseSiloMetrics, SiloOutputError, type TrainingOutput } from "../siloCompute";
+import { jobKindContract, MAX_METRICS_BYTES, METRICS_FILE, MODEL_FILE, parseSiloMetrics, SiloOutputError, type JobKind, type TrainingOutput } from "../siloCompute";
 import { AzureMlAuthorizationError, AzureMlConfigError, DATA_SCIENTIST_ROLE, STORAGE_BLOB_DATA_READER_ROLE, toAzureMlError, type WorkspaceCoordinates } from "./errors";
 
 /** The parts of an `azureml://` datastore URI (short or long form). */
@@ -190,6 +190,8 @@ export interface SiloOutputFolder extends TrainingOutput {
 
 export interface OpenSiloOutputOptions extends BlobAccessOptions {
   signal?: AbortSignal;
+  /** The kind of job that wrote the folder (default `train`). */
+  kind?: JobKind;
 }
 
 /** Opens a job's output folder: resolves the datastore, lists the folder, reads and validates metrics.json. */
@@ -213,12 +215,13 @@ export async function openSiloOutputFolder(client: AzureMachineLearningWorkspace
   } catch (error) {
     throw mapStorageError(error, location, "list");
   }
-  const model = files.find((file) => file.name === MODEL_FILE);
-  if (!model) {
-    throw new SiloOutputError(location.folderUrl, MODEL_FILE, "a file written by the trainer", files.length ? `only ${files.map((f) => f.name).join(", ")}` : "an empty folder");
+  // Checked in the contract's order, so a folder missing everything names its first file.
+  for (const required of jobKindContract(options.kind).outputFiles) {
+    if (files.some((file) => file.name === required)) continue;
+    const got = files.length ? `no such file (the folder holds ${files.map((f) => f.name).join(", ")})` : "an empty folder";
+    throw new SiloOutputError(location.folderUrl, required, "a file written by the job", got);
   }
-  const metricsFile = files.find((file) => file.name === METRICS_FILE);
-  if (!metricsFile) throw new SiloOutputError(location.folderUrl, METRICS_FILE, "a file written by the trainer", "no such file");
+  const metricsFile = files.find((file) => file.name === METRICS_FILE)!;
   if (metricsFile.size > MAX_METRICS_BYTES) {
     throw new SiloOutputError(location.folderUrl, METRICS_FILE, `at most ${MAX_METRICS_BYTES} bytes`, `${metricsFile.size} bytes`);
   }

@@ -31,7 +31,16 @@ export function localComputeEnabled(env: Readonly<Record<string, string | undefi
   return env[LocalComputeSettings.enabled]?.trim().toLowerCase() === LOCAL_COMPUTE_ENABLED;
 }
 
-const specSchema = z.strictObject({ type: z.literal("local") }).meta({ description: "A child process on the machine running flo (embedded runtime)." });
+const specSchema = z
+  .strictObject({
+    type: z.literal("local"),
+    keyFile: z
+      .string()
+      .min(1)
+      .optional()
+      .meta({ description: "The silo's secret key file for secure aggregation (`flo silo keygen --out`), a local path. Local mode is for testing: the host's user can read every silo's key." }),
+  })
+  .meta({ description: "A child process on the machine running flo (embedded runtime)." });
 
 export const localBackend: ComputeBackend<typeof specSchema> = {
   specSchema,

@@ -14,8 +14,8 @@ import { closeSync, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readF
 import { isAbsolute, join, resolve } from "node:path";
 import { confineLocalPath, LocalPathError } from "../../storage/localPaths";
 import { renderCommand } from "../commandTemplate";
-import type { CallOptions, JobFolderTransfer, JobState, SiloCompute, SiloJobRequest, SiloJobStatus, SiloOutput } from "../siloCompute";
-import { JOB_NAME_PATTERN, METRICS_FILE, MODEL_FILE, TERMINAL_JOB_STATES, readSiloMetrics } from "../siloCompute";
+import type { CallOptions, JobFolderTransfer, JobState, OpenOutputOptions, SiloCompute, SiloJobRequest, SiloJobStatus, SiloOutput } from "../siloCompute";
+import { JOB_NAME_PATTERN, METRICS_FILE, MODEL_FILE, TERMINAL_JOB_STATES, jobKindContract, readSiloMetrics } from "../siloCompute";
 import { localJobEvent, type LocalJobEvent } from "./events";
 import { bindingMismatch, ensurePrivateJobsRoot, jobBindingToken, jobsSecret } from "./jobBinding";
 import { jobEnvironment } from "./jobEnv";
@@ -59,6 +59,22 @@ export const MAX_LOG_TAIL_BYTES = 2048;
 /** A local job that cannot be submitted as asked. */
 export class LocalJobError extends Error {
   override readonly name = "LocalJobError";
+}
+
+/** The local files masking reads, from the request's inputs (already local paths). */
+function maskingFiles(request: SiloJobRequest, inputs: Readonly<Record<string, string>>): NonNullable<LocalJobFile["mask"]> {
+  const secure = request.secureAggregation!;
+  const need = (name: string) => {
+    const value = inputs[name];
+    if (value === undefined) throw new LocalJobError(`job ${request.jobName}: secure aggregation needs input ${name}`);
+    return value;
+  };
+  return {
+    sessionFile: join(need(secure.sessionInput), secure.sessionFile),
+    keyFile: need(secure.keyInput),
+    globalModelFile: join(need("global_model"), MODEL_FILE),
+    publishMetrics: secure.publishMetrics,
+  };
 }
 
 /** What a job's folder holds: nothing of this job yet, a job this host submitted, or an untrusted job. */
@@ -121,11 +137,12 @@ export class LocalSiloCompute implements SiloCompute {
         inputs[name] = local;
       } else inputs[name] = this.localPath(input.uri, `inputs.${name}`);
     }
-    const outputDir = join(jobDir, "outputs", "model_update");
+    const outputName = jobKindContract(request.kind).output;
+    const outputDir = join(jobDir, "outputs", outputName);
     mkdirSync(outputDir, { recursive: true });
     let argv: string[];
     try {
-      argv = renderCommand(request.command, { inputs, outputs: { model_update: outputDir } });
+      argv = renderCommand(request.command, { inputs, outputs: { [outputName]: outputDir } });
     } catch (err) {
       throw new LocalJobError(`job ${request.jobName}: ${(err as Error).message}`);
     }
@@ -142,6 +159,7 @@ export class LocalSiloCompute implements SiloCompute {
       timeoutSeconds: request.timeoutSeconds,
       outputDir,
       createdAt: new Date().toISOString(),
+      ...(request.secureAggregation ? { mask: maskingFiles(request, inputs) } : {}),
     };
     writeJsonAtomic(join(jobDir, "job.json"), job);
     writeJobStatus(jobDir, { state: "queued" });
@@ -195,7 +213,7 @@ export class LocalSiloCompute implements SiloCompute {
     await this.finish(jobName, options);
   }
 
-  async openOutput(outputUri: string, options: CallOptions = {}): Promise<SiloOutput> {
+  async openOutput(outputUri: string, options: OpenOutputOptions = {}): Promise<SiloOutput> {
     const folder = outputUri.replace(/\/*$/, "/");
     const metrics = await readSiloMetrics(this.options.transfer.source(`${folder}${METRICS_FILE}`), options);
     return { kind: "train", model: this.options.transfer.source(`${folder}${MODEL_FILE}`), metrics };
@@ -230,10 +248,11 @@ export class LocalSiloCompute implements SiloCompute {
     let error = status.error;
     let outputUri: string | undefined;
     if (state === "completed") {
-      const missing = [MODEL_FILE, METRICS_FILE].filter((f) => !existsSync(join(job.outputDir, f)));
+      const contract = jobKindContract(job.request.kind);
+      const missing = (job.request.outputFiles ?? contract.outputFiles).filter((f) => !existsSync(join(job.outputDir, f)));
       if (missing.length) {
         state = "failed";
-        error = `the trainer exited 0 but outputs.model_update lacks ${missing.join(" and ")} (silo job contract)`;
+        error = `the job exited 0 but outputs.${contract.output} lacks ${missing.join(" and ")} (silo job contract)`;
       } else {
         await this.options.transfer.uploadFolder(job.outputDir, job.request.outputUri, options);
         outputUri = job.request.outputUri;

@@ -14,6 +14,8 @@ export interface LocalJobFile {
   timeoutSeconds: number;
   outputDir: string;
   createdAt: string;
+  /** Secure aggregation: the runner masks the trainer's output in place before the host uploads it. */
+  mask?: { sessionFile: string; keyFile: string; globalModelFile: string; publishMetrics: boolean };
 }
 
 /** status.json: the runner's view of the job, replaced atomically on every change. */

@@ -61,7 +61,16 @@ function main(jobDir: string): void {
   child.on("exit", (code, signal) => {
     const finishedAt = new Date().toISOString();
     if (timedOut) finish({ ...base, state: "failed", finishedAt, exitCode: code, error: `job timed out after ${job.timeoutSeconds} s` });
-    else if (code === 0) finish({ ...base, state: "completed", finishedAt, exitCode: 0 });
+    else if (code === 0 && job.mask) {
+      // Secure aggregation: only the masked update and encrypted shares may be uploaded.
+      // Loaded only for secure jobs: plain jobs' runners do not pay for the secagg modules.
+      import("../../secagg/siloJob")
+        .then(({ maskTrainingOutput }) => maskTrainingOutput({ ...job.mask!, outputDir: job.outputDir }))
+        .then(
+          () => finish({ ...base, state: "completed", finishedAt: new Date().toISOString(), exitCode: 0 }),
+          (err: Error) => finish({ ...base, state: "failed", finishedAt: new Date().toISOString(), exitCode: 0, error: `masking the trainer's output failed: ${err.message}` }),
+        );
+    } else if (code === 0) finish({ ...base, state: "completed", finishedAt, exitCode: 0 });
     else finish({ ...base, state: "failed", finishedAt, exitCode: code, error: signal ? `trainer killed by ${signal}` : `trainer exited with code ${code}` });
   });
   // Cancellation signals the runner; pass it on to the trainer's group.
