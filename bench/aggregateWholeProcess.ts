@@ -47,7 +47,7 @@ async function timeProcess(file: string, args: string[]): Promise<{ seconds: num
   return { seconds: Number(process.hrtime.bigint() - start) / 1e9, stdout, stderr };
 }
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;

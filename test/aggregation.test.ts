@@ -517,6 +517,47 @@ describe("options", () => {
   });
 });
 
+describe("read buffers under a budget", () => {
+  /** The byte lengths of the tensor reads the engine makes (the header reads are 8 bytes and the header). */
+  function recordingSource(name: string, bytes: Buffer, lengths: number[]): ByteSource {
+    const inner = memorySource(name, bytes);
+    return {
+      name,
+      size: (o) => inner.size(o),
+      read: async (offset, length, o) => {
+        lengths.push(length);
+        return inner.read(offset, length, o);
+      },
+    };
+  }
+
+  test("with every digest known no slot waits for hash workers, so the same budget holds larger chunks", async () => {
+    const n = 4096;
+    const models = await Promise.all([0, 1].map((k) => modelBytes([{ name: "w", dtype: "F32", shape: [n], values: Array.from({ length: n }, (_, i) => i * (k + 1)) }])));
+    const digests = models.map((m) => sha256(m));
+    // 2 updates x 4-byte elements, prefetch 1: (1 + 1) slots when nothing is hashed on workers,
+    // (1 + 2) when the workers hash the chunk after it is combined.
+    const budget = 2 * 4 * 480;
+    const readsOf = async (known: boolean, hashWorkers: number) => {
+      const lengths: number[] = [];
+      const updates = models.map((m, i) => ({ id: `u${i}`, model: recordingSource(`u${i}`, m, lengths), metrics: { numExamples: 1, metrics: {} }, ...(known ? { knownSha256: digests[i] } : {}) }));
+      const { promise, run } = runFedAvg(updates, { prefetchChunks: 1, bufferBudgetBytes: budget, hashWorkers });
+      const result = await promise;
+      expect(result.included.map((u) => u.sha256)).toEqual(digests);
+      return { largest: Math.max(...lengths), output: run.sinks[0].committed! };
+    };
+    const known = await readsOf(true, 1);
+    const hashed = await readsOf(false, 1);
+    const inline = await readsOf(false, 0);
+    // floor(budget / (slots x 2 x 4)) rounded down to 16 elements, x 4 bytes
+    expect(known.largest).toBe(Math.floor(480 / 2 / 16) * 16 * 4);
+    expect(hashed.largest).toBe(Math.floor(480 / 3 / 16) * 16 * 4);
+    expect(inline.largest).toBe(known.largest); // hashing on the engine's thread frees the slot at once
+    expect(known.output.equals(hashed.output)).toBe(true);
+    expect(inline.output.equals(hashed.output)).toBe(true);
+  });
+});
+
 describe("engine plumbing for the registry strategies", () => {
   test("hash falls back to a sequential re-read when a file's data is not in name order", async () => {
     // Hand-made file whose data section stores "b" before "a" (valid safetensors).

@@ -82,7 +82,10 @@ test("uploadSpecCode leaves registered assets, URIs and specs without azureml si
 test("a mixed spec keeps training.code for local silos and gets training.uploadedCode for azureml silos, uploaded once", async () => {
   const project = folder({ "trainer/train.py": "print(1)", "trainer/.amlignore": "*.csv\n", "trainer/big.csv": "1,2" });
   const { uploader, stored, calls } = memoryUploader();
-  const spec = { silos: [{ compute: { type: "local" } }, { compute: { type: "azureml" } }], training: { code: "trainer" } };
+  const spec: { silos: { compute: { type: string } }[]; training: { code: string; uploadedCode?: string } } = {
+    silos: [{ compute: { type: "local" } }, { compute: { type: "azureml" } }],
+    training: { code: "trainer" },
+  };
   const first = await uploadSpecCode(spec, uploader, { baseDir: project });
   const again = await uploadSpecCode(spec, uploader, { baseDir: project });
   const digest = hashCodeFolder(join(project, "trainer")).digest;

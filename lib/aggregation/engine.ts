@@ -82,7 +82,8 @@ export interface AggregateOptions {
   /** Elements per chunk and update (default 512 Ki: 2 MB per F32 row; lowered so that the read
    *  buffers stay within `bufferBudgetBytes`). */
   chunkElements?: number;
-  /** Bound on the shared read buffers ((prefetch + 2) slots x K rows x chunk), default 96 MB. */
+  /** Bound on the shared read buffers (slots x K rows x chunk, where slots = prefetch + 1, plus one
+   *  while hash workers read the chunk just combined), default 96 MB. */
   bufferBudgetBytes?: number;
   /** Chunks read ahead while one is combined (default 2; more helps high-latency sources). */
   prefetchChunks?: number;
@@ -228,7 +229,7 @@ export async function aggregateUpdates(options: AggregateOptions): Promise<Aggre
   const { tensors, floatElements } = outputLayout(reference.header);
   const globalHeader = await checkGlobalModel(options, tensors);
   const stateSources = await openStateSources(options, tensors);
-  const work = planWork(options, tensors, included.length);
+  const work = planWork(options, tensors, included);
   const resources = startResources(options, tensors, included, work);
   try {
     return await aggregateUntilValid({ options, included, excluded, tensors, floatElements, globalHeader, stateSources, work, resources });
@@ -388,18 +389,29 @@ async function openStateSources(options: AggregateOptions, tensors: readonly Ten
 interface WorkPlan {
   items: WorkItem[];
   chunkElements: number;
-  /** Read slots: one being combined, `prefetch` being read, one whose bytes are still being hashed. */
+  /** Read slots: one being combined, `prefetch` being read, and one whose bytes the hash workers
+   *  still read (only when they hash: the bytes of updates with known digests are not hashed). */
   slots: number;
   prefetch: number;
   maxElementBytes: number;
+  hashWorkers: number;
+}
+
+/** Hash worker threads for these updates (0: every digest is known, or too few bytes to hash). */
+function hashWorkerCount(options: AggregateOptions, included: readonly Candidate[]): number {
+  const bytesToHash = included.reduce((s, c) => s + (c.knownSha256 ? 0 : c.header.fileSize), 0);
+  if (bytesToHash === 0) return 0;
+  return Math.min(options.hashWorkers ?? defaultHashWorkers(bytesToHash), included.length);
 }
 
 /** Step 4: every tensor in name order, cut into chunks small enough for the buffer budget. */
-function planWork(options: AggregateOptions, tensors: readonly TensorLayout[], updates: number): WorkPlan {
+function planWork(options: AggregateOptions, tensors: readonly TensorLayout[], included: readonly Candidate[]): WorkPlan {
+  const updates = included.length;
   const maxElementBytes = Math.max(1, ...tensors.map((t) => dtypeSize(t.dtype)));
   const budget = options.bufferBudgetBytes ?? DEFAULT_BUFFER_BUDGET_BYTES;
   const prefetch = options.prefetchChunks ?? DEFAULT_PREFETCH_CHUNKS;
-  const slots = prefetch + 2;
+  const hashWorkers = hashWorkerCount(options, included);
+  const slots = prefetch + (hashWorkers > 0 ? 2 : 1);
   const requestedChunk = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
   const chunkElements = Math.max(1, Math.min(requestedChunk, Math.floor(budget / (slots * updates * maxElementBytes)) & ~15 || 16));
   const items: WorkItem[] = [];
@@ -409,7 +421,7 @@ function planWork(options: AggregateOptions, tensors: readonly TensorLayout[], u
       items.push({ tensorIndex, start, length: Math.min(chunkElements, t.numel - start) });
     }
   });
-  return { items, chunkElements, slots, prefetch, maxElementBytes };
+  return { items, chunkElements, slots, prefetch, maxElementBytes, hashWorkers };
 }
 
 interface RoundResources {
@@ -424,12 +436,13 @@ function startResources(options: AggregateOptions, tensors: readonly TensorLayou
   const floatElements = tensors.reduce((sum, t) => sum + (t.flatOffset >= 0 ? t.numel : 0), 0);
   const rowBytes = Math.min(work.chunkElements, Math.max(1, ...tensors.map((t) => t.numel))) * work.maxElementBytes;
   const outElements = Math.min(work.chunkElements, Math.max(1, floatElements));
-  const arena = new SimdArena(work.slots * included.length * rowBytes + outElements * 8 * 3 + 64 * (work.slots * included.length + 3));
-  const totalBytes = included.reduce((s, c) => s + (c.knownSha256 ? 0 : c.header.fileSize), 0);
+  // The output chunks are encoded in the tensors' own dtype: F32 models need half the bytes of F64.
+  const encodedBytes = outElements * Math.max(1, ...tensors.filter((t) => t.flatOffset >= 0).map((t) => dtypeSize(t.dtype)));
+  const arena = new SimdArena(work.slots * included.length * rowBytes + outElements * 8 + encodedBytes * 2 + 64 * (work.slots * included.length + 3));
   const floatBytes = included.length * tensors.reduce((sum, t) => sum + (t.flatOffset >= 0 ? t.numel * dtypeSize(t.dtype) : 0), 0);
   const kernelWorkers = options.kernelWorkers ?? (floatBytes >= 32 << 20 ? 1 : 0);
   if (!Number.isInteger(kernelWorkers) || kernelWorkers < 0 || kernelWorkers > 1) throw new AggregationError("BAD_OPTIONS", `kernelWorkers must be 0 or 1, got ${kernelWorkers}`);
-  const hashPool = new HashPool(arena.buffer, Math.min(options.hashWorkers ?? defaultHashWorkers(totalBytes), included.length));
+  const hashPool = new HashPool(arena.buffer, work.hashWorkers);
   // Workers get the chunk's rows only: not the global model or state tensors.
   const splittable = strategy.parallelKernels && !strategy.needsGlobal && strategy.stateTensors.length === 0;
   const kernelPool = kernelWorkers > 0 && splittable ? KernelPool.start() : undefined;
@@ -438,7 +451,7 @@ function startResources(options: AggregateOptions, tensors: readonly TensorLayou
     slots: Array.from({ length: work.slots }, () => included.map(() => arena.allocate(rowBytes))),
     prefetch: work.prefetch,
     out: new Float64Array(arena.buffer, arena.allocate(outElements * 8).byteOffset, outElements),
-    encode: [arena.allocate(outElements * 8), arena.allocate(outElements * 8)],
+    encode: [arena.allocate(encodedBytes), arena.allocate(encodedBytes)],
   };
   return { buffers, hashPool, ...(kernelPool ? { kernelPool } : {}) };
 }
@@ -543,9 +556,9 @@ interface SharedBuffers {
   slots: Uint8Array[][];
   /** The combine output chunk (in the arena, so the SIMD kernel can write it). */
   out: Float64Array;
-  /** Two alternating output encode buffers (chunk x 8 bytes each). */
+  /** Two alternating output encode buffers (chunk x the largest float dtype's size each). */
   encode: Uint8Array[];
-  /** Chunks read ahead (slots.length = prefetch + 2). */
+  /** Chunks read ahead (slots.length = prefetch + 1, + 1 while hash workers read). */
   prefetch: number;
 }
 
