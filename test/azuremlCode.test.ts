@@ -4,10 +4,11 @@
  */
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { azureMlCodeOf, hashCodeFolder, isCodeReference, MAX_CODE_BYTES, uploadedCodeDigest, uploadSpecCode, type CodeUploader } from "../lib/compute/azureml/code";
 import { loadSpecFile, SpecError } from "../lib/spec";
+import { setupSecureDemo } from "../examples/fraud/secureSetup";
 
 function folder(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), "flo-code-"));
@@ -120,8 +121,13 @@ test("every spec under examples/ parses, its local code folder exists where flo 
     });
   const valid = specs("examples");
   expect(valid).toEqual(expect.arrayContaining(["examples/specs/azureml-robust.yaml", "examples/fraud/federation.yaml"]));
+  // The secure demo's spec is a template: its setup fills in the silos' public keys (made per machine) in a copy.
+  const secureDemo = "examples/fraud/secure.yaml";
+  expect(valid).toContain(secureDemo);
+  const filledSecureDemo = join(mkdtempSync(join(tmpdir(), "flo-examples-")), "secure.yaml");
+  await setupSecureDemo({ spec: join(root, secureDemo), keys: join(dirname(filledSecureDemo), "keys"), out: filledSecureDemo });
   for (const file of valid) {
-    const spec = await loadSpecFile(join(root, file));
+    const spec = await loadSpecFile(file === secureDemo ? filledSecureDemo : join(root, file));
     expect({ file, name: spec.name }).toEqual({ file, name: expect.stringMatching(/^[a-z0-9-]+$/) });
     const code = spec.training.code;
     if (code === undefined || isCodeReference(code)) continue;

@@ -1,6 +1,6 @@
 /** The spec of secure aggregation: fields, defaults, and the refusals with their reasons and field paths. */
 import { SpecError, validateSpec, type SpecIssue } from "../lib/spec";
-import { copyFileSync, mkdtempSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -124,12 +124,14 @@ describe("aggregation.secureAggregation", () => {
 });
 
 describe("the secure fraud demo", () => {
-  it("its setup makes private keys, fills the public keys in and writes the round-1 model; the spec is then valid", async () => {
+  it("its setup makes private keys, writes a copy of the spec with the public keys filled in and the round-1 model; the copy is valid, the tracked spec untouched", async () => {
     const dir = mkdtempSync(join(tmpdir(), "flo-secure-demo-"));
-    const specFile = join(dir, "secure.yaml");
-    copyFileSync(`${__dirname}/../examples/fraud/secure.yaml`, specFile);
-    expect(() => validateSpec(parseYaml(readFileSync(specFile, "utf8")))).toThrow(/silos\[0\]\.publicKey/);
-    await setupSecureDemo({ spec: specFile, keys: join(dir, "keys") });
+    const template = `${__dirname}/../examples/fraud/secure.yaml`;
+    const before = readFileSync(template, "utf8");
+    const specFile = join(dir, "out", "secure.yaml");
+    expect(() => validateSpec(parseYaml(before))).toThrow(/silos\[0\]\.publicKey/);
+    await setupSecureDemo({ spec: template, keys: join(dir, "keys"), out: specFile });
+    expect(readFileSync(template, "utf8")).toBe(before);
     const spec = validateSpec(parseYaml(readFileSync(specFile, "utf8")));
     for (const silo of spec.silos) {
       const keyFile = join(dir, "keys", `${silo.name}.key`);

@@ -1,13 +1,14 @@
 /**
  * Setup of the secure fraud demo (examples/fraud/secure.yaml): each silo's X25519 key pair, made as
  * `flo silo keygen` makes it, into examples/fraud/keys/<silo>.key (gitignored; an existing key is
- * kept), the silos' public keys written into the spec, and the round-1 model (the trainer's own
- * initial weights: secure aggregation masks `trained - global`, so round 1 needs a global model).
+ * kept), a copy of the spec with the silos' public keys filled in (the tracked spec stays as it is:
+ * keys differ per machine), and the round-1 model (the trainer's own initial weights: secure
+ * aggregation masks `trained - global`, so round 1 needs a global model).
  *
- *   node dist/examples/fraud/secureSetup.js [--spec examples/fraud/secure.yaml] [--keys examples/fraud/keys]
+ *   node dist/examples/fraud/secureSetup.js [--spec examples/fraud/secure.yaml] [--keys examples/fraud/keys] [--out out/fraud-secure/secure.yaml]
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { encodeKey, generateKeyPair, readSecretKeyFile, writeSecretKeyFile } from "../../lib/secagg/keys";
 import { initialWeights, writeModelFile } from "./model";
@@ -17,7 +18,8 @@ function siloNames(specText: string): string[] {
   return [...specText.matchAll(/^ {2}- name: ([a-z0-9-]+)$/gm)].map((m) => m[1]);
 }
 
-export async function setupSecureDemo(options: { spec: string; keys: string }): Promise<void> {
+/** `out`: where the filled-in spec is written (its relative paths stay relative to the current directory). */
+export async function setupSecureDemo(options: { spec: string; keys: string; out: string }): Promise<void> {
   mkdirSync(options.keys, { recursive: true, mode: 0o700 });
   let text = readFileSync(options.spec, "utf8");
   const silos = siloNames(text);
@@ -30,14 +32,21 @@ export async function setupSecureDemo(options: { spec: string; keys: string }): 
     if (!entry.test(text)) throw new Error(`${options.spec}: silo ${silo} has no publicKey line`);
     text = text.replace(entry, `$1"${publicKey}"`);
   }
-  writeFileSync(options.spec, text);
+  mkdirSync(dirname(options.out), { recursive: true });
+  writeFileSync(options.out, text);
   await writeModelFile(join(options.keys, "initial.safetensors"), initialWeights(1));
-  console.log(`secure demo: keys of ${silos.join(", ")} in ${options.keys}, their public keys in ${options.spec}`);
+  console.log(`secure demo: keys of ${silos.join(", ")} in ${options.keys}, the spec with their public keys in ${options.out}`);
 }
 
 if (require.main === module) {
-  const { values } = parseArgs({ options: { spec: { type: "string", default: "examples/fraud/secure.yaml" }, keys: { type: "string", default: "examples/fraud/keys" } } });
-  setupSecureDemo({ spec: values.spec, keys: values.keys }).catch((err: Error) => {
+  const { values } = parseArgs({
+    options: {
+      spec: { type: "string", default: "examples/fraud/secure.yaml" },
+      keys: { type: "string", default: "examples/fraud/keys" },
+      out: { type: "string", default: "out/fraud-secure/secure.yaml" },
+    },
+  });
+  setupSecureDemo({ spec: values.spec, keys: values.keys, out: values.out }).catch((err: Error) => {
     console.error(`secure demo setup: ${err.message}`);
     process.exit(1);
   });
