@@ -5,11 +5,12 @@
  * stdout/stderr kept as the job log, outputs uploaded, then a local job event (events.ts) is
  * published to the job-events queue, as Event Grid does for an Azure ML job.
  *
- * Each job runs under a detached runner process (jobRunner.ts) that records its final state
- * in the job folder, so a job survives a restart of the host that submitted it; this side finishes
- * the job (upload + event) once it sees that state, from a monitor loop or from a status() call.
+ * Jobs run under a detached runner process (jobRunner.ts, one for all of this host's jobs) that
+ * records each job's final state in its folder, so a job survives a restart of the host that
+ * submitted it; this side finishes the job (upload + event) once it sees that state, from a
+ * monitor loop or from a status() call.
  */
-import { DetachedSpawner } from "./detachedSpawner";
+import { JobRunnerProcess } from "./jobRunnerProcess";
 import { closeSync, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { confineLocalPath, LocalPathError } from "../../storage/localPaths";
@@ -48,7 +49,6 @@ export interface LocalSiloComputeOptions {
   monitorIntervalMs?: number;
 }
 
-const RUNNER = join(__dirname, "jobRunner.js");
 /** Finished jobs the monitor uploads and reports at the same time. */
 const FINISH_CONCURRENCY = 16;
 /** Every this many monitor ticks, every pending job's status.json is read (not only marked ones). */
@@ -68,7 +68,7 @@ export class LocalSiloCompute implements SiloCompute {
   private readonly root: string;
   private readonly baseDir: string;
   private readonly secret: Buffer;
-  /** Environment of the runners (the trainers' adds the job's own variables). */
+  /** Environment of the runner (the trainers' adds the job's own variables). */
   private readonly runnerEnv: Record<string, string>;
   private readonly finishing = new Map<string, Promise<SiloJobStatus>>();
   /**
@@ -80,7 +80,7 @@ export class LocalSiloCompute implements SiloCompute {
   private rootScanned = false;
   private ticking = false;
   private ticks = 0;
-  private readonly spawner = new DetachedSpawner();
+  private readonly runner: JobRunnerProcess;
   private readonly monitor: NodeJS.Timeout;
 
   constructor(private readonly options: LocalSiloComputeOptions) {
@@ -89,6 +89,7 @@ export class LocalSiloCompute implements SiloCompute {
     ensurePrivateJobsRoot(this.root);
     this.secret = jobsSecret(this.root, options.jobsSecret);
     this.runnerEnv = jobEnvironment({ host: options.env, extraNames: options.extraJobEnv });
+    this.runner = new JobRunnerProcess(this.runnerEnv);
     this.monitor = setInterval(() => void this.finishReadyJobs(), options.monitorIntervalMs ?? 100);
     this.monitor.unref();
   }
@@ -96,7 +97,7 @@ export class LocalSiloCompute implements SiloCompute {
   /** Stops the monitor; running jobs go on (as they would on Azure ML). */
   close(): void {
     clearInterval(this.monitor);
-    void this.spawner.close();
+    this.runner.close();
   }
 
   async submit(request: SiloJobRequest, options: CallOptions = {}): Promise<SiloJobStatus> {
@@ -145,11 +146,10 @@ export class LocalSiloCompute implements SiloCompute {
     };
     writeJsonAtomic(join(jobDir, "job.json"), job);
     writeJobStatus(jobDir, { state: "queued" });
-    // Spawned off the event loop (see DetachedSpawner): K jobs per round would block it K times.
-    const runnerPid = await this.spawner.spawn(process.execPath, [RUNNER, jobDir], this.runnerEnv);
-    // The runner records its pid in status.json once it runs; this one lets a runner that dies
-    // before that (killed, crashed loading) be noticed instead of leaving the job queued forever.
-    if (runnerPid !== undefined) writeFileSync(join(jobDir, "runner.pid"), String(runnerPid));
+    const runnerPid = this.runner.start(jobDir);
+    // The runner records its pid in status.json when it starts the job; this one lets a runner that
+    // dies before that (killed, crashed loading) be noticed instead of leaving the job queued forever.
+    writeFileSync(join(jobDir, "runner.pid"), String(runnerPid));
     this.pending.add(request.jobName);
     await this.publish(request, "queued", options);
     return { jobName: request.jobName, state: "queued", rawStatus: "Queued" };
@@ -183,10 +183,11 @@ export class LocalSiloCompute implements SiloCompute {
     if (this.jobFolder(jobName).kind !== "trusted") return;
     const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
     if (!status || TERMINAL_JOB_STATES.includes(status.state)) return;
-    for (const pid of [status.childPid, status.runnerPid]) {
-      if (!pid) continue;
+    // The trainer's process group only: the runner serves every other job too. A job still
+    // queued is skipped by the runner once it reads the canceled state.
+    if (status.childPid) {
       try {
-        process.kill(-pid, "SIGKILL");
+        process.kill(-status.childPid, "SIGKILL");
       } catch {
         // already gone
       }
