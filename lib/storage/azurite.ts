@@ -152,7 +152,22 @@ function loadAzurite(): AzuriteModules {
   const load = (path: string) =>
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- Azurite is untyped, and a static import would pay its load time up front
     require(`${base}/${path}`) as Record<string, unknown>;
-  const memory = load("common/persistence/MemoryExtentStore");
+  // Azurite's telemetry module requires applicationinsights, which on load patches the process's
+  // `require` (diagnostic-channel): every Azure SDK client loaded afterwards in this process (the
+  // app's blob, queue and table clients) then records an OpenTelemetry span per request, and
+  // console and winston calls are republished. That cost ~10% of the host's CPU with K local silos.
+  // Its documented switch, read once when it loads, turns the patching off.
+  const NO_PATCHING = "APPLICATION_INSIGHTS_NO_DIAGNOSTIC_CHANNEL";
+  const previous = process.env[NO_PATCHING];
+  process.env[NO_PATCHING] = "1";
+  let memory: Record<string, unknown>;
+  try {
+    load("common/Telemetry");
+    memory = load("common/persistence/MemoryExtentStore");
+  } finally {
+    if (previous === undefined) delete process.env[NO_PATCHING];
+    else process.env[NO_PATCHING] = previous;
+  }
   modules = {
     BlobServer: load("blob/BlobServer").default as ServerCtor,
     BlobConfiguration: load("blob/BlobConfiguration").default as ConfigCtor,
