@@ -96,7 +96,7 @@ it("reports every finished job exactly once, uploads included, when several fini
     // A few more ticks: nothing is reported twice.
     await new Promise((r) => setTimeout(r, 200));
     for (const j of jobs) {
-      expect(statusesOf(rec.events, j)).toEqual(["queued", "completed"]);
+      expect(statusesOf(rec.events, j)).toEqual(["completed"]);
       expect(rec.uploads.filter((u) => u.includes(j))).toEqual([`http://store/fed/${j}/`, `http://store/fed/${j}.log`]);
       expect(await compute.status(j)).toMatchObject({ state: "completed", outputUri: `http://store/fed/${j}/` });
     }
@@ -131,7 +131,7 @@ it("a new host's monitor finishes jobs an earlier host left unreported, and only
   await until(() => finished("left-behind") && finished("already-reported"), "both jobs to finish");
   expect((await before.status("already-reported")).state).toBe("completed");
   before.close();
-  expect(statusesOf(first.events, "left-behind")).toEqual(["queued"]);
+  expect(statusesOf(first.events, "left-behind")).toEqual([]);
 
   const second = recorder();
   const after = new LocalSiloCompute({

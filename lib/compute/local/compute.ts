@@ -2,8 +2,8 @@
  * The `local` SiloCompute: runs each silo job as a child process on this machine, following the
  * silo job contract exactly as Azure ML does: inputs downloaded from the model store into the job's
  * folder, placeholders substituted (including `$[[...]]` optional parts), the command run with its
- * stdout/stderr kept as the job log, outputs uploaded, then a local job event (events.ts) is
- * published to the job-events queue, as Event Grid does for an Azure ML job.
+ * stdout/stderr kept as the job log, outputs uploaded, then a local job event (events.ts) with the
+ * final state is published to the job-events queue, as Event Grid does for an Azure ML job.
  *
  * Jobs run under a detached runner process (jobRunner.ts, one for all of this host's jobs) that
  * records each job's final state in its folder, so a job survives a restart of the host that
@@ -151,7 +151,8 @@ export class LocalSiloCompute implements SiloCompute {
     // dies before that (killed, crashed loading) be noticed instead of leaving the job queued forever.
     writeFileSync(join(jobDir, "runner.pid"), String(runnerPid));
     this.pending.add(request.jobName);
-    await this.publish(request, "queued", options);
+    // No "queued" event: the orchestration acts on final states only, and each event costs a queue
+    // message sent, received and deleted, and a function invocation, per silo and round.
     return { jobName: request.jobName, state: "queued", rawStatus: "Queued" };
   }
 
