@@ -30,11 +30,13 @@ import { startLocalHost, type LocalHost } from "../lib/runtime/host";
 import type { InvocationResult, Invoker } from "../lib/runtime/invoke";
 import { EventType, type HistoryEvent } from "../lib/runtime/durable/history";
 import type { LocalJobFile, LocalJobReportFile, LocalJobStatusFile } from "../lib/compute/local/jobFiles";
+import { describeVerdict, measureSiloBaseline, roundVerdict, type RoundVerdict } from "./siloBaseline";
 import { LiveOrchestrationMeter, roundTimeline, summarizeOrchestratorCalls, type JobTimes, type OrchestratorCall, type RoundTimeline, type SiloInstanceTimes } from "./orchestrationTimeline";
 
 const REPO = resolve(__dirname, "..", "..");
 const APP_ENTRY = join(REPO, "dist", "functions", "index.js");
 const TRAINER_DIR = join(REPO, "bench", "fixtures");
+const TRAINER = join(TRAINER_DIR, "orchestration-trainer.js");
 
 /** Bad command-line flags. */
 export class BenchOptionsError extends Error {
@@ -369,6 +371,26 @@ interface KResult {
   timelines: RoundTimeline[];
 }
 
+interface KBaseline {
+  /** The K trainers alone (siloBaseline.ts), measured right before and right after the federation. */
+  beforeMs: number;
+  afterMs: number;
+  meanMs: number;
+  verdicts: RoundVerdict[];
+}
+
+/** Each round against the anchor measured around it: K instant trainers alone, started at once. */
+function printBaseline(silos: number, timelines: RoundTimeline[], baseline: KBaseline): void {
+  const s2 = (ms: number) => (ms / 1000).toFixed(2);
+  console.log(
+    `baseline, ${silos} instant trainers started at once and awaited, no orchestration: ${s2(baseline.beforeMs)} s before, ${s2(baseline.afterMs)} s after the federation, mean ${s2(baseline.meanMs)} s`,
+  );
+  for (const [i, t] of timelines.entries()) {
+    const hostCpuPerSilo = t.hostCpuMs / silos;
+    console.log(`  round ${t.round}: ${describeVerdict(t.wallMs, baseline.verdicts[i])}; host CPU ${hostCpuPerSilo.toFixed(1)} ms per silo`);
+  }
+}
+
 /**
  * Each K runs in its own process: a fresh heap, and the Functions app registers its functions once
  * per process (a second host in the same process would see none).
@@ -398,13 +420,18 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(1))
       .join(" ");
   console.log(`flo orchestration benchmark: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, load average ${load()}`);
-  const results: KResult[] = [];
+  const results: (KResult & { baseline: KBaseline })[] = [];
   for (const silos of options.silos) {
     const rounds = silos >= options.largeFrom ? Math.min(options.rounds, options.largeRounds) : options.rounds;
+    const beforeMs = await measureSiloBaseline(TRAINER, silos);
     const { timelines, wallMs } = await runKInChild(silos, rounds, options.timeoutMs);
+    const afterMs = await measureSiloBaseline(TRAINER, silos);
+    const meanMs = (beforeMs + afterMs) / 2;
+    const baseline: KBaseline = { beforeMs, afterMs, meanMs, verdicts: timelines.map((t) => roundVerdict(silos, t.wallMs, meanMs)) };
     printTable(silos, timelines, wallMs);
+    printBaseline(silos, timelines, baseline);
     console.log(`load average after K = ${silos}: ${load()}`);
-    results.push({ silos, rounds, wallMs, timelines });
+    results.push({ silos, rounds, wallMs, timelines, baseline });
   }
   console.log(
     "\n(a) last job exit of round r -> first job submission of round r+1 (last round: -> federation completed)." +
