@@ -305,6 +305,28 @@ describe("json, files, folders", () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  test("downloadFolder checks each file against the sha256 its listing recorded, without a HEAD per file", async () => {
+    const store = await newStore();
+    const blobPath = roundGlobalPath("fed", 3);
+    await store.putBytes(blobPath, Buffer.from("real model"));
+    await store.container.getBlockBlobClient(blobPath).setMetadata({ sha256: "1".repeat(64) });
+    let stats = 0;
+    const stat = store.stat.bind(store);
+    store.stat = (...args) => (stats++, stat(...args));
+    const dir = tempDir();
+    const folder = blobPath.slice(0, blobPath.lastIndexOf("/") + 1);
+    await expect(store.downloadFolder(folder, dir)).rejects.toThrow(new BlobIntegrityError(store.uri(blobPath), "1".repeat(64), sha256(Buffer.from("real model"))));
+    expect(fs.readdirSync(dir)).toEqual([]);
+    expect(stats).toBe(0);
+    await store.putBytes(blobPath, Buffer.from("real model"));
+    stats = 0;
+    const [file] = await store.downloadFolder(folder, dir);
+    expect(fs.readFileSync(file.localPath, "utf8")).toBe("real model");
+    expect(file.sha256).toBe(sha256(Buffer.from("real model")));
+    expect(stats).toBe(0);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   test("uploadFile/downloadToFile stream a file bigger than a block", async () => {
     const store = await newStore({ blockSize: 64 * KiB });
     const dir = tempDir();

@@ -97,6 +97,8 @@ export interface ReadRangeOptions {
   offset?: number;
   /** Default: to the end of the blob. */
   count?: number;
+  /** The blob's size and ETag when already known (from a listing): saves the HEAD request, and reads stay pinned to that version. */
+  known?: Pick<StoredBlob, "size" | "etag">;
 }
 
 type Sdk = { statusCode?: number; code?: string; name?: string };
@@ -403,7 +405,7 @@ export class ModelStore {
   /** The generator behind readStream, for `for await` use without a stream. */
   async *readChunks(path: string, options: ReadRangeOptions = {}): AsyncGenerator<Buffer> {
     const uri = this.uri(path);
-    const info = await this.stat(path, options);
+    const info = options.known ?? (await this.stat(path, options));
     const offset = options.offset ?? 0;
     const count = options.count ?? Math.max(0, info.size - offset);
     checkRange(offset, count, uri);
@@ -511,9 +513,13 @@ export class ModelStore {
    * If the blob carries a recorded sha256, the bytes are checked against it (BlobIntegrityError).
    * Returns the local path and the sha256 of the bytes written.
    */
-  async downloadToFile(path: string, localPath: string, options: { signal?: AbortSignal } = {}): Promise<WrittenObject> {
+  async downloadToFile(
+    path: string,
+    localPath: string,
+    options: { signal?: AbortSignal; /** Size, ETag and recorded sha256 from a listing: saves the HEAD request. */ listed?: Pick<StoredBlob, "size" | "sha256" | "etag"> } = {},
+  ): Promise<WrittenObject> {
     const uri = this.uri(path);
-    const info = await this.stat(path, options);
+    const info = options.listed ?? (await this.stat(path, options));
     await fs.promises.mkdir(nodePath.dirname(localPath), { recursive: true });
     const temp = `${localPath}.partial-${randomBytes(4).toString("hex")}`;
     const hash = createHash("sha256");
@@ -521,7 +527,7 @@ export class ModelStore {
     const file = await fs.promises.open(temp, "w");
     try {
       try {
-        for await (const chunk of this.readChunks(path, { signal: options.signal, count: info.size })) {
+        for await (const chunk of this.readChunks(path, { signal: options.signal, count: info.size, known: info })) {
           hash.update(chunk);
           size += chunk.length;
           await file.write(chunk);
@@ -592,7 +598,7 @@ export class ModelStore {
       if (relative === "" || relative.split("/").some((p) => p === "" || p === "." || p === "..") || !localPath.startsWith(root + nodePath.sep)) {
         throw new StorePathError(`blob ${blob.uri}: its path below ${base} would leave ${root}`);
       }
-      const written = await this.downloadToFile(blob.path, localPath, options);
+      const written = await this.downloadToFile(blob.path, localPath, { signal: options.signal, listed: blob });
       return { ...written, uri: blob.uri, path: blob.path, localPath };
     });
     return results;
