@@ -30,7 +30,7 @@ import { startLocalHost, type LocalHost } from "../lib/runtime/host";
 import type { InvocationResult, Invoker } from "../lib/runtime/invoke";
 import { EventType, type HistoryEvent } from "../lib/runtime/durable/history";
 import type { LocalJobFile, LocalJobReportFile, LocalJobStatusFile } from "../lib/compute/local/jobFiles";
-import { describeVerdict, measureSiloBaseline, roundVerdict, type RoundVerdict } from "./siloBaseline";
+import { describeVerdict, measureSiloBaseline, peakConcurrency, readProcessCpu, roundVerdict, type BaselineRun, type RoundVerdict } from "./siloBaseline";
 import { LiveOrchestrationMeter, roundTimeline, summarizeOrchestratorCalls, type JobTimes, type OrchestratorCall, type RoundTimeline, type SiloInstanceTimes } from "./orchestrationTimeline";
 
 const REPO = resolve(__dirname, "..", "..");
@@ -240,7 +240,30 @@ interface CpuSample {
   cpuMs: number;
 }
 
-async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{ timelines: RoundTimeline[]; wallMs: number }> {
+/** CPU of the local job runner(s) of a federation, read before the host stops them: their own, and their trainers'. */
+interface RunnerCpu {
+  runnerMs: number;
+  trainersMs: number;
+}
+
+function runnerCpu(jobsDir: string): RunnerCpu {
+  const pids = new Set<number>();
+  for (const name of readdirSync(jobsDir)) {
+    // Job folders only (the jobs folder also holds the host secret and the finished markers).
+    const pid = Number(readJson<number>(join(jobsDir, name, "runner.pid")));
+    if (Number.isInteger(pid) && pid > 0) pids.add(pid);
+  }
+  let runnerMs = 0;
+  let trainersMs = 0;
+  for (const pid of pids) {
+    const cpu = readProcessCpu(pid);
+    runnerMs += cpu.ownMs;
+    trainersMs += cpu.childrenMs;
+  }
+  return { runnerMs, trainersMs };
+}
+
+async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{ timelines: RoundTimeline[]; wallMs: number; runner: RunnerCpu; trainerConcurrency: number }> {
   const dir = mkdtempSync(join(tmpdir(), `flo-bench-orch-${silos}-`));
   const jobsDir = join(dir, "jobs");
   mkdirSync(jobsDir);
@@ -271,15 +294,18 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
     const final = await host.engine.waitForStatus(federationId, (s) => ["Completed", "Failed", "Terminated"].includes(s.runtimeStatus), { timeoutMs });
     const wallMs = Date.now() - started;
     sampleCpu();
+    const runner = runnerCpu(jobsDir);
     if (final.runtimeStatus !== "Completed") throw new Error(`federation ${federationId} ended ${final.runtimeStatus}: ${JSON.stringify(final.output)}`);
     // The round history is in the checkpoint blob; the API serves it.
     const statusResponse = await fetch(`${host.url}/api/federations/${federationId}`, { headers: { "x-functions-key": host.functionKey } });
     const { history } = (await statusResponse.json()) as { history: { round: number; startedAt: string; aggregatedAt: string }[] };
     const calls = await remeasureAlone(invoke, recorded);
     const aggregatedAt = new Map(history.map((h) => [h.round, Date.parse(h.aggregatedAt)]));
+    const jobs = jobTimes(jobsDir);
+    const trainerConcurrency = peakConcurrency(jobs.filter((j) => j.startedAt !== undefined && j.finishedAt !== undefined).map((j) => ({ start: j.startedAt!, end: j.finishedAt! })));
     const timelines = roundTimeline({
       rounds,
-      jobs: jobTimes(jobsDir),
+      jobs,
       silos: siloInstanceTimes(host, federationId, rounds, silos),
       aggregatedAt,
       completedAt: executionCompletedAt(host.engine.history(federationId)),
@@ -287,7 +313,7 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
       live: live.byRound,
       processCpuMs: (from, to) => cpuBetween(cpuSamples, from, to),
     });
-    return { timelines, wallMs };
+    return { timelines, wallMs, runner, trainerConcurrency };
   } finally {
     clearInterval(sampler);
     await host.stop();
@@ -369,25 +395,42 @@ interface KResult {
   rounds: number;
   wallMs: number;
   timelines: RoundTimeline[];
+  runner: RunnerCpu;
+  /** The most trainers running at once in any round (status.json startedAt -> finishedAt). */
+  trainerConcurrency: number;
 }
 
 interface KBaseline {
-  /** The K trainers alone (siloBaseline.ts), measured right before and right after the federation. */
-  beforeMs: number;
-  afterMs: number;
+  /** The most trainers that ran at once in the federation: the baseline's concurrency. */
+  concurrency: number;
+  /** The K trainers alone (siloBaseline.ts), measured twice right after the federation. */
+  runs: BaselineRun[];
   meanMs: number;
+  /** Their CPU (user + system), mean of the two runs. */
+  trainersCpuMs: number;
   verdicts: RoundVerdict[];
 }
 
-/** Each round against the anchor measured around it: K instant trainers alone, started at once. */
-function printBaseline(silos: number, timelines: RoundTimeline[], baseline: KBaseline): void {
+/**
+ * Each round against the anchor measured around it: K instant trainers alone, started at once.
+ * Wall time is the target's measure; the CPU line says what it would be without other load: on an
+ * otherwise idle machine a round and the baseline both keep every core busy, so their wall times
+ * compare as their CPU times do (host + runner + trainers against the trainers alone).
+ */
+function printBaseline(result: KResult, baseline: KBaseline): void {
+  const { silos, rounds, timelines, runner } = result;
   const s2 = (ms: number) => (ms / 1000).toFixed(2);
+  const perSilo = (ms: number) => `${(ms / silos).toFixed(1)} ms`;
   console.log(
-    `baseline, ${silos} instant trainers started at once and awaited, no orchestration: ${s2(baseline.beforeMs)} s before, ${s2(baseline.afterMs)} s after the federation, mean ${s2(baseline.meanMs)} s`,
+    `baseline, ${silos} instant trainers, at most ${baseline.concurrency} at once (as in the federation), no orchestration: ${baseline.runs.map((r) => `${s2(r.wallMs)} s`).join(", ")} (mean ${s2(baseline.meanMs)} s); trainer CPU ${perSilo(baseline.trainersCpuMs)} each`,
   );
+  const trainersPerRound = runner.trainersMs / rounds;
+  const runnerPerRound = runner.runnerMs / rounds;
   for (const [i, t] of timelines.entries()) {
-    const hostCpuPerSilo = t.hostCpuMs / silos;
-    console.log(`  round ${t.round}: ${describeVerdict(t.wallMs, baseline.verdicts[i])}; host CPU ${hostCpuPerSilo.toFixed(1)} ms per silo`);
+    const cpuRatio = (t.hostCpuMs + runnerPerRound + trainersPerRound) / baseline.trainersCpuMs;
+    console.log(
+      `  round ${t.round}: ${describeVerdict(t.wallMs, baseline.verdicts[i])}; CPU per silo: host ${perSilo(t.hostCpuMs)} + job runner ${perSilo(runnerPerRound)} + trainer ${perSilo(trainersPerRound)} = ${cpuRatio.toFixed(2)}x the baseline's CPU`,
+    );
   }
 }
 
@@ -407,8 +450,7 @@ function runKInChild(silos: number, rounds: number, timeoutMs: number): Promise<
 
 async function childMain(argv: string[]): Promise<void> {
   const [silos, rounds, timeoutMs] = argv.map(Number);
-  const { timelines, wallMs } = await runK(silos, rounds, timeoutMs);
-  const result: KResult = { silos, rounds, wallMs, timelines };
+  const result: KResult = { silos, rounds, ...(await runK(silos, rounds, timeoutMs)) };
   await new Promise<void>((done) => process.send!(result, () => done()));
 }
 
@@ -423,15 +465,22 @@ async function main(): Promise<void> {
   const results: (KResult & { baseline: KBaseline })[] = [];
   for (const silos of options.silos) {
     const rounds = silos >= options.largeFrom ? Math.min(options.rounds, options.largeRounds) : options.rounds;
-    const beforeMs = await measureSiloBaseline(TRAINER, silos);
-    const { timelines, wallMs } = await runKInChild(silos, rounds, options.timeoutMs);
-    const afterMs = await measureSiloBaseline(TRAINER, silos);
-    const meanMs = (beforeMs + afterMs) / 2;
-    const baseline: KBaseline = { beforeMs, afterMs, meanMs, verdicts: timelines.map((t) => roundVerdict(silos, t.wallMs, meanMs)) };
-    printTable(silos, timelines, wallMs);
-    printBaseline(silos, timelines, baseline);
+    const result = await runKInChild(silos, rounds, options.timeoutMs);
+    const concurrency = result.trainerConcurrency;
+    const runs = [await measureSiloBaseline(TRAINER, silos, concurrency), await measureSiloBaseline(TRAINER, silos, concurrency)];
+    const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+    const meanMs = mean(runs.map((r) => r.wallMs));
+    const baseline: KBaseline = {
+      concurrency,
+      runs,
+      meanMs,
+      trainersCpuMs: mean(runs.map((r) => r.trainersCpuMs)),
+      verdicts: result.timelines.map((t) => roundVerdict(silos, t.wallMs, meanMs)),
+    };
+    printTable(silos, result.timelines, result.wallMs);
+    printBaseline(result, baseline);
     console.log(`load average after K = ${silos}: ${load()}`);
-    results.push({ silos, rounds, wallMs, timelines, baseline });
+    results.push({ ...result, baseline });
   }
   console.log(
     "\n(a) last job exit of round r -> first job submission of round r+1 (last round: -> federation completed)." +
