@@ -106,6 +106,20 @@ it("reports every finished job exactly once, uploads included, when several fini
     // One runner process started every job (each job costs one process, its trainer).
     const runnerPids = new Set(jobs.flatMap((j) => [readFileSync(join(root, j, "runner.pid"), "utf8"), String(JSON.parse(readFileSync(join(root, j, "status.json"), "utf8")).runnerPid)]));
     expect(runnerPids.size).toBe(1);
+    // With nothing left pending the runner is released and exits: no process of a finished round lingers.
+    const runnerPid = Number([...runnerPids][0]);
+    await until(() => {
+      try {
+        process.kill(runnerPid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, "the idle runner to exit");
+    // The next job starts a new runner.
+    await compute.submit(request("job-f"));
+    await until(() => existsSync(join(root, "job-f", "reported.json")), "the next job to be reported");
+    expect(Number(readFileSync(join(root, "job-f", "runner.pid"), "utf8"))).not.toBe(runnerPid);
   } finally {
     compute.close();
   }

@@ -53,6 +53,8 @@ export interface LocalSiloComputeOptions {
 const FINISH_CONCURRENCY = 16;
 /** Every this many monitor ticks, every pending job's status.json is read (not only marked ones). */
 const FULL_CHECK_EVERY = 25;
+/** Once no job is pending for this long, the runner's input is closed: it exits when its jobs are done. */
+const RUNNER_IDLE_MS = 1000;
 /** At most this much of a failed job's log travels with its error (into manifests); the whole log is in its log blob. */
 export const MAX_LOG_TAIL_BYTES = 2048;
 
@@ -81,6 +83,7 @@ export class LocalSiloCompute implements SiloCompute {
   private ticking = false;
   private ticks = 0;
   private readonly runner: JobRunnerProcess;
+  private runnerIdleTimer: NodeJS.Timeout | undefined;
   private readonly monitor: NodeJS.Timeout;
 
   constructor(private readonly options: LocalSiloComputeOptions) {
@@ -97,6 +100,7 @@ export class LocalSiloCompute implements SiloCompute {
   /** Stops the monitor; running jobs go on (as they would on Azure ML). */
   close(): void {
     clearInterval(this.monitor);
+    clearTimeout(this.runnerIdleTimer);
     this.runner.close();
   }
 
@@ -146,6 +150,7 @@ export class LocalSiloCompute implements SiloCompute {
     };
     writeJsonAtomic(join(jobDir, "job.json"), job);
     writeJobStatus(jobDir, { state: "queued" });
+    clearTimeout(this.runnerIdleTimer);
     const runnerPid = this.runner.start(jobDir);
     // The runner records its pid in status.json when it starts the job; this one lets a runner that
     // dies before that (killed, crashed loading) be noticed instead of leaving the job queued forever.
@@ -211,6 +216,7 @@ export class LocalSiloCompute implements SiloCompute {
         .then((status) => {
           this.pending.delete(jobName);
           rmSync(finishedMarkerPath(this.jobDir(jobName)), { force: true });
+          this.releaseIdleRunner();
           return status;
         })
         .finally(() => this.finishing.delete(jobName));
@@ -292,6 +298,20 @@ export class LocalSiloCompute implements SiloCompute {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /**
+   * No process of a finished round lingers: once no job is pending (for RUNNER_IDLE_MS, so the
+   * next round's jobs usually find it still there), the runner's input is closed and it exits; the
+   * next job starts a new one.
+   */
+  private releaseIdleRunner(): void {
+    if (this.pending.size > 0) return;
+    clearTimeout(this.runnerIdleTimer);
+    this.runnerIdleTimer = setTimeout(() => {
+      if (this.pending.size === 0) this.runner.close();
+    }, RUNNER_IDLE_MS);
+    this.runnerIdleTimer.unref();
   }
 
   private async publish(request: SiloJobRequest, state: JobState, options: CallOptions): Promise<void> {
