@@ -16,7 +16,10 @@
  *      at least one orchestrator invocation was in flight (see LiveOrchestrationMeter);
  *  (c) history events per execution (the history the last replay of each execution saw): the round's
  *      `federation` execution, the largest `siloGroup` and the largest `siloRound` sub-orchestration.
- * Plus the round's wall time and the host process's CPU time during the round.
+ * Plus the round's wall time and the host process's CPU time during the round, and, after each K's
+ * federation, its anchor (siloBaseline.ts): K instant trainers alone at the federation's peak
+ * concurrency, each round's wall time against it (target: K = 100 within 1.5x, K = 1000 within 2x)
+ * and CPU per silo (host, job runner, trainer) against the baseline's trainer CPU.
  *
  * Usage: node dist/bench/orchestration.js [--silos 10,100,1000] [--rounds 3] [--large-rounds 2]
  *        [--large-from 1000] [--json <file>] [--timeout-minutes 20]

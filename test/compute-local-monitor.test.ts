@@ -209,7 +209,19 @@ it("the runner skips a job canceled before it got to it, runs the next, and exit
     const dir = join(root, name);
     mkdirSync(join(dir, "out"), { recursive: true });
     const argv = ["node", join(TRAINER_DIR, "orchestration-trainer.js"), "--out", join(dir, "out")];
-    writeFileSync(join(dir, "job.json"), JSON.stringify({ request: request(name), argv, cwd: TRAINER_DIR, env: { PATH: process.env.PATH }, binding: "", timeoutSeconds: 60, outputDir: join(dir, "out"), createdAt: new Date().toISOString() }));
+    writeFileSync(
+      join(dir, "job.json"),
+      JSON.stringify({
+        request: request(name),
+        argv,
+        cwd: TRAINER_DIR,
+        env: { PATH: process.env.PATH },
+        binding: "",
+        timeoutSeconds: 60,
+        outputDir: join(dir, "out"),
+        createdAt: new Date().toISOString(),
+      }),
+    );
     writeFileSync(join(dir, "status.json"), JSON.stringify({ state: status }));
     return dir;
   };

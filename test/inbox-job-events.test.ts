@@ -41,9 +41,7 @@ function delivery(state: "completed" | "running", lines: string[]): InboxDeliver
 test("a final state is raised on the silo's instance with one call", async () => {
   const { client, calls } = fakeClient(() => Promise.resolve());
   expect(await handleJobEvent(client, delivery("completed", []))).toBe("raised");
-  expect(calls).toEqual([
-    { method: "raiseEvent", args: ["fed:r2:east", "silo-done:2:east", { jobName: "flo-fed-r2-east", state: "completed", rawStatus: "completed", eventId: "event-1" }] },
-  ]);
+  expect(calls).toEqual([{ method: "raiseEvent", args: ["fed:r2:east", "silo-done:2:east", { jobName: "flo-fed-r2-east", state: "completed", rawStatus: "completed", eventId: "event-1" }] }]);
 });
 
 test("an event for an instance that does not exist is ignored with the reason, from the raise's 404", async () => {

@@ -48,7 +48,7 @@ export class JobRunnerProcess {
     child.on("error", forget);
     // A runner that died leaves a broken pipe: the next job starts a new runner, and the jobs it
     // held are found by their dead runner pid (LocalSiloCompute's runnerDied).
-    child.stdin!.on("error", forget);
+    child.stdin.on("error", forget);
     // The host exits when its own work is done: neither the runner nor its idle input pipe keeps it alive.
     child.unref();
     this.child = child;
