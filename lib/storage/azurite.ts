@@ -165,7 +165,7 @@ function loadAzurite(): AzuriteModules {
   // Azurite's telemetry module requires applicationinsights, which on load patches the process's
   // `require` (diagnostic-channel): every Azure SDK client loaded afterwards in this process (the
   // app's blob, queue and table clients) then records an OpenTelemetry span per request, and
-  // console and winston calls are republished. That cost ~10% of the host's CPU with K local silos.
+  // console and winston calls are republished. That cost ~8% of the host's CPU with K local silos.
   // Its documented switch, read once when it loads, turns the patching off.
   const NO_PATCHING = "APPLICATION_INSIGHTS_NO_DIAGNOSTIC_CHANNEL";
   const previous = process.env[NO_PATCHING];
