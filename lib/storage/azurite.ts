@@ -16,6 +16,7 @@
 import * as path from "node:path";
 import * as fs from "node:fs";
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from "node:http";
+import { withoutApplicationInsightsPatching } from "./applicationInsightsSettings";
 import { AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME, azuriteAccountUrl, azuriteConnectionString } from "./devAccount";
 
 export type AzuriteService = "blob" | "queue" | "table";
@@ -167,17 +168,10 @@ function loadAzurite(): AzuriteModules {
   // app's blob, queue and table clients) then records an OpenTelemetry span per request, and
   // console and winston calls are republished. That cost ~8% of the host's CPU with K local silos.
   // Its documented switch, read once when it loads, turns the patching off.
-  const NO_PATCHING = "APPLICATION_INSIGHTS_NO_DIAGNOSTIC_CHANNEL";
-  const previous = process.env[NO_PATCHING];
-  process.env[NO_PATCHING] = "1";
-  let memory: Record<string, unknown>;
-  try {
+  const memory = withoutApplicationInsightsPatching(() => {
     load("common/Telemetry");
-    memory = load("common/persistence/MemoryExtentStore");
-  } finally {
-    if (previous === undefined) delete process.env[NO_PATCHING];
-    else process.env[NO_PATCHING] = previous;
-  }
+    return load("common/persistence/MemoryExtentStore");
+  });
   modules = {
     BlobServer: load("blob/BlobServer").default as ServerCtor,
     BlobConfiguration: load("blob/BlobConfiguration").default as ConfigCtor,
