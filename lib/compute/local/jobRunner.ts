@@ -40,7 +40,13 @@ function main(): void {
   const lines = createInterface({ input: process.stdin });
   lines.on("line", (line) => {
     const jobDir = line.trim();
-    if (jobDir) runJob(jobDir);
+    if (!jobDir) return;
+    try {
+      runJob(jobDir);
+    } catch {
+      // The job's folder could not be written (removed, disk full): that job stays queued until
+      // its round's deadline, and the runner goes on serving the other jobs.
+    }
   });
   lines.on("close", () => {
     inputEnded = true;
@@ -87,6 +93,10 @@ function runJob(jobDir: string): void {
     // The trainer writes its log straight to the file, and runs in its own process group so a
     // timeout or cancel stops everything it started.
     child = spawn(program === "node" ? process.execPath : program, args, { cwd: job.cwd, env: job.env, stdio: ["ignore", logFd, logFd], detached: true });
+  } catch (err) {
+    // One job's bad command must not take the runner (and every other job) down.
+    writeFinal(jobDir, { ...base, state: "failed", finishedAt: new Date().toISOString(), error: `could not start ${program}: ${(err as Error).message}` });
+    return;
   } finally {
     closeSync(logFd);
   }
