@@ -16,7 +16,10 @@
  *      at least one orchestrator invocation was in flight (see LiveOrchestrationMeter);
  *  (c) history events per execution (the history the last replay of each execution saw): the round's
  *      `federation` execution, the largest `siloGroup` and the largest `siloRound` sub-orchestration.
- * Plus the round's wall time and the host process's CPU time during the round.
+ * Plus the round's wall time and the host process's CPU time during the round, and, after each K's
+ * federation, its anchor (siloBaseline.ts): K instant trainers alone at the federation's peak
+ * concurrency, each round's wall time against it (target: K = 100 within 1.5x, K = 1000 within 2x)
+ * and CPU per silo (host, job runner, trainer) against the baseline's trainer CPU.
  *
  * Usage: node dist/bench/orchestration.js [--silos 10,100,1000] [--rounds 3] [--large-rounds 2]
  *        [--large-from 1000] [--json <file>] [--timeout-minutes 20]
@@ -30,11 +33,13 @@ import { startLocalHost, type LocalHost } from "../lib/runtime/host";
 import type { InvocationResult, Invoker } from "../lib/runtime/invoke";
 import { EventType, type HistoryEvent } from "../lib/runtime/durable/history";
 import type { LocalJobFile, LocalJobReportFile, LocalJobStatusFile } from "../lib/compute/local/jobFiles";
+import { describeVerdict, measureSiloBaseline, peakConcurrency, readProcessCpu, roundVerdict, type BaselineRun, type RoundVerdict } from "./siloBaseline";
 import { LiveOrchestrationMeter, roundTimeline, summarizeOrchestratorCalls, type JobTimes, type OrchestratorCall, type RoundTimeline, type SiloInstanceTimes } from "./orchestrationTimeline";
 
 const REPO = resolve(__dirname, "..", "..");
 const APP_ENTRY = join(REPO, "dist", "functions", "index.js");
 const TRAINER_DIR = join(REPO, "bench", "fixtures");
+const TRAINER = join(TRAINER_DIR, "orchestration-trainer.js");
 
 /** Bad command-line flags. */
 export class BenchOptionsError extends Error {
@@ -238,7 +243,30 @@ interface CpuSample {
   cpuMs: number;
 }
 
-async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{ timelines: RoundTimeline[]; wallMs: number }> {
+/** CPU of the local job runner(s) of a federation, read before the host stops them: their own, and their trainers'. */
+interface RunnerCpu {
+  runnerMs: number;
+  trainersMs: number;
+}
+
+function runnerCpu(jobsDir: string): RunnerCpu {
+  const pids = new Set<number>();
+  for (const name of readdirSync(jobsDir)) {
+    // Job folders only (the jobs folder also holds the host secret and the finished markers).
+    const pid = Number(readJson<number>(join(jobsDir, name, "runner.pid")));
+    if (Number.isInteger(pid) && pid > 0) pids.add(pid);
+  }
+  let runnerMs = 0;
+  let trainersMs = 0;
+  for (const pid of pids) {
+    const cpu = readProcessCpu(pid);
+    runnerMs += cpu.ownMs;
+    trainersMs += cpu.childrenMs;
+  }
+  return { runnerMs, trainersMs };
+}
+
+async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{ timelines: RoundTimeline[]; wallMs: number; runner: RunnerCpu; trainerConcurrency: number }> {
   const dir = mkdtempSync(join(tmpdir(), `flo-bench-orch-${silos}-`));
   const jobsDir = join(dir, "jobs");
   mkdirSync(jobsDir);
@@ -269,15 +297,18 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
     const final = await host.engine.waitForStatus(federationId, (s) => ["Completed", "Failed", "Terminated"].includes(s.runtimeStatus), { timeoutMs });
     const wallMs = Date.now() - started;
     sampleCpu();
+    const runner = runnerCpu(jobsDir);
     if (final.runtimeStatus !== "Completed") throw new Error(`federation ${federationId} ended ${final.runtimeStatus}: ${JSON.stringify(final.output)}`);
     // The round history is in the checkpoint blob; the API serves it.
     const statusResponse = await fetch(`${host.url}/api/federations/${federationId}`, { headers: { "x-functions-key": host.functionKey } });
     const { history } = (await statusResponse.json()) as { history: { round: number; startedAt: string; aggregatedAt: string }[] };
     const calls = await remeasureAlone(invoke, recorded);
     const aggregatedAt = new Map(history.map((h) => [h.round, Date.parse(h.aggregatedAt)]));
+    const jobs = jobTimes(jobsDir);
+    const trainerConcurrency = peakConcurrency(jobs.filter((j) => j.startedAt !== undefined && j.finishedAt !== undefined).map((j) => ({ start: j.startedAt!, end: j.finishedAt! })));
     const timelines = roundTimeline({
       rounds,
-      jobs: jobTimes(jobsDir),
+      jobs,
       silos: siloInstanceTimes(host, federationId, rounds, silos),
       aggregatedAt,
       completedAt: executionCompletedAt(host.engine.history(federationId)),
@@ -285,7 +316,7 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
       live: live.byRound,
       processCpuMs: (from, to) => cpuBetween(cpuSamples, from, to),
     });
-    return { timelines, wallMs };
+    return { timelines, wallMs, runner, trainerConcurrency };
   } finally {
     clearInterval(sampler);
     await host.stop();
@@ -367,6 +398,43 @@ interface KResult {
   rounds: number;
   wallMs: number;
   timelines: RoundTimeline[];
+  runner: RunnerCpu;
+  /** The most trainers running at once in any round (status.json startedAt -> finishedAt). */
+  trainerConcurrency: number;
+}
+
+interface KBaseline {
+  /** The most trainers that ran at once in the federation: the baseline's concurrency. */
+  concurrency: number;
+  /** The K trainers alone (siloBaseline.ts), measured twice right after the federation. */
+  runs: BaselineRun[];
+  meanMs: number;
+  /** Their CPU (user + system), mean of the two runs. */
+  trainersCpuMs: number;
+  verdicts: RoundVerdict[];
+}
+
+/**
+ * Each round against the anchor measured around it: K instant trainers alone, started at once.
+ * Wall time is the target's measure; the CPU line says what it would be without other load: on an
+ * otherwise idle machine a round and the baseline both keep every core busy, so their wall times
+ * compare as their CPU times do (host + runner + trainers against the trainers alone).
+ */
+function printBaseline(result: KResult, baseline: KBaseline): void {
+  const { silos, rounds, timelines, runner } = result;
+  const s2 = (ms: number) => (ms / 1000).toFixed(2);
+  const perSilo = (ms: number) => `${(ms / silos).toFixed(1)} ms`;
+  console.log(
+    `baseline, ${silos} instant trainers, at most ${baseline.concurrency} at once (as in the federation), no orchestration: ${baseline.runs.map((r) => `${s2(r.wallMs)} s`).join(", ")} (mean ${s2(baseline.meanMs)} s); trainer CPU ${perSilo(baseline.trainersCpuMs)} each`,
+  );
+  const trainersPerRound = runner.trainersMs / rounds;
+  const runnerPerRound = runner.runnerMs / rounds;
+  for (const [i, t] of timelines.entries()) {
+    const cpuRatio = (t.hostCpuMs + runnerPerRound + trainersPerRound) / baseline.trainersCpuMs;
+    console.log(
+      `  round ${t.round}: ${describeVerdict(t.wallMs, baseline.verdicts[i])}; CPU per silo: host ${perSilo(t.hostCpuMs)} + job runner ${perSilo(runnerPerRound)} + trainer ${perSilo(trainersPerRound)} = ${cpuRatio.toFixed(2)}x the baseline's CPU`,
+    );
+  }
 }
 
 /**
@@ -385,8 +453,7 @@ function runKInChild(silos: number, rounds: number, timeoutMs: number): Promise<
 
 async function childMain(argv: string[]): Promise<void> {
   const [silos, rounds, timeoutMs] = argv.map(Number);
-  const { timelines, wallMs } = await runK(silos, rounds, timeoutMs);
-  const result: KResult = { silos, rounds, wallMs, timelines };
+  const result: KResult = { silos, rounds, ...(await runK(silos, rounds, timeoutMs)) };
   await new Promise<void>((done) => process.send!(result, () => done()));
 }
 
@@ -398,13 +465,25 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(1))
       .join(" ");
   console.log(`flo orchestration benchmark: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, load average ${load()}`);
-  const results: KResult[] = [];
+  const results: (KResult & { baseline: KBaseline })[] = [];
   for (const silos of options.silos) {
     const rounds = silos >= options.largeFrom ? Math.min(options.rounds, options.largeRounds) : options.rounds;
-    const { timelines, wallMs } = await runKInChild(silos, rounds, options.timeoutMs);
-    printTable(silos, timelines, wallMs);
+    const result = await runKInChild(silos, rounds, options.timeoutMs);
+    const concurrency = result.trainerConcurrency;
+    const runs = [await measureSiloBaseline(TRAINER, silos, concurrency), await measureSiloBaseline(TRAINER, silos, concurrency)];
+    const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+    const meanMs = mean(runs.map((r) => r.wallMs));
+    const baseline: KBaseline = {
+      concurrency,
+      runs,
+      meanMs,
+      trainersCpuMs: mean(runs.map((r) => r.trainersCpuMs)),
+      verdicts: result.timelines.map((t) => roundVerdict(silos, t.wallMs, meanMs)),
+    };
+    printTable(silos, result.timelines, result.wallMs);
+    printBaseline(result, baseline);
     console.log(`load average after K = ${silos}: ${load()}`);
-    results.push({ silos, rounds, wallMs, timelines });
+    results.push({ ...result, baseline });
   }
   console.log(
     "\n(a) last job exit of round r -> first job submission of round r+1 (last round: -> federation completed)." +

@@ -1,9 +1,9 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { BlobServiceClient } from "@azure/storage-blob";
-import { AzuriteLocationInUseError, AzuriteOptionsError, AzuriteServiceNotStartedError, AzuriteStartError, startAzurite, type AzuriteHandle } from "../lib/storage/azurite";
+import { AzuriteLocationInUseError, AzuriteOptionsError, AzuriteServiceNotStartedError, AzuriteStartError, selectiveFieldFirst, startAzurite, type AzuriteHandle } from "../lib/storage/azurite";
 import { AZURITE_ACCOUNT_KEY } from "../lib/storage/devAccount";
 import { readSampleData as readAll, useAzurite, writeSampleData as writeAll } from "./helpers/azurite";
 
@@ -30,6 +30,59 @@ describe("startAzurite (in-memory fixture)", () => {
   test("blob, queue and table round-trip through the connection string", async () => {
     await writeAll(azurite.connectionString);
     expect(await readAll(azurite.connectionString)).toEqual({ blob: "hello blob", message: "hello queue", answer: 42 });
+  });
+});
+
+describe("in-process Azurite costs its host nothing per request beyond its own work", () => {
+  test("loading it leaves the process's require unpatched: Azure SDK requests record no telemetry spans", () => {
+    const dist = path.resolve(__dirname, "..", "dist", "lib", "storage", "azurite.js");
+    if (!fs.existsSync(dist)) throw new Error(`${dist} is missing: run \`npm run build\` (npm test does) before this test`);
+    // A fresh Node process: jest's module registry bypasses the require hooks being looked for.
+    const script = [
+      `const { startAzurite } = require(${JSON.stringify(dist)});`,
+      `(async () => {`,
+      `  const h = await startAzurite({ services: ["blob"] });`,
+      `  const { BlobServiceClient } = require("@azure/storage-blob");`,
+      `  await BlobServiceClient.fromConnectionString(h.connectionString).getContainerClient("probe").createIfNotExists();`,
+      `  const hooks = Object.keys(require.cache).filter((m) => /node_modules\\/(diagnostic-channel|diagnostic-channel-publishers|require-in-the-middle|@azure\\/opentelemetry-instrumentation-azure-sdk)\\//.test(m));`,
+      `  await h.stop();`,
+      `  console.log(JSON.stringify({ hooks, env: process.env.APPLICATION_INSIGHTS_NO_DIAGNOSTIC_CHANNEL ?? null }));`,
+      `})();`,
+    ].join("\n");
+    const out = execFileSync(process.execPath, ["-e", script], { cwd: path.resolve(__dirname, ".."), encoding: "utf8" });
+    // No hook module loaded, and the switch used while loading Azurite is not left set.
+    expect(JSON.parse(out)).toEqual({ hooks: [], env: null });
+  }, 30_000);
+
+  test("blob lookups put the field that tells blobs apart first; other queries are untouched", () => {
+    const lookup = { accountName: "a", containerName: "c", name: "x/model.safetensors", snapshot: "" };
+    expect(Object.keys(selectiveFieldFirst(lookup, "name") as object)).toEqual(["name", "accountName", "containerName", "snapshot"]);
+    expect(selectiveFieldFirst(lookup, "name")).toEqual(lookup);
+    const listing = { name: { $regex: "^x/" }, accountName: "a", containerName: "c" };
+    expect(selectiveFieldFirst(listing, "name")).toBe(listing);
+    const byContainer = { accountName: "a", containerName: "c" };
+    expect(selectiveFieldFirst(byContainer, "name")).toBe(byContainer);
+  });
+
+  test("with many blobs of one prefix, each read, overwrite, block commit and delete reaches the right blob", async () => {
+    const container = BlobServiceClient.fromConnectionString(azurite.connectionString).getContainerClient("lookups");
+    await container.createIfNotExists();
+    const names = Array.from({ length: 60 }, (_, i) => `rounds/1/updates/s${String(i).padStart(4, "0")}/model.safetensors`);
+    await Promise.all(names.map((name, i) => container.getBlockBlobClient(name).upload(`blob ${i}`, `blob ${i}`.length)));
+    for (const i of [0, 17, 59]) expect((await container.getBlobClient(names[i]).downloadToBuffer()).toString()).toBe(`blob ${i}`);
+    await container.getBlockBlobClient(names[17]).upload("replaced", 8);
+    const staged = container.getBlockBlobClient(names[30]);
+    const blockId = Buffer.from("block-0").toString("base64");
+    await staged.stageBlock(blockId, "staged", 6);
+    await staged.commitBlockList([blockId]);
+    await container.getBlobClient(names[59]).delete();
+    expect((await container.getBlobClient(names[17]).downloadToBuffer()).toString()).toBe("replaced");
+    expect((await container.getBlobClient(names[30]).downloadToBuffer()).toString()).toBe("staged");
+    expect((await container.getBlobClient(names[16]).downloadToBuffer()).toString()).toBe("blob 16");
+    expect(await container.getBlobClient(names[59]).exists()).toBe(false);
+    const listed: string[] = [];
+    for await (const blob of container.listBlobsFlat({ prefix: "rounds/1/updates/" })) listed.push(blob.name);
+    expect(listed).toEqual(names.slice(0, 59));
   });
 });
 

@@ -4,7 +4,8 @@
  * the next one (root scan).
  * Uses the compiled module (dist/, built by `npm test`): it spawns dist's local/jobRunner.js.
  */
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { LocalSiloCompute as LocalSiloComputeType } from "../lib/compute/local/compute";
@@ -96,12 +97,29 @@ it("reports every finished job exactly once, uploads included, when several fini
     // A few more ticks: nothing is reported twice.
     await new Promise((r) => setTimeout(r, 200));
     for (const j of jobs) {
-      expect(statusesOf(rec.events, j)).toEqual(["queued", "completed"]);
+      expect(statusesOf(rec.events, j)).toEqual(["completed"]);
       expect(rec.uploads.filter((u) => u.includes(j))).toEqual([`http://store/fed/${j}/`, `http://store/fed/${j}.log`]);
       expect(await compute.status(j)).toMatchObject({ state: "completed", outputUri: `http://store/fed/${j}/` });
     }
-    // The runners' finished markers are gone once their jobs are reported.
+    // The runner's finished markers are gone once their jobs are reported.
     expect(readdirSync(join(root, ".finished"))).toEqual([]);
+    // One runner process started every job (each job costs one process, its trainer).
+    const runnerPids = new Set(jobs.flatMap((j) => [readFileSync(join(root, j, "runner.pid"), "utf8"), String(JSON.parse(readFileSync(join(root, j, "status.json"), "utf8")).runnerPid)]));
+    expect(runnerPids.size).toBe(1);
+    // With nothing left pending the runner is released and exits: no process of a finished round lingers.
+    const runnerPid = Number([...runnerPids][0]);
+    await until(() => {
+      try {
+        process.kill(runnerPid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, "the idle runner to exit");
+    // The next job starts a new runner.
+    await compute.submit(request("job-f"));
+    await until(() => existsSync(join(root, "job-f", "reported.json")), "the next job to be reported");
+    expect(Number(readFileSync(join(root, "job-f", "runner.pid"), "utf8"))).not.toBe(runnerPid);
   } finally {
     compute.close();
   }
@@ -131,7 +149,7 @@ it("a new host's monitor finishes jobs an earlier host left unreported, and only
   await until(() => finished("left-behind") && finished("already-reported"), "both jobs to finish");
   expect((await before.status("already-reported")).state).toBe("completed");
   before.close();
-  expect(statusesOf(first.events, "left-behind")).toEqual(["queued"]);
+  expect(statusesOf(first.events, "left-behind")).toEqual([]);
 
   const second = recorder();
   const after = new LocalSiloCompute({
@@ -183,4 +201,41 @@ it("fails a queued job whose runner died before starting it, instead of leaving 
   } finally {
     compute.close();
   }
+});
+
+it("the runner skips a job canceled before it got to it, runs the next, and exits once its input closes and its jobs are done", async () => {
+  const runnerScript = resolve(__dirname, "..", "dist", "lib", "compute", "local", "jobRunner.js");
+  const job = (name: string, status: string) => {
+    const dir = join(root, name);
+    mkdirSync(join(dir, "out"), { recursive: true });
+    const argv = ["node", join(TRAINER_DIR, "orchestration-trainer.js"), "--out", join(dir, "out")];
+    writeFileSync(
+      join(dir, "job.json"),
+      JSON.stringify({
+        request: request(name),
+        argv,
+        cwd: TRAINER_DIR,
+        env: { PATH: process.env.PATH },
+        binding: "",
+        timeoutSeconds: 60,
+        outputDir: join(dir, "out"),
+        createdAt: new Date().toISOString(),
+      }),
+    );
+    writeFileSync(join(dir, "status.json"), JSON.stringify({ state: status }));
+    return dir;
+  };
+  const canceled = job("job-canceled", "canceled");
+  const queued = job("job-queued", "queued");
+  const runner = spawn(process.execPath, [runnerScript], { stdio: ["pipe", "ignore", "inherit"] });
+  const exited = new Promise<number | null>((done) => runner.on("exit", (code) => done(code)));
+  runner.stdin.write(`${canceled}\n${queued}\n`);
+  runner.stdin.end();
+  expect(await exited).toBe(0);
+  expect(JSON.parse(readFileSync(join(canceled, "status.json"), "utf8"))).toEqual({ state: "canceled" });
+  expect(existsSync(join(canceled, "job.log"))).toBe(false);
+  expect(JSON.parse(readFileSync(join(queued, "status.json"), "utf8"))).toMatchObject({ state: "completed", exitCode: 0, runnerPid: runner.pid });
+  expect(existsSync(join(queued, "out", "model.safetensors"))).toBe(true);
+  // The host reports a job it canceled itself: only the job the runner ran is marked finished.
+  expect(readdirSync(join(root, ".finished"))).toEqual(["job-queued"]);
 });

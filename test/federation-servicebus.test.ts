@@ -91,13 +91,13 @@ it("a partner's start-federation message runs a 2-round toy federation; job even
   // The partner command went through the broker and was consumed.
   expect(broker.accepted("partner-acme").map((m) => m.messageId)).toContain("cmd-sb-start");
 
-  // Every job's events went through the broker: the local compute publishes queued, then the final state.
+  // Every job's event went through the broker: the local compute publishes the final state only.
   const jobEvents = broker
     .accepted("job-events")
     .map((m) => m.body as LocalJobEvent)
     .filter((e) => e.jobName.startsWith(`flo-${FEDERATION}-`));
   const jobNames = [1, 2].flatMap((r) => silos.map((s) => `flo-${FEDERATION}-r${r}-${s.name}`));
-  expect(jobEvents.map((e) => `${e.jobName} ${e.state}`).sort()).toEqual(jobNames.flatMap((j) => [`${j} completed`, `${j} queued`]).sort());
+  expect(jobEvents.map((e) => `${e.jobName} ${e.state}`).sort()).toEqual(jobNames.map((j) => `${j} completed`).sort());
   expect(jobEvents.every((e) => e.type === LOCAL_JOB_EVENT_TYPE && e.tags.floKind === "train")).toBe(true);
   // ... and were consumed (completed) by the host's jobEvents trigger.
   await until("job-events drained", () => (broker.messages("job-events").length === 0 ? true : undefined));

@@ -108,11 +108,41 @@ describe("ranged reads", () => {
 
   test("a source pinned to one version fails with BlobChangedError after the blob is replaced", async () => {
     const store = await newStore();
-    await store.putBytes("v.bin", Buffer.alloc(64, 1));
+    await store.putBytes("v.bin", Buffer.alloc(64 * 1024, 1));
     const source = store.source("v.bin");
     expect((await source.read(0, 4)).equals(Buffer.alloc(4, 1))).toBe(true);
-    await store.putBytes("v.bin", Buffer.alloc(64, 2));
-    await expect(source.read(4, 4)).rejects.toBeInstanceOf(BlobChangedError);
+    await store.putBytes("v.bin", Buffer.alloc(64 * 1024, 2));
+    // The blob's first bytes came with the first read: still the pinned version's, never mixed.
+    expect((await source.read(4, 4)).equals(Buffer.alloc(4, 1))).toBe(true);
+    await expect(source.read(32 * 1024, 4)).rejects.toBeInstanceOf(BlobChangedError);
+  });
+
+  test("a source reads its size and first bytes in one request, and the rest as ranges", async () => {
+    const store = await newStore();
+    const bytes = Buffer.from(Array.from({ length: 20_000 }, (_, i) => i % 251));
+    await store.putBytes("head.bin", bytes);
+    const requests: string[] = [];
+    const original = store.readHead.bind(store);
+    store.readHead = (...args) => (requests.push("head"), original(...args));
+    const readRange = store.readRange.bind(store);
+    store.readRange = (...args) => (requests.push(`range ${args[1]}+${args[2]}`), readRange(...args));
+    const source = store.source("head.bin");
+    expect(await source.size()).toBe(20_000);
+    expect((await source.read(0, 8)).equals(bytes.subarray(0, 8))).toBe(true);
+    expect((await source.read(8, 100)).equals(bytes.subarray(8, 108))).toBe(true);
+    const target = Buffer.alloc(30);
+    await source.readInto!(target, 8180);
+    expect(target.equals(bytes.subarray(8180, 8210))).toBe(true);
+    expect((await source.read(19_990, 10)).equals(bytes.subarray(19_990))).toBe(true);
+    expect(requests).toEqual(["head", "range 8180+30", "range 19990+10"]);
+    // A blob smaller than the first bytes fetched, and an empty one.
+    await store.putBytes("small.json", Buffer.from('{"a":1}'));
+    const small = store.source("small.json");
+    expect(await small.size()).toBe(7);
+    expect((await small.read(0, 7)).toString()).toBe('{"a":1}');
+    await expect(small.read(5, 5)).rejects.toThrow(/short read/);
+    await store.putBytes("empty.bin", Buffer.alloc(0));
+    expect(await store.source("empty.bin").size()).toBe(0);
   });
 });
 
@@ -272,6 +302,28 @@ describe("json, files, folders", () => {
     const target = path.join(dir, "global", "model.safetensors");
     await expect(store.downloadToFile(blobPath, target)).rejects.toThrow(new BlobIntegrityError(store.uri(blobPath), "0".repeat(64), sha256(Buffer.from("real model"))));
     expect(fs.readdirSync(path.dirname(target))).toEqual([]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("downloadFolder checks each file against the sha256 its listing recorded, without a HEAD per file", async () => {
+    const store = await newStore();
+    const blobPath = roundGlobalPath("fed", 3);
+    await store.putBytes(blobPath, Buffer.from("real model"));
+    await store.container.getBlockBlobClient(blobPath).setMetadata({ sha256: "1".repeat(64) });
+    let stats = 0;
+    const stat = store.stat.bind(store);
+    store.stat = (...args) => (stats++, stat(...args));
+    const dir = tempDir();
+    const folder = blobPath.slice(0, blobPath.lastIndexOf("/") + 1);
+    await expect(store.downloadFolder(folder, dir)).rejects.toThrow(new BlobIntegrityError(store.uri(blobPath), "1".repeat(64), sha256(Buffer.from("real model"))));
+    expect(fs.readdirSync(dir)).toEqual([]);
+    expect(stats).toBe(0);
+    await store.putBytes(blobPath, Buffer.from("real model"));
+    stats = 0;
+    const [file] = await store.downloadFolder(folder, dir);
+    expect(fs.readFileSync(file.localPath, "utf8")).toBe("real model");
+    expect(file.sha256).toBe(sha256(Buffer.from("real model")));
+    expect(stats).toBe(0);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 

@@ -47,6 +47,9 @@ export async function rejectMessage(delivery: InboxDelivery, reason: string, des
   log(`message ${message.messageId ?? "(no id)"} from ${queue} rejected: ${reason}: ${description}`);
 }
 
+/** How the Durable client reports a raised event's missing instance (HTTP 404). */
+const NO_INSTANCE = /^No instance with ID '.*' found\.$/;
+
 export type JobEventOutcome = "raised" | "in-progress" | "not-ours" | "no-instance" | "rejected";
 
 /**
@@ -77,13 +80,16 @@ export async function handleJobEvent(client: DurableClient, delivery: InboxDeliv
     return "in-progress";
   }
   const instanceId = siloInstanceId(parsed.federationId, parsed.round, parsed.silo, parsed.jobKind);
-  if (!(await findInstance(client, instanceId))) {
+  const payload: SiloJobEvent = { jobName: parsed.jobName, state: parsed.status, rawStatus: parsed.rawStatus, eventId: parsed.eventId };
+  // Raised without looking the instance up first (one request per event instead of two): it
+  // resolves silently (HTTP 410) when the silo's round already closed, and names a missing instance.
+  try {
+    await client.raiseEvent(instanceId, jobEventName({ round: parsed.round, silo: parsed.silo, kind: parsed.jobKind }), payload);
+  } catch (err) {
+    if (!NO_INSTANCE.test((err as Error).message)) throw err;
     log(`job event ${parsed.eventId} for ${parsed.jobName} ignored: no orchestration ${instanceId}`);
     return "no-instance";
   }
-  const payload: SiloJobEvent = { jobName: parsed.jobName, state: parsed.status, rawStatus: parsed.rawStatus, eventId: parsed.eventId };
-  // Resolves silently (HTTP 410) when the silo's round already closed.
-  await client.raiseEvent(instanceId, jobEventName({ round: parsed.round, silo: parsed.silo, kind: parsed.jobKind }), payload);
   log(`job event ${parsed.eventId}: ${parsed.jobName} ${parsed.rawStatus ?? parsed.status ?? ""} -> ${instanceId}`);
   return "raised";
 }

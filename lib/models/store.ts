@@ -97,6 +97,8 @@ export interface ReadRangeOptions {
   offset?: number;
   /** Default: to the end of the blob. */
   count?: number;
+  /** The blob's size and ETag when already known (from a listing): saves the HEAD request, and reads stay pinned to that version. */
+  known?: Pick<StoredBlob, "size" | "etag">;
 }
 
 type Sdk = { statusCode?: number; code?: string; name?: string };
@@ -357,6 +359,36 @@ export class ModelStore {
     }
   }
 
+  /**
+   * The first `maxBytes` bytes of a blob (all of it when smaller) with its size and ETag, in one
+   * request, where a HEAD followed by reads would take two or more.
+   */
+  async readHead(path: string, maxBytes: number, options: { signal?: AbortSignal } = {}): Promise<{ bytes: Buffer; size: number; etag: string }> {
+    const uri = this.uri(path);
+    let response: BlobDownloadResponseParsed;
+    try {
+      response = await this.blob(path).download(0, maxBytes, { abortSignal: options.signal, maxRetryRequests: 0 });
+    } catch (err) {
+      // An empty blob has no byte range to serve.
+      if ((err as Sdk)?.statusCode === 416) {
+        const info = await this.stat(path, options);
+        if (info.size === 0) return { bytes: Buffer.alloc(0), size: 0, etag: info.etag };
+      }
+      throw this.wrap(err, "read", uri, path);
+    }
+    const length = response.contentLength ?? 0;
+    // "bytes 0-<last>/<size>"; without a range the whole blob was served.
+    const total = /\/(\d+)$/.exec(response.contentRange ?? "");
+    const bytes = Buffer.allocUnsafe(length);
+    try {
+      await readBodyInto(response, bytes, { filled: 0 }, length);
+    } catch (err) {
+      if (options.signal?.aborted) throw options.signal.reason ?? err;
+      throw new StorageRequestError("read", uri, (err as Sdk)?.statusCode, { cause: err });
+    }
+    return { bytes, size: total ? Number(total[1]) : length, etag: response.etag ?? "" };
+  }
+
   /** Random access to one blob, pinned to the version first seen. */
   source(path: string): ByteSource {
     return new BlobByteSource(this, path);
@@ -373,7 +405,7 @@ export class ModelStore {
   /** The generator behind readStream, for `for await` use without a stream. */
   async *readChunks(path: string, options: ReadRangeOptions = {}): AsyncGenerator<Buffer> {
     const uri = this.uri(path);
-    const info = await this.stat(path, options);
+    const info = options.known ?? (await this.stat(path, options));
     const offset = options.offset ?? 0;
     const count = options.count ?? Math.max(0, info.size - offset);
     checkRange(offset, count, uri);
@@ -481,9 +513,13 @@ export class ModelStore {
    * If the blob carries a recorded sha256, the bytes are checked against it (BlobIntegrityError).
    * Returns the local path and the sha256 of the bytes written.
    */
-  async downloadToFile(path: string, localPath: string, options: { signal?: AbortSignal } = {}): Promise<WrittenObject> {
+  async downloadToFile(
+    path: string,
+    localPath: string,
+    options: { signal?: AbortSignal; /** Size, ETag and recorded sha256 from a listing: saves the HEAD request. */ listed?: Pick<StoredBlob, "size" | "sha256" | "etag"> } = {},
+  ): Promise<WrittenObject> {
     const uri = this.uri(path);
-    const info = await this.stat(path, options);
+    const info = options.listed ?? (await this.stat(path, options));
     await fs.promises.mkdir(nodePath.dirname(localPath), { recursive: true });
     const temp = `${localPath}.partial-${randomBytes(4).toString("hex")}`;
     const hash = createHash("sha256");
@@ -491,7 +527,7 @@ export class ModelStore {
     const file = await fs.promises.open(temp, "w");
     try {
       try {
-        for await (const chunk of this.readChunks(path, { signal: options.signal, count: info.size })) {
+        for await (const chunk of this.readChunks(path, { signal: options.signal, count: info.size, known: info })) {
           hash.update(chunk);
           size += chunk.length;
           await file.write(chunk);
@@ -562,7 +598,7 @@ export class ModelStore {
       if (relative === "" || relative.split("/").some((p) => p === "" || p === "." || p === "..") || !localPath.startsWith(root + nodePath.sep)) {
         throw new StorePathError(`blob ${blob.uri}: its path below ${base} would leave ${root}`);
       }
-      const written = await this.downloadToFile(blob.path, localPath, options);
+      const written = await this.downloadToFile(blob.path, localPath, { signal: options.signal, listed: blob });
       return { ...written, uri: blob.uri, path: blob.path, localPath };
     });
     return results;
@@ -620,11 +656,19 @@ async function walkFiles(dir: string, relative = ""): Promise<string[]> {
   return out;
 }
 
+/**
+ * Bytes a blob source fetches from the start of its blob on first use, together with its size and
+ * ETag: a safetensors header or a metrics.json then costs one request instead of a HEAD and two or
+ * three reads. Small, because an aggregation keeps one source per update open.
+ */
+const HEAD_BYTES = 8192;
+
 /** Random access to one blob. The first response pins the ETag; later reads fail if it changes. */
 export class BlobByteSource implements ByteSource {
   readonly name: string;
   private etag: string | undefined;
   private knownSize: number | undefined;
+  private head: Promise<Buffer> | undefined;
 
   constructor(
     private readonly store: ModelStore,
@@ -634,15 +678,13 @@ export class BlobByteSource implements ByteSource {
   }
 
   async size(options: { signal?: AbortSignal } = {}): Promise<number> {
-    if (this.knownSize === undefined) {
-      const info = await this.store.stat(this.path, options);
-      this.pin(info.etag);
-      this.knownSize = info.size;
-    }
-    return this.knownSize;
+    if (this.knownSize === undefined) await this.loadHead(options);
+    return this.knownSize!;
   }
 
   async read(offset: number, length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
+    const cached = await this.fromHead(offset, length, options);
+    if (cached) return Buffer.from(cached);
     const { bytes, etag } = await this.store.readRange(this.path, offset, length, { signal: options.signal, etag: this.etag });
     if (etag) this.pin(etag);
     return bytes;
@@ -650,8 +692,37 @@ export class BlobByteSource implements ByteSource {
 
   /** Fills `target` from `offset` without allocating (the engine reuses its chunk buffers). */
   async readInto(target: Uint8Array, offset: number, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const cached = await this.fromHead(offset, target.byteLength, options);
+    if (cached) {
+      target.set(cached);
+      return;
+    }
     const { etag } = await this.store.readRange(this.path, offset, target.byteLength, { signal: options.signal, etag: this.etag, target });
     if (etag) this.pin(etag);
+  }
+
+  /** The range from the blob's first bytes when they hold it (fetched by size() or a first small read from offset 0). */
+  private async fromHead(offset: number, length: number, options: { signal?: AbortSignal }): Promise<Buffer | undefined> {
+    if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length <= 0 || offset + length > HEAD_BYTES) return undefined;
+    if (!this.head && offset > 0) return undefined;
+    const head = await this.loadHead(options);
+    return offset + length <= head.length ? head.subarray(offset, offset + length) : undefined;
+  }
+
+  private loadHead(options: { signal?: AbortSignal }): Promise<Buffer> {
+    if (!this.head) {
+      const pending = this.store.readHead(this.path, HEAD_BYTES, options).then((head) => {
+        this.pin(head.etag);
+        this.knownSize = head.size;
+        return head.bytes;
+      });
+      // A failed or aborted fetch is not kept: the next call tries again.
+      pending.catch(() => {
+        if (this.head === pending) this.head = undefined;
+      });
+      this.head = pending;
+    }
+    return this.head;
   }
 
   private pin(etag: string): void {

@@ -16,6 +16,7 @@
 import * as path from "node:path";
 import * as fs from "node:fs";
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from "node:http";
+import { withoutApplicationInsightsPatching } from "./applicationInsightsSettings";
 import { AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME, azuriteAccountUrl, azuriteConnectionString } from "./devAccount";
 
 export type AzuriteService = "blob" | "queue" | "table";
@@ -111,7 +112,17 @@ export class AzuriteOptionsError extends AzuriteError {}
 
 // ---- minimal types for the parts of Azurite we use (it ships no .d.ts) ----
 
+interface LokiResultset {
+  find(query: unknown, firstOnly?: boolean): LokiResultset;
+}
+
+interface LokiCollection {
+  binaryIndices: Record<string, unknown>;
+  chain(transform?: unknown, parameters?: unknown): LokiResultset;
+}
+
 interface LokiDb {
+  getCollection(name: string): LokiCollection | null;
   autosave: boolean;
   autosaveInterval: number;
   autosaveDirty(): boolean;
@@ -152,7 +163,15 @@ function loadAzurite(): AzuriteModules {
   const load = (path: string) =>
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- Azurite is untyped, and a static import would pay its load time up front
     require(`${base}/${path}`) as Record<string, unknown>;
-  const memory = load("common/persistence/MemoryExtentStore");
+  // Azurite's telemetry module requires applicationinsights, which on load patches the process's
+  // `require` (diagnostic-channel): every Azure SDK client loaded afterwards in this process (the
+  // app's blob, queue and table clients) then records an OpenTelemetry span per request, and
+  // console and winston calls are republished. That cost ~8% of the host's CPU with K local silos.
+  // Its documented switch, read once when it loads, turns the patching off.
+  const memory = withoutApplicationInsightsPatching(() => {
+    load("common/Telemetry");
+    return load("common/persistence/MemoryExtentStore");
+  });
   modules = {
     BlobServer: load("blob/BlobServer").default as ServerCtor,
     BlobConfiguration: load("blob/BlobConfiguration").default as ConfigCtor,
@@ -167,6 +186,46 @@ function loadAzurite(): AzuriteModules {
   // Debug logging is a process-wide singleton in Azurite; keep it off.
   modules.configLogger(false);
   return modules;
+}
+
+/**
+ * The blob metadata store's collections and the field that tells their documents apart: Azurite
+ * looks a blob up by {accountName, containerName, name, snapshot} and a block by {accountName,
+ * containerName, blobName, name}, in that key order.
+ */
+const SELECTIVE_FIELD: Readonly<Record<string, string>> = { $BLOBS_COLLECTION$: "name", $BLOCKS_COLLECTION$: "blobName" };
+
+/**
+ * LokiJS answers a query on several fields through the index of the first field only, then scans
+ * what that index returned: with the account name first (the same in every document), every blob
+ * lookup scanned every blob of the account, so each storage request got slower as rounds added
+ * blobs (K x 4 per round). Putting the field that tells documents apart first (a query's key order
+ * does not change what it matches) makes the index lookup return the one document.
+ */
+function lookUpBlobsByName(db: LokiDb): void {
+  for (const [name, field] of Object.entries(SELECTIVE_FIELD)) {
+    const collection = db.getCollection(name);
+    if (!collection?.binaryIndices[field]) continue;
+    const chain = collection.chain.bind(collection);
+    collection.chain = (transform?: unknown, parameters?: unknown) => {
+      const resultset = chain(transform, parameters);
+      if (transform !== undefined) return resultset;
+      const find = resultset.find.bind(resultset);
+      resultset.find = (query: unknown, firstOnly?: boolean) => find(selectiveFieldFirst(query, field), firstOnly);
+      return resultset;
+    };
+  }
+}
+
+/** The same query with `field` first, when it is a plain equality on a string. */
+export function selectiveFieldFirst(query: unknown, field: string): unknown {
+  if (typeof query !== "object" || query === null || Array.isArray(query)) return query;
+  const fields = query as Record<string, unknown>;
+  const keys = Object.keys(fields);
+  if (keys.length < 2 || keys[0] === field || typeof fields[field] !== "string") return query;
+  const reordered: Record<string, unknown> = { [field]: fields[field] };
+  for (const key of keys) if (key !== field) reordered[key] = fields[key];
+  return reordered;
 }
 
 const KEEP_ALIVE_TIMEOUT_S = 5;
@@ -483,6 +542,7 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
           db.autosaveEnable();
         }
       }
+      if (service === "blob" && server.metadataStore?.db) lookUpBlobsByName(server.metadataStore.db);
       started.set(service, server);
       flushers.push(...serviceFlushers);
     };

@@ -2,14 +2,15 @@
  * The `local` SiloCompute: runs each silo job as a child process on this machine, following the
  * silo job contract exactly as Azure ML does: inputs downloaded from the model store into the job's
  * folder, placeholders substituted (including `$[[...]]` optional parts), the command run with its
- * stdout/stderr kept as the job log, outputs uploaded, then a local job event (events.ts) is
- * published to the job-events queue, as Event Grid does for an Azure ML job.
+ * stdout/stderr kept as the job log, outputs uploaded, then a local job event (events.ts) with the
+ * final state is published to the job-events queue, as Event Grid does for an Azure ML job.
  *
- * Each job runs under a detached runner process (jobRunner.ts) that records its final state
- * in the job folder, so a job survives a restart of the host that submitted it; this side finishes
- * the job (upload + event) once it sees that state, from a monitor loop or from a status() call.
+ * Jobs run under a detached runner process (jobRunner.ts, one for all of this host's jobs) that
+ * records each job's final state in its folder, so a job survives a restart of the host that
+ * submitted it; this side finishes the job (upload + event) once it sees that state, from a
+ * monitor loop or from a status() call.
  */
-import { DetachedSpawner } from "./detachedSpawner";
+import { JobRunnerProcess } from "./jobRunnerProcess";
 import { closeSync, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { confineLocalPath, LocalPathError } from "../../storage/localPaths";
@@ -48,11 +49,12 @@ export interface LocalSiloComputeOptions {
   monitorIntervalMs?: number;
 }
 
-const RUNNER = join(__dirname, "jobRunner.js");
 /** Finished jobs the monitor uploads and reports at the same time. */
 const FINISH_CONCURRENCY = 16;
 /** Every this many monitor ticks, every pending job's status.json is read (not only marked ones). */
 const FULL_CHECK_EVERY = 25;
+/** Once no job is pending for this long, the runner's input is closed: it exits when its jobs are done. */
+const RUNNER_IDLE_MS = 1000;
 /** At most this much of a failed job's log travels with its error (into manifests); the whole log is in its log blob. */
 export const MAX_LOG_TAIL_BYTES = 2048;
 
@@ -84,7 +86,7 @@ export class LocalSiloCompute implements SiloCompute {
   private readonly root: string;
   private readonly baseDir: string;
   private readonly secret: Buffer;
-  /** Environment of the runners (the trainers' adds the job's own variables). */
+  /** Environment of the runner (the trainers' adds the job's own variables). */
   private readonly runnerEnv: Record<string, string>;
   private readonly finishing = new Map<string, Promise<SiloJobStatus>>();
   /**
@@ -96,7 +98,8 @@ export class LocalSiloCompute implements SiloCompute {
   private rootScanned = false;
   private ticking = false;
   private ticks = 0;
-  private readonly spawner = new DetachedSpawner();
+  private readonly runner: JobRunnerProcess;
+  private runnerIdleTimer: NodeJS.Timeout | undefined;
   private readonly monitor: NodeJS.Timeout;
 
   constructor(private readonly options: LocalSiloComputeOptions) {
@@ -105,6 +108,7 @@ export class LocalSiloCompute implements SiloCompute {
     ensurePrivateJobsRoot(this.root);
     this.secret = jobsSecret(this.root, options.jobsSecret);
     this.runnerEnv = jobEnvironment({ host: options.env, extraNames: options.extraJobEnv });
+    this.runner = new JobRunnerProcess(this.runnerEnv);
     this.monitor = setInterval(() => void this.finishReadyJobs(), options.monitorIntervalMs ?? 100);
     this.monitor.unref();
   }
@@ -112,7 +116,8 @@ export class LocalSiloCompute implements SiloCompute {
   /** Stops the monitor; running jobs go on (as they would on Azure ML). */
   close(): void {
     clearInterval(this.monitor);
-    void this.spawner.close();
+    clearTimeout(this.runnerIdleTimer);
+    this.runner.close();
   }
 
   async submit(request: SiloJobRequest, options: CallOptions = {}): Promise<SiloJobStatus> {
@@ -163,13 +168,14 @@ export class LocalSiloCompute implements SiloCompute {
     };
     writeJsonAtomic(join(jobDir, "job.json"), job);
     writeJobStatus(jobDir, { state: "queued" });
-    // Spawned off the event loop (see DetachedSpawner): K jobs per round would block it K times.
-    const runnerPid = await this.spawner.spawn(process.execPath, [RUNNER, jobDir], this.runnerEnv);
-    // The runner records its pid in status.json once it runs; this one lets a runner that dies
-    // before that (killed, crashed loading) be noticed instead of leaving the job queued forever.
-    if (runnerPid !== undefined) writeFileSync(join(jobDir, "runner.pid"), String(runnerPid));
+    clearTimeout(this.runnerIdleTimer);
+    const runnerPid = this.runner.start(jobDir);
+    // The runner records its pid in status.json when it starts the job; this one lets a runner that
+    // dies before that (killed, crashed loading) be noticed instead of leaving the job queued forever.
+    writeFileSync(join(jobDir, "runner.pid"), String(runnerPid));
     this.pending.add(request.jobName);
-    await this.publish(request, "queued", options);
+    // No "queued" event: the orchestration acts on final states only, and each event costs a queue
+    // message sent, received and deleted, and a function invocation, per silo and round.
     return { jobName: request.jobName, state: "queued", rawStatus: "Queued" };
   }
 
@@ -201,10 +207,11 @@ export class LocalSiloCompute implements SiloCompute {
     if (this.jobFolder(jobName).kind !== "trusted") return;
     const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
     if (!status || TERMINAL_JOB_STATES.includes(status.state)) return;
-    for (const pid of [status.childPid, status.runnerPid]) {
-      if (!pid) continue;
+    // The trainer's process group only: the runner serves every other job too. A job still
+    // queued is skipped by the runner once it reads the canceled state.
+    if (status.childPid) {
       try {
-        process.kill(-pid, "SIGKILL");
+        process.kill(-status.childPid, "SIGKILL");
       } catch {
         // already gone
       }
@@ -227,6 +234,7 @@ export class LocalSiloCompute implements SiloCompute {
         .then((status) => {
           this.pending.delete(jobName);
           rmSync(finishedMarkerPath(this.jobDir(jobName)), { force: true });
+          this.releaseIdleRunner();
           return status;
         })
         .finally(() => this.finishing.delete(jobName));
@@ -309,6 +317,20 @@ export class LocalSiloCompute implements SiloCompute {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /**
+   * No process of a finished round lingers: once no job is pending (for RUNNER_IDLE_MS, so the
+   * next round's jobs usually find it still there), the runner's input is closed and it exits; the
+   * next job starts a new one.
+   */
+  private releaseIdleRunner(): void {
+    if (this.pending.size > 0) return;
+    clearTimeout(this.runnerIdleTimer);
+    this.runnerIdleTimer = setTimeout(() => {
+      if (this.pending.size === 0) this.runner.close();
+    }, RUNNER_IDLE_MS);
+    this.runnerIdleTimer.unref();
   }
 
   private async publish(request: SiloJobRequest, state: JobState, options: CallOptions): Promise<void> {
