@@ -223,6 +223,59 @@ describe("restart recovery of sub-orchestrations and host-side retries", () => {
   });
 });
 
+describe("restart recovery runs nothing until it is complete", () => {
+  it("no activity runs while recovery still writes, then both crashed instances complete once", async () => {
+    const durable = new InMemoryDurableStore();
+    // The second work-item write dies: "a" keeps its stored work item, "b" has a TaskScheduled
+    // whose work item was never written (recovery must re-create it).
+    const crashing = new CrashingStore(durable, { op: "putWorkItems", nth: 2 });
+    const clock = new VirtualClock(T0);
+    const first = await engineOn(crashing, clock);
+    await first.startNew("chain", { input: 1, instanceId: "a" });
+    await first.startNew("chain", { input: 5, instanceId: "b" }).catch(() => undefined);
+    await first.whenIdle();
+    await first.stop();
+    const crashed = await durable.loadAll();
+    expect(crashed.workItems.map((w) => w.instanceId)).toEqual(["a"]);
+    expect(crashed.episodes.some((e) => e.instanceId === "b" && e.events.some((ev) => ev.EventType === EventType.TaskScheduled))).toBe(true);
+
+    // Work started while recovery still wrote raced it: a child's result written by its episode
+    // and by recovery's parent notification landed in one table transaction, which Azure Tables
+    // refuses, and the host failed to start. Recovery's writes are slowed down here to give an
+    // early activity every chance to run.
+    let starting = true;
+    let recoveryWrites = 0;
+    const slowRecovery: DurableStore = Object.assign(Object.create(durable) as DurableStore, {
+      putWorkItems: async (items: Parameters<DurableStore["putWorkItems"]>[0]) => {
+        if (!starting) return durable.putWorkItems(items);
+        recoveryWrites++;
+        await new Promise((r) => setTimeout(r, 50));
+        await durable.putWorkItems(items);
+        recoveryWrites--;
+      },
+    });
+    const inner = createInvoker(registry);
+    const duringRecovery: string[] = [];
+    const invoker = {
+      registry: inner.registry,
+      has: (name: string) => inner.has(name),
+      get: (name: string) => inner.get(name),
+      invoke: ((name, ...rest) => {
+        if (recoveryWrites > 0) duringRecovery.push(name);
+        return inner.invoke(name, ...rest);
+      }) as typeof inner.invoke,
+    };
+    const second = await DurableEngine.start({ invoker, store: slowRecovery, clock, logger: silentLogger });
+    starting = false;
+    await second.whenIdle();
+    expect(duringRecovery).toEqual([]);
+    expect(second.getStatus("a")).toMatchObject({ runtimeStatus: "Completed", output: { a: 2, b: 4 } });
+    expect(second.getStatus("b")).toMatchObject({ runtimeStatus: "Completed", output: { a: 10, b: 20 } });
+    for (const id of ["a", "b"]) expect(ofType(second.history(id), EventType.TaskCompleted)).toHaveLength(2);
+    await second.stop();
+  });
+});
+
 describe("AzuriteDurableStore", () => {
   let azurite: AzuriteHandle;
   beforeAll(async () => {
@@ -277,6 +330,17 @@ describe("AzuriteDurableStore", () => {
     expect(again.getStatus("big-input")).toBeUndefined();
     expect(again.getStatus("big")).toMatchObject({ runtimeStatus: "Completed" });
     await again.stop();
+  });
+
+  it("writes one row when a batch of messages names the same message twice (the last value wins)", async () => {
+    const store = await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "DupHub" });
+    const message = (payload: string) => ({ id: "p:e:sub:0:result", instanceId: "p", executionId: "e", event: { EventType: EventType.EventRaised, EventId: -1, Timestamp: "2025-01-01T00:00:00.000Z", Input: payload } as unknown as HistoryEvent, enqueuedAt: "2025-01-01T00:00:00.000Z" });
+    await store.putMessages("p", [message("first"), { ...message("other"), id: "p:e:other" }, message("second")]);
+    const inbox = (await store.loadAll()).inbox.filter((m) => m.instanceId === "p");
+    expect(inbox.map((m) => [m.id, m.event.Input])).toEqual([
+      ["p:e:other", "other"],
+      ["p:e:sub:0:result", "second"],
+    ]);
   });
 
   it("rejects task hub names the table service can't hold", async () => {

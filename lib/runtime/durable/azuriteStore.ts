@@ -198,7 +198,11 @@ export class AzuriteDurableStore implements DurableStore {
    * Upsert rows of one partition: entity-group transactions (at most 100 rows and well under the
    * 4 MiB request limit); payloads that must spill to a blob are written one by one.
    */
-  private async upsertBatch(table: TableClient, partitionKey: string, rows: Array<{ rowKey: string; value: unknown; extra?: Record<string, string> }>): Promise<void> {
+  private async upsertBatch(table: TableClient, partitionKey: string, written: Array<{ rowKey: string; value: unknown; extra?: Record<string, string> }>): Promise<void> {
+    // A transaction refuses a row key that appears twice ("An entity can appear only once in a
+    // batch"): the same message written twice at once (an engine recovering while its activities
+    // already report) is one upsert, the last value.
+    const rows = [...new Map(written.map((row) => [row.rowKey, row])).values()];
     let batch: Array<{ partitionKey: string; rowKey: string; data: string }> = [];
     let batchChars = 0;
     const flush = async (): Promise<void> => {

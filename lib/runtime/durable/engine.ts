@@ -135,6 +135,12 @@ export class DurableEngine {
   private readonly listeners = new Set<(record: InstanceRecord) => void>();
   private readonly log: NonNullable<DurableEngineOptions["logger"]>;
   private stopped = false;
+  /**
+   * True while `recover` rebuilds the instances: no episode or activity runs until it is done, so
+   * recovery never races live work (an activity's result completing a child whose parent recovery
+   * is notifying at the same moment).
+   */
+  private recovering = false;
   private unregisterSettle: (() => void) | undefined;
   private messageSequence = 0;
 
@@ -437,7 +443,8 @@ export class DurableEngine {
   // ------------------------------------------------------------------ episodes
 
   private schedule(instanceId: string): void {
-    if (this.stopped) return;
+    // While recovering, every instance is scheduled once recovery ends.
+    if (this.stopped || this.recovering) return;
     const live = this.live.get(instanceId);
     if (!live) return;
     if (live.running) {
@@ -777,7 +784,7 @@ export class DurableEngine {
   }
 
   private pumpActivities(): void {
-    while (!this.stopped && this.runningActivities < this.maxConcurrentActivities && this.activityQueue.length > 0) {
+    while (!this.stopped && !this.recovering && this.runningActivities < this.maxConcurrentActivities && this.activityQueue.length > 0) {
       const item = this.activityQueue.shift()!;
       this.runningActivities++;
       const run = this.executeActivity(item)
@@ -818,6 +825,17 @@ export class DurableEngine {
   // ------------------------------------------------------------------ restart recovery
 
   private async recover(): Promise<void> {
+    this.recovering = true;
+    try {
+      await this.rebuildFromStore();
+    } finally {
+      this.recovering = false;
+    }
+    for (const live of this.live.values()) this.schedule(live.record.instanceId);
+    this.pumpActivities();
+  }
+
+  private async rebuildFromStore(): Promise<void> {
     const snapshot = await this.store.loadAll();
     const episodesByInstance = new Map<string, typeof snapshot.episodes>();
     for (const e of snapshot.episodes) {
@@ -868,10 +886,7 @@ export class DurableEngine {
       this.enqueueActivity(item);
     }
     for (const live of this.live.values()) await this.recoverDerivedWork(live, new Set(snapshot.workItems.map((w) => w.id)));
-    for (const live of this.live.values()) {
-      for (const m of live.inbox) if (m.fireAt) this.armTimer(live, m);
-      this.schedule(live.record.instanceId);
-    }
+    for (const live of this.live.values()) for (const m of live.inbox) if (m.fireAt) this.armTimer(live, m);
   }
 
   /** Re-create work implied by the history but missing from the store (crash between steps). */
