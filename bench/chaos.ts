@@ -11,7 +11,7 @@
  * exits 1 when V > 0. A violation line names the schedule and the command that reproduces it.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -20,12 +20,12 @@ import { startAzurite, type AzuriteHandle } from "../lib/storage/azurite";
 import { AzuriteQueueTransport, storageQueueName } from "../lib/messaging/azuriteTransport";
 import { rejectedQueueName } from "../lib/messaging/wireMessages";
 import { ModelStore } from "../lib/models/store";
-import { localJobEvent, LOCAL_JOB_EVENT_TYPE } from "../lib/compute/local/events";
+import { LOCAL_JOB_EVENT_TYPE } from "../lib/compute/local/events";
 import type { LocalJobFile, LocalJobStatusFile } from "../lib/compute/local/jobFiles";
 import type { RoundManifest } from "../lib/federation/manifest";
 import { createRng } from "../examples/fraud/dataset";
 import { TEST_CLOCK_HOOK_SETTING, TEST_CLOCK_ROUTE } from "../lib/runtime/testClockHook";
-import { FLO_TAGS } from "../lib/compute/siloCompute";
+import { TEST_JOB_EVENT_FAULTS_SETTING, type AppliedJobEventFault, type JobEventFaultAction, type JobEventFaultRule, type JobEventFaultsFile } from "../lib/federation/testJobEventHook";
 
 /** The repository: this file runs compiled from dist/bench/, or from bench/ under jest. */
 const REPO = existsSync(resolve(__dirname, "..", "package.json")) ? resolve(__dirname, "..") : resolve(__dirname, "..", "..");
@@ -174,6 +174,12 @@ class ChaosWorld {
   store!: ModelStore;
   readonly jobsDir: string;
   readonly url: string;
+  /** The job-event publisher's test hook reads its rules here (see lib/federation/testJobEventHook.ts). */
+  readonly eventFaultsFile: string;
+  private readonly eventRules = new Map<string, JobEventFaultRule>();
+  private readonly releasedRules = new Set<string>();
+  /** How long each host restart took until it served requests (ms). */
+  readonly restartMs: number[] = [];
 
   private constructor(
     readonly dir: string,
@@ -181,6 +187,31 @@ class ChaosWorld {
   ) {
     this.jobsDir = join(dir, "jobs");
     this.url = `http://127.0.0.1:${port}`;
+    this.eventFaultsFile = join(dir, "job-event-faults.json");
+  }
+
+  /** Adds a rule for the publisher's hook: it applies to that job's final event, once. */
+  addEventRule(rule: JobEventFaultRule): void {
+    this.eventRules.set(rule.id, rule);
+    this.writeEventRules();
+  }
+
+  /** Lets the event a `delay` rule holds go. */
+  releaseEventRule(id: string): void {
+    this.releasedRules.add(id);
+    this.writeEventRules();
+  }
+
+  /** Whether the hook applied the rule (it logs each rule it applies). */
+  eventRuleApplied(id: string): boolean {
+    return readLines(`${this.eventFaultsFile}.log`).some((line) => (JSON.parse(line) as AppliedJobEventFault).id === id);
+  }
+
+  private writeEventRules(): void {
+    const file: JobEventFaultsFile = { rules: [...this.eventRules.values()], release: [...this.releasedRules] };
+    // Written whole, then renamed: the hook never reads half a file.
+    writeFileSync(`${this.eventFaultsFile}.tmp`, JSON.stringify(file));
+    renameSync(`${this.eventFaultsFile}.tmp`, this.eventFaultsFile);
   }
 
   static async create(): Promise<ChaosWorld> {
@@ -195,7 +226,13 @@ class ChaosWorld {
   }
 
   private async startStorage(): Promise<void> {
-    this.azurite = await startAzurite({ location: join(this.dir, "azurite") });
+    // This Azurite stands in for the storage account, whose write cost does not grow with the data
+    // it holds. Azurite's default ("acknowledged": the whole metadata database saved before each
+    // write is answered) costs O(data) per write: over a campaign the table database grows by about
+    // 0.5 MB per schedule, and from schedule ~57 every episode's writes waited on multi-second saves
+    // (federations still Running at the bound). It is only ever stopped gracefully (which saves), so
+    // periodic saves lose nothing here.
+    this.azurite = await startAzurite({ location: join(this.dir, "azurite"), durability: "periodic", autosaveIntervalMs: 2000 });
     if (this.azurite.portsChanged.length > 0) throw new Error(`Azurite came back on other ports (${this.azurite.portsChanged.join(", ")}): the host's connection string is stale`);
     this.store = ModelStore.fromConnectionString(this.azurite.connectionString, "flo");
     await this.transport?.close();
@@ -224,6 +261,7 @@ class ChaosWorld {
           FLO_LOCAL_ALLOWED_PATHS: TRAINER_DIR,
           FLO_PARTNER_ALLOWLIST: PARTNER,
           [TEST_CLOCK_HOOK_SETTING]: "enabled",
+          [TEST_JOB_EVENT_FAULTS_SETTING]: this.eventFaultsFile,
         },
       }),
     );
@@ -269,7 +307,16 @@ class ChaosWorld {
       child.kill("SIGKILL");
       await exited;
     }
-    await this.startHost();
+    const t0 = Date.now();
+    try {
+      await this.startHost();
+    } catch (err) {
+      // Like a supervisor, start it again so the other schedules go on; this schedule still reports the failed start.
+      await this.startHost();
+      throw err;
+    } finally {
+      this.restartMs.push(Date.now() - t0);
+    }
   }
 
   logTail(lines = 20): string {
@@ -284,11 +331,24 @@ class ChaosWorld {
     return fetch(`${this.url}/runtime/webhooks/durabletask/${path}`, { ...init, headers: { "x-functions-key": MASTER_KEY, ...(init.headers as Record<string, string> | undefined) } });
   }
 
+  /**
+   * The federation's orchestration status from the management API: one lookup in the host's
+   * engine. (The federation API's status also reads every silo's instance and the checkpoint blob;
+   * probed every few tens of ms by three schedules, it loaded the host under test.)
+   */
   async status(id: string): Promise<FederationStatus | undefined> {
     try {
-      const res = await this.api(`federations/${id}`);
-      if (res.status !== 200) return undefined;
-      return (await res.json()) as FederationStatus;
+      const res = await this.management(`instances/${encodeURIComponent(id)}?showInput=false`);
+      if (res.status !== 200 && res.status !== 202) return undefined;
+      const body = (await res.json()) as { runtimeStatus?: string; customStatus?: { round?: number; phase?: string } | null; output?: unknown };
+      const failed = body.runtimeStatus === "Failed" || body.runtimeStatus === "Terminated";
+      return {
+        runtimeStatus: body.runtimeStatus,
+        round: body.customStatus?.round,
+        phase: body.customStatus?.phase,
+        output: body.runtimeStatus === "Completed" ? (body.output as FederationStatus["output"]) : undefined,
+        failure: failed ? String(body.output) : undefined,
+      };
     } catch {
       return undefined;
     }
@@ -333,6 +393,14 @@ class ChaosWorld {
   }
 }
 
+function readLines(path: string): string[] {
+  try {
+    return readFileSync(path, "utf8").split("\n").filter((line) => line.trim());
+  } catch {
+    return [];
+  }
+}
+
 function readJson<T>(path: string): T | undefined {
   try {
     return JSON.parse(readFileSync(path, "utf8")) as T;
@@ -356,6 +424,18 @@ function federationSpec(id: string, silos: readonly Silo[]): Record<string, unkn
   };
 }
 
+/** What the job-event publisher's test hook does to the silo's final event, per event fault kind. */
+const EVENT_FAULT_ACTIONS: Partial<Record<FaultKind, JobEventFaultAction>> = {
+  "event-lost": "drop",
+  "event-duplicated": "duplicate",
+  "event-delayed": "delay",
+  "event-reordered": "reorder",
+};
+
+/** Names a schedule's fault `index` (malformed message ids, the hook's rule ids). */
+const faultTag = (federationId: string, index: number) => `${federationId}-f${index}`;
+const eventRuleId = (tag: string) => `${tag}-event`;
+
 /** Per-silo trainer directives for this schedule: {"<round>": "sleep:<ms>" | "corrupt" | "truncate"}. */
 function trainerFaults(schedule: Schedule): Map<string, Record<string, string>> {
   const out = new Map<string, Record<string, string>>(schedule.silos.map((s) => [s.name, {}]));
@@ -365,8 +445,6 @@ function trainerFaults(schedule: Schedule): Map<string, Record<string, string>> 
     else if (f.kind === "update-truncated") silo[f.round] = "truncate";
     // A killed job needs a job to kill; a host kill while waiting needs jobs in flight.
     else if (f.kind === "job-runner-kill" || f.kind === "trainer-kill" || f.kind === "host-kill:waiting") silo[f.round] ??= "sleep:1500";
-    // A slow round gives the event faults a round in flight to race.
-    else if (f.kind.startsWith("event-")) for (const s of schedule.silos) out.get(s.name)![f.round] ??= "sleep:300";
   }
   return out;
 }
@@ -461,6 +539,11 @@ async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map
     writeFileSync(join(dir, "target.json"), JSON.stringify({ target: s.target, n: s.n }));
   }
   for (const [silo, faults] of trainerFaults(schedule)) writeFileSync(join(world.dir, "data", federationId, silo, "faults.json"), JSON.stringify(faults));
+  // Job-event faults are rules for the publisher's test hook, in place before the first job is queued.
+  for (const [i, fault] of schedule.faults.entries()) {
+    const action = EVENT_FAULT_ACTIONS[fault.kind];
+    if (action) world.addEventRule({ id: eventRuleId(faultTag(federationId, i)), federation: federationId, round: fault.round, silo: fault.silo, action });
+  }
 
   const started = Date.now();
   // Another schedule's fault may have the host down: retry until it answers (a retry after a lost answer finds the federation started).
@@ -477,7 +560,7 @@ async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map
   if (submit.status !== 202) return { schedule, federationId, injected, violations: [`submit: expected 202, got ${submit.status}: ${await submit.text()}`], sameSilos: false };
 
   const expectedRejections: { queue: string; messageId: string }[] = [];
-  const injectors = schedule.faults.map((fault, i) => inject(world, federationId, fault, `${federationId}-f${i}`, expectedRejections).then((hit) => (hit ? injected.push(fault.kind) : undefined)));
+  const injectors = schedule.faults.map((fault, i) => inject(world, federationId, fault, faultTag(federationId, i), expectedRejections).then((hit) => (hit ? injected.push(fault.kind) : undefined)));
   await Promise.all(injectors);
 
   let final: FederationStatus | undefined;
@@ -679,22 +762,20 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
     }
     case "event-lost":
     case "event-delayed":
-      return interceptCompletion(world, federationId, fault);
     case "event-duplicated":
     case "event-reordered": {
-      // Replays the round's job events after they were delivered: duplicates of each final state, or
-      // each job's states in reverse order (completed first, then running and queued).
-      const hit = await until(async () => (await manifestExists(fault.round)) || ((await status())?.round ?? 0) > fault.round || isTerminal(await status()), windowMs, 50);
-      if (!hit) return false;
-      const jobs = world.jobs(federationId).filter((j) => j.job.request.round === fault.round);
-      for (const j of fault.kind === "event-reordered" ? [...jobs].reverse() : jobs) {
-        const states = fault.kind === "event-duplicated" ? ["completed", "completed"] : ["completed", "running", "queued"];
-        for (const state of states) {
-          const event = localJobEvent({ jobName: j.job.request.jobName, state: state as "completed", tags: j.job.request.tags });
-          await world.send(JOB_EVENTS_QUEUE, { body: event, messageId: event.id });
-        }
+      // The publisher's test hook does it (the rule was registered before the submit): wait until it has.
+      const id = eventRuleId(tag);
+      if (!(await moment(() => world.eventRuleApplied(id), 100))) return false;
+      if (fault.kind === "event-delayed") {
+        // Held until the next round started (or the federation ended), then delivered.
+        await until(async () => {
+          const s = await status();
+          return (s?.round ?? 0) > fault.round || isTerminal(s);
+        }, windowMs, 100);
+        world.releaseEventRule(id);
       }
-      return jobs.length > 0;
+      return true;
     }
     case "update-corrupted":
     case "update-truncated":
@@ -720,62 +801,14 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
   }
 }
 
-/**
- * Takes the silo's final job event off the job-events queue before the host reads it (a race:
- * the host polls the queue too, so a lost race is reported as not injected). `event-lost` drops
- * it; `event-delayed` sends it again once the next round started (or the federation ended).
- */
-async function interceptCompletion(world: ChaosWorld, federationId: string, fault: Fault): Promise<boolean> {
-  const queue = world.queue(JOB_EVENTS_QUEUE);
-  let captured: unknown;
-  let looks = 0;
-  const isOurs = (messageText: string): boolean => {
-    const body = (JSON.parse(messageText) as { body?: { state?: string; tags?: Record<string, string> } }).body;
-    const tags = body?.tags ?? {};
-    return body?.state === "completed" && tags[FLO_TAGS.federation] === federationId && tags[FLO_TAGS.round] === String(fault.round) && tags[FLO_TAGS.silo] === fault.silo;
-  };
-  await until(
-    async () => {
-      // Peek first: receiving counts a delivery, and other messages must not approach their delivery limit.
-      const peeked = await queue.peekMessages({ numberOfMessages: 32 });
-      if (!peeked.peekedMessageItems.some((m) => isOurs(m.messageText))) return false;
-      const got = await queue.receiveMessages({ numberOfMessages: 32, visibilityTimeout: 5 });
-      for (const item of got.receivedMessageItems) {
-        const ours = isOurs(item.messageText);
-        if (ours && captured === undefined) {
-          captured = (JSON.parse(item.messageText) as { body: unknown }).body;
-          await queue.deleteMessage(item.messageId, item.popReceipt);
-        } else {
-          // Not ours: make it visible again at once.
-          await queue.updateMessage(item.messageId, item.popReceipt, undefined, 0);
-        }
-      }
-      return captured !== undefined || (++looks % 20 === 0 && isTerminal(await world.status(federationId)));
-    },
-    20_000,
-    10,
-  );
-  if (captured === undefined) return false;
-  if (fault.kind === "event-delayed") {
-    await until(
-      async () => {
-        const s = await world.status(federationId);
-        return (s?.round ?? 0) > fault.round || isTerminal(s);
-      },
-      60_000,
-      100,
-    );
-    await world.send(JOB_EVENTS_QUEUE, { body: captured, messageId: `${federationId}-delayed` });
-  }
-  return true;
-}
-
 export interface CampaignResult {
   results: ScheduleResult[];
   violations: number;
   /** kind -> [occurrences, occurrences in schedules with the fault-free run's silos, violations]. */
   table: Map<FaultKind, { count: number; sameSilos: number; violations: number }>;
   wallMs: number;
+  /** How long each host restart took until it served requests (ms). */
+  restartMs: number[];
 }
 
 export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
@@ -783,6 +816,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const world = await ChaosWorld.create();
   const ledger = new RejectedLedger();
   const results: ScheduleResult[] = [];
+  let restartMs: number[] = [];
   try {
     // The fault-free runs, one per silo count: the sha256 and included silos to compare with.
     const reference = new Map<number, Reference>();
@@ -821,6 +855,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     await Promise.all(Array.from({ length: Math.min(options.parallel, options.schedules) }, worker));
     results.sort((a, b) => a.schedule.index - b.schedule.index);
   } finally {
+    restartMs = world.restartMs;
     await world.stop();
   }
   const table = new Map<FaultKind, { count: number; sameSilos: number; violations: number }>(options.kinds.map((k) => [k, { count: 0, sameSilos: 0, violations: 0 }]));
@@ -832,7 +867,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       row.violations += r.violations.length;
     }
   }
-  return { results, violations: results.reduce((a, r) => a + r.violations.length, 0), table, wallMs: Date.now() - started };
+  return { results, violations: results.reduce((a, r) => a + r.violations.length, 0), table, wallMs: Date.now() - started, restartMs };
 }
 
 export function formatTable(result: CampaignResult): string {
@@ -847,7 +882,9 @@ async function main(): Promise<number> {
   const options = parseChaosArgs(process.argv.slice(2));
   console.log(`flo chaos campaign: ${options.schedules} schedules, seed ${options.seed}, node ${process.version}`);
   const result = await runCampaign({ ...options, log: (line) => console.log(line) });
-  console.log(`\n${formatTable(result)}\n\nwall time ${(result.wallMs / 1000).toFixed(0)} s`);
+  const restarts = result.restartMs;
+  const restartLine = restarts.length ? `, ${restarts.length} host restarts (mean ${(restarts.reduce((a, b) => a + b, 0) / restarts.length / 1000).toFixed(1)} s, max ${(Math.max(...restarts) / 1000).toFixed(1)} s)` : "";
+  console.log(`\n${formatTable(result)}\n\nwall time ${(result.wallMs / 1000).toFixed(0)} s${restartLine}`);
   console.log(`chaos: ${result.results.length} schedules, ${result.violations} violations`);
   return result.violations > 0 ? 1 : 0;
 }
