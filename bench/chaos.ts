@@ -419,8 +419,9 @@ function federationSpec(id: string, silos: readonly Silo[]): Record<string, unkn
       code: TRAINER_DIR,
     },
     // minSilos 2: a silo excluded by a fault (a corrupted update) leaves a round that still aggregates.
-    // roundTimeout 20 s: the silos poll their job every 2 s, which catches a lost completion event.
-    policy: { minSilos: 2, roundTimeout: "PT20S", jobRetries: 1 },
+    // roundTimeout 30 s: room for a host restart on a loaded machine without making silos late; the
+    // silos poll their job every 3 s, which catches a lost completion event.
+    policy: { minSilos: 2, roundTimeout: "PT30S", jobRetries: 1 },
   };
 }
 
@@ -431,6 +432,8 @@ const EVENT_FAULT_ACTIONS: Partial<Record<FaultKind, JobEventFaultAction>> = {
   "event-delayed": "delay",
   "event-reordered": "reorder",
 };
+
+const scheduleFederationId = (schedule: Schedule) => `chaos-${schedule.seed}-${schedule.index}`;
 
 /** Names a schedule's fault `index` (malformed message ids, the hook's rule ids). */
 const faultTag = (federationId: string, index: number) => `${federationId}-f${index}`;
@@ -529,8 +532,8 @@ class RejectedLedger {
 }
 
 /** Runs one schedule's federation with its faults, then checks the invariants. */
-async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map<number, Reference>, ledger: RejectedLedger, campaignSeed: number): Promise<ScheduleResult> {
-  const federationId = `chaos-${campaignSeed}-${schedule.index}`;
+async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map<number, Reference>, ledger: RejectedLedger): Promise<ScheduleResult> {
+  const federationId = scheduleFederationId(schedule);
   const injected: FaultKind[] = [];
   const violations: string[] = [];
   for (const s of schedule.silos) {
@@ -560,7 +563,7 @@ async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map
   if (submit.status !== 202) return { schedule, federationId, injected, violations: [`submit: expected 202, got ${submit.status}: ${await submit.text()}`], sameSilos: false };
 
   const expectedRejections: { queue: string; messageId: string }[] = [];
-  const injectors = schedule.faults.map((fault, i) => inject(world, federationId, fault, faultTag(federationId, i), expectedRejections).then((hit) => (hit ? injected.push(fault.kind) : undefined)));
+  const injectors = schedule.faults.map((fault, i) => inject(world, schedule, fault, faultTag(federationId, i), expectedRejections).then((hit) => (hit ? injected.push(fault.kind) : undefined)));
   await Promise.all(injectors);
 
   let final: FederationStatus | undefined;
@@ -700,10 +703,12 @@ async function checkSchedule(
 }
 
 /** Injects one fault; resolves true when it really happened. */
-async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag: string, expectedRejections: { queue: string; messageId: string }[]): Promise<boolean> {
+async function inject(world: ChaosWorld, schedule: Schedule, fault: Fault, tag: string, expectedRejections: { queue: string; messageId: string }[]): Promise<boolean> {
+  const federationId = scheduleFederationId(schedule);
   const status = () => world.status(federationId);
   const manifestExists = (round: number) => world.store.exists(`federations/${federationId}/rounds/${round}/manifest.json`);
-  const windowMs = 45_000;
+  // A fault's moment may come late in the federation (round 3 on a loaded machine): wait as long as the federation may take.
+  const windowMs = TERMINAL_BOUND_MS;
   // Waits for the fault's moment; false when the federation ended first (or the window passed).
   const moment = async (probe: () => Promise<boolean> | boolean, everyMs = 50): Promise<boolean> => {
     let hit = false;
@@ -722,13 +727,16 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
       return true;
     }
     case "host-kill:aggregating": {
-      if (
-        !(await moment(async () => {
-          const s = await status();
-          return s?.phase === "aggregating" && s.round === fault.round;
-        }, 20))
-      )
-        return false;
+      // From the last silo's result to the round's manifest: the silo groups report, the federation
+      // aggregates (the phase "aggregating" alone lasts a few ms with an instant trainer).
+      const roundPrefix = `${federationId}:r${fault.round}:`;
+      const silosDone = async (): Promise<boolean> => {
+        const res = await world.management(`instances?top=1000&showInput=false&instanceIdPrefix=${encodeURIComponent(roundPrefix)}`);
+        if (res.status !== 200) return false;
+        const silos = ((await res.json()) as { instanceId: string; runtimeStatus: string }[]).filter((i) => !i.instanceId.includes(":group."));
+        return silos.length === schedule.silos.length && silos.every((i) => i.runtimeStatus === "Completed");
+      };
+      if (!(await moment(async () => (await silosDone()) && !(await manifestExists(fault.round)), 25))) return false;
       await world.killAndRestartHost();
       return true;
     }
@@ -818,18 +826,19 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const results: ScheduleResult[] = [];
   let restartMs: number[] = [];
   try {
-    // The fault-free runs, one per silo count: the sha256 and included silos to compare with.
+    // The fault-free runs, one per silo count and side by side: the sha256 and included silos to compare with.
     const reference = new Map<number, Reference>();
-    for (const count of [3, 4, 5]) {
-      const t0 = Date.now();
+    const t0 = Date.now();
+    const referenceRun = async (count: number): Promise<void> => {
       const schedule: Schedule = { index: -count, seed: options.seed, silos: SILO_POOL.slice(0, count), faults: [] };
-      const run = await runSchedule(world, schedule, new Map(), ledger, options.seed);
+      const run = await runSchedule(world, schedule, new Map(), ledger);
       const final = await world.status(run.federationId);
       if (final?.runtimeStatus !== "Completed" || !final.output?.finalModel?.sha256)
         throw new Error(`the fault-free run with ${count} silos did not complete: ${JSON.stringify(final)}\n${world.logTail()}`);
       options.log(`fault-free run, ${count} silos: ${final.output.finalModel.sha256} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
       reference.set(count, { sha256: final.output.finalModel.sha256, included: await includedSilos(world, run.federationId) });
-    }
+    };
+    await Promise.all([3, 4, 5].map(referenceRun));
     let nextIndex = 0;
     const worker = async (): Promise<void> => {
       while (nextIndex < options.schedules) await runOne(nextIndex++);
@@ -837,9 +846,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     const runOne = async (i: number): Promise<void> => {
       const schedule = drawSchedule(options.seed, i, options.kinds);
       const t0 = Date.now();
-      const result = await runSchedule(world, schedule, reference, ledger, options.seed).catch((err: unknown) => ({
+      const result = await runSchedule(world, schedule, reference, ledger).catch((err: unknown) => ({
         schedule,
-        federationId: `chaos-${options.seed}-${i}`,
+        federationId: scheduleFederationId(schedule),
         injected: [],
         violations: [`harness error: ${err instanceof Error ? err.message : String(err)}`],
         sameSilos: false,
