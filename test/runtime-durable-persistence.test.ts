@@ -32,7 +32,8 @@ class CrashingStore implements DurableStore {
       throw new SimulatedCrash(`crash at ${op} #${this.calls}`);
     }
   }
-  loadAll = () => this.inner.loadAll();
+  loadAll: DurableStore["loadAll"] = (options) => this.inner.loadAll(options);
+  loadHistory: DurableStore["loadHistory"] = (id) => this.inner.loadHistory(id);
   putInstance: DurableStore["putInstance"] = async (i) => (this.guard("putInstance"), this.inner.putInstance(i));
   appendEpisode: DurableStore["appendEpisode"] = async (e) => (this.guard("appendEpisode"), this.inner.appendEpisode(e));
   deleteHistory: DurableStore["deleteHistory"] = async (i, e) => (this.guard("deleteHistory"), this.inner.deleteHistory(i, e));
@@ -310,6 +311,30 @@ describe("AzuriteDurableStore", () => {
     expect(second.getStatus("mid")).toMatchObject({ runtimeStatus: "Completed", output: "round 2 got after restart" });
     expect(second.getStatus("sleeping")).toMatchObject({ runtimeStatus: "Completed", output: "slept 30" });
     expect(ofType(second.history("sleeping"), EventType.TimerFired)).toHaveLength(1);
+    await second.stop();
+  });
+
+  it("a restarted engine reads the histories of running instances only; a finished one's is read when asked for", async () => {
+    const clock = new VirtualClock(T0);
+    const first = await engineOn(await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "LazyHub" }), clock);
+    await first.startNew("chain", { input: 3, instanceId: "finished" });
+    await first.startNew("sleeper", { input: 30, instanceId: "asleep" });
+    await first.whenIdle();
+    const finishedHistory = first.history("finished");
+    await first.stop();
+
+    const store = await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "LazyHub" });
+    const snapshot = await store.loadAll({ skipHistoryOf: (r) => r.runtimeStatus === "Completed" });
+    expect(snapshot.historySkipped).toEqual(["finished"]);
+    expect([...new Set(snapshot.episodes.map((e) => e.instanceId))]).toEqual(["asleep"]);
+
+    const second = await engineOn(store, clock);
+    expect(second.getStatus("finished")).toMatchObject({ runtimeStatus: "Completed", output: { a: 6, b: 12 } });
+    expect(() => second.history("finished")).toThrow("the history of 'finished' (Completed before this engine started) is not loaded: await loadHistory('finished') first");
+    await second.loadHistory("finished");
+    expect(second.history("finished")).toEqual(finishedHistory);
+    await clock.advance(30_000);
+    expect(second.getStatus("asleep")).toMatchObject({ runtimeStatus: "Completed", output: "slept 30" });
     await second.stop();
   });
 

@@ -9,7 +9,7 @@
 import { TableClient, TableServiceClient, odata } from "@azure/data-tables";
 import { BlobServiceClient, ContainerClient } from "@azure/storage-blob";
 import { DurableRuntimeError } from "./errors";
-import type { ActivityWorkItem, DurableStore, DurableStoreSnapshot, EpisodeRecord, InboxMessage, InstanceRecord } from "./store";
+import type { ActivityWorkItem, DurableStore, DurableStoreSnapshot, EpisodeRecord, InboxMessage, InstanceRecord, LoadOptions } from "./store";
 
 /** Azure Tables caps a string property at 64 KiB (32K UTF-16 chars); stay well below. */
 const MAX_INLINE_CHARS = 30_000;
@@ -84,13 +84,33 @@ export class AzuriteDurableStore implements DurableStore {
     return store;
   }
 
-  async loadAll(): Promise<DurableStoreSnapshot> {
+  async loadAll(options: LoadOptions = {}): Promise<DurableStoreSnapshot> {
+    const instances = await this.readAll<InstanceRecord>(this.instances);
+    const skip = options.skipHistoryOf;
+    let episodes: EpisodeRecord[];
+    let historySkipped: string[] | undefined;
+    if (!skip) episodes = await this.readAll<EpisodeRecord>(this.history);
+    else {
+      // One partition query per kept instance: the table holds the history of every instance ever run.
+      historySkipped = instances.filter(skip).map((i) => i.instanceId);
+      const skipped = new Set(historySkipped);
+      episodes = [];
+      for (const instance of instances) if (!skipped.has(instance.instanceId)) episodes.push(...(await this.loadHistory(instance.instanceId)));
+    }
     return {
-      instances: await this.readAll<InstanceRecord>(this.instances),
-      episodes: await this.readAll<EpisodeRecord>(this.history),
+      instances,
+      episodes,
       inbox: await this.readAll<InboxMessage>(this.inbox),
       workItems: await this.readAll<ActivityWorkItem>(this.workItems),
+      historySkipped,
     };
+  }
+
+  async loadHistory(instanceId: string): Promise<EpisodeRecord[]> {
+    const out: EpisodeRecord[] = [];
+    const rows = this.history.listEntities<PayloadEntity>({ queryOptions: { filter: odata`PartitionKey eq ${encodeKey(instanceId)}` } });
+    for await (const row of rows) out.push(await this.decode<EpisodeRecord>(this.history, row));
+    return out;
   }
 
   putInstance(instance: InstanceRecord): Promise<void> {

@@ -68,6 +68,8 @@ interface LiveInstance {
   record: InstanceRecord;
   /** Events of the current execution, as replayed (IsPlayed already true). */
   history: HistoryEvent[];
+  /** False for a finished instance recovered without its history (`loadHistory` reads it when asked). */
+  historyLoaded: boolean;
   consumed: Set<string>;
   episodeSequence: number;
   inbox: InboxMessage[];
@@ -291,9 +293,21 @@ export class DurableEngine {
     await this.whenIdle();
   }
 
-  /** Raw history of the current execution (for tests and diagnostics). */
+  /** Raw history of the current execution (for tests and diagnostics); see `loadHistory` for a finished instance after a restart. */
   history(instanceId: string): HistoryEvent[] {
-    return this.requireLive(instanceId).history.map((e) => ({ ...e }));
+    const live = this.requireLive(instanceId);
+    if (!live.historyLoaded) throw new RangeError(`the history of '${instanceId}' (${live.record.runtimeStatus} before this engine started) is not loaded: await loadHistory('${instanceId}') first`);
+    return live.history.map((e) => ({ ...e }));
+  }
+
+  /** Reads the history of a finished instance that recovery left in the store (no-op otherwise). */
+  async loadHistory(instanceId: string): Promise<void> {
+    const live = this.live.get(instanceId);
+    if (!live || live.historyLoaded) return;
+    const episodes = (await this.store.loadHistory(instanceId)).filter((e) => e.executionId === live.record.executionId).sort((a, b) => a.sequence - b.sequence);
+    if (this.live.get(instanceId) !== live || live.historyLoaded) return;
+    live.history = episodes.flatMap((e) => e.events.map((ev) => ({ ...ev, IsPlayed: true })));
+    live.historyLoaded = true;
   }
 
   // ------------------------------------------------------------------ instances
@@ -317,6 +331,7 @@ export class DurableEngine {
       lastUpdatedTime: secondsPrecision(r.lastUpdatedTime),
     };
     if (options.showHistory && r.runtimeStatus !== "Pending") {
+      if (!live.historyLoaded) throw new RangeError(`the history of '${r.instanceId}' is not loaded: await loadHistory('${r.instanceId}') first`);
       status.historyEvents = toApiHistoryEvents(live.history, { showHistoryOutput: options.showHistoryOutput, showInput: options.showInput });
     }
     return status;
@@ -346,6 +361,7 @@ export class DurableEngine {
     const live: LiveInstance = {
       record,
       history: [],
+      historyLoaded: true,
       consumed: new Set(),
       episodeSequence: 0,
       inbox: [],
@@ -836,7 +852,9 @@ export class DurableEngine {
   }
 
   private async rebuildFromStore(): Promise<void> {
-    const snapshot = await this.store.loadAll();
+    // A finished instance needs no history to be recovered: it is read when someone asks for it.
+    const snapshot = await this.store.loadAll({ skipHistoryOf: (record) => TERMINAL_STATUSES.has(record.runtimeStatus) });
+    const historySkipped = new Set(snapshot.historySkipped ?? []);
     const episodesByInstance = new Map<string, typeof snapshot.episodes>();
     for (const e of snapshot.episodes) {
       const list = episodesByInstance.get(e.instanceId) ?? [];
@@ -860,6 +878,7 @@ export class DurableEngine {
       this.live.set(instanceId, {
         record,
         history,
+        historyLoaded: !historySkipped.has(instanceId),
         consumed,
         episodeSequence: last ? last.sequence + 1 : 0,
         inbox: snapshot.inbox.filter((m) => m.instanceId === instanceId).sort((a, b) => a.enqueuedAt.localeCompare(b.enqueuedAt)),
