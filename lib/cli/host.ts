@@ -2,11 +2,11 @@
  * `flo host <app-entry.js>`: runs a Functions v4 + Durable Functions app on flo's embedded local host,
  * printing the function table and the management URL like `func start`, until SIGINT/SIGTERM.
  */
+import { resolve } from "node:path";
 import type { Command } from "commander";
 // Types only: the runtime (Azurite, Azure SDKs) loads when the command runs, not for `flo --help`.
 import type { LocalHost, LocalHostStorage } from "../runtime/host";
 import { triggerBinding } from "../runtime/invoke";
-import { resolve } from "node:path";
 import { LocalComputeSettings } from "../compute/local/settings";
 
 /** A CLI option value that is not acceptable. */
