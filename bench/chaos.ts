@@ -44,6 +44,11 @@ const ROUNDS = 3;
  * forward jump does not by itself make every silo late, and the jumps of a campaign roughly cancel.
  */
 const CLOCK_JUMP_SECONDS = 8;
+/**
+ * The host's message lock (default 60 s): a message it had received when it was killed is delivered
+ * again once the lock expires. Short here, so a kill delays the messages in flight by seconds.
+ */
+const MESSAGE_LOCK_SECONDS = 10;
 /** Every schedule's federation must be terminal this long after it was submitted. */
 const TERMINAL_BOUND_MS = 90_000;
 
@@ -260,6 +265,7 @@ class ChaosWorld {
           FLO_LOCAL_BASE_DIR: this.dir,
           FLO_LOCAL_ALLOWED_PATHS: TRAINER_DIR,
           FLO_PARTNER_ALLOWLIST: PARTNER,
+          FLO_SERVICEBUS_LOCK_DURATION: `00:00:${String(MESSAGE_LOCK_SECONDS).padStart(2, "0")}`,
           [TEST_CLOCK_HOOK_SETTING]: "enabled",
           [TEST_JOB_EVENT_FAULTS_SETTING]: this.eventFaultsFile,
         },
@@ -690,7 +696,8 @@ async function checkSchedule(
         await ledger.drain(world);
         return expectedRejections.every((m) => ledger.reasons.has(m.messageId));
       },
-      15_000,
+      // A message the host had received when another schedule killed it comes back once its lock expires.
+      MESSAGE_LOCK_SECONDS * 1000 + 15_000,
       300,
     );
     for (const m of expectedRejections) {
