@@ -142,6 +142,38 @@ describe("transient storage errors (one failed write, then the store works again
   });
 });
 
+describe("storage down for several writes in a row (an outage, not a hiccup)", () => {
+  it("continueAsNew's start message and the repair after it both fail: the repair is retried and countdown(2) completes", async () => {
+    const inner = new InMemoryDurableStore();
+    let putMessagesCalls = 0;
+    let failuresLeft = 0;
+    const failed: string[] = [];
+    const outage = new Proxy(inner, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== "function") return value;
+        return async (...args: unknown[]) => {
+          // The third message written (after the start and the activity result) is the next execution's start: storage goes down there, for it and the next 3 writes.
+          if (property === "putMessages" && ++putMessagesCalls === 3) failuresLeft = 4;
+          if (failuresLeft > 0 && property !== "loadAll") {
+            failuresLeft--;
+            failed.push(String(property));
+            throw new Error(`storage unavailable (${String(property)})`);
+          }
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const engine = await DurableEngine.start({ invoker: createInvoker(registry), store: outage, logger: silentLogger, retryAfterErrorMs: 10 });
+    await engine.startNew("countdown", { input: 2, instanceId: "cd-outage" });
+    const status = await engine.waitForStatus("cd-outage", (s) => s.runtimeStatus === "Completed", { timeoutMs: 10_000 });
+    // Before, the failed repair was not tried again: the instance stayed ContinuedAsNew until the host restarted.
+    expect(failed).toEqual(["putMessages", "putInstance", "putInstance", "putInstance"]);
+    expect(status).toMatchObject({ output: "done", input: 0 });
+    await engine.stop();
+  });
+});
+
 describe("restart recovery across continueAsNew (each of the first 3 writes of every kind)", () => {
   const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "deleteHistory", "putMessages", "deleteMessages", "putWorkItems", "deleteWorkItems"];
   const cases = ops.flatMap((op) => [1, 2, 3].map((nth) => ({ op, nth })));

@@ -479,7 +479,7 @@ export class DurableEngine {
       } catch (err) {
         // Usually a storage error: the messages are still in the inbox, so try again later.
         this.log("error", `episode of '${instanceId}' failed (retrying in ${this.retryAfterErrorMs} ms): ${(err as Error)?.stack ?? String(err)}`);
-        this.retryLater(() => void this.repairAfterError(live).finally(() => this.schedule(instanceId)));
+        this.retryLater(() => void this.repairThenSchedule(live));
       } finally {
         live.running = false;
       }
@@ -489,16 +489,22 @@ export class DurableEngine {
 
   /**
    * A commit failed part-way (history appended, later writes not): persist the in-memory record
-   * again and re-create the work its history implies, as a restart would.
+   * again and re-create the work its history implies, as a restart would, then run the instance.
+   * Storage that is still down fails the repair too: it is tried again until it succeeds (an
+   * instance left between continueAsNew and its next start would otherwise wait for a restart).
    */
-  private async repairAfterError(live: LiveInstance): Promise<void> {
-    if (this.live.get(live.record.instanceId) !== live) return;
+  private async repairThenSchedule(live: LiveInstance): Promise<void> {
+    const instanceId = live.record.instanceId;
+    if (this.live.get(instanceId) !== live) return;
     try {
       await this.store.putInstance(live.record);
       await this.recoverDerivedWork(live, new Set(this.activeWorkIds));
     } catch (err) {
-      this.log("error", `repairing '${live.record.instanceId}' failed: ${(err as Error)?.message ?? String(err)}`);
+      this.log("error", `repairing '${instanceId}' failed (retrying in ${this.retryAfterErrorMs} ms): ${(err as Error)?.message ?? String(err)}`);
+      this.retryLater(() => void this.repairThenSchedule(live));
+      return;
     }
+    this.schedule(instanceId);
   }
 
   /** Real-time retry that doesn't keep the process alive or count as engine work. */
