@@ -237,7 +237,7 @@ class ChaosWorld {
     // 0.5 MB per schedule, and from schedule ~57 every episode's writes waited on multi-second saves
     // (federations still Running at the bound). It is only ever stopped gracefully (which saves), so
     // periodic saves lose nothing here.
-    this.azurite = await startAzurite({ location: join(this.dir, "azurite"), durability: "periodic", autosaveIntervalMs: 2000 });
+    this.azurite = await startAzurite({ location: join(this.dir, "azurite"), durability: "periodic", autosaveIntervalMs: 10_000 });
     if (this.azurite.portsChanged.length > 0) throw new Error(`Azurite came back on other ports (${this.azurite.portsChanged.join(", ")}): the host's connection string is stale`);
     this.store = ModelStore.fromConnectionString(this.azurite.connectionString, "flo");
     await this.transport?.close();
