@@ -11,7 +11,7 @@
  * exits 1 when V > 0. A violation line names the schedule and the command that reproduces it.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -20,12 +20,12 @@ import { startAzurite, type AzuriteHandle } from "../lib/storage/azurite";
 import { AzuriteQueueTransport, storageQueueName } from "../lib/messaging/azuriteTransport";
 import { rejectedQueueName } from "../lib/messaging/wireMessages";
 import { ModelStore } from "../lib/models/store";
-import { localJobEvent, LOCAL_JOB_EVENT_TYPE } from "../lib/compute/local/events";
+import { LOCAL_JOB_EVENT_TYPE } from "../lib/compute/local/events";
 import type { LocalJobFile, LocalJobStatusFile } from "../lib/compute/local/jobFiles";
 import type { RoundManifest } from "../lib/federation/manifest";
 import { createRng } from "../examples/fraud/dataset";
 import { TEST_CLOCK_HOOK_SETTING, TEST_CLOCK_ROUTE } from "../lib/runtime/testClockHook";
-import { FLO_TAGS } from "../lib/compute/siloCompute";
+import { TEST_JOB_EVENT_FAULTS_SETTING, type AppliedJobEventFault, type JobEventFaultAction, type JobEventFaultRule, type JobEventFaultsFile } from "../lib/federation/testJobEventHook";
 
 /** The repository: this file runs compiled from dist/bench/, or from bench/ under jest. */
 const REPO = existsSync(resolve(__dirname, "..", "package.json")) ? resolve(__dirname, "..") : resolve(__dirname, "..", "..");
@@ -44,6 +44,11 @@ const ROUNDS = 3;
  * forward jump does not by itself make every silo late, and the jumps of a campaign roughly cancel.
  */
 const CLOCK_JUMP_SECONDS = 8;
+/**
+ * The host's message lock (default 60 s): a message it had received when it was killed is delivered
+ * again once the lock expires. Short here, so a kill delays the messages in flight by seconds.
+ */
+const MESSAGE_LOCK_SECONDS = 10;
 /** Every schedule's federation must be terminal this long after it was submitted. */
 const TERMINAL_BOUND_MS = 90_000;
 
@@ -174,6 +179,12 @@ class ChaosWorld {
   store!: ModelStore;
   readonly jobsDir: string;
   readonly url: string;
+  /** The job-event publisher's test hook reads its rules here (see lib/federation/testJobEventHook.ts). */
+  readonly eventFaultsFile: string;
+  private readonly eventRules = new Map<string, JobEventFaultRule>();
+  private readonly releasedRules = new Set<string>();
+  /** How long each host restart took until it served requests (ms). */
+  readonly restartMs: number[] = [];
 
   private constructor(
     readonly dir: string,
@@ -181,6 +192,31 @@ class ChaosWorld {
   ) {
     this.jobsDir = join(dir, "jobs");
     this.url = `http://127.0.0.1:${port}`;
+    this.eventFaultsFile = join(dir, "job-event-faults.json");
+  }
+
+  /** Adds a rule for the publisher's hook: it applies to that job's final event, once. */
+  addEventRule(rule: JobEventFaultRule): void {
+    this.eventRules.set(rule.id, rule);
+    this.writeEventRules();
+  }
+
+  /** Lets the event a `delay` rule holds go. */
+  releaseEventRule(id: string): void {
+    this.releasedRules.add(id);
+    this.writeEventRules();
+  }
+
+  /** Whether the hook applied the rule (it logs each rule it applies). */
+  eventRuleApplied(id: string): boolean {
+    return readLines(`${this.eventFaultsFile}.log`).some((line) => (JSON.parse(line) as AppliedJobEventFault).id === id);
+  }
+
+  private writeEventRules(): void {
+    const file: JobEventFaultsFile = { rules: [...this.eventRules.values()], release: [...this.releasedRules] };
+    // Written whole, then renamed: the hook never reads half a file.
+    writeFileSync(`${this.eventFaultsFile}.tmp`, JSON.stringify(file));
+    renameSync(`${this.eventFaultsFile}.tmp`, this.eventFaultsFile);
   }
 
   static async create(): Promise<ChaosWorld> {
@@ -195,7 +231,13 @@ class ChaosWorld {
   }
 
   private async startStorage(): Promise<void> {
-    this.azurite = await startAzurite({ location: join(this.dir, "azurite") });
+    // This Azurite stands in for the storage account, whose write cost does not grow with the data
+    // it holds. Azurite's default ("acknowledged": the whole metadata database saved before each
+    // write is answered) costs O(data) per write: over a campaign the table database grows by about
+    // 0.5 MB per schedule, and from schedule ~57 every episode's writes waited on multi-second saves
+    // (federations still Running at the bound). It is only ever stopped gracefully (which saves), so
+    // periodic saves lose nothing here.
+    this.azurite = await startAzurite({ location: join(this.dir, "azurite"), durability: "periodic", autosaveIntervalMs: 10_000 });
     if (this.azurite.portsChanged.length > 0) throw new Error(`Azurite came back on other ports (${this.azurite.portsChanged.join(", ")}): the host's connection string is stale`);
     this.store = ModelStore.fromConnectionString(this.azurite.connectionString, "flo");
     await this.transport?.close();
@@ -223,7 +265,9 @@ class ChaosWorld {
           FLO_LOCAL_BASE_DIR: this.dir,
           FLO_LOCAL_ALLOWED_PATHS: TRAINER_DIR,
           FLO_PARTNER_ALLOWLIST: PARTNER,
+          FLO_SERVICEBUS_LOCK_DURATION: `00:00:${String(MESSAGE_LOCK_SECONDS).padStart(2, "0")}`,
           [TEST_CLOCK_HOOK_SETTING]: "enabled",
+          [TEST_JOB_EVENT_FAULTS_SETTING]: this.eventFaultsFile,
         },
       }),
     );
@@ -269,7 +313,16 @@ class ChaosWorld {
       child.kill("SIGKILL");
       await exited;
     }
-    await this.startHost();
+    const t0 = Date.now();
+    try {
+      await this.startHost();
+    } catch (err) {
+      // Like a supervisor, start it again so the other schedules go on; this schedule still reports the failed start.
+      await this.startHost();
+      throw err;
+    } finally {
+      this.restartMs.push(Date.now() - t0);
+    }
   }
 
   logTail(lines = 20): string {
@@ -284,11 +337,24 @@ class ChaosWorld {
     return fetch(`${this.url}/runtime/webhooks/durabletask/${path}`, { ...init, headers: { "x-functions-key": MASTER_KEY, ...(init.headers as Record<string, string> | undefined) } });
   }
 
+  /**
+   * The federation's orchestration status from the management API: one lookup in the host's
+   * engine. (The federation API's status also reads every silo's instance and the checkpoint blob;
+   * probed every few tens of ms by three schedules, it loaded the host under test.)
+   */
   async status(id: string): Promise<FederationStatus | undefined> {
     try {
-      const res = await this.api(`federations/${id}`);
-      if (res.status !== 200) return undefined;
-      return (await res.json()) as FederationStatus;
+      const res = await this.management(`instances/${encodeURIComponent(id)}?showInput=false`);
+      if (res.status !== 200 && res.status !== 202) return undefined;
+      const body = (await res.json()) as { runtimeStatus?: string; customStatus?: { round?: number; phase?: string } | null; output?: unknown };
+      const failed = body.runtimeStatus === "Failed" || body.runtimeStatus === "Terminated";
+      return {
+        runtimeStatus: body.runtimeStatus,
+        round: body.customStatus?.round,
+        phase: body.customStatus?.phase,
+        output: body.runtimeStatus === "Completed" ? (body.output as FederationStatus["output"]) : undefined,
+        failure: failed ? String(body.output) : undefined,
+      };
     } catch {
       return undefined;
     }
@@ -333,6 +399,14 @@ class ChaosWorld {
   }
 }
 
+function readLines(path: string): string[] {
+  try {
+    return readFileSync(path, "utf8").split("\n").filter((line) => line.trim());
+  } catch {
+    return [];
+  }
+}
+
 function readJson<T>(path: string): T | undefined {
   try {
     return JSON.parse(readFileSync(path, "utf8")) as T;
@@ -351,10 +425,25 @@ function federationSpec(id: string, silos: readonly Silo[]): Record<string, unkn
       code: TRAINER_DIR,
     },
     // minSilos 2: a silo excluded by a fault (a corrupted update) leaves a round that still aggregates.
-    // roundTimeout 20 s: the silos poll their job every 2 s, which catches a lost completion event.
-    policy: { minSilos: 2, roundTimeout: "PT20S", jobRetries: 1 },
+    // roundTimeout 30 s: room for a host restart on a loaded machine without making silos late; the
+    // silos poll their job every 3 s, which catches a lost completion event.
+    policy: { minSilos: 2, roundTimeout: "PT30S", jobRetries: 1 },
   };
 }
+
+/** What the job-event publisher's test hook does to the silo's final event, per event fault kind. */
+const EVENT_FAULT_ACTIONS: Partial<Record<FaultKind, JobEventFaultAction>> = {
+  "event-lost": "drop",
+  "event-duplicated": "duplicate",
+  "event-delayed": "delay",
+  "event-reordered": "reorder",
+};
+
+const scheduleFederationId = (schedule: Schedule) => `chaos-${schedule.seed}-${schedule.index}`;
+
+/** Names a schedule's fault `index` (malformed message ids, the hook's rule ids). */
+const faultTag = (federationId: string, index: number) => `${federationId}-f${index}`;
+const eventRuleId = (tag: string) => `${tag}-event`;
 
 /** Per-silo trainer directives for this schedule: {"<round>": "sleep:<ms>" | "corrupt" | "truncate"}. */
 function trainerFaults(schedule: Schedule): Map<string, Record<string, string>> {
@@ -365,8 +454,6 @@ function trainerFaults(schedule: Schedule): Map<string, Record<string, string>> 
     else if (f.kind === "update-truncated") silo[f.round] = "truncate";
     // A killed job needs a job to kill; a host kill while waiting needs jobs in flight.
     else if (f.kind === "job-runner-kill" || f.kind === "trainer-kill" || f.kind === "host-kill:waiting") silo[f.round] ??= "sleep:1500";
-    // A slow round gives the event faults a round in flight to race.
-    else if (f.kind.startsWith("event-")) for (const s of schedule.silos) out.get(s.name)![f.round] ??= "sleep:300";
   }
   return out;
 }
@@ -451,8 +538,8 @@ class RejectedLedger {
 }
 
 /** Runs one schedule's federation with its faults, then checks the invariants. */
-async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map<number, Reference>, ledger: RejectedLedger, campaignSeed: number): Promise<ScheduleResult> {
-  const federationId = `chaos-${campaignSeed}-${schedule.index}`;
+async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map<number, Reference>, ledger: RejectedLedger): Promise<ScheduleResult> {
+  const federationId = scheduleFederationId(schedule);
   const injected: FaultKind[] = [];
   const violations: string[] = [];
   for (const s of schedule.silos) {
@@ -461,6 +548,11 @@ async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map
     writeFileSync(join(dir, "target.json"), JSON.stringify({ target: s.target, n: s.n }));
   }
   for (const [silo, faults] of trainerFaults(schedule)) writeFileSync(join(world.dir, "data", federationId, silo, "faults.json"), JSON.stringify(faults));
+  // Job-event faults are rules for the publisher's test hook, in place before the first job is queued.
+  for (const [i, fault] of schedule.faults.entries()) {
+    const action = EVENT_FAULT_ACTIONS[fault.kind];
+    if (action) world.addEventRule({ id: eventRuleId(faultTag(federationId, i)), federation: federationId, round: fault.round, silo: fault.silo, action });
+  }
 
   const started = Date.now();
   // Another schedule's fault may have the host down: retry until it answers (a retry after a lost answer finds the federation started).
@@ -477,7 +569,7 @@ async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map
   if (submit.status !== 202) return { schedule, federationId, injected, violations: [`submit: expected 202, got ${submit.status}: ${await submit.text()}`], sameSilos: false };
 
   const expectedRejections: { queue: string; messageId: string }[] = [];
-  const injectors = schedule.faults.map((fault, i) => inject(world, federationId, fault, `${federationId}-f${i}`, expectedRejections).then((hit) => (hit ? injected.push(fault.kind) : undefined)));
+  const injectors = schedule.faults.map((fault, i) => inject(world, schedule, fault, faultTag(federationId, i), expectedRejections).then((hit) => (hit ? injected.push(fault.kind) : undefined)));
   await Promise.all(injectors);
 
   let final: FederationStatus | undefined;
@@ -604,7 +696,8 @@ async function checkSchedule(
         await ledger.drain(world);
         return expectedRejections.every((m) => ledger.reasons.has(m.messageId));
       },
-      15_000,
+      // A message the host had received when another schedule killed it comes back once its lock expires.
+      MESSAGE_LOCK_SECONDS * 1000 + 15_000,
       300,
     );
     for (const m of expectedRejections) {
@@ -617,10 +710,12 @@ async function checkSchedule(
 }
 
 /** Injects one fault; resolves true when it really happened. */
-async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag: string, expectedRejections: { queue: string; messageId: string }[]): Promise<boolean> {
+async function inject(world: ChaosWorld, schedule: Schedule, fault: Fault, tag: string, expectedRejections: { queue: string; messageId: string }[]): Promise<boolean> {
+  const federationId = scheduleFederationId(schedule);
   const status = () => world.status(federationId);
   const manifestExists = (round: number) => world.store.exists(`federations/${federationId}/rounds/${round}/manifest.json`);
-  const windowMs = 45_000;
+  // A fault's moment may come late in the federation (round 3 on a loaded machine): wait as long as the federation may take.
+  const windowMs = TERMINAL_BOUND_MS;
   // Waits for the fault's moment; false when the federation ended first (or the window passed).
   const moment = async (probe: () => Promise<boolean> | boolean, everyMs = 50): Promise<boolean> => {
     let hit = false;
@@ -639,13 +734,16 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
       return true;
     }
     case "host-kill:aggregating": {
-      if (
-        !(await moment(async () => {
-          const s = await status();
-          return s?.phase === "aggregating" && s.round === fault.round;
-        }, 20))
-      )
-        return false;
+      // From the last silo's result to the round's manifest: the silo groups report, the federation
+      // aggregates (the phase "aggregating" alone lasts a few ms with an instant trainer).
+      const roundPrefix = `${federationId}:r${fault.round}:`;
+      const silosDone = async (): Promise<boolean> => {
+        const res = await world.management(`instances?top=1000&showInput=false&instanceIdPrefix=${encodeURIComponent(roundPrefix)}`);
+        if (res.status !== 200) return false;
+        const silos = ((await res.json()) as { instanceId: string; runtimeStatus: string }[]).filter((i) => !i.instanceId.includes(":group."));
+        return silos.length === schedule.silos.length && silos.every((i) => i.runtimeStatus === "Completed");
+      };
+      if (!(await moment(async () => (await silosDone()) && !(await manifestExists(fault.round)), 25))) return false;
       await world.killAndRestartHost();
       return true;
     }
@@ -679,22 +777,20 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
     }
     case "event-lost":
     case "event-delayed":
-      return interceptCompletion(world, federationId, fault);
     case "event-duplicated":
     case "event-reordered": {
-      // Replays the round's job events after they were delivered: duplicates of each final state, or
-      // each job's states in reverse order (completed first, then running and queued).
-      const hit = await until(async () => (await manifestExists(fault.round)) || ((await status())?.round ?? 0) > fault.round || isTerminal(await status()), windowMs, 50);
-      if (!hit) return false;
-      const jobs = world.jobs(federationId).filter((j) => j.job.request.round === fault.round);
-      for (const j of fault.kind === "event-reordered" ? [...jobs].reverse() : jobs) {
-        const states = fault.kind === "event-duplicated" ? ["completed", "completed"] : ["completed", "running", "queued"];
-        for (const state of states) {
-          const event = localJobEvent({ jobName: j.job.request.jobName, state: state as "completed", tags: j.job.request.tags });
-          await world.send(JOB_EVENTS_QUEUE, { body: event, messageId: event.id });
-        }
+      // The publisher's test hook does it (the rule was registered before the submit): wait until it has.
+      const id = eventRuleId(tag);
+      if (!(await moment(() => world.eventRuleApplied(id), 100))) return false;
+      if (fault.kind === "event-delayed") {
+        // Held until the next round started (or the federation ended), then delivered.
+        await until(async () => {
+          const s = await status();
+          return (s?.round ?? 0) > fault.round || isTerminal(s);
+        }, windowMs, 100);
+        world.releaseEventRule(id);
       }
-      return jobs.length > 0;
+      return true;
     }
     case "update-corrupted":
     case "update-truncated":
@@ -720,62 +816,14 @@ async function inject(world: ChaosWorld, federationId: string, fault: Fault, tag
   }
 }
 
-/**
- * Takes the silo's final job event off the job-events queue before the host reads it (a race:
- * the host polls the queue too, so a lost race is reported as not injected). `event-lost` drops
- * it; `event-delayed` sends it again once the next round started (or the federation ended).
- */
-async function interceptCompletion(world: ChaosWorld, federationId: string, fault: Fault): Promise<boolean> {
-  const queue = world.queue(JOB_EVENTS_QUEUE);
-  let captured: unknown;
-  let looks = 0;
-  const isOurs = (messageText: string): boolean => {
-    const body = (JSON.parse(messageText) as { body?: { state?: string; tags?: Record<string, string> } }).body;
-    const tags = body?.tags ?? {};
-    return body?.state === "completed" && tags[FLO_TAGS.federation] === federationId && tags[FLO_TAGS.round] === String(fault.round) && tags[FLO_TAGS.silo] === fault.silo;
-  };
-  await until(
-    async () => {
-      // Peek first: receiving counts a delivery, and other messages must not approach their delivery limit.
-      const peeked = await queue.peekMessages({ numberOfMessages: 32 });
-      if (!peeked.peekedMessageItems.some((m) => isOurs(m.messageText))) return false;
-      const got = await queue.receiveMessages({ numberOfMessages: 32, visibilityTimeout: 5 });
-      for (const item of got.receivedMessageItems) {
-        const ours = isOurs(item.messageText);
-        if (ours && captured === undefined) {
-          captured = (JSON.parse(item.messageText) as { body: unknown }).body;
-          await queue.deleteMessage(item.messageId, item.popReceipt);
-        } else {
-          // Not ours: make it visible again at once.
-          await queue.updateMessage(item.messageId, item.popReceipt, undefined, 0);
-        }
-      }
-      return captured !== undefined || (++looks % 20 === 0 && isTerminal(await world.status(federationId)));
-    },
-    20_000,
-    10,
-  );
-  if (captured === undefined) return false;
-  if (fault.kind === "event-delayed") {
-    await until(
-      async () => {
-        const s = await world.status(federationId);
-        return (s?.round ?? 0) > fault.round || isTerminal(s);
-      },
-      60_000,
-      100,
-    );
-    await world.send(JOB_EVENTS_QUEUE, { body: captured, messageId: `${federationId}-delayed` });
-  }
-  return true;
-}
-
 export interface CampaignResult {
   results: ScheduleResult[];
   violations: number;
   /** kind -> [occurrences, occurrences in schedules with the fault-free run's silos, violations]. */
   table: Map<FaultKind, { count: number; sameSilos: number; violations: number }>;
   wallMs: number;
+  /** How long each host restart took until it served requests (ms). */
+  restartMs: number[];
 }
 
 export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
@@ -783,19 +831,21 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const world = await ChaosWorld.create();
   const ledger = new RejectedLedger();
   const results: ScheduleResult[] = [];
+  let restartMs: number[] = [];
   try {
-    // The fault-free runs, one per silo count: the sha256 and included silos to compare with.
+    // The fault-free runs, one per silo count and side by side: the sha256 and included silos to compare with.
     const reference = new Map<number, Reference>();
-    for (const count of [3, 4, 5]) {
-      const t0 = Date.now();
+    const t0 = Date.now();
+    const referenceRun = async (count: number): Promise<void> => {
       const schedule: Schedule = { index: -count, seed: options.seed, silos: SILO_POOL.slice(0, count), faults: [] };
-      const run = await runSchedule(world, schedule, new Map(), ledger, options.seed);
+      const run = await runSchedule(world, schedule, new Map(), ledger);
       const final = await world.status(run.federationId);
       if (final?.runtimeStatus !== "Completed" || !final.output?.finalModel?.sha256)
         throw new Error(`the fault-free run with ${count} silos did not complete: ${JSON.stringify(final)}\n${world.logTail()}`);
       options.log(`fault-free run, ${count} silos: ${final.output.finalModel.sha256} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
       reference.set(count, { sha256: final.output.finalModel.sha256, included: await includedSilos(world, run.federationId) });
-    }
+    };
+    await Promise.all([3, 4, 5].map(referenceRun));
     let nextIndex = 0;
     const worker = async (): Promise<void> => {
       while (nextIndex < options.schedules) await runOne(nextIndex++);
@@ -803,9 +853,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     const runOne = async (i: number): Promise<void> => {
       const schedule = drawSchedule(options.seed, i, options.kinds);
       const t0 = Date.now();
-      const result = await runSchedule(world, schedule, reference, ledger, options.seed).catch((err: unknown) => ({
+      const result = await runSchedule(world, schedule, reference, ledger).catch((err: unknown) => ({
         schedule,
-        federationId: `chaos-${options.seed}-${i}`,
+        federationId: scheduleFederationId(schedule),
         injected: [],
         violations: [`harness error: ${err instanceof Error ? err.message : String(err)}`],
         sameSilos: false,
@@ -821,6 +871,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     await Promise.all(Array.from({ length: Math.min(options.parallel, options.schedules) }, worker));
     results.sort((a, b) => a.schedule.index - b.schedule.index);
   } finally {
+    restartMs = world.restartMs;
     await world.stop();
   }
   const table = new Map<FaultKind, { count: number; sameSilos: number; violations: number }>(options.kinds.map((k) => [k, { count: 0, sameSilos: 0, violations: 0 }]));
@@ -832,7 +883,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       row.violations += r.violations.length;
     }
   }
-  return { results, violations: results.reduce((a, r) => a + r.violations.length, 0), table, wallMs: Date.now() - started };
+  return { results, violations: results.reduce((a, r) => a + r.violations.length, 0), table, wallMs: Date.now() - started, restartMs };
 }
 
 export function formatTable(result: CampaignResult): string {
@@ -847,7 +898,9 @@ async function main(): Promise<number> {
   const options = parseChaosArgs(process.argv.slice(2));
   console.log(`flo chaos campaign: ${options.schedules} schedules, seed ${options.seed}, node ${process.version}`);
   const result = await runCampaign({ ...options, log: (line) => console.log(line) });
-  console.log(`\n${formatTable(result)}\n\nwall time ${(result.wallMs / 1000).toFixed(0)} s`);
+  const restarts = result.restartMs;
+  const restartLine = restarts.length ? `, ${restarts.length} host restarts (mean ${(restarts.reduce((a, b) => a + b, 0) / restarts.length / 1000).toFixed(1)} s, max ${(Math.max(...restarts) / 1000).toFixed(1)} s)` : "";
+  console.log(`\n${formatTable(result)}\n\nwall time ${(result.wallMs / 1000).toFixed(0)} s${restartLine}`);
   console.log(`chaos: ${result.results.length} schedules, ${result.violations} violations`);
   return result.violations > 0 ? 1 : 0;
 }

@@ -1,5 +1,5 @@
 /**
- * A fixed slice of the fault-injection campaign (`npm run chaos` runs 100 schedules): four seeded
+ * A fixed slice of the fault-injection campaign (`npm run chaos` runs 100 schedules): five seeded
  * schedules on a `flo host` child with an external Azurite, one per fault kind below, every
  * invariant checked. And the clock test hook the campaign needs is off unless its setting enables it.
  */
@@ -21,10 +21,10 @@ it("the clock test hook does not exist on a host whose settings do not enable it
   }
 }, 120_000);
 
-it("four chaos schedules (host killed while submitting, corrupted update, clock jump, malformed burst) keep every invariant", async () => {
-  const kinds: FaultKind[] = ["host-kill:submitting", "update-corrupted", "clock-jump", "malformed-burst"];
+it("five chaos schedules (host killed while submitting, corrupted update, clock jump, malformed burst, delayed job event) keep every invariant", async () => {
+  const kinds: FaultKind[] = ["host-kill:submitting", "update-corrupted", "clock-jump", "malformed-burst", "event-delayed"];
   const lines: string[] = [];
-  const result = await runCampaign({ schedules: 4, seed: 7, kinds, parallel: 2, log: (l) => lines.push(l) });
+  const result = await runCampaign({ schedules: 5, seed: 7, kinds, parallel: 3, log: (l) => lines.push(l) });
   const violations = result.results.flatMap((r) => r.violations.map((v) => `schedule ${r.schedule.index}: ${v}`));
   expect({ violations, log: violations.length ? lines : [] }).toEqual({ violations: [], log: [] });
   // Each kind really happened (the table counts injected faults only).

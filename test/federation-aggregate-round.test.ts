@@ -115,4 +115,10 @@ test("below quorum after validation, the failed round's manifest names the contr
   const manifest = await store.getJson<RoundManifest>(store.pathFromUri(aggregated.manifestUri));
   expect(manifest.status).toBe("failed");
   expect(manifest.silos.find((s) => s.silo === "north")?.reason).toEqual(northReason(input.results[2].outputUri!));
+  // Every silo left out has a reason, those with a valid update too.
+  const notAggregated = "the round was not aggregated: quorum not reached after validating updates: 2 valid update(s), policy.minSilos is 3";
+  expect(manifest.silos.filter((s) => s.silo !== "north").map((s) => [s.silo, s.included, s.reason])).toEqual([
+    ["east", false, notAggregated],
+    ["west", false, notAggregated],
+  ]);
 });

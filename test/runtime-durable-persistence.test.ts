@@ -32,7 +32,8 @@ class CrashingStore implements DurableStore {
       throw new SimulatedCrash(`crash at ${op} #${this.calls}`);
     }
   }
-  loadAll = () => this.inner.loadAll();
+  loadAll: DurableStore["loadAll"] = (options) => this.inner.loadAll(options);
+  loadHistory: DurableStore["loadHistory"] = (id) => this.inner.loadHistory(id);
   putInstance: DurableStore["putInstance"] = async (i) => (this.guard("putInstance"), this.inner.putInstance(i));
   appendEpisode: DurableStore["appendEpisode"] = async (e) => (this.guard("appendEpisode"), this.inner.appendEpisode(e));
   deleteHistory: DurableStore["deleteHistory"] = async (i, e) => (this.guard("deleteHistory"), this.inner.deleteHistory(i, e));
@@ -141,6 +142,38 @@ describe("transient storage errors (one failed write, then the store works again
   });
 });
 
+describe("storage down for several writes in a row (an outage, not a hiccup)", () => {
+  it("continueAsNew's start message and the repair after it both fail: the repair is retried and countdown(2) completes", async () => {
+    const inner = new InMemoryDurableStore();
+    let putMessagesCalls = 0;
+    let failuresLeft = 0;
+    const failed: string[] = [];
+    const outage = new Proxy(inner, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== "function") return value;
+        return async (...args: unknown[]) => {
+          // The third message written (after the start and the activity result) is the next execution's start: storage goes down there, for it and the next 3 writes.
+          if (property === "putMessages" && ++putMessagesCalls === 3) failuresLeft = 4;
+          if (failuresLeft > 0 && property !== "loadAll") {
+            failuresLeft--;
+            failed.push(String(property));
+            throw new Error(`storage unavailable (${String(property)})`);
+          }
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const engine = await DurableEngine.start({ invoker: createInvoker(registry), store: outage, logger: silentLogger, retryAfterErrorMs: 10 });
+    await engine.startNew("countdown", { input: 2, instanceId: "cd-outage" });
+    const status = await engine.waitForStatus("cd-outage", (s) => s.runtimeStatus === "Completed", { timeoutMs: 10_000 });
+    // Before, the failed repair was not tried again: the instance stayed ContinuedAsNew until the host restarted.
+    expect(failed).toEqual(["putMessages", "putInstance", "putInstance", "putInstance"]);
+    expect(status).toMatchObject({ output: "done", input: 0 });
+    await engine.stop();
+  });
+});
+
 describe("restart recovery across continueAsNew (each of the first 3 writes of every kind)", () => {
   const ops: Array<keyof DurableStore> = ["putInstance", "appendEpisode", "deleteHistory", "putMessages", "deleteMessages", "putWorkItems", "deleteWorkItems"];
   const cases = ops.flatMap((op) => [1, 2, 3].map((nth) => ({ op, nth })));
@@ -223,6 +256,59 @@ describe("restart recovery of sub-orchestrations and host-side retries", () => {
   });
 });
 
+describe("restart recovery runs nothing until it is complete", () => {
+  it("no activity runs while recovery still writes, then both crashed instances complete once", async () => {
+    const durable = new InMemoryDurableStore();
+    // The second work-item write dies: "a" keeps its stored work item, "b" has a TaskScheduled
+    // whose work item was never written (recovery must re-create it).
+    const crashing = new CrashingStore(durable, { op: "putWorkItems", nth: 2 });
+    const clock = new VirtualClock(T0);
+    const first = await engineOn(crashing, clock);
+    await first.startNew("chain", { input: 1, instanceId: "a" });
+    await first.startNew("chain", { input: 5, instanceId: "b" }).catch(() => undefined);
+    await first.whenIdle();
+    await first.stop();
+    const crashed = await durable.loadAll();
+    expect(crashed.workItems.map((w) => w.instanceId)).toEqual(["a"]);
+    expect(crashed.episodes.some((e) => e.instanceId === "b" && e.events.some((ev) => ev.EventType === EventType.TaskScheduled))).toBe(true);
+
+    // Work started while recovery still wrote raced it: a child's result written by its episode
+    // and by recovery's parent notification landed in one table transaction, which Azure Tables
+    // refuses, and the host failed to start. Recovery's writes are slowed down here to give an
+    // early activity every chance to run.
+    let starting = true;
+    let recoveryWrites = 0;
+    const slowRecovery: DurableStore = Object.assign(Object.create(durable) as DurableStore, {
+      putWorkItems: async (items: Parameters<DurableStore["putWorkItems"]>[0]) => {
+        if (!starting) return durable.putWorkItems(items);
+        recoveryWrites++;
+        await new Promise((r) => setTimeout(r, 50));
+        await durable.putWorkItems(items);
+        recoveryWrites--;
+      },
+    });
+    const inner = createInvoker(registry);
+    const duringRecovery: string[] = [];
+    const invoker = {
+      registry: inner.registry,
+      has: (name: string) => inner.has(name),
+      get: (name: string) => inner.get(name),
+      invoke: ((name, ...rest) => {
+        if (recoveryWrites > 0) duringRecovery.push(name);
+        return inner.invoke(name, ...rest);
+      }) as typeof inner.invoke,
+    };
+    const second = await DurableEngine.start({ invoker, store: slowRecovery, clock, logger: silentLogger });
+    starting = false;
+    await second.whenIdle();
+    expect(duringRecovery).toEqual([]);
+    expect(second.getStatus("a")).toMatchObject({ runtimeStatus: "Completed", output: { a: 2, b: 4 } });
+    expect(second.getStatus("b")).toMatchObject({ runtimeStatus: "Completed", output: { a: 10, b: 20 } });
+    for (const id of ["a", "b"]) expect(ofType(second.history(id), EventType.TaskCompleted)).toHaveLength(2);
+    await second.stop();
+  });
+});
+
 describe("AzuriteDurableStore", () => {
   let azurite: AzuriteHandle;
   beforeAll(async () => {
@@ -260,6 +346,30 @@ describe("AzuriteDurableStore", () => {
     await second.stop();
   });
 
+  it("a restarted engine reads the histories of running instances only; a finished one's is read when asked for", async () => {
+    const clock = new VirtualClock(T0);
+    const first = await engineOn(await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "LazyHub" }), clock);
+    await first.startNew("chain", { input: 3, instanceId: "finished" });
+    await first.startNew("sleeper", { input: 30, instanceId: "asleep" });
+    await first.whenIdle();
+    const finishedHistory = first.history("finished");
+    await first.stop();
+
+    const store = await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "LazyHub" });
+    const snapshot = await store.loadAll({ skipHistoryOf: (r) => r.runtimeStatus === "Completed" });
+    expect(snapshot.historySkipped).toEqual(["finished"]);
+    expect([...new Set(snapshot.episodes.map((e) => e.instanceId))]).toEqual(["asleep"]);
+
+    const second = await engineOn(store, clock);
+    expect(second.getStatus("finished")).toMatchObject({ runtimeStatus: "Completed", output: { a: 6, b: 12 } });
+    expect(() => second.history("finished")).toThrow("the history of 'finished' (Completed before this engine started) is not loaded: await loadHistory('finished') first");
+    await second.loadHistory("finished");
+    expect(second.history("finished")).toEqual(finishedHistory);
+    await clock.advance(30_000);
+    expect(second.getStatus("asleep")).toMatchObject({ runtimeStatus: "Completed", output: "slept 30" });
+    await second.stop();
+  });
+
   it("spills large payloads to blobs and reads them back", async () => {
     const store = await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "BigHub" });
     const engine = await engineOn(store);
@@ -277,6 +387,17 @@ describe("AzuriteDurableStore", () => {
     expect(again.getStatus("big-input")).toBeUndefined();
     expect(again.getStatus("big")).toMatchObject({ runtimeStatus: "Completed" });
     await again.stop();
+  });
+
+  it("writes one row when a batch of messages names the same message twice (the last value wins)", async () => {
+    const store = await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "DupHub" });
+    const message = (payload: string) => ({ id: "p:e:sub:0:result", instanceId: "p", executionId: "e", event: { EventType: EventType.EventRaised, EventId: -1, Timestamp: "2025-01-01T00:00:00.000Z", Input: payload } as unknown as HistoryEvent, enqueuedAt: "2025-01-01T00:00:00.000Z" });
+    await store.putMessages("p", [message("first"), { ...message("other"), id: "p:e:other" }, message("second")]);
+    const inbox = (await store.loadAll()).inbox.filter((m) => m.instanceId === "p");
+    expect(inbox.map((m) => [m.id, m.event.Input])).toEqual([
+      ["p:e:other", "other"],
+      ["p:e:sub:0:result", "second"],
+    ]);
   });
 
   it("rejects task hub names the table service can't hold", async () => {

@@ -2,10 +2,12 @@
  * `flo host <app-entry.js>`: runs a Functions v4 + Durable Functions app on flo's embedded local host,
  * printing the function table and the management URL like `func start`, until SIGINT/SIGTERM.
  */
+import { resolve } from "node:path";
 import type { Command } from "commander";
 // Types only: the runtime (Azurite, Azure SDKs) loads when the command runs, not for `flo --help`.
 import type { LocalHost, LocalHostStorage } from "../runtime/host";
 import { triggerBinding } from "../runtime/invoke";
+import { LocalComputeSettings } from "../compute/local/settings";
 
 /** A CLI option value that is not acceptable. */
 export class HostCliError extends Error {
@@ -74,11 +76,14 @@ export async function runHost(appEntry: string, options: RunHostOptions, out: (l
   const port = options.port === undefined ? 7071 : parsePort(options.port);
   const storage = options.storage === undefined ? undefined : parseStorage(options.storage);
   const { startLocalHost } = await import("../runtime/host");
+  const dataDir = options.data ?? ".flo";
   const host = await startLocalHost({
     appEntry,
     port,
-    dataDir: options.data ?? ".flo",
+    dataDir,
     settings: options.settings,
+    // Local silo jobs live in the data folder too (`.flo/jobs` by default), unless a setting says otherwise.
+    defaultSettings: { [LocalComputeSettings.jobsDir]: resolve(dataDir, "jobs") },
     storage,
     log: (line) => console.error(line),
   });
@@ -106,7 +111,7 @@ export function register(command: Command): void {
   command
     .argument("<app-entry>", "compiled app entry module (e.g. dist/functions/index.js), or an app folder whose package.json main is a file, folder or glob")
     .option("--port <port>", "HTTP port (0 = any free port)", "7071")
-    .option("--data <dir>", "data folder; Azurite persists under <dir>/azurite", ".flo")
+    .option("--data <dir>", "data folder; Azurite persists under <dir>/azurite, local silo jobs under <dir>/jobs", ".flo")
     .option("--settings <file>", "local.settings.json to load (default: next to host.json, if present)")
     .option("--storage <mode>", 'storage: "persisted" (default), "memory", or a storage connection string')
     .action(async (appEntry: string, opts: RunHostOptions) => {

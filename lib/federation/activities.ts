@@ -416,7 +416,8 @@ function failedManifest(args: {
       outcome: r.outcome,
       attempts: r.attempts,
       included: false,
-      reason: args.excluded?.get(r.silo) ?? r.reason,
+      // A silo whose update was fine is left out because the round was not aggregated: say so.
+      reason: args.excluded?.get(r.silo) ?? r.reason ?? `the round was not aggregated: ${args.reason}`,
       update: r.outputUri ? { uri: r.outputUri } : undefined,
     })),
     globalIn: args.globalIn,

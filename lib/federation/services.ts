@@ -16,6 +16,7 @@ import type { ServiceBusTransport } from "../messaging/transport";
 import { EMBEDDED_TRANSPORT_DEFAULTS, openMessageTransport, type ServiceBusConnection } from "../messaging/connection";
 import { messageEntitiesFromSettings, serviceBusConnectionFromSettings, type MessageEntities } from "../messaging/settings";
 import { jobEventMessage } from "../messaging/wireMessages";
+import { withTestJobEventHook } from "./testJobEventHook";
 import { NotificationConfigError, NotificationPublisher, type NotificationSender } from "../messaging/notifications";
 import { appSettings, modelContainerFromSettings, Settings, type AppSettings } from "./settings";
 import type { TokenCredential } from "@azure/core-auth";
@@ -70,7 +71,7 @@ class SettingsServices implements FederationServices {
       env,
       credential: () => (this.credential ??= createAzureCredential(credentialSettingsFromEnv(env))),
       transfer: this.transfer(),
-      publishJobEvent: (event) => this.messages.send(this.jobEventsQueue, jobEventMessage(event)),
+      publishJobEvent: withTestJobEventHook((event) => this.messages.send(this.jobEventsQueue, jobEventMessage(event)), env),
     });
   }
 

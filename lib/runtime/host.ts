@@ -52,6 +52,8 @@ export interface StartLocalHostOptions {
   dataDir?: string;
   /** App settings: an object (the `Values` of local.settings.json) or a path to a local.settings.json. Default: `<appRoot>/local.settings.json` if present. */
   settings?: Record<string, string> | string;
+  /** Settings used where neither the environment nor `settings` gives a (non-empty) value (e.g. `flo host` puts job folders under its data folder). */
+  defaultSettings?: Record<string, string>;
   /** host.json path; default: the nearest host.json from the entry's folder upwards (defaults if none). */
   hostJson?: string;
   clock?: Clock;
@@ -180,6 +182,8 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
   if (typeof options.settings === "string") local = loadLocalSettings(options.settings, { required: true });
   else if (options.settings) local = { values: { ...options.settings }, connectionStrings: {} };
   else local = loadLocalSettings(path.join(appRoot, "local.settings.json"));
+  // An empty value in the settings file means "not set" (local.settings.sample.json leaves them empty).
+  for (const [name, value] of Object.entries(options.defaultSettings ?? {})) if (!local.values[name]?.trim()) local.values[name] = value;
   const appliedNames = applySettingsToEnv(local.values);
   const cleanups: Array<() => Promise<void> | void> = [() => appliedNames.forEach((n) => delete process.env[n])];
   const runCleanups = async (): Promise<void> => {

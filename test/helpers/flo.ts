@@ -105,7 +105,8 @@ export const MASTER_KEY = "e2e-test-master-key";
 
 export interface StartFloHostOptions {
   dir?: string;
-  settings?: Record<string, string>;
+  /** Settings over the defaults below; an undefined value removes that default. */
+  settings?: Record<string, string | undefined>;
   /** An Azurite the caller owns (default: one started for this host, stopped with it). */
   azurite?: AzuriteHandle;
   /** Extra environment for the host process (e.g. a managed identity endpoint, which the SDK reads from the environment). */

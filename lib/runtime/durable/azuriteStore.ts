@@ -9,7 +9,7 @@
 import { TableClient, TableServiceClient, odata } from "@azure/data-tables";
 import { BlobServiceClient, ContainerClient } from "@azure/storage-blob";
 import { DurableRuntimeError } from "./errors";
-import type { ActivityWorkItem, DurableStore, DurableStoreSnapshot, EpisodeRecord, InboxMessage, InstanceRecord } from "./store";
+import type { ActivityWorkItem, DurableStore, DurableStoreSnapshot, EpisodeRecord, InboxMessage, InstanceRecord, LoadOptions } from "./store";
 
 /** Azure Tables caps a string property at 64 KiB (32K UTF-16 chars); stay well below. */
 const MAX_INLINE_CHARS = 30_000;
@@ -84,13 +84,33 @@ export class AzuriteDurableStore implements DurableStore {
     return store;
   }
 
-  async loadAll(): Promise<DurableStoreSnapshot> {
+  async loadAll(options: LoadOptions = {}): Promise<DurableStoreSnapshot> {
+    const instances = await this.readAll<InstanceRecord>(this.instances);
+    const skip = options.skipHistoryOf;
+    let episodes: EpisodeRecord[];
+    let historySkipped: string[] | undefined;
+    if (!skip) episodes = await this.readAll<EpisodeRecord>(this.history);
+    else {
+      // One partition query per kept instance: the table holds the history of every instance ever run.
+      historySkipped = instances.filter(skip).map((i) => i.instanceId);
+      const skipped = new Set(historySkipped);
+      episodes = [];
+      for (const instance of instances) if (!skipped.has(instance.instanceId)) episodes.push(...(await this.loadHistory(instance.instanceId)));
+    }
     return {
-      instances: await this.readAll<InstanceRecord>(this.instances),
-      episodes: await this.readAll<EpisodeRecord>(this.history),
+      instances,
+      episodes,
       inbox: await this.readAll<InboxMessage>(this.inbox),
       workItems: await this.readAll<ActivityWorkItem>(this.workItems),
+      historySkipped,
     };
+  }
+
+  async loadHistory(instanceId: string): Promise<EpisodeRecord[]> {
+    const out: EpisodeRecord[] = [];
+    const rows = this.history.listEntities<PayloadEntity>({ queryOptions: { filter: odata`PartitionKey eq ${encodeKey(instanceId)}` } });
+    for await (const row of rows) out.push(await this.decode<EpisodeRecord>(this.history, row));
+    return out;
   }
 
   putInstance(instance: InstanceRecord): Promise<void> {
@@ -198,7 +218,11 @@ export class AzuriteDurableStore implements DurableStore {
    * Upsert rows of one partition: entity-group transactions (at most 100 rows and well under the
    * 4 MiB request limit); payloads that must spill to a blob are written one by one.
    */
-  private async upsertBatch(table: TableClient, partitionKey: string, rows: Array<{ rowKey: string; value: unknown; extra?: Record<string, string> }>): Promise<void> {
+  private async upsertBatch(table: TableClient, partitionKey: string, written: Array<{ rowKey: string; value: unknown; extra?: Record<string, string> }>): Promise<void> {
+    // A transaction refuses a row key that appears twice ("An entity can appear only once in a
+    // batch"): the same message written twice at once (an engine recovering while its activities
+    // already report) is one upsert, the last value.
+    const rows = [...new Map(written.map((row) => [row.rowKey, row])).values()];
     let batch: Array<{ partitionKey: string; rowKey: string; data: string }> = [];
     let batchChars = 0;
     const flush = async (): Promise<void> => {

@@ -68,6 +68,8 @@ interface LiveInstance {
   record: InstanceRecord;
   /** Events of the current execution, as replayed (IsPlayed already true). */
   history: HistoryEvent[];
+  /** False for a finished instance recovered without its history (`loadHistory` reads it when asked). */
+  historyLoaded: boolean;
   consumed: Set<string>;
   episodeSequence: number;
   inbox: InboxMessage[];
@@ -135,6 +137,12 @@ export class DurableEngine {
   private readonly listeners = new Set<(record: InstanceRecord) => void>();
   private readonly log: NonNullable<DurableEngineOptions["logger"]>;
   private stopped = false;
+  /**
+   * True while `recover` rebuilds the instances: no episode or activity runs until it is done, so
+   * recovery never races live work (an activity's result completing a child whose parent recovery
+   * is notifying at the same moment).
+   */
+  private recovering = false;
   private unregisterSettle: (() => void) | undefined;
   private messageSequence = 0;
 
@@ -285,9 +293,21 @@ export class DurableEngine {
     await this.whenIdle();
   }
 
-  /** Raw history of the current execution (for tests and diagnostics). */
+  /** Raw history of the current execution (for tests and diagnostics); see `loadHistory` for a finished instance after a restart. */
   history(instanceId: string): HistoryEvent[] {
-    return this.requireLive(instanceId).history.map((e) => ({ ...e }));
+    const live = this.requireLive(instanceId);
+    if (!live.historyLoaded) throw new RangeError(`the history of '${instanceId}' (${live.record.runtimeStatus} before this engine started) is not loaded: await loadHistory('${instanceId}') first`);
+    return live.history.map((e) => ({ ...e }));
+  }
+
+  /** Reads the history of a finished instance that recovery left in the store (no-op otherwise). */
+  async loadHistory(instanceId: string): Promise<void> {
+    const live = this.live.get(instanceId);
+    if (!live || live.historyLoaded) return;
+    const episodes = (await this.store.loadHistory(instanceId)).filter((e) => e.executionId === live.record.executionId).sort((a, b) => a.sequence - b.sequence);
+    if (this.live.get(instanceId) !== live || live.historyLoaded) return;
+    live.history = episodes.flatMap((e) => e.events.map((ev) => ({ ...ev, IsPlayed: true })));
+    live.historyLoaded = true;
   }
 
   // ------------------------------------------------------------------ instances
@@ -311,6 +331,7 @@ export class DurableEngine {
       lastUpdatedTime: secondsPrecision(r.lastUpdatedTime),
     };
     if (options.showHistory && r.runtimeStatus !== "Pending") {
+      if (!live.historyLoaded) throw new RangeError(`the history of '${r.instanceId}' is not loaded: await loadHistory('${r.instanceId}') first`);
       status.historyEvents = toApiHistoryEvents(live.history, { showHistoryOutput: options.showHistoryOutput, showInput: options.showInput });
     }
     return status;
@@ -340,6 +361,7 @@ export class DurableEngine {
     const live: LiveInstance = {
       record,
       history: [],
+      historyLoaded: true,
       consumed: new Set(),
       episodeSequence: 0,
       inbox: [],
@@ -437,7 +459,8 @@ export class DurableEngine {
   // ------------------------------------------------------------------ episodes
 
   private schedule(instanceId: string): void {
-    if (this.stopped) return;
+    // While recovering, every instance is scheduled once recovery ends.
+    if (this.stopped || this.recovering) return;
     const live = this.live.get(instanceId);
     if (!live) return;
     if (live.running) {
@@ -456,7 +479,7 @@ export class DurableEngine {
       } catch (err) {
         // Usually a storage error: the messages are still in the inbox, so try again later.
         this.log("error", `episode of '${instanceId}' failed (retrying in ${this.retryAfterErrorMs} ms): ${(err as Error)?.stack ?? String(err)}`);
-        this.retryLater(() => void this.repairAfterError(live).finally(() => this.schedule(instanceId)));
+        this.retryLater(() => void this.repairThenSchedule(live));
       } finally {
         live.running = false;
       }
@@ -466,16 +489,22 @@ export class DurableEngine {
 
   /**
    * A commit failed part-way (history appended, later writes not): persist the in-memory record
-   * again and re-create the work its history implies, as a restart would.
+   * again and re-create the work its history implies, as a restart would, then run the instance.
+   * Storage that is still down fails the repair too: it is tried again until it succeeds (an
+   * instance left between continueAsNew and its next start would otherwise wait for a restart).
    */
-  private async repairAfterError(live: LiveInstance): Promise<void> {
-    if (this.live.get(live.record.instanceId) !== live) return;
+  private async repairThenSchedule(live: LiveInstance): Promise<void> {
+    const instanceId = live.record.instanceId;
+    if (this.live.get(instanceId) !== live) return;
     try {
       await this.store.putInstance(live.record);
       await this.recoverDerivedWork(live, new Set(this.activeWorkIds));
     } catch (err) {
-      this.log("error", `repairing '${live.record.instanceId}' failed: ${(err as Error)?.message ?? String(err)}`);
+      this.log("error", `repairing '${instanceId}' failed (retrying in ${this.retryAfterErrorMs} ms): ${(err as Error)?.message ?? String(err)}`);
+      this.retryLater(() => void this.repairThenSchedule(live));
+      return;
     }
+    this.schedule(instanceId);
   }
 
   /** Real-time retry that doesn't keep the process alive or count as engine work. */
@@ -777,7 +806,7 @@ export class DurableEngine {
   }
 
   private pumpActivities(): void {
-    while (!this.stopped && this.runningActivities < this.maxConcurrentActivities && this.activityQueue.length > 0) {
+    while (!this.stopped && !this.recovering && this.runningActivities < this.maxConcurrentActivities && this.activityQueue.length > 0) {
       const item = this.activityQueue.shift()!;
       this.runningActivities++;
       const run = this.executeActivity(item)
@@ -818,7 +847,20 @@ export class DurableEngine {
   // ------------------------------------------------------------------ restart recovery
 
   private async recover(): Promise<void> {
-    const snapshot = await this.store.loadAll();
+    this.recovering = true;
+    try {
+      await this.rebuildFromStore();
+    } finally {
+      this.recovering = false;
+    }
+    for (const live of this.live.values()) this.schedule(live.record.instanceId);
+    this.pumpActivities();
+  }
+
+  private async rebuildFromStore(): Promise<void> {
+    // A finished instance needs no history to be recovered: it is read when someone asks for it.
+    const snapshot = await this.store.loadAll({ skipHistoryOf: (record) => TERMINAL_STATUSES.has(record.runtimeStatus) });
+    const historySkipped = new Set(snapshot.historySkipped ?? []);
     const episodesByInstance = new Map<string, typeof snapshot.episodes>();
     for (const e of snapshot.episodes) {
       const list = episodesByInstance.get(e.instanceId) ?? [];
@@ -842,6 +884,7 @@ export class DurableEngine {
       this.live.set(instanceId, {
         record,
         history,
+        historyLoaded: !historySkipped.has(instanceId),
         consumed,
         episodeSequence: last ? last.sequence + 1 : 0,
         inbox: snapshot.inbox.filter((m) => m.instanceId === instanceId).sort((a, b) => a.enqueuedAt.localeCompare(b.enqueuedAt)),
@@ -868,10 +911,7 @@ export class DurableEngine {
       this.enqueueActivity(item);
     }
     for (const live of this.live.values()) await this.recoverDerivedWork(live, new Set(snapshot.workItems.map((w) => w.id)));
-    for (const live of this.live.values()) {
-      for (const m of live.inbox) if (m.fireAt) this.armTimer(live, m);
-      this.schedule(live.record.instanceId);
-    }
+    for (const live of this.live.values()) for (const m of live.inbox) if (m.fireAt) this.armTimer(live, m);
   }
 
   /** Re-create work implied by the history but missing from the store (crash between steps). */

@@ -257,8 +257,10 @@ export function createManagementHandler(engine: DurableEngine, options: Manageme
     const action = rest[1];
     if (!action) {
       if (method === "GET") {
+        const showHistory = parseBoolean(params.get("showHistory"), false);
+        if (showHistory) await engine.loadHistory(instanceId);
         const status = engine.getStatus(instanceId, {
-          showHistory: parseBoolean(params.get("showHistory"), false),
+          showHistory,
           showHistoryOutput: parseBoolean(params.get("showHistoryOutput"), false),
           showInput: parseBoolean(params.get("showInput"), true),
         });

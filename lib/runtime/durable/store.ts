@@ -66,10 +66,23 @@ export interface DurableStoreSnapshot {
   episodes: EpisodeRecord[];
   inbox: InboxMessage[];
   workItems: ActivityWorkItem[];
+  /** Instances whose episodes the store left out (as `loadAll`'s `skipHistoryOf` allowed); `loadHistory` reads them. */
+  historySkipped?: string[];
+}
+
+export interface LoadOptions {
+  /**
+   * Instances whose history the store may leave out of the snapshot (a restarted host needs the
+   * histories of running instances only; finished ones would make every restart read everything
+   * ever run). A store that skips one lists it in `historySkipped`.
+   */
+  skipHistoryOf?: (instance: InstanceRecord) => boolean;
 }
 
 export interface DurableStore {
-  loadAll(): Promise<DurableStoreSnapshot>;
+  loadAll(options?: LoadOptions): Promise<DurableStoreSnapshot>;
+  /** Every episode of one instance, in no particular order. */
+  loadHistory(instanceId: string): Promise<EpisodeRecord[]>;
   putInstance(instance: InstanceRecord): Promise<void>;
   appendEpisode(episode: EpisodeRecord): Promise<void>;
   /** Drop the history of one execution (after continueAsNew) or of all executions. */
@@ -101,6 +114,9 @@ export class InMemoryDurableStore implements DurableStore {
       inbox: [...this.inbox.values()],
       workItems: [...this.workItems.values()],
     });
+  }
+  async loadHistory(instanceId: string): Promise<EpisodeRecord[]> {
+    return clone([...this.episodes.values()].filter((e) => e.instanceId === instanceId));
   }
   async putInstance(instance: InstanceRecord): Promise<void> {
     this.instances.set(instance.instanceId, clone(instance));
