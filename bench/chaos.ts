@@ -401,7 +401,9 @@ class ChaosWorld {
 
 function readLines(path: string): string[] {
   try {
-    return readFileSync(path, "utf8").split("\n").filter((line) => line.trim());
+    return readFileSync(path, "utf8")
+      .split("\n")
+      .filter((line) => line.trim());
   } catch {
     return [];
   }
@@ -784,10 +786,14 @@ async function inject(world: ChaosWorld, schedule: Schedule, fault: Fault, tag: 
       if (!(await moment(() => world.eventRuleApplied(id), 100))) return false;
       if (fault.kind === "event-delayed") {
         // Held until the next round started (or the federation ended), then delivered.
-        await until(async () => {
-          const s = await status();
-          return (s?.round ?? 0) > fault.round || isTerminal(s);
-        }, windowMs, 100);
+        await until(
+          async () => {
+            const s = await status();
+            return (s?.round ?? 0) > fault.round || isTerminal(s);
+          },
+          windowMs,
+          100,
+        );
         world.releaseEventRule(id);
       }
       return true;
@@ -899,7 +905,9 @@ async function main(): Promise<number> {
   console.log(`flo chaos campaign: ${options.schedules} schedules, seed ${options.seed}, node ${process.version}`);
   const result = await runCampaign({ ...options, log: (line) => console.log(line) });
   const restarts = result.restartMs;
-  const restartLine = restarts.length ? `, ${restarts.length} host restarts (mean ${(restarts.reduce((a, b) => a + b, 0) / restarts.length / 1000).toFixed(1)} s, max ${(Math.max(...restarts) / 1000).toFixed(1)} s)` : "";
+  const restartLine = restarts.length
+    ? `, ${restarts.length} host restarts (mean ${(restarts.reduce((a, b) => a + b, 0) / restarts.length / 1000).toFixed(1)} s, max ${(Math.max(...restarts) / 1000).toFixed(1)} s)`
+    : "";
   console.log(`\n${formatTable(result)}\n\nwall time ${(result.wallMs / 1000).toFixed(0)} s${restartLine}`);
   console.log(`chaos: ${result.results.length} schedules, ${result.violations} violations`);
   return result.violations > 0 ? 1 : 0;

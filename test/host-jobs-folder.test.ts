@@ -21,7 +21,9 @@ it("job folders of a federation are created under the host's --data folder", asy
   const status = await flo.waitFor("jobs-under-data", finished);
   expect(status.runtimeStatus).toBe("Completed");
   const jobsRoot = join(flo.dir, "host", "jobs");
-  const jobFolders = readdirSync(jobsRoot).filter((name) => name.startsWith("flo-jobs-under-data-r1-")).sort();
+  const jobFolders = readdirSync(jobsRoot)
+    .filter((name) => name.startsWith("flo-jobs-under-data-r1-"))
+    .sort();
   expect(jobFolders).toEqual(TOY_TEAM.map((s) => `flo-jobs-under-data-r1-${s.name}`).sort());
   for (const folder of jobFolders) expect(existsSync(join(jobsRoot, folder, "reported.json"))).toBe(true);
   // Nothing went to the old default under the working folder.

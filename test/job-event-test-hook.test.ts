@@ -10,8 +10,7 @@ import { localJobEvent, type LocalJobEvent } from "../lib/compute/local/events";
 import { floJobTags, type JobState } from "../lib/compute/siloCompute";
 import { TEST_JOB_EVENT_FAULTS_SETTING, withTestJobEventHook, type JobEventFaultRule } from "../lib/federation/testJobEventHook";
 
-const event = (silo: string, state: JobState, round = 1): LocalJobEvent =>
-  localJobEvent({ jobName: `flo-f-r${round}-${silo}`, state, tags: floJobTags({ federationId: "f", round, silo }) });
+const event = (silo: string, state: JobState, round = 1): LocalJobEvent => localJobEvent({ jobName: `flo-f-r${round}-${silo}`, state, tags: floJobTags({ federationId: "f", round, silo }) });
 
 function recorder(): { sent: string[]; send: (e: LocalJobEvent) => Promise<void> } {
   const sent: string[] = [];
@@ -43,7 +42,10 @@ it("drops, duplicates and reorders the named silos' final events, once, and logs
   // A second attempt's events of the same silos pass untouched: each rule applies once.
   await publish(event("east", "failed"));
   expect(sent).toEqual(["east:queued", "west:queued", "south:queued", "west:completed", "west:completed", "north:completed", "north:queued", "south:completed", "east:failed"]);
-  const log = readFileSync(`${file}.log`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { id: string; action: string });
+  const log = readFileSync(`${file}.log`, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { id: string; action: string });
   expect(log.map((l) => [l.id, l.action])).toEqual([
     ["lost", "drop"],
     ["twice", "duplicate"],

@@ -391,7 +391,13 @@ describe("AzuriteDurableStore", () => {
 
   it("writes one row when a batch of messages names the same message twice (the last value wins)", async () => {
     const store = await AzuriteDurableStore.open({ connectionString: azurite.connectionString, taskHubName: "DupHub" });
-    const message = (payload: string) => ({ id: "p:e:sub:0:result", instanceId: "p", executionId: "e", event: { EventType: EventType.EventRaised, EventId: -1, Timestamp: "2025-01-01T00:00:00.000Z", Input: payload } as unknown as HistoryEvent, enqueuedAt: "2025-01-01T00:00:00.000Z" });
+    const message = (payload: string) => ({
+      id: "p:e:sub:0:result",
+      instanceId: "p",
+      executionId: "e",
+      event: { EventType: EventType.EventRaised, EventId: -1, Timestamp: "2025-01-01T00:00:00.000Z", Input: payload } as unknown as HistoryEvent,
+      enqueuedAt: "2025-01-01T00:00:00.000Z",
+    });
     await store.putMessages("p", [message("first"), { ...message("other"), id: "p:e:other" }, message("second")]);
     const inbox = (await store.loadAll()).inbox.filter((m) => m.instanceId === "p");
     expect(inbox.map((m) => [m.id, m.event.Input])).toEqual([
