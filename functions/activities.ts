@@ -4,7 +4,9 @@ import { federationServices } from "../lib/federation/services";
 import * as activities from "../lib/federation/activities";
 import { notifyPartners } from "../lib/federation/notify";
 import { Activities } from "../lib/federation/types";
-import type { AggregateRoundInput, JobRefInput, RecordRoundFailureInput, SubmitJobInput } from "../lib/federation/types";
+import { finalizeFederation, recordEvaluation } from "../lib/federation/evaluation";
+import { registerModel } from "../lib/federation/registration";
+import type { AggregateRoundInput, FinalizeInput, JobRefInput, RecordEvaluationInput, RecordRoundFailureInput, RegisterModelInput, SubmitJobInput } from "../lib/federation/types";
 import type { PartnerNotice } from "../lib/federation/notify";
 
 df.app.activity(Activities.submitSiloJob, { handler: async (input: SubmitJobInput) => activities.submitSiloJob(await federationServices(), input) });
@@ -12,4 +14,7 @@ df.app.activity(Activities.getSiloJobStatus, { handler: async (input: JobRefInpu
 df.app.activity(Activities.cancelSiloJob, { handler: async (input: JobRefInput) => activities.cancelSiloJob(await federationServices(), input) });
 df.app.activity(Activities.aggregateRound, { handler: async (input: AggregateRoundInput) => activities.aggregateRound(await federationServices(), input) });
 df.app.activity(Activities.recordRoundFailure, { handler: async (input: RecordRoundFailureInput) => activities.recordRoundFailure(await federationServices(), input) });
+df.app.activity(Activities.recordEvaluation, { handler: async (input: RecordEvaluationInput) => recordEvaluation(await federationServices(), input) });
+df.app.activity(Activities.finalizeFederation, { handler: async (input: FinalizeInput) => finalizeFederation(await federationServices(), input) });
+df.app.activity(Activities.registerModel, { handler: async (input: RegisterModelInput) => registerModel(await federationServices(), input) });
 df.app.activity(Activities.notifyPartners, { handler: async (input: PartnerNotice, context) => notifyPartners(await federationServices(), input, (m) => context.log(m)) });

@@ -8,7 +8,8 @@ import { ApiError, problem, type ApiResponse } from "./problem";
 import { sampleSilos, siloGroupInstanceId, siloGroups, siloInstanceId } from "./decisions";
 import { RECENT_ROUNDS, roundDigest } from "./payloads";
 import { Orchestrations } from "./types";
-import type { FederationRunInput, FederationStatus, RoundSummary, SiloRoundResult, SiloStatus } from "./types";
+import type { FederationRunInput, FederationStatus, FederationSummary, RoundSummary, SiloRoundResult, SiloStatus } from "./types";
+import type { EvaluationManifest } from "./evaluation";
 import type { FederationServices } from "./services";
 import { checkpointPath, prepareFederation, readCheckpoint, requireEnabledCompute } from "./lifecycle";
 import { SpecError } from "../spec/errors";
@@ -133,10 +134,27 @@ export async function getFederation(client: DurableClient, services: FederationS
       deadline: custom?.deadline,
       silos,
       history: await roundHistory(services, id, custom?.round),
+      finalEvaluation: await finalEvaluation(services, runtimeStatus === "Completed" ? (status.output as FederationSummary | undefined) : undefined, custom),
       output: runtimeStatus === "Completed" ? status.output : undefined,
       failure: runtimeStatus === "Failed" || runtimeStatus === "Terminated" ? status.output : undefined,
       links: federationLinks(origin, id),
     },
+  };
+}
+
+/**
+ * The final evaluation with every silo's metrics, from its manifest: of the completed federation's
+ * output, else of the custom status when the latest evaluation is the final one (a failed one too).
+ */
+async function finalEvaluation(services: FederationServices, output: FederationSummary | undefined, custom: FederationStatus | undefined): Promise<unknown> {
+  const digest = output?.finalEvaluation ?? (custom?.evaluation?.final ? custom.evaluation : undefined);
+  if (!digest) return undefined;
+  const manifest = await services.store.getJson<EvaluationManifest>(services.store.pathFromUri(digest.manifestUri));
+  return {
+    ...digest,
+    metrics: manifest.metrics,
+    totalExamples: manifest.totalExamples,
+    silos: manifest.silos.map(({ silo, included, reason, numExamples, metrics }) => ({ silo, included, ...(reason ? { reason } : {}), numExamples, metrics })),
   };
 }
 
@@ -209,7 +227,8 @@ export async function resumeFederation(client: DurableClient, services: Federati
         resumedFromRound: checkpoint.round,
       }
     : { ...failed, recent: failed.recent ?? [] };
-  if (next.round > next.rounds) throw new ApiError(409, `federation ${id}: all ${next.rounds} rounds are checkpointed; nothing to resume`);
+  // With every round checkpointed, the run failed after training (final evaluation, model card,
+  // registration): the resumed run (round rounds + 1) does that part again.
   next.generation = (failed.generation ?? 0) + 1;
   next.startedAt = now.toISOString();
   await client.startNew(Orchestrations.federation, { instanceId: id, input: next });

@@ -5,7 +5,7 @@
  * job comes from and where its output lands in the store layout.
  */
 import type { JobInput, JobKind } from "../compute/siloCompute";
-import { siloUpdateFolder } from "../models/storeLayout";
+import { siloEvaluationFolder, siloUpdateFolder } from "../models/storeLayout";
 import type { FederationSpec } from "../spec";
 import type { SubmitJobInput } from "./types";
 
@@ -31,6 +31,13 @@ export const JOB_RECIPES = {
   train: {
     section: (spec) => spec.training,
     outputFolder: ({ federationId, round, silo }) => siloUpdateFolder(federationId, round, silo),
+  },
+  evaluate: {
+    section: (spec) => {
+      if (!spec.evaluation) throw new Error(`federation ${spec.name} has no evaluation section: no evaluation job to submit`);
+      return spec.evaluation;
+    },
+    outputFolder: ({ federationId, round, silo }) => siloEvaluationFolder(federationId, round, silo),
   },
 } as const satisfies Record<JobKind, JobRecipe>;
 

@@ -51,6 +51,8 @@ export async function prepareFederation(services: FederationServices, federation
     global,
     recent: [],
     startedAt: now.toISOString(),
+    ...(spec.evaluation ? { evaluation: { every: spec.evaluation.every, minSilos: spec.evaluation.minSilos } } : {}),
+    ...(spec.registration ? { registers: true } : {}),
   };
 }
 
