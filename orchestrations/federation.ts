@@ -36,7 +36,7 @@ import type {
   SiloRoundResult,
 } from "../lib/federation/types";
 import { fitCustomStatus, recentRounds, roundDigest } from "../lib/federation/payloads";
-import { ioRetry } from "./siloRound";
+import { errorMessage, ioRetry } from "./siloRound";
 import type { PartnerNotice } from "../lib/federation/notify";
 
 /**
@@ -130,7 +130,7 @@ function* finishFederation(
     try {
       registration = (yield context.df.callActivityWithRetry(Activities.registerModel, ioRetry, register)) as ModelRegistration;
     } catch (err) {
-      yield* fail(`model registration: ${(err instanceof Error ? err.message : String(err)).split("\n")[0]}`);
+      yield* fail(`model registration: ${errorMessage(err)}`);
     }
   }
   const summary: FederationSummary = {

@@ -6,7 +6,7 @@
  * retried activity or a resumed federation finds the version by its floFederation tag.
  */
 import { FLO_TAGS } from "../compute/siloCompute";
-import { finalFolder } from "../models/storeLayout";
+import { finalFilePath, MODEL_FILE } from "../models/storeLayout";
 import type { FederationServices } from "./services";
 import type { ModelRegistration, RegisterModelInput } from "./types";
 
@@ -25,13 +25,16 @@ export function modelVersionRecord(input: RegisterModelInput): { tags: Record<st
   return { tags, properties, description: description.slice(0, 1000) };
 }
 
+/** The folder of a file URI, with its trailing slash (the version points at the model and its card). */
+const folderUri = (fileUri: string) => fileUri.slice(0, fileUri.lastIndexOf("/") + 1);
+
 export async function registerModel(services: FederationServices, input: RegisterModelInput): Promise<ModelRegistration> {
   const spec = await services.loadSpec(input.spec);
   if (!spec.registration) throw new Error(`federation ${input.federationId}: the spec has no registration section`);
   const record = modelVersionRecord(input);
   const registered = await services.modelRegistry(spec.registration.workspace).registerOnce({
     name: spec.registration.name,
-    modelUri: services.store.uri(finalFolder(input.federationId)),
+    modelUri: folderUri(services.store.uri(finalFilePath(input.federationId, MODEL_FILE))),
     ownerTag: FLO_TAGS.federation,
     ...record,
   });
