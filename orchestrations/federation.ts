@@ -179,7 +179,13 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
     // the delivered model and its registration.
     const lastRound = run.recent.at(-1);
     if (!run.global || !lastRound || !run.checkpointUri) throw new Error(`federation ${federationId}: resumed after round ${run.rounds} without its checkpoint`);
-    return yield* finishFederation(context, { run: { ...run, round: run.rounds }, lastModel: run.global, lastRound, checkpointUri: run.checkpointUri, status });
+    return yield* finishFederation(context, {
+      run: { ...run, round: run.rounds },
+      lastModel: run.global,
+      lastRound,
+      checkpointUri: run.checkpointUri,
+      status: (update) => status({ round: run.rounds, ...update }),
+    });
   }
 
   status({ phase: "training" });

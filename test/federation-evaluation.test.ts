@@ -267,6 +267,23 @@ describe("a host SIGKILLed during the final evaluation", () => {
   }, 300_000);
 });
 
+describe("cancel during the evaluation", () => {
+  test("terminates the evaluation's instances and cancels its running evaluation jobs", async () => {
+    const silos: EvalSilo[] = [
+      { name: "east", target: [1, 1, 1, 1], n: 100, behavior: "eval-sleep:20000" },
+      { name: "west", target: [3, 3, 3, 3], n: 300, behavior: "eval-sleep:20000" },
+    ];
+    writeEvalData(flo.dir, silos);
+    expect((await flo.start(evalSpec("evalcancel", silos, {}, { rounds: 1 }))).status).toBe(202);
+    await flo.waitFor("evalcancel", (s) => s?.phase === "evaluating" && s.silos?.length === 2 && s.silos.every((x: { state?: string }) => x.state === "running"), 90_000);
+    const canceled = await flo.json("federations/evalcancel/cancel", { method: "POST" });
+    expect(canceled.status).toBe(202);
+    expect(canceled.body.canceledJobs).toEqual(["flo-evalcancel-r1-east_evaluate", "flo-evalcancel-r1-west_evaluate"]);
+    const status = await flo.waitFor("evalcancel", finished, 30_000);
+    expect(status.runtimeStatus).toBe("Terminated");
+  }, 120_000);
+});
+
 afterAll(() => {
   rmSync(join(flo?.dir ?? "/nonexistent", "data"), { recursive: true, force: true });
 });

@@ -10,6 +10,7 @@ import { RECENT_ROUNDS, roundDigest } from "./payloads";
 import { Orchestrations } from "./types";
 import type { FederationRunInput, FederationStatus, FederationSummary, RoundSummary, SiloRoundResult, SiloStatus } from "./types";
 import type { EvaluationManifest } from "./evaluation";
+import type { JobKind } from "../compute/siloCompute";
 import type { FederationServices } from "./services";
 import { checkpointPath, prepareFederation, readCheckpoint, requireEnabledCompute } from "./lifecycle";
 import { SpecError } from "../spec/errors";
@@ -109,11 +110,14 @@ export async function getFederation(client: DurableClient, services: FederationS
   const running = RUNNING.has(status.runtimeStatus);
   // The custom status holds counts only (its size is bounded): the silos come from the input's spec silos.
   const sampled = custom ? roundSilos(id, custom.round, status.input as FederationRunInput) : undefined;
+  // While evaluating, every silo runs an evaluation job: show those.
+  const kind = phaseKind(custom);
+  const active = kind === "evaluate" ? (status.input as FederationRunInput | undefined)?.silos : sampled;
   let silos: (SiloStatus | SiloRoundResult | { silo: string; state: string })[] | undefined;
-  if (custom && sampled && running && sampled.length <= MAX_SILO_DETAILS) {
+  if (custom && active && running && active.length <= MAX_SILO_DETAILS) {
     silos = await Promise.all(
-      sampled.map(async (silo) => {
-        const sub = await findInstance(client, siloInstanceId(id, custom.round, silo));
+      active.map(async (silo) => {
+        const sub = await findInstance(client, siloInstanceId(id, custom.round, silo, kind));
         if (!sub) return { silo, state: "pending" };
         if ((sub.runtimeStatus as string) === "Completed") return sub.output as SiloRoundResult;
         return (sub.customStatus as SiloStatus | undefined) ?? { silo, state: "submitting" };
@@ -158,6 +162,11 @@ async function finalEvaluation(services: FederationServices, output: FederationS
   };
 }
 
+/** The kind of job the federation's phase runs: evaluation jobs while evaluating, else training. */
+function phaseKind(custom: FederationStatus | undefined): JobKind {
+  return custom?.phase === "evaluating" ? "evaluate" : "train";
+}
+
 /** The silos a round sampled, recomputed like the orchestrator does (undefined without the run's input). */
 function roundSilos(id: string, round: number, run: FederationRunInput | null | undefined): string[] | undefined {
   return run?.silos && run.policy ? sampleSilos(id, round, run.silos, run.policy) : undefined;
@@ -177,20 +186,21 @@ export async function cancelFederation(client: DurableClient, services: Federati
   const canceledJobs: string[] = [];
   // The federation first: a terminated sub-orchestration would otherwise fail it before it is terminated.
   await client.terminate(id, reason);
-  const sampled = custom ? roundSilos(id, custom.round, run) : undefined;
+  const kind = phaseKind(custom);
+  const sampled = custom ? (kind === "evaluate" ? run.silos : roundSilos(id, custom.round, run)) : undefined;
   if (custom && sampled) {
     const spec = await services.loadSpec(run.spec);
     // Then the groups, so a terminated silo doesn't fail its group before the group is terminated.
     await Promise.all(
       siloGroups(sampled).map(async (_, group) => {
-        const groupId = siloGroupInstanceId(id, custom.round, group);
+        const groupId = siloGroupInstanceId(id, custom.round, group, kind);
         const sub = await findInstance(client, groupId);
         if (sub && RUNNING.has(sub.runtimeStatus)) await client.terminate(groupId, reason);
       }),
     );
     await Promise.all(
       sampled.map(async (silo) => {
-        const subId = siloInstanceId(id, custom.round, silo);
+        const subId = siloInstanceId(id, custom.round, silo, kind);
         const sub = await findInstance(client, subId);
         if (!sub || !RUNNING.has(sub.runtimeStatus)) return;
         await client.terminate(subId, reason);
