@@ -14,7 +14,7 @@
  */
 import * as df from "durable-functions";
 import type { OrchestrationContext, OrchestrationHandler, Task } from "durable-functions";
-import { roundDeadline, roundQuorum, sampleSilos, siloGroupInstanceId, siloGroups } from "../lib/federation/decisions";
+import { evaluationDue, roundDeadline, roundQuorum, sampleSilos, siloGroupInstanceId, siloGroups } from "../lib/federation/decisions";
 import { Activities, Orchestrations } from "../lib/federation/types";
 import type {
   AggregateRoundInput,
@@ -58,12 +58,6 @@ function outcomeCounts(sampled: number, results: readonly SiloRoundResult[]): Fe
 }
 
 type StatusUpdate = Pick<FederationStatus, "phase"> & Partial<FederationStatus>;
-
-/** Whether the output of `round` is evaluated: every `every`-th round's, and the last round's. */
-export function evaluationDue(run: Pick<FederationRunInput, "evaluation" | "rounds">, round: number): boolean {
-  if (!run.evaluation) return false;
-  return round >= run.rounds || (run.evaluation.every > 0 && round % run.evaluation.every === 0);
-}
 
 /** Runs one evaluation job on every silo (all silos, not a round's sample) for `model`, and records the evaluation. */
 function* evaluateModel(context: OrchestrationContext, args: { run: FederationRunInput; round: number; model: ModelRef }): Generator<Task, EvaluationDigest, unknown> {

@@ -4,15 +4,15 @@
  * model card, the model version's record, and the report's final-model comparison.
  */
 import { SpecError, validateSpec, type SpecIssue } from "../lib/spec";
-import { evaluationDue } from "../orchestrations/federation";
 import { selectModel, type EvaluationManifest, type EvaluationSummary } from "../lib/federation/evaluation";
 import { buildModelCard, modelCardMarkdown } from "../lib/federation/modelCard";
 import { modelVersionRecord } from "../lib/federation/registration";
-import { siloGroupInstanceId, siloInstanceId } from "../lib/federation/decisions";
+import { evaluationDue, siloGroupInstanceId, siloInstanceId } from "../lib/federation/decisions";
 import { floJobName, jobEventName, parseFloJobName } from "../lib/compute/siloCompute";
 import { finalModelComparison } from "../lib/report/html";
 import type { RoundManifest } from "../lib/federation/manifest";
-import type { ModelRef } from "../lib/federation/types";
+import type { FederationStatus, ModelRef } from "../lib/federation/types";
+import { durablePayloadBytes, fitCustomStatus, MAX_CUSTOM_STATUS_BYTES } from "../lib/federation/payloads";
 
 function spec(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -102,6 +102,24 @@ const summary = (round: number, metrics: Record<string, number>, ok = true): Eva
   totalExamples: 10,
   included: ["a"],
   excluded: [],
+});
+
+test("the custom status stays under 16 KB whatever metric names an evaluator reports", () => {
+  const longNames = Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`${"m".repeat(3000)}${i}`, i]));
+  const status: FederationStatus = {
+    round: 5,
+    rounds: 5,
+    phase: "evaluating",
+    roundStartedAt: "2026-01-01T00:00:00Z",
+    counts: { sampled: 3 },
+    recent: [],
+    links: {},
+    evaluation: { round: 5, final: true, ok: true, modelSha256: "a".repeat(64), manifestUri: "m", evaluated: 3, failed: 0, metrics: longNames },
+  };
+  expect(durablePayloadBytes(status)).toBeGreaterThan(MAX_CUSTOM_STATUS_BYTES);
+  const fitted = fitCustomStatus(status);
+  expect(durablePayloadBytes(fitted)).toBeLessThanOrEqual(MAX_CUSTOM_STATUS_BYTES);
+  expect(fitted.evaluation).toEqual({ ...status.evaluation, metrics: {} });
 });
 
 describe("selectModel", () => {
