@@ -651,7 +651,9 @@ export class FakeArm {
     if (!model) return error(404, "UserError", `Could not find model container ${name} in workspace ${workspaceId}.`);
     if (typeof body?.modelUri !== "string" || body.modelUri === "") return error(400, "UserError", "properties.modelUri: required non-empty string");
     const modelType = body.modelType ?? "custom_model";
-    if (!["custom_model", "mlflow_model", "triton_model"].includes(String(modelType))) return error(400, "UserError", `properties.modelType: unknown model type ${JSON.stringify(modelType)}`);
+    if (typeof modelType !== "string" || !["custom_model", "mlflow_model", "triton_model"].includes(modelType)) {
+      return error(400, "UserError", `properties.modelType: unknown model type ${JSON.stringify(modelType)}`);
+    }
     const existing = model.versions.get(version);
     if (existing && (existing.modelUri !== body.modelUri || existing.modelType !== modelType)) {
       return error(409, "UserError", `Model ${name}:${version} already exists with a different modelUri or modelType; versions are immutable.`);
