@@ -54,6 +54,16 @@ type partnerConfig = {
 
 param partners partnerConfig[] = []
 
+@description('A federation owner\'s Azure ML workspace where specs\' `registration` sections register delivered models (never a silo\'s).')
+type registrationWorkspaceConfig = {
+  subscriptionId: string
+  resourceGroup: string
+  workspace: string
+}
+
+@description('Workspaces flo may register models in (the owners\' workspaces named by specs\' registration.workspace).')
+param registrationWorkspaces registrationWorkspaceConfig[] = []
+
 param jobEventsQueueName string = 'job-events'
 param notificationsTopicName string = 'notifications'
 @description('Container of global models, silo updates and manifests (FLO_MODEL_CONTAINER).')
@@ -264,6 +274,16 @@ module siloModelReaders 'modules/silo-model-reader.bicep' = [for silo in silos: 
     principalId: silo.computePrincipalId
     storageAccountName: storage.outputs.storageAccountName
     modelContainerName: storage.outputs.modelContainerName
+  }
+}]
+
+module registrationWorkspaceAccess 'modules/registration-workspace-access.bicep' = [for owner in registrationWorkspaces: {
+  name: deploymentName('registration-${owner.workspace}')
+  scope: resourceGroup(owner.subscriptionId, owner.resourceGroup)
+  params: {
+    principalId: functionApp.outputs.principalId
+    workspaceName: owner.workspace
+    orchestratorName: environmentName
   }
 }]
 

@@ -4,33 +4,45 @@
  * sub-orchestrations of about sqrt(K) silos each, aggregates when the quorum holds,
  * then continues as new with the next round's small state. After the last round it returns the
  * summary; a round without quorum fails the federation with the reason (resumable from the last
- * completed round's checkpoint).
+ * completed round's checkpoint). With an evaluation section, the outputs of every `every`-th round
+ * and of the last round are evaluated on every silo (the same sub-orchestrations, kind `evaluate`);
+ * a final evaluation without its quorum fails the federation (resumable: resume re-runs it). Then
+ * the delivered model is chosen, copied to the final folder with its model card, and registered.
  *
  * Deterministic control flow only: decisions are pure functions from lib/federation/decisions.ts,
  * time is `currentUtcDateTime`, every I/O is an activity.
  */
 import * as df from "durable-functions";
 import type { OrchestrationContext, OrchestrationHandler, Task } from "durable-functions";
-import { roundDeadline, roundQuorum, sampleSilos, siloGroupInstanceId, siloGroups } from "../lib/federation/decisions";
+import { evaluationDue, roundDeadline, roundQuorum, sampleSilos, siloGroupInstanceId, siloGroups } from "../lib/federation/decisions";
 import { Activities, Orchestrations } from "../lib/federation/types";
 import type {
   AggregateRoundInput,
   AggregateSecureRoundInput,
   SecureAggregateRoundOutput,
   AggregateRoundOutput,
+  EvaluationDigest,
   FederationRunInput,
   FederationStatus,
   FederationSummary,
+  FinalizeInput,
+  FinalizeOutput,
+  ModelRef,
+  ModelRegistration,
+  RecordEvaluationInput,
   RecordRoundFailureInput,
   SecureAggregateInput,
   SecureJobRef,
   SecureSplitInput,
   SecureSplitOutput,
+  RegisterModelInput,
+  RoundDigest,
+  RoundSummary,
   SiloGroupInput,
   SiloRoundResult,
 } from "../lib/federation/types";
 import { fitCustomStatus, recentRounds, roundDigest } from "../lib/federation/payloads";
-import { ioRetry } from "./siloRound";
+import { errorMessage, ioRetry } from "./siloRound";
 import type { PartnerNotice } from "../lib/federation/notify";
 import type { JobKind } from "../lib/compute/siloCompute";
 
@@ -67,6 +79,93 @@ function* runSiloJobs(
   return groupResults.flat();
 }
 
+type StatusUpdate = Pick<FederationStatus, "phase"> & Partial<FederationStatus>;
+
+/** Runs one evaluation job on every silo (all silos, not a round's sample) for `model`, and records the evaluation. */
+function* evaluateModel(context: OrchestrationContext, args: { run: FederationRunInput; round: number; model: ModelRef }): Generator<Task, EvaluationDigest, unknown> {
+  const { run, round, model } = args;
+  const plan = run.evaluation!;
+  const startedAt = context.df.currentUtcDateTime;
+  const shared: Omit<SiloGroupInput, "silos"> = {
+    federationId: run.federationId,
+    spec: run.spec,
+    round,
+    kind: "evaluate",
+    deadline: roundDeadline(startedAt, run.policy.roundTimeoutSeconds).toISOString(),
+    global: model,
+    jobRetries: run.policy.jobRetries,
+    statusPollSeconds: run.policy.statusPollSeconds,
+    attemptBase: (run.generation ?? 0) * (run.policy.jobRetries + 1),
+  };
+  const results = yield* runSiloJobs(context, shared, run.silos, { kind: "evaluate" });
+  const record: RecordEvaluationInput = {
+    federationId: run.federationId,
+    spec: run.spec,
+    round,
+    final: round >= run.rounds,
+    model,
+    results,
+    minSilos: plan.minSilos,
+    startedAt: startedAt.toISOString(),
+  };
+  return (yield context.df.callActivityWithRetry(Activities.recordEvaluation, ioRetry, record)) as EvaluationDigest;
+}
+
+/**
+ * After the last round: evaluates the last model when the spec asks (a final evaluation without its
+ * quorum fails the federation), delivers the chosen model with its card, registers it, and returns
+ * the summary.
+ */
+function* finishFederation(
+  context: OrchestrationContext,
+  args: { run: FederationRunInput; lastModel: ModelRef; lastRound: RoundDigest; lastSummary?: RoundSummary; checkpointUri: string; status: (update: StatusUpdate) => void },
+): Generator<Task, FederationSummary, unknown> {
+  const { run, lastModel, lastRound, status } = args;
+  const { federationId } = run;
+  let evaluation: EvaluationDigest | undefined;
+  const fail = function* (reason: string): Generator<Task, never, unknown> {
+    status({ phase: "failed", deadline: undefined, ...(evaluation ? { evaluation } : {}) });
+    yield* notify(context, { type: "federation-failed", federationId, round: run.rounds, reason });
+    throw new Error(reason);
+  };
+  if (run.evaluation) {
+    status({ phase: "evaluating" });
+    evaluation = yield* evaluateModel(context, { run, round: run.rounds, model: lastModel });
+    status({ phase: "evaluating", evaluation, links: { checkpoint: args.checkpointUri, manifest: lastRound.manifestUri, evaluation: evaluation.manifestUri } });
+    if (!evaluation.ok) yield* fail(`final evaluation: ${evaluation.reason ?? "quorum not reached"}`);
+  }
+  status({ phase: "finalizing", deadline: undefined });
+  const finalize: FinalizeInput = { federationId, spec: run.spec, lastModel, lastRound: run.rounds };
+  const finalized = (yield context.df.callActivityWithRetry(Activities.finalizeFederation, ioRetry, finalize)) as FinalizeOutput;
+  let registration: ModelRegistration | undefined;
+  if (run.registers) {
+    const register: RegisterModelInput = { federationId, spec: run.spec, model: finalized.finalModel, selection: finalized.selection, finalEvaluation: finalized.finalEvaluation };
+    try {
+      registration = (yield context.df.callActivityWithRetry(Activities.registerModel, ioRetry, register)) as ModelRegistration;
+    } catch (err) {
+      yield* fail(`model registration: ${errorMessage(err)}`);
+    }
+  }
+  const summary: FederationSummary = {
+    federationId,
+    status: "completed",
+    rounds: run.rounds,
+    finalModel: finalized.finalModel,
+    lastModel: finalized.lastModel,
+    selection: finalized.selection,
+    ...(finalized.finalEvaluation ? { finalEvaluation: finalized.finalEvaluation } : {}),
+    modelCardUri: finalized.modelCardUri,
+    ...(registration ? { registration } : {}),
+    historyUri: args.checkpointUri,
+    lastRound,
+    startedAt: run.startedAt,
+    finishedAt: context.df.currentUtcDateTime.toISOString(),
+  };
+  status({ phase: "completed", deadline: undefined, ...(finalized.finalEvaluation ? { evaluation: finalized.finalEvaluation } : {}) });
+  yield* notify(context, { type: "federation-completed", federationId, round: run.rounds, summary: args.lastSummary, finalModel: finalized.finalModel, selectedRound: finalized.selection.round });
+  return summary;
+}
+
 export const federationOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext): Generator<Task, FederationSummary | undefined, unknown> {
   const run = context.df.getInput<FederationRunInput>();
   const { federationId, round } = run;
@@ -74,7 +173,7 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
   const sampled = sampleSilos(federationId, round, run.silos, run.policy);
   const deadline = roundDeadline(context.df.currentUtcDateTime, run.policy.roundTimeoutSeconds).toISOString();
   const latestManifest = run.recent.at(-1)?.manifestUri;
-  const status = (update: Pick<FederationStatus, "phase"> & Partial<FederationStatus>) =>
+  const status = (update: StatusUpdate) =>
     context.df.setCustomStatus(
       fitCustomStatus({
         round,
@@ -87,6 +186,20 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
         ...update,
       }),
     );
+
+  if (round > run.rounds) {
+    // A resumed federation whose rounds are all checkpointed: what is left is the final evaluation,
+    // the delivered model and its registration.
+    const lastRound = run.recent.at(-1);
+    if (!run.global || !lastRound || !run.checkpointUri) throw new Error(`federation ${federationId}: resumed after round ${run.rounds} without its checkpoint`);
+    return yield* finishFederation(context, {
+      run: { ...run, round: run.rounds },
+      lastModel: run.global,
+      lastRound,
+      checkpointUri: run.checkpointUri,
+      status: (update) => status({ round: run.rounds, ...update }),
+    });
+  }
 
   status({ phase: "training" });
   const shared: Omit<SiloGroupInput, "silos"> = {
@@ -183,19 +296,20 @@ export const federationOrchestrator: OrchestrationHandler = function* (context: 
   yield* notify(context, { type: "round-completed", federationId, round, summary: aggregated.summary });
 
   if (round >= run.rounds) {
-    const summary: FederationSummary = {
-      federationId,
-      status: "completed",
-      rounds: run.rounds,
-      finalModel: aggregated.summary.model,
-      historyUri: aggregated.checkpointUri,
+    return yield* finishFederation(context, {
+      run,
+      lastModel: aggregated.summary.model,
       lastRound: digest,
-      startedAt: run.startedAt,
-      finishedAt: context.df.currentUtcDateTime.toISOString(),
-    };
-    status({ phase: "completed", deadline: undefined, counts, recent, links });
-    yield* notify(context, { type: "federation-completed", federationId, round, summary: aggregated.summary });
-    return summary;
+      lastSummary: aggregated.summary,
+      checkpointUri: aggregated.checkpointUri,
+      status: (update) => status({ counts, recent, links, ...update }),
+    });
+  }
+  if (evaluationDue(run, round)) {
+    status({ phase: "evaluating", deadline: undefined, counts, recent, links });
+    // An intermediate evaluation without its quorum is recorded and the federation goes on.
+    const evaluation = yield* evaluateModel(context, { run, round, model: aggregated.summary.model });
+    status({ phase: "evaluating", deadline: undefined, counts, recent, links: { ...links, evaluation: evaluation.manifestUri }, evaluation });
   }
 
   const next: FederationRunInput = {

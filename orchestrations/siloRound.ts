@@ -112,7 +112,7 @@ export const siloRoundOrchestrator: OrchestrationHandler = function* (context: O
 };
 
 /** The first line of an activity failure, without the host's "Activity function 'x' failed:" prefix. */
-function errorMessage(err: unknown): string {
+export function errorMessage(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return text
     .replace(/^Activity function '[^']+' failed: /, "")

@@ -317,12 +317,12 @@ describe("job kinds in names, tags and event names", () => {
   });
 
   test("an unknown kind is refused when naming a job", () => {
-    expect(() => floJobName({ federationId: "f", round: 1, silo: "s", kind: "eval" as never })).toThrow('floJobName: kind must be one of train, unmask, got "eval"');
+    expect(() => floJobName({ federationId: "f", round: 1, silo: "s", kind: "eval" as never })).toThrow('floJobName: kind must be one of train, unmask, evaluate, got "eval"');
   });
 
   test("an event whose floKind tag is unknown is dead-lettered with the field path", () => {
     const event = runStatusChangedEvent({ workspaceId: WORKSPACE_ID, jobName: "flo-f-r1-s", experimentName: "f", tags: { ...FLO_TAGS, floKind: "sideways" }, status: "completed" });
-    expect(() => parseJobEvent(event)).toThrow('Invalid job event: data.runTags.floKind: expected one of train, unmask, got "sideways"');
+    expect(() => parseJobEvent(event)).toThrow('Invalid job event: data.runTags.floKind: expected one of train, unmask, evaluate, got "sideways"');
   });
 });
 

@@ -163,8 +163,8 @@ describe("one round with 2,000 silos", () => {
     expect(run.runtimeStatus).toBe("Completed");
     expect(run.output.lastRound).toMatchObject({ round: 1, included: 2000, excluded: 0 });
     const { statuses } = run.recorded;
-    expect(statuses.map((s) => (JSON.parse(s.text) as FederationStatus).phase)).toEqual(["training", "aggregating", "completed"]);
-    expect(JSON.parse(statuses[2].text)).toMatchObject({ counts: { sampled: 2000, succeeded: 2000, failed: 0, late: 0 } });
+    expect(statuses.map((s) => (JSON.parse(s.text) as FederationStatus).phase)).toEqual(["training", "aggregating", "finalizing", "completed"]);
+    expect(JSON.parse(statuses[3].text)).toMatchObject({ counts: { sampled: 2000, succeeded: 2000, failed: 0, late: 0 } });
     expect(maxBytes(statuses)).toBeLessThan(4 * 1024);
     expect(run.recorded.largestOtherStatus).toBeGreaterThan(0);
     expect(run.recorded.largestOtherStatus).toBeLessThanOrEqual(MAX_CUSTOM_STATUS_BYTES);

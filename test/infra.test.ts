@@ -182,7 +182,7 @@ function appSettings(): Map<string, string> {
 describe("infra/ parses with the Bicep grammar", () => {
   test("every file under infra/ parses without a syntax error (the reader sees the whole template)", () => {
     expect(files.map((f) => f.name).sort()).toEqual(expect.arrayContaining(["infra/main.bicep", "infra/silo.bicep", "infra/names.bicep", "infra/modules/servicebus.bicep"]));
-    expect(files.length).toBe(16);
+    expect(files.length).toBe(17);
     expect(main.targetScope).toBe("subscription");
     expect(siloEntry.targetScope).toBe("resourceGroup");
     expect(main.modules.map((m) => m.symbol)).toEqual([
@@ -198,8 +198,9 @@ describe("infra/ parses with the Bicep grammar", () => {
       "siloWorkspaceAccess",
       "siloExchangeReaders",
       "siloModelReaders",
+      "registrationWorkspaceAccess",
     ]);
-    expect(roleAssignments().length).toBe(18);
+    expect(roleAssignments().length).toBe(19);
   });
 
   test("an injected syntax error is reported with file, line and column", () => {
@@ -485,6 +486,7 @@ describe("infra/ Bicep", () => {
     const roles = customRoles();
     expect(roles.map((r) => `${r.file} ${r.symbol}`).sort()).toEqual([
       "infra/modules/app-roles.bicep serviceBusTriggerRole",
+      "infra/modules/registration-workspace-access.bicep modelRegistrar",
       "infra/modules/silo-deployer-access.bicep eventSubscriptionWriter",
       "infra/modules/silo-deployer-access.bicep nestedDeployer",
     ]);
@@ -510,7 +512,19 @@ describe("infra/ Bicep", () => {
       "Microsoft.EventGrid/systemTopics/eventSubscriptions/delete",
     ]);
     expect(bySymbol.get("nestedDeployer")!.actions).toEqual(["Microsoft.Resources/deployments/*", "Microsoft.Resources/subscriptions/resourceGroups/read"]);
-    for (const r of ["eventSubscriptionWriter", "nestedDeployer"]) expect(bySymbol.get(r)!.dataActions).toEqual([]);
+    // Model registration: models and their versions of the owner's workspace, nothing else (no jobs, data, computes, deletes).
+    expect(bySymbol.get("modelRegistrar")!.actions).toEqual([
+      "Microsoft.MachineLearningServices/workspaces/read",
+      "Microsoft.MachineLearningServices/workspaces/models/read",
+      "Microsoft.MachineLearningServices/workspaces/models/write",
+      "Microsoft.MachineLearningServices/workspaces/models/versions/read",
+      "Microsoft.MachineLearningServices/workspaces/models/versions/write",
+    ]);
+    const registration = file("modules/registration-workspace-access.bicep");
+    expect(expr(propNode(resourceOf(registration, "orchestratorRegistersModels"), "scope"))).toBe("workspace");
+    expect(expr(propNode(moduleOf(main, "registrationWorkspaceAccess"), "params.principalId"))).toBe("functionApp.outputs.principalId");
+    expect(expr(moduleOf(main, "registrationWorkspaceAccess").loop!.source)).toBe("registrationWorkspaces");
+    for (const r of ["eventSubscriptionWriter", "nestedDeployer", "modelRegistrar"]) expect(bySymbol.get(r)!.dataActions).toEqual([]);
     // the event-subscription role sits on the silo's topic only
     const deployer = file("modules/silo-deployer-access.bicep");
     expect(expr(propNode(resourceOf(deployer, "deployerWritesEventSubscriptions"), "scope"))).toBe("systemTopic");
@@ -542,6 +556,7 @@ describe("infra/ Bicep", () => {
         "silo-exchange-reader.bicep exchangeContainer storageBlobDataReader",
         "silo-model-reader.bicep modelContainer storageBlobDataReader",
         "silo-workspace-access.bicep workspace azureMlDataScientist",
+        "registration-workspace-access.bicep workspace custom:modelRegistrar",
       ].sort(),
     );
   });
@@ -647,6 +662,7 @@ describe("infra/ Bicep", () => {
     // every module of the entry points: a short literal name, or one built by deploymentName(), valid for long inputs
     const longSilo = { name: "s".repeat(63), workspace: "w_".repeat(16), subscriptionId: "sub", resourceGroup: "rg" };
     const longPartner = { name: "p".repeat(60), principalId: "id" };
+    const longOwner = { workspace: "o_".repeat(16) + "o", subscriptionId: "sub", resourceGroup: "rg" };
     for (const entry of [main, siloEntry]) {
       for (const m of entry.modules) {
         const name = propNode(m, "name")!;
@@ -655,7 +671,7 @@ describe("infra/ Bicep", () => {
           expect({ where, literal: literal(entry, name) }).toEqual({ where, literal: expect.stringMatching(/^[A-Za-z0-9_.()-]{1,64}$/) });
         } else {
           expect({ where, call: name.type === "call_expression" ? name.childForFieldName("function")!.text : name.type }).toEqual({ where, call: "deploymentName" });
-          const value = evaluate(name, scopeFor(entry, { silo: longSilo, partner: longPartner }));
+          const value = evaluate(name, scopeFor(entry, { silo: longSilo, partner: longPartner, owner: longOwner }));
           expect({ where, value }).toEqual({ where, value: expect.stringMatching(/^[A-Za-z0-9_.()-]{1,64}$/) });
         }
       }

@@ -3,8 +3,9 @@
  * silos' training data pooled (what federating tries to approach without moving data) and (b) one
  * local-only model per silo trained on its own data (what a silo gets without federating). Each
  * trains for the federation's total epochs (rounds x epochs) and is evaluated on EVERY silo's
- * validation split; the reported number is the num_examples-weighted mean over silos, the same
- * quantity the federation's global metrics report.
+ * test split, the rows the federation's evaluator reports the final model on, and weighted like
+ * it: by each silo's test rows (the evaluator's num_examples). `bySilo` has the per-silo figures:
+ * the centralized model on each silo, and each silo's local-only model on its own test split.
  *
  *   node dist/examples/fraud/baselines.js --data examples/fraud/data --out <file.json> [--epochs-total N] [--lr X] [--seed S]
  */
@@ -23,6 +24,7 @@ export interface SiloSplits {
   silo: string;
   train: FeatureMatrix;
   valid: FeatureMatrix;
+  test: FeatureMatrix;
 }
 
 /** The JSON the report renderer reads (lib/report/html.ts `Baselines`). */
@@ -31,6 +33,7 @@ export interface BaselinesResult {
   description: string;
   centralized: Record<string, number>;
   localOnly: Record<string, Record<string, number>>;
+  bySilo: { centralized: Record<string, Record<string, number>>; localOnly: Record<string, Record<string, number>> };
 }
 
 export interface BaselineOptions {
@@ -40,7 +43,7 @@ export interface BaselineOptions {
   signal?: AbortSignal;
 }
 
-/** Reads <dataDir>/<silo>/{train,valid}.csv for every silo folder, sorted by name. */
+/** Reads <dataDir>/<silo>/{train,valid,test}.csv for every silo folder, sorted by name. */
 export function loadSilos(dataDir: string): SiloSplits[] {
   let names: string[];
   try {
@@ -50,19 +53,25 @@ export function loadSilos(dataDir: string): SiloSplits[] {
   } catch (err) {
     throw new FraudDataError(`${dataDir}: cannot list silo folders (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); generate the data first`);
   }
-  if (names.length === 0) throw new FraudDataError(`${dataDir}: no silo folders (expected <silo>/train.csv and <silo>/valid.csv)`);
+  if (names.length === 0) throw new FraudDataError(`${dataDir}: no silo folders (expected <silo>/train.csv, valid.csv and test.csv)`);
   return names.map((silo) => ({
     silo,
     train: featurize(readCsvFile(join(dataDir, silo, "train.csv"))),
     valid: featurize(readCsvFile(join(dataDir, silo, "valid.csv"))),
+    test: featurize(readCsvFile(join(dataDir, silo, "test.csv"))),
   }));
 }
 
-/** A model's metrics on every silo's validation split, averaged with the silos' training sizes as weights. */
-export async function evaluateAcrossSilos(weights: Weights, silos: readonly SiloSplits[]): Promise<Record<string, number>> {
-  const parts = [];
-  for (const s of silos) parts.push({ weight: s.train.rows, metrics: { ...binaryMetrics(await predict(weights, s.valid), s.valid.y) } });
-  return weightedMean(parts);
+/** A model's metrics on one silo's test split (the evaluator's rows). */
+async function testMetrics(weights: Weights, silo: SiloSplits): Promise<Record<string, number>> {
+  return { ...binaryMetrics(await predict(weights, silo.test), silo.test.y) };
+}
+
+/** A model's metrics on every silo's test split, averaged with the silos' test rows as weights (as the federated evaluation is). */
+export async function evaluateAcrossSilos(weights: Weights, silos: readonly SiloSplits[]): Promise<{ mean: Record<string, number>; bySilo: Record<string, Record<string, number>> }> {
+  const bySilo: Record<string, Record<string, number>> = {};
+  for (const s of silos) bySilo[s.silo] = await testMetrics(weights, s);
+  return { mean: weightedMean(silos.map((s) => ({ weight: s.test.rows, metrics: bySilo[s.silo] }))), bySilo };
 }
 
 export async function computeBaselines(silos: readonly SiloSplits[], options: BaselineOptions = {}): Promise<BaselinesResult> {
@@ -74,15 +83,21 @@ export async function computeBaselines(silos: readonly SiloSplits[], options: Ba
   const pooled = concatFeatures(silos.map((s) => s.train));
   const centralized = await evaluateAcrossSilos(await train(start, pooled, trainOptions), silos);
   const localOnly: Record<string, Record<string, number>> = {};
-  for (const s of silos) localOnly[s.silo] = await evaluateAcrossSilos(await train(start, s.train, trainOptions), silos);
+  const localOnOwn: Record<string, Record<string, number>> = {};
+  for (const s of silos) {
+    const local = await evaluateAcrossSilos(await train(start, s.train, trainOptions), silos);
+    localOnly[s.silo] = local.mean;
+    localOnOwn[s.silo] = local.bySilo[s.silo];
+  }
   return {
     metric: "auc",
     description:
-      `each model trained for ${epochs} epochs (the federation's rounds x epochs) and evaluated on every silo's validation split, ` +
-      `weighted by the silos' training rows (${silos.map((s) => `${s.silo} ${s.train.rows}`).join(", ")}); ` +
+      `each model trained for ${epochs} epochs (the federation's rounds x epochs) and evaluated on every silo's test split, ` +
+      `weighted by the silos' test rows like the federated evaluation (${silos.map((s) => `${s.silo} ${s.test.rows}`).join(", ")}); ` +
       "centralized = one model on all silos' pooled training data; local-only = one model per silo on its own data",
-    centralized,
+    centralized: centralized.mean,
     localOnly,
+    bySilo: { centralized: centralized.bySilo, localOnly: localOnOwn },
   };
 }
 

@@ -6,7 +6,7 @@
  *
  *   node dist/examples/fraud/generate.js [--out examples/fraud/data] [--seed 42] [--scale 1]
  *
- * writes <out>/<silo>/train.csv and <out>/<silo>/valid.csv (columns: CSV_COLUMNS in dataset.ts).
+ * writes <out>/<silo>/train.csv, valid.csv and test.csv (columns: CSV_COLUMNS in dataset.ts).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -172,6 +172,8 @@ export function generateTransaction(rng: Rng, region: RegionProfile, fraud: bool
 export interface SiloData {
   train: Transaction[];
   valid: Transaction[];
+  /** Held out from training and from model selection: what the final model is reported on. */
+  test: Transaction[];
 }
 
 export interface GenerateOptions {
@@ -190,21 +192,27 @@ export function generateFraudData(options: GenerateOptions = {}): Record<string,
   (options.regions ?? REGIONS).forEach((region, index) => {
     const rng = createRng((seed * 1_000_003 + index * 7919 + 1) >>> 0);
     const rows = (n: number) => Array.from({ length: Math.max(1, Math.round(n * scale)) }, () => generateTransaction(rng, region, rng() < region.fraudRate));
-    out[region.name] = { train: rows(region.trainRows), valid: rows(region.validRows) };
+    const train = rows(region.trainRows);
+    const valid = rows(region.validRows);
+    // The test split draws from a stream of its own, so adding it left train and valid unchanged.
+    const testRng = createRng((seed * 1_000_003 + index * 7919 + 2) >>> 0);
+    const test = Array.from({ length: valid.length }, () => generateTransaction(testRng, region, testRng() < region.fraudRate));
+    out[region.name] = { train, valid, test };
   });
   return out;
 }
 
-/** Writes <outDir>/<silo>/{train,valid}.csv and returns the row counts. */
-export function writeFraudData(outDir: string, data: Record<string, SiloData>): Record<string, { train: number; valid: number; fraudRate: number }> {
-  const summary: Record<string, { train: number; valid: number; fraudRate: number }> = {};
+/** Writes <outDir>/<silo>/{train,valid,test}.csv and returns the row counts. */
+export function writeFraudData(outDir: string, data: Record<string, SiloData>): Record<string, { train: number; valid: number; test: number; fraudRate: number }> {
+  const summary: Record<string, { train: number; valid: number; test: number; fraudRate: number }> = {};
   for (const [silo, split] of Object.entries(data)) {
     const dir = join(outDir, silo);
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "train.csv"), toCsv(split.train));
     writeFileSync(join(dir, "valid.csv"), toCsv(split.valid));
+    writeFileSync(join(dir, "test.csv"), toCsv(split.test));
     const frauds = split.train.filter((r) => r.is_fraud === 1).length;
-    summary[silo] = { train: split.train.length, valid: split.valid.length, fraudRate: frauds / split.train.length };
+    summary[silo] = { train: split.train.length, valid: split.valid.length, test: split.test.length, fraudRate: frauds / split.train.length };
   }
   return summary;
 }
@@ -219,7 +227,7 @@ function main(): void {
   if (!(scale > 0)) throw new Error(`--scale must be a positive number, got ${values.scale}`);
   const outDir = resolve(values.out);
   const summary = writeFraudData(outDir, generateFraudData({ seed, scale }));
-  const parts = Object.entries(summary).map(([s, v]) => `${s} ${v.train}+${v.valid} rows (${(100 * v.fraudRate).toFixed(1)}% fraud)`);
+  const parts = Object.entries(summary).map(([s, v]) => `${s} ${v.train}+${v.valid}+${v.test} rows (${(100 * v.fraudRate).toFixed(1)}% fraud)`);
   console.log(`fraud data (seed ${seed}) in ${outDir}: ${parts.join(", ")}`);
 }
 

@@ -54,13 +54,14 @@ interface StatusBody {
 
 /** The modules `flo run` needs, loaded when it runs. */
 async function loadRunModules() {
-  const [spec, runtime, store, settings, report, manifests] = await Promise.all([
+  const [spec, runtime, store, settings, report, manifests, card] = await Promise.all([
     import("../spec"),
     import("../runtime/host"),
     import("../models/store"),
     import("../federation/settings"),
     import("../report/html"),
     import("../report/load"),
+    import("../federation/modelCard"),
   ]);
   return {
     loadSpecFile: spec.loadSpecFile,
@@ -69,12 +70,15 @@ async function loadRunModules() {
     modelContainerFromSettings: settings.modelContainerFromSettings,
     renderReport: report.renderReport,
     loadManifests: manifests.loadManifests,
+    loadEvaluations: manifests.loadEvaluations,
+    finalModelComparison: report.finalModelComparison,
+    modelCardFiles: [card.MODEL_CARD_MARKDOWN, card.MODEL_CARD_JSON],
   };
 }
 
 export async function runFederation(specPath: string, options: RunOptions = {}): Promise<RunResult> {
   const print = options.print ?? ((line: string) => console.log(line));
-  const { loadSpecFile, startLocalHost, ModelStore, modelContainerFromSettings, renderReport, loadManifests } = await loadRunModules();
+  const { loadSpecFile, startLocalHost, ModelStore, modelContainerFromSettings, renderReport, loadManifests, loadEvaluations, finalModelComparison, modelCardFiles } = await loadRunModules();
   const spec = await loadSpecFile(specPath); // fails fast, with every error and its field path
   const outDir = resolve(options.out ?? join("out", spec.name));
   const dataDir = options.data ? resolve(options.data) : mkdtempSync(join(tmpdir(), "flo-run-"));
@@ -103,22 +107,37 @@ export async function runFederation(specPath: string, options: RunOptions = {}):
     const final = await followProgress(id, spec.rounds, api, print, options);
     const store = ModelStore.fromConnectionString(host.storageConnectionString, modelContainerFromSettings(process.env));
     const manifests = await loadManifests({ store } as FederationServices, id);
+    const evaluations = await loadEvaluations({ store } as FederationServices, id);
     mkdirSync(outDir, { recursive: true });
     writeFileSync(join(outDir, "rounds.json"), JSON.stringify(manifests, null, 2) + "\n");
+    writeFileSync(join(outDir, "evaluation.json"), JSON.stringify(evaluations, null, 2) + "\n");
     let modelPath: string | undefined;
-    if (final.runtimeStatus === "Completed" && final.output) {
+    const output = final.runtimeStatus === "Completed" ? final.output : undefined;
+    if (output) {
       modelPath = join(outDir, "model.safetensors");
-      await store.downloadToFile(store.pathFromUri(final.output.finalModel.uri), modelPath);
+      await store.downloadToFile(store.pathFromUri(output.finalModel.uri), modelPath);
+      // The last round's model is kept beside the delivered one (they differ when evaluation.select chose).
+      if (output.lastModel) await store.downloadToFile(store.pathFromUri(output.lastModel.uri), join(outDir, "model-last.safetensors"));
+      const finalFolderUri = output.finalModel.uri.slice(0, output.finalModel.uri.lastIndexOf("/") + 1);
+      for (const name of modelCardFiles) if (output.modelCardUri) await store.downloadToFile(store.pathFromUri(`${finalFolderUri}${name}`), join(outDir, name));
     }
     const baselines = options.baselines && existsSync(options.baselines) ? (JSON.parse(readFileSync(options.baselines, "utf8")) as Baselines) : undefined;
     const reportPath = join(outDir, "report.html");
-    writeFileSync(reportPath, renderReport({ federationId: id, runtimeStatus: final.runtimeStatus, manifests, baselines }));
+    const reportInput = { federationId: id, runtimeStatus: final.runtimeStatus, manifests, evaluations, selection: output?.selection, baselines };
+    writeFileSync(reportPath, renderReport(reportInput));
     printSummary(manifests, print);
+    printFinalModel(finalModelComparison(reportInput), output, print);
     const failure = final.runtimeStatus === "Completed" ? undefined : typeof final.failure === "string" ? final.failure : JSON.stringify(final.failure);
     print(`flo: ${final.runtimeStatus.toLowerCase()} in ${((Date.now() - started) / 1000).toFixed(1)} s${failure ? `: ${failure}` : ""}`);
-    if (modelPath) print(`flo: final model ${modelPath} (sha256 ${final.output!.finalModel.sha256})`);
+    if (modelPath && output) {
+      const chosen =
+        output.selection && !output.selection.last ? `, round ${output.selection.round}'s model chosen by ${output.selection.metric ?? "selection"}; the last round's is model-last.safetensors` : "";
+      print(`flo: final model ${modelPath} (sha256 ${output.finalModel.sha256}${chosen})`);
+      if (output.modelCardUri) print(`flo: model card ${join(outDir, modelCardFiles[0])}`);
+    }
     print(`flo: report ${reportPath}`);
     print(`flo: round manifests ${join(outDir, "rounds.json")}`);
+    if (evaluations.length > 0) print(`flo: evaluation manifests ${join(outDir, "evaluation.json")}`);
     return { federationId: id, runtimeStatus: final.runtimeStatus, outDir, modelPath, reportPath, manifests, failure };
   } finally {
     await host?.stop();
@@ -187,6 +206,27 @@ function printSummary(manifests: RoundManifest[], print: (line: string) => void)
   for (const r of rows) print(line(r));
   for (const m of manifests) for (const s of m.silos) if (!s.included) print(`  round ${m.round}: ${s.silo} excluded: ${s.reason ?? s.outcome}`);
 }
+
+/** The delivered model's test metric per silo and weighted, beside the baselines on the same rows with the same weights. */
+function printFinalModel(table: ReturnType<ReportModules["finalModelComparison"]>, output: FederationSummary | undefined, print: (line: string) => void): void {
+  if (!output) return;
+  if (!table) {
+    print(output.finalEvaluation ? "final model: its evaluation did not reach the quorum" : "final model: not evaluated (the spec has no evaluation section)");
+    return;
+  }
+  const selection = output.selection;
+  const chosen = selection?.metric ? `; chosen by ${selection.metric} (${selection.mode}) = ${selection.value?.toFixed(4)}, biased upward by the choice` : "";
+  print(`final model: round ${table.round}'s${selection?.last ? " (the last round)" : ""}${chosen}; held-out ${table.metric} per silo beside the baselines, on the same rows:`);
+  const cell = (v: number | undefined) => (v === undefined ? "-" : v.toFixed(4));
+  const header = ["silo", "rows", `federated ${table.metric}`, "centralized", "local-only (own model)"];
+  const rows = table.rows.map((r) => [r.silo, String(r.numExamples ?? "-"), cell(r.federated), cell(r.centralized), cell(r.localOnly)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ");
+  print(line(header));
+  for (const r of rows) print(line(r));
+}
+
+type ReportModules = Awaited<ReturnType<typeof loadRunModules>>;
 
 export function register(command: Command): void {
   command

@@ -39,6 +39,8 @@ export const JOB_KINDS = {
   train: { eventPrefix: "silo-done", output: "model_update", outputFiles: [MODEL_FILE, METRICS_FILE] },
   /** Secure aggregation: a survivor reveals what removes the masks of the round's sum (lib/secagg/siloJob.ts). */
   unmask: { eventPrefix: "unmask-done", output: "reveal", outputFiles: [REVEAL_FILE] },
+  /** An evaluation job: scores a given model on the silo's held-out data; writes metrics.json only. */
+  evaluate: { eventPrefix: "silo-evaluated", output: "evaluation", outputFiles: [METRICS_FILE] },
 } as const satisfies Record<string, JobKindContract>;
 
 export type JobKind = keyof typeof JOB_KINDS;
@@ -248,7 +250,13 @@ export interface TrainingOutput {
   metrics: SiloMetrics;
 }
 
-export type SiloOutput = TrainingOutput;
+/** A completed evaluation job's output: the evaluated model's metrics on the silo's data. */
+export interface EvaluationOutput {
+  kind: "evaluate";
+  metrics: SiloMetrics;
+}
+
+export type SiloOutput = TrainingOutput | EvaluationOutput;
 
 /** What a silo wrote breaks the job contract (missing files, invalid metrics.json): exclude that silo's update with this reason. */
 export class SiloOutputError extends Error {

@@ -15,7 +15,7 @@ export { fixSecureSplit } from "./secure";
 import { aggregateUpdates, AggregationError, createStrategy, type AggregationResult, type RoundWeighting, type StrategyStateInput } from "../aggregation";
 import type { Json } from "../aggregation/strategy";
 import { azureMlCodeOf, uploadedCodeDigest } from "../compute/azureml/code";
-import { checkpointPath } from "./lifecycle";
+import { checkpointPath, readCheckpoint } from "./lifecycle";
 import { MANIFEST_SCHEMA, weightedMeans, type FederationCheckpoint, type RoundManifest, type RoundWeightingRecord, type SiloManifestEntry } from "./manifest";
 import type { FederationServices } from "./services";
 import type { AggregateSecureRoundInput, SecureAggregateRoundOutput } from "./types";
@@ -93,7 +93,8 @@ interface OpenedUpdate {
 async function openUpdate(services: FederationServices, spec: FederationSpec, result: SiloRoundResult): Promise<OpenedUpdate> {
   const uri = result.outputUri!;
   try {
-    const output = await services.computeFor(siloOf(spec, result.silo)).openOutput(uri);
+    const output = await services.computeFor(siloOf(spec, result.silo)).openOutput(uri, { kind: "train" });
+    if (output.kind !== "train") throw new Error(`expected a training output, got a ${output.kind} output`);
     return { silo: result.silo, uri, output };
   } catch (err) {
     return { silo: result.silo, uri, reason: `cannot open the update at ${uri}: ${(err as Error).message}` };
@@ -187,15 +188,18 @@ async function saveStrategyState(services: FederationServices, input: AggregateR
 /** Step 6: the checkpoint a resumed federation starts from, with the history of rounds (the only copy of it). */
 async function saveCheckpoint(services: FederationServices, args: { input: AggregateRoundInput; summary: RoundSummary; model: ModelRef; strategyState: ModelRef }): Promise<string> {
   const { input, summary, model, strategyState } = args;
-  const previous = await readHistory(services, input.federationId, input.round);
+  const previous = await readCheckpoint(services, input.federationId).catch(() => undefined);
+  // Evaluations of later rounds belong to a run this one replaces (a resumed federation).
+  const evaluations = (previous?.evaluations ?? []).filter((e) => e.round < input.round);
   const checkpoint: FederationCheckpoint = {
     schema: "flo.checkpoint/1",
     federationId: input.federationId,
     round: input.round,
     model,
     strategyState,
-    history: [...previous, summary],
+    history: [...(previous?.history ?? []).filter((h) => h.round < input.round), summary],
     manifestUri: summary.manifestUri,
+    ...(evaluations.length > 0 ? { evaluations } : {}),
   };
   const written = await services.store.putJson(checkpointPath(input.federationId), checkpoint);
   return written.uri;
@@ -377,16 +381,6 @@ function manifestWeighting(weighting: RoundWeighting): RoundWeightingRecord {
     );
   }
   return { ...weighting, ...(notes.length > 0 ? { note: notes.join("; ") } : {}) };
-}
-
-/** The history of rounds before `round`, from the checkpoint (empty before the first). */
-async function readHistory(services: FederationServices, federationId: string, round: number): Promise<RoundSummary[]> {
-  try {
-    const cp = await services.store.getJson<FederationCheckpoint>(checkpointPath(federationId));
-    return cp.history.filter((h) => h.round < round);
-  } catch {
-    return [];
-  }
 }
 
 function failedManifest(args: {

@@ -9,7 +9,9 @@ import { ApiError, problem, type ApiResponse } from "./problem";
 import { sampleSilos, siloGroupInstanceId, siloGroups, siloInstanceId } from "./decisions";
 import { RECENT_ROUNDS, roundDigest } from "./payloads";
 import { Orchestrations } from "./types";
-import type { FederationRunInput, FederationStatus, RoundSummary, SiloRoundResult, SiloStatus } from "./types";
+import type { FederationRunInput, FederationStatus, FederationSummary, RoundSummary, SiloRoundResult, SiloStatus } from "./types";
+import type { EvaluationManifest } from "./evaluation";
+import type { JobKind } from "../compute/siloCompute";
 import type { FederationServices } from "./services";
 import { checkpointPath, prepareFederation, readCheckpoint, requireEnabledCompute } from "./lifecycle";
 import { SpecError } from "../spec/errors";
@@ -112,11 +114,14 @@ export async function getFederation(client: DurableClient, services: FederationS
   const running = RUNNING.has(status.runtimeStatus);
   // The custom status holds counts only (its size is bounded): the silos come from the input's spec silos.
   const sampled = custom ? roundSilos(id, custom.round, status.input as FederationRunInput) : undefined;
+  // While evaluating, every silo runs an evaluation job: show those.
+  const kind = phaseKind(custom);
+  const active = kind === "evaluate" ? (status.input as FederationRunInput | undefined)?.silos : sampled;
   let silos: (SiloStatus | SiloRoundResult | { silo: string; state: string })[] | undefined;
-  if (custom && sampled && running && sampled.length <= MAX_SILO_DETAILS) {
+  if (custom && active && running && active.length <= MAX_SILO_DETAILS) {
     silos = await Promise.all(
-      sampled.map(async (silo) => {
-        const sub = await findInstance(client, siloInstanceId(id, custom.round, silo));
+      active.map(async (silo) => {
+        const sub = await findInstance(client, siloInstanceId(id, custom.round, silo, kind));
         if (!sub) return { silo, state: "pending" };
         if ((sub.runtimeStatus as string) === "Completed") return sub.output as SiloRoundResult;
         return (sub.customStatus as SiloStatus | undefined) ?? { silo, state: "submitting" };
@@ -137,11 +142,33 @@ export async function getFederation(client: DurableClient, services: FederationS
       deadline: custom?.deadline,
       silos,
       history: await roundHistory(services, id, custom?.round),
+      finalEvaluation: await finalEvaluation(services, runtimeStatus === "Completed" ? (status.output as FederationSummary | undefined) : undefined, custom),
       output: runtimeStatus === "Completed" ? status.output : undefined,
       failure: runtimeStatus === "Failed" || runtimeStatus === "Terminated" ? status.output : undefined,
       links: federationLinks(origin, id),
     },
   };
+}
+
+/**
+ * The final evaluation with every silo's metrics, from its manifest: of the completed federation's
+ * output, else of the custom status when the latest evaluation is the final one (a failed one too).
+ */
+async function finalEvaluation(services: FederationServices, output: FederationSummary | undefined, custom: FederationStatus | undefined): Promise<unknown> {
+  const digest = output?.finalEvaluation ?? (custom?.evaluation?.final ? custom.evaluation : undefined);
+  if (!digest) return undefined;
+  const manifest = await services.store.getJson<EvaluationManifest>(services.store.pathFromUri(digest.manifestUri));
+  return {
+    ...digest,
+    metrics: manifest.metrics,
+    totalExamples: manifest.totalExamples,
+    silos: manifest.silos.map(({ silo, included, reason, numExamples, metrics }) => ({ silo, included, ...(reason ? { reason } : {}), numExamples, metrics })),
+  };
+}
+
+/** The kind of job the federation's phase runs: evaluation jobs while evaluating, else training. */
+function phaseKind(custom: FederationStatus | undefined): JobKind {
+  return custom?.phase === "evaluating" ? "evaluate" : "train";
 }
 
 /** The silos a round sampled, recomputed like the orchestrator does (undefined without the run's input). */
@@ -163,20 +190,21 @@ export async function cancelFederation(client: DurableClient, services: Federati
   const canceledJobs: string[] = [];
   // The federation first: a terminated sub-orchestration would otherwise fail it before it is terminated.
   await client.terminate(id, reason);
-  const sampled = custom ? roundSilos(id, custom.round, run) : undefined;
+  const kind = phaseKind(custom);
+  const sampled = custom ? (kind === "evaluate" ? run.silos : roundSilos(id, custom.round, run)) : undefined;
   if (custom && sampled) {
     const spec = await services.loadSpec(run.spec);
     // Then the groups, so a terminated silo doesn't fail its group before the group is terminated.
     await Promise.all(
       siloGroups(sampled).map(async (_, group) => {
-        const groupId = siloGroupInstanceId(id, custom.round, group);
+        const groupId = siloGroupInstanceId(id, custom.round, group, kind);
         const sub = await findInstance(client, groupId);
         if (sub && RUNNING.has(sub.runtimeStatus)) await client.terminate(groupId, reason);
       }),
     );
     await Promise.all(
       sampled.map(async (silo) => {
-        const subId = siloInstanceId(id, custom.round, silo);
+        const subId = siloInstanceId(id, custom.round, silo, kind);
         const sub = await findInstance(client, subId);
         if (!sub || !RUNNING.has(sub.runtimeStatus)) return;
         await client.terminate(subId, reason);
@@ -213,7 +241,8 @@ export async function resumeFederation(client: DurableClient, services: Federati
         resumedFromRound: checkpoint.round,
       }
     : { ...failed, recent: failed.recent ?? [] };
-  if (next.round > next.rounds) throw new ApiError(409, `federation ${id}: all ${next.rounds} rounds are checkpointed; nothing to resume`);
+  // With every round checkpointed, the run failed after training (final evaluation, model card,
+  // registration): the resumed run (round rounds + 1) does that part again.
   next.generation = (failed.generation ?? 0) + 1;
   next.startedAt = now.toISOString();
   await client.startNew(Orchestrations.federation, { instanceId: id, input: next });

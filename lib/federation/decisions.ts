@@ -118,3 +118,9 @@ export function siloGroups(silos: readonly string[]): string[][] {
 export function siloGroupInstanceId(federationId: string, round: number, group: number, kind?: JobKind, rerun = 0): string {
   return `${federationId}:r${round}${rerunSuffix(rerun)}:group.${group}${kindSuffix(kind)}`;
 }
+
+/** Whether the output of `round` is evaluated: every `every`-th round's, and the last round's (never without an evaluation plan). */
+export function evaluationDue(run: { rounds: number; evaluation?: { every: number } }, round: number): boolean {
+  if (!run.evaluation) return false;
+  return round >= run.rounds || (run.evaluation.every > 0 && round % run.evaluation.every === 0);
+}

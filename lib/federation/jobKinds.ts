@@ -5,8 +5,8 @@
  * job comes from and where its output lands in the store layout.
  */
 import type { JobInput, JobKind } from "../compute/siloCompute";
-import { siloUpdateFolder } from "../models/storeLayout";
 import { sessionPaths, UNMASK_COMMAND } from "./secure";
+import { siloEvaluationFolder, siloUpdateFolder } from "../models/storeLayout";
 import type { FederationSpec } from "../spec";
 import type { SubmitJobInput } from "./types";
 
@@ -41,6 +41,13 @@ export const JOB_RECIPES = {
       if (!secure) throw new Error(`unmask job of silo ${silo}: no secure aggregation session`);
       return sessionPaths(federationId, round, secure.attempt).revealFolder(silo);
     },
+  },
+  evaluate: {
+    section: (spec) => {
+      if (!spec.evaluation) throw new Error(`federation ${spec.name} has no evaluation section: no evaluation job to submit`);
+      return spec.evaluation;
+    },
+    outputFolder: ({ federationId, round, silo }) => siloEvaluationFolder(federationId, round, silo),
   },
 } as const satisfies Record<JobKind, JobRecipe>;
 

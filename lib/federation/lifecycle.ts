@@ -52,6 +52,8 @@ export async function prepareFederation(services: FederationServices, federation
     recent: [],
     startedAt: now.toISOString(),
     ...(spec.aggregation.secureAggregation ? { secure: true } : {}),
+    ...(spec.evaluation ? { evaluation: { every: spec.evaluation.every, minSilos: spec.evaluation.minSilos } } : {}),
+    ...(spec.registration ? { registers: true } : {}),
   };
 }
 

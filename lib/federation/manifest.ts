@@ -3,6 +3,7 @@
  * run can be audited and resumed from it. One per round, aggregated or failed.
  */
 import type { JobAttempt, ModelRef, RoundSummary } from "./types";
+import type { EvaluationSummary } from "./evaluation";
 import type { SiloOutcomeKind } from "./decisions";
 import type { SecureAggregationRecord } from "./secure";
 
@@ -75,6 +76,8 @@ export interface FederationCheckpoint {
   strategyState?: ModelRef;
   history: RoundSummary[];
   manifestUri: string;
+  /** Every evaluation so far, by round (evaluation manifests have the per-silo detail). */
+  evaluations?: EvaluationSummary[];
 }
 
 /** num_examples-weighted mean of each numeric metric present in any entry. */

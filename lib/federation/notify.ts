@@ -2,21 +2,27 @@
 import type { NotificationInput } from "../messaging/notifications";
 import { Settings } from "./settings";
 import type { FederationServices } from "./services";
-import type { RoundSummary } from "./types";
+import type { ModelRef, RoundSummary } from "./types";
 
 export interface PartnerNotice {
   type: "round-completed" | "federation-completed" | "federation-failed";
   federationId: string;
   round: number;
   summary?: RoundSummary;
+  /** federation-completed: the delivered model (the best evaluated one with evaluation.select) and its round. */
+  finalModel?: ModelRef;
+  selectedRound?: number;
   reason?: string;
 }
 
 /** The notification for a notice (pure). */
 export function toNotificationInput(notice: PartnerNotice): NotificationInput {
-  const model = notice.summary ? { modelUri: notice.summary.model.uri, modelSha256: notice.summary.model.sha256, metrics: notice.summary.metrics } : {};
   if (notice.type === "federation-failed") return { type: notice.type, federationId: notice.federationId, round: notice.round, reason: notice.reason ?? "unknown" };
-  return { type: notice.type, federationId: notice.federationId, round: notice.round, ...model };
+  const metrics = notice.summary ? { metrics: notice.summary.metrics } : {};
+  const model = notice.finalModel ?? notice.summary?.model;
+  const modelFields = model ? { modelUri: model.uri, modelSha256: model.sha256 } : {};
+  const selected = notice.type === "federation-completed" && notice.selectedRound !== undefined ? { selectedRound: notice.selectedRound } : {};
+  return { type: notice.type, federationId: notice.federationId, round: notice.round, ...modelFields, ...metrics, ...selected };
 }
 
 export async function notifyPartners(services: FederationServices, notice: PartnerNotice, log: (line: string) => void): Promise<{ sent: boolean; messageId?: string }> {

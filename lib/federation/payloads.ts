@@ -54,16 +54,18 @@ export function recentRounds(previous: readonly RoundDigest[], latest: RoundDige
 
 /**
  * `status` made to fit the custom-status limit. With flo's own URIs it always fits as is; metric
- * names and URIs come from users and deployments, so past the limit the digests' metrics go first,
+ * names and URIs come from users and deployments, so past the limit the digests' metrics (and the
+ * evaluation digest's) go first,
  * then the oldest digests: the status stays valid and the manifests keep the detail.
  */
 export function fitCustomStatus(status: FederationStatus): FederationStatus {
   if (durablePayloadBytes(status) <= MAX_CUSTOM_STATUS_BYTES) return status;
   let recent = status.recent.map((d) => ({ ...d, metrics: {}, globalMetrics: {} }));
-  let fitted: FederationStatus = { ...status, recent };
+  const evaluation = status.evaluation ? { evaluation: { ...status.evaluation, metrics: {} } } : {};
+  let fitted: FederationStatus = { ...status, ...evaluation, recent };
   while (recent.length > 0 && durablePayloadBytes(fitted) > MAX_CUSTOM_STATUS_BYTES) {
     recent = recent.slice(1);
-    fitted = { ...status, recent };
+    fitted = { ...status, ...evaluation, recent };
   }
   return fitted;
 }

@@ -20,6 +20,8 @@ import { withTestJobEventHook } from "./testJobEventHook";
 import { NotificationConfigError, NotificationPublisher, type NotificationSender } from "../messaging/notifications";
 import { appSettings, modelContainerFromSettings, Settings, type AppSettings } from "./settings";
 import type { TokenCredential } from "@azure/core-auth";
+import { modelRegistryFromSettings, type AzureMlModelRegistry } from "../compute/azureml/modelRegistry";
+import type { WorkspaceCoordinates } from "../compute/azureml/errors";
 
 export interface FederationServices {
   readonly store: ModelStore;
@@ -35,6 +37,8 @@ export interface FederationServices {
   /** The spec a federation stored at start, verified against its digest. */
   loadSpec(ref: ModelRef): Promise<FederationSpec>;
   computeFor(silo: SiloSpec): SiloCompute;
+  /** The model registry of an Azure ML workspace (the federation owner's), with the orchestrator's identity. */
+  modelRegistry(workspace: WorkspaceCoordinates): AzureMlModelRegistry;
   close(): Promise<void>;
 }
 
@@ -121,6 +125,10 @@ class SettingsServices implements FederationServices {
 
   computeFor(silo: SiloSpec): SiloCompute {
     return this.compute.for(silo.compute);
+  }
+
+  modelRegistry(workspace: WorkspaceCoordinates): AzureMlModelRegistry {
+    return modelRegistryFromSettings(workspace, { credential: (this.credential ??= createAzureCredential(credentialSettingsFromEnv(this.env))), env: this.env });
   }
 
   private transfer(): JobFolderTransfer {

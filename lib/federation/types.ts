@@ -52,6 +52,100 @@ export interface FederationRunInput {
   generation?: number;
   /** The spec asks for secure aggregation (the round masks, fixes survivors, unmasks). */
   secure?: boolean;
+  /** When the spec has an evaluation section: which round outputs are evaluated and the quorum. */
+  evaluation?: EvaluationPlan;
+  /** When the spec has a registration section: the delivered model is registered in Azure ML. */
+  registers?: boolean;
+}
+
+/** The evaluation section as the orchestrator needs it. */
+export interface EvaluationPlan {
+  /** Also evaluate the outputs of rounds every, 2 x every, ... (0: only the final model). */
+  every: number;
+  minSilos: number;
+}
+
+/** Input of the `recordEvaluation` activity: one evaluation of one model on every silo. */
+export interface RecordEvaluationInput {
+  federationId: string;
+  spec: ModelRef;
+  /** The round whose output is evaluated. */
+  round: number;
+  /** Whether it is the model of the last round (its evaluation must reach the quorum). */
+  final: boolean;
+  model: ModelRef;
+  results: SiloRoundResult[];
+  minSilos: number;
+  startedAt: string;
+}
+
+/** An evaluation in a few hundred bytes, for the orchestration (the manifest has the detail). */
+export interface EvaluationDigest {
+  round: number;
+  final: boolean;
+  /** Whether enough silos' evaluations were valid (evaluation.minSilos). */
+  ok: boolean;
+  reason?: string;
+  modelSha256: string;
+  manifestUri: string;
+  /** Silos whose evaluation was valid, and silos without one. */
+  evaluated: number;
+  failed: number;
+  /** A few of the num_examples-weighted means. */
+  metrics: Record<string, number>;
+}
+
+/** Input of the `finalizeFederation` activity. */
+export interface FinalizeInput {
+  federationId: string;
+  spec: ModelRef;
+  /** The model the last round produced. */
+  lastModel: ModelRef;
+  lastRound: number;
+}
+
+/** Which model the federation delivers, and why. */
+export interface ModelSelection {
+  /** The round whose output is delivered. */
+  round: number;
+  /** Whether it is the last round's model. */
+  last: boolean;
+  /** With evaluation.select: the metric, its mode and the delivered model's weighted mean. */
+  metric?: string;
+  mode?: "max" | "min";
+  value?: number;
+  /** A sentence for humans: what was compared and what won. */
+  reason: string;
+}
+
+/** What `finalizeFederation` returns: the delivered model (a copy in the final folder), the last one, the card. */
+export interface FinalizeOutput {
+  finalModel: ModelRef;
+  lastModel: ModelRef;
+  selection: ModelSelection;
+  modelCardUri: string;
+  /** The final evaluation, when the spec has one. */
+  finalEvaluation?: EvaluationDigest;
+}
+
+/** Input of the `registerModel` activity: the delivered model and what its version records. */
+export interface RegisterModelInput {
+  federationId: string;
+  spec: ModelRef;
+  /** The delivered model (in the federation's final folder). */
+  model: ModelRef;
+  selection: ModelSelection;
+  finalEvaluation?: EvaluationDigest;
+}
+
+/** What `registerModel` returns: the model version in the owner's workspace. */
+export interface ModelRegistration {
+  /** ARM id of the model version. */
+  id: string;
+  name: string;
+  version: string;
+  /** Whether this call created it (false: an earlier attempt or run of this federation had). */
+  created: boolean;
 }
 
 /** Literal inputs a job gets besides its spec section's parameters (passed to the job as text). */
@@ -235,7 +329,16 @@ export interface FederationSummary {
   federationId: string;
   status: "completed";
   rounds: number;
+  /** The delivered model: the last round's, or the best evaluated one with evaluation.select. */
   finalModel: ModelRef;
+  /** The last round's model, when it is not the delivered one's blob. */
+  lastModel?: ModelRef;
+  /** Which model was delivered and why (absent in runs without finalization records). */
+  selection?: ModelSelection;
+  /** The delivered model's evaluation on every silo, when the spec has an evaluation section. */
+  finalEvaluation?: EvaluationDigest;
+  modelCardUri?: string;
+  registration?: ModelRegistration;
   /** The checkpoint blob: its `history` has every round's summary (GET /api/federations/{id} shows it). */
   historyUri: string;
   /** The last round, compact. */
@@ -251,7 +354,7 @@ export interface FederationSummary {
 export interface FederationStatus {
   round: number;
   rounds: number;
-  phase: "training" | "unmasking" | "aggregating" | "completed" | "failed";
+  phase: "training" | "unmasking" | "aggregating" | "evaluating" | "finalizing" | "completed" | "failed";
   roundStartedAt: string;
   deadline?: string;
   /** How many silos the round sampled and, once their jobs ended, how many succeeded, failed or were late. */
@@ -259,7 +362,9 @@ export interface FederationStatus {
   /** The latest completed rounds, oldest first. */
   recent: RoundDigest[];
   /** The checkpoint blob and the latest round manifest, when they exist. */
-  links: { checkpoint?: string; manifest?: string };
+  links: { checkpoint?: string; manifest?: string; evaluation?: string };
+  /** The latest evaluation, compact (its manifest has every silo). */
+  evaluation?: EvaluationDigest;
 }
 
 /** Custom status of a silo's sub-orchestration. */
@@ -289,6 +394,9 @@ export const Activities = {
   aggregateSecureRound: "aggregateSecureRound",
   fixSecureSplit: "fixSecureSplit",
   recordRoundFailure: "recordRoundFailure",
+  recordEvaluation: "recordEvaluation",
+  finalizeFederation: "finalizeFederation",
+  registerModel: "registerModel",
   notifyPartners: "notifyPartners",
 } as const;
 

@@ -6,6 +6,9 @@
  *   federations/<id>/rounds/<r>/manifest.json
  *   federations/<id>/rounds/<r>/state/<name>
  *   federations/<id>/rounds/<r>/logs/<silo>/<name>
+ *   federations/<id>/evaluations/<r>/<silo>/metrics.json   (evaluation of the model round r produced)
+ *   federations/<id>/evaluations/<r>/manifest.json
+ *   federations/<id>/final/model.safetensors | model-card.md | model-card.json
  *
  * Folder functions return a prefix ending in "/", so `rounds/1/` never matches `rounds/10/`.
  */
@@ -92,6 +95,30 @@ export function jobLogFolder(federationId: string, round: number, silo: string):
 /** A silo job's log file for the round (default name `std_log.txt`, as Azure ML names it). */
 export function jobLogPath(federationId: string, round: number, silo: string, name = "std_log.txt"): string {
   return `${jobLogFolder(federationId, round, silo)}${relativePath(name, "log name")}`;
+}
+
+/** Evaluations of the model round `round` produced (`rounds/<round+1>/global`). */
+export function evaluationFolder(federationId: string, round: number): string {
+  return `${federationFolder(federationId)}evaluations/${roundNumber(round)}/`;
+}
+
+/** The folder a silo's evaluation job writes its `evaluation` output (metrics.json) to. */
+export function siloEvaluationFolder(federationId: string, round: number, silo: string): string {
+  return `${evaluationFolder(federationId, round)}${segment(silo, "silo")}/`;
+}
+
+/** The evaluation manifest of the model round `round` produced. */
+export function evaluationManifestPath(federationId: string, round: number): string {
+  return `${evaluationFolder(federationId, round)}${MANIFEST_FILE}`;
+}
+
+/** The delivered model, its model card and its selection record. */
+export function finalFolder(federationId: string): string {
+  return `${federationFolder(federationId)}final/`;
+}
+
+export function finalFilePath(federationId: string, name: string): string {
+  return `${finalFolder(federationId)}${relativePath(name, "file name")}`;
 }
 
 /** Normalizes a folder prefix to end with exactly one "/" (empty stays empty = whole container). */

@@ -118,7 +118,38 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   // The command's placeholders against what each silo defines.
   if (typeof training.command === "string" && training.command.length > 0) {
     const hasInitialModel = typeof raw.initialModel === "string";
-    issues.push(...commandIssues(training.command, parameters, silos, hasInitialModel));
+    issues.push(...commandIssues({ command: training.command, section: "training", output: MODEL_UPDATE_OUTPUT, parameters, silos, alwaysHasGlobalModel: hasInitialModel }));
+  }
+  if (isObj(raw.evaluation)) issues.push(...evaluationIssues(raw.evaluation, { silos, firstAzureml, parameters }));
+  return issues;
+}
+
+/** Where an evaluation job writes metrics.json (`${{outputs.evaluation}}`). */
+export const EVALUATION_OUTPUT = "evaluation";
+
+/** The evaluation section against the silos and training.parameters (the schema checked its fields). */
+function evaluationIssues(evaluation: Obj, context: { silos: Obj[]; firstAzureml: number; parameters: Obj }): SpecIssue[] {
+  const { silos, firstAzureml } = context;
+  const issues: SpecIssue[] = [];
+  const parameters = obj(evaluation.parameters);
+  for (const key of Object.keys(parameters)) {
+    if (BUILTIN_INPUTS.includes(key))
+      issues.push(specIssue(formatPath(["evaluation", "parameters", key]), `a name other than the inputs flo provides (${BUILTIN_INPUTS.join(", ")})`, JSON.stringify(key)));
+    const keyReason = secretKeyReason(key);
+    if (keyReason) issues.push(specIssue(formatPath(["evaluation", "parameters", key]), NO_SECRETS, `a field named like a secret: ${keyReason}`));
+  }
+  if (typeof evaluation.command === "string") {
+    const secret = secretInCommandReason(evaluation.command);
+    if (secret) issues.push(specIssue("evaluation.command", NO_SECRETS, `${secret} (value not shown)`));
+    // The evaluated model always exists, so ${{inputs.global_model}} may stand outside $[[ ]].
+    else if (evaluation.command.length > 0)
+      issues.push(...commandIssues({ command: evaluation.command, section: "evaluation", output: EVALUATION_OUTPUT, parameters, silos, alwaysHasGlobalModel: true }));
+  }
+  if (firstAzureml >= 0 && evaluation.environment === undefined) {
+    issues.push(specIssue("evaluation.environment", `an Azure ML environment such as azureml:flo-node:1 (silos[${firstAzureml}] uses azureml compute)`, "missing"));
+  }
+  if (isCount(evaluation.minSilos) && silos.length > 0 && evaluation.minSilos > silos.length) {
+    issues.push(specIssue("evaluation.minSilos", `<= ${silos.length} (the number of silos; every silo evaluates)`, String(evaluation.minSilos)));
   }
   return issues;
 }
@@ -261,8 +292,21 @@ function aggregationIssues(aggregation: Obj, quorum: number, perRound: number, q
   return issues;
 }
 
-function commandIssues(command: string, parameters: Obj, silos: Obj[], hasInitialModel: boolean): SpecIssue[] {
-  const path = "training.command";
+interface CommandCheck {
+  command: string;
+  /** The spec section holding the command and its parameters (`training`, `evaluation`). */
+  section: string;
+  /** The one output the job writes. */
+  output: string;
+  parameters: Obj;
+  silos: Obj[];
+  /** Whether every job of the section gets `inputs.global_model` (training without initialModel does not in round 1). */
+  alwaysHasGlobalModel: boolean;
+}
+
+function commandIssues(check: CommandCheck): SpecIssue[] {
+  const { command, section, output: expectedOutput, parameters, silos, alwaysHasGlobalModel } = check;
+  const path = `${section}.command`;
   let template;
   try {
     template = parseCommandTemplate(command);
@@ -272,32 +316,33 @@ function commandIssues(command: string, parameters: Obj, silos: Obj[], hasInitia
   }
   const issues: SpecIssue[] = [];
   for (const output of template.outputs) {
-    if (output !== MODEL_UPDATE_OUTPUT) {
-      issues.push(specIssue(path, `\${{outputs.${MODEL_UPDATE_OUTPUT}}} (the only output of a silo job)`, `\${{outputs.${output}}}`));
+    if (output !== expectedOutput) {
+      issues.push(specIssue(path, `\${{outputs.${expectedOutput}}} (the only output of ${section === "training" ? "a silo" : `an ${section}`} job)`, `\${{outputs.${output}}}`));
     }
   }
-  if (!template.outputs.includes(MODEL_UPDATE_OUTPUT)) {
-    issues.push(specIssue(path, `a reference to \${{outputs.${MODEL_UPDATE_OUTPUT}}} (where the trainer writes model.safetensors and metrics.json)`, "none"));
+  if (!template.outputs.includes(expectedOutput)) {
+    const writes = expectedOutput === MODEL_UPDATE_OUTPUT ? "the trainer writes model.safetensors and metrics.json" : "the job writes metrics.json";
+    issues.push(specIssue(path, `a reference to \${{outputs.${expectedOutput}}} (where ${writes})`, "none"));
   }
   const defined = (silo: Obj, name: string) => Object.prototype.hasOwnProperty.call(parameters, name) || Object.prototype.hasOwnProperty.call(obj(silo.inputs), name);
   const siloLabel = (silo: Obj, i: number) => (typeof silo.name === "string" ? JSON.stringify(silo.name) : `silos[${i}]`);
   for (const { name, optional } of template.inputs) {
     const placeholder = `\${{inputs.${name}}}`;
     if (name === GLOBAL_MODEL_INPUT) {
-      if (!optional && !hasInitialModel) {
+      if (!optional && !alwaysHasGlobalModel) {
         issues.push(specIssue(path, `${placeholder} inside an optional part $[[ ... ]]: without initialModel round 1 has no global model`, `${placeholder} outside $[[ ]]`));
       }
       continue;
     }
     if (BUILTIN_INPUTS.includes(name)) continue;
     const missing = silos.map((silo, i) => (defined(silo, name) ? undefined : siloLabel(silo, i))).filter((s): s is string => s !== undefined);
-    const where = `training.parameters, or silos[].inputs of every silo, or a built-in (${BUILTIN_INPUTS.join(", ")})`;
+    const where = `${section}.parameters, or silos[].inputs of every silo, or a built-in (${BUILTIN_INPUTS.join(", ")})`;
     if (!optional && missing.length > 0) {
       const got = missing.length === silos.length ? `${placeholder}, defined nowhere` : `${placeholder}, undefined for silo ${missing.join(", ")}`;
       issues.push(specIssue(path, `input "${name}" defined in ${where}`, got));
     } else if (optional && missing.length === silos.length) {
       // An optional part silently dropped for every silo is almost always a misspelt input name.
-      issues.push(specIssue(path, `input "${name}" defined by some silo or in training.parameters (or a built-in)`, `${placeholder}, defined nowhere`));
+      issues.push(specIssue(path, `input "${name}" defined by some silo or in ${section}.parameters (or a built-in)`, `${placeholder}, defined nowhere`));
     }
   }
   // Quoting must balance whether optional parts are kept or dropped.

@@ -167,6 +167,7 @@ function normalize(parsed: ParsedFederationSpec): FederationSpec {
     initialModel: parsed.initialModel ?? null,
     silos: parsed.silos,
     training: parsed.training,
+    ...(parsed.evaluation !== undefined ? { evaluation: { ...parsed.evaluation, minSilos: parsed.evaluation.minSilos ?? effectiveMinSilos(policy.minSilos, perRound) } } : {}),
     aggregation: parsed.aggregation,
     policy: {
       minSilos: effectiveMinSilos(policy.minSilos, perRound),
@@ -178,6 +179,7 @@ function normalize(parsed: ParsedFederationSpec): FederationSpec {
     },
     ...(parsed.schedule !== undefined ? { schedule: parsed.schedule } : {}),
     ...(parsed.owners !== undefined ? { owners: parsed.owners } : {}),
+    ...(parsed.registration !== undefined ? { registration: parsed.registration } : {}),
   };
 }
 

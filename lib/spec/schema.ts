@@ -14,6 +14,7 @@ import { secretValueReason } from "./secrets";
 import { computeSpecSchema } from "../compute/backends";
 import { DATA_INPUT_MODES, DATA_INPUT_TYPES } from "../compute/siloCompute";
 import { UPLOADED_CODE_URI } from "../compute/azureml/code";
+import { RESOURCE_GROUP_NAME, WORKSPACE_NAME } from "../compute/azureml/backend";
 
 /** Field-local rule failure with an explicit expected/got, read back by the issue mapper. */
 function fail(ctx: z.core.$RefinementCtx<unknown>, expected: string, got: string, hint?: string): void {
@@ -79,6 +80,46 @@ export const trainingSchema = z.strictObject({
   environment: z.string().regex(ENVIRONMENT_REF).optional().meta({ description: "Azure ML environment, e.g. azureml:flo-node:1; required when any silo uses azureml compute." }),
   parameters: literalInputs("Literal inputs, the same for every silo."),
 });
+
+/**
+ * The optional `evaluation` section: one evaluation job per silo (every silo, not a round's sample)
+ * on the model the last round produced, and on the output of every `every`-th round.
+ */
+export const evaluationSchema = z
+  .strictObject({
+    command: z
+      .string()
+      .min(1)
+      .meta({ description: "Evaluation command with placeholders ${{inputs.global_model}} (the evaluated model), ${{inputs.X}}, ${{outputs.evaluation}} (metrics.json goes there)." }),
+    code: z.string().min(1).optional().meta({ description: "Folder uploaded as the job's code (azureml) / working directory (local), like training.code." }),
+    environment: z.string().regex(ENVIRONMENT_REF).optional().meta({ description: "Azure ML environment; required when any silo uses azureml compute." }),
+    parameters: literalInputs("Literal inputs of the evaluation job, the same for every silo."),
+    every: z.number().int().min(0).max(10000).default(0).meta({ description: "Also evaluate the output of rounds k, 2k, ... (0: only the final model)." }),
+    minSilos: z.number().int().min(1).optional().meta({ description: "Silos whose evaluation must succeed (default: policy.minSilos); a final evaluation below it fails the federation." }),
+    select: z
+      .strictObject({
+        metric: z.string().min(1).max(128).meta({ description: "A metric name of the evaluator's metrics.json (its num_examples-weighted mean decides)." }),
+        mode: z.enum(["max", "min"]).meta({ description: "max: higher is better (auc, accuracy); min: lower is better (loss)." }),
+      })
+      .optional()
+      .meta({ description: "Deliver the best evaluated model by this metric instead of the last one (the last is kept as model-last)." }),
+  })
+  .meta({ description: "Federated evaluation of the models the federation produces, on every silo's held-out data." });
+
+/** Azure ML model names: letters, digits, '-', '_' and '.', starting with a letter or digit. */
+export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
+
+/** The optional `registration` section: the delivered model becomes a model version in the owner's workspace. */
+export const registrationSchema = z
+  .strictObject({
+    workspace: z.strictObject({
+      subscriptionId: z.guid().meta({ description: "Azure subscription id (GUID) of the federation owner's workspace." }),
+      resourceGroup: z.string().regex(RESOURCE_GROUP_NAME).meta({ description: "Resource group of the owner's workspace." }),
+      workspace: z.string().regex(WORKSPACE_NAME).meta({ description: "The owner's Azure ML workspace (never a silo's)." }),
+    }),
+    name: z.string().regex(MODEL_NAME).meta({ description: "Model name; each federation registers one custom_model version of it." }),
+  })
+  .meta({ description: "Registers the delivered model in the federation owner's Azure ML workspace." });
 
 /** Applies to every rule (the engine caps the weights it hands any strategy), so it is not a strategy option. */
 export const maxWeightShareSchema = z.number().gt(0).max(1).optional().meta({
@@ -259,8 +300,10 @@ export const federationSpecSchema = z
     initialModel: initialModelSchema,
     silos: z.array(siloSchema).min(1).max(10000),
     training: trainingSchema,
+    evaluation: evaluationSchema.optional(),
     aggregation: aggregationSchema.prefault({ strategy: "fedavg" }),
     policy: policySchema,
+    registration: registrationSchema.optional(),
     schedule: scheduleSchema.optional(),
     owners: z
       .array(z.string().regex(PARTNER_NAME))

@@ -9,6 +9,9 @@ export type ComputeSpec = SiloSpec["compute"];
 export type LocalComputeSpec = Extract<ComputeSpec, { type: "local" }>;
 export type AzureMLComputeSpec = Extract<ComputeSpec, { type: "azureml" }>;
 export type TrainingSpec = ParsedFederationSpec["training"];
+/** The evaluation section with its quorum resolved (policy.minSilos when not written). */
+export type EvaluationSpec = NonNullable<ParsedFederationSpec["evaluation"]> & { minSilos: number };
+export type RegistrationSpec = NonNullable<ParsedFederationSpec["registration"]>;
 /** The strategy name, its options with their defaults applied, and the wrappers. */
 export type AggregationSpec = AggregationSection;
 export type ClippingSpec = NonNullable<AggregationSpec["clipping"]>;
@@ -36,8 +39,12 @@ export interface FederationSpec {
   initialModel: string | null;
   silos: SiloSpec[];
   training: TrainingSpec;
+  /** Absent: the federation evaluates nothing after training. */
+  evaluation?: EvaluationSpec;
   aggregation: AggregationSpec;
   policy: PolicySpec;
+  /** Absent: the delivered model is not registered in Azure ML. */
+  registration?: RegistrationSpec;
   schedule?: string;
   /** Partners that may cancel this spec's federations, besides the one that started a federation. */
   owners?: string[];

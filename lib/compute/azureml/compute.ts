@@ -513,6 +513,8 @@ export class AzureMlSiloCompute implements SiloCompute {
    * for reading: resolves the datastore to its blob container and reads with the orchestrator's
    * credential (read-only access to the silo's exchange container is all it needs).
    */
+  openOutput(outputUri: string, options?: OpenOutputOptions & { kind?: "train" }): Promise<Extract<SiloOutputFolder, { kind: "train" }>>;
+  openOutput(outputUri: string, options: OpenOutputOptions): Promise<SiloOutputFolder>;
   async openOutput(outputUri: string, options: OpenOutputOptions = {}): Promise<SiloOutputFolder> {
     return openSiloOutputFolder(this.client, this.coordinates, outputUri, {
       ...this.options.blob,

@@ -10,7 +10,7 @@ import type { TlsSettings } from "@azure/core-rest-pipeline";
 import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential, type StoragePipelineOptions } from "@azure/storage-blob";
 import type { ByteSource } from "../../models/bytes";
 import { ModelStore } from "../../models/store";
-import { jobKindContract, MAX_METRICS_BYTES, METRICS_FILE, MODEL_FILE, parseSiloMetrics, SiloOutputError, type JobKind, type TrainingOutput } from "../siloCompute";
+import { jobKindContract, MAX_METRICS_BYTES, METRICS_FILE, MODEL_FILE, parseSiloMetrics, SiloOutputError, type JobKind, type SiloOutput } from "../siloCompute";
 import { AzureMlAuthorizationError, AzureMlConfigError, DATA_SCIENTIST_ROLE, STORAGE_BLOB_DATA_READER_ROLE, toAzureMlError, type WorkspaceCoordinates } from "./errors";
 
 /** The parts of an `azureml://` datastore URI (short or long form). */
@@ -179,14 +179,14 @@ class ExchangeByteSource implements ByteSource {
   }
 }
 
-/** A completed silo job's update folder, ready for aggregation. */
-export interface SiloOutputFolder extends TrainingOutput {
+/** A completed silo job's output folder: a training update ready for aggregation, or an evaluation. */
+export type SiloOutputFolder = SiloOutput & {
   /** The azureml:// URI it was opened from. */
   uri: string;
   location: BlobFolderLocation;
   /** Every blob under the folder (relative names) with its size. */
   files: { name: string; size: number }[];
-}
+};
 
 export interface OpenSiloOutputOptions extends BlobAccessOptions {
   signal?: AbortSignal;
@@ -231,14 +231,9 @@ export async function openSiloOutputFolder(client: AzureMachineLearningWorkspace
   } catch (error) {
     throw mapStorageError(error, location, `read ${location.folderUrl}${METRICS_FILE}`);
   }
-  return {
-    kind: "train",
-    uri,
-    location,
-    files,
-    model: new ExchangeByteSource(store.source(location.prefix + MODEL_FILE), location),
-    metrics: parseSiloMetrics(metricsText, `${location.folderUrl}${METRICS_FILE}`),
-  };
+  const metrics = parseSiloMetrics(metricsText, `${location.folderUrl}${METRICS_FILE}`);
+  if (options.kind === "evaluate") return { kind: "evaluate", uri, location, files, metrics };
+  return { kind: "train", uri, location, files, model: new ExchangeByteSource(store.source(location.prefix + MODEL_FILE), location), metrics };
 }
 
 /**

@@ -58,10 +58,9 @@ function httpsUrl(env: Record<string, string | undefined>, setting: string, allo
   return value.replace(/\/+$/, "");
 }
 
-export function azureMlSiloComputeFromSettings(compute: AzureMlComputeSpec, options: AzureMlFromSettingsOptions): AzureMlSiloCompute {
-  const env = options.env ?? process.env;
+/** The ARM endpoint, its extra CA and api-version from the settings (every Azure ML client of flo uses them). */
+export function azureMlEndpointSettings(env: Record<string, string | undefined>): { endpoint?: string; tlsOptions?: { ca: string }; apiVersion?: string } {
   const endpoint = httpsUrl(env, AzureMlSettings.armEndpoint, false);
-  const blobEndpoint = httpsUrl(env, AzureMlSettings.blobEndpoint, true);
   const caPath = env[AzureMlSettings.caFile]?.trim();
   let ca: string | undefined;
   if (caPath) {
@@ -74,20 +73,27 @@ export function azureMlSiloComputeFromSettings(compute: AzureMlComputeSpec, opti
       throw new AzureMlConfigError(AzureMlSettings.caFile, "a PEM certificate", `${JSON.stringify(caPath)} without a BEGIN CERTIFICATE block`);
     }
   }
-  const codeId = env[AzureMlSettings.codeId]?.trim() || undefined;
   const apiVersion = env[AzureMlSettings.apiVersion]?.trim() || undefined;
+  return { ...(endpoint ? { endpoint } : {}), ...(ca ? { tlsOptions: { ca } } : {}), ...(apiVersion ? { apiVersion } : {}) };
+}
+
+export function azureMlSiloComputeFromSettings(compute: AzureMlComputeSpec, options: AzureMlFromSettingsOptions): AzureMlSiloCompute {
+  const env = options.env ?? process.env;
+  const { endpoint, tlsOptions, apiVersion } = azureMlEndpointSettings(env);
+  const blobEndpoint = httpsUrl(env, AzureMlSettings.blobEndpoint, true);
+  const codeId = env[AzureMlSettings.codeId]?.trim() || undefined;
   const { exchangeContainer: _checkedByPreflight, ...placement } = compute;
   return new AzureMlSiloCompute({
     ...placement,
     credential: options.credential,
     ...(endpoint ? { endpoint } : {}),
-    ...(ca ? { tlsOptions: { ca } } : {}),
+    ...(tlsOptions ? { tlsOptions } : {}),
     ...(codeId ? { codeId } : {}),
     ...(apiVersion ? { apiVersion } : {}),
     blob: {
       credential: options.blobCredential ?? options.credential,
       ...(blobEndpoint ? { serviceUrlFor: () => blobEndpoint } : {}),
-      ...(ca ? { tlsOptions: { ca } } : {}),
+      ...(tlsOptions ? { tlsOptions } : {}),
     },
     ...options.overrides,
   });

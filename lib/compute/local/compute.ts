@@ -223,6 +223,7 @@ export class LocalSiloCompute implements SiloCompute {
   async openOutput(outputUri: string, options: OpenOutputOptions = {}): Promise<SiloOutput> {
     const folder = outputUri.replace(/\/*$/, "/");
     const metrics = await readSiloMetrics(this.options.transfer.source(`${folder}${METRICS_FILE}`), options);
+    if (options.kind === "evaluate") return { kind: "evaluate", metrics };
     return { kind: "train", model: this.options.transfer.source(`${folder}${MODEL_FILE}`), metrics };
   }
 

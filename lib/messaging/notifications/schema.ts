@@ -44,8 +44,9 @@ export const federationCompletedSchema = z
     ...base,
     type: z.literal("federation-completed"),
     round: round.optional().describe("The last round."),
-    modelUri: modelUri.optional(),
+    modelUri: modelUri.optional().describe("Where the delivered model is: the last round's, or the best evaluated one when the spec's evaluation.select chose it."),
     modelSha256: modelSha256.optional(),
+    selectedRound: round.optional().describe("The round whose model is delivered (the last round unless evaluation.select chose an earlier one)."),
     metrics: metrics.optional(),
   })
   .strict();

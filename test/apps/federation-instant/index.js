@@ -29,6 +29,15 @@ df.app.activity("cancelSiloJob", { handler: () => undefined });
 df.app.activity("notifyPartners", { handler: () => ({ sent: false }) });
 df.app.activity("recordRoundFailure", { handler: (input) => ({ manifestUri: `${federationFolder(input.federationId)}/rounds/${input.round}/manifest.json` }) });
 
+df.app.activity("finalizeFederation", {
+  handler: (input) => ({
+    finalModel: { ...input.lastModel, uri: `${federationFolder(input.federationId)}/final/model.safetensors` },
+    lastModel: input.lastModel,
+    selection: { round: input.lastRound, last: true, reason: "the last round's model (no evaluation.select)" },
+    modelCardUri: `${federationFolder(input.federationId)}/final/model-card.md`,
+  }),
+});
+
 df.app.activity("aggregateRound", {
   handler: (input) => {
     const succeeded = input.results.filter((r) => r.outcome === "succeeded");

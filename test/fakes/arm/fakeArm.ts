@@ -42,6 +42,10 @@ export interface FaultInjection {
   retryAfterSeconds?: number;
   code?: string;
   message?: string;
+  /** Let this many matching requests through before the fault applies; default 0. */
+  skip?: number;
+  /** The request takes effect and only its answer is the fault (a service that committed, then failed to answer). */
+  afterHandling?: boolean;
 }
 
 export interface FakeDatastore {
@@ -186,7 +190,9 @@ export class FakeArm {
   /** `<workspace>/<kind>/<name>` -> version -> version properties. */
   private readonly assets = new Map<string, Map<string, Record<string, unknown>>>();
   private readonly computes = new Map<string, FakeCompute>();
-  private readonly faults: (FaultInjection & { remaining: number })[] = [];
+  private readonly faults: (FaultInjection & { remaining: number; skipped: number })[] = [];
+  /** `<workspace>/<model name>` -> the model container and its versions (version -> properties). */
+  private readonly models = new Map<string, { properties: Record<string, unknown>; versions: Map<string, Record<string, unknown>> }>();
   private readonly cancelOperations = new Map<string, { jobKey: string; polls: number }>();
   private readonly started = performance.now();
   /** Errors thrown by `publishEvent` or `autoRun` (a test should assert this stays empty). */
@@ -275,7 +281,7 @@ export class FakeArm {
   }
 
   injectFault(fault: FaultInjection): void {
-    this.faults.push({ ...fault, remaining: fault.times ?? 1 });
+    this.faults.push({ ...fault, remaining: fault.times ?? 1, skipped: 0 });
   }
 
   clearFaults(): void {
@@ -407,7 +413,9 @@ export class FakeArm {
       }
     }
     this.requests.push(record);
+    let lostAnswer: { status: number; body: unknown } | undefined;
     const send = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
+      if (lostAnswer) ({ status, body } = lostAnswer);
       record.status = status;
       res.writeHead(status, { "content-type": "application/json", "x-ms-request-id": randomUUID(), ...headers });
       res.end(body === undefined ? "" : JSON.stringify(body));
@@ -417,7 +425,8 @@ export class FakeArm {
     if (!/^Bearer \S+/.test(String(req.headers.authorization ?? ""))) {
       return error(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.");
     }
-    const fault = this.faults.find((f) => f.remaining > 0 && (!f.method || f.method === record.method) && (!f.pathIncludes || record.path.includes(f.pathIncludes)));
+    const matching = this.faults.find((f) => f.remaining > 0 && (!f.method || f.method === record.method) && (!f.pathIncludes || record.path.includes(f.pathIncludes)));
+    const fault = matching && matching.skipped < (matching.skip ?? 0) ? ((matching.skipped += 1), undefined) : matching;
     if (fault) {
       fault.remaining -= 1;
       const headers: Record<string, string> = fault.retryAfterSeconds !== undefined ? { "retry-after": String(fault.retryAfterSeconds) } : {};
@@ -427,7 +436,8 @@ export class FakeArm {
         (fault.status === 403
           ? "The client 'f10f' with object id 'f10f' does not have authorization to perform action 'Microsoft.MachineLearningServices/workspaces/jobs/write' over scope '...' or the scope is invalid."
           : `Injected ${fault.status}`);
-      return error(fault.status, code, message, headers);
+      if (!fault.afterHandling) return error(fault.status, code, message, headers);
+      lostAnswer = { status: fault.status, body: { error: { code, message } } };
     }
 
     const operation = /^\/fakeOperations\/cancel\/([^/]+)$/.exec(record.path);
@@ -550,6 +560,13 @@ export class FakeArm {
       }
       return error(405, "MethodNotAllowed", `${record.method} not supported on ${kind}`);
     }
+    const modelRoute = /^\/models\/([^/]+)(\/versions)?(?:\/([^/]+))?$/.exec(rest);
+    if (modelRoute)
+      return this.handleModel(
+        { record, workspaceKey, workspaceId, name: decodeURIComponent(modelRoute[1]), versions: Boolean(modelRoute[2]), version: modelRoute[3] && decodeURIComponent(modelRoute[3]) },
+        send,
+        error,
+      );
     const datastoreRoute = /^\/datastores\/([^/]+)$/.exec(rest);
     if (datastoreRoute && record.method === "GET") {
       const name = decodeURIComponent(datastoreRoute[1]);
@@ -563,6 +580,91 @@ export class FakeArm {
       });
     }
     return error(404, "NoRoute", `fake ARM has no route for ${record.method} ${record.path}`);
+  }
+
+  /** The model versions of a workspace's model, by version, with their properties (for assertions). */
+  modelVersions(workspace: string, name: string): Map<string, Record<string, unknown>> {
+    return new Map(this.models.get(`${workspace.toLowerCase()}/${name}`)?.versions ?? []);
+  }
+
+  /**
+   * Model containers and versions as the REST API of api-version 2022-10-01 has them
+   * (azure-rest-api-specs, specification/machinelearningservices/resource-manager/
+   * Microsoft.MachineLearningServices/stable/2022-10-01/mfe.json, paths .../workspaces/{workspaceName}/models/{name},
+   * .../models/{name}/versions and .../models/{name}/versions/{version}): a container PUT creates or
+   * updates (latestVersion and nextVersion are the service's, read-only); a version PUT needs its
+   * container and `properties.modelUri`; a version's modelUri and modelType never change (a PUT that
+   * would change them is a 409 conflict), its description and tags may; the version list filters
+   * by `tags` (comma-separated `name` or `name=value`) and answers `{value, nextLink?}`.
+   */
+  private handleModel(
+    args: { record: RecordedRequest; workspaceKey: string; workspaceId: string; name: string; versions: boolean; version?: string },
+    send: (status: number, body?: unknown) => void,
+    error: (status: number, code: string, message: string) => void,
+  ): void {
+    const { record, workspaceKey, workspaceId, name, version } = args;
+    const key = `${workspaceKey}/${name}`;
+    const model = this.models.get(key);
+    const containerId = `${workspaceId}/models/${name}`;
+    const integerVersions = () => [...(model?.versions.keys() ?? [])].filter((v) => /^\d+$/.test(v)).map(Number);
+    const containerBody = () => {
+      const numbers = integerVersions();
+      const latest = numbers.length ? String(Math.max(...numbers)) : undefined;
+      return {
+        id: containerId,
+        name,
+        type: "Microsoft.MachineLearningServices/workspaces/models",
+        properties: { ...model!.properties, isArchived: false, ...(latest ? { latestVersion: latest } : {}), nextVersion: String((numbers.length ? Math.max(...numbers) : 0) + 1) },
+      };
+    };
+    const versionBody = (v: string, properties: Record<string, unknown>) => ({
+      id: `${containerId}/versions/${v}`,
+      name: v,
+      type: "Microsoft.MachineLearningServices/workspaces/models/versions",
+      properties,
+    });
+    const body = (record.body as { properties?: Record<string, unknown> } | undefined)?.properties;
+
+    if (!args.versions) {
+      if (record.method === "GET") return model ? send(200, containerBody()) : error(404, "UserError", `Could not find model container ${name} in workspace ${workspaceId}.`);
+      if (record.method === "PUT") {
+        if (!body) return error(400, "UserError", "properties: required");
+        const created = !model;
+        this.models.set(key, { properties: { description: body.description, tags: body.tags ?? {} }, versions: model?.versions ?? new Map() });
+        return send(created ? 201 : 200, containerBody.call(this));
+      }
+      return error(405, "MethodNotAllowed", `${record.method} not supported on models`);
+    }
+    if (version === undefined) {
+      if (record.method !== "GET") return error(405, "MethodNotAllowed", `${record.method} not supported on model versions`);
+      if (!model) return error(404, "UserError", `Could not find model container ${name} in workspace ${workspaceId}.`);
+      const filters = (record.query.tags ?? "")
+        .split(",")
+        .filter(Boolean)
+        .map((f) => f.split("="));
+      const value = [...model.versions]
+        .filter(([, p]) => filters.every(([tag, wanted]) => tag in ((p.tags as Record<string, string>) ?? {}) && (wanted === undefined || (p.tags as Record<string, string>)[tag] === wanted)))
+        .map(([v, p]) => versionBody(v, p));
+      return send(200, { value });
+    }
+    if (record.method === "GET") {
+      const properties = model?.versions.get(version);
+      return properties ? send(200, versionBody(version, properties)) : error(404, "UserError", `Could not find asset with ID: ${containerId}/versions/${version}`);
+    }
+    if (record.method !== "PUT") return error(405, "MethodNotAllowed", `${record.method} not supported on a model version`);
+    if (!model) return error(404, "UserError", `Could not find model container ${name} in workspace ${workspaceId}.`);
+    if (typeof body?.modelUri !== "string" || body.modelUri === "") return error(400, "UserError", "properties.modelUri: required non-empty string");
+    const modelType = body.modelType ?? "custom_model";
+    if (typeof modelType !== "string" || !["custom_model", "mlflow_model", "triton_model"].includes(modelType)) {
+      return error(400, "UserError", `properties.modelType: unknown model type ${JSON.stringify(modelType)}`);
+    }
+    const existing = model.versions.get(version);
+    if (existing && (existing.modelUri !== body.modelUri || existing.modelType !== modelType)) {
+      return error(409, "UserError", `Model ${name}:${version} already exists with a different modelUri or modelType; versions are immutable.`);
+    }
+    const properties = { ...body, modelType, tags: body.tags ?? {}, properties: { ...((existing?.properties as object) ?? {}), ...((body.properties as object) ?? {}) } };
+    model.versions.set(version, properties);
+    return send(existing ? 200 : 201, versionBody(version, properties));
   }
 
   private pollCancel(operationId: string, send: (status: number, body?: unknown, headers?: Record<string, string>) => void, error: (status: number, code: string, message: string) => void): void {
