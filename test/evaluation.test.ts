@@ -83,7 +83,7 @@ describe("job kinds", () => {
   });
 
   test("which round outputs are evaluated: every k-th and the last", () => {
-    const due = (every: number, rounds: number) => Array.from({ length: rounds }, (_, i) => i + 1).filter((r) => evaluationDue({ rounds, evaluation: { every, minSilos: 1 } }, r));
+    const due = (every: number, rounds: number) => Array.from({ length: rounds }, (_, i) => i + 1).filter((r) => evaluationDue({ rounds, evaluation: { every } }, r));
     expect(due(2, 5)).toEqual([2, 4, 5]);
     expect(due(0, 5)).toEqual([5]);
     expect(due(1, 3)).toEqual([1, 2, 3]);
