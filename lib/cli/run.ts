@@ -160,12 +160,14 @@ async function followProgress(id: string, rounds: number, api: (path: string) =>
       const round = status.round ?? 0;
       if (!roundStart.has(round)) roundStart.set(round, Date.now());
       const elapsed = ((Date.now() - (roundStart.get(round) ?? Date.now())) / 1000).toFixed(1);
+      // While evaluating, the silos listed are the evaluation jobs of the round's output, not its training jobs.
+      const job = status.phase === "evaluating" ? "evaluation " : "";
       for (const s of status.silos ?? []) {
         const state = s.outcome ?? s.state ?? "pending";
-        const key = `${round}:${s.silo}`;
+        const key = `${round}:${job}${s.silo}`;
         if (seen.get(key) !== state) {
           seen.set(key, state);
-          log(`round ${round} silo ${s.silo.padEnd(12)} ${state}${s.attempt && s.attempt > 1 ? ` (attempt ${s.attempt})` : ""} after ${elapsed} s`);
+          log(`round ${round} silo ${s.silo.padEnd(12)} ${job}${state}${s.attempt && s.attempt > 1 ? ` (attempt ${s.attempt})` : ""} after ${elapsed} s`);
         }
       }
       for (const h of status.history ?? []) {
