@@ -62,6 +62,8 @@ export const FLO_TAGS = {
   silo: "floSilo",
   /** Absent on jobs submitted before kinds existed: those are training jobs. */
   kind: "floKind",
+  /** A secure round's re-run session (1, 2, ...), only on re-run jobs: their orchestrations have ids of their own. */
+  rerun: "floRerun",
   app: "floApp",
 } as const;
 /** Value of the `floApp` tag; the Event Grid subscription filters on `data.runTags.floApp`. */
@@ -74,6 +76,8 @@ export interface SiloJobRef {
   silo: string;
   /** Default `train`. */
   kind?: JobKind;
+  /** A secure round's re-run session; 0 or absent for the round's first session. */
+  rerun?: number;
 }
 
 /** flo's tags for a silo job, whatever the backend (Event Grid filters Azure ML's on `floApp`). */
@@ -83,6 +87,7 @@ export function floJobTags(job: SiloJobRef): Record<string, string> {
     [FLO_TAGS.round]: String(job.round),
     [FLO_TAGS.silo]: job.silo,
     [FLO_TAGS.kind]: job.kind ?? DEFAULT_JOB_KIND,
+    ...(job.rerun ? { [FLO_TAGS.rerun]: String(job.rerun) } : {}),
     [FLO_TAGS.app]: FLO_APP_TAG_VALUE,
   };
 }
@@ -177,6 +182,8 @@ export interface SiloJobRequest {
   silo: string;
   /** Default `train`. */
   kind?: JobKind;
+  /** A secure round's re-run session (tagged, so the job's events reach the re-run's orchestration). */
+  rerun?: number;
   /** Deterministic (`floJobName`), already valid for every backend (`JOB_NAME_PATTERN`). */
   jobName: string;
   /** The kind's command from the spec (training.command for `train`), placeholders not yet substituted (the backend does that, like Azure ML). */

@@ -35,7 +35,7 @@ export async function submitSiloJob(services: FederationServices, input: SubmitJ
   const kind = input.kind ?? DEFAULT_JOB_KIND;
   const recipe = jobRecipe(kind);
   const section = recipe.section(spec);
-  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind };
+  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind, ...(input.secure?.rerun ? { rerun: input.secure.rerun } : {}) };
   const name = floJobName({ ...job, attempt: input.attempt });
   const literals = siloJobInputs(spec, input.silo, { federationId: input.federationId, round: input.round, parameters: { ...section.parameters, ...input.parameters } });
   const inputs: Record<string, JobInput> = {};

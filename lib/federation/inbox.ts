@@ -76,7 +76,8 @@ export async function handleJobEvent(client: DurableClient, delivery: InboxDeliv
     log(`job event ${parsed.eventId}: ${parsed.jobName} ${parsed.rawStatus ?? parsed.status} is in progress, not raised`);
     return "in-progress";
   }
-  const instanceId = siloInstanceId(parsed.federationId, parsed.round, parsed.silo, parsed.jobKind);
+  // A re-run session's jobs are tagged with it: their orchestrations are `<fed>:r<round>.s<rerun>:...`.
+  const instanceId = siloInstanceId(parsed.federationId, parsed.round, parsed.silo, parsed.jobKind, parsed.rerun);
   if (!(await findInstance(client, instanceId))) {
     log(`job event ${parsed.eventId} for ${parsed.jobName} ignored: no orchestration ${instanceId}`);
     return "no-instance";
