@@ -206,6 +206,12 @@ export interface SiloJobRequest {
    * uploaded (lib/secagg/siloJob.ts), so only the masked update and the encrypted shares leave it.
    */
   secureAggregation?: SecureMasking;
+  /**
+   * Further read-write output folders by name, as Azure ML datastore URIs (`${{outputs.<name>}}` in
+   * the command): the Azure ML unmask job keeps its reveal records in the silo's private datastore.
+   * Backends whose jobs keep such files on the silo's own disk ignore them.
+   */
+  extraOutputs?: Record<string, string>;
 }
 
 /** Where a secure training job finds what masking needs, by input name. */
@@ -336,6 +342,12 @@ export interface SiloCompute {
    * access, validating metrics.json; throws SiloOutputError when the silo broke the job contract.
    */
   openOutput(outputUri: string, options?: OpenOutputOptions): Promise<SiloOutput>;
+  /**
+   * One file of a completed job's output folder, read with the orchestrator's access (secure jobs'
+   * masked outputs and reveals). Backends without it write their outputs to the model store, at the
+   * request's `outputUri`.
+   */
+  openOutputFile?(outputUri: string, file: string, options?: CallOptions): Promise<ByteSource>;
 }
 
 /** Moves job folders between the model store and a job's local folder. */
