@@ -11,6 +11,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { isAbsolute, join, relative, sep } from "node:path";
 import type { AzureMachineLearningWorkspaces } from "@azure/arm-machinelearning";
 import type { ModelStore } from "../../models/store";
+import { SECAGG_PYTHON_PACKAGE, secaggPythonPackageFiles } from "../../secagg/pythonPackage";
 import { AzureMlConfigError, DATA_SCIENTIST_ROLE, toAzureMlError, type WorkspaceCoordinates } from "./errors";
 
 /** Folder of uploaded code in the orchestrator's model container. */
@@ -55,8 +56,25 @@ export interface CodeFolder {
   files: string[];
 }
 
-/** Lists and hashes a code folder, honouring its ignore file. Throws AzureMlConfigError when it is not a folder or is empty. */
-export function hashCodeFolder(dir: string, field = "training.code"): CodeFolder {
+/** Files flo adds to a code folder: `<folder>/<file>` in the upload, read from `dir`. */
+export interface AddedCodeFolder {
+  folder: string;
+  dir: string;
+  files: readonly string[];
+}
+
+/** What secure aggregation adds to the code of Azure ML jobs: the Python masking package. */
+export function secureAggregationCode(): AddedCodeFolder {
+  const { dir, files } = secaggPythonPackageFiles();
+  return { folder: SECAGG_PYTHON_PACKAGE, dir, files };
+}
+
+interface CodeFiles {
+  /** Relative `/`-separated path in the upload -> the file on disk. */
+  sources: Map<string, string>;
+}
+
+function listCodeFiles(dir: string, field: string, added: readonly AddedCodeFolder[]): CodeFiles {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AzureMlConfigError(field, "an existing code folder", JSON.stringify(dir));
   const rules = ignoreRules(dir);
   const files: string[] = [];
@@ -70,16 +88,31 @@ export function hashCodeFolder(dir: string, field = "training.code"): CodeFolder
     }
   };
   walk(dir);
-  files.sort();
   if (files.length === 0) throw new AzureMlConfigError(field, "a code folder with at least one file not ignored", JSON.stringify(dir));
+  const sources = new Map(files.map((file) => [file, join(dir, file)]));
+  for (const extra of added) {
+    const clash = files.find((file) => file === extra.folder || file.startsWith(`${extra.folder}/`));
+    if (clash) throw new AzureMlConfigError(field, `a code folder without ${extra.folder}/ (flo adds its own there)`, `${JSON.stringify(dir)} holds ${clash}`);
+    for (const file of extra.files) sources.set(`${extra.folder}/${file}`, join(extra.dir, file));
+  }
+  return { sources };
+}
+
+/**
+ * Lists and hashes a code folder, honouring its ignore file, plus the folders flo adds (the digest
+ * covers them). Throws AzureMlConfigError when it is not a folder or is empty.
+ */
+export function hashCodeFolder(dir: string, field = "training.code", added: readonly AddedCodeFolder[] = []): CodeFolder & CodeFiles {
+  const { sources } = listCodeFiles(dir, field, added);
+  const files = [...sources.keys()].sort();
   const digest = createHash("sha256");
   for (const file of files) {
     const content = createHash("sha256")
-      .update(readFileSync(join(dir, file)))
+      .update(readFileSync(sources.get(file)!))
       .digest("hex");
     digest.update(`${file}\u0000${content}\n`);
   }
-  return { digest: digest.digest("hex"), files };
+  return { digest: digest.digest("hex"), files, sources };
 }
 
 export interface UploadedCode extends CodeFolder {
@@ -90,15 +123,15 @@ export interface UploadedCode extends CodeFolder {
 }
 
 /** Uploads a code folder to `code/<digest>/` of the orchestrator's store, once: an existing digest is reused. */
-export async function uploadCodeFolder(dir: string, store: ModelStore, options: { signal?: AbortSignal } = {}): Promise<UploadedCode> {
-  const folder = hashCodeFolder(dir);
+export async function uploadCodeFolder(dir: string, store: ModelStore, options: { signal?: AbortSignal; added?: readonly AddedCodeFolder[] } = {}): Promise<UploadedCode> {
+  const { sources, ...folder } = hashCodeFolder(dir, "training.code", options.added);
   const prefix = `${CODE_PREFIX}${folder.digest}/`;
   // The manifest is written last, so its presence means the whole folder is there.
   const manifest = `${prefix}.flo-code.json`;
   const uri = `${store.uri(`${CODE_PREFIX}${folder.digest}`)}/`;
   if (await store.exists(manifest, options)) return { ...folder, uri, uploaded: false };
   await store.ensureContainer(options);
-  for (const file of folder.files) await store.uploadFile(join(dir, file), `${prefix}${file}`, { signal: options.signal });
+  for (const file of folder.files) await store.uploadFile(sources.get(file)!, `${prefix}${file}`, { signal: options.signal });
   await store.putJson(manifest, { digest: folder.digest, files: folder.files }, { signal: options.signal });
   return { ...folder, uri, uploaded: true };
 }
@@ -145,18 +178,22 @@ export async function registerUploadedCode(client: AzureMachineLearningWorkspace
 interface SubmittableSpec {
   silos: readonly { compute: { type: string } }[];
   training: { code?: string };
+  aggregation?: { secureAggregation?: unknown };
 }
 
 /**
  * What a client does before it submits a spec whose azureml silos run a local `training.code`
  * folder: uploads the folder once (content-addressed) and returns the spec with `training.code` set
  * to its URI in the orchestrator's store. Specs without azureml silos, or whose code is already an
- * Azure ML reference or an uploaded folder, are returned unchanged.
+ * Azure ML reference or an uploaded folder, are returned unchanged. A secure spec's upload also holds
+ * the masking package `flo_secagg/`, which its jobs' commands run.
  */
 export async function uploadSpecCode<Spec extends SubmittableSpec>(spec: Spec, store: ModelStore, options: { baseDir: string; signal?: AbortSignal }): Promise<{ spec: Spec; code?: UploadedCode }> {
   const code = spec.training.code;
   if (code === undefined || !spec.silos.some((silo) => silo.compute.type === "azureml")) return { spec };
   if (code.startsWith("azureml:") || code.startsWith("/subscriptions/") || /^[a-z][a-z0-9+.-]*:\/\//i.test(code)) return { spec };
-  const uploaded = await uploadCodeFolder(isAbsolute(code) ? code : join(options.baseDir, code), store, { signal: options.signal });
+  // Secure aggregation's masking runs in the job: its Python package travels with the code.
+  const added = spec.aggregation?.secureAggregation !== undefined ? [secureAggregationCode()] : [];
+  const uploaded = await uploadCodeFolder(isAbsolute(code) ? code : join(options.baseDir, code), store, { signal: options.signal, added });
   return { spec: { ...spec, training: { ...spec.training, code: uploaded.uri } }, code: uploaded };
 }
