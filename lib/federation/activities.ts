@@ -50,11 +50,11 @@ export async function submitSiloJob(services: FederationServices, input: SubmitJ
     jobName: name,
     command: section.command,
     inputs: { ...inputs, ...secure?.inputs },
-    ...secure?.request,
     outputUri: blobUri(store.containerUrl, recipe.outputFolder(input)),
     logUri: store.uri(jobLogPath(input.federationId, input.round, input.silo, `${name}.log`)),
     code: section.code,
     environment: section.environment,
+    ...secure?.request,
     timeoutSeconds: spec.policy.roundTimeoutSeconds,
     tags: floJobTags(job),
   });

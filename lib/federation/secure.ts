@@ -157,7 +157,7 @@ export async function secureJobAdditions(
   services: FederationServices,
   spec: FederationSpec,
   job: { federationId: string; round: number; silo: string; kind: JobKind; secure: SecureJobRef },
-): Promise<{ inputs: Record<string, JobInput>; request: Partial<Pick<SiloJobRequest, "command" | "extraOutputs" | "outputFiles" | "secureAggregation">> }> {
+): Promise<{ inputs: Record<string, JobInput>; request: Partial<Pick<SiloJobRequest, "command" | "code" | "environment" | "extraOutputs" | "outputFiles" | "secureAggregation">> }> {
   const silo = spec.silos.find((s) => s.name === job.silo)!;
   const paths = sessionPaths(job.federationId, job.round, job.secure.attempt);
   const sessionFolder = await writeSessionFile(services, spec, job);
@@ -165,7 +165,16 @@ export async function secureJobAdditions(
   if (job.kind === "unmask") {
     inputs[SECURE_INPUTS.unmask] = { kind: "folder", uri: blobUri(services.store.containerUrl, paths.unmaskFolder) };
     if (silo.compute.type !== "azureml") return { inputs, request: {} };
-    return { inputs, request: { command: AZUREML_UNMASK_COMMAND, extraOutputs: { [SECURE_OUTPUTS.records]: revealRecordsUri(keyLocation(silo), job.federationId) } } };
+    // The Python package travels in the training code folder; the training environment has numpy and cryptography.
+    return {
+      inputs,
+      request: {
+        command: AZUREML_UNMASK_COMMAND,
+        code: spec.training.code,
+        environment: spec.training.environment,
+        extraOutputs: { [SECURE_OUTPUTS.records]: revealRecordsUri(keyLocation(silo), job.federationId) },
+      },
+    };
   }
   const masking: SecureMasking = {
     sessionInput: SECURE_INPUTS.session,
