@@ -49,6 +49,7 @@ export async function preflightSpec(spec: FederationSpec, options: SpecPreflight
         environment: spec.training.environment,
         code: spec.training.code,
         dataInputs: siloDataInputs(spec, silo.name),
+        ...(spec.aggregation.secureAggregation ? { secureAggregation: { secretKey: silo.compute.secretKey } } : {}),
         signal: options.signal,
       })),
     );
