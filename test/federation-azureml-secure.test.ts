@@ -13,25 +13,23 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
 import { uploadSpecCode, type UploadedCode } from "../lib/compute/azureml/code";
-import { ModelStore } from "../lib/models/store";
+import type { ModelStore } from "../lib/models/store";
 import type { RoundManifest } from "../lib/federation/manifest";
 import { encodeKey, generateKeyPair, writeSecretKeyFile } from "../lib/secagg/keys";
-import { generateTestCertificate, type TestCertificate } from "./fakes/arm/cert";
-import { FakeArm, validateJobPutBody, type FakeJob, type FakeTrainingResult } from "./fakes/arm/fakeArm";
-import { startFakeManagedIdentity, type FakeManagedIdentity } from "./fakes/arm/fakeManagedIdentity";
-import { AZURITE_ACCOUNT, AZURITE_KEY, startHttpsAzuriteBlob, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
-import { expectedToyModel, finished, readToyModel, startFloHost, TOY_TEAM, TOY_TRAINER_DIR, writeToyModel, type FloHost, type ToySilo } from "./helpers/flo";
+import type { TestCertificate } from "./fakes/arm/cert";
+import { validateJobPutBody, type FakeArm, type FakeJob, type FakeTrainingResult } from "./fakes/arm/fakeArm";
+import { AZURITE_ACCOUNT, AZURITE_KEY, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
+import { AZUREML_SUBSCRIPTION, startAzureMlFederationHost, type AzureMlFederationHost } from "./helpers/azuremlFederation";
+import { expectedToyModel, finished, readToyModel, TOY_TEAM, TOY_TRAINER_DIR, writeToyModel, type FloHost, type ToySilo } from "./helpers/flo";
 
 const silos: readonly ToySilo[] = TOY_TEAM;
-const SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590";
-const CLIENT_ID = "5f2b3c4d-1111-4222-8333-944455566677";
 const FEDERATION = "secure-aml";
 const ROUNDS = 2;
 const CLIP_NORM = 10;
 
+let host: AzureMlFederationHost;
 let certificate: TestCertificate;
 let exchange: HttpsBlobServer;
-let identity: FakeManagedIdentity;
 let fake: FakeArm;
 let flo: FloHost;
 let orchestratorStore: ModelStore;
@@ -100,44 +98,16 @@ async function runLikeAzureMl(job: FakeJob): Promise<FakeTrainingResult> {
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "flo-aml-secure-"));
-  certificate = generateTestCertificate();
-  exchange = await startHttpsAzuriteBlob(certificate);
-  identity = await startFakeManagedIdentity();
-  fake = await FakeArm.start({
-    certificate,
-    blob: {
-      serviceUrlFor: () => exchange.accountUrl,
-      credential: new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY),
-      pipelineOptions: { tlsOptions: { ca: certificate.cert } },
-    },
-    publishEvent: (event) => flo.send("job-events", { body: event, messageId: event.id, contentType: "application/json" }),
-    autoRun: { train: runLikeAzureMl, stepDelayMs: 20 },
-  });
+  host = await startAzureMlFederationHost({ silos: silos.map((s) => s.name), run: runLikeAzureMl, hostDirPrefix: "flo-aml-secure-host-" });
+  ({ certificate, exchange, fake, flo, store: orchestratorStore } = host);
   for (const s of silos) {
     fake.addAssetVersion(`mlw-${s.name}`, "environments", "flo-env", "1");
     fake.addAssetVersion(`mlw-${s.name}`, "data", "claims", "3", { dataType: "uri_folder", dataUri: `azureml://datastores/claims/paths/${s.name}/` });
-    fake.addDatastore(`mlw-${s.name}`, "flo_exchange", { datastoreType: "AzureBlob", accountName: `${s.name}exchange`, containerName: `exchange-${s.name}` });
   }
-  flo = await startFloHost({
-    dir: mkdtempSync(join(tmpdir(), "flo-aml-secure-host-")),
-    env: identity.env,
-    settings: {
-      FLO_ARM_ENDPOINT: fake.url,
-      FLO_ARM_CA_FILE: certificate.certPath,
-      FLO_AZUREML_BLOB_ENDPOINT: exchange.accountUrl,
-      FLO_AZURE_CREDENTIAL: "managedidentity",
-      FLO_MANAGED_IDENTITY_CLIENT_ID: CLIENT_ID,
-    },
-  });
-  orchestratorStore = ModelStore.fromConnectionString(flo.storageConnectionString, "flo");
 }, 60_000);
 
 afterAll(async () => {
-  await flo?.stop();
-  await fake?.close();
-  await exchange?.close();
-  await identity?.close();
-  certificate?.dispose();
+  await host?.close();
 }, 30_000);
 
 it("a secure federation of 3 Azure ML silos masks in the job through flo_secagg, unmasks with Python reveals and ends at plain FedAvg within the bound", async () => {
@@ -157,7 +127,7 @@ it("a secure federation of 3 Azure ML silos masks in the job through flo_secagg,
           name: s.name,
           compute: {
             type: "azureml",
-            subscriptionId: SUBSCRIPTION,
+            subscriptionId: AZUREML_SUBSCRIPTION,
             resourceGroup: `rg-${s.name}`,
             workspace: `mlw-${s.name}`,
             computeName: "cpu-cluster",

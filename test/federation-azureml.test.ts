@@ -11,18 +11,15 @@
 import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { StorageSharedKeyCredential } from "@azure/storage-blob";
 import { uploadSpecCode, type UploadedCode } from "../lib/compute/azureml/code";
-import { ModelStore } from "../lib/models/store";
-import { generateTestCertificate, type TestCertificate } from "./fakes/arm/cert";
-import { FakeArm, validateJobPutBody, type FakeJob, type FakeTrainingResult } from "./fakes/arm/fakeArm";
-import { startFakeManagedIdentity, type FakeManagedIdentity } from "./fakes/arm/fakeManagedIdentity";
-import { AZURITE_ACCOUNT, AZURITE_KEY, startHttpsAzuriteBlob, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
-import { expectedToyModel, finished, readToyModel, startFloHost, TOY_TEAM, TOY_TRAINER_DIR, toyModelBytes, type FloHost, type ToySilo } from "./helpers/flo";
+import type { ModelStore } from "../lib/models/store";
+import { validateJobPutBody, type FakeArm, type FakeJob, type FakeTrainingResult } from "./fakes/arm/fakeArm";
+import type { FakeManagedIdentity } from "./fakes/arm/fakeManagedIdentity";
+import { AZUREML_SUBSCRIPTION, startAzureMlFederationHost, type AzureMlFederationHost } from "./helpers/azuremlFederation";
+import { expectedToyModel, finished, readToyModel, TOY_TEAM, TOY_TRAINER_DIR, toyModelBytes, type FloHost, type ToySilo } from "./helpers/flo";
 
 const silos: readonly ToySilo[] = TOY_TEAM;
-const SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590";
-const CLIENT_ID = "5f2b3c4d-1111-4222-8333-944455566677";
+const SUBSCRIPTION = AZUREML_SUBSCRIPTION;
 const FEDERATION = "fraud-aml";
 const ROUNDS = 2;
 
@@ -43,8 +40,7 @@ const spec = {
   policy: { minSilos: silos.length, roundTimeout: "PT2M" },
 };
 
-let certificate: TestCertificate;
-let exchange: HttpsBlobServer;
+let host: AzureMlFederationHost;
 let identity: FakeManagedIdentity;
 let fake: FakeArm;
 let flo: FloHost;
@@ -64,46 +60,17 @@ async function trainLikeToyTrainer(job: FakeJob): Promise<FakeTrainingResult> {
 }
 
 beforeAll(async () => {
-  certificate = generateTestCertificate();
-  exchange = await startHttpsAzuriteBlob(certificate);
-  identity = await startFakeManagedIdentity();
-  fake = await FakeArm.start({
-    certificate,
-    blob: {
-      serviceUrlFor: () => exchange.accountUrl,
-      credential: new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY),
-      pipelineOptions: { tlsOptions: { ca: certificate.cert } },
-    },
-    // Event Grid's delivery onto the Service Bus queue the host's jobEvents trigger reads.
-    publishEvent: (event) => flo.send("job-events", { body: event, messageId: event.id, contentType: "application/json" }),
-    autoRun: { train: trainLikeToyTrainer, stepDelayMs: 20 },
-  });
+  host = await startAzureMlFederationHost({ silos: silos.map((s) => s.name), run: trainLikeToyTrainer, hostDirPrefix: "flo-aml-e2e-" });
+  ({ identity, fake, flo, store: orchestratorStore } = host);
   for (const s of silos) {
     fake.addAssetVersion(`mlw-${s.name}`, "environments", "flo-env", "1");
     fake.addAssetVersion(`mlw-${s.name}`, "environments", "flo-env", "2");
     fake.addAssetVersion(`mlw-${s.name}`, "data", "claims", "3", { dataType: "uri_folder", dataUri: `azureml://datastores/claims/paths/${s.name}/` });
-    fake.addDatastore(`mlw-${s.name}`, "flo_exchange", { datastoreType: "AzureBlob", accountName: `${s.name}exchange`, containerName: `exchange-${s.name}` });
   }
-  flo = await startFloHost({
-    dir: mkdtempSync(join(tmpdir(), "flo-aml-e2e-")),
-    env: identity.env,
-    settings: {
-      FLO_ARM_ENDPOINT: fake.url,
-      FLO_ARM_CA_FILE: certificate.certPath,
-      FLO_AZUREML_BLOB_ENDPOINT: exchange.accountUrl,
-      FLO_AZURE_CREDENTIAL: "managedidentity",
-      FLO_MANAGED_IDENTITY_CLIENT_ID: CLIENT_ID,
-    },
-  });
-  orchestratorStore = ModelStore.fromConnectionString(flo.storageConnectionString, "flo");
 }, 60_000);
 
 afterAll(async () => {
-  await flo?.stop();
-  await fake?.close();
-  await exchange?.close();
-  await identity?.close();
-  certificate?.dispose();
+  await host?.close();
 }, 30_000);
 
 it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the round-2 global model, FedAvg of the silos' updates", async () => {
@@ -184,7 +151,7 @@ it("runs 2 rounds on 3 Azure ML silos: complete job PUTs, round 2 mounts the rou
 
   // Every token came from the managed identity endpoint, for the configured user-assigned identity.
   expect(identity.requests.length).toBeGreaterThan(0);
-  expect(new Set(identity.requests.map((r) => r.clientId))).toEqual(new Set([CLIENT_ID]));
+  expect(new Set(identity.requests.map((r) => r.clientId))).toEqual(new Set([host.clientId]));
   // ARM tokens: the SDK scopes them to its endpoint (https://management.azure.com in Azure, the fake here).
   expect(new Set(identity.requests.map((r) => r.resource.replace(/\/+$/, "")))).toEqual(new Set([fake.url, "https://storage.azure.com"]));
 }, 120_000);
