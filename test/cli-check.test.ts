@@ -206,3 +206,56 @@ test("POST /api/federations?dryRun=true runs the same preflight with the service
   expect(good.status).toBe(200);
   expect((good.body as { ok: boolean }).ok).toBe(true);
 }, 60_000);
+
+test("a secure spec: the environment's conda file must list numpy and cryptography, and the secret key's datastore must exist", async () => {
+  const keys = ["a", "b"].map(() => Buffer.alloc(32, 7).toString("base64"));
+  const silos = ["secok", "secbad"];
+  for (const [i, silo] of silos.entries()) {
+    const workspace = `mlw-${silo}`;
+    fake.addCompute(workspace, "cpu-cluster", { maxNodeCount: 2 });
+    const conda = i === 0 ? "dependencies:\n  - python=3.11\n  - pip:\n    - numpy==1.26.4\n    - cryptography>=42\n" : "dependencies:\n  - python=3.11\n  - numpy\n";
+    fake.addAssetVersion(workspace, "environments", "flo-env", "1", { condaFile: conda, image: "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04" });
+    fake.addAssetVersion(workspace, "data", "claims", "7");
+    fake.addDatastore(workspace, "flo_exchange", { datastoreType: "AzureBlob", accountName: `${silo}exchange`, containerName: "flo-exchange" });
+    if (i === 0) fake.addDatastore(workspace, "silo_private", { datastoreType: "AzureBlob", accountName: `${silo}private`, containerName: "private" });
+  }
+  const file = join(dir, "secure.yaml");
+  writeFileSync(
+    file,
+    `name: secure
+rounds: 1
+initialModel: init.safetensors
+silos:
+${silos
+  .map(
+    (s, i) => `  - name: ${s}
+    compute: {type: azureml, subscriptionId: ${SUBSCRIPTION}, resourceGroup: rg-${s}, workspace: mlw-${s}, computeName: cpu-cluster, exchangeDatastore: flo_exchange, secretKey: "azureml://datastores/silo_private/paths/keys/silo.key"}
+    inputs: {data: {type: uri_folder, path: "azureml:claims@latest"}}
+    publicKey: ${keys[i]}
+    maxExamples: 1000`,
+  )
+  .join("\n")}
+training:
+  command: python train.py --data \${{inputs.data}} --out \${{outputs.model_update}}
+  environment: azureml:flo-env@latest
+  code: "azureml:flo-code:1"
+aggregation: {strategy: fedavg, clipping: {mode: fixed, norm: 1}, secureAggregation: {threshold: 2}}
+policy: {minSilos: 2}
+`,
+  );
+  // An Azure ML code reference cannot carry flo's masking package: the spec names it before any check.
+  const refused = await check(file);
+  expect(refused.code).not.toBe(0);
+  expect(refused.err + refused.out).toMatch(/training\.code: expected a local code folder with aggregation\.secureAggregation on Azure ML/);
+  writeFileSync(file, readFileSync(file, "utf8").replace('code: "azureml:flo-code:1"', `code: "${"https://store.example/flo/code/" + "a".repeat(64) + "/"}"`));
+  const { code, out } = await check(file);
+  expect(code).toBe(1);
+  expect(row(out, "secok", "secure aggregation environment")).toEqual({ result: "PASS", detail: "flo-env:1's conda file lists numpy and cryptography" });
+  expect(row(out, "secok", "secret key datastore").result).toBe("PASS");
+  expect(row(out, "secbad", "secure aggregation environment")).toMatchObject({
+    result: "FAIL",
+    detail: "flo-env:1's conda file lacks cryptography, which python -m flo_secagg needs",
+    fix: "add numpy and cryptography to the environment's conda file (pip: numpy, cryptography) and register a new version",
+  });
+  expect(row(out, "secbad", "secret key datastore")).toMatchObject({ result: "FAIL", detail: "no datastore silo_private in workspace mlw-secbad" });
+}, 60_000);

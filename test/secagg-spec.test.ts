@@ -103,9 +103,10 @@ describe("aggregation.secureAggregation", () => {
     expect(issues.find((i) => i.path === "silos[1].publicKey")!.got).toMatch(/expected 32 bytes, got 9/);
   });
 
-  it("takes an Azure ML silo's key as azureml://datastores/<private>/paths/<file>, and refuses azureml silos until masking is wired there", () => {
+  it("takes an Azure ML silo's key as azureml://datastores/<private>/paths/<file> outside the exchange datastore, with a local code folder flo ships the masking package in", () => {
     const spec = secure();
     spec.training.environment = "azureml:flo-node:1";
+    spec.training.code = "azureml:flo-code:3";
     spec.silos[0].compute = {
       type: "azureml",
       subscriptionId: "0b1f6471-1bf0-4dda-aec3-cb9272f09590",
@@ -116,10 +117,14 @@ describe("aggregation.secureAggregation", () => {
       secretKey: "https://example.com/key",
     };
     expect(paths(issuesOf(spec))).toContain("silos[0].compute.secretKey");
-    spec.silos[0].compute.secretKey = "azureml://datastores/east_private/paths/flo/silo.key";
+    spec.silos[0].compute.secretKey = "azureml://datastores/flo_exchange/paths/flo/silo.key";
     const issues = issuesOf(spec);
-    expect(paths(issues)).toEqual(["silos[0].compute.type"]);
-    expect(issues[0].expected).toMatch(/^local with aggregation.secureAggregation: masking is not wired into Azure ML jobs yet/);
+    expect(paths(issues).sort()).toEqual(["silos[0].compute.secretKey", "training.code"]);
+    expect(issues.find((i) => i.path === "silos[0].compute.secretKey")!.expected).toBe("a file in a datastore private to the silo, not the exchange datastore the orchestrator reads");
+    expect(issues.find((i) => i.path === "training.code")!).toMatchObject({ got: '"azureml:flo-code:3"', expected: expect.stringMatching(/flo adds its masking package flo_secagg/) });
+    spec.silos[0].compute.secretKey = "azureml://datastores/east_private/paths/flo/silo.key";
+    spec.training.code = "trainer";
+    expect(validateSpec(spec).silos[0].compute).toMatchObject({ type: "azureml", secretKey: "azureml://datastores/east_private/paths/flo/silo.key" });
   });
 });
 

@@ -4,7 +4,7 @@
  * (lib/secagg/python/tests), run below with /usr/bin/python3. Regenerate after a deliberate format
  * change with FLO_WRITE_SECAGG_VECTORS=1.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import * as crypto from "node:crypto";
 import { promises as fs } from "node:fs";
 import * as os from "node:os";
@@ -22,6 +22,7 @@ import { buildRoster, pairSecrets, RingBits, sessionId } from "../lib/secagg/ses
 import { fieldFromBytes, FIELD_PRIME, splitSecret } from "../lib/secagg/shamir";
 import { parseSharesFile } from "../lib/secagg/shares";
 import { unmaskSum } from "../lib/secagg/unmask";
+import { MASKED_FILE, PUBLISHED_METRICS_FILE, SHARES_FILE } from "../lib/secagg/files";
 import { memorySink, memorySource } from "./fixtures/memoryBytes";
 
 const FIXTURE = path.join(__dirname, "fixtures", "secagg-vectors.json");
@@ -317,4 +318,56 @@ describe("Python silos, TypeScript orchestrator", () => {
       ]),
     ).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("[SECOND_ROSTER]") as unknown });
   }, 120000);
+});
+
+describe("python -m flo_secagg mask-run (the Azure ML wrapper around the user's command)", () => {
+  /** A roster of two silos and a global model in a fresh folder; `tmp` is the wrapper's TMPDIR. */
+  async function setup() {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "flo-secagg-maskrun-"));
+    const pairs = [generateKeyPair(), generateKeyPair()];
+    for (const [i, pair] of pairs.entries()) await writeSecretKeyFile(path.join(dir, `s${i}.key`), pair);
+    await fs.writeFile(
+      path.join(dir, "session.json"),
+      JSON.stringify({
+        federationId: "maskrun",
+        round: 1,
+        attempt: 0,
+        threshold: 2,
+        quantization: { bits: 16, clipNorm: 1, rounding: "nearest" },
+        silos: pairs.map((p, i) => ({ id: `s${i}`, publicKey: p.publicKey.toString("base64"), maxExamples: 100 })),
+        self: "s0",
+      }),
+    );
+    await fs.writeFile(path.join(dir, "global.safetensors"), await f32Model({ w: { shape: [3], values: [0, 0, 0] } }));
+    await fs.writeFile(path.join(dir, "trained.safetensors"), await f32Model({ w: { shape: [3], values: [0.1, 0.2, 0.3] } }));
+    await fs.mkdir(path.join(dir, "tmp"));
+    return dir;
+  }
+  const maskRun = (dir: string, userCommand: string) =>
+    spawnSync(
+      "/usr/bin/python3",
+      ["-m", "flo_secagg", "mask-run", "--session", "session.json", "--key", "s0.key", "--global", "global.safetensors", "--output", "out", "--publish-metrics", "--", userCommand],
+      { cwd: dir, env: { ...process.env, PYTHONPATH: PYTHON_TESTS, PYTHONDONTWRITEBYTECODE: "1", TMPDIR: path.join(dir, "tmp") }, encoding: "utf8" },
+    );
+  const trainer = (metrics: string) => `cp trained.safetensors "$FLO_SECAGG_PLAIN_OUTPUT/model.safetensors" && echo '${metrics}' > "$FLO_SECAGG_PLAIN_OUTPUT/metrics.json"`;
+
+  test("the trainer writes into a private folder; only the masked update, shares and finite published metrics reach the output", async () => {
+    const dir = await setup();
+    const run = maskRun(dir, trainer('{"num_examples": 40, "metrics": {"loss": 0.5, "bad": "x"}}'));
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: "" });
+    expect((await fs.readdir(path.join(dir, "out"))).sort()).toEqual([MASKED_FILE, PUBLISHED_METRICS_FILE, SHARES_FILE].sort());
+    expect(JSON.parse(await fs.readFile(path.join(dir, "out", PUBLISHED_METRICS_FILE), "utf8"))).toEqual({ metrics: { loss: 0.5 }, global_metrics: {} });
+    expect(await fs.readdir(path.join(dir, "tmp"))).toEqual([]);
+  });
+
+  test("a failing command exits with its code; a missing count fails masking: nothing is written, the plain folder is deleted", async () => {
+    const dir = await setup();
+    const failed = maskRun(dir, "exit 3");
+    expect(failed.status).toBe(3);
+    const noCount = maskRun(dir, trainer('{"metrics": {"loss": 0.5}}'));
+    expect(noCount.status).toBe(1);
+    expect(noCount.stderr).toMatch(/num_examples.*expected an integer > 0/);
+    expect(await fs.readdir(path.join(dir, "out")).catch(() => [])).toEqual([]);
+    expect(await fs.readdir(path.join(dir, "tmp"))).toEqual([]);
+  });
 });

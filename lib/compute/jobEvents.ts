@@ -27,6 +27,8 @@ export interface FloJobEvent {
   jobName: string;
   /** Resubmission attempt, when the job name carries one. */
   attempt?: number;
+  /** A secure round's re-run session, when the job's tags carry one (its orchestrations' ids say `.s<rerun>`). */
+  rerun?: number;
   /** flo's state for the reported status. Absent if the event has none. */
   status?: JobState;
   /** The status word as the event spelled it. */
@@ -115,7 +117,7 @@ function tagValue(tags: JsonObject, key: string): unknown {
 }
 
 /** Which flo job an event is about. */
-export type JobCorrelation = Pick<FloJobEvent, "federationId" | "round" | "silo" | "jobKind" | "attempt" | "correlatedBy">;
+export type JobCorrelation = Pick<FloJobEvent, "federationId" | "round" | "silo" | "jobKind" | "attempt" | "rerun" | "correlatedBy">;
 
 /**
  * Finds the flo job an event is about from the job's tags (`floJobTags`), or from its name when it
@@ -158,6 +160,19 @@ export function correlateFloJob(args: { jobName: string; tags: JsonObject; tagsP
   if (!isJobKind(kindTag)) {
     throw new EventParseError(`${tagsPath}.${FLO_TAGS.kind}`, `one of ${Object.keys(JOB_KINDS).join(", ")}`, describeValue(kindTag));
   }
+  const rerunTag = tagValue(tags, FLO_TAGS.rerun);
+  if (rerunTag !== undefined && !(typeof rerunTag === "string" && /^\d{1,9}$/.test(rerunTag))) {
+    throw new EventParseError(`${tagsPath}.${FLO_TAGS.rerun}`, "a non-negative integer as a string", describeValue(rerunTag));
+  }
+  const rerun = rerunTag === undefined ? 0 : Number(rerunTag);
   const attempt = parseFloJobName(jobName)?.attempt;
-  return { federationId, round: Number(roundText), silo, jobKind: kindTag, ...(attempt === undefined ? {} : { attempt }), correlatedBy: "tags" };
+  return {
+    federationId,
+    round: Number(roundText),
+    silo,
+    jobKind: kindTag,
+    ...(attempt === undefined ? {} : { attempt }),
+    ...(rerun > 0 ? { rerun } : {}),
+    correlatedBy: "tags",
+  };
 }

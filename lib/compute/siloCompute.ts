@@ -64,6 +64,8 @@ export const FLO_TAGS = {
   silo: "floSilo",
   /** Absent on jobs submitted before kinds existed: those are training jobs. */
   kind: "floKind",
+  /** A secure round's re-run session (1, 2, ...), only on re-run jobs: their orchestrations have ids of their own. */
+  rerun: "floRerun",
   app: "floApp",
 } as const;
 /** Value of the `floApp` tag; the Event Grid subscription filters on `data.runTags.floApp`. */
@@ -76,6 +78,8 @@ export interface SiloJobRef {
   silo: string;
   /** Default `train`. */
   kind?: JobKind;
+  /** A secure round's re-run session; 0 or absent for the round's first session. */
+  rerun?: number;
 }
 
 /** flo's tags for a silo job, whatever the backend (Event Grid filters Azure ML's on `floApp`). */
@@ -85,6 +89,7 @@ export function floJobTags(job: SiloJobRef): Record<string, string> {
     [FLO_TAGS.round]: String(job.round),
     [FLO_TAGS.silo]: job.silo,
     [FLO_TAGS.kind]: job.kind ?? DEFAULT_JOB_KIND,
+    ...(job.rerun ? { [FLO_TAGS.rerun]: String(job.rerun) } : {}),
     [FLO_TAGS.app]: FLO_APP_TAG_VALUE,
   };
 }
@@ -179,6 +184,8 @@ export interface SiloJobRequest {
   silo: string;
   /** Default `train`. */
   kind?: JobKind;
+  /** A secure round's re-run session (tagged, so the job's events reach the re-run's orchestration). */
+  rerun?: number;
   /** Deterministic (`floJobName`), already valid for every backend (`JOB_NAME_PATTERN`). */
   jobName: string;
   /** The kind's command from the spec (training.command for `train`), placeholders not yet substituted (the backend does that, like Azure ML). */
@@ -201,6 +208,12 @@ export interface SiloJobRequest {
    * uploaded (lib/secagg/siloJob.ts), so only the masked update and the encrypted shares leave it.
    */
   secureAggregation?: SecureMasking;
+  /**
+   * Further read-write output folders by name, as Azure ML datastore URIs (`${{outputs.<name>}}` in
+   * the command): the Azure ML unmask job keeps its reveal records in the silo's private datastore.
+   * Backends whose jobs keep such files on the silo's own disk ignore them.
+   */
+  extraOutputs?: Record<string, string>;
 }
 
 /** Where a secure training job finds what masking needs, by input name. */
@@ -337,6 +350,12 @@ export interface SiloCompute {
    * access, validating metrics.json; throws SiloOutputError when the silo broke the job contract.
    */
   openOutput(outputUri: string, options?: OpenOutputOptions): Promise<SiloOutput>;
+  /**
+   * One file of a completed job's output folder, read with the orchestrator's access (secure jobs'
+   * masked outputs and reveals). Backends without it write their outputs to the model store, at the
+   * request's `outputUri`.
+   */
+  openOutputFile?(outputUri: string, file: string, options?: CallOptions): Promise<ByteSource>;
 }
 
 /** Moves job folders between the model store and a job's local folder. */

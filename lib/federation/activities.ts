@@ -35,7 +35,7 @@ export async function submitSiloJob(services: FederationServices, input: SubmitJ
   const kind = input.kind ?? DEFAULT_JOB_KIND;
   const recipe = jobRecipe(kind);
   const section = recipe.section(spec);
-  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind };
+  const job = { federationId: input.federationId, round: input.round, silo: input.silo, kind, ...(input.secure?.rerun ? { rerun: input.secure.rerun } : {}) };
   const name = floJobName({ ...job, attempt: input.attempt });
   const literals = siloJobInputs(spec, input.silo, { federationId: input.federationId, round: input.round, parameters: { ...section.parameters, ...input.parameters } });
   const inputs: Record<string, JobInput> = {};
@@ -50,12 +50,12 @@ export async function submitSiloJob(services: FederationServices, input: SubmitJ
     jobName: name,
     command: section.command,
     inputs: { ...inputs, ...secure?.inputs },
-    ...secure?.request,
     outputUri: blobUri(store.containerUrl, recipe.outputFolder(input)),
     logUri: store.uri(jobLogPath(input.federationId, input.round, input.silo, `${name}.log`)),
     // Mixed specs: azureml silos run the uploaded copy of the folder, local silos the folder itself.
     code: silo.compute.type === "azureml" ? azureMlCodeOf(section) : section.code,
     environment: section.environment,
+    ...secure?.request,
     timeoutSeconds: spec.policy.roundTimeoutSeconds,
     tags: floJobTags(job),
   });

@@ -89,7 +89,7 @@ export function siloInstanceId(federationId: string, round: number, silo: string
 
 /**
  * A secure round re-run under a new session (`rerun` > 0) runs new instances,
- * `<fed>:r<round>.s<rerun>:...`; their jobs' events fall back to status polling.
+ * `<fed>:r<round>.s<rerun>:...`; their jobs carry the `floRerun` tag, so the inbox raises their events there.
  */
 function rerunSuffix(rerun: number): string {
   return rerun > 0 ? `.s${rerun}` : "";

@@ -79,7 +79,8 @@ export async function handleJobEvent(client: DurableClient, delivery: InboxDeliv
     log(`job event ${parsed.eventId}: ${parsed.jobName} ${parsed.rawStatus ?? parsed.status} is in progress, not raised`);
     return "in-progress";
   }
-  const instanceId = siloInstanceId(parsed.federationId, parsed.round, parsed.silo, parsed.jobKind);
+  // A re-run session's jobs are tagged with it: their orchestrations are `<fed>:r<round>.s<rerun>:...`.
+  const instanceId = siloInstanceId(parsed.federationId, parsed.round, parsed.silo, parsed.jobKind, parsed.rerun);
   const payload: SiloJobEvent = { jobName: parsed.jobName, state: parsed.status, rawStatus: parsed.rawStatus, eventId: parsed.eventId };
   // Raised without looking the instance up first (one request per event instead of two): it
   // resolves silently (HTTP 410) when the silo's round already closed, and names a missing instance.

@@ -53,6 +53,7 @@ export async function preflightSpec(spec: FederationSpec, options: SpecPreflight
         code: azureMlCodeOf(spec.training),
         codeFolder: options.codeFolder,
         dataInputs: siloDataInputs(spec, silo.name),
+        ...(spec.aggregation.secureAggregation ? { secureAggregation: { secretKey: silo.compute.secretKey } } : {}),
         signal: options.signal,
       })),
     );

@@ -21,6 +21,7 @@
  *   reveals/<silo>/reveal.json   an unmask job's output
  *   sum/model.safetensors        the global model plus the unmasked weighted mean update
  */
+import { azureMlCodeOf } from "../compute/azureml/code";
 import * as path from "node:path";
 import type { FederationSpec, SiloSpec } from "../spec";
 import type { SecureAggregationConfig } from "../spec/schema";
@@ -126,6 +127,29 @@ export const UNMASK_COMMAND =
   `node ${SILO_MAIN} reveal --session \${{inputs.${SECURE_INPUTS.session}}}/\${{inputs.silo}}.json --key \${{inputs.${SECURE_INPUTS.key}}}` +
   ` --split \${{inputs.${SECURE_INPUTS.unmask}}}/${SPLIT_FILE} --shares-dir \${{inputs.${SECURE_INPUTS.unmask}}} --out \${{outputs.reveal}}/${REVEAL_FILE}`;
 
+/** Output of the Azure ML unmask job: its reveal records, in the silo's private datastore. */
+export const SECURE_OUTPUTS = { records: "secagg_records" } as const;
+
+/**
+ * The unmask job's command on Azure ML silos: the Python package (shipped in the code folder)
+ * reveals for the session's fixed split, recording what it revealed under `outputs.secagg_records`.
+ */
+export const AZUREML_UNMASK_COMMAND =
+  `python -m flo_secagg reveal --session \${{inputs.${SECURE_INPUTS.session}}}/\${{inputs.silo}}.json --key \${{inputs.${SECURE_INPUTS.key}}}` +
+  ` --split \${{inputs.${SECURE_INPUTS.unmask}}}/${SPLIT_FILE} --shares-dir \${{inputs.${SECURE_INPUTS.unmask}}}` +
+  ` --record-dir \${{outputs.${SECURE_OUTPUTS.records}}} --out \${{outputs.reveal}}/${REVEAL_FILE}`;
+
+/**
+ * Where an Azure ML silo's unmask jobs keep their per-session reveal records: the datastore of the
+ * silo's secret key (private to the silo: the orchestrator cannot read or reset them), under
+ * `flo-secagg/<federation>/` (record files are named by session, so rounds never collide).
+ */
+export function revealRecordsUri(secretKey: string, federationId: string): string {
+  const datastore = /^azureml:\/\/datastores\/([^/]+)\/paths\/./.exec(secretKey)?.[1];
+  if (!datastore) throw new Error(`compute.secretKey: expected azureml://datastores/<private datastore>/paths/<file>, got ${JSON.stringify(secretKey)}`);
+  return `azureml://datastores/${datastore}/paths/flo-secagg/${federationId}/`;
+}
+
 /**
  * What a secure job adds to its request: the session file (written now) and the silo's key input;
  * for training, the masking step and the masked output files; for unmasking, the unmask folder.
@@ -134,15 +158,24 @@ export async function secureJobAdditions(
   services: FederationServices,
   spec: FederationSpec,
   job: { federationId: string; round: number; silo: string; kind: JobKind; secure: SecureJobRef },
-): Promise<{ inputs: Record<string, JobInput>; request: Pick<SiloJobRequest, "outputFiles" | "secureAggregation"> }> {
+): Promise<{ inputs: Record<string, JobInput>; request: Partial<Pick<SiloJobRequest, "command" | "code" | "environment" | "extraOutputs" | "outputFiles" | "secureAggregation">> }> {
   const silo = spec.silos.find((s) => s.name === job.silo)!;
   const paths = sessionPaths(job.federationId, job.round, job.secure.attempt);
   const sessionFolder = await writeSessionFile(services, spec, job);
   const inputs: Record<string, JobInput> = { [SECURE_INPUTS.session]: { kind: "folder", uri: sessionFolder }, [SECURE_INPUTS.key]: keyInput(silo) };
   if (job.kind === "unmask") {
-    if (silo.compute.type !== "local") throw new Error(`silo ${silo.name}: the unmask job runs on local compute only so far (got ${silo.compute.type})`);
     inputs[SECURE_INPUTS.unmask] = { kind: "folder", uri: blobUri(services.store.containerUrl, paths.unmaskFolder) };
-    return { inputs, request: {} };
+    if (silo.compute.type !== "azureml") return { inputs, request: {} };
+    // The Python package travels in the training code folder; the training environment has numpy and cryptography.
+    return {
+      inputs,
+      request: {
+        command: AZUREML_UNMASK_COMMAND,
+        code: azureMlCodeOf(spec.training),
+        environment: spec.training.environment,
+        extraOutputs: { [SECURE_OUTPUTS.records]: revealRecordsUri(keyLocation(silo), job.federationId) },
+      },
+    };
   }
   const masking: SecureMasking = {
     sessionInput: SECURE_INPUTS.session,
@@ -158,9 +191,33 @@ function folderPath(services: FederationServices, uri: string): string {
   return `${services.store.pathFromUri(uri).replace(/\/*$/, "")}/`;
 }
 
+/**
+ * One file of a silo job's output folder: through the silo's compute when its outputs stay in the
+ * silo's storage (Azure ML's exchange datastore), else from the model store.
+ */
+async function outputFile(services: FederationServices, spec: FederationSpec, job: { silo: string; outputUri: string }, file: string): Promise<ByteSource> {
+  const silo = spec.silos.find((s) => s.name === job.silo);
+  if (!silo) throw new Error(`federation ${spec.name} has no silo ${JSON.stringify(job.silo)}`);
+  const compute = services.computeFor(silo);
+  if (compute.openOutputFile) return compute.openOutputFile(job.outputUri, file);
+  return services.store.source(`${folderPath(services, job.outputUri)}${file}`);
+}
+
+async function outputJson(services: FederationServices, spec: FederationSpec, job: { silo: string; outputUri: string }, file: string): Promise<unknown> {
+  const source = await outputFile(services, spec, job, file);
+  const bytes = await source.read(0, await source.size());
+  try {
+    return JSON.parse(bytes.toString("utf8")) as unknown;
+  } catch {
+    throw new SecAggError("BAD_UPLOAD", `${job.silo}/${file}`, "expected JSON, got text that does not parse");
+  }
+}
+
 interface StoredSplit extends SecureSplitOutput {
   /** The same split as roster indexes (what silos and lib/secagg use). */
   indexes: { survivors: number[]; dropped: number[] };
+  /** Each survivor's training output folder (a model store or Azure ML datastore URI). */
+  uploads: Record<string, string>;
 }
 
 async function globalLayout(services: FederationServices, global: ModelRef | undefined): Promise<{ header: SafetensorsHeader; source: ByteSource; layout: StreamTensor[] }> {
@@ -187,7 +244,7 @@ export async function fixSecureSplit(services: FederationServices, input: Secure
   }
   const session = loadSession(sessionDescription(spec, input.federationId, input.round, input.secure.attempt));
   const { layout } = await globalLayout(services, input.global);
-  const survivors: { silo: string; index: number; shares: unknown }[] = [];
+  const survivors: { silo: string; index: number; shares: unknown; outputUri: string }[] = [];
   const droppedReasons: { silo: string; reason: string }[] = [];
   for (const entry of session.roster.silos) {
     const index = session.roster.indexOf(entry.id);
@@ -196,12 +253,12 @@ export async function fixSecureSplit(services: FederationServices, input: Secure
       droppedReasons.push({ silo: entry.id, reason: `no upload: ${result?.reason ?? result?.outcome ?? "not run"}` });
       continue;
     }
-    const folder = folderPath(services, result.outputUri);
+    const upload = { silo: entry.id, outputUri: result.outputUri };
     try {
-      await validateMaskedUpload(store.source(`${folder}${MASKED_FILE}`), { session: session.session, sender: index, ringBits: session.plan.ringBits, layout });
-      const shares = await store.getJson(`${folder}${SHARES_FILE}`);
+      await validateMaskedUpload(await outputFile(services, spec, upload, MASKED_FILE), { session: session.session, sender: index, ringBits: session.plan.ringBits, layout });
+      const shares = await outputJson(services, spec, upload, SHARES_FILE);
       parseSharesFile(shares, { session: session.session, sender: index, rosterSize: session.roster.silos.length, file: `${entry.id}/${SHARES_FILE}` });
-      survivors.push({ silo: entry.id, index, shares });
+      survivors.push({ silo: entry.id, index, shares, outputUri: result.outputUri });
     } catch (err) {
       droppedReasons.push({ silo: entry.id, reason: `bad upload: ${(err as Error).message}` });
     }
@@ -214,6 +271,7 @@ export async function fixSecureSplit(services: FederationServices, input: Secure
     droppedReasons,
     session: sessionHex,
     indexes: { survivors: survivors.map((s) => s.index).sort((a, b) => a - b), dropped: droppedReasons.map((d) => session.roster.indexOf(d.silo)).sort((a, b) => a - b) },
+    uploads: Object.fromEntries(survivors.map((s) => [s.silo, s.outputUri])),
   };
   if (survivors.length < session.threshold) {
     Object.assign(split, { ok: false, reason: `TOO_FEW_SURVIVORS: ${survivors.length} valid upload(s), the threshold is t = ${session.threshold}: nothing is unmasked under this session` });
@@ -296,15 +354,18 @@ export async function unmaskSession(
     if (r.outcome !== "succeeded" || !r.outputUri) continue;
     if (!split.survivors.includes(r.silo)) throw new SecAggError("BAD_UPLOAD", `reveals[${r.silo}]`, "not a survivor of this session: nothing from it is used");
     try {
-      const folder = folderPath(services, r.outputUri);
-      reveals.push(parseReveal(await store.getJson(`${folder}${REVEAL_FILE}`), { session: sessionHex, revealer: session.roster.indexOf(r.silo) }));
+      reveals.push(parseReveal(await outputJson(services, options.spec, { silo: r.silo, outputUri: r.outputUri }, REVEAL_FILE), { session: sessionHex, revealer: session.roster.indexOf(r.silo) }));
     } catch (err) {
       if (err instanceof SecAggError) unmaskFailed.push(r.silo);
       else throw err;
     }
   }
   const masked = new Map<number, ByteSource>();
-  for (const silo of split.survivors) masked.set(session.roster.indexOf(silo), store.source(`${paths.updateFolder(silo)}${MASKED_FILE}`));
+  for (const silo of split.survivors) {
+    // Splits recorded before uploads were: every upload was in the model store at its session folder.
+    const outputUri = split.uploads?.[silo] ?? blobUri(store.containerUrl, paths.updateFolder(silo));
+    masked.set(session.roster.indexOf(silo), await outputFile(services, options.spec, { silo, outputUri }, MASKED_FILE));
+  }
 
   // Output order is the writer's (sorted names); float tensors are unmasked in that order.
   const writer = new SafetensorsWriter(
@@ -396,8 +457,7 @@ export async function publishedMetrics(
 ): Promise<{ metrics?: Record<string, number>; globalMetrics?: Record<string, number> }> {
   if (!secureConfig(spec)?.publishSiloMetrics || !result?.outputUri) return {};
   try {
-    const folder = folderPath(services, result.outputUri);
-    const published = await services.store.getJson<{ metrics?: unknown; global_metrics?: unknown }>(`${folder}${PUBLISHED_METRICS_FILE}`);
+    const published = (await outputJson(services, spec, { silo: result.silo, outputUri: result.outputUri }, PUBLISHED_METRICS_FILE)) as { metrics?: unknown; global_metrics?: unknown };
     return { metrics: finiteNumbers(published.metrics), globalMetrics: finiteNumbers(published.global_metrics) };
   } catch {
     return {};

@@ -213,6 +213,21 @@ function secureAggregationIssues(raw: Obj, round: { quorum: number; perRound: nu
       ),
     );
   }
+  const training = obj(raw.training);
+  const azureml = (Array.isArray(raw.silos) ? raw.silos.map(obj) : []).findIndex((silo) => obj(silo.compute).type === "azureml");
+  if (azureml >= 0) {
+    // flo ships the Python masking package inside the code folder it uploads (uploadSpecCode).
+    const code = training.code;
+    if (typeof code !== "string" || code.startsWith("azureml:") || code.startsWith("/subscriptions/")) {
+      issues.push(
+        specIssue(
+          "training.code",
+          `a local code folder ${SECURE} on Azure ML (silos[${azureml}]): flo adds its masking package flo_secagg to the folder it uploads`,
+          typeof code === "string" ? JSON.stringify(code) : "missing",
+        ),
+      );
+    }
+  }
   if (typeof raw.initialModel !== "string") {
     issues.push(
       specIssue("initialModel", `a model.safetensors location ${SECURE}: silos mask their update trained - global, so round 1 needs a global model`, raw.initialModel === null ? "null" : "missing"),
@@ -232,8 +247,11 @@ function secureAggregationIssues(raw: Obj, round: { quorum: number; perRound: nu
     }
     if (silo.maxExamples === undefined) issues.push(specIssue(`silos[${i}].maxExamples`, `the most examples this silo can have ${SECURE}: it bounds the silo's weight and sizes the ring`, "missing"));
     const compute = obj(silo.compute);
-    if (compute.type === "azureml") {
-      issues.push(specIssue(`silos[${i}].compute.type`, `local ${SECURE}: masking is not wired into Azure ML jobs yet (the Python silo package lib/secagg/python/flo_secagg is ready)`, "azureml"));
+    if (compute.type === "azureml" && typeof compute.secretKey === "string" && typeof compute.exchangeDatastore === "string") {
+      const keyDatastore = /^azureml:\/\/datastores\/([^/]+)\//.exec(compute.secretKey)?.[1];
+      if (keyDatastore && keyDatastore.toLowerCase() === compute.exchangeDatastore.toLowerCase()) {
+        issues.push(specIssue(`silos[${i}].compute.secretKey`, "a file in a datastore private to the silo, not the exchange datastore the orchestrator reads", compute.secretKey));
+      }
     }
     const keyField = SECRET_KEY_FIELD[String(compute.type)];
     if (keyField && compute[keyField] === undefined) {

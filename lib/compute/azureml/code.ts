@@ -12,6 +12,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { isAbsolute, join, relative, sep } from "node:path";
 import type { AzureMachineLearningWorkspaces } from "@azure/arm-machinelearning";
 import type { ModelStore } from "../../models/store";
+import { SECAGG_PYTHON_PACKAGE, secaggPythonPackageFiles } from "../../secagg/pythonPackage";
 import { AzureMlConfigError, DATA_SCIENTIST_ROLE, toAzureMlError, type WorkspaceCoordinates } from "./errors";
 
 /** Folder of uploaded code in the orchestrator's model container. */
@@ -105,21 +106,44 @@ function listCodeFolder(dir: string, field: string): string[] {
   return files.sort();
 }
 
+/** Files flo adds to a code folder: `<folder>/<file>` in the upload, read from `dir`. */
+export interface AddedCodeFolder {
+  folder: string;
+  dir: string;
+  files: readonly string[];
+}
+
+/** What secure aggregation adds to the code of Azure ML jobs: the Python masking package. */
+export function secureAggregationCode(): AddedCodeFolder {
+  const { dir, files } = secaggPythonPackageFiles();
+  return { folder: SECAGG_PYTHON_PACKAGE, dir, files };
+}
+
 /** A code folder's files and contents, read for upload. */
 export interface ReadCodeFolder extends CodeFolder {
   contents: { path: string; content: Buffer }[];
 }
 
-/** Reads and hashes a code folder (ignore rules, size limits); throws AzureMlConfigError naming `field`. */
-export function readCodeFolder(dir: string, field = "training.code"): ReadCodeFolder {
-  const files = listCodeFolder(dir, field);
-  const contents = files.map((path) => ({ path, content: readFileSync(join(dir, path)) }));
-  return { digest: codeDigest(contents), files, contents };
+/**
+ * Reads and hashes a code folder (ignore rules, size limits) plus the folders flo adds (the digest
+ * covers them); throws AzureMlConfigError naming `field`, also when the user's folder already holds
+ * one of the added folders.
+ */
+export function readCodeFolder(dir: string, field = "training.code", added: readonly AddedCodeFolder[] = []): ReadCodeFolder {
+  const own = listCodeFolder(dir, field);
+  const contents = own.map((path) => ({ path, content: readFileSync(join(dir, path)) }));
+  for (const extra of added) {
+    const clash = own.find((file) => file === extra.folder || file.startsWith(`${extra.folder}/`));
+    if (clash) throw new AzureMlConfigError(field, `a code folder without ${extra.folder}/ (flo adds its own there)`, `${JSON.stringify(dir)} holds ${clash}`);
+    for (const file of extra.files) contents.push({ path: `${extra.folder}/${file}`, content: readFileSync(join(extra.dir, file)) });
+  }
+  contents.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { digest: codeDigest(contents), files: contents.map((c) => c.path), contents };
 }
 
-/** Lists and hashes a code folder, honouring its ignore file. */
-export function hashCodeFolder(dir: string, field = "training.code"): CodeFolder {
-  const { digest, files } = readCodeFolder(dir, field);
+/** Lists and hashes a code folder, honouring its ignore file, plus the folders flo adds. */
+export function hashCodeFolder(dir: string, field = "training.code", added: readonly AddedCodeFolder[] = []): CodeFolder {
+  const { digest, files } = readCodeFolder(dir, field, added);
   return { digest, files };
 }
 
@@ -156,8 +180,8 @@ export function storeCodeUploader(store: ModelStore): CodeUploader {
 }
 
 /** Uploads a code folder once: a digest the uploader already has is not sent again. */
-export async function uploadCodeFolder(dir: string, uploader: CodeUploader, options: { field?: string; signal?: AbortSignal } = {}): Promise<UploadedCode> {
-  const folder = readCodeFolder(dir, options.field);
+export async function uploadCodeFolder(dir: string, uploader: CodeUploader, options: { field?: string; signal?: AbortSignal; added?: readonly AddedCodeFolder[] } = {}): Promise<UploadedCode> {
+  const folder = readCodeFolder(dir, options.field, options.added);
   const existing = await uploader.find(folder.digest, options);
   if (existing) return { digest: folder.digest, files: folder.files, uri: existing, uploaded: false };
   const uri = await uploader.upload(folder, options);
@@ -206,6 +230,7 @@ export async function registerUploadedCode(client: AzureMachineLearningWorkspace
 interface SubmittableSpec {
   silos: readonly { compute: { type: string } }[];
   training: { code?: string; uploadedCode?: string };
+  aggregation?: { secureAggregation?: unknown };
 }
 
 /** A `training.code` that names an Azure ML asset or a URI rather than a local folder. */
@@ -223,7 +248,8 @@ export function azureMlCodeOf(training: { code?: string; uploadedCode?: string }
  * folder: uploads the folder once (content-addressed) and returns the spec with
  * `training.uploadedCode` set to its URI in the orchestrator's store. `training.code` stays the
  * folder, which local silos run. Specs without azureml silos, or whose code is already an Azure ML
- * reference or a URI, are returned unchanged.
+ * reference or a URI, are returned unchanged. A secure spec's upload also holds the masking package
+ * `flo_secagg/`, which its azureml jobs' commands run.
  */
 export async function uploadSpecCode<Spec extends SubmittableSpec>(
   spec: Spec,
@@ -232,6 +258,8 @@ export async function uploadSpecCode<Spec extends SubmittableSpec>(
 ): Promise<{ spec: Spec; code?: UploadedCode }> {
   const code = spec.training.code;
   if (code === undefined || !spec.silos.some((silo) => silo.compute.type === "azureml") || isCodeReference(code)) return { spec };
-  const uploaded = await uploadCodeFolder(isAbsolute(code) ? code : join(options.baseDir, code), uploader, { signal: options.signal });
+  // Secure aggregation's masking runs in the job: its Python package travels with the code.
+  const added = spec.aggregation?.secureAggregation !== undefined ? [secureAggregationCode()] : [];
+  const uploaded = await uploadCodeFolder(isAbsolute(code) ? code : join(options.baseDir, code), uploader, { signal: options.signal, added });
   return { spec: { ...spec, training: { ...spec.training, uploadedCode: uploaded.uri } }, code: uploaded };
 }

@@ -33,11 +33,13 @@ import {
   type SiloJobRequest,
   type SiloJobStatus,
 } from "../siloCompute";
+import type { ByteSource } from "../../models/bytes";
+import { MODEL_FILE } from "../../models/storeLayout";
 import { jobStateFromAzureMlStatus } from "./status";
 import { AzureMlConfigError, AzureMlJobConflictError, AzureMlJobNotFoundError, AzureMlRequestError, DATA_SCIENTIST_ROLE, toAzureMlError, type WorkspaceCoordinates } from "./errors";
 import { parseAssetReference, resolveAssetId, type AssetKind } from "./assets";
 import { CODE_ASSET_NAME, registerUploadedCode, uploadedCodeDigest } from "./code";
-import { openSiloOutputFolder, probeExchangeRead, type BlobAccessOptions, type BlobFolderLocation, type SiloOutputFolder } from "./outputs";
+import { openSiloOutputFile, openSiloOutputFolder, probeExchangeRead, type BlobAccessOptions, type BlobFolderLocation, type SiloOutputFolder } from "./outputs";
 
 export * from "./errors";
 export * from "./assets";
@@ -158,6 +160,51 @@ export interface CommandJobContext {
   environmentVariables?: Record<string, string>;
 }
 
+/** The variable `python -m flo_secagg mask-run` sets to the private folder the user's command writes its plain output to. */
+export const PLAIN_OUTPUT_VARIABLE = "FLO_SECAGG_PLAIN_OUTPUT";
+
+/** One shell word: single-quoted, with embedded single quotes closed, escaped and reopened. */
+function shellQuote(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * A secure training job's command on Azure ML: the Python package shipped in the code folder runs
+ * the user's command unchanged except that its `${{outputs.model_update}}` becomes a private
+ * temporary folder, then masks that folder's model and metrics into the real output; the plain
+ * files never reach the output (the silo's exchange datastore).
+ */
+export function maskedTrainingCommand(request: Pick<SiloJobRequest, "command" | "kind" | "secureAggregation">): string {
+  const masking = request.secureAggregation!;
+  const output = `\${{outputs.${jobKindContract(request.kind).output}}}`;
+  if (!request.command.includes(output)) {
+    throw new AzureMlConfigError("command", `a command that writes its output to ${output} (secure aggregation masks that folder)`, JSON.stringify(request.command));
+  }
+  const userCommand = request.command.split(output).join(`"$${PLAIN_OUTPUT_VARIABLE}"`);
+  return [
+    "python -m flo_secagg mask-run",
+    `--session \${{inputs.${masking.sessionInput}}}/${masking.sessionFile}`,
+    `--key \${{inputs.${masking.keyInput}}}`,
+    `--global \${{inputs.global_model}}/${MODEL_FILE}`,
+    `--output ${output}`,
+    ...(masking.publishMetrics ? ["--publish-metrics"] : []),
+    "--",
+    shellQuote(userCommand),
+  ].join(" ");
+}
+
+function extraOutputsToRest(outputs: Record<string, string> = {}): Record<string, unknown> {
+  const rest: Record<string, unknown> = {};
+  for (const [name, uri] of Object.entries(outputs)) {
+    if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name)) throw new AzureMlConfigError(`extraOutputs.${name}`, "an output name of letters, digits and '_'", JSON.stringify(name));
+    if (typeof uri !== "string" || !uri.startsWith("azureml://datastores/")) {
+      throw new AzureMlConfigError(`extraOutputs.${name}`, "an azureml://datastores/<name>/paths/<folder>/ URI", JSON.stringify(uri));
+    }
+    rest[name] = { jobOutputType: "uri_folder", mode: "ReadWriteMount", uri };
+  }
+  return rest;
+}
+
 /**
  * The REST body (`{properties: CommandJob}`) of a silo job. Pure: validates the request and returns
  * the JSON exactly as it goes on the wire.
@@ -176,8 +223,6 @@ export function buildCommandJobBody(request: SiloJobRequest, context: CommandJob
   if (typeof request.command !== "string" || request.command.trim() === "") {
     throw new AzureMlConfigError("command", "a non-empty command line", JSON.stringify(request.command));
   }
-  // Masking runs inside the silo's job; until it is wired here, a plain update must never be uploaded.
-  if (request.secureAggregation) throw new AzureMlConfigError("secureAggregation", "local compute (secure aggregation is not wired into Azure ML jobs yet)", "an azureml silo");
   const tags: Record<string, string> = {};
   for (const [key, value] of Object.entries(request.tags ?? {})) {
     if (key.includes(".")) {
@@ -209,10 +254,11 @@ export function buildCommandJobBody(request: SiloJobRequest, context: CommandJob
     properties: { floFederation: request.federationId, floRound: String(request.round), floSilo: request.silo },
     computeId: context.computeId,
     environmentId: context.environmentId,
-    command: request.command,
+    command: request.secureAggregation ? maskedTrainingCommand(request) : request.command,
     inputs,
     outputs: {
       [jobKindContract(request.kind).output]: { jobOutputType: "uri_folder", mode: "ReadWriteMount", uri: context.outputUri },
+      ...extraOutputsToRest(request.extraOutputs),
     },
     limits: { jobLimitsType: "Command", timeout: isoDurationFromSeconds(request.timeoutSeconds) },
     identity: context.identity,
@@ -521,6 +567,15 @@ export class AzureMlSiloCompute implements SiloCompute {
       credential: this.options.blob?.credential ?? this.options.credential,
       signal: options.signal,
       kind: options.kind,
+    });
+  }
+
+  /** One file of a completed job's output folder (a secure job's masked update, shares or reveal). */
+  openOutputFile(outputUri: string, file: string, options: CallOptions = {}): Promise<ByteSource> {
+    return openSiloOutputFile(this.client, this.coordinates, outputUri, file, {
+      ...this.options.blob,
+      credential: this.options.blob?.credential ?? this.options.credential,
+      signal: options.signal,
     });
   }
 

@@ -194,17 +194,20 @@ export interface OpenSiloOutputOptions extends BlobAccessOptions {
   kind?: JobKind;
 }
 
-/** Opens a job's output folder: resolves the datastore, lists the folder, reads and validates metrics.json. */
-export async function openSiloOutputFolder(client: AzureMachineLearningWorkspaces, coordinates: WorkspaceCoordinates, uri: string, options: OpenSiloOutputOptions): Promise<SiloOutputFolder> {
-  const location = await resolveDatastoreFolder(client, coordinates, uri, options);
-  const credential = options.credential ?? new AnonymousCredential();
+/** The blob container of a resolved datastore folder, with the orchestrator's credential. */
+function exchangeContainer(location: BlobFolderLocation, options: BlobAccessOptions) {
   const pipelineOptions = {
     ...(options.retryOptions ? { retryOptions: options.retryOptions } : {}),
     // StoragePipelineOptions does not declare tlsOptions, but they reach the core pipeline unchanged.
     ...(options.tlsOptions ? { tlsOptions: options.tlsOptions } : {}),
   } as StoragePipelineOptions;
-  const container = new BlobServiceClient(location.serviceUrl, credential, pipelineOptions).getContainerClient(location.containerName);
-  const store = new ModelStore(container);
+  return new BlobServiceClient(location.serviceUrl, options.credential ?? new AnonymousCredential(), pipelineOptions).getContainerClient(location.containerName);
+}
+
+/** Opens a job's output folder: resolves the datastore, lists the folder, reads and validates metrics.json. */
+export async function openSiloOutputFolder(client: AzureMachineLearningWorkspaces, coordinates: WorkspaceCoordinates, uri: string, options: OpenSiloOutputOptions): Promise<SiloOutputFolder> {
+  const location = await resolveDatastoreFolder(client, coordinates, uri, options);
+  const store = new ModelStore(exchangeContainer(location, options));
 
   let files: { name: string; size: number }[];
   try {
@@ -236,6 +239,18 @@ export async function openSiloOutputFolder(client: AzureMachineLearningWorkspace
   return { kind: "train", uri, location, files, model: new ExchangeByteSource(store.source(location.prefix + MODEL_FILE), location), metrics };
 }
 
+/** One file of a job's output folder (an azureml:// URI), read with the orchestrator's credential. */
+export async function openSiloOutputFile(
+  client: AzureMachineLearningWorkspaces,
+  coordinates: WorkspaceCoordinates,
+  uri: string,
+  file: string,
+  options: Omit<OpenSiloOutputOptions, "kind">,
+): Promise<ByteSource> {
+  const location = await resolveDatastoreFolder(client, coordinates, uri, options);
+  return new ExchangeByteSource(new ModelStore(exchangeContainer(location, options)).source(location.prefix + file), location);
+}
+
 /**
  * Checks that the orchestrator may read a silo's exchange container: resolves the datastore and lists
  * (at most one blob of) flo's folder in it. Throws AzureMlAuthorizationError naming the container
@@ -248,11 +263,7 @@ export async function probeExchangeRead(
   options: OpenSiloOutputOptions,
 ): Promise<BlobFolderLocation> {
   const location = await resolveDatastoreFolder(client, coordinates, `azureml://datastores/${exchangeDatastore}/paths/flo/`, options);
-  const pipelineOptions = {
-    ...(options.retryOptions ? { retryOptions: options.retryOptions } : {}),
-    ...(options.tlsOptions ? { tlsOptions: options.tlsOptions } : {}),
-  } as StoragePipelineOptions;
-  const container = new BlobServiceClient(location.serviceUrl, options.credential ?? new AnonymousCredential(), pipelineOptions).getContainerClient(location.containerName);
+  const container = exchangeContainer(location, options);
   try {
     await container.listBlobsFlat({ prefix: location.prefix }).byPage({ maxPageSize: 1 }).next();
   } catch (error) {

@@ -34,6 +34,8 @@ export interface AzureMlPreflightInput {
   codeFolder?: CodeFolder;
   /** Typed data inputs by name (their `path`s). */
   dataInputs: Record<string, { path: string }>;
+  /** Secure aggregation: the silo's secret key location (its jobs run python -m flo_secagg). */
+  secureAggregation?: { secretKey?: string };
   signal?: AbortSignal;
 }
 
@@ -85,16 +87,19 @@ export async function preflightAzureMlSilo(input: AzureMlPreflightInput): Promis
     failure("compute", error, `create compute cluster ${computeName} in workspace ${workspace} (az ml compute create --type amlcompute), or fix ${at}.computeName`);
   }
 
-  const asset = async (check: string, kind: AssetKind, reference: string, field: string, what: string) => {
+  const asset = async (check: string, kind: AssetKind, reference: string, field: string, what: string): Promise<string | undefined> => {
     try {
       const id = await compute.resolveAsset(kind, reference, { field, silo, signal });
       row(check, "pass", `${reference} -> ${id}`);
+      return id;
     } catch (error) {
       failure(check, error, `register ${what} in workspace ${workspace} (az ml ${kind === "codes" ? "code" : kind === "data" ? "data" : "environment"} create), or fix ${field}`);
     }
   };
-  if (input.environment) await asset("environment", "environments", input.environment, "training.environment", `the environment ${input.environment}`);
-  else row("environment", "fail", "no training.environment", "set training.environment to an Azure ML environment (azureml:<name>:<version> or azureml:<name>@latest)");
+  let environmentId: string | undefined;
+  if (input.environment) {
+    environmentId = await asset("environment", "environments", input.environment, "training.environment", `the environment ${input.environment}`);
+  } else row("environment", "fail", "no training.environment", "set training.environment to an Azure ML environment (azureml:<name>:<version> or azureml:<name>@latest)");
   if (input.code !== undefined && uploadedCodeDigest(input.code)) {
     // Registering is a write: the preflight only reports what submission will register.
     row("code", "pass", `${input.code}: registered at submission as ${CODE_ASSET_NAME}:${uploadedCodeDigest(input.code)!.slice(0, 16)}`);
@@ -114,6 +119,7 @@ export async function preflightAzureMlSilo(input: AzureMlPreflightInput): Promis
   } else if (input.code !== undefined) {
     await asset("code", "codes", input.code, "training.code", `the code asset ${input.code}`);
   }
+  if (input.secureAggregation) await secureAggregationRows({ ...input, environmentId, row });
   for (const [name, data] of Object.entries(input.dataInputs)) {
     if (data.path.startsWith("azureml:") && !data.path.startsWith("azureml://")) {
       await asset(`input ${name}`, "data", data.path, `silos[${index}].inputs.${name}.path`, `the data asset ${data.path}`);
@@ -162,6 +168,56 @@ export async function preflightAzureMlSilo(input: AzureMlPreflightInput): Promis
       `check it with: az eventgrid system-topic event-subscription list -g ${resourceGroup} --system-topic-name <topic>`,
   );
   return rows;
+}
+
+/** The Python packages `python -m flo_secagg` imports in the silo's jobs. */
+export const SECURE_AGGREGATION_PYTHON_PACKAGES = ["numpy", "cryptography"] as const;
+
+/**
+ * Secure aggregation's needs in the silo: the environment's Python must import numpy and
+ * cryptography (read from the environment version's conda file when it has one; an image-only
+ * environment cannot be inspected), and the secret key's datastore must exist in the workspace
+ * (the key file itself is the silo's: the orchestrator never reads it).
+ */
+async function secureAggregationRows(input: AzureMlPreflightInput & { environmentId?: string; row: (check: string, result: PreflightResult, detail: string, fix?: string) => void }): Promise<void> {
+  const { compute, signal, row, environmentId } = input;
+  const { resourceGroup, workspace } = compute.workspaceCoordinates;
+  const needs = SECURE_AGGREGATION_PYTHON_PACKAGES.join(" and ");
+  const check = "secure aggregation environment";
+  const fix = `add ${needs} to the environment's conda file (pip: numpy, cryptography) and register a new version`;
+  const version = environmentId ? /\/environments\/([^/]+)\/versions\/([^/]+)$/.exec(environmentId) : null;
+  if (!version) {
+    row(check, "skipped", `the environment could not be resolved; it must provide python with ${needs} (python -m flo_secagg masks in the job)`);
+  } else {
+    try {
+      const environment = await compute.client.environmentVersions.get(resourceGroup, workspace, version[1], version[2], { abortSignal: signal });
+      const properties = environment.properties as { condaFile?: string; image?: string };
+      if (typeof properties.condaFile !== "string") {
+        row(check, "skipped", `${version[1]}:${version[2]} is built from image ${properties.image ?? "(unknown)"} without a conda file: it must provide python with ${needs} (not inspected)`);
+      } else {
+        const missing = SECURE_AGGREGATION_PYTHON_PACKAGES.filter((name) => !new RegExp(`(^|[\\s'"-])${name}([\\s'"=<>~!]|$)`, "m").test(properties.condaFile!));
+        if (missing.length === 0) row(check, "pass", `${version[1]}:${version[2]}'s conda file lists ${needs}`);
+        else row(check, "fail", `${version[1]}:${version[2]}'s conda file lacks ${missing.join(" and ")}, which python -m flo_secagg needs`, fix);
+      }
+    } catch (error) {
+      row(check, "skipped", `${version[1]}:${version[2]} could not be read (${messageOf(error)}); it must provide python with ${needs}`);
+    }
+  }
+  const keyDatastore = input.secureAggregation?.secretKey ? /^azureml:\/\/datastores\/([^/]+)\//.exec(input.secureAggregation.secretKey)?.[1] : undefined;
+  if (!keyDatastore) return;
+  try {
+    await compute.client.datastores.get(resourceGroup, workspace, keyDatastore, { abortSignal: signal });
+    row("secret key datastore", "pass", `${keyDatastore} exists (the key file and the reveal records are the silo's: not read here)`);
+  } catch (error) {
+    if (statusOf(error) === 404) {
+      row(
+        "secret key datastore",
+        "fail",
+        `no datastore ${keyDatastore} in workspace ${workspace}`,
+        `register a datastore private to the silo as ${keyDatastore} (az ml datastore create), or fix silos[${input.index}].compute.secretKey`,
+      );
+    } else row("secret key datastore", "skipped", `${keyDatastore} could not be read: ${messageOf(error)}`);
+  }
 }
 
 /** The rows as a fixed-width text table, one line per silo and check, fixes indented below failures. */

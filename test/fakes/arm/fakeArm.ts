@@ -16,6 +16,7 @@ import { KnownInputDeliveryMode, KnownJobInputType, KnownOutputDeliveryMode, Kno
 import { generateTestCertificate, type TestCertificate } from "./cert";
 import { codeVersionBodyModelProblems, jobBodyModelProblems } from "./sdkModels";
 import { runStatusChangedEvent, type AzureMlEventGridEvent } from "../../../lib/compute/azureml/events";
+import { isJobKind, jobKindContract } from "../../../lib/compute/siloCompute";
 
 export interface RecordedRequest {
   method: string;
@@ -87,8 +88,11 @@ export interface FakeArmBlobTarget {
   pipelineOptions?: Record<string, unknown>;
 }
 
-/** What a fake silo's training produced: the contract outputs, or a failure. */
-export type FakeTrainingResult = { model: Uint8Array; metrics: unknown } | { fail: string };
+/**
+ * What a fake silo's job produced: the training contract's outputs, the files of the output folder
+ * of the job's kind (`floKind` tag: `model_update` for training, `reveal` for unmasking), or a failure.
+ */
+export type FakeTrainingResult = { model: Uint8Array; metrics: unknown } | { files: Record<string, Uint8Array> } | { fail: string };
 
 export interface FakeArmOptions {
   certificate?: TestCertificate;
@@ -371,11 +375,13 @@ export class FakeArm {
     return uri;
   }
 
-  private async writeOutputs(job: FakeJob, outputs: { model: Uint8Array; metrics: unknown }): Promise<string> {
+  private async writeOutputs(job: FakeJob, outputs: { model: Uint8Array; metrics: unknown } | { files: Record<string, Uint8Array> }): Promise<string> {
     const workspace = job.workspaceKey;
     const name = job.name;
-    const output = (job.properties.outputs as Record<string, { uri?: string }> | undefined)?.model_update;
-    if (!output?.uri) throw new Error(`fake ARM: job ${name} has no model_update output uri`);
+    const kind = (job.properties.tags as Record<string, string> | undefined)?.floKind;
+    const outputName = isJobKind(kind) ? jobKindContract(kind).output : "model_update";
+    const output = (job.properties.outputs as Record<string, { uri?: string }> | undefined)?.[outputName];
+    if (!output?.uri) throw new Error(`fake ARM: job ${name} has no ${outputName} output uri`);
     const match = /^azureml:\/\/datastores\/([^/]+)\/paths\/(.*)$/.exec(output.uri);
     if (!match) throw new Error(`fake ARM: unsupported output uri ${output.uri}`);
     const datastore = this.datastores.get(`${workspace.toLowerCase()}/${match[1].toLowerCase()}`);
@@ -386,9 +392,8 @@ export class FakeArm {
     const container = service.getContainerClient(datastore.containerName ?? datastore.filesystem!);
     await container.createIfNotExists();
     const prefix = match[2].endsWith("/") ? match[2] : `${match[2]}/`;
-    await container.getBlockBlobClient(`${prefix}model.safetensors`).uploadData(Buffer.from(outputs.model));
-    const metrics = Buffer.from(JSON.stringify(outputs.metrics));
-    await container.getBlockBlobClient(`${prefix}metrics.json`).uploadData(metrics);
+    const files = "files" in outputs ? outputs.files : { "model.safetensors": outputs.model, "metrics.json": Buffer.from(JSON.stringify(outputs.metrics)) };
+    for (const [file, bytes] of Object.entries(files)) await container.getBlockBlobClient(`${prefix}${file}`).uploadData(Buffer.from(bytes));
     return output.uri;
   }
 
