@@ -17,12 +17,12 @@ interface Raised {
   payload: { jobName: string; state?: string };
 }
 
-/** A durable client that knows only the given instances and records what is raised on them. */
+/** A durable client that knows only the given instances and records what is raised on them (a raise on another is the Durable API's 404). */
 function fakeClient(instances: readonly string[]): { client: DurableClient; raised: Raised[] } {
   const raised: Raised[] = [];
   const client = {
-    getStatus: (id: string) => (instances.includes(id) ? Promise.resolve({ instanceId: id, name: "siloRound", runtimeStatus: "Running" }) : Promise.reject(new Error(`HTTP 404 for ${id}`))),
     raiseEvent: (instanceId: string, eventName: string, payload: Raised["payload"]) => {
+      if (!instances.includes(instanceId)) return Promise.reject(new Error(`No instance with ID '${instanceId}' found.`));
       raised.push({ instanceId, eventName, payload });
       return Promise.resolve();
     },
