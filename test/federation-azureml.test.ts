@@ -9,24 +9,19 @@
  * per workspace by flo), an environment `@latest`, a typed data input from a data asset, an explicit
  * exchange datastore; plus one local silo, which runs the same folder on this machine.
  */
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { StorageSharedKeyCredential } from "@azure/storage-blob";
 import { hashCodeFolder } from "../lib/compute/azureml/code";
 import { runSubmit } from "../lib/cli/submit";
-import { ModelStore } from "../lib/models/store";
-import { generateTestCertificate, type TestCertificate } from "./fakes/arm/cert";
-import { FakeArm, validateJobPutBody, type FakeJob, type FakeTrainingResult } from "./fakes/arm/fakeArm";
-import { startFakeManagedIdentity, type FakeManagedIdentity } from "./fakes/arm/fakeManagedIdentity";
-import { AZURITE_ACCOUNT, AZURITE_KEY, startHttpsAzuriteBlob, type HttpsBlobServer } from "./fakes/arm/httpsBlob";
-import { expectedToyModel, finished, FUNCTION_KEY, readToyModel, startFloHost, TOY_TEAM, TOY_TRAINER_DIR, toyModelBytes, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
+import type { ModelStore } from "../lib/models/store";
+import { validateJobPutBody, type FakeArm, type FakeJob, type FakeTrainingResult } from "./fakes/arm/fakeArm";
+import { AZUREML_SUBSCRIPTION, startAzureMlFederationHost, type AzureMlFederationHost } from "./helpers/azuremlFederation";
+import { expectedToyModel, finished, FUNCTION_KEY, readToyModel, TOY_TEAM, TOY_TRAINER_DIR, toyModelBytes, writeToyData, type FloHost, type ToySilo } from "./helpers/flo";
 
 const silos: readonly ToySilo[] = TOY_TEAM;
 /** A silo on this machine in the same federation: it runs the code folder itself, not the upload. */
 const localSilo: ToySilo = { name: "south", target: [0, 2, 0, 2], n: 200 };
-const SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590";
-const CLIENT_ID = "5f2b3c4d-1111-4222-8333-944455566677";
+const SUBSCRIPTION = AZUREML_SUBSCRIPTION;
 const FEDERATION = "fraud-aml";
 const ROUNDS = 2;
 
@@ -58,9 +53,7 @@ aggregation: {strategy: fedavg}
 policy: {minSilos: ${silos.length + 1}, roundTimeout: PT2M}
 `;
 
-let certificate: TestCertificate;
-let exchange: HttpsBlobServer;
-let identity: FakeManagedIdentity;
+let env: AzureMlFederationHost;
 let fake: FakeArm;
 let flo: FloHost;
 let orchestratorStore: ModelStore;
@@ -79,46 +72,17 @@ async function trainLikeToyTrainer(job: FakeJob): Promise<FakeTrainingResult> {
 }
 
 beforeAll(async () => {
-  certificate = generateTestCertificate();
-  exchange = await startHttpsAzuriteBlob(certificate);
-  identity = await startFakeManagedIdentity();
-  fake = await FakeArm.start({
-    certificate,
-    blob: {
-      serviceUrlFor: () => exchange.accountUrl,
-      credential: new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY),
-      pipelineOptions: { tlsOptions: { ca: certificate.cert } },
-    },
-    // Event Grid's delivery onto the Service Bus queue the host's jobEvents trigger reads.
-    publishEvent: (event) => flo.send("job-events", { body: event, messageId: event.id, contentType: "application/json" }),
-    autoRun: { train: trainLikeToyTrainer, stepDelayMs: 20 },
-  });
+  env = await startAzureMlFederationHost({ silos: silos.map((s) => s.name), run: trainLikeToyTrainer, hostDirPrefix: "flo-aml-e2e-" });
+  ({ fake, flo, store: orchestratorStore } = env);
   for (const s of silos) {
     fake.addAssetVersion(`mlw-${s.name}`, "environments", "flo-env", "1");
     fake.addAssetVersion(`mlw-${s.name}`, "environments", "flo-env", "2");
     fake.addAssetVersion(`mlw-${s.name}`, "data", "claims", "3", { dataType: "uri_folder", dataUri: `azureml://datastores/claims/paths/${s.name}/` });
-    fake.addDatastore(`mlw-${s.name}`, "flo_exchange", { datastoreType: "AzureBlob", accountName: `${s.name}exchange`, containerName: `exchange-${s.name}` });
   }
-  flo = await startFloHost({
-    dir: mkdtempSync(join(tmpdir(), "flo-aml-e2e-")),
-    env: identity.env,
-    settings: {
-      FLO_ARM_ENDPOINT: fake.url,
-      FLO_ARM_CA_FILE: certificate.certPath,
-      FLO_AZUREML_BLOB_ENDPOINT: exchange.accountUrl,
-      FLO_AZURE_CREDENTIAL: "managedidentity",
-      FLO_MANAGED_IDENTITY_CLIENT_ID: CLIENT_ID,
-    },
-  });
-  orchestratorStore = ModelStore.fromConnectionString(flo.storageConnectionString, "flo");
 }, 60_000);
 
 afterAll(async () => {
-  await flo?.stop();
-  await fake?.close();
-  await exchange?.close();
-  await identity?.close();
-  certificate?.dispose();
+  await env?.close();
 }, 30_000);
 
 it("runs 2 rounds on 3 Azure ML silos and a local one, submitted with flo submit: code uploaded once, complete job PUTs, FedAvg of the silos' updates", async () => {
@@ -234,8 +198,8 @@ it("runs 2 rounds on 3 Azure ML silos and a local one, submitted with flo submit
   expect(manifest.silos.find((s: any) => s.silo === localSilo.name)).toMatchObject({ included: true, numExamples: localSilo.n });
 
   // Every token came from the managed identity endpoint, for the configured user-assigned identity.
-  expect(identity.requests.length).toBeGreaterThan(0);
-  expect(new Set(identity.requests.map((r) => r.clientId))).toEqual(new Set([CLIENT_ID]));
+  expect(env.identity.requests.length).toBeGreaterThan(0);
+  expect(new Set(env.identity.requests.map((r) => r.clientId))).toEqual(new Set([env.clientId]));
   // ARM tokens: the SDK scopes them to its endpoint (https://management.azure.com in Azure, the fake here).
-  expect(new Set(identity.requests.map((r) => r.resource.replace(/\/+$/, "")))).toEqual(new Set([fake.url, "https://storage.azure.com"]));
+  expect(new Set(env.identity.requests.map((r) => r.resource.replace(/\/+$/, "")))).toEqual(new Set([fake.url, "https://storage.azure.com"]));
 }, 120_000);
