@@ -1,5 +1,6 @@
 /** The spec of secure aggregation: fields, defaults, and the refusals with their reasons and field paths. */
-import { SpecError, validateSpec, type SpecIssue } from "../lib/spec";
+import { validateSpec, type SpecIssue } from "../lib/spec";
+import { issuesOf } from "./helpers/specIssues";
 import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,16 +26,6 @@ function secure(): any {
     training: { command: "node train.js --global ${{inputs.global_model}} --data ${{inputs.data}} --out ${{outputs.model_update}}" },
     aggregation: { strategy: "fedavg", clipping: { mode: "fixed", norm: 1 }, secureAggregation: {} },
   };
-}
-
-function issuesOf(spec: unknown): SpecIssue[] {
-  try {
-    validateSpec(spec);
-  } catch (error) {
-    expect(error).toBeInstanceOf(SpecError);
-    return (error as SpecError).issues;
-  }
-  throw new Error("expected the spec to be rejected, but it was accepted");
 }
 
 const paths = (issues: SpecIssue[]) => issues.map((i) => i.path);

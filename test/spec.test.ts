@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { loadSpecFile, parseSpec, SpecError, validateSpec, type SpecIssue } from "../lib/spec";
+import { issuesOf } from "./helpers/specIssues";
 
 const SPECS = `${__dirname}/../examples/specs`;
 
@@ -29,15 +30,6 @@ const AZUREML = {
   exchangeDatastore: "flo_exchange",
 };
 
-function issuesOf(spec: unknown): SpecIssue[] {
-  try {
-    validateSpec(spec);
-  } catch (error) {
-    expect(error).toBeInstanceOf(SpecError);
-    return (error as SpecError).issues;
-  }
-  throw new Error("expected the spec to be rejected, but it was accepted");
-}
 const triples = (issues: SpecIssue[]) => issues.map(({ path, expected, got }) => [path, expected, got]);
 
 describe("valid specs", () => {
