@@ -64,6 +64,24 @@ describe("the evaluation and registration sections", () => {
     expect(issuesOf(spec({ evaluation }))).toEqual([expected]);
   });
 
+  test("with an azureml silo, the evaluation's code must be a registered asset or a URI: flo submit uploads only training.code", () => {
+    const azureml = { type: "azureml", subscriptionId: "00000000-0000-4000-8000-0000000000aa", resourceGroup: "rg-a", workspace: "mlw-a", computeName: "cpu", exchangeDatastore: "flo_exchange" };
+    const mixed = (code: string) => {
+      const base = spec();
+      const silos = base.silos as Record<string, unknown>[];
+      return spec({
+        silos: [{ ...silos[0], compute: azureml }, ...silos.slice(1)],
+        training: { ...(base.training as object), code: "azureml:flo-train:1", environment: "azureml:flo-env:1" },
+        evaluation: { command: EVALUATE, code, environment: "azureml:flo-env:1" },
+      });
+    };
+    expect(issuesOf(mixed("examples/fraud"))).toEqual([
+      ["evaluation.code", "a registered Azure ML code asset (azureml:<name>:<version>) or a URI (silos[0] uses azureml compute, and flo submit uploads only training.code)", '"examples/fraud"'],
+    ]);
+    expect(issuesOf(mixed("azureml:flo-eval:2"))).toEqual([]);
+    expect(issuesOf(spec({ evaluation: { command: EVALUATE, code: "examples/fraud" } }))).toEqual([]);
+  });
+
   test("registration needs the owner's workspace coordinates and a model name", () => {
     const workspace = { subscriptionId: "00000000-0000-4000-8000-0000000000aa", resourceGroup: "rg-owner", workspace: "mlw-owner" };
     expect(validateSpec(spec({ registration: { workspace, name: "fraud.model-1" } })).registration).toEqual({ workspace, name: "fraud.model-1" });

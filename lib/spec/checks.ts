@@ -11,6 +11,7 @@ import { SecAggError } from "../secagg/errors";
 import { parsePublicKey } from "../secagg/keys";
 import { defaultThreshold } from "../secagg/session";
 import { secretInCommandReason, secretKeyReason, secretValueReason } from "./secrets";
+import { isCodeReference } from "../compute/azureml/code";
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -144,6 +145,16 @@ function evaluationIssues(evaluation: Obj, context: { silos: Obj[]; firstAzureml
     // The evaluated model always exists, so ${{inputs.global_model}} may stand outside $[[ ]].
     else if (evaluation.command.length > 0)
       issues.push(...commandIssues({ command: evaluation.command, section: "evaluation", output: EVALUATION_OUTPUT, parameters, silos, alwaysHasGlobalModel: true }));
+  }
+  // `flo submit` uploads training.code only: an Azure ML silo could not run a local evaluation folder.
+  if (firstAzureml >= 0 && typeof evaluation.code === "string" && !isCodeReference(evaluation.code)) {
+    issues.push(
+      specIssue(
+        "evaluation.code",
+        `a registered Azure ML code asset (azureml:<name>:<version>) or a URI (silos[${firstAzureml}] uses azureml compute, and flo submit uploads only training.code)`,
+        JSON.stringify(evaluation.code),
+      ),
+    );
   }
   if (firstAzureml >= 0 && evaluation.environment === undefined) {
     issues.push(specIssue("evaluation.environment", `an Azure ML environment such as azureml:flo-node:1 (silos[${firstAzureml}] uses azureml compute)`, "missing"));
