@@ -203,6 +203,51 @@ it("fails a queued job whose runner died before starting it, instead of leaving 
   }
 });
 
+it("a queued job whose host stopped before handing it to a runner (no runner.pid) is handed over by the next host and runs once", async () => {
+  const { LocalSiloCompute } = load();
+  // What a host killed mid-submit leaves: the job written and queued, never handed to a runner.
+  const jobDir = join(root, "never-handed");
+  const outputDir = join(jobDir, "outputs", "model_update");
+  const runs = join(root, "never-handed.runs");
+  mkdirSync(outputDir, { recursive: true });
+  const job = {
+    request: request("never-handed"),
+    // The instant trainer, counting its runs in a file.
+    argv: [
+      "node",
+      "-e",
+      `require("fs").appendFileSync(${JSON.stringify(runs)}, "run\\n"); process.argv.splice(1, 0, "-"); require(${JSON.stringify(join(TRAINER_DIR, "orchestration-trainer.js"))})`,
+      "--",
+      "--out",
+      outputDir,
+    ],
+    cwd: TRAINER_DIR,
+    env: { PATH: process.env.PATH },
+    binding: jobBindingToken(JOBS_SECRET, "never-handed"),
+    timeoutSeconds: 60,
+    outputDir,
+    createdAt: new Date().toISOString(),
+  };
+  writeFileSync(join(jobDir, "job.json"), JSON.stringify(job));
+  writeFileSync(join(jobDir, "status.json"), JSON.stringify({ state: "queued" }));
+
+  const rec = recorder();
+  const compute = new LocalSiloCompute({ root, env: process.env, jobsSecret: JOBS_SECRET, transfer: rec.transfer, events: { publish: async (e) => void rec.events.push(e) }, monitorIntervalMs: 30 });
+  try {
+    // The restarted orchestration's retried submit (or its status poll) finds the job and hands it over.
+    expect(await compute.submit(request("never-handed"))).toMatchObject({ state: "queued" });
+    expect(await compute.status("never-handed")).toMatchObject({ state: expect.stringMatching(/^(queued|running|completed)$/) });
+    await until(() => existsSync(join(jobDir, "reported.json")), "the job to be reported");
+    expect({ events: statusesOf(rec.events, "never-handed"), log: readFileSync(join(jobDir, "job.log"), "utf8") }).toEqual({ events: ["completed"], log: "" });
+    expect(await compute.status("never-handed")).toMatchObject({ state: "completed", outputUri: "http://store/fed/never-handed/" });
+    // Handed over by submit, and again if the status call found it still queued: started once.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(readFileSync(runs, "utf8")).toBe("run\n");
+  } finally {
+    compute.close();
+  }
+});
+
 it("the runner skips a job canceled before it got to it, runs the next, and exits once its input closes and its jobs are done", async () => {
   const runnerScript = resolve(__dirname, "..", "dist", "lib", "compute", "local", "jobRunner.js");
   const job = (name: string, status: string) => {

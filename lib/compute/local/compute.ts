@@ -168,15 +168,22 @@ export class LocalSiloCompute implements SiloCompute {
     };
     writeJsonAtomic(join(jobDir, "job.json"), job);
     writeJobStatus(jobDir, { state: "queued" });
-    clearTimeout(this.runnerIdleTimer);
-    const runnerPid = this.runner.start(jobDir);
-    // The runner records its pid in status.json when it starts the job; this one lets a runner that
-    // dies before that (killed, crashed loading) be noticed instead of leaving the job queued forever.
-    writeFileSync(join(jobDir, "runner.pid"), String(runnerPid));
-    this.pending.add(request.jobName);
+    this.handToRunner(request.jobName, jobDir);
     // No "queued" event: the orchestration acts on final states only, and each event costs a queue
     // message sent, received and deleted, and a function invocation, per silo and round.
     return { jobName: request.jobName, state: "queued", rawStatus: "Queued" };
+  }
+
+  /**
+   * Hands a queued job to the runner. The runner records its pid in status.json when it starts the
+   * job; runner.pid, written first, lets a runner that dies before that (killed, crashed loading) be
+   * noticed instead of leaving the job queued forever.
+   */
+  private handToRunner(jobName: string, jobDir: string): void {
+    clearTimeout(this.runnerIdleTimer);
+    writeFileSync(join(jobDir, "runner.pid"), String(this.runner.pid()));
+    this.runner.start(jobDir);
+    this.pending.add(jobName);
   }
 
   async status(jobName: string, options: CallOptions = {}): Promise<SiloJobStatus> {
@@ -189,6 +196,9 @@ export class LocalSiloCompute implements SiloCompute {
     const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
     if (!status) throw new LocalJobError(`job ${jobName} does not exist under ${this.root}`);
     if (TERMINAL_JOB_STATES.includes(status.state)) return this.finish(jobName, options);
+    // runner.pid is written before the job is handed over: without it, the host that submitted the
+    // job stopped before handing it to a runner (a crash mid-submit), so no runner ever will.
+    if (status.state === "queued" && !existsSync(join(jobDir, "runner.pid"))) this.handToRunner(jobName, jobDir);
     if (runnerDied(jobDir, status)) {
       writeJobStatus(jobDir, {
         ...status,

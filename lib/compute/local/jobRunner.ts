@@ -79,8 +79,10 @@ function runJob(jobDir: string): void {
   let job: LocalJobFile;
   let logFd: number;
   try {
-    // Canceled while it waited for the runner: never started.
-    if (TERMINAL_JOB_STATES.includes(readStatus(jobDir)?.state ?? "queued")) return;
+    // Canceled while it waited for the runner, or handed over twice (a host that crashed mid-submit
+    // hands it again): started only once.
+    const state = readStatus(jobDir)?.state ?? "queued";
+    if (state === "running" || TERMINAL_JOB_STATES.includes(state)) return;
     job = JSON.parse(readFileSync(join(jobDir, "job.json"), "utf8")) as LocalJobFile;
     logFd = openSync(join(jobDir, "job.log"), "a");
   } catch (err) {

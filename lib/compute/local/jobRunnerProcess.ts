@@ -20,6 +20,11 @@ export class JobRunnerProcess {
   /** @param env exactly the runner's environment (allow-listed: it never holds the host's settings or secrets). */
   constructor(private readonly env: Readonly<Record<string, string>>) {}
 
+  /** The pid of the runner the next job goes to, starting one when none is running. */
+  pid(): number {
+    return this.ensureRunner().pid!;
+  }
+
   /** Hands a job folder (job.json and status.json written) to the runner; returns the runner's pid. */
   start(jobDir: string): number {
     if (jobDir.includes("\n")) throw new JobRunnerError(`job folder ${JSON.stringify(jobDir)}: expected a path without line breaks`);
