@@ -557,7 +557,7 @@ async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map
   }
 
   const started = Date.now();
-  // Another schedule's fault may have the host down: retry until it answers (a retry after a lost answer finds the federation started).
+  // Another schedule's fault may have the host or storage down: retry until it answers (a retry after a lost answer finds the federation started).
   let submit: Response | undefined;
   for (let attempt = 0; !submit; attempt++) {
     submit = await world
@@ -567,6 +567,11 @@ async function runSchedule(world: ChaosWorld, schedule: Schedule, reference: Map
         return sleep(100).then(() => undefined);
       });
     if (submit?.status === 409 && attempt > 0) submit = new Response(null, { status: 202 });
+    // Another schedule's storage outage: the API says so (503 + Retry-After) and a client retries.
+    if (submit?.status === 503 && attempt < 300) {
+      await sleep(Number(submit.headers.get("retry-after") ?? 1) * 1000);
+      submit = undefined;
+    }
   }
   if (submit.status !== 202) return { schedule, federationId, injected, violations: [`submit: expected 202, got ${submit.status}: ${await submit.text()}`], sameSilos: false };
 

@@ -24,7 +24,7 @@ type Handler = (request: HttpRequest, client: df.DurableClient, context: Invocat
 const wrap =
   (handler: Handler) =>
   async (request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> =>
-    toHttp(await handleApi(() => handler(request, df.getClient(context), context)));
+    toHttp(await handleApi(() => handler(request, df.getClient(context), context), { log: (line) => context.warn(line) }));
 
 const common = { authLevel: "function" as const, extraInputs: [df.input.durableClient()] };
 /** `flo host` refuses a larger spec before reading it (a binding property only the local host reads). */

@@ -32,11 +32,35 @@ export interface StartRequest {
 }
 
 /** Runs an API operation, turning typed errors into problem responses. */
-export async function handleApi(operation: () => Promise<ApiResponse>): Promise<ApiResponse> {
+/**
+ * Error codes of a dependency that did not answer (Node's socket errors, which the Azure SDKs keep as
+ * `RestError.code`, and the SDKs' own send failure and storage's throttling answers).
+ */
+const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENOTFOUND", "EAI_AGAIN", "REQUEST_SEND_ERROR", "ServerBusy", "OperationTimedOut"]);
+/** Seconds a client should wait before retrying a 503. */
+export const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
+
+/** Whether an error says storage or another dependency was unreachable: the same request may succeed later. */
+export function isDependencyUnavailable(err: unknown, depth = 0): boolean {
+  if (typeof err !== "object" || err === null || depth > 3) return false;
+  const { code, statusCode, cause } = err as { code?: unknown; statusCode?: unknown; cause?: unknown };
+  if (typeof code === "string" && UNAVAILABLE_CODES.has(code)) return true;
+  if (statusCode === 503) return true;
+  return isDependencyUnavailable(cause, depth + 1);
+}
+
+export async function handleApi(operation: () => Promise<ApiResponse>, options: { log?: (line: string) => void } = {}): Promise<ApiResponse> {
   try {
     return await operation();
   } catch (err) {
     if (err instanceof ApiError) return problem(err.status, err.message, err.extra);
+    if (isDependencyUnavailable(err)) {
+      // Nothing was started (or it was, and a retry finds it: 409): the client may simply retry.
+      // The cause goes to the host's log: its addresses are not the caller's business.
+      options.log?.(`answered 503: a dependency did not answer: ${(err as Error).message}`);
+      const response = problem(503, `flo's storage did not answer; retry after ${UNAVAILABLE_RETRY_AFTER_SECONDS} s`);
+      return { ...response, headers: { ...response.headers, "retry-after": String(UNAVAILABLE_RETRY_AFTER_SECONDS) } };
+    }
     if (err instanceof SpecError) {
       return problem(400, err.message, {
         type: "https://flo.dev/problems/invalid-spec",

@@ -24,6 +24,7 @@ const TITLES: Record<number, string> = {
   413: "Payload Too Large",
   415: "Unsupported Media Type",
   500: "Internal Server Error",
+  503: "Service Unavailable",
 };
 
 export function problem(status: number, detail: string, extra: Partial<Problem> = {}): ApiResponse {
