@@ -673,21 +673,13 @@ async function checkSchedule(
       for (const i of still) violations.push(`instance ${i.instanceId} is still ${i.runtimeStatus} after the federation ended`);
     }
   }
-  // No job process left running.
+  // No trainer process left running. (The job runner is one per host, shared with the schedules
+  // running beside this one: the campaign checks it once they are all done.)
   const running = await (async () => {
-    const alive = (pid: number | undefined) => {
-      if (!pid) return false;
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     let left: string[] = [];
     await until(
       () => {
-        left = world.jobs(federationId).flatMap((j) => [j.status?.runnerPid, j.status?.childPid].filter(alive).map((pid) => `${j.job.request.jobName} pid ${pid}`));
+        left = world.jobs(federationId).flatMap((j) => [j.status?.childPid].filter(processAlive).map((pid) => `${j.job.request.jobName} pid ${pid}`));
         return left.length === 0;
       },
       5000,
@@ -827,8 +819,30 @@ async function inject(world: ChaosWorld, schedule: Schedule, fault: Fault, tag: 
   }
 }
 
+/**
+ * Whether a process with this pid is running (signal 0 checks without signalling). A zombie is not:
+ * a runner orphaned by a killed host is reparented, and in a container nobody may reap it.
+ */
+function processAlive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ...": the state follows the last ")".
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return true;
+  }
+}
+
 export interface CampaignResult {
   results: ScheduleResult[];
+  /** Found once every schedule is done (a job runner still running with nothing left to run). */
+  campaignViolations: string[];
   violations: number;
   /** kind -> [occurrences, occurrences in schedules with the fault-free run's silos, violations]. */
   table: Map<FaultKind, { count: number; sameSilos: number; violations: number }>;
@@ -842,6 +856,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const world = await ChaosWorld.create();
   const ledger = new RejectedLedger();
   const results: ScheduleResult[] = [];
+  const campaignViolations: string[] = [];
   let restartMs: number[] = [];
   try {
     // The fault-free runs, one per silo count and side by side: the sha256 and included silos to compare with.
@@ -881,6 +896,18 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     // Schedules run side by side on the shared host: a host kill or storage outage of one is one more fault for the others.
     await Promise.all(Array.from({ length: Math.min(options.parallel, options.schedules) }, worker));
     results.sort((a, b) => a.schedule.index - b.schedule.index);
+    // Every job is done: each job runner the host started exits once it has nothing left (1 s grace).
+    const runners = new Set(results.flatMap((r) => world.jobs(r.federationId).map((j) => j.status?.runnerPid)).filter((pid): pid is number => pid !== undefined));
+    let lingering: number[] = [];
+    await until(
+      () => {
+        lingering = [...runners].filter(processAlive);
+        return lingering.length === 0;
+      },
+      10_000,
+      200,
+    );
+    for (const pid of lingering) campaignViolations.push(`job runner pid ${pid} still running 10 s after the last schedule`);
   } finally {
     restartMs = world.restartMs;
     await world.stop();
@@ -894,7 +921,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       row.violations += r.violations.length;
     }
   }
-  return { results, violations: results.reduce((a, r) => a + r.violations.length, 0), table, wallMs: Date.now() - started, restartMs };
+  return { results, campaignViolations, violations: results.reduce((a, r) => a + r.violations.length, 0) + campaignViolations.length, table, wallMs: Date.now() - started, restartMs };
 }
 
 export function formatTable(result: CampaignResult): string {
@@ -914,6 +941,7 @@ async function main(): Promise<number> {
     ? `, ${restarts.length} host restarts (mean ${(restarts.reduce((a, b) => a + b, 0) / restarts.length / 1000).toFixed(1)} s, max ${(Math.max(...restarts) / 1000).toFixed(1)} s)`
     : "";
   console.log(`\n${formatTable(result)}\n\nwall time ${(result.wallMs / 1000).toFixed(0)} s${restartLine}`);
+  for (const v of result.campaignViolations) console.log(`VIOLATION (campaign): ${v}`);
   console.log(`chaos: ${result.results.length} schedules, ${result.violations} violations`);
   return result.violations > 0 ? 1 : 0;
 }
