@@ -104,6 +104,20 @@ async function openUpdate(services: FederationServices, spec: FederationSpec, re
 /** What every manifest of the round records, aggregated or not. */
 type RoundRecordBase = Pick<RoundManifest, "federationId" | "round" | "spec" | "sampled" | "globalIn" | "strategy" | "code"> & { roundStartedAt: string };
 
+/** The record base of a round aggregated (or failed) by `strategy`. */
+function roundRecordBase(spec: FederationSpec, input: AggregateRoundInput, strategy: { name: string; options: Json }): RoundRecordBase {
+  return {
+    federationId: input.federationId,
+    round: input.round,
+    spec: input.spec,
+    sampled: input.sampled,
+    ...codeRecord(spec),
+    globalIn: input.global,
+    roundStartedAt: input.roundStartedAt,
+    strategy: { name: strategy.name, options: strategy.options, stateIn: input.strategyState },
+  };
+}
+
 /** The manifest's record of the job code, when it is an uploaded folder. */
 function codeRecord(spec: FederationSpec): Pick<RoundManifest, "code"> {
   const code = azureMlCodeOf(spec.training);
@@ -215,16 +229,7 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
   const aggregationStartedAt = new Date();
   const opened = admitUpdates(spec, await openRoundUpdates(services, spec, input.results));
   const strategy = createStrategy(spec.aggregation.strategy, strategyOptions(spec));
-  const base: RoundRecordBase = {
-    federationId: input.federationId,
-    round: input.round,
-    spec: input.spec,
-    sampled: input.sampled,
-    ...codeRecord(spec),
-    globalIn: input.global,
-    roundStartedAt: input.roundStartedAt,
-    strategy: { name: strategy.name, options: strategy.options, stateIn: input.strategyState },
-  };
+  const base = roundRecordBase(spec, input, strategy);
 
   let aggregation: AggregationResult;
   try {
@@ -349,18 +354,14 @@ export async function aggregateSecureRound(services: FederationServices, input: 
   const metrics = weightedMeans(silos.filter((s) => s.included).map((s) => ({ numExamples: 1, values: s.metrics })));
   const strategyState = await saveStrategyState(services, input, aggregation.state);
   const model: ModelRef = { uri: aggregation.output.uri, sha256: aggregation.output.sha256, size: aggregation.output.size };
+  const { roundStartedAt: _started, ...record } = roundRecordBase(spec, input, strategy);
   const manifest: RoundManifest = {
     schema: MANIFEST_SCHEMA,
-    federationId: input.federationId,
-    round: input.round,
-    spec: input.spec,
-    sampled: input.sampled,
-    ...codeRecord(spec),
-    globalIn: input.global,
+    ...record,
     status: "aggregated",
     silos,
     globalOut: model,
-    strategy: { name: strategy.name, options: strategy.options, stateIn: input.strategyState, stateOut: strategyState, report: aggregation.state.report },
+    strategy: { ...record.strategy, stateOut: strategyState, report: aggregation.state.report },
     metrics,
     globalMetrics,
     totalExamples: unmasked.record.weightSum,
