@@ -217,8 +217,11 @@ export class LocalSiloCompute implements SiloCompute {
     if (this.jobFolder(jobName).kind !== "trusted") return;
     const status = readJson<LocalJobStatusFile>(join(jobDir, "status.json"));
     if (!status || TERMINAL_JOB_STATES.includes(status.state)) return;
-    // The trainer's process group only: the runner serves every other job too. A job still
-    // queued is skipped by the runner once it reads the canceled state.
+    // Recorded before the kill: the runner, seeing its trainer die, keeps a final state already
+    // there, so the job reads canceled rather than "trainer killed by SIGKILL". A job still queued
+    // is skipped by the runner once it reads the canceled state.
+    writeJobStatus(jobDir, { ...status, state: "canceled", finishedAt: new Date().toISOString(), error: "canceled" });
+    // The trainer's process group only: the runner serves every other job too.
     if (status.childPid) {
       try {
         process.kill(-status.childPid, "SIGKILL");
@@ -226,7 +229,6 @@ export class LocalSiloCompute implements SiloCompute {
         // already gone
       }
     }
-    writeJobStatus(jobDir, { ...status, state: "canceled", finishedAt: new Date().toISOString(), error: "canceled" });
     await this.finish(jobName, options);
   }
 
