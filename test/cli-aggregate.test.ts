@@ -98,4 +98,19 @@ describe("flo aggregate", () => {
     expect(failed?.code).toBe(1);
     expect(failed?.stderr).toContain("need at least 2");
   });
+
+  test("the bundled CLI (dist/cli.js) starts the kernel worker for a robust rule on large updates", async () => {
+    // 3 x 12 MB of F32: above the engine's 32 MB threshold for a kernel worker.
+    const n = 3 << 20;
+    const dirs = [1, 5, 9].map((v) => path.join(dir, `large-${v}`));
+    for (const [i, d] of dirs.entries()) await writeUpdate(d, new Array<number>(n).fill([1, 5, 9][i]), { num_examples: 1 });
+    const out = path.join(dir, "median.safetensors");
+    const run = promisify(execFile);
+    const ok = await run(process.execPath, [path.join(repo, "bin", "flo.js"), "aggregate", "--out", out, "--strategy", "median", ...dirs], { cwd: repo });
+    expect(ok.stdout).toContain("engine    kernel_workers=1");
+    expect(ok.stdout).toContain("aggregated 3 of 3 updates with median (3 examples)");
+    const weights = await readWeights(out);
+    expect(weights).toHaveLength(n);
+    expect(weights.every((w) => w === 5)).toBe(true);
+  });
 });

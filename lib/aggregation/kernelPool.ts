@@ -55,7 +55,11 @@ parentPort.on("message", (m) => {
 
 /** The compiled registry a worker can `require`, or undefined (no pool). */
 export function compiledRegistryPath(): string | undefined {
-  const candidates = [join(__dirname, "registry.js"), resolve(__dirname, "..", "..", "dist", "lib", "aggregation", "registry.js")];
+  const candidates = [
+    join(__dirname, "registry.js"), // dist/lib/aggregation/
+    join(__dirname, "lib", "aggregation", "registry.js"), // bundled into dist/cli.js (scripts/bundleCli.js)
+    resolve(__dirname, "..", "..", "dist", "lib", "aggregation", "registry.js"), // sources under jest
+  ];
   return candidates.find((p) => existsSync(p));
 }
 

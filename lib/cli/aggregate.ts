@@ -112,6 +112,7 @@ export async function runAggregate(options: AggregateCommandOptions, io: Command
   if (options.stateOut) await writeStateDirJson(options.stateOut, { strategy: strategy.name, state: result.state.json, ...(result.state.report !== undefined ? { report: result.state.report } : {}) });
   if (result.state.report !== undefined) io.out(`strategy  ${JSON.stringify(result.state.report)}`);
   io.out(`output    ${result.output.uri}  size=${result.output.size}  sha256=${result.output.sha256}`);
+  io.out(`engine    kernel_workers=${result.kernelWorkers}`);
   io.out(`aggregated ${result.included.length} of ${options.updateDirs.length} updates with ${strategy.name} (${result.totalExamples} examples)`);
   return 0;
 }
