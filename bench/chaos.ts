@@ -12,10 +12,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { QueueClient } from "@azure/storage-queue";
+import { restartablePort } from "../lib/runtime/restartablePort";
 import { startAzurite, type AzuriteHandle } from "../lib/storage/azurite";
 import { AzuriteQueueTransport, storageQueueName } from "../lib/messaging/azuriteTransport";
 import { rejectedQueueName } from "../lib/messaging/wireMessages";
@@ -151,17 +151,6 @@ export function drawSchedule(seed: number, index: number, kinds: readonly FaultK
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as AddressInfo).port;
-      server.close(() => resolvePort(port));
-    });
-    server.on("error", reject);
-  });
-}
-
 interface FederationStatus {
   runtimeStatus?: string;
   round?: number;
@@ -220,7 +209,7 @@ class ChaosWorld {
   }
 
   static async create(): Promise<ChaosWorld> {
-    const world = new ChaosWorld(mkdtempSync(join(tmpdir(), "flo-chaos-")), await freePort());
+    const world = new ChaosWorld(mkdtempSync(join(tmpdir(), "flo-chaos-")), await restartablePort());
     await world.startStorage();
     await world.startHost();
     return world;

@@ -4,10 +4,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { QueueClient } from "@azure/storage-queue";
+import { restartablePort } from "../../lib/runtime/restartablePort";
 import { startAzurite, type AzuriteHandle } from "../../lib/storage/azurite";
 import { AzuriteQueueTransport, storageQueueName } from "../../lib/messaging/azuriteTransport";
 import type { OutgoingServiceBusMessage, ReceivedServiceBusMessage } from "../../lib/messaging/message";
@@ -115,17 +115,6 @@ export interface StartFloHostOptions {
   stopGraceMs?: number;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as AddressInfo).port;
-      server.close(() => resolvePort(port));
-    });
-    server.on("error", reject);
-  });
-}
-
 /**
  * flo's compiled app on a `flo host` child process, as a user runs it: real HTTP, real signals,
  * storage in an Azurite this helper starts (so tests can read blobs and queues, and the host can
@@ -136,7 +125,7 @@ export async function startFloHost(options: StartFloHostOptions = {}): Promise<F
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), "flo-e2e-"));
   const azurite = options.azurite ?? (await startAzurite({}));
   const ownsAzurite = !options.azurite;
-  const port = await freePort();
+  const port = await restartablePort(); // the host is restarted on it
   const settingsFile = join(dir, "local.settings.json");
   writeFileSync(
     settingsFile,
