@@ -22,6 +22,7 @@ import { createFedAvg } from "../lib/aggregation/fedavg";
 import { weightedSum } from "../lib/aggregation/weightedSum";
 import { SimdArena } from "../lib/aggregation/simdKernel";
 import { readSiloMetrics } from "../lib/compute/siloCompute";
+import { STORE_AGGREGATION_READS } from "../lib/federation/storeAggregationReads";
 import { runAggregate } from "../lib/cli/aggregate";
 import { runStrategyBenchRows, STRATEGY_CHILD_FLAG, strategyBenchChild } from "./strategyRows";
 import { fileSink, fileSource } from "../lib/models/fileBytes";
@@ -151,16 +152,6 @@ async function child(argv: string[]): Promise<void> {
  */
 const AZURITE_MD5_MAX_RANGE = 4 << 20;
 
-/**
- * What the aggregation from Azurite asks the engine for (see azuriteChild): F32 rows just above
- * Azurite's MD5 limit, one chunk read ahead, and a buffer budget that holds exactly that (no read
- * slot waits for hash workers when every digest is known: (1 + 1) slots x K rows).
- */
-const AZURITE_PREFETCH_CHUNKS = 1;
-const AZURITE_RANGE_BYTES = AZURITE_MD5_MAX_RANGE + (256 << 10);
-/** Blocks of the output staged at once: Azurite serves one request at a time, and every block in flight is 8 MiB of memory. */
-const AZURITE_UPLOAD_CONCURRENCY = 2;
-
 type Timing = { seconds: number; maxrss_kb: number; rangeBytes?: number };
 
 /**
@@ -191,10 +182,11 @@ async function azuriteRow(dirs: string[], inputBytes: number, chunkElements?: nu
     const runChild = async (mode: string) =>
       JSON.parse((await run(process.execPath, [__filename, mode, String(chunkElements ?? "default"), ...paths], { env, maxBuffer: 1 << 20 })).stdout.trim().split("\n").at(-1)!) as Timing;
     const rounds = 3;
-    const times: Record<"raw" | "download" | "flo" | "readOnly", Timing[]> = { raw: [], download: [], flo: [], readOnly: [] };
+    const times: Record<"raw" | "download" | "activity" | "flo" | "readOnly", Timing[]> = { raw: [], download: [], activity: [], flo: [], readOnly: [] };
     for (let r = 0; r < rounds; r++) {
       // interleaved, so that a busy moment on the shared machine hits every row alike
       times.raw.push(await runChild("--child-azurite-transfer"));
+      times.activity.push(await runChild("--child-azurite-activity"));
       times.flo.push(await runChild("--child-azurite-aggregate"));
       times.download.push(await runChild("--child-azurite-download"));
       times.readOnly.push(await runChild("--child-azurite-aggregate-discard"));
@@ -206,17 +198,21 @@ async function azuriteRow(dirs: string[], inputBytes: number, chunkElements?: nu
     const rangeMb = (times.flo[0].rangeBytes ?? 0) / 1e6;
     console.log(`from Azurite, ${rounds} interleaved runs each (median, range; peak RSS = the largest of the runs):`);
     console.log(
-      `  raw transfers: download of the ${paths.length} inputs at once (8 MiB ranges, 4 per blob) + upload of ${(outputBytes / 1e6).toFixed(0)} MB alongside (8 MiB blocks, ${AZURITE_UPLOAD_CONCURRENCY} staged at once, as flo's): ${seconds(times.raw).toFixed(2)} s (${range(times.raw)}); peak RSS ${rss(times.raw).toFixed(0)} MB`,
+      `  raw transfers: download of the ${paths.length} inputs at once (8 MiB ranges, 4 per blob) + upload of ${(outputBytes / 1e6).toFixed(0)} MB alongside (${store.blockSize >> 20} MiB blocks, ${store.uploadConcurrency} staged at once, as flo's): ${seconds(times.raw).toFixed(2)} s (${range(times.raw)}); peak RSS ${rss(times.raw).toFixed(0)} MB`,
+    );
+    const activityRangeMb = (times.activity[0].rangeBytes ?? 0) / 1e6;
+    console.log(
+      `  flo as the aggregation activity runs it (${activityRangeMb.toFixed(1)} MB ranged reads: above Azurite's ${AZURITE_MD5_MAX_RANGE >> 20} MiB MD5 limit; ${STORE_AGGREGATION_READS.prefetchChunks} chunk read ahead; every input sha256-hashed on the engine's thread; output staged to Azurite while combining): ${seconds(times.activity).toFixed(2)} s (${range(times.activity)}); peak RSS ${rss(times.activity).toFixed(0)} MB`,
+    );
+    const ratio = seconds(times.raw) / seconds(times.activity);
+    console.log(
+      `ratio flo / raw transfers (speed): ${ratio.toFixed(2)}x (target >= 0.9x: ${ratio >= 0.9 ? "PASS" : "MISS"}); peak RSS ${rss(times.activity).toFixed(0)} MB (target <= ${RSS_BUDGET_MB} MB: ${rss(times.activity) <= RSS_BUDGET_MB ? "PASS" : "MISS"})`,
     );
     console.log(
-      `  flo aggregate from Azurite (${rangeMb.toFixed(1)} MB ranged reads: above Azurite's ${AZURITE_MD5_MAX_RANGE >> 20} MiB MD5 limit; ${AZURITE_PREFETCH_CHUNKS} chunk read ahead; digests from upload metadata; output staged to Azurite while combining): ${seconds(times.flo).toFixed(2)} s (${range(times.flo)}); peak RSS ${rss(times.flo).toFixed(0)} MB`,
-    );
-    const ratio = seconds(times.raw) / seconds(times.flo);
-    console.log(
-      `ratio flo aggregate / raw transfers (speed): ${ratio.toFixed(2)}x (target >= 0.9x: ${ratio >= 0.9 ? "PASS" : "MISS"}); peak RSS ${rss(times.flo).toFixed(0)} MB (target <= ${RSS_BUDGET_MB} MB: ${rss(times.flo) <= RSS_BUDGET_MB ? "PASS" : "MISS"})`,
+      `  the same with the input digests taken from upload metadata instead of hashed (not what the activity does; ${rangeMb.toFixed(1)} MB ranged reads): ${seconds(times.flo).toFixed(2)} s (${range(times.flo)}); peak RSS ${rss(times.flo).toFixed(0)} MB; ${(seconds(times.raw) / seconds(times.flo)).toFixed(2)}x the raw transfers`,
     );
     console.log(
-      `  reads alone: raw download ${seconds(times.download).toFixed(2)} s (${range(times.download)}), flo aggregate with its output discarded ${seconds(times.readOnly).toFixed(2)} s (${range(times.readOnly)}); ratio ${(seconds(times.download) / seconds(times.readOnly)).toFixed(2)}x`,
+      `  reads alone: raw download ${seconds(times.download).toFixed(2)} s (${range(times.download)}), the same with its output discarded ${seconds(times.readOnly).toFixed(2)} s (${range(times.readOnly)}); ratio ${(seconds(times.download) / seconds(times.readOnly)).toFixed(2)}x`,
     );
   } finally {
     await azurite.stop();
@@ -240,7 +236,8 @@ function discardSink(): ByteSink {
  */
 async function azuriteChild(mode: string, argv: string[]): Promise<void> {
   const { ModelStore } = await import("../lib/models/store");
-  const store = ModelStore.fromConnectionString(process.env.FLO_BENCH_AZURITE!, "bench", { uploadConcurrency: AZURITE_UPLOAD_CONCURRENCY });
+  // The store's defaults, as the app's (lib/federation/services.ts): every row stages the same blocks at once.
+  const store = ModelStore.fromConnectionString(process.env.FLO_BENCH_AZURITE!, "bench");
   const [chunk, ...paths] = argv;
   const start = process.hrtime.bigint();
   let rangeBytes: number | undefined;
@@ -259,6 +256,18 @@ async function azuriteChild(mode: string, argv: string[]): Promise<void> {
       await sink.commit();
     }
     await download;
+  } else if (mode === "--child-azurite-activity") {
+    // As aggregateRound (lib/federation/activities.ts) calls the engine: store sources, its read
+    // options, no known digests (a silo can write its own blob's metadata, so inputs are hashed).
+    const sources = paths.map((p) => recordingRangeSize(store.source(`${p}/model.safetensors`), (n) => (rangeBytes = Math.max(rangeBytes ?? 0, n))));
+    await aggregateUpdates({
+      updates: await Promise.all(paths.map(async (p, i) => ({ id: `silo-${i}`, model: sources[i], metrics: await readSiloMetrics(store.source(`${p}/metrics.json`)) }))),
+      output: () => store.sink("federations/bench/rounds/2/global/model.safetensors"),
+      strategy: createFedAvg(),
+      minUpdates: paths.length,
+      ...STORE_AGGREGATION_READS,
+      ...(chunk === "default" ? {} : { chunkElements: Number(chunk) }),
+    });
   } else {
     const sources = paths.map((p) => recordingRangeSize(store.source(`${p}/model.safetensors`), (n) => (rangeBytes = Math.max(rangeBytes ?? 0, n))));
     await aggregateUpdates({
@@ -267,21 +276,15 @@ async function azuriteChild(mode: string, argv: string[]): Promise<void> {
           id: `silo-${i}`,
           model: sources[i],
           metrics: await readSiloMetrics(store.source(`${p}/metrics.json`)),
-          // the digest the store recorded at upload (as the aggregation activity would use)
+          // the digest the store recorded at upload (the activity does not trust it: see the activity row)
           knownSha256: (await store.stat(`${p}/model.safetensors`)).sha256,
         })),
       ),
       output: () => (mode === "--child-azurite-aggregate-discard" ? discardSink() : store.sink("federations/bench/rounds/2/global/model.safetensors")),
       strategy: createFedAvg(),
       minUpdates: paths.length,
-      // Fewer, larger ranged reads: every request costs Azurite (and Azure) a round trip, and
-      // Azurite MD5-hashes ranges of up to 4 MiB. One chunk ahead keeps a request per update in
-      // flight while a chunk is combined (the kernel is ~50x faster than Azurite serves bytes).
-      chunkElements: chunk === "default" ? AZURITE_RANGE_BYTES / 4 : Number(chunk),
-      prefetchChunks: AZURITE_PREFETCH_CHUNKS,
-      bufferBudgetBytes: (AZURITE_PREFETCH_CHUNKS + 1) * paths.length * AZURITE_RANGE_BYTES,
-      // The kernel is not the limit here: no worker thread (~10 MB of memory) for it.
-      kernelWorkers: 0,
+      ...STORE_AGGREGATION_READS,
+      ...(chunk === "default" ? {} : { chunkElements: Number(chunk) }),
     });
   }
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;

@@ -8,6 +8,7 @@ import type { FederationSpec, SiloSpec } from "../spec";
 import { DEFAULT_JOB_KIND, floJobName, floJobTags, type JobInput, type SiloJobStatus, type TrainingOutput } from "../compute/siloCompute";
 import { blobUri, jobLogPath, roundGlobalPath, roundManifestPath, roundStatePath } from "../models/storeLayout";
 import { jobRecipe } from "./jobKinds";
+import { STORE_AGGREGATION_READS } from "./storeAggregationReads";
 import { publishedMetrics, secureJobAdditions, unmaskSession } from "./secure";
 import { SecAggError } from "../secagg/errors";
 
@@ -242,6 +243,7 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
       global: input.global ? store.source(store.pathFromUri(input.global.uri)) : undefined,
       minUpdates: input.minSilos,
       maxWeightShare: spec.aggregation.maxWeightShare,
+      ...STORE_AGGREGATION_READS,
     });
   } catch (err) {
     if (!(err instanceof AggregationError) || err.code !== "TOO_FEW_UPDATES") throw err;
