@@ -243,27 +243,51 @@ interface CpuSample {
   cpuMs: number;
 }
 
-/** CPU of the local job runner(s) of a federation, read before the host stops them: their own, and their trainers'. */
+/**
+ * CPU of the federation's local job runners and their trainers. A runner exits once no job has been
+ * pending for a while (between rounds, when an aggregation takes long), and its pid may then go to
+ * another process: so a runner is read from /proc only while it is still this process's child (the
+ * host runs in this process), and the CPU of the runners that exited, their trainers' included, is
+ * this process's reaped-children CPU over the federation.
+ */
 interface RunnerCpu {
+  /** Runners still running at the read: their own CPU, and their trainers'. */
   runnerMs: number;
   trainersMs: number;
+  /** Runners that had exited: their CPU and their trainers' together. */
+  exitedMs: number;
+  runners: number;
+  exited: number;
 }
 
-function runnerCpu(jobsDir: string): RunnerCpu {
+function runnerCpu(jobsDir: string, childrenMsBefore: number): RunnerCpu {
   const pids = new Set<number>();
   for (const name of readdirSync(jobsDir)) {
     // Job folders only (the jobs folder also holds the host secret and the finished markers).
     const pid = Number(readJson<number>(join(jobsDir, name, "runner.pid")));
     if (Number.isInteger(pid) && pid > 0) pids.add(pid);
   }
-  let runnerMs = 0;
-  let trainersMs = 0;
+  const result: RunnerCpu = { runnerMs: 0, trainersMs: 0, exitedMs: readProcessCpu("self").childrenMs - childrenMsBefore, runners: pids.size, exited: 0 };
   for (const pid of pids) {
+    if (parentPid(pid) !== process.pid) {
+      result.exited++;
+      continue;
+    }
     const cpu = readProcessCpu(pid);
-    runnerMs += cpu.ownMs;
-    trainersMs += cpu.childrenMs;
+    result.runnerMs += cpu.ownMs;
+    result.trainersMs += cpu.childrenMs;
   }
-  return { runnerMs, trainersMs };
+  return result;
+}
+
+/** The parent pid of a running process, or undefined once it is gone. */
+function parentPid(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    return undefined;
+  }
 }
 
 async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{ timelines: RoundTimeline[]; wallMs: number; runner: RunnerCpu; trainerConcurrency: number }> {
@@ -287,6 +311,7 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
     const invoke = instrumentOrchestrators(host, recorded, live);
     const federationId = `bench-k${silos}`;
     sampleCpu();
+    const childrenMsBefore = readProcessCpu("self").childrenMs;
     const started = Date.now();
     const res = await fetch(`${host.url}/api/federations`, {
       method: "POST",
@@ -297,7 +322,7 @@ async function runK(silos: number, rounds: number, timeoutMs: number): Promise<{
     const final = await host.engine.waitForStatus(federationId, (s) => ["Completed", "Failed", "Terminated"].includes(s.runtimeStatus), { timeoutMs });
     const wallMs = Date.now() - started;
     sampleCpu();
-    const runner = runnerCpu(jobsDir);
+    const runner = runnerCpu(jobsDir, childrenMsBefore);
     if (final.runtimeStatus !== "Completed") throw new Error(`federation ${federationId} ended ${final.runtimeStatus}: ${JSON.stringify(final.output)}`);
     // The round history is in the checkpoint blob; the API serves it.
     const statusResponse = await fetch(`${host.url}/api/federations/${federationId}`, { headers: { "x-functions-key": host.functionKey } });
@@ -429,10 +454,12 @@ function printBaseline(result: KResult, baseline: KBaseline): void {
   );
   const trainersPerRound = runner.trainersMs / rounds;
   const runnerPerRound = runner.runnerMs / rounds;
+  const exitedPerRound = runner.exitedMs / rounds;
+  const exited = runner.exited > 0 ? ` + runners that had exited (${runner.exited} of ${runner.runners}) and their trainers ${perSilo(exitedPerRound)}` : "";
   for (const [i, t] of timelines.entries()) {
-    const cpuRatio = (t.hostCpuMs + runnerPerRound + trainersPerRound) / baseline.trainersCpuMs;
+    const cpuRatio = (t.hostCpuMs + runnerPerRound + trainersPerRound + exitedPerRound) / baseline.trainersCpuMs;
     console.log(
-      `  round ${t.round}: ${describeVerdict(t.wallMs, baseline.verdicts[i])}; CPU per silo: host ${perSilo(t.hostCpuMs)} + job runner ${perSilo(runnerPerRound)} + trainer ${perSilo(trainersPerRound)} = ${cpuRatio.toFixed(2)}x the baseline's CPU`,
+      `  round ${t.round}: ${describeVerdict(t.wallMs, baseline.verdicts[i])}; CPU per silo: host ${perSilo(t.hostCpuMs)} + job runner ${perSilo(runnerPerRound)} + trainer ${perSilo(trainersPerRound)}${exited} = ${cpuRatio.toFixed(2)}x the baseline's CPU`,
     );
   }
 }

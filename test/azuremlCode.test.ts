@@ -2,7 +2,7 @@
  * Code folders for azureml silos (hash, ignore rules, content-addressed upload decision) and the
  * example specs: every spec under examples/ parses and its local code folder exists (the invalid ones fail).
  */
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createHash } from "node:crypto";
@@ -113,10 +113,17 @@ test("a code folder over the size limit or holding flo's manifest name is refuse
 
 test("every spec under examples/ parses, its local code folder exists where flo submit and local silos look; the invalid examples fail with spec errors", async () => {
   const root = join(__dirname, "..");
+  // Folders the demos write and .gitignore leaves out (keys, generated data): not examples.
+  const ignored = new Set(
+    readFileSync(join(root, ".gitignore"), "utf8")
+      .split("\n")
+      .filter((line) => line.startsWith("examples/"))
+      .map((line) => line.replace(/\/$/, "")),
+  );
   const specs = (dir: string): string[] =>
     readdirSync(join(root, dir), { withFileTypes: true }).flatMap((entry) => {
       const path = `${dir}/${entry.name}`;
-      if (entry.isDirectory()) return entry.name === "invalid" ? [] : specs(path);
+      if (entry.isDirectory()) return entry.name === "invalid" || ignored.has(path) ? [] : specs(path);
       return /\.(ya?ml|json)$/.test(entry.name) && !/package(-lock)?\.json$/.test(entry.name) ? [path] : [];
     });
   const valid = specs("examples");

@@ -17,7 +17,8 @@ import { TimerTriggers } from "./triggers/timer/timerTriggers";
 import { BlobTimerStatusStore, MemoryTimerStatusStore, type TimerStatusStore } from "./triggers/timer/statusStore";
 import { LocalServiceBus } from "./triggers/serviceBus/serviceBusTriggers";
 import { withServiceBusOutputs } from "./triggers/serviceBus/outputBindings";
-import { startAzurite, type AzuriteHandle } from "../storage/azurite";
+import type { AzuriteHandle } from "../storage/azurite";
+import { startAzuriteThread } from "../storage/azuriteThread";
 import { DurableEngine } from "./durable/engine";
 import { InMemoryDurableStore, type DurableStore } from "./durable/store";
 import { AzuriteDurableStore } from "./durable/azuriteStore";
@@ -210,7 +211,8 @@ export async function startLocalHost(options: StartLocalHostOptions): Promise<Lo
     else {
       const location = storage === "memory" ? undefined : path.join(dataDir, "azurite");
       if (location) fs.mkdirSync(location, { recursive: true });
-      const azurite: AzuriteHandle = await startAzurite({ location, signal: options.signal });
+      // On its own thread: this one serves the app, the Durable engine and the triggers.
+      const azurite: AzuriteHandle = await startAzuriteThread({ location, signal: options.signal });
       cleanups.push(() => azurite.stop());
       storageConnectionString = azurite.connectionString;
       log(`Azurite ${location ? `persisted under ${location}` : "in memory"}: ${azurite.blobEndpoint}`);

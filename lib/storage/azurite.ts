@@ -472,8 +472,12 @@ async function lockLocation(location: string): Promise<() => Promise<void>> {
       const startTime = startField?.startsWith("start=") ? startField.slice("start=".length) : undefined;
       const owner = Number(pidText);
       // Our own pid counts only if this process holds the lock: a container restart reuses pids
-      // (often 1), so a lock from a dead earlier incarnation can carry our pid.
-      const liveOwner = owner === process.pid ? locksHeldHere.has(location) : Number.isInteger(owner) && owner > 0 && !(await ownerGoneSoon(owner, startTime));
+      // (often 1), so a lock from a dead earlier incarnation can carry our pid. This process holds
+      // it if this thread does, or if its start time is ours (another thread, e.g. the embedded
+      // host's Azurite thread: each thread has its own `locksHeldHere`).
+      const ownStartTime = readProcessStat(process.pid)?.startTime;
+      const heldByThisProcess = locksHeldHere.has(location) || (startTime !== undefined && startTime === ownStartTime);
+      const liveOwner = owner === process.pid ? heldByThisProcess : Number.isInteger(owner) && owner > 0 && !(await ownerGoneSoon(owner, startTime));
       if (liveOwner) {
         throw new AzuriteLocationInUseError(location, owner, lockPath);
       }
