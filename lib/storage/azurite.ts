@@ -578,22 +578,42 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
     throw err;
   }
 
+  const endpoints = Object.fromEntries([...started].map(([service, server]) => [service, azuriteAccountUrl(server.getHttpServerAddress())]));
+  return azuriteHandle({
+    services,
+    location,
+    endpoints,
+    portsChanged,
+    flush: async () => {
+      await Promise.all(flushers.map((f) => f.flush()));
+    },
+    stop: closeStarted,
+  });
+}
+
+/**
+ * The handle of running Azurite services from their endpoints (`http://127.0.0.1:<port>/<account>`
+ * by service): the endpoint getters throw for a service not started, and `stop` runs once.
+ */
+export function azuriteHandle(parts: {
+  services: readonly AzuriteService[];
+  location: string | undefined;
+  endpoints: Partial<Record<AzuriteService, string>>;
+  portsChanged: readonly AzuriteService[];
+  flush: () => Promise<void>;
+  stop: () => Promise<void>;
+}): AzuriteHandle {
   const endpoint = (service: AzuriteService): string => {
-    const server = started.get(service);
-    if (!server) throw new AzuriteServiceNotStartedError(service, services);
-    return azuriteAccountUrl(server.getHttpServerAddress());
-  };
-  const endpoints = {
-    blobEndpoint: started.has("blob") ? endpoint("blob") : undefined,
-    queueEndpoint: started.has("queue") ? endpoint("queue") : undefined,
-    tableEndpoint: started.has("table") ? endpoint("table") : undefined,
+    const url = parts.endpoints[service];
+    if (url === undefined) throw new AzuriteServiceNotStartedError(service, parts.services);
+    return url;
   };
   let stopping: Promise<void> | undefined;
   return {
     accountName: AZURITE_ACCOUNT_NAME,
     accountKey: AZURITE_ACCOUNT_KEY,
-    services,
-    location,
+    services: parts.services,
+    location: parts.location,
     get blobEndpoint() {
       return endpoint("blob");
     },
@@ -603,11 +623,9 @@ export async function startAzurite(options: StartAzuriteOptions = {}): Promise<A
     get tableEndpoint() {
       return endpoint("table");
     },
-    connectionString: azuriteConnectionString(endpoints),
-    portsChanged,
-    flush: async () => {
-      await Promise.all(flushers.map((f) => f.flush()));
-    },
-    stop: () => (stopping ??= closeStarted()),
+    connectionString: azuriteConnectionString({ blobEndpoint: parts.endpoints.blob, queueEndpoint: parts.endpoints.queue, tableEndpoint: parts.endpoints.table }),
+    portsChanged: parts.portsChanged,
+    flush: parts.flush,
+    stop: () => (stopping ??= parts.stop()),
   };
 }

@@ -14,17 +14,7 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
-import {
-  AzuriteError,
-  AzuriteLocationInUseError,
-  AzuriteOptionsError,
-  AzuriteServiceNotStartedError,
-  AzuriteStartError,
-  type AzuriteHandle,
-  type AzuriteService,
-  type StartAzuriteOptions,
-} from "./azurite";
-import { AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME } from "./devAccount";
+import { AzuriteError, AzuriteLocationInUseError, AzuriteOptionsError, AzuriteStartError, azuriteHandle, type AzuriteHandle, type AzuriteService, type StartAzuriteOptions } from "./azurite";
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
@@ -40,7 +30,7 @@ parentPort.on("message", async (m) => {
       handle = await startAzurite(m.options);
       const endpoint = (service) => (handle.services.includes(service) ? handle[service + "Endpoint"] : undefined);
       parentPort.postMessage({ id: m.id, ok: {
-        services: handle.services, location: handle.location, connectionString: handle.connectionString, portsChanged: handle.portsChanged,
+        services: handle.services, location: handle.location, portsChanged: handle.portsChanged,
         endpoints: { blob: endpoint("blob"), queue: endpoint("queue"), table: endpoint("table") },
       } });
     } else if (m.type === "flush") {
@@ -70,7 +60,6 @@ interface WorkerError {
 interface Started {
   services: AzuriteService[];
   location: string | undefined;
-  connectionString: string;
   portsChanged: AzuriteService[];
   endpoints: Partial<Record<AzuriteService, string>>;
 }
@@ -142,36 +131,18 @@ export async function startAzuriteThread(options: StartAzuriteOptions = {}): Pro
     signal?.removeEventListener("abort", onAbort);
   }
 
-  const endpoint = (service: AzuriteService): string => {
-    const url = started.endpoints[service];
-    if (url === undefined) throw new AzuriteServiceNotStartedError(service, started.services);
-    return url;
-  };
-  let stopping: Promise<void> | undefined;
-  return {
-    accountName: AZURITE_ACCOUNT_NAME,
-    accountKey: AZURITE_ACCOUNT_KEY,
+  return azuriteHandle({
     services: started.services,
     location: started.location,
-    get blobEndpoint() {
-      return endpoint("blob");
-    },
-    get queueEndpoint() {
-      return endpoint("queue");
-    },
-    get tableEndpoint() {
-      return endpoint("table");
-    },
-    connectionString: started.connectionString,
+    endpoints: started.endpoints,
     portsChanged: started.portsChanged,
     flush: () => call<void>("flush"),
-    stop: () =>
-      (stopping ??= (async () => {
-        try {
-          await call<void>("stop");
-        } finally {
-          await worker.terminate();
-        }
-      })()),
-  };
+    stop: async () => {
+      try {
+        await call<void>("stop");
+      } finally {
+        await worker.terminate();
+      }
+    },
+  });
 }
