@@ -19,7 +19,14 @@ if (!writeCache) {
     // no cache: compile from source
   }
 }
-const script = new vm.Script(Module.wrap(fs.readFileSync(file, "utf8")), { filename: file, cachedData });
+let source;
+try {
+  source = fs.readFileSync(file, "utf8");
+} catch (err) {
+  console.error(`flo: cannot read ${file} (${err.code ?? err.message}): run \`npm run build\` first`);
+  process.exit(1);
+}
+const script = new vm.Script(Module.wrap(source), { filename: file, cachedData });
 const cli = new Module(file, module);
 cli.filename = file;
 require.cache[file] = cli;
