@@ -254,24 +254,14 @@ export async function aggregateRound(services: FederationServices, input: Aggreg
   const silos = siloEntries(input.results, opened, aggregation);
   // Weighted like the model: by the (capped) shares the engine used.
   const globalMetrics = weightedMeans(silos.filter((s) => s.included).map((s) => ({ numExamples: s.weightShare ?? 0, values: s.globalMetrics })));
-  const strategyState = await saveStrategyState(services, input, aggregation.state);
-  const model: ModelRef = { uri: aggregation.output.uri, sha256: aggregation.output.sha256, size: aggregation.output.size };
-
-  const { roundStartedAt, ...record } = base;
-  const manifest: RoundManifest = {
-    schema: MANIFEST_SCHEMA,
-    ...record,
-    status: "aggregated",
-    silos,
-    globalOut: model,
-    strategy: { ...base.strategy, stateOut: strategyState, report: aggregation.state.report },
-    metrics: aggregation.metrics,
-    globalMetrics,
-    totalExamples: aggregation.totalExamples,
-    weighting: manifestWeighting(aggregation.weighting),
-    timings: aggregationTimings(roundStartedAt, aggregationStartedAt, aggregatedAt),
-  };
-  return completeRound(services, { input, manifest, model, strategyState, aggregatedAt });
+  return completeRound(services, {
+    input,
+    base,
+    aggregation,
+    aggregationStartedAt,
+    aggregatedAt,
+    outcome: { silos, metrics: aggregation.metrics, globalMetrics, totalExamples: aggregation.totalExamples, weighting: manifestWeighting(aggregation.weighting) },
+  });
 }
 
 function aggregationTimings(roundStartedAt: string, aggregationStartedAt: Date, aggregatedAt: Date): RoundManifest["timings"] {
@@ -283,12 +273,37 @@ function aggregationTimings(roundStartedAt: string, aggregationStartedAt: Date, 
   };
 }
 
-/** Step 6: writes an aggregated round's manifest and the checkpoint; returns the round's summary. */
+/**
+ * Step 6, for plain and secure rounds alike: saves the strategy state, writes the aggregated
+ * round's manifest (the round's record, the new global model, what `outcome` says of the silos)
+ * and the checkpoint; returns the round's summary.
+ */
 async function completeRound(
   services: FederationServices,
-  args: { input: AggregateRoundInput; manifest: RoundManifest; model: ModelRef; strategyState: ModelRef; aggregatedAt: Date },
+  args: {
+    input: AggregateRoundInput;
+    base: RoundRecordBase;
+    aggregation: AggregationResult;
+    aggregationStartedAt: Date;
+    aggregatedAt: Date;
+    outcome: Pick<RoundManifest, "silos" | "metrics" | "globalMetrics" | "totalExamples" | "weighting" | "secureAggregation">;
+  },
 ): Promise<Extract<AggregateRoundOutput, { ok: true }>> {
-  const { input, manifest, model, strategyState } = args;
+  const { input, base, aggregation } = args;
+  const strategyState = await saveStrategyState(services, input, aggregation.state);
+  const model: ModelRef = { uri: aggregation.output.uri, sha256: aggregation.output.sha256, size: aggregation.output.size };
+  const { roundStartedAt, ...record } = base;
+  const { silos, ...figures } = args.outcome;
+  const manifest: RoundManifest = {
+    schema: MANIFEST_SCHEMA,
+    ...record,
+    status: "aggregated",
+    silos,
+    globalOut: model,
+    strategy: { ...record.strategy, stateOut: strategyState, report: aggregation.state.report },
+    ...figures,
+    timings: aggregationTimings(roundStartedAt, args.aggregationStartedAt, args.aggregatedAt),
+  };
   const manifestWritten = await services.store.putJson(roundManifestPath(input.federationId, input.round), manifest);
   const summary: RoundSummary = {
     round: input.round,
@@ -354,23 +369,14 @@ export async function aggregateSecureRound(services: FederationServices, input: 
   }
   const globalMetrics = weightedMeans(silos.filter((s) => s.included).map((s) => ({ numExamples: 1, values: s.globalMetrics })));
   const metrics = weightedMeans(silos.filter((s) => s.included).map((s) => ({ numExamples: 1, values: s.metrics })));
-  const strategyState = await saveStrategyState(services, input, aggregation.state);
-  const model: ModelRef = { uri: aggregation.output.uri, sha256: aggregation.output.sha256, size: aggregation.output.size };
-  const { roundStartedAt: _started, ...record } = roundRecordBase(spec, input, strategy);
-  const manifest: RoundManifest = {
-    schema: MANIFEST_SCHEMA,
-    ...record,
-    status: "aggregated",
-    silos,
-    globalOut: model,
-    strategy: { ...record.strategy, stateOut: strategyState, report: aggregation.state.report },
-    metrics,
-    globalMetrics,
-    totalExamples: unmasked.record.weightSum,
-    secureAggregation: unmasked.record,
-    timings: aggregationTimings(input.roundStartedAt, aggregationStartedAt, aggregatedAt),
-  };
-  return completeRound(services, { input, manifest, model, strategyState, aggregatedAt });
+  return completeRound(services, {
+    input,
+    base: roundRecordBase(spec, input, strategy),
+    aggregation,
+    aggregationStartedAt,
+    aggregatedAt,
+    outcome: { silos, metrics, globalMetrics, totalExamples: unmasked.record.weightSum, secureAggregation: unmasked.record },
+  });
 }
 
 /** The round's weighting as the manifest records it, with a sentence saying what happened. */
