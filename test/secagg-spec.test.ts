@@ -1,6 +1,6 @@
 /** The spec of secure aggregation: fields, defaults, and the refusals with their reasons and field paths. */
 import { validateSpec, type SpecIssue } from "../lib/spec";
-import { issuesOf } from "./helpers/specIssues";
+import { AZUREML_COMPUTE, issuesOf } from "./helpers/specIssues";
 import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -98,15 +98,7 @@ describe("aggregation.secureAggregation", () => {
     const spec = secure();
     spec.training.environment = "azureml:flo-node:1";
     spec.training.code = "azureml:flo-code:3";
-    spec.silos[0].compute = {
-      type: "azureml",
-      subscriptionId: "0b1f6471-1bf0-4dda-aec3-cb9272f09590",
-      resourceGroup: "rg-east",
-      workspace: "mlw-east",
-      computeName: "cpu-cluster",
-      exchangeDatastore: "flo_exchange",
-      secretKey: "https://example.com/key",
-    };
+    spec.silos[0].compute = { ...AZUREML_COMPUTE, secretKey: "https://example.com/key" };
     expect(paths(issuesOf(spec))).toContain("silos[0].compute.secretKey");
     spec.silos[0].compute.secretKey = "azureml://datastores/flo_exchange/paths/flo/silo.key";
     const issues = issuesOf(spec);

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { loadSpecFile, parseSpec, SpecError, validateSpec, type SpecIssue } from "../lib/spec";
-import { issuesOf } from "./helpers/specIssues";
+import { AZUREML_COMPUTE, issuesOf } from "./helpers/specIssues";
 
 const SPECS = `${__dirname}/../examples/specs`;
 
@@ -20,15 +20,6 @@ function base(): any {
     },
   };
 }
-
-const AZUREML = {
-  type: "azureml",
-  subscriptionId: "0b1f6471-1bf0-4dda-aec3-cb9272f09590",
-  resourceGroup: "rg-east",
-  workspace: "mlw-east",
-  computeName: "cpu-cluster",
-  exchangeDatastore: "flo_exchange",
-};
 
 const triples = (issues: SpecIssue[]) => issues.map(({ path, expected, got }) => [path, expected, got]);
 
@@ -73,7 +64,7 @@ describe("valid specs", () => {
   test("azureml-robust.yaml: azureml compute, multi-krum, clipping defaults", async () => {
     const spec = await loadSpecFile(`${SPECS}/azureml-robust.yaml`);
     expect(spec.silos[0].compute).toEqual({
-      ...AZUREML,
+      ...AZUREML_COMPUTE,
       resourceGroup: "rg-insurer-a",
       workspace: "mlw-insurer-a",
       computeName: "gpu-cluster",
@@ -169,7 +160,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
     [
       "subscriptionId not a GUID",
       (s) => {
-        s.silos[1].compute = { ...AZUREML, subscriptionId: "my-subscription" };
+        s.silos[1].compute = { ...AZUREML_COMPUTE, subscriptionId: "my-subscription" };
         s.training.environment = "azureml:flo-node:1";
       },
       [["silos[1].compute.subscriptionId", "a GUID like 00000000-0000-0000-0000-000000000000", '"my-subscription"']],
@@ -177,7 +168,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
     [
       "workspace name too short",
       (s) => {
-        s.silos[1].compute = { ...AZUREML, workspace: "ws" };
+        s.silos[1].compute = { ...AZUREML_COMPUTE, workspace: "ws" };
         s.training.environment = "azureml:flo-node:1";
       },
       [["silos[1].compute.workspace", "[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}", '"ws"']],
@@ -185,7 +176,7 @@ describe("invalid specs: each names the path and expected vs got", () => {
     [
       "compute name ending with a hyphen, resource group ending with a period",
       (s) => {
-        s.silos[0].compute = { ...AZUREML, computeName: "cluster-", resourceGroup: "rg." };
+        s.silos[0].compute = { ...AZUREML_COMPUTE, computeName: "cluster-", resourceGroup: "rg." };
         s.training.environment = "azureml:flo-node:1";
       },
       [
@@ -195,13 +186,13 @@ describe("invalid specs: each names the path and expected vs got", () => {
     ],
     [
       "azureml silo without an environment",
-      (s) => (s.silos[2].compute = AZUREML),
+      (s) => (s.silos[2].compute = AZUREML_COMPUTE),
       [["training.environment", "an Azure ML environment such as azureml:flo-node:1 (silos[2] uses azureml compute)", "missing"]],
     ],
     [
       "azureml compute missing computeName",
       (s) => {
-        const { computeName: _omitted, ...compute } = AZUREML;
+        const { computeName: _omitted, ...compute } = AZUREML_COMPUTE;
         s.silos[0].compute = compute;
         s.training.environment = "azureml:flo-node:1";
       },
